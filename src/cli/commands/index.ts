@@ -1,0 +1,9 @@
+import type { Command } from 'commander';
+
+/**
+ * Each command lives in its own module and registers itself here, so commands can be added without
+ * touching each other.
+ */
+export function registerCommands(program: Command): void {
+  void program;
+}

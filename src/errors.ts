@@ -1,0 +1,52 @@
+/**
+ * One error base class for everything btrfs-ts refuses or fails at. Callers (the CLI, tests, the fuzzer)
+ * rely on `instanceof BtrfsTsError` meaning "a diagnosed problem", so anything else escaping is a bug.
+ */
+export interface ErrorContext {
+  /** Absolute byte offset in the input (stream or image) where the problem was found. */
+  offset?: number | bigint;
+  /** Send command name (e.g. `BTRFS_SEND_C_WRITE`) or image structure being processed. */
+  command?: string;
+  /** 0-based index of the command in the stream (counting across concatenated streams). */
+  commandIndex?: number;
+  /** Path inside the subvolume the command acts on. */
+  path?: string;
+  cause?: unknown;
+}
+
+export class BtrfsTsError extends Error {
+  readonly code: string;
+  readonly offset: number | bigint | undefined;
+  readonly command: string | undefined;
+  readonly commandIndex: number | undefined;
+  readonly path: string | undefined;
+
+  constructor(code: string, message: string, ctx: ErrorContext = {}) {
+    super(message, ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.offset = ctx.offset;
+    this.command = ctx.command;
+    this.commandIndex = ctx.commandIndex;
+    this.path = ctx.path;
+  }
+
+  /** One line for humans: where, which command, which path, what. */
+  describe(): string {
+    const where: string[] = [];
+    if (this.offset !== undefined) where.push(`at byte ${this.offset}`);
+    if (this.commandIndex !== undefined) where.push(`command #${this.commandIndex}`);
+    if (this.command !== undefined) where.push(this.command);
+    if (this.path !== undefined) where.push(`path ${JSON.stringify(this.path)}`);
+    return `${where.length ? where.join(', ') + ': ' : ''}${this.message} [${this.code}]`;
+  }
+}
+
+/** Malformed or unsupported send stream bytes. */
+export class StreamError extends BtrfsTsError {}
+/** A well-formed stream whose commands cannot be applied (missing parent, bad path, ...). */
+export class ReceiveError extends BtrfsTsError {}
+/** Corrupt or unsupported btrfs image, or an image that ran out of room. */
+export class ImageError extends BtrfsTsError {}
+/** Compressed data that does not decode, or decodes to the wrong size. */
+export class CodecError extends BtrfsTsError {}
