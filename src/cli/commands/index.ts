@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as registerManifest } from './manifest.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -6,4 +7,5 @@ import type { Command } from 'commander';
  */
 export function registerCommands(program: Command): void {
   void program;
+  registerManifest(program);
 }

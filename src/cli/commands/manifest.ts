@@ -1,0 +1,57 @@
+import { createWriteStream, promises as fsp } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import { BtrfsTsError } from '../../errors.js';
+import { dirTreeSource } from '../../io/tree-dir.js';
+import { diffManifests, renderDiff } from '../../manifest/compare.js';
+import { formatManifest } from '../../manifest/format.js';
+import type { ManifestOptions } from '../../manifest/types.js';
+
+interface Opts {
+  atime?: boolean;
+  nlink?: boolean;
+  xattrs: boolean;
+  skipXattr: string[];
+  expect?: string;
+  output?: string;
+}
+
+async function writeLine(out: Writable, line: string): Promise<void> {
+  if (!out.write(line + '\n')) await new Promise<void>((r) => out.once('drain', () => r()));
+}
+
+export function register(program: Command): void {
+  program
+    .command('manifest')
+    .description('print a canonical, sorted listing of a directory tree (see docs/manifest.md)')
+    .argument('<dir>', 'directory to list, e.g. a received subvolume')
+    .option('--atime', 'include atime (off by default: reading a tree on a rw mount can change it)')
+    .option('--nlink', 'include the link count of every entry (directories differ between filesystems)')
+    .option('--no-xattrs', 'do not read xattrs (no getfattr needed)')
+    .option('--skip-xattr <prefix>', 'leave out xattrs whose name starts with prefix (repeatable)',
+      (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--expect <file>', 'compare with a stored manifest; print the differences and exit 1 if any')
+    .option('-o, --output <file>', 'write the manifest to a file instead of stdout')
+    .action(async (dir: string, o: Opts) => {
+      const mopts: ManifestOptions = { atime: o.atime === true, nlink: o.nlink === true, skipXattrPrefixes: o.skipXattr };
+      const lines = formatManifest(dirTreeSource(dir, { xattrs: o.xattrs }), mopts);
+      if (o.expect !== undefined) {
+        const expectedText = await fsp.readFile(o.expect, 'latin1').catch((e: unknown) => {
+          throw new BtrfsTsError('MANIFEST_EXPECT', `cannot read ${o.expect}: ${String(e)}`);
+        });
+        const actual: string[] = [];
+        for await (const l of lines) actual.push(l);
+        const diffs = diffManifests(expectedText.split('\n'), actual);
+        if (diffs.length > 0) {
+          process.stdout.write(renderDiff(diffs, o.expect, dir));
+          process.exitCode = 1;
+        } else {
+          process.stdout.write(`manifest of ${dir} matches ${o.expect} (${actual.length} entries)\n`);
+        }
+        return;
+      }
+      const out: Writable = o.output !== undefined ? createWriteStream(o.output) : process.stdout;
+      for await (const l of lines) await writeLine(out, l);
+      if (o.output !== undefined) await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+    });
+}
