@@ -1,0 +1,112 @@
+import { ImageError } from '../../errors.js';
+
+/**
+ * Cursor helpers over little-endian bytes. Decoders check bounds up front (`need`) so a truncated item
+ * becomes an ImageError naming the structure, not a RangeError from DataView.
+ */
+export class LeReader {
+  readonly view: DataView;
+  pos: number;
+
+  constructor(readonly buf: Uint8Array, off = 0, readonly what = 'structure') {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = off;
+  }
+
+  need(n: number): void {
+    if (this.pos < 0 || this.pos + n > this.buf.length) {
+      throw new ImageError('IMAGE_TRUNCATED_STRUCT', `${this.what}: needs ${n} bytes at ${this.pos}, only ${this.buf.length - this.pos} left`, { command: this.what });
+    }
+  }
+  u8(): number {
+    this.need(1);
+    return this.view.getUint8(this.pos++);
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  u64(): bigint {
+    this.need(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+  /** A copy, so decoded structs never alias (and pin) a whole block buffer. */
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const v = this.buf.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+  skip(n: number): void {
+    this.need(n);
+    this.pos += n;
+  }
+}
+
+export class LeWriter {
+  readonly view: DataView;
+  pos: number;
+
+  constructor(readonly buf: Uint8Array, off = 0) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = off;
+  }
+
+  u8(v: number): void {
+    this.view.setUint8(this.pos++, v);
+  }
+  u16(v: number): void {
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+  }
+  u32(v: number): void {
+    this.view.setUint32(this.pos, v >>> 0, true);
+    this.pos += 4;
+  }
+  u64(v: bigint): void {
+    this.view.setBigUint64(this.pos, BigInt.asUintN(64, v), true);
+    this.pos += 8;
+  }
+  /** Writes exactly `n` bytes: `v` zero-padded (or refused if longer). */
+  bytes(v: Uint8Array, n = v.length): void {
+    if (v.length > n) throw new ImageError('IMAGE_FIELD_TOO_LONG', `field of ${v.length} bytes does not fit in ${n}`);
+    this.buf.set(v, this.pos);
+    this.buf.fill(0, this.pos + v.length, this.pos + n);
+    this.pos += n;
+  }
+  skip(n: number): void {
+    this.pos += n;
+  }
+}
+
+export function zeros(n: number): Uint8Array {
+  return new Uint8Array(n);
+}
+
+/** Canonical 8-4-4-4-12 lowercase form, as btrfs-progs prints uuids. */
+export function formatUuid(u: Uint8Array): string {
+  const h = Array.from(u, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+export function parseUuid(s: string): Uint8Array {
+  const h = s.replace(/-/g, '');
+  if (!/^[0-9a-fA-F]{32}$/.test(h)) throw new ImageError('IMAGE_BAD_UUID', `not a uuid: ${JSON.stringify(s)}`);
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function isZeroUuid(u: Uint8Array): boolean {
+  return u.every((b) => b === 0);
+}

@@ -1,0 +1,146 @@
+import { ImageError } from '../../errors.js';
+import { LeReader, LeWriter } from './bytes.js';
+import { BTRFS_MAX_LEVEL } from './constants.js';
+import { type BtrfsKey, readDiskKey, writeDiskKey } from './fs-items.js';
+import { setBlockCsum, verifyBlockCsum } from './superblock.js';
+
+/**
+ * Tree blocks: a 101-byte header, then either items (leaf: item headers grow up from the header, their
+ * data grows down from the end of the block, item.offset counted from the end of the header) or key
+ * pointers (node).
+ */
+
+export interface BtrfsHeader {
+  csum: Uint8Array;
+  fsid: Uint8Array;
+  bytenr: bigint;
+  /** Low bits: BTRFS_HEADER_FLAG_*; top byte: backref revision (MIXED_BACKREF_REV = 1). */
+  flags: bigint;
+  chunk_tree_uuid: Uint8Array;
+  generation: bigint;
+  owner: bigint;
+  nritems: number;
+  level: number;
+}
+export const BTRFS_HEADER_SIZE = 101;
+export const BTRFS_ITEM_SIZE = 25;
+export const BTRFS_KEY_PTR_SIZE = 33;
+
+export function decodeHeader(b: Uint8Array): BtrfsHeader {
+  const r = new LeReader(b, 0, 'btrfs_header');
+  return {
+    csum: r.bytes(32), fsid: r.bytes(16), bytenr: r.u64(), flags: r.u64(), chunk_tree_uuid: r.bytes(16),
+    generation: r.u64(), owner: r.u64(), nritems: r.u32(), level: r.u8(),
+  };
+}
+export function writeHeader(b: Uint8Array, h: BtrfsHeader): void {
+  const w = new LeWriter(b);
+  w.bytes(h.csum, 32); w.bytes(h.fsid, 16); w.u64(h.bytenr); w.u64(h.flags); w.bytes(h.chunk_tree_uuid, 16);
+  w.u64(h.generation); w.u64(h.owner); w.u32(h.nritems); w.u8(h.level);
+}
+
+export interface LeafItem {
+  key: BtrfsKey;
+  /** Item payload (a view into the block buffer). */
+  data: Uint8Array;
+}
+export interface KeyPtr {
+  key: BtrfsKey;
+  blockptr: bigint;
+  generation: bigint;
+}
+export interface TreeBlock {
+  header: BtrfsHeader;
+  /** Leaf items in key order (level 0 only). */
+  items: LeafItem[];
+  /** Child pointers in key order (level > 0 only). */
+  ptrs: KeyPtr[];
+}
+
+/**
+ * Parses a tree block's structure. Checks only what the bytes themselves can prove (sizes, item bounds,
+ * key order); the caller checks csum, bytenr, level and owner against what it expected.
+ */
+export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
+  const bad = (msg: string): never => {
+    throw new ImageError('IMAGE_BAD_TREE_BLOCK', `tree block: ${msg}`, { command: 'btrfs_header' });
+  };
+  if (b.length < nodesize || nodesize < BTRFS_HEADER_SIZE) bad(`buffer of ${b.length} bytes, nodesize ${nodesize}`);
+  const header = decodeHeader(b);
+  if (header.level >= BTRFS_MAX_LEVEL) bad(`level ${header.level} >= ${BTRFS_MAX_LEVEL}`);
+  const items: LeafItem[] = [];
+  const ptrs: KeyPtr[] = [];
+  const r = new LeReader(b.subarray(0, nodesize), BTRFS_HEADER_SIZE, 'tree block');
+  if (header.level === 0) {
+    if (header.nritems > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_ITEM_SIZE) bad(`nritems ${header.nritems} cannot fit`);
+    let prevEnd = nodesize - BTRFS_HEADER_SIZE;
+    for (let i = 0; i < header.nritems; i++) {
+      const key = readDiskKey(r);
+      const offset = r.u32(), size = r.u32();
+      // Data of item i must sit right below data of item i-1 and above the item headers.
+      if (offset + size !== prevEnd) bad(`item ${i} data [${offset}, +${size}) does not end at ${prevEnd}`);
+      if (BTRFS_HEADER_SIZE + offset < BTRFS_HEADER_SIZE + BTRFS_ITEM_SIZE * header.nritems) bad(`item ${i} data overlaps item headers`);
+      prevEnd = offset;
+      items.push({ key, data: b.subarray(BTRFS_HEADER_SIZE + offset, BTRFS_HEADER_SIZE + offset + size) });
+    }
+  } else {
+    if (header.nritems === 0) bad(`node at level ${header.level} has no pointers`);
+    if (header.nritems > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE) bad(`nritems ${header.nritems} cannot fit`);
+    for (let i = 0; i < header.nritems; i++) ptrs.push({ key: readDiskKey(r), blockptr: r.u64(), generation: r.u64() });
+  }
+  const keys = header.level === 0 ? items.map((x) => x.key) : ptrs.map((x) => x.key);
+  for (let i = 1; i < keys.length; i++) {
+    const a = keys[i - 1]!, c = keys[i]!;
+    const cmp = a.objectid !== c.objectid ? (a.objectid < c.objectid ? -1 : 1) : a.type !== c.type ? a.type - c.type : a.offset < c.offset ? -1 : a.offset > c.offset ? 1 : 0;
+    if (cmp >= 0) bad(`keys out of order at slot ${i}`);
+  }
+  return { header, items, ptrs };
+}
+
+/** Free bytes in a leaf holding these items (each costs its 25-byte item header plus its data). */
+export function leafFreeSpace(nodesize: number, items: { data: Uint8Array }[]): number {
+  return nodesize - BTRFS_HEADER_SIZE - items.reduce((n, x) => n + BTRFS_ITEM_SIZE + x.data.length, 0);
+}
+export function maxNodePtrs(nodesize: number): number {
+  return Math.floor((nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE);
+}
+
+type HeaderFields = Omit<BtrfsHeader, 'csum' | 'nritems' | 'level'>;
+
+/** Builds a checksummed leaf; items must already be sorted by key. */
+export function buildLeaf(h: HeaderFields, items: LeafItem[], nodesize: number): Uint8Array {
+  if (leafFreeSpace(nodesize, items) < 0) {
+    throw new ImageError('IMAGE_LEAF_OVERFLOW', `${items.length} items do not fit in a ${nodesize}-byte leaf`);
+  }
+  const b = new Uint8Array(nodesize);
+  writeHeader(b, { ...h, csum: new Uint8Array(32), nritems: items.length, level: 0 });
+  const w = new LeWriter(b, BTRFS_HEADER_SIZE);
+  let dataEnd = nodesize - BTRFS_HEADER_SIZE;
+  for (const it of items) {
+    dataEnd -= it.data.length;
+    writeDiskKey(w, it.key);
+    w.u32(dataEnd);
+    w.u32(it.data.length);
+    b.set(it.data, BTRFS_HEADER_SIZE + dataEnd);
+  }
+  setBlockCsum(b);
+  return b;
+}
+
+/** Builds a checksummed node at `level` (>= 1); ptrs must be sorted by key. */
+export function buildNode(h: HeaderFields, level: number, ptrs: KeyPtr[], nodesize: number): Uint8Array {
+  if (level < 1 || level >= BTRFS_MAX_LEVEL) throw new ImageError('IMAGE_BAD_LEVEL', `node level ${level}`);
+  if (ptrs.length === 0 || ptrs.length > maxNodePtrs(nodesize)) {
+    throw new ImageError('IMAGE_NODE_OVERFLOW', `${ptrs.length} key pointers for a ${nodesize}-byte node`);
+  }
+  const b = new Uint8Array(nodesize);
+  writeHeader(b, { ...h, csum: new Uint8Array(32), nritems: ptrs.length, level });
+  const w = new LeWriter(b, BTRFS_HEADER_SIZE);
+  for (const p of ptrs) {
+    writeDiskKey(w, p.key); w.u64(p.blockptr); w.u64(p.generation);
+  }
+  setBlockCsum(b);
+  return b;
+}
+
+export { setBlockCsum as setTreeBlockCsum, verifyBlockCsum as verifyTreeBlockCsum };
