@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { register as registerManifest } from './manifest.js';
+import * as dump from './dump.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
  * touching each other.
  */
 export function registerCommands(program: Command): void {
-  void program;
-  registerManifest(program);
+  dump.register(program);
 }

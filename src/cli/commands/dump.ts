@@ -1,0 +1,42 @@
+import type { Command } from 'commander';
+import { DumpReceiver } from '../../dump/dump-receiver.js';
+import { openInput } from '../../io/input.js';
+import { BufferedOut } from '../../io/output.js';
+import { processStream } from '../../stream/receiver.js';
+
+export interface DumpCliOptions {
+  file?: string;
+  allStreams?: boolean;
+}
+
+/**
+ * Shared by `dump` and `receive --dump`. Lines already parsed are printed before an error, as btrfs-progs
+ * does, so a user sees how far a damaged stream is readable.
+ */
+export async function runDump(opts: DumpCliOptions): Promise<void> {
+  const out = new BufferedOut();
+  const printer = new DumpReceiver((l) => out.push(l));
+  const input = await openInput(opts.file);
+  try {
+    await processStream(input, printer, {
+      stopAfterFirstEnd: !opts.allStreams,
+      // flush between commands so output stays bounded and appears while a pipe is still delivering
+      afterCommand: () => out.maybeFlush(),
+    });
+  } catch (e) {
+    await out.flush();
+    throw e;
+  }
+  await out.flush();
+}
+
+export function register(program: Command): void {
+  program
+    .command('dump')
+    .description('print the commands of a send stream exactly as `btrfs receive --dump` does')
+    .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
+    .option('--all-streams', 'dump every stream of a multi-stream input (btrfs-progs stops after the first END)')
+    .action(async (o: { file?: string; allStreams?: boolean }) => {
+      await runDump(o);
+    });
+}

@@ -1,0 +1,113 @@
+import { StreamError, type ErrorContext } from '../errors.js';
+import * as C from './constants.js';
+import type { RawAttr, Timespec } from './types.js';
+
+/**
+ * The attributes of one command, indexed by type like btrfs-progs' `cmd_attrs` (a repeated type keeps the
+ * last value, as there). Accessors enforce exact integer widths, as `TLV_GET_INT` does.
+ */
+export class AttrTable {
+  readonly values: (Uint8Array | undefined)[] = new Array(C.BTRFS_SEND_A_MAX + 1);
+  readonly order: number[] = [];
+
+  constructor(private readonly ctx: () => ErrorContext) {}
+
+  /** Splits a command payload into attributes. DATA in v2+ has no length and takes the rest. */
+  static parse(payload: Uint8Array, version: number, ctx: () => ErrorContext, payloadOffset: number): AttrTable {
+    const t = new AttrTable(ctx);
+    const len = payload.length;
+    let pos = 0;
+    while (pos < len) {
+      if (len - pos < 2) throw t.err('attr-overrun', 'attribute header runs past the end of its command', payloadOffset + pos);
+      const type = payload[pos]! | (payload[pos + 1]! << 8);
+      if (type === 0 || type > C.BTRFS_SEND_A_MAX) {
+        throw t.err('bad-attribute-type', `invalid attribute type ${type}`, payloadOffset + pos);
+      }
+      pos += 2;
+      let alen: number;
+      if (version >= 2 && type === C.BTRFS_SEND_A_DATA) {
+        alen = len - pos;
+      } else {
+        if (len - pos < 2) throw t.err('attr-overrun', `attribute ${C.sendAttrName(type)} header runs past the end of its command`, payloadOffset + pos - 2);
+        alen = payload[pos]! | (payload[pos + 1]! << 8);
+        pos += 2;
+        if (len - pos < alen) {
+          throw t.err('attr-overrun', `attribute ${C.sendAttrName(type)} of ${alen} bytes runs past the end of its command (${len - pos} left)`, payloadOffset + pos - 4);
+        }
+      }
+      t.values[type] = payload.subarray(pos, pos + alen);
+      t.order.push(type);
+      pos += alen;
+    }
+    return t;
+  }
+
+  err(code: string, message: string, offset?: number): StreamError {
+    const c = this.ctx();
+    return new StreamError(code, message, offset === undefined ? c : { ...c, offset });
+  }
+
+  has(type: number): boolean {
+    return this.values[type] !== undefined;
+  }
+
+  bytes(type: number): Uint8Array {
+    const v = this.values[type];
+    if (v === undefined) throw this.err('missing-attribute', `required attribute ${C.sendAttrName(type)} is missing`);
+    return v;
+  }
+
+  private sized(type: number, size: number): Uint8Array {
+    const v = this.bytes(type);
+    if (v.length !== size) {
+      throw this.err('bad-attribute-length', `attribute ${C.sendAttrName(type)} has ${v.length} bytes, expected ${size}`);
+    }
+    return v;
+  }
+
+  u64(type: number): bigint {
+    const v = this.sized(type, 8);
+    return readU64(v, 0);
+  }
+
+  u32(type: number): number {
+    const v = this.sized(type, 4);
+    return (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
+  }
+
+  u8(type: number): number {
+    return this.sized(type, 1)[0]!;
+  }
+
+  uuid(type: number): Uint8Array {
+    return this.sized(type, 16);
+  }
+
+  timespec(type: number): Timespec {
+    const v = this.sized(type, 12);
+    return { sec: BigInt.asIntN(64, readU64(v, 0)), nsec: (v[8]! | (v[9]! << 8) | (v[10]! << 16) | (v[11]! << 24)) >>> 0 };
+  }
+
+  optU64(type: number): bigint | undefined {
+    return this.has(type) ? this.u64(type) : undefined;
+  }
+
+  optU32(type: number): number | undefined {
+    return this.has(type) ? this.u32(type) : undefined;
+  }
+
+  /** Attributes not in `used`, for round-tripping whatever the command did not define. */
+  extras(used: readonly number[]): RawAttr[] | undefined {
+    const out: RawAttr[] = [];
+    for (const type of this.order) {
+      if (!used.includes(type)) out.push({ type, value: this.values[type]! });
+    }
+    return out.length ? out : undefined;
+  }
+}
+
+export function readU64(b: Uint8Array, o: number): bigint {
+  const lo = (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+  const hi = (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) >>> 0;
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}

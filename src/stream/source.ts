@@ -1,0 +1,101 @@
+/**
+ * Pull-style reader over an AsyncIterable of chunks. It keeps only the chunks not yet consumed, so memory
+ * is bounded by the largest single request plus one input chunk, whatever the stream's size.
+ */
+export class ChunkReader {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private chunks: Uint8Array[] = [];
+  /** Read position inside chunks[0]. */
+  private head = 0;
+  private buffered = 0;
+  private done = false;
+  /** Absolute offset of the next byte `take` returns. */
+  position = 0;
+
+  constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+    this.it = toAsyncIterator(input);
+  }
+
+  /** Buffers until `n` bytes are available or input ends; returns how many are available (≤ n only at EOF). */
+  async fill(n: number): Promise<number> {
+    while (this.buffered < n && !this.done) {
+      const r = await this.it.next();
+      if (r.done) {
+        this.done = true;
+        break;
+      }
+      if (r.value.length === 0) continue;
+      this.chunks.push(r.value);
+      this.buffered += r.value.length;
+    }
+    return Math.min(n, this.buffered);
+  }
+
+  get available(): number {
+    return this.buffered;
+  }
+
+  /**
+   * Consumes `n` buffered bytes (caller must have filled them). Returns a view when the bytes sit in one
+   * chunk, a fresh copy when they span chunks. Chunks are never reused by the source, so views stay valid.
+   */
+  take(n: number): Uint8Array {
+    if (n > this.buffered) throw new RangeError(`take(${n}) with only ${this.buffered} buffered`);
+    const first = this.chunks[0];
+    let out: Uint8Array;
+    if (first !== undefined && first.length - this.head >= n) {
+      out = first.subarray(this.head, this.head + n);
+      this.advance(n);
+    } else {
+      out = new Uint8Array(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0]!;
+        const k = Math.min(n - filled, c.length - this.head);
+        out.set(c.subarray(this.head, this.head + k), filled);
+        filled += k;
+        this.advance(k);
+      }
+    }
+    return out;
+  }
+
+  /** Discards `n` bytes without copying them; reads through the input as needed. Returns bytes skipped. */
+  async skip(n: number): Promise<number> {
+    let left = n;
+    while (left > 0) {
+      if (this.buffered === 0 && (await this.fill(1)) === 0) break;
+      const k = Math.min(left, this.chunks[0]!.length - this.head);
+      this.advance(k);
+      left -= k;
+    }
+    return n - left;
+  }
+
+  private advance(k: number): void {
+    this.head += k;
+    this.buffered -= k;
+    this.position += k;
+    if (this.head === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+
+  /** Stops the underlying iterator (closes files or streams early). */
+  async close(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.it.return?.();
+    }
+  }
+}
+
+function toAsyncIterator(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncIterator<Uint8Array> {
+  if (Symbol.asyncIterator in input) return (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  const sync = (input as Iterable<Uint8Array>)[Symbol.iterator]();
+  return {
+    next: async () => sync.next(),
+    return: async () => sync.return?.() ?? { done: true, value: undefined },
+  };
+}
