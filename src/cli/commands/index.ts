@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import * as dump from './dump.js';
+import * as manifest from './manifest.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -7,4 +8,5 @@ import * as dump from './dump.js';
  */
 export function registerCommands(program: Command): void {
   dump.register(program);
+  manifest.register(program);
 }
