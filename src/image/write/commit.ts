@@ -1,0 +1,336 @@
+import { ImageError } from '../../errors.js';
+import {
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
+  BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_DEV_ITEMS_OBJECTID,
+  BTRFS_DEV_ITEM_KEY, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
+  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_CHUNK_TREE_OBJECTID, BTRFS_FREE_SPACE_EXTENT_KEY, BTRFS_FREE_SPACE_INFO_KEY,
+  BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_WRITTEN, BTRFS_METADATA_ITEM_KEY,
+  BTRFS_ROOT_TREE_OBJECTID, BTRFS_SUPER_INFO_SIZE, BTRFS_SUPER_MIRROR_MAX, BTRFS_TREE_BLOCK_REF_KEY, btrfsSbOffset,
+} from '../structs/constants.js';
+import { encodeDevItem } from '../structs/chunk-items.js';
+import { compareKeys } from '../structs/fs-items.js';
+import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSuperblock, encodeSysChunkArray } from '../structs/superblock.js';
+import { decodeBlockGroupItem, encodeBlockGroupItem, encodeExtentItem, encodeFreeSpaceInfo } from '../structs/tree-items.js';
+import { layoutTree, serializeTree, type TreeLayout } from './btree.js';
+import { normalizeCsumTree } from './extents.js';
+import type { Filesystem, TreeBlockRef } from './filesystem.js';
+import type { Item } from './item-map.js';
+import { RangeSet } from './ranges.js';
+
+/**
+ * The commit protocol. Every dirty tree, plus the trees derived from the others (root, extent, free
+ * space) and the chunk and dev trees, is serialized into blocks allocated outside every block of the
+ * committed state; clean trees keep their blocks. Derived content depends on where blocks land (the
+ * extent tree lists every tree block, itself included), so layout and allocation iterate to a fixed
+ * point. Then: write blocks, flush, write superblocks, flush.
+ */
+const ALWAYS_WRITTEN = [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID];
+const MAX_ROUNDS = 32;
+
+interface Plan {
+  items: Item[];
+  layout: TreeLayout;
+  addrs: bigint[];
+}
+
+export function commitFilesystem(fs: Filesystem): void {
+  const gen = fs.transid;
+  const nodesize = BigInt(fs.nodesize);
+  if (fs.trees.get(BTRFS_CSUM_TREE_OBJECTID)?.dirty) normalizeCsumTree(fs);
+  for (const id of ALWAYS_WRITTEN) fs.trees.get(id)!.dirty = true;
+  const written = [...fs.trees.values()].filter((t) => t.dirty).map((t) => t.rootid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const t of fs.trees.values()) {
+    if (!t.dirty && !t.committed) throw new ImageError('IMAGE_INTERNAL', `tree ${t.rootid} is clean but was never committed`);
+  }
+
+  // data extents do not move during a commit: their footprint is computed once
+  const dataUsed = new RangeSet();
+  for (const it of fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items.entries()) {
+    if (it.key.type === BTRFS_EXTENT_ITEM_KEY) dataUsed.add(it.key.objectid, it.key.objectid + it.key.offset);
+  }
+
+  let counts = new Map<bigint, number>();
+  for (const id of written) counts.set(id, layoutTree(fs.trees.get(id)!.items.range().map((i) => i.data.length), fs.nodesize).blockCount);
+
+  let plans: Map<bigint, Plan> | undefined;
+  for (let round = 0; round < MAX_ROUNDS && !plans; round++) {
+    updateDevItem(fs);
+    const addrs = allocateBlocks(fs, written, counts);
+    if (!addrs) continue; // a chunk was added: lay everything out again
+    const roots = new Map<bigint, { bytenr: bigint; level: number; generation: bigint; blocks: TreeBlockRef[] }>();
+    // non-derived trees are final: lay them out for real
+    const trial = new Map<bigint, Plan>();
+    const derived = new Set([BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]);
+    const place = (id: bigint, items: Item[]): void => {
+      const layout = layoutTree(items.map((i) => i.data.length), fs.nodesize);
+      trial.set(id, { items, layout, addrs: addrs.get(id)! });
+    };
+    for (const id of written) if (!derived.has(id)) place(id, fs.trees.get(id)!.items.range());
+    // Derived trees are laid out with the block counts allocated to them; if the content then needs a
+    // different count, the round is redone with the new counts.
+    const blocksOf = (id: bigint): TreeBlockRef[] => {
+      const a = addrs.get(id);
+      if (!a) return fs.trees.get(id)!.committed!.blocks;
+      return blockRefs(a, counts.get(id)!, fs.nodesize);
+    };
+    for (const t of fs.trees.values()) {
+      const blocks = blocksOf(t.rootid);
+      const root = blocks[blocks.length - 1]!;
+      roots.set(t.rootid, addrs.has(t.rootid)
+        ? { bytenr: root.bytenr, level: root.level, generation: gen, blocks }
+        : { ...t.committed!, blocks });
+    }
+    patchRootItems(fs, roots);
+    place(BTRFS_ROOT_TREE_OBJECTID, fs.trees.get(BTRFS_ROOT_TREE_OBJECTID)!.items.range());
+    const metaUsed = new RangeSet();
+    const metaItems: Item[] = [];
+    for (const [rootid, r] of roots) {
+      for (const b of r.blocks) {
+        metaUsed.add(b.bytenr, b.bytenr + nodesize);
+        metaItems.push({
+          key: { objectid: b.bytenr, type: BTRFS_METADATA_ITEM_KEY, offset: BigInt(b.level) },
+          data: encodeExtentItem({ refs: 1n, generation: r.generation, flags: BTRFS_EXTENT_FLAG_TREE_BLOCK, inline_refs: [{ type: BTRFS_TREE_BLOCK_REF_KEY, root: rootid }] }),
+        });
+      }
+    }
+    metaItems.sort((a, b) => compareKeys(a.key, b.key));
+    updateBlockGroups(fs, dataUsed, metaUsed);
+    place(BTRFS_EXTENT_TREE_OBJECTID, mergeSorted(fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items.range(), metaItems));
+    place(BTRFS_FREE_SPACE_TREE_OBJECTID, freeSpaceItems(fs, dataUsed, metaUsed));
+
+    let stable = true;
+    const next = new Map<bigint, number>();
+    for (const id of written) {
+      const n = trial.get(id)!.layout.blockCount;
+      next.set(id, n);
+      if (n !== counts.get(id)) stable = false;
+    }
+    if (stable) plans = trial;
+    else counts = next;
+  }
+  if (!plans) throw new ImageError('IMAGE_INTERNAL', `commit did not reach a fixed point in ${MAX_ROUNDS} rounds`);
+
+  // write every new tree block (all copies), then make them durable before any superblock points at them
+  for (const id of written) {
+    const p = plans.get(id)!;
+    const info = { fsid: fs.sb.fsid, chunkTreeUuid: fs.chunkTreeUuid, generation: gen, owner: id };
+    for (const blk of serializeTree(p.items, p.layout, p.addrs, fs.nodesize, info)) {
+      for (const phys of fs.chunks.toPhysical(blk.bytenr, fs.nodesize)) fs.device.write(phys, blk.bytes);
+    }
+  }
+  fs.device.flush();
+
+  const sb = buildSuperblock(fs, plans, gen);
+  for (let m = 0; m < BTRFS_SUPER_MIRROR_MAX; m++) {
+    const off = btrfsSbOffset(m);
+    if (off + BigInt(BTRFS_SUPER_INFO_SIZE) > sb.total_bytes) break;
+    fs.device.write(off, encodeSuperblock({ ...sb, bytenr: off }));
+  }
+  fs.device.flush();
+
+  // the new state is durable: adopt it
+  fs.sb = sb;
+  const busy = new RangeSet();
+  for (const t of fs.trees.values()) {
+    const p = plans.get(t.rootid);
+    if (p) {
+      const blocks = blockRefs(p.addrs, p.layout.blockCount, fs.nodesize, p.layout);
+      const root = blocks[blocks.length - 1]!;
+      t.committed = { bytenr: root.bytenr, level: root.level, generation: gen, blocks };
+      t.dirty = false;
+    }
+    for (const b of t.committed!.blocks) busy.add(b.bytenr, b.bytenr + nodesize);
+  }
+  fs.committedBusy = busy;
+  for (const [s, e] of fs.pinned) fs.dataFree.add(s, e);
+  fs.pinned = new RangeSet();
+}
+
+/** Block refs (address + level) of a layout: leaves first, then each node level, root last. */
+function blockRefs(addrs: bigint[], count: number, nodesize: number, layout?: TreeLayout): TreeBlockRef[] {
+  const out: TreeBlockRef[] = [];
+  if (layout) {
+    let i = 0;
+    layout.levels.forEach((lvl, level) => lvl.forEach(() => out.push({ bytenr: addrs[i++]!, level })));
+    return out;
+  }
+  // before layout is final only the levels' shape matters for root level: derive it from the count
+  const lay = levelsForCount(count, nodesize);
+  let i = 0;
+  lay.forEach((n, level) => {
+    for (let k = 0; k < n; k++) out.push({ bytenr: addrs[i++]!, level });
+  });
+  return out;
+}
+
+/** Blocks per level of a tree with `count` blocks in total (leaves + nodes, as layoutTree builds it). */
+function levelsForCount(count: number, nodesize: number): number[] {
+  const fanout = Math.floor((nodesize - 101) / 33);
+  for (let leaves = count; leaves >= 1; leaves--) {
+    const lv = [leaves];
+    let below = leaves;
+    while (below > 1) {
+      below = Math.ceil(below / fanout);
+      lv.push(below);
+    }
+    if (lv.reduce((a, b) => a + b, 0) === count) return lv;
+  }
+  return [count];
+}
+
+function allocateBlocks(fs: Filesystem, written: bigint[], counts: Map<bigint, number>): Map<bigint, bigint[]> | undefined {
+  const nodesize = BigInt(fs.nodesize);
+  const pool = (type: bigint): RangeSet => {
+    const free = new RangeSet();
+    for (const c of fs.chunks.all()) {
+      if ((c.type & type) === 0n) continue;
+      free.add(c.logical, c.logical + c.length);
+      for (const [s, e] of fs.chunks.superExcluded(c)) free.remove(s, e);
+    }
+    for (const [s, e] of fs.committedBusy) free.remove(s, e);
+    // clean trees keep their blocks
+    for (const t of fs.trees.values()) if (!written.includes(t.rootid) && t.committed) for (const b of t.committed.blocks) free.remove(b.bytenr, b.bytenr + nodesize);
+    return free;
+  };
+  const meta = pool(BTRFS_BLOCK_GROUP_METADATA);
+  const sys = pool(BTRFS_BLOCK_GROUP_SYSTEM);
+  const out = new Map<bigint, bigint[]>();
+  for (const id of written) {
+    const from = id === BTRFS_CHUNK_TREE_OBJECTID ? sys : meta;
+    const a: bigint[] = [];
+    for (let i = 0; i < counts.get(id)!; i++) {
+      const at = from.findFree(nodesize, nodesize);
+      if (at === undefined) {
+        // reserve generously: the rest of this commit plus the next one's copy-on-write
+        let need = 0n;
+        for (const [tid, n] of counts) if ((tid === BTRFS_CHUNK_TREE_OBJECTID) === (id === BTRFS_CHUNK_TREE_OBJECTID)) need += BigInt(n) * nodesize;
+        fs.addChunk(id === BTRFS_CHUNK_TREE_OBJECTID ? BTRFS_BLOCK_GROUP_SYSTEM : BTRFS_BLOCK_GROUP_METADATA, 2n * need);
+        return undefined;
+      }
+      from.remove(at, at + nodesize);
+      a.push(at);
+    }
+    out.set(id, a);
+  }
+  return out;
+}
+
+function updateDevItem(fs: Filesystem): void {
+  fs.sb.dev_item.bytes_used = fs.devUsed.total();
+  fs.tree(BTRFS_CHUNK_TREE_OBJECTID).put(
+    { objectid: BTRFS_DEV_ITEMS_OBJECTID, type: BTRFS_DEV_ITEM_KEY, offset: fs.sb.dev_item.devid },
+    encodeDevItem(fs.sb.dev_item),
+  );
+}
+
+/** Point each ROOT_ITEM at its tree's new root (fields patched in place to keep everything else). */
+function patchRootItems(fs: Filesystem, roots: Map<bigint, { bytenr: bigint; level: number; generation: bigint; blocks: TreeBlockRef[] }>): void {
+  const rootTree = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
+  for (const [rootid, r] of roots) {
+    if (rootid === BTRFS_ROOT_TREE_OBJECTID || rootid === BTRFS_CHUNK_TREE_OBJECTID) continue;
+    const key = fs.rootItemKey(rootid);
+    if (!key) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${rootid} has no ROOT_ITEM in the root tree`);
+    const data = rootTree.get(key)!.slice();
+    const dv = new DataView(data.buffer);
+    dv.setBigUint64(160, r.generation, true);
+    dv.setBigUint64(176, r.bytenr, true);
+    dv.setBigUint64(192, BigInt(r.blocks.length * fs.nodesize), true);
+    dv.setUint8(238, r.level);
+    if (data.length >= 247) dv.setBigUint64(239, r.generation, true);
+    rootTree.put(key, data);
+  }
+}
+
+function updateBlockGroups(fs: Filesystem, dataUsed: RangeSet, metaUsed: RangeSet): void {
+  const extent = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  for (const c of fs.chunks.all()) {
+    const key = { objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
+    const old = extent.get(key);
+    if (!old) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.logical} has no block group item`);
+    const used = (c.type & BTRFS_BLOCK_GROUP_DATA ? dataUsed : metaUsed).slice(c.logical, c.logical + c.length).total();
+    extent.put(key, encodeBlockGroupItem({ ...decodeBlockGroupItem(old), used }));
+  }
+}
+
+/** Free space tree = each block group minus its extents, as FREE_SPACE_INFO + FREE_SPACE_EXTENT items. */
+function freeSpaceItems(fs: Filesystem, dataUsed: RangeSet, metaUsed: RangeSet): Item[] {
+  const out: Item[] = [];
+  for (const c of fs.chunks.all()) {
+    const free = RangeSet.of([[c.logical, c.logical + c.length]]);
+    for (const [s, e] of (c.type & BTRFS_BLOCK_GROUP_DATA ? dataUsed : metaUsed).slice(c.logical, c.logical + c.length)) free.remove(s, e);
+    out.push({ key: { objectid: c.logical, type: BTRFS_FREE_SPACE_INFO_KEY, offset: c.length }, data: encodeFreeSpaceInfo({ extent_count: free.count, flags: 0 }) });
+    for (const [s, e] of free) out.push({ key: { objectid: s, type: BTRFS_FREE_SPACE_EXTENT_KEY, offset: e - s }, data: new Uint8Array(0) });
+  }
+  return out;
+}
+
+function mergeSorted(a: Item[], b: Item[]): Item[] {
+  const out: Item[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && compareKeys(a[i]!.key, b[j]!.key) < 0)) out.push(a[i++]!);
+    else out.push(b[j++]!);
+  }
+  return out;
+}
+
+function buildSuperblock(fs: Filesystem, plans: Map<bigint, Plan>, gen: bigint): BtrfsSuperBlock {
+  const rootOf = (id: bigint): { bytenr: bigint; level: number; generation: bigint } => {
+    const p = plans.get(id);
+    if (p) return { bytenr: p.addrs[p.layout.blockCount - 1]!, level: p.layout.levels.length - 1, generation: gen };
+    const c = fs.trees.get(id)?.committed;
+    return c ?? { bytenr: 0n, level: 0, generation: 0n };
+  };
+  let bytesUsed = 0n;
+  for (const it of fs.tree(BTRFS_EXTENT_TREE_OBJECTID).range(
+    { objectid: 0n, type: 0, offset: 0n },
+    { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n },
+  )) {
+    if (it.key.type === BTRFS_BLOCK_GROUP_ITEM_KEY) bytesUsed += decodeBlockGroupItem(it.data).used;
+  }
+  const sys = fs.chunks.all().filter((c) => c.type & BTRFS_BLOCK_GROUP_SYSTEM).map((c) => ({
+    key: { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: c.logical },
+    chunk: {
+      length: c.length, owner: BTRFS_EXTENT_TREE_OBJECTID, stripe_len: 65536n, type: c.type, io_align: 65536, io_width: 65536,
+      sector_size: fs.sectorsize, sub_stripes: 1, stripes: c.stripes,
+    },
+  }));
+  const { array, size } = encodeSysChunkArray(sys);
+  const root = rootOf(BTRFS_ROOT_TREE_OBJECTID);
+  const chunk = rootOf(BTRFS_CHUNK_TREE_OBJECTID);
+  const extent = rootOf(BTRFS_EXTENT_TREE_OBJECTID);
+  const fsRoot = rootOf(BTRFS_FS_TREE_OBJECTID);
+  const dev = rootOf(BTRFS_DEV_TREE_OBJECTID);
+  const csum = rootOf(BTRFS_CSUM_TREE_OBJECTID);
+  const backup: BtrfsRootBackup = {
+    tree_root: root.bytenr, tree_root_gen: root.generation, chunk_root: chunk.bytenr, chunk_root_gen: chunk.generation,
+    extent_root: extent.bytenr, extent_root_gen: extent.generation, fs_root: fsRoot.bytenr, fs_root_gen: fsRoot.generation,
+    dev_root: dev.bytenr, dev_root_gen: dev.generation, csum_root: csum.bytenr, csum_root_gen: csum.generation,
+    total_bytes: fs.sb.total_bytes, bytes_used: bytesUsed, num_devices: 1n,
+    tree_root_level: root.level, chunk_root_level: chunk.level, extent_root_level: extent.level,
+    fs_root_level: fsRoot.level, dev_root_level: dev.level, csum_root_level: csum.level,
+  };
+  // the kernel fills backup slots round-robin, after the newest one
+  const backups = fs.sb.super_roots.slice();
+  let newest = -1;
+  backups.forEach((b, i) => {
+    if (b.tree_root_gen > 0n && (newest < 0 || b.tree_root_gen > backups[newest]!.tree_root_gen)) newest = i;
+  });
+  backups[(newest + 1) % 4] = backup;
+  return {
+    ...fs.sb,
+    flags: fs.sb.flags | BTRFS_HEADER_FLAG_WRITTEN,
+    generation: gen,
+    root: root.bytenr,
+    root_level: root.level,
+    chunk_root: chunk.bytenr,
+    chunk_root_level: chunk.level,
+    chunk_root_generation: chunk.generation,
+    bytes_used: bytesUsed,
+    dev_item: { ...fs.sb.dev_item },
+    sys_chunk_array: array,
+    sys_chunk_array_size: size,
+    super_roots: backups,
+  };
+}

@@ -1,0 +1,140 @@
+import { ImageError } from '../../errors.js';
+import { btrfsNameHash } from '../../util/crc32c.js';
+import type { BlockDevice } from '../device.js';
+import {
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
+  BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_DATA_RELOC_TREE_OBJECTID,
+  BTRFS_DEV_TREE_OBJECTID, BTRFS_DIR_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID,
+  BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
+  BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, BTRFS_FEATURE_INCOMPAT_NO_HOLES,
+  BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
+  BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_ROOT_TREE_DIR_OBJECTID, BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
+} from '../structs/constants.js';
+import { type BtrfsInodeItem, type BtrfsTimespec, encodeDirItems, encodeInodeItem, encodeInodeRefs } from '../structs/fs-items.js';
+import type { BtrfsSuperBlock } from '../structs/superblock.js';
+import { type BtrfsRootItem, encodeRootItem, encodeUuidItem, uuidTreeKey } from '../structs/tree-items.js';
+import { Filesystem, type GrowthOptions, SZ_1M } from './filesystem.js';
+
+/** Options of createFilesystem, mirroring mkfs.btrfs. */
+export interface CreateOptions extends GrowthOptions {
+  label?: string;
+  /** Filesystem uuid (16 bytes); random when absent. */
+  fsid?: Uint8Array;
+  sectorsize?: number;
+  nodesize?: number;
+  /** Metadata (and system) profile: 'dup' like mkfs.btrfs on one device, or 'single'. */
+  metadataProfile?: 'single' | 'dup';
+  /** Creation time stamped on the root directories and the fs tree (default: now). */
+  now?: BtrfsTimespec;
+}
+
+const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
+
+export function randomUuid(): Uint8Array {
+  const u = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  u[6] = (u[6]! & 0x0f) | 0x40; // version 4, like libuuid's uuid_generate
+  u[8] = (u[8]! & 0x3f) | 0x80;
+  return u;
+}
+
+export function nowTimespec(): BtrfsTimespec {
+  const ns = process.hrtime.bigint(); // monotonic: only for the nanosecond part
+  const ms = Date.now();
+  return { sec: BigInt(Math.floor(ms / 1000)), nsec: (ms % 1000) * 1_000_000 + Number(ns % 1_000_000n) };
+}
+
+export function dirInodeItem(generation: bigint, t: BtrfsTimespec, nbytes = 0n): BtrfsInodeItem {
+  return {
+    generation, transid: generation, size: 0n, nbytes, block_group: 0n, nlink: 1, uid: 0, gid: 0, mode: 0o40755,
+    rdev: 0n, flags: 0n, sequence: 0n, atime: t, ctime: t, mtime: t, otime: t,
+  };
+}
+
+/** A ROOT_ITEM with mkfs.btrfs's defaults; commit() fills in bytenr/level/generation. */
+export function defaultRootItem(over: Partial<BtrfsRootItem> = {}): BtrfsRootItem {
+  return {
+    inode: { ...dirInodeItem(1n, ZERO_TS, 16384n), transid: 0n, size: 3n },
+    generation: 0n, root_dirid: 0n, bytenr: 0n, byte_limit: 0n, bytes_used: 0n, last_snapshot: 0n, flags: 0n, refs: 1,
+    drop_progress: { objectid: 0n, type: 0, offset: 0n }, drop_level: 0, level: 0, generation_v2: 0n,
+    uuid: new Uint8Array(16), parent_uuid: new Uint8Array(16), received_uuid: new Uint8Array(16),
+    ctransid: 0n, otransid: 0n, stransid: 0n, rtransid: 0n, ctime: ZERO_TS, otime: ZERO_TS, stime: ZERO_TS, rtime: ZERO_TS,
+    ...over,
+  };
+}
+
+/** Make an empty filesystem on `device` like mkfs.btrfs 6.x, committed (generation 1). */
+export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}): Filesystem {
+  const sectorsize = opts.sectorsize ?? 4096;
+  const nodesize = opts.nodesize ?? 16384;
+  if (![4096, 8192, 16384, 32768, 65536].includes(sectorsize) || sectorsize > 65536) {
+    throw new ImageError('IMAGE_BAD_OPTION', `unsupported sectorsize ${sectorsize}`);
+  }
+  if (nodesize < sectorsize || nodesize > 65536 || (nodesize & (nodesize - 1)) !== 0) {
+    throw new ImageError('IMAGE_BAD_OPTION', `nodesize ${nodesize} must be a power of two between sectorsize and 65536`);
+  }
+  const label = new TextEncoder().encode(opts.label ?? '');
+  if (label.length > 255) throw new ImageError('IMAGE_BAD_OPTION', `label is ${label.length} bytes, at most 255`);
+  const total = (device.size() / BigInt(sectorsize)) * BigInt(sectorsize);
+  if (total < 16n * SZ_1M && opts.growable === false) throw new ImageError('IMAGE_TOO_SMALL', `device of ${total} bytes is too small`);
+  const fsid = opts.fsid ?? randomUuid();
+  const now = opts.now ?? nowTimespec();
+  const sb: BtrfsSuperBlock = {
+    csum: new Uint8Array(32), fsid, bytenr: 0n, flags: 0n, magic: BTRFS_MAGIC, generation: 0n, root: 0n, chunk_root: 0n,
+    log_root: 0n, total_bytes: total, bytes_used: 0n, root_dir_objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, num_devices: 1n,
+    sectorsize, nodesize, leafsize: nodesize, stripesize: sectorsize, sys_chunk_array_size: 0, chunk_root_generation: 0n,
+    compat_flags: 0n,
+    compat_ro_flags: BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
+    incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF |
+      BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA | BTRFS_FEATURE_INCOMPAT_NO_HOLES,
+    csum_type: BTRFS_CSUM_TYPE_CRC32, root_level: 0, chunk_root_level: 0, log_root_level: 0,
+    dev_item: {
+      devid: 1n, total_bytes: total, bytes_used: 0n, io_align: sectorsize, io_width: sectorsize, sector_size: sectorsize,
+      type: 0n, generation: 0n, start_offset: 0n, dev_group: 0, seek_speed: 0, bandwidth: 0,
+      uuid: randomUuid(), fsid,
+    },
+    label, cache_generation: 0n, uuid_tree_generation: 0n, metadata_uuid: fsid, nr_global_roots: 0n,
+    sys_chunk_array: new Uint8Array(2048), super_roots: [],
+  };
+  const profile = (opts.metadataProfile ?? 'dup') === 'dup' ? BTRFS_BLOCK_GROUP_DUP : 0n;
+  const fs = new Filesystem(device, sb, profile, opts);
+  fs.chunkTreeUuid = randomUuid();
+  for (const id of [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID,
+    BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
+    BTRFS_DATA_RELOC_TREE_OBJECTID]) {
+    fs.createTree(id);
+  }
+  fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n);
+  fs.addChunk(BTRFS_BLOCK_GROUP_METADATA, 0n);
+  fs.addChunk(BTRFS_BLOCK_GROUP_DATA, 0n);
+
+  const gen = fs.transid;
+  const root = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
+  const rootKey = (id: bigint) => ({ objectid: id, type: BTRFS_ROOT_ITEM_KEY, offset: 0n });
+  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
+    root.put(rootKey(id), encodeRootItem(defaultRootItem()));
+  }
+  const fsUuid = randomUuid();
+  root.put(rootKey(BTRFS_FS_TREE_OBJECTID), encodeRootItem(defaultRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID, uuid: fsUuid, ctime: now, otime: now })));
+  root.put(rootKey(BTRFS_DATA_RELOC_TREE_OBJECTID), encodeRootItem(defaultRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID })));
+
+  // the root tree's own directory, whose "default" entry names the default subvolume
+  const dirId = BTRFS_ROOT_TREE_DIR_OBJECTID;
+  root.put({ objectid: dirId, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, now, BigInt(nodesize))));
+  root.put({ objectid: dirId, type: BTRFS_INODE_REF_KEY, offset: dirId }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
+  const dflt = new TextEncoder().encode('default');
+  root.put(
+    { objectid: dirId, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(dflt)) },
+    encodeDirItems([{ location: { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n }, transid: 0n, type: BTRFS_FT_DIR, name: dflt, data: new Uint8Array(0) }]),
+  );
+
+  for (const [id, nbytes] of [[BTRFS_FS_TREE_OBJECTID, BigInt(nodesize)], [BTRFS_DATA_RELOC_TREE_OBJECTID, 0n]] as const) {
+    const t = fs.tree(id);
+    const ino = BTRFS_FIRST_FREE_OBJECTID;
+    t.put({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, now, nbytes)));
+    t.put({ objectid: ino, type: BTRFS_INODE_REF_KEY, offset: ino }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
+  }
+  fs.tree(BTRFS_UUID_TREE_OBJECTID).put(uuidTreeKey(fsUuid, BTRFS_UUID_KEY_SUBVOL), encodeUuidItem([BTRFS_FS_TREE_OBJECTID]));
+  fs.commit();
+  return fs;
+}

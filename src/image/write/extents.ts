@@ -1,0 +1,210 @@
+import { ImageError } from '../../errors.js';
+import { crc32cBtrfs, crc32cRaw } from '../../util/crc32c.js';
+import {
+  BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_REF_KEY,
+  BTRFS_EXTENT_FLAG_DATA, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_SHARED_DATA_REF_KEY,
+} from '../structs/constants.js';
+import {
+  type BtrfsExtentDataRef, decodeExtentDataRef, decodeExtentItem, encodeExtentDataRef, encodeExtentItem,
+} from '../structs/tree-items.js';
+import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
+import type { Filesystem } from './filesystem.js';
+import type { Key } from './item-map.js';
+
+/**
+ * Data extent bookkeeping in the extent tree (EXTENT_ITEM + data back references) and the csum tree.
+ *
+ * Back references are kept in one canonical form: a single (root, inode, offset) owner is stored inline
+ * in the EXTENT_ITEM (what the kernel writes for an unshared extent); several owners are stored as keyed
+ * EXTENT_DATA_REF items, which the kernel and btrfs check accept for any extent and which avoids
+ * the inline-ref ordering rules entirely.
+ */
+const U64_MAX = (1n << 64n) - 1n;
+
+/** hash_extent_data_ref: key offset of a keyed EXTENT_DATA_REF. Note the shift is 31, as in the kernel. */
+export function hashExtentDataRef(root: bigint, objectid: bigint, offset: bigint): bigint {
+  const le = (v: bigint): Uint8Array => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, v, true);
+    return b;
+  };
+  const high = BigInt(crc32cRaw(le(root), 0xffffffff));
+  const low = BigInt(crc32cRaw(le(offset), crc32cRaw(le(objectid), 0xffffffff)));
+  return ((high << 31n) ^ low) & U64_MAX;
+}
+
+export interface DataExtentInfo {
+  bytenr: bigint;
+  num_bytes: bigint;
+  generation: bigint;
+  refs: BtrfsExtentDataRef[];
+}
+
+function extentKey(fs: Filesystem, bytenr: bigint): Key | undefined {
+  return fs.tree(BTRFS_EXTENT_TREE_OBJECTID).first(
+    { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n },
+    { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: U64_MAX },
+  )?.key;
+}
+
+/** The data extent starting at `bytenr` with all its (root, inode, offset) references, or undefined. */
+export function getDataExtent(fs: Filesystem, bytenr: bigint): DataExtentInfo | undefined {
+  const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  const key = extentKey(fs, bytenr);
+  if (!key) return undefined;
+  const ei = decodeExtentItem(t.get(key)!, BTRFS_EXTENT_ITEM_KEY);
+  const refs: BtrfsExtentDataRef[] = [];
+  for (const r of ei.inline_refs) {
+    if (r.type === BTRFS_EXTENT_DATA_REF_KEY) refs.push({ root: r.root, objectid: r.objectid, offset: r.offset, count: r.count });
+    else throw new ImageError('IMAGE_SHARED_REF', `data extent ${bytenr} has a shared (parent) back reference; not supported`, { offset: bytenr });
+  }
+  for (const it of t.range({ objectid: bytenr, type: BTRFS_EXTENT_DATA_REF_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: U64_MAX })) {
+    if (it.key.type === BTRFS_EXTENT_DATA_REF_KEY) refs.push(decodeExtentDataRef(it.data));
+    else if (it.key.type === BTRFS_SHARED_DATA_REF_KEY) {
+      throw new ImageError('IMAGE_SHARED_REF', `data extent ${bytenr} has a shared (parent) back reference; not supported`, { offset: bytenr });
+    }
+  }
+  return { bytenr, num_bytes: key.offset, generation: ei.generation, refs };
+}
+
+/** Rewrite the extent's items in canonical form; no refs left = extent freed (space pinned, csums dropped). */
+function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
+  const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  for (const it of t.range({ objectid: x.bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: x.bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: U64_MAX })) {
+    t.delete(it.key);
+  }
+  const refs = x.refs.filter((r) => r.count > 0);
+  if (refs.length === 0) {
+    fs.pinned.add(x.bytenr, x.bytenr + x.num_bytes);
+    deleteCsums(fs, x.bytenr, x.num_bytes);
+    return;
+  }
+  const total = BigInt(refs.reduce((n, r) => n + r.count, 0));
+  const head = { refs: total, generation: x.generation, flags: BTRFS_EXTENT_FLAG_DATA };
+  const key = { objectid: x.bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: x.num_bytes };
+  if (refs.length === 1) {
+    const r = refs[0]!;
+    t.put(key, encodeExtentItem({ ...head, inline_refs: [{ type: BTRFS_EXTENT_DATA_REF_KEY, root: r.root, objectid: r.objectid, offset: r.offset, count: r.count }] }));
+    return;
+  }
+  t.put(key, encodeExtentItem({ ...head, inline_refs: [] }));
+  for (const r of refs) {
+    const rk = { objectid: x.bytenr, type: BTRFS_EXTENT_DATA_REF_KEY, offset: hashExtentDataRef(r.root, r.objectid, r.offset) };
+    if (t.get(rk)) throw new ImageError('IMAGE_REF_HASH_COLLISION', `extent data ref hash collision on extent ${x.bytenr}`);
+    t.put(rk, encodeExtentDataRef(r));
+  }
+}
+
+/**
+ * Record a new data extent [bytenr, bytenr+num_bytes) (space from allocData, already written) owned by
+ * file `ino` of tree `root`; `offset` is the file offset the extent's byte 0 maps to (file_pos - extent offset).
+ */
+export function addDataExtent(fs: Filesystem, bytenr: bigint, num_bytes: bigint, root: bigint, ino: bigint, offset: bigint, refs = 1): void {
+  if (extentKey(fs, bytenr)) throw new ImageError('IMAGE_EXTENT_EXISTS', `data extent at ${bytenr} already exists`, { offset: bytenr });
+  storeDataExtent(fs, { bytenr, num_bytes, generation: fs.transid, refs: [{ root, objectid: ino, offset, count: refs }] });
+}
+
+/** One more reference (file extent item) to an existing extent, e.g. a reflink/clone or a split extent. */
+export function addDataRef(fs: Filesystem, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): void {
+  const x = getDataExtent(fs, bytenr);
+  if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
+  const r = x.refs.find((e) => e.root === root && e.objectid === ino && e.offset === offset);
+  if (r) r.count += count;
+  else x.refs.push({ root, objectid: ino, offset, count });
+  storeDataExtent(fs, x);
+}
+
+/** Drop references; returns true when the extent lost its last one and was freed. */
+export function dropDataRef(fs: Filesystem, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): boolean {
+  const x = getDataExtent(fs, bytenr);
+  const r = x?.refs.find((e) => e.root === root && e.objectid === ino && e.offset === offset);
+  if (!x || !r || r.count < count) {
+    throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no reference (${root}, ${ino}, ${offset}) x${count} to drop`, { offset: bytenr });
+  }
+  r.count -= count;
+  storeDataExtent(fs, x);
+  return !x.refs.some((e) => e.count > 0);
+}
+
+// ---- checksums ----
+
+/** Most checksums one EXTENT_CSUM item may hold (MAX_CSUM_ITEMS in the kernel). */
+export function maxCsumsPerItem(nodesize: number, csumSize = 4): number {
+  return Math.floor((nodesize - BTRFS_HEADER_SIZE - 2 * BTRFS_ITEM_SIZE) / csumSize) - 1;
+}
+
+const csumKey = (bytenr: bigint): Key => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: bytenr });
+
+/** Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk). */
+export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array): void {
+  const ss = fs.sectorsize;
+  const n = Math.ceil(bytes.length / ss);
+  deleteCsums(fs, bytenr, BigInt(n * ss));
+  const csums = new Uint8Array(n * 4);
+  const dv = new DataView(csums.buffer);
+  for (let i = 0; i < n; i++) {
+    let sector = bytes.subarray(i * ss, (i + 1) * ss);
+    if (sector.length < ss) {
+      const padded = new Uint8Array(ss);
+      padded.set(sector);
+      sector = padded;
+    }
+    dv.setUint32(i * 4, crc32cBtrfs(sector), true);
+  }
+  // items are split at the max size here; contiguous runs are merged at commit (normalizeCsumTree)
+  const max = maxCsumsPerItem(fs.nodesize) * 4;
+  const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
+  for (let off = 0; off < csums.length; off += max) {
+    t.put(csumKey(bytenr + BigInt((off / 4) * ss)), csums.slice(off, off + max));
+  }
+}
+
+/** Remove checksums of [bytenr, bytenr+len), splitting items that straddle the range. */
+export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
+  const ss = BigInt(fs.sectorsize);
+  const end = bytenr + len;
+  const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
+  const before = t.last(csumKey(bytenr), csumKey(0n));
+  const hits = t.range(csumKey(bytenr), csumKey(end - 1n));
+  if (before && (hits.length === 0 || hits[0]!.key.offset !== before.key.offset)) hits.unshift(before);
+  for (const it of hits) {
+    const s = it.key.offset;
+    const e = s + (BigInt(it.data.length) / 4n) * ss;
+    if (e <= bytenr || s >= end) continue;
+    t.delete(it.key);
+    if (s < bytenr) t.put(csumKey(s), it.data.slice(0, Number(((bytenr - s) / ss) * 4n)));
+    if (e > end) t.put(csumKey(end), it.data.slice(Number(((end - s) / ss) * 4n)));
+  }
+}
+
+/** Merge contiguous csum items into runs of at most maxCsumsPerItem checksums, as the kernel keeps them. */
+export function normalizeCsumTree(fs: Filesystem): void {
+  const ss = BigInt(fs.sectorsize);
+  const max = maxCsumsPerItem(fs.nodesize) * 4;
+  const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
+  const items = t.range();
+  let i = 0;
+  while (i < items.length) {
+    // gather one contiguous run
+    let j = i + 1;
+    let end = items[i]!.key.offset + (BigInt(items[i]!.data.length) / 4n) * ss;
+    while (j < items.length && items[j]!.key.offset === end) {
+      end += (BigInt(items[j]!.data.length) / 4n) * ss;
+      j++;
+    }
+    const run = items.slice(i, j);
+    const canonical = run.every((it, k) => (k < run.length - 1 ? it.data.length === max : it.data.length <= max && it.data.length > 0));
+    if (!canonical) {
+      const bytes = new Uint8Array(run.reduce((n, it) => n + it.data.length, 0));
+      let o = 0;
+      for (const it of run) {
+        bytes.set(it.data, o);
+        o += it.data.length;
+        t.delete(it.key);
+      }
+      const start = run[0]!.key.offset;
+      for (let off = 0; off < bytes.length; off += max) t.put(csumKey(start + BigInt(off / 4) * ss), bytes.slice(off, off + max));
+    }
+    i = j;
+  }
+}

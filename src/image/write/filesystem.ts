@@ -1,0 +1,326 @@
+import { ImageError } from '../../errors.js';
+import type { BlockDevice } from '../device.js';
+import {
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA,
+  BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_EXTENT_KEY,
+  BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_CHUNK_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_ROOT_TREE_OBJECTID,
+} from '../structs/constants.js';
+import { encodeChunk, encodeDevExtent } from '../structs/chunk-items.js';
+import type { BtrfsSuperBlock } from '../structs/superblock.js';
+import { encodeBlockGroupItem } from '../structs/tree-items.js';
+import { commitFilesystem } from './commit.js';
+import { BTRFS_STRIPE_LEN, type ChunkInfo, ChunkMap } from './chunks.js';
+import { type Item, ItemMap, type Key } from './item-map.js';
+import { RangeSet } from './ranges.js';
+
+/**
+ * In-memory, load-modify-commit model of a single-device btrfs filesystem.
+ *
+ * Every tree's items are held in memory (an ItemMap per root objectid) — metadata of a multi-GiB image is
+ * a few tens of MiB, which is the accepted limit of this design. File data is never held: callers
+ * allocate data extents (allocData), write them straight to the device (writeData) and record them with
+ * the helpers in extents.ts. commit() (commit.ts) turns the model into tree blocks in space the committed
+ * state does not use, then writes the superblocks: a crash at any point leaves the previous commit intact.
+ */
+export const SZ_1M = 1n << 20n;
+
+export interface TreeBlockRef {
+  bytenr: bigint;
+  level: number;
+}
+
+export interface CommittedTree {
+  bytenr: bigint;
+  level: number;
+  generation: bigint;
+  blocks: TreeBlockRef[];
+}
+
+export interface TreeState {
+  rootid: bigint;
+  items: ItemMap;
+  dirty: boolean;
+  /** Where the tree lives in the last committed state; absent for trees created since. */
+  committed?: CommittedTree;
+}
+
+/** Mutating view of one tree; every mutation marks the tree for rewriting at the next commit. */
+export class TreeHandle {
+  constructor(private readonly state: TreeState) {}
+  get rootid(): bigint {
+    return this.state.rootid;
+  }
+  get size(): number {
+    return this.state.items.size;
+  }
+  get(key: Key): Uint8Array | undefined {
+    return this.state.items.get(key);
+  }
+  put(key: Key, data: Uint8Array): void {
+    this.state.items.put(key, data);
+    this.state.dirty = true;
+  }
+  delete(key: Key): boolean {
+    const had = this.state.items.delete(key);
+    if (had) this.state.dirty = true;
+    return had;
+  }
+  range(min?: Key, max?: Key): Item[] {
+    return this.state.items.range(min, max);
+  }
+  first(min?: Key, max?: Key): Item | undefined {
+    return this.state.items.first(min, max);
+  }
+  last(max?: Key, min?: Key): Item | undefined {
+    return this.state.items.last(max, min);
+  }
+  entries(): IterableIterator<Item> {
+    return this.state.items.entries();
+  }
+}
+
+export interface GrowthOptions {
+  /** May the device grow when chunks run out of room? (default true) */
+  growable?: boolean;
+  /** Hard limit on the device size in bytes; exceeding it is an ImageError (IMAGE_FULL). */
+  maxSize?: bigint;
+}
+
+export class Filesystem {
+  readonly device: BlockDevice;
+  /** Superblock of the last commit (template for the next one). */
+  sb: BtrfsSuperBlock;
+  readonly chunks = new ChunkMap();
+  readonly trees = new Map<bigint, TreeState>();
+  /** Profile bits for new METADATA/SYSTEM chunks (0n = single, or BTRFS_BLOCK_GROUP_DUP). */
+  metadataProfile: bigint;
+  growable: boolean;
+  maxSize: bigint | undefined;
+  /** Free logical space of data block groups usable by allocData now. */
+  dataFree = new RangeSet();
+  /** Data freed since the last commit: the committed state may still reference it, so no reuse yet. */
+  pinned = new RangeSet();
+  /** Physical device ranges taken by dev extents. */
+  devUsed = new RangeSet();
+  /** Logical ranges of every tree block of the last committed state: never overwritten by a commit. */
+  committedBusy = new RangeSet();
+
+  constructor(device: BlockDevice, sb: BtrfsSuperBlock, metadataProfile: bigint, growth: GrowthOptions = {}) {
+    this.device = device;
+    this.sb = sb;
+    this.metadataProfile = metadataProfile;
+    this.growable = growth.growable ?? true;
+    this.maxSize = growth.maxSize;
+  }
+
+  get sectorsize(): number {
+    return this.sb.sectorsize;
+  }
+  get nodesize(): number {
+    return this.sb.nodesize;
+  }
+  /** Generation of the last commit. */
+  get generation(): bigint {
+    return this.sb.generation;
+  }
+  /** Transaction id of the changes being made now: what the next commit will be stamped with. */
+  get transid(): bigint {
+    return this.sb.generation + 1n;
+  }
+
+  /** Write everything changed since the last commit and switch the superblocks to it (see commit.ts). */
+  commit(): void {
+    commitFilesystem(this);
+  }
+
+  hasTree(rootid: bigint): boolean {
+    return this.trees.has(rootid);
+  }
+
+  tree(rootid: bigint): TreeHandle {
+    const t = this.trees.get(rootid);
+    if (!t) throw new ImageError('IMAGE_NO_TREE', `tree ${rootid} does not exist`);
+    return new TreeHandle(t);
+  }
+
+  /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
+  createTree(rootid: bigint): TreeHandle {
+    if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
+    const t: TreeState = { rootid, items: new ItemMap(), dirty: true };
+    this.trees.set(rootid, t);
+    return new TreeHandle(t);
+  }
+
+  /** Drop a whole tree (its ROOT_ITEM and refs are the caller's to remove). */
+  deleteTree(rootid: bigint): void {
+    this.trees.delete(rootid);
+  }
+
+  /** Key of the ROOT_ITEM of `rootid` in the root tree (offset may be a snapshot transid). */
+  rootItemKey(rootid: bigint): Key | undefined {
+    return this.trees.get(BTRFS_ROOT_TREE_OBJECTID)!.items.first(
+      { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
+      { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n },
+    )?.key;
+  }
+
+  // ---- data space ----
+
+  /** Reserve `numBytes` (rounded up to sectorsize) of contiguous data space; returns the logical bytenr. */
+  allocData(numBytes: bigint | number): bigint {
+    const ss = BigInt(this.sectorsize);
+    const len = ((BigInt(numBytes) + ss - 1n) / ss) * ss;
+    if (len <= 0n) throw new ImageError('IMAGE_BAD_ALLOC', `cannot allocate ${numBytes} bytes`);
+    let at = this.dataFree.findFree(len, ss);
+    if (at === undefined) {
+      this.addChunk(BTRFS_BLOCK_GROUP_DATA, len);
+      at = this.dataFree.findFree(len, ss);
+      if (at === undefined) throw new ImageError('IMAGE_FULL', `no contiguous ${len} bytes of data space after adding a chunk`);
+    }
+    this.dataFree.remove(at, at + len);
+    return at;
+  }
+
+  /** Give back data space that was allocated but never recorded in an extent item. */
+  unallocData(bytenr: bigint, numBytes: bigint): void {
+    this.pinned.add(bytenr, bytenr + numBytes);
+  }
+
+  writeData(bytenr: bigint, bytes: Uint8Array): void {
+    for (const phys of this.chunks.toPhysical(bytenr, bytes.length)) this.device.write(phys, bytes);
+  }
+
+  readData(bytenr: bigint, len: number): Uint8Array {
+    const phys = this.chunks.toPhysical(bytenr, len)[0]!;
+    return this.device.read(phys, len);
+  }
+
+  // ---- chunks ----
+
+  /**
+   * Add a chunk of `type` (DATA, METADATA or SYSTEM) with at least `minBytes` usable, with its dev
+   * extents, chunk item and block group item, growing the device if allowed.
+   */
+  addChunk(type: bigint, minBytes: bigint): ChunkInfo {
+    const profile = type === BTRFS_BLOCK_GROUP_DATA ? 0n : this.metadataProfile;
+    const copies = profile === BTRFS_BLOCK_GROUP_DUP ? 2 : 1;
+    const total = this.sb.dev_item.total_bytes;
+    // +2 stripe windows so a superblock copy inside the chunk cannot eat the needed room
+    const need = roundUp(minBytes + 2n * BTRFS_STRIPE_LEN, SZ_1M);
+    let length: bigint;
+    if (type === BTRFS_BLOCK_GROUP_SYSTEM) length = 8n * SZ_1M;
+    else if (type === BTRFS_BLOCK_GROUP_METADATA) length = clamp(roundUp(total / 10n, SZ_1M), 32n * SZ_1M, 256n * SZ_1M);
+    else length = clamp(roundUp(total / 10n, SZ_1M), 64n * SZ_1M, 1024n * SZ_1M);
+    if (length < need) length = need;
+    // on a fixed-size device settle for what still fits, as long as it covers the need
+    const free = this.devFree();
+    const fits = (len: bigint): bigint[] | undefined => placeStripes(free, len, copies);
+    let stripes = fits(length);
+    if (!stripes && !this.growable) {
+      let biggest = 0n;
+      for (const [s, e] of free) if (e - s > biggest) biggest = e - s;
+      const shrunk = ((copies === 2 ? biggest / 2n : biggest) / SZ_1M) * SZ_1M;
+      if (shrunk >= need) {
+        length = shrunk;
+        stripes = fits(length);
+      }
+    }
+    if (!stripes) {
+      const newTotal = roundUp(this.devEnd() + BigInt(copies) * length, SZ_1M);
+      this.growTo(newTotal, type, length);
+      stripes = fits(length) ?? placeStripes(this.devFree(), length, copies);
+      if (!stripes) throw new ImageError('IMAGE_FULL', `cannot place a ${length}-byte chunk after growing the device`);
+    }
+    const chunk: ChunkInfo = {
+      logical: this.chunks.nextLogical(SZ_1M),
+      length,
+      type: type | profile,
+      stripes: stripes.map((offset) => ({ devid: this.sb.dev_item.devid, offset, dev_uuid: this.sb.dev_item.uuid })),
+    };
+    this.registerChunk(chunk);
+    return chunk;
+  }
+
+  /** Record a chunk in the chunk map, chunk tree, dev tree and extent tree (block group item). */
+  registerChunk(chunk: ChunkInfo): void {
+    this.chunks.add(chunk);
+    this.tree(BTRFS_CHUNK_TREE_OBJECTID).put(
+      { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: chunk.logical },
+      encodeChunk({
+        length: chunk.length, owner: BTRFS_EXTENT_TREE_OBJECTID, stripe_len: BTRFS_STRIPE_LEN, type: chunk.type,
+        io_align: Number(BTRFS_STRIPE_LEN), io_width: Number(BTRFS_STRIPE_LEN), sector_size: this.sectorsize,
+        sub_stripes: 1, stripes: chunk.stripes,
+      }),
+    );
+    for (const s of chunk.stripes) {
+      this.tree(BTRFS_DEV_TREE_OBJECTID).put(
+        { objectid: s.devid, type: BTRFS_DEV_EXTENT_KEY, offset: s.offset },
+        encodeDevExtent({
+          chunk_tree: BTRFS_CHUNK_TREE_OBJECTID, chunk_objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID,
+          chunk_offset: chunk.logical, length: chunk.length, chunk_tree_uuid: this.chunkTreeUuid,
+        }),
+      );
+      this.devUsed.add(s.offset, s.offset + chunk.length);
+    }
+    this.tree(BTRFS_EXTENT_TREE_OBJECTID).put(
+      { objectid: chunk.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: chunk.length },
+      encodeBlockGroupItem({ used: 0n, chunk_objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, flags: chunk.type }),
+    );
+    if (chunk.type & BTRFS_BLOCK_GROUP_DATA) {
+      this.dataFree.add(chunk.logical, chunk.logical + chunk.length);
+      for (const [s, e] of this.chunks.superExcluded(chunk)) this.dataFree.remove(s, e);
+    }
+  }
+
+  /** Set by create/open: the chunk tree uuid stamped into every tree block header and dev extent. */
+  chunkTreeUuid: Uint8Array = new Uint8Array(16);
+
+  private devFree(): RangeSet {
+    const free = RangeSet.of([[SZ_1M, this.sb.dev_item.total_bytes]]);
+    for (const [s, e] of this.devUsed) free.remove(s, e);
+    return free;
+  }
+
+  private devEnd(): bigint {
+    let end = SZ_1M;
+    for (const [, e] of this.devUsed) if (e > end) end = e;
+    return end;
+  }
+
+  private growTo(newTotal: bigint, type: bigint, length: bigint): void {
+    const limit = this.maxSize;
+    if (!this.growable || (limit !== undefined && newTotal > limit)) {
+      const kind = type & BTRFS_BLOCK_GROUP_DATA ? 'data' : type & BTRFS_BLOCK_GROUP_SYSTEM ? 'system' : 'metadata';
+      throw new ImageError(
+        'IMAGE_FULL',
+        `image is full: a new ${length}-byte ${kind} chunk needs the device to grow to ${newTotal} bytes` +
+          (limit !== undefined ? ` (limit ${limit})` : ' and it is not growable'),
+      );
+    }
+    if (newTotal > this.device.size()) this.device.grow(newTotal);
+    this.sb.dev_item.total_bytes = newTotal;
+    this.sb.total_bytes = newTotal;
+  }
+}
+
+function roundUp(v: bigint, a: bigint): bigint {
+  return ((v + a - 1n) / a) * a;
+}
+
+function clamp(v: bigint, lo: bigint, hi: bigint): bigint {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/** Physical start of each of `copies` stripes of `len` bytes in free device space, 1 MiB aligned. */
+function placeStripes(free: RangeSet, len: bigint, copies: number): bigint[] | undefined {
+  const f = free.clone();
+  const out: bigint[] = [];
+  for (let i = 0; i < copies; i++) {
+    const at = f.findFree(len, SZ_1M);
+    if (at === undefined) return undefined;
+    f.remove(at, at + len);
+    out.push(at);
+  }
+  return out;
+}
