@@ -1,0 +1,160 @@
+/**
+ * zstd for btrfs extents. On disk (and in ENCODED_WRITE data) a zstd extent is ONE frame followed by
+ * zero padding up to the sector. The wasm decoder wants exactly the frame (it reads the padding as a
+ * broken second frame), so zstdFrameInfo() walks the frame header and block headers (RFC 8878 §3.1)
+ * to find where the frame ends, and what window the frame needs.
+ */
+import { compress as wasmCompress, decompress as wasmDecompress, init as wasmInit } from '@bokuweb/zstd-wasm';
+import { CodecError } from '../errors.js';
+
+const ZSTD_MAGIC = 0xfd2fb528;
+/** fs/btrfs/zstd.c ZSTD_BTRFS_MAX_WINDOWLOG: the kernel's decode workspace is sized for 2^17. */
+export const ZSTD_BTRFS_MAX_WINDOWLOG = 17;
+export const ZSTD_BTRFS_MAX_WINDOW = 1 << ZSTD_BTRFS_MAX_WINDOWLOG;
+export const ZSTD_BTRFS_DEFAULT_LEVEL = 3;
+export const ZSTD_BTRFS_MIN_LEVEL = -15;
+export const ZSTD_BTRFS_MAX_LEVEL = 15;
+const BLOCK_SIZE_MAX = 128 * 1024;
+
+export interface ZstdFrameInfo {
+  /** Bytes from the magic number through the last block (and checksum): the frame proper. */
+  frameLen: number;
+  headerLen: number;
+  /** Window the decoder must keep (Frame_Content_Size for single-segment frames). */
+  windowSize: number;
+  /** Frame_Content_Size when the header records it. */
+  contentSize?: number;
+  singleSegment: boolean;
+  hasChecksum: boolean;
+  /** 0 = no dictionary. The kernel has no dictionaries, so anything else cannot be decoded there. */
+  dictId: number;
+  blockCount: number;
+}
+
+function fail(message: string, offset: number): never {
+  throw new CodecError('ZSTD_FRAME', `zstd: ${message}`, { offset });
+}
+
+/** Parses the frame at the start of `data`; trailing bytes (padding) are ignored. */
+export function zstdFrameInfo(data: Uint8Array): ZstdFrameInfo {
+  const n = data.length;
+  if (n < 6) fail('too short for a frame header', 0);
+  const magic = (data[0]! | (data[1]! << 8) | (data[2]! << 16) | (data[3]! << 24)) >>> 0;
+  if (magic !== ZSTD_MAGIC) fail(`bad magic 0x${magic.toString(16)}`, 0);
+  const fhd = data[4]!;
+  const fcsFlag = fhd >> 6;
+  const singleSegment = (fhd & 0x20) !== 0;
+  if (fhd & 0x08) fail('reserved frame header bit set', 4);
+  const hasChecksum = (fhd & 0x04) !== 0;
+  const dictIdSize = [0, 1, 2, 4][fhd & 3]!;
+  const fcsSize = fcsFlag === 0 ? (singleSegment ? 1 : 0) : [0, 2, 4, 8][fcsFlag]!;
+  let p = 5;
+  let windowSize = 0;
+  if (!singleSegment) {
+    const wd = data[p++]!;
+    const windowLog = 10 + (wd >> 3);
+    const base = 2 ** windowLog;
+    windowSize = base + (base / 8) * (wd & 7);
+  }
+  if (n < p + dictIdSize + fcsSize) fail('truncated frame header', p);
+  let dictId = 0;
+  for (let i = 0; i < dictIdSize; i++) dictId += data[p + i]! * 2 ** (8 * i);
+  p += dictIdSize;
+  let contentSize: number | undefined;
+  if (fcsSize > 0) {
+    let v = 0;
+    for (let i = 0; i < fcsSize; i++) v += data[p + i]! * 2 ** (8 * i);
+    contentSize = fcsSize === 2 ? v + 256 : v;
+    p += fcsSize;
+  }
+  if (singleSegment) windowSize = contentSize!;
+  const headerLen = p;
+  const blockMax = Math.min(windowSize, BLOCK_SIZE_MAX);
+  let blockCount = 0;
+  for (;;) {
+    if (n - p < 3) fail('truncated block header', p);
+    const bh = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16);
+    const last = bh & 1;
+    const type = (bh >> 1) & 3;
+    const size = bh >>> 3;
+    if (type === 3) fail('reserved block type', p);
+    // Raw and compressed blocks carry `size` bytes; an RLE block carries one byte repeated `size` times.
+    if (size > blockMax) fail(`block size ${size} exceeds the maximum ${blockMax}`, p);
+    const payload = type === 1 ? 1 : size;
+    if (n - p - 3 < payload) fail('truncated block', p);
+    p += 3 + payload;
+    blockCount++;
+    if (last) break;
+  }
+  if (hasChecksum) {
+    if (n - p < 4) fail('truncated content checksum', p);
+    p += 4;
+  }
+  const info: ZstdFrameInfo = { frameLen: p, headerLen, windowSize, singleSegment, hasChecksum, dictId, blockCount };
+  if (contentSize !== undefined) info.contentSize = contentSize;
+  return info;
+}
+
+/** Whether the kernel can decode this frame: window within 2^17 and no dictionary. */
+export function zstdWindowOk(info: ZstdFrameInfo): boolean {
+  return info.windowSize <= ZSTD_BTRFS_MAX_WINDOW && info.dictId === 0;
+}
+
+let ready: Promise<void> | null = null;
+let initialized = false;
+
+export function initZstd(): Promise<void> {
+  if (!ready) {
+    ready = wasmInit().then(() => {
+      initialized = true;
+    });
+  }
+  return ready;
+}
+
+function requireInit(): void {
+  if (!initialized) throw new CodecError('ZSTD_NOT_INITIALIZED', 'zstd: call initCodecs() (await) before using zstd');
+}
+
+/**
+ * Decodes the frame at the start of `data` (padding after it ignored) into exactly `ramBytes` bytes,
+ * zero-filled past the decoded content. Returns the output and how many bytes the frame produced.
+ */
+export function zstdDecompressExtent(data: Uint8Array, ramBytes: number): { out: Uint8Array; decodedLen: number } {
+  requireInit();
+  const info = zstdFrameInfo(data);
+  if (info.dictId !== 0) throw new CodecError('ZSTD_DICT', `zstd: frame needs dictionary ${info.dictId}`, { offset: 5 });
+  if (info.contentSize !== undefined && info.contentSize > ramBytes) {
+    throw new CodecError('DECODED_TOO_LONG', `zstd: frame content size ${info.contentSize} exceeds ${ramBytes} bytes`, { offset: 5 });
+  }
+  let decoded: Uint8Array;
+  try {
+    // The library sizes its output from Frame_Content_Size, else from defaultHeapSize; capping that
+    // at ramBytes makes an over-long frame fail inside zstd instead of allocating freely.
+    decoded = wasmDecompress(data.subarray(0, info.frameLen), { defaultHeapSize: Math.max(ramBytes, 1) });
+  } catch (e) {
+    throw new CodecError('ZSTD_CORRUPT', `zstd: frame does not decode (${(e as Error).message}); or decodes to more than ${ramBytes} bytes`, { cause: e });
+  }
+  if (decoded.length > ramBytes) throw new CodecError('DECODED_TOO_LONG', `zstd: decodes to ${decoded.length} > ${ramBytes} bytes`);
+  if (decoded.length === ramBytes) return { out: decoded, decodedLen: ramBytes };
+  const out = new Uint8Array(ramBytes);
+  out.set(decoded);
+  return { out, decodedLen: decoded.length };
+}
+
+/** One zstd frame at `level`, with a window the kernel can decode (input is at most 128 KiB). */
+export function zstdCompress(data: Uint8Array, level: number = ZSTD_BTRFS_DEFAULT_LEVEL): Uint8Array {
+  requireInit();
+  if (!Number.isInteger(level) || level < ZSTD_BTRFS_MIN_LEVEL || level > ZSTD_BTRFS_MAX_LEVEL) {
+    throw new CodecError('ZSTD_LEVEL', `zstd: level ${level} outside ${ZSTD_BTRFS_MIN_LEVEL}..${ZSTD_BTRFS_MAX_LEVEL}`);
+  }
+  if (level === 0) level = ZSTD_BTRFS_DEFAULT_LEVEL; // the kernel's "0 = default"
+  // One-shot compression records the content size and shrinks the window to the input, so a
+  // <= 128 KiB input yields a single-segment frame whose window fits the kernel's 2^17 limit.
+  const frame = wasmCompress(data, level);
+  const info = zstdFrameInfo(frame);
+  if (!zstdWindowOk(info) || info.frameLen !== frame.length) {
+    throw new CodecError('ZSTD_WINDOW', `zstd: produced a frame with window ${info.windowSize} the kernel cannot decode`);
+  }
+  return frame;
+}
