@@ -22,9 +22,18 @@ export function comparePathBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
+/**
+ * escapePath as `btrfs receive --dump` prints paths, except that its `\ ` for a space becomes `\040`, so
+ * a manifest line holds raw spaces only between fields. (escapePath emits a raw space only right after
+ * the backslash that escapes it, so replacing every space is exact.)
+ */
+export function escapeField(bytes: Uint8Array): string {
+  return escapePath(bytes).replaceAll(' ', '040');
+}
+
 /** The root is printed as `.` so every line starts with a non-empty path field. */
 export function formatPath(path: Uint8Array): string {
-  return path.length === 0 ? '.' : escapePath(path);
+  return path.length === 0 ? '.' : escapeField(path);
 }
 
 export function formatTimespec(t: Timespec): string {
@@ -33,11 +42,11 @@ export function formatTimespec(t: Timespec): string {
 
 /** `=` separates an xattr's name from its value on the line, so it must not appear raw in the name. */
 export function formatXattrName(name: Uint8Array): string {
-  return escapePath(name).replaceAll('=', '\\075');
+  return escapeField(name).replaceAll('=', '\\075');
 }
 
 export function formatXattrValue(value: Uint8Array): string {
-  if (value.length <= XATTR_INLINE_MAX) return escapePath(value);
+  if (value.length <= XATTR_INLINE_MAX) return escapeField(value);
   return 'sha256:' + createHash('sha256').update(value).digest('hex');
 }
 
@@ -75,7 +84,7 @@ export function formatLine(
   if (opts.atime) f.push('atime=' + formatTimespec(e.atime));
   if (opts.nlink) f.push(`nlink=${e.nlink}`);
   if (extra.contentHash !== undefined) f.push('sha256=' + extra.contentHash);
-  if (e.type === 'symlink') f.push('target=' + escapePath(e.symlinkTarget ?? new Uint8Array()));
+  if (e.type === 'symlink') f.push('target=' + escapeField(e.symlinkTarget ?? new Uint8Array()));
   if ((e.type === 'chr' || e.type === 'blk') && e.rdev) f.push(`rdev=${e.rdev.major}:${e.rdev.minor}`);
   if (extra.linkGroup !== undefined) f.push('link=' + formatPath(extra.linkGroup));
   const skip = (opts.skipXattrPrefixes ?? []).map((p) => te.encode(p));
