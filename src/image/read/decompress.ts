@@ -1,0 +1,42 @@
+import { ImageError } from '../../errors.js';
+
+/**
+ * Bridge to the codec module (src/compress/, owned by the codec engineer). Loaded lazily and by a
+ * computed specifier so the reader builds and reads uncompressed images even while that module is
+ * absent; compressed extents then fail with a clear ImageError instead.
+ */
+interface CodecApi {
+  initCodecs(): Promise<void>;
+  decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number): Uint8Array;
+}
+
+let api: Promise<CodecApi | null> | undefined;
+
+async function load(): Promise<CodecApi | null> {
+  const spec = '../../compress/index.js';
+  try {
+    const mod = (await import(spec)) as Partial<CodecApi>;
+    if (typeof mod.initCodecs !== 'function' || typeof mod.decompressExtent !== 'function') return null;
+    await mod.initCodecs();
+    return mod as CodecApi;
+  } catch (err) {
+    if (err instanceof Error && /Cannot find module|Failed to load|ERR_MODULE_NOT_FOUND/.test(err.message)) return null;
+    throw err;
+  }
+}
+
+/** Decompresses one extent (1 zlib, 2 lzo, 3 zstd) to exactly `ramBytes` bytes. */
+export async function decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number, what: string): Promise<Uint8Array> {
+  api ??= load();
+  const codecs = await api;
+  if (!codecs) {
+    throw new ImageError('IMAGE_COMPRESSION_NOT_YET', `${what}: compressed (type ${type}) extents cannot be read yet: the codec module src/compress/index.js is not available`);
+  }
+  const out = codecs.decompressExtent(type, data, ramBytes, sectorsize);
+  if (out.length < ramBytes) {
+    const z = new Uint8Array(ramBytes);
+    z.set(out);
+    return z;
+  }
+  return out.length > ramBytes ? out.subarray(0, ramBytes) : out;
+}

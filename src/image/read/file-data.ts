@@ -1,0 +1,150 @@
+import { ImageError } from '../../errors.js';
+import { crc32cBtrfs } from '../../util/crc32c.js';
+import {
+  BTRFS_COMPRESS_NONE, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_KEY,
+  BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_NODATASUM,
+  decodeCsumItem, decodeFileExtentItem,
+} from '../structs.js';
+import { decompressExtent } from './decompress.js';
+import type { ImageReader } from './image.js';
+import { type Location, statInode } from './inodes.js';
+import type { TreeRoot } from './tree.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+/** Largest piece read or yielded at once: memory stays bounded whatever the file or extent size. */
+const PIECE = 1 << 20;
+
+export interface ReadFileOptions {
+  /** Verify data checksums against the csum tree (default true). */
+  verify?: boolean;
+}
+
+function* zeros(n: bigint): Generator<Uint8Array> {
+  while (n > 0n) {
+    const k = n > BigInt(PIECE) ? PIECE : Number(n);
+    yield new Uint8Array(k);
+    n -= BigInt(k);
+  }
+}
+
+/** crc32c of each sector of [logical, logical+len) from the csum tree; undefined where none is stored. */
+async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number): Promise<(number | undefined)[]> {
+  const ss = BigInt(img.sectorsize);
+  const n = Math.ceil(len / img.sectorsize);
+  const out: (number | undefined)[] = new Array(n).fill(undefined);
+  if (!csumRoot) return out;
+  const end = logical + BigInt(len);
+  // The item covering `logical` may start before it: begin at the last item keyed <= logical.
+  const first = await img.trees.lookupLE(csumRoot, { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: logical });
+  const startKey = first && first.key.objectid === BTRFS_EXTENT_CSUM_OBJECTID && first.key.type === BTRFS_EXTENT_CSUM_KEY ? first.key.offset : logical;
+  const from = { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: startKey };
+  const to = { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: end - 1n };
+  for await (const it of img.trees.iterate(csumRoot, from, to)) {
+    const sums = decodeCsumItem(it.data);
+    for (let i = 0; i < sums.length; i++) {
+      const at = it.key.offset + BigInt(i) * ss;
+      if (at < logical) continue;
+      if (at >= end) break;
+      out[Number((at - logical) / ss)] = sums[i];
+    }
+  }
+  return out;
+}
+
+/**
+ * Reads logical [logical, logical+len) of a data extent and checks every sector's crc32c. On DUP data a
+ * copy that fails is replaced by the other; a sector without a checksum fails unless `needSums` is false.
+ */
+async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string): Promise<Uint8Array> {
+  const copies = img.chunks.map(logical, len, what);
+  const sums = needSums ? await sectorCsums(img, csumRoot, logical, len) : [];
+  const problems: string[] = [];
+  for (const phys of copies) {
+    const data = await img.src.read(phys, len);
+    let bad: string | undefined;
+    for (let i = 0; needSums && i < sums.length && !bad; i++) {
+      const at = logical + BigInt(i * img.sectorsize);
+      const want = sums[i];
+      if (want === undefined) {
+        bad = `no data checksum for sector at logical ${at}`;
+        break;
+      }
+      const got = crc32cBtrfs(data.subarray(i * img.sectorsize, Math.min(len, (i + 1) * img.sectorsize)));
+      if (got !== want) bad = `data checksum mismatch at logical ${at} (stored 0x${want.toString(16)}, computed 0x${got.toString(16)})`;
+    }
+    if (!bad) return data;
+    problems.push(bad);
+  }
+  throw new ImageError('IMAGE_DATA_CSUM', `${what}: ${problems.join('; ')}`, { offset: logical, command: 'btrfs_csum_item' });
+}
+
+/**
+ * A file's content as chunks of at most 1 MiB, exactly `size` bytes long: inline, regular, prealloc
+ * (zeros), holes (zeros, explicit or implied by NO_HOLES) and compressed extents, including extents
+ * referenced partially (offset/num_bytes into a larger on-disk extent).
+ */
+export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileOptions = {}): AsyncGenerator<Uint8Array> {
+  const inode = await statInode(img, loc);
+  const size = inode.size;
+  const needSums = opts.verify !== false && (inode.flags & BTRFS_INODE_NODATASUM) === 0n;
+  const tree = await img.tree(loc.root);
+  const csumRoot = needSums ? await img.csumTree() : undefined;
+  const from = { objectid: loc.ino, type: BTRFS_EXTENT_DATA_KEY, offset: 0n };
+  const to = { objectid: loc.ino, type: BTRFS_EXTENT_DATA_KEY, offset: U64_MAX };
+  const where = (off: bigint): string => `file extent at offset ${off} of inode ${loc.ino} in subvolume ${loc.root}`;
+  let pos = 0n;
+  for await (const it of img.trees.iterate(tree, from, to)) {
+    const off = it.key.offset;
+    if (off >= size) break;
+    if (off < pos) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)} overlaps the previous extent (ends at ${pos})`, { command: 'btrfs_file_extent_item' });
+    if (off > pos) yield* zeros(off - pos);
+    pos = off;
+    const fe = decodeFileExtentItem(it.data);
+    const clip = (n: bigint): bigint => (pos + n > size ? size - pos : n);
+    if (fe.type === BTRFS_FILE_EXTENT_INLINE) {
+      let data = fe.inline_data!;
+      if (fe.compression !== BTRFS_COMPRESS_NONE) data = await decompressExtent(fe.compression, data, Number(fe.ram_bytes), img.sectorsize, where(off));
+      const n = clip(BigInt(data.length));
+      yield data.slice(0, Number(n));
+      pos += n;
+      continue;
+    }
+    if (fe.type !== BTRFS_FILE_EXTENT_REG && fe.type !== BTRFS_FILE_EXTENT_PREALLOC) {
+      throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)} has unknown type ${fe.type}`, { command: 'btrfs_file_extent_item' });
+    }
+    if (fe.encryption !== 0 || fe.other_encoding !== 0) {
+      throw new ImageError('IMAGE_UNSUPPORTED_ENCODING', `${where(off)} uses encryption ${fe.encryption} / encoding ${fe.other_encoding}`);
+    }
+    const want = clip(fe.num_bytes);
+    if (fe.type === BTRFS_FILE_EXTENT_PREALLOC || fe.disk_bytenr === 0n) {
+      yield* zeros(want);
+    } else if (fe.compression !== BTRFS_COMPRESS_NONE) {
+      if (fe.disk_num_bytes > 1n << 27n || fe.ram_bytes > 1n << 27n) {
+        throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: compressed extent of ${fe.disk_num_bytes}/${fe.ram_bytes} bytes is implausibly large`);
+      }
+      if (fe.offset + fe.num_bytes > fe.ram_bytes) {
+        throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: range ${fe.offset}+${fe.num_bytes} exceeds ram_bytes ${fe.ram_bytes}`);
+      }
+      const disk = await readVerified(img, csumRoot, fe.disk_bytenr, Number(fe.disk_num_bytes), needSums, where(off));
+      const plain = await decompressExtent(fe.compression, disk, Number(fe.ram_bytes), img.sectorsize, where(off));
+      for (let p = 0n; p < want; p += BigInt(PIECE)) {
+        const a = Number(fe.offset + p);
+        yield plain.slice(a, a + Math.min(PIECE, Number(want - p)));
+      }
+    } else {
+      if (fe.offset + fe.num_bytes > fe.disk_num_bytes) {
+        throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: range ${fe.offset}+${fe.num_bytes} exceeds disk_num_bytes ${fe.disk_num_bytes}`);
+      }
+      const ss = BigInt(img.sectorsize);
+      for (let p = 0n; p < want; p += BigInt(PIECE)) {
+        const n = want - p > BigInt(PIECE) ? PIECE : Number(want - p);
+        // Checksums cover whole sectors: read the sector-rounded piece, yield only the wanted bytes.
+        const readLen = Number(((BigInt(n) + ss - 1n) / ss) * ss);
+        const data = await readVerified(img, csumRoot, fe.disk_bytenr + fe.offset + p, readLen, needSums, where(off));
+        yield data.subarray(0, n);
+      }
+    }
+    pos += want;
+  }
+  if (pos < size) yield* zeros(size - pos);
+}

@@ -1,0 +1,32 @@
+import type { BlockDevice } from '../device.js';
+
+/**
+ * What the reader needs from an image: positional reads, nothing else. Async so a file-backed source can
+ * use non-blocking I/O; the writer's synchronous BlockDevice adapts trivially (fromBlockDevice).
+ */
+export interface ImageSource {
+  /** Read `len` bytes at `offset`; bytes past the end of the image read as zeros. */
+  read(offset: bigint, len: number): Promise<Uint8Array>;
+  /** Size of the image in bytes, when known (used to skip superblock mirrors past the end). */
+  size?(): bigint;
+}
+
+export function fromBlockDevice(dev: BlockDevice): ImageSource {
+  return {
+    read: async (offset, len) => dev.read(offset, len),
+    size: () => dev.size(),
+  };
+}
+
+/** An in-memory image (tests: corrupt a copy of an image without touching the file). */
+export function fromBytes(bytes: Uint8Array): ImageSource {
+  return {
+    read: async (offset, len) => {
+      const out = new Uint8Array(len);
+      const start = Number(offset);
+      if (start < bytes.length) out.set(bytes.subarray(start, Math.min(bytes.length, start + len)));
+      return out;
+    },
+    size: () => BigInt(bytes.length),
+  };
+}

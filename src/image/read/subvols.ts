@@ -1,0 +1,142 @@
+import { ImageError } from '../../errors.js';
+import {
+  BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID,
+  BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_SUBVOL_RDONLY, type BtrfsRootItem, type BtrfsTimespec,
+  decodeInodeRefs, decodeRootItem, decodeRootRef,
+} from '../structs.js';
+import type { ImageReader } from './image.js';
+import { type Location, splitPath } from './inodes.js';
+
+export interface SubvolumeInfo {
+  id: bigint;
+  /** Subvolume containing it ("top level" in `btrfs subvolume list`); 0 for the top level itself. */
+  parent: bigint;
+  /** Directory inode (in `parent`) holding it. */
+  dirid: bigint;
+  name: Uint8Array;
+  /** Path from the top-level subvolume, '/'-joined raw bytes decoded as UTF-8 for display. */
+  path: string;
+  pathBytes: Uint8Array;
+  uuid: Uint8Array;
+  parent_uuid: Uint8Array;
+  received_uuid: Uint8Array;
+  generation: bigint;
+  otransid: bigint;
+  ctransid: bigint;
+  stransid: bigint;
+  rtransid: bigint;
+  otime: BtrfsTimespec;
+  ctime: BtrfsTimespec;
+  flags: bigint;
+  readonly: boolean;
+  root_dirid: bigint;
+  item: BtrfsRootItem;
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+const utf8 = new TextDecoder();
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Path of directory `ino` inside subvolume `root`, following the first INODE_REF of each level. */
+async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: bigint): Promise<Uint8Array[]> {
+  const parts: Uint8Array[] = [];
+  const tree = await img.tree(root);
+  const seen = new Set<bigint>();
+  while (ino !== rootDirid) {
+    if (seen.has(ino)) throw new ImageError('IMAGE_BAD_INODE_REF', `directory loop at inode ${ino} in subvolume ${root}`);
+    seen.add(ino);
+    const from = { objectid: ino, type: BTRFS_INODE_REF_KEY, offset: 0n };
+    const to = { objectid: ino, type: BTRFS_INODE_REF_KEY, offset: U64_MAX };
+    let next: bigint | undefined;
+    for await (const it of img.trees.iterate(tree, from, to)) {
+      const ref = decodeInodeRefs(it.data)[0];
+      if (ref) {
+        parts.unshift(ref.name);
+        next = it.key.offset;
+        break;
+      }
+    }
+    if (next === undefined) throw new ImageError('IMAGE_BAD_INODE_REF', `directory ${ino} in subvolume ${root} has no INODE_REF`);
+    ino = next;
+  }
+  return parts;
+}
+
+function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, name: Uint8Array, pathBytes: Uint8Array): SubvolumeInfo {
+  return {
+    id, parent, dirid, name, path: utf8.decode(pathBytes), pathBytes, uuid: item.uuid, parent_uuid: item.parent_uuid,
+    received_uuid: item.received_uuid, generation: item.generation, otransid: item.otransid, ctransid: item.ctransid,
+    stransid: item.stransid, rtransid: item.rtransid, otime: item.otime, ctime: item.ctime, flags: item.flags,
+    readonly: (item.flags & BTRFS_ROOT_SUBVOL_RDONLY) !== 0n, root_dirid: item.root_dirid, item,
+  };
+}
+
+/**
+ * Every subvolume reachable from the top level (id 5 first, then by id), with its full path. Subvolumes
+ * without a ROOT_BACKREF (deleted, awaiting cleanup) are left out, as `btrfs subvolume list` does.
+ */
+export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]> {
+  const items = new Map<bigint, BtrfsRootItem>();
+  const backrefs = new Map<bigint, { parent: bigint; dirid: bigint; name: Uint8Array }>();
+  const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
+  const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };
+  for await (const it of img.trees.iterate(img.rootTree, from, to)) {
+    if (it.key.type === BTRFS_ROOT_ITEM_KEY) items.set(it.key.objectid, decodeRootItem(it.data));
+    else if (it.key.type === BTRFS_ROOT_BACKREF_KEY && !backrefs.has(it.key.objectid)) {
+      const r = decodeRootRef(it.data);
+      backrefs.set(it.key.objectid, { parent: it.key.offset, dirid: r.dirid, name: r.name });
+    }
+  }
+  const top = await img.rootItem(BTRFS_FS_TREE_OBJECTID);
+  if (!top) throw new ImageError('IMAGE_NO_TREE', 'the top-level subvolume (tree 5) has no ROOT_ITEM');
+  const paths = new Map<bigint, Uint8Array[]>([[BTRFS_FS_TREE_OBJECTID, []]]);
+  const pathOf = async (id: bigint, depth: number): Promise<Uint8Array[] | undefined> => {
+    const known = paths.get(id);
+    if (known) return known;
+    const br = backrefs.get(id);
+    if (!br || depth > 4096) return undefined;
+    const parentPath = await pathOf(br.parent, depth + 1);
+    const parentItem = br.parent === BTRFS_FS_TREE_OBJECTID ? top.item : items.get(br.parent);
+    if (!parentPath || !parentItem) return undefined;
+    const p = [...parentPath, ...(await dirPath(img, br.parent, br.dirid, parentItem.root_dirid)), br.name];
+    paths.set(id, p);
+    return p;
+  };
+  const out: SubvolumeInfo[] = [info(BTRFS_FS_TREE_OBJECTID, top.item, 0n, 0n, new Uint8Array(0), new Uint8Array(0))];
+  for (const [id, item] of [...items].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const p = await pathOf(id, 0);
+    const br = backrefs.get(id);
+    if (!p || !br) continue;
+    const bytes = concat(p.flatMap((x, i) => (i ? [new Uint8Array([0x2f]), x] : [x])));
+    out.push(info(id, item, br.parent, br.dirid, br.name, bytes));
+  }
+  return out;
+}
+
+/** The subvolume whose root directory `path` (from the top level) names; '' or '/' is the top level. */
+export async function subvolumeByPath(img: ImageReader, path: string | Uint8Array): Promise<SubvolumeInfo> {
+  const want = splitPath(path);
+  const all = await listSubvolumes(img);
+  if (want.length === 0) return all[0]!;
+  const key = want.map((p) => Buffer.from(p).toString('latin1')).join('/');
+  const hit = all.find((s) => Buffer.from(s.pathBytes).toString('latin1') === key);
+  if (!hit) throw new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume at path ${JSON.stringify(String(path))}`, { path: String(path) });
+  return hit;
+}
+
+/** Root directory of the top-level subvolume: where image paths start. */
+export async function topLevel(img: ImageReader): Promise<Location> {
+  const top = await img.rootItem(BTRFS_FS_TREE_OBJECTID);
+  if (!top) throw new ImageError('IMAGE_NO_TREE', 'the top-level subvolume (tree 5) has no ROOT_ITEM');
+  return { root: BTRFS_FS_TREE_OBJECTID, ino: top.item.root_dirid };
+}
+

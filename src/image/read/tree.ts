@@ -1,0 +1,156 @@
+import { ImageError } from '../../errors.js';
+import {
+  BTRFS_MAX_LEVEL, type BtrfsKey, compareKeys, formatKey, formatUuid, type LeafItem, parseTreeBlock,
+  type TreeBlock, verifyBlockCsum,
+} from '../structs.js';
+import type { ChunkMap } from './chunk-map.js';
+import type { ImageSource } from './source.js';
+
+/** Where a tree starts, and what its root block must look like. */
+export interface TreeRoot {
+  /** Tree id, for messages and owner checks. */
+  id: bigint;
+  bytenr: bigint;
+  level: number;
+  generation: bigint;
+}
+
+/** What a block must be, as its parent (or the root item) promised. */
+interface Expect {
+  level: number;
+  generation: bigint;
+  firstKey?: BtrfsKey;
+  owner: bigint;
+}
+
+const CACHE_BLOCKS = 512;
+
+/**
+ * Reads and verifies tree blocks, and searches/iterates trees. Every block is checked before use:
+ * checksum, bytenr, fsid, level, generation, first key vs the parent's pointer, owner. On DUP chunks a
+ * copy that fails is retried from the other copy, like the kernel's read repair (without the repair).
+ */
+export class TreeReader {
+  private cache = new Map<bigint, TreeBlock>();
+
+  constructor(
+    private readonly src: ImageSource,
+    private readonly chunks: ChunkMap,
+    private readonly nodesize: number,
+    private readonly fsid: Uint8Array,
+    /** Whether `owner` may legitimately own blocks of tree `treeId` (snapshots share blocks). */
+    private readonly ownerOk: (treeId: bigint, owner: bigint) => boolean = (t, o) => t === o,
+  ) {}
+
+  async readBlock(bytenr: bigint, exp: Expect): Promise<TreeBlock> {
+    const hit = this.cache.get(bytenr);
+    if (hit) {
+      this.cache.delete(bytenr);
+      this.cache.set(bytenr, hit);
+      const why = this.mismatch(hit, bytenr, exp);
+      if (why) this.fail(bytenr, exp.owner, why);
+      return hit;
+    }
+    if (bytenr % 4096n !== 0n) this.fail(bytenr, exp.owner, 'tree block address is not sector aligned');
+    const copies = this.chunks.map(bytenr, this.nodesize, 'tree block');
+    const problems: string[] = [];
+    for (const phys of copies) {
+      const raw = await this.src.read(phys, this.nodesize);
+      let why: string | null = null;
+      let tb: TreeBlock | undefined;
+      if (!verifyBlockCsum(raw)) {
+        why = 'checksum mismatch';
+      } else {
+        try {
+          tb = parseTreeBlock(raw, this.nodesize);
+          why = this.mismatch(tb, bytenr, exp);
+        } catch (err) {
+          why = err instanceof Error ? err.message : String(err);
+        }
+      }
+      if (!why && tb) {
+        this.cache.set(bytenr, tb);
+        if (this.cache.size > CACHE_BLOCKS) this.cache.delete(this.cache.keys().next().value as bigint);
+        return tb;
+      }
+      problems.push(copies.length > 1 ? `copy at physical ${phys}: ${why}` : `${why}`);
+    }
+    return this.fail(bytenr, exp.owner, problems.join('; '));
+  }
+
+  private mismatch(tb: TreeBlock, bytenr: bigint, exp: Expect): string | null {
+    const h = tb.header;
+    if (h.bytenr !== bytenr) return `header bytenr is ${h.bytenr}`;
+    if (!h.fsid.every((b, i) => b === this.fsid[i])) return `fsid ${formatUuid(h.fsid)} is not this filesystem's`;
+    if (h.level !== exp.level) return `level ${h.level}, expected ${exp.level}`;
+    if (h.generation !== exp.generation) return `generation ${h.generation}, parent expects ${exp.generation}`;
+    if (!this.ownerOk(exp.owner, h.owner)) return `owner ${h.owner} cannot belong to tree ${exp.owner}`;
+    if (exp.firstKey) {
+      const first = h.level === 0 ? tb.items[0]?.key : tb.ptrs[0]?.key;
+      if (first && compareKeys(first, exp.firstKey) !== 0) return `first key ${formatKey(first)}, parent says ${formatKey(exp.firstKey)}`;
+    }
+    return null;
+  }
+
+  private fail(bytenr: bigint, tree: bigint, why: string): never {
+    throw new ImageError('IMAGE_BAD_TREE_BLOCK', `tree block ${bytenr} (tree ${tree}): ${why}`, { offset: bytenr, command: 'btrfs_header' });
+  }
+
+  private async rootBlock(root: TreeRoot): Promise<TreeBlock> {
+    if (root.level >= BTRFS_MAX_LEVEL) this.fail(root.bytenr, root.id, `root level ${root.level} too high`);
+    return this.readBlock(root.bytenr, { level: root.level, generation: root.generation, owner: root.id });
+  }
+
+  /**
+   * Items with from <= key <= to, in key order. Children are visited once per iteration (a block seen
+   * twice means a corrupt, cyclic or cross-linked tree), and levels must step down by one, so a damaged
+   * tree ends in an ImageError rather than a loop.
+   */
+  async *iterate(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): AsyncGenerator<LeafItem> {
+    const visited = new Set<bigint>();
+    const walk = async function* (this: TreeReader, tb: TreeBlock): AsyncGenerator<LeafItem> {
+      if (tb.header.level === 0) {
+        for (const it of tb.items) {
+          if (compareKeys(it.key, to) > 0) return;
+          if (compareKeys(it.key, from) >= 0) yield it;
+        }
+        return;
+      }
+      let i = 0;
+      while (i + 1 < tb.ptrs.length && compareKeys(tb.ptrs[i + 1]!.key, from) <= 0) i++;
+      for (; i < tb.ptrs.length; i++) {
+        const p = tb.ptrs[i]!;
+        if (compareKeys(p.key, to) > 0) return;
+        if (visited.has(p.blockptr)) this.fail(p.blockptr, root.id, `referenced twice from tree ${root.id} (block ${tb.header.bytenr})`);
+        visited.add(p.blockptr);
+        const child = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
+        yield* walk.call(this, child);
+      }
+    };
+    yield* walk.call(this, await this.rootBlock(root));
+  }
+
+  /** The item with the greatest key <= `key`, if any. */
+  async lookupLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
+    let tb = await this.rootBlock(root);
+    for (let depth = 0; tb.header.level > 0; depth++) {
+      let i = -1;
+      while (i + 1 < tb.ptrs.length && compareKeys(tb.ptrs[i + 1]!.key, key) <= 0) i++;
+      if (i < 0) return undefined;
+      const p = tb.ptrs[i]!;
+      tb = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
+    }
+    let found: LeafItem | undefined;
+    for (const it of tb.items) {
+      if (compareKeys(it.key, key) > 0) break;
+      found = it;
+    }
+    return found;
+  }
+
+  /** The item with exactly this key, if any. */
+  async lookup(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
+    const it = await this.lookupLE(root, key);
+    return it && compareKeys(it.key, key) === 0 ? it : undefined;
+  }
+}
