@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { DumpReceiver } from '../../dump/dump-receiver.js';
+import { dumpStream } from '../../dump/index.js';
 import { openInput } from '../../io/input.js';
 import { BufferedOut } from '../../io/output.js';
-import { processStream } from '../../stream/receiver.js';
 
 export interface DumpCliOptions {
   file?: string;
@@ -15,11 +14,10 @@ export interface DumpCliOptions {
  */
 export async function runDump(opts: DumpCliOptions): Promise<void> {
   const out = new BufferedOut();
-  const printer = new DumpReceiver((l) => out.push(l));
   const input = await openInput(opts.file);
   try {
-    await processStream(input, printer, {
-      stopAfterFirstEnd: !opts.allStreams,
+    await dumpStream(input, (l) => out.push(l), {
+      allStreams: opts.allStreams ?? false,
       // flush between commands so output stays bounded and appears while a pipe is still delivering
       afterCommand: () => out.maybeFlush(),
     });
