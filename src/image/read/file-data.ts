@@ -136,6 +136,9 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
         throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: range ${fe.offset}+${fe.num_bytes} exceeds disk_num_bytes ${fe.disk_num_bytes}`);
       }
       const ss = BigInt(img.sectorsize);
+      if (fe.offset % ss !== 0n || fe.disk_bytenr % ss !== 0n) {
+        throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: disk_bytenr ${fe.disk_bytenr} / offset ${fe.offset} not sector aligned`);
+      }
       for (let p = 0n; p < want; p += BigInt(PIECE)) {
         const n = want - p > BigInt(PIECE) ? PIECE : Number(want - p);
         // Checksums cover whole sectors: read the sector-rounded piece, yield only the wanted bytes.
