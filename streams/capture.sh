@@ -32,7 +32,8 @@ cleanup() {
   done
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 T0='2020-01-02 03:04:05.000000000 UTC'   # every entry of a base tree
 T1='2021-06-07 08:09:10.000000000 UTC'   # every entry an incremental change touched

@@ -24,7 +24,8 @@ cleanup() {
   losetup -j "$WORK/fs.img" | cut -d: -f1 | while read -r dev; do losetup -d "$dev"; done
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 truncate -s 6G "$WORK/fs.img"
 mkfs.btrfs -q -f "$WORK/fs.img" >/dev/null

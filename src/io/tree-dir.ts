@@ -93,7 +93,7 @@ export function dirTreeSource(root: string, opts: DirSourceOptions = {}): TreeSo
   return {
     async *entries(): AsyncGenerator<TreeEntry> {
       const rootAbs = Buffer.from(path.resolve(root));
-      const rootSt = await fsp.lstat(rootAbs, { bigint: true }).catch((e: unknown) => {
+      const rootSt = await fsp.stat(rootAbs, { bigint: true }).catch((e: unknown) => {
         throw new BtrfsTsError('TREE_OPEN', `cannot read ${root}: ${String(e)}`);
       });
       if (typeOf(rootSt.mode) !== 'dir') throw new BtrfsTsError('TREE_OPEN', `${root} is not a directory`);
