@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import * as dump from './dump.js';
 import * as manifest from './manifest.js';
+import * as mkfs from './mkfs.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -9,4 +10,5 @@ import * as manifest from './manifest.js';
 export function registerCommands(program: Command): void {
   dump.register(program);
   manifest.register(program);
+  mkfs.register(program);
 }

@@ -68,7 +68,7 @@ export function getDataExtent(fs: Filesystem, bytenr: bigint): DataExtentInfo | 
 }
 
 /** Rewrite the extent's items in canonical form; no refs left = extent freed (space pinned, csums dropped). */
-function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
+export function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
   const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
   for (const it of t.range({ objectid: x.bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: x.bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: U64_MAX })) {
     t.delete(it.key);

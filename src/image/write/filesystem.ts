@@ -112,6 +112,7 @@ export class Filesystem {
     this.metadataProfile = metadataProfile;
     this.growable = growth.growable ?? true;
     this.maxSize = growth.maxSize;
+    this.headerFsid = sb.fsid;
   }
 
   get sectorsize(): number {
@@ -182,9 +183,12 @@ export class Filesystem {
     return at;
   }
 
-  /** Give back data space that was allocated but never recorded in an extent item. */
-  unallocData(bytenr: bigint, numBytes: bigint): void {
-    this.pinned.add(bytenr, bytenr + numBytes);
+  /**
+   * Give back space from allocData that was never recorded in an extent item. It was free in the
+   * committed state too, so it is reusable at once.
+   */
+  releaseData(bytenr: bigint, numBytes: bigint): void {
+    if (numBytes > 0n) this.dataFree.add(bytenr, bytenr + numBytes);
   }
 
   writeData(bytenr: bigint, bytes: Uint8Array): void {
@@ -272,6 +276,9 @@ export class Filesystem {
       for (const [s, e] of this.chunks.superExcluded(chunk)) this.dataFree.remove(s, e);
     }
   }
+
+  /** fsid stamped into tree block headers (metadata_uuid when that feature is on). */
+  headerFsid: Uint8Array;
 
   /** Set by create/open: the chunk tree uuid stamped into every tree block header and dev extent. */
   chunkTreeUuid: Uint8Array = new Uint8Array(16);

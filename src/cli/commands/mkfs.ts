@@ -1,0 +1,111 @@
+import * as nodefs from 'node:fs';
+import type { Command } from 'commander';
+import { ImageError } from '../../errors.js';
+import { BTRFS_MAGIC, BTRFS_SUPER_INFO_OFFSET } from '../../image/structs/constants.js';
+import { createFilesystem } from '../../image/write/create.js';
+import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
+import { FileDevice } from '../../io/image-file.js';
+import { populateFromDir, surveyRootdir } from '../../io/image-rootdir.js';
+
+interface Opts {
+  rootdir?: string;
+  byteCount?: string;
+  compress?: string;
+  label?: string;
+  sectorsize?: string;
+  nodesize?: string;
+  metadata: string;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+const MiB = 1n << 20n;
+
+/** mkfs.btrfs-style size: a number with an optional K/M/G/T/P/E suffix (binary units). */
+export function parseSize(s: string): bigint {
+  const m = /^(\d+)\s*([kmgtpe]?)(i?b)?$/i.exec(s.trim());
+  if (!m) throw new ImageError('MKFS_USAGE', `invalid size ${JSON.stringify(s)}`);
+  const shift = { '': 0n, k: 10n, m: 20n, g: 30n, t: 40n, p: 50n, e: 60n }[m[2]!.toLowerCase() as '' | 'k'];
+  return BigInt(m[1]!) << shift;
+}
+
+async function makeCompressor(spec: string, sectorsize: number): Promise<ExtentCompressor> {
+  const [name, lvl] = spec.split(':');
+  const type: 1 | 2 | 3 | undefined = ({ zlib: 1, lzo: 2, zstd: 3 } as Record<string, 1 | 2 | 3>)[name ?? ''];
+  if (!type) throw new ImageError('MKFS_USAGE', `--compress: unknown algorithm ${JSON.stringify(name)} (zlib, lzo, zstd)`);
+  const level = lvl === undefined ? undefined : Number(lvl);
+  if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > (type === 3 ? 15 : 9))) {
+    throw new ImageError('MKFS_USAGE', `--compress: bad level ${JSON.stringify(lvl)}`);
+  }
+  if (type === 2 && level !== undefined) throw new ImageError('MKFS_USAGE', '--compress: lzo takes no level');
+  const codecs = await import('../../compress/index.js');
+  await codecs.initCodecs();
+  return { type, compress: (data) => codecs.compressExtent(type, data, sectorsize, level) };
+}
+
+export async function runMkfs(image: string, o: Opts): Promise<void> {
+  const sectorsize = o.sectorsize ? Number(parseSize(o.sectorsize)) : 4096;
+  const nodesize = o.nodesize ? Number(parseSize(o.nodesize)) : 16384;
+  if (o.metadata !== 'single' && o.metadata !== 'dup') throw new ImageError('MKFS_USAGE', `-m: profile ${o.metadata} not supported (single, dup)`);
+  const compressor = o.compress ? await makeCompressor(o.compress, sectorsize) : undefined;
+
+  let size: bigint | undefined = o.byteCount ? parseSize(o.byteCount) : undefined;
+  const existing = nodefs.existsSync(image) ? nodefs.statSync(image) : undefined;
+  if (existing && !existing.isFile() && !existing.isBlockDevice()) throw new ImageError('MKFS_USAGE', `${image} is not a file or block device`);
+  if (existing && existing.size >= Number(BTRFS_SUPER_INFO_OFFSET) + 4096 && !o.force) {
+    const fd = nodefs.openSync(image, 'r');
+    const magic = Buffer.alloc(8);
+    nodefs.readSync(fd, magic, 0, 8, Number(BTRFS_SUPER_INFO_OFFSET) + 64);
+    nodefs.closeSync(fd);
+    if (magic.readBigUInt64LE(0) === BTRFS_MAGIC) throw new ImageError('MKFS_EXISTS', `${image} already contains a btrfs filesystem (use -f to overwrite)`);
+  }
+  if (size === undefined && existing && existing.size > 0) size = BigInt(existing.size);
+  if (size === undefined) {
+    // at least 256 MiB, or room for the content twice over (half of it free), plus metadata reserve
+    let content = 0n;
+    if (o.rootdir) {
+      const s = surveyRootdir(o.rootdir);
+      content = s.dataBytes + BigInt(s.inodes) * 2048n + s.nameBytes * 4n;
+    }
+    const want = 2n * content + 128n * MiB;
+    size = want > 256n * MiB ? ((want + MiB - 1n) / MiB) * MiB : 256n * MiB;
+  }
+  if (size < 128n * MiB) throw new ImageError('MKFS_TOO_SMALL', `size ${size} is too small (minimum 128 MiB)`);
+
+  const dev = existing?.isBlockDevice() ? FileDevice.open(image) : FileDevice.create(image, size);
+  try {
+    const fs = createFilesystem(dev, {
+      label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false,
+    });
+    if (o.rootdir) {
+      await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor));
+      fs.commit();
+    }
+    if (!o.quiet) {
+      process.stdout.write(`btrfs-ts mkfs: ${image}: ${size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}` +
+        `${o.label ? `, label ${JSON.stringify(o.label)}` : ''}, generation ${fs.generation}\n`);
+    }
+  } finally {
+    dev.close();
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('mkfs')
+    .description('create a btrfs image file, optionally populated from a directory (like mkfs.btrfs --rootdir)')
+    .argument('<image>', 'image file to create (or block device)')
+    .option('-r, --rootdir <dir>', 'copy this directory tree into the top-level subvolume')
+    .option('-b, --byte-count <size>', 'image size (default: 256M, or twice the --rootdir content plus reserve)')
+    .option('--size <size>', 'same as --byte-count')
+    .option('--compress <alg[:level]>', 'compress file data with zlib, lzo or zstd (with --rootdir)')
+    .option('-L, --label <label>', 'filesystem label')
+    .option('-s, --sectorsize <n>', 'data block size', '4096')
+    .option('-n, --nodesize <n>', 'metadata block size', '16384')
+    .option('-m, --metadata <profile>', 'metadata profile: single or dup', 'dup')
+    .option('-f, --force', 'overwrite an existing btrfs filesystem')
+    .option('-q, --quiet', 'print nothing on success')
+    .action(async (image: string, o: Opts & { size?: string }) => {
+      await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size });
+    });
+}

@@ -1,0 +1,149 @@
+import { ImageError } from '../../errors.js';
+import type { BlockDevice } from '../device.js';
+import { ImageReader } from '../read/image.js';
+import { fromBlockDevice } from '../read/source.js';
+import { metadataFsid } from '../read/superblock.js';
+import type { TreeRoot } from '../read/tree.js';
+import {
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
+  BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_EXTENT_KEY, BTRFS_DEV_TREE_OBJECTID,
+  BTRFS_EXTENT_DATA_KEY, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
+  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE,
+  BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID, BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS, BTRFS_FILE_EXTENT_INLINE,
+  BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_ROOT_TREE_OBJECTID, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_SHARED_DATA_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
+  BTRFS_TREE_RELOC_OBJECTID,
+} from '../structs/constants.js';
+import { decodeChunk, decodeDevExtent } from '../structs/chunk-items.js';
+import { decodeFileExtentItem } from '../structs/fs-items.js';
+import { decodeExtentItem, decodeRootItem } from '../structs/tree-items.js';
+import { ChunkMap } from './chunks.js';
+import { storeDataExtent, type DataExtentInfo } from './extents.js';
+import { Filesystem, type GrowthOptions } from './filesystem.js';
+import { ItemMap } from './item-map.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+const ALL = { from: { objectid: 0n, type: 0, offset: 0n }, to: { objectid: U64_MAX, type: 255, offset: U64_MAX } };
+
+/**
+ * Load an existing single-device image (made by mkfs.btrfs, the kernel, or this writer) into the
+ * in-memory model. Every tree is read (checksums, levels, generations and keys verified by the image
+ * reader) and marked dirty, so the first commit rewrites the whole metadata unshared in fresh space:
+ * derived trees (extent tree tree-block items, block group usage, free space tree) are rebuilt from
+ * scratch rather than trusted.
+ */
+export async function openFilesystem(device: BlockDevice, growth: GrowthOptions = {}): Promise<Filesystem> {
+  const img = await ImageReader.open(fromBlockDevice(device));
+  const sb = img.superblock;
+  const refuse = (code: string, why: string): never => {
+    throw new ImageError(code, `cannot modify this image: ${why}`);
+  };
+  if (sb.log_root !== 0n) refuse('IMAGE_HAS_LOG', 'it has a tree log to replay (mount it once with the kernel first)');
+  if (!(sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE) || !(sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID)) {
+    refuse('IMAGE_NO_FREE_SPACE_TREE', 'it has no valid free space tree (space_cache v1 is not supported)');
+  }
+  if (sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses the block group tree');
+  if (sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses mixed block groups');
+
+  const chunkRoot: TreeRoot = { id: BTRFS_CHUNK_TREE_OBJECTID, bytenr: sb.chunk_root, level: sb.chunk_root_level, generation: sb.chunk_root_generation };
+  const chunkBlock = await img.trees.readBlock(sb.chunk_root, { level: sb.chunk_root_level, generation: sb.chunk_root_generation, owner: BTRFS_CHUNK_TREE_OBJECTID });
+  const loadTree = async (root: TreeRoot): Promise<ItemMap> => {
+    const m = new ItemMap();
+    for await (const it of img.trees.iterate(root, ALL.from, ALL.to)) m.put(it.key, it.data.slice());
+    return m;
+  };
+
+  const chunkItems = await loadTree(chunkRoot);
+  const chunks = new ChunkMap();
+  let metaProfile = 0n;
+  for (const it of chunkItems.entries()) {
+    if (it.key.type !== BTRFS_CHUNK_ITEM_KEY) continue;
+    const c = decodeChunk(it.data);
+    chunks.add({ logical: it.key.offset, length: c.length, type: c.type, stripes: c.stripes });
+    if (c.type & (BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM)) metaProfile |= c.type & BTRFS_BLOCK_GROUP_DUP;
+  }
+
+  const fs = new Filesystem(device, { ...sb, dev_item: { ...sb.dev_item }, super_roots: sb.super_roots.slice() }, metaProfile, growth);
+  fs.chunkTreeUuid = chunkBlock.header.chunk_tree_uuid;
+  fs.headerFsid = metadataFsid(sb);
+  for (const c of chunks.all()) fs.chunks.add(c);
+  fs.trees.set(BTRFS_CHUNK_TREE_OBJECTID, { rootid: BTRFS_CHUNK_TREE_OBJECTID, items: chunkItems, dirty: true });
+
+  const rootTree: TreeRoot = { id: BTRFS_ROOT_TREE_OBJECTID, bytenr: sb.root, level: sb.root_level, generation: sb.generation };
+  const rootItems = await loadTree(rootTree);
+  fs.trees.set(BTRFS_ROOT_TREE_OBJECTID, { rootid: BTRFS_ROOT_TREE_OBJECTID, items: rootItems, dirty: true });
+  for (const it of rootItems.range({ objectid: 0n, type: 0, offset: 0n }, ALL.to)) {
+    if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
+    const id = it.key.objectid;
+    if (id === BTRFS_QUOTA_TREE_OBJECTID) refuse('IMAGE_QUOTA', 'quotas are enabled (qgroup accounting is not maintained)');
+    if (id === BTRFS_TREE_RELOC_OBJECTID) refuse('IMAGE_RELOC', 'a balance/relocation is in progress');
+    const ri = decodeRootItem(it.data);
+    const items = id === BTRFS_FREE_SPACE_TREE_OBJECTID ? new ItemMap() : await loadTree({ id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation });
+    fs.trees.set(id, { rootid: id, items, dirty: true });
+  }
+  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
+    if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
+  }
+
+  // Tree-block extent items describe the blocks just read: they are the committed state (never
+  // overwritten by the next commit) and are regenerated by it, so they leave the model here.
+  const extent = fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items;
+  const sharedData = new Set<bigint>();
+  for (const it of extent.range()) {
+    const t = it.key.type;
+    const isTreeBlock = t === BTRFS_METADATA_ITEM_KEY ||
+      (t === BTRFS_EXTENT_ITEM_KEY && (decodeExtentItem(it.data, t).flags & BTRFS_EXTENT_FLAG_TREE_BLOCK) !== 0n);
+    if (isTreeBlock) {
+      fs.committedBusy.add(it.key.objectid, it.key.objectid + BigInt(sb.nodesize));
+      extent.delete(it.key);
+    } else if (t === BTRFS_TREE_BLOCK_REF_KEY || t === BTRFS_SHARED_BLOCK_REF_KEY) {
+      extent.delete(it.key);
+    } else if (t === BTRFS_SHARED_DATA_REF_KEY) {
+      sharedData.add(it.key.objectid);
+    } else if (t === BTRFS_EXTENT_ITEM_KEY && decodeExtentItem(it.data, t).inline_refs.some((r) => r.type === BTRFS_SHARED_DATA_REF_KEY)) {
+      sharedData.add(it.key.objectid);
+    }
+  }
+  if (sharedData.size) rebuildDataRefs(fs, sharedData);
+
+  for (const it of fs.trees.get(BTRFS_DEV_TREE_OBJECTID)!.items.entries()) {
+    if (it.key.type === BTRFS_DEV_EXTENT_KEY) fs.devUsed.add(it.key.offset, it.key.offset + decodeDevExtent(it.data).length);
+  }
+  for (const c of chunks.all()) {
+    if (!(c.type & BTRFS_BLOCK_GROUP_DATA)) continue;
+    fs.dataFree.add(c.logical, c.logical + c.length);
+    for (const [s, e] of chunks.superExcluded(c)) fs.dataFree.remove(s, e);
+  }
+  for (const it of extent.entries()) {
+    if (it.key.type === BTRFS_EXTENT_ITEM_KEY) fs.dataFree.remove(it.key.objectid, it.key.objectid + it.key.offset);
+  }
+  return fs;
+}
+
+/**
+ * Shared data back references name a tree block by address, and every tree block moves at the next
+ * commit; so such extents get their references recounted from the file extent items that point at them
+ * and stored as ordinary (root, inode, offset) references.
+ */
+function rebuildDataRefs(fs: Filesystem, bytenrs: Set<bigint>): void {
+  const found = new Map<bigint, DataExtentInfo>();
+  const extent = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  for (const b of bytenrs) {
+    const key = extent.first({ objectid: b, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: b, type: BTRFS_EXTENT_ITEM_KEY, offset: U64_MAX })!.key;
+    found.set(b, { bytenr: b, num_bytes: key.offset, generation: decodeExtentItem(extent.get(key)!, BTRFS_EXTENT_ITEM_KEY).generation, refs: [] });
+  }
+  for (const t of fs.trees.values()) {
+    if (t.rootid !== 5n && !(t.rootid >= 256n && t.rootid <= U64_MAX - 256n)) continue;
+    for (const it of t.items.entries()) {
+      if (it.key.type !== BTRFS_EXTENT_DATA_KEY || it.data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
+      const fe = decodeFileExtentItem(it.data);
+      const x = found.get(fe.disk_bytenr);
+      if (!x) continue;
+      const offset = BigInt.asUintN(64, it.key.offset - fe.offset);
+      const r = x.refs.find((e) => e.root === t.rootid && e.objectid === it.key.objectid && e.offset === offset);
+      if (r) r.count++;
+      else x.refs.push({ root: t.rootid, objectid: it.key.objectid, offset, count: 1 });
+    }
+  }
+  for (const x of found.values()) storeDataExtent(fs, x);
+}

@@ -1,0 +1,115 @@
+import * as fs from 'node:fs';
+import path from 'node:path';
+import { ImageError } from '../errors.js';
+import type { Populator, SourceStat } from '../image/write/populate.js';
+import type { Xattr } from '../manifest/types.js';
+import { splitDev, splitNs } from './tree-dir.js';
+import { pathKey, readTreeXattrs } from './tree-xattr.js';
+
+/**
+ * The node:fs side of `mkfs --rootdir`: walks a directory (names as raw bytes), reads stats with
+ * nanosecond times, xattrs (one getfattr run), symlink targets and file contents through a bounded
+ * buffer, and feeds them to the pure Populator. Hard links are recognized by (dev, ino).
+ */
+export interface RootdirSummary {
+  inodes: number;
+  /** Bytes of file data that will need data extents (allocated size, so sparse files count little). */
+  dataBytes: bigint;
+  nameBytes: bigint;
+  xattrBytes: bigint;
+}
+
+/** A quick pass over the tree to size the image before creating it. */
+export function surveyRootdir(root: string): RootdirSummary {
+  const sum: RootdirSummary = { inodes: 1, dataBytes: 0n, nameBytes: 0n, xattrBytes: 0n };
+  const walk = (dir: Buffer): void => {
+    for (const name of fs.readdirSync(dir, { encoding: 'buffer' })) {
+      const abs = Buffer.concat([dir, Buffer.from('/'), name]);
+      const st = fs.lstatSync(abs, { bigint: true });
+      sum.inodes++;
+      sum.nameBytes += BigInt(name.length);
+      if (st.isFile()) sum.dataBytes += st.blocks * 512n < st.size ? st.blocks * 512n : st.size;
+      if (st.isDirectory()) walk(abs);
+    }
+  };
+  walk(Buffer.from(root));
+  return sum;
+}
+
+function toSourceStat(st: fs.BigIntStats): SourceStat {
+  const { major, minor } = splitDev(st.rdev);
+  return {
+    mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid),
+    // btrfs stores the kernel's dev_t (MKDEV), not glibc's user-space encoding
+    rdev: (BigInt(major) << 20n) | BigInt(minor),
+    size: st.size,
+    atime: splitNs(st.atimeNs), mtime: splitNs(st.mtimeNs), ctime: splitNs(st.ctimeNs), otime: splitNs(st.birthtimeNs),
+  };
+}
+
+export async function populateFromDir(root: string, pop: Populator, opts: { xattrs?: boolean } = {}): Promise<void> {
+  const rootAbs = path.resolve(root);
+  let rootSt: fs.BigIntStats;
+  try {
+    rootSt = fs.statSync(rootAbs, { bigint: true });
+  } catch (err) {
+    throw new ImageError('ROOTDIR', `cannot read --rootdir ${root}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!rootSt.isDirectory()) throw new ImageError('ROOTDIR', `--rootdir ${root} is not a directory`);
+  const xattrs: Map<string, Xattr[]> = opts.xattrs === false ? new Map() : await readTreeXattrs(rootAbs);
+  const applyXattrs = (rel: Buffer, ino: bigint): void => {
+    for (const x of xattrs.get(pathKey(rel)) ?? []) pop.setXattr(ino, x.name, x.value);
+  };
+  pop.setTopDirAttrs(toSourceStat(rootSt));
+  applyXattrs(Buffer.alloc(0), pop.topDir);
+
+  const links = new Map<string, bigint>();
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const walk = (absDir: Buffer, relDir: Buffer, dirIno: bigint): void => {
+    const names = fs.readdirSync(absDir, { encoding: 'buffer' }).sort(Buffer.compare);
+    for (const name of names) {
+      const abs = Buffer.concat([absDir, Buffer.from('/'), name]);
+      const rel = relDir.length ? Buffer.concat([relDir, Buffer.from('/'), name]) : name;
+      const st = fs.lstatSync(abs, { bigint: true });
+      const nm = new Uint8Array(name);
+      const linkKey = `${st.dev}:${st.ino}`;
+      if (!st.isDirectory() && st.nlink > 1n) {
+        const prev = links.get(linkKey);
+        if (prev !== undefined) {
+          pop.addLink(dirIno, nm, prev);
+          continue;
+        }
+      }
+      const sst = toSourceStat(st);
+      let ino: bigint;
+      if (st.isDirectory()) {
+        ino = pop.addNode(dirIno, nm, sst);
+        applyXattrs(rel, ino);
+        walk(abs, rel, ino);
+        continue;
+      } else if (st.isSymbolicLink()) {
+        ino = pop.addSymlink(dirIno, nm, sst, new Uint8Array(fs.readlinkSync(abs, { encoding: 'buffer' })));
+      } else if (st.isFile()) {
+        const fd = fs.openSync(abs, 'r');
+        try {
+          ino = pop.addFile(dirIno, nm, sst, (offset, len) => {
+            let got = 0;
+            while (got < len) {
+              const n = fs.readSync(fd, buf, got, len - got, Number(offset) + got);
+              if (n === 0) break;
+              got += n;
+            }
+            return new Uint8Array(buf.buffer, buf.byteOffset, got);
+          });
+        } finally {
+          fs.closeSync(fd);
+        }
+      } else {
+        ino = pop.addNode(dirIno, nm, sst);
+      }
+      applyXattrs(rel, ino);
+      if (st.nlink > 1n) links.set(linkKey, ino);
+    }
+  };
+  walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir);
+}
