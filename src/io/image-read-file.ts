@@ -40,3 +40,21 @@ export async function openImageFile(path: string): Promise<FileImageSource> {
     close: () => fh.close(),
   };
 }
+
+/** Opens an image file for the CLI, runs `fn`, always closes it. */
+export async function withImageFile<T>(path: string, fn: (src: FileImageSource) => Promise<T>): Promise<T> {
+  const src = await openImageFile(path);
+  try {
+    return await fn(src);
+  } finally {
+    await src.close();
+  }
+}
+
+/** Splits `IMAGE[:PATH]`; an existing file whose name contains ':' wins over the split. */
+export async function splitImageArg(arg: string): Promise<{ image: string; path: string }> {
+  const i = arg.lastIndexOf(':');
+  if (i <= 0) return { image: arg, path: '' };
+  const exists = await fsp.stat(arg).then(() => true, () => false);
+  return exists ? { image: arg, path: '' } : { image: arg.slice(0, i), path: arg.slice(i + 1) };
+}

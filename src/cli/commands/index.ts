@@ -2,6 +2,10 @@ import type { Command } from 'commander';
 import * as dump from './dump.js';
 import * as manifest from './manifest.js';
 import * as mkfs from './mkfs.js';
+import * as ls from './ls.js';
+import * as cat from './cat.js';
+import * as subvolume from './subvolume.js';
+import * as extract from './extract.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -11,4 +15,8 @@ export function registerCommands(program: Command): void {
   dump.register(program);
   manifest.register(program);
   mkfs.register(program);
+  ls.register(program);
+  cat.register(program);
+  subvolume.register(program);
+  extract.register(program);
 }

@@ -1,0 +1,179 @@
+import { spawnSync } from 'node:child_process';
+import { constants, promises as fsp } from 'node:fs';
+import { ImageError } from '../errors.js';
+import type { BtrfsImage, Location } from '../image/read/index.js';
+import type { BtrfsTimespec } from '../image/structs.js';
+
+/**
+ * Copies a tree out of an image into a local directory: content, modes, owners (when root), times,
+ * xattrs, symlinks, hard links and special files. Everything is created fresh (O_EXCL, no following of
+ * symlinks) below `dest`, and names from the image are checked, so a hostile image cannot write outside.
+ */
+
+export interface ExtractOptions {
+  /** Restore uid/gid (default: when running as root). */
+  owners?: boolean;
+  /** Restore xattrs with `setfattr --restore` (default true; skipped with a warning if setfattr is missing). */
+  xattrs?: boolean;
+  warn?: (msg: string) => void;
+}
+
+export interface ExtractStats {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  specials: number;
+  skipped: number;
+}
+
+const SLASH = Buffer.from('/');
+const S_IFMT = 0o170000;
+
+function checkName(name: Uint8Array, where: Buffer): void {
+  const s = Buffer.from(name);
+  if (s.length === 0 || s.includes(0x2f) || s.includes(0) || s.equals(Buffer.from('.')) || s.equals(Buffer.from('..'))) {
+    throw new ImageError('IMAGE_BAD_NAME', `refusing to extract entry named ${JSON.stringify(s.toString('latin1'))} in ${where.toString('latin1')}`);
+  }
+}
+
+const toDate = (t: BtrfsTimespec): number => Number(t.sec) + t.nsec / 1e9;
+
+/** getfattr/setfattr dump escaping: octal for control bytes, backslash, '=' in names, and non-ASCII. */
+function esc(b: Uint8Array, isName = false): string {
+  let s = '';
+  for (const c of b) {
+    s += c < 0x21 || c > 0x7e || c === 0x5c || (isName && c === 0x3d) ? '\\' + c.toString(8).padStart(3, '0') : String.fromCharCode(c);
+  }
+  return s;
+}
+
+export async function extractTree(img: BtrfsImage, start: Location, dest: string, opts: ExtractOptions = {}): Promise<ExtractStats> {
+  const isRoot = process.getuid?.() === 0;
+  const owners = opts.owners ?? isRoot;
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`btrfs-ts: WARNING: ${m}\n`));
+  const stats: ExtractStats = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, skipped: 0 };
+  const linked = new Map<string, Buffer>();
+  const xattrDump: string[] = [];
+  const root = Buffer.from(dest);
+  await fsp.mkdir(root, { recursive: true });
+  if ((await fsp.readdir(root)).length > 0) throw new ImageError('EXTRACT_DEST_NOT_EMPTY', `destination ${dest} is not empty`);
+
+  const finish = async (p: Buffer, rel: Buffer, loc: Location, isLink: boolean): Promise<void> => {
+    const st = await img.stat(loc);
+    if (owners) await fsp.lchown(p, st.uid, st.gid);
+    const xs = opts.xattrs === false ? [] : await img.xattrs(loc);
+    if (xs.length) {
+      xattrDump.push(`# file: ${rel.length ? esc(rel) : '.'}`);
+      for (const x of xs) xattrDump.push(`${esc(x.name, true)}=0x${Buffer.from(x.value).toString('hex')}`);
+      xattrDump.push('');
+    }
+    if (!isLink) await fsp.chmod(p, st.mode & 0o7777);
+    await fsp.lutimes(p, toDate(st.atime), toDate(st.mtime));
+  };
+
+  const makeSpecial = async (p: Buffer, kind: string, mode: number, rdev: bigint): Promise<boolean> => {
+    // Node cannot mknod: create under a plain temporary name with mknod(1), then rename to the raw name.
+    const tmp = Buffer.concat([root, Buffer.from(`/.btrfs-ts-mknod-${process.pid}-${stats.specials}`)]);
+    const args = kind === 'p' ? [tmp.toString('latin1'), 'p'] : [tmp.toString('latin1'), kind, String((rdev >> 20n) & 0xfffn), String(rdev & 0xfffffn)];
+    const r = spawnSync('mknod', ['-m', (mode & 0o777).toString(8), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (r.status !== 0) {
+      warn(`cannot create special file ${p.toString('latin1')}: ${r.error?.message ?? r.stderr.toString().trim()}`);
+      return false;
+    }
+    await fsp.rename(tmp, p);
+    return true;
+  };
+
+  const visit = async (loc: Location, p: Buffer, rel: Buffer): Promise<void> => {
+    const st = await img.stat(loc);
+    const type = st.mode & S_IFMT;
+    const key = `${loc.root}:${loc.ino}`;
+    if (type !== 0o040000 && st.nlink > 1) {
+      const first = linked.get(key);
+      if (first) {
+        await fsp.link(first, p);
+        stats.hardlinks++;
+        return;
+      }
+      linked.set(key, p);
+    }
+    switch (type) {
+      case 0o040000: {
+        await fsp.mkdir(p, { mode: 0o700 });
+        stats.dirs++;
+        for await (const e of img.readdir(loc)) {
+          checkName(e.name, p);
+          const nb = Buffer.from(e.name);
+          await visit(e.location, Buffer.concat([p, SLASH, nb]), rel.length ? Buffer.concat([rel, SLASH, nb]) : nb);
+        }
+        break;
+      }
+      case 0o100000: {
+        const fh = await fsp.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try {
+          for await (const c of img.readFile(loc)) await fh.write(c);
+        } finally {
+          await fh.close();
+        }
+        stats.files++;
+        break;
+      }
+      case 0o120000:
+        await fsp.symlink(Buffer.from(await img.readlink(loc)), p);
+        stats.symlinks++;
+        await finish(p, rel, loc, true);
+        return;
+      case 0o010000: case 0o020000: case 0o060000: case 0o140000: {
+        const kind = type === 0o010000 ? 'p' : type === 0o020000 ? 'c' : type === 0o060000 ? 'b' : 's';
+        if (kind === 's' || (kind !== 'p' && !isRoot)) {
+          warn(`skipping ${kind === 's' ? 'socket' : 'device node (needs root)'} ${p.toString('latin1')}`);
+          stats.skipped++;
+          linked.delete(key);
+          return;
+        }
+        if (!(await makeSpecial(p, kind, st.mode, st.rdev))) {
+          stats.skipped++;
+          linked.delete(key);
+          return;
+        }
+        stats.specials++;
+        break;
+      }
+      default:
+        throw new ImageError('IMAGE_BAD_MODE', `inode ${loc.ino} of subvolume ${loc.root} has unknown mode 0${st.mode.toString(8)}`);
+    }
+    await finish(p, rel, loc, false);
+  };
+
+  const st = await img.stat(start);
+  if ((st.mode & S_IFMT) === 0o040000) {
+    // A directory's contents go into dest itself (like `cp -a SRC/. DEST`).
+    for await (const e of img.readdir(start)) {
+      checkName(e.name, root);
+      const nb = Buffer.from(e.name);
+      await visit(e.location, Buffer.concat([root, SLASH, nb]), nb);
+    }
+    await finish(root, Buffer.alloc(0), start, false);
+  } else {
+    throw new ImageError('EXTRACT_NOT_DIR', 'extract source must be a directory (use `cat` for a single file)');
+  }
+  if (xattrDump.length) restoreXattrs(dest, xattrDump.join('\n') + '\n', warn);
+  // Directory times last, deepest first: creating children bumped them.
+  await fixDirTimes(img, start, root);
+  return stats;
+}
+
+function restoreXattrs(dest: string, dump: string, warn: (m: string) => void): void {
+  const r = spawnSync('setfattr', ['-h', '--restore=-'], { cwd: dest, input: Buffer.from(dump, 'latin1'), stdio: ['pipe', 'ignore', 'pipe'] });
+  if (r.error) warn(`xattrs not restored: setfattr unavailable (${r.error.message})`);
+  else if (r.status !== 0) warn(`some xattrs not restored: ${r.stderr.toString().trim()}`);
+}
+
+async function fixDirTimes(img: BtrfsImage, loc: Location, p: Buffer): Promise<void> {
+  for await (const e of img.readdir(loc)) {
+    if (e.type === 2) await fixDirTimes(img, e.location, Buffer.concat([p, SLASH, Buffer.from(e.name)]));
+  }
+  const st = await img.stat(loc);
+  await fsp.lutimes(p, toDate(st.atime), toDate(st.mtime));
+}
