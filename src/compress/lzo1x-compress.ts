@@ -8,7 +8,7 @@
 import { lzo1xWorstCompress } from './lzo1x-decompress.js';
 
 const D_BITS = 13;
-/** The hash table is per-call scratch; one shared instance avoids an 16 KiB allocation per sector. */
+/** The hash table is per-call scratch; one shared instance avoids a 16 KiB allocation per sector. */
 const dict = new Uint16Array(1 << D_BITS);
 /** Largest block whose offsets all fit an M4 distance (0xbfff) — also why dict entries fit in u16. */
 const BLOCK = 0xc000;
@@ -16,7 +16,8 @@ const BLOCK = 0xc000;
 const TAIL = 20;
 
 /** Output cursor shared by the emit helpers; module-level to keep the hot loop free of allocations. */
-let out: Uint8Array = new Uint8Array(0);
+const EMPTY = new Uint8Array(0);
+let out: Uint8Array = EMPTY;
 let op = 0;
 
 function read32(s: Uint8Array, p: number): number {
@@ -174,7 +175,7 @@ export function lzo1x1CompressInto(
   dst[op++] = 0;
   dst[op++] = 0;
   const written = op - dstStart;
-  out = new Uint8Array(0);
+  out = EMPTY; // do not keep the caller's buffer alive
   return written;
 }
 
