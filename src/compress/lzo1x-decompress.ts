@@ -73,7 +73,7 @@ export function lzo1xDecompressInto(
         if (t !== 0) {
           lit = t + 3;
         } else {
-          lit = 18 + extendedLength(src, ip, srcEnd);
+          lit = 18 + extendedLength(src, ip, srcEnd, srcStart);
           ip = extEnd;
         }
         state = 4;
@@ -101,7 +101,7 @@ export function lzo1xDecompressInto(
       if (lenBits !== 0) {
         len = lenBits + 2;
       } else {
-        len = (isM3 ? 33 : 9) + extendedLength(src, ip, srcEnd);
+        len = (isM3 ? 33 : 9) + extendedLength(src, ip, srcEnd, srcStart);
         ip = extEnd;
       }
       if (srcEnd - ip < 2) fail('LZO_INPUT_OVERRUN', 'truncated match distance', instAt - srcStart);
@@ -140,10 +140,10 @@ export function lzo1xDecompressInto(
 let extEnd = 0;
 
 /** Reads the "zero bytes count 255 each, then one non-zero byte" length extension at src[p]. */
-function extendedLength(src: Uint8Array, p: number, end: number): number {
+function extendedLength(src: Uint8Array, p: number, end: number, base: number): number {
   let n = 0;
   for (;;) {
-    if (p >= end) fail('LZO_INPUT_OVERRUN', 'truncated length extension', p);
+    if (p >= end) fail('LZO_INPUT_OVERRUN', 'truncated length extension', p - base);
     const b = src[p++]!;
     if (b !== 0) {
       extEnd = p;
