@@ -43,11 +43,12 @@ export interface BtrfsTimespec {
   sec: bigint;
   nsec: number;
 }
+/** Seconds are signed on disk (btrfs_timespec.sec is __le64 holding a time64_t): 1969 is -1. */
 export function readTimespec(r: LeReader): BtrfsTimespec {
-  return { sec: r.u64(), nsec: r.u32() };
+  return { sec: BigInt.asIntN(64, r.u64()), nsec: r.u32() };
 }
 export function writeTimespec(w: LeWriter, t: BtrfsTimespec): void {
-  w.u64(t.sec);
+  w.u64(BigInt.asUintN(64, t.sec));
   w.u32(t.nsec);
 }
 
