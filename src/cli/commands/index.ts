@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import * as dump from './dump.js';
+import * as plan from './plan.js';
 import * as manifest from './manifest.js';
 import * as mkfs from './mkfs.js';
 import * as ls from './ls.js';
@@ -13,6 +14,7 @@ import * as extract from './extract.js';
  */
 export function registerCommands(program: Command): void {
   dump.register(program);
+  plan.register(program);
   manifest.register(program);
   mkfs.register(program);
   ls.register(program);

@@ -1,0 +1,97 @@
+import { codecName, type PlanDecision, type ReasonCode } from './rules.js';
+
+export type FinalAction = 'pass-through' | 'decompress' | 'recompress';
+
+/** One encoded write as the planner saw it, for per-extent output. */
+export interface ExtentPlan {
+  offset: number;
+  path: string;
+  fileOffset: bigint;
+  codec: string;
+  encodedLen: number;
+  fileLen: bigint;
+  action: FinalAction;
+  reasons: { code: ReasonCode; detail: string }[];
+  /** For recompress: the codec and on-disk size it got. */
+  recompressedTo?: { codec: string; diskBytes: number };
+}
+
+interface Bucket {
+  extents: number;
+  encodedBytes: number;
+  fileBytes: number;
+}
+
+const bucket = (): Bucket => ({ extents: 0, encodedBytes: 0, fileBytes: 0 });
+function add(b: Bucket, e: ExtentPlan): void {
+  b.extents++;
+  b.encodedBytes += e.encodedLen;
+  b.fileBytes += Number(e.fileLen);
+}
+
+export interface PlanTotals {
+  encodedWrites: Bucket;
+  byAction: Record<FinalAction, Bucket>;
+  byCodec: Record<string, Record<FinalAction, Bucket>>;
+  byReason: Partial<Record<ReasonCode, Bucket>>;
+  /** Plain WRITE commands (protocol 1 data, or v2 data the kernel did not compress). */
+  plainWrites: Bucket;
+}
+
+/** Accumulates decisions into the totals `plan` and `receive -v` report. */
+export class PlanReport {
+  readonly totals: PlanTotals = {
+    encodedWrites: bucket(),
+    byAction: { 'pass-through': bucket(), decompress: bucket(), recompress: bucket() },
+    byCodec: {},
+    byReason: {},
+    plainWrites: bucket(),
+  };
+
+  addEncoded(e: ExtentPlan): void {
+    const t = this.totals;
+    add(t.encodedWrites, e);
+    add(t.byAction[e.action], e);
+    const perCodec = (t.byCodec[e.codec] ??= { 'pass-through': bucket(), decompress: bucket(), recompress: bucket() });
+    add(perCodec[e.action], e);
+    for (const r of e.reasons) add((t.byReason[r.code] ??= bucket()), e);
+  }
+
+  addPlainWrite(len: number): void {
+    this.totals.plainWrites.extents++;
+    this.totals.plainWrites.fileBytes += len;
+  }
+
+  /** Human-readable totals, one fact per line. */
+  format(): string {
+    const t = this.totals;
+    const lines = [
+      `encoded writes: ${t.encodedWrites.extents} (${size(t.encodedWrites.encodedBytes)} encoded, ${size(t.encodedWrites.fileBytes)} of file data)`,
+    ];
+    for (const a of ['pass-through', 'decompress', 'recompress'] as const) {
+      const b = t.byAction[a];
+      const codecs = Object.entries(t.byCodec).filter(([, v]) => v[a].extents > 0).map(([k, v]) => `${k} ${v[a].extents}`);
+      lines.push(`  ${a}: ${b.extents} extents, ${size(b.encodedBytes)} encoded, ${size(b.fileBytes)} of file data${codecs.length ? ` [${codecs.join(', ')}]` : ''}`);
+    }
+    const reasons = Object.entries(t.byReason);
+    if (reasons.length) {
+      lines.push('  reasons for decompressing:');
+      for (const [code, b] of reasons) lines.push(`    ${code}: ${b!.extents} extents, ${size(b!.fileBytes)} of file data`);
+    }
+    lines.push(`plain writes: ${t.plainWrites.extents} (${size(t.plainWrites.fileBytes)})`);
+    return lines.join('\n') + '\n';
+  }
+}
+
+export function decisionCodec(d: PlanDecision): string {
+  return codecName(d.diskType);
+}
+
+export function size(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
