@@ -111,7 +111,7 @@ describe('zstdFrameInfo / hand-built frames', () => {
     const good = rawFrame(text.subarray(0, 1000), 17);
     const bad = (mut: (b: Uint8Array) => Uint8Array) => () => zstdFrameInfo(mut(good.slice()));
     expect(bad((b) => ((b[0] = 0), b))).toThrow(CodecError);
-    expect(bad((b) => ((b[4] |= 0x08), b))).toThrow(CodecError);
+    expect(bad((b) => ((b[4] = b[4]! | 0x08), b))).toThrow(CodecError);
     expect(bad((b) => b.subarray(0, b.length - 1))).toThrow(CodecError);
     expect(() => zstdFrameInfo(rawFrame(text.subarray(0, 5000), 12))).toThrow(/exceeds the maximum/);
   });

@@ -59,7 +59,10 @@ describe('codec fuzzing', () => {
       let input = d;
       let ram = s.ramBytes;
       if (kind === 0) {
-        for (let k = 1 + (r() % 4); k > 0; k--) d[r() % Math.min(d.length, 4096)] ^= 1 << (r() % 8);
+        for (let k = 1 + (r() % 4); k > 0; k--) {
+          const at = r() % Math.min(d.length, 4096);
+          d[at] = d[at]! ^ (1 << (r() % 8));
+        }
       } else if (kind === 1) {
         input = d.subarray(0, r() % d.length);
       } else if (kind === 2) {
