@@ -173,14 +173,25 @@ export class Filesystem {
     const ss = BigInt(this.sectorsize);
     const len = ((BigInt(numBytes) + ss - 1n) / ss) * ss;
     if (len <= 0n) throw new ImageError('IMAGE_BAD_ALLOC', `cannot allocate ${numBytes} bytes`);
-    let at = this.dataFree.findFree(len, ss);
+    let at = this.findDataSpace(len);
     if (at === undefined) {
       this.addChunk(BTRFS_BLOCK_GROUP_DATA, len);
-      at = this.dataFree.findFree(len, ss);
+      at = this.findDataSpace(len);
       if (at === undefined) throw new ImageError('IMAGE_FULL', `no contiguous ${len} bytes of data space after adding a chunk`);
     }
     this.dataFree.remove(at, at + len);
     return at;
+  }
+
+  /** First fit inside ONE data block group: an extent may not cross a block group boundary. */
+  private findDataSpace(len: bigint): bigint | undefined {
+    const ss = BigInt(this.sectorsize);
+    for (const c of this.chunks.all()) {
+      if (!(c.type & BTRFS_BLOCK_GROUP_DATA)) continue;
+      const at = this.dataFree.findFree(len, ss, c.logical, c.logical + c.length);
+      if (at !== undefined) return at;
+    }
+    return undefined;
   }
 
   /**

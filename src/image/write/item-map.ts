@@ -51,6 +51,9 @@ export class ItemMap {
   }
 
   put(key: Key, data: Uint8Array): void {
+    if (key.objectid < 0n || key.objectid > U64_MAX || key.offset < 0n || key.offset > U64_MAX || key.type < 0 || key.type > 255) {
+      throw new RangeError(`key (${key.objectid} ${key.type} ${key.offset}) is outside the u64/u8 ranges`);
+    }
     const ks = keyString(key);
     const old = this.items.get(ks);
     if (old) {
