@@ -11,6 +11,9 @@ import { createFilesystem } from '../src/image/write/create.js';
 import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../src/image/write/file-data.js';
 import { createInode, linkInode, setXattr, unlinkEntry, updateInode } from '../src/image/write/inode.js';
 import { openFilesystem } from '../src/image/write/open.js';
+import { createSubvolume, setReceivedSubvol, setSubvolReadonly } from '../src/image/write/subvol.js';
+import { randomUuid } from '../src/image/write/create.js';
+import { formatUuid } from '../src/image/structs/bytes.js';
 import { FileDevice } from '../src/io/image-file.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, superGeneration, tmpDir } from './image-write-helpers.js';
 
@@ -312,5 +315,43 @@ describe.skipIf(!!progsSkip)('growth', () => {
     const f2 = createFilesystem(new MemoryDevice(140n * MiB), { growable: true, maxSize: 160n * MiB });
     expect(() => f2.allocData(200n * MiB)).toThrow(/image is full/);
     dev2.close();
+  }, 60_000);
+});
+
+describe.skipIf(!!mountSkip)('subvolumes and names', () => {
+  it('creates a received read-only subvolume and overflows INODE_REF into INODE_EXTREF', () => {
+    const img = path.join(work, 'subvol.img');
+    const dev = FileDevice.create(img, 256n * MiB);
+    const f = createFilesystem(dev);
+    const t = { sec: 1600000000n, nsec: 5 };
+    const dir = createInode(f, 5n, { mode: 0o40755, mtime: t });
+    linkInode(f, 5n, 256n, enc('d'), dir);
+    const sv = createSubvolume(f, { parentDir: dir, name: enc('sv'), time: t });
+    const ino = createInode(f, sv, { mode: 0o100644, mtime: t });
+    writeInlineExtent(f, sv, ino, enc('in subvolume'));
+    updateInode(f, sv, ino, { size: 12n });
+    // 100 names of 250 bytes for one inode in one directory: ~26 KB of refs, more than one 16 KiB item
+    for (let i = 0; i < 100; i++) linkInode(f, sv, 256n, enc(`${String(i).padStart(3, '0')}${'n'.repeat(247)}`), ino);
+    const received = randomUuid();
+    setReceivedSubvol(f, sv, { receivedUuid: received, stransid: 42n });
+    setSubvolReadonly(f, sv, true);
+    f.commit();
+    dev.close();
+    expectClean(img);
+    const dump = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', String(sv), img], { encoding: 'utf8' });
+    expect(dump).toContain('INODE_EXTREF');
+    const m = mount(img, 'ro');
+    try {
+      const p = path.join(m.dir, 'd', 'sv');
+      const show = execFileSync('btrfs', ['subvolume', 'show', p], { encoding: 'utf8' });
+      expect(show).toContain(formatUuid(received));
+      expect(show).toMatch(/Flags:\s+readonly/);
+      const names = fs.readdirSync(p);
+      expect(names.length).toBe(100);
+      expect(fs.statSync(path.join(p, names[99]!)).nlink).toBe(100);
+      expect(fs.readFileSync(path.join(p, names[0]!), 'utf8')).toBe('in subvolume');
+    } finally {
+      m.umount();
+    }
   }, 60_000);
 });

@@ -18,3 +18,7 @@ export {
 } from './file-data.js';
 export { Populator, type ExtentCompressor, type ReadAt, type SourceStat } from './populate.js';
 export { ItemMap, compareKeys, keyString, type Item, type Key } from './item-map.js';
+export {
+  createSubvolume, getRootItem, lookupUuid, nextRootId, setReceivedSubvol, setSubvolReadonly, updateRootItem,
+  type NewSubvolume,
+} from './subvol.js';

@@ -1,0 +1,122 @@
+import { ImageError } from '../../errors.js';
+import {
+  BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY,
+  BTRFS_LAST_FREE_OBJECTID, BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_REF_KEY, BTRFS_ROOT_SUBVOL_RDONLY,
+  BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_RECEIVED_SUBVOL, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
+} from '../structs/constants.js';
+import { type BtrfsTimespec, encodeInodeItem, encodeInodeRefs } from '../structs/fs-items.js';
+import {
+  type BtrfsRootItem, decodeRootItem, decodeUuidItem, encodeRootItem, encodeRootRef, encodeUuidItem, uuidTreeKey,
+} from '../structs/tree-items.js';
+import { defaultRootItem, dirInodeItem, nowTimespec, randomUuid } from './create.js';
+import type { Filesystem } from './filesystem.js';
+import { linkEntry } from './inode.js';
+
+/**
+ * Subvolumes: a tree with its own ROOT_ITEM, top directory 256, ROOT_REF/ROOT_BACKREF pair naming it in
+ * its parent, a directory entry in the parent directory, and UUID tree entries (uuid, received uuid).
+ */
+const U64_MAX = (1n << 64n) - 1n;
+
+export interface NewSubvolume {
+  /** Tree and directory that get the entry (default: top-level subvolume 5, its directory 256). */
+  parentRoot?: bigint;
+  parentDir?: bigint;
+  name: Uint8Array;
+  uuid?: Uint8Array;
+  parentUuid?: Uint8Array;
+  /** Creation time (root item ctime/otime and the top directory's times). */
+  time?: BtrfsTimespec;
+  readonly?: boolean;
+  /** Explicit subvolume id (default: next free id >= 256). */
+  rootid?: bigint;
+}
+
+/** Next free subvolume id: above every id the root tree mentions, like btrfs_find_free_objectid. */
+export function nextRootId(fs: Filesystem): bigint {
+  let max = BTRFS_FIRST_FREE_OBJECTID - 1n;
+  for (const id of fs.trees.keys()) if (id >= BTRFS_FIRST_FREE_OBJECTID && id <= BTRFS_LAST_FREE_OBJECTID && id > max) max = id;
+  const last = fs.tree(BTRFS_ROOT_TREE_OBJECTID).last({ objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX });
+  if (last && last.key.objectid >= BTRFS_FIRST_FREE_OBJECTID && last.key.objectid > max) max = last.key.objectid;
+  return max + 1n;
+}
+
+export function getRootItem(fs: Filesystem, rootid: bigint): BtrfsRootItem {
+  const key = fs.rootItemKey(rootid);
+  if (!key) throw new ImageError('IMAGE_NO_ROOT_ITEM', `subvolume ${rootid} has no ROOT_ITEM`);
+  return decodeRootItem(fs.tree(BTRFS_ROOT_TREE_OBJECTID).get(key)!);
+}
+
+/** Patch root item fields (commit keeps bytenr/level/generation up to date by itself). */
+export function updateRootItem(fs: Filesystem, rootid: bigint, patch: Partial<BtrfsRootItem>): void {
+  const key = fs.rootItemKey(rootid)!;
+  const cur = getRootItem(fs, rootid);
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put(key, encodeRootItem({ ...cur, ...patch }));
+}
+
+function addUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bigint): void {
+  const t = fs.tree(BTRFS_UUID_TREE_OBJECTID);
+  const key = uuidTreeKey(uuid, type);
+  const prev = t.get(key);
+  const ids = prev ? decodeUuidItem(prev) : [];
+  if (!ids.includes(rootid)) t.put(key, encodeUuidItem([...ids, rootid]));
+}
+
+function removeUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bigint): void {
+  const t = fs.tree(BTRFS_UUID_TREE_OBJECTID);
+  const key = uuidTreeKey(uuid, type);
+  const prev = t.get(key);
+  if (!prev) return;
+  const ids = decodeUuidItem(prev).filter((x) => x !== rootid);
+  if (ids.length) t.put(key, encodeUuidItem(ids));
+  else t.delete(key);
+}
+
+/** Subvolume ids recorded in the UUID tree for `uuid` (as its uuid, or as its received uuid). */
+export function lookupUuid(fs: Filesystem, uuid: Uint8Array, received = false): bigint[] {
+  const b = fs.tree(BTRFS_UUID_TREE_OBJECTID).get(uuidTreeKey(uuid, received ? BTRFS_UUID_KEY_RECEIVED_SUBVOL : BTRFS_UUID_KEY_SUBVOL));
+  return b ? decodeUuidItem(b) : [];
+}
+
+/** Create an empty subvolume and its entry `name` in the parent directory; returns its id. */
+export function createSubvolume(fs: Filesystem, o: NewSubvolume): bigint {
+  const parentRoot = o.parentRoot ?? BTRFS_FS_TREE_OBJECTID;
+  const parentDir = o.parentDir ?? BTRFS_FIRST_FREE_OBJECTID;
+  const rootid = o.rootid ?? nextRootId(fs);
+  if (fs.hasTree(rootid) || fs.rootItemKey(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `subvolume ${rootid} already exists`);
+  const time = o.time ?? nowTimespec();
+  const uuid = o.uuid ?? randomUuid();
+  const gen = fs.transid;
+  fs.createTree(rootid);
+  const top = BTRFS_FIRST_FREE_OBJECTID;
+  fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, time)));
+  fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_REF_KEY, offset: top }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, encodeRootItem(defaultRootItem({
+    root_dirid: top, uuid, parent_uuid: o.parentUuid ?? new Uint8Array(16), ctransid: gen, otransid: gen,
+    ctime: time, otime: time, flags: o.readonly ? BTRFS_ROOT_SUBVOL_RDONLY : 0n,
+  })));
+  const index = linkEntry(fs, parentRoot, parentDir, o.name, { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, BTRFS_FT_DIR);
+  const ref = encodeRootRef({ dirid: parentDir, sequence: index, name: o.name });
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: parentRoot, type: BTRFS_ROOT_REF_KEY, offset: rootid }, ref);
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_BACKREF_KEY, offset: parentRoot }, ref);
+  addUuidEntry(fs, uuid, BTRFS_UUID_KEY_SUBVOL, rootid);
+  return rootid;
+}
+
+/**
+ * What BTRFS_IOC_SET_RECEIVED_SUBVOL does at the end of `btrfs receive`: record the sender's uuid and
+ * transid, the receive transid and time, and index the received uuid in the UUID tree.
+ */
+export function setReceivedSubvol(fs: Filesystem, rootid: bigint, r: { receivedUuid: Uint8Array; stransid: bigint; stime?: BtrfsTimespec; rtime?: BtrfsTimespec }): void {
+  const cur = getRootItem(fs, rootid);
+  if (cur.received_uuid.some((b) => b !== 0)) removeUuidEntry(fs, cur.received_uuid, BTRFS_UUID_KEY_RECEIVED_SUBVOL, rootid);
+  updateRootItem(fs, rootid, {
+    received_uuid: r.receivedUuid, stransid: r.stransid, rtransid: fs.transid, stime: r.stime ?? cur.stime, rtime: r.rtime ?? nowTimespec(),
+  });
+  if (r.receivedUuid.some((b) => b !== 0)) addUuidEntry(fs, r.receivedUuid, BTRFS_UUID_KEY_RECEIVED_SUBVOL, rootid);
+}
+
+export function setSubvolReadonly(fs: Filesystem, rootid: bigint, readonly: boolean): void {
+  const cur = getRootItem(fs, rootid);
+  updateRootItem(fs, rootid, { flags: readonly ? cur.flags | BTRFS_ROOT_SUBVOL_RDONLY : cur.flags & ~BTRFS_ROOT_SUBVOL_RDONLY });
+}
