@@ -16,10 +16,10 @@ export interface ErrorContext {
 
 export class BtrfsTsError extends Error {
   readonly code: string;
-  readonly offset: number | bigint | undefined;
-  readonly command: string | undefined;
-  readonly commandIndex: number | undefined;
-  readonly path: string | undefined;
+  offset: number | bigint | undefined;
+  command: string | undefined;
+  commandIndex: number | undefined;
+  path: string | undefined;
 
   constructor(code: string, message: string, ctx: ErrorContext = {}) {
     super(message, ctx.cause === undefined ? undefined : { cause: ctx.cause });
@@ -29,6 +29,18 @@ export class BtrfsTsError extends Error {
     this.command = ctx.command;
     this.commandIndex = ctx.commandIndex;
     this.path = ctx.path;
+  }
+
+  /**
+   * Fills in where the error happened when the code that threw could not know (an image helper deep
+   * inside a receive knows neither the stream offset nor the command). Fields already set are kept.
+   */
+  withContext(ctx: ErrorContext): this {
+    this.offset ??= ctx.offset;
+    this.command ??= ctx.command;
+    this.commandIndex ??= ctx.commandIndex;
+    this.path ??= ctx.path;
+    return this;
   }
 
   /** One line for humans: where, which command, which path, what. */

@@ -1,4 +1,5 @@
-import { StreamError } from '../errors.js';
+import { BtrfsTsError, StreamError, type ErrorContext } from '../errors.js';
+import { escapePath } from '../dump/escape.js';
 import * as C from './constants.js';
 import { parseStream, type ParseOptions } from './parser.js';
 import { isUnknown } from './types.js';
@@ -90,19 +91,13 @@ export async function processStream(
       continue;
     }
     const c = item.command;
-    const name = METHODS[c.cmd];
-    let p: unknown;
-    if (name === undefined || isUnknown(c)) {
-      if (!receiver.unknown) {
-        throw new StreamError('unknown-command', `unknown command id ${c.cmd} (${c.meta.len} bytes)`, {
-          offset: c.meta.offset, commandIndex: c.meta.index, command: C.sendCommandName(c.cmd),
-        });
-      }
-      p = receiver.unknown(c as T.UnknownCmd);
-    } else {
-      p = (receiver[name] as (x: T.SendCommand) => unknown).call(receiver, c);
+    try {
+      const p = dispatch(receiver, c);
+      if (p instanceof Promise) await p;
+    } catch (e) {
+      if (e instanceof BtrfsTsError) e.withContext(commandContext(c));
+      throw e;
     }
-    if (p instanceof Promise) await p;
     res.commands++;
     res.bytes = c.meta.offset + C.BTRFS_CMD_HEADER_SIZE + c.meta.len;
     if (opts.afterCommand) {
@@ -113,3 +108,29 @@ export async function processStream(
   return res;
 }
 
+
+/** Calls the receiver's callback for one command; unknown ids go to `unknown` or are refused. */
+export function dispatch(receiver: Receiver, c: T.SendCommand & { meta: T.CommandMeta }): unknown {
+  const name = METHODS[c.cmd];
+  if (name === undefined || isUnknown(c)) {
+    if (!receiver.unknown) {
+      throw new StreamError('unknown-command', `unknown command id ${c.cmd} (${c.meta.len} bytes)`, {
+        offset: c.meta.offset, commandIndex: c.meta.index, command: C.sendCommandName(c.cmd),
+      });
+    }
+    return receiver.unknown(c as T.UnknownCmd);
+  }
+  return (receiver[name] as (x: T.SendCommand) => unknown).call(receiver, c);
+}
+
+/** Where a command sits in the stream, for error messages. */
+export function commandContext(c: T.SendCommand): ErrorContext {
+  const ctx: ErrorContext = { command: C.sendCommandName(c.cmd) };
+  if (c.meta) {
+    ctx.offset = c.meta.offset;
+    ctx.commandIndex = c.meta.index;
+  }
+  const path = (c as { path?: Uint8Array }).path;
+  if (path instanceof Uint8Array) ctx.path = escapePath(path);
+  return ctx;
+}
