@@ -108,6 +108,10 @@ export function populate(mnt: string, img: string): void {
     mkdir many
     for i in $(seq 1 1500); do echo $i > many/file-$i; done
     touch -d '1999-12-31 23:59:59.123456789' small
+    touch -d '1960-06-01 12:00:00.25' old
+    touch "$(printf 'raw-\xff\xfe-name')" 'sp ace' 'new
+line'
+    /usr/bin/python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('sock')" 
     touch -h -d '2001-02-03 04:05:06.5' links/sym
     btrfs -q subvolume create sub
     echo in-sub > sub/f

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { constants, promises as fsp } from 'node:fs';
+import { createServer } from 'node:net';
 import { ImageError } from '../errors.js';
 import type { BtrfsImage, Location } from '../image/read/index.js';
 import type { BtrfsTimespec } from '../image/structs.js';
@@ -37,7 +38,15 @@ function checkName(name: Uint8Array, where: Buffer): void {
   }
 }
 
-const toDate = (t: BtrfsTimespec): number => Number(t.sec) + t.nsec / 1e9;
+/**
+ * utimes takes seconds as a double and libuv truncates it (toward zero) to microseconds: aim at the middle
+ * of the wanted microsecond, on the side away from zero, so truncation lands on it. Passed as a numeric
+ * string because Node replaces negative numbers (times before 1970) with "now" but not strings.
+ */
+const toDate = (t: BtrfsTimespec): string => {
+  const x = Number(t.sec) + Math.floor(t.nsec / 1000) / 1e6;
+  return String(x < 0 ? x - 5e-7 : x + 5e-7);
+};
 
 /** getfattr/setfattr dump escaping: octal for control bytes, backslash, '=' in names, and non-ASCII. */
 function esc(b: Uint8Array, isName = false): string {
@@ -126,8 +135,17 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
         return;
       case 0o010000: case 0o020000: case 0o060000: case 0o140000: {
         const kind = type === 0o010000 ? 'p' : type === 0o020000 ? 'c' : type === 0o060000 ? 'b' : 's';
-        if (kind === 's' || (kind !== 'p' && !isRoot)) {
-          warn(`skipping ${kind === 's' ? 'socket' : 'device node (needs root)'} ${p.toString('latin1')}`);
+        if (kind === 's' ? !(await makeSocket(root, p, warn)) : false) {
+          stats.skipped++;
+          linked.delete(key);
+          return;
+        }
+        if (kind === 's') {
+          stats.specials++;
+          break;
+        }
+        if (kind !== 'p' && !isRoot) {
+          warn(`skipping device node (needs root) ${p.toString('latin1')}`);
           stats.skipped++;
           linked.delete(key);
           return;
@@ -162,6 +180,32 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   // Directory times last, deepest first: creating children bumped them.
   await fixDirTimes(img, start, root);
   return stats;
+}
+
+/** A socket inode is made by binding a listener to a temporary path (short enough for sun_path). */
+async function makeSocket(root: Buffer, p: Buffer, warn: (m: string) => void): Promise<boolean> {
+  const tmp = Buffer.concat([root, Buffer.from(`/.btrfs-ts-sock-${process.pid}`)]).toString('latin1');
+  if (Buffer.byteLength(tmp) > 100) {
+    warn(`skipping socket ${p.toString('latin1')}: destination path too long to bind a socket`);
+    return false;
+  }
+  try {
+    const srv = createServer();
+    await new Promise<void>((res, rej) => {
+      srv.once('error', rej);
+      srv.listen(tmp, () => res());
+    });
+    // libuv unlinks a bound path when the listener closes: keep the inode under its real name first.
+    try {
+      await fsp.link(tmp, p);
+    } finally {
+      await new Promise<void>((res) => srv.close(() => res()));
+    }
+    return true;
+  } catch (err) {
+    warn(`skipping socket ${p.toString('latin1')}: ${(err as Error).message}`);
+    return false;
+  }
 }
 
 function restoreXattrs(dest: string, dump: string, warn: (m: string) => void): void {
