@@ -8,7 +8,9 @@ import type { BlockDevice } from '../src/image/device.js';
 import { MemoryDevice } from '../src/image/device.js';
 import { BTRFS_FS_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { createFilesystem } from '../src/image/write/create.js';
-import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../src/image/write/file-data.js';
+import { dropFileExtents, insertFileExtent, writeDataExtent, writeInlineExtent, writePreallocExtent } from '../src/image/write/file-data.js';
+import { getDataExtent } from '../src/image/write/extents.js';
+import { zlibSync } from 'fflate';
 import { createInode, linkInode, setXattr, unlinkEntry, updateInode } from '../src/image/write/inode.js';
 import { openFilesystem } from '../src/image/write/open.js';
 import { createSubvolume, setReceivedSubvol, setSubvolReadonly } from '../src/image/write/subvol.js';
@@ -350,6 +352,52 @@ describe.skipIf(!!mountSkip)('subvolumes and names', () => {
       expect(names.length).toBe(100);
       expect(fs.statSync(path.join(p, names[99]!)).nlink).toBe(100);
       expect(fs.readFileSync(path.join(p, names[0]!), 'utf8')).toBe('in subvolume');
+    } finally {
+      m.umount();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(!!mountSkip)('extents: reflinks, offsets, punching, prealloc, compressed input', () => {
+  it('keeps refcounts and contents right when extents are shared, split and dropped', () => {
+    const img = path.join(work, 'reflink.img');
+    const dev = FileDevice.create(img, 256n * MiB);
+    const f = createFilesystem(dev);
+    const content = Buffer.alloc(1 << 20);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 7 + (i >> 12)) & 255;
+    const a = createInode(f, 5n, { mode: 0o100644 });
+    const bytenr = writeDataExtent(f, 5n, a, 0n, content);
+    updateInode(f, 5n, a, { size: BigInt(content.length) });
+    linkInode(f, 5n, 256n, enc('a'), a);
+    // b = bytes [256K, 512K) of a's extent, placed at b's offset 0 (clone with offset into the extent)
+    const b = createInode(f, 5n, { mode: 0o100644 });
+    insertFileExtent(f, 5n, b, 0n, { disk_bytenr: bytenr, disk_num_bytes: 1n << 20n, offset: 256n << 10n, num_bytes: 256n << 10n, ram_bytes: 1n << 20n });
+    updateInode(f, 5n, b, { size: 256n << 10n });
+    linkInode(f, 5n, 256n, enc('b'), b);
+    // punch [512K, 768K) out of a: its extent item splits in two, both still referencing the extent
+    dropFileExtents(f, 5n, a, 512n << 10n, 768n << 10n);
+    // c: a preallocated range then a compressed extent given already-compressed bytes
+    const c = createInode(f, 5n, { mode: 0o100644 });
+    writePreallocExtent(f, 5n, c, 0n, 64n << 10n);
+    const plain = Buffer.alloc(128 << 10, 0x41);
+    const packed = zlibSync(plain);
+    writeDataExtent(f, 5n, c, 64n << 10n, packed, 1, plain.length);
+    updateInode(f, 5n, c, { size: (64n << 10n) + BigInt(plain.length) });
+    linkInode(f, 5n, 256n, enc('c'), c);
+    expect(getDataExtent(f, bytenr)!.refs.reduce((n, r) => n + r.count, 0)).toBe(3);
+    f.commit();
+    // truncate a to 100 KiB + 1: the tail part goes, refs drop to 2
+    dropFileExtents(f, 5n, a, 104n << 10n);
+    updateInode(f, 5n, a, { size: (100n << 10n) + 1n });
+    f.commit();
+    expect(getDataExtent(f, bytenr)!.refs.reduce((n, r) => n + r.count, 0)).toBe(2);
+    dev.close();
+    expectClean(img);
+    const m = mount(img, 'ro');
+    try {
+      expect(fs.readFileSync(path.join(m.dir, 'a')).equals(content.subarray(0, 100 * 1024 + 1))).toBe(true);
+      expect(fs.readFileSync(path.join(m.dir, 'b')).equals(content.subarray(256 << 10, 512 << 10))).toBe(true);
+      expect(fs.readFileSync(path.join(m.dir, 'c')).equals(Buffer.concat([Buffer.alloc(64 << 10), plain]))).toBe(true);
     } finally {
       m.umount();
     }
