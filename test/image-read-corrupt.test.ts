@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,6 +46,8 @@ beforeAll(async () => {
   const root = join(dir, 'root');
   mkdirSync(join(root, 'd'), { recursive: true });
   for (let i = 0; i < 5; i++) writeFileSync(join(root, 'd', `f${i}`), `file ${i}\n`);
+  writeFileSync(join(root, 'big'), Buffer.alloc(100_000, 0x61));
+  symlinkSync('d/f1', join(root, 'sym'));
   const p = join(dir, 'img');
   writeFileSync(p, '');
   execFileSync('truncate', ['-s', '256M', p]);
@@ -172,4 +174,51 @@ describe.skipIf(!HAVE_MKFS)('corrupt images', () => {
     const raw = S.encodeSuperblock(sb);
     await expect(BtrfsImage.open(overlay(file, new Map([[65536n, raw]])))).rejects.toThrow(/profile flags 0x10; only SINGLE and DUP/);
   });
+});
+
+describe.skipIf(!HAVE_MKFS)('mutation fuzz over tree blocks (csum recomputed, so the parsers see the damage)', () => {
+  it('every mutated image either reads or fails with a BtrfsTsError, promptly', async () => {
+    const { BtrfsTsError } = await import('../src/errors.js');
+    const { imageTreeSource } = await import('../src/image/read/tree-source.js');
+    const sb = img.superblock;
+    const blocks: bigint[] = [sb.root, sb.chunk_root, (await img.reader.tree(5n)).bytenr];
+    const originals = await Promise.all(blocks.map(async (b) => src(b)));
+    async function src(b: bigint): Promise<Uint8Array> {
+      return file.read(img.reader.chunks.map(b, sb.nodesize, 'fuzz')[0]!, sb.nodesize);
+    }
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const outcomes = { ok: 0, diagnosed: 0 };
+    for (let iter = 0; iter < 300; iter++) {
+      const which = rnd(blocks.length);
+      const raw = originals[which]!.slice();
+      const h = S.decodeHeader(raw);
+      // aim at the bytes that matter: header fields, item headers, and item data at the end
+      const used = S.BTRFS_HEADER_SIZE + h.nritems * S.BTRFS_ITEM_SIZE;
+      for (let k = 1 + rnd(3); k > 0; k--) {
+        const zone = rnd(3);
+        const at = zone === 0 ? 48 + rnd(S.BTRFS_HEADER_SIZE - 48) : zone === 1 ? S.BTRFS_HEADER_SIZE + rnd(used - S.BTRFS_HEADER_SIZE) : sb.nodesize - 1 - rnd(1500);
+        raw[at] = raw[at]! ^ (1 << rnd(8));
+      }
+      S.setBlockCsum(raw);
+      const patched = overlay(file, new Map(at(blocks[which]!, raw)));
+      try {
+        const im = await BtrfsImage.open(patched);
+        for await (const e of imageTreeSource(im, await im.root()).entries()) {
+          if (e.type !== 'file') continue;
+          let n = 0;
+          for await (const c of e.readContent()) if ((n += c.length) > 1 << 24) break;
+        }
+        await im.listSubvolumes();
+        outcomes.ok++;
+      } catch (err) {
+        if (!(err instanceof BtrfsTsError)) throw new Error(`iteration ${iter} (block ${blocks[which]}): undiagnosed ${String(err)}`, { cause: err });
+        outcomes.diagnosed++;
+      }
+    }
+    expect(outcomes.diagnosed).toBeGreaterThan(50);
+  }, 60_000);
 });

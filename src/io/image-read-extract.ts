@@ -63,6 +63,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`btrfs-ts: WARNING: ${m}\n`));
   const stats: ExtractStats = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, skipped: 0 };
   const linked = new Map<string, Buffer>();
+  const dirsSeen = new Set<string>();
   const xattrDump: string[] = [];
   const root = Buffer.from(dest);
   await fsp.mkdir(root, { recursive: true });
@@ -109,6 +110,8 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     }
     switch (type) {
       case 0o040000: {
+        if (!loc.emptySubvolDir && dirsSeen.has(key)) throw new ImageError('IMAGE_DIR_CYCLE', `directory inode ${loc.ino} of subvolume ${loc.root} is reached twice (at ${p.toString('latin1')})`);
+        dirsSeen.add(key);
         await fsp.mkdir(p, { mode: 0o700 });
         stats.dirs++;
         for await (const e of img.readdir(loc)) {

@@ -103,6 +103,9 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
     const clip = (n: bigint): bigint => (pos + n > size ? size - pos : n);
     if (fe.type === BTRFS_FILE_EXTENT_INLINE) {
       let data = fe.inline_data!;
+      if (fe.compression !== BTRFS_COMPRESS_NONE && fe.ram_bytes > 1n << 17n) {
+        throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: inline extent claims ${fe.ram_bytes} uncompressed bytes`);
+      }
       if (fe.compression !== BTRFS_COMPRESS_NONE) data = await decompressExtent(fe.compression, data, Number(fe.ram_bytes), img.sectorsize, where(off));
       const n = clip(BigInt(data.length));
       yield data.slice(0, Number(n));

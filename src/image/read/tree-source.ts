@@ -20,6 +20,8 @@ export function imageTreeSource(img: BtrfsImage, start: Location): TreeSource {
   return {
     async *entries(): AsyncGenerator<TreeEntry> {
       const stack: { loc: Location; path: Uint8Array }[] = [{ loc: start, path: new Uint8Array(0) }];
+      // Directories cannot be hard-linked: meeting one twice means a corrupt entry made a cycle.
+      const dirsSeen = new Set<string>();
       while (stack.length > 0) {
         const { loc, path } = stack.pop()!;
         const st = await img.stat(loc);
@@ -34,6 +36,10 @@ export function imageTreeSource(img: BtrfsImage, start: Location): TreeSource {
         if (type === 'symlink') e.symlinkTarget = await img.readlink(loc);
         yield e;
         if (type === 'dir') {
+          // placeholders (emptySubvolDir) share inode 2 but are empty, so they cannot loop
+          const k = `${loc.root}:${loc.ino}`;
+          if (!loc.emptySubvolDir && dirsSeen.has(k)) throw new ImageError('IMAGE_DIR_CYCLE', `directory inode ${loc.ino} of subvolume ${loc.root} is reached twice (at ${Buffer.from(path).toString('latin1')})`);
+          dirsSeen.add(k);
           for await (const d of img.readdir(loc)) {
             const p = path.length ? Buffer.concat([path, Buffer.from('/'), d.name]) : Buffer.from(d.name);
             stack.push({ loc: d.location, path: new Uint8Array(p) });
