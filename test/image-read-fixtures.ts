@@ -105,6 +105,8 @@ export function populate(mnt: string, img: string): void {
     mknod blk b 7 200
     chown 1234:5678 small2; chmod 4750 small2
     chmod 1777 links/b
+    mkdir xref; echo x > xref/f
+    for i in $(seq 1 120); do ln xref/f "xref/$(printf '%0200d' $i)"; done
     mkdir many
     for i in $(seq 1 1500); do echo $i > many/file-$i; done
     touch -d '1999-12-31 23:59:59.123456789' small

@@ -89,6 +89,13 @@ describe.skipIf(why !== null)('reader vs kernel mount', () => {
       expect(st.mode, p).toBe(Number(k.mode));
       if (p === 'chr' || p === 'blk') expect(k.rdev).toBe(p === 'chr' ? 0x103n : 0x7c8n);
     }
+    // 121 names with 200-byte names overflow one INODE_REF item: the rest are INODE_EXTREFs
+    const xref = await image.links(await image.resolve('xref/f'));
+    expect(xref.length).toBe(121);
+    const tree = await image.reader.tree(5n);
+    const xloc = await image.resolve('xref/f');
+    const extref = await image.reader.trees.lookupLE(tree, { objectid: xloc.ino, type: 13, offset: (1n << 64n) - 1n });
+    expect(extref?.key.type, 'INODE_EXTREF present').toBe(13);
     const orig = await image.resolve('links/a/orig');
     const names = (await image.links(orig)).map((l) => Buffer.from(l.name).toString()).sort();
     expect(names).toEqual(['orig', 'second', 'third']);
@@ -300,5 +307,30 @@ describe.skipIf(why !== null)('CLI: ls, cat, subvolume list, extract', () => {
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/not empty/);
     rmSync(out, { recursive: true, force: true });
+  }, 60_000);
+});
+
+describe.skipIf(why !== null)('images written by btrfs-ts mkfs', () => {
+  it('btrfs-ts mkfs --rootdir --compress zstd reads back like the kernel mount shows it', async () => {
+    const { main } = await import('../src/cli/main.js');
+    const root = join(dir, 'ts-rootdir');
+    sh(String.raw`
+      mkdir -p "$R/d"; for i in $(seq 1 300); do echo "compressible line $i" ; done > "$R/text"
+      head -c 200000 /dev/urandom > "$R/d/rand"; ln "$R/text" "$R/d/hard"; ln -s text "$R/sym"; truncate -s 3M "$R/sparse"
+      setfattr -n user.k -v v "$R/text"; mkfifo "$R/fifo"
+    `, { R: root });
+    const p = join(dir, 'ts.img');
+    const code = await main(['node', 'btrfs-ts', 'mkfs', '-q', '--rootdir', root, '--compress', 'zstd', p]);
+    expect(code).toBe(0);
+    const s = await openImageFile(p);
+    try {
+      const im = await BtrfsImage.open(s);
+      const ours = await imageManifest(im);
+      const theirs = await withMount(p, dir, 'ro', (mnt) => kernelManifest(mnt));
+      expect(ours).toEqual(theirs);
+      expect(ours.length).toBe(8);
+    } finally {
+      await s.close();
+    }
   }, 60_000);
 });
