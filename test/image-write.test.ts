@@ -413,3 +413,26 @@ describe.skipIf(!!mountSkip)('extents: reflinks, offsets, punching, prealloc, co
     expect(execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'extent', img], { encoding: 'utf8' })).not.toMatch(/EXTENT_DATA_REF|EXTENT_ITEM \d+\)/);
   }, 60_000);
 });
+
+describe.skipIf(!!progsSkip)('btrfs-ts mkfs command line', () => {
+  it('accepts mkfs.btrfs spellings and reports bad input as a diagnosed error', async () => {
+    const { main } = await import('../src/cli/main.js');
+    const img = path.join(work, 'cli.img');
+    expect(await main(['node', 'btrfs-ts', 'mkfs', '-q', '-L', 'cli', '-b', '300M', '-n', '8192', '-m', 'single', img])).toBe(0);
+    expect(fs.statSync(img).size).toBe(300 * 1024 * 1024);
+    expectClean(img);
+    expect(execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' })).toMatch(/label\s+cli/);
+    // an existing filesystem is not overwritten without -f
+    const errs: string[] = [];
+    const orig = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => (errs.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      expect(await main(['node', 'btrfs-ts', 'mkfs', '-q', img])).toBe(1);
+      expect(await main(['node', 'btrfs-ts', 'mkfs', '-q', '-f', '--compress', 'bogus', img])).toBe(1);
+    } finally {
+      process.stderr.write = orig;
+    }
+    expect(errs.join('')).toMatch(/btrfs-ts: ERROR: .*already contains a btrfs filesystem/);
+    expect(errs.join('')).toMatch(/unknown algorithm/);
+  });
+});
