@@ -310,6 +310,39 @@ describe.skipIf(why !== null)('CLI: ls, cat, subvolume list, extract', () => {
   }, 60_000);
 });
 
+describe.skipIf(why !== null)('default subvolume and single-file extract', () => {
+  it('defaultSubvolume follows `btrfs subvolume set-default`', async () => {
+    expect(await image.defaultSubvolume()).toBe(5n);
+    const p = join(dir, 'default.img');
+    makeImage(p);
+    await withMount(p, dir, 'rw', async (mnt) => sh(`btrfs -q subvolume create "$M/s1" && btrfs -q subvolume create "$M/s2" && btrfs subvolume set-default "$M/s2"`, { M: mnt }));
+    const s = await openImageFile(p);
+    try {
+      const im = await BtrfsImage.open(s);
+      expect(await im.defaultSubvolume()).toBe((await im.subvolumeByPath('s2')).id);
+      expect(im.hasLogTree).toBe(false);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('extract IMAGE:FILE puts the file into DIR under its name, with its metadata', async () => {
+    const { main } = await import('../src/cli/main.js');
+    const out = join(dir, 'one');
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['node', 'btrfs-ts', 'extract', `${img}:links/a/orig`, out])).toBe(0);
+    } finally {
+      err.mockRestore();
+    }
+    expect(readFileSync(join(out, 'orig'), 'utf8')).toBe('linked\n');
+    const k = await withMount(img, dir, 'ro', async (mnt) => lstatSync(join(mnt, 'links/a/orig'), { bigint: true }));
+    const e = lstatSync(join(out, 'orig'), { bigint: true });
+    expect(e.mode).toBe(k.mode);
+    expect(e.mtimeNs / 1000n).toBe(k.mtimeNs / 1000n);
+  });
+});
+
 describe.skipIf(why !== null)('images written by btrfs-ts mkfs', () => {
   it('btrfs-ts mkfs --rootdir --compress zstd reads back like the kernel mount shows it', async () => {
     const { main } = await import('../src/cli/main.js');

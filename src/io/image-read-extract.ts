@@ -17,6 +17,8 @@ export interface ExtractOptions {
   /** Restore xattrs with `setfattr --restore` (default true; skipped with a warning if setfattr is missing). */
   xattrs?: boolean;
   warn?: (msg: string) => void;
+  /** Name for a non-directory source (its last path component). */
+  name?: Uint8Array;
 }
 
 export interface ExtractStats {
@@ -177,11 +179,15 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     }
     await finish(root, Buffer.alloc(0), start, false);
   } else {
-    throw new ImageError('EXTRACT_NOT_DIR', 'extract source must be a directory (use `cat` for a single file)');
+    // A single non-directory lands in dest under its own name.
+    const name = opts.name ?? new TextEncoder().encode('extracted');
+    checkName(name, root);
+    const nb = Buffer.from(name);
+    await visit(start, Buffer.concat([root, SLASH, nb]), nb);
   }
   if (xattrDump.length) restoreXattrs(dest, xattrDump.join('\n') + '\n', warn);
   // Directory times last, deepest first: creating children bumped them.
-  await fixDirTimes(img, start, root);
+  if ((st.mode & S_IFMT) === 0o040000) await fixDirTimes(img, start, root);
   return stats;
 }
 

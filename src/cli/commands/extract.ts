@@ -7,7 +7,7 @@ export function register(program: Command): void {
   program
     .command('extract')
     .description('copy a directory tree out of a btrfs image (modes, times, xattrs, links, special files; owners when root)')
-    .argument('<source>', 'IMAGE or IMAGE:PATH (a directory inside the image)')
+    .argument('<source>', 'IMAGE or IMAGE:PATH (a directory, whose contents are copied, or a single file)')
     .argument('<dir>', 'destination directory (created; must be empty)')
     .option('--no-owners', 'do not restore uid/gid even when root')
     .option('--no-xattrs', 'do not restore xattrs')
@@ -17,7 +17,8 @@ export function register(program: Command): void {
         const img = await BtrfsImage.open(src);
         const start = await img.resolve(path);
         const owners = o.owners && process.getuid?.() === 0;
-        const st = await extractTree(img, start, dir, { owners, xattrs: o.xattrs });
+        const last = path.split('/').filter((x) => x !== '').pop();
+        const st = await extractTree(img, start, dir, { owners, xattrs: o.xattrs, ...(last ? { name: new TextEncoder().encode(last) } : {}) });
         process.stderr.write(`extracted ${st.files} files, ${st.dirs} dirs, ${st.symlinks} symlinks, ${st.hardlinks} hard links, ${st.specials} special files` +
           (st.skipped ? `, ${st.skipped} skipped` : '') + '\n');
       });

@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { CodecError, ImageError } from '../../errors.js';
 
 /**
  * Bridge to the codec module (src/compress/, owned by the codec engineer). Loaded lazily and by a
@@ -32,7 +32,14 @@ export async function decompressExtent(type: number, data: Uint8Array, ramBytes:
   if (!codecs) {
     throw new ImageError('IMAGE_COMPRESSION_NOT_YET', `${what}: compressed (type ${type}) extents cannot be read yet: the codec module src/compress/index.js is not available`);
   }
-  const out = codecs.decompressExtent(type, data, ramBytes, sectorsize);
+  let out: Uint8Array;
+  try {
+    out = codecs.decompressExtent(type, data, ramBytes, sectorsize);
+  } catch (err) {
+    // Say which extent did not decode; the codec only knows the bytes it was given.
+    if (err instanceof CodecError) throw new CodecError(err.code, `${what}: ${err.message}`, { cause: err, offset: err.offset });
+    throw err;
+  }
   if (out.length < ramBytes) {
     const z = new Uint8Array(ramBytes);
     z.set(out);

@@ -1,5 +1,9 @@
 import { ImageError } from '../../errors.js';
-import type { BtrfsInodeItem, BtrfsSuperBlock } from '../structs.js';
+import { btrfsNameHash } from '../../util/crc32c.js';
+import {
+  BTRFS_DIR_ITEM_KEY, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_TREE_DIR_OBJECTID, type BtrfsInodeItem, type BtrfsSuperBlock,
+  decodeDirItems,
+} from '../structs.js';
 import { type ReadFileOptions, readFile } from './file-data.js';
 import { ImageReader } from './image.js';
 import {
@@ -29,6 +33,19 @@ export class BtrfsImage {
 
   get superblock(): BtrfsSuperBlock {
     return this.reader.superblock;
+  }
+
+  /** True when the image was not cleanly unmounted and has an unreplayed log tree (its changes are not seen). */
+  get hasLogTree(): boolean {
+    return this.reader.superblock.log_root !== 0n;
+  }
+
+  /** Subvolume id a plain kernel mount shows (`btrfs subvolume set-default`); 5 unless changed. */
+  async defaultSubvolume(): Promise<bigint> {
+    const name = new TextEncoder().encode('default');
+    const it = await this.reader.trees.lookup(this.reader.rootTree, { objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) });
+    const d = it ? decodeDirItems(it.data).find((x) => Buffer.from(x.name).equals(Buffer.from(name))) : undefined;
+    return d ? d.location.objectid : BTRFS_FS_TREE_OBJECTID;
   }
 
   /** Root directory of the top-level subvolume (id 5). */
