@@ -7,6 +7,7 @@ import * as ls from './ls.js';
 import * as cat from './cat.js';
 import * as subvolume from './subvolume.js';
 import * as extract from './extract.js';
+import * as extractStream from './extract-stream.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -21,4 +22,5 @@ export function registerCommands(program: Command): void {
   cat.register(program);
   subvolume.register(program);
   extract.register(program);
+  extractStream.register(program);
 }

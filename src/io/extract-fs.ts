@@ -1,0 +1,84 @@
+import { constants, promises as fsp } from 'node:fs';
+import { ReceiveError } from '../errors.js';
+import { checkStreamPath, pathComponents, showPath } from '../tools/paths.js';
+
+/**
+ * Stream paths → absolute paths under one subvolume directory, never leaving it: the path must be plain
+ * names (no `..`, no absolute path, no empty component, no NUL) and every parent component must be a
+ * real directory (lstat, so a symlink planted by an earlier command is refused instead of followed).
+ * The leaf itself is never followed either: callers use O_NOFOLLOW, lchown, lstat, link(2) (which does
+ * not follow), rename/unlink (which act on the name).
+ */
+
+const SLASH = Buffer.from('/');
+
+export class SubvolPaths {
+  constructor(readonly root: Buffer) {}
+
+  /** The absolute path of `rel` after checking it; `allowRoot` for commands that may target the root. */
+  async resolve(rel: Uint8Array, allowRoot = false): Promise<Buffer> {
+    const bad = checkStreamPath(rel, { allowRoot });
+    if (bad) {
+      throw new ReceiveError('EXTRACT_UNSAFE_PATH', `refusing stream path ${showPath(rel)}: ${bad.message}`, {
+        path: Buffer.from(rel).toString('latin1'),
+      });
+    }
+    if (rel.length === 0) return this.root;
+    const comps = pathComponents(rel);
+    let cur = this.root;
+    for (let i = 0; i < comps.length - 1; i++) {
+      cur = Buffer.concat([cur, SLASH, comps[i]!]);
+      let st;
+      try {
+        st = await fsp.lstat(cur);
+      } catch (e) {
+        throw new ReceiveError('EXTRACT_NO_PARENT', `parent of ${showPath(rel)} does not exist: ${(e as Error).message}`, {
+          path: Buffer.from(rel).toString('latin1'), cause: e,
+        });
+      }
+      if (!st.isDirectory()) {
+        const what = st.isSymbolicLink() ? 'a symlink (not followed)' : 'not a directory';
+        throw new ReceiveError('EXTRACT_UNSAFE_PATH', `refusing stream path ${showPath(rel)}: component ${showPath(comps[i]!)} is ${what}`, {
+          path: Buffer.from(rel).toString('latin1'),
+        });
+      }
+    }
+    return Buffer.concat([this.root, SLASH, rel]);
+  }
+}
+
+export const O_WRITE_NOFOLLOW = constants.O_WRONLY | constants.O_NOFOLLOW;
+export const O_READ_NOFOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+export const O_CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** pwrite all of `data` (fs writes may be short). */
+export async function writeAll(fh: fsp.FileHandle, data: Uint8Array, pos: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, pos + done);
+    if (bytesWritten <= 0) throw new ReceiveError('EXTRACT_WRITE', `short write at ${pos + done}`);
+    done += bytesWritten;
+  }
+}
+
+/** Copies `len` bytes between two open files in 1 MiB pieces; returns how many bytes the source had. */
+export async function copyRange(src: fsp.FileHandle, srcOff: number, dst: fsp.FileHandle, dstOff: number, len: number): Promise<number> {
+  const piece = Buffer.allocUnsafe(Math.min(len, 1 << 20));
+  let done = 0;
+  while (done < len) {
+    const want = Math.min(piece.length, len - done);
+    const { bytesRead } = await src.read(piece, 0, want, srcOff + done);
+    if (bytesRead === 0) break;
+    await writeAll(dst, piece.subarray(0, bytesRead), dstOff + done);
+    done += bytesRead;
+  }
+  return done;
+}
+
+/** Writes zeros over [off, off+len) in bounded pieces (a portable stand-in for punching a hole). */
+export async function zeroRange(fh: fsp.FileHandle, off: number, len: number): Promise<void> {
+  const zeros = Buffer.alloc(Math.min(len, 1 << 20));
+  for (let done = 0; done < len; done += zeros.length) {
+    await writeAll(fh, zeros.subarray(0, Math.min(zeros.length, len - done)), off + done);
+  }
+}
