@@ -124,6 +124,8 @@ line'
     btrfs -q subvolume snapshot sub snap
     echo changed > snap/f
     btrfs -q subvolume snapshot -r sub snap-ro
+    mkdir recv
+    btrfs -q send snap-ro | btrfs -q receive recv
     sync
   `, { MNT: mnt, IMG: img });
 }

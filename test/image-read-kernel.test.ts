@@ -114,6 +114,10 @@ describe.skipIf(why !== null)('reader vs kernel mount', () => {
       .toEqual(theirs);
     const ro = await withMount(img, dir, 'ro', async (mnt) => sh(`btrfs subvolume list -r "$MNT" | sed 's/.* path //'`, { MNT: mnt }));
     expect(ours.filter((s) => s.readonly).map((s) => s.path)).toEqual(ro.trim().split('\n'));
+    const recv = await image.subvolumeByPath('recv/snap-ro');
+    expect(formatUuid(recv.received_uuid)).toBe(formatUuid((await image.subvolumeByPath('snap-ro')).uuid));
+    expect(recv.stransid).toBeGreaterThan(0n);
+    expect(recv.rtransid).toBeGreaterThan(0n);
     const snap = await image.subvolumeByPath('snap');
     expect(formatUuid(snap.parent_uuid)).toBe(formatUuid((await image.subvolumeByPath('sub')).uuid));
   }, 60_000);
@@ -291,7 +295,7 @@ describe.skipIf(why !== null)('CLI: ls, cat, subvolume list, extract', () => {
 
   it('subvolume list prints every subvolume with uuids and ro/rw', async () => {
     const lines = (await run(['subvolume', 'list', img])).out.toString().trim().split('\n');
-    expect(lines.map((l) => l.replace(/^.* (r[ow]) path (.*)$/, '$2 $1'))).toEqual(['sub rw', 'sub/d/nested rw', 'snap rw', 'snap-ro ro']);
+    expect(lines.map((l) => l.replace(/^.* (r[ow]) path (.*)$/, '$2 $1'))).toEqual(['sub rw', 'sub/d/nested rw', 'snap rw', 'snap-ro ro', 'recv/snap-ro ro']);
   });
 
   it('extract copies the tree out; the copy lists like the kernel mount (times to the microsecond)', async () => {
