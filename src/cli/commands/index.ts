@@ -8,6 +8,7 @@ import * as cat from './cat.js';
 import * as subvolume from './subvolume.js';
 import * as extract from './extract.js';
 import * as extractStream from './extract-stream.js';
+import * as verify from './verify.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -23,4 +24,5 @@ export function registerCommands(program: Command): void {
   subvolume.register(program);
   extract.register(program);
   extractStream.register(program);
+  verify.register(program);
 }
