@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import * as dump from './dump.js';
 import * as plan from './plan.js';
+import * as receive from './receive.js';
 import * as manifest from './manifest.js';
 import * as mkfs from './mkfs.js';
 import * as ls from './ls.js';
@@ -17,6 +18,7 @@ import * as verify from './verify.js';
 export function registerCommands(program: Command): void {
   dump.register(program);
   plan.register(program);
+  receive.register(program);
   manifest.register(program);
   mkfs.register(program);
   ls.register(program);

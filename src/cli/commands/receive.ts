@@ -1,0 +1,137 @@
+import { existsSync, statSync, unlinkSync } from 'node:fs';
+import type { Command } from 'commander';
+import { initCodecs } from '../../compress/index.js';
+import { createFilesystem } from '../../image/write/create.js';
+import type { Filesystem } from '../../image/write/filesystem.js';
+import { openFilesystem } from '../../image/write/open.js';
+import { FileDevice } from '../../io/image-file.js';
+import { lockImage, refuseIfMounted } from '../../io/image-lock.js';
+import { openInput } from '../../io/input.js';
+import { PlanReport, size } from '../../plan/report.js';
+import { receiveStreams, type ReceiveSummary } from '../../receive/index.js';
+import { uuidStr } from '../../dump/dump-receiver.js';
+import { parseCompress, parseSize, type CompressChoice } from '../options.js';
+import { runDump } from './dump.js';
+
+interface ReceiveCli {
+  file?: string;
+  dump?: boolean;
+  e?: boolean;
+  dest?: string;
+  forceDecompress?: boolean;
+  compress?: CompressChoice;
+  checkExtents?: boolean;
+  maxSize?: bigint;
+  quiet?: boolean;
+  verbose?: boolean;
+  json?: boolean;
+  allStreams?: boolean;
+}
+
+const MiB = 1n << 20n;
+
+/** A missing image is made like `btrfs-ts mkfs` makes one (256 MiB, DUP metadata) and grows as needed. */
+async function openOrCreate(image: string, o: ReceiveCli): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
+  const growth = { growable: true, ...(o.maxSize !== undefined ? { maxSize: o.maxSize } : {}) };
+  if (existsSync(image) && statSync(image).size > 0) {
+    const dev = FileDevice.open(image);
+    try {
+      return { fs: await openFilesystem(dev, growth), dev, created: false };
+    } catch (e) {
+      dev.close();
+      throw e;
+    }
+  }
+  const initial = o.maxSize !== undefined && o.maxSize < 256n * MiB ? o.maxSize : 256n * MiB;
+  const dev = FileDevice.create(image, initial);
+  return { fs: createFilesystem(dev, growth), dev, created: true };
+}
+
+function summaryText(s: ReceiveSummary, seconds: number): string {
+  const r = new PlanReport();
+  Object.assign(r.totals, s.plan);
+  const subs = s.subvolumes.map((v) => `  ${v.name}: id ${v.rootid}, received uuid ${uuidStr(v.receivedUuid)}, stransid ${v.stransid}`);
+  return [
+    `received ${s.subvolumes.length} subvolume(s) from ${s.streams} stream(s), ${s.commands} commands, ${size(s.bytes)} in ${seconds.toFixed(2)} s`,
+    ...subs,
+    `extents written: ${s.extents.extents} (${s.extents.compressed} compressed, ${s.extents.inline} inline), ${size(s.extents.bytes)} of file data`,
+    r.format().trimEnd(),
+  ].join('\n') + '\n';
+}
+
+export function register(program: Command): void {
+  program
+    .command('receive')
+    .description('apply send streams to a btrfs image file (created when missing), like `btrfs receive` does to a mounted btrfs')
+    .argument('[IMAGE]', 'btrfs image file to receive into')
+    .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
+    .option('--dump', 'print the stream instead of receiving it (like btrfs receive --dump)')
+    .option('--all-streams', 'with --dump: dump every stream of the input')
+    .option('-e', 'stop after the first END command')
+    .option('--dest <PATH>', 'directory inside the image to create the subvolumes in (default: top level)')
+    .option('--force-decompress', 'decompress every encoded write instead of storing it as sent')
+    .option('--compress <ALG[:LEVEL]>', 'compress plain and decompressed data (zlib, lzo, zstd) as the compress= mount option', parseCompress)
+    .option('--check-extents', 'decode every compressed extent before storing it (the kernel does not)')
+    .option('--max-size <SIZE>', 'never grow the image past SIZE (K/M/G suffixes)', parseSize)
+    .option('-q, --quiet', 'print nothing but errors')
+    .option('-v, --verbose', 'print a summary at the end')
+    .option('--json', 'print the summary as JSON')
+    .action(async (image: string | undefined, o: ReceiveCli) => {
+      if (o.dump) {
+        await runDump({ ...(o.file !== undefined ? { file: o.file } : {}), allStreams: o.allStreams ?? false });
+        return;
+      }
+      if (image === undefined) throw new (await import('../../errors.js')).ReceiveError('usage', 'receive needs an IMAGE (or --dump)');
+      await initCodecs();
+      refuseIfMounted(image);
+      const unlock = lockImage(image);
+      const started = Date.now();
+      const tty = process.stderr.isTTY && !o.quiet;
+      let opened: Awaited<ReturnType<typeof openOrCreate>> | undefined;
+      let committed = false;
+      try {
+        opened = await openOrCreate(image, o);
+        const input = await openInput(o.file);
+        let last = 0;
+        const s = await receiveStreams(input, opened.fs, {
+          ...(o.dest !== undefined ? { dest: o.dest } : {}),
+          forceDecompress: o.forceDecompress ?? false,
+          checkExtents: o.checkExtents ?? false,
+          ...(o.compress ? { compress: o.compress } : {}),
+          stopAfterFirstEnd: o.e ?? false,
+          onSubvolumeDone: (v) => {
+            committed = true;
+            if (!o.quiet && !o.json) process.stderr.write(`At subvol ${v.name}\n`);
+          },
+          afterCommand: (res) => {
+            if (!tty) return;
+            const now = Date.now();
+            if (now - last < 200) return;
+            last = now;
+            const secs = (now - started) / 1000;
+            process.stderr.write(`\r${size(res.bytes)} read, ${size(res.bytes / Math.max(secs, 0.001))}/s, ${res.commands} commands\x1b[K`);
+          },
+        });
+        if (tty) process.stderr.write('\r\x1b[K');
+        const secs = (Date.now() - started) / 1000;
+        if (o.json) {
+          process.stdout.write(JSON.stringify({ ...s, seconds: secs, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: uuidStr(v.receivedUuid), parentUuid: v.parentUuid && uuidStr(v.parentUuid) })) },
+            (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+        } else if (o.verbose) {
+          process.stderr.write(summaryText(s, secs));
+        }
+      } catch (e) {
+        if (tty) process.stderr.write('\r\x1b[K');
+        // an image this run created and never committed anything to is removed: nothing existed before
+        if (opened?.created && !committed) {
+          opened.dev.close();
+          opened = undefined;
+          try { unlinkSync(image); } catch { /* keep going */ }
+        }
+        throw e;
+      } finally {
+        opened?.dev.close();
+        unlock();
+      }
+    });
+}

@@ -1,0 +1,262 @@
+import {
+  BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
+} from '../compress/index.js';
+import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
+import { addDataCsums } from '../image/write/extents.js';
+import { dropFileExtents, insertFileExtent, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
+import type { Filesystem } from '../image/write/filesystem.js';
+import { getInode, updateInode } from '../image/write/inode.js';
+import { extentsIn, hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+/** The kernel's default max_inline: small whole files live in the leaf, compressed or not. */
+export const MAX_INLINE = 2048;
+/** Compressed extents cover at most 128 KiB of file data (BTRFS_MAX_UNCOMPRESSED). */
+const COMPRESS_CHUNK = 128 * 1024;
+
+export interface WriterOptions {
+  /** Compress plain data as the `compress=` mount option does. */
+  compress?: { type: BtrfsCompressType; level?: number };
+  /** Bytes of contiguous writes gathered into one extent before it is written (bounded memory). */
+  maxBuffer?: number;
+}
+
+interface Pending {
+  root: bigint;
+  ino: bigint;
+  start: bigint;
+  parts: Uint8Array[];
+  len: number;
+}
+
+/**
+ * Turns file writes into extents. Consecutive writes to one file are gathered (the kernel sends 48 KiB
+ * or 128 KiB pieces) so that extents come out large, then written sector-aligned: partial sectors at the
+ * edges are completed from the file's current content (read-modify-write), tails past EOF are zero-padded,
+ * whole small files become inline extents. Callers must `flush()` before anything else looks at the file.
+ */
+export class FileWriter {
+  private pending: Pending | undefined;
+  private readonly maxBuffer: number;
+  /** Extents written, for the summary. */
+  stats = { extents: 0, inline: 0, compressed: 0, bytes: 0 };
+
+  constructor(private readonly fs: Filesystem, private readonly opts: WriterOptions = {}) {
+    this.maxBuffer = opts.maxBuffer ?? 8 << 20;
+  }
+
+  private get ss(): bigint {
+    return BigInt(this.fs.sectorsize);
+  }
+
+  write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array): void {
+    if (data.length === 0) return;
+    const p = this.pending;
+    if (p && p.root === root && p.ino === ino && p.start + BigInt(p.len) === offset && p.len + data.length <= this.maxBuffer) {
+      p.parts.push(data);
+      p.len += data.length;
+      return;
+    }
+    this.flush();
+    this.pending = { root, ino, start: offset, parts: [data], len: data.length };
+  }
+
+  flush(): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    const data = p.parts.length === 1 ? p.parts[0]! : concat(p.parts, p.len);
+    this.writeNow(p.root, p.ino, p.start, data);
+  }
+
+  private writeNow(root: bigint, ino: bigint, start: bigint, data: Uint8Array): void {
+    const fs = this.fs;
+    const inode = getInode(fs, root, ino)!;
+    const isize = inode.size;
+    let end = start + BigInt(data.length);
+    // An inline extent must go before anything else is written into the file: fold it into this write
+    // when they touch, else turn it into a regular extent of its own.
+    const inl = inlineExtent(fs, root, ino);
+    if (inl) {
+      const old = readRange(fs, root, ino, 0n, Number(inl.len));
+      dropFileExtents(fs, root, ino, 0n, this.ss);
+      if (start <= inl.len) {
+        const merged = new Uint8Array(Number(end > inl.len ? end : inl.len));
+        merged.set(old);
+        merged.set(data, Number(start));
+        data = merged;
+        start = 0n;
+        end = BigInt(merged.length);
+      } else {
+        this.writeAligned(root, ino, 0n, padTo(old, Number(this.ss)));
+      }
+    }
+    const newSize = end > isize ? end : isize;
+    if (start === 0n && newSize <= BigInt(MAX_INLINE) && newSize < this.ss && !hasExtentsFrom(fs, root, ino, 0n)) {
+      this.writeInline(root, ino, data);
+    } else {
+      const aStart = start - (start % this.ss);
+      const aEnd = alignUp(end, this.ss);
+      const buf = new Uint8Array(Number(aEnd - aStart));
+      if (aStart < start) buf.set(readRange(fs, root, ino, aStart, Number(start - aStart)), 0);
+      buf.set(data, Number(start - aStart));
+      if (end < aEnd && end < isize) {
+        const tailEnd = aEnd < isize ? aEnd : isize;
+        buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), Number(end - aStart));
+      }
+      dropFileExtents(fs, root, ino, aStart, aEnd);
+      this.writeAligned(root, ino, aStart, buf);
+    }
+    if (newSize !== isize) updateInode(fs, root, ino, { size: newSize });
+  }
+
+  private writeInline(root: bigint, ino: bigint, data: Uint8Array): void {
+    const fs = this.fs;
+    dropFileExtents(fs, root, ino, 0n, U64_MAX);
+    // inline data only needs to come out smaller, not a sector smaller
+    const cc = this.opts.compress ? compressInline(this.opts.compress, data, fs.sectorsize) : null;
+    if (cc) writeInlineExtent(fs, root, ino, cc, this.opts.compress!.type, data.length);
+    else writeInlineExtent(fs, root, ino, data);
+    this.stats.inline++;
+    this.stats.bytes += data.length;
+  }
+
+  /** Writes sector-aligned data at an aligned offset into fresh extents (the range must be free). */
+  private writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array): void {
+    const fs = this.fs;
+    if (!this.opts.compress) {
+      writeDataExtent(fs, root, ino, offset, buf);
+      this.stats.extents++;
+      this.stats.bytes += buf.length;
+      return;
+    }
+    const { type, level } = this.opts.compress;
+    for (let o = 0; o < buf.length; o += COMPRESS_CHUNK) {
+      const piece = buf.subarray(o, Math.min(buf.length, o + COMPRESS_CHUNK));
+      const c = compressExtent(type, piece, fs.sectorsize, level);
+      if (c) {
+        writeDataExtent(fs, root, ino, offset + BigInt(o), c, type, piece.length);
+        this.stats.compressed++;
+      } else {
+        writeDataExtent(fs, root, ino, offset + BigInt(o), piece);
+      }
+      this.stats.extents++;
+      this.stats.bytes += piece.length;
+    }
+  }
+
+  /**
+   * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
+   * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
+   */
+  passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean }): void {
+    this.flush();
+    const fs = this.fs;
+    const inode = getInode(fs, root, ino)!;
+    const end = offset + x.fileLen;
+    if (x.inline) {
+      dropFileExtents(fs, root, ino, 0n, U64_MAX);
+      writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
+      this.stats.inline++;
+    } else {
+      const inl = inlineExtent(fs, root, ino);
+      if (inl && offset > 0n) {
+        // keep the inline bytes: they become a regular first sector
+        const old = readRange(fs, root, ino, 0n, Number(inl.len));
+        dropFileExtents(fs, root, ino, 0n, this.ss);
+        this.writeAligned(root, ino, 0n, padTo(old, Number(this.ss)));
+      }
+      const numBytes = alignUp(x.fileLen, this.ss);
+      dropFileExtents(fs, root, ino, offset, offset + numBytes);
+      const diskLen = alignUp(BigInt(x.data.length), this.ss);
+      const bytenr = fs.allocData(diskLen);
+      const padded = padTo(x.data, Number(diskLen));
+      fs.writeData(bytenr, padded);
+      addDataCsums(fs, bytenr, padded);
+      insertFileExtent(fs, root, ino, offset, {
+        disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
+        ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type,
+      });
+      this.stats.extents++;
+      this.stats.compressed++;
+    }
+    this.stats.bytes += Number(x.fileLen);
+    if (end > inode.size) updateInode(fs, root, ino, { size: end });
+  }
+
+  /** Zeros [start, end) of the file without changing its size (punch hole). */
+  zeroRange(root: bigint, ino: bigint, start: bigint, end: bigint): void {
+    this.flush();
+    const fs = this.fs;
+    const isize = getInode(fs, root, ino)!.size;
+    if (end > isize) end = isize;
+    if (end <= start) return;
+    const inStart = alignUp(start, this.ss);
+    const inEnd = end - (end % this.ss);
+    if (inline(fs, root, ino) || inEnd <= inStart) {
+      this.writeNow(root, ino, start, new Uint8Array(Number(end - start)));
+      return;
+    }
+    if (start < inStart) this.writeNow(root, ino, start, new Uint8Array(Number(inStart - start)));
+    dropFileExtents(fs, root, ino, inStart, inEnd);
+    if (inEnd < end) this.writeNow(root, ino, inEnd, new Uint8Array(Number(end - inEnd)));
+  }
+
+  /** Sets the file size; shrinking drops extents past it and zeroes the rest of the last sector. */
+  truncate(root: bigint, ino: bigint, size: bigint): void {
+    this.flush();
+    const fs = this.fs;
+    const isize = getInode(fs, root, ino)!.size;
+    if (size < isize) {
+      const inl = inlineExtent(fs, root, ino);
+      if (inl) {
+        const keep = readRange(fs, root, ino, 0n, Number(size < inl.len ? size : inl.len));
+        dropFileExtents(fs, root, ino, 0n, U64_MAX);
+        if (keep.length) this.writeInline(root, ino, keep);
+      } else {
+        const cut = alignUp(size, this.ss);
+        dropFileExtents(fs, root, ino, cut, U64_MAX);
+        if (size % this.ss !== 0n && extentsIn(fs, root, ino, size, cut).some((x) => x.fe.disk_bytenr !== 0n)) {
+          const head = size - (size % this.ss);
+          const keep = readRange(fs, root, ino, head, Number(size - head));
+          dropFileExtents(fs, root, ino, head, cut);
+          this.writeAligned(root, ino, head, padTo(keep, Number(this.ss)));
+        }
+      }
+    }
+    updateInode(fs, root, ino, { size });
+  }
+}
+
+function inline(fs: Filesystem, root: bigint, ino: bigint): boolean {
+  return extentsIn(fs, root, ino, 0n, 1n).some((x) => x.fe.type === BTRFS_FILE_EXTENT_INLINE);
+}
+
+function compressInline(c: { type: BtrfsCompressType; level?: number }, data: Uint8Array, sectorsize: number): Uint8Array | null {
+  const out = c.type === BTRFS_COMPRESS_ZLIB ? zlibCompress(data, c.level)
+    : c.type === BTRFS_COMPRESS_ZSTD ? zstdCompress(data, c.level)
+    : btrfsLzoCompress(data, sectorsize);
+  return out && out.length < data.length ? out : null;
+}
+
+export function alignUp(v: bigint, a: bigint): bigint {
+  return ((v + a - 1n) / a) * a;
+}
+
+function padTo(data: Uint8Array, len: number): Uint8Array {
+  if (data.length === len) return data;
+  const out = new Uint8Array(len);
+  out.set(data.subarray(0, len));
+  return out;
+}
+
+function concat(parts: Uint8Array[], len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+

@@ -1,0 +1,72 @@
+import { initCodecs } from '../compress/index.js';
+import { ReceiveError } from '../errors.js';
+import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY } from '../image/structs/constants.js';
+import type { Filesystem } from '../image/write/filesystem.js';
+import { getInode, lookupDirEntry } from '../image/write/inode.js';
+import type { PlanTotals } from '../plan/report.js';
+import { processStream, type ProcessResult } from '../stream/receiver.js';
+import { ImageReceiver, type ImageReceiverOptions, type ReceivedSubvol } from './image-receiver.js';
+import { isDirMode } from './namespace.js';
+import { splitStreamPath } from './paths.js';
+
+export { ImageReceiver, type ImageReceiverOptions, type ReceivedSubvol } from './image-receiver.js';
+
+export interface ReceiveOptions extends Omit<ImageReceiverOptions, 'dest'> {
+  /** Directory inside the image to receive into (default: the top level). */
+  dest?: Uint8Array | string;
+  /** Stop after the first END, like `btrfs receive -e`. */
+  stopAfterFirstEnd?: boolean;
+  maxCommandLen?: number;
+  afterCommand?: (res: ProcessResult) => void | Promise<void>;
+}
+
+export interface ReceiveSummary extends ProcessResult {
+  subvolumes: ReceivedSubvol[];
+  plan: PlanTotals;
+  extents: { extents: number; inline: number; compressed: number; bytes: number };
+}
+
+/**
+ * Receives every stream of `input` into the filesystem model, committing once per completed subvolume
+ * (the superblock is written last by each commit). If anything fails, the subvolume being received is
+ * never committed: the image keeps its previous state.
+ */
+export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, fs: Filesystem, opts: ReceiveOptions = {}): Promise<ReceiveSummary> {
+  await initCodecs();
+  const dest = resolveDest(fs, opts.dest ?? '');
+  const r = new ImageReceiver(fs, {
+    ...opts,
+    dest,
+    onSubvolumeDone: async (s) => {
+      fs.commit();
+      await opts.onSubvolumeDone?.(s);
+    },
+  });
+  const res = await processStream(input, r, {
+    ...(opts.stopAfterFirstEnd ? { stopAfterFirstEnd: true } : {}),
+    ...(opts.maxCommandLen ? { maxCommandLen: opts.maxCommandLen } : {}),
+    ...(opts.afterCommand ? { afterCommand: opts.afterCommand } : {}),
+  });
+  return { ...res, subvolumes: r.received, plan: r.report.totals, extents: r.writer.stats };
+}
+
+/** `--dest`: a directory of the image (crossing into subvolumes), like receiving under a mount point. */
+export function resolveDest(fs: Filesystem, path: Uint8Array | string): { root: bigint; dir: bigint } {
+  const bytes = typeof path === 'string' ? new TextEncoder().encode(path.replace(/^\/+|\/+$/g, '')) : path;
+  let root = BTRFS_FS_TREE_OBJECTID;
+  let dir = BTRFS_FIRST_FREE_OBJECTID;
+  for (const part of splitStreamPath(bytes, '--dest')) {
+    const e = lookupDirEntry(fs, root, dir, part);
+    if (!e) throw new ReceiveError('dest-not-found', `--dest: ${Buffer.from(part).toString('latin1')} does not exist in the image`);
+    if (e.location.type === BTRFS_ROOT_ITEM_KEY) {
+      root = e.location.objectid;
+      dir = BTRFS_FIRST_FREE_OBJECTID;
+      if (!fs.hasTree(root)) throw new ReceiveError('dest-not-found', `--dest: subvolume ${root} is missing`);
+      continue;
+    }
+    const inode = getInode(fs, root, e.location.objectid);
+    if (!inode || !isDirMode(inode.mode)) throw new ReceiveError('dest-not-dir', `--dest: ${Buffer.from(part).toString('latin1')} is not a directory`);
+    dir = e.location.objectid;
+  }
+  return { root, dir };
+}
