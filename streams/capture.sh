@@ -77,6 +77,8 @@ receive() {
   btrfs -q receive -f "$OUT/$name.stream" "$fs"
   manifest "$name" "$subvol" "$fs/$subvol" "$name.manifest"
   if [ "${4:-}" = compsize ]; then
+    # compsize reads extents on disk: without a sync, data still in the page cache is not counted
+    sync -f "$fs/$subvol"
     compsize -x "$fs/$subvol" >"$OUT/$name.compsize"
   fi
 }
