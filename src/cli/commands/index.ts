@@ -10,6 +10,7 @@ import * as subvolume from './subvolume.js';
 import * as extract from './extract.js';
 import * as extractStream from './extract-stream.js';
 import * as verify from './verify.js';
+import * as convert from './convert.js';
 
 /**
  * Each command lives in its own module and registers itself here, so commands can be added without
@@ -27,4 +28,5 @@ export function registerCommands(program: Command): void {
   extract.register(program);
   extractStream.register(program);
   verify.register(program);
+  convert.register(program);
 }
