@@ -1,5 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { ReceiveError } from '../errors.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
+import type { SyscallHelper } from './extract-helper.js';
 import { checkStreamPath, pathComponents, showPath } from '../tools/paths.js';
 
 /**
@@ -81,4 +83,38 @@ export async function zeroRange(fh: fsp.FileHandle, off: number, len: number): P
   for (let done = 0; done < len; done += zeros.length) {
     await writeAll(fh, zeros.subarray(0, Math.min(zeros.length, len - done)), off + done);
   }
+}
+
+/**
+ * fallocate(2) for Node, which has none: the same file content and size, not the same allocation.
+ * A punched hole reads as zeros (written, within the file); an allocation past EOF without KEEP_SIZE
+ * extends the file with zeros; pure preallocation changes nothing visible.
+ */
+export async function emulateFallocate(fh: fsp.FileHandle, mode: number, off: number, len: number): Promise<void> {
+  const size = (await fh.stat()).size;
+  const end = off + len;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    if (off < size) await zeroRange(fh, off, Math.min(end, size) - off);
+  } else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+    await fh.truncate(end);
+  }
+}
+
+/**
+ * mknod through the helper. Where that cannot work (no python3; a device node without root) an empty
+ * regular file takes the name instead, so the commands that follow (rename, chown, utimes) still apply;
+ * returns why, for the caller's warning.
+ */
+export async function makeSpecial(helper: SyscallHelper, abs: Buffer, mode: number, dev: bigint): Promise<string | undefined> {
+  const type = mode & constants.S_IFMT;
+  const device = type === constants.S_IFCHR || type === constants.S_IFBLK;
+  let why: string | undefined;
+  if (!helper.available) why = 'python3 is not available for mknod';
+  else if (device && process.getuid?.() !== 0) why = 'device nodes need root';
+  if (why === undefined) {
+    await helper.mknod(abs, mode, dev);
+    return undefined;
+  }
+  await (await fsp.open(abs, O_CREATE_NEW, 0o600)).close();
+  return why;
 }

@@ -1,39 +1,18 @@
 import { constants, promises as fsp } from 'node:fs';
-import { CodecError, ReceiveError } from '../errors.js';
-import { decodeExtent, encodedToDisk } from '../compress/index.js';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
+import { ReceiveError } from '../errors.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { checkSubvolName, formatUuid, showPath } from '../tools/paths.js';
-import type { ReceivedIndex } from '../tools/received-index.js';
-import { HelperError, type SyscallHelper } from './extract-helper.js';
-import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, copyRange, writeAll, zeroRange } from './extract-fs.js';
+import { encodedFileBytes } from '../tools/encoded.js';
+import { HelperError } from './extract-helper.js';
+import type { ExtractHooks, ExtractStats } from './extract-types.js';
+import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, copyRange, emulateFallocate, makeSpecial, writeAll } from './extract-fs.js';
 
 /**
  * Applies send commands to a plain directory tree the way `btrfs receive` applies them to a btrfs
  * subvolume: the same syscalls in the same order (create 0600/0700, then CHOWN/CHMOD/UTIMES), so the
  * result matches what the kernel receive produces, field for field, on any filesystem.
  */
-
-export interface ExtractHooks {
-  root: Buffer;
-  index: ReceivedIndex;
-  helper: SyscallHelper;
-  owners: boolean;
-  xattrs: boolean;
-  warn(msg: string): void;
-  /** Materializes a snapshot of the subvolume in directory `parent` as directory `name` (both under root). */
-  snapshot(parent: Uint8Array, name: Uint8Array): Promise<void>;
-  /** A subvolume's END: record it. */
-  finished(name: Uint8Array, uuid: Uint8Array, ctransid: bigint, parentUuid: Uint8Array | null): Promise<void>;
-}
-
-export interface ExtractStats {
-  subvolumes: number;
-  commands: number;
-  dataBytes: number;
-  warnings: number;
-}
 
 interface Current {
   name: Uint8Array;
@@ -149,18 +128,8 @@ export class ExtractReceiver implements Receiver {
 
   private async special(c: T.CreateCmd, mode: number, dev: bigint): Promise<void> {
     const abs = await this.sub(c).paths.resolve(c.path);
-    const type = mode & S_IFMT;
-    const device = type === constants.S_IFCHR || type === constants.S_IFBLK;
-    let why: string | undefined;
-    if (!this.h.helper.available) why = 'python3 is not available for mknod';
-    else if (device && process.getuid?.() !== 0) why = 'device nodes need root';
-    if (why === undefined) {
-      await this.h.helper.mknod(abs, mode, dev);
-      return;
-    }
-    // keep the namespace consistent for the commands that follow (rename, chown, utimes)
-    this.warn(`${showPath(c.path)}: created as an empty regular file (${why})`);
-    await (await fsp.open(abs, O_CREATE_NEW, 0o600)).close();
+    const why = await makeSpecial(this.h.helper, abs, mode, dev);
+    if (why) this.warn(`${showPath(c.path)}: created as an empty regular file (${why})`);
   }
 
   mknod(c: T.CreateCmd): Promise<void> {
@@ -243,24 +212,9 @@ export class ExtractReceiver implements Receiver {
 
   async encodedWrite(c: T.EncodedWriteCmd): Promise<void> {
     this.sub(c);
-    if ((c.encryption ?? 0) !== 0) throw new ReceiveError('EXTRACT_ENCRYPTED', `encrypted encoded write (encryption ${c.encryption}) is not supported`);
-    const ulen = Number(c.unencodedLen);
-    const flen = Number(c.unencodedFileLen);
-    const uoff = Number(c.unencodedOffset);
-    if (uoff + flen > ulen) {
-      throw new CodecError('ENCODED_LENGTHS', `unencoded_offset ${uoff} + unencoded_file_len ${flen} exceeds unencoded_len ${ulen}`);
-    }
-    let decoded: Uint8Array;
-    if ((c.compression ?? 0) === 0) {
-      if (c.data.length < uoff + flen) throw new CodecError('ENCODED_LENGTHS', `uncompressed encoded write has ${c.data.length} bytes, needs ${uoff + flen}`);
-      decoded = c.data;
-    } else {
-      const { type, lzoSectorSize } = encodedToDisk(c.compression!);
-      decoded = decodeExtent(type, c.data, ulen, lzoSectorSize ?? 4096).out;
-    }
-    // as btrfs receive's fallback: the file gets unencoded_file_len bytes from unencoded_offset
-    await writeAll(await this.fileFor(c.path), decoded.subarray(uoff, uoff + flen), Number(c.fileOffset));
-    this.stats.dataBytes += flen;
+    const bytes = encodedFileBytes(c);
+    await writeAll(await this.fileFor(c.path), bytes, Number(c.fileOffset));
+    this.stats.dataBytes += bytes.length;
   }
 
   async clone(c: T.CloneCmd): Promise<void> {
@@ -290,16 +244,7 @@ export class ExtractReceiver implements Receiver {
 
   async fallocate(c: T.FallocateCmd): Promise<void> {
     this.sub(c);
-    // Node has no fallocate(2): the emulation gives the same content and size, not the same allocation
-    const fh = await this.fileFor(c.path);
-    const size = (await fh.stat()).size;
-    const off = Number(c.fileOffset);
-    const end = off + Number(c.size);
-    if (c.mode & FALLOC_FL_PUNCH_HOLE) {
-      if (off < size) await zeroRange(fh, off, Math.min(end, size) - off);
-    } else if (!(c.mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-      await fh.truncate(end);
-    }
+    await emulateFallocate(await this.fileFor(c.path), c.mode, Number(c.fileOffset), Number(c.size));
   }
 
   async chmod(c: T.ChmodCmd): Promise<void> {

@@ -9,7 +9,8 @@ import { isUnknown } from '../stream/types.js';
 import { RECEIVED_INDEX_FILE, ReceivedIndex } from '../tools/received-index.js';
 import { showPath } from '../tools/paths.js';
 import { SyscallHelper } from './extract-helper.js';
-import { ExtractReceiver, type ExtractStats } from './extract-receiver.js';
+import { ExtractReceiver } from './extract-receiver.js';
+import type { ExtractStats } from './extract-types.js';
 import { openInput } from './input.js';
 
 /**

@@ -1,10 +1,11 @@
-import { compressExtent, decodeExtent, diskToEncoded, encodedToDisk, initCodecs, type BtrfsCompressType } from '../compress/index.js';
+import { compressExtent, diskToEncoded, initCodecs, type BtrfsCompressType } from '../compress/index.js';
 import { StreamError } from '../errors.js';
 import * as C from '../stream/constants.js';
 import { parseStream, type ParseOptions } from '../stream/parser.js';
 import type * as T from '../stream/types.js';
 import { encodeCommand, encodeStreamHeader } from '../stream/writer.js';
 import { SizeTracker } from './convert-sizes.js';
+import { encodedFileBytes } from './encoded.js';
 import { checkSubvolName, showPath } from './paths.js';
 
 /**
@@ -180,7 +181,7 @@ export async function* convertStream(
       case C.BTRFS_SEND_C_ENCODED_WRITE:
         if (out === 1) {
           const e = c as T.EncodedWriteCmd;
-          yield* writes(e.path, e.fileOffset, decodeFileRange(e, ss));
+          yield* writes(e.path, e.fileOffset, encodedFileBytes(e, ss));
           continue;
         }
         break;
@@ -241,13 +242,4 @@ function unknownSize(f: T.FallocateCmd): StreamError {
   return new StreamError('CONVERT_FALLOCATE', `FALLOCATE mode ${f.mode} on ${showPath(f.path)} (a file whose size this stream does not establish) has no protocol 1 equivalent`, {
     ...(f.meta ? { offset: f.meta.offset, commandIndex: f.meta.index } : {}), command: 'BTRFS_SEND_C_FALLOCATE',
   });
-}
-
-/** The file bytes an ENCODED_WRITE stands for (what btrfs receive writes when it decompresses). */
-export function decodeFileRange(e: T.EncodedWriteCmd, sectorsize: number): Uint8Array {
-  const uoff = Number(e.unencodedOffset);
-  const flen = Number(e.unencodedFileLen);
-  if ((e.compression ?? 0) === 0) return e.data.subarray(uoff, uoff + flen);
-  const { type, lzoSectorSize } = encodedToDisk(e.compression!);
-  return decodeExtent(type, e.data, Number(e.unencodedLen), lzoSectorSize ?? sectorsize).out.subarray(uoff, uoff + flen);
 }

@@ -1,0 +1,25 @@
+import { decodeExtent, encodedToDisk } from '../compress/index.js';
+import { CodecError } from '../errors.js';
+import type { EncodedWriteCmd } from '../stream/types.js';
+
+/**
+ * The file bytes an ENCODED_WRITE stands for: what `btrfs receive` writes when it cannot pass the
+ * extent through (decode the whole extent, take unencoded_file_len bytes from unencoded_offset). Bytes
+ * the compressed data does not produce read as zeros, as the kernel reads a short extent.
+ */
+export function encodedFileBytes(c: EncodedWriteCmd, sectorsize = 4096): Uint8Array {
+  if ((c.encryption ?? 0) !== 0) throw new CodecError('ENCODED_ENCRYPTION', `encrypted encoded writes (encryption ${c.encryption}) are not supported`);
+  const ulen = Number(c.unencodedLen);
+  const flen = Number(c.unencodedFileLen);
+  const uoff = Number(c.unencodedOffset);
+  if (uoff + flen > ulen) {
+    throw new CodecError('ENCODED_LENGTHS', `unencoded_offset ${uoff} + unencoded_file_len ${flen} exceeds unencoded_len ${ulen}`);
+  }
+  if ((c.compression ?? 0) === 0) {
+    // no compression: the data is the extent itself
+    if (c.data.length < uoff + flen) throw new CodecError('ENCODED_LENGTHS', `uncompressed encoded write has ${c.data.length} bytes, needs ${uoff + flen}`);
+    return c.data.subarray(uoff, uoff + flen);
+  }
+  const { type, lzoSectorSize } = encodedToDisk(c.compression!);
+  return decodeExtent(type, c.data, ulen, lzoSectorSize ?? sectorsize).out.subarray(uoff, uoff + flen);
+}
