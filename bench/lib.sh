@@ -1,0 +1,59 @@
+# Shared helpers for bench/*.sh (sourced, not run). Each benchmark measures wall time and peak RSS per run
+# with /usr/bin/time (RSS) around a nanosecond clock (wall), keeps every run, reports the median, and
+# rewrites its own section of docs/performance.md.
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+DOC=$REPO/docs/performance.md
+BTRFS_TS="node $REPO/bin/btrfs-ts.js"
+export LC_ALL=C TZ=UTC
+
+need_root() {
+  [ "$(id -u)" = 0 ] || { echo "$(basename "$0"): must run as root (loop mounts, kernel receive)" >&2; exit 1; }
+  [ -x /usr/bin/time ] || { echo "$(basename "$0"): /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
+}
+
+# measure LABEL CMD... : runs CMD once; appends "LABEL wall_seconds peak_rss_kib" to $RUNS; stdout of CMD
+# goes to /dev/null unless the command redirects itself; stderr to $WORK/LABEL.err. Fails loudly.
+measure() {
+  local label=$1; shift
+  local t0 t1 rss
+  t0=$(date +%s%N)
+  if ! /usr/bin/time -f '%M' -o "$WORK/time.out" "$@" >/dev/null 2>>"$WORK/$label.err"; then
+    echo "FAILED: $label: $*" >&2; cat "$WORK/$label.err" >&2; exit 1
+  fi
+  t1=$(date +%s%N)
+  rss=$(tail -n1 "$WORK/time.out")
+  echo "$label $(( (t1 - t0) / 1000000 )) $rss" >>"$RUNS"
+  printf '  %-28s %8.3f s %8d KiB\n' "$label" "$(echo "($t1 - $t0) / 1000000000" | bc -l)" "$rss" >&2
+}
+
+# time_only LABEL CMD... : like measure, for steps whose RSS is meaningless (mount, umount, sync).
+time_only() {
+  local label=$1; shift
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null 2>>"$WORK/$label.err" || { echo "FAILED: $label: $*" >&2; cat "$WORK/$label.err" >&2; exit 1; }
+  t1=$(date +%s%N)
+  echo "$label $(( (t1 - t0) / 1000000 )) 0" >>"$RUNS"
+}
+
+# median_ms LABEL / max_rss LABEL / all_ms LABEL : read back from $RUNS
+median_ms() { awk -v l="$1" '$1==l{print $2}' "$RUNS" | sort -n | awk '{a[NR]=$1} END{if(NR==0){print "n/a"; exit} print (NR%2)?a[(NR+1)/2]:int((a[NR/2]+a[NR/2+1])/2)}'; }
+max_rss() { awk -v l="$1" '$1==l && $3>m{m=$3} END{printf "%.1f", m/1024}' "$RUNS"; }
+all_ms() { awk -v l="$1" '$1==l{printf "%s%.2f", s, $2/1000; s=" / "}' "$RUNS"; }
+secs() { local ms; ms=$(median_ms "$1"); [ "$ms" = n/a ] && echo n/a || awk -v m="$ms" 'BEGIN{printf "%.2f", m/1000}'; }
+ratio() { awk -v a="$(median_ms "$1")" -v b="$(median_ms "$2")" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "n/a" }'; }
+
+machine_info() {
+  local mem
+  mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+  echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $mem RAM," \
+    "Linux $(uname -r), node $(node --version), $(btrfs --version | head -n1), btrfs-ts $(git -C "$REPO" rev-parse --short HEAD)," \
+    "$(date -u +%Y-%m-%d)."
+}
+
+# write_section NAME FILE : replaces the block between <!-- bench:NAME --> and <!-- /bench:NAME --> in
+# docs/performance.md with FILE (appends the block when absent).
+write_section() {
+  node "$BENCH_DIR/write-section.mjs" "$DOC" "$1" "$2"
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# btrfs-ts receive (offline, into an image file; it fsyncs at every subvolume commit) vs the kernel's
+# btrfs receive into a loop-mounted btrfs followed by sync, on the big streams (streams/make-big.sh).
+# Kernel side per run: fresh sparse file + mkfs.btrfs + mount (timed apart), receive + sync (the measured
+# column), umount (timed apart). btrfs-ts side per run: no image yet; receive creates, fills and syncs it.
+# Correctness after the runs: btrfs check of both images, and the manifest of our image (kernel
+# loop-mounted) equals the manifest of the kernel-received subvolume, which equals streams/big/big.manifest.
+# Also records `btrfs-ts plan --summary` of the zstd stream. Rewrites the "receive" section of
+# docs/performance.md. Usage: sudo bench/receive.sh [RUNS]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+N=${1:-3}
+STREAMS=(big-zstd-v2 big-v1)
+for s in "${STREAMS[@]}"; do
+  [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
+done
+[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npx tsc -p .)
+WORK=$(mktemp -d /tmp/bench-receive.XXXXXX)
+MNT=$WORK/mnt
+mkdir "$MNT"
+cleanup() {
+  set +e
+  mountpoint -q "$MNT" && umount "$MNT"
+  for img in "$WORK"/*.img; do
+    [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | while read -r d; do losetup -d "$d"; done
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+RUNS=$WORK/runs
+: >"$RUNS"
+CHECKS=$WORK/checks
+: >"$CHECKS"
+
+check() { # check LABEL CMD... : records "ok"/"FAILED" for the correctness table, never aborts the benchmark
+  local label=$1; shift
+  if "$@" >"$WORK/check.out" 2>&1; then echo "$label|ok" >>"$CHECKS"; else
+    echo "$label|FAILED (see below)" >>"$CHECKS"; { echo "### $label failed"; echo '```'; tail -n 20 "$WORK/check.out"; echo '```'; } >>"$WORK/failures.md"
+    echo "CHECK FAILED: $label" >&2; tail -n 20 "$WORK/check.out" >&2
+  fi
+}
+
+for s in "${STREAMS[@]}"; do
+  f=$REPO/streams/big/$s.stream
+  echo "== $s ($(stat -c %s "$f") bytes)" >&2
+  cat "$f" >/dev/null
+  for ((i = 1; i <= N; i++)); do
+    # kernel
+    rm -f "$WORK/k.img"
+    truncate -s 4G "$WORK/k.img"
+    time_only "mkfs-$s" mkfs.btrfs -q -f "$WORK/k.img"
+    time_only "mount-$s" mount -o loop "$WORK/k.img" "$MNT"
+    measure "kernel-$s" sh -c "btrfs receive -f '$f' '$MNT' && sync"
+    if ((i == N)); then
+      $BTRFS_TS manifest "$MNT/big" -o "$WORK/kernel.manifest"
+      check "$s: kernel-received manifest = streams/big/big.manifest" $BTRFS_TS manifest "$MNT/big" --expect "$REPO/streams/big/big.manifest"
+    fi
+    time_only "umount-$s" umount "$MNT"
+    if ((i == N)); then check "$s: btrfs check (kernel image)" btrfs check "$WORK/k.img"; fi
+    rm -f "$WORK/k.img"
+    # btrfs-ts
+    rm -f "$WORK/ts.img"
+    measure "ts-$s" $BTRFS_TS receive -q -f "$f" "$WORK/ts.img"
+  done
+  echo "$s $(du -B1 --apparent-size "$WORK/ts.img" | cut -f1) $(du -B1 "$WORK/ts.img" | cut -f1)" >>"$WORK/sizes"
+  check "$s: btrfs check (btrfs-ts image)" btrfs check "$WORK/ts.img"
+  mount -o loop,ro "$WORK/ts.img" "$MNT"
+  check "$s: btrfs-ts image, kernel-mounted: manifest = kernel-received manifest" $BTRFS_TS manifest "$MNT/big" --expect "$WORK/kernel.manifest"
+  umount "$MNT"
+  rm -f "$WORK/ts.img"
+done
+
+plan_t0=$(date +%s%N)
+$BTRFS_TS plan --summary -f "$REPO/streams/big/big-zstd-v2.stream" >"$WORK/plan.txt"
+plan_ms=$(( ($(date +%s%N) - plan_t0) / 1000000 ))
+
+OUT=$WORK/section.md
+{
+  echo "## receive: \`btrfs-ts receive\` (image file) vs kernel \`btrfs receive\` (loop-mounted btrfs)"
+  echo
+  echo "$(machine_info)"
+  echo
+  echo "Command: \`sudo bench/receive.sh $N\` — $N runs per side and stream (alternating), stream in the page cache, images in \`/tmp\` (same filesystem for both). Wall time is the median, peak RSS the maximum over the runs."
+  echo
+  echo "- **btrfs-ts**: \`btrfs-ts receive -q -f STREAM IMG\` with no IMG yet: creates the image, receives, fsyncs at the commit. Peak RSS is the whole node process."
+  echo "- **kernel**: \`sh -c 'btrfs receive -f STREAM MNT && sync'\` on a fresh 4 GiB sparse loop image; \`mkfs.btrfs\`, \`mount\` and \`umount\` are timed apart (median shown). Peak RSS is only the btrfs-progs process: the kernel's own memory (page cache, btrfs caches) is not counted."
+  echo
+  echo "| stream | size | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
+  echo "|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"
+  for s in "${STREAMS[@]}"; do
+    size=$(stat -c %s "$REPO/streams/big/$s.stream")
+    read -r _ app alloc < <(grep "^$s " "$WORK/sizes")
+    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
+  done
+  echo
+  echo "Correctness checks (after the timed runs):"
+  echo
+  echo "| check | result |"
+  echo "|---|---|"
+  sed 's/^/| /; s/|/ | /2; s/$/ |/' "$CHECKS" | sed 's/ |  | / | /'
+  echo
+  [ -f "$WORK/failures.md" ] && cat "$WORK/failures.md" && echo
+  echo "Plan of the zstd stream (\`btrfs-ts plan --summary -f streams/big/big-zstd-v2.stream\`, ${plan_ms} ms):"
+  echo
+  echo '```'
+  cat "$WORK/plan.txt"
+  echo '```'
+} >"$OUT"
+cat "$OUT"
+write_section receive "$OUT"
