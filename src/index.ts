@@ -1,0 +1,91 @@
+/**
+ * btrfs-ts as a library: parse, dump, plan, verify, convert and extract btrfs send streams without a
+ * kernel. Everything that takes a stream takes `AsyncIterable<Uint8Array> | Iterable<Uint8Array>` (a
+ * file read stream, `process.stdin`, or an array of buffers) and keeps memory bounded however large the
+ * stream is. Every diagnosed problem is thrown as a {@link BtrfsTsError} subclass with offset, command
+ * index and path.
+ *
+ * @example
+ * ```ts
+ * import { createReadStream } from 'node:fs';
+ * import { verifyStream, dumpStream, extractStreams } from 'btrfs-ts';
+ *
+ * const report = await verifyStream(createReadStream('backup.stream'));
+ * if (!report.ok) console.error(report.problems);
+ * await dumpStream(createReadStream('backup.stream'), (line) => process.stdout.write(Buffer.from(line, 'latin1')));
+ * await extractStreams(['full.stream', 'incr.stream'], '/restore');
+ * ```
+ * @packageDocumentation
+ */
+
+// ---- errors ----------------------------------------------------------------------------------------
+/** The error classes: `BtrfsTsError` (base, with `code`/`offset`/`commandIndex`/`command`/`path`) and its
+ * subclasses `StreamError` (bad stream bytes), `ReceiveError` (unappliable commands), `ImageError`,
+ * `CodecError`. */
+export { BtrfsTsError, StreamError, ReceiveError, ImageError, CodecError } from './errors.js';
+export type { ErrorContext } from './errors.js';
+
+// ---- stream layer ----------------------------------------------------------------------------------
+/** Parses concatenated send streams into header and command items (CRC-checked, fully decoded). */
+export { parseStream } from './stream/parser.js';
+export type { ParseOptions } from './stream/parser.js';
+/** Drives a {@link Receiver} (one callback per command, like btrfs-progs' send ops) over a stream. */
+export { processStream } from './stream/receiver.js';
+export type { Receiver, ProcessOptions, ProcessResult } from './stream/receiver.js';
+/** Serializes commands and headers back to stream bytes (kernel attribute order, fresh CRCs). */
+export { encodeCommand, encodeStreamHeader, writeStream } from './stream/writer.js';
+/** Typed commands: paths are raw bytes, u64 values are bigint. */
+export type * from './stream/types.js';
+export { isUnknown } from './stream/types.js';
+/** Wire numbering as in the kernel's send.h (`BTRFS_SEND_C_*`, `BTRFS_SEND_A_*`). */
+export * as sendConstants from './stream/constants.js';
+
+// ---- dump ------------------------------------------------------------------------------------------
+/** `btrfs receive --dump` output, byte for byte, as binary strings (one char per byte). */
+export { dumpStream, DumpReceiver, escapePath } from './dump/index.js';
+export type { DumpOptions } from './dump/index.js';
+
+// ---- codecs ----------------------------------------------------------------------------------------
+/** Extent codecs in the kernel's formats (zlib, LZO with btrfs framing, zstd); call `initCodecs` first. */
+export { initCodecs, decodeExtent, compressExtent, checkEncodedExtent, encodedToDisk, diskToEncoded } from './compress/index.js';
+export type { BtrfsCompressType, EncodedWriteArgs, EncodedExtentCheck } from './compress/index.js';
+
+// ---- planner ---------------------------------------------------------------------------------------
+/** Whether an ENCODED_WRITE's compressed bytes can pass into an image unchanged, and why not. */
+export { planEncodedWrite } from './plan/rules.js';
+export type { PlanContext, PlanDecision, Reason, ReasonCode } from './plan/rules.js';
+/** Walks a whole stream and plans every ENCODED_WRITE, with totals. */
+export { PlanReceiver } from './plan/plan-receiver.js';
+export type { PlanOptions } from './plan/plan-receiver.js';
+
+// ---- stream tools ----------------------------------------------------------------------------------
+/** Checks a stored stream without receiving it: CRCs, structure, encoded data, path sanity; never throws
+ * for bad stream bytes (they become `problems`). */
+export { verifyStream } from './tools/verify.js';
+export type { VerifyOptions, VerifyReport, VerifyProblem, SubvolSummary, DataBytes } from './tools/verify.js';
+/** Rewrites a stream: protocol 2 → 1, 1 → 2 with compression, re-parent, rename. Yields the new bytes. */
+export { convertStream } from './tools/convert.js';
+export type { ConvertOptions, ConvertStats } from './tools/convert.js';
+/** Stream path sanity (`..`, absolute, empty components, NUL) and uuid helpers. */
+export { checkStreamPath, formatUuid, parseUuid } from './tools/paths.js';
+export type { PathCheck, PathProblem } from './tools/paths.js';
+/** The file bytes an ENCODED_WRITE stands for (decoded, cut to its file range). */
+export { encodedFileBytes } from './tools/encoded.js';
+/** Receives streams into a plain directory on any filesystem (needs node:fs; python3 for ns times,
+ * xattrs and special files). */
+export { extractStreams } from './io/extract-stream.js';
+export type { ExtractStreamOptions, ExtractResult, ExtractInput } from './io/extract-stream.js';
+
+// ---- manifests -------------------------------------------------------------------------------------
+/** The canonical tree listing used to compare received trees (docs/manifest.md). */
+export { formatManifest } from './manifest/format.js';
+export { diffManifests, renderDiff } from './manifest/compare.js';
+export { dirTreeSource } from './io/tree-dir.js';
+export type { TreeSource, TreeEntry } from './manifest/types.js';
+
+// ---- receive into an image / read an image -----------------------------------------------------------
+// LEAD: add `receive` (src/receive/) and `openImage` (src/image/read/) exports here when they land, e.g.
+//   /** Receives a stream into a btrfs image file. */
+//   export { receive } from './receive/index.js';
+//   /** Opens a btrfs image file for reading. */
+//   export { openImage } from './image/read/index.js';
