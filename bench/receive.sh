@@ -99,7 +99,7 @@ OUT=$WORK/section.md
   echo
   echo "| check | result |"
   echo "|---|---|"
-  sed 's/^/| /; s/|/ | /2; s/$/ |/' "$CHECKS" | sed 's/ |  | / | /'
+  sed 's/^/| /; s/|/ | /2; s/$/ |/' "$CHECKS"
   echo
   [ -f "$WORK/failures.md" ] && cat "$WORK/failures.md" && echo
   echo "Plan of the zstd stream (\`btrfs-ts plan --summary -f streams/big/big-zstd-v2.stream\`, ${plan_ms} ms):"
