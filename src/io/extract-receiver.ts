@@ -4,6 +4,7 @@ import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { checkSubvolName, formatUuid, showPath } from '../tools/paths.js';
 import { encodedFileBytes } from '../tools/encoded.js';
+import { isReservedName } from '../tools/received-index.js';
 import { HelperError } from './extract-helper.js';
 import type { ExtractHooks, ExtractStats } from './extract-types.js';
 import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, copyRange, emulateFallocate, makeSpecial, writeAll } from './extract-fs.js';
@@ -80,6 +81,7 @@ export class ExtractReceiver implements Receiver {
     await this.finishCurrent();
     const bad = checkSubvolName(c.path);
     if (bad) throw new ReceiveError('EXTRACT_UNSAFE_PATH', `refusing subvolume name ${showPath(c.path)}: ${bad.message}`);
+    if (isReservedName(c.path)) throw new ReceiveError('EXTRACT_RESERVED_NAME', `subvolume name ${showPath(c.path)} is reserved for extract's own files`);
     const abs = Buffer.concat([this.h.root, SLASH, c.path]);
     const exists = await fsp.lstat(abs).then(() => true, () => false);
     if (exists) throw new ReceiveError('EXTRACT_EXISTS', `${showPath(c.path)} already exists in the target directory`);

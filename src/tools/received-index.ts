@@ -9,6 +9,11 @@ import { formatUuid } from './paths.js';
  */
 export const RECEIVED_INDEX_FILE = '.btrfs-ts-received.json';
 
+/** The index file and snapshot staging directories live next to the subvolumes: no subvolume may be named like them. */
+export function isReservedName(name: Uint8Array): boolean {
+  return Buffer.from(name).toString('latin1').startsWith('.btrfs-ts-');
+}
+
 export interface ReceivedSubvol {
   /** Directory name under the target (the SUBVOL/SNAPSHOT path), hex of the raw bytes. */
   nameHex: string;

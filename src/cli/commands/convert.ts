@@ -1,5 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { rm } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { openInput } from '../../io/input.js';
@@ -56,11 +57,18 @@ export function register(program: Command): void {
         for await (const chunk of convertStream(await openInput(o.file), opts, stats)) {
           if (!sink.write(chunk)) await once(sink, 'drain');
         }
-      } finally {
+      } catch (e) {
+        // a half-written stream must not be mistaken for a converted one
         if (sink !== process.stdout) {
           sink.end();
           await once(sink, 'close');
+          await rm(o.output, { force: true });
         }
+        throw e;
+      }
+      if (sink !== process.stdout) {
+        sink.end();
+        await once(sink, 'close');
       }
       const drops = [...dropped].map(([k, v]) => `${v} ${k}`).join(', ');
       process.stderr.write(`converted ${stats.commandsIn} commands into ${stats.commandsOut} (${stats.encodedOut} encoded writes)` +
