@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -209,5 +210,41 @@ describe('commands the kernel does not emit here', () => {
     expect(g.length).toBe(4096 + 3000);
     expect([...g.subarray(4096, 4100)]).toEqual([100, 101, 102, 103]);
     expect(warnings.some((w) => w.includes('FILEATTR'))).toBe(true);
+  });
+});
+
+describe('as an unprivileged user (setpriv to 65534)', () => {
+  const cli = join(import.meta.dirname, '..', 'bin', 'btrfs-ts.js');
+  const why = !isRoot() ? 'needs root to drop to another user' : !existsSync('/usr/bin/setpriv') ? 'no setpriv'
+    : !existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'commands', 'extract-stream.js')) ? 'run `npx tsc -p .` first' : null;
+  it('everything but owners, device nodes and trusted.* xattrs, each with a warning', async () => {
+    if (why) {
+      skipReason('tools-extract unprivileged', why);
+      return;
+    }
+    const dir = freshDir();
+    mkdirSync(dir);
+    execFileSync('chmod', ['0755', work]);
+    execFileSync('chown', ['65534:65534', dir]);
+    // a target it cannot create is a diagnosed error, not a crash
+    const denied = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli, 'extract-stream', '-f', '/dev/null', '/root/nope/x']);
+    expect(denied.status).toBe(1);
+    expect(denied.stderr.toString()).toMatch(/^btrfs-ts: ERROR: cannot create target directory/);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli, 'extract-stream', join(dir, 'out')], {
+      input: readFileSync(join(STREAMS_DIR, 'full-v1.stream')),
+    });
+    const err = r.stderr.toString();
+    expect(r.status, err).toBe(0);
+    expect(err).toContain('owners are not restored (not running as root)');
+    expect(err.match(/created as an empty regular file \(device nodes need root\)/g)?.length).toBe(3);
+    expect(err).toMatch(/xattr "trusted\.symlink" on "link-rel" not applied/);
+    const expected = readFileSync(join(STREAMS_DIR, 'full-v1.manifest'), 'latin1').split('\n').slice(0, -1);
+    const actual = await manifestOf(join(dir, 'out', 'full'));
+    const norm = (l: string) => l.replace(/ uid=\d+ gid=\d+/, '').replace(/ xattr\.trusted\.[^ ]*/g, '');
+    const devices = new Set(expected.filter((l) => / (chr|blk) /.test(l)).map((l) => l.split(' ')[0]));
+    const keep = (l: string) => !devices.has(l.split(' ')[0]);
+    const diffs = diffManifests(expected.filter(keep).map(norm), actual.filter(keep).map(norm));
+    expect(diffs, renderDiff(diffs, 'full-v1.manifest (normalized)', 'unprivileged extract')).toEqual([]);
+    expect(actual.filter((l) => devices.has(l.split(' ')[0])).every((l) => / file .*size=0 /.test(l))).toBe(true);
   });
 });

@@ -37,6 +37,8 @@ for line in sys.stdin.buffer:
     sys.stdout.flush()
 `;
 
+const OPS: Record<string, string> = { utime: 'utimensat', mknod: 'mknod', setx: 'lsetxattr', rmx: 'lremovexattr' };
+
 export class HelperError extends Error {
   constructor(readonly errno: number, message: string) {
     super(message);
@@ -55,7 +57,7 @@ function findPython(): string | null {
 
 export class SyscallHelper {
   private proc: ChildProcessWithoutNullStreams | null = null;
-  private waiting: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private waiting: { op: string; resolve: () => void; reject: (e: Error) => void }[] = [];
   private buf = '';
   private dead: Error | null = null;
   readonly available: boolean;
@@ -88,7 +90,7 @@ export class SyscallHelper {
       if (line === '0') w.resolve();
       else {
         const sp = line.indexOf(' ');
-        w.reject(new HelperError(Number(line.slice(0, sp)), line.slice(sp + 1)));
+        w.reject(new HelperError(Number(line.slice(0, sp)), `${w.op}: ${line.slice(sp + 1)}`));
       }
     }
   }
@@ -97,7 +99,7 @@ export class SyscallHelper {
     if (!this.proc) return Promise.reject(new HelperError(-1, 'python3 is not available'));
     if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
+      this.waiting.push({ op: OPS[line.slice(0, line.indexOf(' '))] ?? 'helper', resolve, reject });
       this.proc!.stdin.write(line + '\n');
     });
   }

@@ -8,7 +8,7 @@ import { processStream } from '../stream/receiver.js';
 import { isUnknown } from '../stream/types.js';
 import { RECEIVED_INDEX_FILE, ReceivedIndex } from '../tools/received-index.js';
 import { showPath } from '../tools/paths.js';
-import { SyscallHelper } from './extract-helper.js';
+import { HelperError, SyscallHelper } from './extract-helper.js';
 import { ExtractReceiver } from './extract-receiver.js';
 import type { ExtractStats } from './extract-types.js';
 import { openInput } from './input.js';
@@ -96,6 +96,7 @@ function withContext(e: unknown, rcv: ExtractReceiver): unknown {
     if (e.offset !== undefined) return e;
     return new (e.constructor as typeof BtrfsTsError)(e.code, e.message, { ...ctx, ...(e.path !== undefined ? { path: e.path } : {}) });
   }
+  if (e instanceof HelperError) return new ReceiveError('EXTRACT_FS', e.message, ctx);
   const err = e as NodeJS.ErrnoException;
   if (typeof err?.code === 'string') return new ReceiveError('EXTRACT_FS', err.message, ctx);
   return e;
@@ -104,8 +105,13 @@ function withContext(e: unknown, rcv: ExtractReceiver): unknown {
 /** Receives every input, in order, into `dir` (created if missing). */
 export async function extractStreams(inputs: ExtractInput[], dir: string, opts: ExtractStreamOptions = {}): Promise<ExtractResult> {
   await initCodecs();
-  await fsp.mkdir(dir, { recursive: true });
-  const rootStr = await fsp.realpath(dir);
+  let rootStr: string;
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+    rootStr = await fsp.realpath(dir);
+  } catch (e) {
+    throw new ReceiveError('EXTRACT_TARGET', `cannot create target directory ${dir}: ${(e as Error).message}`, { cause: e });
+  }
   const root = Buffer.from(rootStr);
   const index = await loadIndex(rootStr);
   const helper = new SyscallHelper();
