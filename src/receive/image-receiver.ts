@@ -18,6 +18,7 @@ import { FileWriter } from './file-write.js';
 import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFDIR, S_IFLNK, S_IFREG } from './namespace.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
+import { checkFileRange } from './limits.js';
 
 export interface ImageReceiverOptions {
   /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256). */
@@ -216,12 +217,15 @@ export class ImageReceiver implements Receiver {
   }
 
   write(c: T.WriteCmd): void {
+    checkFileRange('write', c.fileOffset, BigInt(c.data.length));
     const f = this.file(c.path);
     this.writer.write(this.root, f.ino, c.fileOffset, c.data);
     this.report.addPlainWrite(c.data.length);
   }
 
   clone(c: T.CloneCmd): void {
+    checkFileRange('clone destination', c.fileOffset, c.cloneLen);
+    checkFileRange('clone source', c.cloneOffset, c.cloneLen);
     this.writer.flush();
     const dst = this.file(c.path, 'clone destination');
     const cur = this.cur!;
@@ -234,6 +238,7 @@ export class ImageReceiver implements Receiver {
 
   truncate(c: T.TruncateCmd): void {
     this.writer.flush();
+    checkFileRange('truncate', 0n, c.size);
     const f = this.file(c.path);
     this.writer.truncate(this.root, f.ino, c.size);
   }
@@ -261,6 +266,7 @@ export class ImageReceiver implements Receiver {
   updateExtent(c: T.UpdateExtentCmd): void { this.file(c.path); }
 
   fallocate(c: T.FallocateCmd): void {
+    checkFileRange('fallocate', c.fileOffset, c.size);
     this.writer.flush();
     const f = this.file(c.path);
     if (c.mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) throw new ReceiveError('fallocate-mode', `FALLOCATE mode 0x${c.mode.toString(16)} is not supported`);
@@ -276,6 +282,7 @@ export class ImageReceiver implements Receiver {
   }
 
   encodedWrite(c: T.EncodedWriteCmd): void {
+    checkFileRange('encoded write', c.fileOffset, c.unencodedFileLen);
     const f = this.file(c.path);
     this.writer.flush();
     const d = planEncodedWrite(c, { sectorsize: this.fs.sectorsize, iSize: getInode(this.fs, this.root, f.ino)!.size, forceDecompress: this.opts.forceDecompress ?? false });
