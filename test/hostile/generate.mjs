@@ -120,7 +120,7 @@ add('parent-not-found', 'snapshot-of-unknown-uuid', { cmds: [{ cmd: 2, path: b('
 const CLONE = (o) => ({ cmd: 16, path: b('reg'), fileOffset: 0n, cloneLen: 4096n, cloneUuid: UUID, cloneCtransid: 9n, clonePath: b('d/f'), cloneOffset: 0n, ...o });
 add('parent-not-found', 'clone-from-unknown-uuid', { cmds: [...PRELUDE, CLONE({ cloneUuid: UNKNOWN_UUID }), END], fail: 7 });
 add('clone-out-of-range', 'past-source-eof', { cmds: [...PRELUDE, CLONE({}), END], fail: 7 });
-add('clone-out-of-range', 'length-wraps-u64', { cmds: [...PRELUDE, CLONE({ cloneOffset: 2n, cloneLen: (1n << 64n) - 1n }), END], fail: 7 });
+add('file-too-big', 'clone-length-wraps-u64', { cmds: [...PRELUDE, CLONE({ cloneOffset: 2n, cloneLen: (1n << 64n) - 1n }), END], fail: 7 });
 add('clone-out-of-range', 'past-eof-of-other-subvolume', { cmds: [...PRELUDE, CLONE({ cloneUuid: sampleUuid, clonePath: sampleFile, cloneOffset: 1n << 40n }), END], fail: 7 });
 add('path-dotdot', 'clone-source-path-dotdot', { cmds: [...PRELUDE, CLONE({ cloneUuid: sampleUuid, clonePath: b('../../etc/passwd'), cloneLen: 1n }), END], fail: 7 });
 add('not-a-file', 'clone-from-a-directory', { cmds: [...PRELUDE, CLONE({ clonePath: b('d'), cloneLen: 0n }), END], fail: 7 });
