@@ -43,6 +43,7 @@ export function cloneRange(
     return;
   }
   const span = alignUp(len, ss);
+  if (dst.offset > dstInode.size) writer.zeroEofTail(dst.root, dst.ino, dstInode.size, dst.offset);
   dropFileExtents(fs, dst.root, dst.ino, dst.offset, dst.offset + span);
   for (const x of pieces) {
     const s = x.fileOffset > src.offset ? x.fileOffset : src.offset;

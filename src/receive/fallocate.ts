@@ -3,14 +3,16 @@ import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { BTRFS_INODE_PREALLOC } from '../image/structs/constants.js';
 import { extentsIn } from './file-read.js';
-import { alignUp } from './file-write.js';
+import { alignUp, type FileWriter } from './file-write.js';
 
 /**
  * FALLOCATE without PUNCH_HOLE: reserve space over the holes of [offset, offset+len) with preallocated
  * extents (they read as zeros and keep their space), and extend i_size unless KEEP_SIZE.
  */
-export function fallocate(fs: Filesystem, root: bigint, ino: bigint, offset: bigint, len: bigint, keepSize: boolean): void {
+export function fallocate(fs: Filesystem, writer: FileWriter, root: bigint, ino: bigint, offset: bigint, len: bigint, keepSize: boolean): void {
   const ss = BigInt(fs.sectorsize);
+  const isize = getInode(fs, root, ino)!.size;
+  if (offset > isize) writer.zeroEofTail(root, ino, isize, offset);
   const start = offset - (offset % ss);
   const end = alignUp(offset + len, ss);
   let pos = start;

@@ -2,6 +2,7 @@ import { BTRFS_COMPRESS_NONE, decodeExtent } from '../compress/index.js';
 import { BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
 import { type BtrfsFileExtentItem, decodeFileExtentItem } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
+import { getInode } from '../image/write/inode.js';
 
 /** A file extent item with its file offset. */
 export interface FileExtent {
@@ -51,7 +52,11 @@ function extentBytes(fs: Filesystem, fe: BtrfsFileExtentItem, from: bigint, len:
  */
 export function readRange(fs: Filesystem, root: bigint, ino: bigint, start: bigint, len: number): Uint8Array {
   const out = new Uint8Array(len);
-  const end = start + BigInt(len);
+  // past i_size the file reads as zeros even where an extent still holds old bytes: the kernel does not
+  // rewrite the last block when it shrinks a file (see FileWriter.zeroEofTail for when it does)
+  const isize = getInode(fs, root, ino)?.size ?? 0n;
+  const stop = start + BigInt(len);
+  const end = stop < isize ? stop : isize;
   for (const x of extentsIn(fs, root, ino, start, end)) {
     const s = x.fileOffset > start ? x.fileOffset : start;
     const e = x.fileOffset + x.len < end ? x.fileOffset + x.len : end;

@@ -1,7 +1,7 @@
 import {
   BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
 } from '../compress/index.js';
-import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
+import { BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
 import { addDataCsums } from '../image/write/extents.js';
 import { dropFileExtents, insertFileExtent, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
@@ -74,6 +74,7 @@ export class FileWriter {
     const inode = getInode(fs, root, ino)!;
     const isize = inode.size;
     let end = start + BigInt(data.length);
+    if (start > isize) this.zeroEofTail(root, ino, isize, start);
     // An inline extent must go before anything else is written into the file: fold it into this write
     // when they touch, else turn it into a regular extent of its own.
     const inl = inlineExtent(fs, root, ino);
@@ -154,6 +155,7 @@ export class FileWriter {
     const fs = this.fs;
     const inode = getInode(fs, root, ino)!;
     const end = offset + x.fileLen;
+    if (offset > inode.size) this.zeroEofTail(root, ino, inode.size, offset);
     if (x.inline) {
       dropFileExtents(fs, root, ino, 0n, U64_MAX);
       writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
@@ -202,27 +204,66 @@ export class FileWriter {
     if (inEnd < end) this.writeNow(root, ino, inEnd, new Uint8Array(Number(end - inEnd)));
   }
 
-  /** Sets the file size; shrinking drops extents past it and zeroes the rest of the last sector. */
+  /**
+   * The kernel's btrfs_cont_expand: before a file grows past an EOF that is not sector aligned, the rest of
+   * the EOF block is zeroed on disk (a new one-sector extent), because a shrink left old bytes there.
+   * Skipped when the growth starts inside that block: the write's own read-modify-write covers it.
+   */
+  zeroEofTail(root: bigint, ino: bigint, isize: bigint, growFrom: bigint): void {
+    const fs = this.fs;
+    if (isize % this.ss === 0n) return;
+    const block = isize - (isize % this.ss);
+    if (growFrom < block + this.ss || inlineExtent(fs, root, ino)) return;
+    const hasData = extentsIn(fs, root, ino, block, block + this.ss).some((x) => x.fe.disk_bytenr !== 0n && x.fe.type !== BTRFS_FILE_EXTENT_PREALLOC);
+    if (!hasData) return;
+    const keep = readRange(fs, root, ino, block, Number(isize - block));
+    dropFileExtents(fs, root, ino, block, block + this.ss);
+    this.writeAligned(root, ino, block, padTo(keep, Number(this.ss)));
+  }
+
+  /**
+   * Sets the file size; shrinking drops extents past it and zeroes the rest of the last sector. Writes
+   * still gathered for this file are cut to the new size rather than written first: the kernel's sender
+   * emits WRITE then TRUNCATE for a shrunk file, and the kernel's receiver, truncating dirty pages, ends
+   * up with one extent and no orphaned tail sector — so do we.
+   */
   truncate(root: bigint, ino: bigint, size: bigint): void {
-    this.flush();
+    const p = this.pending;
+    let pendingCoversTail = false;
+    if (p && p.root === root && p.ino === ino) {
+      if (size <= p.start) {
+        this.pending = undefined;
+      } else {
+        if (size < p.start + BigInt(p.len)) {
+          const keep = Number(size - p.start);
+          const whole = p.parts.length === 1 ? p.parts[0]! : concat(p.parts, p.len);
+          p.parts = [whole.subarray(0, keep)];
+          p.len = keep;
+        }
+        pendingCoversTail = p.start <= size - (size % this.ss);
+      }
+    } else {
+      this.flush();
+    }
     const fs = this.fs;
     const isize = getInode(fs, root, ino)!.size;
-    if (size < isize) {
+    if (size < isize && this.pending && pendingCoversTail) {
+      // the gathered write will rewrite the last sector; only extents past it must go
+      dropFileExtents(fs, root, ino, alignUp(size, this.ss), U64_MAX);
+    } else if (size < isize) {
+      this.flush();
       const inl = inlineExtent(fs, root, ino);
       if (inl) {
         const keep = readRange(fs, root, ino, 0n, Number(size < inl.len ? size : inl.len));
         dropFileExtents(fs, root, ino, 0n, U64_MAX);
         if (keep.length) this.writeInline(root, ino, keep);
       } else {
-        const cut = alignUp(size, this.ss);
-        dropFileExtents(fs, root, ino, cut, U64_MAX);
-        if (size % this.ss !== 0n && extentsIn(fs, root, ino, size, cut).some((x) => x.fe.disk_bytenr !== 0n)) {
-          const head = size - (size % this.ss);
-          const keep = readRange(fs, root, ino, head, Number(size - head));
-          dropFileExtents(fs, root, ino, head, cut);
-          this.writeAligned(root, ino, head, padTo(keep, Number(this.ss)));
-        }
+        // like the kernel (6.x), the block holding the new EOF is left as it is; its tail is zeroed only
+        // if the file grows again (zeroEofTail)
+        dropFileExtents(fs, root, ino, alignUp(size, this.ss), U64_MAX);
       }
+    } else if (size > isize) {
+      this.zeroEofTail(root, ino, isize, size);
     }
     updateInode(fs, root, ino, { size });
   }

@@ -18,7 +18,7 @@ import { FileWriter } from './file-write.js';
 import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFDIR, S_IFLNK, S_IFREG } from './namespace.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
-import { checkFileRange } from './limits.js';
+import { checkFileRange, checkXattrName } from './limits.js';
 
 export interface ImageReceiverOptions {
   /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256). */
@@ -123,6 +123,7 @@ export class ImageReceiver implements Receiver {
     const now = nowTimespec();
     const ino = createInode(this.fs, this.root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
     linkInode(this.fs, this.root, r.dir, r.name, ino);
+    this.touch(r.dir);
     return ino;
   }
 
@@ -167,10 +168,25 @@ export class ImageReceiver implements Receiver {
     }
     unlinkEntry(fs, root, from.dir, from.name);
     linkInode(fs, root, to.dir, to.name, from.ino);
+    this.touch(from.dir);
+    this.touch(to.dir);
+    this.touch(from.ino, false);
+  }
+
+  /**
+   * What the kernel does to a directory whose entries change (and to an inode whose links change): its
+   * times become "now". The sender follows with UTIMES for every directory it changed, but not for the
+   * top directory when only orphan names passed through it — there the kernel's result shows the receive
+   * time too.
+   */
+  private touch(ino: bigint, dir = true): void {
+    const now = nowTimespec();
+    updateInode(this.fs, this.root, ino, dir ? { mtime: now, ctime: now } : { ctime: now });
   }
 
   private removeName(dir: bigint, name: Uint8Array, ino: bigint): void {
     unlinkEntry(this.fs, this.root, dir, name);
+    this.touch(dir);
     const left = getInode(this.fs, this.root, ino);
     if (left && (left.nlink === 0 || isDirMode(left.mode))) deleteInode(this.fs, this.root, ino);
   }
@@ -182,6 +198,8 @@ export class ImageReceiver implements Receiver {
     const r = resolvePath(this.fs, this.root, c.path);
     if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
     linkInode(this.fs, this.root, r.dir, r.name, target.ino);
+    this.touch(r.dir);
+    this.touch(target.ino, false);
   }
 
   unlink(c: T.UnlinkCmd): void {
@@ -211,7 +229,10 @@ export class ImageReceiver implements Receiver {
     return resolveExisting(this.fs, this.root, path).ino;
   }
 
-  setXattr(c: T.SetXattrCmd): void { setXattr(this.fs, this.root, this.attrsOf(c.path), c.name, c.data); }
+  setXattr(c: T.SetXattrCmd): void {
+    checkXattrName(c.name);
+    setXattr(this.fs, this.root, this.attrsOf(c.path), c.name, c.data);
+  }
   removeXattr(c: T.RemoveXattrCmd): void {
     if (!removeXattr(this.fs, this.root, this.attrsOf(c.path), c.name)) throw new ReceiveError('no-xattr', `no xattr ${escapePath(c.name)} to remove`);
   }
@@ -237,7 +258,7 @@ export class ImageReceiver implements Receiver {
   }
 
   truncate(c: T.TruncateCmd): void {
-    this.writer.flush();
+    // no flush here: the writer cuts gathered writes of this file to the new size (see FileWriter.truncate)
     checkFileRange('truncate', 0n, c.size);
     const f = this.file(c.path);
     this.writer.truncate(this.root, f.ino, c.size);
@@ -271,7 +292,7 @@ export class ImageReceiver implements Receiver {
     const f = this.file(c.path);
     if (c.mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) throw new ReceiveError('fallocate-mode', `FALLOCATE mode 0x${c.mode.toString(16)} is not supported`);
     if (c.mode & FALLOC_FL_PUNCH_HOLE) this.writer.zeroRange(this.root, f.ino, c.fileOffset, c.fileOffset + c.size);
-    else fallocate(this.fs, this.root, f.ino, c.fileOffset, c.size, (c.mode & FALLOC_FL_KEEP_SIZE) !== 0);
+    else fallocate(this.fs, this.writer, this.root, f.ino, c.fileOffset, c.size, (c.mode & FALLOC_FL_KEEP_SIZE) !== 0);
   }
 
   /** btrfs-progs ignores FILEATTR; the flags are BTRFS_INODE_* bits, so they go straight to the inode. */

@@ -14,3 +14,19 @@ export function checkFileRange(what: string, offset: bigint, len: bigint): void 
     throw new ReceiveError('file-too-big', `${what} [${offset}, +${len}) ends past the largest file size ${MAX_FILE_SIZE}`);
   }
 }
+
+const XATTR_NAME_MAX = 255;
+const XATTR_PREFIXES = ['user.', 'trusted.', 'security.', 'system.', 'btrfs.'].map((p) => new TextEncoder().encode(p));
+
+/**
+ * An xattr name the kernel's setxattr would take: 1..255 bytes, no NUL (it is a C string there), in a
+ * namespace btrfs handles. btrfs check reports names over 255 bytes as "invalid xattr".
+ */
+export function checkXattrName(name: Uint8Array): void {
+  const show = JSON.stringify(Buffer.from(name.subarray(0, 40)).toString('latin1'));
+  if (name.length === 0 || name.length > XATTR_NAME_MAX) throw new ReceiveError('bad-xattr-name', `xattr name of ${name.length} bytes (must be 1..${XATTR_NAME_MAX})`);
+  if (name.includes(0)) throw new ReceiveError('bad-xattr-name', `xattr name ${show} contains a NUL byte`);
+  if (!XATTR_PREFIXES.some((p) => name.length > p.length && p.every((x, i) => name[i] === x))) {
+    throw new ReceiveError('bad-xattr-name', `xattr name ${show} is in no namespace btrfs handles (user., trusted., security., system., btrfs.)`);
+  }
+}
