@@ -138,6 +138,7 @@ add('fallocate-mode', 'unknown-mode-bits', { version: 2, cmds: [...PRELUDE, { cm
 add('IMAGE_XATTR_TOO_BIG', 'xattr-larger-than-a-leaf', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('user.big'), data: new Uint8Array(20000).fill(0x61) }, END], fail: 7 });
 add('bad-xattr-name', 'name-over-255-bytes', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('user.' + 'x'.repeat(251)), data: b('v') }, END], fail: 7 });
 add('bad-xattr-name', 'empty-name', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b(''), data: b('v') }, END], fail: 7 });
+add('bad-xattr-name', 'no-namespace-prefix', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('foo'), data: b('v') }, END], fail: 7 });
 add('bad-xattr-name', 'nul-in-name', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('user.a\0b'), data: b('v') }, END], fail: 7 });
 
 // ---- encoded writes (protocol 2)
