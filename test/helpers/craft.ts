@@ -55,14 +55,7 @@ export function allCommands(version: number): SendCommand[] {
 }
 
 export function encodeAll(version: number, cmds: SendCommand[]): Uint8Array {
-  const parts = [encodeStreamHeader(version), ...cmds.map((c) => encodeCommand(c, version))];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(encodeStreamHeader(version), ...cmds.map((c) => encodeCommand(c, version)));
 }
 
 export function concat(...parts: Uint8Array[]): Uint8Array {
