@@ -1,4 +1,4 @@
-import { type BtrfsCompressType, decodeExtent } from '../compress/index.js';
+import type { BtrfsCompressType } from '../compress/index.js';
 import { ReceiveError } from '../errors.js';
 import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID } from '../image/structs/constants.js';
 import type { BtrfsTimespec } from '../image/structs/fs-items.js';
@@ -18,7 +18,7 @@ import { FileWriter } from './file-write.js';
 import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFDIR, S_IFLNK, S_IFREG } from './namespace.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
-import { checkFileRange, checkXattrName } from './limits.js';
+import { checkFileRange, checkXattrName, decodeEncodedData } from './limits.js';
 
 export interface ImageReceiverOptions {
   /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256). */
@@ -320,7 +320,7 @@ export class ImageReceiver implements Receiver {
     }
     const plain = d.diskType === undefined
       ? c.data
-      : decodeExtent(d.diskType, c.data, Number(c.unencodedLen), d.lzoSectorSize ?? this.fs.sectorsize).out;
+      : decodeEncodedData(d.diskType, c.data, c.unencodedLen, uoff + flen, d.lzoSectorSize ?? this.fs.sectorsize);
     if (plain.length < uoff + flen) throw new ReceiveError('encoded-short', `encoded data holds ${plain.length} bytes, the write needs ${uoff + flen}`);
     if (d.action === 'pass-through') {
       this.writer.passThrough(this.root, f.ino, c.fileOffset, { data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false });

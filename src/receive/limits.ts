@@ -1,4 +1,5 @@
-import { ReceiveError } from '../errors.js';
+import { type BtrfsCompressType, decodeExtent } from '../compress/index.js';
+import { CodecError, ReceiveError } from '../errors.js';
 
 /**
  * The largest file the kernel allows (MAX_LFS_FILESIZE, btrfs's s_maxbytes): no byte of a file lies at
@@ -29,4 +30,33 @@ export function checkXattrName(name: Uint8Array): void {
   if (!XATTR_PREFIXES.some((p) => name.length > p.length && p.every((x, i) => name[i] === x))) {
     throw new ReceiveError('bad-xattr-name', `xattr name ${show} is in no namespace btrfs handles (user., trusted., security., system., btrfs.)`);
   }
+}
+
+/**
+ * Largest unencoded_len decoded in memory for the decompress fallback and --check-extents. The kernel's
+ * send never makes one over 128 KiB (BTRFS_MAX_UNCOMPRESSED); btrfs-progs allocates whatever the stream
+ * says. 16 MiB is the parser's default command size limit: memory stays bounded per command.
+ */
+export const MAX_DECODED_LEN = 16 << 20;
+
+/**
+ * Decodes an ENCODED_WRITE's data for a write of `need` bytes (unencoded_offset + unencoded_file_len):
+ * refused when unencoded_len is over MAX_DECODED_LEN, when the bytes do not decode, or when they decode
+ * to fewer bytes than the write covers (the kernel would read zeros there; the stream is inconsistent).
+ * Codec errors carry offsets inside the extent: they move into the message so the error reports the
+ * command's offset in the stream.
+ */
+export function decodeEncodedData(type: BtrfsCompressType, data: Uint8Array, unencodedLen: bigint, need: number, lzoSectorSize: number): Uint8Array {
+  if (unencodedLen > BigInt(MAX_DECODED_LEN)) {
+    throw new ReceiveError('encoded-too-large', `unencoded_len ${unencodedLen} is over ${MAX_DECODED_LEN} bytes: not decoded`);
+  }
+  let r: { out: Uint8Array; decodedLen: number };
+  try {
+    r = decodeExtent(type, data, Number(unencodedLen), lzoSectorSize);
+  } catch (e) {
+    if (!(e instanceof CodecError) || e.offset === undefined) throw e;
+    throw new CodecError(e.code, `${e.message} (at byte ${e.offset} of the encoded data)`, { cause: e });
+  }
+  if (r.decodedLen < need) throw new ReceiveError('encoded-short', `encoded data decodes to ${r.decodedLen} bytes, the write needs ${need}`);
+  return r.out;
 }
