@@ -8,11 +8,13 @@ import { dirTreeSource } from '../src/io/tree-dir.js';
 import { diffManifests, renderDiff } from '../src/manifest/compare.js';
 import { formatManifest } from '../src/manifest/format.js';
 import * as C from '../src/stream/constants.js';
+import { parseStream } from '../src/stream/parser.js';
 import type { SendCommand } from '../src/stream/types.js';
+import { writeStream } from '../src/stream/writer.js';
 import { RECEIVED_INDEX_FILE } from '../src/tools/received-index.js';
-import { b, encodeAll, uuid } from './helpers/craft.js';
+import { b, concat, encodeAll, uuid } from './helpers/craft.js';
 import { isRoot, skipReason } from './helpers/oracle.js';
-import { STREAMS_DIR } from './helpers/streams.js';
+import { collect, STREAMS_DIR } from './helpers/streams.js';
 
 /**
  * extract-stream against the kernel: every captured stream (with its parent chain, as index.json gives
@@ -183,6 +185,15 @@ describe('hostile streams cannot write outside the target', () => {
 });
 
 describe('commands the kernel does not emit here', () => {
+  it('an ENCODED_WRITE claiming a 1 TiB extent is refused before anything is allocated', async () => {
+    const bytes = crafted([
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: b('f'), ino: 257n },
+      { cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path: b('f'), fileOffset: 0n, unencodedFileLen: 4096n, unencodedLen: 1n << 40n, unencodedOffset: 0n, compression: 2, data: new Uint8Array(100) },
+    ], 2);
+    const err = await extractBytes(bytes, freshDir());
+    expect(err).toMatchObject({ code: 'ENCODED_TOO_LARGE', command: 'BTRFS_SEND_C_ENCODED_WRITE', path: 'f' });
+  });
+
   it('FALLOCATE, FILEATTR and uncompressed ENCODED_WRITE give the same content as btrfs receive', async () => {
     const dir = freshDir();
     const warnings: string[] = [];
@@ -246,5 +257,48 @@ describe('as an unprivileged user (setpriv to 65534)', () => {
     const diffs = diffManifests(expected.filter(keep).map(norm), actual.filter(keep).map(norm));
     expect(diffs, renderDiff(diffs, 'full-v1.manifest (normalized)', 'unprivileged extract')).toEqual([]);
     expect(actual.filter((l) => devices.has(l.split(' ')[0])).every((l) => / file .*size=0 /.test(l))).toBe(true);
+  });
+});
+
+describe('mutated kernel streams (valid CRCs, wrong values)', () => {
+  it('only diagnosed errors escape, and nothing appears outside the target', async () => {
+    const items = await collect(parseStream([readFileSync(join(STREAMS_DIR, 'sample.stream'))]));
+    const fuzzRoot = join(work, 'fuzz');
+    mkdirSync(fuzzRoot);
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const PATHS = ['..', '../x', '/etc/x', 'a/../../b', '', 'docs', 'docs/notes.txt', 'link', 'link/x', 'x//y'];
+    const NUMS = [0n, 1n, 4095n, 1n << 20n, 1n << 40n, (1n << 63n) - 1n, (1n << 64n) - 1n];
+    let diagnosed = 0;
+    for (let iter = 0; iter < 40; iter++) {
+      const mutated = items.map((it) => {
+        if (it.kind !== 'command' || rnd(6) !== 0) return it;
+        const c = { ...it.command } as Record<string, unknown>;
+        const keys = Object.keys(c).filter((k) => k !== 'cmd' && k !== 'meta');
+        const k = keys[rnd(keys.length)];
+        if (k === undefined) return it;
+        if (typeof c[k] === 'bigint') c[k] = NUMS[rnd(NUMS.length)];
+        else if (c[k] instanceof Uint8Array && /path|Path/.test(k)) c[k] = b(PATHS[rnd(PATHS.length)]!);
+        else if (c[k] instanceof Uint8Array) c[k] = (c[k] as Uint8Array).map((x, i) => (i % 7 === 3 ? x ^ 0x55 : x));
+        else if (typeof c[k] === 'number') c[k] = rnd(9);
+        return { ...it, command: c as unknown as typeof it.command };
+      });
+      const bytes = concat(...(await collect(writeStream(mutated))));
+      const dir = join(fuzzRoot, `i${iter}`);
+      const err = await extractStreams([{ name: 'fuzz', chunks: [bytes] }], dir, quiet).then(() => undefined, (e: unknown) => e);
+      if (err !== undefined) {
+        expect(err, String((err as Error)?.stack)).toBeInstanceOf(BtrfsTsError);
+        diagnosed++;
+      }
+      // everything created lives in the iteration's own directory
+      expect(readdirSync(fuzzRoot).sort()).toEqual(Array.from({ length: iter + 1 }, (_, i) => `i${i}`).sort());
+      expect(existsSync('/etc/x')).toBe(false);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir);
+    }
+    expect(diagnosed).toBeGreaterThan(10);
   });
 });

@@ -133,6 +133,18 @@ describe('problems are found and located', () => {
     expect(r.problems[0]!.message).toContain('decodes to 20000 bytes, short of the stated range 0..24576');
   });
 
+  it('a huge unencoded_len is reported without decoding (no allocation of what the stream claims)', async () => {
+    for (const compression of [1, 2, 3]) {
+      const cmds: SendCommand[] = [
+        { cmd: C.BTRFS_SEND_C_SUBVOL, path: b('v'), uuid: uuid(1), ctransid: 1n },
+        { cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path: b('f'), fileOffset: 0n, unencodedFileLen: 4096n, unencodedLen: 1n << 40n, unencodedOffset: 0n, compression, data: new Uint8Array(100) },
+        { cmd: C.BTRFS_SEND_C_END },
+      ];
+      const r = await verifyStream([encodeAll(2, cmds)]);
+      expect(r.problems.map((p) => p.message)).toEqual([`unencoded_len ${1n << 40n} exceeds the 131072-byte limit of compressed extents (not decoded) (file offset 0)`]);
+    }
+  });
+
   it('hostile paths, unknown commands, v2 commands in v1 and commands before SUBVOL', async () => {
     const cmds: SendCommand[] = [
       { cmd: C.BTRFS_SEND_C_MKFILE, path: b('early'), ino: 256n },

@@ -1,4 +1,4 @@
-import { decodeExtent, encodedToDisk } from '../compress/index.js';
+import { BTRFS_MAX_UNCOMPRESSED, decodeExtent, encodedToDisk } from '../compress/index.js';
 import { CodecError } from '../errors.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
 
@@ -19,6 +19,11 @@ export function encodedFileBytes(c: EncodedWriteCmd, sectorsize = 4096): Uint8Ar
     // no compression: the data is the extent itself
     if (c.data.length < uoff + flen) throw new CodecError('ENCODED_LENGTHS', `uncompressed encoded write has ${c.data.length} bytes, needs ${uoff + flen}`);
     return c.data.subarray(uoff, uoff + flen);
+  }
+  // the kernel never makes a compressed extent larger than 128 KiB; a larger claim would only make us
+  // allocate what a hostile stream asks for
+  if (ulen > BTRFS_MAX_UNCOMPRESSED) {
+    throw new CodecError('ENCODED_TOO_LARGE', `unencoded_len ${ulen} exceeds the ${BTRFS_MAX_UNCOMPRESSED}-byte limit of compressed extents`);
   }
   const { type, lzoSectorSize } = encodedToDisk(c.compression!);
   return decodeExtent(type, c.data, ulen, lzoSectorSize ?? sectorsize).out.subarray(uoff, uoff + flen);

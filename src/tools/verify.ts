@@ -1,4 +1,4 @@
-import { checkEncodedExtent, initCodecs } from '../compress/index.js';
+import { BTRFS_MAX_UNCOMPRESSED, checkEncodedExtent, initCodecs } from '../compress/index.js';
 import { BtrfsTsError } from '../errors.js';
 import * as C from '../stream/constants.js';
 import { parseStream, type ParseOptions } from '../stream/parser.js';
@@ -205,6 +205,9 @@ function checkEncoded(c: Extract<SendCommand, { cmd: typeof C.BTRFS_SEND_C_ENCOD
     // uncompressed encoded data is the extent itself
     if (c.data.length < uoff + flen) return `uncompressed data has ${c.data.length} bytes, the file range needs ${uoff + flen}`;
     return null;
+  }
+  if (ulen > BTRFS_MAX_UNCOMPRESSED) {
+    return `unencoded_len ${ulen} exceeds the ${BTRFS_MAX_UNCOMPRESSED}-byte limit of compressed extents (not decoded)`;
   }
   try {
     const r = checkEncodedExtent({ compression: c.compression!, encryption: c.encryption ?? 0, data: c.data, unencodedFileLen: flen, unencodedLen: ulen, unencodedOffset: uoff, sectorsize: 4096 });
