@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import * as dump from './dump.js';
 import * as plan from './plan.js';
 import * as receive from './receive.js';
+import * as replay from './replay.js';
 import * as manifest from './manifest.js';
 import * as mkfs from './mkfs.js';
 import * as ls from './ls.js';
@@ -20,6 +21,7 @@ export function registerCommands(program: Command): void {
   dump.register(program);
   plan.register(program);
   receive.register(program);
+  replay.register(program);
   manifest.register(program);
   mkfs.register(program);
   ls.register(program);
