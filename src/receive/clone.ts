@@ -1,5 +1,5 @@
 import { ReceiveError } from '../errors.js';
-import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
+import { BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
 import { dropFileExtents, insertFileExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
@@ -37,13 +37,15 @@ export function cloneRange(
   // an unaligned tail may only be shared when it also becomes the destination's end of file
   const tailOk = len % ss === 0n || dstEnd >= dstInode.size;
   const sameFileOverlap = src.root === dst.root && src.ino === dst.ino && src.offset < dstEnd && dst.offset < srcEnd;
-  const dstInline = inlineExtent(fs, dst.root, dst.ino) !== undefined;
+  // cloning into a small inline file at offset 0 replaces its data: copying keeps it inline, as the kernel does
+  const dstInline = inlineExtent(fs, dst.root, dst.ino) !== undefined && dst.offset < ss;
   if (!aligned || !tailOk || hasInline || sameFileOverlap || dstInline) {
     copyRange(fs, writer, src, dst, len);
     return;
   }
   const span = alignUp(len, ss);
   if (dst.offset > dstInode.size) writer.zeroEofTail(dst.root, dst.ino, dstInode.size, dst.offset);
+  writer.uninline(dst.root, dst.ino);
   dropFileExtents(fs, dst.root, dst.ino, dst.offset, dst.offset + span);
   for (const x of pieces) {
     const s = x.fileOffset > src.offset ? x.fileOffset : src.offset;
@@ -58,19 +60,44 @@ export function cloneRange(
 }
 
 function copyRange(fs: Filesystem, writer: FileWriter, src: { root: bigint; ino: bigint; offset: bigint }, dst: { root: bigint; ino: bigint; offset: bigint }, len: bigint): void {
-  // read everything first when source and destination are one file, so the copy sees the old bytes
-  const chunks: [bigint, Uint8Array][] = [];
-  for (let o = 0n; o < len; o += BigInt(COPY_CHUNK)) {
-    const n = len - o < BigInt(COPY_CHUNK) ? Number(len - o) : COPY_CHUNK;
-    const bytes = readRange(fs, src.root, src.ino, src.offset + o, n);
-    if (src.ino === dst.ino && src.root === dst.root) chunks.push([o, bytes]);
-    else {
-      writer.write(dst.root, dst.ino, dst.offset + o, bytes);
-      writer.flush();
+  // Only the source's stored data is copied; its holes become holes (a crafted clone of a huge sparse
+  // range must not turn into gigabytes of written zeros). When source and destination are one file,
+  // every byte is read before anything is written, so the copy sees the old content.
+  const end = src.offset + len;
+  const shift = dst.offset - src.offset;
+  const data: [bigint, bigint][] = [];
+  for (const x of extentsIn(fs, src.root, src.ino, src.offset, end)) {
+    if (x.fe.type !== BTRFS_FILE_EXTENT_INLINE && (x.fe.type === BTRFS_FILE_EXTENT_PREALLOC || x.fe.disk_bytenr === 0n)) continue;
+    const s = x.fileOffset > src.offset ? x.fileOffset : src.offset;
+    const e = x.fileOffset + x.len < end ? x.fileOffset + x.len : end;
+    if (e > s) data.push([s, e]);
+  }
+  const sameFile = src.ino === dst.ino && src.root === dst.root;
+  const held: [bigint, Uint8Array][] = [];
+  for (const [s, e] of data) {
+    for (let o = s; o < e; o += BigInt(COPY_CHUNK)) {
+      const bytes = readRange(fs, src.root, src.ino, o, Number(e - o < BigInt(COPY_CHUNK) ? e - o : BigInt(COPY_CHUNK)));
+      if (sameFile) held.push([o + shift, bytes]);
+      else {
+        writer.write(dst.root, dst.ino, o + shift, bytes);
+        writer.flush();
+      }
     }
   }
-  for (const [o, bytes] of chunks) {
-    writer.write(dst.root, dst.ino, dst.offset + o, bytes);
+  // the source's holes: zero whatever the destination stores there
+  let pos = src.offset;
+  for (const [s, e] of [...data, [end, end] as [bigint, bigint]]) {
+    if (s > pos && hasData(fs, dst.root, dst.ino, pos + shift, s + shift)) writer.zeroRange(dst.root, dst.ino, pos + shift, s + shift);
+    pos = e;
+  }
+  for (const [at, bytes] of held) {
+    writer.write(dst.root, dst.ino, at, bytes);
     writer.flush();
   }
+  if (dst.offset + len > getInode(fs, dst.root, dst.ino)!.size) writer.truncate(dst.root, dst.ino, dst.offset + len);
+}
+
+/** Whether any byte of [start, end) comes from stored data (not a hole or a preallocated range). */
+function hasData(fs: Filesystem, root: bigint, ino: bigint, start: bigint, end: bigint): boolean {
+  return extentsIn(fs, root, ino, start, end).some((x) => x.fe.type === BTRFS_FILE_EXTENT_INLINE || (x.fe.type !== BTRFS_FILE_EXTENT_PREALLOC && x.fe.disk_bytenr !== 0n));
 }
