@@ -302,3 +302,26 @@ describe('mutated kernel streams (valid CRCs, wrong values)', () => {
     expect(diagnosed).toBeGreaterThan(10);
   });
 });
+
+describe('the project hostile corpus (test/hostile, written for the image receiver)', () => {
+  const dir = join(import.meta.dirname, 'hostile');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.stream')).sort() : [];
+  // these must be refused by extract too: they are wrong whatever the target filesystem
+  const mustRefuse = /^(path-|bad-subvol-name|file-too-big|encoded-|bad-encoded|ZLIB_CORRUPT|unknown-compression|encrypted|no-subvolume|missing-end|rename-root|rmdir-root|fallocate-mode|not-a-file|clone-out-of-range|parent-not-found|rename-into-self|dir-not-empty|is-a-dir|not-a-dir|link-to-dir|path-exists)/;
+  it('no internal errors; the filesystem-independent cases are refused', async () => {
+    if (files.length === 0) {
+      skipReason('tools-extract hostile corpus', 'test/hostile has no streams');
+      return;
+    }
+    const accepted: string[] = [];
+    for (const f of files) {
+      const err = await extractStreams([join(dir, f)], freshDir(), quiet).then(() => undefined, (e: unknown) => e);
+      if (err === undefined) {
+        accepted.push(f);
+        continue;
+      }
+      expect(err, `${f}: ${String((err as Error)?.stack)}`).toBeInstanceOf(BtrfsTsError);
+    }
+    expect(accepted.filter((f) => mustRefuse.test(f))).toEqual([]);
+  });
+});

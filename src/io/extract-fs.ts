@@ -1,6 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { ReceiveError } from '../errors.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
+import type { CloneCmd } from '../stream/types.js';
 import type { SyscallHelper } from './extract-helper.js';
 import { checkStreamPath, pathComponents, showPath } from '../tools/paths.js';
 
@@ -90,13 +91,17 @@ export async function zeroRange(fh: fsp.FileHandle, off: number, len: number): P
  * A punched hole reads as zeros (written, within the file); an allocation past EOF without KEEP_SIZE
  * extends the file with zeros; pure preallocation changes nothing visible.
  */
-export async function emulateFallocate(fh: fsp.FileHandle, mode: number, off: number, len: number): Promise<void> {
-  const size = (await fh.stat()).size;
-  const end = off + len;
+export async function emulateFallocate(fh: fsp.FileHandle, mode: number, offset: bigint, length: bigint): Promise<void> {
+  checkFallocateMode(mode);
+  // vfs_fallocate refuses ranges past the filesystem's maximum file size (2^63-1 for btrfs) with EFBIG
+  if (offset + length > (1n << 63n) - 1n) throw new ReceiveError('EXTRACT_FILE_TOO_BIG', `FALLOCATE range ${offset}+${length} ends past 2^63-1`);
+  const size = BigInt((await fh.stat()).size);
+  const end = offset + length;
   if (mode & FALLOC_FL_PUNCH_HOLE) {
-    if (off < size) await zeroRange(fh, off, Math.min(end, size) - off);
+    // clipped to the file, so any range is fine
+    if (offset < size) await zeroRange(fh, Number(offset), Number((end < size ? end : size) - offset));
   } else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-    await fh.truncate(end);
+    await fh.truncate(fileRange(offset, length) + Number(length));
   }
 }
 
@@ -117,4 +122,39 @@ export async function makeSpecial(helper: SyscallHelper, abs: Buffer, mode: numb
   }
   await (await fsp.open(abs, O_CREATE_NEW, 0o600)).close();
   return why;
+}
+
+/**
+ * A file range as a JS number, refused when its end passes 2^53: offsets are used as doubles here, and
+ * past that a position would silently round (no filesystem Node runs on holds files that large anyway;
+ * the kernel's own limit is 2^63-1).
+ */
+export function fileRange(off: bigint, len: bigint): number {
+  if (off < 0n || len < 0n || off + len > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ReceiveError('EXTRACT_FILE_TOO_BIG', `file range ${off}+${len} ends past 2^53 bytes`);
+  }
+  return Number(off);
+}
+
+/** The fallocate(2) modes a receiver can be asked for; anything else the kernel refuses too. */
+export function checkFallocateMode(mode: number): void {
+  const ok = mode === 0 || mode === FALLOC_FL_KEEP_SIZE || mode === (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+  if (!ok) throw new ReceiveError('EXTRACT_FALLOCATE_MODE', `unsupported FALLOCATE mode ${mode}`);
+}
+
+/**
+ * CLONE as a byte copy. Like the clone ioctl btrfs receive uses, length 0 means "to the source's EOF";
+ * the source must be a regular file and hold the whole range. Returns the bytes copied.
+ */
+export async function cloneRange(src: fsp.FileHandle, c: CloneCmd, dst: fsp.FileHandle): Promise<number> {
+  const st = await src.stat({ bigint: true });
+  if (!st.isFile()) throw new ReceiveError('EXTRACT_CLONE_NOT_FILE', 'clone source is not a regular file');
+  const len = c.cloneLen === 0n ? (st.size > c.cloneOffset ? st.size - c.cloneOffset : 0n) : c.cloneLen;
+  const srcOff = fileRange(c.cloneOffset, len);
+  const dstOff = fileRange(c.fileOffset, len);
+  const got = await copyRange(src, srcOff, dst, dstOff, Number(len));
+  if (got < Number(len)) {
+    throw new ReceiveError('EXTRACT_CLONE_RANGE', `clone source has only ${got} of ${len} bytes at offset ${c.cloneOffset}`);
+  }
+  return got;
 }

@@ -7,7 +7,7 @@ import { encodedFileBytes } from '../tools/encoded.js';
 import { isReservedName } from '../tools/received-index.js';
 import { HelperError } from './extract-helper.js';
 import type { ExtractHooks, ExtractStats } from './extract-types.js';
-import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, copyRange, emulateFallocate, makeSpecial, writeAll } from './extract-fs.js';
+import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, cloneRange, emulateFallocate, fileRange, makeSpecial, writeAll } from './extract-fs.js';
 
 /**
  * Applies send commands to a plain directory tree the way `btrfs receive` applies them to a btrfs
@@ -208,14 +208,15 @@ export class ExtractReceiver implements Receiver {
 
   async write(c: T.WriteCmd): Promise<void> {
     this.sub(c);
-    await writeAll(await this.fileFor(c.path), c.data, Number(c.fileOffset));
+    await writeAll(await this.fileFor(c.path), c.data, fileRange(c.fileOffset, BigInt(c.data.length)));
     this.stats.dataBytes += c.data.length;
   }
 
   async encodedWrite(c: T.EncodedWriteCmd): Promise<void> {
     this.sub(c);
+    const off = fileRange(c.fileOffset, c.unencodedFileLen);
     const bytes = encodedFileBytes(c);
-    await writeAll(await this.fileFor(c.path), bytes, Number(c.fileOffset));
+    await writeAll(await this.fileFor(c.path), bytes, off);
     this.stats.dataBytes += bytes.length;
   }
 
@@ -230,23 +231,20 @@ export class ExtractReceiver implements Receiver {
     const dst = await this.fileFor(c.path);
     const src = await fsp.open(await srcPaths.resolve(c.clonePath), O_READ_NOFOLLOW);
     try {
-      const len = Number(c.cloneLen);
-      const got = await copyRange(src, Number(c.cloneOffset), dst, Number(c.fileOffset), len);
-      if (got < len) throw new ReceiveError('EXTRACT_CLONE_RANGE', `clone source ${showPath(c.clonePath)} has only ${got} of ${len} bytes at offset ${c.cloneOffset}`);
+      this.stats.dataBytes += await cloneRange(src, c, dst);
     } finally {
       await src.close();
     }
-    this.stats.dataBytes += Number(c.cloneLen);
   }
 
   async truncate(c: T.TruncateCmd): Promise<void> {
     this.sub(c);
-    await (await this.fileFor(c.path)).truncate(Number(c.size));
+    await (await this.fileFor(c.path)).truncate(fileRange(c.size, 0n));
   }
 
   async fallocate(c: T.FallocateCmd): Promise<void> {
     this.sub(c);
-    await emulateFallocate(await this.fileFor(c.path), c.mode, Number(c.fileOffset), Number(c.size));
+    await emulateFallocate(await this.fileFor(c.path), c.mode, c.fileOffset, c.size);
   }
 
   async chmod(c: T.ChmodCmd): Promise<void> {

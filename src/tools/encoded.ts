@@ -4,8 +4,8 @@ import type { EncodedWriteCmd } from '../stream/types.js';
 
 /**
  * The file bytes an ENCODED_WRITE stands for: what `btrfs receive` writes when it cannot pass the
- * extent through (decode the whole extent, take unencoded_file_len bytes from unencoded_offset). Bytes
- * the compressed data does not produce read as zeros, as the kernel reads a short extent.
+ * extent through (decode the whole extent, take unencoded_file_len bytes from unencoded_offset). Data
+ * that decodes to less than that range is refused (the kernel never sends it).
  */
 export function encodedFileBytes(c: EncodedWriteCmd, sectorsize = 4096): Uint8Array {
   if ((c.encryption ?? 0) !== 0) throw new CodecError('ENCODED_ENCRYPTION', `encrypted encoded writes (encryption ${c.encryption}) are not supported`);
@@ -26,5 +26,10 @@ export function encodedFileBytes(c: EncodedWriteCmd, sectorsize = 4096): Uint8Ar
     throw new CodecError('ENCODED_TOO_LARGE', `unencoded_len ${ulen} exceeds the ${BTRFS_MAX_UNCOMPRESSED}-byte limit of compressed extents`);
   }
   const { type, lzoSectorSize } = encodedToDisk(c.compression!);
-  return decodeExtent(type, c.data, ulen, lzoSectorSize ?? sectorsize).out.subarray(uoff, uoff + flen);
+  const { out, decodedLen } = decodeExtent(type, c.data, ulen, lzoSectorSize ?? sectorsize);
+  // the kernel always sends data that covers the file range (an EOF extent's range is cut to i_size)
+  if (decodedLen < uoff + flen) {
+    throw new CodecError('ENCODED_SHORT', `compressed data decodes to ${decodedLen} bytes, short of the file range ${uoff}..${uoff + flen}`);
+  }
+  return out.subarray(uoff, uoff + flen);
 }
