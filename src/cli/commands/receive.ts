@@ -1,4 +1,5 @@
-import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, statfsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { initCodecs } from '../../compress/index.js';
 import { createFilesystem } from '../../image/write/create.js';
@@ -32,7 +33,7 @@ const MiB = 1n << 20n;
 
 /** A missing image is made like `btrfs-ts mkfs` makes one (256 MiB, DUP metadata) and grows as needed. */
 async function openOrCreate(image: string, o: ReceiveCli): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
-  const growth = { growable: true, ...(o.maxSize !== undefined ? { maxSize: o.maxSize } : {}) };
+  const growth = { growable: true, maxSize: o.maxSize ?? hostLimit(image) };
   if (existsSync(image) && statSync(image).size > 0) {
     const dev = FileDevice.open(image);
     try {
@@ -42,9 +43,26 @@ async function openOrCreate(image: string, o: ReceiveCli): Promise<{ fs: Filesys
       throw e;
     }
   }
-  const initial = o.maxSize !== undefined && o.maxSize < 256n * MiB ? o.maxSize : 256n * MiB;
+  const initial = growth.maxSize < 256n * MiB ? growth.maxSize : 256n * MiB;
   const dev = FileDevice.create(image, initial);
-  return { fs: createFilesystem(dev, growth), dev, created: true };
+  try {
+    return { fs: createFilesystem(dev, growth), dev, created: true };
+  } catch (e) {
+    // nothing existed before: leave nothing (a half-made image is not a btrfs)
+    dev.close();
+    try { unlinkSync(image); } catch { /* keep the first error */ }
+    throw e;
+  }
+}
+
+/**
+ * Without --max-size the image grows at most by what the filesystem holding it has free, as a real
+ * device fills up: a crafted FALLOCATE of petabytes then stops with IMAGE_FULL instead of growing a
+ * sparse file and the extent tree for hours.
+ */
+function hostLimit(image: string): bigint {
+  const s = statfsSync(dirname(resolve(image)), { bigint: true });
+  return (existsSync(image) ? BigInt(statSync(image).size) : 0n) + s.bavail * s.bsize;
 }
 
 function summaryText(s: ReceiveSummary, seconds: number): string {
@@ -72,7 +90,7 @@ export function register(program: Command): void {
     .option('--force-decompress', 'decompress every encoded write instead of storing it as sent')
     .option('--compress <ALG[:LEVEL]>', 'compress plain and decompressed data (zlib, lzo, zstd) as the compress= mount option', parseCompress)
     .option('--check-extents', 'decode every compressed extent before storing it (the kernel does not)')
-    .option('--max-size <SIZE>', 'never grow the image past SIZE (K/M/G suffixes)', parseSize)
+    .option('--max-size <SIZE>', 'never grow the image past SIZE (K/M/G suffixes; default: its size plus the free space of the filesystem holding it)', parseSize)
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print a summary at the end')
     .option('--json', 'print the summary as JSON')
@@ -89,6 +107,9 @@ export function register(program: Command): void {
       const tty = process.stderr.isTTY && !o.quiet;
       let opened: Awaited<ReturnType<typeof openOrCreate>> | undefined;
       let committed = false;
+      // the device may grow during a receive; if nothing gets committed, the growth is dropped again
+      const sizeBefore = existsSync(image) ? statSync(image).size : 0;
+      let shrink = false;
       try {
         opened = await openOrCreate(image, o);
         const input = await openInput(o.file);
@@ -128,9 +149,11 @@ export function register(program: Command): void {
           opened = undefined;
           try { unlinkSync(image); } catch { /* keep going */ }
         }
+        shrink = opened !== undefined && !committed;
         throw e;
       } finally {
         opened?.dev.close();
+        if (shrink && statSync(image).size > sizeBefore) truncateSync(image, sizeBefore);
         unlock();
       }
     });
