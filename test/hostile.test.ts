@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skipReason, tmpDir } from './image-write-helpers.js';
@@ -71,6 +71,8 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
       expect(checkImage(image)).toEqual([]);
       if (exp.after === 'unchanged') {
         expect(await imageState(image)).toEqual(baseState);
+        // a device grown by the failed receive is cut back: nothing committed lies past the old end
+        expect(statSync(image).size).toBe(statSync(base).size);
       } else {
         expect(await subvolumeNames(image)).toEqual([...baseSubvols, ...exp.after].sort());
       }
@@ -96,6 +98,15 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
       });
     });
   }
+
+  it('an image that cannot even be created (--max-size too small) is not left behind', () => {
+    const image = join(work, 'too-small.img');
+    const r = receiveCli(image, join(STREAMS, 'sample.stream'), ['--max-size', '100M']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/\[IMAGE_FULL\]\n$/);
+    expect(existsSync(image)).toBe(false);
+    expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
+  });
 
   it('an empty stdin is refused and leaves no image behind', () => {
     const image = join(work, 'from-empty.img');

@@ -132,6 +132,8 @@ add('file-too-big', 'truncate-to-u64-max', { cmds: [...PRELUDE, { cmd: 17, path:
 add('file-too-big', 'clone-to-past-max', { cmds: [...PRELUDE, CLONE({ fileOffset: MAX_LFS - 1n, cloneLen: 5n }), END], fail: 7 });
 add('file-too-big', 'fallocate-past-max', { version: 2, cmds: [...PRELUDE, { cmd: 23, path: b('reg'), mode: 0, fileOffset: MAX_LFS, size: 4096n }, END], fail: 7 });
 add('file-too-big', 'punch-hole-past-max', { version: 2, cmds: [...PRELUDE, { cmd: 23, path: b('reg'), mode: 3, fileOffset: 0n, size: (1n << 64n) - 1n }, END], fail: 7 });
+// no device is that large: the image stops growing at the free space of the filesystem holding it
+add('IMAGE_FULL', 'fallocate-1PiB', { version: 2, cmds: [...PRELUDE, { cmd: 23, path: b('reg'), mode: 0, fileOffset: 0n, size: 1n << 50n }, END], fail: 7 });
 add('fallocate-mode', 'unknown-mode-bits', { version: 2, cmds: [...PRELUDE, { cmd: 23, path: b('reg'), mode: 0x10, fileOffset: 0n, size: 4096n }, END], fail: 7 });
 
 // ---- xattrs
