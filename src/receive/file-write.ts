@@ -1,7 +1,7 @@
 import {
   BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
 } from '../compress/index.js';
-import { BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
+import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
 import { addDataCsums } from '../image/write/extents.js';
 import { dropFileExtents, insertFileExtent, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
@@ -233,8 +233,7 @@ export class FileWriter {
     if (isize % this.ss === 0n) return;
     const block = isize - (isize % this.ss);
     if (growFrom < block + this.ss || inlineExtent(fs, root, ino)) return;
-    const hasData = extentsIn(fs, root, ino, block, block + this.ss).some((x) => x.fe.disk_bytenr !== 0n && x.fe.type !== BTRFS_FILE_EXTENT_PREALLOC);
-    if (!hasData) return;
+    // the kernel (6.18) writes the zeroed block even where it was a hole: seen in the differential test
     const keep = readRange(fs, root, ino, block, Number(isize - block));
     dropFileExtents(fs, root, ino, block, block + this.ss);
     this.writeAligned(root, ino, block, padTo(keep, Number(this.ss)));
