@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { STREAMS_DIR } from './helpers/streams.js';
@@ -42,5 +43,22 @@ describe('stream tools CLI', () => {
     expect(refused.status).toBe(1);
     expect(refused.stderr.toString()).toMatch(/CONVERT_NOT_INCREMENTAL/);
     expect(existsSync(out)).toBe(false); // no half-written output left behind
+  });
+});
+
+describe('extract -f forwards to extract-stream', () => {
+  it('`extract -f STREAM DIR` materializes the stream; `extract IMAGE` without DIR is a usage error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-extract-f-'));
+    try {
+      const r = spawnSync('node', [cli, 'extract', '-f', join(STREAMS_DIR, 'sample.stream'), join(dir, 'out')], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      const m = spawnSync('node', [cli, 'manifest', join(dir, 'out', 'sample'), '--expect', join(STREAMS_DIR, 'sample.manifest')], { encoding: 'utf8' });
+      expect(m.status).toBe(0);
+      const bad = spawnSync('node', [cli, 'extract', join(dir, 'nothing.img')], { encoding: 'utf8' });
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(/missing destination directory/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

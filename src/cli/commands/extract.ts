@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { BtrfsTsError } from '../../errors.js';
+import { runExtractStream } from './extract-stream.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { splitImageArg, withImageFile } from '../../io/image-read-file.js';
 import { extractTree } from '../../io/image-read-extract.js';
@@ -7,11 +9,20 @@ export function register(program: Command): void {
   program
     .command('extract')
     .description('copy a directory tree out of a btrfs image (modes, times, xattrs, links, special files; owners when root)')
-    .argument('<source>', 'IMAGE or IMAGE:PATH (a directory, whose contents are copied, or a single file)')
-    .argument('<dir>', 'destination directory (created; must be empty)')
+    .argument('<source>', 'IMAGE or IMAGE:PATH (a directory, whose contents are copied, or a single file); with -f: the destination DIR')
+    .argument('[dir]', 'destination directory (created; must be empty)')
+    .option('-f, --file <STREAM>', 'extract send streams (repeatable, in order) into DIR instead: same as extract-stream',
+      (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--no-owners', 'do not restore uid/gid even when root')
     .option('--no-xattrs', 'do not restore xattrs')
-    .action(async (source: string, dir: string, o: { owners: boolean; xattrs: boolean }) => {
+    .action(async (source: string, dir: string | undefined, o: { owners: boolean; xattrs: boolean; file: string[] }) => {
+      // `extract -f STREAM... DIR`: the one positional argument is the destination
+      if (o.file.length) {
+        if (dir !== undefined) throw new BtrfsTsError('usage', 'extract -f STREAM takes one directory argument');
+        await runExtractStream(source, o);
+        return;
+      }
+      if (dir === undefined) throw new BtrfsTsError('usage', 'extract IMAGE[:PATH] DIR: missing destination directory');
       const { image, path } = await splitImageArg(source);
       await withImageFile(image, async (src) => {
         const img = await BtrfsImage.open(src);
