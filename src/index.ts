@@ -84,8 +84,25 @@ export { dirTreeSource } from './io/tree-dir.js';
 export type { TreeSource, TreeEntry } from './manifest/types.js';
 
 // ---- receive into an image / read an image -----------------------------------------------------------
-// LEAD: add `receive` (src/receive/) and `openImage` (src/image/read/) exports here when they land, e.g.
-//   /** Receives a stream into a btrfs image file. */
-//   export { receive } from './receive/index.js';
-//   /** Opens a btrfs image file for reading. */
-//   export { openImage } from './image/read/index.js';
+
+/**
+ * Apply send streams to a filesystem model: `receiveStreams(input, fs, opts)` commits once per completed
+ * subvolume. Get `fs` from `createFilesystem(device)` (new image) or `openFilesystem(device)` (existing);
+ * `FileDevice` opens image files.
+ */
+export { receiveStreams, resolveDest, ImageReceiver } from './receive/index.js';
+export type { ReceiveOptions, ReceiveSummary, ReceivedSubvol, ImageReceiverOptions } from './receive/index.js';
+/** The image writer: an in-memory, load-modify-commit model of a single-device btrfs (docs/image-format.md). */
+export { createFilesystem, openFilesystem, Filesystem } from './image/write/index.js';
+export type { CreateOptions, GrowthOptions } from './image/write/index.js';
+export { MemoryDevice, type BlockDevice } from './image/device.js';
+export { FileDevice } from './io/image-file.js';
+/** The image reader: open any single-device image and walk it without mounting (`openImageFile` for files). */
+export { BtrfsImage, fromBlockDevice, fromBytes } from './image/read/index.js';
+export type { Location, DirEntry, SubvolumeInfo, ImageSource } from './image/read/index.js';
+export { openImageFile } from './io/image-read-file.js';
+/** A TreeSource over an image directory, for `formatManifest`. */
+export { imageTreeSource } from './image/read/tree-source.js';
+/** CI replay: receive streams into a scratch image and compare with a stored manifest. */
+export { replay } from './io/replay.js';
+export type { ReplayOptions, ReplayResult } from './io/replay.js';
