@@ -118,7 +118,7 @@ export function commitFilesystem(fs: Filesystem): void {
       for (const phys of fs.chunks.toPhysical(blk.bytenr, fs.nodesize)) fs.device.write(phys, blk.bytes);
     }
   }
-  fs.device.flush();
+  flushDevice(fs);
 
   const sb = buildSuperblock(fs, plans, gen);
   for (let m = 0; m < BTRFS_SUPER_MIRROR_MAX; m++) {
@@ -126,7 +126,7 @@ export function commitFilesystem(fs: Filesystem): void {
     if (off + BigInt(BTRFS_SUPER_INFO_SIZE) > sb.total_bytes) break;
     fs.device.write(off, encodeSuperblock({ ...sb, bytenr: off }));
   }
-  fs.device.flush();
+  flushDevice(fs);
 
   // the new state is durable: adopt it
   fs.sb = sb;
@@ -333,4 +333,17 @@ function buildSuperblock(fs: Filesystem, plans: Map<bigint, Plan>, gen: bigint):
     sys_chunk_array_size: size,
     super_roots: backups,
   };
+}
+
+/**
+ * fsync of the image: a failure (EIO, ENOSPC on delayed allocation) is a diagnosed ImageError, not a
+ * crash — the commit stops and the superblock on disk keeps pointing at the previous state.
+ */
+function flushDevice(fs: Filesystem): void {
+  try {
+    fs.device.flush();
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    throw new ImageError('IMAGE_FLUSH', `cannot make the image durable (fsync): ${(e as Error).message}`, { cause: e });
+  }
 }
