@@ -1,4 +1,4 @@
-import { existsSync, statfsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statfsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { initCodecs } from '../../compress/index.js';
@@ -52,6 +52,18 @@ async function openOrCreate(image: string, o: ReceiveCli): Promise<{ fs: Filesys
     dev.close();
     try { unlinkSync(image); } catch { /* keep the first error */ }
     throw e;
+  }
+}
+
+/** The generation of the primary superblock on disk (bytes 0x48.. of the copy at 64 KiB). */
+function primaryGeneration(image: string): bigint | undefined {
+  if (!existsSync(image)) return undefined;
+  const fd = openSync(image, 'r');
+  try {
+    const b = Buffer.alloc(8);
+    return readSync(fd, b, 0, 8, 0x10000 + 0x48) === 8 ? b.readBigUInt64LE(0) : undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -109,6 +121,7 @@ export function register(program: Command): void {
       let committed = false;
       // the device may grow during a receive; if nothing gets committed, the growth is dropped again
       const sizeBefore = existsSync(image) ? statSync(image).size : 0;
+      const genBefore = primaryGeneration(image);
       let shrink = false;
       try {
         opened = await openOrCreate(image, o);
@@ -153,7 +166,8 @@ export function register(program: Command): void {
         throw e;
       } finally {
         opened?.dev.close();
-        if (shrink && statSync(image).size > sizeBefore) truncateSync(image, sizeBefore);
+        // only when the superblock on disk is the old one: a commit may have reached it before failing
+        if (shrink && statSync(image).size > sizeBefore && primaryGeneration(image) === genBefore) truncateSync(image, sizeBefore);
         unlock();
       }
     });
