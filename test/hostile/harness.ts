@@ -105,3 +105,43 @@ export function errorLine(e: { code: string; offset?: number; commandIndex?: num
     field(e.command, '[^,:]+') + field(e.path === undefined ? undefined : `path ${JSON.stringify(e.path)}`, 'path "[^"]*"');
   return new RegExp(`^btrfs-ts: ERROR: ${head}${rest}: .*\\[${esc(e.code)}\\]\\n$`);
 }
+
+/**
+ * The image's content per subvolume: for each subvolume path, its identity (received uuid, parent uuid,
+ * transids, flags — not its own uuid, which is random per receive) and its manifest. Two receives of the
+ * same stream give equal entries, so "this subvolume is complete" is `entry === reference entry`.
+ */
+export async function stateBySubvol(path: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const src = await openImageFile(path);
+  try {
+    const img = await BtrfsImage.open(src);
+    for (const s of await img.listSubvolumes()) {
+      // the top level is not received into (its directory gains entries and times when subvolumes come)
+      if (s.id === 5n) continue;
+      const lines = [`received=${hex(s.received_uuid)} parent=${hex(s.parent_uuid)} ctransid=${s.ctransid} stransid=${s.stransid} flags=${s.flags}`];
+      for await (const line of formatManifest(imageTreeSource(img, await img.resolve(s.path)))) lines.push(line);
+      out.set(s.path, lines.join('\n'));
+    }
+  } finally {
+    await src.close();
+  }
+  return out;
+}
+
+/**
+ * Which of the allowed outcomes an image shows: every subvolume it has must equal the one in `complete`
+ * (the image after an uninterrupted receive), every subvolume of `before` must be there. Returns the
+ * names of the subvolumes added, or throws naming the half-received one.
+ */
+export function outcome(state: Map<string, string>, before: Map<string, string>, complete: Map<string, string>): string[] {
+  for (const k of before.keys()) if (!state.has(k)) throw new Error(`subvolume ${k} of the image before is gone`);
+  const added: string[] = [];
+  for (const [k, v] of state) {
+    const want = before.get(k) ?? complete.get(k);
+    if (want === undefined) throw new Error(`subvolume ${k} is neither in the image before nor in the complete receive`);
+    if (v !== want) throw new Error(`subvolume ${k} is half received:\n${v.slice(0, 2000)}\n--- expected ---\n${want.slice(0, 2000)}`);
+    if (!before.has(k)) added.push(k);
+  }
+  return added.sort();
+}
