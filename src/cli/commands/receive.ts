@@ -11,6 +11,7 @@ import { openInput } from '../../io/input.js';
 import { PlanReport, size } from '../../plan/report.js';
 import { receiveStreams, type ReceiveSummary } from '../../receive/index.js';
 import { uuidStr } from '../../dump/dump-receiver.js';
+import { ReceiveError } from '../../errors.js';
 import { parseCompress, parseSize, type CompressChoice } from '../options.js';
 import { runDump } from './dump.js';
 
@@ -111,7 +112,7 @@ export function register(program: Command): void {
         await runDump({ ...(o.file !== undefined ? { file: o.file } : {}), allStreams: o.allStreams ?? false });
         return;
       }
-      if (image === undefined) throw new (await import('../../errors.js')).ReceiveError('usage', 'receive needs an IMAGE (or --dump)');
+      if (image === undefined) throw new ReceiveError('usage', 'receive needs an IMAGE (or --dump)');
       await initCodecs();
       refuseIfMounted(image);
       const unlock = lockImage(image);
@@ -123,10 +124,20 @@ export function register(program: Command): void {
       const sizeBefore = existsSync(image) ? statSync(image).size : 0;
       const genBefore = primaryGeneration(image);
       let shrink = false;
+      // Ctrl-C / SIGTERM: stop after the command being applied, through the error path below (lock
+      // released, nothing half-committed, a new image removed); a second signal exits at once
+      let stopBy: NodeJS.Signals | undefined;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (stopBy) process.exit(130);
+        stopBy = sig;
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         opened = await openOrCreate(image, o);
         const input = await openInput(o.file);
         let last = 0;
+        let lastYield = Date.now();
         const s = await receiveStreams(input, opened.fs, {
           ...(o.dest !== undefined ? { dest: o.dest } : {}),
           forceDecompress: o.forceDecompress ?? false,
@@ -138,8 +149,17 @@ export function register(program: Command): void {
             if (!o.quiet && !o.json) process.stderr.write(`At subvol ${v.name}\n`);
           },
           afterCommand: (res) => {
-            if (!tty) return;
+            if (stopBy) {
+              throw new ReceiveError('interrupted', `stopped by ${stopBy}; the subvolume being received is not committed`, { offset: res.bytes, commandIndex: res.commands });
+            }
             const now = Date.now();
+            // commands already buffered are applied without returning to the event loop; let signal
+            // handlers run now and then
+            if (now - lastYield >= 50) {
+              lastYield = now;
+              return new Promise<void>((r) => setImmediate(r));
+            }
+            if (!tty) return;
             if (now - last < 200) return;
             last = now;
             const secs = (now - started) / 1000;
@@ -165,6 +185,8 @@ export function register(program: Command): void {
         shrink = opened !== undefined && !committed;
         throw e;
       } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         opened?.dev.close();
         // only when the superblock on disk is the old one: a commit may have reached it before failing
         if (shrink && statSync(image).size > sizeBefore && primaryGeneration(image) === genBefore) truncateSync(image, sizeBefore);
