@@ -196,18 +196,31 @@ export class FileWriter {
   zeroRange(root: bigint, ino: bigint, start: bigint, end: bigint): void {
     this.flush();
     const fs = this.fs;
-    const isize = getInode(fs, root, ino)!.size;
-    if (end > isize) end = isize;
+    // past EOF nothing needs zeroing: like btrfs_punch_hole, stop at EOF rounded up to the sector
+    const limit = alignUp(getInode(fs, root, ino)!.size, this.ss);
+    if (end > limit) end = limit;
     if (end <= start) return;
     const inStart = alignUp(start, this.ss);
     const inEnd = end - (end % this.ss);
-    if (inline(fs, root, ino) || inEnd <= inStart) {
-      this.writeNow(root, ino, start, new Uint8Array(Number(end - start)));
+    const zeros = (a: bigint, b: bigint) => this.writeNow(root, ino, a, new Uint8Array(Number(b - a)));
+    if (inline(fs, root, ino)) {
+      zeros(start, end);
       return;
     }
-    if (start < inStart) this.writeNow(root, ino, start, new Uint8Array(Number(inStart - start)));
-    dropFileExtents(fs, root, ino, inStart, inEnd);
-    if (inEnd < end) this.writeNow(root, ino, inEnd, new Uint8Array(Number(end - inEnd)));
+    // btrfs_punch_hole zeroes partial edge blocks only where they are not holes (find_first_non_hole)
+    if (inStart >= end) {
+      if (!this.isHole(root, ino, start, end)) zeros(start, end);
+      return;
+    }
+    if (start < inStart && !this.isHole(root, ino, start, inStart)) zeros(start, inStart);
+    if (inEnd > inStart) dropFileExtents(fs, root, ino, inStart, inEnd);
+    const tailStart = inEnd > inStart ? inEnd : inStart;
+    if (tailStart < end && !this.isHole(root, ino, tailStart, end)) zeros(tailStart, end);
+  }
+
+  /** No extent (or only explicit holes) covers [start, end). */
+  private isHole(root: bigint, ino: bigint, start: bigint, end: bigint): boolean {
+    return extentsIn(this.fs, root, ino, start, end).every((x) => x.fe.type !== BTRFS_FILE_EXTENT_INLINE && x.fe.disk_bytenr === 0n);
   }
 
   /**
