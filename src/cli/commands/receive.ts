@@ -127,15 +127,19 @@ export function register(program: Command): void {
       // Ctrl-C / SIGTERM: stop after the command being applied, through the error path below (lock
       // released, nothing half-committed, a new image removed); a second signal exits at once
       let stopBy: NodeJS.Signals | undefined;
+      let input: AsyncIterable<Uint8Array> | undefined;
       const onSignal = (sig: NodeJS.Signals) => {
         if (stopBy) process.exit(130);
         stopBy = sig;
+        // a receive waiting for more input (a pipe) sees the stop as a read error
+        const r = input as { destroy?: (e: Error) => void } | undefined;
+        r?.destroy?.(new ReceiveError('interrupted', `stopped by ${sig} while waiting for input; the subvolume being received is not committed`));
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
         opened = await openOrCreate(image, o);
-        const input = await openInput(o.file);
+        input = await openInput(o.file);
         let last = 0;
         let lastYield = Date.now();
         const s = await receiveStreams(input, opened.fs, {
