@@ -256,6 +256,49 @@ describe.skipIf(!!why || !!mountWhy)('the image lives on a filesystem that fills
   });
 });
 
+describe.skipIf(!!why)('Ctrl-C while the receive waits for more input', () => {
+  async function interrupt(image: string, upTo: number, ready: () => Promise<boolean>): Promise<string> {
+    const child = spawn('node', [BIN, 'receive', '-q', image], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    child.stdin.write(readFileSync(STREAM).subarray(0, upTo));
+    for (let i = 0; i < 100 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGINT');
+    expect(await exited).toBe(1);
+    child.stdin.destroy();
+    expect(stderr).toMatch(errorLine({ code: 'interrupted' }));
+    expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
+    return stderr;
+  }
+
+  it('existing image, in the middle of the second subvolume: the first stays, the second never appears', async () => {
+    const image = fresh();
+    // m1 ends at byte 4120 (its END), m2 is cut at 6000
+    await interrupt(image, 6000, async () => (await stateOrNull(image)) !== null);
+    expect(checkImage(image)).toEqual([]);
+    expect(outcome(await stateBySubvol(image), before, complete)).toEqual(['m1']);
+  });
+
+  it('new image, in the middle of the first subvolume: no image is left behind', async () => {
+    const image = join(work, `new-${++caseNo}.img`);
+    await interrupt(image, 3000, async () => existsSync(`${image}.btrfs-ts.lock`));
+    expect(existsSync(image)).toBe(false);
+  });
+});
+
+/** The subvolumes of an image that has m1 committed, or null while it has not. */
+async function stateOrNull(image: string): Promise<string[] | null> {
+  if (!existsSync(image)) return null;
+  try {
+    const s = await stateBySubvol(image);
+    return s.has('m1') ? [...s.keys()] : null;
+  } catch {
+    return null;
+  }
+}
+
 describe.skipIf(!!why)('two receives into one image at the same time', () => {
   it('the second is refused with a clear error while the first holds the lock; the first completes', async () => {
     const image = fresh();

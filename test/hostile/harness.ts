@@ -100,10 +100,11 @@ export function checkImage(path: string): string[] {
 export function errorLine(e: { code: string; offset?: number; commandIndex?: number; command?: string; path?: string }): RegExp {
   const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const field = (v: string | undefined, any: string) => (v === undefined ? `(?:, ${any})?` : `, ${esc(v)}`);
-  const head = e.offset === undefined ? '(?:at byte \\d+)?' : `at byte ${e.offset}`;
   const rest = field(e.commandIndex === undefined ? undefined : `command #${e.commandIndex}`, 'command #\\d+') +
     field(e.command, '[^,:]+') + field(e.path === undefined ? undefined : `path ${JSON.stringify(e.path)}`, 'path "[^"]*"');
-  return new RegExp(`^btrfs-ts: ERROR: ${head}${rest}: .*\\[${esc(e.code)}\\]\\n$`);
+  // without an expected offset the whole location may be missing (errors outside any command)
+  const where = e.offset === undefined ? `(?:at byte \\d+${rest}: )?` : `at byte ${e.offset}${rest}: `;
+  return new RegExp(`^btrfs-ts: ERROR: ${where}.*\\[${esc(e.code)}\\]\\n$`);
 }
 
 /**
