@@ -1,6 +1,7 @@
 import { initCodecs } from '../compress/index.js';
 import { ReceiveError } from '../errors.js';
-import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY } from '../image/structs/constants.js';
+import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_SUBVOL_RDONLY } from '../image/structs/constants.js';
+import { getRootItem } from '../image/write/subvol.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, lookupDirEntry } from '../image/write/inode.js';
 import type { PlanTotals } from '../plan/report.js';
@@ -67,6 +68,10 @@ export function resolveDest(fs: Filesystem, path: Uint8Array | string): { root: 
     const inode = getInode(fs, root, e.location.objectid);
     if (!inode || !isDirMode(inode.mode)) throw new ReceiveError('dest-not-dir', `--dest: ${Buffer.from(part).toString('latin1')} is not a directory`);
     dir = e.location.objectid;
+  }
+  // the kernel refuses to create anything inside a read-only subvolume (EROFS); so do we
+  if (root !== BTRFS_FS_TREE_OBJECTID && (getRootItem(fs, root).flags & BTRFS_ROOT_SUBVOL_RDONLY) !== 0n) {
+    throw new ReceiveError('dest-readonly', `--dest: ${typeof path === 'string' ? path : Buffer.from(path).toString('latin1')} is inside a read-only subvolume`);
   }
   return { root, dir };
 }
