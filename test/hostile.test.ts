@@ -2,7 +2,13 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skipReason, tmpDir } from './image-write-helpers.js';
-import { HOSTILE_DIR, STREAMS, checkImage, copyImage, errorLine, imageState, receiveCli, subvolumeNames } from './hostile/harness.js';
+import { spawnSync } from 'node:child_process';
+import { BtrfsImage } from '../src/image/read/index.js';
+import { openImageFile } from '../src/io/image-read-file.js';
+import { parseStream } from '../src/stream/parser.js';
+import type { SendCommand } from '../src/stream/types.js';
+import { encodeCommand, encodeStreamHeader } from '../src/stream/writer.js';
+import { BIN, HOSTILE_DIR, STREAMS, checkImage, copyImage, errorLine, imageState, receiveCli, subvolumeNames } from './hostile/harness.js';
 
 /**
  * The receive-level failure corpus (test/hostile/, made by generate.mjs) and the stream-level one
@@ -99,6 +105,64 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
     });
   }
 
+  it('a real stream cut anywhere (stream header, command header, attribute, data, between commands) changes nothing', async () => {
+    const bytes = readFileSync(join(STREAMS, 'full-v1.stream'));
+    const cmds: { offset: number; len: number; cmd: number }[] = [];
+    for await (const item of parseStream([new Uint8Array(bytes)])) if (item.kind === 'command') cmds.push({ offset: item.command.meta.offset, len: item.command.meta.len, cmd: item.command.cmd });
+    const write = cmds.find((c) => c.cmd === 15 && c.len > 1000)!;
+    const cuts: [number, string][] = [
+      [5, 'truncated-header'], [17 + 4, 'truncated-command'], [cmds[1]!.offset + 10 + 3, 'truncated-command'],
+      [write.offset + 10 + 200, 'truncated-command'], [cmds[40]!.offset, 'missing-end'], [bytes.length - 1, 'truncated-command'],
+    ];
+    const streamFile = join(work, 'cut.stream');
+    for (const [at, code] of cuts) {
+      writeFileSync(streamFile, bytes.subarray(0, at));
+      const image = join(work, `cut-${at}.img`);
+      copyImage(base, image);
+      const r = receiveCli(image, streamFile);
+      expect(r.status, `cut at ${at}`).toBe(1);
+      expect(r.stderr, `cut at ${at}`).toMatch(new RegExp(`^btrfs-ts: ERROR: at byte \\d+, .*\\[${code}\\]\\n$`));
+      expect(checkImage(image)).toEqual([]);
+      expect(await imageState(image)).toEqual(baseState);
+      rmSync(image);
+    }
+  });
+
+  it('compressed data that does not decode passes through by default, as in the kernel; verify and --check-extents catch it', async () => {
+    const stream = join(HOSTILE_DIR, 'ZLIB_CORRUPT--encoded-garbage-check-extents.stream');
+    const image = join(work, 'passthrough.img');
+    copyImage(base, image);
+    expect(receiveCli(image, stream).status).toBe(0);
+    expect(checkImage(image)).toEqual([]);
+    const v = spawnSync('node', [BIN, 'verify', '-f', stream], { encoding: 'utf8' });
+    expect(v.status).toBe(1);
+    expect(v.stdout).toMatch(/^PROBLEM encoded: at byte 248, command #7, BTRFS_SEND_C_ENCODED_WRITE, path "reg": zlib data does not decode/m);
+    rmSync(image);
+  });
+
+  it('a crafted stream may clone from any subvolume of the image it is received into (and nothing else)', async () => {
+    // the btrfs-receive man page's warning: clone sources are found by UUID; here only in the named image
+    const sampleUuid = (await stateBySubvolUuid(base)).get('sample')!;
+    const te = new TextEncoder();
+    const stream = join(work, 'crafted-clone.stream');
+    writeFileSync(stream, Buffer.concat([encodeStreamHeader(1), ...[
+      { cmd: 1, path: te.encode('crafted'), uuid: new Uint8Array(16).fill(9), ctransid: 1n },
+      { cmd: 3, path: te.encode('stolen'), ino: 257n },
+      { cmd: 16, path: te.encode('stolen'), fileOffset: 0n, cloneLen: 40000n, cloneUuid: sampleUuid, cloneCtransid: 1n, clonePath: te.encode('docs/notes.txt'), cloneOffset: 0n },
+      { cmd: 21 },
+    ].map((c) => encodeCommand(c as SendCommand, 1))]));
+    const image = join(work, 'crafted.img');
+    copyImage(base, image);
+    const r = receiveCli(image, stream);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(checkImage(image)).toEqual([]);
+    const [a, b2] = await Promise.all(['sample/docs/notes.txt', 'crafted/stolen'].map((p) => fileBytes(image, p)));
+    expect(b2.length).toBe(40000);
+    expect(b2.equals(a!)).toBe(true);
+    rmSync(image);
+  });
+
   it('an image that cannot even be created (--max-size too small) is not left behind', () => {
     const image = join(work, 'too-small.img');
     const r = receiveCli(image, join(STREAMS, 'sample.stream'), ['--max-size', '100M']);
@@ -118,3 +182,25 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
     expect(existsSync(image)).toBe(false);
   });
 });
+
+async function withImage<T>(image: string, fn: (img: BtrfsImage) => Promise<T>): Promise<T> {
+  const src = await openImageFile(image);
+  try {
+    return await fn(await BtrfsImage.open(src));
+  } finally {
+    await src.close();
+  }
+}
+
+/** Received UUID of each subvolume, by path. */
+function stateBySubvolUuid(image: string): Promise<Map<string, Uint8Array>> {
+  return withImage(image, async (img) => new Map((await img.listSubvolumes()).map((s) => [s.path, s.received_uuid])));
+}
+
+function fileBytes(image: string, path: string): Promise<Buffer> {
+  return withImage(image, async (img) => {
+    const parts: Uint8Array[] = [];
+    for await (const p of img.readFile(await img.resolve(path))) parts.push(p);
+    return Buffer.concat(parts);
+  });
+}
