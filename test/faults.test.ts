@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, STREAMS, checkImage, copyImage, errorLine, outcome, receiveCli, stateBySubvol } from './hostile/harness.js';
@@ -161,7 +161,6 @@ describe.skipIf(!!why)('faults during receive never leave half a subvolume', () 
         { cmd: 23, path: te.encode('f'), mode: 0, fileOffset: 0n, size: 2n << 30n },
         { cmd: 21 },
       ] as const;
-      const { writeFileSync } = await import('node:fs');
       writeFileSync(stream, Buffer.concat([encodeStreamHeader(2), ...cmds.map((c) => encodeCommand(c, 2))]));
       const traceImg = fresh();
       const trace = join(work, 'grow.trace');
@@ -298,6 +297,54 @@ async function stateOrNull(image: string): Promise<string[] | null> {
     return null;
   }
 }
+
+describe.skipIf(!!why)('the lock file', () => {
+  const stat = (pid: number) => { const t = readFileSync(`/proc/${pid}/stat`, 'utf8'); return t.slice(t.lastIndexOf(')') + 2).split(' ')[19]; };
+
+  it('a live writer (pid and start time match) refuses; a recycled pid (start time differs) or a dead one is taken over', async () => {
+    const sleeper = spawn('sleep', ['30']);
+    try {
+      const image = fresh();
+      const lock = `${image}.btrfs-ts.lock`;
+      writeFileSync(lock, `${sleeper.pid} ${stat(sleeper.pid!)}\n`);
+      let r = receiveCli(image, STREAM);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`is being written by process ${sleeper.pid} .*\\[image-locked\\]\\n$`));
+      // the old format (pid only) of a live process: refused too
+      writeFileSync(lock, `${sleeper.pid}\n`);
+      expect(receiveCli(image, STREAM).stderr).toMatch(/\[image-locked\]/);
+      expect(outcome(await stateBySubvol(image), before, complete)).toEqual([]);
+      // the same pid, another start time: the writer is gone and its pid was reused
+      writeFileSync(lock, `${sleeper.pid} 1\n`);
+      r = receiveCli(image, STREAM);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(existsSync(lock)).toBe(false);
+      expect(outcome(await stateBySubvol(image), before, complete)).toEqual(['m1', 'm2']);
+    } finally {
+      sleeper.kill();
+    }
+  });
+
+  it('several receives start together over a stale lock: exactly one takes it and receives', async () => {
+    for (let round = 0; round < 3; round++) {
+      const image = fresh();
+      writeFileSync(`${image}.btrfs-ts.lock`, '999999999 1\n');
+      const runs = await Promise.all(Array.from({ length: 4 }, () => new Promise<{ code: number | null; err: string }>((res) => {
+        const c = spawn('node', [BIN, 'receive', '-q', '-f', STREAM, image], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        c.on('exit', (code) => res({ code, err }));
+      })));
+      expect(runs.filter((r) => r.code === 0).length, JSON.stringify(runs)).toBe(1);
+      for (const r of runs.filter((x) => x.code !== 0)) expect(r.err).toMatch(/\[(image-locked|subvolume-exists)\]\n$/);
+      expect(checkImage(image)).toEqual([]);
+      expect(outcome(await stateBySubvol(image), before, complete)).toEqual(['m1', 'm2']);
+      expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
+      expect(existsSync(`${image}.btrfs-ts.lock.takeover`)).toBe(false);
+    }
+  });
+});
 
 describe.skipIf(!!why)('two receives into one image at the same time', () => {
   it('the second is refused with a clear error while the first holds the lock; the first completes', async () => {
