@@ -6,6 +6,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 DOC=$REPO/docs/performance.md
 BTRFS_TS="node $REPO/bin/btrfs-ts.js"
 export LC_ALL=C TZ=UTC
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 need_root() {
   [ "$(id -u)" = 0 ] || { echo "$(basename "$0"): must run as root (loop mounts, kernel receive)" >&2; exit 1; }
@@ -49,7 +50,9 @@ machine_info() {
   mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $mem RAM," \
     "Linux $(uname -r), node $(node --version), $(btrfs --version | head -n1), btrfs-ts $(git -C "$REPO" rev-parse --short HEAD)," \
-    "$(date -u +%Y-%m-%d)."
+    "$(date -u +%Y-%m-%d). Load average at start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
+    "(the machine is shared: other jobs running at the same time inflate wall times, btrfs-ts's more than" \
+    "the short single-threaded btrfs-progs runs)."
 }
 
 # write_section NAME FILE : replaces the block between <!-- bench:NAME --> and <!-- /bench:NAME --> in
