@@ -157,6 +157,8 @@ add('encrypted-extent', 'encryption-1', { version: 2, cmds: [...PRELUDE, ENC({ e
 add('unknown-compression', 'compression-9', { version: 2, cmds: [...PRELUDE, ENC({ compression: 9 }), END], fail: 7 });
 add('bad-encoded-lengths', 'file-len-past-unencoded-len', { version: 2, cmds: [...PRELUDE, ENC({ unencodedOffset: 4096n }), END], fail: 7 });
 add('file-too-big', 'encoded-write-past-max', { version: 2, cmds: [...PRELUDE, ENC({ fileOffset: MAX_LFS - 4095n, unencodedFileLen: 8192n, unencodedLen: 8192n, data: zlibShort }), END], fail: 7 });
+// found by the fuzzer: a zero-length encoded write is refused by the image writer (a clear, located error)
+add('IMAGE_BAD_EXTENT', 'encoded-write-of-zero-bytes', { version: 2, cmds: [...PRELUDE, ENC({ unencodedFileLen: 0n }), END], fail: 7 });
 add('verity-unsupported', 'enable-verity', { version: 3, cmds: [...PRELUDE, { cmd: 26, path: b('reg'), algorithm: 1, blockSize: 4096, salt: b(''), sig: b('') }, END], fail: 7 });
 
 mkdirSync(dir, { recursive: true });
