@@ -59,7 +59,7 @@ $BTRFS_TS manifest "$SRC" -o "$WORK/src.manifest"
 mount -o loop,ro "$WORK/ts.img" "$MNT"
 check "btrfs-ts image, kernel-mounted: manifest = source tree manifest" $BTRFS_TS manifest "$MNT" --expect "$WORK/src.manifest"
 umount "$MNT"
-size() { du -B1 --apparent-size "$1" | cut -f1 | awk '{printf "%.0f MiB", $1/1048576}'; }
+size() { echo "$(du -B1 --apparent-size "$1" | cut -f1 | awk '{printf "%.0f", $1/1048576}') / $(du -B1 "$1" | cut -f1 | awk '{printf "%.0f MiB", $1/1048576}')"; }
 
 OUT=$WORK/section.md
 {
@@ -69,7 +69,7 @@ OUT=$WORK/section.md
   echo
   echo "Command: \`sudo bench/mkfs.sh $N $GIB\` — tree from \`bench/make-tree.py\`: $nfiles regular files, $nall entries, $(awk -v b="$bytes" 'BEGIN{printf "%.2f GiB", b/1073741824}') of file data (mixed sizes 0 B–24 MiB, ~2/3 text, ~1/3 random, symlinks, hard links, xattrs), in the page cache. Each run: no image file yet, \`TOOL --rootdir TREE IMG && sync IMG\`; default options of both tools (no compression). $N runs per tool (alternating); wall time median, peak RSS maximum (of the tool process)."
   echo
-  echo "| tool | wall (median) | runs (s) | peak RSS | image size |"
+  echo "| tool | wall (median) | runs (s) | peak RSS | image size (apparent / allocated) |"
   echo "|---|---:|---|---:|---:|"
   echo "| mkfs.btrfs (btrfs-progs) | $(secs progs) s | $(all_ms progs) | $(max_rss progs) MiB | $(size "$WORK/progs.img") |"
   echo "| btrfs-ts mkfs | $(secs ts) s | $(all_ms ts) | $(max_rss ts) MiB | $(size "$WORK/ts.img") |"
