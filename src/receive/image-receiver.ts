@@ -18,7 +18,7 @@ import { FileWriter } from './file-write.js';
 import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFDIR, S_IFLNK, S_IFREG } from './namespace.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
-import { checkFileRange, checkXattrName, decodeEncodedData } from './limits.js';
+import { checkFileRange, checkXattrName, checkXattrValue, decodeEncodedData } from './limits.js';
 
 export interface ImageReceiverOptions {
   /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256). */
@@ -231,6 +231,7 @@ export class ImageReceiver implements Receiver {
 
   setXattr(c: T.SetXattrCmd): void {
     checkXattrName(c.name);
+    checkXattrValue(c.name, c.data);
     setXattr(this.fs, this.root, this.attrsOf(c.path), c.name, c.data);
   }
   removeXattr(c: T.RemoveXattrCmd): void {

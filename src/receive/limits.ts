@@ -60,3 +60,58 @@ export function decodeEncodedData(type: BtrfsCompressType, data: Uint8Array, une
   if (r.decodedLen < need) throw new ReceiveError('encoded-short', `encoded data decodes to ${r.decodedLen} bytes, the write needs ${need}`);
   return r.out;
 }
+
+const ACL_NAMES = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
+// posix_acl_xattr tags, in the order a valid ACL lists them
+const ACL_USER_OBJ = 0x01;
+const ACL_USER = 0x02;
+const ACL_GROUP_OBJ = 0x04;
+const ACL_GROUP = 0x08;
+const ACL_MASK = 0x10;
+const ACL_OTHER = 0x20;
+
+/**
+ * Values the kernel itself interprets must be well-formed: the kernel's receive fails on a malformed ACL
+ * or file capability (setxattr refuses it), and an image that holds one anyway is one the kernel cannot
+ * use — a garbage default ACL on a directory makes every file creation in it an I/O error. In `system.`
+ * btrfs has nothing but the two POSIX ACLs.
+ */
+export function checkXattrValue(name: Uint8Array, value: Uint8Array): void {
+  const n = Buffer.from(name).toString('latin1');
+  if (n.startsWith('system.') && !ACL_NAMES.has(n)) throw new ReceiveError('bad-xattr-name', `xattr ${JSON.stringify(n)}: btrfs has no such system attribute`);
+  // an empty value passes unchecked, as in setxattr (for an ACL it means "none")
+  if (value.length === 0) return;
+  if (ACL_NAMES.has(n)) checkPosixAcl(n, value);
+  if (n === 'security.capability') checkFileCaps(value);
+}
+
+function checkPosixAcl(name: string, v: Uint8Array): void {
+  const bad = (why: string): never => {
+    throw new ReceiveError('bad-acl', `${name}: not a valid POSIX ACL (${why})`);
+  };
+  const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  if (v.length < 4 || dv.getUint32(0, true) !== 2) bad('header is not version 2');
+  if ((v.length - 4) % 8 !== 0) bad(`${v.length} bytes is not a header and whole entries`);
+  // entries in order: USER_OBJ, USER*, GROUP_OBJ, GROUP*, [MASK], OTHER; MASK required with USER/GROUP
+  let step = 0; // 0: want USER_OBJ, 1: users, 2: groups, 3: after MASK, 4: done
+  let named = false;
+  for (let o = 4; o < v.length; o += 8) {
+    const tag = dv.getUint16(o, true);
+    if (dv.getUint16(o + 2, true) & ~7) bad('permission bits beyond rwx');
+    if (step === 0 && tag === ACL_USER_OBJ) step = 1;
+    else if (step === 1 && tag === ACL_USER) named = true;
+    else if (step === 1 && tag === ACL_GROUP_OBJ) step = 2;
+    else if (step === 2 && tag === ACL_GROUP) named = true;
+    else if (step === 2 && tag === ACL_MASK) step = 3;
+    else if ((step === 3 || (step === 2 && !named)) && tag === ACL_OTHER) step = 4;
+    else bad(`entry with tag 0x${tag.toString(16)} out of place`);
+  }
+  if (step !== 4 && v.length > 4) bad('incomplete entry list');
+}
+
+function checkFileCaps(v: Uint8Array): void {
+  // what setxattr takes: vfs_cap_data revision 2 (20 bytes) or 3 (24 bytes, with a namespace root uid)
+  const rev = v.length >= 4 ? new DataView(v.buffer, v.byteOffset, 4).getUint32(0, true) >>> 24 : 0;
+  const size: Record<number, number> = { 2: 20, 3: 24 };
+  if (size[rev] !== v.length) throw new ReceiveError('bad-capability', `security.capability of ${v.length} bytes is no vfs_cap_data revision 2 or 3`);
+}
