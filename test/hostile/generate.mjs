@@ -143,6 +143,14 @@ add('bad-xattr-name', 'empty-name', { cmds: [...PRELUDE, { cmd: 13, path: b('reg
 add('bad-xattr-name', 'no-namespace-prefix', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('foo'), data: b('v') }, END], fail: 7 });
 add('bad-xattr-name', 'nul-in-name', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('user.a\0b'), data: b('v') }, END], fail: 7 });
 
+// values the kernel interprets: a garbage default ACL on a directory made every file creation in it an
+// I/O error once mounted; the kernel's own receive fails on these
+const aclBytes = (...e) => Buffer.concat([Buffer.from([2, 0, 0, 0]), ...e.map(([t, p, id]) => { const x = Buffer.alloc(8); x.writeUInt16LE(t, 0); x.writeUInt16LE(p, 2); x.writeUInt32LE(id >>> 0, 4); return x; })]);
+add('bad-acl', 'garbage-default-acl-on-subvolume-root', { cmds: [...PRELUDE, { cmd: 13, path: b(''), name: b('system.posix_acl_default'), data: b('garbage!garbage') }, END], fail: 7 });
+add('bad-acl', 'named-user-without-mask', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('system.posix_acl_access'), data: aclBytes([1, 7, -1], [2, 7, 1000], [4, 5, -1], [0x20, 4, -1]) }, END], fail: 7 });
+add('bad-capability', 'two-bytes', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('security.capability'), data: b('xx') }, END], fail: 7 });
+add('bad-xattr-name', 'system-attribute-btrfs-lacks', { cmds: [...PRELUDE, { cmd: 13, path: b('reg'), name: b('system.foo'), data: b('x') }, END], fail: 7 });
+
 // ---- encoded writes (protocol 2)
 const ENC = (o) => ({ cmd: 25, path: b('reg'), fileOffset: 0n, unencodedFileLen: 131072n, unencodedLen: 131072n, unencodedOffset: 0n, compression: 1, data: new Uint8Array(4096), ...o });
 // starts like a zlib stream (so the planner passes it through as the kernel would) but does not inflate
