@@ -141,6 +141,9 @@ export class ImageReceiver implements Receiver {
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
   symlink(c: T.SymlinkCmd): void {
     if (c.pathLink.length === 0 || c.pathLink.includes(0)) throw new ReceiveError('bad-symlink', 'symlink target is empty or contains NUL');
+    // symlink(2) takes at most PATH_MAX bytes with the NUL: longer ones fail btrfs check (inline extent
+    // too large) and the kernel reads them cut at 4096 bytes
+    if (c.pathLink.length >= 4096) throw new ReceiveError('bad-symlink', `symlink target of ${c.pathLink.length} bytes (at most 4095)`);
     const ino = this.create(c.path, S_IFLNK | 0o777);
     // a symlink's target is always one uncompressed inline extent (the kernel's btrfs_symlink); it is
     // stored, never followed
