@@ -198,6 +198,8 @@ export class ImageReceiver implements Receiver {
     this.writer.flush();
     const target = resolveExisting(this.fs, this.root, c.pathLink, 'link target');
     if (isDirMode(target.inode.mode)) throw new ReceiveError('link-to-dir', 'hard link to a directory');
+    // BTRFS_LINK_MAX: the kernel says EMLINK; it also bounds the work one inode's names can cost
+    if (target.inode.nlink >= 65535) throw new ReceiveError('too-many-links', `link target already has ${target.inode.nlink} links (at most 65535)`);
     const r = resolvePath(this.fs, this.root, c.path);
     if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
     linkInode(this.fs, this.root, r.dir, r.name, target.ino);
@@ -280,6 +282,8 @@ export class ImageReceiver implements Receiver {
   }
 
   utimes(c: T.UtimesCmd): void {
+    // utimensat refuses such nanoseconds (EINVAL); stored, they show as garbage times
+    for (const t of [c.atime, c.mtime, c.ctime, c.otime]) if (t && t.nsec > 999_999_999) throw new ReceiveError('bad-time', `a time with ${t.nsec} nanoseconds`);
     const patch: { atime: BtrfsTimespec; mtime: BtrfsTimespec; ctime: BtrfsTimespec; otime?: BtrfsTimespec } = {
       atime: ts(c.atime), mtime: ts(c.mtime), ctime: ts(c.ctime),
     };
