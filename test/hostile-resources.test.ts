@@ -5,9 +5,10 @@ import { BtrfsTsError, StreamError } from '../src/errors.js';
 import { MemoryDevice } from '../src/image/device.js';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { createFilesystem } from '../src/image/write/create.js';
+import { lookupDirEntry, updateInode } from '../src/image/write/inode.js';
 import { FileDevice } from '../src/io/image-file.js';
 import { openImageFile } from '../src/io/image-read-file.js';
-import { receiveStreams } from '../src/receive/index.js';
+import { ImageReceiver, receiveStreams } from '../src/receive/index.js';
 import type { SendCommand } from '../src/stream/types.js';
 import { encodeCommand, encodeStreamHeader } from '../src/stream/writer.js';
 import { b } from './helpers/craft.js';
@@ -134,6 +135,37 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
       expect(leaf.toString()).toBe('deep');
       rmSync(r.image);
     }
+  });
+
+  it('hard links past BTRFS_LINK_MAX (65535) are refused, as the kernel refuses them (EMLINK)', async () => {
+    if (FULL) {
+      // the real thing: 65 536 LINK commands (~20 s: every link rewrites the inode's name list item)
+      function* links(): Generator<SendCommand> {
+        for (let i = 0; i < 65535; i++) yield { cmd: 10, path: b(`l${i}`), pathLink: b('f') };
+      }
+      const r = await receiveIntoFile('links', stream(1, [SUBVOL, { cmd: 3, path: b('f'), ino: 257n }], links(), [END]));
+      expect((r.error as BtrfsTsError).code).toBe('too-many-links');
+      expect((r.error as BtrfsTsError).describe()).toMatch(/command #65536, BTRFS_SEND_C_LINK, path "l65534"/);
+      return;
+    }
+    // CI: an inode that already has 65535 links gets one more
+    const fs = createFilesystem(new MemoryDevice(256n << 20n));
+    const rcv = new ImageReceiver(fs);
+    await rcv.subvol({ cmd: 1, path: b('vol'), uuid: UUID, ctransid: 1n });
+    rcv.mkfile({ cmd: 3, path: b('f'), ino: 257n });
+    const root = 256n; // the first subvolume of a fresh image
+    const entry = lookupDirEntry(fs, root, 256n, b('f'))!;
+    updateInode(fs, root, entry.location.objectid, { nlink: 65534 });
+    rcv.link({ cmd: 10, path: b('one-more'), pathLink: b('f') });
+    const err = (() => {
+      try {
+        rcv.link({ cmd: 10, path: b('too-many'), pathLink: b('f') });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect((err as BtrfsTsError).code).toBe('too-many-links');
   });
 
   it('an xattr larger than a leaf is refused; the largest one that fits is stored', async () => {

@@ -100,6 +100,7 @@ add('not-a-file', 'truncate-a-symlink', { cmds: [...PRELUDE, { cmd: 17, path: b(
 add('bad-mknod-mode', 'mknod-with-directory-mode', { cmds: [...PRELUDE, { cmd: 5, path: b('n'), ino: 400n, rdev: 0n, mode: 0o40755n }, END], fail: 7 });
 add('bad-symlink', 'empty-target', { cmds: [...PRELUDE, { cmd: 8, path: b('s'), ino: 400n, pathLink: b('') }, END], fail: 7 });
 add('bad-symlink', 'target-of-4096-bytes', { cmds: [...PRELUDE, { cmd: 8, path: b('s'), ino: 400n, pathLink: b('a/'.repeat(2048)) }, END], fail: 7 });
+add('bad-time', 'utimes-nsec-1e9', { cmds: [...PRELUDE, { cmd: 20, path: b('reg'), atime: { sec: 1n, nsec: 0 }, mtime: { sec: 1n, nsec: 1_000_000_000 }, ctime: { sec: 1n, nsec: 0 } }, END], fail: 7 });
 add('bad-owner', 'uid-over-32-bits', { cmds: [...PRELUDE, { cmd: 19, path: b('reg'), uid: 1n << 32n, gid: 0n }, END], fail: 7 });
 add('no-xattr', 'remove-missing-xattr', { cmds: [...PRELUDE, { cmd: 14, path: b('reg'), name: b('user.none') }, END], fail: 7 });
 
