@@ -163,10 +163,18 @@ function mutateValue(r, v, paths, uuids) {
     if (k < 0.3 && paths.length) return pick(r, paths);
     if (k < 0.45) return te.encode(pick(r, ['..', '../x', '/etc/passwd', '', 'a//b', '.', 'x'.repeat(256), 'a\0b', 'dir/../..']));
     if (k < 0.6) return v.subarray(0, Math.floor(r() * v.length));
-    if (k < 0.7) return Uint8Array.from([...v, ...v]);
+    if (k < 0.65) return Uint8Array.from([...v, ...v]);
+    if (k < 0.72) {
+      // far longer than any sender makes (names, link targets, xattr values near their limits)
+      const n = pick(r, [255, 256, 4095, 4096, 16_220, 16_300, 65_535]);
+      return Uint8Array.from({ length: n }, (_, i) => v[i % Math.max(1, v.length)] ?? 0x61);
+    }
     const out = v.slice();
     if (out.length) out[Math.floor(r() * out.length)] ^= 1 << Math.floor(r() * 8);
     return out;
+  }
+  if (v && typeof v === 'object' && 'sec' in v) {
+    return r() < 0.5 ? { ...v, nsec: pick(r, [999_999_999, 1_000_000_000, 1073741822, 1073741823, 0xffffffff]) } : { ...v, sec: BigInt.asIntN(64, mutateValue(r, BigInt.asUintN(64, v.sec), paths, uuids)) };
   }
   return v;
 }
