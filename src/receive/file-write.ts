@@ -1,25 +1,13 @@
-import {
-  BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
-} from '../compress/index.js';
+import type { BtrfsCompressType } from '../compress/index.js';
 import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
 import { addDataCsums } from '../image/write/extents.js';
-import { dropFileExtents, insertFileExtent, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
+import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
+import { ExtentWriter, MAX_INLINE, U64_MAX, alignUp, padTo, type WriterOptions } from './extent-writer.js';
 import { extentsIn, hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
 
-const U64_MAX = (1n << 64n) - 1n;
-/** The kernel's default max_inline: small whole files live in the leaf, compressed or not. */
-export const MAX_INLINE = 2048;
-/** Compressed extents cover at most 128 KiB of file data (BTRFS_MAX_UNCOMPRESSED). */
-const COMPRESS_CHUNK = 128 * 1024;
-
-export interface WriterOptions {
-  /** Compress plain data as the `compress=` mount option does. */
-  compress?: { type: BtrfsCompressType; level?: number };
-  /** Bytes of contiguous writes gathered into one extent before it is written (bounded memory). */
-  maxBuffer?: number;
-}
+export { alignUp, MAX_INLINE, type WriterOptions } from './extent-writer.js';
 
 interface Pending {
   root: bigint;
@@ -35,19 +23,14 @@ interface Pending {
  * edges are completed from the file's current content (read-modify-write), tails past EOF are zero-padded,
  * whole small files become inline extents. Callers must `flush()` before anything else looks at the file.
  */
-export class FileWriter {
+export class FileWriter extends ExtentWriter {
   private pending: Pending | undefined;
   private readonly maxBuffer: number;
   private scratch = new Uint8Array(0);
-  /** Extents written, for the summary. */
-  stats = { extents: 0, inline: 0, compressed: 0, bytes: 0 };
 
-  constructor(private readonly fs: Filesystem, private readonly opts: WriterOptions = {}) {
+  constructor(fs: Filesystem, opts: WriterOptions = {}) {
+    super(fs, opts);
     this.maxBuffer = opts.maxBuffer ?? 8 << 20;
-  }
-
-  private get ss(): bigint {
-    return BigInt(this.fs.sectorsize);
   }
 
   write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array): void {
@@ -123,41 +106,6 @@ export class FileWriter {
     if (newSize !== isize) updateInode(fs, root, ino, { size: newSize });
   }
 
-  private writeInline(root: bigint, ino: bigint, data: Uint8Array): void {
-    const fs = this.fs;
-    dropFileExtents(fs, root, ino, 0n, U64_MAX);
-    // inline data only needs to come out smaller, not a sector smaller
-    const cc = this.opts.compress ? compressInline(this.opts.compress, data, fs.sectorsize) : null;
-    if (cc) writeInlineExtent(fs, root, ino, cc, this.opts.compress!.type, data.length);
-    else writeInlineExtent(fs, root, ino, data);
-    this.stats.inline++;
-    this.stats.bytes += data.length;
-  }
-
-  /** Writes sector-aligned data at an aligned offset into fresh extents (the range must be free). */
-  private writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array): void {
-    const fs = this.fs;
-    if (!this.opts.compress) {
-      writeDataExtent(fs, root, ino, offset, buf);
-      this.stats.extents++;
-      this.stats.bytes += buf.length;
-      return;
-    }
-    const { type, level } = this.opts.compress;
-    for (let o = 0; o < buf.length; o += COMPRESS_CHUNK) {
-      const piece = buf.subarray(o, Math.min(buf.length, o + COMPRESS_CHUNK));
-      const c = compressExtent(type, piece, fs.sectorsize, level);
-      if (c) {
-        writeDataExtent(fs, root, ino, offset + BigInt(o), c, type, piece.length);
-        this.stats.compressed++;
-      } else {
-        writeDataExtent(fs, root, ino, offset + BigInt(o), piece);
-      }
-      this.stats.extents++;
-      this.stats.bytes += piece.length;
-    }
-  }
-
   /**
    * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
    * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
@@ -203,7 +151,7 @@ export class FileWriter {
     const inStart = alignUp(start, this.ss);
     const inEnd = end - (end % this.ss);
     const zeros = (a: bigint, b: bigint) => this.writeNow(root, ino, a, new Uint8Array(Number(b - a)));
-    if (inline(fs, root, ino)) {
+    if (inlineExtent(fs, root, ino)) {
       zeros(start, end);
       return;
     }
@@ -221,19 +169,6 @@ export class FileWriter {
   /** No extent (or only explicit holes) covers [start, end). */
   private isHole(root: bigint, ino: bigint, start: bigint, end: bigint): boolean {
     return extentsIn(this.fs, root, ino, start, end).every((x) => x.fe.type !== BTRFS_FILE_EXTENT_INLINE && x.fe.disk_bytenr === 0n);
-  }
-
-  /**
-   * A file whose data lives inline gets other extents only after its inline bytes became a regular first
-   * sector — what the kernel does when such a file grows (the page is written back as a normal extent).
-   */
-  uninline(root: bigint, ino: bigint): void {
-    const fs = this.fs;
-    const inl = inlineExtent(fs, root, ino);
-    if (!inl) return;
-    const old = readRange(fs, root, ino, 0n, Number(inl.len));
-    dropFileExtents(fs, root, ino, 0n, this.ss);
-    this.writeAligned(root, ino, 0n, padTo(old, Number(this.ss)));
   }
 
   /**
@@ -298,28 +233,6 @@ export class FileWriter {
     }
     updateInode(fs, root, ino, { size });
   }
-}
-
-function inline(fs: Filesystem, root: bigint, ino: bigint): boolean {
-  return extentsIn(fs, root, ino, 0n, 1n).some((x) => x.fe.type === BTRFS_FILE_EXTENT_INLINE);
-}
-
-function compressInline(c: { type: BtrfsCompressType; level?: number }, data: Uint8Array, sectorsize: number): Uint8Array | null {
-  const out = c.type === BTRFS_COMPRESS_ZLIB ? zlibCompress(data, c.level)
-    : c.type === BTRFS_COMPRESS_ZSTD ? zstdCompress(data, c.level)
-    : btrfsLzoCompress(data, sectorsize);
-  return out && out.length < data.length ? out : null;
-}
-
-export function alignUp(v: bigint, a: bigint): bigint {
-  return ((v + a - 1n) / a) * a;
-}
-
-function padTo(data: Uint8Array, len: number): Uint8Array {
-  if (data.length === len) return data;
-  const out = new Uint8Array(len);
-  out.set(data.subarray(0, len));
-  return out;
 }
 
 function concat(parts: Uint8Array[], len: number, into?: Uint8Array): Uint8Array {

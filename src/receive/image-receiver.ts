@@ -4,21 +4,22 @@ import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID } from '../image/stru
 import type { BtrfsTimespec } from '../image/structs/fs-items.js';
 import { nowTimespec } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { writeInlineExtent } from '../image/write/file-data.js';
-import { createInode, getInode, linkInode, lookupDirEntry, removeXattr, setXattr, unlinkEntry, updateInode } from '../image/write/inode.js';
+import { getInode, lookupDirEntry, removeXattr, sameBytes, setXattr, updateInode } from '../image/write/inode.js';
 import { createSubvolume, setReceivedSubvol, setSubvolReadonly, updateRootItem } from '../image/write/subvol.js';
 import { PlanReport } from '../plan/report.js';
-import { codecName, planEncodedWrite } from '../plan/rules.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { escapePath } from '../dump/escape.js';
 import { cloneRange } from './clone.js';
 import { FileWriter } from './file-write.js';
-import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFDIR, S_IFLNK, S_IFREG } from './namespace.js';
+import { kernelDev, resolveExisting, S_IFDIR, S_IFREG } from './namespace.js';
+import { createNode, createSymlink, linkNode, removeNode, renameNode } from './names.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
-import { checkFileRange, checkXattrName, checkXattrValue, decodeEncodedData } from './limits.js';
+import { checkFileRange, checkXattrName, checkXattrValue } from './limits.js';
+import { applyEncodedWrite } from './encoded.js';
+import { subvolumeName } from './paths.js';
 
 export interface ImageReceiverOptions {
   /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256). */
@@ -93,7 +94,7 @@ export class ImageReceiver implements Receiver {
   }
 
   private subvolName(path: Uint8Array): Uint8Array {
-    const parts = resolvePathParts(path);
+    const parts = subvolumeName(path);
     if (lookupDirEntry(this.fs, this.dest.root, this.dest.dir, parts)) {
       throw new ReceiveError('subvolume-exists', `a file or subvolume named ${escapePath(parts)} already exists where the subvolume would be created`);
     }
@@ -118,13 +119,7 @@ export class ImageReceiver implements Receiver {
 
   private create(path: Uint8Array, mode: number, rdev = 0n): bigint {
     this.writer.flush();
-    const r = resolvePath(this.fs, this.root, path);
-    if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
-    const now = nowTimespec();
-    const ino = createInode(this.fs, this.root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
-    linkInode(this.fs, this.root, r.dir, r.name, ino);
-    this.touch(r.dir);
-    return ino;
+    return createNode(this.fs, this.root, path, mode, rdev);
   }
 
   mkfile(c: T.CreateCmd): void { this.create(c.path, S_IFREG | 0o600); }
@@ -140,87 +135,28 @@ export class ImageReceiver implements Receiver {
   mkfifo(c: T.CreateCmd): void { this.create(c.path, S_IFIFO | 0o600); }
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
   symlink(c: T.SymlinkCmd): void {
-    if (c.pathLink.length === 0 || c.pathLink.includes(0)) throw new ReceiveError('bad-symlink', 'symlink target is empty or contains NUL');
-    // symlink(2) takes at most PATH_MAX bytes with the NUL: longer ones fail btrfs check (inline extent
-    // too large) and the kernel reads them cut at 4096 bytes
-    if (c.pathLink.length >= 4096) throw new ReceiveError('bad-symlink', `symlink target of ${c.pathLink.length} bytes (at most 4095)`);
-    const ino = this.create(c.path, S_IFLNK | 0o777);
-    // a symlink's target is always one uncompressed inline extent (the kernel's btrfs_symlink); it is
-    // stored, never followed
-    writeInlineExtent(this.fs, this.root, ino, c.pathLink);
-    updateInode(this.fs, this.root, ino, { size: BigInt(c.pathLink.length) });
+    this.writer.flush();
+    createSymlink(this.fs, this.root, c.path, c.pathLink);
   }
 
   rename(c: T.RenameCmd): void {
     this.writer.flush();
-    const fs = this.fs;
-    const root = this.root;
-    const from = resolveExisting(fs, root, c.path, 'rename source');
-    if (from.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rename-root', 'cannot rename the subvolume root');
-    const to = resolvePath(fs, root, c.pathTo, 'rename destination');
-    const fromIsDir = isDirMode(from.inode.mode);
-    if (fromIsDir && isAncestor(fs, root, from.ino, to.dir)) {
-      throw new ReceiveError('rename-into-self', 'cannot move a directory into itself');
-    }
-    if (to.ino !== undefined) {
-      if (to.ino === from.ino) return;
-      const toIsDir = isDirMode(to.inode!.mode);
-      if (toIsDir !== fromIsDir) throw new ReceiveError('rename-type-mismatch', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
-      if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('dir-not-empty', 'rename over a non-empty directory');
-      this.removeName(to.dir, to.name, to.ino);
-    }
-    unlinkEntry(fs, root, from.dir, from.name);
-    linkInode(fs, root, to.dir, to.name, from.ino);
-    this.touch(from.dir);
-    this.touch(to.dir);
-    this.touch(from.ino, false);
-  }
-
-  /**
-   * What the kernel does to a directory whose entries change (and to an inode whose links change): its
-   * times become "now". The sender follows with UTIMES for every directory it changed, but not for the
-   * top directory when only orphan names passed through it — there the kernel's result shows the receive
-   * time too.
-   */
-  private touch(ino: bigint, dir = true): void {
-    const now = nowTimespec();
-    updateInode(this.fs, this.root, ino, dir ? { mtime: now, ctime: now } : { ctime: now });
-  }
-
-  private removeName(dir: bigint, name: Uint8Array, ino: bigint): void {
-    unlinkEntry(this.fs, this.root, dir, name);
-    this.touch(dir);
-    const left = getInode(this.fs, this.root, ino);
-    if (left && (left.nlink === 0 || isDirMode(left.mode))) deleteInode(this.fs, this.root, ino);
+    renameNode(this.fs, this.root, c.path, c.pathTo);
   }
 
   link(c: T.LinkCmd): void {
     this.writer.flush();
-    const target = resolveExisting(this.fs, this.root, c.pathLink, 'link target');
-    if (isDirMode(target.inode.mode)) throw new ReceiveError('link-to-dir', 'hard link to a directory');
-    // BTRFS_LINK_MAX: the kernel says EMLINK; it also bounds the work one inode's names can cost
-    if (target.inode.nlink >= 65535) throw new ReceiveError('too-many-links', `link target already has ${target.inode.nlink} links (at most 65535)`);
-    const r = resolvePath(this.fs, this.root, c.path);
-    if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
-    linkInode(this.fs, this.root, r.dir, r.name, target.ino);
-    this.touch(r.dir);
-    this.touch(target.ino, false);
+    linkNode(this.fs, this.root, c.path, c.pathLink);
   }
 
   unlink(c: T.UnlinkCmd): void {
     this.writer.flush();
-    const r = resolveExisting(this.fs, this.root, c.path);
-    if (isDirMode(r.inode.mode)) throw new ReceiveError('is-a-dir', 'UNLINK of a directory');
-    this.removeName(r.dir, r.name, r.ino);
+    removeNode(this.fs, this.root, c.path, 'unlink');
   }
 
   rmdir(c: T.UnlinkCmd): void {
     this.writer.flush();
-    const r = resolveExisting(this.fs, this.root, c.path);
-    if (!isDirMode(r.inode.mode)) throw new ReceiveError('not-a-dir', 'RMDIR of a non-directory');
-    if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rmdir-root', 'cannot remove the subvolume root');
-    if (!dirIsEmpty(this.fs, this.root, r.ino)) throw new ReceiveError('dir-not-empty', 'RMDIR of a non-empty directory');
-    this.removeName(r.dir, r.name, r.ino);
+    removeNode(this.fs, this.root, c.path, 'rmdir');
   }
 
   private file(path: Uint8Array, what = 'path'): { ino: bigint; size: bigint } {
@@ -313,29 +249,9 @@ export class ImageReceiver implements Receiver {
   encodedWrite(c: T.EncodedWriteCmd): void {
     checkFileRange('encoded write', c.fileOffset, c.unencodedFileLen);
     const f = this.file(c.path);
-    this.writer.flush();
-    const d = planEncodedWrite(c, { sectorsize: this.fs.sectorsize, iSize: getInode(this.fs, this.root, f.ino)!.size, forceDecompress: this.opts.forceDecompress ?? false });
-    const recompress = d.action === 'decompress' && this.opts.compress !== undefined;
-    this.report.addEncoded({
-      offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, codec: codecName(d.diskType),
-      encodedLen: c.data.length, fileLen: c.unencodedFileLen, action: recompress ? 'recompress' : d.action, reasons: d.reasons,
-    });
-    const uoff = Number(c.unencodedOffset);
-    const flen = Number(c.unencodedFileLen);
-    if (d.action === 'pass-through' && !this.opts.checkExtents) {
-      this.writer.passThrough(this.root, f.ino, c.fileOffset, { data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false });
-      return;
-    }
-    const plain = d.diskType === undefined
-      ? c.data
-      : decodeEncodedData(d.diskType, c.data, c.unencodedLen, uoff + flen, d.lzoSectorSize ?? this.fs.sectorsize);
-    if (plain.length < uoff + flen) throw new ReceiveError('encoded-short', `encoded data holds ${plain.length} bytes, the write needs ${uoff + flen}`);
-    if (d.action === 'pass-through') {
-      this.writer.passThrough(this.root, f.ino, c.fileOffset, { data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false });
-    } else {
-      this.writer.write(this.root, f.ino, c.fileOffset, plain.subarray(uoff, uoff + flen));
-    }
+    applyEncodedWrite({ fs: this.fs, writer: this.writer, report: this.report, root: this.root, ino: f.ino, opts: this.opts }, c);
   }
+
 
   async end(): Promise<void> {
     await this.finishSubvol();
@@ -347,26 +263,6 @@ export class ImageReceiver implements Receiver {
   }
 }
 
-function resolvePathParts(path: Uint8Array): Uint8Array {
-  if (path.length === 0 || path.includes(0x2f) || path.includes(0) || (path.length <= 2 && path.every((b) => b === 0x2e))) {
-    throw new ReceiveError('bad-subvol-name', `subvolume name ${escapePath(path)} is not a single path component`);
-  }
-  if (path.length > 255) throw new ReceiveError('name-too-long', 'subvolume name over 255 bytes');
-  return path;
-}
-
-/** Stream RDEV is userspace dev_t (new_encode_dev); btrfs stores the kernel's MKDEV(major, minor). */
-export function kernelDev(dev: bigint): bigint {
-  const d = BigInt.asUintN(32, dev);
-  const major = (d & 0xfff00n) >> 8n;
-  const minor = (d & 0xffn) | ((d >> 12n) & 0xfff00n);
-  return (major << 20n) | minor;
-}
-
 function ts(t: T.Timespec): BtrfsTimespec {
   return { sec: t.sec, nsec: t.nsec };
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

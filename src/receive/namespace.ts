@@ -101,3 +101,11 @@ export function isAncestor(fs: Filesystem, root: bigint, anc: bigint, ino: bigin
 function show(parts: Uint8Array[]): string {
   return JSON.stringify(parts.map((p) => Buffer.from(p).toString('latin1')).join('/'));
 }
+
+/** Stream RDEV is userspace dev_t (new_encode_dev); btrfs stores the kernel's MKDEV(major, minor). */
+export function kernelDev(dev: bigint): bigint {
+  const d = BigInt.asUintN(32, dev);
+  const major = (d & 0xfff00n) >> 8n;
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xfff00n);
+  return (major << 20n) | minor;
+}

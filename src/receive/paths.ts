@@ -1,3 +1,4 @@
+import { escapePath } from '../dump/escape.js';
 import { ReceiveError } from '../errors.js';
 
 const NAME_MAX = 255;
@@ -32,4 +33,13 @@ export function splitStreamPath(path: Uint8Array, what = 'path'): Uint8Array[] {
     parts.push(part);
   }
   return parts;
+}
+
+/** A SUBVOL/SNAPSHOT name: one path component, like the kernel's subvolume names. */
+export function subvolumeName(path: Uint8Array): Uint8Array {
+  if (path.length === 0 || path.includes(0x2f) || path.includes(0) || (path.length <= 2 && path.every((b) => b === 0x2e))) {
+    throw new ReceiveError('bad-subvol-name', `subvolume name ${escapePath(path)} is not a single path component`);
+  }
+  if (path.length > 255) throw new ReceiveError('name-too-long', 'subvolume name over 255 bytes');
+  return path;
 }

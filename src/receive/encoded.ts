@@ -1,0 +1,51 @@
+import { decodeEncodedData } from './limits.js';
+import { ReceiveError } from '../errors.js';
+import type { Filesystem } from '../image/write/filesystem.js';
+import { getInode } from '../image/write/inode.js';
+import type { PlanReport } from '../plan/report.js';
+import { codecName, planEncodedWrite } from '../plan/rules.js';
+import { escapePath } from '../dump/escape.js';
+import type { EncodedWriteCmd } from '../stream/types.js';
+import type { FileWriter } from './file-write.js';
+import type { ImageReceiverOptions } from './image-receiver.js';
+
+export interface EncodedContext {
+  fs: Filesystem;
+  writer: FileWriter;
+  report: PlanReport;
+  root: bigint;
+  ino: bigint;
+  opts: Pick<ImageReceiverOptions, 'forceDecompress' | 'compress' | 'checkExtents'>;
+}
+
+/**
+ * One ENCODED_WRITE: the planner decides; pass-through stores the compressed bytes as an extent, anything
+ * else is decoded (as btrfs receive's fallback does) and written as plain data — recompressed by the writer
+ * when `--compress` is on. With `--check-extents` a passed-through extent is decoded first, to refuse data
+ * that would not read back.
+ */
+export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
+  const { fs, writer, root, ino, opts } = x;
+  writer.flush();
+  const d = planEncodedWrite(c, { sectorsize: fs.sectorsize, iSize: getInode(fs, root, ino)!.size, forceDecompress: opts.forceDecompress ?? false });
+  const recompress = d.action === 'decompress' && opts.compress !== undefined;
+  x.report.addEncoded({
+    offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, codec: codecName(d.diskType),
+    encodedLen: c.data.length, fileLen: c.unencodedFileLen, action: recompress ? 'recompress' : d.action, reasons: d.reasons,
+  });
+  const passThrough = () => writer.passThrough(root, ino, c.fileOffset, {
+    data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false,
+  });
+  if (d.action === 'pass-through' && !opts.checkExtents) {
+    passThrough();
+    return;
+  }
+  const uoff = Number(c.unencodedOffset);
+  const flen = Number(c.unencodedFileLen);
+  const plain = d.diskType === undefined
+    ? c.data
+    : decodeEncodedData(d.diskType, c.data, c.unencodedLen, uoff + flen, d.lzoSectorSize ?? fs.sectorsize);
+  if (plain.length < uoff + flen) throw new ReceiveError('encoded-short', `encoded data holds ${plain.length} bytes, the write needs ${uoff + flen}`);
+  if (d.action === 'pass-through') passThrough();
+  else writer.write(root, ino, c.fileOffset, plain.subarray(uoff, uoff + flen));
+}

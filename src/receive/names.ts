@@ -1,0 +1,100 @@
+import { ReceiveError } from '../errors.js';
+import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs/constants.js';
+import { nowTimespec } from '../image/write/create.js';
+import { writeInlineExtent } from '../image/write/file-data.js';
+import type { Filesystem } from '../image/write/filesystem.js';
+import { createInode, getInode, linkInode, unlinkEntry, updateInode } from '../image/write/inode.js';
+import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK } from './namespace.js';
+
+/**
+ * The namespace commands (MK*, SYMLINK, RENAME, LINK, UNLINK, RMDIR) with the kernel's rules: what may
+ * replace what, what may not move where, when an inode goes away, and which times change.
+ */
+
+/** A new inode named `path`, created the way btrfs receive's syscalls create it (times "now"). */
+export function createNode(fs: Filesystem, root: bigint, path: Uint8Array, mode: number, rdev = 0n): bigint {
+  const r = resolvePath(fs, root, path);
+  if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
+  const now = nowTimespec();
+  const ino = createInode(fs, root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
+  linkInode(fs, root, r.dir, r.name, ino);
+  touch(fs, root, r.dir);
+  return ino;
+}
+
+export function createSymlink(fs: Filesystem, root: bigint, path: Uint8Array, target: Uint8Array): void {
+  if (target.length === 0 || target.includes(0)) throw new ReceiveError('bad-symlink', 'symlink target is empty or contains NUL');
+  // symlink(2) takes at most PATH_MAX bytes with the NUL: longer ones fail btrfs check (inline extent
+  // too large) and the kernel reads them cut at 4096 bytes
+  if (target.length >= 4096) throw new ReceiveError('bad-symlink', `symlink target of ${target.length} bytes (at most 4095)`);
+  const ino = createNode(fs, root, path, S_IFLNK | 0o777);
+  // a symlink's target is always one uncompressed inline extent (the kernel's btrfs_symlink); it is
+  // stored, never followed
+  writeInlineExtent(fs, root, ino, target);
+  updateInode(fs, root, ino, { size: BigInt(target.length) });
+}
+
+export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, toPath: Uint8Array): void {
+  const from = resolveExisting(fs, root, fromPath, 'rename source');
+  if (from.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rename-root', 'cannot rename the subvolume root');
+  const to = resolvePath(fs, root, toPath, 'rename destination');
+  const fromIsDir = isDirMode(from.inode.mode);
+  if (fromIsDir && isAncestor(fs, root, from.ino, to.dir)) {
+    throw new ReceiveError('rename-into-self', 'cannot move a directory into itself');
+  }
+  if (to.ino !== undefined) {
+    if (to.ino === from.ino) return;
+    const toIsDir = isDirMode(to.inode!.mode);
+    if (toIsDir !== fromIsDir) throw new ReceiveError('rename-type-mismatch', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
+    if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('dir-not-empty', 'rename over a non-empty directory');
+    removeName(fs, root, to.dir, to.name, to.ino);
+  }
+  unlinkEntry(fs, root, from.dir, from.name);
+  linkInode(fs, root, to.dir, to.name, from.ino);
+  touch(fs, root, from.dir);
+  touch(fs, root, to.dir);
+  touch(fs, root, from.ino, false);
+}
+
+export function linkNode(fs: Filesystem, root: bigint, path: Uint8Array, targetPath: Uint8Array): void {
+  const target = resolveExisting(fs, root, targetPath, 'link target');
+  if (isDirMode(target.inode.mode)) throw new ReceiveError('link-to-dir', 'hard link to a directory');
+  // BTRFS_LINK_MAX: the kernel says EMLINK; it also bounds the work one inode's names can cost
+  if (target.inode.nlink >= 65535) throw new ReceiveError('too-many-links', `link target already has ${target.inode.nlink} links (at most 65535)`);
+  const r = resolvePath(fs, root, path);
+  if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
+  linkInode(fs, root, r.dir, r.name, target.ino);
+  touch(fs, root, r.dir);
+  touch(fs, root, target.ino, false);
+}
+
+export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 'unlink' | 'rmdir'): void {
+  const r = resolveExisting(fs, root, path);
+  const dir = isDirMode(r.inode.mode);
+  if (how === 'unlink' && dir) throw new ReceiveError('is-a-dir', 'UNLINK of a directory');
+  if (how === 'rmdir') {
+    if (!dir) throw new ReceiveError('not-a-dir', 'RMDIR of a non-directory');
+    if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rmdir-root', 'cannot remove the subvolume root');
+    if (!dirIsEmpty(fs, root, r.ino)) throw new ReceiveError('dir-not-empty', 'RMDIR of a non-empty directory');
+  }
+  removeName(fs, root, r.dir, r.name, r.ino);
+}
+
+/** Drops one name; the inode goes with its last name (a directory with its only one). */
+function removeName(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array, ino: bigint): void {
+  unlinkEntry(fs, root, dir, name);
+  touch(fs, root, dir);
+  const left = getInode(fs, root, ino);
+  if (left && (left.nlink === 0 || isDirMode(left.mode))) deleteInode(fs, root, ino);
+}
+
+/**
+ * What the kernel does to a directory whose entries change (and to an inode whose links change): its
+ * times become "now". The sender follows with UTIMES for every directory it changed, but not for the
+ * top directory when only orphan names passed through it — there the kernel's result shows the receive
+ * time too.
+ */
+function touch(fs: Filesystem, root: bigint, ino: bigint, dir = true): void {
+  const now = nowTimespec();
+  updateInode(fs, root, ino, dir ? { mtime: now, ctime: now } : { ctime: now });
+}
