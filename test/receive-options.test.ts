@@ -98,6 +98,23 @@ describe('refusals name the command and leave the model uncommitted', () => {
   });
 });
 
+describe('owner changes', () => {
+  it('CHOWN with -1 (0xffffffff) leaves that id unchanged, as lchown(2) does', async () => {
+    const dev = new MemoryDevice(256n << 20n);
+    const fs = createFilesystem(dev, { growable: true });
+    await receiveStreams([encodeAll(1, [
+      { cmd: C.BTRFS_SEND_C_SUBVOL, path: b('v'), uuid: uuid(7), ctransid: 1n },
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: b('f'), ino: 257n },
+      { cmd: C.BTRFS_SEND_C_CHOWN, path: b('f'), uid: 1000n, gid: 1000n },
+      { cmd: C.BTRFS_SEND_C_CHOWN, path: b('f'), uid: 0xffffffffn, gid: 5n },
+      { cmd: C.BTRFS_SEND_C_END },
+    ])], fs);
+    const img = await BtrfsImage.open(fromBlockDevice(dev));
+    const st = await img.stat(await img.resolve('v/f'));
+    expect([st.uid, st.gid]).toEqual([1000, 5]);
+  });
+});
+
 describe('receive CLI: --json summary and --dest', () => {
   const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-recv-cli-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

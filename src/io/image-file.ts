@@ -62,7 +62,8 @@ export class FileDevice implements BlockDevice {
       try {
         done += fs.writeSync(this.fd, bytes, done, bytes.length - done, Number(offset) + done);
       } catch (err) {
-        throw new ImageError('IMAGE_WRITE', `write to ${this.path} failed: ${(err as Error).message}`, { offset, cause: err });
+        // the image position goes into the message: the error's offset field means a stream offset to the CLI
+        throw new ImageError('IMAGE_WRITE', `write of ${bytes.length} bytes at image offset ${offset} of ${this.path} failed: ${(err as Error).message}`, { cause: err });
       }
     }
     const end = offset + BigInt(bytes.length);

@@ -214,7 +214,11 @@ export class ImageReceiver implements Receiver {
 
   chown(c: T.ChownCmd): void {
     if (c.uid > 0xffffffffn || c.gid > 0xffffffffn) throw new ReceiveError('bad-owner', `uid ${c.uid} / gid ${c.gid} do not fit 32 bits`);
-    updateInode(this.fs, this.root, this.attrsOf(c.path), { uid: Number(c.uid), gid: Number(c.gid) });
+    // chown(2) with -1 leaves that id as it is, which is what btrfs receive's lchown call does
+    const patch: { uid?: number; gid?: number } = {};
+    if (c.uid !== 0xffffffffn) patch.uid = Number(c.uid);
+    if (c.gid !== 0xffffffffn) patch.gid = Number(c.gid);
+    updateInode(this.fs, this.root, this.attrsOf(c.path), patch);
   }
 
   utimes(c: T.UtimesCmd): void {
