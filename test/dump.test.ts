@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -110,5 +111,14 @@ describe('dump details', () => {
     const { out, error } = await ourDump(encodeAll(3, allCommands(3)));
     expect(error).toBeUndefined();
     expect(out.toString('latin1')).toMatch(/\nenable_verity +\.\/vol\/x{255} algorithm=1 block_size=4096 salt_len=4 sig_len=0\n/);
+  });
+});
+
+describe('dump as a filter', () => {
+  it('a reader that stops early (`| head -1`) ends the dump quietly', () => {
+    const bin = join(__dirname, '..', 'bin', 'btrfs-ts.js');
+    const r = spawnSync('sh', ['-c', `node ${bin} dump -f ${join(STREAMS_DIR, 'full-v1.stream')} | head -1`], { encoding: 'utf8' });
+    expect(r.stdout.split('\n')[0]).toMatch(/^subvol +\.\/full /);
+    expect(r.stderr).toBe('');
   });
 });
