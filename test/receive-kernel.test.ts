@@ -142,6 +142,40 @@ describe.skipIf(!!why)('mixed chains and foreign images', () => {
     expect(checkProblems(chk.output), chk.output).toEqual([]);
   });
 
+  it('receiving into a kernel-written image with snapshots (shared tree blocks) and reflinks keeps every reference count right', async () => {
+    const image = join(work, 'kernel-snap.img');
+    execFileSync('truncate', ['-s', '1G', image]);
+    execFileSync('mkfs.btrfs', ['-q', image]);
+    const m = mount(image, 'compress=zstd');
+    try {
+      execFileSync('sh', ['-c', [
+        `btrfs -q subvolume create ${m.dir}/vol`,
+        `for i in $(seq 1 1500); do echo "file $i $(seq 1 $((i % 40)))" > ${m.dir}/vol/f$i; done`,
+        `head -c 3000000 /dev/urandom > ${m.dir}/vol/big && cp --reflink ${m.dir}/vol/big ${m.dir}/vol/big2`,
+        `btrfs -q subvolume snapshot ${m.dir}/vol ${m.dir}/snap && btrfs -q subvolume snapshot -r ${m.dir}/vol ${m.dir}/snapro`,
+        `echo changed > ${m.dir}/vol/f1 && rm ${m.dir}/snap/f2 && sync`,
+      ].join(' && ')]);
+    } finally {
+      m.umount();
+    }
+    // the kernel's snapshot shares tree blocks: the references of big's extent are partly implicit
+    const r = receive(image, 'full-v1');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const chk = btrfsCheck(image);
+    expect(checkProblems(chk.output), chk.output).toEqual([]);
+    const m2 = mount(image, 'rw');
+    try {
+      expect(await manifestOf(join(m2.dir, 'full'))).toEqual(readFileSync(join(STREAMS_DIR, 'full-v1.manifest'), 'utf8').trimEnd().split('\n'));
+      expect(readFileSync(join(m2.dir, 'vol', 'f1'), 'utf8')).toBe('changed\n');
+      execFileSync('sh', ['-c', `rm -rf ${m2.dir}/snap ${m2.dir}/vol/big && btrfs -q subvolume delete ${m2.dir}/snapro && sync`]);
+    } finally {
+      m2.umount();
+    }
+    const chk2 = btrfsCheck(image);
+    expect(checkProblems(chk2.output), chk2.output).toEqual([]);
+  });
+
   it('--dest receives under a directory; a second receive of the same subvolume is refused and changes nothing', async () => {
     const image = join(work, 'dest.img');
     expect(receive(image, 'sample').status).toBe(0);
