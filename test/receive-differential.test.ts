@@ -50,9 +50,12 @@ function maskRootTime(lines: string[]): string[] {
 function compsize(dir: string): string {
   execFileSync('sync', ['-f', dir]);
   const r = spawnSync('compsize', ['-x', dir], { encoding: 'utf8' });
-  // The per-type table (bytes on disk, uncompressed, referenced) must match. The extent count line does
-  // not: how plain writes are cut into extents depends on the kernel's writeback timing.
-  return (r.stdout + r.stderr).split('\n').filter((l) => !l.startsWith('Processed')).join('\n');
+  // Compressed extents come from the stream as they are: their rows (disk usage, uncompressed,
+  // referenced) must match exactly. Plain data is cut into extents by writeback — the kernel merges dirty
+  // pages across commands and files until it writes them back — so for the `none` and `TOTAL` rows only the
+  // referenced bytes (what the files hold) are compared, not the disk usage or the extent count.
+  const out = (r.stdout + r.stderr).split('\n').filter((l) => !l.startsWith('Processed'));
+  return out.map((l) => (/^(none|TOTAL)\s/.test(l) ? l.split(/\s+/).filter((w, i) => i === 0 || i === 4).join(' ') : l)).join('\n');
 }
 
 describe.skipIf(!!why)('kernel-sent random trees: btrfs-ts receive ≡ kernel receive', () => {
@@ -71,40 +74,56 @@ describe.skipIf(!!why)('kernel-sent random trees: btrfs-ts receive ≡ kernel re
         sh('mkfs.btrfs', ['-q', img]);
       }
       const src = mount(srcImg, compress ? `compress-force=${compress}` : 'rw');
-      const streams: string[] = [];
+      // streams in receive order, with the snapshot each one creates
+      const streams: { file: string; sub: string }[] = [];
       try {
-        sh('btrfs', ['subvolume', 'create', join(src.dir, 'vol')]);
-        mutateTree(join(src.dir, 'vol'), seed, 150);
-        sh('btrfs', ['subvolume', 'snapshot', '-r', join(src.dir, 'vol'), join(src.dir, 's1')]);
-        mutateTree(join(src.dir, 'vol'), seed + 1000, 100);
-        sh('btrfs', ['subvolume', 'snapshot', '-r', join(src.dir, 'vol'), join(src.dir, 's2')]);
+        const v = join(src.dir, 'vol');
+        const snap = (name: string) => sh('btrfs', ['subvolume', 'snapshot', '-r', v, join(src.dir, name)]);
+        sh('btrfs', ['subvolume', 'create', v]);
+        sh('btrfs', ['subvolume', 'create', join(src.dir, 'other')]);
+        mutateTree(join(src.dir, 'other'), seed + 5000, 40);
+        sh('btrfs', ['subvolume', 'snapshot', '-r', join(src.dir, 'other'), join(src.dir, 'o1')]);
+        mutateTree(v, seed, 150);
+        snap('s1');
+        mutateTree(v, seed + 1000, 100);
+        snap('s2');
+        // a third generation that also reflinks files of another subvolume: sent with -c clone sources
+        mutateTree(v, seed + 2000, 60);
+        sh('sh', ['-c', `for f in $(find ${join(src.dir, 'o1')} -maxdepth 1 -type f | head -3); do cp --reflink=always "$f" ${v}/from-other-$(basename "$f" | tr -dc a-z0-9); done; true`]);
+        snap('s3');
         const extra = proto === '2' ? ['--proto', '2', '--compressed-data'] : ['--proto', '1'];
-        streams.push(join(dir, 'full.stream'), join(dir, 'incr.stream'));
-        sh('btrfs', ['send', '-q', ...extra, '-f', streams[0]!, join(src.dir, 's1')]);
-        sh('btrfs', ['send', '-q', ...extra, '-p', join(src.dir, 's1'), '-f', streams[1]!, join(src.dir, 's2')]);
+        const send = (sub: string, ...args: string[]) => {
+          const file = join(dir, `${sub}.stream`);
+          sh('btrfs', ['send', '-q', ...extra, ...args, '-f', file, join(src.dir, sub)]);
+          streams.push({ file, sub });
+        };
+        send('o1');
+        send('s1');
+        send('s2', '-p', join(src.dir, 's1'));
+        send('s3', '-p', join(src.dir, 's2'), '-c', join(src.dir, 'o1'), '-c', join(src.dir, 's1'));
       } finally {
         src.umount();
       }
       const ref = mount(refImg);
       const want: Record<string, { manifest: string[]; compsize: string }> = {};
       try {
-        for (const s of streams) sh('btrfs', ['receive', '-q', '-f', s, ref.dir]);
-        for (const sub of ['s1', 's2']) want[sub] = { manifest: await manifestOf(join(ref.dir, sub)), compsize: compsize(join(ref.dir, sub)) };
+        for (const s of streams) sh('btrfs', ['receive', '-q', '-f', s.file, ref.dir]);
+        for (const { sub } of streams) want[sub] = { manifest: await manifestOf(join(ref.dir, sub)), compsize: compsize(join(ref.dir, sub)) };
       } finally {
         ref.umount();
       }
       for (const s of streams) {
-        const rr = spawnSync('node', [BIN, 'receive', '-q', '-f', s, ourImg], { encoding: 'utf8' });
-        expect(rr.stderr, `receive ${s} (compress=${compress || 'none'}, proto ${proto})`).toBe('');
+        const rr = spawnSync('node', [BIN, 'receive', '-q', '-f', s.file, ourImg], { encoding: 'utf8' });
+        expect(rr.stderr, `receive ${s.sub} (compress=${compress || 'none'}, proto ${proto})`).toBe('');
         expect(rr.status).toBe(0);
       }
       const chk = btrfsCheck(ourImg);
       expect(checkProblems(chk.output), chk.output).toEqual([]);
       const ours = mount(ourImg, 'ro');
       try {
-        const mask = await rootTimeIsReceiveTime(streams[1]!);
-        for (const sub of ['s1', 's2']) {
-          const fix = sub === 's2' && mask ? maskRootTime : (x: string[]) => x;
+        for (const { file, sub } of streams) {
+          const incremental = sub === 's2' || sub === 's3';
+          const fix = incremental && (await rootTimeIsReceiveTime(file)) ? maskRootTime : (x: string[]) => x;
           expect(fix(await manifestOf(join(ours.dir, sub))), `${sub} (compress=${compress || 'none'}, proto ${proto})`).toEqual(fix(want[sub]!.manifest));
           expect(compsize(join(ours.dir, sub)), `${sub} compsize`).toBe(want[sub]!.compsize);
         }

@@ -20,7 +20,8 @@ export function cloneRange(
   dst: { root: bigint; ino: bigint; offset: bigint },
   len: bigint,
 ): void {
-  writer.flush();
+  writer.flushFile(src.root, src.ino);
+  writer.flushFile(dst.root, dst.ino);
   const ss = BigInt(fs.sectorsize);
   const srcInode = getInode(fs, src.root, src.ino)!;
   if (src.offset + len > srcInode.size) {
@@ -80,7 +81,7 @@ function copyRange(fs: Filesystem, writer: FileWriter, src: { root: bigint; ino:
       if (sameFile) held.push([o + shift, bytes]);
       else {
         writer.write(dst.root, dst.ino, o + shift, bytes);
-        writer.flush();
+        writer.flushFile(dst.root, dst.ino);
       }
     }
   }
@@ -92,7 +93,7 @@ function copyRange(fs: Filesystem, writer: FileWriter, src: { root: bigint; ino:
   }
   for (const [at, bytes] of held) {
     writer.write(dst.root, dst.ino, at, bytes);
-    writer.flush();
+    writer.flushFile(dst.root, dst.ino);
   }
   if (dst.offset + len > getInode(fs, dst.root, dst.ino)!.size) writer.truncate(dst.root, dst.ino, dst.offset + len);
 }

@@ -26,7 +26,7 @@ export interface EncodedContext {
  */
 export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
   const { fs, writer, root, ino, opts } = x;
-  writer.flush();
+  writer.flushFile(root, ino);
   const d = planEncodedWrite(c, { sectorsize: fs.sectorsize, iSize: getInode(fs, root, ino)!.size, forceDecompress: opts.forceDecompress ?? false });
   const recompress = d.action === 'decompress' && opts.compress !== undefined;
   x.report.addEncoded({

@@ -18,37 +18,82 @@ interface Pending {
 }
 
 /**
- * Turns file writes into extents. Consecutive writes to one file are gathered (the kernel sends 48 KiB
- * or 128 KiB pieces) so that extents come out large, then written sector-aligned: partial sectors at the
- * edges are completed from the file's current content (read-modify-write), tails past EOF are zero-padded,
- * whole small files become inline extents. Callers must `flush()` before anything else looks at the file.
+ * Turns file writes into extents. Writes are gathered per file, as the kernel's page cache keeps them
+ * dirty until writeback: contiguous writes to a file become one extent even when commands for other files
+ * or its attributes come in between (the kernel's receive gets the same extents that way). Gathered data
+ * is written sector-aligned: partial sectors at the edges are completed from the file's current content
+ * (read-modify-write), tails past EOF are zero-padded, whole small files become inline extents.
+ * Anything that reads or changes a file's extents must `flushFile` it first (or `flush` everything).
  */
 export class FileWriter extends ExtentWriter {
-  private pending: Pending | undefined;
+  /** Per file, in the order gathering started (the oldest is written first when memory runs short). */
+  private readonly pending = new Map<string, Pending>();
+  private pendingBytes = 0;
   private readonly maxBuffer: number;
+  private readonly maxPending: number;
   private scratch = new Uint8Array(0);
 
   constructor(fs: Filesystem, opts: WriterOptions = {}) {
     super(fs, opts);
     this.maxBuffer = opts.maxBuffer ?? 8 << 20;
+    this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 64 << 20);
   }
 
   write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array): void {
     if (data.length === 0) return;
-    const p = this.pending;
-    if (p && p.root === root && p.ino === ino && p.start + BigInt(p.len) === offset && p.len + data.length <= this.maxBuffer) {
-      p.parts.push(data);
-      p.len += data.length;
-      return;
+    const key = `${root}:${ino}`;
+    const p = this.pending.get(key);
+    // held data is copied: a view would keep the parser's whole input chunk alive for as long
+    const held = data.slice();
+    const fits = p !== undefined && p.len + data.length <= this.maxBuffer;
+    if (fits && p.start + BigInt(p.len) === offset) {
+      p.parts.push(held);
+      p.len += held.length;
+    } else if (fits && offset + BigInt(data.length) === p.start) {
+      // dirty pages merge whichever side they touch: a write just before the gathered range joins it
+      p.parts.unshift(held);
+      p.start = offset;
+      p.len += held.length;
+    } else {
+      if (p) this.flushPending(key, p);
+      this.pending.set(key, { root, ino, start: offset, parts: [held], len: held.length });
     }
-    this.flush();
-    this.pending = { root, ino, start: offset, parts: [data], len: data.length };
+    this.pendingBytes += held.length;
+    while (this.pendingBytes > this.maxPending) {
+      const [k, oldest] = this.pending.entries().next().value as [string, Pending];
+      this.flushPending(k, oldest);
+    }
   }
 
+  /** Writes out everything gathered (before a commit, and before whole-subvolume operations). */
   flush(): void {
-    const p = this.pending;
-    if (!p) return;
-    this.pending = undefined;
+    for (const [k, p] of [...this.pending]) this.flushPending(k, p);
+  }
+
+  /** Writes out what is gathered for one file. */
+  flushFile(root: bigint, ino: bigint): void {
+    const key = `${root}:${ino}`;
+    const p = this.pending.get(key);
+    if (p) this.flushPending(key, p);
+  }
+
+  /** Forgets what is gathered for a file that is being deleted. */
+  discardFile(root: bigint, ino: bigint): void {
+    const key = `${root}:${ino}`;
+    const p = this.pending.get(key);
+    if (p) {
+      this.pending.delete(key);
+      this.pendingBytes -= p.len;
+    }
+  }
+
+  private pendingOf(root: bigint, ino: bigint): Pending | undefined {
+    return this.pending.get(`${root}:${ino}`);
+  }
+
+  private flushPending(key: string, p: Pending): void {
+    this.pending.delete(key);
+    this.pendingBytes -= p.len;
     if (p.parts.length === 1) {
       this.writeNow(p.root, p.ino, p.start, p.parts[0]!);
       return;
@@ -111,7 +156,7 @@ export class FileWriter extends ExtentWriter {
    * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
    */
   passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean }): void {
-    this.flush();
+    this.flushFile(root, ino);
     const fs = this.fs;
     const inode = getInode(fs, root, ino)!;
     const end = offset + x.fileLen;
@@ -142,7 +187,7 @@ export class FileWriter extends ExtentWriter {
 
   /** Zeros [start, end) of the file without changing its size (punch hole). */
   zeroRange(root: bigint, ino: bigint, start: bigint, end: bigint): void {
-    this.flush();
+    this.flushFile(root, ino);
     const fs = this.fs;
     // past EOF nothing needs zeroing: like btrfs_punch_hole, stop at EOF rounded up to the sector
     const limit = alignUp(getInode(fs, root, ino)!.size, this.ss);
@@ -194,30 +239,44 @@ export class FileWriter extends ExtentWriter {
    * up with one extent and no orphaned tail sector — so do we.
    */
   truncate(root: bigint, ino: bigint, size: bigint): void {
-    const p = this.pending;
+    const p = this.pendingOf(root, ino);
     let pendingCoversTail = false;
-    if (p && p.root === root && p.ino === ino) {
+    if (p) {
       if (size <= p.start) {
-        this.pending = undefined;
+        this.discardFile(root, ino);
       } else {
         if (size < p.start + BigInt(p.len)) {
           const keep = Number(size - p.start);
           const whole = p.parts.length === 1 ? p.parts[0]! : concat(p.parts, p.len);
           p.parts = [whole.subarray(0, keep)];
+          this.pendingBytes -= p.len - keep;
           p.len = keep;
         }
         pendingCoversTail = p.start <= size - (size % this.ss);
       }
-    } else {
-      this.flush();
     }
     const fs = this.fs;
     const isize = getInode(fs, root, ino)!.size;
-    if (size < isize && this.pending && pendingCoversTail) {
+    const q = this.pendingOf(root, ino);
+    if (size < isize && q && pendingCoversTail) {
       // the gathered write will rewrite the last sector; only extents past it must go
       dropFileExtents(fs, root, ino, alignUp(size, this.ss), U64_MAX);
+      // btrfs_truncate writes back the dirty pages from the new EOF's block on before cutting: that
+      // block becomes an extent of its own, the rest of the gathered range stays gathered
+      const eofBlock = size - (size % this.ss);
+      if (size % this.ss !== 0n && q.start < eofBlock && q.start + BigInt(q.len) > eofBlock) {
+        const whole = q.parts.length === 1 ? q.parts[0]! : concat(q.parts, q.len);
+        const cut = Number(eofBlock - q.start);
+        const tail = whole.slice(cut);
+        q.parts = [whole.subarray(0, cut)];
+        q.len = cut;
+        this.pendingBytes -= tail.length;
+        updateInode(fs, root, ino, { size });
+        this.writeNow(root, ino, eofBlock, tail);
+        return;
+      }
     } else if (size < isize) {
-      this.flush();
+      this.flushFile(root, ino);
       const inl = inlineExtent(fs, root, ino);
       if (inl) {
         const keep = readRange(fs, root, ino, 0n, Number(size < inl.len ? size : inl.len));

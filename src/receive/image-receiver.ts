@@ -79,6 +79,9 @@ export class ImageReceiver implements Receiver {
     this.writer.flush();
   }
 
+  /** An inode that loses its last name takes its gathered writes with it. */
+  private readonly forget = (ino: bigint): void => this.writer.discardFile(this.root, ino);
+
   private async finishSubvol(): Promise<void> {
     const c = this.cur;
     if (!c) return;
@@ -118,7 +121,6 @@ export class ImageReceiver implements Receiver {
   }
 
   private create(path: Uint8Array, mode: number, rdev = 0n): bigint {
-    this.writer.flush();
     return createNode(this.fs, this.root, path, mode, rdev);
   }
 
@@ -135,28 +137,23 @@ export class ImageReceiver implements Receiver {
   mkfifo(c: T.CreateCmd): void { this.create(c.path, S_IFIFO | 0o600); }
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
   symlink(c: T.SymlinkCmd): void {
-    this.writer.flush();
     createSymlink(this.fs, this.root, c.path, c.pathLink);
   }
 
   rename(c: T.RenameCmd): void {
-    this.writer.flush();
-    renameNode(this.fs, this.root, c.path, c.pathTo);
+    renameNode(this.fs, this.root, c.path, c.pathTo, this.forget);
   }
 
   link(c: T.LinkCmd): void {
-    this.writer.flush();
     linkNode(this.fs, this.root, c.path, c.pathLink);
   }
 
   unlink(c: T.UnlinkCmd): void {
-    this.writer.flush();
-    removeNode(this.fs, this.root, c.path, 'unlink');
+    removeNode(this.fs, this.root, c.path, 'unlink', this.forget);
   }
 
   rmdir(c: T.UnlinkCmd): void {
-    this.writer.flush();
-    removeNode(this.fs, this.root, c.path, 'rmdir');
+    removeNode(this.fs, this.root, c.path, 'rmdir', this.forget);
   }
 
   private file(path: Uint8Array, what = 'path'): { ino: bigint; size: bigint } {
@@ -165,8 +162,8 @@ export class ImageReceiver implements Receiver {
     return { ino: r.ino, size: r.inode.size };
   }
 
+  /** Attribute commands need no flush: gathered writes change only extents and the size. */
   private attrsOf(path: Uint8Array): bigint {
-    this.writer.flush();
     return resolveExisting(this.fs, this.root, path).ino;
   }
 
@@ -189,7 +186,6 @@ export class ImageReceiver implements Receiver {
   clone(c: T.CloneCmd): void {
     checkFileRange('clone destination', c.fileOffset, c.cloneLen);
     checkFileRange('clone source', c.cloneOffset, c.cloneLen);
-    this.writer.flush();
     const dst = this.file(c.path, 'clone destination');
     const cur = this.cur!;
     const srcRoot = sameBytes(c.cloneUuid, cur.uuid) ? cur.rootid : findSubvolByUuid(this.fs, c.cloneUuid);
@@ -236,8 +232,8 @@ export class ImageReceiver implements Receiver {
 
   fallocate(c: T.FallocateCmd): void {
     checkFileRange('fallocate', c.fileOffset, c.size);
-    this.writer.flush();
     const f = this.file(c.path);
+    this.writer.flushFile(this.root, f.ino);
     if (c.mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) throw new ReceiveError('fallocate-mode', `FALLOCATE mode 0x${c.mode.toString(16)} is not supported`);
     if (c.mode & FALLOC_FL_PUNCH_HOLE) this.writer.zeroRange(this.root, f.ino, c.fileOffset, c.fileOffset + c.size);
     else fallocate(this.fs, this.writer, this.root, f.ino, c.fileOffset, c.size, (c.mode & FALLOC_FL_KEEP_SIZE) !== 0);

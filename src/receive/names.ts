@@ -34,7 +34,8 @@ export function createSymlink(fs: Filesystem, root: bigint, path: Uint8Array, ta
   updateInode(fs, root, ino, { size: BigInt(target.length) });
 }
 
-export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, toPath: Uint8Array): void {
+/** `forget(ino)` is told about an inode that goes away with the name it loses. */
+export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, toPath: Uint8Array, forget: (ino: bigint) => void = () => {}): void {
   const from = resolveExisting(fs, root, fromPath, 'rename source');
   if (from.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rename-root', 'cannot rename the subvolume root');
   const to = resolvePath(fs, root, toPath, 'rename destination');
@@ -47,7 +48,7 @@ export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, t
     const toIsDir = isDirMode(to.inode!.mode);
     if (toIsDir !== fromIsDir) throw new ReceiveError('rename-type-mismatch', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
     if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('dir-not-empty', 'rename over a non-empty directory');
-    removeName(fs, root, to.dir, to.name, to.ino);
+    removeName(fs, root, to.dir, to.name, to.ino, forget);
   }
   unlinkEntry(fs, root, from.dir, from.name);
   linkInode(fs, root, to.dir, to.name, from.ino);
@@ -68,7 +69,7 @@ export function linkNode(fs: Filesystem, root: bigint, path: Uint8Array, targetP
   touch(fs, root, target.ino, false);
 }
 
-export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 'unlink' | 'rmdir'): void {
+export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 'unlink' | 'rmdir', forget: (ino: bigint) => void = () => {}): void {
   const r = resolveExisting(fs, root, path);
   const dir = isDirMode(r.inode.mode);
   if (how === 'unlink' && dir) throw new ReceiveError('is-a-dir', 'UNLINK of a directory');
@@ -77,15 +78,18 @@ export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 
     if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rmdir-root', 'cannot remove the subvolume root');
     if (!dirIsEmpty(fs, root, r.ino)) throw new ReceiveError('dir-not-empty', 'RMDIR of a non-empty directory');
   }
-  removeName(fs, root, r.dir, r.name, r.ino);
+  removeName(fs, root, r.dir, r.name, r.ino, forget);
 }
 
 /** Drops one name; the inode goes with its last name (a directory with its only one). */
-function removeName(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array, ino: bigint): void {
+function removeName(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array, ino: bigint, forget: (ino: bigint) => void): void {
   unlinkEntry(fs, root, dir, name);
   touch(fs, root, dir);
   const left = getInode(fs, root, ino);
-  if (left && (left.nlink === 0 || isDirMode(left.mode))) deleteInode(fs, root, ino);
+  if (left && (left.nlink === 0 || isDirMode(left.mode))) {
+    forget(ino);
+    deleteInode(fs, root, ino);
+  }
 }
 
 /**
