@@ -16,7 +16,7 @@ export interface WriterOptions {
   compress?: { type: BtrfsCompressType; level?: number };
   /** Bytes of contiguous writes gathered into one extent before it is written (bounded memory). */
   maxBuffer?: number;
-  /** Bytes gathered over all files before the oldest file's writes go out (default 64 MiB). */
+  /** Bytes gathered over all files before the oldest file's writes go out (default 16 MiB). */
   maxPending?: number;
 }
 

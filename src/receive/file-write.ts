@@ -32,37 +32,49 @@ export class FileWriter extends ExtentWriter {
   private readonly maxBuffer: number;
   private readonly maxPending: number;
   private scratch = new Uint8Array(0);
+  private lastKey: string | undefined;
 
   constructor(fs: Filesystem, opts: WriterOptions = {}) {
     super(fs, opts);
     this.maxBuffer = opts.maxBuffer ?? 8 << 20;
-    this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 64 << 20);
+    this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 16 << 20);
   }
 
   write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array): void {
     if (data.length === 0) return;
     const key = `${root}:${ino}`;
+    if (key !== this.lastKey) this.settle();
+    this.lastKey = key;
     const p = this.pending.get(key);
-    // held data is copied: a view would keep the parser's whole input chunk alive for as long
-    const held = data.slice();
     const fits = p !== undefined && p.len + data.length <= this.maxBuffer;
     if (fits && p.start + BigInt(p.len) === offset) {
-      p.parts.push(held);
-      p.len += held.length;
+      p.parts.push(data);
+      p.len += data.length;
     } else if (fits && offset + BigInt(data.length) === p.start) {
       // dirty pages merge whichever side they touch: a write just before the gathered range joins it
-      p.parts.unshift(held);
+      p.parts.unshift(data);
       p.start = offset;
-      p.len += held.length;
+      p.len += data.length;
     } else {
       if (p) this.flushPending(key, p);
-      this.pending.set(key, { root, ino, start: offset, parts: [held], len: held.length });
+      this.pending.set(key, { root, ino, start: offset, parts: [data], len: data.length });
     }
-    this.pendingBytes += held.length;
+    this.pendingBytes += data.length;
     while (this.pendingBytes > this.maxPending) {
       const [k, oldest] = this.pending.entries().next().value as [string, Pending];
       this.flushPending(k, oldest);
     }
+  }
+
+  /**
+   * The file being written holds views into the parser's input chunks (no copy while a file streams in);
+   * when writing moves on to another file, the data left gathered is copied into one buffer of its own, so
+   * no more than one file's worth of input chunks is ever kept alive.
+   */
+  private settle(): void {
+    const p = this.lastKey === undefined ? undefined : this.pending.get(this.lastKey);
+    if (p && p.parts.length > 1) p.parts = [concat(p.parts, p.len)];
+    else if (p && p.parts.length === 1 && p.parts[0]!.byteLength !== p.parts[0]!.buffer.byteLength) p.parts = [p.parts[0]!.slice()];
   }
 
   /** Writes out everything gathered (before a commit, and before whole-subvolume operations). */
