@@ -12,10 +12,7 @@ for s in "${STREAMS[@]}"; do
   [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
 done
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npx tsc -p .)
-WORK=$(mktemp -d /tmp/bench-dump.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-RUNS=$WORK/runs
-: >"$RUNS"
+bench_workdir dump
 
 for s in "${STREAMS[@]}"; do
   f=$REPO/streams/big/$s.stream

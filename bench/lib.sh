@@ -8,6 +8,39 @@ BTRFS_TS="node $REPO/bin/btrfs-ts.js"
 export LC_ALL=C TZ=UTC
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# bench_workdir NAME : a scratch directory with a mount point (sets WORK, MNT, RUNS, CHECKS); on exit any
+# mount on MNT, loop devices of the images in it and the directory itself are removed.
+bench_workdir() {
+  WORK=$(mktemp -d "/tmp/bench-$1.XXXXXX")
+  MNT=$WORK/mnt
+  mkdir "$MNT"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  RUNS=$WORK/runs
+  : >"$RUNS"
+  CHECKS=$WORK/checks
+  : >"$CHECKS"
+}
+
+bench_cleanup() {
+  set +e
+  mountpoint -q "$MNT" && umount "$MNT"
+  for img in "$WORK"/*.img; do
+    [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | while read -r d; do losetup -d "$d"; done
+  done
+  rm -rf "$WORK"
+}
+
+# check LABEL CMD... : records "ok"/"FAILED" in $CHECKS for the correctness table, never aborts the benchmark;
+# the tail of a failing command's output goes to $WORK/failures.md and to stderr
+check() {
+  local label=$1; shift
+  if "$@" >"$WORK/check.out" 2>&1; then echo "$label|ok" >>"$CHECKS"; else
+    echo "$label|FAILED (see below)" >>"$CHECKS"; { echo "### $label failed"; echo '```'; tail -n 20 "$WORK/check.out"; echo '```'; } >>"$WORK/failures.md"
+    echo "CHECK FAILED: $label" >&2; tail -n 20 "$WORK/check.out" >&2
+  fi
+}
+
 need_root() {
   [ "$(id -u)" = 0 ] || { echo "$(basename "$0"): must run as root (loop mounts, kernel receive)" >&2; exit 1; }
   [ -x /usr/bin/time ] || { echo "$(basename "$0"): /usr/bin/time missing (apt-get install time)" >&2; exit 1; }

@@ -11,22 +11,7 @@ need_root
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 50000 100000)
 (cd "$REPO" && npx tsc -p . >/dev/null)
-WORK=$(mktemp -d /tmp/bench-many.XXXXXX)
-MNT=$WORK/mnt
-mkdir "$MNT"
-cleanup() {
-  set +e
-  mountpoint -q "$MNT" && umount "$MNT"
-  for img in "$WORK"/*.img; do
-    [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | while read -r d; do losetup -d "$d"; done
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-RUNS=$WORK/runs
-: >"$RUNS"
-: >"$WORK/checks"
+bench_workdir many
 ok() { if "$@" >"$WORK/check.out" 2>&1; then echo ok; else echo FAILED; tail -n 5 "$WORK/check.out" >&2; fi; }
 
 for n in "${SIZES[@]}"; do

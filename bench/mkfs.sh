@@ -18,30 +18,7 @@ if [ ! -f "$TREE.stamp" ] || [ "$(cat "$TREE.stamp")" != "$GIB" ]; then
   echo "$GIB" >"$TREE.stamp"
 fi
 SRC=$TREE/root
-WORK=$(mktemp -d /tmp/bench-mkfs.XXXXXX)
-MNT=$WORK/mnt
-mkdir "$MNT"
-cleanup() {
-  set +e
-  mountpoint -q "$MNT" && umount "$MNT"
-  for img in "$WORK"/*.img; do
-    [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | while read -r d; do losetup -d "$d"; done
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-RUNS=$WORK/runs
-: >"$RUNS"
-CHECKS=$WORK/checks
-: >"$CHECKS"
-check() {
-  local label=$1; shift
-  if "$@" >"$WORK/check.out" 2>&1; then echo "$label|ok" >>"$CHECKS"; else
-    echo "$label|FAILED (see below)" >>"$CHECKS"; { echo "### $label failed"; echo '```'; tail -n 20 "$WORK/check.out"; echo '```'; } >>"$WORK/failures.md"
-    echo "CHECK FAILED: $label" >&2; tail -n 20 "$WORK/check.out" >&2
-  fi
-}
+bench_workdir mkfs
 
 tar -cf - -C "$SRC" . >/dev/null # source tree in the page cache for both
 bytes=$(du -s -B1 --apparent-size "$SRC" | cut -f1)

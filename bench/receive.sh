@@ -16,31 +16,7 @@ for s in "${STREAMS[@]}"; do
   [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
 done
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npx tsc -p .)
-WORK=$(mktemp -d /tmp/bench-receive.XXXXXX)
-MNT=$WORK/mnt
-mkdir "$MNT"
-cleanup() {
-  set +e
-  mountpoint -q "$MNT" && umount "$MNT"
-  for img in "$WORK"/*.img; do
-    [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | while read -r d; do losetup -d "$d"; done
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-RUNS=$WORK/runs
-: >"$RUNS"
-CHECKS=$WORK/checks
-: >"$CHECKS"
-
-check() { # check LABEL CMD... : records "ok"/"FAILED" for the correctness table, never aborts the benchmark
-  local label=$1; shift
-  if "$@" >"$WORK/check.out" 2>&1; then echo "$label|ok" >>"$CHECKS"; else
-    echo "$label|FAILED (see below)" >>"$CHECKS"; { echo "### $label failed"; echo '```'; tail -n 20 "$WORK/check.out"; echo '```'; } >>"$WORK/failures.md"
-    echo "CHECK FAILED: $label" >&2; tail -n 20 "$WORK/check.out" >&2
-  fi
-}
+bench_workdir receive
 
 for s in "${STREAMS[@]}"; do
   f=$REPO/streams/big/$s.stream
