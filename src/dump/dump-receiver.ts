@@ -2,6 +2,7 @@ import { StreamError } from '../errors.js';
 import { sendCommandName } from '../stream/constants.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
+import { formatUuid } from '../util/uuid.js';
 import { escapePath } from './escape.js';
 import { formatDumpTime } from './time.js';
 
@@ -49,13 +50,13 @@ export class DumpReceiver implements Receiver {
 
   subvol(c: T.SubvolCmd): void {
     this.subvolPath = this.cat(c, '.', cstr(c.path));
-    this.line('subvol', this.subvolPath, `uuid=${uuidStr(c.uuid)} transid=${c.ctransid}`);
+    this.line('subvol', this.subvolPath, `uuid=${formatUuid(c.uuid)} transid=${c.ctransid}`);
   }
 
   snapshot(c: T.SnapshotCmd): void {
     this.subvolPath = this.cat(c, '.', cstr(c.path));
     this.line('snapshot', this.subvolPath,
-      `uuid=${uuidStr(c.uuid)} transid=${c.ctransid} parent_uuid=${uuidStr(c.cloneUuid)} parent_transid=${c.cloneCtransid}`);
+      `uuid=${formatUuid(c.uuid)} transid=${c.ctransid} parent_uuid=${formatUuid(c.cloneUuid)} parent_transid=${c.cloneCtransid}`);
   }
 
   mkfile(c: T.CreateCmd): void { this.simple(c, 'mkfile'); }
@@ -143,9 +144,4 @@ function binToBytes(s: string): Uint8Array {
   const b = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
   return b;
-}
-
-export function uuidStr(u: Uint8Array): string {
-  const h = Array.from(u, (x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }

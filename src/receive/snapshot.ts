@@ -4,7 +4,7 @@ import { decodeFileExtentItem } from '../image/structs/fs-items.js';
 import { addDataRef } from '../image/write/extents.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { createSubvolume, getRootItem, lookupUuid, updateRootItem } from '../image/write/subvol.js';
-import { uuidStr } from '../dump/dump-receiver.js';
+import { formatUuid } from '../util/uuid.js';
 
 /**
  * Finds the subvolume a stream refers to by UUID, as btrfs receive does: first among subvolumes that were
@@ -42,5 +42,5 @@ export function snapshotSubvolume(fs: Filesystem, source: bigint, o: { parentRoo
 }
 
 export function missingParent(uuid: Uint8Array, what: string): ReceiveError {
-  return new ReceiveError('parent-not-found', `${what} ${uuidStr(uuid)} is not in this image (looked up as received uuid, then as uuid)`);
+  return new ReceiveError('parent-not-found', `${what} ${formatUuid(uuid)} is not in this image (looked up as received uuid, then as uuid)`);
 }

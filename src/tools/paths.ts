@@ -75,21 +75,4 @@ export function showPath(path: Uint8Array): string {
   return JSON.stringify(Buffer.from(path.buffer, path.byteOffset, path.length).toString('latin1'));
 }
 
-/** Canonical 8-4-4-4-12 lower-case hex form of a 16-byte uuid, as btrfs-progs prints it. */
-export function formatUuid(u: Uint8Array): string {
-  const h = Buffer.from(u.buffer, u.byteOffset, u.length).toString('hex');
-  if (h.length !== 32) return h;
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-/** Parses a uuid given by a user (with or without dashes). Returns null when it is not 16 hex bytes. */
-export function parseUuid(s: string): Uint8Array | null {
-  const h = s.replaceAll('-', '').toLowerCase();
-  if (!/^[0-9a-f]{32}$/.test(h)) return null;
-  return Uint8Array.from(Buffer.from(h, 'hex'));
-}
-
-/** A uuid of all zeroes: what a full send puts where an incremental has a parent. */
-export function isNullUuid(u: Uint8Array): boolean {
-  return u.every((x) => x === 0);
-}
+export { formatUuid, parseUuid, isZeroUuid as isNullUuid } from '../util/uuid.js';

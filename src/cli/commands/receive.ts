@@ -10,7 +10,7 @@ import { lockImage, refuseIfMounted } from '../../io/image-lock.js';
 import { openInput } from '../../io/input.js';
 import { PlanReport, size } from '../../plan/report.js';
 import { receiveStreams, type ReceiveSummary } from '../../receive/index.js';
-import { uuidStr } from '../../dump/dump-receiver.js';
+import { formatUuid } from '../../util/uuid.js';
 import { ReceiveError } from '../../errors.js';
 import { parseCompress, parseSize, type CompressChoice } from '../options.js';
 import { runDump } from './dump.js';
@@ -81,7 +81,7 @@ function hostLimit(image: string): bigint {
 function summaryText(s: ReceiveSummary, seconds: number): string {
   const r = new PlanReport();
   Object.assign(r.totals, s.plan);
-  const subs = s.subvolumes.map((v) => `  ${v.name}: id ${v.rootid}, received uuid ${uuidStr(v.receivedUuid)}, stransid ${v.stransid}`);
+  const subs = s.subvolumes.map((v) => `  ${v.name}: id ${v.rootid}, received uuid ${formatUuid(v.receivedUuid)}, stransid ${v.stransid}`);
   return [
     `received ${s.subvolumes.length} subvolume(s) from ${s.streams} stream(s), ${s.commands} commands, ${size(s.bytes)} in ${seconds.toFixed(2)} s`,
     ...subs,
@@ -173,7 +173,7 @@ export function register(program: Command): void {
         if (tty) process.stderr.write('\r\x1b[K');
         const secs = (Date.now() - started) / 1000;
         if (o.json) {
-          process.stdout.write(JSON.stringify({ ...s, seconds: secs, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: uuidStr(v.receivedUuid), parentUuid: v.parentUuid && uuidStr(v.parentUuid) })) },
+          process.stdout.write(JSON.stringify({ ...s, seconds: secs, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: formatUuid(v.receivedUuid), parentUuid: v.parentUuid && formatUuid(v.parentUuid) })) },
             (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
         } else if (o.verbose) {
           process.stderr.write(summaryText(s, secs));

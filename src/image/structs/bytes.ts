@@ -1,3 +1,4 @@
+import { parseUuid as parseUuidOrNull } from '../../util/uuid.js';
 import { ImageError } from '../../errors.js';
 
 /**
@@ -93,20 +94,11 @@ export function zeros(n: number): Uint8Array {
   return new Uint8Array(n);
 }
 
-/** Canonical 8-4-4-4-12 lowercase form, as btrfs-progs prints uuids. */
-export function formatUuid(u: Uint8Array): string {
-  const h = Array.from(u, (b) => b.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
+export { formatUuid, isZeroUuid } from '../../util/uuid.js';
 
+/** A uuid from text; ImageError when it is not one. */
 export function parseUuid(s: string): Uint8Array {
-  const h = s.replace(/-/g, '');
-  if (!/^[0-9a-fA-F]{32}$/.test(h)) throw new ImageError('IMAGE_BAD_UUID', `not a uuid: ${JSON.stringify(s)}`);
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 16; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
-export function isZeroUuid(u: Uint8Array): boolean {
-  return u.every((b) => b === 0);
+  const u = parseUuidOrNull(s);
+  if (!u) throw new ImageError('IMAGE_BAD_UUID', `not a uuid: ${JSON.stringify(s)}`);
+  return u;
 }
