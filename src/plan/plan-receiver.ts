@@ -1,9 +1,8 @@
 import { BTRFS_COMPRESS_LZO, compressExtent, decodeExtent, type BtrfsCompressType } from '../compress/index.js';
-import { escapePath } from '../dump/escape.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
-import { PlanReport, type ExtentPlan } from './report.js';
+import { PlanReport, extentPlan, type ExtentPlan } from './report.js';
 import { codecName, planEncodedWrite, type PlanContext } from './rules.js';
 
 export interface PlanOptions {
@@ -102,16 +101,7 @@ export class PlanReceiver implements Receiver {
       forceDecompress: this.opts.forceDecompress ?? false,
       ...(this.opts.codecAllowed ? { codecAllowed: this.opts.codecAllowed } : {}),
     });
-    const e: ExtentPlan = {
-      offset: c.meta?.offset ?? 0,
-      path: escapePath(c.path),
-      fileOffset: c.fileOffset,
-      codec: codecName(d.diskType),
-      encodedLen: c.data.length,
-      fileLen: c.unencodedFileLen,
-      action: d.action,
-      reasons: d.reasons,
-    };
+    const e = extentPlan(c, d);
     if (d.action === 'decompress' && this.opts.compress) {
       // what the receiver would store: the file's part of the decoded extent, compressed again
       const whole = d.diskType === undefined

@@ -1,3 +1,5 @@
+import { escapePath } from '../dump/escape.js';
+import type { EncodedWriteCmd } from '../stream/types.js';
 import { codecName, type PlanDecision, type ReasonCode } from './rules.js';
 
 export type FinalAction = 'pass-through' | 'decompress' | 'recompress';
@@ -83,8 +85,12 @@ export class PlanReport {
   }
 }
 
-export function decisionCodec(d: PlanDecision): string {
-  return codecName(d.diskType);
+/** The report line of one planned ENCODED_WRITE (`action` overrides the decision's, e.g. recompress). */
+export function extentPlan(c: EncodedWriteCmd, d: PlanDecision, action: FinalAction = d.action): ExtentPlan {
+  return {
+    offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, codec: codecName(d.diskType),
+    encodedLen: c.data.length, fileLen: c.unencodedFileLen, action, reasons: d.reasons,
+  };
 }
 
 export function size(n: number): string {

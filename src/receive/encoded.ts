@@ -2,9 +2,8 @@ import { decodeEncodedData } from './limits.js';
 import { ReceiveError } from '../errors.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
-import type { PlanReport } from '../plan/report.js';
-import { codecName, planEncodedWrite } from '../plan/rules.js';
-import { escapePath } from '../dump/escape.js';
+import { extentPlan, type PlanReport } from '../plan/report.js';
+import { planEncodedWrite } from '../plan/rules.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
 import type { FileWriter } from './file-write.js';
 import type { ImageReceiverOptions } from './image-receiver.js';
@@ -29,10 +28,7 @@ export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
   writer.flushFile(root, ino);
   const d = planEncodedWrite(c, { sectorsize: fs.sectorsize, iSize: getInode(fs, root, ino)!.size, forceDecompress: opts.forceDecompress ?? false });
   const recompress = d.action === 'decompress' && opts.compress !== undefined;
-  x.report.addEncoded({
-    offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, codec: codecName(d.diskType),
-    encodedLen: c.data.length, fileLen: c.unencodedFileLen, action: recompress ? 'recompress' : d.action, reasons: d.reasons,
-  });
+  x.report.addEncoded(extentPlan(c, d, recompress ? 'recompress' : d.action));
   const passThrough = () => writer.passThrough(root, ino, c.fileOffset, {
     data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false,
   });
