@@ -1,6 +1,7 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { skipReason } from './image-write-helpers.js';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { imageTreeSource } from '../src/image/read/tree-source.js';
 import type { Location } from '../src/image/read/index.js';
@@ -9,11 +10,9 @@ import { formatManifest } from '../src/manifest/format.js';
 
 /** Shared setup for the reader's kernel tests: build images, mount them, compare manifests. */
 
+/** Why the reader's kernel tests cannot run here, or null (one check for all kernel tests). */
 export function canUseKernel(): string | null {
-  if (process.getuid?.() !== 0) return 'not root (loop mounts need root)';
-  if (!existsSync('/dev/loop-control')) return 'no /dev/loop-control';
-  if (spawnSync('mkfs.btrfs', ['--version'], { stdio: 'ignore' }).error) return 'mkfs.btrfs not installed';
-  return null;
+  return skipReason('mount') ?? null;
 }
 
 export function sh(script: string, env: Record<string, string> = {}): string {

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 
 /** Whether a command-line tool can be run here; tests print the reason when they skip. */
 export function hasTool(cmd: string, args: string[] = ['--version']): boolean {
@@ -16,9 +16,6 @@ export function progsDump(stream: Uint8Array): { stdout: Buffer; stderr: string;
   return { stdout: r.stdout, stderr: r.stderr.toString(), status: r.status };
 }
 
-export function progsVersion(): string {
-  return execFileSync('btrfs', ['--version']).toString().trim();
-}
 
 /** Announces a skipped kernel/tool test on stderr so no skip is silent. */
 export function skipReason(what: string, why: string): void {
