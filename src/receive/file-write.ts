@@ -5,6 +5,7 @@ import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/w
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { ExtentWriter, MAX_INLINE, U64_MAX, alignUp, padTo, type WriterOptions } from './extent-writer.js';
+import { concatBytes } from '../util/bytes.js';
 import { extentsIn, hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
 
 export { alignUp, MAX_INLINE, type WriterOptions } from './extent-writer.js';
@@ -73,7 +74,7 @@ export class FileWriter extends ExtentWriter {
    */
   private settle(): void {
     const p = this.lastKey === undefined ? undefined : this.pending.get(this.lastKey);
-    if (p && p.parts.length > 1) p.parts = [concat(p.parts, p.len)];
+    if (p && p.parts.length > 1) p.parts = [concatBytes(p.parts)];
     else if (p && p.parts.length === 1 && p.parts[0]!.byteLength !== p.parts[0]!.buffer.byteLength) p.parts = [p.parts[0]!.slice()];
   }
 
@@ -114,7 +115,7 @@ export class FileWriter extends ExtentWriter {
     // collecting) up to 8 MiB per extent showed up as GC time. writeNow consumes the bytes before it
     // returns, except an inline extent, which keeps them: that one gets its own copy.
     if (this.scratch.length < p.len) this.scratch = new Uint8Array(this.maxBuffer > p.len ? this.maxBuffer : p.len);
-    const data = concat(p.parts, p.len, this.scratch);
+    const data = concatBytes(p.parts, this.scratch);
     this.writeNow(p.root, p.ino, p.start, data, true);
   }
 
@@ -259,7 +260,7 @@ export class FileWriter extends ExtentWriter {
       } else {
         if (size < p.start + BigInt(p.len)) {
           const keep = Number(size - p.start);
-          const whole = p.parts.length === 1 ? p.parts[0]! : concat(p.parts, p.len);
+          const whole = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
           p.parts = [whole.subarray(0, keep)];
           this.pendingBytes -= p.len - keep;
           p.len = keep;
@@ -277,7 +278,7 @@ export class FileWriter extends ExtentWriter {
       // block becomes an extent of its own, the rest of the gathered range stays gathered
       const eofBlock = size - (size % this.ss);
       if (size % this.ss !== 0n && q.start < eofBlock && q.start + BigInt(q.len) > eofBlock) {
-        const whole = q.parts.length === 1 ? q.parts[0]! : concat(q.parts, q.len);
+        const whole = q.parts.length === 1 ? q.parts[0]! : concatBytes(q.parts);
         const cut = Number(eofBlock - q.start);
         const tail = whole.slice(cut);
         q.parts = [whole.subarray(0, cut)];
@@ -304,15 +305,5 @@ export class FileWriter extends ExtentWriter {
     }
     updateInode(fs, root, ino, { size });
   }
-}
-
-function concat(parts: Uint8Array[], len: number, into?: Uint8Array): Uint8Array {
-  const out = into ? into.subarray(0, len) : new Uint8Array(len);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 

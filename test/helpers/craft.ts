@@ -3,6 +3,7 @@
  * kernel does not produce on this machine (v3 verity, FILEATTR, odd names, hostile bytes).
  */
 import * as C from '../../src/stream/constants.js';
+import { concatBytes } from '../../src/util/bytes.js';
 import type { SendCommand, Timespec } from '../../src/stream/types.js';
 import { encodeCommand, encodeStreamHeader } from '../../src/stream/writer.js';
 
@@ -58,15 +59,8 @@ export function encodeAll(version: number, cmds: SendCommand[]): Uint8Array {
   return concat(encodeStreamHeader(version), ...cmds.map((c) => encodeCommand(c, version)));
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+/** All parts in one array (test shorthand for concatBytes). */
+export const concat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);
 
 /** The same bytes cut three ways: whole, one byte per chunk, odd slices (1, 2, 3, 5, 7, 11, ...). */
 export function slicings(buf: Uint8Array, withBytewise = true): [string, Uint8Array[]][] {

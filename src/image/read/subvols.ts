@@ -1,3 +1,4 @@
+import { concatBytes } from '../../util/bytes.js';
 import { ImageError } from '../../errors.js';
 import {
   BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID,
@@ -35,16 +36,6 @@ export interface SubvolumeInfo {
 
 const U64_MAX = (1n << 64n) - 1n;
 const utf8 = new TextDecoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** Path of directory `ino` inside subvolume `root`, following the first INODE_REF of each level. */
 async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: bigint): Promise<Uint8Array[]> {
@@ -116,7 +107,7 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
     const p = await pathOf(id, 0);
     const br = backrefs.get(id);
     if (!p || !br) continue;
-    const bytes = concat(p.flatMap((x, i) => (i ? [new Uint8Array([0x2f]), x] : [x])));
+    const bytes = concatBytes(p.flatMap((x, i) => (i ? [new Uint8Array([0x2f]), x] : [x])));
     out.push(info(id, item, br.parent, br.dirid, br.name, bytes));
   }
   return out;
