@@ -3,7 +3,7 @@ import { sendCommandName } from '../stream/constants.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { formatUuid } from '../util/uuid.js';
-import { escapePath } from './escape.js';
+import { escapeBinary } from './escape.js';
 import { formatDumpTime } from './time.js';
 
 /** btrfs-progs builds paths in PATH_MAX buffers and refuses longer ones. */
@@ -20,7 +20,7 @@ export class DumpReceiver implements Receiver {
   constructor(private readonly out: (line: string) => void) {}
 
   private line(title: string, path: string, fields?: string, tail?: string): void {
-    const escaped = escapePath(binToBytes(path));
+    const escaped = escapeBinary(path);
     let s = title.padEnd(16) + escaped;
     if (fields === undefined) {
       this.out(s + '\n');
@@ -67,14 +67,14 @@ export class DumpReceiver implements Receiver {
     this.simple(c, 'mknod', `mode=${(c.mode ?? 0n).toString(8)} dev=0x${(c.rdev ?? 0n).toString(16)}`);
   }
   symlink(c: T.SymlinkCmd): void {
-    this.line('symlink', this.full(c), 'dest=', escapePath(binToBytes(cstr(c.pathLink))));
+    this.line('symlink', this.full(c), 'dest=', escapeBinary(cstr(c.pathLink)));
   }
   rename(c: T.RenameCmd): void {
     const to = this.cat(c, this.subvolPath, cstr(c.pathTo));
-    this.line('rename', this.full(c), 'dest=', escapePath(binToBytes(to)));
+    this.line('rename', this.full(c), 'dest=', escapeBinary(to));
   }
   link(c: T.LinkCmd): void {
-    this.line('link', this.full(c), 'dest=', escapePath(binToBytes(cstr(c.pathLink))));
+    this.line('link', this.full(c), 'dest=', escapeBinary(cstr(c.pathLink)));
   }
   unlink(c: T.UnlinkCmd): void { this.simple(c, 'unlink'); }
   rmdir(c: T.UnlinkCmd): void { this.simple(c, 'rmdir'); }
@@ -138,10 +138,4 @@ export function bytesToBin(b: Uint8Array): string {
   let s = '';
   for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
   return s;
-}
-
-function binToBytes(s: string): Uint8Array {
-  const b = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
-  return b;
 }

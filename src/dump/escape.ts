@@ -8,13 +8,22 @@ const NAMED: Record<number, string> = {
   0x20: '\\ ', 0x5c: '\\\\',
 };
 
+function escapeByte(c: number): string {
+  const named = NAMED[c];
+  if (named !== undefined) return named;
+  if (c >= 0x20 && c <= 0x7e) return String.fromCharCode(c);
+  return '\\' + ((c >> 6) & 7) + ((c >> 3) & 7) + (c & 7);
+}
+
 export function escapePath(bytes: Uint8Array): string {
   let out = '';
-  for (const c of bytes) {
-    const named = NAMED[c];
-    if (named !== undefined) out += named;
-    else if (c >= 0x20 && c <= 0x7e) out += String.fromCharCode(c);
-    else out += '\\' + ((c >> 6) & 7) + ((c >> 3) & 7) + (c & 7);
-  }
+  for (const c of bytes) out += escapeByte(c);
+  return out;
+}
+
+/** The same for a binary string (one char per byte), as the dump printer builds its paths. */
+export function escapeBinary(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) out += escapeByte(s.charCodeAt(i));
   return out;
 }
