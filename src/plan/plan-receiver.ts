@@ -1,4 +1,5 @@
-import { BTRFS_COMPRESS_LZO, compressExtent, decodeExtent, type BtrfsCompressType } from '../compress/index.js';
+import { compressExtent, type BtrfsCompressType } from '../compress/index.js';
+import { decodeEncodedData } from '../receive/limits.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
@@ -103,10 +104,11 @@ export class PlanReceiver implements Receiver {
     });
     const e = extentPlan(c, d);
     if (d.action === 'decompress' && this.opts.compress) {
-      // what the receiver would store: the file's part of the decoded extent, compressed again
+      // what the receiver would store: the file's part of the decoded extent (decoded with the receiver's
+      // own size limits), compressed again
       const whole = d.diskType === undefined
         ? c.data
-        : decodeExtent(d.diskType, c.data, Number(c.unencodedLen), d.diskType === BTRFS_COMPRESS_LZO ? d.lzoSectorSize! : this.ss).out;
+        : decodeEncodedData(d.diskType, c.data, c.unencodedLen, Number(c.unencodedOffset + c.unencodedFileLen), d.lzoSectorSize ?? this.ss);
       const plain = whole.subarray(Number(c.unencodedOffset), Number(c.unencodedOffset + c.unencodedFileLen));
       const again = plain.length <= 128 * 1024 ? compressExtent(this.opts.compress.type, plain, this.ss, this.opts.compress.level) : null;
       if (again) {
