@@ -15,6 +15,12 @@ export interface BlockDevice {
   flush(): void;
   /** Grow (never shrink) to `newSize` bytes. */
   grow(newSize: bigint): void;
+  /**
+   * Optional: let writes complete in the background (on another thread) while the caller goes on; read()
+   * and flush() still see every earlier write, and a failed write is thrown at the next write, read or
+   * flush. Turning it off waits for the queued writes and throws a failure among them.
+   */
+  setWriteBehind?(on: boolean): void;
 }
 
 /** Growable in-memory device, stored as 1 MiB pages so sparse multi-GiB images cost nothing. */

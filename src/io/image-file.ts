@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import type { BlockDevice } from '../image/device.js';
 import { ImageError } from '../errors.js';
+import { WriteBehind } from './write-behind.js';
 
 /**
  * BlockDevice on a regular file (or a block device node) with positional I/O. Sparse by nature: growing
@@ -10,6 +11,7 @@ export class FileDevice implements BlockDevice {
   private fd: number;
   private bytes: bigint;
   private readonly path: string;
+  private behind: WriteBehind | undefined;
 
   private constructor(path: string, fd: number, size: bigint) {
     this.path = path;
@@ -46,6 +48,10 @@ export class FileDevice implements BlockDevice {
   }
 
   read(offset: bigint, len: number): Uint8Array {
+    if (this.behind) {
+      this.behind.drain();
+      this.throwIfFailed();
+    }
     const out = new Uint8Array(len);
     let done = 0;
     while (done < len) {
@@ -57,21 +63,65 @@ export class FileDevice implements BlockDevice {
   }
 
   write(offset: bigint, bytes: Uint8Array): void {
+    const end = offset + BigInt(bytes.length);
+    if (this.behind) {
+      this.throwIfFailed();
+      if (this.behind.write(Number(offset), bytes)) {
+        if (end > this.bytes) this.bytes = end;
+        return;
+      }
+      // larger than the ring: written here, after everything queued before it
+      this.behind.drain();
+      this.throwIfFailed();
+    }
     let done = 0;
     while (done < bytes.length) {
       try {
         done += fs.writeSync(this.fd, bytes, done, bytes.length - done, Number(offset) + done);
       } catch (err) {
-        // the image position goes into the message: the error's offset field means a stream offset to the CLI
-        throw new ImageError('IMAGE_WRITE', `write of ${bytes.length} bytes at image offset ${offset} of ${this.path} failed: ${(err as Error).message}`, { cause: err });
+        throw this.writeError(bytes.length, offset, (err as Error).message, err);
       }
     }
-    const end = offset + BigInt(bytes.length);
     if (end > this.bytes) this.bytes = end;
   }
 
   flush(): void {
+    if (this.behind) {
+      this.behind.flush();
+      this.throwIfFailed();
+      return;
+    }
     fs.fsyncSync(this.fd);
+  }
+
+  /**
+   * Writes go to a second thread that performs them in order while the caller goes on (the receive's
+   * parsing and checksumming overlap the image writes); read() and flush() wait for it. Off: waits for
+   * every queued write and reports a failure among them.
+   */
+  setWriteBehind(on: boolean): void {
+    if (on && !this.behind && this.fd >= 0) this.behind = new WriteBehind(this.fd);
+    if (!on && this.behind) {
+      this.behind.stop();
+      try {
+        this.throwIfFailed();
+      } finally {
+        this.behind = undefined;
+      }
+    }
+  }
+
+  /** The first failure of a write-behind thread, as the synchronous call would have thrown it. */
+  private throwIfFailed(): void {
+    const f = this.behind?.failed();
+    if (!f) return;
+    if (f.op === 2) throw new ImageError('IMAGE_FLUSH', `cannot make the image durable (fsync): ${f.message}`);
+    throw this.writeError(f.len, BigInt(f.off), f.message);
+  }
+
+  private writeError(len: number, offset: bigint, message: string, cause?: unknown): ImageError {
+    // the image position goes into the message: the error's offset field means a stream offset to the CLI
+    return new ImageError('IMAGE_WRITE', `write of ${len} bytes at image offset ${offset} of ${this.path} failed: ${message}`, cause === undefined ? {} : { cause });
   }
 
   grow(newSize: bigint): void {
@@ -84,7 +134,10 @@ export class FileDevice implements BlockDevice {
     this.bytes = newSize;
   }
 
+  /** Waits for writes still queued (a failure among them was reported already or no longer matters). */
   close(): void {
+    this.behind?.stop();
+    this.behind = undefined;
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
   }

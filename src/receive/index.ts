@@ -43,11 +43,21 @@ export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable
       await opts.onSubvolumeDone?.(s);
     },
   });
-  const res = await processStream(input, r, {
-    ...(opts.stopAfterFirstEnd ? { stopAfterFirstEnd: true } : {}),
-    ...(opts.maxCommandLen ? { maxCommandLen: opts.maxCommandLen } : {}),
-    ...(opts.afterCommand ? { afterCommand: opts.afterCommand } : {}),
-  });
+  // the image writes overlap the parsing: the kernel's receive also leaves them to writeback threads
+  fs.device.setWriteBehind?.(true);
+  let res: ProcessResult;
+  try {
+    res = await processStream(input, r, {
+      ...(opts.stopAfterFirstEnd ? { stopAfterFirstEnd: true } : {}),
+      ...(opts.maxCommandLen ? { maxCommandLen: opts.maxCommandLen } : {}),
+      ...(opts.afterCommand ? { afterCommand: opts.afterCommand } : {}),
+    });
+  } catch (e) {
+    // the error being thrown is the one to report; queued writes of an uncommitted subvolume do not matter
+    try { fs.device.setWriteBehind?.(false); } catch { /* already failing */ }
+    throw e;
+  }
+  fs.device.setWriteBehind?.(false);
   return { ...res, subvolumes: r.received, plan: r.report.totals, extents: r.writer.stats };
 }
 

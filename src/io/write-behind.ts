@@ -1,0 +1,207 @@
+import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+
+/**
+ * Image writes performed on a second thread, in order, while the caller goes on (the kernel's writeback,
+ * for an offline writer). The caller's bytes are copied into a shared ring, so it may reuse its buffers at
+ * once. A failure is sticky: the thread performs nothing after it, and the caller learns of it at its next
+ * write, read or flush at the latest — a flush never returns before every earlier write is on disk.
+ *
+ * Shared state: ctrl[0] = records queued (producer), ctrl[1] = records done (worker), ctrl[2] = failed,
+ * ctrl[3] / ctrl[4] = the worker / the producer is about to sleep: the other side only wakes (a futex
+ * call) a thread that may be sleeping. Sequentially consistent atomics make that safe: the sleeper sets
+ * its flag before Atomics.wait re-checks the counter, the waker stores the counter before reading the flag.
+ * Each record is [op, ring position, length, image offset] in `recs`. Counters wrap as int32.
+ */
+const OP_WRITE = 1;
+const OP_FSYNC = 2;
+const SLOTS = 4096;
+const WAKE_BYTES = 1 << 20; // power of two: slot = counter & (SLOTS - 1) also for wrapped (negative) counters
+
+/** Plain JS run by the worker (eval: a .ts worker file would not load under the test runner). */
+const WORKER = `
+const fs = require('node:fs');
+const { workerData } = require('node:worker_threads');
+const { fd, ctrlBuf, recBuf, dataBuf, port } = workerData;
+const ctrl = new Int32Array(ctrlBuf), recs = new Float64Array(recBuf), data = new Uint8Array(dataBuf);
+let done = 0, failed = false;
+for (;;) {
+  const queued = Atomics.load(ctrl, 0);
+  if (queued === done) {
+    Atomics.store(ctrl, 3, 1);
+    Atomics.wait(ctrl, 0, done);
+    Atomics.store(ctrl, 3, 0);
+    continue;
+  }
+  while (done !== queued) {
+    const r = (done & ${SLOTS - 1}) * 4;
+    const op = recs[r], pos = recs[r + 1], len = recs[r + 2], off = recs[r + 3];
+    if (!failed) {
+      try {
+        if (op === ${OP_WRITE}) {
+          for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
+        } else {
+          fs.fsyncSync(fd);
+        }
+      } catch (e) {
+        // the message goes out before the flag: whoever sees the flag finds the message
+        failed = true;
+        port.postMessage({ op, len, off, message: String(e && e.message), code: e && e.code });
+        Atomics.store(ctrl, 2, 1);
+      }
+    }
+    done = (done + 1) | 0;
+    Atomics.store(ctrl, 1, done);
+    if (Atomics.load(ctrl, 4) !== 0) Atomics.notify(ctrl, 1);
+  }
+}
+`;
+
+export interface WriteFailure {
+  op: number;
+  len: number;
+  off: number;
+  message: string;
+  code?: string;
+}
+
+export class WriteBehind {
+  private readonly ctrl: Int32Array;
+  private readonly recs: Float64Array;
+  private readonly data: Uint8Array;
+  private readonly worker: Worker;
+  private readonly port: MessagePort;
+  private queued = 0;
+  private head = 0;
+  private used = 0;
+  /** Ring bytes taken by each record not yet done, oldest first (wrap padding counted in). */
+  private readonly taken: number[] = [];
+  private takenFirst = 0;
+  private retired = 0;
+  private unsent = 0;
+  private failure: WriteFailure | undefined;
+
+  constructor(fd: number, readonly capacity = 8 << 20) {
+    const ctrlBuf = new SharedArrayBuffer(32);
+    const recBuf = new SharedArrayBuffer(SLOTS * 4 * 8);
+    const dataBuf = new SharedArrayBuffer(capacity);
+    this.ctrl = new Int32Array(ctrlBuf);
+    this.recs = new Float64Array(recBuf);
+    this.data = new Uint8Array(dataBuf);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, ctrlBuf, recBuf, dataBuf, port: port2 }, transferList: [port2],
+      // it allocates next to nothing: a small heap keeps its memory small
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
+    // an idle writer thread must not keep the process alive; close() waits for it where it matters
+    this.worker.unref();
+    this.port.unref();
+  }
+
+  /** Queues a write of `bytes` at image offset `off`; false if it is too large for the ring. */
+  write(off: number, bytes: Uint8Array): boolean {
+    const len = bytes.length;
+    if (len > this.capacity) return false;
+    let wraps = this.head + len > this.capacity;
+    if (wraps && len > this.head) {
+      // neither the end nor the start of the ring has room: wait until it is empty and start over
+      this.drain();
+      this.head = 0;
+      wraps = false;
+    }
+    const need = wraps ? this.capacity - this.head + len : len;
+    this.waitFor(need);
+    const pos = wraps ? 0 : this.head;
+    this.data.set(bytes, pos);
+    this.head = pos + len === this.capacity ? 0 : pos + len;
+    this.push(OP_WRITE, pos, len, off, need);
+    return true;
+  }
+
+  /** Queues an fsync and waits until it and everything before it are done. */
+  flush(): void {
+    this.waitFor(0);
+    this.push(OP_FSYNC, 0, 0, 0, 0);
+    this.drain();
+  }
+
+  /** Waits until every queued record is done. */
+  drain(): void {
+    for (;;) {
+      const done = Atomics.load(this.ctrl, 1);
+      if (done === this.queued) break;
+      this.sleep(done);
+    }
+    this.reclaim();
+  }
+
+  /** The first failure of the thread, once it is known (sticky). */
+  failed(): WriteFailure | undefined {
+    if (this.failure || Atomics.load(this.ctrl, 2) === 0) return this.failure;
+    const m = receiveMessageOnPort(this.port);
+    this.failure = (m?.message as WriteFailure | undefined) ?? { op: 0, len: 0, off: 0, message: 'write-behind thread failed' };
+    return this.failure;
+  }
+
+  /** Drains and stops the thread. */
+  stop(): void {
+    this.drain();
+    this.failed(); // read before the port closes
+    void this.worker.terminate();
+    this.port.close();
+  }
+
+  private push(op: number, pos: number, len: number, off: number, need: number): void {
+    const r = (this.queued & (SLOTS - 1)) * 4;
+    this.recs[r] = op;
+    this.recs[r + 1] = pos;
+    this.recs[r + 2] = len;
+    this.recs[r + 3] = off;
+    this.taken.push(need);
+    this.used += need;
+    this.queued = (this.queued + 1) | 0;
+    Atomics.store(this.ctrl, 0, this.queued);
+    // waking the thread costs a futex call and, on a busy machine, often this thread's core: the thread
+    // is woken once a batch has gathered, or when this side has to wait for it
+    this.unsent += need;
+    if (this.unsent >= WAKE_BYTES || op === OP_FSYNC) this.wake();
+  }
+
+  /** Blocks until `need` more ring bytes and one record slot are free. */
+  private waitFor(need: number): void {
+    this.reclaim();
+    while (this.used + need > this.capacity || this.taken.length - this.takenFirst >= SLOTS) {
+      const done = Atomics.load(this.ctrl, 1);
+      if (done === this.retired) this.sleep(done);
+      this.reclaim();
+    }
+  }
+
+  private wake(): void {
+    this.unsent = 0;
+    if (Atomics.load(this.ctrl, 3) !== 0) Atomics.notify(this.ctrl, 0);
+  }
+
+  /** Waits for the thread to finish another record after `done`. */
+  private sleep(done: number): void {
+    this.wake();
+    Atomics.store(this.ctrl, 4, 1);
+    Atomics.wait(this.ctrl, 1, done);
+    Atomics.store(this.ctrl, 4, 0);
+  }
+
+  /** Gives back the ring space of records the thread has finished. */
+  private reclaim(): void {
+    const done = Atomics.load(this.ctrl, 1);
+    while (this.retired !== done) {
+      this.used -= this.taken[this.takenFirst++]!;
+      this.retired = (this.retired + 1) | 0;
+    }
+    if (this.takenFirst === this.taken.length) {
+      this.taken.length = 0;
+      this.takenFirst = 0;
+    } else if (this.takenFirst > 1024) {
+      this.taken.splice(0, this.takenFirst);
+      this.takenFirst = 0;
+    }
+  }
+}

@@ -1,0 +1,134 @@
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ImageError } from '../src/errors.js';
+import { FileDevice } from '../src/io/image-file.js';
+import { WriteBehind } from '../src/io/write-behind.js';
+import { tmpDir } from './image-write-helpers.js';
+
+// Oracle: the file's bytes read back with plain fs.readFileSync after the writer is done, against a
+// model that applies the same writes in order to a buffer (overlapping writes make the order visible).
+const work = tmpDir('btrfs-ts-wb-');
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+function bytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) out[i] = (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) >>> 24;
+  return out;
+}
+
+describe('write-behind thread', () => {
+  it('performs writes in order through ring wrap-arounds, writes as large as the ring, and flushes', () => {
+    const file = join(work, 'ring.bin');
+    const SIZE = 1 << 20;
+    writeFileSync(file, new Uint8Array(SIZE));
+    const fd = openSync(file, 'r+');
+    const cap = 64 * 1024;
+    const wb = new WriteBehind(fd, cap);
+    const model = new Uint8Array(SIZE);
+    const r = rng(42);
+    try {
+      for (let i = 0; i < 600; i++) {
+        const len = i % 50 === 7 ? cap : 1 + Math.floor(r() * r() * cap);
+        const off = Math.floor(r() * (SIZE - len));
+        const data = bytes(len, i + 1);
+        expect(wb.write(off, data)).toBe(true);
+        // the caller may reuse its buffer at once: the ring holds a copy
+        data.fill(0xee);
+        model.set(bytes(len, i + 1), off);
+        if (i % 97 === 0) wb.flush();
+      }
+      expect(wb.write(0, new Uint8Array(cap + 1))).toBe(false);
+      wb.flush();
+      expect(wb.failed()).toBeUndefined();
+    } finally {
+      wb.stop();
+      closeSync(fd);
+    }
+    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+  });
+});
+
+describe('FileDevice with write-behind', () => {
+  it('reads see queued writes; a write larger than the ring goes after the queued ones', () => {
+    const file = join(work, 'dev.img');
+    const dev = FileDevice.create(file, 32n << 20n);
+    const model = new Uint8Array(32 << 20);
+    const put = (off: number, data: Uint8Array) => {
+      dev.write(BigInt(off), data);
+      model.set(data, off);
+    };
+    try {
+      dev.setWriteBehind(true);
+      put(4096, bytes(8192, 1));
+      expect(dev.read(4096n, 8192)).toEqual(bytes(8192, 1));
+      put(1 << 20, bytes(100_000, 2));
+      // 12 MiB: more than the 8 MiB ring, written directly, over the queued write at 1 MiB
+      put(0, bytes(12 << 20, 3));
+      put((12 << 20) - 10, bytes(4096, 4));
+      expect(Buffer.compare(dev.read(0n, 1 << 20), model.subarray(0, 1 << 20))).toBe(0);
+      put(30 << 20, bytes(5000, 5));
+      expect(dev.size()).toBe(32n << 20n);
+      dev.flush();
+      put(31 << 20, bytes(10, 6));
+      dev.setWriteBehind(false);
+    } finally {
+      dev.close();
+    }
+    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('a failed write is reported at the next flush, as IMAGE_WRITE with the image offset, and stays reported', () => {
+    // /dev/full fails every write with ENOSPC; the synchronous path shows the message to match
+    const sync = FileDevice.open('/dev/full');
+    let syncError: unknown;
+    try {
+      sync.write(8192n, new Uint8Array(4096));
+    } catch (e) {
+      syncError = e;
+    } finally {
+      sync.close();
+    }
+    expect(syncError).toBeInstanceOf(ImageError);
+    expect((syncError as ImageError).code).toBe('IMAGE_WRITE');
+
+    const dev = FileDevice.open('/dev/full');
+    try {
+      dev.setWriteBehind(true);
+      dev.write(8192n, new Uint8Array(4096)); // queued: the thread fails it
+      let flushError: unknown;
+      try {
+        dev.flush();
+      } catch (e) {
+        flushError = e;
+      }
+      expect(flushError).toBeInstanceOf(ImageError);
+      expect((flushError as ImageError).code).toBe('IMAGE_WRITE');
+      expect((flushError as Error).message).toBe((syncError as Error).message);
+      expect((flushError as Error).message).toMatch(/write of 4096 bytes at image offset 8192 of \/dev\/full failed: .*no space left/i);
+      // later writes are not performed and keep failing with the first error
+      expect(() => dev.write(0n, new Uint8Array(10))).toThrow(/image offset 8192/);
+      expect(() => dev.setWriteBehind(false)).toThrow(/image offset 8192/);
+    } finally {
+      dev.close();
+    }
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('turning write-behind off reports a failure still unreported; close never throws it', () => {
+    const dev = FileDevice.open('/dev/full');
+    dev.setWriteBehind(true);
+    dev.write(0n, new Uint8Array(100));
+    expect(() => dev.setWriteBehind(false)).toThrow(ImageError);
+    const dev2 = FileDevice.open('/dev/full');
+    dev2.setWriteBehind(true);
+    dev2.write(0n, new Uint8Array(100));
+    expect(() => dev2.close()).not.toThrow();
+    dev.close();
+  });
+});
