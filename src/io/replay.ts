@@ -5,6 +5,7 @@ import { ReceiveError } from '../errors.js';
 import { BtrfsImage } from '../image/read/index.js';
 import { imageTreeSource } from '../image/read/tree-source.js';
 import { createFilesystem } from '../image/write/create.js';
+import { spillingPageStore } from './spill-file.js';
 import { diffManifests, renderDiff, type ManifestDiff } from '../manifest/compare.js';
 import { formatManifest } from '../manifest/format.js';
 import { receiveStreams, type ReceivedSubvol } from '../receive/index.js';
@@ -42,11 +43,15 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
   try {
     const dev = FileDevice.create(image, 256n << 20n);
     const subvolumes: ReceivedSubvol[] = [];
+    let cleanup = (): void => {};
     try {
-      const fs = createFilesystem(dev, { growable: true });
+      const pages = spillingPageStore(dir);
+      cleanup = () => pages.spill.close();
+      const fs = createFilesystem(dev, { growable: true, pageStore: pages.store });
       for (const s of o.streams) subvolumes.push(...(await receiveStreams(fileChunks(s), fs)).subvolumes);
     } finally {
       dev.close();
+      cleanup();
     }
     const name = o.subvol ?? subvolumes.at(-1)?.name;
     if (name === undefined) throw new ReceiveError('no-subvolume', 'the streams held no subvolume');

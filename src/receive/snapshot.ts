@@ -29,7 +29,7 @@ export function snapshotSubvolume(fs: Filesystem, source: bigint, o: { parentRoo
   const id = createSubvolume(fs, { parentRoot: o.parentRoot, parentDir: o.parentDir, name: o.name, parentUuid: src.uuid });
   const dst = fs.tree(id);
   for (const it of dst.range()) dst.delete(it.key);
-  for (const it of fs.tree(source).range()) {
+  for (const it of fs.tree(source).entries()) {
     dst.put(it.key, it.data);
     if (it.key.type !== BTRFS_EXTENT_DATA_KEY) continue;
     const fe = decodeFileExtentItem(it.data);

@@ -5,9 +5,11 @@ import { initCodecs } from '../../compress/index.js';
 import { createFilesystem } from '../../image/write/create.js';
 import type { Filesystem } from '../../image/write/filesystem.js';
 import { openFilesystem } from '../../image/write/open.js';
+import type { PageStore } from '../../image/write/page-store.js';
 import { FileDevice } from '../../io/image-file.js';
 import { lockImage, refuseIfMounted } from '../../io/image-lock.js';
 import { openInput } from '../../io/input.js';
+import { DEFAULT_METADATA_CACHE, spillingPageStore, type SpillFile } from '../../io/spill-file.js';
 import { PlanReport, size } from '../../plan/report.js';
 import { receiveStreams, type ReceiveSummary } from '../../receive/index.js';
 import { formatUuid } from '../../util/uuid.js';
@@ -28,13 +30,14 @@ interface ReceiveCli {
   verbose?: boolean;
   json?: boolean;
   allStreams?: boolean;
+  metadataCache?: bigint;
 }
 
 const MiB = 1n << 20n;
 
 /** A missing image is made like `btrfs-ts mkfs` makes one (256 MiB, DUP metadata) and grows as needed. */
-async function openOrCreate(image: string, o: ReceiveCli): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
-  const growth = { growable: true, maxSize: o.maxSize ?? hostLimit(image) };
+async function openOrCreate(image: string, o: ReceiveCli, pageStore: PageStore): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
+  const growth = { growable: true, maxSize: o.maxSize ?? hostLimit(image), pageStore };
   if (existsSync(image) && statSync(image).size > 0) {
     const dev = FileDevice.open(image);
     try {
@@ -104,6 +107,7 @@ export function register(program: Command): void {
     .option('--compress <ALG[:LEVEL]>', 'compress plain and decompressed data (zlib, lzo, zstd) as the compress= mount option', parseCompress)
     .option('--check-extents', 'decode every compressed extent before storing it (the kernel does not)')
     .option('--max-size <SIZE>', 'never grow the image past SIZE (K/M/G suffixes; default: its size plus the free space of the filesystem holding it)', parseSize)
+    .option('--metadata-cache <SIZE>', 'memory for decoded metadata pages; the rest goes to a deleted temporary file beside the image (default 8M, or BTRFS_TS_METADATA_CACHE)', parseSize)
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print a summary at the end')
     .option('--json', 'print the summary as JSON')
@@ -119,6 +123,7 @@ export function register(program: Command): void {
       const started = Date.now();
       const tty = process.stderr.isTTY && !o.quiet;
       let opened: Awaited<ReturnType<typeof openOrCreate>> | undefined;
+      let spill: SpillFile | undefined;
       let committed = false;
       // the device may grow during a receive; if nothing gets committed, the growth is dropped again
       const sizeBefore = existsSync(image) ? statSync(image).size : 0;
@@ -138,7 +143,11 @@ export function register(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
-        opened = await openOrCreate(image, o);
+        const envCache = process.env['BTRFS_TS_METADATA_CACHE'];
+        const cache = o.metadataCache ?? (envCache ? parseSize(envCache) : BigInt(DEFAULT_METADATA_CACHE));
+        const pages = spillingPageStore(dirname(resolve(image)), Number(cache));
+        spill = pages.spill;
+        opened = await openOrCreate(image, o, pages.store);
         input = await openInput(o.file);
         let last = 0;
         let lastYield = Date.now();
@@ -173,7 +182,8 @@ export function register(program: Command): void {
         if (tty) process.stderr.write('\r\x1b[K');
         const secs = (Date.now() - started) / 1000;
         if (o.json) {
-          process.stdout.write(JSON.stringify({ ...s, seconds: secs, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: formatUuid(v.receivedUuid), parentUuid: v.parentUuid && formatUuid(v.parentUuid) })) },
+          const metadata = { cache: Number(cache), ...pages.store.stats, spillFileBytes: pages.store.spillSize };
+          process.stdout.write(JSON.stringify({ ...s, seconds: secs, metadata, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: formatUuid(v.receivedUuid), parentUuid: v.parentUuid && formatUuid(v.parentUuid) })) },
             (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
         } else if (o.verbose) {
           process.stderr.write(summaryText(s, secs));
@@ -192,6 +202,7 @@ export function register(program: Command): void {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         opened?.dev.close();
+        spill?.close();
         // only when the superblock on disk is the old one: a commit may have reached it before failing
         if (shrink && statSync(image).size > sizeBefore && primaryGeneration(image) === genBefore) truncateSync(image, sizeBefore);
         unlock();

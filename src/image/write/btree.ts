@@ -27,23 +27,25 @@ export interface TreeLayout {
   blockCount: number;
 }
 
-/** Partition items (given only their payload sizes) into leaves, then key pointers into nodes. */
-export function layoutTree(itemSizes: ArrayLike<number>, nodesize: number): TreeLayout {
+/** Partition items (given only their payload sizes, in key order) into leaves, then key pointers into nodes. */
+export function layoutTree(itemSizes: Iterable<number>, nodesize: number): TreeLayout {
   const room = nodesize - BTRFS_HEADER_SIZE;
   const leaves: Array<[number, number]> = [];
   let start = 0;
   let used = 0;
-  for (let i = 0; i < itemSizes.length; i++) {
-    const need = BTRFS_ITEM_SIZE + itemSizes[i]!;
-    if (need > room) throw new RangeError(`item of ${itemSizes[i]} bytes exceeds the leaf size`);
+  let i = 0;
+  for (const size of itemSizes) {
+    const need = BTRFS_ITEM_SIZE + size;
+    if (need > room) throw new RangeError(`item of ${size} bytes exceeds the leaf size`);
     if (used + need > room) {
       leaves.push([start, i]);
       start = i;
       used = 0;
     }
     used += need;
+    i++;
   }
-  if (leaves.length === 0 || start < itemSizes.length) leaves.push([start, itemSizes.length]);
+  if (leaves.length === 0 || start < i) leaves.push([start, i]);
   const levels: Array<Array<[number, number]>> = [leaves];
   const fanout = maxKeyPtrs(nodesize);
   let below = leaves.length;
@@ -72,35 +74,49 @@ export interface SerializedBlock {
 }
 
 /**
- * Serialize a laid-out tree, block by block (so only one block is in memory at a time). `addresses` gives
- * the logical bytenr of each block in layout order: all leaves left to right, then each node level.
- * The root is the last block yielded.
+ * Serialize a laid-out tree, block by block (so only one block is in memory at a time). `items` must give
+ * the very items the layout was made from, in order; it is consumed once. `addresses` gives the logical
+ * bytenr of each block in layout order: all leaves left to right, then each node level. The root is the
+ * last block yielded.
  */
 export function* serializeTree(
-  items: Item[],
+  items: Iterable<Item>,
   layout: TreeLayout,
   addresses: bigint[],
   nodesize: number,
   info: BlockHeaderInfo,
 ): Generator<SerializedBlock> {
+  const header = (bytenr: bigint) => ({
+    fsid: info.fsid, bytenr, flags: HEADER_FLAGS, chunk_tree_uuid: info.chunkTreeUuid,
+    generation: info.generation, owner: info.owner,
+  });
+  const source = items[Symbol.iterator]();
   let addrIndex = 0;
-  let childKeys: Key[] = items.map((it) => it.key);
+  // first key and address of every block of the level below, for the key pointers of the next level
+  let childKeys: Key[] = [];
   let childAddrs: bigint[] = [];
-  for (let level = 0; level < layout.levels.length; level++) {
+  for (const [s, e] of layout.levels[0]!) {
+    const leafItems: Item[] = [];
+    for (let i = s; i < e; i++) {
+      const r = source.next();
+      if (r.done) throw new RangeError(`tree ${info.owner}: ${i} items given, the layout needs ${e}`);
+      leafItems.push(r.value);
+    }
+    const bytenr = addresses[addrIndex++]!;
+    childKeys.push(leafItems[0]?.key ?? { objectid: 0n, type: 0, offset: 0n });
+    childAddrs.push(bytenr);
+    yield { bytenr, level: 0, bytes: buildLeaf(header(bytenr), leafItems, nodesize) };
+  }
+  if (!source.next().done) throw new RangeError(`tree ${info.owner}: more items given than the layout holds`);
+  for (let level = 1; level < layout.levels.length; level++) {
     const firstKeys: Key[] = [];
     const addrs: bigint[] = [];
     for (const [s, e] of layout.levels[level]!) {
       const bytenr = addresses[addrIndex++]!;
-      const h = {
-        fsid: info.fsid, bytenr, flags: HEADER_FLAGS, chunk_tree_uuid: info.chunkTreeUuid,
-        generation: info.generation, owner: info.owner,
-      };
-      const bytes = level === 0
-        ? buildLeaf(h, items.slice(s, e), nodesize)
-        : buildNode(h, level, childKeys.slice(s, e).map((key, i) => ({ key, blockptr: childAddrs[s + i]!, generation: info.generation })), nodesize);
-      firstKeys.push(s < e ? childKeys[s]! : { objectid: 0n, type: 0, offset: 0n });
+      const ptrs = childKeys.slice(s, e).map((key, i) => ({ key, blockptr: childAddrs[s + i]!, generation: info.generation }));
+      firstKeys.push(childKeys[s]!);
       addrs.push(bytenr);
-      yield { bytenr, level, bytes };
+      yield { bytenr, level, bytes: buildNode(header(bytenr), level, ptrs, nodesize) };
     }
     childKeys = firstKeys;
     childAddrs = addrs;

@@ -28,7 +28,8 @@ const ALWAYS_WRITTEN = [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BT
 const MAX_ROUNDS = 32;
 
 interface Plan {
-  items: Item[];
+  /** The tree's items in key order, produced afresh on each call (trees do not change during a commit). */
+  items: () => Iterable<Item>;
   layout: TreeLayout;
   addrs: bigint[];
 }
@@ -50,7 +51,7 @@ export function commitFilesystem(fs: Filesystem): void {
   }
 
   let counts = new Map<bigint, number>();
-  for (const id of written) counts.set(id, layoutTree(fs.trees.get(id)!.items.range().map((i) => i.data.length), fs.nodesize).blockCount);
+  for (const id of written) counts.set(id, layoutTree(sizesOf(fs.trees.get(id)!.items.entries()), fs.nodesize).blockCount);
 
   let plans: Map<bigint, Plan> | undefined;
   for (let round = 0; round < MAX_ROUNDS && !plans; round++) {
@@ -61,11 +62,11 @@ export function commitFilesystem(fs: Filesystem): void {
     // non-derived trees are final: lay them out for real
     const trial = new Map<bigint, Plan>();
     const derived = new Set([BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]);
-    const place = (id: bigint, items: Item[]): void => {
-      const layout = layoutTree(items.map((i) => i.data.length), fs.nodesize);
+    const place = (id: bigint, items: () => Iterable<Item>): void => {
+      const layout = layoutTree(sizesOf(items()), fs.nodesize);
       trial.set(id, { items, layout, addrs: addrs.get(id)! });
     };
-    for (const id of written) if (!derived.has(id)) place(id, fs.trees.get(id)!.items.range());
+    for (const id of written) if (!derived.has(id)) place(id, () => fs.trees.get(id)!.items.entries());
     // Derived trees are laid out with the block counts allocated to them; if the content then needs a
     // different count, the round is redone with the new counts.
     const blocksOf = (id: bigint): TreeBlockRef[] => {
@@ -81,7 +82,7 @@ export function commitFilesystem(fs: Filesystem): void {
         : { ...t.committed!, blocks });
     }
     patchRootItems(fs, roots);
-    place(BTRFS_ROOT_TREE_OBJECTID, fs.trees.get(BTRFS_ROOT_TREE_OBJECTID)!.items.range());
+    place(BTRFS_ROOT_TREE_OBJECTID, () => fs.trees.get(BTRFS_ROOT_TREE_OBJECTID)!.items.entries());
     const metaUsed = new RangeSet();
     const metaItems: Item[] = [];
     for (const [rootid, r] of roots) {
@@ -95,8 +96,9 @@ export function commitFilesystem(fs: Filesystem): void {
     }
     metaItems.sort((a, b) => compareKeys(a.key, b.key));
     updateBlockGroups(fs, dataUsed, metaUsed);
-    place(BTRFS_EXTENT_TREE_OBJECTID, mergeSorted(fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items.range(), metaItems));
-    place(BTRFS_FREE_SPACE_TREE_OBJECTID, freeSpaceItems(fs, dataUsed, metaUsed));
+    place(BTRFS_EXTENT_TREE_OBJECTID, () => mergeSorted(fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items.entries(), metaItems));
+    const freeSpace = freeSpaceItems(fs, dataUsed, metaUsed);
+    place(BTRFS_FREE_SPACE_TREE_OBJECTID, () => freeSpace);
 
     let stable = true;
     const next = new Map<bigint, number>();
@@ -114,7 +116,7 @@ export function commitFilesystem(fs: Filesystem): void {
   for (const id of written) {
     const p = plans.get(id)!;
     const info = { fsid: fs.headerFsid, chunkTreeUuid: fs.chunkTreeUuid, generation: gen, owner: id };
-    for (const blk of serializeTree(p.items, p.layout, p.addrs, fs.nodesize, info)) {
+    for (const blk of serializeTree(p.items(), p.layout, p.addrs, fs.nodesize, info)) {
       for (const phys of fs.chunks.toPhysical(blk.bytenr, fs.nodesize)) fs.device.write(phys, blk.bytes);
     }
   }
@@ -264,15 +266,17 @@ function freeSpaceItems(fs: Filesystem, dataUsed: RangeSet, metaUsed: RangeSet):
   return out;
 }
 
-function mergeSorted(a: Item[], b: Item[]): Item[] {
-  const out: Item[] = [];
-  let i = 0;
+function* mergeSorted(a: Iterable<Item>, b: Item[]): Generator<Item> {
   let j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && compareKeys(a[i]!.key, b[j]!.key) < 0)) out.push(a[i++]!);
-    else out.push(b[j++]!);
+  for (const it of a) {
+    while (j < b.length && compareKeys(b[j]!.key, it.key) < 0) yield b[j++]!;
+    yield it;
   }
-  return out;
+  while (j < b.length) yield b[j++]!;
+}
+
+function* sizesOf(items: Iterable<Item>): Generator<number> {
+  for (const it of items) yield it.data.length;
 }
 
 function buildSuperblock(fs: Filesystem, plans: Map<bigint, Plan>, gen: bigint): BtrfsSuperBlock {
@@ -283,11 +287,10 @@ function buildSuperblock(fs: Filesystem, plans: Map<bigint, Plan>, gen: bigint):
     return c ?? { bytenr: 0n, level: 0, generation: 0n };
   };
   let bytesUsed = 0n;
-  for (const it of fs.tree(BTRFS_EXTENT_TREE_OBJECTID).range(
-    { objectid: 0n, type: 0, offset: 0n },
-    { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n },
-  )) {
-    if (it.key.type === BTRFS_BLOCK_GROUP_ITEM_KEY) bytesUsed += decodeBlockGroupItem(it.data).used;
+  const extentTree = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  for (const c of fs.chunks.all()) {
+    const bg = extentTree.get({ objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length });
+    if (bg) bytesUsed += decodeBlockGroupItem(bg).used;
   }
   const sys = fs.chunks.all().filter((c) => c.type & BTRFS_BLOCK_GROUP_SYSTEM).map((c) => ({
     key: { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: c.logical },

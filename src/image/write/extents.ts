@@ -9,7 +9,7 @@ import {
 } from '../structs/tree-items.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import type { Filesystem } from './filesystem.js';
-import type { Key } from './item-map.js';
+import type { Item, Key } from './item-map.js';
 
 /**
  * Data extent bookkeeping in the extent tree (EXTENT_ITEM + data back references) and the csum tree.
@@ -182,17 +182,11 @@ export function normalizeCsumTree(fs: Filesystem): void {
   const ss = BigInt(fs.sectorsize);
   const max = maxCsumsPerItem(fs.nodesize) * 4;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
-  const items = t.range();
-  let i = 0;
-  while (i < items.length) {
-    // gather one contiguous run
-    let j = i + 1;
-    let end = items[i]!.key.offset + (BigInt(items[i]!.data.length) / 4n) * ss;
-    while (j < items.length && items[j]!.key.offset === end) {
-      end += (BigInt(items[j]!.data.length) / 4n) * ss;
-      j++;
-    }
-    const run = items.slice(i, j);
+  // Walk the tree once, one contiguous run at a time: rewriting a run only touches keys inside it, which
+  // the walk has already passed.
+  let run: Item[] = [];
+  let end = 0n;
+  const flush = (): void => {
     const canonical = run.every((it, k) => (k < run.length - 1 ? it.data.length === max : it.data.length <= max && it.data.length > 0));
     if (!canonical) {
       const bytes = new Uint8Array(run.reduce((n, it) => n + it.data.length, 0));
@@ -205,6 +199,13 @@ export function normalizeCsumTree(fs: Filesystem): void {
       const start = run[0]!.key.offset;
       for (let off = 0; off < bytes.length; off += max) t.put(csumKey(start + BigInt(off / 4) * ss), bytes.slice(off, off + max));
     }
-    i = j;
+    run = [];
+  };
+  for (const it of t.entries()) {
+    if (run.length && it.key.offset !== end) flush();
+    if (!run.length) end = it.key.offset;
+    run.push(it);
+    end += (BigInt(it.data.length) / 4n) * ss;
   }
+  if (run.length) flush();
 }

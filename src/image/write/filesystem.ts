@@ -12,13 +12,14 @@ import { encodeBlockGroupItem } from '../structs/tree-items.js';
 import { commitFilesystem } from './commit.js';
 import { BTRFS_STRIPE_LEN, type ChunkInfo, ChunkMap } from './chunks.js';
 import { type Item, ItemMap, type Key } from './item-map.js';
+import { PageStore } from './page-store.js';
 import { RangeSet } from './ranges.js';
 
 /**
  * In-memory, load-modify-commit model of a single-device btrfs filesystem.
  *
- * Every tree's items are held in memory (an ItemMap per root objectid) — metadata of a multi-GiB image is
- * a few tens of MiB, which is the accepted limit of this design. File data is never held: callers
+ * Every tree's items are held in an ItemMap per root objectid, paged under one PageStore budget: pages
+ * not in use are packed, and with a spill backend moved out of memory. File data is never held: callers
  * allocate data extents (allocData), write them straight to the device (writeData) and record them with
  * the helpers in extents.ts. commit() (commit.ts) turns the model into tree blocks in space the committed
  * state does not use, then writes the superblocks: a crash at any point leaves the previous commit intact.
@@ -75,8 +76,9 @@ export class TreeHandle {
   last(max?: Key, min?: Key): Item | undefined {
     return this.state.items.last(max, min);
   }
-  entries(): IterableIterator<Item> {
-    return this.state.items.entries();
+  /** Items in key order without building an array; the tree may change meanwhile (see ItemMap.entries). */
+  entries(min?: Key, max?: Key): IterableIterator<Item> {
+    return this.state.items.entries(min, max);
   }
 }
 
@@ -85,6 +87,8 @@ export interface GrowthOptions {
   growable?: boolean;
   /** Hard limit on the device size in bytes; exceeding it is an ImageError (IMAGE_FULL). */
   maxSize?: bigint;
+  /** Memory budget (and spill file) for the items of every tree; default: 48 MiB, cold pages in memory. */
+  pageStore?: PageStore;
 }
 
 export class Filesystem {
@@ -105,6 +109,8 @@ export class Filesystem {
   devUsed = new RangeSet();
   /** Logical ranges of every tree block of the last committed state: never overwritten by a commit. */
   committedBusy = new RangeSet();
+  /** Shared by the item maps of every tree. */
+  readonly pageStore: PageStore;
 
   constructor(device: BlockDevice, sb: BtrfsSuperBlock, metadataProfile: bigint, growth: GrowthOptions = {}) {
     this.device = device;
@@ -112,6 +118,7 @@ export class Filesystem {
     this.metadataProfile = metadataProfile;
     this.growable = growth.growable ?? true;
     this.maxSize = growth.maxSize;
+    this.pageStore = growth.pageStore ?? new PageStore();
     this.headerFsid = sb.fsid;
   }
 
@@ -148,7 +155,7 @@ export class Filesystem {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t: TreeState = { rootid, items: new ItemMap(), dirty: true };
+    const t: TreeState = { rootid, items: new ItemMap(this.pageStore), dirty: true };
     this.trees.set(rootid, t);
     return new TreeHandle(t);
   }
