@@ -9,7 +9,7 @@ import {
 } from '../structs/tree-items.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import type { Filesystem } from './filesystem.js';
-import type { Item, Key } from './item-map.js';
+import type { Key } from './item-map.js';
 
 /**
  * Data extent bookkeeping in the extent tree (EXTENT_ITEM + data back references) and the csum tree.
@@ -177,35 +177,48 @@ export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
   }
 }
 
-/** Merge contiguous csum items into runs of at most maxCsumsPerItem checksums, as the kernel keeps them. */
+/**
+ * Merge contiguous csum items into runs of at most maxCsumsPerItem checksums, as the kernel keeps them.
+ * One walk, streaming: a run can span every data extent of the image (they are allocated back to back),
+ * so it is re-cut as it goes — items already cut right are left alone, the others are deleted and their
+ * checksums re-emitted in full-size items. Every put lands at or behind the walk's position, which the
+ * walk has passed (ItemMap.entries allows that).
+ */
 export function normalizeCsumTree(fs: Filesystem): void {
   const ss = BigInt(fs.sectorsize);
   const max = maxCsumsPerItem(fs.nodesize) * 4;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
-  // Walk the tree once, one contiguous run at a time: rewriting a run only touches keys inside it, which
-  // the walk has already passed.
-  let run: Item[] = [];
-  let end = 0n;
-  const flush = (): void => {
-    const canonical = run.every((it, k) => (k < run.length - 1 ? it.data.length === max : it.data.length <= max && it.data.length > 0));
-    if (!canonical) {
-      const bytes = new Uint8Array(run.reduce((n, it) => n + it.data.length, 0));
-      let o = 0;
-      for (const it of run) {
-        bytes.set(it.data, o);
-        o += it.data.length;
-        t.delete(it.key);
-      }
-      const start = run[0]!.key.offset;
-      for (let off = 0; off < bytes.length; off += max) t.put(csumKey(start + BigInt(off / 4) * ss), bytes.slice(off, off + max));
-    }
-    run = [];
+  const span = (bytes: number): bigint => (BigInt(bytes) / 4n) * ss;
+  let end = -1n; // end of the current run (bytenr after its last sector)
+  let emitAt = 0n; // bytenr of the next item to emit
+  const buf = new Uint8Array(2 * max);
+  let held = 0; // checksums taken out of deleted items, not yet emitted
+  const emit = (len: number): void => {
+    t.put(csumKey(emitAt), buf.slice(0, len));
+    emitAt += span(len);
+    buf.copyWithin(0, len, held);
+    held -= len;
   };
   for (const it of t.entries()) {
-    if (run.length && it.key.offset !== end) flush();
-    if (!run.length) end = it.key.offset;
-    run.push(it);
-    end += (BigInt(it.data.length) / 4n) * ss;
+    if (it.key.offset !== end) {
+      if (held > 0) emit(held);
+      emitAt = it.key.offset;
+      end = it.key.offset;
+    }
+    end += span(it.data.length);
+    if (held === 0 && it.key.offset === emitAt && it.data.length === max) {
+      emitAt = end;
+      continue;
+    }
+    t.delete(it.key);
+    let o = 0;
+    while (o < it.data.length) {
+      const n = Math.min(it.data.length - o, max - held);
+      buf.set(it.data.subarray(o, o + n), held);
+      held += n;
+      o += n;
+      if (held === max) emit(max);
+    }
   }
-  if (run.length) flush();
+  if (held > 0) emit(held);
 }
