@@ -17,7 +17,8 @@ import { skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
  * Resource exhaustion: streams that are valid but ask for a lot. Each is either handled in bounded memory
- * and reasonable time (and the image passes btrfs check), or refused with a clear error. CI runs them
+ * (and the image passes btrfs check), or refused with a clear error; time is the benchmarks' business
+ * (bench/, docs/performance.md) — a hang still fails on the test timeout. CI runs them
  * scaled down; HOSTILE_FULL=1 runs the sizes of the issue (a million commands, 100 000 entries in one
  * directory), which take about 15 s each (see docs/security.md for measured numbers).
  */
@@ -37,10 +38,9 @@ function* stream(version: number, ...parts: Iterable<SendCommand>[]): Generator<
   for (const p of parts) for (const c of p) yield encodeCommand(c, version);
 }
 
-async function receiveIntoFile(name: string, input: Iterable<Uint8Array>, heapProbe?: number[]): Promise<{ image: string; error?: unknown; ms: number }> {
+async function receiveIntoFile(name: string, input: Iterable<Uint8Array>, heapProbe?: number[]): Promise<{ image: string; error?: unknown }> {
   const image = join(work, `${name}.img`);
   const dev = FileDevice.create(image, 256n << 20n);
-  const t0 = Date.now();
   let error: unknown;
   try {
     const fs = createFilesystem(dev, { growable: true, maxSize: 8n << 30n });
@@ -50,7 +50,7 @@ async function receiveIntoFile(name: string, input: Iterable<Uint8Array>, heapPr
   } finally {
     dev.close();
   }
-  return { image, error, ms: Date.now() - t0 };
+  return { image, error };
 }
 
 async function withImage<T>(image: string, fn: (img: BtrfsImage) => Promise<T>): Promise<T> {
@@ -82,7 +82,7 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 << 20);
   });
 
-  it(`${FULL ? '1 000 000' : '100 000'} tiny commands: constant memory, linear time`, async () => {
+  it(`${FULL ? '1 000 000' : '100 000'} tiny commands: constant memory`, async () => {
     const n = FULL ? 1_000_000 : 100_000;
     function* chmods(): Generator<SendCommand> {
       for (let i = 0; i < n; i++) yield { cmd: 18, path: b('f'), mode: BigInt(i & 0o777) };
@@ -90,7 +90,6 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
     const heap: number[] = [];
     const r = await receiveIntoFile('tiny', stream(1, [SUBVOL, { cmd: 3, path: b('f'), ino: 257n }], chmods(), [END]), heap);
     expect(r.error).toBeUndefined();
-    expect(r.ms).toBeLessThan(FULL ? 60_000 : 15_000);
     // heap after the first 50 000 commands vs. at the end: no per-command growth
     expect(heap.length).toBeGreaterThanOrEqual(2);
     expect(heap[heap.length - 1]! - heap[0]!).toBeLessThan(48 << 20);
@@ -105,7 +104,6 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
     }
     const r = await receiveIntoFile('wide', stream(1, [SUBVOL, { cmd: 4, path: b('d'), ino: 299n }], files(), [END]));
     expect(r.error).toBeUndefined();
-    expect(r.ms).toBeLessThan(FULL ? 60_000 : 15_000);
     if (!why) expect(checkImage(r.image)).toEqual([]);
     const count = await withImage(r.image, async (img) => {
       let k = 0;
@@ -129,7 +127,6 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
       }
       const r = await receiveIntoFile(`deep-${depth}`, stream(1, [SUBVOL], dirs(), [END]));
       expect(r.error).toBeUndefined();
-      expect(r.ms).toBeLessThan(20_000);
       if (!why) expect(checkImage(r.image)).toEqual([]);
       const leaf = await withImage(r.image, (img) => readAll(img, `vol/${'a/'.repeat(depth)}leaf`));
       expect(leaf.toString()).toBe('deep');
@@ -197,7 +194,6 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
     ];
     const r = await receiveIntoFile('sparse-clone', stream(1, cmds));
     expect(r.error).toBeUndefined();
-    expect(r.ms).toBeLessThan(20_000);
     expect(statSync(r.image).blocks * 512).toBeLessThan(64 << 20);
     if (!why) expect(checkImage(r.image)).toEqual([]);
     await withImage(r.image, async (img) => {
