@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
+import { PooledFileInput } from './pooled-input.js';
 
 /** 1 MiB reads: large enough that per-chunk overhead vanishes, small enough to keep memory flat. */
 const CHUNK = 1 << 20;
@@ -13,7 +14,7 @@ export async function openInput(file: string | undefined): Promise<AsyncIterable
   if (file === undefined || file === '-') return process.stdin;
   try {
     const fh = await open(file, 'r');
-    return fh.createReadStream({ highWaterMark: CHUNK });
+    return new PooledFileInput(fh, CHUNK);
   } catch (e) {
     throw new BtrfsTsError('input-open', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
   }

@@ -7,26 +7,51 @@ import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from '
  * write, read or flush at the latest — a flush never returns before every earlier write is on disk.
  *
  * Shared state: ctrl[0] = records queued (producer), ctrl[1] = records done (worker), ctrl[2] = failed,
- * ctrl[3] / ctrl[4] = the worker / the producer is about to sleep: the other side only wakes (a futex
+ * ctrl[5] = the worker has started, ctrl[3] / ctrl[4] = the worker / the producer is about to sleep: the other side only wakes (a futex
  * call) a thread that may be sleeping. Sequentially consistent atomics make that safe: the sleeper sets
  * its flag before Atomics.wait re-checks the counter, the waker stores the counter before reading the flag.
  * Each record is [op, ring position, length, image offset] in `recs`. Counters wrap as int32.
  */
 const OP_WRITE = 1;
 const OP_FSYNC = 2;
-const SLOTS = 4096;
-const WAKE_BYTES = 1 << 20; // power of two: slot = counter & (SLOTS - 1) also for wrapped (negative) counters
+const SLOTS = 4096; // power of two: slot = counter & (SLOTS - 1) also for wrapped (negative) counters
+const WAKE_BYTES = 1 << 20;
+/** Bytes written between background fdatasync calls (0: none). */
+const WRITEBACK_BYTES = 32 << 20;
+/** How long a flush waits for the thread to start before giving up (it takes milliseconds). */
+const START_TIMEOUT_MS = 30_000;
 
-/** Plain JS run by the worker (eval: a .ts worker file would not load under the test runner). */
-const WORKER = `
-const fs = require('node:fs');
-const { workerData } = require('node:worker_threads');
-const { fd, ctrlBuf, recBuf, dataBuf, port } = workerData;
+/**
+ * Plain JS run by the worker (eval: a .ts worker file would not load under the test runner; dynamic
+ * imports work whether node treats eval code as CommonJS or as a module). Every WRITEBACK_BYTES it starts
+ * an fdatasync in libuv's pool while writing goes on, so the data reaches the disk during the receive
+ * instead of all at the final fsync (Atomics.waitAsync, which would keep the event loop turning while
+ * idle, was not woken reliably by the producer's notify: the thread polls while a sync is out). Their errors count as failures
+ * (an fsync reports a writeback error only once per file: the final fsync would not see it again).
+ */
+const WORKER = `(async () => {
+const fs = await import('node:fs');
+const { workerData } = await import('node:worker_threads');
+const { fd, ctrlBuf, recBuf, dataBuf, port, writebackBytes } = workerData;
 const ctrl = new Int32Array(ctrlBuf), recs = new Float64Array(recBuf), data = new Uint8Array(dataBuf);
-let done = 0, failed = false;
+let done = 0, failed = false, syncing = 0, unsynced = 0;
+const fail = (op, len, off, e) => {
+  if (failed) return;
+  // the message goes out before the flag: whoever sees the flag finds the message
+  failed = true;
+  port.postMessage({ op, len, off, message: String(e && e.message), code: e && e.code });
+  Atomics.store(ctrl, 2, 1);
+};
+const writeback = () => {
+  syncing++;
+  fs.fdatasync(fd, (e) => { syncing--; if (e) fail(${OP_FSYNC}, 0, 0, e); });
+};
+Atomics.store(ctrl, 5, 1);
 for (;;) {
   const queued = Atomics.load(ctrl, 0);
   if (queued === done) {
+    // a background fdatasync's callback needs this thread's event loop: poll while one is out
+    if (syncing > 0) { await new Promise((res) => setTimeout(res, 1)); continue; }
     Atomics.store(ctrl, 3, 1);
     Atomics.wait(ctrl, 0, done);
     Atomics.store(ctrl, 3, 0);
@@ -35,18 +60,25 @@ for (;;) {
   while (done !== queued) {
     const r = (done & ${SLOTS - 1}) * 4;
     const op = recs[r], pos = recs[r + 1], len = recs[r + 2], off = recs[r + 3];
+    if (op === ${OP_FSYNC}) while (syncing > 0) await new Promise((res) => setImmediate(res));
     if (!failed) {
       try {
         if (op === ${OP_WRITE}) {
           for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
+          unsynced += len;
+          if (writebackBytes > 0 && unsynced >= writebackBytes) {
+            if (syncing > 0) await new Promise((res) => setImmediate(res));
+            if (syncing === 0) {
+              unsynced = 0;
+              writeback();
+            }
+          }
         } else {
           fs.fsyncSync(fd);
+          unsynced = 0;
         }
       } catch (e) {
-        // the message goes out before the flag: whoever sees the flag finds the message
-        failed = true;
-        port.postMessage({ op, len, off, message: String(e && e.message), code: e && e.code });
-        Atomics.store(ctrl, 2, 1);
+        fail(op, len, off, e);
       }
     }
     done = (done + 1) | 0;
@@ -54,6 +86,7 @@ for (;;) {
     if (Atomics.load(ctrl, 4) !== 0) Atomics.notify(ctrl, 1);
   }
 }
+})();
 `;
 
 export interface WriteFailure {
@@ -78,9 +111,10 @@ export class WriteBehind {
   private takenFirst = 0;
   private retired = 0;
   private unsent = 0;
+  private waitedForStart = 0;
   private failure: WriteFailure | undefined;
 
-  constructor(fd: number, readonly capacity = 8 << 20) {
+  constructor(fd: number, readonly capacity = 8 << 20, writebackBytes = WRITEBACK_BYTES) {
     const ctrlBuf = new SharedArrayBuffer(32);
     const recBuf = new SharedArrayBuffer(SLOTS * 4 * 8);
     const dataBuf = new SharedArrayBuffer(capacity);
@@ -89,11 +123,14 @@ export class WriteBehind {
     this.data = new Uint8Array(dataBuf);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, ctrlBuf, recBuf, dataBuf, port: port2 }, transferList: [port2],
+    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes }, transferList: [port2],
       // it allocates next to nothing: a small heap keeps its memory small
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
     // an idle writer thread must not keep the process alive; close() waits for it where it matters
     this.worker.unref();
+    // a thread that fails to start is noticed by the waits (ctrl[5] stays 0); its error event must not
+    // crash the process meanwhile
+    this.worker.on('error', () => undefined);
     this.port.unref();
   }
 
@@ -110,6 +147,7 @@ export class WriteBehind {
     }
     const need = wraps ? this.capacity - this.head + len : len;
     this.waitFor(need);
+    if (this.dead()) return false;
     const pos = wraps ? 0 : this.head;
     this.data.set(bytes, pos);
     this.head = pos + len === this.capacity ? 0 : pos + len;
@@ -120,6 +158,7 @@ export class WriteBehind {
   /** Queues an fsync and waits until it and everything before it are done. */
   flush(): void {
     this.waitFor(0);
+    if (this.dead()) return;
     this.push(OP_FSYNC, 0, 0, 0, 0);
     this.drain();
   }
@@ -128,7 +167,7 @@ export class WriteBehind {
   drain(): void {
     for (;;) {
       const done = Atomics.load(this.ctrl, 1);
-      if (done === this.queued) break;
+      if (done === this.queued || this.dead()) break;
       this.sleep(done);
     }
     this.reclaim();
@@ -170,10 +209,16 @@ export class WriteBehind {
   private waitFor(need: number): void {
     this.reclaim();
     while (this.used + need > this.capacity || this.taken.length - this.takenFirst >= SLOTS) {
+      if (this.dead()) return;
       const done = Atomics.load(this.ctrl, 1);
       if (done === this.retired) this.sleep(done);
       this.reclaim();
     }
+  }
+
+  /** The thread never started (its failure is set): nothing queued will be done. */
+  private dead(): boolean {
+    return this.failure !== undefined && Atomics.load(this.ctrl, 5) === 0;
   }
 
   private wake(): void {
@@ -185,7 +230,11 @@ export class WriteBehind {
   private sleep(done: number): void {
     this.wake();
     Atomics.store(this.ctrl, 4, 1);
-    Atomics.wait(this.ctrl, 1, done);
+    if (Atomics.wait(this.ctrl, 1, done, 1000) === 'timed-out' && Atomics.load(this.ctrl, 5) === 0) {
+      // a thread that never started would leave this wait forever
+      this.waitedForStart += 1000;
+      if (this.waitedForStart >= START_TIMEOUT_MS) this.failure ??= { op: OP_WRITE, len: 0, off: 0, message: 'the write-behind thread did not start' };
+    }
     Atomics.store(this.ctrl, 4, 0);
   }
 

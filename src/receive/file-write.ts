@@ -32,8 +32,11 @@ export class FileWriter extends ExtentWriter {
   private pendingBytes = 0;
   private readonly maxBuffer: number;
   private readonly maxPending: number;
-  private scratch = new Uint8Array(0);
-  private lastKey: string | undefined;
+  /** The current file's gathered bytes (maxBuffer, reused) and the pending range that owns them. */
+  private gather = new Uint8Array(0);
+  private gatherOwner: Pending | undefined;
+  /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
+  private edgeBuf = new Uint8Array(0);
 
   constructor(fs: Filesystem, opts: WriterOptions = {}) {
     super(fs, opts);
@@ -41,24 +44,32 @@ export class FileWriter extends ExtentWriter {
     this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 16 << 20);
   }
 
+  /**
+   * Gathers `data` (copied: the caller may reuse its buffer, the parser its input chunks). The file being
+   * written gathers in one reused buffer; when another file starts gathering, what the previous one has
+   * gathered moves into a buffer of its own (bounded by maxPending over all files).
+   */
   write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array): void {
     if (data.length === 0) return;
     const key = `${root}:${ino}`;
-    if (key !== this.lastKey) this.settle();
-    this.lastKey = key;
     const p = this.pending.get(key);
     const fits = p !== undefined && p.len + data.length <= this.maxBuffer;
     if (fits && p.start + BigInt(p.len) === offset) {
-      p.parts.push(data);
-      p.len += data.length;
+      this.gatherInto(p, p.len, data);
     } else if (fits && offset + BigInt(data.length) === p.start) {
       // dirty pages merge whichever side they touch: a write just before the gathered range joins it
-      p.parts.unshift(data);
+      this.gatherInto(p, 0, data);
       p.start = offset;
-      p.len += data.length;
     } else {
       if (p) this.flushPending(key, p);
-      this.pending.set(key, { root, ino, start: offset, parts: [data], len: data.length });
+      const q: Pending = { root, ino, start: offset, parts: [], len: 0 };
+      this.pending.set(key, q);
+      if (data.length > this.maxBuffer) {
+        q.parts = [data.slice()];
+        q.len = data.length;
+      } else {
+        this.gatherInto(q, 0, data);
+      }
     }
     this.pendingBytes += data.length;
     while (this.pendingBytes > this.maxPending) {
@@ -67,15 +78,28 @@ export class FileWriter extends ExtentWriter {
     }
   }
 
-  /**
-   * The file being written holds views into the parser's input chunks (no copy while a file streams in);
-   * when writing moves on to another file, the data left gathered is copied into one buffer of its own, so
-   * no more than one file's worth of input chunks is ever kept alive.
-   */
+  /** Puts `data` at byte `at` (the end, or 0 to prepend) of p's range, which then lives in the gather buffer. */
+  private gatherInto(p: Pending, at: number, data: Uint8Array): void {
+    if (this.gather.length < this.maxBuffer) this.gather = new Uint8Array(this.maxBuffer);
+    const g = this.gather;
+    const old = p.len;
+    if (this.gatherOwner !== p) {
+      // another file's gathered bytes move out, p's move in
+      this.settle();
+      concatBytes(p.parts, g);
+      this.gatherOwner = p;
+    }
+    if (at === 0 && old > 0) g.copyWithin(data.length, 0, old);
+    g.set(data, at);
+    p.len = old + data.length;
+    p.parts = [g.subarray(0, p.len)];
+  }
+
+  /** The file that owns the gather buffer keeps its bytes in a copy of their own; the buffer is free again. */
   private settle(): void {
-    const p = this.lastKey === undefined ? undefined : this.pending.get(this.lastKey);
-    if (p && p.parts.length > 1) p.parts = [concatBytes(p.parts)];
-    else if (p && p.parts.length === 1 && p.parts[0]!.byteLength !== p.parts[0]!.buffer.byteLength) p.parts = [p.parts[0]!.slice()];
+    const p = this.gatherOwner;
+    this.gatherOwner = undefined;
+    if (p) p.parts = [p.parts[0]!.slice()];
   }
 
   /** Writes out everything gathered (before a commit, and before whole-subvolume operations). */
@@ -95,9 +119,14 @@ export class FileWriter extends ExtentWriter {
     const key = `${root}:${ino}`;
     const p = this.pending.get(key);
     if (p) {
-      this.pending.delete(key);
-      this.pendingBytes -= p.len;
+      this.forget(key, p);
     }
+  }
+
+  private forget(key: string, p: Pending): void {
+    this.pending.delete(key);
+    this.pendingBytes -= p.len;
+    if (this.gatherOwner === p) this.gatherOwner = undefined;
   }
 
   private pendingOf(root: bigint, ino: bigint): Pending | undefined {
@@ -105,17 +134,10 @@ export class FileWriter extends ExtentWriter {
   }
 
   private flushPending(key: string, p: Pending): void {
-    this.pending.delete(key);
-    this.pendingBytes -= p.len;
-    if (p.parts.length === 1) {
-      this.writeNow(p.root, p.ino, p.start, p.parts[0]!);
-      return;
-    }
-    // One reused gather buffer instead of a fresh one per flush: allocating (and zero-filling, and later
-    // collecting) up to 8 MiB per extent showed up as GC time. writeNow consumes the bytes before it
-    // returns, except an inline extent, which keeps them: that one gets its own copy.
-    if (this.scratch.length < p.len) this.scratch = new Uint8Array(this.maxBuffer > p.len ? this.maxBuffer : p.len);
-    const data = concatBytes(p.parts, this.scratch);
+    this.forget(key, p);
+    // the gather buffer is reused as soon as this returns: writeNow consumes the bytes before it returns,
+    // except an inline extent, which keeps them — `borrowed` makes it take a copy
+    const data = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
     this.writeNow(p.root, p.ino, p.start, data, true);
   }
 
@@ -149,7 +171,7 @@ export class FileWriter extends ExtentWriter {
       const aStart = start - (start % this.ss);
       const aEnd = alignUp(end, this.ss);
       // the common case (gathered writes, sector aligned) needs no second copy of up to 8 MiB
-      const buf = aStart === start && aEnd === end ? data : new Uint8Array(Number(aEnd - aStart));
+      const buf = aStart === start && aEnd === end ? data : this.zeroed(Number(aEnd - aStart));
       if (buf !== data) {
         if (aStart < start) buf.set(readRange(fs, root, ino, aStart, Number(start - aStart)), 0);
         buf.set(data, Number(start - aStart));
@@ -184,7 +206,8 @@ export class FileWriter extends ExtentWriter {
       dropFileExtents(fs, root, ino, offset, offset + numBytes);
       const diskLen = alignUp(BigInt(x.data.length), this.ss);
       const bytenr = fs.allocData(diskLen);
-      const padded = padTo(x.data, Number(diskLen));
+      const padded = x.data.length === Number(diskLen) ? x.data : this.zeroed(Number(diskLen));
+      if (padded !== x.data) padded.set(x.data);
       fs.writeData(bytenr, padded);
       addDataCsums(fs, bytenr, padded);
       insertFileExtent(fs, root, ino, offset, {
@@ -196,6 +219,17 @@ export class FileWriter extends ExtentWriter {
     }
     this.stats.bytes += Number(x.fileLen);
     if (end > inode.size) updateInode(fs, root, ino, { size: end });
+  }
+
+  /**
+   * A zero-filled buffer of `len` bytes, valid until the next call: fresh buffers per extent were a
+   * quarter of a zstd stream's allocation volume, and allocation volume is what drives V8's full GCs.
+   */
+  private zeroed(len: number): Uint8Array {
+    if (this.edgeBuf.length < len) this.edgeBuf = new Uint8Array(Math.max(len, 256 << 10));
+    const out = this.edgeBuf.subarray(0, len);
+    out.fill(0);
+    return out;
   }
 
   /** Zeros [start, end) of the file without changing its size (punch hole). */

@@ -47,7 +47,9 @@ export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable
   fs.device.setWriteBehind?.(true);
   let res: ProcessResult;
   try {
+    // the receiver copies what it keeps of a command (FileWriter gathers into its own buffer)
     res = await processStream(input, r, {
+      reuseInput: true,
       ...(opts.stopAfterFirstEnd ? { stopAfterFirstEnd: true } : {}),
       ...(opts.maxCommandLen ? { maxCommandLen: opts.maxCommandLen } : {}),
       ...(opts.afterCommand ? { afterCommand: opts.afterCommand } : {}),

@@ -42,6 +42,14 @@ export class AttrTable {
     return t;
   }
 
+  /** Replaces every value but `keep`'s with a copy, so the payload's buffer may be reused after this command. */
+  detach(keep: number): void {
+    for (const type of this.order) {
+      const v = this.values[type];
+      if (type !== keep && v !== undefined && v.byteLength !== v.buffer.byteLength) this.values[type] = v.slice();
+    }
+  }
+
   err(code: string, message: string, offset?: number): StreamError {
     const c = this.ctx();
     return new StreamError(code, message, offset === undefined ? c : { ...c, offset });

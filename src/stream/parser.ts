@@ -2,7 +2,7 @@ import { StreamError, type ErrorContext } from '../errors.js';
 import { crc32cRaw } from '../util/crc32c.js';
 import { AttrTable } from './attrs.js';
 import * as C from './constants.js';
-import { decodeCommand } from './decode.js';
+import { decodeCommand, isKnownCommand } from './decode.js';
 import { ChunkReader } from './source.js';
 import type { CommandMeta, StreamItem } from './types.js';
 
@@ -13,6 +13,12 @@ export interface ParseOptions {
   stopAfterFirstEnd?: boolean;
   /** Skip CRC verification (only for tools that must read damaged streams). */
   noCrc?: boolean;
+  /**
+   * The consumer keeps nothing of a command past asking for the next item, except copies: a recycling
+   * source may then refill its chunks. Attributes other than DATA are copied for it (paths, uuids,
+   * xattrs are small and often kept); DATA stays a view, as documented on the write commands.
+   */
+  reuseInput?: boolean;
 }
 
 const MAGIC = new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0');
@@ -28,12 +34,14 @@ export async function* parseStream(
   opts: ParseOptions = {},
 ): AsyncGenerator<StreamItem, void, undefined> {
   const maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
-  const r = new ChunkReader(input);
+  const r = new ChunkReader(input, { reuse: opts.reuseInput ?? false });
+  const reuse = r.reusing;
   let index = 0;
   let streamIndex = -1;
   try {
     for (;;) {
       // Between streams: EOF is the normal end, anything else must be a new header.
+      r.releaseSpent();
       const hdrOffset = r.position;
       const got = await r.fill(C.BTRFS_STREAM_HEADER_SIZE);
       if (got === 0) {
@@ -56,6 +64,8 @@ export async function* parseStream(
       yield { kind: 'header', version, offset: hdrOffset, streamIndex };
 
       for (;;) {
+        // the consumer has asked for the next command: the previous one's chunks are free
+        r.releaseSpent();
         const offset = r.position;
         const ctxBase = { offset, commandIndex: index };
         const have = await r.fill(C.BTRFS_CMD_HEADER_SIZE);
@@ -77,7 +87,8 @@ export async function* parseStream(
         }
         const payload = r.take(len);
         if (!opts.noCrc) {
-          const zeroed = h.slice(0, C.BTRFS_CMD_HEADER_SIZE);
+          // a copy: Buffer#slice (chunks from node streams are Buffers) would zero the caller's bytes
+          const zeroed = new Uint8Array(h);
           zeroed[6] = zeroed[7] = zeroed[8] = zeroed[9] = 0;
           const actual = crc32cRaw(payload, crc32cRaw(zeroed, 0));
           if (actual !== crc) {
@@ -85,8 +96,10 @@ export async function* parseStream(
           }
         }
         const attrs = AttrTable.parse(payload, version, () => ctx, offset + C.BTRFS_CMD_HEADER_SIZE);
+        if (reuse) attrs.detach(C.BTRFS_SEND_A_DATA);
         const meta: CommandMeta = { offset, index, streamIndex, version, len, attrOrder: [] };
-        const command = decodeCommand(cmd, payload, attrs, meta);
+        // an unknown command keeps its raw payload
+        const command = decodeCommand(cmd, reuse && !isKnownCommand(cmd) ? payload.slice() : payload, attrs, meta);
         index++;
         yield { kind: 'command', command };
         if (cmd === C.BTRFS_SEND_C_END) break;

@@ -1,4 +1,17 @@
 /**
+ * A source that can take chunks back once the consumer holds no view into them, and fill them again:
+ * reading a large stream then allocates a few chunks instead of one per read (allocation volume is what
+ * makes V8 run full GCs).
+ */
+export interface RecyclingSource extends AsyncIterable<Uint8Array> {
+  recycle(chunk: Uint8Array): void;
+}
+
+export function isRecyclingSource(x: unknown): x is RecyclingSource {
+  return typeof (x as { recycle?: unknown }).recycle === 'function';
+}
+
+/**
  * Pull-style reader over an AsyncIterable of chunks. It keeps only the chunks not yet consumed, so memory
  * is bounded by the largest single request plus one input chunk, whatever the stream's size.
  */
@@ -11,9 +24,29 @@ export class ChunkReader {
   private done = false;
   /** Absolute offset of the next byte `take` returns. */
   position = 0;
+  /** With reuse: chunks fully consumed, handed back to the source at the next releaseSpent(). */
+  private readonly spent: Uint8Array[] = [];
+  private readonly recycler: RecyclingSource | undefined;
 
-  constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+  /**
+   * With `reuse`, a recycling source gets its chunks back through releaseSpent(): the caller promises that
+   * nothing returned by take() before that call is used after it.
+   */
+  constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: { reuse?: boolean } = {}) {
     this.it = toAsyncIterator(input);
+    this.recycler = opts.reuse && isRecyclingSource(input) ? input : undefined;
+  }
+
+  /** Chunks go back to the source (reuse was asked for and the source recycles). */
+  get reusing(): boolean {
+    return this.recycler !== undefined;
+  }
+
+  /** Gives every fully consumed chunk back to a recycling source (no-op otherwise). */
+  releaseSpent(): void {
+    if (!this.recycler) return;
+    for (const c of this.spent) this.recycler.recycle(c);
+    this.spent.length = 0;
   }
 
   /** Buffers until `n` bytes are available or input ends; returns how many are available (≤ n only at EOF). */
@@ -37,7 +70,8 @@ export class ChunkReader {
 
   /**
    * Consumes `n` buffered bytes (caller must have filled them). Returns a view when the bytes sit in one
-   * chunk, a fresh copy when they span chunks. Chunks are never reused by the source, so views stay valid.
+   * chunk, a fresh copy when they span chunks. Views stay valid: the source reuses a chunk only after
+   * releaseSpent(), with `reuse`.
    */
   take(n: number): Uint8Array {
     if (n > this.buffered) throw new RangeError(`take(${n}) with only ${this.buffered} buffered`);
@@ -77,7 +111,8 @@ export class ChunkReader {
     this.buffered -= k;
     this.position += k;
     if (this.head === this.chunks[0]!.length) {
-      this.chunks.shift();
+      const c = this.chunks.shift()!;
+      if (this.recycler) this.spent.push(c);
       this.head = 0;
     }
   }
