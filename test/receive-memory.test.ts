@@ -96,3 +96,31 @@ describe('receive under a tiny metadata budget', () => {
     expect(a).toBe(list(join(work, 'roomy.img')));
   });
 });
+
+describe('opening an image leaves untouched subvolume trees on disk', () => {
+  it('a subvolume nobody uses is never read and keeps its blocks; a snapshot parent is read but not rewritten; the kernel-made manifests still match', async () => {
+    const { openFilesystem } = await import('../src/image/write/open.js');
+    const dev = new MemoryDevice(256n << 20n);
+    const first = createFilesystem(dev, { growable: true });
+    const sampleId = (await receiveStreams([readFileSync(join(STREAMS_DIR, 'sample.stream'))], first)).subvolumes[0]!.rootid;
+    const fullId = (await receiveStreams([readFileSync(join(STREAMS_DIR, 'full-v1.stream'))], first)).subvolumes[0]!.rootid;
+    const before = { sample: first.trees.get(sampleId)!.committed!.bytenr, full: first.trees.get(fullId)!.committed!.bytenr };
+
+    const fs = await openFilesystem(dev, { growable: true });
+    expect(fs.trees.get(sampleId)!.loaded).toBe(false);
+    expect(fs.trees.get(fullId)!.loaded).toBe(false);
+    await receiveStreams([readFileSync(join(STREAMS_DIR, 'incr-v1.stream'))], fs);
+    // incr-v1 snapshots full: full is read (copied) but not changed, sample is not even read
+    expect(fs.trees.get(sampleId)!.loaded).toBe(false);
+    expect(fs.trees.get(fullId)!.loaded).toBe(true);
+    expect(fs.trees.get(sampleId)!.committed!.bytenr).toBe(before.sample);
+    expect(fs.trees.get(fullId)!.committed!.bytenr).toBe(before.full);
+
+    const img = await BtrfsImage.open(fromBlockDevice(dev));
+    for (const [name, m] of [['sample', 'sample.manifest'], ['full', 'full-v1.manifest'], ['incr', 'incr-v1.manifest']] as const) {
+      const lines: string[] = [];
+      for await (const l of formatManifest(imageTreeSource(img, await img.resolve(name)))) lines.push(l);
+      expect(lines, name).toEqual(manifest(m));
+    }
+  });
+});

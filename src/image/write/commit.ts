@@ -90,7 +90,7 @@ export function commitFilesystem(fs: Filesystem): void {
         metaUsed.add(b.bytenr, b.bytenr + nodesize);
         metaItems.push({
           key: { objectid: b.bytenr, type: BTRFS_METADATA_ITEM_KEY, offset: BigInt(b.level) },
-          data: encodeExtentItem({ refs: 1n, generation: r.generation, flags: BTRFS_EXTENT_FLAG_TREE_BLOCK, inline_refs: [{ type: BTRFS_TREE_BLOCK_REF_KEY, root: rootid }] }),
+          data: encodeExtentItem({ refs: 1n, generation: b.generation ?? r.generation, flags: BTRFS_EXTENT_FLAG_TREE_BLOCK, inline_refs: [{ type: BTRFS_TREE_BLOCK_REF_KEY, root: rootid }] }),
         });
       }
     }

@@ -29,6 +29,8 @@ export const SZ_1M = 1n << 20n;
 export interface TreeBlockRef {
   bytenr: bigint;
   level: number;
+  /** Transid the block was written in, when older than its tree's root (kept trees of an opened image). */
+  generation?: bigint;
 }
 
 export interface CommittedTree {
@@ -38,12 +40,29 @@ export interface CommittedTree {
   blocks: TreeBlockRef[];
 }
 
-export interface TreeState {
-  rootid: bigint;
-  items: ItemMap;
-  dirty: boolean;
-  /** Where the tree lives in the last committed state; absent for trees created since. */
-  committed?: CommittedTree;
+export class TreeState {
+  private map: ItemMap | undefined;
+  private readonly loader: (() => ItemMap) | undefined;
+
+  /** `items` may be a loader: a committed tree is then read on first use, or never when nobody asks. */
+  constructor(
+    readonly rootid: bigint,
+    items: ItemMap | (() => ItemMap),
+    public dirty: boolean,
+    /** Where the tree lives in the last committed state; absent for trees created since. */
+    public committed?: CommittedTree,
+  ) {
+    if (items instanceof ItemMap) this.map = items;
+    else this.loader = items;
+  }
+
+  get items(): ItemMap {
+    return (this.map ??= this.loader!());
+  }
+
+  get loaded(): boolean {
+    return this.map !== undefined;
+  }
 }
 
 /** Mutating view of one tree; every mutation marks the tree for rewriting at the next commit. */
@@ -155,7 +174,7 @@ export class Filesystem {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t: TreeState = { rootid, items: new ItemMap(this.pageStore), dirty: true };
+    const t = new TreeState(rootid, new ItemMap(this.pageStore), true);
     this.trees.set(rootid, t);
     return new TreeHandle(t);
   }

@@ -20,7 +20,8 @@ import { decodeFileExtentItem } from '../structs/fs-items.js';
 import { decodeExtentItem, decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { storeDataExtent, type DataExtentInfo } from './extents.js';
-import { Filesystem, type GrowthOptions } from './filesystem.js';
+import { Filesystem, type GrowthOptions, type TreeBlockRef, TreeState } from './filesystem.js';
+import { loadCommittedTree } from './lazy-tree.js';
 import { ItemMap } from './item-map.js';
 import { PageStore } from './page-store.js';
 
@@ -29,10 +30,11 @@ const ALL = { from: { objectid: 0n, type: 0, offset: 0n }, to: { objectid: U64_M
 
 /**
  * Load an existing single-device image (made by mkfs.btrfs, the kernel, or this writer) into the
- * in-memory model. Every tree is read (checksums, levels, generations and keys verified by the image
- * reader) and marked dirty, so the first commit rewrites the whole metadata unshared in fresh space:
- * derived trees (extent tree tree-block items, block group usage, free space tree) are rebuilt from
- * scratch rather than trusted.
+ * writer's model. The filesystem-wide trees are read (checksums, levels, generations, owners and keys
+ * verified) and marked dirty, so derived content (extent tree tree-block items, block group usage, free
+ * space tree) is rebuilt from scratch rather than trusted. Subvolume trees that share no block with
+ * another tree stay on disk: read when first used, rewritten only when changed. When the image shares
+ * blocks (kernel snapshots), every subvolume tree is read and rewritten unshared instead.
  */
 export async function openFilesystem(device: BlockDevice, growth: GrowthOptions = {}): Promise<Filesystem> {
   const img = await ImageReader.open(fromBlockDevice(device));
@@ -70,19 +72,22 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   fs.chunkTreeUuid = chunkBlock.header.chunk_tree_uuid;
   fs.headerFsid = metadataFsid(sb);
   for (const c of chunks.all()) fs.chunks.add(c);
-  fs.trees.set(BTRFS_CHUNK_TREE_OBJECTID, { rootid: BTRFS_CHUNK_TREE_OBJECTID, items: chunkItems, dirty: true });
+  fs.trees.set(BTRFS_CHUNK_TREE_OBJECTID, new TreeState(BTRFS_CHUNK_TREE_OBJECTID, chunkItems, true));
 
   const rootTree: TreeRoot = { id: BTRFS_ROOT_TREE_OBJECTID, bytenr: sb.root, level: sb.root_level, generation: sb.generation };
-  const rootItems = await loadTree(rootTree);
-  fs.trees.set(BTRFS_ROOT_TREE_OBJECTID, { rootid: BTRFS_ROOT_TREE_OBJECTID, items: rootItems, dirty: true });
+  const rootItems = loadCommittedTree(fs, BTRFS_ROOT_TREE_OBJECTID, rootTree);
+  fs.trees.set(BTRFS_ROOT_TREE_OBJECTID, new TreeState(BTRFS_ROOT_TREE_OBJECTID, rootItems, true));
+  const subvolRoots: TreeRoot[] = [];
   for (const it of rootItems.range({ objectid: 0n, type: 0, offset: 0n }, ALL.to)) {
     if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
     const id = it.key.objectid;
     if (id === BTRFS_QUOTA_TREE_OBJECTID) refuse('IMAGE_QUOTA', 'quotas are enabled (qgroup accounting is not maintained)');
     if (id === BTRFS_TREE_RELOC_OBJECTID) refuse('IMAGE_RELOC', 'a balance/relocation is in progress');
     const ri = decodeRootItem(it.data);
-    const items = id === BTRFS_FREE_SPACE_TREE_OBJECTID ? new ItemMap(pageStore) : await loadTree({ id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation });
-    fs.trees.set(id, { rootid: id, items, dirty: true });
+    const root = { id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation };
+    // subvolume trees wait for the extent tree: unless blocks are shared, they stay on disk until used
+    if (isSubvolumeTree(id)) subvolRoots.push(root);
+    else fs.trees.set(id, new TreeState(id, id === BTRFS_FREE_SPACE_TREE_OBJECTID ? new ItemMap(pageStore) : loadCommittedTree(fs, id, root), true));
   }
   for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
     if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
@@ -94,18 +99,44 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   // Anything shared between trees (tree blocks with several owners, back references by block address)
   // makes the references of data extents partly implicit; without it the extent tree's counts are exact.
   let shared = false;
+  const blocksOf = new Map<bigint, TreeBlockRef[]>();
+  let block: TreeBlockRef | undefined; // the tree block whose keyed back references follow
+  const owned = (root: bigint, b: TreeBlockRef): void => {
+    let list = blocksOf.get(root);
+    if (!list) blocksOf.set(root, (list = []));
+    list.push(b);
+  };
   for (const it of extent.entries()) {
     const t = it.key.type;
     const ei = t === BTRFS_METADATA_ITEM_KEY || t === BTRFS_EXTENT_ITEM_KEY ? decodeExtentItem(it.data, t) : undefined;
     if (ei && (t === BTRFS_METADATA_ITEM_KEY || (ei.flags & BTRFS_EXTENT_FLAG_TREE_BLOCK) !== 0n)) {
       if (ei.refs > 1n || (ei.flags & BTRFS_BLOCK_FLAG_FULL_BACKREF) !== 0n) shared = true;
+      const level = t === BTRFS_METADATA_ITEM_KEY ? Number(it.key.offset) : ei.tree_block_info?.level ?? 0;
+      block = { bytenr: it.key.objectid, level, generation: ei.generation };
+      for (const r of ei.inline_refs) {
+        if (r.type === BTRFS_TREE_BLOCK_REF_KEY) owned(r.root, block);
+        else shared = true;
+      }
       fs.committedBusy.add(it.key.objectid, it.key.objectid + BigInt(sb.nodesize));
       extent.delete(it.key);
     } else if (t === BTRFS_TREE_BLOCK_REF_KEY || t === BTRFS_SHARED_BLOCK_REF_KEY) {
-      if (t === BTRFS_SHARED_BLOCK_REF_KEY) shared = true;
+      if (t === BTRFS_SHARED_BLOCK_REF_KEY || block?.bytenr !== it.key.objectid) shared = true;
+      else owned(it.key.offset, block);
       extent.delete(it.key);
     } else if (t === BTRFS_SHARED_DATA_REF_KEY || ei?.inline_refs.some((r) => r.type === BTRFS_SHARED_DATA_REF_KEY)) {
       shared = true;
+    }
+  }
+  // A subvolume tree whose blocks are all its own stays where it is, read only if the receive needs it
+  // (a snapshot's parent, a clone source); otherwise it is loaded and rewritten like the others.
+  for (const root of subvolRoots) {
+    const blocks = blocksOf.get(root.id) ?? [];
+    const top = blocks.find((b) => b.bytenr === root.bytenr);
+    if (!shared && top && top.level === root.level) {
+      const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation, blocks };
+      fs.trees.set(root.id, new TreeState(root.id, () => loadCommittedTree(fs, root.id, root), false, committed));
+    } else {
+      fs.trees.set(root.id, new TreeState(root.id, await loadTree(root), true));
     }
   }
   // Every tree gets blocks of its own at the next commit, so references the kernel kept implicit (file
@@ -149,7 +180,7 @@ function rebuildDataRefs(fs: Filesystem): void {
     }
     if (found.size === 0) return;
     for (const t of fs.trees.values()) {
-      if (t.rootid !== 5n && !(t.rootid >= 256n && t.rootid <= U64_MAX - 256n)) continue;
+      if (!isSubvolumeTree(t.rootid)) continue;
       for (const it of t.items.entries()) {
         if (it.key.type !== BTRFS_EXTENT_DATA_KEY || it.data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
         const fe = decodeFileExtentItem(it.data);
@@ -166,3 +197,8 @@ function rebuildDataRefs(fs: Filesystem): void {
 }
 
 const REBUILD_BATCH = 100_000;
+
+/** The fs tree and subvolume/snapshot trees (objectids 5 and 256 up to the negative reserved ids). */
+function isSubvolumeTree(id: bigint): boolean {
+  return id === 5n || (id >= 256n && id <= U64_MAX - 256n);
+}
