@@ -16,7 +16,12 @@ interface Pending {
   start: bigint;
   parts: Uint8Array[];
   len: number;
+  /** The buffer of a settled range's copy, handed back for reuse once written out or dropped. */
+  own?: Uint8Array;
 }
+
+/** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
+const SPARE_MAX = 8 << 20;
 
 /**
  * Turns file writes into extents. Writes are gathered per file, as the kernel's page cache keeps them
@@ -35,6 +40,8 @@ export class FileWriter extends ExtentWriter {
   /** The current file's gathered bytes (maxBuffer, reused) and the pending range that owns them. */
   private gather = new Uint8Array(0);
   private gatherOwner: Pending | undefined;
+  private readonly spare: Uint8Array[] = [];
+  private spareBytes = 0;
   /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
   private edgeBuf = new Uint8Array(0);
 
@@ -87,6 +94,7 @@ export class FileWriter extends ExtentWriter {
       // another file's gathered bytes move out, p's move in
       this.settle();
       concatBytes(p.parts, g);
+      this.giveBack(p);
       this.gatherOwner = p;
     }
     if (at === 0 && old > 0) g.copyWithin(data.length, 0, old);
@@ -99,7 +107,34 @@ export class FileWriter extends ExtentWriter {
   private settle(): void {
     const p = this.gatherOwner;
     this.gatherOwner = undefined;
-    if (p) p.parts = [p.parts[0]!.slice()];
+    if (!p) return;
+    const src = p.parts[0]!;
+    const buf = this.takeSpare(src.length);
+    buf.set(src);
+    p.own = buf;
+    p.parts = [buf.subarray(0, src.length)];
+  }
+
+  /** A spare of about `len` bytes (never more than twice as large), else a new one. */
+  private takeSpare(len: number): Uint8Array {
+    for (let i = 0; i < this.spare.length; i++) {
+      const b = this.spare[i]!;
+      if (b.length >= len && b.length <= 2 * len + (64 << 10)) {
+        this.spare.splice(i, 1);
+        this.spareBytes -= b.length;
+        return b;
+      }
+    }
+    // sizes rounded up to 64 KiB so that later files of similar sizes can reuse the buffer
+    return new Uint8Array(len > 65536 ? Math.ceil(len / 65536) * 65536 : len);
+  }
+
+  private giveBack(p: Pending): void {
+    const b = p.own;
+    p.own = undefined;
+    if (b === undefined || this.spareBytes + b.length > SPARE_MAX) return;
+    this.spare.push(b);
+    this.spareBytes += b.length;
   }
 
   /** Writes out everything gathered (before a commit, and before whole-subvolume operations). */
@@ -120,6 +155,7 @@ export class FileWriter extends ExtentWriter {
     const p = this.pending.get(key);
     if (p) {
       this.forget(key, p);
+      this.giveBack(p);
     }
   }
 
@@ -139,6 +175,7 @@ export class FileWriter extends ExtentWriter {
     // except an inline extent, which keeps them — `borrowed` makes it take a copy
     const data = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
     this.writeNow(p.root, p.ino, p.start, data, true);
+    this.giveBack(p);
   }
 
   private writeNow(root: bigint, ino: bigint, start: bigint, data: Uint8Array, borrowed = false): void {
