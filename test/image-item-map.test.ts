@@ -117,6 +117,41 @@ describe('ItemMap (paged)', () => {
     });
   }
 
+  for (const spilled of [false, true]) {
+    it(`copyFrom gives an independent copy (pages ${spilled ? 'spilled' : 'packed in memory'})`, () => {
+      const store = new PageStore({ budget: 48 << 10, spill: spilled ? new MemSpill() : undefined });
+      const a = new ItemMap(store);
+      const refA = new Map<string, Uint8Array>();
+      const r = rng(spilled ? 11 : 12);
+      for (let i = 0; i < 3000; i++) {
+        const k = randomKey(r);
+        const d = payload(r);
+        a.put(k, d);
+        refA.set(keyString(k), d);
+      }
+      const b = new ItemMap(store);
+      b.put({ objectid: 9n, type: 9, offset: 9n }, new Uint8Array(3)); // dropped by the copy
+      b.copyFrom(a);
+      const refB = new Map(refA);
+      check(b, refB, r);
+      // change both sides; neither may see the other's changes
+      for (let i = 0; i < 2000; i++) {
+        const k = randomKey(r);
+        const [m, ref] = i % 2 ? [a, refA] : [b, refB];
+        if (r() < 0.4) {
+          m.delete(k);
+          ref.delete(keyString(k));
+        } else {
+          const d = payload(r);
+          m.put(k, d);
+          ref.set(keyString(k), d);
+        }
+      }
+      check(a, refA, r);
+      check(b, refB, r);
+    });
+  }
+
   it('entries() stays correct while the walker deletes and rewrites what it visits', () => {
     const store = new PageStore({ budget: 32 << 10, spill: new MemSpill() });
     const m = new ItemMap(store);

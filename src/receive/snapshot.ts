@@ -28,9 +28,8 @@ export function snapshotSubvolume(fs: Filesystem, source: bigint, o: { parentRoo
   const src = getRootItem(fs, source);
   const id = createSubvolume(fs, { parentRoot: o.parentRoot, parentDir: o.parentDir, name: o.name, parentUuid: src.uuid });
   const dst = fs.tree(id);
-  for (const it of dst.range()) dst.delete(it.key);
+  dst.copyItemsFrom(fs.tree(source));
   for (const it of fs.tree(source).entries()) {
-    dst.put(it.key, it.data);
     if (it.key.type !== BTRFS_EXTENT_DATA_KEY) continue;
     const fe = decodeFileExtentItem(it.data);
     if (fe.type === BTRFS_FILE_EXTENT_INLINE || fe.disk_bytenr === 0n) continue;

@@ -86,6 +86,11 @@ export class TreeHandle {
     if (had) this.state.dirty = true;
     return had;
   }
+  /** Replace every item of this tree with a copy of `src`'s items (see ItemMap.copyFrom). */
+  copyItemsFrom(src: TreeHandle): void {
+    this.state.items.copyFrom(src.state.items);
+    this.state.dirty = true;
+  }
   range(min?: Key, max?: Key): Item[] {
     return this.state.items.range(min, max);
   }

@@ -186,6 +186,44 @@ export class ItemMap {
     return true;
   }
 
+  /**
+   * Make this map a copy of `src` (same PageStore) page by page, without decoding items: a snapshot of a
+   * subvolume with millions of items costs one packed copy per page, not a put per item. Whatever this
+   * map held before is dropped.
+   */
+  copyFrom(src: ItemMap): void {
+    if (src.store !== this.store) throw new RangeError('copyFrom: both maps must share one PageStore');
+    for (const p of this.pages) {
+      this.store.forget(p);
+      if (p.at) this.store.release(p.at);
+    }
+    const pages: Page[] = [];
+    for (const sp of src.pages) {
+      if (sp.n === 0) continue;
+      // packed copies are never changed in place (a change drops them), so a cold one can be shared
+      const bytes = sp.keys ? pack(sp.keys, sp.datas!, sp.bytes) : (sp.packed ?? this.store.spillRead(sp.at!.slot, sp.packedLen));
+      const q = new Page(pages.length === 0 ? '' : sp.first);
+      q.n = sp.n;
+      q.bytes = sp.bytes;
+      q.dirty = false;
+      q.packedLen = bytes.length;
+      if (this.store.spill) q.at = this.store.spillWrite(bytes, undefined);
+      else q.packed = bytes;
+      pages.push(q);
+    }
+    if (pages.length === 0) {
+      const p = new Page('');
+      p.keys = [];
+      p.datas = [];
+      pages.push(p);
+      this.store.touch(p);
+    }
+    this.pages = pages;
+    this.count = src.count;
+    this.dataBytes = src.dataBytes;
+    this.hint = 0;
+  }
+
   /** Items with min <= key <= max in key order (a snapshot: safe to mutate the map while using it). */
   range(min: Key = KEY_MIN, max: Key = KEY_MAX): Item[] {
     return [...this.entries(min, max)];
