@@ -18,7 +18,7 @@ const BIN = join(__dirname, '..', 'bin', 'btrfs-ts.js');
  * Seeds 1..BTRFS_TS_DIFF_SEEDS (default 6), plus seeds that once found a bug (kept as regressions), or
  * exactly the list in BTRFS_TS_DIFF_SEED_LIST ("41,117").
  */
-const REGRESSION_SEEDS = [10, 41, 118, 194];
+const REGRESSION_SEEDS = [10, 11, 41, 118, 194];
 const SEED_LIST = process.env.BTRFS_TS_DIFF_SEED_LIST
   ? process.env.BTRFS_TS_DIFF_SEED_LIST.split(',').map(Number)
   : [...Array.from({ length: Number(process.env.BTRFS_TS_DIFF_SEEDS ?? 6) }, (_, i) => i + 1), ...REGRESSION_SEEDS];

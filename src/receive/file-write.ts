@@ -72,7 +72,7 @@ export class FileWriter extends ExtentWriter {
       const q: Pending = { root, ino, start: offset, parts: [], len: 0 };
       this.pending.set(key, q);
       if (data.length > this.maxBuffer) {
-        q.parts = [data.slice()];
+        q.parts = [new Uint8Array(data)]; // a copy (Buffer#slice would be a view of a reused input chunk)
         q.len = data.length;
       } else {
         this.gatherInto(q, 0, data);
@@ -203,7 +203,7 @@ export class FileWriter extends ExtentWriter {
     }
     const newSize = end > isize ? end : isize;
     if (start === 0n && newSize <= BigInt(MAX_INLINE) && newSize < this.ss && !hasExtentsFrom(fs, root, ino, 0n)) {
-      this.writeInline(root, ino, borrowed ? data.slice() : data);
+      this.writeInline(root, ino, borrowed ? new Uint8Array(data) : data);
     } else {
       const aStart = start - (start % this.ss);
       const aEnd = alignUp(end, this.ss);

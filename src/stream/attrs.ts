@@ -46,7 +46,8 @@ export class AttrTable {
   detach(keep: number): void {
     for (const type of this.order) {
       const v = this.values[type];
-      if (type !== keep && v !== undefined && v.byteLength !== v.buffer.byteLength) this.values[type] = v.slice();
+      // new Uint8Array(v) copies; v.slice() would not when v is a Buffer (node streams give Buffers)
+      if (type !== keep && v !== undefined && v.byteLength !== v.buffer.byteLength) this.values[type] = new Uint8Array(v);
     }
   }
 

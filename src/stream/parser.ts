@@ -99,7 +99,7 @@ export async function* parseStream(
         if (reuse) attrs.detach(C.BTRFS_SEND_A_DATA);
         const meta: CommandMeta = { offset, index, streamIndex, version, len, attrOrder: [] };
         // an unknown command keeps its raw payload
-        const command = decodeCommand(cmd, reuse && !isKnownCommand(cmd) ? payload.slice() : payload, attrs, meta);
+        const command = decodeCommand(cmd, reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
         index++;
         yield { kind: 'command', command };
         if (cmd === C.BTRFS_SEND_C_END) break;
