@@ -36,7 +36,9 @@ class PoisoningSource implements RecyclingSource {
     let o = 0;
     for (let i = 0; o < this.bytes.length; i++) {
       const n = Math.min(this.sizes[i % this.sizes.length]!, this.bytes.length - o);
-      const c = Uint8Array.prototype.slice.call(this.bytes, o, o + n);
+      // a Buffer over a buffer of its own, as PooledFileInput and node streams give (Buffer#slice is a view)
+      const own = Uint8Array.prototype.slice.call(this.bytes, o, o + n);
+      const c = Buffer.from(own.buffer, own.byteOffset, own.length);
       this.live.add(c.buffer);
       o += n;
       yield c;
@@ -47,9 +49,11 @@ class PoisoningSource implements RecyclingSource {
 const SIZES = [512, 100, 4096, 7, 1000, 65536, 300_000];
 const STREAM_NAMES = ['full-v1', 'full-v2', 'zstd-v2', 'multi-v1'];
 
-const show = (c: unknown): string => JSON.stringify(c, (k, v: unknown) => {
-  if (typeof v === 'bigint') return `${v}n`;
-  if (v instanceof Uint8Array) return k === 'data' ? `crc:${crc32cRaw(v)}` : Buffer.from(v).toString('hex');
+// Buffers and Uint8Arrays print alike (the replacer sees a Buffer after its toJSON: look at the holder)
+const show = (c: unknown): string => JSON.stringify(c, function (this: Record<string, unknown>, k: string, v: unknown) {
+  const raw = this[k];
+  if (typeof raw === 'bigint') return `${raw}n`;
+  if (raw instanceof Uint8Array) return k === 'data' ? `crc:${crc32cRaw(raw)}` : Buffer.from(raw).toString('hex');
   return v;
 });
 
