@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareKeys, ItemMap, KEY_MAX, keyFromString, keyString, type Key } from '../src/image/write/item-map.js';
 import { PageStore, type SpillBackend } from '../src/image/write/page-store.js';
+import { rng } from './helpers/random-fs.js';
 
 /** Spill backend in memory that also counts traffic, so tests can see pages really left the heap. */
 class MemSpill implements SpillBackend {
@@ -22,38 +23,28 @@ class MemSpill implements SpillBackend {
   }
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+type Rng = ReturnType<typeof rng>;
 
 const U64 = (1n << 64n) - 1n;
 
-function randomKey(r: () => number): Key {
+function randomKey(r: Rng): Key {
   // few objectids and types so ranges and collisions are common; extremes of u64 included
   const objs = [0n, 1n, 5n, 256n, 257n, 1000n, U64 - 8n, U64];
   return {
-    objectid: objs[Math.floor(r() * objs.length)]!,
-    type: [1, 12, 84, 96, 108, 255][Math.floor(r() * 6)]!,
-    offset: r() < 0.1 ? U64 - BigInt(Math.floor(r() * 3)) : BigInt(Math.floor(r() * 400)),
+    objectid: r.pick(objs),
+    type: r.pick([1, 12, 84, 96, 108, 255]),
+    offset: r.chance(0.1) ? U64 - BigInt(r.int(3)) : BigInt(r.int(400)),
   };
 }
 
-function payload(r: () => number): Uint8Array {
-  const len = r() < 0.05 ? 3000 + Math.floor(r() * 10000) : Math.floor(r() * 200);
+function payload(r: Rng): Uint8Array {
+  const len = r.chance(0.05) ? 3000 + r.int(10000) : r.int(200);
   const d = new Uint8Array(len);
-  for (let i = 0; i < len; i++) d[i] = Math.floor(r() * 256);
+  for (let i = 0; i < len; i++) d[i] = r.int(256);
   return d;
 }
 
-function check(m: ItemMap, ref: Map<string, Uint8Array>, r: () => number): void {
+function check(m: ItemMap, ref: Map<string, Uint8Array>, r: Rng): void {
   const sorted = [...ref.keys()].sort();
   expect(m.size).toBe(ref.size);
   expect(m.dataBytes).toBe([...ref.values()].reduce((n, d) => n + d.length, 0));
@@ -96,7 +87,7 @@ describe('ItemMap (paged)', () => {
       const r = rng(mode.length);
       for (let step = 0; step < 6000; step++) {
         const k = randomKey(r);
-        if (r() < 0.3) {
+        if (r.chance(0.3)) {
           expect(m.delete(k)).toBe(ref.delete(keyString(k)));
         } else {
           const d = payload(r);
@@ -138,7 +129,7 @@ describe('ItemMap (paged)', () => {
       for (let i = 0; i < 2000; i++) {
         const k = randomKey(r);
         const [m, ref] = i % 2 ? [a, refA] : [b, refB];
-        if (r() < 0.4) {
+        if (r.chance(0.4)) {
           m.delete(k);
           ref.delete(keyString(k));
         } else {
