@@ -2,9 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { skipReason } from './image-write-helpers.js';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { register } from '../src/cli/commands/manifest.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runManifestCli } from './helpers/manifest-cli.js';
 
 /**
  * `btrfs-ts manifest IMAGE --path P` reads a subvolume straight out of an unmounted image. Oracle: the
@@ -13,24 +12,7 @@ import { register } from '../src/cli/commands/manifest.js';
  */
 const STREAMS = join(import.meta.dirname, '..', 'streams');
 
-async function runCli(args: string[]): Promise<{ out: string; exitCode: number }> {
-  const program = new Command().exitOverride();
-  register(program);
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('latin1');
-    return true;
-  });
-  const before = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await program.parseAsync(['node', 'btrfs-ts', 'manifest', ...args]);
-    return { out, exitCode: typeof process.exitCode === 'number' ? process.exitCode : 0 };
-  } finally {
-    spy.mockRestore();
-    process.exitCode = before;
-  }
-}
+const runCli = runManifestCli;
 
 const why = skipReason('mount');
 if (why) console.warn(`SKIP manifest-image.test (needs the kernel to receive): ${why}`);

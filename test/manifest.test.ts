@@ -2,9 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, linkSync, mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { register } from '../src/cli/commands/manifest.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runManifestCli } from './helpers/manifest-cli.js';
 import { dirTreeSource, splitDev, splitNs } from '../src/io/tree-dir.js';
 import { parseGetfattrDump } from '../src/io/tree-xattr.js';
 import { diffManifests, parseManifestLine, renderDiff, unescapePath } from '../src/manifest/compare.js';
@@ -20,25 +19,7 @@ async function manifestOf(dir: string, opts = {}): Promise<string[]> {
   return lines;
 }
 
-/** Runs the real command module on its own Command, capturing stdout and the exit code it sets. */
-async function runCli(args: string[]): Promise<{ out: string; exitCode: number }> {
-  const program = new Command().exitOverride();
-  register(program);
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('latin1');
-    return true;
-  });
-  const before = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await program.parseAsync(['node', 'btrfs-ts', 'manifest', ...args]);
-    return { out, exitCode: typeof process.exitCode === 'number' ? process.exitCode : 0 };
-  } finally {
-    spy.mockRestore();
-    process.exitCode = before;
-  }
-}
+const runCli = runManifestCli;
 
 function touch(path: string, when: string, atimeOnly = false): void {
   execFileSync('touch', ['-h', ...(atimeOnly ? ['-a'] : []), '-d', when, '--', path]);
