@@ -3,16 +3,15 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BtrfsTsError, StreamError } from '../src/errors.js';
 import { MemoryDevice } from '../src/image/device.js';
-import { BtrfsImage } from '../src/image/read/index.js';
+import type { BtrfsImage } from '../src/image/read/index.js';
 import { createFilesystem } from '../src/image/write/create.js';
 import { lookupDirEntry, updateInode } from '../src/image/write/inode.js';
 import { FileDevice } from '../src/io/image-file.js';
-import { openImageFile } from '../src/io/image-read-file.js';
 import { ImageReceiver, receiveStreams } from '../src/receive/index.js';
 import type { SendCommand } from '../src/stream/types.js';
 import { encodeCommand, encodeStreamHeader } from '../src/stream/writer.js';
 import { b } from './helpers/craft.js';
-import { checkImage } from './hostile/harness.js';
+import { checkImage, withImage } from './hostile/harness.js';
 import { skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
@@ -51,15 +50,6 @@ async function receiveIntoFile(name: string, input: Iterable<Uint8Array>, heapPr
     dev.close();
   }
   return { image, error };
-}
-
-async function withImage<T>(image: string, fn: (img: BtrfsImage) => Promise<T>): Promise<T> {
-  const src = await openImageFile(image);
-  try {
-    return await fn(await BtrfsImage.open(src));
-  } finally {
-    await src.close();
-  }
 }
 
 async function readAll(img: BtrfsImage, path: string): Promise<Buffer> {

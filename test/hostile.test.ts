@@ -3,12 +3,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { skipReason, tmpDir } from './image-write-helpers.js';
 import { spawnSync } from 'node:child_process';
-import { BtrfsImage } from '../src/image/read/index.js';
-import { openImageFile } from '../src/io/image-read-file.js';
 import { parseStream } from '../src/stream/parser.js';
 import type { SendCommand } from '../src/stream/types.js';
 import { encodeCommand, encodeStreamHeader } from '../src/stream/writer.js';
-import { BIN, HOSTILE_DIR, STREAMS, checkImage, copyImage, errorLine, imageState, receiveCli, subvolumeNames } from './hostile/harness.js';
+import { BIN, HOSTILE_DIR, STREAMS, checkImage, copyImage, errorLine, imageState, receiveCli, subvolumeNames, withImage } from './hostile/harness.js';
 
 /**
  * The receive-level failure corpus (test/hostile/, made by generate.mjs) and the stream-level one
@@ -182,15 +180,6 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
     expect(existsSync(image)).toBe(false);
   });
 });
-
-async function withImage<T>(image: string, fn: (img: BtrfsImage) => Promise<T>): Promise<T> {
-  const src = await openImageFile(image);
-  try {
-    return await fn(await BtrfsImage.open(src));
-  } finally {
-    await src.close();
-  }
-}
 
 /** Received UUID of each subvolume, by path. */
 function stateBySubvolUuid(image: string): Promise<Map<string, Uint8Array>> {

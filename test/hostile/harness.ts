@@ -146,3 +146,13 @@ export function outcome(state: Map<string, string>, before: Map<string, string>,
   }
   return added.sort();
 }
+
+/** Opens an image file with the reader for the duration of `fn`. */
+export async function withImage<T>(image: string, fn: (img: BtrfsImage) => Promise<T>): Promise<T> {
+  const src = await openImageFile(image);
+  try {
+    return await fn(await BtrfsImage.open(src));
+  } finally {
+    await src.close();
+  }
+}
