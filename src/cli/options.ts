@@ -25,9 +25,9 @@ export function parseCompress(v: string): CompressChoice {
   return { type: t.type, level };
 }
 
-/** Sizes as mkfs.btrfs takes them: plain bytes or with a K/M/G/T/P/E suffix (binary). */
+/** Sizes as mkfs.btrfs takes them: plain bytes or with a K/M/G/T/P/E suffix (binary; "MiB", "MB" too). */
 export function parseSize(v: string): bigint {
-  const m = /^(\d+)([kmgtpe]?)i?b?$/i.exec(v.trim());
+  const m = /^(\d+)\s*([kmgtpe]?)(i?b)?$/i.exec(v.trim());
   if (!m) throw new InvalidArgumentError(`bad size ${JSON.stringify(v)}`);
   const exp = ' kmgtpe'.indexOf((m[2] || ' ').toLowerCase());
   return BigInt(m[1]!) << BigInt(10 * exp);

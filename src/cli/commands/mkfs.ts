@@ -6,6 +6,7 @@ import { createFilesystem } from '../../image/write/create.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
 import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, surveyRootdir } from '../../io/image-rootdir.js';
+import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 
 interface Opts {
   rootdir?: string;
@@ -21,23 +22,23 @@ interface Opts {
 
 const MiB = 1n << 20n;
 
-/** mkfs.btrfs-style size: a number with an optional K/M/G/T/P/E suffix (binary units). */
+/** The receive options' parsers, with their errors reported as mkfs usage errors. */
+function usage<T>(what: string, parse: (v: string) => T, v: string): T {
+  try {
+    return parse(v);
+  } catch (e) {
+    throw new ImageError('MKFS_USAGE', `${what}: ${(e as Error).message}`);
+  }
+}
+
 export function parseSize(s: string): bigint {
-  const m = /^(\d+)\s*([kmgtpe]?)(i?b)?$/i.exec(s.trim());
-  if (!m) throw new ImageError('MKFS_USAGE', `invalid size ${JSON.stringify(s)}`);
-  const shift = { '': 0n, k: 10n, m: 20n, g: 30n, t: 40n, p: 50n, e: 60n }[m[2]!.toLowerCase() as '' | 'k'];
-  return BigInt(m[1]!) << shift;
+  return usage('size', parseSizeOption, s);
 }
 
 async function makeCompressor(spec: string, sectorsize: number): Promise<ExtentCompressor> {
-  const [name, lvl] = spec.split(':');
-  const type: 1 | 2 | 3 | undefined = ({ zlib: 1, lzo: 2, zstd: 3 } as Record<string, 1 | 2 | 3>)[name ?? ''];
-  if (!type) throw new ImageError('MKFS_USAGE', `--compress: unknown algorithm ${JSON.stringify(name)} (zlib, lzo, zstd)`);
-  const level = lvl === undefined ? undefined : Number(lvl);
-  if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > (type === 3 ? 15 : 9))) {
-    throw new ImageError('MKFS_USAGE', `--compress: bad level ${JSON.stringify(lvl)}`);
-  }
-  if (type === 2 && level !== undefined) throw new ImageError('MKFS_USAGE', '--compress: lzo takes no level');
+  const { type, level } = usage('--compress', parseCompress, spec);
+  // mkfs.btrfs takes zstd levels 1..15 only (the kernel's mount option also takes negative ones)
+  if (level !== undefined && level < 1) throw new ImageError('MKFS_USAGE', `--compress: bad level ${level}`);
   const codecs = await import('../../compress/index.js');
   await codecs.initCodecs();
   return { type, compress: (data) => codecs.compressExtent(type, data, sectorsize, level) };
