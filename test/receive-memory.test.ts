@@ -97,6 +97,19 @@ describe('receive under a tiny metadata budget', () => {
   });
 });
 
+describe('metadata cache settings', () => {
+  it('a bad BTRFS_TS_METADATA_CACHE is a diagnosed usage error before anything is created; a good one is used', () => {
+    const img = join(work, 'env.img');
+    const bad = spawnSync('node', [CLI, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env: { ...process.env, BTRFS_TS_METADATA_CACHE: 'lots' } });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toBe('btrfs-ts: ERROR: BTRFS_TS_METADATA_CACHE: bad size "lots" [usage]\n');
+    expect(readdirSync(work).filter((f) => f.startsWith('env.img'))).toEqual([]);
+    const good = spawnSync('node', [CLI, 'receive', '--json', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env: { ...process.env, BTRFS_TS_METADATA_CACHE: '64K' } });
+    expect(good.status, good.stderr).toBe(0);
+    expect((JSON.parse(good.stdout) as { metadata: { cache: number } }).metadata.cache).toBe(65536);
+  });
+});
+
 describe('opening an image leaves untouched subvolume trees on disk', () => {
   it('a subvolume nobody uses is never read and keeps its blocks; a snapshot parent is read but not rewritten; the kernel-made manifests still match', async () => {
     const { openFilesystem } = await import('../src/image/write/open.js');

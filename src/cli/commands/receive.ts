@@ -59,6 +59,17 @@ async function openOrCreate(image: string, o: ReceiveCli, pageStore: PageStore):
   }
 }
 
+/** A size from the environment, diagnosed like a bad option when it does not parse. */
+function envSize(name: string): bigint | undefined {
+  const v = process.env[name];
+  if (!v) return undefined;
+  try {
+    return parseSize(v);
+  } catch (e) {
+    throw new ReceiveError('usage', `${name}: ${(e as Error).message}`);
+  }
+}
+
 /** The generation of the primary superblock on disk (bytes 0x48.. of the copy at 64 KiB). */
 function primaryGeneration(image: string): bigint | undefined {
   if (!existsSync(image)) return undefined;
@@ -143,8 +154,7 @@ export function register(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
-        const envCache = process.env['BTRFS_TS_METADATA_CACHE'];
-        const cache = o.metadataCache ?? (envCache ? parseSize(envCache) : BigInt(DEFAULT_METADATA_CACHE));
+        const cache = o.metadataCache ?? envSize('BTRFS_TS_METADATA_CACHE') ?? BigInt(DEFAULT_METADATA_CACHE);
         const pages = spillingPageStore(dirname(resolve(image)), Number(cache));
         spill = pages.spill;
         opened = await openOrCreate(image, o, pages.store);
