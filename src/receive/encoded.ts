@@ -4,6 +4,7 @@ import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
 import { extentPlan, type PlanReport } from '../plan/report.js';
 import { planEncodedWrite } from '../plan/rules.js';
+import { dataSectorCrcs } from '../stream/parser.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
 import type { FileWriter } from './file-write.js';
 import type { ImageReceiverOptions } from './image-receiver.js';
@@ -31,6 +32,7 @@ export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
   x.report.addEncoded(extentPlan(c, d, recompress ? 'recompress' : d.action));
   const passThrough = () => writer.passThrough(root, ino, c.fileOffset, {
     data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false,
+    sectorCrcs: dataSectorCrcs(c),
   });
   if (d.action === 'pass-through' && !opts.checkExtents) {
     passThrough();

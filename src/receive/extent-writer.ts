@@ -3,6 +3,7 @@ import {
 } from '../compress/index.js';
 import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
+import { writePlainExtent } from './csums.js';
 import { inlineExtent, readRange } from './file-read.js';
 
 export const U64_MAX = (1n << 64n) - 1n;
@@ -47,10 +48,12 @@ export class ExtentWriter {
   }
 
   /** Writes sector-aligned data at an aligned offset into fresh extents (the range must be free). */
-  protected writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array): void {
+  /** `sectorCrcs`: raw CRC32C of buf's first sectors (crc32c-combine.ts), for its checksums. */
+  protected writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array, sectorCrcs?: Uint32Array): void {
     const fs = this.fs;
     if (!this.opts.compress) {
-      writeDataExtent(fs, root, ino, offset, buf);
+      if (sectorCrcs !== undefined) writePlainExtent(fs, root, ino, offset, buf, sectorCrcs);
+      else writeDataExtent(fs, root, ino, offset, buf);
       this.stats.extents++;
       this.stats.bytes += buf.length;
       return;

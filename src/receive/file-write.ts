@@ -1,11 +1,12 @@
 import type { BtrfsCompressType } from '../compress/index.js';
 import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
-import { addDataCsums } from '../image/write/extents.js';
 import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { ExtentWriter, MAX_INLINE, U64_MAX, alignUp, padTo, type WriterOptions } from './extent-writer.js';
 import { concatBytes } from '../util/bytes.js';
+import { CRC_SECTOR } from '../util/crc32c-combine.js';
+import { storeDataCsums } from './csums.js';
 import { extentsIn, hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
 
 export { alignUp, MAX_INLINE, type WriterOptions } from './extent-writer.js';
@@ -18,6 +19,8 @@ interface Pending {
   len: number;
   /** The buffer of a settled range's copy, handed back for reuse once written out or dropped. */
   own?: Uint8Array;
+  /** A settled range's known sector CRCs (the gather buffer's run, see gatherCrcs), moved with its bytes. */
+  crcs?: Uint32Array | undefined;
 }
 
 /** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
@@ -40,6 +43,13 @@ export class FileWriter extends ExtentWriter {
   /** The current file's gathered bytes (maxBuffer, reused) and the pending range that owns them. */
   private gather = new Uint8Array(0);
   private gatherOwner: Pending | undefined;
+  /**
+   * Raw CRC32C of the gather buffer's first `gatherCrcsValid` sectors, from the stream's CRC check
+   * (WriteCmd.dataSectorCrcs): appended whole sectors keep them, anything else stops the run, and the
+   * extent written from the buffer takes its checksums from them instead of a second pass over the data.
+   */
+  private gatherCrcs = new Uint32Array(0);
+  private gatherCrcsValid = 0;
   private readonly spare: Uint8Array[] = [];
   private spareBytes = 0;
   /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
@@ -56,13 +66,13 @@ export class FileWriter extends ExtentWriter {
    * written gathers in one reused buffer; when another file starts gathering, what the previous one has
    * gathered moves into a buffer of its own (bounded by maxPending over all files).
    */
-  write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array): void {
+  write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array, sectorCrcs?: Uint32Array): void {
     if (data.length === 0) return;
     const key = `${root}:${ino}`;
     const p = this.pending.get(key);
     const fits = p !== undefined && p.len + data.length <= this.maxBuffer;
     if (fits && p.start + BigInt(p.len) === offset) {
-      this.gatherInto(p, p.len, data);
+      this.gatherInto(p, p.len, data, sectorCrcs);
     } else if (fits && offset + BigInt(data.length) === p.start) {
       // dirty pages merge whichever side they touch: a write just before the gathered range joins it
       this.gatherInto(p, 0, data);
@@ -75,7 +85,7 @@ export class FileWriter extends ExtentWriter {
         q.parts = [new Uint8Array(data)]; // a copy (Buffer#slice would be a view of a reused input chunk)
         q.len = data.length;
       } else {
-        this.gatherInto(q, 0, data);
+        this.gatherInto(q, 0, data, sectorCrcs);
       }
     }
     this.pendingBytes += data.length;
@@ -86,8 +96,11 @@ export class FileWriter extends ExtentWriter {
   }
 
   /** Puts `data` at byte `at` (the end, or 0 to prepend) of p's range, which then lives in the gather buffer. */
-  private gatherInto(p: Pending, at: number, data: Uint8Array): void {
-    if (this.gather.length < this.maxBuffer) this.gather = new Uint8Array(this.maxBuffer);
+  private gatherInto(p: Pending, at: number, data: Uint8Array, sectorCrcs?: Uint32Array): void {
+    if (this.gather.length < this.maxBuffer) {
+      this.gather = new Uint8Array(this.maxBuffer);
+      this.gatherCrcs = new Uint32Array(Math.ceil(this.maxBuffer / Number(this.ss)));
+    }
     const g = this.gather;
     const old = p.len;
     if (this.gatherOwner !== p) {
@@ -96,11 +109,40 @@ export class FileWriter extends ExtentWriter {
       concatBytes(p.parts, g);
       this.giveBack(p);
       this.gatherOwner = p;
+      this.gatherCrcsValid = 0;
+      if (p.crcs !== undefined) {
+        this.gatherCrcs.set(p.crcs);
+        this.gatherCrcsValid = p.crcs.length;
+        p.crcs = undefined;
+      }
     }
+    this.noteSectorCrcs(at, old, sectorCrcs);
     if (at === 0 && old > 0) g.copyWithin(data.length, 0, old);
     g.set(data, at);
     p.len = old + data.length;
     p.parts = [g.subarray(0, p.len)];
+  }
+
+  /**
+   * Bytes land at `at` of a range of `old` bytes: the known run grows when they append whole sectors
+   * right after it (the run never holds the partial last sector, so an append changes none of it).
+   */
+  private noteSectorCrcs(at: number, old: number, sectorCrcs: Uint32Array | undefined): void {
+    const ss = Number(this.ss);
+    if (at === 0 && old > 0) {
+      this.gatherCrcsValid = 0; // prepended: every sector moved
+      return;
+    }
+    if (sectorCrcs === undefined || ss !== CRC_SECTOR || this.gatherCrcsValid * ss !== at) return;
+    this.gatherCrcs.set(sectorCrcs, this.gatherCrcsValid);
+    this.gatherCrcsValid += sectorCrcs.length;
+  }
+
+  /** p's range was cut to `keep` bytes: known sector CRCs past its last whole sector no longer apply. */
+  private cutSectorCrcs(p: Pending, keep: number): void {
+    const whole = Math.floor(keep / Number(this.ss));
+    if (this.gatherOwner === p) this.gatherCrcsValid = Math.min(this.gatherCrcsValid, whole);
+    else if (p.crcs !== undefined && p.crcs.length > whole) p.crcs = p.crcs.subarray(0, whole);
   }
 
   /** The file that owns the gather buffer keeps its bytes in a copy of their own; the buffer is free again. */
@@ -113,6 +155,7 @@ export class FileWriter extends ExtentWriter {
     buf.set(src);
     p.own = buf;
     p.parts = [buf.subarray(0, src.length)];
+    p.crcs = this.gatherCrcsValid > 0 ? this.gatherCrcs.slice(0, this.gatherCrcsValid) : undefined;
   }
 
   /** A spare of about `len` bytes (never more than twice as large), else a new one. */
@@ -170,15 +213,16 @@ export class FileWriter extends ExtentWriter {
   }
 
   private flushPending(key: string, p: Pending): void {
+    const crcs = this.gatherOwner !== p ? p.crcs : this.gatherCrcsValid > 0 ? this.gatherCrcs.subarray(0, this.gatherCrcsValid) : undefined;
     this.forget(key, p);
     // the gather buffer is reused as soon as this returns: writeNow consumes the bytes before it returns,
     // except an inline extent, which keeps them — `borrowed` makes it take a copy
     const data = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
-    this.writeNow(p.root, p.ino, p.start, data, true);
+    this.writeNow(p.root, p.ino, p.start, data, true, crcs);
     this.giveBack(p);
   }
 
-  private writeNow(root: bigint, ino: bigint, start: bigint, data: Uint8Array, borrowed = false): void {
+  private writeNow(root: bigint, ino: bigint, start: bigint, data: Uint8Array, borrowed = false, sectorCrcs?: Uint32Array): void {
     const fs = this.fs;
     const inode = getInode(fs, root, ino)!;
     const isize = inode.size;
@@ -195,6 +239,7 @@ export class FileWriter extends ExtentWriter {
         merged.set(old);
         merged.set(data, Number(start));
         data = merged;
+        sectorCrcs = undefined;
         start = 0n;
         end = BigInt(merged.length);
       } else {
@@ -218,7 +263,8 @@ export class FileWriter extends ExtentWriter {
         }
       }
       dropFileExtents(fs, root, ino, aStart, aEnd);
-      this.writeAligned(root, ino, aStart, buf);
+      // the data's sectors are the extent's sectors only when it starts on a sector
+      this.writeAligned(root, ino, aStart, buf, aStart === start ? sectorCrcs : undefined);
     }
     if (newSize !== isize) updateInode(fs, root, ino, { size: newSize });
   }
@@ -227,7 +273,7 @@ export class FileWriter extends ExtentWriter {
    * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
    * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
    */
-  passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean }): void {
+  passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean; sectorCrcs?: Uint32Array | undefined }): void {
     this.flushFile(root, ino);
     const fs = this.fs;
     const inode = getInode(fs, root, ino)!;
@@ -246,7 +292,8 @@ export class FileWriter extends ExtentWriter {
       const padded = x.data.length === Number(diskLen) ? x.data : this.zeroed(Number(diskLen));
       if (padded !== x.data) padded.set(x.data);
       fs.writeData(bytenr, padded);
-      addDataCsums(fs, bytenr, padded);
+      // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
+      storeDataCsums(fs, bytenr, padded, x.sectorCrcs);
       insertFileExtent(fs, root, ino, offset, {
         disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
         ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type,
@@ -333,6 +380,7 @@ export class FileWriter extends ExtentWriter {
           const keep = Number(size - p.start);
           const whole = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
           p.parts = [whole.subarray(0, keep)];
+          this.cutSectorCrcs(p, keep);
           this.pendingBytes -= p.len - keep;
           p.len = keep;
         }
@@ -351,6 +399,7 @@ export class FileWriter extends ExtentWriter {
       if (size % this.ss !== 0n && q.start < eofBlock && q.start + BigInt(q.len) > eofBlock) {
         const whole = q.parts.length === 1 ? q.parts[0]! : concatBytes(q.parts);
         const cut = Number(eofBlock - q.start);
+        this.cutSectorCrcs(q, cut);
         const tail = whole.slice(cut);
         q.parts = [whole.subarray(0, cut)];
         q.len = cut;

@@ -8,6 +8,7 @@ import { getInode, lookupDirEntry, removeXattr, sameBytes, setXattr, updateInode
 import { createSubvolume, setReceivedSubvol, setSubvolReadonly, updateRootItem } from '../image/write/subvol.js';
 import { PlanReport } from '../plan/report.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
+import { dataSectorCrcs } from '../stream/parser.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { escapePath } from '../dump/escape.js';
@@ -179,7 +180,7 @@ export class ImageReceiver implements Receiver {
   write(c: T.WriteCmd): void {
     checkFileRange('write', c.fileOffset, BigInt(c.data.length));
     const f = this.file(c.path);
-    this.writer.write(this.root, f.ino, c.fileOffset, c.data);
+    this.writer.write(this.root, f.ino, c.fileOffset, c.data, dataSectorCrcs(c));
     this.report.addPlainWrite(c.data.length);
   }
 

@@ -50,6 +50,8 @@ export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable
     // the receiver copies what it keeps of a command (FileWriter gathers into its own buffer)
     res = await processStream(input, r, {
       reuseInput: true,
+      // the CRC check's per-sector CRCs become the data checksums: one pass over the data, not two
+      sectorCrcs: true,
       ...(opts.stopAfterFirstEnd ? { stopAfterFirstEnd: true } : {}),
       ...(opts.maxCommandLen ? { maxCommandLen: opts.maxCommandLen } : {}),
       ...(opts.afterCommand ? { afterCommand: opts.afterCommand } : {}),

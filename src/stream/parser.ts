@@ -1,10 +1,11 @@
 import { StreamError, type ErrorContext } from '../errors.js';
 import { crc32cRaw } from '../util/crc32c.js';
+import { CRC_SECTOR, crc32cRawBySector } from '../util/crc32c-combine.js';
 import { AttrTable } from './attrs.js';
 import * as C from './constants.js';
 import { decodeCommand, isKnownCommand } from './decode.js';
 import { ChunkReader } from './source.js';
-import type { CommandMeta, StreamItem } from './types.js';
+import type { CommandMeta, EncodedWriteCmd, StreamItem, WriteCmd } from './types.js';
 
 export interface ParseOptions {
   /** Largest command payload accepted before allocating (default 16 MiB). */
@@ -19,9 +20,23 @@ export interface ParseOptions {
    * xattrs are small and often kept); DATA stays a view, as documented on the write commands.
    */
   reuseInput?: boolean;
+  /** Keep the raw CRC of each 4 KiB piece of WRITE / ENCODED_WRITE data (dataSectorCrcs), for receive. */
+  sectorCrcs?: boolean;
 }
 
 const MAGIC = new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0');
+
+/** Sector CRCs left by the CRC check, beside the commands rather than in them (their shape is the API). */
+const SECTOR_CRCS = new WeakMap<object, Uint32Array>();
+
+/**
+ * Raw CRC32C (seed 0, no inversion) of each whole 4096-byte piece of a WRITE's or ENCODED_WRITE's data,
+ * from its start, as the parser's CRC check computed them (undefined without the check or under 4 KiB):
+ * where the bytes land in an extent sector for sector, they give its checksums (crc32c-combine.ts).
+ */
+export function dataSectorCrcs(c: WriteCmd | EncodedWriteCmd): Uint32Array | undefined {
+  return SECTOR_CRCS.get(c);
+}
 
 /**
  * Parses one or more concatenated send streams. Yields a `header` item per stream and a `command` item per
@@ -86,20 +101,26 @@ export async function* parseStream(
           throw new StreamError('truncated-command', `command truncated: ${avail} of ${len} payload bytes`, ctx);
         }
         const payload = r.take(len);
+        const payloadOffset = offset + C.BTRFS_CMD_HEADER_SIZE;
+        let attrs: AttrTable | undefined;
+        let sectors: Uint32Array | undefined;
         if (!opts.noCrc) {
-          // a copy: Buffer#slice (chunks from node streams are Buffers) would zero the caller's bytes
-          const zeroed = new Uint8Array(h);
-          zeroed[6] = zeroed[7] = zeroed[8] = zeroed[9] = 0;
-          const actual = crc32cRaw(payload, crc32cRaw(zeroed, 0));
+          let actual: number;
+          if (opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
+            ({ actual, attrs, sectors } = crcBySector(h, payload, version, ctx, payloadOffset));
+          } else {
+            actual = crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0));
+          }
           if (actual !== crc) {
             throw new StreamError('crc-mismatch', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctx);
           }
         }
-        const attrs = AttrTable.parse(payload, version, () => ctx, offset + C.BTRFS_CMD_HEADER_SIZE);
+        attrs ??= AttrTable.parse(payload, version, () => ctx, payloadOffset);
         if (reuse) attrs.detach(C.BTRFS_SEND_A_DATA);
         const meta: CommandMeta = { offset, index, streamIndex, version, len, attrOrder: [] };
         // an unknown command keeps its raw payload
         const command = decodeCommand(cmd, reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
+        if (sectors !== undefined) SECTOR_CRCS.set(command, sectors);
         index++;
         yield { kind: 'command', command };
         if (cmd === C.BTRFS_SEND_C_END) break;
@@ -109,6 +130,39 @@ export async function* parseStream(
   } finally {
     await r.close();
   }
+}
+
+function zeroedHeader(h: Uint8Array): Uint8Array {
+  // a copy: Buffer#slice (chunks from node streams are Buffers) would zero the caller's bytes
+  const zeroed = new Uint8Array(h);
+  zeroed[6] = zeroed[7] = zeroed[8] = zeroed[9] = 0;
+  return zeroed;
+}
+
+/**
+ * The command CRC of a WRITE or ENCODED_WRITE, computed sector by sector over its DATA so that the raw CRC
+ * of each whole 4 KiB piece comes out too: where a receive stores those bytes in an extent sector for
+ * sector, the pieces' CRCs become the extent's checksums instead of a second pass (crc32c-combine.ts). Attributes that
+ * do not parse are the parser's to report after the CRC check, as for any command: the CRC is then
+ * computed in one piece and no attributes are returned.
+ */
+function crcBySector(h: Uint8Array, payload: Uint8Array, version: number, ctx: ErrorContext, payloadOffset: number): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
+  let attrs: AttrTable;
+  try {
+    attrs = AttrTable.parse(payload, version, () => ctx, payloadOffset);
+  } catch {
+    return { actual: crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0)) };
+  }
+  const data = attrs.values[C.BTRFS_SEND_A_DATA];
+  if (data === undefined || data.buffer !== payload.buffer || data.length < CRC_SECTOR) {
+    return { actual: crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0)), attrs };
+  }
+  const start = data.byteOffset - payload.byteOffset;
+  const end = start + data.length;
+  const sectors = new Uint32Array(Math.floor(data.length / CRC_SECTOR));
+  let c = crc32cRaw(payload.subarray(0, start), crc32cRaw(zeroedHeader(h), 0));
+  c = crc32cRawBySector(c, data, sectors);
+  return { actual: crc32cRaw(payload.subarray(end), c), attrs, sectors };
 }
 
 function startsWithMagicPrefix(b: Uint8Array): boolean {

@@ -1,0 +1,55 @@
+import { crcUpdate } from './crc32c-slice16.js';
+
+/**
+ * CRC32C is linear, which lets one pass over data serve both CRCs a receive needs: the send stream
+ * command CRC (raw: seed 0, no inversion) and the on-disk checksum of every 4 KiB sector (standard).
+ * - crcUpdate(c, S) = shift(c, |S|) ^ rawcrc(S), where shift(c, n) = crcUpdate(c, n zero bytes): a
+ *   command CRC is the per-sector raw CRCs of its data combined.
+ * - standard(S) = ~crcUpdate(~0, S) = rawcrc(S) ^ shift(~0, |S|) ^ ~0: a sector's on-disk checksum is its
+ *   raw CRC XOR a constant.
+ * shift(c, 4096) is linear in c, so a table per byte of c (4 x 256) makes it four lookups.
+ */
+export const CRC_SECTOR = 4096;
+
+const ZEROS = new Uint8Array(CRC_SECTOR);
+/** SHIFT[j*256 + b]: the register b << 8j carried through one sector of zeros. */
+const SHIFT = new Uint32Array(4 * 256);
+{
+  const bit = new Uint32Array(32);
+  for (let k = 0; k < 32; k++) bit[k] = crcUpdate((1 << k) >>> 0, ZEROS);
+  for (let j = 0; j < 4; j++) {
+    for (let b = 0; b < 256; b++) {
+      let v = 0;
+      for (let k = 0; k < 8; k++) if (b & (1 << k)) v ^= bit[8 * j + k]!;
+      SHIFT[j * 256 + b] = v >>> 0;
+    }
+  }
+}
+
+/** The register `crc` carried through CRC_SECTOR zero bytes (= crcUpdate(crc, zeros), without the pass). */
+export function crc32cShiftSector(crc: number): number {
+  return (SHIFT[crc & 0xff]! ^ SHIFT[256 + ((crc >>> 8) & 0xff)]! ^ SHIFT[512 + ((crc >>> 16) & 0xff)]! ^ SHIFT[768 + (crc >>> 24)]!) >>> 0;
+}
+
+/** standard(S) ^ rawcrc(S) for any whole sector S. */
+const RAW_TO_BTRFS = (crc32cShiftSector(0xffffffff) ^ 0xffffffff) >>> 0;
+
+/** The on-disk (standard CRC32C) checksum of a whole sector, from its raw CRC (seed 0, no inversion). */
+export function btrfsCsumFromRaw(raw: number): number {
+  return (raw ^ RAW_TO_BTRFS) >>> 0;
+}
+
+/**
+ * Continues the raw register `crc` over `data`, and stores the raw CRC of each whole CRC_SECTOR piece of
+ * `data` (from its start) in `sectors` (length floor(|data| / CRC_SECTOR)). Returns the register.
+ */
+export function crc32cRawBySector(crc: number, data: Uint8Array, sectors: Uint32Array): number {
+  let c = crc;
+  let o = 0;
+  for (let i = 0; i < sectors.length; i++, o += CRC_SECTOR) {
+    const s = crcUpdate(0, data.subarray(o, o + CRC_SECTOR));
+    sectors[i] = s;
+    c = crc32cShiftSector(c) ^ s;
+  }
+  return crcUpdate(c >>> 0, data.subarray(o));
+}

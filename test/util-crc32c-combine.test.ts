@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import CRC32C from 'crc-32/crc32c.js';
+import { CRC_SECTOR, btrfsCsumFromRaw, crc32cRawBySector, crc32cShiftSector } from '../src/util/crc32c-combine.js';
+
+// Oracle: the crc-32 package (an independent CRC32C): standard form directly, raw form by its seed/inversion.
+const oracleStd = (d: Uint8Array): number => CRC32C.buf(d, 0) >>> 0;
+const oracleRaw = (d: Uint8Array, seed: number): number => ~CRC32C.buf(d, ~seed) >>> 0;
+
+function pseudoRandom(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+describe('crc32c combination (one pass for the stream CRC and the sector checksums)', () => {
+  it('shift through a sector of zeros equals the CRC register run over 4096 zero bytes', () => {
+    const zeros = new Uint8Array(CRC_SECTOR);
+    for (const c of [0, 1, 0x80000000, 0xffffffff, 0x12345678, 0xdeadbeef]) {
+      expect(crc32cShiftSector(c)).toBe(oracleRaw(zeros, c));
+    }
+  });
+
+  it('crc(A || S) = shift(crc(A)) ^ rawcrc(S), and standard(S) = rawcrc(S) ^ constant', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const a = pseudoRandom(seed * 37, seed);
+      const s = pseudoRandom(CRC_SECTOR, seed + 100);
+      const ca = oracleRaw(a, 0);
+      expect((crc32cShiftSector(ca) ^ oracleRaw(s, 0)) >>> 0).toBe(oracleRaw(new Uint8Array([...a, ...s]), 0));
+      expect(btrfsCsumFromRaw(oracleRaw(s, 0))).toBe(oracleStd(s));
+    }
+  });
+
+  it('crc32cRawBySector: the register over the whole data and every whole sector\'s raw CRC', () => {
+    for (const len of [0, 100, CRC_SECTOR - 1, CRC_SECTOR, CRC_SECTOR + 1, 5 * CRC_SECTOR, 7 * CRC_SECTOR + 123]) {
+      const d = pseudoRandom(len + 3, len).subarray(3); // an unaligned view
+      const sectors = new Uint32Array(Math.floor(len / CRC_SECTOR));
+      expect(crc32cRawBySector(0x5a5a1234, d, sectors)).toBe(oracleRaw(d, 0x5a5a1234));
+      for (let i = 0; i < sectors.length; i++) {
+        const s = d.subarray(i * CRC_SECTOR, (i + 1) * CRC_SECTOR);
+        expect(sectors[i]).toBe(oracleRaw(s, 0));
+        expect(btrfsCsumFromRaw(sectors[i]!)).toBe(oracleStd(s));
+      }
+    }
+  });
+});
