@@ -1,9 +1,10 @@
 import {
   BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
 } from '../compress/index.js';
+import { BTRFS_COMPRESS_NONE } from '../image/structs/constants.js';
 import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { writePlainExtent } from './csums.js';
+import { knownCsums } from './csums.js';
 import { inlineExtent, readRange } from './file-read.js';
 
 export const U64_MAX = (1n << 64n) - 1n;
@@ -52,8 +53,7 @@ export class ExtentWriter {
   protected writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array, sectorCrcs?: Uint32Array): void {
     const fs = this.fs;
     if (!this.opts.compress) {
-      if (sectorCrcs !== undefined) writePlainExtent(fs, root, ino, offset, buf, sectorCrcs);
-      else writeDataExtent(fs, root, ino, offset, buf);
+      writeDataExtent(fs, root, ino, offset, buf, BTRFS_COMPRESS_NONE, buf.length, knownCsums(fs, sectorCrcs));
       this.stats.extents++;
       this.stats.bytes += buf.length;
       return;

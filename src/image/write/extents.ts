@@ -136,13 +136,17 @@ export function maxCsumsPerItem(nodesize: number, csumSize = 4): number {
 const csumKey = (bytenr: bigint): Key => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: bytenr });
 
 /** Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk). */
-export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array): void {
+export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array): void {
   const ss = fs.sectorsize;
   const n = Math.ceil(bytes.length / ss);
   deleteCsums(fs, bytenr, BigInt(n * ss));
   const csums = new Uint8Array(n * 4);
   const dv = new DataView(csums.buffer);
-  for (let i = 0; i < n; i++) {
+  // `known`: checksums of the first sectors the caller already has (receive derives them from the
+  // stream's own CRC check), so those bytes are not read a second time
+  const k = Math.min(n, known?.length ?? 0);
+  for (let i = 0; i < k; i++) dv.setUint32(i * 4, known![i]!, true);
+  for (let i = k; i < n; i++) {
     let sector = bytes.subarray(i * ss, (i + 1) * ss);
     if (sector.length < ss) {
       const padded = new Uint8Array(ss);

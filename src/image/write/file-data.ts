@@ -96,10 +96,14 @@ export function insertFileExtent(fs: Filesystem, root: bigint, ino: bigint, file
 
 /**
  * Write a new extent holding `data` at `fileOffset`: allocate, write to the device, checksum, reference.
- * With `compression`, `data` is the compressed bytes and `ramBytes` the uncompressed length.
+ * With `compression`, `data` is the compressed bytes and `ramBytes` the uncompressed length;
+ * `knownCsums` are checksums of its first sectors the caller already has (see addDataCsums).
  * Returns the extent's bytenr.
  */
-export function writeDataExtent(fs: Filesystem, root: bigint, ino: bigint, fileOffset: bigint, data: Uint8Array, compression = BTRFS_COMPRESS_NONE, ramBytes = data.length): bigint {
+export function writeDataExtent(
+  fs: Filesystem, root: bigint, ino: bigint, fileOffset: bigint, data: Uint8Array,
+  compression = BTRFS_COMPRESS_NONE, ramBytes = data.length, knownCsums?: Uint32Array,
+): bigint {
   const ss = BigInt(fs.sectorsize);
   const ram = ((BigInt(ramBytes) + ss - 1n) / ss) * ss;
   if (ram > BTRFS_MAX_EXTENT_SIZE) throw new ImageError('IMAGE_EXTENT_TOO_BIG', `extent of ${ram} bytes exceeds 128 MiB`);
@@ -107,7 +111,7 @@ export function writeDataExtent(fs: Filesystem, root: bigint, ino: bigint, fileO
   const bytenr = fs.allocData(diskLen);
   const padded = data.length === Number(diskLen) ? data : padTo(data, Number(diskLen));
   fs.writeData(bytenr, padded);
-  addDataCsums(fs, bytenr, padded);
+  addDataCsums(fs, bytenr, padded, knownCsums);
   insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: 0n, num_bytes: ram, ram_bytes: ram, compression });
   return bytenr;
 }

@@ -1,0 +1,320 @@
+import type { BtrfsCompressType } from '../compress/index.js';
+import { addDataCsums } from '../image/write/extents.js';
+import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
+import type { Filesystem } from '../image/write/filesystem.js';
+import { getInode, updateInode } from '../image/write/inode.js';
+import { ExtentWriter, MAX_INLINE, U64_MAX, alignUp, padTo, type WriterOptions } from './extent-writer.js';
+import { concatBytes } from '../util/bytes.js';
+import { CRC_SECTOR } from '../util/crc32c-combine.js';
+import { knownCsums } from './csums.js';
+import { hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
+
+
+export interface Pending {
+  root: bigint;
+  ino: bigint;
+  start: bigint;
+  parts: Uint8Array[];
+  len: number;
+  /** The buffer of a settled range's copy, handed back for reuse once written out or dropped. */
+  own?: Uint8Array;
+  /** A settled range's known sector CRCs (the gather buffer's run, see gatherCrcs), moved with its bytes. */
+  crcs?: Uint32Array | undefined;
+}
+
+/** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
+const SPARE_MAX = 8 << 20;
+
+/**
+ * Turns file writes into extents. Writes are gathered per file, as the kernel's page cache keeps them
+ * dirty until writeback: contiguous writes to a file become one extent even when commands for other files
+ * or its attributes come in between (the kernel's receive gets the same extents that way). Gathered data
+ * is written sector-aligned: partial sectors at the edges are completed from the file's current content
+ * (read-modify-write), tails past EOF are zero-padded, whole small files become inline extents.
+ * Anything that reads or changes a file's extents must `flushFile` it first (or `flush` everything).
+ */
+export abstract class GatherWriter extends ExtentWriter {
+  /** Zeroes what lies between the old EOF and a write past it (file-write.ts, btrfs_cont_expand). */
+  abstract zeroEofTail(root: bigint, ino: bigint, isize: bigint, growFrom: bigint): void;
+
+  /** Per file, in the order gathering started (the oldest is written first when memory runs short). */
+  private readonly pending = new Map<string, Pending>();
+  protected pendingBytes = 0;
+  private readonly maxBuffer: number;
+  private readonly maxPending: number;
+  /** The current file's gathered bytes (maxBuffer, reused) and the pending range that owns them. */
+  private gather = new Uint8Array(0);
+  private gatherOwner: Pending | undefined;
+  /**
+   * Raw CRC32C of the gather buffer's first `gatherCrcsValid` sectors, from the stream's CRC check
+   * (WriteCmd.dataSectorCrcs): appended whole sectors keep them, anything else stops the run, and the
+   * extent written from the buffer takes its checksums from them instead of a second pass over the data.
+   */
+  private gatherCrcs = new Uint32Array(0);
+  private gatherCrcsValid = 0;
+  private readonly spare: Uint8Array[] = [];
+  private spareBytes = 0;
+  /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
+  protected edgeBuf = new Uint8Array(0);
+
+  constructor(fs: Filesystem, opts: WriterOptions = {}) {
+    super(fs, opts);
+    this.maxBuffer = opts.maxBuffer ?? 8 << 20;
+    this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 16 << 20);
+  }
+
+  /**
+   * Gathers `data` (copied: the caller may reuse its buffer, the parser its input chunks). The file being
+   * written gathers in one reused buffer; when another file starts gathering, what the previous one has
+   * gathered moves into a buffer of its own (bounded by maxPending over all files).
+   */
+  write(root: bigint, ino: bigint, offset: bigint, data: Uint8Array, sectorCrcs?: Uint32Array): void {
+    if (data.length === 0) return;
+    const key = `${root}:${ino}`;
+    const p = this.pending.get(key);
+    const fits = p !== undefined && p.len + data.length <= this.maxBuffer;
+    if (fits && p.start + BigInt(p.len) === offset) {
+      this.gatherInto(p, p.len, data, sectorCrcs);
+    } else if (fits && offset + BigInt(data.length) === p.start) {
+      // dirty pages merge whichever side they touch: a write just before the gathered range joins it
+      this.gatherInto(p, 0, data);
+      p.start = offset;
+    } else {
+      if (p) this.flushPending(key, p);
+      const q: Pending = { root, ino, start: offset, parts: [], len: 0 };
+      this.pending.set(key, q);
+      if (data.length > this.maxBuffer) {
+        q.parts = [new Uint8Array(data)]; // a copy (Buffer#slice would be a view of a reused input chunk)
+        q.len = data.length;
+      } else {
+        this.gatherInto(q, 0, data, sectorCrcs);
+      }
+    }
+    this.pendingBytes += data.length;
+    while (this.pendingBytes > this.maxPending) {
+      const [k, oldest] = this.pending.entries().next().value as [string, Pending];
+      this.flushPending(k, oldest);
+    }
+  }
+
+  /** Puts `data` at byte `at` (the end, or 0 to prepend) of p's range, which then lives in the gather buffer. */
+  private gatherInto(p: Pending, at: number, data: Uint8Array, sectorCrcs?: Uint32Array): void {
+    if (this.gather.length < this.maxBuffer) {
+      this.gather = new Uint8Array(this.maxBuffer);
+      this.gatherCrcs = new Uint32Array(Math.ceil(this.maxBuffer / Number(this.ss)));
+    }
+    const g = this.gather;
+    const old = p.len;
+    if (this.gatherOwner !== p) {
+      // another file's gathered bytes move out, p's move in
+      this.settle();
+      concatBytes(p.parts, g);
+      this.giveBack(p);
+      this.gatherOwner = p;
+      this.gatherCrcsValid = 0;
+      if (p.crcs !== undefined) {
+        this.gatherCrcs.set(p.crcs);
+        this.gatherCrcsValid = p.crcs.length;
+        p.crcs = undefined;
+      }
+    }
+    this.noteSectorCrcs(at, old, sectorCrcs);
+    if (at === 0 && old > 0) g.copyWithin(data.length, 0, old);
+    g.set(data, at);
+    p.len = old + data.length;
+    p.parts = [g.subarray(0, p.len)];
+  }
+
+  /**
+   * Bytes land at `at` of a range of `old` bytes: the known run grows when they append whole sectors
+   * right after it (the run never holds the partial last sector, so an append changes none of it).
+   */
+  private noteSectorCrcs(at: number, old: number, sectorCrcs: Uint32Array | undefined): void {
+    const ss = Number(this.ss);
+    if (at === 0 && old > 0) {
+      this.gatherCrcsValid = 0; // prepended: every sector moved
+      return;
+    }
+    if (sectorCrcs === undefined || ss !== CRC_SECTOR || this.gatherCrcsValid * ss !== at) return;
+    this.gatherCrcs.set(sectorCrcs, this.gatherCrcsValid);
+    this.gatherCrcsValid += sectorCrcs.length;
+  }
+
+  /** p's range was cut to `keep` bytes: known sector CRCs past its last whole sector no longer apply. */
+  protected cutSectorCrcs(p: Pending, keep: number): void {
+    const whole = Math.floor(keep / Number(this.ss));
+    if (this.gatherOwner === p) this.gatherCrcsValid = Math.min(this.gatherCrcsValid, whole);
+    else if (p.crcs !== undefined && p.crcs.length > whole) p.crcs = p.crcs.subarray(0, whole);
+  }
+
+  /** The file that owns the gather buffer keeps its bytes in a copy of their own; the buffer is free again. */
+  private settle(): void {
+    const p = this.gatherOwner;
+    this.gatherOwner = undefined;
+    if (!p) return;
+    const src = p.parts[0]!;
+    const buf = this.takeSpare(src.length);
+    buf.set(src);
+    p.own = buf;
+    p.parts = [buf.subarray(0, src.length)];
+    p.crcs = this.gatherCrcsValid > 0 ? this.gatherCrcs.slice(0, this.gatherCrcsValid) : undefined;
+  }
+
+  /** A spare of about `len` bytes (never more than twice as large), else a new one. */
+  private takeSpare(len: number): Uint8Array {
+    for (let i = 0; i < this.spare.length; i++) {
+      const b = this.spare[i]!;
+      if (b.length >= len && b.length <= 2 * len + (64 << 10)) {
+        this.spare.splice(i, 1);
+        this.spareBytes -= b.length;
+        return b;
+      }
+    }
+    // sizes rounded up to 64 KiB so that later files of similar sizes can reuse the buffer
+    return new Uint8Array(len > 65536 ? Math.ceil(len / 65536) * 65536 : len);
+  }
+
+  private giveBack(p: Pending): void {
+    const b = p.own;
+    p.own = undefined;
+    if (b === undefined || this.spareBytes + b.length > SPARE_MAX) return;
+    this.spare.push(b);
+    this.spareBytes += b.length;
+  }
+
+  /** Writes out everything gathered (before a commit, and before whole-subvolume operations). */
+  flush(): void {
+    for (const [k, p] of [...this.pending]) this.flushPending(k, p);
+  }
+
+  /** Writes out what is gathered for one file. */
+  flushFile(root: bigint, ino: bigint): void {
+    const key = `${root}:${ino}`;
+    const p = this.pending.get(key);
+    if (p) this.flushPending(key, p);
+  }
+
+  /** Forgets what is gathered for a file that is being deleted. */
+  discardFile(root: bigint, ino: bigint): void {
+    const key = `${root}:${ino}`;
+    const p = this.pending.get(key);
+    if (p) {
+      this.forget(key, p);
+      this.giveBack(p);
+    }
+  }
+
+  private forget(key: string, p: Pending): void {
+    this.pending.delete(key);
+    this.pendingBytes -= p.len;
+    if (this.gatherOwner === p) this.gatherOwner = undefined;
+  }
+
+  protected pendingOf(root: bigint, ino: bigint): Pending | undefined {
+    return this.pending.get(`${root}:${ino}`);
+  }
+
+  private flushPending(key: string, p: Pending): void {
+    const crcs = this.gatherOwner !== p ? p.crcs : this.gatherCrcsValid > 0 ? this.gatherCrcs.subarray(0, this.gatherCrcsValid) : undefined;
+    this.forget(key, p);
+    // the gather buffer is reused as soon as this returns: writeNow consumes the bytes before it returns,
+    // except an inline extent, which keeps them — `borrowed` makes it take a copy
+    const data = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
+    this.writeNow(p.root, p.ino, p.start, data, true, crcs);
+    this.giveBack(p);
+  }
+
+  protected writeNow(root: bigint, ino: bigint, start: bigint, data: Uint8Array, borrowed = false, sectorCrcs?: Uint32Array): void {
+    const fs = this.fs;
+    const inode = getInode(fs, root, ino)!;
+    const isize = inode.size;
+    let end = start + BigInt(data.length);
+    if (start > isize) this.zeroEofTail(root, ino, isize, start);
+    // An inline extent must go before anything else is written into the file: fold it into this write
+    // when they touch, else turn it into a regular extent of its own.
+    const inl = inlineExtent(fs, root, ino);
+    if (inl) {
+      const old = readRange(fs, root, ino, 0n, Number(inl.len));
+      dropFileExtents(fs, root, ino, 0n, this.ss);
+      if (start <= inl.len) {
+        const merged = new Uint8Array(Number(end > inl.len ? end : inl.len));
+        merged.set(old);
+        merged.set(data, Number(start));
+        data = merged;
+        sectorCrcs = undefined;
+        start = 0n;
+        end = BigInt(merged.length);
+      } else {
+        this.writeAligned(root, ino, 0n, padTo(old, Number(this.ss)));
+      }
+    }
+    const newSize = end > isize ? end : isize;
+    if (start === 0n && newSize <= BigInt(MAX_INLINE) && newSize < this.ss && !hasExtentsFrom(fs, root, ino, 0n)) {
+      this.writeInline(root, ino, borrowed ? new Uint8Array(data) : data);
+    } else {
+      const aStart = start - (start % this.ss);
+      const aEnd = alignUp(end, this.ss);
+      // the common case (gathered writes, sector aligned) needs no second copy of up to 8 MiB
+      const buf = aStart === start && aEnd === end ? data : this.zeroed(Number(aEnd - aStart));
+      if (buf !== data) {
+        if (aStart < start) buf.set(readRange(fs, root, ino, aStart, Number(start - aStart)), 0);
+        buf.set(data, Number(start - aStart));
+        if (end < aEnd && end < isize) {
+          const tailEnd = aEnd < isize ? aEnd : isize;
+          buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), Number(end - aStart));
+        }
+      }
+      dropFileExtents(fs, root, ino, aStart, aEnd);
+      // the data's sectors are the extent's sectors only when it starts on a sector
+      this.writeAligned(root, ino, aStart, buf, aStart === start ? sectorCrcs : undefined);
+    }
+    if (newSize !== isize) updateInode(fs, root, ino, { size: newSize });
+  }
+
+  /**
+   * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
+   * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
+   */
+  passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean; sectorCrcs?: Uint32Array | undefined }): void {
+    this.flushFile(root, ino);
+    const fs = this.fs;
+    const inode = getInode(fs, root, ino)!;
+    const end = offset + x.fileLen;
+    if (offset > inode.size) this.zeroEofTail(root, ino, inode.size, offset);
+    if (x.inline) {
+      dropFileExtents(fs, root, ino, 0n, U64_MAX);
+      writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
+      this.stats.inline++;
+    } else {
+      if (offset > 0n) this.uninline(root, ino);
+      const numBytes = alignUp(x.fileLen, this.ss);
+      dropFileExtents(fs, root, ino, offset, offset + numBytes);
+      const diskLen = alignUp(BigInt(x.data.length), this.ss);
+      const bytenr = fs.allocData(diskLen);
+      const padded = x.data.length === Number(diskLen) ? x.data : this.zeroed(Number(diskLen));
+      if (padded !== x.data) padded.set(x.data);
+      fs.writeData(bytenr, padded);
+      // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
+      addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs));
+      insertFileExtent(fs, root, ino, offset, {
+        disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
+        ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type,
+      });
+      this.stats.extents++;
+      this.stats.compressed++;
+    }
+    this.stats.bytes += Number(x.fileLen);
+    if (end > inode.size) updateInode(fs, root, ino, { size: end });
+  }
+
+  /**
+   * A zero-filled buffer of `len` bytes, valid until the next call: fresh buffers per extent were a
+   * quarter of a zstd stream's allocation volume, and allocation volume is what drives V8's full GCs.
+   */
+  private zeroed(len: number): Uint8Array {
+    if (this.edgeBuf.length < len) this.edgeBuf = new Uint8Array(Math.max(len, 256 << 10));
+    const out = this.edgeBuf.subarray(0, len);
+    out.fill(0);
+    return out;
+  }
+}
