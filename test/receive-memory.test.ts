@@ -137,3 +137,33 @@ describe('opening an image leaves untouched subvolume trees on disk', () => {
     }
   });
 });
+
+describe('a subvolume tree left on disk is checked when it is finally read', () => {
+  for (const damaged of ['one DUP copy', 'both DUP copies'] as const) {
+    it(`root block of the snapshot parent damaged in ${damaged}: ${damaged === 'one DUP copy' ? 'the other copy is used' : 'IMAGE_BAD_TREE_BLOCK naming the block'}`, async () => {
+      const { openFilesystem } = await import('../src/image/write/open.js');
+      const dev = new MemoryDevice(256n << 20n);
+      const first = createFilesystem(dev, { growable: true });
+      const fullId = (await receiveStreams([readFileSync(join(STREAMS_DIR, 'full-v1.stream'))], first)).subvolumes[0]!.rootid;
+      const root = first.trees.get(fullId)!.committed!.bytenr;
+      const copies = first.chunks.toPhysical(root, first.nodesize);
+      expect(copies.length).toBe(2);
+      for (const phys of damaged === 'one DUP copy' ? copies.slice(0, 1) : copies) {
+        const b = dev.read(phys + 200n, 1);
+        dev.write(phys + 200n, Uint8Array.of(b[0]! ^ 0xff));
+      }
+      const fs = await openFilesystem(dev, { growable: true });
+      expect(fs.trees.get(fullId)!.loaded).toBe(false);
+      const incr = receiveStreams([readFileSync(join(STREAMS_DIR, 'incr-v1.stream'))], fs);
+      if (damaged === 'one DUP copy') {
+        await incr;
+        const img = await BtrfsImage.open(fromBlockDevice(dev));
+        const lines: string[] = [];
+        for await (const l of formatManifest(imageTreeSource(img, await img.resolve('incr')))) lines.push(l);
+        expect(lines).toEqual(manifest('incr-v1.manifest'));
+      } else {
+        await expect(incr).rejects.toMatchObject({ code: 'IMAGE_BAD_TREE_BLOCK', message: expect.stringContaining(`tree block ${root} (tree ${fullId}): copy at physical ${copies[0]}: checksum mismatch; copy at physical ${copies[1]}: checksum mismatch`) });
+      }
+    });
+  }
+});

@@ -16,7 +16,7 @@ export interface TreeRoot {
 }
 
 /** What a block must be, as its parent (or the root item) promised. */
-interface Expect {
+export interface Expect {
   level: number;
   generation: bigint;
   firstKey?: BtrfsKey;
@@ -24,6 +24,43 @@ interface Expect {
 }
 
 const CACHE_BLOCKS = 512;
+
+/** Why a parsed block is not the one its parent promised, or null. */
+function blockMismatch(tb: TreeBlock, bytenr: bigint, exp: Expect, fsid: Uint8Array, ownerOk: (treeId: bigint, owner: bigint) => boolean): string | null {
+  const h = tb.header;
+  if (h.bytenr !== bytenr) return `header bytenr is ${h.bytenr}`;
+  if (!h.fsid.every((b, i) => b === fsid[i])) return `fsid ${formatUuid(h.fsid)} is not this filesystem's`;
+  if (h.level !== exp.level) return `level ${h.level}, expected ${exp.level}`;
+  if (h.generation !== exp.generation) return `generation ${h.generation}, parent expects ${exp.generation}`;
+  if (!ownerOk(exp.owner, h.owner)) return `owner ${h.owner} cannot belong to tree ${exp.owner}`;
+  if (exp.firstKey) {
+    const first = h.level === 0 ? tb.items[0]?.key : tb.ptrs[0]?.key;
+    if (first && compareKeys(first, exp.firstKey) !== 0) return `first key ${formatKey(first)}, parent says ${formatKey(exp.firstKey)}`;
+  }
+  return null;
+}
+
+/**
+ * One copy of a tree block, checked as the kernel checks it on read: checksum, structure, then what the
+ * parent promised. Shared by the async reader and the image writer's synchronous loader.
+ */
+export function checkTreeCopy(
+  raw: Uint8Array, nodesize: number, bytenr: bigint, exp: Expect, fsid: Uint8Array,
+  ownerOk: (treeId: bigint, owner: bigint) => boolean = (t, o) => t === o,
+): { tb: TreeBlock } | { why: string } {
+  if (!verifyBlockCsum(raw)) return { why: 'checksum mismatch' };
+  try {
+    const tb = parseTreeBlock(raw, nodesize);
+    const why = blockMismatch(tb, bytenr, exp, fsid, ownerOk);
+    return why ? { why } : { tb };
+  } catch (err) {
+    return { why: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+export function treeBlockError(bytenr: bigint, tree: bigint, why: string): ImageError {
+  return new ImageError('IMAGE_BAD_TREE_BLOCK', `tree block ${bytenr} (tree ${tree}): ${why}`, { offset: bytenr, command: 'btrfs_header' });
+}
 
 /**
  * Reads and verifies tree blocks, and searches/iterates trees. Every block is checked before use:
@@ -55,45 +92,23 @@ export class TreeReader {
     const copies = this.chunks.map(bytenr, this.nodesize, 'tree block');
     const problems: string[] = [];
     for (const phys of copies) {
-      const raw = await this.src.read(phys, this.nodesize);
-      let why: string | null = null;
-      let tb: TreeBlock | undefined;
-      if (!verifyBlockCsum(raw)) {
-        why = 'checksum mismatch';
-      } else {
-        try {
-          tb = parseTreeBlock(raw, this.nodesize);
-          why = this.mismatch(tb, bytenr, exp);
-        } catch (err) {
-          why = err instanceof Error ? err.message : String(err);
-        }
-      }
-      if (!why && tb) {
-        this.cache.set(bytenr, tb);
+      const r = checkTreeCopy(await this.src.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.fsid, this.ownerOk);
+      if ('tb' in r) {
+        this.cache.set(bytenr, r.tb);
         if (this.cache.size > CACHE_BLOCKS) this.cache.delete(this.cache.keys().next().value as bigint);
-        return tb;
+        return r.tb;
       }
-      problems.push(copies.length > 1 ? `copy at physical ${phys}: ${why}` : `${why}`);
+      problems.push(copies.length > 1 ? `copy at physical ${phys}: ${r.why}` : r.why);
     }
     return this.fail(bytenr, exp.owner, problems.join('; '));
   }
 
   private mismatch(tb: TreeBlock, bytenr: bigint, exp: Expect): string | null {
-    const h = tb.header;
-    if (h.bytenr !== bytenr) return `header bytenr is ${h.bytenr}`;
-    if (!h.fsid.every((b, i) => b === this.fsid[i])) return `fsid ${formatUuid(h.fsid)} is not this filesystem's`;
-    if (h.level !== exp.level) return `level ${h.level}, expected ${exp.level}`;
-    if (h.generation !== exp.generation) return `generation ${h.generation}, parent expects ${exp.generation}`;
-    if (!this.ownerOk(exp.owner, h.owner)) return `owner ${h.owner} cannot belong to tree ${exp.owner}`;
-    if (exp.firstKey) {
-      const first = h.level === 0 ? tb.items[0]?.key : tb.ptrs[0]?.key;
-      if (first && compareKeys(first, exp.firstKey) !== 0) return `first key ${formatKey(first)}, parent says ${formatKey(exp.firstKey)}`;
-    }
-    return null;
+    return blockMismatch(tb, bytenr, exp, this.fsid, this.ownerOk);
   }
 
   private fail(bytenr: bigint, tree: bigint, why: string): never {
-    throw new ImageError('IMAGE_BAD_TREE_BLOCK', `tree block ${bytenr} (tree ${tree}): ${why}`, { offset: bytenr, command: 'btrfs_header' });
+    throw treeBlockError(bytenr, tree, why);
   }
 
   private async rootBlock(root: TreeRoot): Promise<TreeBlock> {
