@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import CRC32C from 'crc-32/crc32c.js';
+import { oracleRaw, oracleStd, pseudoRandom } from './helpers/crc-oracle.js';
 import { CRC_SECTOR, btrfsCsumFromRaw, crc32cRawBySector, crc32cShiftSector } from '../src/util/crc32c-combine.js';
 
-// Oracle: the crc-32 package (an independent CRC32C): standard form directly, raw form by its seed/inversion.
-const oracleStd = (d: Uint8Array): number => CRC32C.buf(d, 0) >>> 0;
-const oracleRaw = (d: Uint8Array, seed: number): number => ~CRC32C.buf(d, ~seed) >>> 0;
-
-function pseudoRandom(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
+// Oracle: the crc-32 package (test/helpers/crc-oracle.ts).
 
 describe('crc32c combination (one pass for the stream CRC and the sector checksums)', () => {
   it('shift through a sector of zeros equals the CRC register run over 4096 zero bytes', () => {

@@ -1,22 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import CRC32C from 'crc-32/crc32c.js';
+import { oracleRaw, oracleStd, pseudoRandom } from './helpers/crc-oracle.js';
 import { btrfsNameHash, crc32cBtrfs, crc32cRaw } from '../src/util/crc32c.js';
 import { crcUpdateJs } from '../src/util/crc32c-slice16.js';
 
-// Oracle: the crc-32 package (an independent CRC32C implementation), standard check values, and the
-// btrfs name hash of "default" as the kernel stores it.
-const oracleStd = (d: Uint8Array): number => CRC32C.buf(d, 0) >>> 0;
-const oracleRaw = (d: Uint8Array, seed: number): number => ~CRC32C.buf(d, ~seed) >>> 0;
-
-function pseudoRandom(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
+// Oracles: the crc-32 package (test/helpers/crc-oracle.ts), standard check values, and the btrfs name
+// hash of "default" as the kernel stores it.
 
 describe('crc32c', () => {
   it('matches the standard check value and the btrfs name hash of "default"', () => {
