@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { STREAMS_DIR } from './helpers/streams.js';
+import { STREAMS_DIR, storedManifest } from './helpers/streams.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
@@ -66,7 +66,7 @@ describe.skipIf(!!why)('receive every captured stream chain into an image: the k
           const st = byName.get(s)!;
           for (const rv of st.received) {
             const dir = join(m.dir, rv.subvolume);
-            const want = readFileSync(join(STREAMS_DIR, rv.manifest), 'utf8').trimEnd().split('\n');
+            const want = storedManifest(rv.manifest);
             expect(await manifestOf(dir), `${s}: ${rv.subvolume}`).toEqual(want);
             const show = execFileSync('btrfs', ['subvolume', 'show', dir], { encoding: 'utf8' });
             expect(show).toMatch(/Flags:\s+readonly/);
@@ -91,7 +91,7 @@ describe.skipIf(!!why)('mixed chains and foreign images', () => {
     const m = mount(image, 'rw');
     try {
       execFileSync('btrfs', ['receive', '-f', join(STREAMS_DIR, 'incr-zstd-v2.stream'), m.dir], { stdio: 'pipe' });
-      const want = readFileSync(join(STREAMS_DIR, 'incr-zstd-v2.manifest'), 'utf8').trimEnd().split('\n');
+      const want = storedManifest('incr-zstd-v2.manifest');
       expect(await manifestOf(join(m.dir, 'zstd-incr'))).toEqual(want);
     } finally {
       m.umount();
@@ -117,7 +117,7 @@ describe.skipIf(!!why)('mixed chains and foreign images', () => {
     expect(checkProblems(chk.output), chk.output).toEqual([]);
     const m2 = mount(image, 'ro');
     try {
-      const want = readFileSync(join(STREAMS_DIR, 'incr-v1.manifest'), 'utf8').trimEnd().split('\n');
+      const want = storedManifest('incr-v1.manifest');
       expect(await manifestOf(join(m2.dir, 'incr'))).toEqual(want);
     } finally {
       m2.umount();
@@ -131,7 +131,7 @@ describe.skipIf(!!why)('mixed chains and foreign images', () => {
     expect(receive(image, 'lzo-v2').status).toBe(0);
     const m = mount(image, 'rw');
     try {
-      const want = readFileSync(join(STREAMS_DIR, 'lzo-v2.manifest'), 'utf8').trimEnd().split('\n');
+      const want = storedManifest('lzo-v2.manifest');
       expect(await manifestOf(join(m.dir, 'lzo'))).toEqual(want);
       execFileSync('btrfs', ['subvolume', 'snapshot', join(m.dir, 'lzo'), join(m.dir, 'lzo-rw')]);
       execFileSync('sh', ['-c', `rm -rf ${m.dir}/lzo-rw/* && dd if=/dev/urandom of=${m.dir}/new bs=1M count=4 status=none && sync`]);
@@ -166,7 +166,7 @@ describe.skipIf(!!why)('mixed chains and foreign images', () => {
     expect(checkProblems(chk.output), chk.output).toEqual([]);
     const m2 = mount(image, 'rw');
     try {
-      expect(await manifestOf(join(m2.dir, 'full'))).toEqual(readFileSync(join(STREAMS_DIR, 'full-v1.manifest'), 'utf8').trimEnd().split('\n'));
+      expect(await manifestOf(join(m2.dir, 'full'))).toEqual(storedManifest('full-v1.manifest'));
       expect(readFileSync(join(m2.dir, 'vol', 'f1'), 'utf8')).toBe('changed\n');
       execFileSync('sh', ['-c', `rm -rf ${m2.dir}/snap ${m2.dir}/vol/big && btrfs -q subvolume delete ${m2.dir}/snapro && sync`]);
     } finally {

@@ -11,7 +11,7 @@ import { PageStore, type SpillBackend } from '../src/image/write/page-store.js';
 import { formatManifest } from '../src/manifest/format.js';
 import { receiveStreams } from '../src/receive/index.js';
 import { btrfsCheck, checkProblems, skipReason } from './image-write-helpers.js';
-import { STREAMS_DIR } from './helpers/streams.js';
+import { STREAMS_DIR, storedManifest } from './helpers/streams.js';
 
 /**
  * Metadata pages leave memory under a budget (src/image/write/page-store.ts). These tests squeeze the
@@ -38,7 +38,6 @@ const CLI = join(REPO, 'bin', 'btrfs-ts.js');
 const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-memory-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const manifest = (f: string) => readFileSync(join(STREAMS_DIR, f), 'latin1').trimEnd().split('\n');
 
 describe('receive under a tiny metadata budget', () => {
   for (const chain of [['full-v1', 'incr-v1'], ['zstd-v2', 'incr-zstd-v2'], ['full-v1', 'clone-src-v1', 'clones-v1']]) {
@@ -58,7 +57,7 @@ describe('receive under a tiny metadata budget', () => {
       for (const [i, s] of chain.entries()) {
         const lines: string[] = [];
         for await (const l of formatManifest(imageTreeSource(img, await img.resolve(names[i]!)))) lines.push(l);
-        expect(lines, s).toEqual(manifest(`${s}.manifest`));
+        expect(lines, s).toEqual(storedManifest(`${s}.manifest`));
       }
     });
   }
@@ -133,7 +132,7 @@ describe('opening an image leaves untouched subvolume trees on disk', () => {
     for (const [name, m] of [['sample', 'sample.manifest'], ['full', 'full-v1.manifest'], ['incr', 'incr-v1.manifest']] as const) {
       const lines: string[] = [];
       for await (const l of formatManifest(imageTreeSource(img, await img.resolve(name)))) lines.push(l);
-      expect(lines, name).toEqual(manifest(m));
+      expect(lines, name).toEqual(storedManifest(m));
     }
   });
 });
@@ -160,7 +159,7 @@ describe('a subvolume tree left on disk is checked when it is finally read', () 
         const img = await BtrfsImage.open(fromBlockDevice(dev));
         const lines: string[] = [];
         for await (const l of formatManifest(imageTreeSource(img, await img.resolve('incr')))) lines.push(l);
-        expect(lines).toEqual(manifest('incr-v1.manifest'));
+        expect(lines).toEqual(storedManifest('incr-v1.manifest'));
       } else {
         await expect(incr).rejects.toMatchObject({ code: 'IMAGE_BAD_TREE_BLOCK', message: expect.stringContaining(`tree block ${root} (tree ${fullId}): copy at physical ${copies[0]}: checksum mismatch; copy at physical ${copies[1]}: checksum mismatch`) });
       }

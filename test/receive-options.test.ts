@@ -13,7 +13,7 @@ import { formatManifest } from '../src/manifest/format.js';
 import { receiveStreams, type ReceiveOptions, type ReceiveSummary } from '../src/receive/index.js';
 import * as C from '../src/stream/constants.js';
 import { b, encodeAll, uuid } from './helpers/craft.js';
-import { STREAMS_DIR } from './helpers/streams.js';
+import { STREAMS_DIR, storedManifest } from './helpers/streams.js';
 
 /** Receive into a memory image and return the manifest of a subvolume read back by the image reader. */
 async function receiveAndList(streams: string[], opts: ReceiveOptions = {}) {
@@ -27,7 +27,6 @@ async function receiveAndList(streams: string[], opts: ReceiveOptions = {}) {
   return { summary: last!, lines };
 }
 
-const manifest = (f: string) => readFileSync(join(STREAMS_DIR, f), 'latin1').trimEnd().split('\n');
 
 describe('receive options change how data is stored, never what the files hold', () => {
   it('--force-decompress: no extent passes through, the tree is the same', async () => {
@@ -35,25 +34,25 @@ describe('receive options change how data is stored, never what the files hold',
     expect(r.summary.plan.byAction['pass-through'].extents).toBe(0);
     expect(r.summary.plan.byReason['force-decompress']?.extents).toBe(r.summary.plan.encodedWrites.extents);
     expect(r.summary.extents.compressed).toBe(0);
-    expect(r.lines).toEqual(manifest('zstd-v2.manifest'));
+    expect(r.lines).toEqual(storedManifest('zstd-v2.manifest'));
   });
 
   it('--compress zstd on a protocol-1 stream: plain writes become compressed extents, same tree', async () => {
     const r = await receiveAndList(['full-v1.stream'], { compress: { type: BTRFS_COMPRESS_ZSTD, level: 3 } });
     expect(r.summary.extents.compressed).toBeGreaterThan(0);
-    expect(r.lines).toEqual(manifest('full-v1.manifest'));
+    expect(r.lines).toEqual(storedManifest('full-v1.manifest'));
   });
 
   it('--force-decompress with --compress (lzo stream recompressed as zstd) counts recompressions', async () => {
     const r = await receiveAndList(['lzo-v2.stream'], { forceDecompress: true, compress: { type: BTRFS_COMPRESS_ZSTD } });
     expect(r.summary.plan.byAction.recompress.extents).toBe(r.summary.plan.encodedWrites.extents);
-    expect(r.lines).toEqual(manifest('lzo-v2.manifest'));
+    expect(r.lines).toEqual(storedManifest('lzo-v2.manifest'));
   });
 
   it('--check-extents decodes every passed-through extent and still passes them through', async () => {
     const r = await receiveAndList(['lzo-v2.stream'], { checkExtents: true });
     expect(r.summary.plan.byAction['pass-through'].extents).toBe(r.summary.plan.encodedWrites.extents);
-    expect(r.lines).toEqual(manifest('lzo-v2.manifest'));
+    expect(r.lines).toEqual(storedManifest('lzo-v2.manifest'));
   });
 
   it('-e stops after the first END; multi-subvolume input otherwise gives both', async () => {
@@ -61,7 +60,7 @@ describe('receive options change how data is stored, never what the files hold',
     expect(one.summary.subvolumes.map((s) => s.name)).toEqual(['m1']);
     const both = await receiveAndList(['multi-v1.stream']);
     expect(both.summary.subvolumes.map((s) => s.name)).toEqual(['m1', 'm2']);
-    expect(both.lines).toEqual(manifest('multi-v1.m2.manifest'));
+    expect(both.lines).toEqual(storedManifest('multi-v1.m2.manifest'));
   });
 });
 

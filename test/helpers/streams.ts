@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const STREAMS_DIR = join(__dirname, '..', '..', 'streams');
@@ -13,4 +13,9 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
   return out;
+}
+
+/** A manifest stored beside the captured streams (made from the kernel's own receive), as lines. */
+export function storedManifest(file: string): string[] {
+  return readFileSync(join(STREAMS_DIR, file), 'latin1').trimEnd().split('\n');
 }
