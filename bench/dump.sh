@@ -8,10 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-3}
 STREAMS=(big-zstd-v2 big-v1)
-for s in "${STREAMS[@]}"; do
-  [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
-done
-[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npx tsc -p .)
+need_big_streams "${STREAMS[@]}"
 bench_workdir dump
 
 for s in "${STREAMS[@]}"; do

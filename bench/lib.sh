@@ -41,6 +41,25 @@ check() {
   fi
 }
 
+# need_big_streams NAME... : streams/big/NAME.stream must exist (streams/make-big.sh); then builds dist from
+# the working tree, so the code measured is the code checked out
+need_big_streams() {
+  local s
+  for s in "$@"; do
+    [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
+  done
+  (cd "$REPO" && npx tsc -p . >/dev/null)
+}
+
+# checks_table : the correctness table of $CHECKS, then the output of any failed check
+checks_table() {
+  echo "| check | result |"
+  echo "|---|---|"
+  sed 's/^/| /; s/|/ | /2; s/$/ |/' "$CHECKS"
+  echo
+  if [ -f "$WORK/failures.md" ]; then cat "$WORK/failures.md"; echo; fi
+}
+
 need_root() {
   [ "$(id -u)" = 0 ] || { echo "$(basename "$0"): must run as root (loop mounts, kernel receive)" >&2; exit 1; }
   [ -x /usr/bin/time ] || { echo "$(basename "$0"): /usr/bin/time missing (apt-get install time)" >&2; exit 1; }

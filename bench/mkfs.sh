@@ -11,7 +11,7 @@ need_root
 N=${1:-3}
 GIB=${2:-1.1}
 TREE=/tmp/btrfs-ts-bench-tree
-[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npx tsc -p .)
+(cd "$REPO" && npx tsc -p . >/dev/null)
 if [ ! -f "$TREE.stamp" ] || [ "$(cat "$TREE.stamp")" != "$GIB" ]; then
   rm -rf "$TREE" "$TREE.stamp"
   /usr/bin/python3 "$BENCH_DIR/make-tree.py" "$TREE/root" "$GIB"
@@ -53,12 +53,7 @@ OUT=$WORK/section.md
   echo
   echo "Ratio btrfs-ts / mkfs.btrfs: $(ratio ts progs)."
   echo
-  echo "| check | result |"
-  echo "|---|---|"
-  sed 's/^/| /; s/|/ | /2; s/$/ |/' "$CHECKS"
-  echo
-  [ -f "$WORK/failures.md" ] && cat "$WORK/failures.md" && echo
-  true
+  checks_table
 } >"$OUT"
 cat "$OUT"
 write_section mkfs "$OUT"

@@ -4,10 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOP=${1:-12}
-for s in big-zstd-v2 big-v1; do
-  [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
-done
-(cd "$REPO" && npx tsc -p . >/dev/null)
+need_big_streams big-zstd-v2 big-v1
 WORK=$(mktemp -d /tmp/bench-profile.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 OUT=$WORK/section.md

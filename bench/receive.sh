@@ -12,10 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 N=${1:-3}
 STREAMS=(big-zstd-v2 big-v1)
-for s in "${STREAMS[@]}"; do
-  [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
-done
-[ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npx tsc -p .)
+need_big_streams "${STREAMS[@]}"
 bench_workdir receive
 
 for s in "${STREAMS[@]}"; do
@@ -73,11 +70,7 @@ OUT=$WORK/section.md
   echo
   echo "Correctness checks (after the timed runs):"
   echo
-  echo "| check | result |"
-  echo "|---|---|"
-  sed 's/^/| /; s/|/ | /2; s/$/ |/' "$CHECKS"
-  echo
-  [ -f "$WORK/failures.md" ] && cat "$WORK/failures.md" && echo
+  checks_table
   echo "Plan of the zstd stream (\`btrfs-ts plan --summary -f streams/big/big-zstd-v2.stream\`, ${plan_ms} ms):"
   echo
   echo '```'
