@@ -178,8 +178,7 @@ export class ItemMap {
     this.dataBytes -= len;
     this.changed(p, -(HOT_ITEM_OVERHEAD + len));
     if (p.n === 0 && this.pages.length > 1) {
-      this.store.forget(p);
-      if (p.at) this.store.release(p.at);
+      this.drop(p);
       this.pages.splice(i, 1);
       this.pages[0]!.first = '';
     }
@@ -193,10 +192,7 @@ export class ItemMap {
    */
   copyFrom(src: ItemMap): void {
     if (src.store !== this.store) throw new RangeError('copyFrom: both maps must share one PageStore');
-    for (const p of this.pages) {
-      this.store.forget(p);
-      if (p.at) this.store.release(p.at);
-    }
+    for (const p of this.pages) this.drop(p);
     const pages: Page[] = [];
     for (const sp of src.pages) {
       if (sp.n === 0) continue;
@@ -339,6 +335,12 @@ export class ItemMap {
     p.cost = p.n * HOT_ITEM_OVERHEAD + p.bytes;
     this.store.charge(p, p.cost);
     return p;
+  }
+
+  /** A page leaves the map: out of the hot list, its spill slot free for reuse. */
+  private drop(p: Page): void {
+    this.store.forget(p);
+    if (p.at) this.store.release(p.at);
   }
 
   private changed(p: Page, delta: number): void {
