@@ -50,8 +50,20 @@ export function commitFilesystem(fs: Filesystem): void {
     if (it.key.type === BTRFS_EXTENT_ITEM_KEY) dataUsed.add(it.key.objectid, it.key.objectid + it.key.offset);
   }
 
+  // Only the derived trees and the chunk and dev trees (chunks added, DEV_ITEM updated) change during a
+  // commit: the layout of every other tree is computed once, not again in each round.
+  const changing = new Set([BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID]);
+  const fixedLayouts = new Map<bigint, TreeLayout>();
+  const layoutOf = (id: bigint): TreeLayout => {
+    const cached = fixedLayouts.get(id);
+    if (cached) return cached;
+    const layout = layoutTree(sizesOf(fs.trees.get(id)!.items.entries()), fs.nodesize);
+    if (!changing.has(id)) fixedLayouts.set(id, layout);
+    return layout;
+  };
+
   let counts = new Map<bigint, number>();
-  for (const id of written) counts.set(id, layoutTree(sizesOf(fs.trees.get(id)!.items.entries()), fs.nodesize).blockCount);
+  for (const id of written) counts.set(id, layoutOf(id).blockCount);
 
   let plans: Map<bigint, Plan> | undefined;
   for (let round = 0; round < MAX_ROUNDS && !plans; round++) {
@@ -66,7 +78,9 @@ export function commitFilesystem(fs: Filesystem): void {
       const layout = layoutTree(sizesOf(items()), fs.nodesize);
       trial.set(id, { items, layout, addrs: addrs.get(id)! });
     };
-    for (const id of written) if (!derived.has(id)) place(id, () => fs.trees.get(id)!.items.entries());
+    for (const id of written) {
+      if (!derived.has(id)) trial.set(id, { items: () => fs.trees.get(id)!.items.entries(), layout: layoutOf(id), addrs: addrs.get(id)! });
+    }
     // Derived trees are laid out with the block counts allocated to them; if the content then needs a
     // different count, the round is redone with the new counts.
     const blocksOf = (id: bigint): TreeBlockRef[] => {
