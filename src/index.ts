@@ -73,14 +73,14 @@ export type { PathCheck, PathProblem } from './tools/paths.js';
 export { encodedFileBytes } from './tools/encoded.js';
 /** Receives streams into a plain directory on any filesystem (needs node:fs; python3 for ns times,
  * xattrs and special files). */
-export { extractStreams } from './io/extract-stream.js';
-export type { ExtractStreamOptions, ExtractResult, ExtractInput } from './io/extract-stream.js';
+export { extractStreams } from './extract/stream.js';
+export type { ExtractStreamOptions, ExtractResult, ExtractInput } from './extract/stream.js';
 
 // ---- manifests -------------------------------------------------------------------------------------
 /** The canonical tree listing used to compare received trees (docs/manifest.md). */
 export { formatManifest } from './manifest/format.js';
 export { diffManifests, renderDiff } from './manifest/compare.js';
-export { dirTreeSource } from './io/tree-dir.js';
+export { dirTreeSource } from './dirtree/source.js';
 export type { TreeSource, TreeEntry } from './manifest/types.js';
 
 // ---- receive into an image / read an image -----------------------------------------------------------
@@ -104,5 +104,5 @@ export { openImageFile } from './io/image-read-file.js';
 /** A TreeSource over an image directory, for `formatManifest`. */
 export { imageTreeSource } from './image/read/tree-source.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */
-export { replay } from './io/replay.js';
-export type { ReplayOptions, ReplayResult } from './io/replay.js';
+export { replay } from './replay/index.js';
+export type { ReplayOptions, ReplayResult } from './replay/index.js';

@@ -5,7 +5,7 @@ import { skipReason } from './image-write-helpers.js';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { imageTreeSource } from '../src/image/read/tree-source.js';
 import type { Location } from '../src/image/read/index.js';
-import { dirTreeSource } from '../src/io/tree-dir.js';
+import { dirTreeSource } from '../src/dirtree/source.js';
 import { formatManifest } from '../src/manifest/format.js';
 
 /** Shared setup for the reader's kernel tests: build images, mount them, compare manifests. */

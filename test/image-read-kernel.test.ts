@@ -6,7 +6,7 @@ import { ImageError } from '../src/errors.js';
 import { BtrfsImage, type Location } from '../src/image/read/index.js';
 import { openImageFile, type FileImageSource } from '../src/io/image-read-file.js';
 import { formatUuid } from '../src/image/structs.js';
-import { dirTreeSource } from '../src/io/tree-dir.js';
+import { dirTreeSource } from '../src/dirtree/source.js';
 import { formatManifest } from '../src/manifest/format.js';
 import { canUseKernel, collect, imageManifest, kernelManifest, makeImage, populate, sh, withMount } from './image-read-fixtures.js';
 

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
-import { dirTreeSource } from '../src/io/tree-dir.js';
+import { dirTreeSource } from '../src/dirtree/source.js';
 import { formatManifest } from '../src/manifest/format.js';
 
 /** Shared helpers of the image writer tests: btrfs-progs and kernel oracles. */

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, c
 import { join } from 'node:path';
 import { skipReason } from './image-write-helpers.js';
 import { describe, expect, it } from 'vitest';
-import { dirTreeSource } from '../src/io/tree-dir.js';
+import { dirTreeSource } from '../src/dirtree/source.js';
 import { diffManifests, parseManifestLine, renderDiff, unescapePath } from '../src/manifest/compare.js';
 import { comparePathBytes, formatManifest } from '../src/manifest/format.js';
 

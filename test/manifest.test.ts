@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync, symlinkSync, linkSync, mkdirSync, c
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runManifestCli } from './helpers/manifest-cli.js';
-import { dirTreeSource, splitDev, splitNs } from '../src/io/tree-dir.js';
-import { parseGetfattrDump } from '../src/io/tree-xattr.js';
+import { dirTreeSource, splitDev, splitNs } from '../src/dirtree/source.js';
+import { parseGetfattrDump } from '../src/dirtree/xattrs.js';
 import { diffManifests, parseManifestLine, renderDiff, unescapePath } from '../src/manifest/compare.js';
 import { comparePathBytes, escapeField, formatManifest } from '../src/manifest/format.js';
 import { escapePath } from '../src/dump/escape.js';

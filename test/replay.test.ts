@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { replay } from '../src/io/replay.js';
+import { replay } from '../src/replay/index.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 
 const BIN = join(__dirname, '..', 'bin', 'btrfs-ts.js');

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BTRFS_COMPRESS_LZO, BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType } from '../src/compress/index.js';
-import { extractStreams } from '../src/io/extract-stream.js';
-import { dirTreeSource } from '../src/io/tree-dir.js';
+import { extractStreams } from '../src/extract/stream.js';
+import { dirTreeSource } from '../src/dirtree/source.js';
 import { diffManifests, renderDiff } from '../src/manifest/compare.js';
 import { formatManifest } from '../src/manifest/format.js';
 import * as C from '../src/stream/constants.js';

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BtrfsTsError, ReceiveError } from '../src/errors.js';
-import { extractStreams } from '../src/io/extract-stream.js';
-import { dirTreeSource } from '../src/io/tree-dir.js';
+import { extractStreams } from '../src/extract/stream.js';
+import { dirTreeSource } from '../src/dirtree/source.js';
 import { diffManifests, renderDiff } from '../src/manifest/compare.js';
 import { formatManifest } from '../src/manifest/format.js';
 import * as C from '../src/stream/constants.js';

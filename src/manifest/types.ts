@@ -1,6 +1,6 @@
 /**
  * The abstract tree a manifest is computed from. A directory on a mounted filesystem is one source
- * (src/io/tree-dir.ts); a subvolume read straight out of a btrfs image can be another, so that the tree the
+ * (src/dirtree/source.ts); a subvolume read straight out of a btrfs image can be another, so that the tree the
  * kernel received and the tree btrfs-ts wrote can be compared line by line.
  */
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'sock' | 'chr' | 'blk';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { extractStreams } from '../../io/extract-stream.js';
+import { extractStreams } from '../../extract/stream.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 

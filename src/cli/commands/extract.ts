@@ -3,7 +3,7 @@ import { BtrfsTsError } from '../../errors.js';
 import { runExtractStream } from './extract-stream.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { splitImageArg, withImageFile } from '../../io/image-read-file.js';
-import { extractTree } from '../../io/image-read-extract.js';
+import { extractTree } from '../../extract/image.js';
 
 export function register(program: Command): void {
   program

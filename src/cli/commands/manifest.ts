@@ -5,7 +5,7 @@ import { BtrfsTsError } from '../../errors.js';
 import { imageTreeSource } from '../../image/read/tree-source.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { openImageFile } from '../../io/image-read-file.js';
-import { dirTreeSource } from '../../io/tree-dir.js';
+import { dirTreeSource } from '../../dirtree/source.js';
 import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
 import type { ManifestOptions, TreeSource } from '../../manifest/types.js';

@@ -5,7 +5,7 @@ import { BTRFS_MAGIC, BTRFS_SUPER_INFO_OFFSET } from '../../image/structs/consta
 import { createFilesystem } from '../../image/write/create.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
 import { FileDevice } from '../../io/image-file.js';
-import { populateFromDir, surveyRootdir } from '../../io/image-rootdir.js';
+import { populateFromDir, surveyRootdir } from '../../dirtree/rootdir.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 
 interface Opts {

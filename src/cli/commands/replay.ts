@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { replay } from '../../io/replay.js';
+import { replay } from '../../replay/index.js';
 
 export function register(program: Command): void {
   program

@@ -9,7 +9,7 @@ import { createInode, getInode, linkInode, setXattr, updateInode } from './inode
 
 /**
  * Builds a subvolume from a description of files, as `mkfs --rootdir` needs. Pure: the directory walk
- * and file reads happen in src/io (image-rootdir.ts) and arrive here as stats and a read callback, so
+ * and file reads happen in src/dirtree/rootdir.ts and arrive here as stats and a read callback, so
  * memory stays bounded by the read buffer whatever the file sizes.
  */
 export interface SourceStat {

@@ -8,10 +8,10 @@ import { processStream } from '../stream/receiver.js';
 import { isUnknown } from '../stream/types.js';
 import { RECEIVED_INDEX_FILE, ReceivedIndex } from '../tools/received-index.js';
 import { showPath } from '../tools/paths.js';
-import { HelperError, SyscallHelper } from './extract-helper.js';
-import { ExtractReceiver } from './extract-receiver.js';
-import type { ExtractStats } from './extract-types.js';
-import { openInput } from './input.js';
+import { HelperError, SyscallHelper } from './syscall-helper.js';
+import { ExtractReceiver } from './receiver.js';
+import type { ExtractStats } from './types.js';
+import { openInput } from '../io/input.js';
 
 /**
  * `extract-stream`: receive one or more send streams into a plain directory on any filesystem, the way

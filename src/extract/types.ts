@@ -1,7 +1,7 @@
 import type { ReceivedIndex } from '../tools/received-index.js';
-import type { SyscallHelper } from './extract-helper.js';
+import type { SyscallHelper } from './syscall-helper.js';
 
-/** What the extract receiver needs from its driver (extract-stream.ts), and what it counts. */
+/** What the extract receiver needs from its driver (stream.ts), and what it counts. */
 export interface ExtractHooks {
   root: Buffer;
   index: ReceivedIndex;

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { ImageError } from '../errors.js';
 import type { Populator, SourceStat } from '../image/write/populate.js';
 import type { Xattr } from '../manifest/types.js';
-import { splitDev, splitNs } from './tree-dir.js';
-import { pathKey, readTreeXattrs } from './tree-xattr.js';
+import { splitDev, splitNs } from './source.js';
+import { pathKey, readTreeXattrs } from './xattrs.js';
 
 /**
  * The node:fs side of `mkfs --rootdir`: walks a directory (names as raw bytes), reads stats with

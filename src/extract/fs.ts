@@ -2,7 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { ReceiveError } from '../errors.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
 import type { CloneCmd } from '../stream/types.js';
-import type { SyscallHelper } from './extract-helper.js';
+import type { SyscallHelper } from './syscall-helper.js';
 import { checkStreamPath, pathComponents, showPath } from '../tools/paths.js';
 
 /**

@@ -5,13 +5,13 @@ import { ReceiveError } from '../errors.js';
 import { BtrfsImage } from '../image/read/index.js';
 import { imageTreeSource } from '../image/read/tree-source.js';
 import { createFilesystem } from '../image/write/create.js';
-import { spillingPageStore } from './spill-file.js';
+import { spillingPageStore } from '../io/spill-file.js';
 import { diffManifests, renderDiff, type ManifestDiff } from '../manifest/compare.js';
 import { formatManifest } from '../manifest/format.js';
 import { receiveStreams, type ReceivedSubvol } from '../receive/index.js';
-import { FileDevice } from './image-file.js';
-import { openImageFile } from './image-read-file.js';
-import { fileChunks } from './input.js';
+import { FileDevice } from '../io/image-file.js';
+import { openImageFile } from '../io/image-read-file.js';
+import { fileChunks } from '../io/input.js';
 
 export interface ReplayOptions {
   /** Stream files, received in order into one scratch image. */

@@ -2,7 +2,7 @@ import { constants, promises as fsp, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { BtrfsTsError } from '../errors.js';
 import type { EntryType, Timespec, TreeEntry, TreeSource, Xattr } from '../manifest/types.js';
-import { pathKey, readTreeXattrs } from './tree-xattr.js';
+import { pathKey, readTreeXattrs } from './xattrs.js';
 
 /**
  * A mounted directory as a manifest TreeSource. Names are handled as raw bytes throughout (readdir with

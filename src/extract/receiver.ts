@@ -5,9 +5,9 @@ import type * as T from '../stream/types.js';
 import { checkSubvolName, formatUuid, showPath } from '../tools/paths.js';
 import { encodedFileBytes } from '../tools/encoded.js';
 import { isReservedName } from '../tools/received-index.js';
-import { HelperError } from './extract-helper.js';
-import type { ExtractHooks, ExtractStats } from './extract-types.js';
-import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, cloneRange, emulateFallocate, fileRange, makeSpecial, writeAll } from './extract-fs.js';
+import { HelperError } from './syscall-helper.js';
+import type { ExtractHooks, ExtractStats } from './types.js';
+import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, cloneRange, emulateFallocate, fileRange, makeSpecial, writeAll } from './fs.js';
 
 /**
  * Applies send commands to a plain directory tree the way `btrfs receive` applies them to a btrfs
