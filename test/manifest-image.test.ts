@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +26,7 @@ describe.skipIf(!!why)('manifest of a subvolume read from an image file', () => 
   ];
 
   beforeAll(() => {
-    work = mkdtempSync('/tmp/btrfs-ts-mimage-');
+    work = mkdtempSync(join(tmpdir(), 'btrfs-ts-mimage-'));
     img = join(work, 'fs.img');
     const mnt = join(work, 'mnt');
     mkdirSync(mnt);

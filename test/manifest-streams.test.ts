@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -140,7 +141,7 @@ const why = skipReason('mount');
 if (why) console.warn(`SKIP manifest-streams.test kernel receive check: ${why}`);
 describe.skipIf(!!why)('kernel receive reproduces the committed manifests', () => {
   it('sample and full-v1 received by btrfs receive give the stored manifests', async () => {
-    const work = mkdtempSync('/tmp/btrfs-ts-mstreams-');
+    const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-mstreams-'));
     const img = join(work, 'fs.img');
     const mnt = join(work, 'mnt');
     mkdirSync(mnt);

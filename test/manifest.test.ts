@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, linkSync, mkdirSync, chmodSync } from 'node:fs';
@@ -32,7 +33,7 @@ describe('manifest of a real directory tree', () => {
   const big = Buffer.alloc(3 * 1024 * 1024 + 5, 0x61); // bigger than one read chunk
 
   beforeAll(() => {
-    root = mkdtempSync('/tmp/btrfs-ts-manifest-');
+    root = mkdtempSync(join(tmpdir(), 'btrfs-ts-manifest-'));
     dir = join(root, 'tree');
     mkdirSync(dir);
     writeFileSync(join(dir, 'a file'), 'hello\n');

@@ -9,7 +9,7 @@ import { STREAMS_DIR } from './helpers/streams.js';
 const cli = join(import.meta.dirname, '..', 'bin', 'btrfs-ts.js');
 const built = existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'commands', 'convert.js'));
 const run = (...args: string[]) => spawnSync('node', [cli, ...args]);
-const work = mkdtempSync('/tmp/btrfs-ts-toolscli-');
+const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-toolscli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('stream tools CLI', () => {

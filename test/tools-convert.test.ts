@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,7 +32,7 @@ async function convert(input: Uint8Array, opts: ConvertOptions): Promise<Uint8Ar
   return concat(...(await collect(convertStream([input], opts))));
 }
 
-const work = mkdtempSync('/tmp/btrfs-ts-convert-');
+const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-convert-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 let n = 0;
 

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { writeStream } from '../src/stream/writer.js';
 import { RECEIVED_INDEX_FILE } from '../src/tools/received-index.js';
 import { b, concat, encodeAll, uuid } from './helpers/craft.js';
 import { isRoot, skipReason } from './helpers/oracle.js';
+import { reachableCli, type ReachableCli } from './helpers/reachable-cli.js';
 import { collect, STREAMS_DIR } from './helpers/streams.js';
 
 /**
@@ -39,7 +41,7 @@ function chain(s: StreamInfo, seen = new Set<string>()): StreamInfo[] {
   return out;
 }
 
-const work = mkdtempSync('/tmp/btrfs-ts-extract-');
+const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-extract-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 let n = 0;
 const freshDir = () => join(work, `t${n++}`);
@@ -225,21 +227,27 @@ describe('commands the kernel does not emit here', () => {
 });
 
 describe('as an unprivileged user (setpriv to 65534)', () => {
-  const cli = join(import.meta.dirname, '..', 'bin', 'btrfs-ts.js');
   const why = !isRoot() ? 'needs root to drop to another user' : !existsSync('/usr/bin/setpriv') ? 'no setpriv'
     : !existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'commands', 'extract-stream.js')) ? 'run `npx tsc -p .` first' : null;
+  // the checkout itself may be unreachable for uid 65534 (a clone under /root): run a world-readable copy
+  let copy: ReachableCli | undefined;
+  afterAll(() => copy?.remove());
   it('everything but owners, device nodes and trusted.* xattrs, each with a warning', async () => {
     if (why) {
       skipReason('tools-extract unprivileged', why);
       return;
     }
+    copy = reachableCli();
+    const cli = copy.bin;
     const dir = freshDir();
     mkdirSync(dir);
     execFileSync('chmod', ['0755', work]);
     execFileSync('chown', ['65534:65534', dir]);
     // a target it cannot create is a diagnosed error, not a crash
-    const denied = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli, 'extract-stream', '-f', '/dev/null', '/root/nope/x']);
-    expect(denied.status).toBe(1);
+    const closed = join(work, 'closed');
+    mkdirSync(closed, { mode: 0o700 });
+    const denied = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli, 'extract-stream', '-f', '/dev/null', join(closed, 'nope', 'x')]);
+    expect(denied.status, denied.stderr.toString()).toBe(1);
     expect(denied.stderr.toString()).toMatch(/^btrfs-ts: ERROR: cannot create target directory/);
     const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli, 'extract-stream', join(dir, 'out')], {
       input: readFileSync(join(STREAMS_DIR, 'full-v1.stream')),
