@@ -1,9 +1,27 @@
 import { Command, CommanderError } from 'commander';
-import { BtrfsTsError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { registerCommands } from './commands/index.js';
+import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE } from './failure.js';
 
-/** Exit codes: 0 ok, 1 a diagnosed failure (bad stream, refused input), 2 usage, 70 internal bug. */
+/**
+ * Ctrl-C in a command that does not stop cleanly by itself (receive does) ends the process with 130, as
+ * a shell reports a SIGINT death; a command with its own handler keeps control.
+ */
+function exitOnSignal(sig: NodeJS.Signals): void {
+  if (process.listenerCount(sig) > 1) return;
+  process.exit(EXIT_INTERRUPTED);
+}
+
+/** Usage errors: one line, then where to look, as GNU tools do — not the whole help. */
+function usageLine(cmd: Command) {
+  return (str: string, write: (s: string) => void): void => {
+    const msg = str.trim().replace(/^error: /, '').split('\n')[0];
+    const name = cmd.name() === 'btrfs-ts' ? 'btrfs-ts' : `btrfs-ts ${cmd.name()}`;
+    write(`btrfs-ts: ${msg}\nTry '${name} --help' for more information.\n`);
+  };
+}
+
+/** Exit codes: see EXIT_STATUS_HELP (0 ok, 1 failure, 2 usage, 70 internal bug, 130 interrupted). */
 export async function main(argv: string[]): Promise<number> {
   const program = new Command();
   program
@@ -11,20 +29,26 @@ export async function main(argv: string[]): Promise<number> {
     .description('Process btrfs send streams without a kernel: dump them, receive them into a btrfs image file')
     .version(VERSION, '-V, --version')
     .exitOverride()
-    .showHelpAfterError();
+    .addHelpText('after', EXIT_STATUS_HELP);
   registerCommands(program);
+  // after registering, so each subcommand names itself in its "Try" line
+  for (const c of [program, ...program.commands]) c.configureOutput({ outputError: usageLine(c) });
+  process.on('SIGINT', exitOnSignal);
+  process.on('SIGTERM', exitOnSignal);
   try {
     await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end through here with exit code 0
-      return err.exitCode === 0 ? 0 : 2;
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
-    if (err instanceof BtrfsTsError) {
-      process.stderr.write(`btrfs-ts: ERROR: ${err.describe()}\n`);
-      return 1;
-    }
-    throw err;
+    const f = describeFailure(err);
+    if (!f) throw err;
+    process.stderr.write(`${f.line}\n`);
+    return f.status;
+  } finally {
+    process.off('SIGINT', exitOnSignal);
+    process.off('SIGTERM', exitOnSignal);
   }
 }

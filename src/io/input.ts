@@ -12,12 +12,18 @@ const CHUNK = 1 << 20;
  */
 export async function openInput(file: string | undefined): Promise<AsyncIterable<Uint8Array>> {
   if (file === undefined || file === '-') return process.stdin;
+  let fh;
   try {
-    const fh = await open(file, 'r');
-    return new PooledFileInput(fh, CHUNK);
+    fh = await open(file, 'r');
   } catch (e) {
     throw new BtrfsTsError('input-open', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
   }
+  // a directory opens fine and fails only at the first read, with no name attached
+  if ((await fh.stat()).isDirectory()) {
+    await fh.close();
+    throw new BtrfsTsError('input-open', `cannot read ${file}: is a directory, not a send stream`);
+  }
+  return new PooledFileInput(fh, CHUNK);
 }
 
 export function fileChunks(file: string): AsyncIterable<Uint8Array> {

@@ -1,6 +1,5 @@
-import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { openInput } from '../../io/input.js';
@@ -52,11 +51,18 @@ export function register(program: Command): void {
       if (o.parentUuid) opts.parentUuid = o.parentUuid;
       if (o.subvolName !== undefined) opts.subvolName = Uint8Array.from(Buffer.from(o.subvolName));
       const stats: ConvertStats = { commandsIn: 0, commandsOut: 0, encodedOut: 0, dropped: 0 };
-      const sink = o.output === '-' ? process.stdout : createWriteStream(o.output);
+      const input = await openInput(o.file);
+      // opened before the stream is made, so a path that cannot be written is an error here and not an
+      // unhandled 'error' event later
+      const sink = o.output === '-' ? process.stdout : (await open(o.output, 'w')).createWriteStream();
+      let writeError: Error | undefined;
+      sink.on('error', (e) => { writeError = e; });
       try {
-        for await (const chunk of convertStream(await openInput(o.file), opts, stats)) {
+        for await (const chunk of convertStream(input, opts, stats)) {
+          if (writeError) throw writeError;
           if (!sink.write(chunk)) await once(sink, 'drain');
         }
+        if (writeError) throw writeError;
       } catch (e) {
         // a half-written stream must not be mistaken for a converted one
         if (sink !== process.stdout) {

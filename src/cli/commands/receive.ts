@@ -70,6 +70,17 @@ function envSize(name: string): bigint | undefined {
   }
 }
 
+/**
+ * An IMAGE that exists must be a regular file or a block device: anything else (a directory, a fifo) is
+ * refused before the lock file is made beside it.
+ */
+function refuseIfNotImageFile(image: string): void {
+  if (!existsSync(image)) return;
+  const st = statSync(image);
+  if (st.isFile() || st.isBlockDevice()) return;
+  throw new ReceiveError('IMAGE_NOT_A_FILE', `${image}: ${st.isDirectory() ? 'is a directory' : 'not a regular file or block device'}, not a btrfs image`);
+}
+
 /** The generation of the primary superblock on disk (bytes 0x48.. of the copy at 64 KiB). */
 function primaryGeneration(image: string): bigint | undefined {
   if (!existsSync(image)) return undefined;
@@ -129,6 +140,7 @@ export function register(program: Command): void {
       }
       if (image === undefined) throw new ReceiveError('usage', 'receive needs an IMAGE (or --dump)');
       await initCodecs();
+      refuseIfNotImageFile(image);
       refuseIfMounted(image);
       const unlock = lockImage(image);
       const started = Date.now();
@@ -137,8 +149,15 @@ export function register(program: Command): void {
       let spill: SpillFile | undefined;
       let committed = false;
       // the device may grow during a receive; if nothing gets committed, the growth is dropped again
-      const sizeBefore = existsSync(image) ? statSync(image).size : 0;
-      const genBefore = primaryGeneration(image);
+      let sizeBefore: number;
+      let genBefore: bigint | undefined;
+      try {
+        sizeBefore = existsSync(image) ? statSync(image).size : 0;
+        genBefore = primaryGeneration(image);
+      } catch (e) {
+        unlock();
+        throw e;
+      }
       let shrink = false;
       // Ctrl-C / SIGTERM: stop after the command being applied, through the error path below (lock
       // released, nothing half-committed, a new image removed); a second signal exits at once
