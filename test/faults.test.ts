@@ -203,7 +203,8 @@ describe.skipIf(!!why)('faults during receive never leave half a subvolume', () 
       const added = outcome(await stateBySubvol(image), before, fullState);
       outcomes.push(`${signal}@${delay}ms:${added.join('+') || 'before'}`);
       if (signal === 'SIGINT' && code !== 0 && code !== null) {
-        // Ctrl-C stops at the next command like any error: one line, the lock is released
+        // Ctrl-C stops at the next command like any error: one line, the lock is released, status 130
+        expect(code).toBe(130);
         expect(stderr).toMatch(errorLine({ code: 'interrupted' }));
         expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
       }
@@ -265,7 +266,7 @@ describe.skipIf(!!why)('Ctrl-C while the receive waits for more input', () => {
     for (let i = 0; i < 100 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 200));
     child.kill('SIGINT');
-    expect(await exited).toBe(1);
+    expect(await exited).toBe(130);
     child.stdin.destroy();
     expect(stderr).toMatch(errorLine({ code: 'interrupted' }));
     expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);

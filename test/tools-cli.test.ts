@@ -55,7 +55,7 @@ describe('extract -f forwards to extract-stream', () => {
       const m = spawnSync('node', [cli, 'manifest', join(dir, 'out', 'sample'), '--expect', join(STREAMS_DIR, 'sample.manifest')], { encoding: 'utf8' });
       expect(m.status).toBe(0);
       const bad = spawnSync('node', [cli, 'extract', join(dir, 'nothing.img')], { encoding: 'utf8' });
-      expect(bad.status).toBe(1);
+      expect(bad.status).toBe(2);
       expect(bad.stderr).toMatch(/missing destination directory/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

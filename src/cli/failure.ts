@@ -63,8 +63,8 @@ function isUsage(code: string): boolean {
 /** One line and an exit status for anything a command threw; `undefined` line means a bug (stack wanted). */
 export function describeFailure(e: unknown): { line: string; status: number } | undefined {
   if (e instanceof BtrfsTsError) {
-    if (e.code === 'interrupted' || e.code === 'INTERRUPTED') return { line: `btrfs-ts: ${e.describe()}`, status: EXIT_INTERRUPTED };
-    return { line: `btrfs-ts: ERROR: ${e.describe()}`, status: isUsage(e.code) ? EXIT_USAGE : EXIT_FAILURE };
+    const status = e.code === 'interrupted' || e.code === 'INTERRUPTED' ? EXIT_INTERRUPTED : isUsage(e.code) ? EXIT_USAGE : EXIT_FAILURE;
+    return { line: `btrfs-ts: ERROR: ${e.describe()}`, status };
   }
   if (isSystemError(e)) {
     // a system call refused a file the user named: say which file and why, as coreutils does

@@ -1,0 +1,127 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isRoot, skipReason } from './helpers/oracle.js';
+import { reachableCli, type ReachableCli } from './helpers/reachable-cli.js';
+import { STREAMS_DIR } from './helpers/streams.js';
+
+/**
+ * Every way a user can hand the CLI a path it cannot use ends in one line naming the path and the
+ * problem, exit 1 — never a stack trace (exit 70). Usage errors: one line and where to look, exit 2.
+ */
+const BIN = join(import.meta.dirname, '..', 'bin', 'btrfs-ts.js');
+const built = existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js'));
+const SAMPLE = join(STREAMS_DIR, 'sample.stream');
+const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-cli-errors-'));
+chmodSync(work, 0o755);
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const at = (...p: string[]) => join(work, ...p);
+
+interface Case {
+  name: string;
+  args: () => string[];
+  status: 1 | 2;
+  /** what the one line must say (the path and the problem) */
+  line: RegExp;
+  /** run as uid 65534 (a problem only a non-root user meets) */
+  unprivileged?: boolean;
+  /** checked after the run: nothing left behind */
+  after?: () => void;
+}
+
+const cases: Case[] = [
+  { name: 'receive into a directory given as IMAGE', args: () => ['receive', '-f', SAMPLE, at('dir')], status: 1,
+    line: /dir: is a directory, not a btrfs image/,
+    after: () => expect(readdirSync(work).filter((n) => n.includes('.btrfs-ts.lock'))).toEqual([]) },
+  { name: 'dump -f DIR', args: () => ['dump', '-f', at('dir')], status: 1, line: /cannot read .*dir: is a directory/ },
+  { name: 'verify -f DIR', args: () => ['verify', '-f', at('dir')], status: 1, line: /cannot read .*dir: is a directory/ },
+  { name: 'dump -f a missing file', args: () => ['dump', '-f', at('missing.stream')], status: 1, line: /missing\.stream.*no such file/i },
+  { name: 'mkfs -r a missing directory', args: () => ['mkfs', '-r', at('nonexistent'), at('m1.img')], status: 1,
+    line: /nonexistent: no such file or directory/, after: () => expect(existsSync(at('m1.img'))).toBe(false) },
+  { name: 'mkfs -r a file', args: () => ['mkfs', '-r', at('file'), at('m2.img')], status: 1, line: /file: not a directory/ },
+  { name: 'extract IMAGE:SUB onto an existing file', args: () => ['extract', `${at('img')}:sample`, at('file')], status: 1,
+    line: /file: already exists/ },
+  { name: 'replay --expect a missing manifest', args: () => ['replay', '-f', SAMPLE, '--expect', at('missing.manifest')], status: 1,
+    line: /missing\.manifest: no such file or directory/ },
+  { name: 'convert -o into a missing directory', args: () => ['convert', '-f', SAMPLE, '-o', at('nonexistent', 'x')], status: 1,
+    line: /nonexistent\/x: no such file or directory/ },
+  { name: 'manifest meeting an unreadable file', args: () => ['manifest', at('tree')], status: 1, unprivileged: true,
+    line: /tree\/secret: permission denied/ },
+  { name: 'a new image in a directory the user cannot write', args: () => ['receive', '-f', SAMPLE, at('readonly', 'new.img')],
+    status: 1, unprivileged: true, line: /readonly\/new\.img.*permission denied/ },
+  { name: 'receive without IMAGE', args: () => ['receive', '-f', SAMPLE], status: 2, line: /receive needs an IMAGE/ },
+  { name: 'extract without a destination', args: () => ['extract', at('img')], status: 2, line: /missing destination directory/ },
+];
+
+const usage: { name: string; args: string[]; line: RegExp; hint: string }[] = [
+  { name: 'unknown command', args: ['bogus'], line: /^btrfs-ts: unknown command 'bogus'$/, hint: "Try 'btrfs-ts --help' for more information." },
+  { name: 'unknown option', args: ['--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts --help' for more information." },
+  { name: 'unknown option of a command', args: ['dump', '--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts dump --help' for more information." },
+  { name: 'bad option value', args: ['convert', '-f', SAMPLE, '-o', '-', '--proto', '3'], line: /protocol must be 1 or 2/, hint: "Try 'btrfs-ts convert --help' for more information." },
+];
+
+describe.skipIf(!built)('CLI errors: one line, the right exit status, no stack trace', () => {
+  let copy: ReachableCli | undefined;
+  const dropWhy = !isRoot() ? 'needs root to drop to uid 65534' : !existsSync('/usr/bin/setpriv') ? 'no setpriv' : undefined;
+  beforeAll(() => {
+    mkdirSync(at('dir'));
+    writeFileSync(at('file'), 'not a directory');
+    mkdirSync(at('tree'));
+    writeFileSync(at('tree', 'secret'), 'x', { mode: 0o000 });
+    mkdirSync(at('readonly'), { mode: 0o555 });
+    expect(spawnSync('node', [BIN, 'receive', '-q', '-f', SAMPLE, at('img')]).status).toBe(0);
+    if (!dropWhy) copy = reachableCli();
+  });
+  afterAll(() => copy?.remove());
+
+  it.each(cases)('$name', (c) => {
+    if (c.unprivileged && dropWhy) {
+      skipReason(`cli-errors "${c.name}"`, dropWhy);
+      return;
+    }
+    const r = c.unprivileged
+      ? spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', copy!.bin, ...c.args()], { encoding: 'utf8' })
+      : spawnSync('node', [BIN, ...c.args()], { encoding: 'utf8' });
+    expect(r.stderr).toMatch(/^btrfs-ts: ERROR: [^\n]+\n$/);
+    expect(r.stderr).toMatch(c.line);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.status, r.stderr).toBe(c.status);
+    c.after?.();
+  });
+
+  it.each(usage)('usage: $name', (c) => {
+    const r = spawnSync('node', [BIN, ...c.args], { encoding: 'utf8' });
+    const lines = r.stderr.split('\n');
+    expect(lines, r.stderr).toHaveLength(3);
+    expect(lines[0]).toMatch(c.line);
+    expect(lines[1]).toBe(c.hint);
+    expect(r.status).toBe(2);
+  });
+
+  it('--help lists the exit statuses', () => {
+    const r = spawnSync('node', [BIN, '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const s of ['0 ', '1 ', '2 ', '70 ', '130 ']) expect(r.stdout).toMatch(new RegExp(`^  ${s}`, 'm'));
+  });
+
+  it('Ctrl-C ends a command that waits for input with 130', async () => {
+    const target = at('ctrl-c');
+    const child = spawn('node', [BIN, 'extract-stream', target], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+    child.stdin.write(readFileSync(SAMPLE).subarray(0, 100));
+    // the target directory is made after the CLI has set up its handlers, before the stream is read
+    for (let i = 0; i < 1200 && !existsSync(target); i++) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGINT');
+    expect(await exited, stderr).toEqual({ code: 130, signal: null });
+    child.stdin.destroy();
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe.skipIf(built)('CLI errors', () => {
+  it('needs a build', () => skipReason('cli-errors', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
+});
