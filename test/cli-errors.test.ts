@@ -45,13 +45,15 @@ const cases: Case[] = [
     line: /file: already exists/ },
   { name: 'replay --expect a missing manifest', args: () => ['replay', '-f', SAMPLE, '--expect', at('missing.manifest')], status: 1,
     line: /missing\.manifest: no such file or directory/ },
-  { name: 'convert -o into a missing directory', args: () => ['convert', '-f', SAMPLE, '-o', at('nonexistent', 'x')], status: 1,
+  { name: 'convert -o into a missing directory', args: () => ['convert', '-f', SAMPLE, '--proto', '1', '-o', at('nonexistent', 'x')], status: 1,
     line: /nonexistent\/x: no such file or directory/ },
   { name: 'manifest meeting an unreadable file', args: () => ['manifest', at('tree')], status: 1, unprivileged: true,
     line: /tree\/secret: permission denied/ },
   { name: 'a new image in a directory the user cannot write', args: () => ['receive', '-f', SAMPLE, at('readonly', 'new.img')],
     status: 1, unprivileged: true, line: /readonly\/new\.img.*permission denied/ },
   { name: 'receive without IMAGE', args: () => ['receive', '-f', SAMPLE], status: 2, line: /receive needs an IMAGE/ },
+  { name: 'convert with nothing asked', args: () => ['convert', '-f', SAMPLE, '-o', at('same.stream')], status: 2,
+    line: /nothing to convert: give --proto, --compress/, after: () => expect(existsSync(at('same.stream'))).toBe(false) },
   { name: 'extract without a destination', args: () => ['extract', at('img')], status: 2, line: /missing destination directory/ },
 ];
 

@@ -38,6 +38,10 @@ export function register(program: Command): void {
     .option('--parent-uuid <UUID>', 'set the SNAPSHOT parent uuid (CLONEs from the old parent follow)', parseUuidArg)
     .option('--subvol-name <NAME>', 'set the SUBVOL/SNAPSHOT name')
     .action(async (o: ConvertCli) => {
+      // without an option the output would be the input again, reported as "converted"
+      if (o.proto === undefined && !o.compress && !o.parentUuid && o.subvolName === undefined) {
+        throw new BtrfsTsError('CONVERT_USAGE', 'nothing to convert: give --proto, --compress, --parent-uuid or --subvol-name');
+      }
       const opts: ConvertOptions = {
         onDrop: (what) => dropped.set(what, (dropped.get(what) ?? 0) + 1),
       };
