@@ -1,0 +1,174 @@
+import { BTRFS_BACKREF_REV_SHIFT, BTRFS_HEADER_FLAG_WRITTEN, BTRFS_MIXED_BACKREF_REV } from '../structs/constants.js';
+import type { BtrfsKey } from '../structs/fs-items.js';
+import {
+  BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, BTRFS_KEY_PTR_SIZE, buildLeaf, buildNode, type TreeBlock,
+} from '../structs/tree-block.js';
+
+/**
+ * A decoded tree block (the engine's extent_buffer): header fields plus, for a leaf, keys and item
+ * payloads, for a node, keys with child pointers and their generations. The engine edits these arrays
+ * and encodes the block again when it is written; the on-disk layout (item data packed down from the
+ * end of the block in item order) is what buildLeaf produces, as the kernel keeps it.
+ *
+ * Payload arrays are never changed in place: an edit replaces the array, so a payload handed out by a
+ * lookup, or shared with the block a copy-on-write came from, stays what it was.
+ */
+export const HEADER_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | (BTRFS_MIXED_BACKREF_REV << BTRFS_BACKREF_REV_SHIFT);
+
+export class Block {
+  keys: BtrfsKey[] = [];
+  /** Leaf payloads, one per key (level 0). */
+  data: Uint8Array[] = [];
+  /** Child block addresses, one per key (level > 0). */
+  ptrs: bigint[] = [];
+  /** Generation the parent records for each child (level > 0). */
+  ptrGens: bigint[] = [];
+  /** Sum of item header + payload bytes (level 0). */
+  used = 0;
+
+  constructor(
+    public bytenr: bigint,
+    readonly level: number,
+    public generation: bigint,
+    public owner: bigint,
+    public flags: bigint = HEADER_FLAGS,
+  ) {}
+
+  get nritems(): number {
+    return this.keys.length;
+  }
+
+  static fromTreeBlock(tb: TreeBlock): Block {
+    const h = tb.header;
+    const b = new Block(h.bytenr, h.level, h.generation, h.owner, h.flags);
+    if (h.level === 0) {
+      for (const it of tb.items) {
+        b.keys.push(it.key);
+        b.data.push(it.data);
+        b.used += BTRFS_ITEM_SIZE + it.data.length;
+      }
+    } else {
+      for (const p of tb.ptrs) {
+        b.keys.push(p.key);
+        b.ptrs.push(p.blockptr);
+        b.ptrGens.push(p.generation);
+      }
+    }
+    return b;
+  }
+
+  /** A copy with a new address and generation (btrfs_copy_root / __btrfs_cow_block's copy_extent_buffer). */
+  copyTo(bytenr: bigint, generation: bigint, owner: bigint): Block {
+    const b = new Block(bytenr, this.level, generation, owner, this.flags);
+    b.keys = this.keys.slice();
+    b.data = this.data.slice();
+    b.ptrs = this.ptrs.slice();
+    b.ptrGens = this.ptrGens.slice();
+    b.used = this.used;
+    return b;
+  }
+
+  encode(nodesize: number, fsid: Uint8Array, chunkTreeUuid: Uint8Array): Uint8Array {
+    const h = { fsid, bytenr: this.bytenr, flags: this.flags | BTRFS_HEADER_FLAG_WRITTEN, chunk_tree_uuid: chunkTreeUuid, generation: this.generation, owner: this.owner };
+    if (this.level === 0) return buildLeaf(h, this.keys.map((key, i) => ({ key, data: this.data[i]! })), nodesize);
+    return buildNode(h, this.level, this.keys.map((key, i) => ({ key, blockptr: this.ptrs[i]!, generation: this.ptrGens[i]! })), nodesize);
+  }
+
+  // ---- leaf edits ----
+
+  insertItem(slot: number, key: BtrfsKey, data: Uint8Array): void {
+    this.keys.splice(slot, 0, key);
+    this.data.splice(slot, 0, data);
+    this.used += BTRFS_ITEM_SIZE + data.length;
+  }
+
+  setItemData(slot: number, data: Uint8Array): void {
+    this.used += data.length - this.data[slot]!.length;
+    this.data[slot] = data;
+  }
+
+  removeItems(slot: number, count: number): void {
+    for (let i = slot; i < slot + count; i++) this.used -= BTRFS_ITEM_SIZE + this.data[i]!.length;
+    this.keys.splice(slot, count);
+    this.data.splice(slot, count);
+  }
+
+  /** Move items [from, nritems) to the front of `dst` (a leaf to the right of this one). */
+  moveItemsRight(from: number, dst: Block): void {
+    const keys = this.keys.splice(from);
+    const data = this.data.splice(from);
+    let bytes = 0;
+    for (const d of data) bytes += BTRFS_ITEM_SIZE + d.length;
+    this.used -= bytes;
+    dst.keys.unshift(...keys);
+    dst.data.unshift(...data);
+    dst.used += bytes;
+  }
+
+  /** Move the first `count` items to the end of `dst` (a leaf to the left of this one). */
+  moveItemsLeft(count: number, dst: Block): void {
+    const keys = this.keys.splice(0, count);
+    const data = this.data.splice(0, count);
+    let bytes = 0;
+    for (const d of data) bytes += BTRFS_ITEM_SIZE + d.length;
+    this.used -= bytes;
+    dst.keys.push(...keys);
+    dst.data.push(...data);
+    dst.used += bytes;
+  }
+
+  // ---- node edits ----
+
+  insertPtr(slot: number, key: BtrfsKey, bytenr: bigint, generation: bigint): void {
+    this.keys.splice(slot, 0, key);
+    this.ptrs.splice(slot, 0, bytenr);
+    this.ptrGens.splice(slot, 0, generation);
+  }
+
+  removePtr(slot: number): void {
+    this.keys.splice(slot, 1);
+    this.ptrs.splice(slot, 1);
+    this.ptrGens.splice(slot, 1);
+  }
+
+  /** Move pointers [from, nritems) to the front of `dst`. */
+  movePtrsRight(from: number, dst: Block): void {
+    dst.keys.unshift(...this.keys.splice(from));
+    dst.ptrs.unshift(...this.ptrs.splice(from));
+    dst.ptrGens.unshift(...this.ptrGens.splice(from));
+  }
+
+  /** Move every pointer to the end of `dst`. */
+  movePtrsLeft(dst: Block): void {
+    dst.keys.push(...this.keys.splice(0));
+    dst.ptrs.push(...this.ptrs.splice(0));
+    dst.ptrGens.push(...this.ptrGens.splice(0));
+  }
+}
+
+/** Bytes a leaf offers to items (header + payload each). */
+export function leafRoom(nodesize: number): number {
+  return nodesize - BTRFS_HEADER_SIZE;
+}
+
+/** BTRFS_NODEPTRS_PER_BLOCK. */
+export function nodePtrs(nodesize: number): number {
+  return Math.floor((nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE);
+}
+
+/** Slot of `key` in sorted `keys`: found, or where it would be inserted. */
+export function binarySearch(keys: BtrfsKey[], key: BtrfsKey): { found: boolean; slot: number } {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const k = keys[mid]!;
+    const c = k.objectid !== key.objectid ? (k.objectid < key.objectid ? -1 : 1)
+      : k.type !== key.type ? (k.type < key.type ? -1 : 1)
+      : k.offset !== key.offset ? (k.offset < key.offset ? -1 : 1) : 0;
+    if (c === 0) return { found: true, slot: mid };
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return { found: false, slot: lo };
+}

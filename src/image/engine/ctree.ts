@@ -1,0 +1,319 @@
+import { ImageError } from '../../errors.js';
+import { BTRFS_MAX_LEVEL } from '../structs/constants.js';
+import { type BtrfsKey, compareKeys } from '../structs/fs-items.js';
+import { BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
+import { binarySearch, type Block, leafRoom, nodePtrs } from './block.js';
+import { rebalance, splitLeafFor } from './balance.js';
+import type { BlockStore } from './store.js';
+
+/**
+ * One on-disk B-tree changed in place by copy-on-write, as kernel ctree.c does it: every change goes
+ * through one path from the root (btrfs_search_slot with cow), each block on it copied on its first
+ * change in a transaction; full leaves are split (after trying to push items to a sibling), full nodes
+ * split, emptied or underfull blocks merged with a sibling, and a root left with one child replaced by
+ * that child. Blocks are read on demand through the BlockStore; nothing holds the whole tree.
+ */
+export interface TreeRootRef {
+  bytenr: bigint;
+  level: number;
+  generation: bigint;
+}
+
+/** btrfs_path: the block and slot at each level, leaf at 0. */
+export interface Path {
+  nodes: Block[];
+  slots: number[];
+}
+
+export interface CowHooks {
+  /**
+   * Called when `old` (a committed block) is replaced by its copy `copy` in tree `tree` (update_ref_for_cow
+   * territory). Returns whether the caller should free `old` (false when another tree still shares it).
+   */
+  cowed?(tree: BTree, old: Block, copy: Block, parent: Block | undefined): boolean;
+}
+
+export class BTree {
+  /** Set when the root moved (copy-on-write, split, collapse): the owner updates the root item. */
+  rootChanged = false;
+
+  constructor(
+    readonly store: BlockStore,
+    readonly rootid: bigint,
+    public root: TreeRootRef,
+    readonly hooks: CowHooks = {},
+  ) {}
+
+  /** A new tree: one empty leaf of this transaction. */
+  static create(store: BlockStore, rootid: bigint, hooks?: CowHooks): BTree {
+    const leaf = store.create(rootid, 0);
+    const t = new BTree(store, rootid, { bytenr: leaf.bytenr, level: 0, generation: leaf.generation }, hooks);
+    t.rootChanged = true;
+    return t;
+  }
+
+  get nodesize(): number {
+    return this.store.nodesize;
+  }
+
+  rootBlock(): Block {
+    return this.store.read(this.root.bytenr, { level: this.root.level, generation: this.root.generation, owner: this.rootid });
+  }
+
+  child(node: Block, slot: number): Block {
+    return this.store.read(node.ptrs[slot]!, { level: node.level - 1, generation: node.ptrGens[slot]!, firstKey: node.keys[slot]!, owner: this.rootid });
+  }
+
+  setRoot(b: Block): void {
+    this.root = { bytenr: b.bytenr, level: b.level, generation: b.generation };
+    this.rootChanged = true;
+  }
+
+  /**
+   * btrfs_cow_block: `b` (child `slot` of `parent`, or the root) made writable in this transaction. A
+   * block of this transaction is changed in place; any other is copied to a new address that replaces
+   * it in its parent (or as root), and the old one is freed unless a hook says another tree still
+   * references it.
+   */
+  makeWritable(b: Block, parent: Block | undefined, slot: number): Block {
+    if (this.store.isFresh(b)) {
+      this.store.touch(b);
+      return b;
+    }
+    const copy = this.store.copy(b, this.rootid);
+    const release = this.hooks.cowed ? this.hooks.cowed(this, b, copy, parent) : true;
+    if (parent) {
+      parent.ptrs[slot] = copy.bytenr;
+      parent.ptrGens[slot] = copy.generation;
+    } else {
+      this.setRoot(copy);
+    }
+    if (release) this.store.free(b, this.rootid);
+    return copy;
+  }
+
+  /** makeWritable for the block at `level` of a path. */
+  cow(path: Path, level: number): Block {
+    const top = level === this.root.level;
+    const c = this.makeWritable(path.nodes[level]!, top ? undefined : path.nodes[level + 1], top ? 0 : path.slots[level + 1]!);
+    path.nodes[level] = c;
+    return c;
+  }
+
+  /** Child `slot` of the (writable) node `parent`, made writable too. */
+  writableChild(parent: Block, slot: number): Block {
+    return this.makeWritable(this.child(parent, slot), parent, slot);
+  }
+
+  /**
+   * btrfs_search_slot: the path to `key` (found, or the slot it would be inserted at). With `cow`, every
+   * block on the path is made writable. Node slots point at the child whose range holds the key.
+   */
+  search(key: BtrfsKey, cow: boolean): { path: Path; found: boolean } {
+    const path: Path = { nodes: [], slots: [] };
+    let b = this.rootBlock();
+    for (;;) {
+      const level = b.level;
+      path.nodes[level] = b;
+      if (cow) b = this.cow(path, level);
+      const r = binarySearch(b.keys, key);
+      if (level === 0) {
+        path.slots[0] = r.slot;
+        return { path, found: r.found };
+      }
+      const slot = !r.found && r.slot > 0 ? r.slot - 1 : r.slot;
+      path.slots[level] = slot;
+      b = this.child(b, slot);
+      if (b.level !== level - 1) throw new ImageError('IMAGE_BAD_TREE_BLOCK', `tree ${this.rootid}: block ${b.bytenr} at level ${b.level} under level ${level}`);
+    }
+  }
+
+  get(key: BtrfsKey): Uint8Array | undefined {
+    const { path, found } = this.search(key, false);
+    return found ? path.nodes[0]!.data[path.slots[0]!] : undefined;
+  }
+
+  /** btrfs_insert_item, or the item's payload replaced when the key exists. */
+  put(key: BtrfsKey, data: Uint8Array): void {
+    const room = leafRoom(this.nodesize);
+    if (BTRFS_ITEM_SIZE + data.length > room) {
+      throw new ImageError('IMAGE_ITEM_TOO_BIG', `item of ${data.length} bytes does not fit a ${this.nodesize}-byte leaf (tree ${this.rootid})`);
+    }
+    const { path, found } = this.search(key, true);
+    let leaf = path.nodes[0]!;
+    if (found) {
+      const slot = path.slots[0]!;
+      if (leaf.used - leaf.data[slot]!.length + data.length <= room) {
+        leaf.setItemData(slot, data);
+        return;
+      }
+      // grows past the leaf: take it out and insert it again through the split path
+      leaf.removeItems(slot, 1);
+    }
+    if (leaf.used + BTRFS_ITEM_SIZE + data.length > room) {
+      splitLeafFor(this, path, key, BTRFS_ITEM_SIZE + data.length);
+      leaf = path.nodes[0]!;
+    }
+    const slot = path.slots[0]!;
+    leaf.insertItem(slot, key, data);
+    if (slot === 0) fixupLowKeys(path, 1, key, this.root.level);
+  }
+
+  /** btrfs_del_item: returns whether the key was there. */
+  delete(key: BtrfsKey): boolean {
+    const probe = this.search(key, false);
+    if (!probe.found) return false;
+    const { path } = this.search(key, true);
+    const leaf = path.nodes[0]!;
+    const slot = path.slots[0]!;
+    leaf.removeItems(slot, 1);
+    if (slot === 0 && leaf.nritems > 0) fixupLowKeys(path, 1, leaf.keys[0]!, this.root.level);
+    rebalance(this, path, 0);
+    return true;
+  }
+
+  /**
+   * Insert a pointer to `child` at `slot` (>= 1: new blocks always go right of an existing one) of the
+   * node at `level` on the path, splitting the node in half when it is full. The path keeps pointing
+   * at the block it pointed at (path.nodes[level - 1] under path.slots[level]).
+   */
+  insertPtr(path: Path, level: number, slot: number, key: BtrfsKey, child: Block): void {
+    if (slot < 1) throw new ImageError('IMAGE_INTERNAL', 'key pointer inserted at slot 0');
+    let node = path.nodes[level]!;
+    if (node.nritems >= nodePtrs(this.nodesize)) {
+      if (level === this.root.level) this.growRoot(path);
+      const mid = node.nritems >> 1;
+      const right = this.store.create(this.rootid, level);
+      node.movePtrsRight(mid, right);
+      // node and right stay side by side in one parent, whatever the parent's own split does
+      this.insertPtr(path, level + 1, path.slots[level + 1]! + 1, right.keys[0]!, right);
+      const onRight = path.slots[level]! >= mid;
+      if (onRight) {
+        path.nodes[level] = right;
+        path.slots[level] = path.slots[level]! - mid;
+        path.slots[level + 1] = path.slots[level + 1]! + 1;
+      }
+      if (slot > mid) {
+        slot -= mid;
+        node = right;
+      }
+      node.insertPtr(slot, key, child.bytenr, child.generation);
+      if (path.nodes[level] === node && path.slots[level]! >= slot) path.slots[level] = path.slots[level]! + 1;
+      return;
+    }
+    node.insertPtr(slot, key, child.bytenr, child.generation);
+    if (path.slots[level]! >= slot) path.slots[level] = path.slots[level]! + 1;
+  }
+
+  /** insert_new_root: a node one level up whose only child is the current root. */
+  growRoot(path: Path): void {
+    const old = path.nodes[this.root.level]!;
+    if (old.level + 1 >= BTRFS_MAX_LEVEL) throw new ImageError('IMAGE_TREE_TOO_DEEP', `tree ${this.rootid} would exceed ${BTRFS_MAX_LEVEL} levels`);
+    const top = this.store.create(this.rootid, old.level + 1);
+    top.insertPtr(0, old.keys[0] ?? { objectid: 0n, type: 0, offset: 0n }, old.bytenr, old.generation);
+    path.nodes[top.level] = top;
+    path.slots[top.level] = 0;
+    this.setRoot(top);
+  }
+
+  // ---- reading ----
+
+  /** First item with min <= key <= max. */
+  first(min?: BtrfsKey, max?: BtrfsKey): { key: BtrfsKey; data: Uint8Array } | undefined {
+    for (const it of this.entries(min, max)) return it;
+    return undefined;
+  }
+
+  /** Last item with min <= key <= max. */
+  last(max?: BtrfsKey, min?: BtrfsKey): { key: BtrfsKey; data: Uint8Array } | undefined {
+    const { path, found } = this.search(max ?? MAX_KEY, false);
+    if (!found) path.slots[0] = path.slots[0]! - 1;
+    if (path.slots[0]! < 0 && !prevLeaf(this, path)) return undefined;
+    const leaf = path.nodes[0]!;
+    const slot = path.slots[0]!;
+    const key = leaf.keys[slot]!;
+    if (min && compareKeys(key, min) < 0) return undefined;
+    return { key, data: leaf.data[slot]! };
+  }
+
+  /**
+   * Items with min <= key <= max in key order, one leaf at a time: each leaf's items are taken before
+   * they are yielded and the next leaf is found by a fresh search after the last key given, so the tree
+   * may change while the walk runs (keys inserted meanwhile may or may not be visited).
+   */
+  *entries(min?: BtrfsKey, max?: BtrfsKey): Generator<{ key: BtrfsKey; data: Uint8Array }> {
+    let from: BtrfsKey | undefined = min ?? MIN_KEY;
+    while (from) {
+      const { path } = this.search(from, false);
+      if (path.slots[0]! >= path.nodes[0]!.nritems && !nextLeaf(this, path)) return;
+      const leaf = path.nodes[0]!;
+      const keys = leaf.keys.slice(path.slots[0]);
+      const data = leaf.data.slice(path.slots[0]);
+      for (let i = 0; i < keys.length; i++) {
+        if (max && compareKeys(keys[i]!, max) > 0) return;
+        yield { key: keys[i]!, data: data[i]! };
+      }
+      from = successor(keys[keys.length - 1]!);
+    }
+  }
+
+  /** Every block address of the tree, top down (for checks and tests; reads every node). */
+  *blocks(): Generator<Block> {
+    const walk = function* (t: BTree, b: Block): Generator<Block> {
+      yield b;
+      if (b.level > 0) for (let i = 0; i < b.nritems; i++) yield* walk(t, t.child(b, i));
+    };
+    yield* walk(this, this.rootBlock());
+  }
+}
+
+export const MIN_KEY: BtrfsKey = { objectid: 0n, type: 0, offset: 0n };
+const U64_MAX = (1n << 64n) - 1n;
+export const MAX_KEY: BtrfsKey = { objectid: U64_MAX, type: 255, offset: U64_MAX };
+
+/** The smallest key after `k`, or undefined after the largest key. */
+export function successor(k: BtrfsKey): BtrfsKey | undefined {
+  if (k.offset < U64_MAX) return { objectid: k.objectid, type: k.type, offset: k.offset + 1n };
+  if (k.type < 255) return { objectid: k.objectid, type: k.type + 1, offset: 0n };
+  if (k.objectid < U64_MAX) return { objectid: k.objectid + 1n, type: 0, offset: 0n };
+  return undefined;
+}
+
+/** fixup_low_keys: slot 0 of a block changed its first key; the parents' keys follow, up to the root. */
+export function fixupLowKeys(path: Path, level: number, key: BtrfsKey, rootLevel: number): void {
+  for (let l = level; l <= rootLevel; l++) {
+    const node = path.nodes[l];
+    if (!node) return;
+    const slot = path.slots[l]!;
+    node.keys[slot] = key;
+    if (slot !== 0) return;
+  }
+}
+
+/** btrfs_next_leaf: move the path to the first slot of the next leaf; false at the end of the tree. */
+export function nextLeaf(t: BTree, path: Path): boolean {
+  let level = 1;
+  while (level <= t.root.level && path.slots[level]! + 1 >= path.nodes[level]!.nritems) level++;
+  if (level > t.root.level) return false;
+  path.slots[level] = path.slots[level]! + 1;
+  for (; level > 0; level--) {
+    const c = t.child(path.nodes[level]!, path.slots[level]!);
+    path.nodes[level - 1] = c;
+    path.slots[level - 1] = 0;
+  }
+  return path.nodes[0]!.nritems > 0 || nextLeaf(t, path);
+}
+
+/** btrfs_prev_leaf: move the path to the last slot of the previous leaf; false at the start. */
+export function prevLeaf(t: BTree, path: Path): boolean {
+  let level = 1;
+  while (level <= t.root.level && path.slots[level]! === 0) level++;
+  if (level > t.root.level) return false;
+  path.slots[level] = path.slots[level]! - 1;
+  for (; level > 0; level--) {
+    const c = t.child(path.nodes[level]!, path.slots[level]!);
+    path.nodes[level - 1] = c;
+    path.slots[level - 1] = c.nritems - 1;
+  }
+  return path.slots[0]! >= 0 || prevLeaf(t, path);
+}

@@ -1,0 +1,190 @@
+import { ImageError } from '../../errors.js';
+import type { BlockDevice } from '../device.js';
+import { checkTreeCopy, type Expect, treeBlockError } from '../read/tree.js';
+import { Block } from './block.js';
+
+/**
+ * Where tree blocks come from and go to. The filesystem implements it with its metadata block groups
+ * and its extent bookkeeping; the engine's tests with a plain range of logical space.
+ */
+export interface TreeBlockSpace {
+  /** A nodesize-aligned logical address free now and in the committed state, for a block of `owner`. */
+  alloc(owner: bigint, level: number): bigint;
+  /**
+   * `bytenr` is no longer used by the tree changed now. `fresh`: it was allocated in this transaction
+   * (nothing committed points at it, so it may be reused at once); otherwise it stays pinned until the
+   * commit that stops referencing it is durable.
+   */
+  free(bytenr: bigint, owner: bigint, level: number, fresh: boolean): void;
+}
+
+export interface StoreOptions {
+  nodesize: number;
+  /** fsid stamped in headers (the metadata uuid when that feature is on). */
+  fsid: Uint8Array;
+  chunkTreeUuid: Uint8Array;
+  device: BlockDevice;
+  /** Physical offsets of every copy of [bytenr, bytenr + len). */
+  toPhysical: (bytenr: bigint, len: number) => bigint[];
+  space: TreeBlockSpace;
+  /** Transaction id of the changes made now (last committed generation + 1). */
+  transid: bigint;
+  /** Memory for decoded blocks; clean blocks past it are dropped, dirty ones written early. */
+  budget?: number;
+  /** Whether a block owned by `owner` may sit in tree `treeId` (snapshots share blocks). */
+  ownerOk?: (treeId: bigint, owner: bigint) => boolean;
+}
+
+const DEFAULT_BUDGET = 32 << 20;
+
+/**
+ * The block cache of one filesystem: decoded blocks by address, least recently used first, and the set
+ * of blocks made in this transaction that are not on disk yet. Writing such a block early is safe: it
+ * sits at an address the committed state does not use, and no superblock points at it until commit.
+ */
+export class BlockStore {
+  readonly nodesize: number;
+  transid: bigint;
+  budget: number;
+  private readonly cache = new Map<bigint, Block>();
+  /** Blocks of this transaction whose current content is not on disk. */
+  private readonly dirty = new Set<bigint>();
+  /** Blocks allocated in this transaction (written or not): freeing one does not pin it. */
+  private readonly fresh = new Set<bigint>();
+  /** Blocks written early, counted for tests and benches. */
+  earlyWrites = 0;
+
+  constructor(readonly o: StoreOptions) {
+    this.nodesize = o.nodesize;
+    this.transid = o.transid;
+    this.budget = o.budget ?? DEFAULT_BUDGET;
+  }
+
+  private get blockCost(): number {
+    return this.nodesize * 2;
+  }
+
+  /** The block at `bytenr`, verified against what its parent (or root item) promised. */
+  read(bytenr: bigint, exp: Expect): Block {
+    const hit = this.cache.get(bytenr);
+    if (hit) {
+      this.cache.delete(bytenr);
+      this.cache.set(bytenr, hit);
+      if (hit.level !== exp.level || hit.generation !== exp.generation) {
+        throw treeBlockError(bytenr, exp.owner, `level ${hit.level} generation ${hit.generation}, parent expects level ${exp.level} generation ${exp.generation}`);
+      }
+      return hit;
+    }
+    const copies = this.o.toPhysical(bytenr, this.nodesize);
+    const problems: string[] = [];
+    for (const phys of copies) {
+      const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.fsid, this.o.ownerOk);
+      if ('tb' in r) {
+        const b = Block.fromTreeBlock(r.tb);
+        this.cache.set(bytenr, b);
+        return b;
+      }
+      problems.push(copies.length > 1 ? `copy at physical ${phys}: ${r.why}` : r.why);
+    }
+    throw treeBlockError(bytenr, exp.owner, problems.join('; '));
+  }
+
+  /** A new, empty block of this transaction (btrfs_alloc_tree_block). */
+  create(owner: bigint, level: number): Block {
+    const bytenr = this.o.space.alloc(owner, level);
+    if (this.cache.has(bytenr) || this.fresh.has(bytenr)) throw new ImageError('IMAGE_INTERNAL', `tree block ${bytenr} allocated twice`);
+    const b = new Block(bytenr, level, this.transid, owner);
+    this.adopt(b);
+    return b;
+  }
+
+  /** Copy `b` to a new address in this transaction; the caller frees (or keeps) the old one. */
+  copy(b: Block, owner: bigint): Block {
+    const bytenr = this.o.space.alloc(owner, b.level);
+    if (this.cache.has(bytenr) || this.fresh.has(bytenr)) throw new ImageError('IMAGE_INTERNAL', `tree block ${bytenr} allocated twice`);
+    const c = b.copyTo(bytenr, this.transid, owner);
+    this.adopt(c);
+    return c;
+  }
+
+  private adopt(b: Block): void {
+    this.cache.set(b.bytenr, b);
+    this.dirty.add(b.bytenr);
+    this.fresh.add(b.bytenr);
+  }
+
+  /** Is `b` a block of this transaction (changed in place, no copy-on-write)? */
+  isFresh(b: Block): boolean {
+    return b.generation === this.transid && this.fresh.has(b.bytenr);
+  }
+
+  /** Mark a block of this transaction as changed since it was last written. */
+  touch(b: Block): void {
+    if (!this.isFresh(b)) throw new ImageError('IMAGE_INTERNAL', `tree block ${b.bytenr} changed without copy-on-write`);
+    this.dirty.add(b.bytenr);
+  }
+
+  /** The block no longer belongs to the tree: gone from cache, its space given back (or pinned). */
+  free(b: Block, owner: bigint): void {
+    const fresh = this.isFresh(b);
+    this.cache.delete(b.bytenr);
+    this.dirty.delete(b.bytenr);
+    this.fresh.delete(b.bytenr);
+    this.o.space.free(b.bytenr, owner, b.level, fresh);
+  }
+
+  /** Frees a committed block that is not decoded (dropping a subtree without reading it). */
+  freeCommitted(bytenr: bigint, owner: bigint, level: number): void {
+    this.cache.delete(bytenr);
+    this.o.space.free(bytenr, owner, level, false);
+  }
+
+  private writeBlock(b: Block): void {
+    const bytes = b.encode(this.nodesize, this.o.fsid, this.o.chunkTreeUuid);
+    for (const phys of this.o.toPhysical(b.bytenr, this.nodesize)) this.o.device.write(phys, bytes);
+  }
+
+  /** Keep the cache within its budget: called between operations, when no path holds blocks. */
+  trim(): void {
+    const max = Math.max(16, Math.floor(this.budget / this.blockCost));
+    if (this.cache.size <= max) return;
+    for (const [bytenr, b] of this.cache) {
+      if (this.cache.size <= max) break;
+      if (this.dirty.has(bytenr)) {
+        this.writeBlock(b);
+        this.dirty.delete(bytenr);
+        this.earlyWrites++;
+      }
+      this.cache.delete(bytenr);
+    }
+  }
+
+  /** Write every dirty block (address order). The caller flushes, then writes the superblock. */
+  writeDirty(): number {
+    const list = [...this.dirty].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const bytenr of list) this.writeBlock(this.cache.get(bytenr)!);
+    this.dirty.clear();
+    return list.length;
+  }
+
+  /** The commit is durable: blocks of this transaction become committed ones, changes start a new one. */
+  endTransaction(): void {
+    if (this.dirty.size) throw new ImageError('IMAGE_INTERNAL', `${this.dirty.size} tree blocks not written at commit`);
+    this.fresh.clear();
+    this.transid++;
+  }
+
+  /** Forget everything decoded (a failed transaction: the disk still holds the committed state). */
+  reset(): void {
+    this.cache.clear();
+    this.dirty.clear();
+    this.fresh.clear();
+  }
+
+  get cachedBlocks(): number {
+    return this.cache.size;
+  }
+  get dirtyBlocks(): number {
+    return this.dirty.size;
+  }
+}
