@@ -112,13 +112,13 @@ describe('engine: copy-on-write B-tree', () => {
     }
   });
 
-  it('grows to several levels with 16 KiB nodes, then shrinks back to one leaf when emptied', async () => {
-    const { store, space } = makeStore(16384);
+  it('grows to three levels, then shrinks back to one leaf when emptied', async () => {
+    const { store, space } = makeStore(4096);
     const t = BTree.create(store, ROOTID);
     const model = new Model();
-    const n = 150000;
+    const n = 24000;
     for (let i = 0; i < n; i++) {
-      const k = { objectid: BigInt(256 + (i % 50000)), type: 1 + Math.floor(i / 50000), offset: 0n };
+      const k = { objectid: BigInt(256 + (i % 8000)), type: 1 + Math.floor(i / 8000), offset: 0n };
       const d = new Uint8Array(40).fill(i & 255);
       t.put(k, d);
       model.put(k, d);
@@ -127,10 +127,9 @@ describe('engine: copy-on-write B-tree', () => {
     const w = walkTree(t);
     expect(w.problems).toEqual([]);
     sameItems(w.items, model.sorted());
-    // item + header 65 bytes, 16283 usable -> 250 per leaf; three interleaved key runs split in the middle,
+    // item + header 65 bytes, 3995 usable -> 61 per leaf; three interleaved key runs split in the middle,
     // so leaves are not all full: allow some slack
-    const leaves = w.blocks.size;
-    expect(leaves).toBeLessThan((n / 250) * 1.6);
+    expect(w.blocks.size).toBeLessThan((n / 61) * 1.6);
     store.writeDirty();
     space.commit();
     store.endTransaction();

@@ -25,6 +25,12 @@ export class Block {
   ptrGens: bigint[] = [];
   /** Sum of item header + payload bytes (level 0). */
   used = 0;
+  /** BlockStore's use counter at the last access. */
+  lastUse = 0;
+  /** Allocated in the running transaction (changed in place, no copy-on-write). */
+  fresh = false;
+  /** Changed since last written. */
+  dirty = false;
 
   constructor(
     public bytenr: bigint,

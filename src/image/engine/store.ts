@@ -47,10 +47,12 @@ export class BlockStore {
   transid: bigint;
   budget: number;
   private readonly cache = new Map<bigint, Block>();
-  /** Blocks of this transaction whose current content is not on disk. */
-  private readonly dirty = new Set<bigint>();
-  /** Blocks allocated in this transaction (written or not): freeing one does not pin it. */
+  /** Blocks of this transaction whose current content is not on disk (always cached). */
+  private readonly dirty = new Set<Block>();
+  /** Addresses allocated in this transaction (written or not): freeing one does not pin it. */
   private readonly fresh = new Set<bigint>();
+  /** Use counter: the least recently used blocks leave first (cheaper than reordering a Map per hit). */
+  private clock = 0;
   /** Blocks written early, counted for tests and benches. */
   earlyWrites = 0;
 
@@ -68,8 +70,7 @@ export class BlockStore {
   read(bytenr: bigint, exp: Expect): Block {
     const hit = this.cache.get(bytenr);
     if (hit) {
-      this.cache.delete(bytenr);
-      this.cache.set(bytenr, hit);
+      hit.lastUse = ++this.clock;
       if (hit.level !== exp.level || hit.generation !== exp.generation) {
         throw treeBlockError(bytenr, exp.owner, `level ${hit.level} generation ${hit.generation}, parent expects level ${exp.level} generation ${exp.generation}`);
       }
@@ -81,6 +82,8 @@ export class BlockStore {
       const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.fsid, this.o.ownerOk);
       if ('tb' in r) {
         const b = Block.fromTreeBlock(r.tb);
+        b.lastUse = ++this.clock;
+        b.fresh = b.generation === this.transid && this.fresh.has(bytenr);
         this.cache.set(bytenr, b);
         return b;
       }
@@ -108,28 +111,35 @@ export class BlockStore {
   }
 
   private adopt(b: Block): void {
+    b.lastUse = ++this.clock;
+    b.fresh = true;
+    b.dirty = true;
     this.cache.set(b.bytenr, b);
-    this.dirty.add(b.bytenr);
+    this.dirty.add(b);
     this.fresh.add(b.bytenr);
   }
 
   /** Is `b` a block of this transaction (changed in place, no copy-on-write)? */
   isFresh(b: Block): boolean {
-    return b.generation === this.transid && this.fresh.has(b.bytenr);
+    return b.fresh;
   }
 
   /** Mark a block of this transaction as changed since it was last written. */
   touch(b: Block): void {
     if (!this.isFresh(b)) throw new ImageError('IMAGE_INTERNAL', `tree block ${b.bytenr} changed without copy-on-write`);
-    this.dirty.add(b.bytenr);
+    if (!b.dirty) {
+      b.dirty = true;
+      this.dirty.add(b);
+    }
   }
 
   /** The block no longer belongs to the tree: gone from cache, its space given back (or pinned). */
   free(b: Block, owner: bigint): void {
     const fresh = this.isFresh(b);
     this.cache.delete(b.bytenr);
-    this.dirty.delete(b.bytenr);
+    this.dirty.delete(b);
     this.fresh.delete(b.bytenr);
+    b.fresh = b.dirty = false;
     this.o.space.free(b.bytenr, owner, b.level, fresh);
   }
 
@@ -144,25 +154,34 @@ export class BlockStore {
     for (const phys of this.o.toPhysical(b.bytenr, this.nodesize)) this.o.device.write(phys, bytes);
   }
 
-  /** Keep the cache within its budget: called between operations, when no path holds blocks. */
+  /**
+   * Keep the cache within its budget: called between operations, when no path holds blocks. Evicts in
+   * batches down to 3/4 of the budget, least recently used first.
+   */
   trim(): void {
     const max = Math.max(16, Math.floor(this.budget / this.blockCost));
     if (this.cache.size <= max) return;
-    for (const [bytenr, b] of this.cache) {
-      if (this.cache.size <= max) break;
-      if (this.dirty.has(bytenr)) {
+    const order = [...this.cache.values()].sort((a, b) => a.lastUse - b.lastUse);
+    const target = Math.max(12, Math.floor((max * 3) / 4));
+    for (const b of order) {
+      if (this.cache.size <= target) break;
+      if (b.dirty) {
         this.writeBlock(b);
-        this.dirty.delete(bytenr);
+        b.dirty = false;
+        this.dirty.delete(b);
         this.earlyWrites++;
       }
-      this.cache.delete(bytenr);
+      this.cache.delete(b.bytenr);
     }
   }
 
   /** Write every dirty block (address order). The caller flushes, then writes the superblock. */
   writeDirty(): number {
-    const list = [...this.dirty].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const bytenr of list) this.writeBlock(this.cache.get(bytenr)!);
+    const list = [...this.dirty].sort((a, b) => (a.bytenr < b.bytenr ? -1 : a.bytenr > b.bytenr ? 1 : 0));
+    for (const b of list) {
+      this.writeBlock(b);
+      b.dirty = false;
+    }
     this.dirty.clear();
     return list.length;
   }
@@ -171,6 +190,7 @@ export class BlockStore {
   endTransaction(): void {
     if (this.dirty.size) throw new ImageError('IMAGE_INTERNAL', `${this.dirty.size} tree blocks not written at commit`);
     this.fresh.clear();
+    for (const b of this.cache.values()) b.fresh = false;
     this.transid++;
   }
 
