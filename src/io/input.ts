@@ -1,6 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
+import { Readable } from 'node:stream';
+import { decompressed, detectCompression, MAGIC_BYTES, type DestroyableInput } from './decompress.js';
 import { PooledFileInput } from './pooled-input.js';
 
 /** 1 MiB reads: large enough that per-chunk overhead vanishes, small enough to keep memory flat. */
@@ -11,7 +13,7 @@ const CHUNK = 1 << 20;
  * the parser's first read.
  */
 export async function openInput(file: string | undefined): Promise<AsyncIterable<Uint8Array>> {
-  if (file === undefined || file === '-') return process.stdin;
+  if (file === undefined || file === '-') return stdinInput();
   let fh;
   try {
     fh = await open(file, 'r');
@@ -23,9 +25,58 @@ export async function openInput(file: string | undefined): Promise<AsyncIterable
     await fh.close();
     throw new BtrfsTsError('input-open', `cannot read ${file}: is a directory, not a send stream`);
   }
+  const head = Buffer.alloc(MAGIC_BYTES);
+  const { bytesRead } = await fh.read(head, 0, MAGIC_BYTES, 0);
+  const kind = detectCompression(head.subarray(0, bytesRead));
+  if (kind) return decompressed(fh.createReadStream({ start: 0, highWaterMark: CHUNK }), kind, file);
   return new PooledFileInput(fh, CHUNK);
 }
 
 export function fileChunks(file: string): AsyncIterable<Uint8Array> {
   return createReadStream(file, { highWaterMark: CHUNK });
+}
+
+/**
+ * stdin, decompressed when its first bytes say so. It is looked at only when the consumer starts
+ * reading, so a receive waiting for a pipe can still be interrupted (destroy) before any byte arrived.
+ */
+function stdinInput(): DestroyableInput {
+  const stdin = process.stdin;
+  let inner: DestroyableInput | undefined;
+  return {
+    async *[Symbol.asyncIterator]() {
+      const it = stdin[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      const head: Buffer[] = [];
+      let have = 0;
+      let ended = false;
+      while (have < MAGIC_BYTES) {
+        const r = await it.next();
+        if (r.done) {
+          ended = true;
+          break;
+        }
+        head.push(r.value);
+        have += r.value.length;
+      }
+      async function* all(): AsyncGenerator<Buffer> {
+        yield* head;
+        while (!ended) {
+          const r = await it.next();
+          if (r.done) return;
+          yield r.value;
+        }
+      }
+      const kind = detectCompression(Buffer.concat(head).subarray(0, MAGIC_BYTES));
+      if (!kind) {
+        yield* all();
+        return;
+      }
+      inner = decompressed(Readable.from(all()), kind, 'stdin');
+      yield* inner;
+    },
+    destroy(err: Error) {
+      if (inner) inner.destroy(err);
+      else stdin.destroy(err);
+    },
+  };
 }
