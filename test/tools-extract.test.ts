@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BtrfsTsError, ReceiveError } from '../src/errors.js';
@@ -265,6 +265,57 @@ describe('as an unprivileged user (setpriv to 65534)', () => {
     const diffs = diffManifests(expected.filter(keep).map(norm), actual.filter(keep).map(norm));
     expect(diffs, renderDiff(diffs, 'full-v1.manifest (normalized)', 'unprivileged extract')).toEqual([]);
     expect(actual.filter((l) => devices.has(l.split(' ')[0])).every((l) => / file .*size=0 /.test(l))).toBe(true);
+  });
+});
+
+describe('as an unprivileged user, a parent holding what its modes forbid reading', () => {
+  const why = !isRoot() ? 'needs root to drop to another user' : !existsSync('/usr/bin/setpriv') ? 'no setpriv'
+    : !existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'commands', 'extract-stream.js')) ? 'run `npx tsc -p .` first' : null;
+  let copy: ReachableCli | undefined;
+  afterAll(() => copy?.remove());
+  it('the snapshot is copied (contents first, modes after) and both trees keep mode 000 / 0300', async () => {
+    if (why) {
+      skipReason('tools-extract unprivileged mode-000 parent', why);
+      return;
+    }
+    copy = reachableCli();
+    const dir = freshDir();
+    mkdirSync(dir);
+    execFileSync('chmod', ['0755', work]);
+    execFileSync('chown', ['65534:65534', dir]);
+    const full = encodeAll(1, [
+      { cmd: C.BTRFS_SEND_C_SUBVOL, path: b('base'), uuid: uuid(21), ctransid: 5n },
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: b('secret'), ino: 257n },
+      { cmd: C.BTRFS_SEND_C_WRITE, path: b('secret'), fileOffset: 0n, data: b('locked away') },
+      { cmd: C.BTRFS_SEND_C_CHMOD, path: b('secret'), mode: 0o000n },
+      { cmd: C.BTRFS_SEND_C_MKDIR, path: b('drop'), ino: 258n },
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: b('drop/inside'), ino: 259n },
+      { cmd: C.BTRFS_SEND_C_WRITE, path: b('drop/inside'), fileOffset: 0n, data: b('in a write-only dir') },
+      { cmd: C.BTRFS_SEND_C_CHMOD, path: b('drop'), mode: 0o300n },
+      { cmd: C.BTRFS_SEND_C_END },
+    ]);
+    const incr = encodeAll(1, [
+      { cmd: C.BTRFS_SEND_C_SNAPSHOT, path: b('next'), uuid: uuid(22), ctransid: 6n, cloneUuid: uuid(21), cloneCtransid: 5n },
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: b('added'), ino: 260n },
+      { cmd: C.BTRFS_SEND_C_END },
+    ]);
+    const streams = join(dir, 'streams');
+    mkdirSync(streams);
+    writeFileSync(join(streams, 'full'), full);
+    writeFileSync(join(streams, 'incr'), incr);
+    execFileSync('chmod', ['-R', 'a+rX', streams]);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', copy.bin, 'extract-stream',
+      '-f', join(streams, 'full'), '-f', join(streams, 'incr'), join(dir, 'out')]);
+    expect(r.status, r.stderr.toString()).toBe(0);
+    for (const sub of ['base', 'next']) {
+      const root = join(dir, 'out', sub);
+      expect(statSync(join(root, 'secret')).mode & 0o7777, sub).toBe(0);
+      expect(statSync(join(root, 'drop')).mode & 0o7777, sub).toBe(0o300);
+      // root reads past the modes: the contents were copied
+      expect(readFileSync(join(root, 'secret'), 'utf8')).toBe('locked away');
+      expect(readFileSync(join(root, 'drop', 'inside'), 'utf8')).toBe('in a write-only dir');
+    }
+    expect(existsSync(join(dir, 'out', 'next', 'added'))).toBe(true);
   });
 });
 

@@ -10,6 +10,7 @@ import { RECEIVED_INDEX_FILE, ReceivedIndex } from '../tools/received-index.js';
 import { showPath } from '../tools/paths.js';
 import { HelperError, SyscallHelper } from './syscall-helper.js';
 import { ExtractReceiver } from './receiver.js';
+import { openForCopy, restoreModes } from './unlock-modes.js';
 import type { ExtractStats } from './types.js';
 import { openInput } from '../io/input.js';
 
@@ -73,10 +74,20 @@ function utf8Name(name: Uint8Array, what: string): string {
 async function copySnapshot(root: Buffer, parent: Uint8Array, name: Uint8Array): Promise<void> {
   const from = utf8Name(parent, 'parent subvolume');
   const tmp = `.btrfs-ts-snapshot-${process.pid}-${Date.now()}`;
-  const r = spawnSync('cp', ['-a', '--reflink=auto', '--', `./${from}`, `./${tmp}`], { cwd: root.toString(), stdio: ['ignore', 'ignore', 'pipe'] });
+  const source = Buffer.concat([root, SLASH, Buffer.from(parent)]);
+  const copy = Buffer.concat([root, SLASH, Buffer.from(tmp)]);
+  // not root: what the parent's modes forbid us to read is opened for the copy, then closed again
+  const opened = await openForCopy(source);
+  let r: ReturnType<typeof spawnSync>;
+  try {
+    r = spawnSync('cp', ['-a', '--reflink=auto', '--', `./${from}`, `./${tmp}`], { cwd: root.toString(), stdio: ['ignore', 'ignore', 'pipe'] });
+    if (!r.error && r.status === 0) await restoreModes(copy, opened);
+  } finally {
+    await restoreModes(source, opened);
+  }
   if (r.error || r.status !== 0) {
-    await fsp.rm(Buffer.concat([root, SLASH, Buffer.from(tmp)]), { recursive: true, force: true });
-    throw new ReceiveError('EXTRACT_SNAPSHOT_COPY', `copying parent ${showPath(parent)} failed: ${r.error?.message ?? r.stderr.toString().trim()}`);
+    await fsp.rm(copy, { recursive: true, force: true });
+    throw new ReceiveError('EXTRACT_SNAPSHOT_COPY', `copying parent ${showPath(parent)} failed: ${r.error?.message ?? r.stderr!.toString().trim()}`);
   }
   await fsp.rename(Buffer.concat([root, SLASH, Buffer.from(tmp)]), Buffer.concat([root, SLASH, name]));
 }
