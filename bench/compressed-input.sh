@@ -19,14 +19,17 @@ run() {
   t0=$(date +%s%N)
   /usr/bin/time -f %M -o "$WORK/rss" bash -c "$*" >/dev/null
   t1=$(date +%s%N)
-  printf '| %s | %s | %d | %s |\n' "$label" "$(awk "BEGIN{printf \"%.2f\", ($t1-$t0)/1e9}")" "$(( $(cat "$WORK/rss") / 1024 ))" "\`$*\`"
+  local cmd=${*//|/\\|}
+  printf '| %s | %s | %d | %s |\n' "$label" "$(awk "BEGIN{printf \"%.2f\", ($t1-$t0)/1e9}")" "$(( $(cat "$WORK/rss") / 1024 ))" "\`$cmd\`"
 }
 echo "stream: $STREAM ($(stat -c %s "$STREAM") bytes; zst $(stat -c %s "$WORK/s.zst"), gz $(stat -c %s "$WORK/s.gz"), xz $(stat -c %s "$WORK/s.xz")); load at start $LOAD_START"
 echo
 echo '| input | wall s | peak RSS MiB (of the timed shell: the largest process) | command |'
 echo '| --- | --- | --- | --- |'
+cat "$STREAM" "$WORK"/s.* >/dev/null   # warm page cache: every row reads from memory
 run 'progs, plain' "btrfs receive --dump -f $STREAM"
-run 'progs, zstd -dc |' "zstd -dc $WORK/s.zst | btrfs receive --dump"
+run 'progs, from zstd -dc' "zstd -dc $WORK/s.zst | btrfs receive --dump"
+run 'xz -dc alone' "xz -dc $WORK/s.xz"
 run 'btrfs-ts, plain' "$BTRFS_TS dump -f $STREAM"
 run 'btrfs-ts, .zst' "$BTRFS_TS dump -f $WORK/s.zst"
 run 'btrfs-ts, .gz' "$BTRFS_TS dump -f $WORK/s.gz"
