@@ -232,17 +232,24 @@ describe('as an unprivileged user (setpriv to 65534)', () => {
   // the checkout itself may be unreachable for uid 65534 (a clone under /root): run a world-readable copy
   let copy: ReachableCli | undefined;
   afterAll(() => copy?.remove());
-  it('everything but owners, device nodes and trusted.* xattrs, each with a warning', async () => {
+  /** The CLI copy and a fresh directory uid 65534 owns, or undefined (after saying why) when it cannot run. */
+  function setup(what: string): { cli: string; dir: string } | undefined {
     if (why) {
-      skipReason('tools-extract unprivileged', why);
-      return;
+      skipReason(`tools-extract unprivileged ${what}`, why);
+      return undefined;
     }
-    copy = reachableCli();
-    const cli = copy.bin;
+    copy ??= reachableCli();
     const dir = freshDir();
     mkdirSync(dir);
     execFileSync('chmod', ['0755', work]);
     execFileSync('chown', ['65534:65534', dir]);
+    return { cli: copy.bin, dir };
+  }
+
+  it('everything but owners, device nodes and trusted.* xattrs, each with a warning', async () => {
+    const u = setup('extract');
+    if (!u) return;
+    const { cli, dir } = u;
     // a target it cannot create is a diagnosed error, not a crash
     const closed = join(work, 'closed');
     mkdirSync(closed, { mode: 0o700 });
@@ -266,23 +273,11 @@ describe('as an unprivileged user (setpriv to 65534)', () => {
     expect(diffs, renderDiff(diffs, 'full-v1.manifest (normalized)', 'unprivileged extract')).toEqual([]);
     expect(actual.filter((l) => devices.has(l.split(' ')[0])).every((l) => / file .*size=0 /.test(l))).toBe(true);
   });
-});
 
-describe('as an unprivileged user, a parent holding what its modes forbid reading', () => {
-  const why = !isRoot() ? 'needs root to drop to another user' : !existsSync('/usr/bin/setpriv') ? 'no setpriv'
-    : !existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'commands', 'extract-stream.js')) ? 'run `npx tsc -p .` first' : null;
-  let copy: ReachableCli | undefined;
-  afterAll(() => copy?.remove());
-  it('the snapshot is copied (contents first, modes after) and both trees keep mode 000 / 0300', async () => {
-    if (why) {
-      skipReason('tools-extract unprivileged mode-000 parent', why);
-      return;
-    }
-    copy = reachableCli();
-    const dir = freshDir();
-    mkdirSync(dir);
-    execFileSync('chmod', ['0755', work]);
-    execFileSync('chown', ['65534:65534', dir]);
+  it('a parent holding what its modes forbid reading: the snapshot is copied (contents first, modes after), both trees keep mode 000 / 0300', async () => {
+    const u = setup('mode-000 parent');
+    if (!u) return;
+    const { cli, dir } = u;
     const full = encodeAll(1, [
       { cmd: C.BTRFS_SEND_C_SUBVOL, path: b('base'), uuid: uuid(21), ctransid: 5n },
       { cmd: C.BTRFS_SEND_C_MKFILE, path: b('secret'), ino: 257n },
@@ -304,7 +299,7 @@ describe('as an unprivileged user, a parent holding what its modes forbid readin
     writeFileSync(join(streams, 'full'), full);
     writeFileSync(join(streams, 'incr'), incr);
     execFileSync('chmod', ['-R', 'a+rX', streams]);
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', copy.bin, 'extract-stream',
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli, 'extract-stream',
       '-f', join(streams, 'full'), '-f', join(streams, 'incr'), join(dir, 'out')]);
     expect(r.status, r.stderr.toString()).toBe(0);
     for (const sub of ['base', 'next']) {
