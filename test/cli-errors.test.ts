@@ -61,6 +61,7 @@ const usage: { name: string; args: string[]; line: RegExp; hint: string }[] = [
   { name: 'unknown command', args: ['bogus'], line: /^btrfs-ts: unknown command 'bogus'$/, hint: "Try 'btrfs-ts --help' for more information." },
   { name: 'unknown option', args: ['--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts --help' for more information." },
   { name: 'unknown option of a command', args: ['dump', '--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts dump --help' for more information." },
+  { name: 'unknown option of a nested command', args: ['subvolume', 'list', '--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts subvolume list --help' for more information." },
   { name: 'bad option value', args: ['convert', '-f', SAMPLE, '-o', '-', '--proto', '3'], line: /protocol must be 1 or 2/, hint: "Try 'btrfs-ts convert --help' for more information." },
 ];
 

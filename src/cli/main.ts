@@ -16,7 +16,9 @@ function exitOnSignal(sig: NodeJS.Signals): void {
 function usageLine(cmd: Command) {
   return (str: string, write: (s: string) => void): void => {
     const msg = str.trim().replace(/^error: /, '').split('\n')[0];
-    const name = cmd.name() === 'btrfs-ts' ? 'btrfs-ts' : `btrfs-ts ${cmd.name()}`;
+    const names: string[] = [];
+    for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+    const name = names.join(' ');
     write(`btrfs-ts: ${msg}\nTry '${name} --help' for more information.\n`);
   };
 }
@@ -32,7 +34,11 @@ export async function main(argv: string[]): Promise<number> {
     .addHelpText('after', EXIT_STATUS_HELP);
   registerCommands(program);
   // after registering, so each subcommand names itself in its "Try" line
-  for (const c of [program, ...program.commands]) c.configureOutput({ outputError: usageLine(c) });
+  const configure = (c: Command): void => {
+    c.configureOutput({ outputError: usageLine(c) });
+    c.commands.forEach(configure);
+  };
+  configure(program);
   process.on('SIGINT', exitOnSignal);
   process.on('SIGTERM', exitOnSignal);
   try {
