@@ -75,7 +75,7 @@ async function rootTreeWithFsRoot(bytenr: bigint, level: number, generation: big
     const ri = S.decodeRootItem(it.data);
     return { key: it.key, data: S.encodeRootItem({ ...ri, bytenr, level, generation }) };
   });
-  return at(sb.root, S.buildLeaf(rt.header, items, sb.nodesize));
+  return at(sb.root, S.buildLeaf(rt.header, items, sb.nodesize, S.BTRFS_CSUM_TYPE_CRC32));
 }
 
 async function fsRootLeaf(): Promise<S.TreeBlock> {
@@ -107,7 +107,7 @@ describe.skipIf(!HAVE_MKFS)('corrupt images', () => {
     const leaf = await fsRootLeaf();
     const n = spareBlock();
     const sb = img.superblock;
-    const node = S.buildNode({ ...leaf.header, bytenr: n }, 1, [{ key: leaf.items[0]!.key, blockptr: n, generation: leaf.header.generation }], sb.nodesize);
+    const node = S.buildNode({ ...leaf.header, bytenr: n }, 1, [{ key: leaf.items[0]!.key, blockptr: n, generation: leaf.header.generation }], sb.nodesize, S.BTRFS_CSUM_TYPE_CRC32);
     const im = await BtrfsImage.open(overlay(file, new Map([...at(n, node), ...(await rootTreeWithFsRoot(n, 1, leaf.header.generation))])));
     const err = await walkAll(im).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ImageError);
@@ -122,7 +122,7 @@ describe.skipIf(!HAVE_MKFS)('corrupt images', () => {
       { key: leaf.items[0]!.key, blockptr: leaf.header.bytenr, generation: leaf.header.generation },
       { key: k2, blockptr: leaf.header.bytenr, generation: leaf.header.generation },
     ];
-    const node = S.buildNode({ ...leaf.header, bytenr: n }, 1, ptrs, img.superblock.nodesize);
+    const node = S.buildNode({ ...leaf.header, bytenr: n }, 1, ptrs, img.superblock.nodesize, S.BTRFS_CSUM_TYPE_CRC32);
     const im = await BtrfsImage.open(overlay(file, new Map([...at(n, node), ...(await rootTreeWithFsRoot(n, 1, leaf.header.generation))])));
     // path lookups trip over the first-key check; a full iteration reaches the visited-set check
     await expect(walkAll(im)).rejects.toThrow(/first key|referenced twice/);
@@ -140,19 +140,19 @@ describe.skipIf(!HAVE_MKFS)('corrupt images', () => {
     const stale = await BtrfsImage.open(overlay(file, new Map(await rootTreeWithFsRoot(leaf.header.bytenr, 0, leaf.header.generation + 1n))));
     await expect(walkAll(stale)).rejects.toThrow(new RegExp(`tree block ${leaf.header.bytenr} \\(tree 5\\): .*generation ${leaf.header.generation}, parent expects`));
     const n = spareBlock();
-    const copy = S.buildLeaf(leaf.header, leaf.items, img.superblock.nodesize); // still says bytenr = old address
+    const copy = S.buildLeaf(leaf.header, leaf.items, img.superblock.nodesize, S.BTRFS_CSUM_TYPE_CRC32); // still says bytenr = old address
     const moved = await BtrfsImage.open(overlay(file, new Map([...at(n, copy), ...(await rootTreeWithFsRoot(n, 0, leaf.header.generation))])));
     await expect(walkAll(moved)).rejects.toThrow(new RegExp(`tree block ${n} \\(tree 5\\): .*header bytenr is ${leaf.header.bytenr}`));
   });
 
   it('a leaf whose item data overlaps is refused even with a valid checksum', async () => {
     const leaf = await fsRootLeaf();
-    const raw = S.buildLeaf(leaf.header, leaf.items, img.superblock.nodesize);
+    const raw = S.buildLeaf(leaf.header, leaf.items, img.superblock.nodesize, S.BTRFS_CSUM_TYPE_CRC32);
     // item 1's offset field (at header + 25 + 17) is bumped by 1
     const dv = new DataView(raw.buffer);
     const off = S.BTRFS_HEADER_SIZE + S.BTRFS_ITEM_SIZE + 17;
     dv.setUint32(off, dv.getUint32(off, true) + 1, true);
-    S.setBlockCsum(raw);
+    S.setBlockCsum(raw, S.BTRFS_CSUM_TYPE_CRC32);
     const im = await BtrfsImage.open(overlay(file, new Map(at(leaf.header.bytenr, raw))));
     await expect(walkAll(im)).rejects.toThrow(new RegExp(`tree block ${leaf.header.bytenr} \\(tree 5\\): .*item 1 data`));
   });
@@ -203,7 +203,7 @@ describe.skipIf(!HAVE_MKFS)('mutation fuzz over tree blocks (csum recomputed, so
         const at = zone === 0 ? 48 + rnd(S.BTRFS_HEADER_SIZE - 48) : zone === 1 ? S.BTRFS_HEADER_SIZE + rnd(used - S.BTRFS_HEADER_SIZE) : sb.nodesize - 1 - rnd(1500);
         raw[at] = raw[at]! ^ (1 << rnd(8));
       }
-      S.setBlockCsum(raw);
+      S.setBlockCsum(raw, S.BTRFS_CSUM_TYPE_CRC32);
       const patched = overlay(file, new Map(at(blocks[which]!, raw)));
       try {
         const im = await BtrfsImage.open(patched);

@@ -126,19 +126,19 @@ describe('structs round-trip (synthetic)', () => {
       { key: { objectid: 256n, type: 1, offset: 0n }, data: new Uint8Array(160).fill(1) },
       { key: { objectid: 256n, type: 12, offset: 256n }, data: new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0x2e, 0x2e]) },
     ];
-    const leaf = S.buildLeaf(h, items, 16384);
-    expect(S.verifyBlockCsum(leaf)).toBe(true);
+    const leaf = S.buildLeaf(h, items, 16384, S.BTRFS_CSUM_TYPE_CRC32);
+    expect(S.verifyBlockCsum(leaf, S.BTRFS_CSUM_TYPE_CRC32)).toBe(true);
     const p = S.parseTreeBlock(leaf);
     expect(p.header.nritems).toBe(2);
     expect(p.header.bytenr).toBe(30408704n);
     expect(p.items.map((x) => x.key)).toEqual(items.map((x) => x.key));
     expect(Array.from(p.items[1]!.data)).toEqual(Array.from(items[1]!.data));
     leaf[5000] ^= 1;
-    expect(S.verifyBlockCsum(leaf)).toBe(false);
-    const node = S.buildNode(h, 1, [{ key: items[0]!.key, blockptr: 1n << 33n, generation: 3n }], 16384);
+    expect(S.verifyBlockCsum(leaf, S.BTRFS_CSUM_TYPE_CRC32)).toBe(false);
+    const node = S.buildNode(h, 1, [{ key: items[0]!.key, blockptr: 1n << 33n, generation: 3n }], 16384, S.BTRFS_CSUM_TYPE_CRC32);
     expect(S.parseTreeBlock(node).ptrs[0]!.blockptr).toBe(1n << 33n);
     // out-of-order keys are refused
-    expect(() => S.parseTreeBlock(S.buildLeaf(h, [items[1]!, items[0]!], 16384))).toThrow(/out of order/);
+    expect(() => S.parseTreeBlock(S.buildLeaf(h, [items[1]!, items[0]!], 16384, S.BTRFS_CSUM_TYPE_CRC32))).toThrow(/out of order/);
   });
 });
 
@@ -147,7 +147,7 @@ describe.skipIf(!HAVE_MKFS)('structs against mkfs.btrfs images', () => {
     const raw = readAt(S.BTRFS_SUPER_INFO_OFFSET, 4096);
     const sb = S.decodeSuperblock(raw);
     expect(sb.magic).toBe(S.BTRFS_MAGIC);
-    expect(S.verifyBlockCsum(raw)).toBe(true);
+    expect(S.verifyBlockCsum(raw, S.BTRFS_CSUM_TYPE_CRC32)).toBe(true);
     expect(S.encodeSuperblock(sb)).toEqual(raw);
     const txt = execFileSync('btrfs', ['inspect-internal', 'dump-super', '-f', img], { encoding: 'utf8' });
     const field = (name: string): string => {
@@ -194,12 +194,12 @@ describe.skipIf(!HAVE_MKFS)('structs against mkfs.btrfs images', () => {
     let itemsChecked = 0;
     const walk = (bytenr: bigint, onItem?: (it: S.LeafItem) => void): void => {
       const raw = readAt(map(bytenr), sb.nodesize);
-      expect(S.verifyBlockCsum(raw)).toBe(true);
+      expect(S.verifyBlockCsum(raw, S.BTRFS_CSUM_TYPE_CRC32)).toBe(true);
       const tb = S.parseTreeBlock(raw);
       expect(tb.header.bytenr).toBe(bytenr);
       expect(tb.header.fsid).toEqual(sb.fsid);
       if (tb.header.level > 0) {
-        const built = S.buildNode(tb.header, tb.header.level, tb.ptrs, sb.nodesize);
+        const built = S.buildNode(tb.header, tb.header.level, tb.ptrs, sb.nodesize, S.BTRFS_CSUM_TYPE_CRC32);
         const used = S.BTRFS_HEADER_SIZE + S.BTRFS_KEY_PTR_SIZE * tb.ptrs.length;
         expect(built.subarray(32, used)).toEqual(raw.subarray(32, used));
         for (const p of tb.ptrs) walk(p.blockptr, onItem);
@@ -217,8 +217,8 @@ describe.skipIf(!HAVE_MKFS)('structs against mkfs.btrfs images', () => {
       const clean = raw.slice();
       const dataStart = tb.items.length ? Math.min(...tb.items.map((x) => x.data.byteOffset - raw.byteOffset)) : sb.nodesize;
       clean.fill(0, S.BTRFS_HEADER_SIZE + S.BTRFS_ITEM_SIZE * tb.items.length, dataStart);
-      const built = S.buildLeaf(tb.header, tb.items, sb.nodesize);
-      expect(S.verifyBlockCsum(built)).toBe(true);
+      const built = S.buildLeaf(tb.header, tb.items, sb.nodesize, S.BTRFS_CSUM_TYPE_CRC32);
+      expect(S.verifyBlockCsum(built, S.BTRFS_CSUM_TYPE_CRC32)).toBe(true);
       expect(built.subarray(32)).toEqual(clean.subarray(32));
     };
     walk(sb.chunk_root, (it) => {

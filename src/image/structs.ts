@@ -9,3 +9,4 @@ export * from './structs/tree-items.js';
 export * from './structs/chunk-items.js';
 export * from './structs/superblock.js';
 export * from './structs/tree-block.js';
+export * from './structs/csum.js';

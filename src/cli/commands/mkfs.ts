@@ -2,6 +2,7 @@ import * as nodefs from 'node:fs';
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { BTRFS_MAGIC, BTRFS_SUPER_INFO_OFFSET } from '../../image/structs/constants.js';
+import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
 import { createFilesystem } from '../../image/write/create.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
 import { FileDevice } from '../../io/image-file.js';
@@ -16,6 +17,7 @@ interface Opts {
   sectorsize?: string;
   nodesize?: string;
   metadata: string;
+  csum?: string;
   force?: boolean;
   quiet?: boolean;
 }
@@ -49,6 +51,9 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   const nodesize = o.nodesize ? Number(parseSize(o.nodesize)) : 16384;
   if (o.metadata !== 'single' && o.metadata !== 'dup') throw new ImageError('MKFS_USAGE', `-m: profile ${o.metadata} not supported (single, dup)`);
   const compressor = o.compress ? await makeCompressor(o.compress, sectorsize) : undefined;
+  const csumType = csumTypeByName(o.csum ?? 'crc32c');
+  if (csumType === undefined) throw new ImageError('MKFS_USAGE', `--csum: unknown checksum ${JSON.stringify(o.csum)} (crc32c, xxhash, sha256, blake2)`);
+  const csum = await loadCsum(csumType);
 
   let size: bigint | undefined = o.byteCount ? parseSize(o.byteCount) : undefined;
   const existing = nodefs.existsSync(image) ? nodefs.statSync(image) : undefined;
@@ -76,14 +81,14 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   const dev = existing?.isBlockDevice() ? FileDevice.open(image) : FileDevice.create(image, size);
   try {
     const fs = createFilesystem(dev, {
-      label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false,
+      label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false, csumType,
     });
     if (o.rootdir) {
       await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor));
       fs.commit();
     }
     if (!o.quiet) {
-      process.stdout.write(`btrfs-ts mkfs: ${image}: ${size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}` +
+      process.stdout.write(`btrfs-ts mkfs: ${image}: ${size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}, csum ${csum.name}` +
         `${o.label ? `, label ${JSON.stringify(o.label)}` : ''}, generation ${fs.generation}\n`);
     }
   } finally {
@@ -104,9 +109,11 @@ export function register(program: Command): void {
     .option('-s, --sectorsize <n>', 'data block size', '4096')
     .option('-n, --nodesize <n>', 'metadata block size', '16384')
     .option('-m, --metadata <profile>', 'metadata profile: single or dup', 'dup')
+    .option('--csum <type>', 'checksum algorithm: crc32c, xxhash, sha256 or blake2 (also --checksum)')
+    .option('--checksum <type>', 'same as --csum')
     .option('-f, --force', 'overwrite an existing btrfs filesystem')
     .option('-q, --quiet', 'print nothing on success')
-    .action(async (image: string, o: Opts & { size?: string }) => {
-      await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size });
+    .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {
+      await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size, csum: o.csum ?? o.checksum });
     });
 }

@@ -1,9 +1,8 @@
 import { ImageError } from '../../errors.js';
-import { crc32cBtrfs } from '../../util/crc32c.js';
 import {
   BTRFS_COMPRESS_NONE, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_KEY,
   BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_NODATASUM,
-  decodeCsumItem, decodeFileExtentItem,
+  csumAlgo, decodeFileExtentItem,
 } from '../structs.js';
 import { decompressExtent } from './decompress.js';
 import type { ImageReader } from './image.js';
@@ -27,11 +26,12 @@ function* zeros(n: bigint): Generator<Uint8Array> {
   }
 }
 
-/** crc32c of each sector of [logical, logical+len) from the csum tree; undefined where none is stored. */
-async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number): Promise<(number | undefined)[]> {
+/** Stored checksum of each sector of [logical, logical+len) from the csum tree; undefined where none is. */
+async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number): Promise<(Uint8Array | undefined)[]> {
   const ss = BigInt(img.sectorsize);
+  const cs = csumAlgo(img.superblock.csum_type).size;
   const n = Math.ceil(len / img.sectorsize);
-  const out: (number | undefined)[] = new Array(n).fill(undefined);
+  const out: (Uint8Array | undefined)[] = new Array(n).fill(undefined);
   if (!csumRoot) return out;
   const end = logical + BigInt(len);
   // The item covering `logical` may start before it: begin at the last item keyed <= logical.
@@ -40,24 +40,27 @@ async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, log
   const from = { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: startKey };
   const to = { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: end - 1n };
   for await (const it of img.trees.iterate(csumRoot, from, to)) {
-    const sums = decodeCsumItem(it.data);
-    for (let i = 0; i < sums.length; i++) {
+    const count = Math.floor(it.data.length / cs);
+    for (let i = 0; i < count; i++) {
       const at = it.key.offset + BigInt(i) * ss;
       if (at < logical) continue;
       if (at >= end) break;
-      out[Number((at - logical) / ss)] = sums[i];
+      out[Number((at - logical) / ss)] = it.data.subarray(i * cs, (i + 1) * cs);
     }
   }
   return out;
 }
 
 /**
- * Reads logical [logical, logical+len) of a data extent and checks every sector's crc32c. On DUP data a
+ * Reads logical [logical, logical+len) of a data extent and checks every sector's checksum. On DUP data a
  * copy that fails is replaced by the other; a sector without a checksum fails unless `needSums` is false.
  */
 async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string): Promise<Uint8Array> {
   const copies = img.chunks.map(logical, len, what);
   const sums = needSums ? await sectorCsums(img, csumRoot, logical, len) : [];
+  const algo = csumAlgo(img.superblock.csum_type);
+  const got = new Uint8Array(algo.size);
+  const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
   const problems: string[] = [];
   for (const phys of copies) {
     const data = await img.src.read(phys, len);
@@ -69,8 +72,8 @@ async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, lo
         bad = `no data checksum for sector at logical ${at}`;
         break;
       }
-      const got = crc32cBtrfs(data.subarray(i * img.sectorsize, Math.min(len, (i + 1) * img.sectorsize)));
-      if (got !== want) bad = `data checksum mismatch at logical ${at} (stored 0x${want.toString(16)}, computed 0x${got.toString(16)})`;
+      algo.digestInto(data.subarray(i * img.sectorsize, Math.min(len, (i + 1) * img.sectorsize)), got, 0);
+      if (!got.every((b, j) => b === want[j])) bad = `data checksum mismatch at logical ${at} (stored ${hex(want)}, computed ${hex(got)})`;
     }
     if (!bad) return data;
     problems.push(bad);

@@ -37,7 +37,7 @@ export class ImageReader {
     for (const c of decodeSysChunkArray(sb.sys_chunk_array, sb.sys_chunk_array_size)) chunks.add(c.key, c.chunk);
     const ownerOk = (tree: bigint, owner: bigint): boolean =>
       tree === owner || (isFsTreeId(tree) && (isFsTreeId(owner) || owner === BTRFS_TREE_RELOC_OBJECTID));
-    const trees = new TreeReader(src, chunks, sb.nodesize, metadataFsid(sb), ownerOk);
+    const trees = new TreeReader(src, chunks, sb.nodesize, metadataFsid(sb), sb.csum_type, ownerOk);
     const chunkRoot: TreeRoot = { id: BTRFS_CHUNK_TREE_OBJECTID, bytenr: sb.chunk_root, level: sb.chunk_root_level, generation: sb.chunk_root_generation };
     const from = { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: 0n };
     const to = { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: U64_MAX };

@@ -1,8 +1,8 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_CSUM_TYPE_CRC32, BTRFS_FEATURE_INCOMPAT_EXTENT_TREE_V2, BTRFS_FEATURE_INCOMPAT_METADATA_UUID,
+  BTRFS_FEATURE_INCOMPAT_EXTENT_TREE_V2, BTRFS_FEATURE_INCOMPAT_METADATA_UUID,
   BTRFS_FEATURE_INCOMPAT_RAID_STRIPE_TREE, BTRFS_FEATURE_INCOMPAT_ZONED, BTRFS_MAGIC, BTRFS_SUPER_INFO_SIZE,
-  BTRFS_SUPER_MIRROR_MAX, type BtrfsSuperBlock, btrfsSbOffset, decodeSuperblock, verifyBlockCsum,
+  BTRFS_SUPER_MIRROR_MAX, type BtrfsSuperBlock, btrfsSbOffset, csumSizeOf, decodeSuperblock, loadCsum, verifyBlockCsum,
 } from '../structs.js';
 import type { ImageSource } from './source.js';
 
@@ -14,11 +14,12 @@ const UNSUPPORTED_INCOMPAT: [bigint, string][] = [
 ];
 
 /** Why one superblock copy is unusable, or null when it is fine. */
-function checkSuper(raw: Uint8Array, at: bigint): string | null {
+async function checkSuper(raw: Uint8Array, at: bigint): Promise<string | null> {
   const sb = decodeSuperblock(raw);
   if (sb.magic !== BTRFS_MAGIC) return 'bad magic (not a btrfs image?)';
-  if (sb.csum_type !== BTRFS_CSUM_TYPE_CRC32) return `csum_type ${sb.csum_type} unsupported (only crc32c)`;
-  if (!verifyBlockCsum(raw)) return 'checksum mismatch';
+  if (csumSizeOf(sb.csum_type) === undefined) return `csum_type ${sb.csum_type} unknown (not crc32c, xxhash, sha256 or blake2)`;
+  await loadCsum(sb.csum_type);
+  if (!verifyBlockCsum(raw, sb.csum_type)) return 'checksum mismatch';
   if (sb.bytenr !== at) return `bytenr field ${sb.bytenr} does not match its location`;
   const pow2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
   if (!pow2(sb.sectorsize) || sb.sectorsize < 4096 || sb.sectorsize > 65536) return `bad sectorsize ${sb.sectorsize}`;
@@ -39,7 +40,7 @@ export async function readSuperblock(src: ImageSource): Promise<BtrfsSuperBlock>
     const at = btrfsSbOffset(i);
     if (size !== undefined && at + BigInt(BTRFS_SUPER_INFO_SIZE) > size) break;
     const raw = await src.read(at, BTRFS_SUPER_INFO_SIZE);
-    const why = checkSuper(raw, at);
+    const why = await checkSuper(raw, at);
     if (why) {
       problems.push(`superblock at ${at}: ${why}`);
       continue;

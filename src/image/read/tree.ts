@@ -45,10 +45,10 @@ function blockMismatch(tb: TreeBlock, bytenr: bigint, exp: Expect, fsid: Uint8Ar
  * parent promised. Shared by the async reader and the image writer's synchronous loader.
  */
 export function checkTreeCopy(
-  raw: Uint8Array, nodesize: number, bytenr: bigint, exp: Expect, fsid: Uint8Array,
+  raw: Uint8Array, nodesize: number, bytenr: bigint, exp: Expect, fsid: Uint8Array, csumType: number,
   ownerOk: (treeId: bigint, owner: bigint) => boolean = (t, o) => t === o,
 ): { tb: TreeBlock } | { why: string } {
-  if (!verifyBlockCsum(raw)) return { why: 'checksum mismatch' };
+  if (!verifyBlockCsum(raw, csumType)) return { why: 'checksum mismatch' };
   try {
     const tb = parseTreeBlock(raw, nodesize);
     const why = blockMismatch(tb, bytenr, exp, fsid, ownerOk);
@@ -75,6 +75,8 @@ export class TreeReader {
     private readonly chunks: ChunkMap,
     private readonly nodesize: number,
     private readonly fsid: Uint8Array,
+    /** The superblock's csum_type, already loaded (loadCsum). */
+    private readonly csumType: number,
     /** Whether `owner` may legitimately own blocks of tree `treeId` (snapshots share blocks). */
     private readonly ownerOk: (treeId: bigint, owner: bigint) => boolean = (t, o) => t === o,
   ) {}
@@ -92,7 +94,7 @@ export class TreeReader {
     const copies = this.chunks.map(bytenr, this.nodesize, 'tree block');
     const problems: string[] = [];
     for (const phys of copies) {
-      const r = checkTreeCopy(await this.src.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.fsid, this.ownerOk);
+      const r = checkTreeCopy(await this.src.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.fsid, this.csumType, this.ownerOk);
       if ('tb' in r) {
         this.cache.set(bytenr, r.tb);
         if (this.cache.size > CACHE_BLOCKS) this.cache.delete(this.cache.keys().next().value as bigint);

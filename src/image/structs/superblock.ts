@@ -1,8 +1,8 @@
 import { ImageError } from '../../errors.js';
-import { crc32cBtrfs } from '../../util/crc32c.js';
 import { LeReader, LeWriter } from './bytes.js';
 import { type BtrfsChunk, btrfsChunkItemSize, readChunk, readDevItem, type BtrfsDevItem, writeChunk, writeDevItem } from './chunk-items.js';
-import { BTRFS_CHUNK_ITEM_KEY, BTRFS_CSUM_TYPE_CRC32, BTRFS_SUPER_INFO_SIZE, BTRFS_SYSTEM_CHUNK_ARRAY_SIZE } from './constants.js';
+import { BTRFS_CHUNK_ITEM_KEY, BTRFS_SUPER_INFO_SIZE, BTRFS_SYSTEM_CHUNK_ARRAY_SIZE } from './constants.js';
+import { setBlockCsum } from './csum.js';
 import { type BtrfsKey, readDiskKey, writeDiskKey } from './fs-items.js';
 
 /** struct btrfs_super_block: 4096 bytes, checksummed over bytes 32..4096 like a tree block. */
@@ -94,7 +94,7 @@ export function decodeSuperblock(b: Uint8Array): BtrfsSuperBlock {
   };
 }
 
-/** Encodes all 4096 bytes and stores the crc32c in csum[0..4] (csum_type must be CRC32). */
+/** Encodes all 4096 bytes and stores their checksum of the superblock's own csum_type. */
 export function encodeSuperblock(sb: BtrfsSuperBlock): Uint8Array {
   const out = new Uint8Array(BTRFS_SUPER_INFO_SIZE);
   const w = new LeWriter(out);
@@ -120,24 +120,8 @@ export function encodeSuperblock(sb: BtrfsSuperBlock): Uint8Array {
     }
     w.pos = start + BTRFS_ROOT_BACKUP_SIZE;
   }
-  if (sb.csum_type !== BTRFS_CSUM_TYPE_CRC32) {
-    throw new ImageError('IMAGE_UNSUPPORTED_CSUM', `csum_type ${sb.csum_type} is not supported (only crc32c)`);
-  }
-  setBlockCsum(out);
+  setBlockCsum(out, sb.csum_type);
   return out;
-}
-
-/** crc32c over bytes 32..end stored little-endian in csum[0..4]; shared by superblock and tree blocks. */
-export function computeBlockCsum(block: Uint8Array): number {
-  return crc32cBtrfs(block.subarray(32));
-}
-export function setBlockCsum(block: Uint8Array): void {
-  block.fill(0, 0, 32);
-  new DataView(block.buffer, block.byteOffset, 32).setUint32(0, computeBlockCsum(block), true);
-}
-export function verifyBlockCsum(block: Uint8Array): boolean {
-  const stored = new DataView(block.buffer, block.byteOffset, 32).getUint32(0, true);
-  return stored === computeBlockCsum(block);
 }
 
 export interface SysChunk {

@@ -2,7 +2,7 @@ import { ImageError } from '../../errors.js';
 import { LeReader, LeWriter } from './bytes.js';
 import { BTRFS_MAX_LEVEL } from './constants.js';
 import { type BtrfsKey, readDiskKey, writeDiskKey } from './fs-items.js';
-import { setBlockCsum, verifyBlockCsum } from './superblock.js';
+import { setBlockCsum } from './csum.js';
 
 /**
  * Tree blocks: a 101-byte header, then either items (leaf: item headers grow up from the header, their
@@ -107,8 +107,8 @@ export function maxNodePtrs(nodesize: number): number {
 
 type HeaderFields = Omit<BtrfsHeader, 'csum' | 'nritems' | 'level'>;
 
-/** Builds a checksummed leaf; items must already be sorted by key. */
-export function buildLeaf(h: HeaderFields, items: LeafItem[], nodesize: number): Uint8Array {
+/** Builds a leaf checksummed with `csumType` (the superblock's csum_type); items must already be sorted by key. */
+export function buildLeaf(h: HeaderFields, items: LeafItem[], nodesize: number, csumType: number): Uint8Array {
   if (leafFreeSpace(nodesize, items) < 0) {
     throw new ImageError('IMAGE_LEAF_OVERFLOW', `${items.length} items do not fit in a ${nodesize}-byte leaf`);
   }
@@ -123,12 +123,12 @@ export function buildLeaf(h: HeaderFields, items: LeafItem[], nodesize: number):
     w.u32(it.data.length);
     b.set(it.data, BTRFS_HEADER_SIZE + dataEnd);
   }
-  setBlockCsum(b);
+  setBlockCsum(b, csumType);
   return b;
 }
 
-/** Builds a checksummed node at `level` (>= 1); ptrs must be sorted by key. */
-export function buildNode(h: HeaderFields, level: number, ptrs: KeyPtr[], nodesize: number): Uint8Array {
+/** Builds a node at `level` (>= 1) checksummed with `csumType`; ptrs must be sorted by key. */
+export function buildNode(h: HeaderFields, level: number, ptrs: KeyPtr[], nodesize: number, csumType: number): Uint8Array {
   if (level < 1 || level >= BTRFS_MAX_LEVEL) throw new ImageError('IMAGE_BAD_LEVEL', `node level ${level}`);
   if (ptrs.length === 0 || ptrs.length > maxNodePtrs(nodesize)) {
     throw new ImageError('IMAGE_NODE_OVERFLOW', `${ptrs.length} key pointers for a ${nodesize}-byte node`);
@@ -139,8 +139,6 @@ export function buildNode(h: HeaderFields, level: number, ptrs: KeyPtr[], nodesi
   for (const p of ptrs) {
     writeDiskKey(w, p.key); w.u64(p.blockptr); w.u64(p.generation);
   }
-  setBlockCsum(b);
+  setBlockCsum(b, csumType);
   return b;
 }
-
-export { setBlockCsum as setTreeBlockCsum, verifyBlockCsum as verifyTreeBlockCsum };

@@ -65,6 +65,8 @@ export interface BlockHeaderInfo {
   chunkTreeUuid: Uint8Array;
   generation: bigint;
   owner: bigint;
+  /** The superblock's csum_type. */
+  csumType: number;
 }
 
 export interface SerializedBlock {
@@ -105,7 +107,7 @@ export function* serializeTree(
     const bytenr = addresses[addrIndex++]!;
     childKeys.push(leafItems[0]?.key ?? { objectid: 0n, type: 0, offset: 0n });
     childAddrs.push(bytenr);
-    yield { bytenr, level: 0, bytes: buildLeaf(header(bytenr), leafItems, nodesize) };
+    yield { bytenr, level: 0, bytes: buildLeaf(header(bytenr), leafItems, nodesize, info.csumType) };
   }
   if (!source.next().done) throw new RangeError(`tree ${info.owner}: more items given than the layout holds`);
   for (let level = 1; level < layout.levels.length; level++) {
@@ -116,7 +118,7 @@ export function* serializeTree(
       const ptrs = childKeys.slice(s, e).map((key, i) => ({ key, blockptr: childAddrs[s + i]!, generation: info.generation }));
       firstKeys.push(childKeys[s]!);
       addrs.push(bytenr);
-      yield { bytenr, level, bytes: buildNode(header(bytenr), level, ptrs, nodesize) };
+      yield { bytenr, level, bytes: buildNode(header(bytenr), level, ptrs, nodesize, info.csumType) };
     }
     childKeys = firstKeys;
     childAddrs = addrs;

@@ -129,7 +129,7 @@ export function commitFilesystem(fs: Filesystem): void {
   // write every new tree block (all copies), then make them durable before any superblock points at them
   for (const id of written) {
     const p = plans.get(id)!;
-    const info = { fsid: fs.headerFsid, chunkTreeUuid: fs.chunkTreeUuid, generation: gen, owner: id };
+    const info = { fsid: fs.headerFsid, chunkTreeUuid: fs.chunkTreeUuid, generation: gen, owner: id, csumType: fs.sb.csum_type };
     for (const blk of serializeTree(p.items(), p.layout, p.addrs, fs.nodesize, info)) {
       for (const phys of fs.chunks.toPhysical(blk.bytenr, fs.nodesize)) fs.device.write(phys, blk.bytes);
     }

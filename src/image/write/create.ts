@@ -12,6 +12,7 @@ import {
   BTRFS_ROOT_TREE_DIR_OBJECTID, BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { type BtrfsInodeItem, type BtrfsTimespec, encodeDirItems, encodeInodeItem, encodeInodeRefs } from '../structs/fs-items.js';
+import { csumAlgo } from '../structs/csum.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { type BtrfsRootItem, encodeRootItem, encodeUuidItem, uuidTreeKey } from '../structs/tree-items.js';
 import { Filesystem, type GrowthOptions, SZ_1M } from './filesystem.js';
@@ -27,6 +28,8 @@ export interface CreateOptions extends GrowthOptions {
   metadataProfile?: 'single' | 'dup';
   /** Creation time stamped on the root directories and the fs tree (default: now). */
   now?: BtrfsTimespec;
+  /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
+  csumType?: number;
 }
 
 const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
@@ -73,6 +76,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   if (nodesize < sectorsize || nodesize > 65536 || (nodesize & (nodesize - 1)) !== 0) {
     throw new ImageError('IMAGE_BAD_OPTION', `nodesize ${nodesize} must be a power of two between sectorsize and 65536`);
   }
+  const csumType = opts.csumType ?? BTRFS_CSUM_TYPE_CRC32;
+  csumAlgo(csumType); // unknown or not loaded: refused before any byte is written
   const label = new TextEncoder().encode(opts.label ?? '');
   if (label.length > 255) throw new ImageError('IMAGE_BAD_OPTION', `label is ${label.length} bytes, at most 255`);
   const total = (device.size() / BigInt(sectorsize)) * BigInt(sectorsize);
@@ -87,7 +92,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     compat_ro_flags: BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
     incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF |
       BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA | BTRFS_FEATURE_INCOMPAT_NO_HOLES,
-    csum_type: BTRFS_CSUM_TYPE_CRC32, root_level: 0, chunk_root_level: 0, log_root_level: 0,
+    csum_type: csumType, root_level: 0, chunk_root_level: 0, log_root_level: 0,
     dev_item: {
       devid: 1n, total_bytes: total, bytes_used: 0n, io_align: sectorsize, io_width: sectorsize, sector_size: sectorsize,
       type: 0n, generation: 0n, start_offset: 0n, dev_group: 0, seek_speed: 0, bandwidth: 0,

@@ -1,13 +1,14 @@
 import { ImageError } from '../../errors.js';
-import { crc32cBtrfs, crc32cRaw } from '../../util/crc32c.js';
+import { crc32cRaw } from '../../util/crc32c.js';
 import {
-  BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_REF_KEY,
+  BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_REF_KEY,
   BTRFS_EXTENT_FLAG_DATA, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_SHARED_DATA_REF_KEY,
 } from '../structs/constants.js';
 import {
   type BtrfsExtentDataRef, decodeExtentDataRef, decodeExtentItem, encodeExtentDataRef, encodeExtentItem,
 } from '../structs/tree-items.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
+import { csumAlgo } from '../structs/csum.js';
 import type { Filesystem } from './filesystem.js';
 import type { Key } from './item-map.js';
 
@@ -135,17 +136,24 @@ export function maxCsumsPerItem(nodesize: number, csumSize = 4): number {
 
 const csumKey = (bytenr: bigint): Key => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: bytenr });
 
-/** Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk). */
+/**
+ * Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk)
+ * with the image's csum_type.
+ */
 export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array): void {
   const ss = fs.sectorsize;
+  const algo = csumAlgo(fs.sb.csum_type);
+  const cs = algo.size;
   const n = Math.ceil(bytes.length / ss);
   deleteCsums(fs, bytenr, BigInt(n * ss));
-  const csums = new Uint8Array(n * 4);
-  const dv = new DataView(csums.buffer);
-  // `known`: checksums of the first sectors the caller already has (receive derives them from the
-  // stream's own CRC check), so those bytes are not read a second time
-  const k = Math.min(n, known?.length ?? 0);
-  for (let i = 0; i < k; i++) dv.setUint32(i * 4, known![i]!, true);
+  const csums = new Uint8Array(n * cs);
+  // `known`: crc32c checksums of the first sectors the caller already has (receive derives them from
+  // the stream's own CRC check), so those bytes are not read a second time; other csum types hash all
+  const k = algo.type === BTRFS_CSUM_TYPE_CRC32 ? Math.min(n, known?.length ?? 0) : 0;
+  if (k > 0) {
+    const dv = new DataView(csums.buffer);
+    for (let i = 0; i < k; i++) dv.setUint32(i * 4, known![i]!, true);
+  }
   for (let i = k; i < n; i++) {
     let sector = bytes.subarray(i * ss, (i + 1) * ss);
     if (sector.length < ss) {
@@ -153,19 +161,20 @@ export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array, 
       padded.set(sector);
       sector = padded;
     }
-    dv.setUint32(i * 4, crc32cBtrfs(sector), true);
+    algo.digestInto(sector, csums, i * cs);
   }
   // items are split at the max size here; contiguous runs are merged at commit (normalizeCsumTree)
-  const max = maxCsumsPerItem(fs.nodesize) * 4;
+  const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
   for (let off = 0; off < csums.length; off += max) {
-    t.put(csumKey(bytenr + BigInt((off / 4) * ss)), csums.slice(off, off + max));
+    t.put(csumKey(bytenr + BigInt((off / cs) * ss)), csums.slice(off, off + max));
   }
 }
 
 /** Remove checksums of [bytenr, bytenr+len), splitting items that straddle the range. */
 export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
   const ss = BigInt(fs.sectorsize);
+  const cs = BigInt(csumAlgo(fs.sb.csum_type).size);
   const end = bytenr + len;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
   const before = t.last(csumKey(bytenr), csumKey(0n));
@@ -173,11 +182,11 @@ export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
   if (before && (hits.length === 0 || hits[0]!.key.offset !== before.key.offset)) hits.unshift(before);
   for (const it of hits) {
     const s = it.key.offset;
-    const e = s + (BigInt(it.data.length) / 4n) * ss;
+    const e = s + (BigInt(it.data.length) / cs) * ss;
     if (e <= bytenr || s >= end) continue;
     t.delete(it.key);
-    if (s < bytenr) t.put(csumKey(s), it.data.slice(0, Number(((bytenr - s) / ss) * 4n)));
-    if (e > end) t.put(csumKey(end), it.data.slice(Number(((end - s) / ss) * 4n)));
+    if (s < bytenr) t.put(csumKey(s), it.data.slice(0, Number(((bytenr - s) / ss) * cs)));
+    if (e > end) t.put(csumKey(end), it.data.slice(Number(((end - s) / ss) * cs)));
   }
 }
 
@@ -190,9 +199,10 @@ export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
  */
 export function normalizeCsumTree(fs: Filesystem): void {
   const ss = BigInt(fs.sectorsize);
-  const max = maxCsumsPerItem(fs.nodesize) * 4;
+  const cs = csumAlgo(fs.sb.csum_type).size;
+  const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
-  const span = (bytes: number): bigint => (BigInt(bytes) / 4n) * ss;
+  const span = (bytes: number): bigint => (BigInt(bytes / cs)) * ss;
   let end = -1n; // end of the current run (bytenr after its last sector)
   let emitAt = 0n; // bytenr of the next item to emit
   const buf = new Uint8Array(2 * max);

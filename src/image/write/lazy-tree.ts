@@ -29,7 +29,7 @@ function readVerified(fs: Filesystem, bytenr: bigint, exp: Expect): TreeBlock {
   const copies = fs.chunks.toPhysical(bytenr, fs.nodesize);
   const problems: string[] = [];
   for (const phys of copies) {
-    const r = checkTreeCopy(fs.device.read(phys, fs.nodesize), fs.nodesize, bytenr, exp, fs.headerFsid);
+    const r = checkTreeCopy(fs.device.read(phys, fs.nodesize), fs.nodesize, bytenr, exp, fs.headerFsid, fs.sb.csum_type);
     if ('tb' in r) return r.tb;
     problems.push(copies.length > 1 ? `copy at physical ${phys}: ${r.why}` : r.why);
   }
