@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import { ImageError } from '../errors.js';
 import type { Populator, SourceStat } from '../image/write/populate.js';
-import type { Xattr } from '../manifest/types.js';
+import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
 
@@ -36,18 +36,35 @@ export function surveyRootdir(root: string): RootdirSummary {
   return sum;
 }
 
-function toSourceStat(st: fs.BigIntStats): SourceStat {
+/**
+ * Stats as stored. With SOURCE_DATE_EPOCH (`epoch`), only mtime comes from the tree, clamped to the epoch
+ * as tar --clamp-mtime does; atime, ctime and birth time are the epoch itself: they change whenever the
+ * tree is copied or read (this very walk updates atimes), so no build could reproduce them.
+ */
+function toSourceStat(st: fs.BigIntStats, epoch: bigint | undefined): SourceStat {
   const { major, minor } = splitDev(st.rdev);
+  let times = { atime: splitNs(st.atimeNs), mtime: splitNs(st.mtimeNs), ctime: splitNs(st.ctimeNs), otime: splitNs(st.birthtimeNs) };
+  if (epoch !== undefined) {
+    const e: Timespec = { sec: epoch, nsec: 0 };
+    const m = times.mtime.sec < epoch ? times.mtime : e;
+    times = { atime: e, mtime: m, ctime: e, otime: e };
+  }
   return {
     mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid),
     // btrfs stores the kernel's dev_t (MKDEV), not glibc's user-space encoding
     rdev: (BigInt(major) << 20n) | BigInt(minor),
     size: st.size,
-    atime: splitNs(st.atimeNs), mtime: splitNs(st.mtimeNs), ctime: splitNs(st.ctimeNs), otime: splitNs(st.birthtimeNs),
+    ...times,
   };
 }
 
-export async function populateFromDir(root: string, pop: Populator, opts: { xattrs?: boolean } = {}): Promise<void> {
+export interface PopulateOptions {
+  xattrs?: boolean;
+  /** SOURCE_DATE_EPOCH (seconds): see toSourceStat. */
+  epoch?: bigint;
+}
+
+export async function populateFromDir(root: string, pop: Populator, opts: PopulateOptions = {}): Promise<void> {
   const rootAbs = path.resolve(root);
   let rootSt: fs.BigIntStats;
   try {
@@ -60,7 +77,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: { xatt
   const applyXattrs = (rel: Buffer, ino: bigint): void => {
     for (const x of xattrs.get(pathKey(rel)) ?? []) pop.setXattr(ino, x.name, x.value);
   };
-  pop.setTopDirAttrs(toSourceStat(rootSt));
+  pop.setTopDirAttrs(toSourceStat(rootSt, opts.epoch));
   applyXattrs(Buffer.alloc(0), pop.topDir);
 
   const links = new Map<string, bigint>();
@@ -80,7 +97,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: { xatt
           continue;
         }
       }
-      const sst = toSourceStat(st);
+      const sst = toSourceStat(st, opts.epoch);
       let ino: bigint;
       if (st.isDirectory()) {
         ino = pop.addNode(dirIno, nm, sst);

@@ -1,12 +1,13 @@
 import * as nodefs from 'node:fs';
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
-import { BTRFS_MAGIC, BTRFS_SUPER_INFO_OFFSET } from '../../image/structs/constants.js';
 import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
 import { createFilesystem } from '../../image/write/create.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
+import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, surveyRootdir } from '../../dirtree/rootdir.js';
+import { formatUuid, parseUuid } from '../../util/uuid.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 
 interface Opts {
@@ -18,6 +19,8 @@ interface Opts {
   nodesize?: string;
   metadata: string;
   csum?: string;
+  uuid?: string;
+  deviceUuid?: string;
   force?: boolean;
   quiet?: boolean;
 }
@@ -46,6 +49,25 @@ async function makeCompressor(spec: string, sectorsize: number): Promise<ExtentC
   return { type, compress: (data) => codecs.compressExtent(type, data, sectorsize, level) };
 }
 
+function uuidOption(what: string, v: string | undefined): Uint8Array | undefined {
+  if (v === undefined) return undefined;
+  const u = parseUuid(v);
+  if (!u) throw new ImageError('MKFS_USAGE', `${what}: ${JSON.stringify(v)} is not a uuid`);
+  return u;
+}
+
+/**
+ * SOURCE_DATE_EPOCH (reproducible-builds.org): the image's own times are this moment, file mtimes are
+ * clamped to it (the other times are it), and uuids not given are derived from it (and -U, the label),
+ * so the same tree gives the same bytes.
+ */
+function sourceDateEpoch(): bigint | undefined {
+  const v = process.env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d{1,12}$/.test(v)) throw new ImageError('MKFS_USAGE', `SOURCE_DATE_EPOCH=${JSON.stringify(v)} is not a count of seconds`);
+  return BigInt(v);
+}
+
 export async function runMkfs(image: string, o: Opts): Promise<void> {
   const sectorsize = o.sectorsize ? Number(parseSize(o.sectorsize)) : 4096;
   const nodesize = o.nodesize ? Number(parseSize(o.nodesize)) : 16384;
@@ -54,17 +76,19 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   const csumType = csumTypeByName(o.csum ?? 'crc32c');
   if (csumType === undefined) throw new ImageError('MKFS_USAGE', `--csum: unknown checksum ${JSON.stringify(o.csum)} (crc32c, xxhash, sha256, blake2)`);
   const csum = await loadCsum(csumType);
+  const fsid = uuidOption('-U/--uuid', o.uuid);
+  const devUuid = uuidOption('--device-uuid', o.deviceUuid);
+  const epoch = sourceDateEpoch();
+  const reproducible = epoch === undefined ? {} : {
+    now: { sec: epoch, nsec: 0 },
+    uuidSeed: `SOURCE_DATE_EPOCH=${epoch} fsid=${fsid ? formatUuid(fsid) : ''} label=${o.label ?? ''}`,
+  };
 
   let size: bigint | undefined = o.byteCount ? parseSize(o.byteCount) : undefined;
   const existing = nodefs.existsSync(image) ? nodefs.statSync(image) : undefined;
   if (existing && !existing.isFile() && !existing.isBlockDevice()) throw new ImageError('MKFS_USAGE', `${image} is not a file or block device`);
-  if (existing && existing.size >= Number(BTRFS_SUPER_INFO_OFFSET) + 4096 && !o.force) {
-    const fd = nodefs.openSync(image, 'r');
-    const magic = Buffer.alloc(8);
-    nodefs.readSync(fd, magic, 0, 8, Number(BTRFS_SUPER_INFO_OFFSET) + 64);
-    nodefs.closeSync(fd);
-    if (magic.readBigUInt64LE(0) === BTRFS_MAGIC) throw new ImageError('MKFS_EXISTS', `${image} already contains a btrfs filesystem (use -f to overwrite)`);
-  }
+  const found = existing && !o.force ? probeFilesystem(image) : undefined;
+  if (found) throw new ImageError('MKFS_EXISTS', `${image} already contains ${found === 'btrfs' ? 'a btrfs filesystem' : `a ${found} signature`} (use -f to overwrite)`);
   if (size === undefined && existing && existing.size > 0) size = BigInt(existing.size);
   if (size === undefined) {
     // at least 256 MiB, or room for the content twice over (half of it free), plus metadata reserve
@@ -82,9 +106,10 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   try {
     const fs = createFilesystem(dev, {
       label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false, csumType,
+      fsid, devUuid, ...reproducible,
     });
     if (o.rootdir) {
-      await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor));
+      await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), { epoch });
       fs.commit();
     }
     if (!o.quiet) {
@@ -111,7 +136,9 @@ export function register(program: Command): void {
     .option('-m, --metadata <profile>', 'metadata profile: single or dup', 'dup')
     .option('--csum <type>', 'checksum algorithm: crc32c, xxhash, sha256 or blake2 (also --checksum)')
     .option('--checksum <type>', 'same as --csum')
-    .option('-f, --force', 'overwrite an existing btrfs filesystem')
+    .option('-U, --uuid <uuid>', 'filesystem uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
+    .option('--device-uuid <uuid>', 'device uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
+    .option('-f, --force', 'overwrite an existing filesystem (btrfs, ext2/3/4, xfs, swap, ... are recognised)')
     .option('-q, --quiet', 'print nothing on success')
     .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {
       await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size, csum: o.csum ?? o.checksum });

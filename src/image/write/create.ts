@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ImageError } from '../../errors.js';
 import { btrfsNameHash } from '../../util/crc32c.js';
 import type { BlockDevice } from '../device.js';
@@ -20,8 +21,15 @@ import { Filesystem, type GrowthOptions, SZ_1M } from './filesystem.js';
 /** Options of createFilesystem, mirroring mkfs.btrfs. */
 export interface CreateOptions extends GrowthOptions {
   label?: string;
-  /** Filesystem uuid (16 bytes); random when absent. */
+  /** Filesystem uuid (16 bytes); random when absent (derived from uuidSeed when that is given). */
   fsid?: Uint8Array;
+  /** Device uuid (16 bytes); random when absent (derived from uuidSeed when that is given). */
+  devUuid?: Uint8Array;
+  /**
+   * Reproducible images: every uuid not given (fsid, device, chunk tree, fs tree) is derived from this
+   * seed instead of drawn at random, so the same inputs make the same bytes.
+   */
+  uuidSeed?: string;
   sectorsize?: number;
   nodesize?: number;
   /** Metadata (and system) profile: 'dup' like mkfs.btrfs on one device, or 'single'. */
@@ -37,6 +45,14 @@ const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
 export function randomUuid(): Uint8Array {
   const u = globalThis.crypto.getRandomValues(new Uint8Array(16));
   u[6] = (u[6]! & 0x0f) | 0x40; // version 4, like libuuid's uuid_generate
+  u[8] = (u[8]! & 0x3f) | 0x80;
+  return u;
+}
+
+/** A version-4-shaped uuid derived from `seed` and what it names (reproducible images). */
+export function derivedUuid(seed: string, what: string): Uint8Array {
+  const u = new Uint8Array(createHash('sha256').update(`btrfs-ts uuid\0${seed}\0${what}`).digest().subarray(0, 16));
+  u[6] = (u[6]! & 0x0f) | 0x40;
   u[8] = (u[8]! & 0x3f) | 0x80;
   return u;
 }
@@ -82,7 +98,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   if (label.length > 255) throw new ImageError('IMAGE_BAD_OPTION', `label is ${label.length} bytes, at most 255`);
   const total = (device.size() / BigInt(sectorsize)) * BigInt(sectorsize);
   if (total < 16n * SZ_1M && opts.growable === false) throw new ImageError('IMAGE_TOO_SMALL', `device of ${total} bytes is too small`);
-  const fsid = opts.fsid ?? randomUuid();
+  const uuid = (what: string): Uint8Array => (opts.uuidSeed === undefined ? randomUuid() : derivedUuid(opts.uuidSeed, what));
+  const fsid = opts.fsid ?? uuid('fsid');
   const now = opts.now ?? nowTimespec();
   const sb: BtrfsSuperBlock = {
     csum: new Uint8Array(32), fsid, bytenr: 0n, flags: 0n, magic: BTRFS_MAGIC, generation: 0n, root: 0n, chunk_root: 0n,
@@ -96,14 +113,14 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     dev_item: {
       devid: 1n, total_bytes: total, bytes_used: 0n, io_align: sectorsize, io_width: sectorsize, sector_size: sectorsize,
       type: 0n, generation: 0n, start_offset: 0n, dev_group: 0, seek_speed: 0, bandwidth: 0,
-      uuid: randomUuid(), fsid,
+      uuid: opts.devUuid ?? uuid('device'), fsid,
     },
     label, cache_generation: 0n, uuid_tree_generation: 0n, metadata_uuid: fsid, nr_global_roots: 0n,
     sys_chunk_array: new Uint8Array(2048), super_roots: [],
   };
   const profile = (opts.metadataProfile ?? 'dup') === 'dup' ? BTRFS_BLOCK_GROUP_DUP : 0n;
   const fs = new Filesystem(device, sb, profile, opts);
-  fs.chunkTreeUuid = randomUuid();
+  fs.chunkTreeUuid = uuid('chunk tree');
   for (const id of [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID,
     BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
     BTRFS_DATA_RELOC_TREE_OBJECTID]) {
@@ -119,7 +136,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
     root.put(rootKey(id), encodeRootItem(defaultRootItem()));
   }
-  const fsUuid = randomUuid();
+  const fsUuid = uuid('fs tree');
   root.put(rootKey(BTRFS_FS_TREE_OBJECTID), encodeRootItem(defaultRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID, uuid: fsUuid, ctime: now, otime: now })));
   root.put(rootKey(BTRFS_DATA_RELOC_TREE_OBJECTID), encodeRootItem(defaultRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID })));
 

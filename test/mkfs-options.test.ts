@@ -1,0 +1,133 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
+import { BtrfsImage } from '../src/image/read/index.js';
+import { withImageFile } from '../src/io/image-read-file.js';
+import { detectSignature } from '../src/io/fs-signature.js';
+import { btrfsCheck, checkProblems, skipReason, tmpDir } from './image-write-helpers.js';
+
+/** mkfs options beyond the basics: -f and foreign filesystems, -U/--device-uuid, reproducible images. */
+const why = skipReason('progs');
+if (why) console.warn(`SKIP mkfs-options.test: ${why}`);
+const work = tmpDir('btrfs-ts-mkfsopt-');
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+/** Runs the CLI in-process; stderr is captured. */
+async function mkfs(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; err: string }> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  const errs: string[] = [];
+  const orig = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => (errs.push(String(s)), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(['node', 'btrfs-ts', 'mkfs', '-q', ...args]), err: errs.join('') };
+  } finally {
+    process.stderr.write = orig;
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+}
+const digest = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+function expectClean(img: string): void {
+  const chk = btrfsCheck(img);
+  expect(chk.status, chk.output).toBe(0);
+  expect(checkProblems(chk.output), chk.output).toEqual([]);
+}
+const have = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+
+describe('filesystem signatures', () => {
+  it('nothing is recognised in zeros or random bytes without a magic', () => {
+    expect(detectSignature(new Uint8Array(70000))).toBeUndefined();
+    expect(detectSignature(new Uint8Array(100))).toBeUndefined();
+  });
+});
+
+describe.skipIf(!!why)('mkfs -f: an existing filesystem is overwritten only when forced', () => {
+  const makers: [name: string, tool: string, args: (f: string) => string[], shown: RegExp][] = [
+    ['btrfs', 'mkfs.btrfs', (f) => ['-q', '-f', f], /a btrfs filesystem/],
+    ['ext4', 'mkfs.ext4', (f) => ['-q', '-F', f], /an? ext2\/ext3\/ext4 signature/],
+    ['xfs', 'mkfs.xfs', (f) => ['-q', '-f', f], /a xfs signature/],
+    ['swap', 'mkswap', (f) => [f], /a swap signature/],
+  ];
+  for (const [name, tool, args, shown] of makers) {
+    it.skipIf(!have(tool))(`${name} (made by ${tool}): refused and left byte-for-byte unchanged without -f; replaced with -f`, async () => {
+      const img = path.join(work, `${name}.img`);
+      fs.writeFileSync(img, '');
+      fs.truncateSync(img, 320 << 20);
+      execFileSync(tool, args(img), { stdio: 'ignore' });
+      const before = digest(img);
+      const r = await mkfs([img]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(shown);
+      expect(r.err).toMatch(/use -f to overwrite/);
+      expect(digest(img)).toBe(before);
+      expect((await mkfs(['-f', img])).code).toBe(0);
+      expectClean(img);
+    }, 60_000);
+  }
+});
+
+describe.skipIf(!!why)('mkfs -U / --device-uuid', () => {
+  it('sets the filesystem and device uuids; a malformed uuid is a usage error that writes nothing', async () => {
+    const img = path.join(work, 'uuid.img');
+    const fsid = '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0', dev = '11112222-3333-4444-8555-666677778888';
+    expect((await mkfs(['-U', fsid, '--device-uuid', dev, img])).code).toBe(0);
+    const sup = execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' });
+    expect(sup).toMatch(new RegExp(`^fsid\\s+${fsid}$`, 'm'));
+    expect(sup).toMatch(new RegExp(`^dev_item.uuid\\s+${dev}$`, 'm'));
+    expectClean(img);
+    const bad = path.join(work, 'bad-uuid.img');
+    const r = await mkfs(['-U', 'not-a-uuid', bad]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/-U\/--uuid: "not-a-uuid" is not a uuid/);
+    expect(fs.existsSync(bad)).toBe(false);
+  });
+});
+
+describe.skipIf(!!why)('reproducible images (SOURCE_DATE_EPOCH)', () => {
+  const EPOCH = 1_700_000_000;
+  const a = path.join(work, 'tree-a');
+  fs.mkdirSync(path.join(a, 'd', 'e'), { recursive: true });
+  fs.writeFileSync(path.join(a, 'd', 'f'), Buffer.alloc(300_000, 7));
+  fs.writeFileSync(path.join(a, 'd', 'e', 'g'), 'small\n');
+  fs.symlinkSync('d/f', path.join(a, 'l'));
+  fs.linkSync(path.join(a, 'd', 'f'), path.join(a, 'hard'));
+  execFileSync('mkfifo', [path.join(a, 'fifo')]);
+  // old times on everything but one file, whose mtime is later than the epoch (clamped)
+  execFileSync('sh', ['-c', `find "${a}" -exec touch -h -d @1600000000 {} + && touch -d @1800000000 "${a}/d/e/g"`]);
+
+  it('the same tree copied elsewhere later gives a byte-identical image; times after the epoch are clamped', async () => {
+    // the copy keeps mtimes, but its ctimes, atimes and birth times are new: only the clamp makes them equal
+    const b = path.join(work, 'elsewhere', 'tree-b');
+    fs.mkdirSync(path.dirname(b));
+    await new Promise((r) => setTimeout(r, 1100));
+    execFileSync('cp', ['-a', a, b]);
+    const img1 = path.join(work, 'r1.img'), img2 = path.join(work, 'elsewhere', 'r2.img');
+    const env = { SOURCE_DATE_EPOCH: String(EPOCH) };
+    expect((await mkfs(['-r', a, img1], env)).code).toBe(0);
+    expect((await mkfs(['-r', b, '-f', img2], env)).code).toBe(0);
+    expect(digest(img1)).toBe(digest(img2));
+    expectClean(img1);
+    await withImageFile(img1, async (src) => {
+      const img = await BtrfsImage.open(src);
+      const g = await img.stat(await img.resolve('d/e/g'));
+      expect([g.mtime.sec, g.ctime.sec, g.atime.sec]).toEqual([BigInt(EPOCH), BigInt(EPOCH), BigInt(EPOCH)]);
+      const f = await img.stat(await img.resolve('d/f'));
+      expect(f.mtime.sec).toBe(1_600_000_000n);
+    });
+    // a different epoch, or none, gives another image (uuids and times follow it)
+    const img3 = path.join(work, 'r3.img'), img4 = path.join(work, 'r4.img');
+    expect((await mkfs(['-r', a, img3], { SOURCE_DATE_EPOCH: String(EPOCH + 1) })).code).toBe(0);
+    expect((await mkfs(['-r', a, img4], { SOURCE_DATE_EPOCH: undefined })).code).toBe(0);
+    expect(digest(img3)).not.toBe(digest(img1));
+    expect(digest(img4)).not.toBe(digest(img1));
+  }, 60_000);
+
+  it('a malformed SOURCE_DATE_EPOCH is a usage error', async () => {
+    const r = await mkfs([path.join(work, 'bad-epoch.img')], { SOURCE_DATE_EPOCH: 'yesterday' });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/SOURCE_DATE_EPOCH="yesterday" is not a count of seconds/);
+  });
+});
