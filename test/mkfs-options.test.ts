@@ -131,3 +131,86 @@ describe.skipIf(!!why)('reproducible images (SOURCE_DATE_EPOCH)', () => {
     expect(r.err).toMatch(/SOURCE_DATE_EPOCH="yesterday" is not a count of seconds/);
   });
 });
+
+describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
+  const root = path.join(work, 'feat-root');
+  fs.mkdirSync(path.join(root, 'links'), { recursive: true });
+  // a sparse file: hole, data, hole, data past 1 MiB, unaligned end
+  const sparse = path.join(root, 'sparse');
+  fs.writeFileSync(sparse, '');
+  fs.truncateSync(sparse, 1 << 20);
+  const fd = fs.openSync(sparse, 'r+');
+  fs.writeSync(fd, Buffer.alloc(3000, 9), 0, 3000, 500_000);
+  fs.writeSync(fd, Buffer.alloc(5000, 8), 0, 5000, 1 << 20);
+  fs.closeSync(fd);
+  // 70 names of 250 bytes for one inode in one directory: more than one INODE_REF item holds
+  fs.writeFileSync(path.join(root, 'links', 'target'), 'linked\n');
+  for (let i = 0; i < 70; i++) fs.linkSync(path.join(root, 'links', 'target'), path.join(root, 'links', `${String(i).padStart(3, '0')}${'n'.repeat(247)}`));
+
+  const incompat = (img: string): string => execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' }).split(/^incompat_flags/m)[1]!.split(/^\S/m)[0]!;
+
+  it('^no-holes: explicit hole extents cover every gap up to the sector-rounded size; check --check-data-csum clean', async () => {
+    const img = path.join(work, 'noholes.img');
+    expect((await mkfs(['-O', '^no-holes', '-r', root, img])).code).toBe(0);
+    expect(incompat(img)).not.toMatch(/NO_HOLES/);
+    expect(incompat(img)).toMatch(/EXTENDED_IREF/);
+    const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const tree = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', '5', img], { encoding: 'utf8' });
+    // the sparse file: hole [0, 499712), data, hole up to 1 MiB, data to the end
+    const hole = (at: number, len: number): RegExp => new RegExp(`EXTENT_DATA ${at}\\)[^\\n]*\\n[^\\n]*\\n[^\\n]*disk byte 0 nr 0\\n[^\\n]*offset 0 nr ${len} ram ${len}\\n`);
+    expect(tree).toMatch(hole(0, 499712));
+    expect(tree).toMatch(hole(503808, 544768));
+    await withImageFile(img, async (src) => {
+      const bi = await BtrfsImage.open(src);
+      const parts: Uint8Array[] = [];
+      for await (const c of bi.readFile(await bi.resolve('sparse'))) parts.push(c);
+      expect(Buffer.compare(Buffer.concat(parts), fs.readFileSync(sparse))).toBe(0);
+    });
+  }, 60_000);
+
+  it('^extref: a name that needs an extended ref is refused and no image is left; with extref (default) it is stored', async () => {
+    const img = path.join(work, 'noextref.img');
+    const r = await mkfs(['-O', '^extref', '-r', root, img]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/no room for another name in directory \d+ without the extref feature/);
+    expect(fs.existsSync(img)).toBe(false);
+    const ok = path.join(work, 'extref.img');
+    expect((await mkfs(['-r', root, ok])).code).toBe(0);
+    expectClean(ok);
+    expect(execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', '5', ok], { encoding: 'utf8' })).toMatch(/INODE_EXTREF/);
+  }, 60_000);
+
+  it('what cannot be made is refused before anything is written; list-all lists every feature', async () => {
+    const img = path.join(work, 'refused.img');
+    const cases: [string[], RegExp][] = [
+      [['-O', 'quota'], /-O quota: quota groups are not supported/],
+      [['-R', 'quota'], /-O quota: quota groups are not supported/],
+      [['-O', '^skinny-metadata'], /-O \^skinny-metadata: btrfs-ts writes its images with it/],
+      [['-R', '^free-space-tree'], /-O \^free-space-tree: btrfs-ts writes its images with it/],
+      [['-O', 'block-group-tree'], /-O block-group-tree: the block group tree is not supported yet/],
+      [['-O', 'no-holes,zoned'], /-O zoned: zoned devices are not supported/],
+      [['-O', 'bogus'], /-O: unknown feature "bogus"/],
+      [['-d', 'dup'], /-d dup: DUP data is not supported/],
+      [['-d', 'raid1'], /-d raid1: needs several devices/],
+      [['-M'], /-M\/--mixed: mixed block groups are not supported/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await mkfs([...args, img]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err).toMatch(msg);
+      expect(fs.existsSync(img)).toBe(false);
+    }
+    const out: string[] = [];
+    const orig = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => (out.push(String(s)), true)) as typeof process.stdout.write;
+    try {
+      expect((await mkfs(['-O', 'list-all', img])).code).toBe(0);
+    } finally {
+      process.stdout.write = orig;
+    }
+    expect(out.join('')).toMatch(/^no-holes\s+\(default\) on or off$/m);
+    expect(out.join('')).toMatch(/^quota\s+refused/m);
+    expect(fs.existsSync(img)).toBe(false);
+  });
+});

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
 import { createFilesystem } from '../../image/write/create.js';
+import { listFeatures, parseFeatures } from './mkfs-features.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
 import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
@@ -21,6 +22,10 @@ interface Opts {
   csum?: string;
   uuid?: string;
   deviceUuid?: string;
+  features?: string[];
+  runtimeFeatures?: string[];
+  data?: string;
+  mixed?: boolean;
   force?: boolean;
   quiet?: boolean;
 }
@@ -69,6 +74,16 @@ function sourceDateEpoch(): bigint | undefined {
 }
 
 export async function runMkfs(image: string, o: Opts): Promise<void> {
+  const features = parseFeatures([...(o.features ?? []), ...(o.runtimeFeatures ?? [])]);
+  if (!features) {
+    process.stdout.write(listFeatures());
+    return;
+  }
+  if (o.mixed) throw new ImageError('MKFS_UNSUPPORTED', '-M/--mixed: mixed block groups are not supported');
+  const data = (o.data ?? 'single').toLowerCase();
+  if (data !== 'single') {
+    throw new ImageError('MKFS_UNSUPPORTED', `-d ${o.data}: ${data === 'dup' ? 'DUP data is not supported' : 'needs several devices (btrfs-ts makes single-device images)'}; only single`);
+  }
   const sectorsize = o.sectorsize ? Number(parseSize(o.sectorsize)) : 4096;
   const nodesize = o.nodesize ? Number(parseSize(o.nodesize)) : 16384;
   if (o.metadata !== 'single' && o.metadata !== 'dup') throw new ImageError('MKFS_USAGE', `-m: profile ${o.metadata} not supported (single, dup)`);
@@ -106,7 +121,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   try {
     const fs = createFilesystem(dev, {
       label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false, csumType,
-      fsid, devUuid, ...reproducible,
+      fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref,
     });
     if (o.rootdir) {
       await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), { epoch });
@@ -116,10 +131,19 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
       process.stdout.write(`btrfs-ts mkfs: ${image}: ${size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}, csum ${csum.name}` +
         `${o.label ? `, label ${JSON.stringify(o.label)}` : ''}, generation ${fs.generation}\n`);
     }
+  } catch (err) {
+    // an image file this run created is half-made: remove it rather than leave something that looks usable
+    if (!existing) {
+      dev.close();
+      nodefs.rmSync(image, { force: true });
+    }
+    throw err;
   } finally {
     dev.close();
   }
 }
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function register(program: Command): void {
   program
@@ -134,6 +158,10 @@ export function register(program: Command): void {
     .option('-s, --sectorsize <n>', 'data block size', '4096')
     .option('-n, --nodesize <n>', 'metadata block size', '16384')
     .option('-m, --metadata <profile>', 'metadata profile: single or dup', 'dup')
+    .option('-d, --data <profile>', 'data profile: single (the only one on one device without DUP data)', 'single')
+    .option('-O, --features <list>', 'comma-separated features to turn on, ^feature off; list-all lists them', collect, [])
+    .option('-R, --runtime-features <list>', 'as -O (mkfs.btrfs before 6.3: quota, free-space-tree)', collect, [])
+    .option('-M, --mixed', 'mixed block groups (refused: not supported)')
     .option('--csum <type>', 'checksum algorithm: crc32c, xxhash, sha256 or blake2 (also --checksum)')
     .option('--checksum <type>', 'same as --csum')
     .option('-U, --uuid <uuid>', 'filesystem uuid (default: random, or derived from SOURCE_DATE_EPOCH)')

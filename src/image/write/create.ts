@@ -36,6 +36,9 @@ export interface CreateOptions extends GrowthOptions {
   metadataProfile?: 'single' | 'dup';
   /** Creation time stamped on the root directories and the fs tree (default: now). */
   now?: BtrfsTimespec;
+  /** Incompat features no-holes and extref (default: both on, as mkfs.btrfs 6.x). */
+  noHoles?: boolean;
+  extref?: boolean;
   /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
   csumType?: number;
 }
@@ -107,8 +110,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     sectorsize, nodesize, leafsize: nodesize, stripesize: sectorsize, sys_chunk_array_size: 0, chunk_root_generation: 0n,
     compat_flags: 0n,
     compat_ro_flags: BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
-    incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF |
-      BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA | BTRFS_FEATURE_INCOMPAT_NO_HOLES,
+    incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA |
+      (opts.extref === false ? 0n : BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF) | (opts.noHoles === false ? 0n : BTRFS_FEATURE_INCOMPAT_NO_HOLES),
     csum_type: csumType, root_level: 0, chunk_root_level: 0, log_root_level: 0,
     dev_item: {
       devid: 1n, total_bytes: total, bytes_used: 0n, io_align: sectorsize, io_width: sectorsize, sector_size: sectorsize,

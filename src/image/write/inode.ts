@@ -2,7 +2,7 @@ import { ImageError } from '../../errors.js';
 import { btrfsNameHash, crc32cRaw } from '../../util/crc32c.js';
 import {
   BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_BLKDEV, BTRFS_FT_CHRDEV, BTRFS_FT_DIR,
-  BTRFS_FT_FIFO, BTRFS_FT_REG_FILE, BTRFS_FT_SOCK, BTRFS_FT_SYMLINK, BTRFS_FT_XATTR, BTRFS_INODE_EXTREF_KEY,
+  BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FT_FIFO, BTRFS_FT_REG_FILE, BTRFS_FT_SOCK, BTRFS_FT_SYMLINK, BTRFS_FT_XATTR, BTRFS_INODE_EXTREF_KEY,
   BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_NAME_LEN, BTRFS_XATTR_ITEM_KEY,
 } from '../structs/constants.js';
 import {
@@ -170,7 +170,10 @@ function addInodeRef(fs: Filesystem, root: bigint, ino: bigint, dir: bigint, nam
     t.put(key, bytes);
     return;
   }
-  // the INODE_REF item is full: this name goes to an extended ref (EXTENDED_IREF is always on here)
+  // the INODE_REF item is full: this name goes to an extended ref, which only EXTENDED_IREF allows
+  if (!(fs.sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF)) {
+    throw new ImageError('IMAGE_TOO_MANY_LINKS', `inode ${ino}: no room for another name in directory ${dir} without the extref feature`);
+  }
   const ekey = { objectid: ino, type: BTRFS_INODE_EXTREF_KEY, offset: extrefHash(dir, name) };
   const eprev = t.get(ekey);
   t.put(ekey, encodeInodeExtrefs([...(eprev ? decodeInodeExtrefs(eprev) : []), { parent_objectid: dir, index, name }]));

@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
-import { BTRFS_COMPRESS_NONE, BTRFS_FIRST_FREE_OBJECTID } from '../structs/constants.js';
-import { BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsTimespec } from '../structs/fs-items.js';
+import { BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FEATURE_INCOMPAT_NO_HOLES, BTRFS_FIRST_FREE_OBJECTID } from '../structs/constants.js';
+import { BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsTimespec, decodeFileExtentItem } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
 import { BTRFS_MAX_EXTENT_SIZE, insertFileExtent, maxInlineSize, writeDataExtent, writeInlineExtent } from './file-data.js';
 import { addDataCsums } from './extents.js';
@@ -88,6 +88,7 @@ export class Populator {
   addFile(dir: bigint, name: Uint8Array, st: SourceStat, read: ReadAt): bigint {
     const ino = createInode(this.fs, this.root, attrs(st));
     this.writeContent(ino, st.size, read);
+    if (!(this.fs.sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_NO_HOLES)) this.fillHoles(ino, st.size);
     updateInode(this.fs, this.root, ino, { size: st.size });
     linkInode(this.fs, this.root, dir, name, ino);
     return ino;
@@ -148,6 +149,23 @@ export class Populator {
       }
     }
     close();
+  }
+
+  /** Without NO_HOLES every byte up to the sector-rounded size is covered: gaps get explicit hole extents. */
+  private fillHoles(ino: bigint, size: bigint): void {
+    const ss = BigInt(this.fs.sectorsize);
+    const end = ((size + ss - 1n) / ss) * ss;
+    if (size < ss) return; // empty, or inline
+    const key = (offset: bigint) => ({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset });
+    let pos = 0n;
+    const hole = (from: bigint, to: bigint): void => {
+      if (to > from) insertFileExtent(this.fs, this.root, ino, from, { disk_bytenr: 0n, disk_num_bytes: 0n, offset: 0n, num_bytes: to - from, ram_bytes: to - from });
+    };
+    for (const it of this.fs.tree(this.root).range(key(0n), key(end))) {
+      hole(pos, it.key.offset);
+      pos = it.key.offset + decodeFileExtentItem(it.data).num_bytes;
+    }
+    hole(pos, end);
   }
 
   private writeCompressed(ino: bigint, size: bigint, read: ReadAt, c: ExtentCompressor): void {

@@ -1,0 +1,61 @@
+import { ImageError } from '../../errors.js';
+
+/**
+ * mkfs.btrfs -O / -R feature lists ("no-holes,^extref", "list-all"). Each feature mkfs.btrfs 6.16 knows
+ * is either made (on or off, as asked) or refused here, before anything is written, with the reason.
+ */
+export interface MkfsFeatures {
+  noHoles: boolean;
+  extref: boolean;
+}
+
+type Rule = { can: 'both' } | { can: 'on'; whyNotOff: string } | { can: 'never'; why: string };
+const MADE_WITHOUT = 'btrfs-ts writes its images with it';
+const RULES: Record<string, Rule> = {
+  'no-holes': { can: 'both' },
+  extref: { can: 'both' },
+  'skinny-metadata': { can: 'on', whyNotOff: `${MADE_WITHOUT} (tree block extent items are always skinny)` },
+  'free-space-tree': { can: 'on', whyNotOff: `${MADE_WITHOUT} (no v1 space cache is written)` },
+  'mixed-bg': { can: 'never', why: 'mixed block groups are not supported' },
+  'block-group-tree': { can: 'never', why: 'the block group tree is not supported yet' },
+  quota: { can: 'never', why: 'quota groups are not supported yet' },
+  squota: { can: 'never', why: 'simple quotas are not supported' },
+  raid56: { can: 'never', why: 'needs several devices (btrfs-ts makes single-device images)' },
+  raid1c34: { can: 'never', why: 'needs several devices (btrfs-ts makes single-device images)' },
+  'raid-stripe-tree': { can: 'never', why: 'the raid stripe tree is not supported' },
+  zoned: { can: 'never', why: 'zoned devices are not supported' },
+  'extent-tree-v2': { can: 'never', why: 'extent tree v2 is not supported' },
+};
+const ALIASES: Record<string, string> = { fst: 'free-space-tree', bgt: 'block-group-tree' };
+const DEFAULTS = new Set(['no-holes', 'extref', 'skinny-metadata', 'free-space-tree']);
+
+/** The text `-O list-all` prints: every feature and what btrfs-ts does with it. */
+export function listFeatures(): string {
+  return Object.entries(RULES).map(([name, r]) => {
+    const what = r.can === 'both' ? 'on or off' : r.can === 'on' ? 'always on' : `refused: ${r.why}`;
+    return `${name.padEnd(18)} ${DEFAULTS.has(name) ? '(default) ' : ''}${what}`;
+  }).join('\n') + '\n';
+}
+
+/** Applies the -O and -R lists (in that order) to the defaults; "list-all" anywhere gives undefined. */
+export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
+  const on = new Set(DEFAULTS);
+  for (const list of lists) {
+    for (const raw of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+      if (raw === 'list-all' || raw === 'list') return undefined;
+      const off = raw.startsWith('^');
+      const name0 = (off ? raw.slice(1) : raw).toLowerCase();
+      const name = ALIASES[name0] ?? name0;
+      const rule = RULES[name];
+      if (!rule) throw new ImageError('MKFS_USAGE', `-O: unknown feature "${name0}" (-O list-all lists them)`);
+      if (off) {
+        if (rule.can === 'on') throw new ImageError('MKFS_UNSUPPORTED', `-O ^${name}: ${rule.whyNotOff}`);
+        on.delete(name);
+      } else {
+        if (rule.can === 'never') throw new ImageError('MKFS_UNSUPPORTED', `-O ${name}: ${rule.why}`);
+        on.add(name);
+      }
+    }
+  }
+  return { noHoles: on.has('no-holes'), extref: on.has('extref') };
+}
