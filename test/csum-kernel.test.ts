@@ -66,7 +66,7 @@ describe.skipIf(!!why)('mkfs.btrfs --csum images received into', () => {
         m.umount();
       }
       expectClean(image);
-    }, 120_000);
+    }, 300_000);
   }
 });
 
@@ -93,7 +93,7 @@ describe.skipIf(!!why)('btrfs-ts mkfs --csum images', () => {
       } finally {
         m.umount();
       }
-    }, 60_000);
+    }, 300_000);
   }
 
   it('an unknown --csum is a diagnosed error and writes nothing', async () => {

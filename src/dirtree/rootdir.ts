@@ -62,6 +62,16 @@ export interface PopulateOptions {
   xattrs?: boolean;
   /** SOURCE_DATE_EPOCH (seconds): see toSourceStat. */
   epoch?: bigint;
+  /** mkfs --subvol: directories (relative to the root, '/'-separated) that become subvolumes. */
+  subvols?: Map<string, SubvolSpec>;
+  /** Uuid of the subvolume made from `rel` (reproducible images); random when absent. */
+  subvolUuid?: (rel: string) => Uint8Array;
+  /** Creation time of those subvolumes (default: now). */
+  now?: Timespec;
+}
+export interface SubvolSpec {
+  readonly: boolean;
+  isDefault: boolean;
 }
 
 export async function populateFromDir(root: string, pop: Populator, opts: PopulateOptions = {}): Promise<void> {
@@ -74,22 +84,23 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
   }
   if (!rootSt.isDirectory()) throw new ImageError('ROOTDIR', `--rootdir ${root} is not a directory`);
   const xattrs: Map<string, Xattr[]> = opts.xattrs === false ? new Map() : await readTreeXattrs(rootAbs);
-  const applyXattrs = (rel: Buffer, ino: bigint): void => {
-    for (const x of xattrs.get(pathKey(rel)) ?? []) pop.setXattr(ino, x.name, x.value);
+  const applyXattrs = (p: Populator, rel: Buffer, ino: bigint): void => {
+    for (const x of xattrs.get(pathKey(rel)) ?? []) p.setXattr(ino, x.name, x.value);
   };
   pop.setTopDirAttrs(toSourceStat(rootSt, opts.epoch));
-  applyXattrs(Buffer.alloc(0), pop.topDir);
+  applyXattrs(pop, Buffer.alloc(0), pop.topDir);
 
   const links = new Map<string, bigint>();
   const buf = Buffer.allocUnsafe(1 << 20);
-  const walk = (absDir: Buffer, relDir: Buffer, dirIno: bigint): void => {
+  // hard links are per subvolume: a name in another subvolume gets its own copy
+  const walk = (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator): void => {
     const names = fs.readdirSync(absDir, { encoding: 'buffer' }).sort(Buffer.compare);
     for (const name of names) {
       const abs = Buffer.concat([absDir, Buffer.from('/'), name]);
       const rel = relDir.length ? Buffer.concat([relDir, Buffer.from('/'), name]) : name;
       const st = fs.lstatSync(abs, { bigint: true });
       const nm = new Uint8Array(name);
-      const linkKey = `${st.dev}:${st.ino}`;
+      const linkKey = `${pop.root}:${st.dev}:${st.ino}`;
       if (!st.isDirectory() && st.nlink > 1n) {
         const prev = links.get(linkKey);
         if (prev !== undefined) {
@@ -99,10 +110,18 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
       }
       const sst = toSourceStat(st, opts.epoch);
       let ino: bigint;
+      const sub = st.isDirectory() ? opts.subvols?.get(rel.toString('latin1')) : undefined;
+      if (sub) {
+        const relName = rel.toString('latin1');
+        const child = pop.addSubvolume(dirIno, nm, sst, { ...sub, uuid: opts.subvolUuid?.(relName), time: opts.now });
+        applyXattrs(child, rel, child.topDir);
+        walk(abs, rel, child.topDir, child);
+        continue;
+      }
       if (st.isDirectory()) {
         ino = pop.addNode(dirIno, nm, sst);
-        applyXattrs(rel, ino);
-        walk(abs, rel, ino);
+        applyXattrs(pop, rel, ino);
+        walk(abs, rel, ino, pop);
         continue;
       } else if (st.isSymbolicLink()) {
         ino = pop.addSymlink(dirIno, nm, sst, new Uint8Array(fs.readlinkSync(abs, { encoding: 'buffer' })));
@@ -124,9 +143,9 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
       } else {
         ino = pop.addNode(dirIno, nm, sst);
       }
-      applyXattrs(rel, ino);
+      applyXattrs(pop, rel, ino);
       if (st.nlink > 1n) links.set(linkKey, ino);
     }
   };
-  walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir);
+  walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir, pop);
 }

@@ -1,13 +1,14 @@
 import * as nodefs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
-import { createFilesystem } from '../../image/write/create.js';
+import { createFilesystem, derivedUuid } from '../../image/write/create.js';
 import { listFeatures, parseFeatures } from './mkfs-features.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
 import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
-import { populateFromDir, surveyRootdir } from '../../dirtree/rootdir.js';
+import { populateFromDir, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 
@@ -26,6 +27,7 @@ interface Opts {
   runtimeFeatures?: string[];
   data?: string;
   mixed?: boolean;
+  subvol?: string[];
   force?: boolean;
   quiet?: boolean;
 }
@@ -73,7 +75,33 @@ function sourceDateEpoch(): bigint | undefined {
   return BigInt(v);
 }
 
+/** --subvol [rw:|ro:|default:|default-ro:]SUBDIR, checked against the rootdir before anything is written. */
+function parseSubvols(specs: string[], rootdir: string | undefined): Map<string, SubvolSpec> {
+  const out = new Map<string, SubvolSpec>();
+  if (specs.length && !rootdir) throw new ImageError('MKFS_USAGE', '--subvol needs --rootdir');
+  let defaults = 0;
+  for (const spec of specs) {
+    const m = /^(rw|ro|default|default-ro):(.*)$/.exec(spec);
+    const type = m ? m[1]! : 'rw';
+    const rel = path.posix.normalize(m ? m[2]! : spec).replace(/\/+$/, '');
+    if (rel === '' || rel === '.' || rel.startsWith('/') || rel === '..' || rel.startsWith('../')) {
+      throw new ImageError('MKFS_USAGE', `--subvol ${spec}: not a directory inside --rootdir`);
+    }
+    let st: nodefs.Stats | undefined;
+    try {
+      st = nodefs.lstatSync(path.join(rootdir!, rel));
+    } catch { /* reported below */ }
+    if (!st?.isDirectory()) throw new ImageError('MKFS_USAGE', `--subvol ${spec}: ${path.join(rootdir!, rel)} is not a directory`);
+    const key = Buffer.from(rel, 'utf8').toString('latin1');
+    if (out.has(key)) throw new ImageError('MKFS_USAGE', `--subvol ${spec}: ${rel} given twice`);
+    if (type.startsWith('default') && ++defaults > 1) throw new ImageError('MKFS_USAGE', `--subvol ${spec}: only one default subvolume`);
+    out.set(key, { readonly: type === 'ro' || type === 'default-ro', isDefault: type.startsWith('default') });
+  }
+  return out;
+}
+
 export async function runMkfs(image: string, o: Opts): Promise<void> {
+  const subvols = parseSubvols(o.subvol ?? [], o.rootdir);
   const features = parseFeatures([...(o.features ?? []), ...(o.runtimeFeatures ?? [])]);
   if (!features) {
     process.stdout.write(listFeatures());
@@ -124,7 +152,10 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
       fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref,
     });
     if (o.rootdir) {
-      await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), { epoch });
+      await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), {
+        epoch, subvols, now: reproducible.now,
+        subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
+      });
       fs.commit();
     }
     if (!o.quiet) {
@@ -161,6 +192,7 @@ export function register(program: Command): void {
     .option('-d, --data <profile>', 'data profile: single (the only one on one device without DUP data)', 'single')
     .option('-O, --features <list>', 'comma-separated features to turn on, ^feature off; list-all lists them', collect, [])
     .option('-R, --runtime-features <list>', 'as -O (mkfs.btrfs before 6.3: quota, free-space-tree)', collect, [])
+    .option('--subvol <[type:]dir>', 'make rootdir subdirectory DIR a subvolume; type rw (default), ro, default or default-ro', collect, [])
     .option('-M, --mixed', 'mixed block groups (refused: not supported)')
     .option('--csum <type>', 'checksum algorithm: crc32c, xxhash, sha256 or blake2 (also --checksum)')
     .option('--checksum <type>', 'same as --csum')

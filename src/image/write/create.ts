@@ -85,6 +85,15 @@ export function defaultRootItem(over: Partial<BtrfsRootItem> = {}): BtrfsRootIte
   };
 }
 
+/** The root tree directory's "default" entry: the subvolume a mount without subvol= shows. */
+export function putDefaultEntry(fs: Filesystem, rootid: bigint): void {
+  const dflt = new TextEncoder().encode('default');
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put(
+    { objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(dflt)) },
+    encodeDirItems([{ location: { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n }, transid: 0n, type: BTRFS_FT_DIR, name: dflt, data: new Uint8Array(0) }]),
+  );
+}
+
 /** Make an empty filesystem on `device` like mkfs.btrfs 6.x, committed (generation 1). */
 export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}): Filesystem {
   const sectorsize = opts.sectorsize ?? 4096;
@@ -147,11 +156,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   const dirId = BTRFS_ROOT_TREE_DIR_OBJECTID;
   root.put({ objectid: dirId, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, now, BigInt(nodesize))));
   root.put({ objectid: dirId, type: BTRFS_INODE_REF_KEY, offset: dirId }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
-  const dflt = new TextEncoder().encode('default');
-  root.put(
-    { objectid: dirId, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(dflt)) },
-    encodeDirItems([{ location: { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n }, transid: 0n, type: BTRFS_FT_DIR, name: dflt, data: new Uint8Array(0) }]),
-  );
+  putDefaultEntry(fs, BTRFS_FS_TREE_OBJECTID);
 
   for (const [id, nbytes] of [[BTRFS_FS_TREE_OBJECTID, BigInt(nodesize)], [BTRFS_DATA_RELOC_TREE_OBJECTID, 0n]] as const) {
     const t = fs.tree(id);

@@ -6,6 +6,7 @@ import { BTRFS_MAX_EXTENT_SIZE, insertFileExtent, maxInlineSize, writeDataExtent
 import { addDataCsums } from './extents.js';
 import type { Filesystem } from './filesystem.js';
 import { createInode, getInode, linkInode, setXattr, updateInode } from './inode.js';
+import { createSubvolume, setDefaultSubvolume } from './subvol.js';
 
 /**
  * Builds a subvolume from a description of files, as `mkfs --rootdir` needs. Pure: the directory walk
@@ -73,6 +74,18 @@ export class Populator {
     updateInode(this.fs, this.root, ino, { size: BigInt(target.length) });
     linkInode(this.fs, this.root, dir, name, ino);
     return ino;
+  }
+
+  /**
+   * A subvolume named `name` in `dir` whose top directory takes `st`; returns the Populator that fills it
+   * (mkfs --subvol). `isDefault`: it becomes the default subvolume.
+   */
+  addSubvolume(dir: bigint, name: Uint8Array, st: SourceStat, o: { readonly: boolean; isDefault: boolean; uuid?: Uint8Array; time?: BtrfsTimespec }): Populator {
+    const rootid = createSubvolume(this.fs, { parentRoot: this.root, parentDir: dir, name, readonly: o.readonly, uuid: o.uuid, time: o.time });
+    if (o.isDefault) setDefaultSubvolume(this.fs, rootid);
+    const sub = new Populator(this.fs, rootid, this.compressor);
+    sub.setTopDirAttrs(st);
+    return sub;
   }
 
   /** Another name for an inode created earlier (hard link). */

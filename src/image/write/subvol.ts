@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY,
+  BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY,
   BTRFS_LAST_FREE_OBJECTID, BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_REF_KEY, BTRFS_ROOT_SUBVOL_RDONLY,
   BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_RECEIVED_SUBVOL, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
@@ -8,7 +8,7 @@ import { type BtrfsTimespec, encodeInodeItem, encodeInodeRefs } from '../structs
 import {
   type BtrfsRootItem, decodeRootItem, decodeUuidItem, encodeRootItem, encodeRootRef, encodeUuidItem, uuidTreeKey,
 } from '../structs/tree-items.js';
-import { defaultRootItem, dirInodeItem, nowTimespec, randomUuid } from './create.js';
+import { defaultRootItem, dirInodeItem, nowTimespec, putDefaultEntry, randomUuid } from './create.js';
 import type { Filesystem } from './filesystem.js';
 import { linkEntry } from './inode.js';
 
@@ -114,6 +114,13 @@ export function setReceivedSubvol(fs: Filesystem, rootid: bigint, r: { receivedU
     received_uuid: r.receivedUuid, stransid: r.stransid, rtransid: fs.transid, stime: r.stime ?? cur.stime, rtime: r.rtime ?? nowTimespec(),
   });
   if (r.receivedUuid.some((b) => b !== 0)) addUuidEntry(fs, r.receivedUuid, BTRFS_UUID_KEY_RECEIVED_SUBVOL, rootid);
+}
+
+/** What `btrfs subvolume set-default` does: the "default" entry names `rootid`, and the feature says so. */
+export function setDefaultSubvolume(fs: Filesystem, rootid: bigint): void {
+  getRootItem(fs, rootid); // must exist
+  putDefaultEntry(fs, rootid);
+  fs.sb.incompat_flags |= BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL;
 }
 
 export function setSubvolReadonly(fs: Filesystem, rootid: bigint, readonly: boolean): void {
