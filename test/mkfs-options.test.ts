@@ -259,3 +259,59 @@ describe.skipIf(!!skipReason('mount'))('mkfs --subvol', () => {
     expect((await mkfs(['--subvol', 'a', img])).err).toMatch(/--subvol needs --rootdir/);
   });
 });
+
+describe.skipIf(!!why)('mkfs -D device table (unprivileged builds of root-owned trees)', () => {
+  it('owners and permissions come from the table; missing directories and device nodes are made; errors name the line', async () => {
+    const root = path.join(work, 'devtab-root');
+    fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'etc', 'passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    execFileSync('chown', ['-R', '1000:1000', root]);
+    fs.chmodSync(path.join(root, 'etc', 'passwd'), 0o600);
+    const table = path.join(work, 'devtab');
+    fs.writeFileSync(table, [
+      '# path type mode uid gid major minor start inc count',
+      '/ d 755 0 0 - - - - -',
+      '/etc/passwd f 644 0 0 - - - - -',
+      '/dev d 755 0 0 - - - - -',
+      '/dev/console c 600 0 5 5 1 - - -',
+      '/dev/tty c 620 0 5 4 0 0 1 3',
+      '/dev/sda b 660 0 6 8 0 - - -',
+      '/dev/initctl p 600 0 0 - - - - -',
+      '',
+    ].join('\n'));
+    const img = path.join(work, 'devtab.img');
+    expect((await mkfs(['-D', table, '-r', root, img])).code).toBe(0);
+    expectClean(img);
+    await withImageFile(img, async (src) => {
+      const bi = await BtrfsImage.open(src);
+      const st = async (p: string) => bi.stat(p === '' ? { root: 5n, ino: 256n } : await bi.resolve(p));
+      const show = async (p: string): Promise<string> => {
+        const s = await st(p);
+        return `${s.mode.toString(8)} ${s.uid}:${s.gid} ${s.rdev >> 20n},${s.rdev & 0xfffffn}`;
+      };
+      expect(await show('')).toBe('40755 0:0 0,0');
+      expect(await show('etc')).toBe('40755 1000:1000 0,0'); // not in the table: as in the tree
+      expect(await show('etc/passwd')).toBe('100644 0:0 0,0');
+      expect(await show('dev')).toBe('40755 0:0 0,0');
+      expect(await show('dev/console')).toBe('20600 0:5 5,1');
+      expect(await show('dev/tty0')).toBe('20620 0:5 4,0');
+      expect(await show('dev/tty2')).toBe('20620 0:5 4,2');
+      expect(await show('dev/sda')).toBe('60660 0:6 8,0');
+      expect(await show('dev/initctl')).toBe('10600 0:0 0,0');
+    });
+    const bad: [string, RegExp][] = [
+      ['/etc c 600 0 0 1 1 - - -', /"etc" is not of type c in the rootdir/],
+      ['/nope/x c 600 0 0 1 1 - - -', /the directory holding "nope\/x" is not in the image/],
+      ['/missing f 644 0 0 - - - - -', /regular file "missing" is not in the rootdir/],
+      ['/dev/x c 600 0 0 1', /devtab2:1: expected 10 fields/],
+      ['/dev/x z 600 0 0 - - - - -', /devtab2:1: type "z" is not one of/],
+      ['/dev/x c 9999 0 0 - - - - -', /devtab2:1: mode "9999" is not a number/],
+    ];
+    for (const [line, msg] of bad) {
+      fs.writeFileSync(path.join(work, 'devtab2'), `${line}\n`);
+      const r = await mkfs(['-f', '-D', path.join(work, 'devtab2'), '-r', root, path.join(work, 'devtab-bad.img')]);
+      expect(r.code, line).toBe(1);
+      expect(r.err).toMatch(msg);
+    }
+  }, 300_000);
+});

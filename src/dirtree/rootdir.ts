@@ -2,6 +2,9 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import { ImageError } from '../errors.js';
 import type { Populator, SourceStat } from '../image/write/populate.js';
+import { type DeviceEntry, deviceModeType } from './device-table.js';
+
+const S_IFMT = 0o170000;
 import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
@@ -68,6 +71,8 @@ export interface PopulateOptions {
   subvolUuid?: (rel: string) => Uint8Array;
   /** Creation time of those subvolumes (default: now). */
   now?: Timespec;
+  /** mkfs -D: owners and permissions of paths, and device nodes/directories to create (device-table.ts). */
+  deviceTable?: Map<string, DeviceEntry>;
 }
 export interface SubvolSpec {
   readonly: boolean;
@@ -87,7 +92,34 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
   const applyXattrs = (p: Populator, rel: Buffer, ino: bigint): void => {
     for (const x of xattrs.get(pathKey(rel)) ?? []) p.setXattr(ino, x.name, x.value);
   };
-  pop.setTopDirAttrs(toSourceStat(rootSt, opts.epoch));
+  const table = opts.deviceTable ?? new Map<string, DeviceEntry>();
+  const seen = new Set<string>();
+  /** The stat as the device table says: its owner and permissions (and device number) over the tree's. */
+  const adjust = (rel: string, sst: SourceStat): SourceStat => {
+    const e = table.get(rel);
+    if (!e) return sst;
+    seen.add(rel);
+    if ((sst.mode & S_IFMT) !== deviceModeType(e.type)) {
+      throw new ImageError('ROOTDIR', `-D: ${JSON.stringify(Buffer.from(rel, 'latin1').toString())} is not of type ${e.type} in the rootdir`);
+    }
+    const rdev = e.type === 'c' || e.type === 'b' ? (BigInt(e.major) << 20n) | BigInt(e.minor) : sst.rdev;
+    return { ...sst, mode: (sst.mode & S_IFMT) | e.perm, uid: e.uid, gid: e.gid, rdev };
+  };
+  const rootSst = adjust('', toSourceStat(rootSt, opts.epoch));
+  /** Table entries missing from the tree under `relDir`: created with the rootdir's times. */
+  const addMissing = (relDir: string, dirIno: bigint, pop: Populator): void => {
+    const prefix = relDir ? `${relDir}/` : '';
+    for (const e of table.values()) {
+      if (seen.has(e.rel) || !e.rel.startsWith(prefix) || e.rel.length <= prefix.length || e.rel.slice(prefix.length).includes('/')) continue;
+      if (e.type === 'f') throw new ImageError('ROOTDIR', `-D: regular file ${JSON.stringify(Buffer.from(e.rel, 'latin1').toString())} is not in the rootdir`);
+      seen.add(e.rel);
+      const rdev = e.type === 'c' || e.type === 'b' ? (BigInt(e.major) << 20n) | BigInt(e.minor) : 0n;
+      const st: SourceStat = { ...rootSst, mode: deviceModeType(e.type) | e.perm, uid: e.uid, gid: e.gid, rdev, size: 0n };
+      const ino = pop.addNode(dirIno, new Uint8Array(Buffer.from(e.rel.slice(prefix.length), 'latin1')), st);
+      if (e.type === 'd') addMissing(e.rel, ino, pop);
+    }
+  };
+  pop.setTopDirAttrs(rootSst);
   applyXattrs(pop, Buffer.alloc(0), pop.topDir);
 
   const links = new Map<string, bigint>();
@@ -108,7 +140,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
           continue;
         }
       }
-      const sst = toSourceStat(st, opts.epoch);
+      const sst = adjust(rel.toString('latin1'), toSourceStat(st, opts.epoch));
       let ino: bigint;
       const sub = st.isDirectory() ? opts.subvols?.get(rel.toString('latin1')) : undefined;
       if (sub) {
@@ -146,6 +178,10 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
       applyXattrs(pop, rel, ino);
       if (st.nlink > 1n) links.set(linkKey, ino);
     }
+    addMissing(relDir.toString('latin1'), dirIno, pop);
   };
   walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir, pop);
+  for (const e of table.values()) {
+    if (!seen.has(e.rel)) throw new ImageError('ROOTDIR', `-D: the directory holding ${JSON.stringify(Buffer.from(e.rel, 'latin1').toString())} is not in the image`);
+  }
 }

@@ -6,6 +6,7 @@ import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
 import { createFilesystem, derivedUuid } from '../../image/write/create.js';
 import { listFeatures, parseFeatures } from './mkfs-features.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
+import { parseDeviceTable } from '../../io/device-table.js';
 import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
@@ -28,6 +29,7 @@ interface Opts {
   data?: string;
   mixed?: boolean;
   subvol?: string[];
+  deviceTable?: string;
   force?: boolean;
   quiet?: boolean;
 }
@@ -102,6 +104,8 @@ function parseSubvols(specs: string[], rootdir: string | undefined): Map<string,
 
 export async function runMkfs(image: string, o: Opts): Promise<void> {
   const subvols = parseSubvols(o.subvol ?? [], o.rootdir);
+  if (o.deviceTable && !o.rootdir) throw new ImageError('MKFS_USAGE', '-D/--device-table needs --rootdir');
+  const deviceTable = o.deviceTable ? parseDeviceTable(o.deviceTable) : undefined;
   const features = parseFeatures([...(o.features ?? []), ...(o.runtimeFeatures ?? [])]);
   if (!features) {
     process.stdout.write(listFeatures());
@@ -153,7 +157,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     });
     if (o.rootdir) {
       await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), {
-        epoch, subvols, now: reproducible.now,
+        epoch, subvols, now: reproducible.now, deviceTable,
         subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
       });
       fs.commit();
@@ -193,6 +197,7 @@ export function register(program: Command): void {
     .option('-O, --features <list>', 'comma-separated features to turn on, ^feature off; list-all lists them', collect, [])
     .option('-R, --runtime-features <list>', 'as -O (mkfs.btrfs before 6.3: quota, free-space-tree)', collect, [])
     .option('--subvol <[type:]dir>', 'make rootdir subdirectory DIR a subvolume; type rw (default), ro, default or default-ro', collect, [])
+    .option('-D, --device-table <file>', 'owners, permissions and device nodes from a genext2fs/makedevs device table (unprivileged builds)')
     .option('-M, --mixed', 'mixed block groups (refused: not supported)')
     .option('--csum <type>', 'checksum algorithm: crc32c, xxhash, sha256 or blake2 (also --checksum)')
     .option('--checksum <type>', 'same as --csum')
