@@ -80,7 +80,7 @@ describe.skipIf(!!why)('mkfs -U / --device-uuid', () => {
     expectClean(img);
     const bad = path.join(work, 'bad-uuid.img');
     const r = await mkfs(['-U', 'not-a-uuid', bad]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/-U\/--uuid: "not-a-uuid" is not a uuid/);
     expect(fs.existsSync(bad)).toBe(false);
   });
@@ -127,7 +127,7 @@ describe.skipIf(!!why)('reproducible images (SOURCE_DATE_EPOCH)', () => {
 
   it('a malformed SOURCE_DATE_EPOCH is a usage error', async () => {
     const r = await mkfs([path.join(work, 'bad-epoch.img')], { SOURCE_DATE_EPOCH: 'yesterday' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/SOURCE_DATE_EPOCH="yesterday" is not a count of seconds/);
   });
 });
@@ -183,21 +183,22 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
 
   it('what cannot be made is refused before anything is written; list-all lists every feature', async () => {
     const img = path.join(work, 'refused.img');
-    const cases: [string[], RegExp][] = [
-      [['-O', 'quota'], /-O quota: quota groups are not supported/],
-      [['-R', 'quota'], /-O quota: quota groups are not supported/],
-      [['-O', '^skinny-metadata'], /-O \^skinny-metadata: btrfs-ts writes its images with it/],
-      [['-R', '^free-space-tree'], /-O \^free-space-tree: btrfs-ts writes its images with it/],
-      [['-O', 'block-group-tree'], /-O block-group-tree: the block group tree is not supported yet/],
-      [['-O', 'no-holes,zoned'], /-O zoned: zoned devices are not supported/],
-      [['-O', 'bogus'], /-O: unknown feature "bogus"/],
-      [['-d', 'dup'], /-d dup: DUP data is not supported/],
-      [['-d', 'raid1'], /-d raid1: needs several devices/],
-      [['-M'], /-M\/--mixed: mixed block groups are not supported/],
+    // refused (1) for what cannot be made; usage (2) for what is not a feature at all
+    const cases: [string[], RegExp, number][] = [
+      [['-O', 'quota'], /-O quota: quota groups are not supported/, 1],
+      [['-R', 'quota'], /-O quota: quota groups are not supported/, 1],
+      [['-O', '^skinny-metadata'], /-O \^skinny-metadata: btrfs-ts writes its images with it/, 1],
+      [['-R', '^free-space-tree'], /-O \^free-space-tree: btrfs-ts writes its images with it/, 1],
+      [['-O', 'block-group-tree'], /-O block-group-tree: the block group tree is not supported yet/, 1],
+      [['-O', 'no-holes,zoned'], /-O zoned: zoned devices are not supported/, 1],
+      [['-O', 'bogus'], /-O: unknown feature "bogus"/, 2],
+      [['-d', 'dup'], /-d dup: DUP data is not supported/, 1],
+      [['-d', 'raid1'], /-d raid1: needs several devices/, 1],
+      [['-M'], /-M\/--mixed: mixed block groups are not supported/, 1],
     ];
-    for (const [args, msg] of cases) {
+    for (const [args, msg, status] of cases) {
       const r = await mkfs([...args, img]);
-      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.code, args.join(' ')).toBe(status);
       expect(r.err).toMatch(msg);
       expect(fs.existsSync(img)).toBe(false);
     }
@@ -252,7 +253,7 @@ describe.skipIf(!!skipReason('mount'))('mkfs --subvol', () => {
     for (const [spec, msg] of [['nope', /is not a directory/], ['a/f1', /is not a directory/], ['../x', /not a directory inside --rootdir/], ['ro:a', /given twice/], ['default:ro', /only one default/]] as const) {
       const args = spec === 'ro:a' ? ['--subvol', 'a', '--subvol', spec] : spec === 'default:ro' ? ['--subvol', 'default:a', '--subvol', spec] : ['--subvol', spec];
       const r = await mkfs(['-r', root, ...args, img]);
-      expect(r.code, spec).toBe(1);
+      expect(r.code, spec).toBe(2);
       expect(r.err).toMatch(msg);
       expect(fs.existsSync(img)).toBe(false);
     }

@@ -6,7 +6,7 @@ import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
 import { createFilesystem, derivedUuid } from '../../image/write/create.js';
 import { listFeatures, parseFeatures } from './mkfs-features.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
-import { parseDeviceTable } from '../../io/device-table.js';
+import { parseDeviceTable } from '../../dirtree/device-table.js';
 import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';

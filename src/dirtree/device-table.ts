@@ -33,14 +33,14 @@ export function parseDeviceTable(file: string): Map<string, DeviceEntry> {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ImageError('MKFS_USAGE', `-D: cannot read ${file}: ${(err as Error).message}`);
+    throw new ImageError('MKFS_DEVICE_TABLE', `-D: cannot read ${file}: ${(err as Error).message}`);
   }
   const out = new Map<string, DeviceEntry>();
   text.split('\n').forEach((line, i) => {
     const f = line.replace(/#.*/, '').trim().split(/\s+/).filter(Boolean);
     if (f.length === 0) return;
     const bad = (why: string): never => {
-      throw new ImageError('MKFS_USAGE', `-D ${file}:${i + 1}: ${why}`);
+      throw new ImageError('MKFS_DEVICE_TABLE', `-D ${file}:${i + 1}: ${why}`);
     };
     if (f.length !== 10) bad(`expected 10 fields (path type mode uid gid major minor start inc count), got ${f.length}`);
     const num = (s: string, what: string, base = 10): number => {
