@@ -42,8 +42,9 @@ describe('package', () => {
         const p = join(d, e.name);
         if (e.isDirectory()) walk(p);
         else if (e.name.endsWith('.ts')) {
-          for (const m of readFileSync(p, 'utf8').matchAll(/^(?:import|export)\b[^;]*?from '([^'.][^']*)'/gm)) {
-            const spec = m[1]!;
+          // static imports, and dynamic ones (loaded only when needed, as hash-wasm for xxhash/blake2 images)
+          for (const m of readFileSync(p, 'utf8').matchAll(/^(?:import|export)\b[^;]*?from '([^'.][^']*)'|\bimport\('([^'.][^']*)'\)/gm)) {
+            const spec = (m[1] ?? m[2])!;
             if (spec.startsWith('node:')) continue;
             imported.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
           }
