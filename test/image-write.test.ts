@@ -444,7 +444,7 @@ describe.skipIf(!!progsSkip)('btrfs-ts mkfs command line', () => {
     process.stderr.write = ((s: string) => (errs.push(String(s)), true)) as typeof process.stderr.write;
     try {
       expect(await main(['node', 'btrfs-ts', 'mkfs', '-q', img])).toBe(1);
-      expect(await main(['node', 'btrfs-ts', 'mkfs', '-q', '-f', '--compress', 'bogus', img])).toBe(1);
+      expect(await main(['node', 'btrfs-ts', 'mkfs', '-q', '-f', '--compress', 'bogus', img])).toBe(2); // usage error
     } finally {
       process.stderr.write = orig;
     }
