@@ -74,10 +74,10 @@ export class Block {
     return b;
   }
 
-  encode(nodesize: number, fsid: Uint8Array, chunkTreeUuid: Uint8Array): Uint8Array {
+  encode(nodesize: number, fsid: Uint8Array, chunkTreeUuid: Uint8Array, csumType: number): Uint8Array {
     const h = { fsid, bytenr: this.bytenr, flags: this.flags | BTRFS_HEADER_FLAG_WRITTEN, chunk_tree_uuid: chunkTreeUuid, generation: this.generation, owner: this.owner };
-    if (this.level === 0) return buildLeaf(h, this.keys.map((key, i) => ({ key, data: this.data[i]! })), nodesize);
-    return buildNode(h, this.level, this.keys.map((key, i) => ({ key, blockptr: this.ptrs[i]!, generation: this.ptrGens[i]! })), nodesize);
+    if (this.level === 0) return buildLeaf(h, this.keys.map((key, i) => ({ key, data: this.data[i]! })), nodesize, csumType);
+    return buildNode(h, this.level, this.keys.map((key, i) => ({ key, blockptr: this.ptrs[i]!, generation: this.ptrGens[i]! })), nodesize, csumType);
   }
 
   // ---- leaf edits ----

@@ -23,6 +23,8 @@ export interface StoreOptions {
   /** fsid stamped in headers (the metadata uuid when that feature is on). */
   fsid: Uint8Array;
   chunkTreeUuid: Uint8Array;
+  /** The superblock's csum_type (loaded: loadCsum), for block checksums written and checked. */
+  csumType: number;
   device: BlockDevice;
   /** Physical offsets of every copy of [bytenr, bytenr + len). */
   toPhysical: (bytenr: bigint, len: number) => bigint[];
@@ -79,7 +81,7 @@ export class BlockStore {
     const copies = this.o.toPhysical(bytenr, this.nodesize);
     const problems: string[] = [];
     for (const phys of copies) {
-      const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.fsid, this.o.ownerOk);
+      const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.fsid, this.o.csumType, this.o.ownerOk);
       if ('tb' in r) {
         const b = Block.fromTreeBlock(r.tb);
         b.lastUse = ++this.clock;
@@ -150,7 +152,7 @@ export class BlockStore {
   }
 
   private writeBlock(b: Block): void {
-    const bytes = b.encode(this.nodesize, this.o.fsid, this.o.chunkTreeUuid);
+    const bytes = b.encode(this.nodesize, this.o.fsid, this.o.chunkTreeUuid, this.o.csumType);
     for (const phys of this.o.toPhysical(b.bytenr, this.nodesize)) this.o.device.write(phys, bytes);
   }
 
