@@ -45,7 +45,7 @@ async function readBack(device: MemoryDevice, nodesize: number, root: { bytenr: 
     io_align: 65536, io_width: 65536, sector_size: 4096, sub_stripes: 1,
     stripes: [{ devid: 1n, offset: start, dev_uuid: new Uint8Array(16) }, { devid: 1n, offset: start + (1n << 30n), dev_uuid: new Uint8Array(16) }],
   });
-  const reader = new TreeReader(fromBlockDevice(device), chunks, nodesize, TEST_FSID);
+  const reader = new TreeReader(fromBlockDevice(device), chunks, nodesize, TEST_FSID, 0);
   const out: { key: BtrfsKey; data: Uint8Array }[] = [];
   for await (const it of reader.iterate({ id: ROOTID, ...root }, { objectid: 0n, type: 0, offset: 0n }, { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n })) {
     out.push({ key: it.key, data: it.data.slice() });
