@@ -9,7 +9,8 @@ export LC_ALL=C TZ=UTC
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # bench_workdir NAME : a scratch directory with a mount point (sets WORK, MNT, RUNS, CHECKS); on exit any
-# mount on MNT, loop devices of the images in it and the directory itself are removed.
+# mount on $WORK/mnt* (MNT and any second mount point a script makes beside it), loop devices of the images
+# in it and the directory itself are removed.
 bench_workdir() {
   WORK=$(mktemp -d "/tmp/bench-$1.XXXXXX")
   MNT=$WORK/mnt
@@ -24,7 +25,8 @@ bench_workdir() {
 
 bench_cleanup() {
   set +e
-  mountpoint -q "$MNT" && umount "$MNT"
+  local m
+  for m in "$WORK"/mnt*; do mountpoint -q "$m" && umount "$m"; done
   for img in "$WORK"/*.img; do
     [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | while read -r d; do losetup -d "$d"; done
   done
@@ -65,6 +67,10 @@ need_root() {
   [ -x /usr/bin/time ] || { echo "$(basename "$0"): /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
 }
 
+# meta_used MOUNTPOINT : bytes of metadata used, as `btrfs filesystem df` reports them (the kernel's count)
+meta_used() { btrfs filesystem df -b "$1" | awk -F'used=' '/^Metadata/{print $2+0}'; }
+mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
+
 # measure LABEL CMD... : runs CMD once; appends "LABEL wall_seconds peak_rss_kib" to $RUNS; stdout of CMD
 # goes to /dev/null unless the command redirects itself; stderr to $WORK/LABEL.err. Fails loudly.
 measure() {
@@ -94,6 +100,7 @@ time_only() {
 median_ms() { awk -v l="$1" '$1==l{print $2}' "$RUNS" | sort -n | awk '{a[NR]=$1} END{if(NR==0){print "n/a"; exit} print (NR%2)?a[(NR+1)/2]:int((a[NR/2]+a[NR/2+1])/2)}'; }
 max_rss() { awk -v l="$1" '$1==l && $3>m{m=$3} END{printf "%.1f", m/1024}' "$RUNS"; }
 all_ms() { awk -v l="$1" '$1==l{printf "%s%.2f", s, $2/1000; s=" / "}' "$RUNS"; }
+runs() { awk -v l="$1" '$1==l{printf "%s%.2f", s, $2/1000; s=", "} END{if(!NR||s=="")printf "n/a"}' "$RUNS"; }
 secs() { local ms; ms=$(median_ms "$1"); [ "$ms" = n/a ] && echo n/a || awk -v m="$ms" 'BEGIN{printf "%.2f", m/1000}'; }
 ratio() { awk -v a="$(median_ms "$1")" -v b="$(median_ms "$2")" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "n/a" }'; }
 
