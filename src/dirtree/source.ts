@@ -47,7 +47,12 @@ export function splitDev(dev: bigint): { major: number; minor: number } {
   return { major: Number(major), minor: Number(minor) };
 }
 
-async function* readFileChunks(abs: Buffer): AsyncGenerator<Uint8Array> {
+/**
+ * The first read gets a buffer of the file's size (+1, to meet EOF in the same read), later reads
+ * READ_CHUNK, or a pooled 4 KiB one to confirm EOF after a short read: a fresh 1 MiB buffer for each read
+ * of thousands of small files made garbage collection most of a manifest's time (~2 ms per file).
+ */
+async function* readFileChunks(abs: Buffer, size: bigint): AsyncGenerator<Uint8Array> {
   // O_NOATIME keeps hashing from changing what a later `--atime` manifest sees; it needs ownership or
   // CAP_FOWNER, so fall back to a plain open.
   let fh: fsp.FileHandle;
@@ -57,11 +62,13 @@ async function* readFileChunks(abs: Buffer): AsyncGenerator<Uint8Array> {
     fh = await fsp.open(abs, constants.O_RDONLY);
   }
   try {
+    let want = size < BigInt(READ_CHUNK) ? Number(size) + 1 : READ_CHUNK;
     for (;;) {
-      const buf = Buffer.allocUnsafe(READ_CHUNK);
-      const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, null);
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, null);
       if (bytesRead === 0) return;
       yield buf.subarray(0, bytesRead);
+      want = bytesRead === want ? READ_CHUNK : 4096;
     }
   } finally {
     await fh.close();
@@ -82,7 +89,7 @@ function makeEntry(rel: Buffer, abs: Buffer, st: BigIntStats, target: Buffer | u
     nlink: Number(st.nlink),
     inodeKey: `${st.dev}:${st.ino}`,
     xattrs,
-    readContent: () => readFileChunks(abs),
+    readContent: () => readFileChunks(abs, st.size),
   };
   if (type === 'chr' || type === 'blk') e.rdev = splitDev(st.rdev);
   if (target) e.symlinkTarget = new Uint8Array(target);
