@@ -71,6 +71,14 @@ need_root() {
 meta_used() { btrfs filesystem df -b "$1" | awk -F'used=' '/^Metadata/{print $2+0}'; }
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
 
+# same_tree DIR EXPECTED_MANIFEST : the manifest of DIR equals EXPECTED except the top directory's mtime.
+# An incremental whose stream carries no UTIMES for the top directory leaves there the time of the
+# receiver's own orphan renames (kernel and btrfs-ts alike): a receive-time value no source can match.
+same_tree() {
+  local mask='/^\. /s/ mtime=[^ ]+/ mtime=(receive time)/'
+  $BTRFS_TS manifest "$1" -o "$WORK/got.manifest" && diff -u <(sed -E "$mask" "$2") <(sed -E "$mask" "$WORK/got.manifest")
+}
+
 # measure LABEL CMD... : runs CMD once; appends "LABEL wall_seconds peak_rss_kib" to $RUNS; stdout of CMD
 # goes to /dev/null unless the command redirects itself; stderr to $WORK/LABEL.err. Fails loudly.
 measure() {
