@@ -1,9 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BTRFS_SEND_C_UTIMES } from '../src/stream/constants.js';
-import { parseStream } from '../src/stream/parser.js';
+import { maskRootTime, rootTimeIsReceiveTime, sh } from './helpers/kernel-receive.js';
 import { rng, mutateTree } from './helpers/random-fs.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -27,25 +26,6 @@ if (why) console.warn(`SKIP receive differential test: ${why}`);
 const work = tmpDir('btrfs-ts-diff-');
 // BTRFS_TS_KEEP=1 keeps the streams and images of failing seeds for a closer look
 afterAll(() => { if (!process.env.BTRFS_TS_KEEP) rmSync(work, { recursive: true, force: true }); });
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/**
- * When an incremental stream sends no UTIMES for the top directory, the kernel's receiver leaves there the
- * time its own orphan renames happened: a receive-time value that no second receiver can reproduce.
- */
-async function rootTimeIsReceiveTime(stream: string): Promise<boolean> {
-  for await (const it of parseStream(createReadStream(stream))) {
-    if (it.kind === 'command' && it.command.cmd === BTRFS_SEND_C_UTIMES && (it.command as { path: Uint8Array }).path.length === 0) return false;
-  }
-  return true;
-}
-
-function maskRootTime(lines: string[]): string[] {
-  return lines.map((l) => (l.startsWith('. ') ? l.replace(/ mtime=\S+/, ' mtime=(receive time)') : l));
-}
 
 function compsize(dir: string): string {
   execFileSync('sync', ['-f', dir]);
