@@ -100,13 +100,16 @@ describe.skipIf(!!why)('chains of incrementals into one image, kernel writes and
       // what the kernel wrote itself, recorded when it wrote it: name -> manifest
       const kernelMade = new Map<string, string[]>();
       const received = new Set<number>();
-      // every received generation equals the kernel's receive of it, every kernel-made tree what it wrote
-      const expectAll = async (root: string, when: string) => {
-        for (const g of received) {
+      // received generations equal the kernel's receive of them, kernel-made trees what it wrote: between
+      // receives the newest of each (btrfs check covers the rest), at the end all of them
+      const expectTrees = async (root: string, when: string, all = true) => {
+        const newest = <T>(xs: T[]) => (all ? xs : xs.slice(-1));
+        for (const g of newest([...received])) {
           const got = await manifestOf(join(root, gen(g)));
           expect(fix[g]!(got), `${gen(g)} ${when} (${what})`).toEqual(fix[g]!(want[g]!));
         }
-        for (const [name, m] of kernelMade) expect(await manifestOf(join(root, name)), `kernel-made ${name} ${when} (${what})`).toEqual(m);
+        const made = ['w', 'k'].flatMap((kind) => newest([...kernelMade].filter(([name]) => name.startsWith(kind))));
+        for (const [name, m] of made) expect(await manifestOf(join(root, name)), `kernel-made ${name} ${when} (${what})`).toEqual(m);
       };
       const ourReceive = (g: number) => {
         const rr = receive(streams[g]!, ourImg);
@@ -121,7 +124,7 @@ describe.skipIf(!!why)('chains of incrementals into one image, kernel writes and
         // the kernel's turn: check what btrfs-ts wrote, write beside it and into blocks shared with it
         const k = mount(ourImg, compress ? `compress=${compress}` : 'rw');
         try {
-          await expectAll(k.dir, `before generation ${g}`);
+          await expectTrees(k.dir, `before generation ${g}`, false);
           const kv = join(k.dir, 'kvol');
           if (g === 1) sh('btrfs', ['subvolume', 'create', kv]);
           mutateTree(kv, seed * 7000 + g, 8);
@@ -150,7 +153,7 @@ describe.skipIf(!!why)('chains of incrementals into one image, kernel writes and
       const mid = Math.floor(GENERATIONS / 2);
       const m = mount(ourImg);
       try {
-        await expectAll(m.dir, 'at the end of the chain');
+        await expectTrees(m.dir, 'at the end of the chain');
         // kernel send -p between two received snapshots, received by the kernel elsewhere
         const other = join(dir, 'other.img');
         sh('truncate', ['-s', '1G', other]);
@@ -199,7 +202,7 @@ describe.skipIf(!!why)('chains of incrementals into one image, kernel writes and
       ourReceive(last);
       const ro = mount(ourImg, 'ro');
       try {
-        await expectAll(ro.dir, `after the kernel's maintenance and receiving ${gen(last)}`);
+        await expectTrees(ro.dir, `after the kernel's maintenance and receiving ${gen(last)}`);
       } finally {
         ro.umount();
       }
