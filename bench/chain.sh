@@ -21,21 +21,16 @@ bench_workdir chain
 MNT2=$WORK/mnt2
 mkdir "$MNT2"
 CACHE=${BENCH_CACHE:-/var/tmp/btrfs-ts-bench}/chain-$FILES-$DAYS-$(sha1sum "$BENCH_DIR/small-files.py" | cut -c1-8)
-TREE="/usr/bin/python3 $BENCH_DIR/small-files.py"
 day() { printf 'day%03d' "$1"; }
 
 if [ ! -f "$CACHE/done" ]; then
   echo "== making $DAYS daily streams on $FILES files (kernel)" >&2
   mkdir -p "$CACHE"
-  truncate -s 8G "$WORK/src.img"
-  mkfs.btrfs -q -f "$WORK/src.img"
-  mount -o loop "$WORK/src.img" "$MNT"
-  btrfs -q subvolume create "$MNT/vol"
-  $TREE fill "$MNT/vol" "$FILES"
+  small_files_source "$FILES"
   btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day 0)"
   btrfs send -q -f "$CACHE/$(day 0).stream" "$MNT/$(day 0)"
   for ((d = 1; d <= DAYS; d++)); do
-    $TREE day "$MNT/vol" "$FILES" "$d"
+    $SMALL_FILES day "$MNT/vol" "$FILES" "$d"
     btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day "$d")"
     btrfs send -q -f "$CACHE/$(day "$d").stream" -p "$MNT/$(day $((d - 1)))" "$MNT/$(day "$d")"
   done
@@ -46,9 +41,7 @@ if [ ! -f "$CACHE/done" ]; then
 fi
 cat "$CACHE"/*.stream >/dev/null
 
-truncate -s 16G "$WORK/k.img"
-mkfs.btrfs -q -f "$WORK/k.img"
-mount -o loop "$WORK/k.img" "$MNT"
+kernel_fs "$WORK/k.img" "$MNT"
 for ((d = 0; d <= DAYS; d++)); do
   s=$CACHE/$(day "$d").stream
   measure "k-$d" sh -c "btrfs receive -f '$s' '$MNT' && sync"

@@ -27,7 +27,6 @@ MNT2=$WORK/mnt2
 mkdir "$MNT2"
 CACHE=${BENCH_CACHE:-/var/tmp/btrfs-ts-bench}/incremental-$(sha1sum "$BENCH_DIR/small-files.py" | cut -c1-8)
 mkdir -p "$CACHE"
-TREE="/usr/bin/python3 $BENCH_DIR/small-files.py"
 
 # streams N : $CACHE/nN/{full,inc3,inc1}.stream and the source's manifests, made once
 streams() {
@@ -35,15 +34,11 @@ streams() {
   [ -f "$d/done" ] && return
   echo "== making the streams of $n files (kernel)" >&2
   mkdir -p "$d"
-  truncate -s 16G "$WORK/src.img"
-  mkfs.btrfs -q -f "$WORK/src.img"
-  mount -o loop "$WORK/src.img" "$MNT"
-  btrfs -q subvolume create "$MNT/vol"
-  $TREE fill "$MNT/vol" "$n"
+  small_files_source "$n"
   btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/full"
-  $TREE change "$MNT/vol" "$n" 3 1
+  $SMALL_FILES change "$MNT/vol" "$n" 3 1
   btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/inc3"
-  $TREE change "$MNT/vol" "$n" 1 2
+  $SMALL_FILES change "$MNT/vol" "$n" 1 2
   btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/inc1"
   btrfs send -q -f "$d/full.stream" "$MNT/full"
   btrfs send -q -f "$d/inc3.stream" -p "$MNT/full" "$MNT/inc3"
@@ -60,9 +55,7 @@ for n in "${SIZES[@]}"; do
   d=$CACHE/n$n
   echo "== $n files: full $(stat -c %s "$d/full.stream") bytes, inc3 $(stat -c %s "$d/inc3.stream"), inc1 $(stat -c %s "$d/inc1.stream")" >&2
   cat "$d"/*.stream >/dev/null
-  truncate -s 16G "$WORK/k.img"
-  mkfs.btrfs -q -f "$WORK/k.img"
-  mount -o loop "$WORK/k.img" "$MNT"
+  kernel_fs "$WORK/k.img" "$MNT"
   measure "kfull-$n" sh -c "btrfs receive -f '$d/full.stream' '$MNT' && sync"
   measure "tsfull-$n" $BTRFS_TS receive -q -f "$d/full.stream" "$WORK/ts.img"
   cp --sparse=always "$WORK/ts.img" "$WORK/ts-full.img"
@@ -96,10 +89,8 @@ for n in "${SIZES[@]}"; do
   # more full receives at FULL_N, alternating, for a median
   if [ "$n" = "$FULL_N" ]; then
     for ((i = 2; i <= R; i++)); do
-      rm -f "$WORK/ts.img" "$WORK/k.img"
-      truncate -s 16G "$WORK/k.img"
-      mkfs.btrfs -q -f "$WORK/k.img"
-      mount -o loop "$WORK/k.img" "$MNT"
+      rm -f "$WORK/ts.img"
+      kernel_fs "$WORK/k.img" "$MNT"
       measure "kfull-$n" sh -c "btrfs receive -f '$d/full.stream' '$MNT' && sync"
       umount "$MNT"
       rm -f "$WORK/k.img"

@@ -67,6 +67,22 @@ need_root() {
   [ -x /usr/bin/time ] || { echo "$(basename "$0"): /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
 }
 
+# kernel_fs IMG MOUNTPOINT : a fresh 16 GiB sparse image made by mkfs.btrfs, loop-mounted
+kernel_fs() {
+  rm -f "$1"
+  truncate -s 16G "$1"
+  mkfs.btrfs -q -f "$1"
+  mount -o loop "$1" "$2"
+}
+
+# small_files_source N : $WORK/src.img on $MNT, subvolume vol holding bench/small-files.py's N files
+SMALL_FILES="/usr/bin/python3 $BENCH_DIR/small-files.py"
+small_files_source() {
+  kernel_fs "$WORK/src.img" "$MNT"
+  btrfs -q subvolume create "$MNT/vol"
+  $SMALL_FILES fill "$MNT/vol" "$1"
+}
+
 # meta_used MOUNTPOINT : bytes of metadata used, as `btrfs filesystem df` reports them (the kernel's count)
 meta_used() { btrfs filesystem df -b "$1" | awk -F'used=' '/^Metadata/{print $2+0}'; }
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
