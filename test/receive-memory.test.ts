@@ -100,7 +100,7 @@ describe('metadata cache settings', () => {
   it('a bad BTRFS_TS_METADATA_CACHE is a diagnosed usage error before anything is created; a good one is used', () => {
     const img = join(work, 'env.img');
     const bad = spawnSync('node', [CLI, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env: { ...process.env, BTRFS_TS_METADATA_CACHE: 'lots' } });
-    expect(bad.status).toBe(1);
+    expect(bad.status).toBe(2); // a usage error (182cba7: usage errors exit 2)
     expect(bad.stderr).toBe('btrfs-ts: ERROR: BTRFS_TS_METADATA_CACHE: bad size "lots" [usage]\n');
     expect(readdirSync(work).filter((f) => f.startsWith('env.img'))).toEqual([]);
     const good = spawnSync('node', [CLI, 'receive', '--json', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env: { ...process.env, BTRFS_TS_METADATA_CACHE: '64K' } });
