@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { maskRootTime, rootTimeIsReceiveTime, sh } from './helpers/kernel-receive.js';
+import { kernelImage, maskRootTime, rootTimeIsReceiveTime, seedImages, sh } from './helpers/kernel-receive.js';
 import { mutateTree, rng } from './helpers/random-fs.js';
 import { checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -59,15 +59,7 @@ describe.skipIf(!!why)('chains of incrementals into one image, kernel writes and
       const compress = r.pick(['zstd', 'lzo', 'zlib', '']);
       const proto = r.pick(['1', '2']);
       const what = `seed ${seed}, compress=${compress || 'none'}, proto ${proto}`;
-      const dir = join(work, `s${seed}`);
-      mkdirSync(dir);
-      const srcImg = join(dir, 'src.img');
-      const refImg = join(dir, 'ref.img');
-      const ourImg = join(dir, 'our.img');
-      for (const img of [srcImg, refImg]) {
-        sh('truncate', ['-s', '1G', img]);
-        sh('mkfs.btrfs', ['-q', img]);
-      }
+      const { dir, srcImg, refImg, ourImg } = seedImages(work, seed);
       // generation 0..G+1 streams from the source; the last one is received after the kernel's balance
       const last = GENERATIONS + 1;
       const streams: string[] = [];
@@ -156,8 +148,7 @@ describe.skipIf(!!why)('chains of incrementals into one image, kernel writes and
         await expectTrees(m.dir, 'at the end of the chain');
         // kernel send -p between two received snapshots, received by the kernel elsewhere
         const other = join(dir, 'other.img');
-        sh('truncate', ['-s', '1G', other]);
-        sh('mkfs.btrfs', ['-q', other]);
+        kernelImage(other);
         const o = mount(other);
         try {
           const full = join(dir, 'k-full.stream');

@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { maskRootTime, rootTimeIsReceiveTime, sh } from './helpers/kernel-receive.js';
+import { maskRootTime, rootTimeIsReceiveTime, seedImages, sh } from './helpers/kernel-receive.js';
 import { rng, mutateTree } from './helpers/random-fs.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -44,15 +44,7 @@ describe.skipIf(!!why)('kernel-sent random trees: btrfs-ts receive ≡ kernel re
       const r = rng(seed * 7919);
       const compress = r.pick(['zstd', 'lzo', 'zlib', '']);
       const proto = r.pick(['1', '2']);
-      const dir = join(work, `s${seed}`);
-      mkdirSync(dir);
-      const srcImg = join(dir, 'src.img');
-      const refImg = join(dir, 'ref.img');
-      const ourImg = join(dir, 'our.img');
-      for (const img of [srcImg, refImg]) {
-        sh('truncate', ['-s', '1G', img]);
-        sh('mkfs.btrfs', ['-q', img]);
-      }
+      const { dir, srcImg, refImg, ourImg } = seedImages(work, seed);
       const src = mount(srcImg, compress ? `compress-force=${compress}` : 'rw');
       // streams in receive order, with the snapshot each one creates
       const streams: { file: string; sub: string }[] = [];

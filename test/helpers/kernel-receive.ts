@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { BTRFS_SEND_C_UTIMES } from '../../src/stream/constants.js';
 import { parseStream } from '../../src/stream/parser.js';
 
@@ -23,4 +24,20 @@ export async function rootTimeIsReceiveTime(stream: string): Promise<boolean> {
 
 export function maskRootTime(lines: string[]): string[] {
   return lines.map((l) => (l.startsWith('. ') ? l.replace(/ mtime=\S+/, ' mtime=(receive time)') : l));
+}
+
+/** A fresh 1 GiB btrfs made by mkfs.btrfs in a sparse file. */
+export function kernelImage(img: string): void {
+  sh('truncate', ['-s', '1G', img]);
+  sh('mkfs.btrfs', ['-q', img]);
+}
+
+/** One seed's folder: the kernel's source and reference images made, the path of btrfs-ts's image. */
+export function seedImages(work: string, seed: number): { dir: string; srcImg: string; refImg: string; ourImg: string } {
+  const dir = join(work, `s${seed}`);
+  mkdirSync(dir);
+  const img = (name: string) => join(dir, `${name}.img`);
+  kernelImage(img('src'));
+  kernelImage(img('ref'));
+  return { dir, srcImg: img('src'), refImg: img('ref'), ourImg: img('our') };
 }
