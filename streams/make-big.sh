@@ -4,8 +4,12 @@
 #   big/big-v1.stream       protocol 1 of the same snapshot (data uncompressed in the stream: >= 1 GiB)
 #   big/big.manifest        btrfs-ts manifest of the sent snapshot (what a receive must reproduce)
 #   big/big.compsize        compsize of the sent snapshot
-# Content: ~1.2 GiB in ~700 files over 40 directories, about two thirds text-like (compressible) and one
-# third random, deterministic (fixed seeds). Takes a minute or two. Usage (root): streams/make-big.sh [GiB]
+#   big/comp-zstd-v2.stream protocol 2 --compressed-data of a highly compressible snapshot `comp`: ~1 GiB logical
+#                           in ~1,400 files (source-like text, large logs, ~8% random blobs), ~200 MB of stream,
+#                           almost all of it 128 KiB compressed extents (bench/make-comp-tree.py)
+#   big/comp.manifest       btrfs-ts manifest of that snapshot
+# Content of `big`: ~1.2 GiB in ~700 files over 40 directories, about two thirds text-like (compressible) and
+# one third random, deterministic (fixed seeds). Takes a few minutes. Usage (root): streams/make-big.sh [GiB]
 set -euo pipefail
 export LC_ALL=C TZ=UTC
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -67,14 +71,22 @@ while written < total:
     i += 1
 print(f"make-big: {i} files, {written} bytes", file=sys.stderr)
 EOF
+echo "make-big: writing the compressible tree" >&2
+btrfs -q subvolume create "$MNT/vol2"
+/usr/bin/python3 "$REPO/bench/make-comp-tree.py" "$MNT/vol2"
+find "$MNT/vol2" -exec touch -h -d '2020-01-02 03:04:05 UTC' {} +
 find "$MNT/vol" -exec touch -h -d '2020-01-02 03:04:05 UTC' {} +
 sync
 btrfs subvolume snapshot -r "$MNT/vol" "$MNT/big" >/dev/null
+btrfs subvolume snapshot -r "$MNT/vol2" "$MNT/comp" >/dev/null
 
 echo "make-big: sending" >&2
 time btrfs -q send --proto 2 --compressed-data -f "$OUT/big-zstd-v2.stream" "$MNT/big"
 time btrfs -q send --proto 1 -f "$OUT/big-v1.stream" "$MNT/big"
+time btrfs -q send --proto 2 --compressed-data -f "$OUT/comp-zstd-v2.stream" "$MNT/comp"
 compsize -x "$MNT/big" >"$OUT/big.compsize"
+compsize -x "$MNT/comp" >"$OUT/comp.compsize"
 node "$REPO/bin/btrfs-ts.js" manifest "$MNT/big" -o "$OUT/big.manifest"
+node "$REPO/bin/btrfs-ts.js" manifest "$MNT/comp" -o "$OUT/comp.manifest"
 ls -l "$OUT" >&2
-cat "$OUT/big.compsize" >&2
+cat "$OUT/big.compsize" "$OUT/comp.compsize" >&2

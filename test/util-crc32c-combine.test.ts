@@ -1,10 +1,27 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { oracleRaw, oracleStd, pseudoRandom } from './helpers/crc-oracle.js';
-import { CRC_SECTOR, btrfsCsumFromRaw, crc32cRawBySector, crc32cShiftSector } from '../src/util/crc32c-combine.js';
+import * as combineDefault from '../src/util/crc32c-combine.js';
 
-// Oracle: the crc-32 package (test/helpers/crc-oracle.ts).
+// Oracle: the crc-32 package (test/helpers/crc-oracle.ts). Run on the engine as loaded (native where
+// @node-rs/crc32 loads) and on the table engine (BTRFS_TS_CRC32C=tables, fresh module copies).
 
-describe('crc32c combination (one pass for the stream CRC and the sector checksums)', () => {
+vi.stubEnv('BTRFS_TS_CRC32C', 'tables');
+vi.resetModules();
+const combineTables = await import('../src/util/crc32c-combine.js');
+const { crc32cEngine: forcedEngine } = await import('../src/util/crc32c.js');
+vi.unstubAllEnvs();
+vi.resetModules();
+
+describe.each([
+  ['as loaded', combineDefault],
+  ['forced tables', combineTables],
+])('crc32c combination (one pass for the stream CRC and the sector checksums; %s)', (name, m) => {
+  const { CRC_SECTOR, btrfsCsumFromRaw, crc32cRawBySector, crc32cShiftSector } = m;
+  it('runs on the engine it names', () => {
+    if (name === 'forced tables') expect(forcedEngine).toBe('tables');
+    expect(combineTables).not.toBe(combineDefault);
+  });
+
   it('shift through a sector of zeros equals the CRC register run over 4096 zero bytes', () => {
     const zeros = new Uint8Array(CRC_SECTOR);
     for (const c of [0, 1, 0x80000000, 0xffffffff, 0x12345678, 0xdeadbeef]) {

@@ -1,4 +1,4 @@
-import { crcUpdate } from './crc32c-slice16.js';
+import { crcUpdate } from './crc32c.js';
 
 /**
  * CRC32C is linear, which lets one pass over data serve both CRCs a receive needs: the send stream

@@ -3,6 +3,7 @@
  * tables: a tiny WebAssembly function for long inputs (about 25% faster than the JS loop on send-stream
  * payloads, and CRC dominates `dump`), and a JS loop for short inputs and hosts without WebAssembly.
  * The WebAssembly bytes are assembled here rather than shipped as a blob so the code stays reviewable.
+ * This is the fallback engine: src/util/crc32c.ts prefers the CPU's CRC instruction when it can load it.
  */
 const POLY = 0x82f63b78; // CRC32C (Castagnoli), bit-reflected
 
@@ -146,12 +147,15 @@ function crcUpdateWasm(w: WasmCrc, crc: number, d: Uint8Array): number {
   return c >>> 0;
 }
 
-const wasm = instantiate();
+// Instantiated on first use: a process whose CRCs go to the native engine (crc32c.ts) never builds it.
+let wasm: WasmCrc | undefined | null = null;
 
 /** Below this the call and copy cost more than they save. */
 const WASM_MIN = 256;
 
 /** Raw CRC32C register update: seed `crc`, no inversion on entry or exit. */
 export function crcUpdate(crc: number, d: Uint8Array): number {
-  return wasm !== undefined && d.length >= WASM_MIN ? crcUpdateWasm(wasm, crc, d) : crcUpdateJs(crc, d);
+  if (d.length < WASM_MIN) return crcUpdateJs(crc, d);
+  if (wasm === null) wasm = instantiate();
+  return wasm !== undefined ? crcUpdateWasm(wasm, crc, d) : crcUpdateJs(crc, d);
 }

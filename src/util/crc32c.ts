@@ -1,12 +1,60 @@
-import { crcUpdate } from './crc32c-slice16.js';
+import { createRequire } from 'node:module';
+import { crcUpdate as crcUpdateTables, crcUpdateJs } from './crc32c-slice16.js';
 
 /**
  * Two CRC32C flavours meet in this project and must not be confused:
  * - the send stream stores the raw register: seed 0, no final inversion (kernel `crc32c(0, ...)`);
  * - on-disk btrfs checksums are the standard CRC32C: seed ~0, final inversion.
- * Both run on the same raw register update (crc32c-slice16.ts); the standard form only adds the
- * inversions. (The crc-32 package was used before; its slicing JS was the top of the dump profile.)
+ * Every caller goes through this module (checksum-type code too), which picks the engine once:
+ * - `native`: @node-rs/crc32, the CPU's crc32 instruction (SSE4.2 / ARMv8 CRC), several times faster than
+ *   any table loop; an optional dependency with a prebuilt binary per platform;
+ * - `tables`: our slice-by-16 (crc32c-slice16.ts: WebAssembly, JS for short inputs), where the native
+ *   package is absent, fails to load or fails the probe, or when BTRFS_TS_CRC32C=tables asks for it.
+ * The native function computes the standard form and chains standard values (its state is the previous
+ * result), so the raw register c maps to its state ~c: raw(c, d) = ~native(d, ~c).
  */
+export type Crc32cNative = (input: Uint8Array, initialState?: number) => number;
+
+/** Below this many bytes the native call costs more than the JS loop (measured: docs/performance.md). */
+const NATIVE_MIN = 128;
+
+const CHECK = new TextEncoder().encode('123456789');
+const CHECK_VALUE = 0xe3069283;
+
+/**
+ * The native crc32c from `load()` if it loads and passes the probe (check value, chaining, raw form),
+ * else undefined. `load` is a parameter so tests can exercise the fallback without uninstalling anything.
+ */
+export function loadNativeCrc32c(load: () => unknown): Crc32cNative | undefined {
+  try {
+    const f = (load() as { crc32c?: unknown } | undefined)?.crc32c;
+    if (typeof f !== 'function') return undefined;
+    const native = f as Crc32cNative;
+    if (native(CHECK, 0) >>> 0 !== CHECK_VALUE) return undefined;
+    if (native(CHECK.subarray(4), native(CHECK.subarray(0, 4), 0)) >>> 0 !== CHECK_VALUE) return undefined;
+    if (~native(CHECK, ~0x1234 >>> 0) >>> 0 !== crcUpdateJs(0x1234, CHECK)) return undefined;
+    return native;
+  } catch {
+    return undefined; // not installed for this platform, ABI mismatch, ...
+  }
+}
+
+function chooseNative(): Crc32cNative | undefined {
+  if (process.env['BTRFS_TS_CRC32C'] === 'tables') return undefined;
+  return loadNativeCrc32c(() => createRequire(import.meta.url)('@node-rs/crc32'));
+}
+
+const native = chooseNative();
+
+/** Which engine this process uses ('native' or 'tables'), for tests and benchmarks. */
+export const crc32cEngine: 'native' | 'tables' = native !== undefined ? 'native' : 'tables';
+
+/** Raw CRC32C register update: seed `crc`, no inversion on entry or exit. */
+export const crcUpdate: (crc: number, d: Uint8Array) => number = native !== undefined
+  ? (crc, d) => (d.length >= NATIVE_MIN ? ~native(d, ~crc >>> 0) >>> 0 : crcUpdateJs(crc, d))
+  : crcUpdateTables;
+
+/** CRC32C raw register over `data` starting from `crc` (send stream: crc32cRaw(data, 0)). */
 export function crc32cRaw(data: Uint8Array, crc = 0): number {
   return crcUpdate(crc, data);
 }
