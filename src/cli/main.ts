@@ -32,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION, '-V, --version')
     .exitOverride()
     .addHelpText('after', EXIT_STATUS_HELP);
-  registerCommands(program);
+  await registerCommands(program, argv);
   // after registering, so each subcommand names itself in its "Try" line
   const configure = (c: Command): void => {
     c.configureOutput({ outputError: usageLine(c) });

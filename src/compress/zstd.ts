@@ -4,7 +4,6 @@
  * broken second frame), so zstdFrameInfo() walks the frame header and block headers (RFC 8878 §3.1)
  * to find where the frame ends, and what window the frame needs.
  */
-import { compress as wasmCompress, decompress as wasmDecompress, init as wasmInit } from '@bokuweb/zstd-wasm';
 import { CodecError } from '../errors.js';
 
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -100,20 +99,24 @@ export function zstdWindowOk(info: ZstdFrameInfo): boolean {
   return info.windowSize <= ZSTD_BTRFS_MAX_WINDOW && info.dictId === 0;
 }
 
+type ZstdWasm = typeof import('@bokuweb/zstd-wasm');
 let ready: Promise<void> | null = null;
-let initialized = false;
+let lib: ZstdWasm | null = null;
 
+/** Imports and instantiates the wasm library on first call: commands that never touch zstd do not load it. */
 export function initZstd(): Promise<void> {
   if (!ready) {
-    ready = wasmInit().then(() => {
-      initialized = true;
+    ready = import('@bokuweb/zstd-wasm').then(async (m) => {
+      await m.init();
+      lib = m;
     });
   }
   return ready;
 }
 
-function requireInit(): void {
-  if (!initialized) throw new CodecError('ZSTD_NOT_INITIALIZED', 'zstd: call initCodecs() (await) before using zstd');
+function requireInit(): ZstdWasm {
+  if (lib === null) throw new CodecError('ZSTD_NOT_INITIALIZED', 'zstd: call initCodecs() (await) before using zstd');
+  return lib;
 }
 
 /**
@@ -121,7 +124,7 @@ function requireInit(): void {
  * zero-filled past the decoded content. Returns the output and how many bytes the frame produced.
  */
 export function zstdDecompressExtent(data: Uint8Array, ramBytes: number): { out: Uint8Array; decodedLen: number } {
-  requireInit();
+  const zstd = requireInit();
   const info = zstdFrameInfo(data);
   if (info.dictId !== 0) throw new CodecError('ZSTD_DICT', `zstd: frame needs dictionary ${info.dictId}`, { offset: 5 });
   if (info.contentSize !== undefined && info.contentSize > ramBytes) {
@@ -131,7 +134,7 @@ export function zstdDecompressExtent(data: Uint8Array, ramBytes: number): { out:
   try {
     // The library sizes its output from Frame_Content_Size, else from defaultHeapSize; capping that
     // at ramBytes makes an over-long frame fail inside zstd instead of allocating freely.
-    decoded = wasmDecompress(data.subarray(0, info.frameLen), { defaultHeapSize: Math.max(ramBytes, 1) });
+    decoded = zstd.decompress(data.subarray(0, info.frameLen), { defaultHeapSize: Math.max(ramBytes, 1) });
   } catch (e) {
     throw new CodecError('ZSTD_CORRUPT', `zstd: frame does not decode (${(e as Error).message}); or decodes to more than ${ramBytes} bytes`, { cause: e });
   }
@@ -144,14 +147,14 @@ export function zstdDecompressExtent(data: Uint8Array, ramBytes: number): { out:
 
 /** One zstd frame at `level`, with a window the kernel can decode (input is at most 128 KiB). */
 export function zstdCompress(data: Uint8Array, level: number = ZSTD_BTRFS_DEFAULT_LEVEL): Uint8Array {
-  requireInit();
+  const zstd = requireInit();
   if (!Number.isInteger(level) || level < ZSTD_BTRFS_MIN_LEVEL || level > ZSTD_BTRFS_MAX_LEVEL) {
     throw new CodecError('ZSTD_LEVEL', `zstd: level ${level} outside ${ZSTD_BTRFS_MIN_LEVEL}..${ZSTD_BTRFS_MAX_LEVEL}`);
   }
   if (level === 0) level = ZSTD_BTRFS_DEFAULT_LEVEL; // the kernel's "0 = default"
   // One-shot compression records the content size and shrinks the window to the input, so a
   // <= 128 KiB input yields a single-segment frame whose window fits the kernel's 2^17 limit.
-  const frame = wasmCompress(data, level);
+  const frame = zstd.compress(data, level);
   const info = zstdFrameInfo(frame);
   if (!zstdWindowOk(info) || info.frameLen !== frame.length) {
     throw new CodecError('ZSTD_WINDOW', `zstd: produced a frame with window ${info.windowSize} the kernel cannot decode`);
