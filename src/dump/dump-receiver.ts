@@ -135,7 +135,6 @@ export function cstr(b: Uint8Array): string {
 }
 
 export function bytesToBin(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
-  return s;
+  // latin1 maps each byte to the char of the same code, in native code (no spread of the bytes)
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }

@@ -19,5 +19,7 @@ export async function dumpStream(
   sink: (line: string) => void,
   opts: DumpOptions = {},
 ): Promise<ProcessResult> {
-  return processStream(input, new DumpReceiver(sink), { ...opts, stopAfterFirstEnd: !opts.allStreams });
+  // The printer turns each command into a line and keeps no view of it, so a recycling source may refill
+  // its chunks: a dump of a 1 GiB stream then allocates a few read buffers instead of a thousand.
+  return processStream(input, new DumpReceiver(sink), { reuseInput: true, ...opts, stopAfterFirstEnd: !opts.allStreams });
 }
