@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-3}
-STREAMS=(big-zstd-v2 big-v1)
+STREAMS=(comp-zstd-v2 big-zstd-v2 big-v1)
 need_big_streams "${STREAMS[@]}"
 bench_workdir dump
 

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # btrfs-ts receive (offline, into an image file; it fsyncs at every subvolume commit) vs the kernel's
-# btrfs receive into a loop-mounted btrfs followed by sync, on the big streams (streams/make-big.sh).
+# btrfs receive into a loop-mounted btrfs followed by sync, on the big streams (streams/make-big.sh): the
+# highly compressible comp-zstd-v2 (~200 MB, mostly 128 KiB ENCODED_WRITEs), big-zstd-v2 and big-v1.
 # Kernel side per run: fresh sparse file + mkfs.btrfs + mount (timed apart), receive + sync (the measured
 # column), umount (timed apart). btrfs-ts side per run: no image yet; receive creates, fills and syncs it.
 # Correctness after the runs: btrfs check of both images, and the manifest of our image (kernel
-# loop-mounted) equals the manifest of the kernel-received subvolume, which equals streams/big/big.manifest.
+# loop-mounted) equals the manifest of the kernel-received subvolume, which equals streams/big/SUBVOL.manifest
+# (SUBVOL: the stream name up to its first dash, `big` or `comp`).
 # Also records `btrfs-ts plan --summary` of the zstd stream. Rewrites the "receive" section of
 # docs/performance.md. Usage: sudo bench/receive.sh [RUNS]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 N=${1:-3}
-STREAMS=(big-zstd-v2 big-v1)
+STREAMS=(comp-zstd-v2 big-zstd-v2 big-v1)
 need_big_streams "${STREAMS[@]}"
 bench_workdir receive
 
 for s in "${STREAMS[@]}"; do
   f=$REPO/streams/big/$s.stream
+  sub=${s%%-*}
   echo "== $s ($(stat -c %s "$f") bytes)" >&2
   cat "$f" >/dev/null
   for ((i = 1; i <= N; i++)); do
@@ -27,8 +30,8 @@ for s in "${STREAMS[@]}"; do
     time_only "mount-$s" mount -o loop "$WORK/k.img" "$MNT"
     measure "kernel-$s" sh -c "btrfs receive -f '$f' '$MNT' && sync"
     if ((i == N)); then
-      $BTRFS_TS manifest "$MNT/big" -o "$WORK/kernel.manifest"
-      check "$s: kernel-received manifest = streams/big/big.manifest" $BTRFS_TS manifest "$MNT/big" --expect "$REPO/streams/big/big.manifest"
+      $BTRFS_TS manifest "$MNT/$sub" -o "$WORK/kernel.manifest"
+      check "$s: kernel-received manifest = streams/big/$sub.manifest" $BTRFS_TS manifest "$MNT/$sub" --expect "$REPO/streams/big/$sub.manifest"
     fi
     time_only "umount-$s" umount "$MNT"
     if ((i == N)); then check "$s: btrfs check (kernel image)" btrfs check "$WORK/k.img"; fi
@@ -40,7 +43,7 @@ for s in "${STREAMS[@]}"; do
   echo "$s $(du -B1 --apparent-size "$WORK/ts.img" | cut -f1) $(du -B1 "$WORK/ts.img" | cut -f1)" >>"$WORK/sizes"
   check "$s: btrfs check (btrfs-ts image)" btrfs check "$WORK/ts.img"
   mount -o loop,ro "$WORK/ts.img" "$MNT"
-  check "$s: btrfs-ts image, kernel-mounted: manifest = kernel-received manifest" $BTRFS_TS manifest "$MNT/big" --expect "$WORK/kernel.manifest"
+  check "$s: btrfs-ts image, kernel-mounted: manifest = kernel-received manifest" $BTRFS_TS manifest "$MNT/$sub" --expect "$WORK/kernel.manifest"
   umount "$MNT"
   rm -f "$WORK/ts.img"
 done

@@ -83,7 +83,8 @@ export async function* parseStream(
         r.releaseSpent();
         const offset = r.position;
         const ctxBase = { offset, commandIndex: index };
-        const have = await r.fill(C.BTRFS_CMD_HEADER_SIZE);
+        // buffered bytes are taken without an await: one microtask tick per command less
+        const have = r.available >= C.BTRFS_CMD_HEADER_SIZE ? C.BTRFS_CMD_HEADER_SIZE : await r.fill(C.BTRFS_CMD_HEADER_SIZE);
         if (have === 0) throw new StreamError('missing-end', 'stream ends without an END command', { ...ctxBase, command: 'command header' });
         if (have < C.BTRFS_CMD_HEADER_SIZE) {
           throw new StreamError('truncated-command', `command header truncated: ${have} of ${C.BTRFS_CMD_HEADER_SIZE} bytes`, { ...ctxBase, command: 'command header' });
@@ -96,7 +97,7 @@ export async function* parseStream(
         if (len > maxLen) {
           throw new StreamError('command-too-long', `command length ${len} exceeds the limit of ${maxLen} bytes`, ctx);
         }
-        const avail = await r.fill(len);
+        const avail = r.available >= len ? len : await r.fill(len);
         if (avail < len) {
           throw new StreamError('truncated-command', `command truncated: ${avail} of ${len} payload bytes`, ctx);
         }

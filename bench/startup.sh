@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Start-up cost: `btrfs-ts --version` and a dump of a tiny stream against `node -e 0` (node's own start)
+# and btrfs-progs' dump of the same stream. Runs alternate between the commands; wall time is the median
+# of N runs (default 15), CPU (user+sys) the median too. Rewrites the "startup" section of
+# docs/performance.md. Usage: bench/startup.sh [RUNS]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+N=${1:-15}
+(cd "$REPO" && npx tsc -p . >/dev/null)
+bench_workdir startup
+TINY=$REPO/streams/full-v1.stream
+CPU=$WORK/cpu
+labels=(node-e0 version dump-ts dump-progs)
+cmd() {
+  case $1 in
+    node-e0) echo "node -e 0" ;;
+    version) echo "$BTRFS_TS --version" ;;
+    dump-ts) echo "$BTRFS_TS dump -f $TINY" ;;
+    dump-progs) echo "btrfs receive --dump -f $TINY" ;;
+  esac
+}
+for ((i = 1; i <= N; i++)); do
+  for l in "${labels[@]}"; do
+    # shellcheck disable=SC2046
+    measure "$l" /usr/bin/time -f '%U %S' -a -o "$CPU.$l" $(cmd "$l")
+  done
+done
+cpu_ms() { awk '{printf "%d\n", ($1 + $2) * 1000}' "$CPU.$1" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+
+OUT=$WORK/section.md
+{
+  echo "## start-up: \`btrfs-ts --version\` and a tiny dump vs \`node -e 0\`"
+  echo
+  echo "$(machine_info)"
+  echo
+  echo "Command: \`bench/startup.sh $N\` — $N runs of each command, alternating; wall and CPU (user+sys) medians. The tiny stream is \`streams/full-v1.stream\` ($(stat -c %s "$TINY") bytes)."
+  echo
+  echo "| command | wall | CPU | wall − node -e 0 |"
+  echo "|---|---:|---:|---:|"
+  for l in "${labels[@]}"; do
+    echo "| \`$(cmd "$l" | sed "s#$REPO/##g; s#node $REPO/bin/btrfs-ts.js#btrfs-ts#")\` | $(median_ms "$l") ms | $(cpu_ms "$l") ms | $(( $(median_ms "$l") - $(median_ms node-e0) )) ms |"
+  done
+} >"$OUT"
+cat "$OUT"
+write_section startup "$OUT"
