@@ -95,18 +95,19 @@ same_tree() {
   $BTRFS_TS manifest "$1" -o "$WORK/got.manifest" && diff -u <(sed -E "$mask" "$2") <(sed -E "$mask" "$WORK/got.manifest")
 }
 
-# measure LABEL CMD... : runs CMD once; appends "LABEL wall_seconds peak_rss_kib" to $RUNS; stdout of CMD
+# measure LABEL CMD... : runs CMD once; appends "LABEL wall_ms peak_rss_kib cpu_ms" to $RUNS (cpu: user+sys of
+# CMD and its children, steadier than wall time when other jobs share the machine); stdout of CMD
 # goes to /dev/null unless the command redirects itself; stderr to $WORK/LABEL.err. Fails loudly.
 measure() {
   local label=$1; shift
   local t0 t1 rss
   t0=$(date +%s%N)
-  if ! /usr/bin/time -f '%M' -o "$WORK/time.out" "$@" >/dev/null 2>>"$WORK/$label.err"; then
+  if ! /usr/bin/time -f '%M %U %S' -o "$WORK/time.out" "$@" >/dev/null 2>>"$WORK/$label.err"; then
     echo "FAILED: $label: $*" >&2; cat "$WORK/$label.err" >&2; exit 1
   fi
   t1=$(date +%s%N)
-  rss=$(tail -n1 "$WORK/time.out")
-  echo "$label $(( (t1 - t0) / 1000000 )) $rss" >>"$RUNS"
+  read -r rss cpu < <(tail -n1 "$WORK/time.out" | awk '{printf "%d %d\n", $1, ($2 + $3) * 1000}')
+  echo "$label $(( (t1 - t0) / 1000000 )) $rss $cpu" >>"$RUNS"
   printf '  %-28s %8.3f s %8d KiB\n' "$label" "$(echo "($t1 - $t0) / 1000000000" | bc -l)" "$rss" >&2
 }
 
@@ -125,6 +126,8 @@ median_ms() { awk -v l="$1" '$1==l{print $2}' "$RUNS" | sort -n | awk '{a[NR]=$1
 max_rss() { awk -v l="$1" '$1==l && $3>m{m=$3} END{printf "%.1f", m/1024}' "$RUNS"; }
 all_ms() { awk -v l="$1" '$1==l{printf "%s%.2f", s, $2/1000; s=" / "}' "$RUNS"; }
 runs() { awk -v l="$1" '$1==l{printf "%s%.2f", s, $2/1000; s=", "} END{if(!NR||s=="")printf "n/a"}' "$RUNS"; }
+median_cpu_ms() { awk -v l="$1" '$1==l && NF>=4{print $4}' "$RUNS" | sort -n | awk '{a[NR]=$1} END{if(NR==0){print "n/a"; exit} print a[int((NR+1)/2)]}'; }
+cpu_secs() { local ms; ms=$(median_cpu_ms "$1"); [ "$ms" = n/a ] && echo n/a || awk -v m="$ms" 'BEGIN{printf "%.2f", m/1000}'; }
 secs() { local ms; ms=$(median_ms "$1"); [ "$ms" = n/a ] && echo n/a || awk -v m="$ms" 'BEGIN{printf "%.2f", m/1000}'; }
 ratio() { awk -v a="$(median_ms "$1")" -v b="$(median_ms "$2")" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "n/a" }'; }
 

@@ -58,17 +58,17 @@ OUT=$WORK/section.md
   echo
   echo "$(machine_info)"
   echo
-  echo "Command: \`sudo bench/receive.sh $N\` — $N runs per side and stream (alternating), stream in the page cache, images in \`/tmp\` (same filesystem for both). Wall time is the median, peak RSS the maximum over the runs."
+  echo "Command: \`sudo bench/receive.sh $N\` — $N runs per side and stream (alternating), stream in the page cache, images in \`/tmp\` (same filesystem for both). Wall time and btrfs-ts CPU (user+sys, both threads) are medians, peak RSS the maximum over the runs; the kernel's CPU is spent in kernel threads /usr/bin/time cannot see."
   echo
   echo "- **btrfs-ts**: \`btrfs-ts receive -q -f STREAM IMG\` with no IMG yet: creates the image, receives, fsyncs at the commit. Peak RSS is the whole node process."
   echo "- **kernel**: \`sh -c 'btrfs receive -f STREAM MNT && sync'\` on a fresh 4 GiB sparse loop image; \`mkfs.btrfs\`, \`mount\` and \`umount\` are timed apart (median shown). Peak RSS is only the btrfs-progs process: the kernel's own memory (page cache, btrfs caches) is not counted."
   echo
-  echo "| stream | size | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
-  echo "|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"
+  echo "| stream | size | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | btrfs-ts CPU | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
+  echo "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"
   for s in "${STREAMS[@]}"; do
     size=$(stat -c %s "$REPO/streams/big/$s.stream")
     read -r _ app alloc < <(grep "^$s " "$WORK/sizes")
-    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
+    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(cpu_secs "ts-$s") s | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
   done
   echo
   echo "Correctness checks (after the timed runs):"

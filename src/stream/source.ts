@@ -7,6 +7,8 @@ export interface RecyclingSource extends AsyncIterable<Uint8Array> {
   recycle(chunk: Uint8Array): void;
 }
 
+const EMPTY = new Uint8Array(0);
+
 export function isRecyclingSource(x: unknown): x is RecyclingSource {
   return typeof (x as { recycle?: unknown }).recycle === 'function';
 }
@@ -17,8 +19,14 @@ export function isRecyclingSource(x: unknown): x is RecyclingSource {
  */
 export class ChunkReader {
   private readonly it: AsyncIterator<Uint8Array>;
+  /**
+   * Buffered chunks from index `first` on: consumed ones are dropped by moving `first` (and compacting now
+   * and then), not by Array#shift, which moves every element — with many tiny chunks (a pipe delivering
+   * bytes one at a time) a large command was quadratic in its length.
+   */
   private chunks: Uint8Array[] = [];
-  /** Read position inside chunks[0]. */
+  private first = 0;
+  /** Read position inside chunks[first]. */
   private head = 0;
   private buffered = 0;
   private done = false;
@@ -75,7 +83,7 @@ export class ChunkReader {
    */
   take(n: number): Uint8Array {
     if (n > this.buffered) throw new RangeError(`take(${n}) with only ${this.buffered} buffered`);
-    const first = this.chunks[0];
+    const first = this.chunks[this.first];
     let out: Uint8Array;
     if (first !== undefined && first.length - this.head >= n) {
       out = first.subarray(this.head, this.head + n);
@@ -84,7 +92,7 @@ export class ChunkReader {
       out = new Uint8Array(n);
       let filled = 0;
       while (filled < n) {
-        const c = this.chunks[0]!;
+        const c = this.chunks[this.first]!;
         const k = Math.min(n - filled, c.length - this.head);
         out.set(c.subarray(this.head, this.head + k), filled);
         filled += k;
@@ -99,7 +107,7 @@ export class ChunkReader {
     let left = n;
     while (left > 0) {
       if (this.buffered === 0 && (await this.fill(1)) === 0) break;
-      const k = Math.min(left, this.chunks[0]!.length - this.head);
+      const k = Math.min(left, this.chunks[this.first]!.length - this.head);
       this.advance(k);
       left -= k;
     }
@@ -110,8 +118,16 @@ export class ChunkReader {
     this.head += k;
     this.buffered -= k;
     this.position += k;
-    if (this.head === this.chunks[0]!.length) {
-      const c = this.chunks.shift()!;
+    if (this.head === this.chunks[this.first]!.length) {
+      const c = this.chunks[this.first]!;
+      this.chunks[this.first++] = EMPTY;
+      if (this.first === this.chunks.length) {
+        this.chunks.length = 0;
+        this.first = 0;
+      } else if (this.first >= 1024 && this.first * 2 >= this.chunks.length) {
+        this.chunks.splice(0, this.first);
+        this.first = 0;
+      }
       if (this.recycler) this.spent.push(c);
       this.head = 0;
     }
