@@ -8,7 +8,7 @@ import { skipReason } from './helpers/oracle.js';
 /** The package as a user installs it: loadable by require and import, the version from package.json. */
 const ROOT = join(import.meta.dirname, '..');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-  version: string; dependencies: Record<string, string>; files: string[];
+  version: string; dependencies: Record<string, string>; optionalDependencies?: Record<string, string>; files: string[];
 };
 const built = existsSync(join(ROOT, 'dist', 'index.js'));
 
@@ -42,9 +42,9 @@ describe('package', () => {
         const p = join(d, e.name);
         if (e.isDirectory()) walk(p);
         else if (e.name.endsWith('.ts')) {
-          // static imports, and dynamic ones (loaded only when needed, as hash-wasm for xxhash/blake2 images)
-          for (const m of readFileSync(p, 'utf8').matchAll(/^(?:import|export)\b[^;]*?from '([^'.][^']*)'|\bimport\('([^'.][^']*)'\)/gm)) {
-            const spec = (m[1] ?? m[2])!;
+          // static imports, dynamic import('x') (lazily loaded libraries) and createRequire(...)('x') (the optional native CRC)
+          for (const m of readFileSync(p, 'utf8').matchAll(/^(?:import|export)\b[^;]*?from '([^'.][^']*)'|\bimport\('([^'.][^']*)'\)|createRequire\([^)]*\)\('([^'.][^']*)'\)/gm)) {
+            const spec = (m[1] ?? m[2] ?? m[3])!;
             if (spec.startsWith('node:')) continue;
             imported.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
           }
@@ -52,7 +52,7 @@ describe('package', () => {
       }
     };
     walk(join(ROOT, 'src'));
-    expect([...imported].sort()).toEqual(Object.keys(pkg.dependencies).sort());
+    expect([...imported].sort()).toEqual([...Object.keys(pkg.dependencies), ...Object.keys(pkg.optionalDependencies ?? {})].sort());
     for (const f of ['LICENSE', 'CHANGELOG.md']) {
       expect(existsSync(join(ROOT, f))).toBe(true);
       expect(pkg.files).toContain(f);
