@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { constants, promises as fsp } from 'node:fs';
 import { createServer } from 'node:net';
-import { ImageError } from '../errors.js';
-import type { BtrfsImage, Location } from '../image/read/index.js';
+import { BtrfsTsError, ImageError } from '../errors.js';
+import type { BtrfsImage, DirEntry, Location } from '../image/read/index.js';
 import type { BtrfsTimespec } from '../image/structs.js';
 
 /**
@@ -116,20 +116,14 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
         dirsSeen.add(key);
         await fsp.mkdir(p, { mode: 0o700 });
         stats.dirs++;
-        for await (const e of img.readdir(loc)) {
-          checkName(e.name, p);
+        for await (const e of uniqueEntries(img, loc, p, warn)) {
           const nb = Buffer.from(e.name);
-          await visit(e.location, Buffer.concat([p, SLASH, nb]), rel.length ? Buffer.concat([rel, SLASH, nb]) : nb);
+          await visitChecked(e.location, Buffer.concat([p, SLASH, nb]), rel.length ? Buffer.concat([rel, SLASH, nb]) : nb);
         }
         break;
       }
       case 0o100000: {
-        const fh = await fsp.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-        try {
-          for await (const c of img.readFile(loc)) await fh.write(c);
-        } finally {
-          await fh.close();
-        }
+        await writeFileKeepingHoles(img, loc, p);
         stats.files++;
         break;
       }
@@ -169,13 +163,22 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     await finish(p, rel, loc, false);
   };
 
+  /** Host errors (EEXIST, ENOSPC, EFBIG, ...) become one line naming the path being created. */
+  const visitChecked = async (loc: Location, p: Buffer, rel: Buffer): Promise<void> => {
+    try {
+      await visit(loc, p, rel);
+    } catch (err) {
+      if (err instanceof BtrfsTsError) throw err;
+      throw new BtrfsTsError('EXTRACT_IO', `cannot extract ${p.toString('latin1')}: ${(err as Error).message}`, { path: rel.toString('latin1'), cause: err });
+    }
+  };
+
   const st = await img.stat(start);
   if ((st.mode & S_IFMT) === 0o040000) {
     // A directory's contents go into dest itself (like `cp -a SRC/. DEST`).
-    for await (const e of img.readdir(start)) {
-      checkName(e.name, root);
+    for await (const e of uniqueEntries(img, start, root, warn)) {
       const nb = Buffer.from(e.name);
-      await visit(e.location, Buffer.concat([root, SLASH, nb]), nb);
+      await visitChecked(e.location, Buffer.concat([root, SLASH, nb]), nb);
     }
     await finish(root, Buffer.alloc(0), start, false);
   } else {
@@ -183,12 +186,60 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     const name = opts.name ?? new TextEncoder().encode('extracted');
     checkName(name, root);
     const nb = Buffer.from(name);
-    await visit(start, Buffer.concat([root, SLASH, nb]), nb);
+    await visitChecked(start, Buffer.concat([root, SLASH, nb]), nb);
   }
   if (xattrDump.length) restoreXattrs(dest, xattrDump.join('\n') + '\n', warn);
   // Directory times last, deepest first: creating children bumped them.
   if ((st.mode & S_IFMT) === 0o040000) await fixDirTimes(img, start, root);
   return stats;
+}
+
+/**
+ * A directory's entries, each name once: a damaged directory can hold two entries of one name, which a
+ * mount shows as one file (the lookup finds the first); the repeat is skipped with a warning.
+ */
+async function* uniqueEntries(img: BtrfsImage, dir: Location, p: Buffer, warn: (m: string) => void): AsyncGenerator<DirEntry> {
+  const seen = new Set<string>();
+  for await (const e of img.readdir(dir)) {
+    checkName(e.name, p);
+    const k = Buffer.from(e.name).toString('latin1');
+    if (seen.has(k)) {
+      warn(`directory ${p.toString('latin1')} holds two entries named ${JSON.stringify(k)}; extracted the one a lookup finds`);
+      continue;
+    }
+    seen.add(k);
+    yield e;
+  }
+}
+
+/**
+ * Writes a regular file's data where it belongs and leaves holes (and prealloc ranges) as holes: a
+ * sparse file of terabytes costs what its data costs. The size is set last with ftruncate.
+ */
+async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer): Promise<void> {
+  const st = await img.stat(loc);
+  // write() and ftruncate() take positions as doubles here: beyond 2^53 they would land elsewhere
+  const limit = BigInt(Number.MAX_SAFE_INTEGER);
+  if (st.size > limit) throw new BtrfsTsError('EXTRACT_TOO_BIG', `cannot extract ${p.toString('latin1')}: size ${st.size} is beyond ${limit} bytes`);
+  const fh = await fsp.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    let pos = 0n;
+    for await (const seg of img.fileSegments(loc)) {
+      if ('zeros' in seg) {
+        pos += seg.zeros;
+        continue;
+      }
+      for (let done = 0; done < seg.data.length;) {
+        const { bytesWritten } = await fh.write(seg.data, done, seg.data.length - done, Number(pos) + done);
+        done += bytesWritten;
+      }
+      pos += BigInt(seg.data.length);
+    }
+    // positions past 2^53 cannot be passed to write(), but a hole there only needs the size
+    await fh.truncate(Number(st.size));
+  } finally {
+    await fh.close();
+  }
 }
 
 /** A socket inode is made by binding a listener to a temporary path (short enough for sun_path). */

@@ -16,14 +16,12 @@ const PIECE = 1 << 20;
 export interface ReadFileOptions {
   /** Verify data checksums against the csum tree (default true). */
   verify?: boolean;
+  /** Refuse (IMAGE_SPARSE_TOO_BIG) a file whose zeros (holes, prealloc) add up to more than this. */
+  maxZeros?: bigint;
 }
 
-function* zeros(n: bigint): Generator<Uint8Array> {
-  while (n > 0n) {
-    const k = n > BigInt(PIECE) ? PIECE : Number(n);
-    yield new Uint8Array(k);
-    n -= BigInt(k);
-  }
+function* holeRun(n: bigint): Generator<FileSegment> {
+  if (n > 0n) yield { zeros: n };
 }
 
 /** Stored checksum of each sector of [logical, logical+len) from the csum tree; undefined where none is. */
@@ -81,14 +79,54 @@ async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, lo
   throw new ImageError('IMAGE_DATA_CSUM', `${what}: ${problems.join('; ')}`, { offset: logical, command: 'btrfs_csum_item' });
 }
 
+/** The largest file size the kernel allows (MAX_LFS_FILESIZE): an i_size beyond it cannot be read back. */
+export const MAX_FILE_SIZE = (1n << 63n) - 1n;
+
+/** A piece of a file: bytes, or a run of zeros (a hole, a prealloc extent, the tail past the last extent). */
+export type FileSegment = { data: Uint8Array } | { zeros: bigint };
+
+/** One read-only buffer of zeros, handed out (as subarrays) for every hole: holes allocate nothing. */
+const ZERO_PIECE = new Uint8Array(PIECE);
+
+function* zeroChunks(n: bigint): Generator<Uint8Array> {
+  while (n > 0n) {
+    const k = n > BigInt(PIECE) ? PIECE : Number(n);
+    yield ZERO_PIECE.subarray(0, k);
+    n -= BigInt(k);
+  }
+}
+
 /**
  * A file's content as chunks of at most 1 MiB, exactly `size` bytes long: inline, regular, prealloc
  * (zeros), holes (zeros, explicit or implied by NO_HOLES) and compressed extents, including extents
- * referenced partially (offset/num_bytes into a larger on-disk extent).
+ * referenced partially (offset/num_bytes into a larger on-disk extent). Zero chunks are views of one
+ * shared buffer: consumers must not modify what they are given.
  */
 export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileOptions = {}): AsyncGenerator<Uint8Array> {
+  let zeros = 0n;
+  for await (const seg of fileSegments(img, loc, opts)) {
+    if ('data' in seg) {
+      yield seg.data;
+      continue;
+    }
+    zeros += seg.zeros;
+    if (opts.maxZeros !== undefined && zeros > opts.maxZeros) {
+      throw new ImageError('IMAGE_SPARSE_TOO_BIG', `inode ${loc.ino} in subvolume ${loc.root} holds more than ${opts.maxZeros} bytes of holes; not materialised`, { command: 'btrfs_inode_item' });
+    }
+    yield* zeroChunks(seg.zeros);
+  }
+}
+
+/**
+ * The same content as data pieces and zero runs, so a consumer can leave holes as holes (extract seeks
+ * over them) instead of materialising them. The runs are exactly what readFile yields as zeros.
+ */
+export async function* fileSegments(img: ImageReader, loc: Location, opts: ReadFileOptions = {}): AsyncGenerator<FileSegment> {
   const inode = await statInode(img, loc);
   const size = inode.size;
+  if (size > MAX_FILE_SIZE) {
+    throw new ImageError('IMAGE_BAD_INODE_SIZE', `inode ${loc.ino} in subvolume ${loc.root} has i_size ${size}, beyond the largest file size ${MAX_FILE_SIZE}`, { command: 'btrfs_inode_item' });
+  }
   const needSums = opts.verify !== false && (inode.flags & BTRFS_INODE_NODATASUM) === 0n;
   const tree = await img.tree(loc.root);
   const csumRoot = needSums ? await img.csumTree() : undefined;
@@ -100,7 +138,7 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
     const off = it.key.offset;
     if (off >= size) break;
     if (off < pos) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)} overlaps the previous extent (ends at ${pos})`, { command: 'btrfs_file_extent_item' });
-    if (off > pos) yield* zeros(off - pos);
+    if (off > pos) yield* holeRun(off - pos);
     pos = off;
     const fe = decodeFileExtentItem(it.data);
     const clip = (n: bigint): bigint => (pos + n > size ? size - pos : n);
@@ -111,7 +149,7 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
       }
       if (fe.compression !== BTRFS_COMPRESS_NONE) data = await decompressExtent(fe.compression, data, Number(fe.ram_bytes), img.sectorsize, where(off));
       const n = clip(BigInt(data.length));
-      yield data.slice(0, Number(n));
+      yield { data: data.slice(0, Number(n)) };
       pos += n;
       continue;
     }
@@ -123,7 +161,7 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
     }
     const want = clip(fe.num_bytes);
     if (fe.type === BTRFS_FILE_EXTENT_PREALLOC || fe.disk_bytenr === 0n) {
-      yield* zeros(want);
+      yield* holeRun(want);
     } else if (fe.compression !== BTRFS_COMPRESS_NONE) {
       if (fe.disk_num_bytes > 1n << 27n || fe.ram_bytes > 1n << 27n) {
         throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${where(off)}: compressed extent of ${fe.disk_num_bytes}/${fe.ram_bytes} bytes is implausibly large`);
@@ -135,7 +173,7 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
       const plain = await decompressExtent(fe.compression, disk, Number(fe.ram_bytes), img.sectorsize, where(off));
       for (let p = 0n; p < want; p += BigInt(PIECE)) {
         const a = Number(fe.offset + p);
-        yield plain.slice(a, a + Math.min(PIECE, Number(want - p)));
+        yield { data: plain.slice(a, a + Math.min(PIECE, Number(want - p))) };
       }
     } else {
       if (fe.offset + fe.num_bytes > fe.disk_num_bytes) {
@@ -150,10 +188,10 @@ export async function* readFile(img: ImageReader, loc: Location, opts: ReadFileO
         // Checksums cover whole sectors: read the sector-rounded piece, yield only the wanted bytes.
         const readLen = Number(((BigInt(n) + ss - 1n) / ss) * ss);
         const data = await readVerified(img, csumRoot, fe.disk_bytenr + fe.offset + p, readLen, needSums, where(off));
-        yield data.subarray(0, n);
+        yield { data: data.subarray(0, n) };
       }
     }
     pos += want;
   }
-  if (pos < size) yield* zeros(size - pos);
+  if (pos < size) yield* holeRun(size - pos);
 }

@@ -4,7 +4,7 @@ import {
   BTRFS_DIR_ITEM_KEY, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_TREE_DIR_OBJECTID, type BtrfsInodeItem, type BtrfsSuperBlock,
   decodeDirItems,
 } from '../structs.js';
-import { type ReadFileOptions, readFile } from './file-data.js';
+import { type FileSegment, type ReadFileOptions, fileSegments, readFile } from './file-data.js';
 import { ImageReader } from './image.js';
 import {
   type DirEntry, type InodeLink, type Location, type Xattr, inodeLinks, listXattrs, lookupName, readDir,
@@ -13,7 +13,7 @@ import {
 import type { ImageSource } from './source.js';
 import { type SubvolumeInfo, listSubvolumes, subvolumeByPath, topLevel } from './subvols.js';
 
-export type { DirEntry, ImageSource, InodeLink, Location, ReadFileOptions, SubvolumeInfo, Xattr };
+export type { DirEntry, FileSegment, ImageSource, InodeLink, Location, ReadFileOptions, SubvolumeInfo, Xattr };
 export { fromBlockDevice, fromBytes } from './source.js';
 export { ImageReader } from './image.js';
 
@@ -83,13 +83,26 @@ export class BtrfsImage {
     return readFile(this.reader, loc, opts);
   }
 
+  /** File content as data pieces and zero runs (holes, prealloc, the tail): for writers that keep holes. */
+  fileSegments(loc: Location, opts?: ReadFileOptions): AsyncGenerator<FileSegment> {
+    return fileSegments(this.reader, loc, opts);
+  }
+
   /** Symlink target bytes. */
   async readlink(loc: Location): Promise<Uint8Array> {
     const st = await this.stat(loc);
     if ((st.mode & S_IFMT) !== S_IFLNK) throw new ImageError('IMAGE_NOT_SYMLINK', `inode ${loc.ino} of subvolume ${loc.root} is not a symlink`);
+    // The kernel reads a symlink through one page: whatever a damaged i_size claims, at most 4096 bytes.
     const parts: Uint8Array[] = [];
-    for await (const c of this.readFile(loc)) parts.push(c);
-    return Buffer.concat(parts);
+    let n = 0;
+    for await (const c of this.readFile(loc)) {
+      parts.push(c);
+      if ((n += c.length) >= 4096) break;
+    }
+    const target = Buffer.concat(parts).subarray(0, 4095);
+    // The kernel's readlink copies the target as a C string: a NUL byte (a damaged item) ends it there.
+    const nul = target.indexOf(0);
+    return nul < 0 ? target : target.subarray(0, nul);
   }
 
   listSubvolumes(): Promise<SubvolumeInfo[]> {

@@ -79,7 +79,12 @@ async function entryLocation(img: ImageReader, dir: Location, d: BtrfsDirItem): 
   return { location: { root: sub, ino: root.item.root_dirid }, subvolume: sub };
 }
 
-/** Directory entries in DIR_INDEX order (what readdir returns on a mounted fs). */
+/**
+ * Directory entries in DIR_INDEX order (what readdir returns on a mounted fs), each leading where a
+ * lookup of its name leads: the kernel's readdir lists every DIR_INDEX entry, but opening or stat'ing a
+ * name goes through the DIR_ITEM name hash and takes the first entry of that name. So two entries with
+ * one name (a damaged directory) both lead to that first entry, as they do on a mount.
+ */
 export async function* readDir(img: ImageReader, dir: Location): AsyncGenerator<DirEntry> {
   if (dir.emptySubvolDir) return;
   const tree = await img.tree(dir.root);
@@ -87,24 +92,27 @@ export async function* readDir(img: ImageReader, dir: Location): AsyncGenerator<
   const to = { objectid: dir.ino, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX };
   for await (const it of img.trees.iterate(tree, from, to)) {
     for (const d of decodeDirItems(it.data)) {
-      const { location, subvolume } = await entryLocation(img, dir, d);
-      yield { name: d.name, type: d.type, index: it.key.offset, location, ...(subvolume !== undefined ? { subvolume } : {}) };
+      const named = (await dirItemNamed(img, dir, d.name)) ?? d;
+      const { location, subvolume } = await entryLocation(img, dir, named);
+      yield { name: d.name, type: named.type, index: it.key.offset, location, ...(subvolume !== undefined ? { subvolume } : {}) };
     }
   }
+}
+
+/** The first entry called `name` in the directory's DIR_ITEM for that name's hash: what a lookup finds. */
+async function dirItemNamed(img: ImageReader, dir: Location, name: Uint8Array): Promise<BtrfsDirItem | undefined> {
+  const tree = await img.tree(dir.root);
+  const it = await img.trees.lookup(tree, { objectid: dir.ino, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) });
+  return it ? decodeDirItems(it.data).find((d) => sameBytes(d.name, name)) : undefined;
 }
 
 /** One name in a directory, via the DIR_ITEM name hash. */
 export async function lookupName(img: ImageReader, dir: Location, name: Uint8Array): Promise<DirEntry | undefined> {
   if (dir.emptySubvolDir) return undefined;
-  const tree = await img.tree(dir.root);
-  const it = await img.trees.lookup(tree, { objectid: dir.ino, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) });
-  if (!it) return undefined;
-  for (const d of decodeDirItems(it.data)) {
-    if (!sameBytes(d.name, name)) continue;
-    const { location, subvolume } = await entryLocation(img, dir, d);
-    return { name: d.name, type: d.type, index: 0n, location, ...(subvolume !== undefined ? { subvolume } : {}) };
-  }
-  return undefined;
+  const d = await dirItemNamed(img, dir, name);
+  if (!d) return undefined;
+  const { location, subvolume } = await entryLocation(img, dir, d);
+  return { name: d.name, type: d.type, index: 0n, location, ...(subvolume !== undefined ? { subvolume } : {}) };
 }
 
 export function splitPath(path: string | Uint8Array): Uint8Array[] {

@@ -16,7 +16,17 @@ export function splitKernelDev(rdev: bigint): { major: number; minor: number } {
   return { major: Number((rdev >> 20n) & 0xfffn), minor: Number(rdev & 0xfffffn) };
 }
 
+/**
+ * Zeros a manifest hashes per file at most: sha256 cannot skip them, so a file sparse beyond this is
+ * reported instead of hashed for minutes or years. At least 4 GiB, more on a larger filesystem.
+ */
+export function hashableZeros(img: BtrfsImage): bigint {
+  const fsSize = img.superblock.total_bytes;
+  return fsSize > 4n << 30n ? fsSize : 4n << 30n;
+}
+
 export function imageTreeSource(img: BtrfsImage, start: Location): TreeSource {
+  const maxZeros = hashableZeros(img);
   return {
     async *entries(): AsyncGenerator<TreeEntry> {
       const stack: { loc: Location; path: Uint8Array }[] = [{ loc: start, path: new Uint8Array(0) }];
@@ -30,7 +40,7 @@ export function imageTreeSource(img: BtrfsImage, start: Location): TreeSource {
         const e: TreeEntry = {
           path, type, perm: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, mtime: st.mtime, atime: st.atime,
           nlink: st.nlink, inodeKey: `${loc.root}:${loc.ino}${loc.emptySubvolDir ? ':empty' : ''}`, xattrs: await img.xattrs(loc),
-          readContent: () => img.readFile(loc),
+          readContent: () => img.readFile(loc, { maxZeros }),
         };
         if (type === 'chr' || type === 'blk') e.rdev = splitKernelDev(st.rdev);
         if (type === 'symlink') e.symlinkTarget = await img.readlink(loc);

@@ -4,6 +4,7 @@ import {
   type TreeBlock, verifyBlockCsum,
 } from '../structs.js';
 import type { ChunkMap } from './chunk-map.js';
+import type { TreeOverlay } from './overlay.js';
 import type { ImageSource } from './source.js';
 
 /** Where a tree starts, and what its root block must look like. */
@@ -69,6 +70,8 @@ export function treeBlockError(bytenr: bigint, tree: bigint, why: string): Image
  */
 export class TreeReader {
   private cache = new Map<bigint, TreeBlock>();
+  /** In-memory changes shown over the on-disk trees (the replayed tree log), when there are any. */
+  overlay: TreeOverlay | undefined;
 
   constructor(
     private readonly src: ImageSource,
@@ -123,7 +126,12 @@ export class TreeReader {
    * twice means a corrupt, cyclic or cross-linked tree), and levels must step down by one, so a damaged
    * tree ends in an ImageError rather than a loop.
    */
-  async *iterate(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): AsyncGenerator<LeafItem> {
+  iterate(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): AsyncGenerator<LeafItem> {
+    const base = this.iterateDisk(root, from, to);
+    return this.overlay?.has(root.id) ? this.overlay.merge(root.id, base, from, to) : base;
+  }
+
+  private async *iterateDisk(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): AsyncGenerator<LeafItem> {
     const visited = new Set<bigint>();
     const walk = async function* (this: TreeReader, tb: TreeBlock): AsyncGenerator<LeafItem> {
       if (tb.header.level === 0) {
@@ -147,8 +155,26 @@ export class TreeReader {
     yield* walk.call(this, await this.rootBlock(root));
   }
 
-  /** The item with the greatest key <= `key`, if any. */
+  /** The item with the greatest key <= `key`, if any (overlay included). */
   async lookupLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
+    const ov = this.overlay;
+    if (!ov?.has(root.id)) return this.lookupDiskLE(root, key);
+    // the greatest on-disk key the overlay did not delete, against the greatest key the overlay added
+    let disk = await this.lookupDiskLE(root, key);
+    while (disk && ov.get(root.id, disk.key) === null) {
+      const prev = keyBefore(disk.key);
+      disk = prev ? await this.lookupDiskLE(root, prev) : undefined;
+    }
+    if (disk) {
+      const o = ov.get(root.id, disk.key);
+      if (o) disk = { key: disk.key, data: o };
+    }
+    const added = ov.range(root.id, { objectid: 0n, type: 0, offset: 0n }, key).filter((e) => e.data).pop();
+    if (added && (!disk || compareKeys(added.key, disk.key) > 0)) return { key: added.key, data: added.data! };
+    return disk;
+  }
+
+  private async lookupDiskLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
     let tb = await this.rootBlock(root);
     for (let depth = 0; tb.header.level > 0; depth++) {
       let i = -1;
@@ -170,4 +196,13 @@ export class TreeReader {
     const it = await this.lookupLE(root, key);
     return it && compareKeys(it.key, key) === 0 ? it : undefined;
   }
+}
+
+/** The greatest key below `k`, or undefined for the smallest key. */
+function keyBefore(k: BtrfsKey): BtrfsKey | undefined {
+  const U64_MAX = (1n << 64n) - 1n;
+  if (k.offset > 0n) return { ...k, offset: k.offset - 1n };
+  if (k.type > 0) return { objectid: k.objectid, type: k.type - 1, offset: U64_MAX };
+  if (k.objectid > 0n) return { objectid: k.objectid - 1n, type: 255, offset: U64_MAX };
+  return undefined;
 }

@@ -22,6 +22,7 @@ import { ChunkMap } from './chunks.js';
 import { storeDataExtent, type DataExtentInfo } from './extents.js';
 import { Filesystem, type GrowthOptions, type TreeBlockRef, TreeState } from './filesystem.js';
 import { loadCommittedTree } from './lazy-tree.js';
+import { checkWritable } from './open-checks.js';
 import { ItemMap } from './item-map.js';
 import { PageStore } from './page-store.js';
 
@@ -48,6 +49,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   }
   if (sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses the block group tree');
   if (sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses mixed block groups');
+  await checkWritable(img);
 
   const chunkRoot: TreeRoot = { id: BTRFS_CHUNK_TREE_OBJECTID, bytenr: sb.chunk_root, level: sb.chunk_root_level, generation: sb.chunk_root_generation };
   const chunkBlock = await img.trees.readBlock(sb.chunk_root, { level: sb.chunk_root_level, generation: sb.chunk_root_generation, owner: BTRFS_CHUNK_TREE_OBJECTID });

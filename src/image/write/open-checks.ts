@@ -1,0 +1,79 @@
+import { ImageError } from '../../errors.js';
+import type { ImageReader } from '../read/image.js';
+import { primarySuperblockProblem } from '../read/superblock.js';
+import {
+  BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_DIR_INDEX_KEY,
+  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_RELOC,
+  BTRFS_HEADER_FLAG_WRITTEN, BTRFS_INODE_ITEM_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_MAX_LEVEL, BTRFS_ROOT_ITEM_KEY,
+} from '../structs/constants.js';
+import { compareKeys, decodeDirItems, decodeInodeItem } from '../structs/fs-items.js';
+import { decodeBlockGroupItem, decodeRootItem } from '../structs/tree-items.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+/** Superblock flags a writable, settled filesystem may carry; every other one marks work in progress. */
+const SETTLED_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | BTRFS_HEADER_FLAG_RELOC;
+
+/**
+ * What a receive must know before it writes its first byte: the image is one the kernel would mount,
+ * and the structures the open and the commit rely on are whole. Each check reads only what it names
+ * (the superblock, one lookup per chunk, the root tree, the top directory's entries), so the cost does
+ * not grow with the data. A failure here leaves the image untouched.
+ */
+export async function checkWritable(img: ImageReader): Promise<void> {
+  const refuse = (code: string, why: string): never => {
+    throw new ImageError(code, `cannot modify this image: ${why}`);
+  };
+  const sb = img.superblock;
+  const primary = await primarySuperblockProblem(img.src);
+  if (primary) refuse('IMAGE_BAD_SUPERBLOCK', `the primary superblock is unusable (${primary}); the kernel would not mount it`);
+  if (sb.flags & ~SETTLED_FLAGS) refuse('IMAGE_SUPER_FLAGS', `superblock flags 0x${sb.flags.toString(16)} mark an unfinished conversion, a seed, an error or a metadump`);
+  const size = img.src.size?.();
+  if (size !== undefined && size < sb.dev_item.total_bytes) refuse('IMAGE_TRUNCATED', `the file holds ${size} bytes, the device item says ${sb.dev_item.total_bytes}`);
+  if (sb.dev_item.total_bytes !== sb.total_bytes) refuse('IMAGE_BAD_SUPERBLOCK', `device size ${sb.dev_item.total_bytes} differs from the filesystem size ${sb.total_bytes}`);
+
+  // Every chunk needs its block group item (the commit updates its usage) with the same type.
+  const extent = await img.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  for (const c of img.chunks.all()) {
+    const key = { objectid: c.start, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
+    const it = await img.trees.lookup(extent, key);
+    if (!it) refuse('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.start} has no block group item`);
+    const bg = decodeBlockGroupItem(it!.data);
+    if (bg.flags !== c.type) refuse('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.start} has flags 0x${bg.flags.toString(16)}, its chunk 0x${c.type.toString(16)}`);
+    if (bg.used > c.length) refuse('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.start} claims ${bg.used} used bytes of ${c.length}`);
+  }
+
+  // Root items: where each tree starts must be a tree block the kernel would accept as a root.
+  const from = { objectid: 0n, type: BTRFS_ROOT_ITEM_KEY, offset: 0n };
+  const to = { objectid: U64_MAX, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX };
+  for await (const it of img.trees.iterate(img.rootTree, from, to)) {
+    if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
+    const ri = decodeRootItem(it.data);
+    const what = `root item of tree ${it.key.objectid}`;
+    if (ri.level >= BTRFS_MAX_LEVEL) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has level ${ri.level}`);
+    if (ri.generation > sb.generation) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has generation ${ri.generation}, newer than the filesystem's ${sb.generation}`);
+    if (ri.bytenr === 0n || ri.bytenr % BigInt(sb.sectorsize) !== 0n) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has bytenr ${ri.bytenr}`);
+    const chunk = img.chunks.find(ri.bytenr);
+    if (!chunk || !(chunk.type & (BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM))) refuse('IMAGE_BAD_ROOT_ITEM', `${what} points at ${ri.bytenr}, outside metadata`);
+    const fsTree = it.key.objectid === BTRFS_FS_TREE_OBJECTID || (it.key.objectid >= BTRFS_FIRST_FREE_OBJECTID && it.key.objectid <= BTRFS_LAST_FREE_OBJECTID);
+    if (fsTree && ri.root_dirid !== BTRFS_FIRST_FREE_OBJECTID) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has root_dirid ${ri.root_dirid}`);
+  }
+  await checkTopDir(img, refuse);
+}
+
+/** The top-level directory gains the new subvolumes' entries: it must be a directory whose size adds up. */
+async function checkTopDir(img: ImageReader, refuse: (code: string, why: string) => never): Promise<void> {
+  const tree = await img.tree(BTRFS_FS_TREE_OBJECTID);
+  const ino = BTRFS_FIRST_FREE_OBJECTID;
+  const key = { objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n };
+  const it = await img.trees.lookup(tree, key);
+  if (!it) refuse('IMAGE_BAD_INODE', 'the top-level directory has no inode item');
+  const inode = decodeInodeItem(it!.data);
+  if ((inode.mode & 0o170000) !== 0o040000) refuse('IMAGE_BAD_INODE', `the top-level directory has mode 0${inode.mode.toString(8)}`);
+  let size = 0n;
+  const from = { objectid: ino, type: BTRFS_DIR_INDEX_KEY, offset: 0n };
+  for await (const d of img.trees.iterate(tree, from, { ...from, offset: U64_MAX })) {
+    if (compareKeys(d.key, from) < 0) continue;
+    for (const e of decodeDirItems(d.data)) size += 2n * BigInt(e.name.length);
+  }
+  if (inode.size !== size) refuse('IMAGE_BAD_INODE', `the top-level directory has i_size ${inode.size}, its entries add up to ${size}`);
+}

@@ -1,0 +1,126 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MUTATIONS, makeBaseImage, makeDamaged } from './helpers/damaged-images.js';
+import { CLI, type CommandResult, runAllCommands, runCli } from './helpers/image-harness.js';
+import { hasTool, skipReason } from './helpers/oracle.js';
+import { canMount } from './image-write-helpers.js';
+
+/**
+ * Every reading command and a small receive on images damaged on purpose (test/helpers/damaged-images.ts)
+ * and, when BTRFS_TS_EXTRA_IMAGES names a directory, on every image in it (btrfs-progs' fuzz/fsck/misc
+ * test images, decompressed): ok or a one-line error, never a trace or a hang, and a failed receive leaves
+ * the image as it was. Where the kernel mounts an image, the reader's manifest equals the mount's.
+ */
+
+const HAVE_DIST = existsSync(join(__dirname, '..', 'dist', 'cli', 'main.js'));
+const HAVE_MKFS = hasTool('mkfs.btrfs');
+const EXTRA = process.env.BTRFS_TS_EXTRA_IMAGES;
+
+/** Receive must refuse these: the kernel would not mount the result, or the open cannot work. */
+const RECEIVE_REFUSED = new Set([
+  'nodesize-128k', 'sectorsize-odd', 'stripesize-0', 'num-devices-2', 'root-level-9', 'sys-array-huge', 'csum-type-7',
+  'super-flags-changing', 'bytes-used-0', 'root-item-level', 'no-block-group', 'dir-isize',
+]);
+
+const figures: string[] = [];
+let work = '';
+let base = '';
+
+function record(image: string, results: CommandResult[]): void {
+  figures.push(`${image}: ${results.map((r) => `${r.command}=${r.outcome}`).join(' ')}`);
+  const bad = results.filter((r) => r.problems.length > 0).map((r) => `${r.command}: ${r.problems.join('; ')}`);
+  expect(bad, `${image}\n${bad.join('\n')}`).toEqual([]);
+}
+
+/** Mounts a copy read-only (the kernel replays a log on a ro mount too) and returns its manifest, or why not. */
+function kernelManifest(image: string): string | { skipped: string } {
+  const mnt = mkdtempSync(join(work, 'mnt-'));
+  const r = spawnSync('mount', ['-o', 'loop,ro', image, mnt], { encoding: 'utf8' });
+  if (r.status !== 0) return { skipped: `kernel refuses to mount: ${r.stderr.trim()}` };
+  try {
+    return execFileSync(process.execPath, [CLI, 'manifest', mnt], { encoding: 'latin1', maxBuffer: 1 << 26 });
+  } finally {
+    execFileSync('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+}
+
+describe('readers and receive on damaged images', () => {
+  if (!HAVE_DIST || !HAVE_MKFS) {
+    it('needs a build and mkfs.btrfs', () => skipReason('image-damaged', !HAVE_DIST ? 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)' : 'mkfs.btrfs not installed'));
+    return;
+  }
+  beforeAll(() => {
+    work = mkdtempSync('/tmp/btrfs-ts-damaged-');
+    base = makeBaseImage(work);
+  });
+  afterAll(() => {
+    if (figures.length) console.log(`image-damaged figures:\n${figures.join('\n')}`);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  for (const m of MUTATIONS) {
+    it(`${m.name}: ${m.what}`, async () => {
+      const img = await makeDamaged(base, work, m);
+      const results = await runAllCommands(img, join(work, `w-${m.name}`));
+      record(m.name, results);
+      const recv = results.find((r) => r.command === 'receive')!;
+      if (RECEIVE_REFUSED.has(m.name)) expect(recv.outcome, `receive into ${m.name}: ${recv.line}`).not.toBe('ok');
+      if (m.name === 'pristine') expect(results.every((r) => r.outcome === 'ok')).toBe(true);
+    }, 300_000);
+  }
+
+  it('two entries of one name: the first one of the DIR_ITEM wins, as on a mount; extract keeps one', async () => {
+    const img = await makeDamaged(base, work, MUTATIONS.find((m) => m.name === 'dup-name')!);
+    const cat = await runCli(['cat', img, 'aa'], 'cat');
+    expect(cat.stdout).toBe('first\n');
+    const dest = join(work, 'dup-x');
+    expect((await runCli(['extract', '--no-xattrs', img, dest], 'extract')).outcome).toBe('ok');
+    expect(readFileSync(join(dest, 'aa'), 'latin1')).toBe('first\n');
+    expect(readdirSync(dest).filter((n) => n === 'aa')).toHaveLength(1);
+    if (!canMount) return skipReason('image-damaged kernel comparison', 'not root or no loop devices');
+    const k = kernelManifest(img);
+    if (typeof k !== 'string') return skipReason('image-damaged dup-name kernel comparison', k.skipped);
+    expect((await runCli(['manifest', img], 'manifest')).stdout).toBe(k);
+  }, 120_000);
+
+  it('a NUL in a symlink target ends it there, as the kernel\'s readlink does', async () => {
+    const img = await makeDamaged(base, work, MUTATIONS.find((m) => m.name === 'symlink-nul')!);
+    const ls = await runCli(['ls', '-l', img, 'sym'], 'ls');
+    expect(ls.stdout).toMatch(/ sym -> d\n$/);
+    if (!canMount) return skipReason('image-damaged kernel comparison', 'not root or no loop devices');
+    const k = kernelManifest(img);
+    if (typeof k !== 'string') return skipReason('image-damaged symlink-nul kernel comparison', k.skipped);
+    expect((await runCli(['manifest', img], 'manifest')).stdout).toBe(k);
+  }, 120_000);
+
+  it('i_size near 2^64 is reported; a 1 TiB sparse file is extracted as holes, and manifest refuses to hash it', async () => {
+    const huge = await makeDamaged(base, work, MUTATIONS.find((m) => m.name === 'huge-isize')!);
+    const e = await runCli(['cat', huge, 'sparse'], 'cat');
+    expect(e.line).toMatch(/i_size 18446744073709547520, beyond the largest file size.*IMAGE_BAD_INODE_SIZE/);
+    const sparse = await makeDamaged(base, work, MUTATIONS.find((m) => m.name === 'big-sparse')!);
+    const dest = join(work, 'sparse-x');
+    expect((await runCli(['extract', '--no-xattrs', sparse, dest], 'extract')).problems).toEqual([]);
+    const st = statSync(join(dest, 'sparse'));
+    expect(st.size).toBe(2 ** 40);
+    expect(st.blocks * 512).toBeLessThan(8 << 20); // the base file's 3 MiB of data, not 1 TiB of zeros
+    expect((await runCli(['manifest', sparse], 'manifest')).line).toMatch(/IMAGE_SPARSE_TOO_BIG/);
+  }, 120_000);
+
+  describe('extra images (BTRFS_TS_EXTRA_IMAGES)', () => {
+    if (!EXTRA) {
+      it('not given', () => skipReason('image-damaged extra images', 'BTRFS_TS_EXTRA_IMAGES is not set: only the generated images are tested'));
+      return;
+    }
+    const files = readdirSync(EXTRA).filter((f) => /\.(img|raw)$/.test(f)).sort();
+    for (const f of files) {
+      it(f, async () => {
+        const dir = join(work, `extra-${f}`);
+        mkdirSync(dir, { recursive: true });
+        record(f, await runAllCommands(join(EXTRA, f), dir));
+      }, 600_000);
+    }
+  });
+});
