@@ -6,6 +6,7 @@ import {
   decodeChunk, decodeRootItem, decodeSysChunkArray,
 } from '../structs.js';
 import { ChunkMap } from './chunk-map.js';
+import { type LogReplay, replayTreeLog } from './log-replay.js';
 import type { ImageSource } from './source.js';
 import { metadataFsid, readSuperblock } from './superblock.js';
 import { type TreeRoot, TreeReader } from './tree.js';
@@ -23,6 +24,8 @@ export function isFsTreeId(id: bigint): boolean {
  */
 export class ImageReader {
   private rootItems = new Map<bigint, { item: BtrfsRootItem; key: BtrfsKey } | null>();
+  /** Set when the image had a tree log: the readers show the trees as a mount replays them. */
+  logReplay: LogReplay | undefined;
 
   private constructor(
     readonly src: ImageSource,
@@ -42,7 +45,9 @@ export class ImageReader {
     const from = { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: 0n };
     const to = { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: U64_MAX };
     for await (const it of trees.iterate(chunkRoot, from, to)) chunks.add(it.key, decodeChunk(it.data));
-    return new ImageReader(src, sb, chunks, trees);
+    const reader = new ImageReader(src, sb, chunks, trees);
+    if (sb.log_root !== 0n) reader.logReplay = await replayTreeLog(reader);
+    return reader;
   }
 
   get rootTree(): TreeRoot {

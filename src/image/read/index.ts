@@ -27,15 +27,25 @@ const S_IFLNK = 0o120000;
 export class BtrfsImage {
   private constructor(readonly reader: ImageReader) {}
 
-  static async open(src: ImageSource): Promise<BtrfsImage> {
-    return new BtrfsImage(await ImageReader.open(src));
+  /**
+   * Opens an image. A tree log (the image was not unmounted after an fsync) is replayed in memory, as a
+   * mount would; what the replay leaves out is said once through `warn` (default: stderr).
+   */
+  static async open(src: ImageSource, opts: { warn?: (msg: string) => void } = {}): Promise<BtrfsImage> {
+    const reader = await ImageReader.open(src);
+    const skipped = reader.logReplay?.skipped ?? [];
+    if (skipped.length) {
+      const warn = opts.warn ?? ((m: string) => process.stderr.write(`btrfs-ts: WARNING: ${m}\n`));
+      warn(`the tree log was replayed in memory without: ${skipped.join(', ')}; a kernel mount may show more`);
+    }
+    return new BtrfsImage(reader);
   }
 
   get superblock(): BtrfsSuperBlock {
     return this.reader.superblock;
   }
 
-  /** True when the image was not cleanly unmounted and has an unreplayed log tree (its changes are not seen). */
+  /** True when the image has a tree log (not yet replayed on disk); the readers show it replayed. */
   get hasLogTree(): boolean {
     return this.reader.superblock.log_root !== 0n;
   }

@@ -209,6 +209,8 @@ class SubvolReplay {
   /** Stage 3: an inode's names under one parent are the logged ones; older names there are unlinked. */
   private async replayRefs(it: LeafItem): Promise<void> {
     const ino = it.key.objectid;
+    // the subvolume's root directory names itself '..': nothing to link
+    if (it.key.type === BTRFS_INODE_REF_KEY && it.key.offset === ino) return;
     const names = it.key.type === BTRFS_INODE_REF_KEY
       ? decodeInodeRefs(it.data).map((r) => ({ parent: it.key.offset, name: r.name, index: r.index }))
       : decodeInodeExtrefs(it.data).map((r) => ({ parent: r.parent_objectid, name: r.name, index: r.index }));
