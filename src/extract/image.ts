@@ -235,8 +235,8 @@ async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer):
       }
       pos += BigInt(seg.data.length);
     }
-    // positions past 2^53 cannot be passed to write(), but a hole there only needs the size
-    await fh.truncate(Number(st.size));
+    // a trailing hole only needs the size (one more syscall, so only when there is one)
+    if (pos < st.size) await fh.truncate(Number(st.size));
   } finally {
     await fh.close();
   }
