@@ -224,6 +224,7 @@ async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer):
   const fh = await fsp.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     let pos = 0n;
+    let dataEnd = 0n;
     for await (const seg of img.fileSegments(loc)) {
       if ('zeros' in seg) {
         pos += seg.zeros;
@@ -234,9 +235,10 @@ async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer):
         done += bytesWritten;
       }
       pos += BigInt(seg.data.length);
+      dataEnd = pos;
     }
-    // a trailing hole only needs the size (one more syscall, so only when there is one)
-    if (pos < st.size) await fh.truncate(Number(st.size));
+    // a trailing hole (or no data at all) only needs the size: one more syscall, only when there is one
+    if (dataEnd < st.size) await fh.truncate(Number(st.size));
   } finally {
     await fh.close();
   }
