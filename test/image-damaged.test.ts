@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MUTATIONS, makeBaseImage, makeDamaged } from './helpers/damaged-images.js';
@@ -40,7 +40,7 @@ function record(image: string, results: CommandResult[]): void {
 function kernelManifest(image: string): string | { skipped: string } {
   const mnt = mkdtempSync(join(work, 'mnt-'));
   const copy = `${mnt}.img`;
-  copyFileSync(image, copy);
+  execFileSync('cp', ['--sparse=always', image, copy]);
   try {
     const r = spawnSync('mount', ['-o', 'loop', copy, mnt], { encoding: 'utf8' });
     if (r.status !== 0) return { skipped: `kernel refuses to mount: ${r.stderr.trim()}` };

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, symlinkSync, writeFileSync, linkSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync, linkSync } from 'node:fs';
 import { join } from 'node:path';
 import { btrfsNameHash } from '../../src/util/crc32c.js';
 import * as S from '../../src/image/structs.js';
@@ -176,7 +176,7 @@ export const MUTATIONS: Mutation[] = [
 
 export async function makeDamaged(base: string, dir: string, m: Mutation): Promise<string> {
   const out = join(dir, `${m.name}.img`);
-  copyFileSync(base, out);
+  execFileSync('cp', ['--sparse=always', base, out]);
   await m.apply(out);
   return out;
 }
