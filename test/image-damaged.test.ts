@@ -31,7 +31,7 @@ let work = '';
 let base = '';
 
 function record(image: string, results: CommandResult[]): void {
-  figures.push(`${image}: ${results.map((r) => `${r.command}=${r.outcome}`).join(' ')}`);
+  figures.push(`${image}: ${results.map((r) => `${r.command}=${r.outcome}${r.line ? ` (${r.line.replace(/^.*\[(\w+)\]$/, '$1')})` : ''}`).join(' ')}`);
   const bad = results.filter((r) => r.problems.length > 0).map((r) => `${r.command}: ${r.problems.join('; ')}`);
   expect(bad, `${image}\n${bad.join('\n')}`).toEqual([]);
 }
@@ -145,6 +145,7 @@ describe('readers and receive on damaged images', () => {
         const dir = join(work, `extra-${f}`);
         mkdirSync(dir, { recursive: true });
         record(f, await runAllCommands(join(EXTRA, f), dir));
+        console.log(`FIGURE ${figures[figures.length - 1]}`);
       }, 600_000);
     }
   });
