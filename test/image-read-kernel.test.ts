@@ -311,7 +311,7 @@ describe.skipIf(why !== null)('CLI: ls, cat, subvolume list, extract', () => {
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/not empty/);
     rmSync(out, { recursive: true, force: true });
-  }, 180_000);
+  }, 300_000);
 });
 
 describe.skipIf(why !== null)('default subvolume and single-file extract', () => {
