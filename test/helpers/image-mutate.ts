@@ -62,7 +62,7 @@ export async function editLeaf(path: string, treeId: bigint, key: S.BtrfsKey, ed
     const leaf = await leafOf(img, root, key);
     const items = edit(leaf.items.map((it) => ({ key: { ...it.key }, data: it.data.slice() })));
     items.sort((a, b) => S.compareKeys(a.key, b.key));
-    const bytes = S.buildLeaf(leaf.header, items, img.superblock.nodesize);
+    const bytes = S.buildLeaf(leaf.header, items, img.superblock.nodesize, img.superblock.csum_type);
     return img.reader.chunks.map(leaf.header.bytenr, bytes.length, 'test leaf').map((p) => [p, bytes] as const);
   });
   for (const [at, bytes] of patches) pwrite(path, at, bytes);
@@ -77,7 +77,7 @@ export function editSuperblock(path: string, edit: (sb: S.BtrfsSuperBlock) => vo
     const sb = S.decodeSuperblock(raw);
     edit(sb);
     const out = S.encodeSuperblock(sb);
-    S.setBlockCsum(out);
+    S.setBlockCsum(out, sb.csum_type);
     pwrite(path, at, out);
   }
 }
@@ -86,8 +86,9 @@ export function editSuperblock(path: string, edit: (sb: S.BtrfsSuperBlock) => vo
 export function patchSuperblockBytes(path: string, edit: (raw: Uint8Array, view: DataView) => void): void {
   const at = S.btrfsSbOffset(0);
   const raw = pread(path, at, S.BTRFS_SUPER_INFO_SIZE);
+  const type = S.decodeSuperblock(raw).csum_type;
   edit(raw, new DataView(raw.buffer, raw.byteOffset, raw.byteLength));
-  S.setBlockCsum(raw);
+  S.setBlockCsum(raw, type);
   pwrite(path, at, raw);
 }
 
