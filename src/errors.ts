@@ -62,3 +62,5 @@ export class ReceiveError extends BtrfsTsError {}
 export class ImageError extends BtrfsTsError {}
 /** Compressed data that does not decode, or decodes to the wrong size. */
 export class CodecError extends BtrfsTsError {}
+/** A send that cannot be made as asked (subvolume not read-only, unrelated parent, unsupported option). */
+export class SendError extends BtrfsTsError {}

@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   'extract-stream': () => import('./extract-stream.js'),
   verify: () => import('./verify.js'),
   convert: () => import('./convert.js'),
+  send: () => import('./send.js'),
 };
 
 /** The command names `argv` (node, script, args...) needs registered to be parsed. */

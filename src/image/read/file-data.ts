@@ -53,7 +53,7 @@ async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, log
  * Reads logical [logical, logical+len) of a data extent and checks every sector's checksum. On DUP data a
  * copy that fails is replaced by the other; a sector without a checksum fails unless `needSums` is false.
  */
-async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string): Promise<Uint8Array> {
+export async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string): Promise<Uint8Array> {
   const copies = img.chunks.map(logical, len, what);
   const sums = needSums ? await sectorCsums(img, csumRoot, logical, len) : [];
   const algo = csumAlgo(img.superblock.csum_type);

@@ -1,0 +1,78 @@
+import { createWriteStream, promises as fsp } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { type Command, InvalidArgumentError } from 'commander';
+import { SendError } from '../../errors.js';
+import { BtrfsImage } from '../../image/read/index.js';
+import { withImageFile } from '../../io/image-read-file.js';
+import { sendSubvolumes } from '../../send/index.js';
+
+interface SendCliOptions {
+  file?: string;
+  parent?: string;
+  clone: string[];
+  proto?: number;
+  compressedData?: boolean;
+  data: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+function parseProto(v: string): number {
+  if (!/^[0-2]$/.test(v)) throw new InvalidArgumentError('protocol must be 0 (highest supported), 1 or 2');
+  return Number(v);
+}
+
+async function write(out: Writable, b: Uint8Array): Promise<void> {
+  if (!out.write(b)) await new Promise<void>((r, j) => { out.once('drain', r); out.once('error', j); });
+}
+
+async function closeFile(out: Writable): Promise<void> {
+  await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+}
+
+export function register(program: Command): void {
+  program
+    .command('send')
+    .description('write a send stream of read-only subvolumes of a btrfs image (like btrfs send, no mount needed)')
+    .argument('<image>', 'btrfs image file')
+    .argument('<subvol...>', 'read-only subvolume paths inside the image, from the top level')
+    .option('-f, --file <OUT>', 'write the stream to OUT instead of stdout')
+    .option('-p, --parent <PARENT>', 'incremental send from PARENT (checked; not implemented yet)')
+    .option('-c, --clone <SRC>', 'clone source subvolume (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--proto <N>', 'stream protocol: 1 (default), 2, or 0 for the highest supported', parseProto)
+    .option('--compressed-data', 'send compressed extents as ENCODED_WRITE, unchanged (implies --proto 2)')
+    .option('--no-data', 'send UPDATE_EXTENT instead of file data')
+    .option('-q, --quiet', 'print nothing but errors')
+    .option('-v, --verbose', 'print the bytes written per subvolume')
+    .action(async (image: string, subvols: string[], o: SendCliOptions) => {
+      if (!o.file && process.stdout.isTTY) {
+        throw new SendError('SEND_TTY', 'not writing a send stream to a terminal: redirect stdout or use -f FILE');
+      }
+      await withImageFile(image, async (src) => {
+        const img = await BtrfsImage.open(src);
+        const stream = sendSubvolumes(img, subvols, {
+          ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
+          ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
+          onSubvolume: (s) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
+        });
+        // The first chunk comes only after every check passed: no output file is made for a refused send.
+        const first = await stream.next();
+        const out: Writable = o.file ? createWriteStream(o.file) : process.stdout;
+        let bytes = 0;
+        try {
+          for (let r = first; !r.done; r = await stream.next()) {
+            await write(out, r.value);
+            bytes += r.value.length;
+          }
+          if (o.file) await closeFile(out);
+        } catch (e) {
+          if (o.file) {
+            out.destroy();
+            await fsp.rm(o.file, { force: true });
+          }
+          throw e;
+        }
+        if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
+      });
+    });
+}

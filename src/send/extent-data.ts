@@ -1,0 +1,55 @@
+import { ImageError } from '../errors.js';
+import { decompressExtent } from '../image/read/decompress.js';
+import { readVerified } from '../image/read/file-data.js';
+import type { ImageReader } from '../image/read/image.js';
+import type { TreeRoot } from '../image/read/tree.js';
+import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
+
+/** Where one file extent item is, for reading its bytes and naming it in errors. */
+export interface ExtentRef {
+  img: ImageReader;
+  csumRoot: TreeRoot | undefined;
+  /** Checksums are verified unless the inode is NODATASUM. */
+  verify: boolean;
+  /** The item's key offset (file offset where it starts). */
+  keyOffset: bigint;
+  fe: BtrfsFileExtentItem;
+  what: string;
+}
+
+/** The compressed (or inline) bytes as stored, checksum-verified: what an ENCODED_WRITE carries. */
+export async function storedBytes(x: ExtentRef): Promise<Uint8Array> {
+  if (x.fe.type === BTRFS_FILE_EXTENT_INLINE) return x.fe.inline_data!;
+  if (x.fe.disk_num_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: disk_num_bytes ${x.fe.disk_num_bytes} is implausibly large`);
+  return readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, Number(x.fe.disk_num_bytes), x.verify, x.what);
+}
+
+/** The decompressed content of a compressed or inline extent (ram_bytes long). */
+async function plainExtent(x: ExtentRef): Promise<Uint8Array> {
+  const raw = await storedBytes(x);
+  if (x.fe.compression === BTRFS_COMPRESS_NONE) return raw;
+  if (x.fe.ram_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: ram_bytes ${x.fe.ram_bytes} is implausibly large`);
+  return decompressExtent(x.fe.compression, raw, Number(x.fe.ram_bytes), x.img.sectorsize, x.what);
+}
+
+/**
+ * File bytes [pos, pos + len) that this item maps, decompressed; past the item's data (an inline extent
+ * shorter than its sector) they read as zeros, as the kernel's page cache gives them.
+ */
+export async function fileBytes(x: ExtentRef, pos: bigint, len: number): Promise<Uint8Array> {
+  const out = new Uint8Array(len);
+  if (x.fe.type === BTRFS_FILE_EXTENT_INLINE || x.fe.compression !== BTRFS_COMPRESS_NONE) {
+    const plain = await plainExtent(x);
+    const start = Number(x.fe.type === BTRFS_FILE_EXTENT_INLINE ? pos - x.keyOffset : x.fe.offset + pos - x.keyOffset);
+    out.set(plain.subarray(Math.min(start, plain.length), Math.min(start + len, plain.length)));
+    return out;
+  }
+  const rel = x.fe.offset + pos - x.keyOffset;
+  if (rel + BigInt(len) > x.fe.disk_num_bytes) {
+    throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: range ${x.fe.offset}+${x.fe.num_bytes} exceeds disk_num_bytes ${x.fe.disk_num_bytes}`);
+  }
+  const ss = x.img.sectorsize;
+  const readLen = Math.ceil(len / ss) * ss;
+  out.set((await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + rel, readLen, x.verify, x.what)).subarray(0, len));
+  return out;
+}

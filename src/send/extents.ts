@@ -1,0 +1,107 @@
+import { diskToEncoded } from '../compress/index.js';
+import {
+  BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, type BtrfsFileExtentItem,
+} from '../image/structs.js';
+import { planEncodedWrite } from '../plan/rules.js';
+import * as C from '../stream/constants.js';
+import type { EncodedWriteCmd, KnownCommand } from '../stream/types.js';
+import type { CloneIndex } from './clone-index.js';
+import { type ExtentRef, fileBytes, storedBytes } from './extent-data.js';
+
+/** The file being sent, as far as its data goes. */
+export interface DataInode {
+  ino: bigint;
+  size: bigint;
+  /** Where the receiver's copy ends so far (the kernel's cur_inode_next_write_offset). */
+  nextWriteOffset: bigint;
+  path: () => Promise<Uint8Array>;
+}
+
+export interface DataOptions {
+  version: number;
+  compressedData: boolean;
+  noData: boolean;
+  sectorsize: number;
+  clones: CloneIndex;
+  /** Size at the receiver of an inode sent earlier (clone sources must lie within it). */
+  sizeOf: (ino: bigint) => bigint;
+  /** CLONE_UUID / CLONE_CTRANSID of the sent subvolume and the path of an inode already sent. */
+  cloneUuid: Uint8Array;
+  cloneCtransid: bigint;
+  clonePath: (ino: bigint) => Promise<Uint8Array>;
+}
+
+/** send_max_size minus 16 KiB of command room: 48 KiB pieces in protocol 1, 128 KiB in 2 and later. */
+export function maxWriteSize(version: number): number {
+  return version === 1 ? 48 * 1024 : 128 * 1024;
+}
+
+function extentEnd(key: bigint, fe: BtrfsFileExtentItem, ss: bigint): bigint {
+  if (fe.type === BTRFS_FILE_EXTENT_INLINE) return ((key + fe.ram_bytes + ss - 1n) / ss) * ss;
+  return key + fe.num_bytes;
+}
+
+/**
+ * Commands for one file extent item of a new inode (fs/btrfs/send.c process_extent for a full send):
+ * prealloc extents and holes send nothing (the final TRUNCATE gives the size); otherwise CLONE when an
+ * inode sent earlier shares the disk extent, else the data — ENCODED_WRITE with --compressed-data when the
+ * stored bytes can be written as they are, WRITE of the decompressed bytes otherwise, UPDATE_EXTENT with
+ * --no-data.
+ */
+export async function* extentCommands(x: ExtentRef, cur: DataInode, o: DataOptions): AsyncGenerator<KnownCommand> {
+  const fe = x.fe;
+  const ss = BigInt(o.sectorsize);
+  if (fe.type === BTRFS_FILE_EXTENT_PREALLOC) return;
+  if (fe.type !== BTRFS_FILE_EXTENT_INLINE && fe.disk_bytenr === 0n) return;
+  const offset = x.keyOffset;
+  const end = extentEnd(offset, fe, ss) < cur.size ? extentEnd(offset, fe, ss) : cur.size;
+  if (offset >= end) return;
+  const len = end - offset;
+  const shared = fe.type !== BTRFS_FILE_EXTENT_INLINE;
+  if (shared) {
+    const src = o.clones.find(fe.disk_bytenr, fe.offset, len, (ino) => (ino === cur.ino ? cur.nextWriteOffset : o.sizeOf(ino)));
+    // An unaligned clone is only valid when it ends at both files' EOF (send_write_or_clone).
+    const ok = src && (end % ss === 0n || (end === cur.size && src.offset + len === (src.ino === cur.ino ? cur.nextWriteOffset : o.sizeOf(src.ino))));
+    o.clones.add(fe.disk_bytenr, { ino: cur.ino, fileOffset: offset, dataOffset: fe.offset, numBytes: fe.num_bytes });
+    if (src && ok) {
+      yield {
+        cmd: C.BTRFS_SEND_C_CLONE, path: await cur.path(), fileOffset: offset, cloneLen: len, cloneUuid: o.cloneUuid,
+        cloneCtransid: o.cloneCtransid, clonePath: await o.clonePath(src.ino), cloneOffset: src.offset,
+      };
+      cur.nextWriteOffset = end;
+      return;
+    }
+  }
+  yield* extentData(x, cur, o, offset, len);
+  cur.nextWriteOffset = end;
+}
+
+async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, offset: bigint, len: bigint): AsyncGenerator<KnownCommand> {
+  const path = await cur.path();
+  if (o.noData) {
+    yield { cmd: C.BTRFS_SEND_C_UPDATE_EXTENT, path, fileOffset: offset, size: len };
+    return;
+  }
+  const fe = x.fe;
+  if (o.compressedData && fe.compression !== BTRFS_COMPRESS_NONE) {
+    const inline = fe.type === BTRFS_FILE_EXTENT_INLINE;
+    // The kernel sends the stored bytes unless they are more than the range sent (a partly used extent).
+    if (inline ? fe.inline_data!.length <= len : fe.disk_num_bytes <= len) {
+      const enc: EncodedWriteCmd = {
+        cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path, fileOffset: offset, unencodedFileLen: len, unencodedLen: fe.ram_bytes,
+        unencodedOffset: inline ? 0n : fe.offset, compression: diskToEncoded(fe.compression, o.sectorsize), encryption: 0,
+        data: await storedBytes(x),
+      };
+      // Only what a receiver can store as it is (the kernel's encoded-write rules); the rest as plain data.
+      if (planEncodedWrite(enc, { sectorsize: o.sectorsize, iSize: cur.nextWriteOffset }).action === 'pass-through') {
+        yield enc;
+        return;
+      }
+    }
+  }
+  const piece = BigInt(maxWriteSize(o.version));
+  for (let sent = 0n; sent < len; sent += piece) {
+    const n = len - sent < piece ? len - sent : piece;
+    yield { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: offset + sent, data: await fileBytes(x, offset + sent, Number(n)) };
+  }
+}

@@ -1,0 +1,186 @@
+import { ImageError } from '../errors.js';
+import type { ImageReader } from '../image/read/image.js';
+import { statInode } from '../image/read/inodes.js';
+import type { SubvolumeInfo } from '../image/read/subvols.js';
+import type { TreeRoot } from '../image/read/tree.js';
+import {
+  BTRFS_EXTENT_DATA_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_EXTREF_KEY, BTRFS_INODE_ITEM_KEY,
+  BTRFS_INODE_NODATASUM, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_XATTR_ITEM_KEY, type BtrfsInodeItem,
+  decodeDirItems, decodeFileExtentItem, decodeInodeExtrefs, decodeInodeItem, decodeInodeRefs,
+} from '../image/structs.js';
+import * as C from '../stream/constants.js';
+import type { KnownCommand } from '../stream/types.js';
+import { CloneIndex } from './clone-index.js';
+import { extentCommands } from './extents.js';
+import { createCommand, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands, capabilityCommand } from './inode-cmds.js';
+import { LruMap } from './lru.js';
+import { SendNames } from './names.js';
+import { DirUtimesCache } from './utimes-cache.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+
+export interface FullSendOptions {
+  version: number;
+  compressedData: boolean;
+  noData: boolean;
+}
+
+interface Cur {
+  ino: bigint;
+  item: BtrfsInodeItem;
+  refs: { dir: bigint; name: Uint8Array }[];
+  refsDone: boolean;
+  ignore: boolean;
+  nextWriteOffset: bigint;
+}
+
+const isEmpty = (u: Uint8Array): boolean => u.every((b) => b === 0);
+const mode = (c: Cur): number => c.item.mode & S_IFMT;
+
+/**
+ * A full send of one read-only subvolume, command by command, in the kernel's order (fs/btrfs/send.c
+ * full_send_tree → changed_cb → finish_inode_if_needed): the subvolume's items in key order; each new
+ * inode created under its orphan name, renamed to its first reference once its references are read
+ * (parent directories with higher numbers created early under theirs), linked at the others; then its
+ * xattrs, its data, TRUNCATE/CHOWN/CHMOD/capabilities, UTIMES (held back for non-empty directories).
+ */
+export class FullSend {
+  private readonly names: SendNames;
+  private readonly utimes = new DirUtimesCache();
+  private readonly clones = new CloneIndex();
+  private readonly sizes = new LruMap<bigint, bigint>(1 << 16);
+  /** Directories created early because an inode with a lower number lives in them. */
+  private readonly createdEarly = new Set<bigint>();
+  private cur: Cur | undefined;
+  private tree!: TreeRoot;
+  private csumRoot: TreeRoot | undefined;
+
+  constructor(private readonly img: ImageReader, private readonly sv: SubvolumeInfo, private readonly o: FullSendOptions) {
+    this.names = new SendNames(img, sv.id);
+  }
+
+  private get uuid(): Uint8Array {
+    return isEmpty(this.sv.received_uuid) ? this.sv.uuid : this.sv.received_uuid;
+  }
+
+  async *commands(): AsyncGenerator<KnownCommand> {
+    this.tree = await this.img.tree(this.sv.id);
+    this.csumRoot = await this.img.csumTree();
+    yield { cmd: C.BTRFS_SEND_C_SUBVOL, path: this.sv.name, uuid: this.uuid, ctransid: this.sv.ctransid };
+    const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
+    const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };
+    for await (const it of this.img.trees.iterate(this.tree, from, to)) {
+      const { objectid: ino, type } = it.key;
+      if (this.cur && this.cur.ino !== ino) yield* this.finish(this.cur);
+      if (type === BTRFS_INODE_ITEM_KEY) {
+        yield* this.newInode(ino, decodeInodeItem(it.data));
+        continue;
+      }
+      const cur = this.cur;
+      if (!cur || cur.ino !== ino) throw new ImageError('IMAGE_NO_INODE', `item type ${type} of inode ${ino} in subvolume ${this.sv.id} has no INODE_ITEM before it`, { command: 'btrfs_inode_item' });
+      if (cur.ignore) continue;
+      if (type === BTRFS_INODE_REF_KEY || type === BTRFS_INODE_EXTREF_KEY) {
+        if (ino === BTRFS_FIRST_FREE_OBJECTID) continue;
+        if (type === BTRFS_INODE_REF_KEY) for (const r of decodeInodeRefs(it.data)) cur.refs.push({ dir: it.key.offset, name: r.name });
+        else for (const r of decodeInodeExtrefs(it.data)) cur.refs.push({ dir: r.parent_objectid, name: r.name });
+        continue;
+      }
+      if (!cur.refsDone) yield* this.processRefs(cur);
+      if (type === BTRFS_XATTR_ITEM_KEY) {
+        yield* xattrCommands(decodeDirItems(it.data), () => this.names.path(cur.ino));
+      } else if (type === BTRFS_EXTENT_DATA_KEY && (mode(cur) === S_IFREG)) {
+        yield* this.extent(cur, it.key.offset, it.data);
+      }
+    }
+    if (this.cur) yield* this.finish(this.cur);
+    for (const d of this.utimes.flush()) yield await this.utimesOf(d);
+  }
+
+  private async *newInode(ino: bigint, item: BtrfsInodeItem): AsyncGenerator<KnownCommand> {
+    // changed_inode: an inode without links (an orphan awaiting cleanup) is not sent
+    const cur: Cur = { ino, item, refs: [], refsDone: false, ignore: item.nlink === 0, nextWriteOffset: 0n };
+    this.cur = cur;
+    this.names.progress = ino;
+    this.names.noteGen(ino, item.generation);
+    if (cur.ignore || ino === BTRFS_FIRST_FREE_OBJECTID) return;
+    if (this.createdEarly.delete(ino)) return;
+    yield await createCommand(this.img, this.sv.id, ino, item, await this.names.path(ino));
+  }
+
+  /** process_recorded_refs for a new inode: orphan → first reference, links for the others. */
+  private async *processRefs(cur: Cur): AsyncGenerator<KnownCommand> {
+    cur.refsDone = true;
+    if (cur.refs.length === 0) return;
+    let valid = await this.names.path(cur.ino);
+    let first = true;
+    for (const ref of cur.refs) {
+      const full = await this.names.entryPath(ref.dir, ref.name);
+      if (ref.dir > cur.ino && !this.createdEarly.has(ref.dir)) {
+        const dirItem = await statInode(this.img, { root: this.sv.id, ino: ref.dir });
+        yield await createCommand(this.img, this.sv.id, ref.dir, dirItem, await this.names.path(ref.dir));
+        this.createdEarly.add(ref.dir);
+      }
+      if (first) {
+        yield { cmd: C.BTRFS_SEND_C_RENAME, path: valid, pathTo: full };
+        valid = full;
+        first = false;
+      } else if (mode(cur) === S_IFDIR) {
+        yield { cmd: C.BTRFS_SEND_C_RENAME, path: valid, pathTo: full };
+        valid = full;
+      } else {
+        yield { cmd: C.BTRFS_SEND_C_LINK, path: full, pathLink: valid };
+      }
+    }
+    this.names.progress = cur.ino + 1n;
+    for (const ref of cur.refs) if (ref.dir < cur.ino) this.utimes.touch(ref.dir);
+    for (const d of this.utimes.trim()) yield await this.utimesOf(d);
+  }
+
+  private async *extent(cur: Cur, keyOffset: bigint, data: Uint8Array): AsyncGenerator<KnownCommand> {
+    const what = `file extent at offset ${keyOffset} of inode ${cur.ino} in subvolume ${this.sv.id}`;
+    const x = {
+      img: this.img, csumRoot: this.csumRoot, verify: (cur.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset,
+      fe: decodeFileExtentItem(data), what,
+    };
+    const d = { ino: cur.ino, size: cur.item.size, nextWriteOffset: cur.nextWriteOffset, path: () => this.names.path(cur.ino) };
+    yield* extentCommands(x, d, {
+      version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
+      clones: this.clones, sizeOf: (ino) => this.sizes.get(ino) ?? 0n, cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
+      clonePath: (ino) => this.names.path(ino),
+    });
+    cur.nextWriteOffset = d.nextWriteOffset;
+  }
+
+  /** finish_inode_if_needed: size, owner, mode, capabilities, times. */
+  private async *finish(cur: Cur): AsyncGenerator<KnownCommand> {
+    this.cur = undefined;
+    if (cur.ignore) return;
+    if (!cur.refsDone) yield* this.processRefs(cur);
+    const path = await this.names.path(cur.ino);
+    const m = mode(cur);
+    if (m === S_IFREG) {
+      if (cur.nextWriteOffset !== cur.item.size) yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path, size: cur.item.size };
+      this.sizes.set(cur.ino, cur.item.size);
+    }
+    yield { cmd: C.BTRFS_SEND_C_CHOWN, path, uid: BigInt(cur.item.uid), gid: BigInt(cur.item.gid) };
+    if (m !== S_IFLNK) yield { cmd: C.BTRFS_SEND_C_CHMOD, path, mode: BigInt(cur.item.mode & 0o7777) };
+    const caps = await capabilityCommand(this.img, this.tree, cur.ino, path);
+    if (caps) yield caps;
+    this.names.progress = cur.ino + 1n;
+    if (m === S_IFDIR && cur.item.size > 0n) this.utimes.touch(cur.ino);
+    else yield utimesCommand(path, cur.item, this.o.version);
+    for (const d of this.utimes.trim()) yield await this.utimesOf(d);
+  }
+
+  private async utimesOf(ino: bigint): Promise<KnownCommand> {
+    const item = await statInode(this.img, { root: this.sv.id, ino });
+    return utimesCommand(await this.names.path(ino), item, this.o.version);
+  }
+}
+
+/** send_utimes: protocol 2 and later also carry the creation time. */
+function utimesCommand(path: Uint8Array, item: BtrfsInodeItem, version: number): KnownCommand {
+  const c: KnownCommand = { cmd: C.BTRFS_SEND_C_UTIMES, path, atime: item.atime, mtime: item.mtime, ctime: item.ctime };
+  if (version >= 2) c.otime = item.otime;
+  return c;
+}
