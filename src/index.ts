@@ -106,3 +106,7 @@ export { imageTreeSource } from './image/read/tree-source.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */
 export { replay } from './replay/index.js';
 export type { ReplayOptions, ReplayResult } from './replay/index.js';
+/** Full send from an image: the kernel's stream for a read-only subvolume, as bytes (docs/send.md). */
+export { sendSubvolume, sendSubvolumes, sendProtocol } from './send/index.js';
+export type { SendOptions } from './send/index.js';
+export { SendError } from './errors.js';

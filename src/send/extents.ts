@@ -89,9 +89,11 @@ async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, offset:
     if (inline ? fe.inline_data!.length <= len : fe.disk_num_bytes <= len) {
       const enc: EncodedWriteCmd = {
         cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path, fileOffset: offset, unencodedFileLen: len, unencodedLen: fe.ram_bytes,
-        unencodedOffset: inline ? 0n : fe.offset, compression: diskToEncoded(fe.compression, o.sectorsize), encryption: 0,
+        unencodedOffset: inline ? 0n : fe.offset, compression: diskToEncoded(fe.compression, o.sectorsize),
         data: await storedBytes(x),
       };
+      // send_encoded_inline_extent leaves ENCRYPTION out; send_encoded_extent puts 0
+      if (!inline) enc.encryption = 0;
       // Only what a receiver can store as it is (the kernel's encoded-write rules); the rest as plain data.
       if (planEncodedWrite(enc, { sectorsize: o.sectorsize, iSize: cur.nextWriteOffset }).action === 'pass-through') {
         yield enc;

@@ -1,0 +1,106 @@
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as lib from '../src/index.js';
+import { STREAMS_DIR, collect, storedManifest } from './helpers/streams.js';
+
+/**
+ * Image to image without a kernel: captured streams received into an in-memory image, each subvolume sent
+ * again with sendSubvolume and fed straight into receiveStreams on a second image — the tree that arrives
+ * is the one the kernel's receive made of the original stream (stored manifests).
+ */
+async function receiveInto(input: AsyncIterable<Uint8Array> | NodeJS.ReadableStream): Promise<{ dev: lib.MemoryDevice; summary: lib.ReceiveSummary }> {
+  const dev = new lib.MemoryDevice(256n << 20n);
+  const fs = lib.createFilesystem(dev, { growable: true });
+  const summary = await lib.receiveStreams(input as AsyncIterable<Uint8Array>, fs);
+  return { dev, summary };
+}
+
+async function manifest(dev: lib.MemoryDevice, path: string): Promise<string[]> {
+  const img = await lib.BtrfsImage.open(lib.fromBlockDevice(dev));
+  return collect(lib.formatManifest(lib.imageTreeSource(img, await img.resolve(path))));
+}
+
+let source: lib.BtrfsImage;
+beforeAll(async () => {
+  const dev = new lib.MemoryDevice(256n << 20n);
+  const fs = lib.createFilesystem(dev, { growable: true });
+  for (const s of ['full-v1', 'incr-v1', 'zstd-v2', 'lzo-v2']) await lib.receiveStreams(createReadStream(join(STREAMS_DIR, `${s}.stream`)), fs);
+  source = await lib.BtrfsImage.open(lib.fromBlockDevice(dev));
+});
+
+describe('sendSubvolume feeds receiveStreams directly', () => {
+  const cases: { subvol: string; manifest: string; opts: lib.SendOptions }[] = [
+    { subvol: 'full', manifest: 'full-v1.manifest', opts: {} },
+    { subvol: 'incr', manifest: 'incr-v1.manifest', opts: { proto: 2 } },
+    { subvol: 'zstd', manifest: 'zstd-v2.manifest', opts: { compressedData: true } },
+    { subvol: 'lzo', manifest: 'lzo-v2.manifest', opts: { compressedData: true } },
+  ];
+  for (const c of cases) {
+    it(`${c.subvol} ${JSON.stringify(c.opts)}`, async () => {
+      const { dev, summary } = await receiveInto(lib.sendSubvolume(source, c.subvol, c.opts));
+      expect(summary.subvolumes.map((s) => s.name)).toEqual([c.subvol]);
+      if (c.opts.compressedData) expect(summary.plan.byAction['pass-through'].extents).toBeGreaterThan(0);
+      expect(await manifest(dev, c.subvol)).toEqual(storedManifest(c.manifest));
+    });
+  }
+
+  it('several subvolumes: one stream (one header, one END), both received', async () => {
+    const items = await collect(lib.parseStream(lib.sendSubvolumes(source, ['full', 'zstd'], { proto: 2 })));
+    expect(items.filter((i) => i.kind === 'header')).toHaveLength(1);
+    expect(items.filter((i) => i.kind === 'command' && i.command.cmd === lib.sendConstants.BTRFS_SEND_C_END)).toHaveLength(1);
+    expect(items.filter((i) => i.kind === 'command' && i.command.cmd === lib.sendConstants.BTRFS_SEND_C_SUBVOL)).toHaveLength(2);
+    const { dev, summary } = await receiveInto(lib.sendSubvolumes(source, ['full', 'zstd'], { proto: 2 }));
+    expect(summary.subvolumes.map((s) => s.name)).toEqual(['full', 'zstd']);
+    expect(await manifest(dev, 'zstd')).toEqual(storedManifest('zstd-v2.manifest'));
+  });
+
+  it('our own dump reads the stream: WRITE pieces of 48 KiB in protocol 1, 128 KiB in 2', async () => {
+    for (const [proto, max] of [[1, 48 * 1024], [2, 128 * 1024]] as const) {
+      const lines: string[] = [];
+      await lib.dumpStream(lib.sendSubvolume(source, 'full', { proto }), (l) => lines.push(l));
+      const writes = lines.filter((l) => l.startsWith('write')).map((l) => Number(/len=(\d+)/.exec(l)![1]));
+      expect(writes.length).toBeGreaterThan(0);
+      expect(Math.max(...writes)).toBe(max);
+    }
+  });
+
+  it('--no-data sends UPDATE_EXTENT and no file data', async () => {
+    const lines: string[] = [];
+    await lib.dumpStream(lib.sendSubvolume(source, 'full', { noData: true }), (l) => lines.push(l));
+    expect(lines.some((l) => l.startsWith('update_extent'))).toBe(true);
+    expect(lines.some((l) => /^(write|encoded_write)/.test(l))).toBe(false);
+  });
+});
+
+describe('refusals, before any byte', () => {
+  const refused = async (paths: string[], opts: lib.SendOptions): Promise<lib.BtrfsTsError> => {
+    // the very first pull fails: nothing was yielded
+    const err = await lib.sendSubvolumes(source, paths, opts).next().then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(lib.BtrfsTsError);
+    return err as lib.BtrfsTsError;
+  };
+
+  it('the top level is not a read-only subvolume', async () => {
+    expect((await refused([''], {})).code).toBe('SEND_NOT_READONLY');
+  });
+
+  it('a path that is no subvolume', async () => {
+    expect((await refused(['full/nonexistent'], {})).code).toBe('IMAGE_NO_SUBVOLUME');
+  });
+
+  it('an unrelated parent: one error naming both', async () => {
+    const e = await refused(['zstd'], { parent: 'full' });
+    expect(e.code).toBe('SEND_UNRELATED_PARENT');
+    expect(e.message).toMatch(/parent full .* not related to zstd/);
+  });
+
+  it('a related parent: incremental send is refused as not implemented', async () => {
+    const e = await refused(['incr'], { parent: 'full' });
+    expect(e.code).toBe('SEND_UNSUPPORTED');
+  });
+
+  it('--compressed-data with protocol 1', async () => {
+    expect((await refused(['zstd'], { proto: 1, compressedData: true })).code).toBe('SEND_USAGE');
+  });
+});
