@@ -37,20 +37,42 @@ export class CloneIndex {
   }
 
   /**
-   * A sent item that holds all of [dataOffset, dataOffset + len) of the disk extent, as iterate_backrefs
-   * would choose it: the one covering the most bytes; `sizeOf` gives the source inode's size at the
-   * receiver now, and the source range must lie inside it (a clone past EOF fails).
+   * The clone source the kernel's iterate_backrefs settles on for an extent of inode `q.ino` at disk
+   * offset `q.dataOffset`: references are met newest first (the backref walk lists a leaf's items from its
+   * last slot), uncompressed ones only if they contain `dataOffset`, the inode's own only if already
+   * written; the first covering `extentLen` bytes wins, else the one covering most. Its offset is where
+   * `dataOffset` is in the source file (uncompressed) or where the source item starts (compressed).
    */
-  find(diskBytenr: bigint, dataOffset: bigint, len: bigint, sizeOf: (ino: bigint) => bigint): CloneSource | undefined {
+  find(diskBytenr: bigint, q: CloneQuery): CloneSource | undefined {
     const list = this.byDisk.get(diskBytenr);
     if (!list) return undefined;
-    let best: SentExtent | undefined;
-    for (const e of list) {
-      if (e.dataOffset > dataOffset || dataOffset + len > e.dataOffset + e.numBytes) continue;
-      const offset = e.fileOffset + (dataOffset - e.dataOffset);
-      if (offset + len > sizeOf(e.ino)) continue;
-      if (!best || e.numBytes > best.numBytes) best = e;
+    let choice: CloneSource | undefined;
+    let best = -1n;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const e = list[i]!;
+      let offset = e.fileOffset;
+      if (!q.compressed) {
+        if (q.dataOffset < e.dataOffset || q.dataOffset >= e.dataOffset + e.numBytes) continue;
+        offset += q.dataOffset - e.dataOffset;
+      }
+      if (e.ino === q.ino && offset + q.extentLen > q.nextWriteOffset) continue;
+      if (e.numBytes > best) {
+        choice = { ino: e.ino, offset };
+        best = e.numBytes;
+        if (e.numBytes >= q.extentLen) break;
+      }
     }
-    return best && { ino: best.ino, offset: best.fileOffset + (dataOffset - best.dataOffset) };
+    return choice;
   }
+}
+
+export interface CloneQuery {
+  /** The inode being sent and how far the receiver has it. */
+  ino: bigint;
+  nextWriteOffset: bigint;
+  /** Offset into the disk extent the item starts at. */
+  dataOffset: bigint;
+  /** The kernel's extent_len: the item's bytes, cut at the inode's size. */
+  extentLen: bigint;
+  compressed: boolean;
 }

@@ -1,4 +1,5 @@
 import { diskToEncoded } from '../compress/index.js';
+import type { TreeRoot } from '../image/read/tree.js';
 import {
   BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, type BtrfsFileExtentItem,
 } from '../image/structs.js';
@@ -6,6 +7,7 @@ import { planEncodedWrite } from '../plan/rules.js';
 import * as C from '../stream/constants.js';
 import type { EncodedWriteCmd, KnownCommand } from '../stream/types.js';
 import type { CloneIndex } from './clone-index.js';
+import { cloneRange } from './clone-range.js';
 import { type ExtentRef, fileBytes, storedBytes } from './extent-data.js';
 
 /** The file being sent, as far as its data goes. */
@@ -22,9 +24,11 @@ export interface DataOptions {
   compressedData: boolean;
   noData: boolean;
   sectorsize: number;
+  /** The sent subvolume's tree (clone sources are read from it). */
+  tree: TreeRoot;
   clones: CloneIndex;
-  /** Size at the receiver of an inode sent earlier (clone sources must lie within it). */
-  sizeOf: (ino: bigint) => bigint;
+  /** Final size of an inode (clone sources must lie within it). */
+  sizeOf: (ino: bigint) => Promise<bigint>;
   /** CLONE_UUID / CLONE_CTRANSID of the sent subvolume and the path of an inode already sent. */
   cloneUuid: Uint8Array;
   cloneCtransid: bigint;
@@ -43,10 +47,10 @@ function extentEnd(key: bigint, fe: BtrfsFileExtentItem, ss: bigint): bigint {
 
 /**
  * Commands for one file extent item of a new inode (fs/btrfs/send.c process_extent for a full send):
- * prealloc extents and holes send nothing (the final TRUNCATE gives the size); otherwise CLONE when an
- * inode sent earlier shares the disk extent, else the data — ENCODED_WRITE with --compressed-data when the
- * stored bytes can be written as they are, WRITE of the decompressed bytes otherwise, UPDATE_EXTENT with
- * --no-data.
+ * prealloc extents and holes send nothing (the final TRUNCATE gives the size); otherwise CLONE where an
+ * inode sent earlier shares the disk extent (send_write_or_clone, clone_range), else the data —
+ * ENCODED_WRITE with --compressed-data when the stored bytes can be written as they are, WRITE of the
+ * decompressed bytes otherwise, UPDATE_EXTENT with --no-data.
  */
 export async function* extentCommands(x: ExtentRef, cur: DataInode, o: DataOptions): AsyncGenerator<KnownCommand> {
   const fe = x.fe;
@@ -54,20 +58,17 @@ export async function* extentCommands(x: ExtentRef, cur: DataInode, o: DataOptio
   if (fe.type === BTRFS_FILE_EXTENT_PREALLOC) return;
   if (fe.type !== BTRFS_FILE_EXTENT_INLINE && fe.disk_bytenr === 0n) return;
   const offset = x.keyOffset;
-  const end = extentEnd(offset, fe, ss) < cur.size ? extentEnd(offset, fe, ss) : cur.size;
+  const itemEnd = extentEnd(offset, fe, ss);
+  const end = itemEnd < cur.size ? itemEnd : cur.size;
   if (offset >= end) return;
   const len = end - offset;
-  const shared = fe.type !== BTRFS_FILE_EXTENT_INLINE;
-  if (shared) {
-    const src = o.clones.find(fe.disk_bytenr, fe.offset, len, (ino) => (ino === cur.ino ? cur.nextWriteOffset : o.sizeOf(ino)));
-    // An unaligned clone is only valid when it ends at both files' EOF (send_write_or_clone).
-    const ok = src && (end % ss === 0n || (end === cur.size && src.offset + len === (src.ino === cur.ino ? cur.nextWriteOffset : o.sizeOf(src.ino))));
+  if (fe.type !== BTRFS_FILE_EXTENT_INLINE) {
+    const extentLen = offset + fe.num_bytes >= cur.size ? cur.size - offset : fe.num_bytes;
+    const src = o.clones.find(fe.disk_bytenr, { ino: cur.ino, nextWriteOffset: cur.nextWriteOffset, dataOffset: fe.offset, extentLen, compressed: fe.compression !== BTRFS_COMPRESS_NONE });
     o.clones.add(fe.disk_bytenr, { ino: cur.ino, fileOffset: offset, dataOffset: fe.offset, numBytes: fe.num_bytes });
-    if (src && ok) {
-      yield {
-        cmd: C.BTRFS_SEND_C_CLONE, path: await cur.path(), fileOffset: offset, cloneLen: len, cloneUuid: o.cloneUuid,
-        cloneCtransid: o.cloneCtransid, clonePath: await o.clonePath(src.ino), cloneOffset: src.offset,
-      };
+    // An unaligned clone is only valid when it ends at both files' EOF (send_write_or_clone).
+    if (src && (end % ss === 0n || (end === cur.size && src.offset + len === await o.sizeOf(src.ino)))) {
+      yield* cloneRange(x, cur, o, src, offset, len);
       cur.nextWriteOffset = end;
       return;
     }
@@ -76,7 +77,8 @@ export async function* extentCommands(x: ExtentRef, cur: DataInode, o: DataOptio
   cur.nextWriteOffset = end;
 }
 
-async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, offset: bigint, len: bigint): AsyncGenerator<KnownCommand> {
+/** send_extent_data: [offset, offset + len) of the item `x` as UPDATE_EXTENT, ENCODED_WRITE or WRITEs. */
+export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, offset: bigint, len: bigint): AsyncGenerator<KnownCommand> {
   const path = await cur.path();
   if (o.noData) {
     yield { cmd: C.BTRFS_SEND_C_UPDATE_EXTENT, path, fileOffset: offset, size: len };
@@ -87,9 +89,11 @@ async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, offset:
     const inline = fe.type === BTRFS_FILE_EXTENT_INLINE;
     // The kernel sends the stored bytes unless they are more than the range sent (a partly used extent).
     if (inline ? fe.inline_data!.length <= len : fe.disk_num_bytes <= len) {
+      const itemLeft = x.keyOffset + fe.num_bytes - offset;
       const enc: EncodedWriteCmd = {
-        cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path, fileOffset: offset, unencodedFileLen: len, unencodedLen: fe.ram_bytes,
-        unencodedOffset: inline ? 0n : fe.offset, compression: diskToEncoded(fe.compression, o.sectorsize),
+        cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path, fileOffset: offset,
+        unencodedFileLen: inline || len < itemLeft ? len : itemLeft, unencodedLen: fe.ram_bytes,
+        unencodedOffset: offset - x.keyOffset + (inline ? 0n : fe.offset), compression: diskToEncoded(fe.compression, o.sectorsize),
         data: await storedBytes(x),
       };
       // send_encoded_inline_extent leaves ENCRYPTION out; send_encoded_extent puts 0

@@ -48,7 +48,7 @@ export class FullSend {
   private readonly names: SendNames;
   private readonly utimes = new DirUtimesCache();
   private readonly clones = new CloneIndex();
-  private readonly sizes = new LruMap<bigint, bigint>(1 << 16);
+  private readonly sizes = new LruMap<bigint, bigint>(1 << 12);
   /** Directories created early because an inode with a lower number lives in them. */
   private readonly createdEarly = new Set<bigint>();
   private cur: Cur | undefined;
@@ -145,7 +145,7 @@ export class FullSend {
     const d = { ino: cur.ino, size: cur.item.size, nextWriteOffset: cur.nextWriteOffset, path: () => this.names.path(cur.ino) };
     yield* extentCommands(x, d, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
-      clones: this.clones, sizeOf: (ino) => this.sizes.get(ino) ?? 0n, cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
+      tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, cur), cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
       clonePath: (ino) => this.names.path(ino),
     });
     cur.nextWriteOffset = d.nextWriteOffset;
@@ -160,7 +160,6 @@ export class FullSend {
     const m = mode(cur);
     if (m === S_IFREG) {
       if (cur.nextWriteOffset !== cur.item.size) yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path, size: cur.item.size };
-      this.sizes.set(cur.ino, cur.item.size);
     }
     yield { cmd: C.BTRFS_SEND_C_CHOWN, path, uid: BigInt(cur.item.uid), gid: BigInt(cur.item.gid) };
     if (m !== S_IFLNK) yield { cmd: C.BTRFS_SEND_C_CHMOD, path, mode: BigInt(cur.item.mode & 0o7777) };
@@ -170,6 +169,17 @@ export class FullSend {
     if (m === S_IFDIR && cur.item.size > 0n) this.utimes.touch(cur.ino);
     else yield utimesCommand(path, cur.item, this.o.version);
     for (const d of this.utimes.trim()) yield await this.utimesOf(d);
+  }
+
+  /** get_inode_info's i_size: the inode's final size, whether or not it has been sent. */
+  private async sizeOf(ino: bigint, cur: Cur): Promise<bigint> {
+    if (ino === cur.ino) return cur.item.size;
+    let size = this.sizes.get(ino);
+    if (size === undefined) {
+      size = (await statInode(this.img, { root: this.sv.id, ino })).size;
+      this.sizes.set(ino, size);
+    }
+    return size;
   }
 
   private async utimesOf(ino: bigint): Promise<KnownCommand> {

@@ -49,8 +49,8 @@ function related(sv: SubvolumeInfo, parent: SubvolumeInfo): boolean {
 }
 
 /**
- * A send stream of the read-only subvolumes at `paths` (inside the image, as `ls` takes them): one
- * header, each subvolume's commands, one END — what `btrfs send A B ...` writes. Everything is checked
+ * The send streams of the read-only subvolumes at `paths` (inside the image, as `ls` takes them), one
+ * complete stream (header, commands, END) per subvolume, back to back — what `btrfs send A B ...` writes. Everything is checked
  * before the first byte is yielded. The bytes can go to a file, stdout or straight into receiveStreams.
  */
 export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: SendOptions = {}): AsyncGenerator<Uint8Array> {
@@ -68,9 +68,11 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
     throw new SendError('SEND_UNSUPPORTED', `incremental send (-p ${opts.parent}) is not implemented yet; send ${paths.join(' ')} in full instead`);
   }
-  let parts: Uint8Array[] = [encodeStreamHeader(version)];
-  let size = parts[0]!.length;
+  let parts: Uint8Array[] = [];
+  let size = 0;
   for (const sv of svs) {
+    // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
+    parts.push(encodeStreamHeader(version));
     opts.onSubvolume?.(sv);
     const send = new FullSend(img.reader, sv, { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false });
     for await (const cmd of send.commands()) {
@@ -83,8 +85,8 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
         size = 0;
       }
     }
+    parts.push(encodeCommand({ cmd: C.BTRFS_SEND_C_END }, version));
   }
-  parts.push(encodeCommand({ cmd: C.BTRFS_SEND_C_END }, version));
   yield Buffer.concat(parts);
 }
 
