@@ -53,7 +53,7 @@ OUT=$WORK/section.md
   for c in "${CASES[@]}"; do
     name=${c%%|*}
     size=$(awk -v n="$name" '$1==n{print $2}' "$WORK/sizes")
-    echo "| \`${c#*|}\` ($name) | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
+    echo "| $name${c#*|:+ (\`${c#*|}\`)} | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
   done
   echo
   echo "Correctness checks (after the timed runs):"
