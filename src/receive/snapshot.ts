@@ -26,7 +26,7 @@ export function findSubvolByUuid(fs: Filesystem, uuid: Uint8Array): bigint | und
  */
 export function snapshotSubvolume(fs: Filesystem, source: bigint, o: { parentRoot: bigint; parentDir: bigint; name: Uint8Array }): bigint {
   const src = getRootItem(fs, source);
-  const id = createSubvolume(fs, { parentRoot: o.parentRoot, parentDir: o.parentDir, name: o.name, parentUuid: src.uuid });
+  const id = createSubvolume(fs, { parentRoot: o.parentRoot, parentDir: o.parentDir, name: o.name, parentUuid: src.uuid, snapshot: true });
   const dst = fs.tree(id);
   dst.copyItemsFrom(fs.tree(source));
   for (const it of fs.tree(source).entries()) {
@@ -36,7 +36,8 @@ export function snapshotSubvolume(fs: Filesystem, source: bigint, o: { parentRoo
     addDataRef(fs, fe.disk_bytenr, id, it.key.objectid, BigInt.asUintN(64, it.key.offset - fe.offset));
   }
   updateRootItem(fs, source, { last_snapshot: fs.transid });
-  updateRootItem(fs, id, { inode: src.inode, last_snapshot: fs.transid });
+  // as create_pending_snapshot: the source's inode and change stamp, a new uuid and creation stamp
+  updateRootItem(fs, id, { inode: src.inode, ctransid: src.ctransid, ctime: src.ctime, last_snapshot: fs.transid });
   return id;
 }
 

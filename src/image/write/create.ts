@@ -9,7 +9,7 @@ import {
   BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
   BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, BTRFS_FEATURE_INCOMPAT_NO_HOLES,
   BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
-  BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_INODE_ROOT_ITEM_INIT, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
   BTRFS_ROOT_TREE_DIR_OBJECTID, BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { type BtrfsInodeItem, type BtrfsTimespec, encodeDirItems, encodeInodeItem, encodeInodeRefs } from '../structs/fs-items.js';
@@ -74,9 +74,9 @@ export function dirInodeItem(generation: bigint, t: BtrfsTimespec, nbytes = 0n):
 }
 
 /** A ROOT_ITEM with mkfs.btrfs's defaults; commit() fills in bytenr/level/generation. */
-export function defaultRootItem(over: Partial<BtrfsRootItem> = {}): BtrfsRootItem {
+export function defaultRootItem(over: Partial<BtrfsRootItem> = {}, nodesize = 16384): BtrfsRootItem {
   return {
-    inode: { ...dirInodeItem(1n, ZERO_TS, 16384n), transid: 0n, size: 3n },
+    inode: rootItemInode(nodesize, 0n),
     generation: 0n, root_dirid: 0n, bytenr: 0n, byte_limit: 0n, bytes_used: 0n, last_snapshot: 0n, flags: 0n, refs: 1,
     drop_progress: { objectid: 0n, type: 0, offset: 0n }, drop_level: 0, level: 0, generation_v2: 0n,
     uuid: new Uint8Array(16), parent_uuid: new Uint8Array(16), received_uuid: new Uint8Array(16),
@@ -92,6 +92,26 @@ export function putDefaultEntry(fs: Filesystem, rootid: bigint): void {
     { objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(dflt)) },
     encodeDirItems([{ location: { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n }, transid: 0n, type: BTRFS_FT_DIR, name: dflt, data: new Uint8Array(0) }]),
   );
+}
+
+/**
+ * The directory inode embedded in a ROOT_ITEM, as btrfs_create_tree / create_subvol write it. Subvolume
+ * trees carry BTRFS_INODE_ROOT_ITEM_INIT: without it the kernel's btrfs_check_and_init_root_item treats
+ * the item as written by an old kernel and clears the root flags (RDONLY) when it loads the subvolume.
+ */
+export function rootItemInode(nodesize: number, flags: bigint): BtrfsInodeItem {
+  return { ...dirInodeItem(1n, ZERO_TS, BigInt(nodesize)), transid: 0n, size: 3n, flags };
+}
+
+/** ROOT_ITEM of a new subvolume tree (fs tree 5, subvolumes, snapshots): initialized for the kernel. */
+export function subvolRootItem(nodesize: number, over: Partial<BtrfsRootItem> = {}): BtrfsRootItem {
+  return defaultRootItem({ inode: rootItemInode(nodesize, BTRFS_INODE_ROOT_ITEM_INIT), root_dirid: BTRFS_FIRST_FREE_OBJECTID, ...over });
+}
+
+/** ROOT_ITEM the kernel's btrfs_create_tree writes (uuid tree, data reloc tree): everything zero but the tree. */
+function zeroInodeRootItem(over: Partial<BtrfsRootItem> = {}): BtrfsRootItem {
+  const zero: BtrfsInodeItem = { ...dirInodeItem(0n, ZERO_TS), transid: 0n, nlink: 0, mode: 0 };
+  return defaultRootItem({ inode: zero, ...over });
 }
 
 /** Make an empty filesystem on `device` like mkfs.btrfs 6.x, committed (generation 1). */
@@ -138,19 +158,22 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     BTRFS_DATA_RELOC_TREE_OBJECTID]) {
     fs.createTree(id);
   }
-  fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n);
-  fs.addChunk(BTRFS_BLOCK_GROUP_METADATA, 0n);
-  fs.addChunk(BTRFS_BLOCK_GROUP_DATA, 0n);
+  fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n, true);
+  fs.addChunk(BTRFS_BLOCK_GROUP_METADATA, 0n, true);
+  fs.addChunk(BTRFS_BLOCK_GROUP_DATA, 0n, true);
 
   const gen = fs.transid;
   const root = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
   const rootKey = (id: bigint) => ({ objectid: id, type: BTRFS_ROOT_ITEM_KEY, offset: 0n });
-  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
-    root.put(rootKey(id), encodeRootItem(defaultRootItem()));
+  // the same fields as mkfs.btrfs writes them (checked field by field against dump-tree -t root), except
+  // that the fs tree is already initialized as the kernel leaves it after its first mount
+  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
+    root.put(rootKey(id), encodeRootItem(defaultRootItem({}, nodesize)));
   }
+  root.put(rootKey(BTRFS_UUID_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem()));
   const fsUuid = uuid('fs tree');
-  root.put(rootKey(BTRFS_FS_TREE_OBJECTID), encodeRootItem(defaultRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID, uuid: fsUuid, ctime: now, otime: now })));
-  root.put(rootKey(BTRFS_DATA_RELOC_TREE_OBJECTID), encodeRootItem(defaultRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID })));
+  root.put(rootKey(BTRFS_FS_TREE_OBJECTID), encodeRootItem(subvolRootItem(nodesize, { uuid: fsUuid, ctime: now, otime: now })));
+  root.put(rootKey(BTRFS_DATA_RELOC_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID })));
 
   // the root tree's own directory, whose "default" entry names the default subvolume
   const dirId = BTRFS_ROOT_TREE_DIR_OBJECTID;

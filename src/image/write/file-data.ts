@@ -10,12 +10,14 @@ import {
 import { maxItemSize } from './btree.js';
 import { addDataCsums, addDataExtent, addDataRef, dropDataRef, getDataExtent } from './extents.js';
 import type { Filesystem } from './filesystem.js';
+import { noteFileChange } from './holes.js';
 import { getInode, updateInode } from './inode.js';
 
 /**
  * File contents: inline extents, regular / preallocated / compressed extents and their references.
- * Holes are implicit (NO_HOLES). These helpers maintain the inode's nbytes (which btrfs check recomputes
- * from the extents) but never i_size: the caller knows the file size (truncate, sparse tails).
+ * Holes are implicit here (on images without NO_HOLES, holes.ts adds their items before each commit).
+ * These helpers maintain the inode's nbytes (which btrfs check recomputes from the extents) but never
+ * i_size: the caller knows the file size (truncate, sparse tails).
  */
 export const BTRFS_MAX_EXTENT_SIZE = 128n * 1024n * 1024n;
 const U64_MAX = (1n << 64n) - 1n;
@@ -132,6 +134,7 @@ export function writePreallocExtent(fs: Filesystem, root: bigint, ino: bigint, f
  */
 export function dropFileExtents(fs: Filesystem, root: bigint, ino: bigint, start: bigint, end: bigint = U64_MAX): void {
   const t = fs.tree(root);
+  noteFileChange(fs, root, ino); // even dropping only hole items leaves a gap
   const before = t.last(extentKey(ino, start), extentKey(ino, 0n));
   const items = end > 0n ? t.range(extentKey(ino, start), extentKey(ino, end - 1n)) : [];
   if (before && (items.length === 0 || items[0]!.key.offset !== before.key.offset)) items.unshift(before);

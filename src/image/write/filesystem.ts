@@ -1,7 +1,7 @@
 import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
 import {
-  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA,
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_ITEM_KEY,
   BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_EXTENT_KEY,
   BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_CHUNK_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
   BTRFS_ROOT_TREE_OBJECTID,
@@ -10,8 +10,10 @@ import { encodeChunk, encodeDevExtent } from '../structs/chunk-items.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { encodeBlockGroupItem } from '../structs/tree-items.js';
 import { commitFilesystem } from './commit.js';
+import { chunkLength } from './chunk-size.js';
 import { BTRFS_STRIPE_LEN, type ChunkInfo, ChunkMap } from './chunks.js';
 import { type Item, ItemMap, type Key } from './item-map.js';
+import { fillHoles } from './holes.js';
 import { PageStore } from './page-store.js';
 import { RangeSet } from './ranges.js';
 
@@ -163,6 +165,7 @@ export class Filesystem {
 
   /** Write everything changed since the last commit and switch the superblocks to it (see commit.ts). */
   commit(): void {
+    fillHoles(this); // explicit hole extents first, on images without NO_HOLES
     commitFilesystem(this);
   }
 
@@ -246,18 +249,15 @@ export class Filesystem {
 
   /**
    * Add a chunk of `type` (DATA, METADATA or SYSTEM) with at least `minBytes` usable, with its dev
-   * extents, chunk item and block group item, growing the device if allowed.
+   * extents, chunk item and block group item, growing the device if allowed. Sized as the kernel sizes
+   * chunks, or as mkfs.btrfs does with `mkfs` (chunk-size.ts).
    */
-  addChunk(type: bigint, minBytes: bigint): ChunkInfo {
+  addChunk(type: bigint, minBytes: bigint, mkfs = false): ChunkInfo {
     const profile = type === BTRFS_BLOCK_GROUP_DATA ? 0n : this.metadataProfile;
     const copies = profile === BTRFS_BLOCK_GROUP_DUP ? 2 : 1;
-    const total = this.sb.dev_item.total_bytes;
     // +2 stripe windows so a superblock copy inside the chunk cannot eat the needed room
     const need = roundUp(minBytes + 2n * BTRFS_STRIPE_LEN, SZ_1M);
-    let length: bigint;
-    if (type === BTRFS_BLOCK_GROUP_SYSTEM) length = 8n * SZ_1M;
-    else if (type === BTRFS_BLOCK_GROUP_METADATA) length = clamp(roundUp(total / 10n, SZ_1M), 32n * SZ_1M, 256n * SZ_1M);
-    else length = clamp(roundUp(total / 10n, SZ_1M), 64n * SZ_1M, 1024n * SZ_1M);
+    let length = chunkLength(type, copies, this.sb.dev_item.total_bytes, mkfs);
     if (length < need) length = need;
     // on a fixed-size device settle for what still fits, as long as it covers the need
     const free = this.devFree();
@@ -355,10 +355,6 @@ export class Filesystem {
 
 function roundUp(v: bigint, a: bigint): bigint {
   return ((v + a - 1n) / a) * a;
-}
-
-function clamp(v: bigint, lo: bigint, hi: bigint): bigint {
-  return v < lo ? lo : v > hi ? hi : v;
 }
 
 /** Physical start of each of `copies` stripes of `len` bytes in free device space, 1 MiB aligned. */

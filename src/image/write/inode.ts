@@ -10,7 +10,9 @@ import {
   decodeInodeItem, decodeInodeRefs, encodeDirItems, encodeInodeExtrefs, encodeInodeItem, encodeInodeRefs,
 } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
+import { hasExtref } from './features.js';
 import type { Filesystem } from './filesystem.js';
+import { noteFileChange } from './holes.js';
 
 /**
  * Inode-level operations on a subvolume tree: inodes, directory entries (DIR_ITEM + DIR_INDEX +
@@ -84,6 +86,8 @@ export function updateInode(fs: Filesystem, root: bigint, ino: bigint, patch: Pa
   if (!cur) throw new ImageError('IMAGE_NO_INODE', `inode ${ino} does not exist in tree ${root}`);
   const next = { ...cur, ...patch, transid: patch.transid ?? fs.transid };
   fs.tree(root).put(inodeKey(ino), encodeInodeItem(next));
+  // a size or nbytes change may open a gap that needs a hole extent (images without NO_HOLES)
+  if (patch.size !== undefined || patch.nbytes !== undefined) noteFileChange(fs, root, ino);
   return next;
 }
 
@@ -170,9 +174,10 @@ function addInodeRef(fs: Filesystem, root: bigint, ino: bigint, dir: bigint, nam
     t.put(key, bytes);
     return;
   }
-  // the INODE_REF item is full: this name goes to an extended ref, which only EXTENDED_IREF allows
-  if (!(fs.sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF)) {
-    throw new ImageError('IMAGE_TOO_MANY_LINKS', `inode ${ino}: no room for another name in directory ${dir} without the extref feature`);
+  // the INODE_REF item is full: this name goes to an extended ref, which only EXTENDED_IREF allows;
+  // without it the kernel fails the link with EMLINK, and so does this (before anything is written)
+  if (!hasExtref(fs.sb)) {
+    throw new ImageError('IMAGE_TOO_MANY_LINKS', `Too many links: inode ${ino} has no room for another name in directory ${dir} (the image lacks the extref feature)`);
   }
   const ekey = { objectid: ino, type: BTRFS_INODE_EXTREF_KEY, offset: extrefHash(dir, name) };
   const eprev = t.get(ekey);

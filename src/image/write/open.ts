@@ -8,8 +8,7 @@ import {
   BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
   BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_EXTENT_KEY, BTRFS_DEV_TREE_OBJECTID,
   BTRFS_EXTENT_DATA_KEY, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
-  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE,
-  BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID, BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS, BTRFS_FILE_EXTENT_INLINE,
+  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FILE_EXTENT_INLINE,
   BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
   BTRFS_ROOT_TREE_OBJECTID, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_SHARED_DATA_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
   BTRFS_BLOCK_FLAG_FULL_BACKREF,
@@ -20,11 +19,13 @@ import { decodeFileExtentItem } from '../structs/fs-items.js';
 import { decodeExtentItem, decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { storeDataExtent, type DataExtentInfo } from './extents.js';
+import { checkWritableFeatures } from './features.js';
 import { Filesystem, type GrowthOptions, type TreeBlockRef, TreeState } from './filesystem.js';
 import { loadCommittedTree } from './lazy-tree.js';
 import { checkWritable } from './open-checks.js';
 import { ItemMap } from './item-map.js';
 import { PageStore } from './page-store.js';
+import { initRootItems } from './subvol.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 const ALL = { from: { objectid: 0n, type: 0, offset: 0n }, to: { objectid: U64_MAX, type: 255, offset: U64_MAX } };
@@ -44,11 +45,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     throw new ImageError(code, `cannot modify this image: ${why}`);
   };
   if (sb.log_root !== 0n) refuse('IMAGE_HAS_LOG', 'it has a tree log to replay (mount it once with the kernel first)');
-  if (!(sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE) || !(sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID)) {
-    refuse('IMAGE_NO_FREE_SPACE_TREE', 'it has no valid free space tree (space_cache v1 is not supported)');
-  }
-  if (sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses the block group tree');
-  if (sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses mixed block groups');
+  checkWritableFeatures(sb);
   await checkWritable(img);
 
   const chunkRoot: TreeRoot = { id: BTRFS_CHUNK_TREE_OBJECTID, bytenr: sb.chunk_root, level: sb.chunk_root_level, generation: sb.chunk_root_generation };
@@ -157,6 +154,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   for (const it of extent.entries()) {
     if (it.key.type === BTRFS_EXTENT_ITEM_KEY) fs.dataFree.remove(it.key.objectid, it.key.objectid + it.key.offset);
   }
+  initRootItems(fs);
   return fs;
 }
 

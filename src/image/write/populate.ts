@@ -101,7 +101,6 @@ export class Populator {
   addFile(dir: bigint, name: Uint8Array, st: SourceStat, read: ReadAt): bigint {
     const ino = createInode(this.fs, this.root, attrs(st));
     this.writeContent(ino, st.size, read);
-    if (!(this.fs.sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_NO_HOLES)) this.fillHoles(ino, st.size);
     updateInode(this.fs, this.root, ino, { size: st.size });
     linkInode(this.fs, this.root, dir, name, ino);
     return ino;
@@ -162,23 +161,6 @@ export class Populator {
       }
     }
     close();
-  }
-
-  /** Without NO_HOLES every byte up to the sector-rounded size is covered: gaps get explicit hole extents. */
-  private fillHoles(ino: bigint, size: bigint): void {
-    const ss = BigInt(this.fs.sectorsize);
-    const end = ((size + ss - 1n) / ss) * ss;
-    if (size < ss) return; // empty, or inline
-    const key = (offset: bigint) => ({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset });
-    let pos = 0n;
-    const hole = (from: bigint, to: bigint): void => {
-      if (to > from) insertFileExtent(this.fs, this.root, ino, from, { disk_bytenr: 0n, disk_num_bytes: 0n, offset: 0n, num_bytes: to - from, ram_bytes: to - from });
-    };
-    for (const it of this.fs.tree(this.root).range(key(0n), key(end))) {
-      hole(pos, it.key.offset);
-      pos = it.key.offset + decodeFileExtentItem(it.data).num_bytes;
-    }
-    hole(pos, end);
   }
 
   private writeCompressed(ino: bigint, size: bigint, read: ReadAt, c: ExtentCompressor): void {

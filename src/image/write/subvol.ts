@@ -1,6 +1,7 @@
 import { ImageError } from '../../errors.js';
 import {
   BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY,
+  BTRFS_INODE_ROOT_ITEM_INIT,
   BTRFS_LAST_FREE_OBJECTID, BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_REF_KEY, BTRFS_ROOT_SUBVOL_RDONLY,
   BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_RECEIVED_SUBVOL, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
@@ -8,8 +9,9 @@ import { type BtrfsTimespec, encodeInodeItem, encodeInodeRefs } from '../structs
 import {
   type BtrfsRootItem, decodeRootItem, decodeUuidItem, encodeRootItem, encodeRootRef, encodeUuidItem, uuidTreeKey,
 } from '../structs/tree-items.js';
-import { defaultRootItem, dirInodeItem, nowTimespec, putDefaultEntry, randomUuid } from './create.js';
+import { dirInodeItem, nowTimespec, putDefaultEntry, randomUuid, subvolRootItem } from './create.js';
 import type { Filesystem } from './filesystem.js';
+import type { Key } from './item-map.js';
 import { linkEntry } from './inode.js';
 
 /**
@@ -30,6 +32,11 @@ export interface NewSubvolume {
   readonly?: boolean;
   /** Explicit subvolume id (default: next free id >= 256). */
   rootid?: bigint;
+  /**
+   * A snapshot, keyed as the kernel's create_pending_snapshot keys it: ROOT_ITEM offset = the creating
+   * transid, directory entry location offset = (u64)-1 (`btrfs subvolume list -s` tells snapshots by it).
+   */
+  snapshot?: boolean;
 }
 
 /** Next free subvolume id: above every id the root tree mentions, like btrfs_find_free_objectid. */
@@ -91,11 +98,11 @@ export function createSubvolume(fs: Filesystem, o: NewSubvolume): bigint {
   const top = BTRFS_FIRST_FREE_OBJECTID;
   fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, time)));
   fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_REF_KEY, offset: top }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
-  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, encodeRootItem(defaultRootItem({
-    root_dirid: top, uuid, parent_uuid: o.parentUuid ?? new Uint8Array(16), ctransid: gen, otransid: gen,
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: o.snapshot ? gen : 0n }, encodeRootItem(subvolRootItem(fs.nodesize, {
+    uuid, parent_uuid: o.parentUuid ?? new Uint8Array(16), ctransid: gen, otransid: gen,
     ctime: time, otime: time, flags: o.readonly ? BTRFS_ROOT_SUBVOL_RDONLY : 0n,
   })));
-  const index = linkEntry(fs, parentRoot, parentDir, o.name, { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, BTRFS_FT_DIR);
+  const index = linkEntry(fs, parentRoot, parentDir, o.name, { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: o.snapshot ? U64_MAX : 0n }, BTRFS_FT_DIR);
   const ref = encodeRootRef({ dirid: parentDir, sequence: index, name: o.name });
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: parentRoot, type: BTRFS_ROOT_REF_KEY, offset: rootid }, ref);
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_BACKREF_KEY, offset: parentRoot }, ref);
@@ -121,6 +128,23 @@ export function setDefaultSubvolume(fs: Filesystem, rootid: bigint): void {
   getRootItem(fs, rootid); // must exist
   putDefaultEntry(fs, rootid);
   fs.sb.incompat_flags |= BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL;
+}
+
+/**
+ * Root items of subvolume trees written without BTRFS_INODE_ROOT_ITEM_INIT (by btrfs-ts before it set
+ * the flag, or by mkfs.btrfs for the fs tree) get it, keeping their flags: the kernel would otherwise
+ * clear RDONLY when it loads them. Only the model changes; the next commit writes them.
+ */
+export function initRootItems(fs: Filesystem): void {
+  const t = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
+  const fix: Array<{ key: Key; item: BtrfsRootItem }> = [];
+  for (const it of t.entries({ objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX })) {
+    const id = it.key.objectid;
+    if (it.key.type !== BTRFS_ROOT_ITEM_KEY || (id !== BTRFS_FS_TREE_OBJECTID && id < BTRFS_FIRST_FREE_OBJECTID)) continue;
+    const item = decodeRootItem(it.data);
+    if ((item.inode.flags & BTRFS_INODE_ROOT_ITEM_INIT) === 0n) fix.push({ key: it.key, item });
+  }
+  for (const { key, item } of fix) t.put(key, encodeRootItem({ ...item, inode: { ...item.inode, flags: item.inode.flags | BTRFS_INODE_ROOT_ITEM_INIT } }));
 }
 
 export function setSubvolReadonly(fs: Filesystem, rootid: bigint, readonly: boolean): void {
