@@ -125,6 +125,8 @@ export class Filesystem {
   readonly trees = new Map<bigint, TreeState>();
   /** Profile bits for new METADATA/SYSTEM chunks (0n = single, or BTRFS_BLOCK_GROUP_DUP). */
   metadataProfile: bigint;
+  /** Profile bits for new DATA chunks: single, or DUP when the image's data is DUP (mkfs.btrfs -d dup). */
+  dataProfile = 0n;
   growable: boolean;
   maxSize: bigint | undefined;
   /** Free logical space of data block groups usable by allocData now. */
@@ -253,7 +255,7 @@ export class Filesystem {
    * chunks, or as mkfs.btrfs does with `mkfs` (chunk-size.ts).
    */
   addChunk(type: bigint, minBytes: bigint, mkfs = false): ChunkInfo {
-    const profile = type === BTRFS_BLOCK_GROUP_DATA ? 0n : this.metadataProfile;
+    const profile = type === BTRFS_BLOCK_GROUP_DATA ? this.dataProfile : this.metadataProfile;
     const copies = profile === BTRFS_BLOCK_GROUP_DUP ? 2 : 1;
     // +2 stripe windows so a superblock copy inside the chunk cannot eat the needed room
     const need = roundUp(minBytes + 2n * BTRFS_STRIPE_LEN, SZ_1M);

@@ -60,14 +60,17 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   const chunkItems = await loadTree(chunkRoot);
   const chunks = new ChunkMap();
   let metaProfile = 0n;
+  let dataProfile = 0n;
   for (const it of chunkItems.entries()) {
     if (it.key.type !== BTRFS_CHUNK_ITEM_KEY) continue;
     const c = decodeChunk(it.data);
     chunks.add({ logical: it.key.offset, length: c.length, type: c.type, stripes: c.stripes });
     if (c.type & (BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM)) metaProfile |= c.type & BTRFS_BLOCK_GROUP_DUP;
+    else if (c.type & BTRFS_BLOCK_GROUP_DATA) dataProfile |= c.type & BTRFS_BLOCK_GROUP_DUP;
   }
 
   const fs = new Filesystem(device, { ...sb, dev_item: { ...sb.dev_item }, super_roots: sb.super_roots.slice() }, metaProfile, { ...growth, pageStore });
+  fs.dataProfile = dataProfile;
   fs.chunkTreeUuid = chunkBlock.header.chunk_tree_uuid;
   fs.headerFsid = metadataFsid(sb);
   for (const c of chunks.all()) fs.chunks.add(c);
