@@ -17,7 +17,7 @@ import { openFilesystem } from '../src/image/write/open.js';
 import { Populator } from '../src/image/write/populate.js';
 import { getRootItem, updateRootItem } from '../src/image/write/subvol.js';
 import { FileDevice } from '../src/io/image-file.js';
-import { populateFromDir } from '../src/io/image-rootdir.js';
+import { populateFromDir } from '../src/dirtree/rootdir.js';
 import { BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM } from '../src/image/structs/constants.js';
 import { BIN, holeStreams, kernelReceive, linkName, linksStream, sha256, streamFile, tsReceive } from './helpers/layouts.js';
 import { storedManifest } from './helpers/streams.js';
