@@ -1,0 +1,43 @@
+/**
+ * mkfs.btrfs targets btrfs-ts receives into, and what must happen with each: received fully (btrfs check
+ * clean, kernel mount, the kernel-received manifests) or refused on open with a one-line error and the
+ * image byte for byte unchanged. Issue 12 (checksums, non-skinny metadata, block group tree, ...) flips
+ * entries from refused to received as it adds layouts. docs/security.md lists the same table.
+ */
+export type Outcome = 'received' | { refused: RegExp };
+
+export interface Target {
+  name: string;
+  /** mkfs.btrfs arguments (besides -q -f IMAGE). */
+  mkfs: string[];
+  /** Image size for truncate. */
+  size: string;
+  /** Use the image with the kernel first (mount, write, snapshot, delete) before receiving into it. */
+  kernelUsed?: boolean;
+  expect: Outcome;
+}
+
+const refused = (why: RegExp): Outcome => ({ refused: why });
+
+export const TARGETS: Target[] = [
+  { name: 'defaults', mkfs: [], size: '512M', expect: 'received' },
+  { name: '-O ^no-holes', mkfs: ['-O', '^no-holes'], size: '512M', expect: 'received' },
+  { name: '-O ^extref', mkfs: ['-O', '^extref'], size: '512M', expect: 'received' },
+  { name: '-O ^skinny-metadata', mkfs: ['-O', '^skinny-metadata'], size: '512M', expect: refused(/lacks skinny-metadata/) },
+  { name: '-R ^free-space-tree', mkfs: ['-R', '^free-space-tree'], size: '512M', expect: refused(/no valid free space tree/) },
+  { name: '-R quota', mkfs: ['-R', 'quota'], size: '512M', expect: refused(/quotas are enabled/) },
+  { name: '-O mixed-bg', mkfs: ['-O', 'mixed-bg'], size: '512M', expect: refused(/mixed block groups/) },
+  { name: '-M', mkfs: ['-M'], size: '512M', expect: refused(/mixed block groups/) },
+  { name: '-O raid56', mkfs: ['-O', 'raid56'], size: '512M', expect: refused(/uses raid56/) },
+  { name: '-O raid1c34', mkfs: ['-O', 'raid1c34'], size: '512M', expect: refused(/uses raid1c34/) },
+  { name: '--csum xxhash', mkfs: ['--csum', 'xxhash'], size: '512M', expect: refused(/csum_type 1 unsupported/) },
+  { name: '-n 4096 -s 4096', mkfs: ['-n', '4096', '-s', '4096'], size: '512M', expect: 'received' },
+  { name: '-n 8192', mkfs: ['-n', '8192'], size: '512M', expect: 'received' },
+  { name: '-n 65536', mkfs: ['-n', '65536'], size: '512M', expect: 'received' },
+  { name: '-m single', mkfs: ['-m', 'single'], size: '512M', expect: 'received' },
+  { name: '-d dup', mkfs: ['-d', 'dup'], size: '512M', expect: 'received' },
+  // mkfs.btrfs 6.2: "minimum size for each btrfs device is 114294784"
+  { name: 'minimum size (114294784 bytes)', mkfs: [], size: '114294784', expect: 'received' },
+  { name: '2 TiB sparse file', mkfs: [], size: '2T', expect: 'received' },
+  { name: 'kernel-used (files, snapshot, deletion)', mkfs: [], size: '512M', kernelUsed: true, expect: 'received' },
+];
