@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import * as C from '../../src/stream/constants.js';
 import type { SendCommand } from '../../src/stream/types.js';
@@ -34,8 +34,17 @@ export function kernelReceive(dir: string, ...streams: string[]): { status: numb
   return { status: 0, stderr };
 }
 
+/** Hash of a whole image, read in 1 MiB pieces (images are hundreds of MiB). */
 export function sha256(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(1 << 20);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
 }
 
 const data = (len: number, seed: number): Uint8Array => Uint8Array.from({ length: len }, (_, i) => (i * 131 + seed * 7 + (i >> 9)) & 0xff);
