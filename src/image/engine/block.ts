@@ -103,8 +103,7 @@ export class Block {
   moveItemsRight(from: number, dst: Block): void {
     const keys = this.keys.splice(from);
     const data = this.data.splice(from);
-    let bytes = 0;
-    for (const d of data) bytes += BTRFS_ITEM_SIZE + d.length;
+    const bytes = leafBytes(data);
     this.used -= bytes;
     dst.keys.unshift(...keys);
     dst.data.unshift(...data);
@@ -115,8 +114,7 @@ export class Block {
   moveItemsLeft(count: number, dst: Block): void {
     const keys = this.keys.splice(0, count);
     const data = this.data.splice(0, count);
-    let bytes = 0;
-    for (const d of data) bytes += BTRFS_ITEM_SIZE + d.length;
+    const bytes = leafBytes(data);
     this.used -= bytes;
     dst.keys.push(...keys);
     dst.data.push(...data);
@@ -177,4 +175,11 @@ export function binarySearch(keys: BtrfsKey[], key: BtrfsKey): { found: boolean;
     else hi = mid;
   }
   return { found: false, slot: lo };
+}
+
+/** Leaf space taken by items with these payloads: one item header each plus the data. */
+function leafBytes(data: Uint8Array[]): number {
+  let bytes = 0;
+  for (const d of data) bytes += BTRFS_ITEM_SIZE + d.length;
+  return bytes;
 }
