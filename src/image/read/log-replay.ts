@@ -153,12 +153,7 @@ class SubvolReplay {
       if (decodeDirItems(e.data).some((d) => same(d.name, name))) this.ov.delete(this.root, e.key);
     }
     const hk = k(dir, BTRFS_DIR_ITEM_KEY, BigInt(btrfsNameHash(name)));
-    const hit = await this.get(hk);
-    if (hit) {
-      const rest = decodeDirItems(hit.data).filter((d) => !same(d.name, name));
-      if (rest.length) this.ov.put(this.root, hk, encodeDirItems(rest));
-      else this.ov.delete(this.root, hk);
-    }
+    await this.dropName(hk, name, decodeDirItems, encodeDirItems);
     this.dirs.add(dir);
     this.touched.add(dir);
     if (locType !== BTRFS_INODE_ITEM_KEY) {
@@ -166,13 +161,17 @@ class SubvolReplay {
       return;
     }
     const rk = k(child, BTRFS_INODE_REF_KEY, dir);
-    const ref = await this.get(rk);
-    if (ref) {
-      const rest = decodeInodeRefs(ref.data).filter((r) => !same(r.name, name));
-      if (rest.length) this.ov.put(this.root, rk, encodeInodeRefs(rest));
-      else this.ov.delete(this.root, rk);
-    }
+    await this.dropName(rk, name, decodeInodeRefs, encodeInodeRefs);
     this.touched.add(child);
+  }
+
+  /** Takes `name` out of an item holding several names (DIR_ITEM, INODE_REF); an item left empty goes. */
+  private async dropName<T extends { name: Uint8Array }>(key: BtrfsKey, name: Uint8Array, decode: (b: Uint8Array) => T[], encode: (v: T[]) => Uint8Array): Promise<void> {
+    const hit = await this.get(key);
+    if (!hit) return;
+    const rest = decode(hit.data).filter((d) => !same(d.name, name));
+    if (rest.length) this.ov.put(this.root, key, encode(rest));
+    else this.ov.delete(this.root, key);
   }
 
   /** Adds `dir/name` → `child` at `index`, replacing whatever else had that name. */
