@@ -93,10 +93,7 @@ OUT=$WORK/section.md
   echo "btrfs-ts receive (s) by day: $(for ((d = 1; d <= DAYS; d++)); do awk -v l="ts-$d" '$1==l{printf "%.2f ", $2/1000}' "$RUNS"; done)"
   echo
   echo "kernel receive + sync (s) by day: $(for ((d = 1; d <= DAYS; d++)); do awk -v l="k-$d" '$1==l{printf "%.2f ", $2/1000}' "$RUNS"; done)"
-  echo
-  echo "Correctness checks:"
-  echo
-  checks_table
+  checks_section
 } >"$OUT"
 cat "$OUT"
 write_section chain "$OUT"

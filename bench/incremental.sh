@@ -121,10 +121,7 @@ small=${SIZES[0]}
   echo
   for n in "${SIZES[@]}"; do echo "- 3-change incremental on $n files: kernel $(runs "kinc3-$n"); btrfs-ts $(runs "tsinc3-$n")"; done
   echo "- full receive of $FULL_N files: kernel $(runs "kfull-$FULL_N"); btrfs-ts $(runs "tsfull-$FULL_N")"
-  echo
-  echo "Correctness checks:"
-  echo
-  checks_table
+  checks_section
 } >"$OUT"
 cat "$OUT"
 write_section "${BENCH_SECTION:-incremental}" "$OUT"

@@ -53,6 +53,14 @@ need_big_streams() {
   (cd "$REPO" && npx tsc -p . >/dev/null)
 }
 
+# checks_section : a "Correctness checks:" heading over checks_table (reports of chain.sh, incremental.sh)
+checks_section() {
+  echo
+  echo "Correctness checks:"
+  echo
+  checks_table
+}
+
 # checks_table : the correctness table of $CHECKS, then the output of any failed check
 checks_table() {
   echo "| check | result |"
