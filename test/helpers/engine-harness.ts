@@ -55,7 +55,7 @@ export function makeStore(nodesize = 4096, budget?: number): { store: BlockStore
   const device = new MemoryDevice(2n * MIRROR);
   const space = new TestSpace(nodesize);
   const store = new BlockStore({
-    nodesize, fsid: TEST_FSID, chunkTreeUuid: TEST_CHUNK_UUID, csumType: 0, device, space, transid: 10n,
+    nodesize, ident: { headerFsid: TEST_FSID, chunkTreeUuid: TEST_CHUNK_UUID }, csumType: 0, device, space, transid: 10n,
     toPhysical: (bytenr) => [bytenr, bytenr + MIRROR],
     ...(budget !== undefined ? { budget } : {}),
   });

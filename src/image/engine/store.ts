@@ -20,9 +20,8 @@ export interface TreeBlockSpace {
 
 export interface StoreOptions {
   nodesize: number;
-  /** fsid stamped in headers (the metadata uuid when that feature is on). */
-  fsid: Uint8Array;
-  chunkTreeUuid: Uint8Array;
+  /** fsid (or metadata uuid) and chunk tree uuid stamped in headers, read when a block is written. */
+  ident: { readonly headerFsid: Uint8Array; readonly chunkTreeUuid: Uint8Array };
   /** The superblock's csum_type (loaded: loadCsum), for block checksums written and checked. */
   csumType: number;
   device: BlockDevice;
@@ -81,7 +80,7 @@ export class BlockStore {
     const copies = this.o.toPhysical(bytenr, this.nodesize);
     const problems: string[] = [];
     for (const phys of copies) {
-      const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.fsid, this.o.csumType, this.o.ownerOk);
+      const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.ident.headerFsid, this.o.csumType, this.o.ownerOk);
       if ('tb' in r) {
         const b = Block.fromTreeBlock(r.tb);
         b.lastUse = ++this.clock;
@@ -145,14 +144,19 @@ export class BlockStore {
     this.o.space.free(b.bytenr, owner, b.level, fresh);
   }
 
-  /** Frees a committed block that is not decoded (dropping a subtree without reading it). */
-  freeCommitted(bytenr: bigint, owner: bigint, level: number): void {
-    this.cache.delete(bytenr);
-    this.o.space.free(bytenr, owner, level, false);
+  /** Frees a block by address, decoded or not (dropping a subtree without reading its leaves). */
+  freeAddr(bytenr: bigint, owner: bigint, level: number): void {
+    const b = this.cache.get(bytenr);
+    if (b) {
+      this.free(b, owner);
+      return;
+    }
+    const fresh = this.fresh.delete(bytenr);
+    this.o.space.free(bytenr, owner, level, fresh);
   }
 
   private writeBlock(b: Block): void {
-    const bytes = b.encode(this.nodesize, this.o.fsid, this.o.chunkTreeUuid, this.o.csumType);
+    const bytes = b.encode(this.nodesize, this.o.ident.headerFsid, this.o.ident.chunkTreeUuid, this.o.csumType);
     for (const phys of this.o.toPhysical(b.bytenr, this.nodesize)) this.o.device.write(phys, bytes);
   }
 

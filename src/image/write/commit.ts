@@ -13,7 +13,8 @@ import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSuperblock, encodeSys
 import { decodeBlockGroupItem, encodeBlockGroupItem, encodeExtentItem, encodeFreeSpaceInfo } from '../structs/tree-items.js';
 import { layoutTree, serializeTree, type TreeLayout } from './btree.js';
 import { normalizeCsumTree } from './extents.js';
-import type { Filesystem, TreeBlockRef } from './filesystem.js';
+import { treeBlocks } from '../engine/bulk.js';
+import type { CommittedTree, Filesystem, TreeBlockRef } from './filesystem.js';
 import type { Item } from './item-map.js';
 import { RangeSet } from './ranges.js';
 
@@ -35,11 +36,36 @@ interface Plan {
 }
 
 export function commitFilesystem(fs: Filesystem): void {
+  // copy-on-write trees already sit in their blocks: take their roots and block lists, restored if the
+  // commit fails so the model keeps describing what the disk's superblock points at
+  const before = new Map<bigint, CommittedTree | undefined>();
+  try {
+    for (const t of fs.trees.values()) {
+      const e = t.engine;
+      if (!e || (!e.rootChanged && t.committed)) continue;
+      before.set(t.rootid, t.committed);
+      t.committed = { ...e.root, blocks: treeBlocks(e) };
+    }
+    commitTrees(fs);
+  } catch (err) {
+    for (const [id, c] of before) {
+      const t = fs.trees.get(id);
+      if (t) t.committed = c;
+    }
+    throw err;
+  }
+  for (const id of before.keys()) fs.trees.get(id)!.engine!.rootChanged = false;
+  fs.space.committed();
+  fs.store.endTransaction();
+}
+
+function commitTrees(fs: Filesystem): void {
   const gen = fs.transid;
+  if (fs.store.transid !== gen) throw new ImageError('IMAGE_INTERNAL', `block store at transid ${fs.store.transid}, filesystem at ${gen}`);
   const nodesize = BigInt(fs.nodesize);
   if (fs.trees.get(BTRFS_CSUM_TREE_OBJECTID)?.dirty) normalizeCsumTree(fs);
   for (const id of ALWAYS_WRITTEN) fs.trees.get(id)!.dirty = true;
-  const written = [...fs.trees.values()].filter((t) => t.dirty).map((t) => t.rootid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const written = [...fs.trees.values()].filter((t) => t.dirty && !t.isEngine).map((t) => t.rootid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const t of fs.trees.values()) {
     if (!t.dirty && !t.committed) throw new ImageError('IMAGE_INTERNAL', `tree ${t.rootid} is clean but was never committed`);
   }
@@ -127,6 +153,7 @@ export function commitFilesystem(fs: Filesystem): void {
   if (!plans) throw new ImageError('IMAGE_INTERNAL', `commit did not reach a fixed point in ${MAX_ROUNDS} rounds`);
 
   // write every new tree block (all copies), then make them durable before any superblock points at them
+  fs.store.writeDirty();
   for (const id of written) {
     const p = plans.get(id)!;
     const info = { fsid: fs.headerFsid, chunkTreeUuid: fs.chunkTreeUuid, generation: gen, owner: id, csumType: fs.sb.csum_type };
@@ -153,7 +180,7 @@ export function commitFilesystem(fs: Filesystem): void {
       const blocks = blockRefs(p.addrs, p.layout.blockCount, fs.nodesize, p.layout);
       const root = blocks[blocks.length - 1]!;
       t.committed = { bytenr: root.bytenr, level: root.level, generation: gen, blocks };
-      t.dirty = false;
+      if (!t.isEngine) t.dirty = false;
     }
     for (const b of t.committed!.blocks) busy.add(b.bytenr, b.bytenr + nodesize);
   }

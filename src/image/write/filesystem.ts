@@ -16,6 +16,10 @@ import { type Item, ItemMap, type Key } from './item-map.js';
 import { fillHoles } from './holes.js';
 import { PageStore } from './page-store.js';
 import { RangeSet } from './ranges.js';
+import { MetadataSpace } from './tree-space.js';
+import { BTree } from '../engine/ctree.js';
+import { buildTree, dropTree } from '../engine/bulk.js';
+import { BlockStore } from '../engine/store.js';
 
 /**
  * In-memory, load-modify-commit model of a single-device btrfs filesystem.
@@ -45,66 +49,124 @@ export interface CommittedTree {
 export class TreeState {
   private map: ItemMap | undefined;
   private readonly loader: (() => ItemMap) | undefined;
+  private eng: BTree | undefined;
+  private engineMaker: (() => BTree) | undefined;
 
-  /** `items` may be a loader: a committed tree is then read on first use, or never when nobody asks. */
+  /**
+   * `items` may be a loader: a committed tree is then read on first use, or never when nobody asks.
+   * A `BTree` (or a function making one on first use) makes it a copy-on-write tree: changed in place
+   * on disk, block by block, never laid out whole by the commit.
+   */
   constructor(
     readonly rootid: bigint,
-    items: ItemMap | (() => ItemMap),
+    items: ItemMap | (() => ItemMap) | BTree | { engine: () => BTree },
     public dirty: boolean,
     /** Where the tree lives in the last committed state; absent for trees created since. */
     public committed?: CommittedTree,
   ) {
     if (items instanceof ItemMap) this.map = items;
-    else this.loader = items;
+    else if (items instanceof BTree) this.eng = items;
+    else if (typeof items === 'function') this.loader = items;
+    else this.engineMaker = items.engine;
   }
 
   get items(): ItemMap {
+    if (this.isEngine) throw new ImageError('IMAGE_INTERNAL', `tree ${this.rootid} is a copy-on-write tree, not an item map`);
     return (this.map ??= this.loader!());
   }
 
+  /** The copy-on-write tree, for trees kept that way (subvolume trees). */
+  get engine(): BTree | undefined {
+    if (!this.eng && this.engineMaker) {
+      this.eng = this.engineMaker();
+      this.engineMaker = undefined;
+    }
+    return this.eng;
+  }
+
+  set engine(t: BTree) {
+    this.eng = t;
+    this.engineMaker = undefined;
+  }
+
+  get isEngine(): boolean {
+    return this.eng !== undefined || this.engineMaker !== undefined;
+  }
+
   get loaded(): boolean {
-    return this.map !== undefined;
+    return this.map !== undefined || this.eng !== undefined;
   }
 }
 
-/** Mutating view of one tree; every mutation marks the tree for rewriting at the next commit. */
+/**
+ * Mutating view of one tree. Item-map trees are marked for rewriting at the next commit; copy-on-write
+ * trees change only the blocks on the path to the key.
+ */
 export class TreeHandle {
   constructor(private readonly state: TreeState) {}
   get rootid(): bigint {
     return this.state.rootid;
   }
   get size(): number {
-    return this.state.items.size;
+    const e = this.state.engine;
+    if (!e) return this.state.items.size;
+    let n = 0;
+    for (const _ of e.entries()) n++;
+    return n;
   }
   get(key: Key): Uint8Array | undefined {
-    return this.state.items.get(key);
+    const e = this.state.engine;
+    return e ? e.get(key) : this.state.items.get(key);
   }
   put(key: Key, data: Uint8Array): void {
+    const e = this.state.engine;
+    if (e) {
+      e.put(key, data);
+      e.store.trim();
+      return;
+    }
     this.state.items.put(key, data);
     this.state.dirty = true;
   }
   delete(key: Key): boolean {
+    const e = this.state.engine;
+    if (e) {
+      const had = e.delete(key);
+      e.store.trim();
+      return had;
+    }
     const had = this.state.items.delete(key);
     if (had) this.state.dirty = true;
     return had;
   }
-  /** Replace every item of this tree with a copy of `src`'s items (see ItemMap.copyFrom). */
+  /** Replace every item of this tree with a copy of `src`'s items. */
   copyItemsFrom(src: TreeHandle): void {
+    const e = this.state.engine;
+    if (e) {
+      dropTree(e);
+      this.state.engine = buildTree(e.store, this.state.rootid, src.entries());
+      e.store.trim();
+      return;
+    }
     this.state.items.copyFrom(src.state.items);
     this.state.dirty = true;
   }
   range(min?: Key, max?: Key): Item[] {
-    return this.state.items.range(min, max);
+    const e = this.state.engine;
+    return e ? [...e.entries(min, max)] : this.state.items.range(min, max);
   }
   first(min?: Key, max?: Key): Item | undefined {
-    return this.state.items.first(min, max);
+    const e = this.state.engine;
+    return e ? e.first(min, max) : this.state.items.first(min, max);
   }
   last(max?: Key, min?: Key): Item | undefined {
-    return this.state.items.last(max, min);
+    const e = this.state.engine;
+    return e ? e.last(max, min) : this.state.items.last(max, min);
   }
   /** Items in key order without building an array; the tree may change meanwhile (see ItemMap.entries). */
   entries(min?: Key, max?: Key): IterableIterator<Item> {
-    return this.state.items.entries(min, max);
+    const e = this.state.engine;
+    return e ? e.entries(min, max) : this.state.items.entries(min, max);
   }
 }
 
@@ -139,6 +201,10 @@ export class Filesystem {
   committedBusy = new RangeSet();
   /** Shared by the item maps of every tree. */
   readonly pageStore: PageStore;
+  /** Metadata space of the copy-on-write trees. */
+  readonly space: MetadataSpace;
+  /** Decoded blocks of the copy-on-write trees, under the same budget as the item maps. */
+  readonly store: BlockStore;
 
   constructor(device: BlockDevice, sb: BtrfsSuperBlock, metadataProfile: bigint, growth: GrowthOptions = {}) {
     this.device = device;
@@ -148,6 +214,11 @@ export class Filesystem {
     this.maxSize = growth.maxSize;
     this.pageStore = growth.pageStore ?? new PageStore();
     this.headerFsid = sb.fsid;
+    this.space = new MetadataSpace(this);
+    this.store = new BlockStore({
+      nodesize: sb.nodesize, ident: this, csumType: sb.csum_type, device, space: this.space, transid: sb.generation + 1n, budget: this.pageStore.budget,
+      toPhysical: (bytenr, len) => this.chunks.toPhysical(bytenr, len),
+    });
   }
 
   get sectorsize(): number {
@@ -184,13 +255,17 @@ export class Filesystem {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t = new TreeState(rootid, new ItemMap(this.pageStore), true);
+    const t = isSubvolumeTree(rootid)
+      ? new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) }, false)
+      : new TreeState(rootid, new ItemMap(this.pageStore), true);
     this.trees.set(rootid, t);
     return new TreeHandle(t);
   }
 
   /** Drop a whole tree (its ROOT_ITEM and refs are the caller's to remove). */
   deleteTree(rootid: bigint): void {
+    const e = this.trees.get(rootid)?.engine;
+    if (e) dropTree(e);
     this.trees.delete(rootid);
   }
 
@@ -353,6 +428,11 @@ export class Filesystem {
     this.sb.dev_item.total_bytes = newTotal;
     this.sb.total_bytes = newTotal;
   }
+}
+
+/** The fs tree and subvolume/snapshot trees (objectids 5 and 256 up to the negative reserved ids). */
+export function isSubvolumeTree(id: bigint): boolean {
+  return id === 5n || (id >= 256n && id <= (1n << 64n) - 1n - 256n);
 }
 
 function roundUp(v: bigint, a: bigint): bigint {

@@ -20,9 +20,10 @@ import { decodeExtentItem, decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { storeDataExtent, type DataExtentInfo } from './extents.js';
 import { checkWritableFeatures } from './features.js';
-import { Filesystem, type GrowthOptions, type TreeBlockRef, TreeState } from './filesystem.js';
+import { Filesystem, type GrowthOptions, isSubvolumeTree, type TreeBlockRef, TreeState } from './filesystem.js';
 import { loadCommittedTree } from './lazy-tree.js';
 import { checkWritable } from './open-checks.js';
+import { BTree } from '../engine/ctree.js';
 import { ItemMap } from './item-map.js';
 import { PageStore } from './page-store.js';
 import { initRootItems } from './subvol.js';
@@ -136,7 +137,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     const top = blocks.find((b) => b.bytenr === root.bytenr);
     if (!shared && top && top.level === root.level) {
       const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation, blocks };
-      fs.trees.set(root.id, new TreeState(root.id, () => loadCommittedTree(fs, root.id, root), false, committed));
+      fs.trees.set(root.id, new TreeState(root.id, new BTree(fs.store, root.id, root), false, committed));
     } else {
       fs.trees.set(root.id, new TreeState(root.id, await loadTree(root), true));
     }
@@ -200,8 +201,3 @@ function rebuildDataRefs(fs: Filesystem): void {
 }
 
 const REBUILD_BATCH = 100_000;
-
-/** The fs tree and subvolume/snapshot trees (objectids 5 and 256 up to the negative reserved ids). */
-function isSubvolumeTree(id: bigint): boolean {
-  return id === 5n || (id >= 256n && id <= U64_MAX - 256n);
-}
