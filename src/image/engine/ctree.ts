@@ -36,6 +36,8 @@ export interface CowHooks {
 export class BTree {
   /** Set when the root moved (copy-on-write, split, collapse): the owner updates the root item. */
   rootChanged = false;
+  /** Set once any block of the tree has been asked for (a tree nobody uses is never read). */
+  used = false;
 
   constructor(
     readonly store: BlockStore,
@@ -57,6 +59,7 @@ export class BTree {
   }
 
   rootBlock(): Block {
+    this.used = true;
     return this.store.read(this.root.bytenr, { level: this.root.level, generation: this.root.generation, owner: this.rootid });
   }
 

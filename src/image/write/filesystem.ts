@@ -93,8 +93,9 @@ export class TreeState {
     return this.eng !== undefined || this.engineMaker !== undefined;
   }
 
+  /** Whether the tree's items were ever read (a copy-on-write tree: whether any block was). */
   get loaded(): boolean {
-    return this.map !== undefined || this.eng !== undefined;
+    return this.map !== undefined || (this.eng?.used ?? false);
   }
 }
 
