@@ -27,10 +27,10 @@ export interface Path {
 
 export interface CowHooks {
   /**
-   * Called when `old` (a committed block) is replaced by its copy `copy` in tree `tree` (update_ref_for_cow
-   * territory). Returns whether the caller should free `old` (false when another tree still shares it).
+   * Called when `old` (a committed or shared block) is replaced by its copy `copy` in tree `tree`, before
+   * the tree's reference to `old` is dropped: the kernel's update_ref_for_cow.
    */
-  cowed?(tree: BTree, old: Block, copy: Block, parent: Block | undefined): boolean;
+  cowed?(tree: BTree, old: Block, copy: Block): void;
 }
 
 export class BTree {
@@ -43,8 +43,12 @@ export class BTree {
     readonly store: BlockStore,
     readonly rootid: bigint,
     public root: TreeRootRef,
-    readonly hooks: CowHooks = {},
-  ) {}
+    hooks?: CowHooks,
+  ) {
+    this.hooks = hooks ?? store.hooks ?? {};
+  }
+
+  readonly hooks: CowHooks;
 
   /** A new tree: one empty leaf of this transaction. */
   static create(store: BlockStore, rootid: bigint, hooks?: CowHooks): BTree {
@@ -84,14 +88,14 @@ export class BTree {
       return b;
     }
     const copy = this.store.copy(b, this.rootid);
-    const release = this.hooks.cowed ? this.hooks.cowed(this, b, copy, parent) : true;
+    this.hooks.cowed?.(this, b, copy);
     if (parent) {
       parent.ptrs[slot] = copy.bytenr;
       parent.ptrGens[slot] = copy.generation;
     } else {
       this.setRoot(copy);
     }
-    if (release) this.store.free(b, this.rootid);
+    this.store.free(b, this.rootid);
     return copy;
   }
 

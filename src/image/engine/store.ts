@@ -2,6 +2,7 @@ import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
 import { checkTreeCopy, type Expect, treeBlockError } from '../read/tree.js';
 import { Block } from './block.js';
+import type { CowHooks } from './ctree.js';
 
 /**
  * Where tree blocks come from and go to. The filesystem implements it with its metadata block groups
@@ -13,9 +14,10 @@ export interface TreeBlockSpace {
   /**
    * `bytenr` is no longer used by the tree changed now. `fresh`: it was allocated in this transaction
    * (nothing committed points at it, so it may be reused at once); otherwise it stays pinned until the
-   * commit that stops referencing it is durable.
+   * commit that stops referencing it is durable. Returns false when the block is still referenced
+   * (by another tree sharing it): then it stays as it is.
    */
-  free(bytenr: bigint, owner: bigint, level: number, fresh: boolean): void;
+  free(bytenr: bigint, owner: bigint, level: number, fresh: boolean): boolean | void;
 }
 
 export interface StoreOptions {
@@ -32,6 +34,8 @@ export interface StoreOptions {
   transid: bigint;
   /** Memory for decoded blocks; clean blocks past it are dropped, dirty ones written early. */
   budget?: number;
+  /** Reference bookkeeping on copy-on-write (the filesystem's update_ref_for_cow). */
+  hooks?: CowHooks;
   /** Whether a block owned by `owner` may sit in tree `treeId` (snapshots share blocks). */
   ownerOk?: (treeId: bigint, owner: bigint) => boolean;
 }
@@ -56,6 +60,10 @@ export class BlockStore {
   private clock = 0;
   /** Blocks written early, counted for tests and benches. */
   earlyWrites = 0;
+
+  get hooks(): CowHooks | undefined {
+    return this.o.hooks;
+  }
 
   constructor(readonly o: StoreOptions) {
     this.nodesize = o.nodesize;
@@ -134,14 +142,24 @@ export class BlockStore {
     }
   }
 
-  /** The block no longer belongs to the tree: gone from cache, its space given back (or pinned). */
+  /**
+   * Tree `owner` no longer references the block: unless another tree still does, it leaves the cache
+   * and its space is given back (or pinned).
+   */
   free(b: Block, owner: bigint): void {
-    const fresh = this.isFresh(b);
+    if (this.o.space.free(b.bytenr, owner, b.level, this.fresh.has(b.bytenr)) === false) return;
     this.cache.delete(b.bytenr);
     this.dirty.delete(b);
     this.fresh.delete(b.bytenr);
     b.fresh = b.dirty = false;
-    this.o.space.free(b.bytenr, owner, b.level, fresh);
+  }
+
+  /**
+   * A block of this transaction that a snapshot now shares: from here on it is copied on change like
+   * a committed block (the kernel's FORCE_COW), though it is still written at commit.
+   */
+  unfresh(b: Block): void {
+    b.fresh = false;
   }
 
   /** Frees a block by address, decoded or not (dropping a subtree without reading its leaves). */
@@ -151,8 +169,8 @@ export class BlockStore {
       this.free(b, owner);
       return;
     }
-    const fresh = this.fresh.delete(bytenr);
-    this.o.space.free(bytenr, owner, level, fresh);
+    if (this.o.space.free(bytenr, owner, level, this.fresh.has(bytenr)) === false) return;
+    this.fresh.delete(bytenr);
   }
 
   private writeBlock(b: Block): void {

@@ -72,8 +72,11 @@ function commitTrees(fs: Filesystem): void {
 
   // data extents do not move during a commit: their footprint is computed once
   const dataUsed = new RangeSet();
+  const cowUsed = new RangeSet();
   for (const it of fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items.entries()) {
     if (it.key.type === BTRFS_EXTENT_ITEM_KEY) dataUsed.add(it.key.objectid, it.key.objectid + it.key.offset);
+    // blocks of the copy-on-write trees keep their own items (cow-refs.ts); the others are derived below
+    else if (it.key.type === BTRFS_METADATA_ITEM_KEY) cowUsed.add(it.key.objectid, it.key.objectid + nodesize);
   }
 
   // Only the derived trees and the chunk and dev trees (chunks added, DEV_ITEM updated) change during a
@@ -94,7 +97,7 @@ function commitTrees(fs: Filesystem): void {
   let plans: Map<bigint, Plan> | undefined;
   for (let round = 0; round < MAX_ROUNDS && !plans; round++) {
     updateDevItem(fs);
-    const addrs = allocateBlocks(fs, written, counts);
+    const addrs = allocateBlocks(fs, written, counts, cowUsed);
     if (!addrs) continue; // a chunk was added: lay everything out again
     const roots = new Map<bigint, { bytenr: bigint; level: number; generation: bigint; blocks: TreeBlockRef[] }>();
     // non-derived trees are final: lay them out for real
@@ -123,9 +126,10 @@ function commitTrees(fs: Filesystem): void {
     }
     patchRootItems(fs, roots);
     place(BTRFS_ROOT_TREE_OBJECTID, () => fs.trees.get(BTRFS_ROOT_TREE_OBJECTID)!.items.entries());
-    const metaUsed = new RangeSet();
+    const metaUsed = cowUsed.clone();
     const metaItems: Item[] = [];
     for (const [rootid, r] of roots) {
+      if (fs.trees.get(rootid)!.isEngine) continue;
       for (const b of r.blocks) {
         metaUsed.add(b.bytenr, b.bytenr + nodesize);
         metaItems.push({
@@ -173,7 +177,7 @@ function commitTrees(fs: Filesystem): void {
 
   // the new state is durable: adopt it
   fs.sb = sb;
-  const busy = new RangeSet();
+  const busy = cowUsed.clone();
   for (const t of fs.trees.values()) {
     const p = plans.get(t.rootid);
     if (p) {
@@ -182,7 +186,7 @@ function commitTrees(fs: Filesystem): void {
       t.committed = { bytenr: root.bytenr, level: root.level, generation: gen, blocks };
       if (!t.isEngine) t.dirty = false;
     }
-    for (const b of t.committed!.blocks) busy.add(b.bytenr, b.bytenr + nodesize);
+    if (!t.isEngine) for (const b of t.committed!.blocks) busy.add(b.bytenr, b.bytenr + nodesize);
   }
   fs.committedBusy = busy;
   for (const [s, e] of fs.pinned) fs.dataFree.add(s, e);
@@ -221,7 +225,7 @@ function levelsForCount(count: number, nodesize: number): number[] {
   return [count];
 }
 
-function allocateBlocks(fs: Filesystem, written: bigint[], counts: Map<bigint, number>): Map<bigint, bigint[]> | undefined {
+function allocateBlocks(fs: Filesystem, written: bigint[], counts: Map<bigint, number>, cowUsed: RangeSet): Map<bigint, bigint[]> | undefined {
   const nodesize = BigInt(fs.nodesize);
   const pool = (type: bigint): RangeSet => {
     const free = new RangeSet();
@@ -231,6 +235,7 @@ function allocateBlocks(fs: Filesystem, written: bigint[], counts: Map<bigint, n
       for (const [s, e] of fs.chunks.superExcluded(c)) free.remove(s, e);
     }
     for (const [s, e] of fs.committedBusy) free.remove(s, e);
+    for (const [s, e] of cowUsed) free.remove(s, e);
     // clean trees keep their blocks
     for (const t of fs.trees.values()) if (!written.includes(t.rootid) && t.committed) for (const b of t.committed.blocks) free.remove(b.bytenr, b.bytenr + nodesize);
     return free;
@@ -277,7 +282,8 @@ function patchRootItems(fs: Filesystem, roots: Map<bigint, { bytenr: bigint; lev
     const dv = new DataView(data.buffer);
     dv.setBigUint64(160, r.generation, true);
     dv.setBigUint64(176, r.bytenr, true);
-    dv.setBigUint64(192, BigInt(r.blocks.length * fs.nodesize), true);
+    // (a copy-on-write tree opened and left untouched has no block list: its bytes_used stays)
+    if (r.blocks.length) dv.setBigUint64(192, BigInt(r.blocks.length * fs.nodesize), true);
     dv.setUint8(238, r.level);
     if (data.length >= 247) dv.setBigUint64(239, r.generation, true);
     rootTree.put(key, data);

@@ -5,7 +5,8 @@ import {
   BTRFS_EXTENT_FLAG_DATA, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_SHARED_DATA_REF_KEY,
 } from '../structs/constants.js';
 import {
-  type BtrfsExtentDataRef, decodeExtentDataRef, decodeExtentItem, encodeExtentDataRef, encodeExtentItem,
+  type BtrfsExtentDataRef, decodeExtentDataRef, decodeExtentItem, decodeSharedDataRef, encodeExtentDataRef, encodeExtentItem,
+  encodeSharedDataRef,
 } from '../structs/tree-items.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { csumAlgo } from '../structs/csum.js';
@@ -39,6 +40,8 @@ export interface DataExtentInfo {
   num_bytes: bigint;
   generation: bigint;
   refs: BtrfsExtentDataRef[];
+  /** References by tree block address (SHARED_DATA_REF): file extent items in a FULL_BACKREF leaf. */
+  shared?: Array<{ parent: bigint; count: number }>;
 }
 
 function extentKey(fs: Filesystem, bytenr: bigint): Key | undefined {
@@ -48,24 +51,23 @@ function extentKey(fs: Filesystem, bytenr: bigint): Key | undefined {
   )?.key;
 }
 
-/** The data extent starting at `bytenr` with all its (root, inode, offset) references, or undefined. */
+/** The data extent starting at `bytenr` with all its references, or undefined. */
 export function getDataExtent(fs: Filesystem, bytenr: bigint): DataExtentInfo | undefined {
   const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
   const key = extentKey(fs, bytenr);
   if (!key) return undefined;
   const ei = decodeExtentItem(t.get(key)!, BTRFS_EXTENT_ITEM_KEY);
   const refs: BtrfsExtentDataRef[] = [];
+  const shared: Array<{ parent: bigint; count: number }> = [];
   for (const r of ei.inline_refs) {
     if (r.type === BTRFS_EXTENT_DATA_REF_KEY) refs.push({ root: r.root, objectid: r.objectid, offset: r.offset, count: r.count });
-    else throw new ImageError('IMAGE_SHARED_REF', `data extent ${bytenr} has a shared (parent) back reference; not supported`, { offset: bytenr });
+    else if (r.type === BTRFS_SHARED_DATA_REF_KEY) shared.push({ parent: r.parent, count: r.count });
   }
   for (const it of t.range({ objectid: bytenr, type: BTRFS_EXTENT_DATA_REF_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: U64_MAX })) {
     if (it.key.type === BTRFS_EXTENT_DATA_REF_KEY) refs.push(decodeExtentDataRef(it.data));
-    else if (it.key.type === BTRFS_SHARED_DATA_REF_KEY) {
-      throw new ImageError('IMAGE_SHARED_REF', `data extent ${bytenr} has a shared (parent) back reference; not supported`, { offset: bytenr });
-    }
+    else if (it.key.type === BTRFS_SHARED_DATA_REF_KEY) shared.push({ parent: it.key.offset, count: decodeSharedDataRef(it.data).count });
   }
-  return { bytenr, num_bytes: key.offset, generation: ei.generation, refs };
+  return { bytenr, num_bytes: key.offset, generation: ei.generation, refs, shared };
 }
 
 /** Rewrite the extent's items in canonical form; no refs left = extent freed (space pinned, csums dropped). */
@@ -75,15 +77,16 @@ export function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
     t.delete(it.key);
   }
   const refs = x.refs.filter((r) => r.count > 0);
-  if (refs.length === 0) {
+  const shared = (x.shared ?? []).filter((r) => r.count > 0);
+  if (refs.length === 0 && shared.length === 0) {
     fs.pinned.add(x.bytenr, x.bytenr + x.num_bytes);
     deleteCsums(fs, x.bytenr, x.num_bytes);
     return;
   }
-  const total = BigInt(refs.reduce((n, r) => n + r.count, 0));
+  const total = BigInt(refs.reduce((n, r) => n + r.count, 0) + shared.reduce((n, r) => n + r.count, 0));
   const head = { refs: total, generation: x.generation, flags: BTRFS_EXTENT_FLAG_DATA };
   const key = { objectid: x.bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: x.num_bytes };
-  if (refs.length === 1) {
+  if (refs.length === 1 && shared.length === 0) {
     const r = refs[0]!;
     t.put(key, encodeExtentItem({ ...head, inline_refs: [{ type: BTRFS_EXTENT_DATA_REF_KEY, root: r.root, objectid: r.objectid, offset: r.offset, count: r.count }] }));
     return;
@@ -94,6 +97,21 @@ export function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
     if (t.get(rk)) throw new ImageError('IMAGE_REF_HASH_COLLISION', `extent data ref hash collision on extent ${x.bytenr}`);
     t.put(rk, encodeExtentDataRef(r));
   }
+  for (const r of shared) t.put({ objectid: x.bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: r.parent }, encodeSharedDataRef({ count: r.count }));
+}
+
+/** One more (or `count` fewer, when negative) reference by a FULL_BACKREF leaf at `parent`. */
+export function changeSharedDataRef(fs: Filesystem, bytenr: bigint, parent: bigint, count: number): void {
+  const x = getDataExtent(fs, bytenr);
+  if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
+  const shared = (x.shared ??= []);
+  const r = shared.find((e) => e.parent === parent);
+  if (count < 0 && (!r || r.count < -count)) {
+    throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no shared reference by block ${parent} to drop`, { offset: bytenr });
+  }
+  if (r) r.count += count;
+  else shared.push({ parent, count });
+  storeDataExtent(fs, x);
 }
 
 /**
@@ -124,7 +142,7 @@ export function dropDataRef(fs: Filesystem, bytenr: bigint, root: bigint, ino: b
   }
   r.count -= count;
   storeDataExtent(fs, x);
-  return !x.refs.some((e) => e.count > 0);
+  return !x.refs.some((e) => e.count > 0) && !(x.shared ?? []).some((e) => e.count > 0);
 }
 
 // ---- checksums ----

@@ -17,6 +17,7 @@ import { fillHoles } from './holes.js';
 import { PageStore } from './page-store.js';
 import { RangeSet } from './ranges.js';
 import { MetadataSpace } from './tree-space.js';
+import { copyRoot, CowRefs } from './cow-refs.js';
 import { BTree } from '../engine/ctree.js';
 import { buildTree, dropTree } from '../engine/bulk.js';
 import { BlockStore } from '../engine/store.js';
@@ -204,6 +205,8 @@ export class Filesystem {
   readonly pageStore: PageStore;
   /** Metadata space of the copy-on-write trees. */
   readonly space: MetadataSpace;
+  /** Their blocks' references (extent tree items) and copy-on-write of shared blocks. */
+  readonly refs: CowRefs;
   /** Decoded blocks of the copy-on-write trees, under the same budget as the item maps. */
   readonly store: BlockStore;
 
@@ -216,9 +219,12 @@ export class Filesystem {
     this.pageStore = growth.pageStore ?? new PageStore();
     this.headerFsid = sb.fsid;
     this.space = new MetadataSpace(this);
+    this.refs = new CowRefs(this, this.space);
     this.store = new BlockStore({
-      nodesize: sb.nodesize, ident: this, csumType: sb.csum_type, device, space: this.space, transid: sb.generation + 1n, budget: this.pageStore.budget,
-      toPhysical: (bytenr, len) => this.chunks.toPhysical(bytenr, len),
+      nodesize: sb.nodesize, ident: this, csumType: sb.csum_type, device, space: this.refs, hooks: this.refs, transid: sb.generation + 1n,
+      budget: this.pageStore.budget, toPhysical: (bytenr, len) => this.chunks.toPhysical(bytenr, len),
+      // snapshots share blocks: a subvolume tree may hold blocks another subvolume owns
+      ownerOk: (tree, owner) => tree === owner || (isSubvolumeTree(tree) && isSubvolumeTree(owner)),
     });
   }
 
@@ -261,6 +267,19 @@ export class Filesystem {
       : new TreeState(rootid, new ItemMap(this.pageStore), true);
     this.trees.set(rootid, t);
     return new TreeHandle(t);
+  }
+
+  /**
+   * Make copy-on-write tree `rootid` a snapshot of tree `source`: a copy of its root block sharing
+   * everything below (btrfs_copy_root). What `rootid` held before is dropped.
+   */
+  shareTree(source: bigint, rootid: bigint): void {
+    const src = this.trees.get(source)?.engine;
+    const dst = this.trees.get(rootid);
+    if (!src || !dst?.isEngine) throw new ImageError('IMAGE_INTERNAL', `cannot snapshot tree ${source} into ${rootid}`);
+    dropTree(dst.engine!);
+    dst.engine = copyRoot(this.refs, src, rootid);
+    this.store.trim();
   }
 
   /** Drop a whole tree (its ROOT_ITEM and refs are the caller's to remove). */

@@ -1,0 +1,112 @@
+import { ImageError } from '../../errors.js';
+import {
+  BTRFS_BLOCK_FLAG_FULL_BACKREF, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
+  BTRFS_METADATA_ITEM_KEY, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
+} from '../structs/constants.js';
+import { decodeExtentItem, encodeExtentItem } from '../structs/tree-items.js';
+import type { TreeHandle } from './filesystem.js';
+
+/**
+ * Reference counts and back references of the copy-on-write trees' blocks, kept in the extent tree as
+ * the kernel keeps them: a skinny METADATA_ITEM per block, references by tree (TREE_BLOCK_REF, root id)
+ * or, for blocks with FULL_BACKREF, by parent block (SHARED_BLOCK_REF). Written in one canonical form:
+ * a lone TREE_BLOCK_REF inline, anything else as keyed items, which the kernel and btrfs check accept
+ * for any extent and which needs no inline ordering. Items the kernel wrote in other forms are read as
+ * they are and rewritten canonically when they change.
+ */
+export interface BlockRefs {
+  level: number;
+  generation: bigint;
+  flags: bigint;
+  /** Referencing root ids (TREE_BLOCK_REF). */
+  roots: Set<bigint>;
+  /** Referencing parent blocks (SHARED_BLOCK_REF). */
+  parents: Set<bigint>;
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+export function totalRefs(r: BlockRefs): number {
+  return r.roots.size + r.parents.size;
+}
+
+export class TreeBlockRefTable {
+  constructor(private readonly extent: () => TreeHandle) {}
+
+  get(bytenr: bigint): BlockRefs | undefined {
+    const t = this.extent();
+    const head = t.first({ objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_METADATA_ITEM_KEY, offset: U64_MAX });
+    if (!head) return undefined;
+    const ei = decodeExtentItem(head.data, head.key.type);
+    if (!(ei.flags & BTRFS_EXTENT_FLAG_TREE_BLOCK)) return undefined;
+    const level = head.key.type === BTRFS_METADATA_ITEM_KEY ? Number(head.key.offset) : ei.tree_block_info?.level ?? 0;
+    const r: BlockRefs = { level, generation: ei.generation, flags: ei.flags, roots: new Set(), parents: new Set() };
+    for (const ref of ei.inline_refs) {
+      if (ref.type === BTRFS_TREE_BLOCK_REF_KEY) r.roots.add(ref.root);
+      else if (ref.type === BTRFS_SHARED_BLOCK_REF_KEY) r.parents.add(ref.parent);
+    }
+    for (const it of t.entries({ objectid: bytenr, type: BTRFS_TREE_BLOCK_REF_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: U64_MAX })) {
+      if (it.key.type === BTRFS_TREE_BLOCK_REF_KEY) r.roots.add(it.key.offset);
+      else if (it.key.type === BTRFS_SHARED_BLOCK_REF_KEY) r.parents.add(it.key.offset);
+    }
+    return r;
+  }
+
+  /** Rewrite the block's items; no reference left deletes them (the caller frees the space). */
+  put(bytenr: bigint, r: BlockRefs): void {
+    const t = this.extent();
+    const old = t.range({ objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: U64_MAX });
+    for (const it of old) t.delete(it.key);
+    const n = totalRefs(r);
+    if (n === 0) return;
+    const key = { objectid: bytenr, type: BTRFS_METADATA_ITEM_KEY, offset: BigInt(r.level) };
+    const head = { refs: BigInt(n), generation: r.generation, flags: r.flags | BTRFS_EXTENT_FLAG_TREE_BLOCK };
+    if (n === 1 && r.roots.size === 1) {
+      t.put(key, encodeExtentItem({ ...head, inline_refs: [{ type: BTRFS_TREE_BLOCK_REF_KEY, root: [...r.roots][0]! }] }));
+      return;
+    }
+    t.put(key, encodeExtentItem({ ...head, inline_refs: [] }));
+    const none = new Uint8Array(0);
+    for (const root of r.roots) t.put({ objectid: bytenr, type: BTRFS_TREE_BLOCK_REF_KEY, offset: root }, none);
+    for (const parent of r.parents) t.put({ objectid: bytenr, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: parent }, none);
+  }
+
+  /** A new block of tree `root` (btrfs_alloc_tree_block's reference). */
+  created(bytenr: bigint, level: number, generation: bigint, root: bigint): void {
+    if (this.get(bytenr)) throw new ImageError('IMAGE_EXTENT_EXISTS', `tree block ${bytenr} already has an extent item`, { offset: bytenr });
+    this.put(bytenr, { level, generation, flags: 0n, roots: new Set([root]), parents: new Set() });
+  }
+
+  /** One more reference: by tree `ref.root`, or by parent block `ref.parent`. */
+  add(bytenr: bigint, ref: { root: bigint } | { parent: bigint }): void {
+    const r = this.must(bytenr);
+    const set = 'root' in ref ? r.roots : r.parents;
+    const v = 'root' in ref ? ref.root : ref.parent;
+    if (set.has(v)) throw new ImageError('IMAGE_REF_EXISTS', `tree block ${bytenr} already has the reference ${'root' in ref ? 'by tree' : 'by block'} ${v}`, { offset: bytenr });
+    set.add(v);
+    this.put(bytenr, r);
+  }
+
+  /** Drop a reference; returns the references left (0: the block is free). */
+  drop(bytenr: bigint, ref: { root: bigint } | { parent: bigint }): number {
+    const r = this.must(bytenr);
+    const had = 'root' in ref ? r.roots.delete(ref.root) : r.parents.delete(ref.parent);
+    if (!had) {
+      throw new ImageError('IMAGE_NO_REF', `tree block ${bytenr} has no reference ${'root' in ref ? `by tree ${ref.root}` : `by block ${ref.parent}`} to drop`, { offset: bytenr });
+    }
+    this.put(bytenr, r);
+    return totalRefs(r);
+  }
+
+  setFullBackref(bytenr: bigint): void {
+    const r = this.must(bytenr);
+    r.flags |= BTRFS_BLOCK_FLAG_FULL_BACKREF;
+    this.put(bytenr, r);
+  }
+
+  must(bytenr: bigint): BlockRefs {
+    const r = this.get(bytenr);
+    if (!r) throw new ImageError('IMAGE_NO_EXTENT', `tree block ${bytenr} has no extent item`, { offset: bytenr });
+    return r;
+  }
+}
