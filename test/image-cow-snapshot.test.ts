@@ -1,0 +1,93 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { treeBlocks } from '../src/image/engine/bulk.js';
+import { BTRFS_EXTENT_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_TREE_BLOCK_REF_KEY } from '../src/image/structs/constants.js';
+import { createFilesystem } from '../src/image/write/create.js';
+import { writeDataExtent } from '../src/image/write/file-data.js';
+import type { Filesystem } from '../src/image/write/filesystem.js';
+import { createInode, linkInode, setXattr, updateInode } from '../src/image/write/inode.js';
+import { openFilesystem } from '../src/image/write/open.js';
+import { FileDevice } from '../src/io/image-file.js';
+import { snapshotSubvolume } from '../src/receive/snapshot.js';
+import { btrfsCheck, checkProblems, skipReason, tmpDir } from './image-write-helpers.js';
+
+const work = tmpDir('btrfs-ts-cow-');
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+function blocksOf(fs: Filesystem, id: bigint): Set<bigint> {
+  return new Set(treeBlocks(fs.trees.get(id)!.engine!).map((b) => b.bytenr));
+}
+
+/** Files with data and xattrs in tree 5: enough items for a tree of two levels. */
+function populate(fs: Filesystem, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const ino = createInode(fs, 5n, { mode: 0o100644 });
+    linkInode(fs, 5n, 256n, enc(`file-${i}`), ino);
+    setXattr(fs, 5n, ino, enc('user.k'), enc(`value ${i}`.repeat(4)));
+    const data = new Uint8Array(8192).fill(i & 255);
+    writeDataExtent(fs, 5n, ino, 0n, data);
+    updateInode(fs, 5n, ino, { size: 8192n });
+  }
+}
+
+describe.skipIf(skipReason('progs'))('snapshots share tree blocks (btrfs_copy_root)', () => {
+  it('a snapshot shares every block below its root; a change copies one path; btrfs check agrees on the references, also after reopening', async () => {
+    const img = join(work, 'snap.img');
+    let dev = FileDevice.create(img, 256n << 20n);
+    let fs = createFilesystem(dev, { growable: true });
+    populate(fs, 1500);
+    fs.commit();
+    expect(fs.trees.get(5n)!.engine!.root.level).toBeGreaterThan(0);
+    const src = blocksOf(fs, 5n);
+
+    const snap = snapshotSubvolume(fs, 5n, { parentRoot: 5n, parentDir: 256n, name: enc('snap') });
+    fs.commit();
+    const shared = blocksOf(fs, snap);
+    const now = blocksOf(fs, 5n);
+    // the snapshot's root is its own; linking it into tree 5 copied the paths to dir 256's inode item, its
+    // new DIR_ITEM and DIR_INDEX (three leaves at most, plus one a split may add, under one root)
+    const level = fs.trees.get(5n)!.engine!.root.level;
+    expect([...shared].filter((b) => !now.has(b) && !src.has(b)).length).toBe(1);
+    expect([...now].filter((b) => !src.has(b)).length).toBeLessThanOrEqual(1 + 3 * level + 1);
+
+    // blocks referenced by both trees carry both references (keyed TREE_BLOCK_REFs)
+    const extent = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+    const both = [...shared].filter((b) => now.has(b));
+    expect(both.length).toBeGreaterThan(10);
+    for (const b of both.slice(0, 20)) {
+      const refs = extent.range({ objectid: b, type: BTRFS_TREE_BLOCK_REF_KEY, offset: 0n }, { objectid: b, type: BTRFS_TREE_BLOCK_REF_KEY, offset: (1n << 64n) - 1n });
+      expect(refs.map((r) => r.key.offset).sort()).toEqual([5n, snap].sort());
+    }
+
+    // a change in the snapshot copies the path to it (and gives the old blocks full back references)
+    linkInode(fs, snap, 256n, enc('new-in-snap'), createInode(fs, snap, { mode: 0o100600 }));
+    setXattr(fs, snap, 300n, enc('user.k'), enc('changed'));
+    fs.commit();
+    dev.close();
+    let r = btrfsCheck(img);
+    expect(checkProblems(r.output), r.output).toEqual([]);
+    expect(r.status, r.output).toBe(0);
+
+    // reopened: the shared trees stay on disk; changes to tree 5 now COW blocks the snapshot shares
+    dev = FileDevice.open(img);
+    fs = await openFilesystem(dev, { growable: true });
+    expect(fs.trees.get(snap)!.loaded).toBe(false);
+    for (let i = 0; i < 1500; i += 97) setXattr(fs, 5n, 257n + BigInt(i), enc('user.k'), enc(`again ${i}`));
+    const snap2 = snapshotSubvolume(fs, snap, { parentRoot: 5n, parentDir: 256n, name: enc('snap2') });
+    setXattr(fs, snap2, 260n, enc('user.other'), enc('in snap2 only'));
+    fs.commit();
+    dev.close();
+    r = btrfsCheck(img);
+    expect(checkProblems(r.output), r.output).toEqual([]);
+    expect(r.status, r.output).toBe(0);
+    // some block of the image is referenced by three trees' worth of paths or by a parent block
+    let multi = 0;
+    dev = FileDevice.open(img);
+    fs = await openFilesystem(dev, { growable: true });
+    for (const it of fs.tree(BTRFS_EXTENT_TREE_OBJECTID).entries()) if (it.key.type === BTRFS_METADATA_ITEM_KEY && new DataView(it.data.buffer, it.data.byteOffset).getBigUint64(0, true) > 1n) multi++;
+    dev.close();
+    expect(multi).toBeGreaterThan(10);
+  });
+});
