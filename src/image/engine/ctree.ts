@@ -225,10 +225,14 @@ export class BTree {
 
   // ---- reading ----
 
-  /** First item with min <= key <= max. */
+  /** First item with min <= key <= max (one search, no copy of the leaf). */
   first(min?: BtrfsKey, max?: BtrfsKey): { key: BtrfsKey; data: Uint8Array } | undefined {
-    for (const it of this.entries(min, max)) return it;
-    return undefined;
+    const { path } = this.search(min ?? MIN_KEY, false);
+    if (path.slots[0]! >= path.nodes[0]!.nritems && !nextLeaf(this, path)) return undefined;
+    const leaf = path.nodes[0]!;
+    const key = leaf.keys[path.slots[0]!]!;
+    if (max && compareKeys(key, max) > 0) return undefined;
+    return { key, data: leaf.data[path.slots[0]!]! };
   }
 
   /** Last item with min <= key <= max. */
