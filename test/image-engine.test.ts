@@ -3,7 +3,9 @@ import { BTree } from '../src/image/engine/ctree.js';
 import { ChunkMap } from '../src/image/read/chunk-map.js';
 import { fromBlockDevice } from '../src/image/read/source.js';
 import { TreeReader } from '../src/image/read/tree.js';
-import { BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA } from '../src/image/structs/constants.js';
+import {
+  BTRFS_BACKREF_REV_SHIFT, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_HEADER_FLAG_RELOC, BTRFS_MIXED_BACKREF_REV,
+} from '../src/image/structs/constants.js';
 import { type BtrfsKey, compareKeys } from '../src/image/structs/fs-items.js';
 import type { MemoryDevice } from '../src/image/device.js';
 import { makeStore, Model, TEST_FSID, walkTree } from './helpers/engine-harness.js';
@@ -204,6 +206,21 @@ describe('engine: copy-on-write B-tree', () => {
     expect(store.earlyWrites).toBeGreaterThan(early);
     store.reset();
     sameItems(await readBack(device, 4096, committed), model.sorted());
+  });
+
+  it('a copy-on-write copy of a block relocation wrote drops the RELOC header flag (as __btrfs_cow_block does)', () => {
+    const { store } = makeStore(4096);
+    const t = BTree.create(store, ROOTID);
+    t.put({ objectid: 1n, type: 1, offset: 0n }, new Uint8Array(8));
+    store.writeDirty();
+    store.endTransaction();
+    const leaf = t.rootBlock();
+    leaf.flags |= BTRFS_HEADER_FLAG_RELOC;
+    t.put({ objectid: 2n, type: 1, offset: 0n }, new Uint8Array(8));
+    const copy = t.rootBlock();
+    expect(copy.bytenr).not.toBe(leaf.bytenr);
+    expect(copy.flags & BTRFS_HEADER_FLAG_RELOC).toBe(0n);
+    expect(copy.flags >> BTRFS_BACKREF_REV_SHIFT).toBe(BTRFS_MIXED_BACKREF_REV);
   });
 
   it('refuses an item larger than a leaf', () => {

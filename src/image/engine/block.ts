@@ -63,9 +63,14 @@ export class Block {
     return b;
   }
 
-  /** A copy with a new address and generation (btrfs_copy_root / __btrfs_cow_block's copy_extent_buffer). */
+  /**
+   * A copy with a new address and generation (btrfs_copy_root / __btrfs_cow_block's copy_extent_buffer).
+   * Its header flags start afresh, as the kernel resets them: mixed backref revision, and no RELOC flag
+   * even when the original was written by relocation (btrfs check counts the data references of a
+   * RELOC-flagged leaf by its address, so a copy that kept the flag would contradict its keyed refs).
+   */
   copyTo(bytenr: bigint, generation: bigint, owner: bigint): Block {
-    const b = new Block(bytenr, this.level, generation, owner, this.flags);
+    const b = new Block(bytenr, this.level, generation, owner);
     b.keys = this.keys.slice();
     b.data = this.data.slice();
     b.ptrs = this.ptrs.slice();
