@@ -16,6 +16,8 @@ export interface DataInode {
   size: bigint;
   /** Where the receiver's copy ends so far (the kernel's cur_inode_next_write_offset). */
   nextWriteOffset: bigint;
+  /** The receiver's file size before these writes, when it is not nextWriteOffset (an incremental send's changed file). */
+  recvSize?: bigint;
   path: () => Promise<Uint8Array>;
 }
 
@@ -99,7 +101,7 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
       // send_encoded_inline_extent leaves ENCRYPTION out; send_encoded_extent puts 0
       if (!inline) enc.encryption = 0;
       // Only what a receiver can store as it is (the kernel's encoded-write rules); the rest as plain data.
-      if (planEncodedWrite(enc, { sectorsize: o.sectorsize, iSize: cur.nextWriteOffset }).action === 'pass-through') {
+      if (planEncodedWrite(enc, { sectorsize: o.sectorsize, iSize: cur.recvSize ?? cur.nextWriteOffset }).action === 'pass-through') {
         yield enc;
         return;
       }

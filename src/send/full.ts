@@ -12,7 +12,7 @@ import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
 import { CloneIndex } from './clone-index.js';
 import { extentCommands } from './extents.js';
-import { createCommand, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands, capabilityCommand } from './inode-cmds.js';
+import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands } from './inode-cmds.js';
 import { LruMap } from './lru.js';
 import { SendNames } from './names.js';
 import { DirUtimesCache } from './utimes-cache.js';
@@ -161,8 +161,7 @@ export class FullSend {
     if (m === S_IFREG) {
       if (cur.nextWriteOffset !== cur.item.size) yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path, size: cur.item.size };
     }
-    yield { cmd: C.BTRFS_SEND_C_CHOWN, path, uid: BigInt(cur.item.uid), gid: BigInt(cur.item.gid) };
-    if (m !== S_IFLNK) yield { cmd: C.BTRFS_SEND_C_CHMOD, path, mode: BigInt(cur.item.mode & 0o7777) };
+    yield* ownerCommands(cur.item, path, { chown: true, chmod: m !== S_IFLNK });
     const caps = await capabilityCommand(this.img, this.tree, cur.ino, path);
     if (caps) yield caps;
     this.names.progress = cur.ino + 1n;
@@ -189,7 +188,7 @@ export class FullSend {
 }
 
 /** send_utimes: protocol 2 and later also carry the creation time. */
-function utimesCommand(path: Uint8Array, item: BtrfsInodeItem, version: number): KnownCommand {
+export function utimesCommand(path: Uint8Array, item: BtrfsInodeItem, version: number): KnownCommand {
   const c: KnownCommand = { cmd: C.BTRFS_SEND_C_UTIMES, path, atime: item.atime, mtime: item.mtime, ctime: item.ctime };
   if (version >= 2) c.otime = item.otime;
   return c;

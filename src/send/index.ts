@@ -4,6 +4,7 @@ import { formatUuid } from '../image/structs.js';
 import { encodeCommand, encodeStreamHeader } from '../stream/writer.js';
 import * as C from '../stream/constants.js';
 import { FullSend } from './full.js';
+import { IncrementalSend } from './incremental.js';
 
 export interface SendOptions {
   /** Stream protocol: 1 (default) or 2 (ENCODED_WRITE, bigger writes); --compressed-data implies 2. */
@@ -12,7 +13,7 @@ export interface SendOptions {
   compressedData?: boolean;
   /** UPDATE_EXTENT instead of file data (btrfs send --no-data). */
   noData?: boolean;
-  /** Parent subvolume path for an incremental send (checked, then refused: not implemented yet). */
+  /** Parent subvolume path: an incremental send (btrfs send -p), the difference from it. */
   parent?: string;
   /** Clone sources (-c): checked like the kernel does; extents are cloned only within the sent subvolume. */
   cloneSources?: string[];
@@ -59,14 +60,15 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
   const svs: SubvolumeInfo[] = [];
   for (const p of paths) svs.push(await readOnlySubvolume(img, p, 'subvolume'));
   for (const c of opts.cloneSources ?? []) await readOnlySubvolume(img, c, 'clone source');
+  let parent: SubvolumeInfo | undefined;
   if (opts.parent !== undefined) {
-    const parent = await readOnlySubvolume(img, opts.parent, 'parent');
+    parent = await readOnlySubvolume(img, opts.parent, 'parent');
     for (const sv of svs) {
+      if (sv.id === parent.id) throw new SendError('SEND_USAGE', `parent ${parent.path} is the subvolume being sent`, { path: sv.path });
       if (!related(sv, parent)) {
         throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parent_uuid)}): neither a snapshot source nor a received copy of it`, { path: sv.path });
       }
     }
-    throw new SendError('SEND_UNSUPPORTED', `incremental send (-p ${opts.parent}) is not implemented yet; send ${paths.join(' ')} in full instead`);
   }
   let parts: Uint8Array[] = [];
   let size = 0;
@@ -74,7 +76,8 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
     parts.push(encodeStreamHeader(version));
     opts.onSubvolume?.(sv);
-    const send = new FullSend(img.reader, sv, { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false });
+    const o = { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false };
+    const send = parent ? new IncrementalSend(img.reader, sv, parent, o) : new FullSend(img.reader, sv, o);
     for await (const cmd of send.commands()) {
       const b = encodeCommand(cmd, version);
       parts.push(b);

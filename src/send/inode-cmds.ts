@@ -16,7 +16,7 @@ export const S_IFDIR = 0o040000;
 export const S_IFCHR = 0o020000;
 export const S_IFIFO = 0o010000;
 
-const XATTR_NAME_CAPS = new TextEncoder().encode('security.capability');
+export const XATTR_NAME_CAPS = new TextEncoder().encode('security.capability');
 const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'].map((n) => new TextEncoder().encode(n));
 /** posix_acl_xattr_header with no entries (POSIX_ACL_XATTR_VERSION 2): what the kernel sends for an empty ACL. */
 const EMPTY_ACL = new Uint8Array([2, 0, 0, 0]);
@@ -67,4 +67,10 @@ export async function capabilityCommand(img: ImageReader, tree: TreeRoot, ino: b
   const it = await img.trees.lookup(tree, { objectid: ino, type: BTRFS_XATTR_ITEM_KEY, offset: BigInt(btrfsNameHash(XATTR_NAME_CAPS)) });
   const d = it && decodeDirItems(it.data).find((x) => same(x.name, XATTR_NAME_CAPS));
   return d && { cmd: C.BTRFS_SEND_C_SET_XATTR, path, name: XATTR_NAME_CAPS, data: d.data };
+}
+
+/** CHOWN and CHMOD (set-id bits are cleared by a CHOWN at the receiver: CHMOD comes after it). */
+export function* ownerCommands(item: BtrfsInodeItem, path: Uint8Array, o: { chown: boolean; chmod: boolean }): Generator<KnownCommand> {
+  if (o.chown) yield { cmd: C.BTRFS_SEND_C_CHOWN, path, uid: BigInt(item.uid), gid: BigInt(item.gid) };
+  if (o.chmod) yield { cmd: C.BTRFS_SEND_C_CHMOD, path, mode: BigInt(item.mode & 0o7777) };
 }

@@ -23,7 +23,18 @@ function parseProto(v: string): number {
 }
 
 async function write(out: Writable, b: Uint8Array): Promise<void> {
-  if (!out.write(b)) await new Promise<void>((r, j) => { out.once('drain', r); out.once('error', j); });
+  if (out.write(b)) return;
+  // each wait takes its listeners off again: a long stream waits for 'drain' many times
+  await new Promise<void>((resolve, reject) => {
+    const done = (e?: Error): void => {
+      out.off('drain', done);
+      out.off('error', done);
+      if (e) reject(e);
+      else resolve();
+    };
+    out.once('drain', done);
+    out.once('error', done);
+  });
 }
 
 async function closeFile(out: Writable): Promise<void> {

@@ -1,0 +1,167 @@
+import type { ImageReader } from '../image/read/image.js';
+import type { TreeRoot } from '../image/read/tree.js';
+import { type BtrfsKey, compareKeys, type TreeBlock } from '../image/structs.js';
+
+/** One item that differs between the sent tree (left) and the parent (right): only left = new, only right = deleted. */
+export interface ItemChange {
+  key: BtrfsKey;
+  left?: Uint8Array;
+  right?: Uint8Array;
+}
+
+type Entry = { kind: 'item'; key: BtrfsKey; data: Uint8Array } | { kind: 'node'; key: BtrfsKey; bytenr: bigint; generation: bigint; level: number };
+
+/**
+ * A position in one tree, in key order: the next thing is either an item or a whole child block not yet
+ * opened. Opening only what differs is what lets two trees that share blocks be compared in time
+ * proportional to what changed (the kernel's btrfs_compare_trees).
+ */
+class Cursor {
+  private readonly stack: { tb: TreeBlock; i: number }[] = [];
+  private rootEntry: Entry | undefined;
+
+  constructor(private readonly img: ImageReader, private readonly root: TreeRoot) {}
+
+  async start(): Promise<void> {
+    const r = this.root;
+    this.rootEntry = { kind: 'node', key: { objectid: 0n, type: 0, offset: 0n }, bytenr: r.bytenr, generation: r.generation, level: r.level };
+  }
+
+  peek(): Entry | undefined {
+    if (this.rootEntry) return this.rootEntry;
+    const top = this.stack[this.stack.length - 1];
+    if (!top) return undefined;
+    const tb = top.tb;
+    if (tb.header.level === 0) {
+      const it = tb.items[top.i]!;
+      return { kind: 'item', key: it.key, data: it.data };
+    }
+    const p = tb.ptrs[top.i]!;
+    return { kind: 'node', key: p.key, bytenr: p.blockptr, generation: p.generation, level: tb.header.level - 1 };
+  }
+
+  /** Opens the node at the cursor: its first entry becomes the next. */
+  async descend(): Promise<void> {
+    const e = this.peek();
+    if (!e || e.kind !== 'node') return;
+    const root = this.rootEntry !== undefined;
+    const exp = root
+      ? { level: e.level, generation: e.generation, owner: this.root.id }
+      : { level: e.level, generation: e.generation, firstKey: e.key, owner: this.root.id };
+    const tb = await this.img.trees.readBlock(e.bytenr, exp);
+    if (root) this.rootEntry = undefined;
+    else this.stack[this.stack.length - 1]!.i++;
+    // the parent's index already points past this child: popping returns to its next sibling
+    if ((tb.header.level === 0 ? tb.items.length : tb.ptrs.length) > 0) this.stack.push({ tb, i: 0 });
+    else this.pop();
+  }
+
+  /** Skips the entry at the cursor (an item, or a whole node unopened). */
+  advance(): void {
+    if (this.rootEntry) {
+      this.rootEntry = undefined;
+      return;
+    }
+    this.stack[this.stack.length - 1]!.i++;
+    this.pop();
+  }
+
+  private pop(): void {
+    for (;;) {
+      const top = this.stack[this.stack.length - 1];
+      if (!top) return;
+      const n = top.tb.header.level === 0 ? top.tb.items.length : top.tb.ptrs.length;
+      if (top.i < n) return;
+      this.stack.pop();
+    }
+  }
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
+
+/**
+ * The items that differ between `left` (the subvolume sent) and `right` (the parent), in key order. Blocks
+ * both trees reference at the same place are skipped unread: a snapshot and its source share every block
+ * neither has changed since. Trees with log-replay changes over them are compared item by item.
+ */
+export async function* compareTrees(img: ImageReader, left: TreeRoot, right: TreeRoot): AsyncGenerator<ItemChange> {
+  if (img.trees.overlay?.has(left.id) || img.trees.overlay?.has(right.id)) {
+    yield* compareItems(img, left, right);
+    return;
+  }
+  const l = new Cursor(img, left);
+  const r = new Cursor(img, right);
+  await l.start();
+  await r.start();
+  for (;;) {
+    const a = l.peek();
+    const b = r.peek();
+    if (!a && !b) return;
+    if (!a || !b) {
+      const c = a ? l : r;
+      const e = (a ?? b)!;
+      if (e.kind === 'node') await c.descend();
+      else {
+        yield a ? { key: e.key, left: e.data } : { key: e.key, right: e.data };
+        c.advance();
+      }
+      continue;
+    }
+    if (a.kind === 'node' && b.kind === 'node' && a.bytenr === b.bytenr && a.generation === b.generation && compareKeys(a.key, b.key) === 0) {
+      l.advance();
+      r.advance();
+      continue;
+    }
+    const cmp = compareKeys(a.key, b.key);
+    if (a.kind === 'item' && b.kind === 'item') {
+      if (cmp < 0) {
+        yield { key: a.key, left: a.data };
+        l.advance();
+      } else if (cmp > 0) {
+        yield { key: b.key, right: b.data };
+        r.advance();
+      } else {
+        if (!sameBytes(a.data, b.data)) yield { key: a.key, left: a.data, right: b.data };
+        l.advance();
+        r.advance();
+      }
+      continue;
+    }
+    // An item before the other side's next block cannot be in it: it is only on its side.
+    if (a.kind === 'item' && cmp < 0) {
+      yield { key: a.key, left: a.data };
+      l.advance();
+    } else if (b.kind === 'item' && cmp > 0) {
+      yield { key: b.key, right: b.data };
+      r.advance();
+    } else if (a.kind === 'node' && (b.kind === 'item' || cmp < 0 || (cmp === 0 && a.level >= b.level))) {
+      await l.descend();
+    } else {
+      await r.descend();
+    }
+  }
+}
+
+/** The same comparison item by item, for trees the block walk cannot be trusted on (a replayed log over them). */
+async function* compareItems(img: ImageReader, left: TreeRoot, right: TreeRoot): AsyncGenerator<ItemChange> {
+  const lo = { objectid: 0n, type: 0, offset: 0n };
+  const hi = { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n };
+  const li = img.trees.iterate(left, lo, hi);
+  const ri = img.trees.iterate(right, lo, hi);
+  let a = await li.next();
+  let b = await ri.next();
+  while (!a.done || !b.done) {
+    const cmp = a.done ? 1 : b.done ? -1 : compareKeys(a.value.key, b.value.key);
+    if (cmp < 0) {
+      yield { key: a.value!.key, left: a.value!.data };
+      a = await li.next();
+    } else if (cmp > 0) {
+      yield { key: b.value!.key, right: b.value!.data };
+      b = await ri.next();
+    } else {
+      if (!sameBytes(a.value!.data, b.value!.data)) yield { key: a.value!.key, left: a.value!.data, right: b.value!.data };
+      a = await li.next();
+      b = await ri.next();
+    }
+  }
+}
