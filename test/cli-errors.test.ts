@@ -55,6 +55,8 @@ const cases: Case[] = [
   { name: 'convert with nothing asked', args: () => ['convert', '-f', SAMPLE, '-o', at('same.stream')], status: 2,
     line: /nothing to convert: give --proto, --compress/, after: () => expect(existsSync(at('same.stream'))).toBe(false) },
   { name: 'extract without a destination', args: () => ['extract', at('img')], status: 2, line: /missing destination directory/ },
+  { name: 'send -p naming the subvolume sent', args: () => ['send', '-f', at('p.stream'), '-p', 'sample', at('img'), 'sample'], status: 2,
+    line: /parent sample is the subvolume being sent/, after: () => expect(existsSync(at('p.stream'))).toBe(false) },
 ];
 
 const usage: { name: string; args: string[]; line: RegExp; hint: string }[] = [
@@ -62,6 +64,8 @@ const usage: { name: string; args: string[]; line: RegExp; hint: string }[] = [
   { name: 'unknown option', args: ['--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts --help' for more information." },
   { name: 'unknown option of a command', args: ['dump', '--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts dump --help' for more information." },
   { name: 'unknown option of a nested command', args: ['subvolume', 'list', '--bogus'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts subvolume list --help' for more information." },
+  { name: 'send without a subvolume', args: ['send', '-f', at('n.stream'), at('img')], line: /^btrfs-ts: missing required argument 'subvol'$/, hint: "Try 'btrfs-ts send --help' for more information." },
+  { name: 'unknown option of send', args: ['send', '--bogus', at('img'), 'sample'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts send --help' for more information." },
   { name: 'bad option value', args: ['convert', '-f', SAMPLE, '-o', '-', '--proto', '3'], line: /protocol must be 1 or 2/, hint: "Try 'btrfs-ts convert --help' for more information." },
 ];
 

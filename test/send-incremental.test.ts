@@ -57,12 +57,15 @@ echo x | dd of=sparse bs=1 seek=1500000 conv=notrunc status=none; touch -d '2021
   },
 ];
 
-interface Sent { sub: string; parent?: string; dest: string }
+interface Sent { sub: string; parent?: string; clones?: string[]; dest: string }
+
+/** Options of the i-th send (the same for the kernel's and ours): protocols 1 and 2, some with compressed data. */
+const protoArgs = (i: number): string[] => ['--proto', i % 2 ? '2' : '1', ...(i % 4 === 3 ? ['--compressed-data'] : [])];
 
 describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
   const image = join(work, 'src.img');
   const manifests = new Map<string, string[]>();
-  const sizes = new Map<string, number>();
+  const sizes = new Map<number, number>();
   const sends: Sent[] = [];
 
   beforeAll(async () => {
@@ -89,13 +92,21 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
         sends.push({ sub: `${v}.s1`, dest: 'chain' }, { sub: `${v}.s2`, parent: `${v}.s1`, dest: 'chain' }, { sub: `${v}.s3`, parent: `${v}.s2`, dest: 'chain' });
         sends.push({ sub: `${v}.s3`, parent: `${v}.s1`, dest: 'skip' });
       }
+      // a subvolume sharing extents with another one the receiver has: cloned from it with -c
+      execFileSync('btrfs', ['subvolume', 'create', join(m.dir, 'other')], { stdio: 'ignore' });
+      bash('head -c 300000 /dev/urandom > r; yes xyz | head -c 400000 > t', join(m.dir, 'other'));
+      snap('other', 'other.ro');
+      bash('cp --reflink=always ../other.ro/r r2; cp --reflink=always ../other.ro/t t2; echo new > n', join(m.dir, 'vol1'));
+      snap('vol1', 'vol1.s4');
+      sends.push({ sub: 'other.ro', dest: 'chain' }, { sub: 'vol1.s4', parent: 'vol1.s3', clones: ['other.ro'], dest: 'chain' });
       execFileSync('sync');
-      for (const s of sends) {
+      for (const [i, s] of sends.entries()) {
         if (!manifests.has(s.sub)) manifests.set(s.sub, await manifestOf(join(m.dir, s.sub)));
         if (s.parent) {
-          const k = join(work, `${s.sub}.${s.dest}.kernel`);
-          execFileSync('btrfs', ['send', '-q', '-p', join(m.dir, s.parent), '-f', k, join(m.dir, s.sub)]);
-          sizes.set(`${s.sub} -p ${s.parent}`, statSync(k).size);
+          const k = join(work, `${i}.kernel`);
+          const c = (s.clones ?? []).flatMap((x) => ['-c', join(m.dir, x)]);
+          execFileSync('btrfs', ['send', '-q', ...protoArgs(i), '-p', join(m.dir, s.parent), ...c, '-f', k, join(m.dir, s.sub)]);
+          sizes.set(i, statSync(k).size);
         }
       }
     } finally {
@@ -113,14 +124,14 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
       for (const d of new Set(sends.map((s) => s.dest))) mkdirSync(join(m.dir, d));
       for (const [i, s] of sends.entries()) {
         const out = join(work, `${i}.ours`);
-        const args = s.parent ? ['-p', s.parent] : [];
-        const r = spawnSync('node', [BIN, 'send', '-q', '--proto', i % 2 ? '2' : '1', ...(i % 4 === 3 ? ['--compressed-data'] : []), ...args, '-f', out, image, s.sub], { encoding: 'utf8' });
+        const args = [...protoArgs(i), ...(s.parent ? ['-p', s.parent] : []), ...(s.clones ?? []).flatMap((x) => ['-c', x])];
+        const r = spawnSync('node', [BIN, 'send', '-q', ...args, '-f', out, image, s.sub], { encoding: 'utf8' });
         expect(r.stderr, `send ${s.sub} ${args.join(' ')}`).toBe('');
         expect(r.status).toBe(0);
         const rr = spawnSync('btrfs', ['receive', '-q', '-f', out, join(m.dir, s.dest)], { encoding: 'utf8' });
         expect(rr.status, `kernel receive of btrfs-ts send ${s.sub} ${args.join(' ')}: ${rr.stderr}`).toBe(0);
         expect(await manifestOf(join(m.dir, s.dest, s.sub)), `${s.sub} ${args.join(' ')}`).toEqual(manifests.get(s.sub));
-        if (s.parent) report.push(`${s.sub} -p ${s.parent}: ${statSync(out).size} bytes (kernel ${sizes.get(`${s.sub} -p ${s.parent}`)})`);
+        if (s.parent) report.push(`${s.sub} ${args.join(' ')}: ${statSync(out).size} bytes, the kernel's ${sizes.get(i)}`);
       }
     } finally {
       m.umount();

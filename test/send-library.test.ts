@@ -65,6 +65,18 @@ describe('sendSubvolume feeds receiveStreams directly', () => {
     }
   });
 
+  it('incremental: the full stream of the parent, then incr -p full, received image to image, give incr', async () => {
+    const dev = new lib.MemoryDevice(256n << 20n);
+    const fs = lib.createFilesystem(dev, { growable: true });
+    await lib.receiveStreams(lib.sendSubvolume(source, 'full'), fs);
+    const items = await collect(lib.parseStream(lib.sendSubvolume(source, 'incr', { parent: 'full' })));
+    expect(items.some((i) => i.kind === 'command' && i.command.cmd === lib.sendConstants.BTRFS_SEND_C_SNAPSHOT)).toBe(true);
+    const summary = await lib.receiveStreams(lib.sendSubvolume(source, 'incr', { parent: 'full' }), fs);
+    expect(summary.subvolumes.map((s) => s.name)).toEqual(['incr']);
+    expect(await manifest(dev, 'incr')).toEqual(storedManifest('incr-v1.manifest'));
+    expect(await manifest(dev, 'full')).toEqual(storedManifest('full-v1.manifest'));
+  });
+
   it('--no-data sends UPDATE_EXTENT and no file data', async () => {
     const lines: string[] = [];
     await lib.dumpStream(lib.sendSubvolume(source, 'full', { noData: true }), (l) => lines.push(l));
@@ -95,9 +107,8 @@ describe('refusals, before any byte', () => {
     expect(e.message).toMatch(/parent full .* not related to zstd/);
   });
 
-  it('a related parent: incremental send is refused as not implemented', async () => {
-    const e = await refused(['incr'], { parent: 'full' });
-    expect(e.code).toBe('SEND_UNSUPPORTED');
+  it('the parent is the subvolume sent: a usage error', async () => {
+    expect((await refused(['incr'], { parent: 'incr' })).code).toBe('SEND_USAGE');
   });
 
   it('--compressed-data with protocol 1', async () => {

@@ -1,3 +1,4 @@
+import type { CloneRoot } from './backrefs.js';
 import { LruMap } from './lru.js';
 
 /** One file extent item already sent, that a later extent sharing its disk extent may clone from. */
@@ -14,6 +15,8 @@ export interface CloneSource {
   ino: bigint;
   /** File offset in the source to clone from. */
   offset: bigint;
+  /** The subvolume it is in, when not the one being sent (found through the extent tree's back references). */
+  root?: CloneRoot;
 }
 
 /** Disk extents remembered; each keeps at most this many referencing items (the kernel stops at 64 refs). */

@@ -35,12 +35,16 @@ export async function* cloneRange(x: ExtentRef, cur: DataInode, o: DataOptions, 
     yield* extentData(x, cur, o, offset, len);
     return;
   }
-  const srcSize = await o.sizeOf(src.ino);
+  const r = src.root;
+  const tree = r?.tree ?? o.tree;
+  // cloning from the file being sent: never past what the receiver has of it yet
+  const selfClone = src.ino === cur.ino && tree.id === o.tree.id;
+  const srcSize = await (r?.sizeOf ?? o.sizeOf)(src.ino);
   const clone = async (at: bigint, n: bigint, from: bigint): Promise<KnownCommand> => ({
-    cmd: C.BTRFS_SEND_C_CLONE, path: await cur.path(), fileOffset: at, cloneLen: n, cloneUuid: o.cloneUuid,
-    cloneCtransid: o.cloneCtransid, clonePath: await o.clonePath(src.ino), cloneOffset: from,
+    cmd: C.BTRFS_SEND_C_CLONE, path: await cur.path(), fileOffset: at, cloneLen: n, cloneUuid: r?.uuid ?? o.cloneUuid,
+    cloneCtransid: r?.ctransid ?? o.cloneCtransid, clonePath: await (r?.path ?? o.clonePath)(src.ino), cloneOffset: from,
   });
-  for await (const it of sourceItems(x.img, o.tree, src.ino, cloneOff)) {
+  for await (const it of sourceItems(x.img, tree, src.ino, cloneOff)) {
     let extLen = it.fe.type === BTRFS_FILE_EXTENT_INLINE ? ((it.fe.ram_bytes + PAGE - 1n) / PAGE) * PAGE : it.fe.num_bytes;
     if (it.offset + extLen <= cloneOff) continue;
     if (it.offset > cloneOff) {
@@ -89,8 +93,7 @@ export async function* cloneRange(x: ExtentRef, cur: DataInode, o: DataOptions, 
     if (len === 0n) return;
     offset += n;
     cloneOff += n;
-    // cloning from the file being sent: never past what the receiver has of it yet
-    if (src.ino === cur.ino && cloneOff >= cur.nextWriteOffset) break;
+    if (selfClone && cloneOff >= cur.nextWriteOffset) break;
     dataOffset += n;
   }
   if (len > 0n) yield* extentData(x, cur, o, offset, len);

@@ -6,6 +6,7 @@ import {
 import { planEncodedWrite } from '../plan/rules.js';
 import * as C from '../stream/constants.js';
 import type { EncodedWriteCmd, KnownCommand } from '../stream/types.js';
+import type { Backrefs } from './backrefs.js';
 import type { CloneIndex } from './clone-index.js';
 import { cloneRange } from './clone-range.js';
 import { type ExtentRef, fileBytes, storedBytes } from './extent-data.js';
@@ -35,6 +36,8 @@ export interface DataOptions {
   cloneUuid: Uint8Array;
   cloneCtransid: bigint;
   clonePath: (ino: bigint) => Promise<Uint8Array>;
+  /** Other clone sources the receiver has (-c sources, the parent), looked up when no sent inode shares the extent. */
+  backrefs?: Backrefs;
 }
 
 /** send_max_size minus 16 KiB of command room: 48 KiB pieces in protocol 1, 128 KiB in 2 and later. */
@@ -66,10 +69,11 @@ export async function* extentCommands(x: ExtentRef, cur: DataInode, o: DataOptio
   const len = end - offset;
   if (fe.type !== BTRFS_FILE_EXTENT_INLINE) {
     const extentLen = offset + fe.num_bytes >= cur.size ? cur.size - offset : fe.num_bytes;
-    const src = o.clones.find(fe.disk_bytenr, { ino: cur.ino, nextWriteOffset: cur.nextWriteOffset, dataOffset: fe.offset, extentLen, compressed: fe.compression !== BTRFS_COMPRESS_NONE });
+    const q = { ino: cur.ino, nextWriteOffset: cur.nextWriteOffset, dataOffset: fe.offset, extentLen, compressed: fe.compression !== BTRFS_COMPRESS_NONE };
+    const src = o.clones.find(fe.disk_bytenr, q) ?? await o.backrefs?.find(fe.disk_bytenr, q);
     o.clones.add(fe.disk_bytenr, { ino: cur.ino, fileOffset: offset, dataOffset: fe.offset, numBytes: fe.num_bytes });
     // An unaligned clone is only valid when it ends at both files' EOF (send_write_or_clone).
-    if (src && (end % ss === 0n || (end === cur.size && src.offset + len === await o.sizeOf(src.ino)))) {
+    if (src && (end % ss === 0n || (end === cur.size && src.offset + len === await (src.root?.sizeOf ?? o.sizeOf)(src.ino)))) {
       yield* cloneRange(x, cur, o, src, offset, len);
       cur.nextWriteOffset = end;
       return;

@@ -10,6 +10,7 @@ import {
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
+import { Backrefs, readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
 import { extentCommands } from './extents.js';
 import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands } from './inode-cmds.js';
@@ -23,6 +24,8 @@ export interface FullSendOptions {
   version: number;
   compressedData: boolean;
   noData: boolean;
+  /** -c: read-only subvolumes the receiver has, cloned from where they share an extent. */
+  cloneSources: SubvolumeInfo[];
 }
 
 interface Cur {
@@ -34,7 +37,6 @@ interface Cur {
   nextWriteOffset: bigint;
 }
 
-const isEmpty = (u: Uint8Array): boolean => u.every((b) => b === 0);
 const mode = (c: Cur): number => c.item.mode & S_IFMT;
 
 /**
@@ -54,18 +56,20 @@ export class FullSend {
   private cur: Cur | undefined;
   private tree!: TreeRoot;
   private csumRoot: TreeRoot | undefined;
+  private backrefs!: Backrefs;
 
   constructor(private readonly img: ImageReader, private readonly sv: SubvolumeInfo, private readonly o: FullSendOptions) {
     this.names = new SendNames(img, sv.id);
   }
 
   private get uuid(): Uint8Array {
-    return isEmpty(this.sv.received_uuid) ? this.sv.uuid : this.sv.received_uuid;
+    return streamUuid(this.sv);
   }
 
   async *commands(): AsyncGenerator<KnownCommand> {
     this.tree = await this.img.tree(this.sv.id);
     this.csumRoot = await this.img.csumTree();
+    this.backrefs = new Backrefs(this.img, await Promise.all(this.o.cloneSources.map((c) => readOnlyCloneRoot(this.img, c))));
     yield { cmd: C.BTRFS_SEND_C_SUBVOL, path: this.sv.name, uuid: this.uuid, ctransid: this.sv.ctransid };
     const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
     const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };
@@ -146,7 +150,7 @@ export class FullSend {
     yield* extentCommands(x, d, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
       tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, cur), cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
-      clonePath: (ino) => this.names.path(ino),
+      clonePath: (ino) => this.names.path(ino), backrefs: this.backrefs,
     });
     cur.nextWriteOffset = d.nextWriteOffset;
   }

@@ -8,6 +8,7 @@ import {
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
+import { Backrefs, type CloneRoot } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
 import { type DataInode, extentCommands, maxWriteSize } from './extents.js';
 import { type FullSendOptions, utimesCommand } from './full.js';
@@ -26,6 +27,8 @@ export interface ContentContext {
   /** 'new': created by this send (sent whole); 'same': changed in place; 'gone': deleted. */
   state: (ino: bigint) => 'new' | 'same' | 'gone';
   cloneUuid: Uint8Array;
+  /** The parent and the -c sources: the receiver has them as they are. */
+  cloneRoots: CloneRoot[];
   /** Told when an inode's UTIMES is sent. */
   timesSet: (ino: bigint) => void;
 }
@@ -37,6 +40,8 @@ interface Cur {
   old?: BtrfsInodeItem;
   data: DataInode;
   wrote: boolean;
+  /** Where the data sent for it ends (no TRUNCATE is needed when that is the new, bigger size). */
+  dataEnd: bigint;
   capsChanged: boolean;
 }
 
@@ -51,6 +56,9 @@ export class IncrementalContent {
   private readonly clones = new CloneIndex();
   private readonly sizes = new LruMap<bigint, bigint>(1 << 12);
   private csumRoot: TreeRoot | undefined;
+  private backrefs!: Backrefs;
+  /** The inode being sent: inodes below it, and its own bytes below where it is, are final at the receiver. */
+  private cur: Cur | undefined;
 
   constructor(
     private readonly img: ImageReader,
@@ -63,6 +71,11 @@ export class IncrementalContent {
 
   async *commands(diff: AsyncIterable<ItemChange>): AsyncGenerator<KnownCommand> {
     this.csumRoot = await this.img.csumTree();
+    const self: CloneRoot = {
+      tree: this.tree, uuid: this.ctx.cloneUuid, ctransid: this.sv.ctransid, path: this.ctx.path,
+      sizeOf: (ino) => this.sizeOf(ino, this.cur), usable: (ino, end) => !!this.cur && (ino < this.cur.ino || (ino === this.cur.ino && end <= this.cur.data.nextWriteOffset)),
+    };
+    this.backrefs = new Backrefs(this.img, [self, ...this.ctx.cloneRoots]);
     let cur: Cur | undefined;
     let at = 0n;
     for await (const ch of diff) {
@@ -76,7 +89,8 @@ export class IncrementalContent {
         if (state === 'gone') continue;
         const item = await statInode(this.img, { root: this.sv.id, ino });
         if (item.nlink === 0) continue;
-        const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: () => this.ctx.path(ino) }, wrote: false, capsChanged: false };
+        const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: () => this.ctx.path(ino) }, wrote: false, dataEnd: 0n, capsChanged: false };
+        this.cur = c;
         if (state === 'new') {
           yield* this.wholeInode(c);
           yield* this.finish(c);
@@ -144,13 +158,18 @@ export class IncrementalContent {
     for (const [from, to] of await uncovered(this.img, this.tree, c.ino, key, end, this.img.sectorsize)) yield* this.zeros(c, from, to);
   }
 
-  /** send_hole: zeros over [from, to), in write-sized pieces (UPDATE_EXTENT with --no-data). */
+  /** send_hole: a punched hole over [from, to) in protocol 2, zeros in write-sized pieces in 1 (UPDATE_EXTENT with --no-data). */
   private async *zeros(c: Cur, from: bigint, to: bigint): AsyncGenerator<KnownCommand> {
     if (from >= to) return;
     c.wrote = true;
+    if (to > c.dataEnd) c.dataEnd = to;
     const path = await c.data.path();
     if (this.o.noData) {
       yield { cmd: C.BTRFS_SEND_C_UPDATE_EXTENT, path, fileOffset: from, size: to - from };
+      return;
+    }
+    if (this.o.version >= 2) {
+      yield { cmd: C.BTRFS_SEND_C_FALLOCATE, path, mode: C.FALLOC_FL_PUNCH_HOLE | C.FALLOC_FL_KEEP_SIZE, fileOffset: from, size: to - from };
       return;
     }
     const piece = BigInt(maxWriteSize(this.o.version));
@@ -169,8 +188,9 @@ export class IncrementalContent {
     yield* extentCommands(x, c.data, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
       tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, c), cloneUuid: this.ctx.cloneUuid, cloneCtransid: this.sv.ctransid,
-      clonePath: (ino) => this.ctx.path(ino),
+      clonePath: (ino) => this.ctx.path(ino), backrefs: this.backrefs,
     });
+    if (c.data.nextWriteOffset > c.dataEnd) c.dataEnd = c.data.nextWriteOffset;
   }
 
   /** finish_inode_if_needed: size, owner, mode and capabilities where they changed (or a write cleared them), times. */
@@ -179,14 +199,14 @@ export class IncrementalContent {
     const old = c.old;
     const m = c.item.mode & S_IFMT;
     if (old) {
-      if (m === S_IFREG && old.size !== c.item.size) {
+      if (m === S_IFREG && (c.item.size < old.size || (c.item.size > old.size && c.dataEnd !== c.item.size))) {
         yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path, size: c.item.size };
         c.wrote = true;
       }
       const chown = old.uid !== c.item.uid || old.gid !== c.item.gid;
       // a CHOWN clears set-id bits, a write or truncate the capabilities: both are given back
       yield* ownerCommands(c.item, path, {
-        chown, chmod: m !== S_IFLNK && (old.mode !== c.item.mode || chown || (c.wrote && (c.item.mode & 0o6000) !== 0)),
+        chown, chmod: m !== S_IFLNK && (old.mode !== c.item.mode || ((chown || c.wrote) && (c.item.mode & 0o6000) !== 0)),
       });
       if (chown || c.wrote || c.capsChanged) {
         const caps = await capabilityCommand(this.img, this.tree, c.ino, path);
@@ -207,8 +227,8 @@ export class IncrementalContent {
     return utimesCommand(await this.ctx.path(ino), item, this.o.version);
   }
 
-  private async sizeOf(ino: bigint, c: Cur): Promise<bigint> {
-    if (ino === c.ino) return c.item.size;
+  private async sizeOf(ino: bigint, c: Cur | undefined): Promise<bigint> {
+    if (ino === c?.ino) return c.item.size;
     let size = this.sizes.get(ino);
     if (size === undefined) {
       size = (await statInode(this.img, { root: this.sv.id, ino })).size;

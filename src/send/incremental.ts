@@ -8,13 +8,12 @@ import {
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
+import { readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import type { FullSendOptions } from './full.js';
 import { IncrementalContent } from './incr-content.js';
 import { createCommand, S_IFDIR, S_IFMT } from './inode-cmds.js';
 import { type Entry, entryId, RecvNamespace, type VKey } from './recv-names.js';
 import { compareTrees } from './tree-diff.js';
-
-const isEmpty = (u: Uint8Array): boolean => u.every((b) => b === 0);
 
 /** One side's version of an inode whose names change: generation, mode and every reference. */
 interface Side { gen: bigint; mode: number; refs: Entry[] }
@@ -54,10 +53,6 @@ export class IncrementalSend {
     private readonly o: FullSendOptions,
   ) {}
 
-  private uuidOf(s: SubvolumeInfo): Uint8Array {
-    return isEmpty(s.received_uuid) ? s.uuid : s.received_uuid;
-  }
-
   /** The version key of inode `ino` as a reference from the parent ('p') or the sent subvolume ('c') means it. */
   key(side: 'p' | 'c', ino: bigint): VKey {
     return this.versions.get(ino)?.[side] ? `${side}${ino}` : `s${ino}`;
@@ -68,7 +63,7 @@ export class IncrementalSend {
     this.parentTree = await this.img.tree(this.parent.id);
     this.ns = new RecvNamespace(this.img, this.parent.id, this.sv.id, (ino) => this.key('p', ino));
     const p = this.parent;
-    yield { cmd: C.BTRFS_SEND_C_SNAPSHOT, path: this.sv.name, uuid: this.uuidOf(this.sv), ctransid: this.sv.ctransid, cloneUuid: this.uuidOf(p), cloneCtransid: p.ctransid };
+    yield { cmd: C.BTRFS_SEND_C_SNAPSHOT, path: this.sv.name, uuid: streamUuid(this.sv), ctransid: this.sv.ctransid, cloneUuid: streamUuid(p), cloneCtransid: p.ctransid };
     const moved = await this.collect();
     yield* this.detach(moved);
     yield* this.create(moved);
@@ -82,7 +77,8 @@ export class IncrementalSend {
         const v = this.versions.get(ino);
         return !v ? 'same' : v.c ? 'new' : 'gone';
       },
-      cloneUuid: this.uuidOf(this.sv),
+      cloneUuid: streamUuid(this.sv),
+      cloneRoots: await Promise.all([this.parent, ...this.o.cloneSources].map((s) => readOnlyCloneRoot(this.img, s))),
       // the times of a directory the names changed in are set when it is finished, or at the end
       timesSet: (ino) => this.dirty.delete(ino),
     });

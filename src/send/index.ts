@@ -15,7 +15,7 @@ export interface SendOptions {
   noData?: boolean;
   /** Parent subvolume path: an incremental send (btrfs send -p), the difference from it. */
   parent?: string;
-  /** Clone sources (-c): checked like the kernel does; extents are cloned only within the sent subvolume. */
+  /** Clone sources (-c): read-only subvolumes the receiver has; extents shared with them are cloned. */
   cloneSources?: string[];
   /** Called as each subvolume starts (the CLI's "At subvol" line). */
   onSubvolume?: (s: SubvolumeInfo) => void;
@@ -59,7 +59,8 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
   if (paths.length === 0) throw new SendError('SEND_USAGE', 'no subvolume to send');
   const svs: SubvolumeInfo[] = [];
   for (const p of paths) svs.push(await readOnlySubvolume(img, p, 'subvolume'));
-  for (const c of opts.cloneSources ?? []) await readOnlySubvolume(img, c, 'clone source');
+  const cloneSources: SubvolumeInfo[] = [];
+  for (const c of opts.cloneSources ?? []) cloneSources.push(await readOnlySubvolume(img, c, 'clone source'));
   let parent: SubvolumeInfo | undefined;
   if (opts.parent !== undefined) {
     parent = await readOnlySubvolume(img, opts.parent, 'parent');
@@ -76,7 +77,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
     parts.push(encodeStreamHeader(version));
     opts.onSubvolume?.(sv);
-    const o = { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false };
+    const o = { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources };
     const send = parent ? new IncrementalSend(img.reader, sv, parent, o) : new FullSend(img.reader, sv, o);
     for await (const cmd of send.commands()) {
       const b = encodeCommand(cmd, version);

@@ -1,0 +1,164 @@
+import type { ImageReader } from '../image/read/image.js';
+import { statInode } from '../image/read/inodes.js';
+import type { SubvolumeInfo } from '../image/read/subvols.js';
+import { metadataFsid } from '../image/read/superblock.js';
+import { checkTreeCopy, type TreeRoot } from '../image/read/tree.js';
+import {
+  BTRFS_EXTENT_DATA_KEY, BTRFS_EXTENT_DATA_REF_KEY, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FILE_EXTENT_INLINE,
+  BTRFS_SHARED_DATA_REF_KEY, decodeExtentDataRef, decodeExtentItem, decodeFileExtentItem, decodeHeader,
+} from '../image/structs.js';
+import type { CloneQuery } from './clone-index.js';
+import { LruMap } from './lru.js';
+import { SendNames } from './names.js';
+
+/** A subvolume extents may be cloned from: the receiver has it (the parent, a -c source, the one being received). */
+export interface CloneRoot {
+  tree: TreeRoot;
+  uuid: Uint8Array;
+  ctransid: bigint;
+  path: (ino: bigint) => Promise<Uint8Array>;
+  sizeOf: (ino: bigint) => Promise<bigint>;
+  /** Whether the receiver already has inode `ino`'s bytes up to `end` as this tree has them. */
+  usable: (ino: bigint, end: bigint) => boolean;
+}
+
+/** A clone source another subvolume (or an unsent part of this one) offers. */
+export interface FoundClone { root: CloneRoot; ino: bigint; offset: bigint }
+
+const U64_MAX = (1n << 64n) - 1n;
+/** The kernel gives up cloning an extent with more references than this (SEND_MAX_EXTENT_REFS). */
+const MAX_REFS = 1024n;
+/** Candidates looked at per extent and items scanned per candidate: the cost stays per extent, not per subvolume. */
+const MAX_CANDIDATES = 64;
+const MAX_SCAN = 64;
+const MAX_EXTENT = 128n * 1024n * 1024n;
+
+/**
+ * find_extent_clone through the extent tree: the data extent's back references (EXTENT_DATA_REF: root,
+ * inode, file offset minus extent offset; SHARED_DATA_REF: a leaf shared by snapshots) name the file
+ * extent items that use it; each is looked up again in the subvolumes the receiver has, since a snapshot
+ * sees items whose references another tree owns.
+ */
+export class Backrefs {
+  constructor(private readonly img: ImageReader, private readonly roots: CloneRoot[]) {}
+
+  async find(bytenr: bigint, q: CloneQuery): Promise<FoundClone | undefined> {
+    if (this.roots.length === 0) return undefined;
+    const cands = await this.candidates(bytenr);
+    let choice: FoundClone | undefined;
+    let best = -1n;
+    for (const root of this.roots) {
+      for (const c of cands) {
+        for (const it of await this.items(root.tree, bytenr, c)) {
+          let offset = it.key;
+          if (!q.compressed) {
+            if (q.dataOffset < it.dataOffset || q.dataOffset >= it.dataOffset + it.numBytes) continue;
+            offset += q.dataOffset - it.dataOffset;
+          }
+          if (!root.usable(c.ino, offset + q.extentLen)) continue;
+          if (it.numBytes > best) {
+            choice = { root, ino: c.ino, offset };
+            best = it.numBytes;
+            if (it.numBytes >= q.extentLen) return choice;
+          }
+        }
+      }
+    }
+    return choice;
+  }
+
+  /** (inode, exact key or key - data offset) of every reference, from the extent item and its keyed refs. */
+  private async candidates(bytenr: bigint): Promise<{ ino: bigint; key?: bigint; refOffset?: bigint }[]> {
+    const out: { ino: bigint; key?: bigint; refOffset?: bigint }[] = [];
+    const seen = new Set<string>();
+    const add = (c: { ino: bigint; key?: bigint; refOffset?: bigint }): void => {
+      const id = `${c.ino}/${c.key}/${c.refOffset}`;
+      if (out.length < MAX_CANDIDATES && !seen.has(id)) {
+        seen.add(id);
+        out.push(c);
+      }
+    };
+    const leaves: bigint[] = [];
+    const extentTree = await this.img.tree(BTRFS_EXTENT_TREE_OBJECTID);
+    const from = { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n };
+    const to = { objectid: bytenr, type: 255, offset: U64_MAX };
+    for await (const it of this.img.trees.iterate(extentTree, from, to)) {
+      if (it.key.type === BTRFS_EXTENT_ITEM_KEY) {
+        const ei = decodeExtentItem(it.data, it.key.type);
+        // one reference is the item being sent itself; too many and the kernel does not look either
+        if (ei.refs <= 1n || ei.refs > MAX_REFS) return [];
+        for (const r of ei.inline_refs) {
+          if (r.type === BTRFS_EXTENT_DATA_REF_KEY) add({ ino: r.objectid, refOffset: r.offset });
+          else if (r.type === BTRFS_SHARED_DATA_REF_KEY) leaves.push(r.parent);
+        }
+      } else if (it.key.type === BTRFS_EXTENT_DATA_REF_KEY) {
+        const r = decodeExtentDataRef(it.data);
+        add({ ino: r.objectid, refOffset: r.offset });
+      } else if (it.key.type === BTRFS_SHARED_DATA_REF_KEY) {
+        leaves.push(it.key.offset);
+      }
+    }
+    for (const leaf of leaves.slice(0, MAX_CANDIDATES)) {
+      for (const it of (await this.leaf(leaf))?.items ?? []) {
+        if (it.key.type !== BTRFS_EXTENT_DATA_KEY) continue;
+        const fe = decodeFileExtentItem(it.data);
+        if (fe.type !== BTRFS_FILE_EXTENT_INLINE && fe.disk_bytenr === bytenr) add({ ino: it.key.objectid, key: it.key.offset });
+      }
+    }
+    return out;
+  }
+
+  /** A shared leaf named by a SHARED_DATA_REF: read for its keys only (what it says is checked in the trees). */
+  private async leaf(bytenr: bigint) {
+    const sb = this.img.superblock;
+    const raw = await this.img.readLogical(bytenr, sb.nodesize, 'tree block');
+    const h = decodeHeader(raw);
+    if (h.level !== 0) return undefined;
+    const r = checkTreeCopy(raw, sb.nodesize, bytenr, { level: 0, generation: h.generation, owner: h.owner }, metadataFsid(sb), sb.csum_type, () => true);
+    return 'tb' in r ? r.tb : undefined;
+  }
+
+  /** The items of `tree` that a candidate names and that reference `bytenr`. */
+  private async items(tree: TreeRoot, bytenr: bigint, c: { ino: bigint; key?: bigint; refOffset?: bigint }) {
+    const out: { key: bigint; dataOffset: bigint; numBytes: bigint }[] = [];
+    const start = c.key ?? c.refOffset!;
+    const end = c.key ?? c.refOffset! + MAX_EXTENT;
+    let scanned = 0;
+    const range = [{ objectid: c.ino, type: BTRFS_EXTENT_DATA_KEY, offset: start }, { objectid: c.ino, type: BTRFS_EXTENT_DATA_KEY, offset: end }] as const;
+    for await (const it of this.img.trees.iterate(tree, range[0], range[1])) {
+      if (++scanned > MAX_SCAN) break;
+      const fe = decodeFileExtentItem(it.data);
+      if (fe.type === BTRFS_FILE_EXTENT_INLINE || fe.disk_bytenr !== bytenr) continue;
+      if (c.refOffset !== undefined && it.key.offset - fe.offset !== c.refOffset) continue;
+      out.push({ key: it.key.offset, dataOffset: fe.offset, numBytes: fe.num_bytes });
+    }
+    return out;
+  }
+}
+
+/** The UUID a stream names a subvolume by: the one it was received from, else its own. */
+export function streamUuid(sv: SubvolumeInfo): Uint8Array {
+  return sv.received_uuid.every((b) => b === 0) ? sv.uuid : sv.received_uuid;
+}
+
+/** A read-only subvolume as a clone source, its paths as they are in it (the receiver has it as it is). */
+export async function readOnlyCloneRoot(img: ImageReader, sv: SubvolumeInfo): Promise<CloneRoot> {
+  const names = new SendNames(img, sv.id);
+  names.progress = U64_MAX;
+  const sizes = new LruMap<bigint, bigint>(1 << 12);
+  return {
+    tree: await img.tree(sv.id),
+    uuid: streamUuid(sv),
+    ctransid: sv.ctransid,
+    path: (ino) => names.path(ino),
+    sizeOf: async (ino) => {
+      let s = sizes.get(ino);
+      if (s === undefined) {
+        s = (await statInode(img, { root: sv.id, ino })).size;
+        sizes.set(ino, s);
+      }
+      return s;
+    },
+    usable: () => true,
+  };
+}
