@@ -1,6 +1,6 @@
 import type { BtrfsKey } from '../structs/fs-items.js';
 import { type Block, leafRoom, nodePtrs } from './block.js';
-import { type BTree, fixupLowKeys, type Path } from './ctree.js';
+import { fixupLowKeys, type Path, type PathTree } from './path.js';
 
 /**
  * Making room and keeping blocks filled (ctree.c split_leaf, push_leaf_left/right, split_node,
@@ -13,7 +13,7 @@ import { type BTree, fixupLowKeys, type Path } from './ctree.js';
  * sibling when that frees enough, otherwise split the leaf (in three when the new item fits neither
  * half). The path ends on the leaf and slot the item goes to.
  */
-export function splitLeafFor(t: BTree, path: Path, key: BtrfsKey, need: number): void {
+export function splitLeafFor(t: PathTree, path: Path, key: BtrfsKey, need: number): void {
   const room = leafRoom(t.nodesize);
   if (t.root.level > 0 && (pushRight(t, path, need) || pushLeft(t, path, need))) return;
   const leaf = path.nodes[0]!;
@@ -58,7 +58,7 @@ export function splitLeafFor(t: BTree, path: Path, key: BtrfsKey, need: number):
 }
 
 /** Move items [m, nritems) of the path's leaf into a new leaf right of it; the path stays on the left. */
-function splitAt(t: BTree, path: Path, m: number, emptyKey: BtrfsKey): Block {
+function splitAt(t: PathTree, path: Path, m: number, emptyKey: BtrfsKey): Block {
   const leaf = path.nodes[0]!;
   const right = t.store.create(t.rootid, 0);
   leaf.moveItemsRight(m, right);
@@ -74,7 +74,7 @@ function moveToRight(path: Path, m: number, right: Block): void {
 }
 
 /** push_leaf_right: move the items from the insertion slot on into the right sibling, if that makes room. */
-function pushRight(t: BTree, path: Path, need: number): boolean {
+function pushRight(t: PathTree, path: Path, need: number): boolean {
   const parent = path.nodes[1]!;
   const pslot = path.slots[1]!;
   if (pslot + 1 >= parent.nritems) return false;
@@ -96,7 +96,7 @@ function pushRight(t: BTree, path: Path, need: number): boolean {
 }
 
 /** push_leaf_left: move the items before the insertion slot into the left sibling, if that makes room. */
-function pushLeft(t: BTree, path: Path, need: number): boolean {
+function pushLeft(t: PathTree, path: Path, need: number): boolean {
   const parent = path.nodes[1]!;
   const pslot = path.slots[1]!;
   if (pslot === 0) return false;
@@ -123,7 +123,7 @@ function pushLeft(t: BTree, path: Path, need: number): boolean {
  * chain of single-child nodes above it with it), an underfull one merges with a sibling when both fit
  * in one block, a root node left with one child is replaced by that child. Walks up as parents shrink.
  */
-export function rebalance(t: BTree, path: Path, level: number): void {
+export function rebalance(t: PathTree, path: Path, level: number): void {
   for (;;) {
     const b = path.nodes[level]!;
     if (level === t.root.level) {
@@ -173,7 +173,7 @@ export function rebalance(t: BTree, path: Path, level: number): void {
 }
 
 /** A root node with a single child hands the root over to that child (copied into this transaction). */
-function collapseRoot(t: BTree, root: Block): void {
+function collapseRoot(t: PathTree, root: Block): void {
   let b = root;
   while (b.level > 0 && b.nritems === 1) {
     const child = t.writableChild(b, 0);

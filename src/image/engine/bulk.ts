@@ -3,8 +3,8 @@ import { BTRFS_MAX_LEVEL } from '../structs/constants.js';
 import type { BtrfsKey } from '../structs/fs-items.js';
 import { BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { type Block, leafRoom, nodePtrs } from './block.js';
-import { BTree, type CowHooks } from './ctree.js';
-import type { BlockStore } from './store.js';
+import { BTree } from './ctree.js';
+import type { BlockStore, CowHooks } from './store.js';
 
 /**
  * Building a tree from items already in key order, leaves filled to the byte and nodes to the fanout

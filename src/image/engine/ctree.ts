@@ -4,7 +4,8 @@ import { type BtrfsKey, compareKeys } from '../structs/fs-items.js';
 import { BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { binarySearch, type Block, leafRoom, nodePtrs } from './block.js';
 import { rebalance, splitLeafFor } from './balance.js';
-import type { BlockStore } from './store.js';
+import { fixupLowKeys, MAX_KEY, MIN_KEY, nextLeaf, type Path, type PathTree, prevLeaf, successor } from './path.js';
+import type { BlockStore, CowHooks } from './store.js';
 
 /**
  * One on-disk B-tree changed in place by copy-on-write, as kernel ctree.c does it: every change goes
@@ -19,21 +20,7 @@ export interface TreeRootRef {
   generation: bigint;
 }
 
-/** btrfs_path: the block and slot at each level, leaf at 0. */
-export interface Path {
-  nodes: Block[];
-  slots: number[];
-}
-
-export interface CowHooks {
-  /**
-   * Called when `old` (a committed or shared block) is replaced by its copy `copy` in tree `tree`, before
-   * the tree's reference to `old` is dropped: the kernel's update_ref_for_cow.
-   */
-  cowed?(tree: BTree, old: Block, copy: Block): void;
-}
-
-export class BTree {
+export class BTree implements PathTree {
   /** Set when the root moved (copy-on-write, split, collapse): the owner updates the root item. */
   rootChanged = false;
   /** Set once any block of the tree has been asked for (a tree nobody uses is never read). */
@@ -276,55 +263,4 @@ export class BTree {
     };
     yield* walk(this, this.rootBlock());
   }
-}
-
-export const MIN_KEY: BtrfsKey = { objectid: 0n, type: 0, offset: 0n };
-const U64_MAX = (1n << 64n) - 1n;
-export const MAX_KEY: BtrfsKey = { objectid: U64_MAX, type: 255, offset: U64_MAX };
-
-/** The smallest key after `k`, or undefined after the largest key. */
-export function successor(k: BtrfsKey): BtrfsKey | undefined {
-  if (k.offset < U64_MAX) return { objectid: k.objectid, type: k.type, offset: k.offset + 1n };
-  if (k.type < 255) return { objectid: k.objectid, type: k.type + 1, offset: 0n };
-  if (k.objectid < U64_MAX) return { objectid: k.objectid + 1n, type: 0, offset: 0n };
-  return undefined;
-}
-
-/** fixup_low_keys: slot 0 of a block changed its first key; the parents' keys follow, up to the root. */
-export function fixupLowKeys(path: Path, level: number, key: BtrfsKey, rootLevel: number): void {
-  for (let l = level; l <= rootLevel; l++) {
-    const node = path.nodes[l];
-    if (!node) return;
-    const slot = path.slots[l]!;
-    node.keys[slot] = key;
-    if (slot !== 0) return;
-  }
-}
-
-/** btrfs_next_leaf: move the path to the first slot of the next leaf; false at the end of the tree. */
-export function nextLeaf(t: BTree, path: Path): boolean {
-  let level = 1;
-  while (level <= t.root.level && path.slots[level]! + 1 >= path.nodes[level]!.nritems) level++;
-  if (level > t.root.level) return false;
-  path.slots[level] = path.slots[level]! + 1;
-  for (; level > 0; level--) {
-    const c = t.child(path.nodes[level]!, path.slots[level]!);
-    path.nodes[level - 1] = c;
-    path.slots[level - 1] = 0;
-  }
-  return path.nodes[0]!.nritems > 0 || nextLeaf(t, path);
-}
-
-/** btrfs_prev_leaf: move the path to the last slot of the previous leaf; false at the start. */
-export function prevLeaf(t: BTree, path: Path): boolean {
-  let level = 1;
-  while (level <= t.root.level && path.slots[level]! === 0) level++;
-  if (level > t.root.level) return false;
-  path.slots[level] = path.slots[level]! - 1;
-  for (; level > 0; level--) {
-    const c = t.child(path.nodes[level]!, path.slots[level]!);
-    path.nodes[level - 1] = c;
-    path.slots[level - 1] = c.nritems - 1;
-  }
-  return path.slots[0]! >= 0 || prevLeaf(t, path);
 }

@@ -2,7 +2,6 @@ import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
 import { checkTreeCopy, type Expect, treeBlockError } from '../read/tree.js';
 import { Block } from './block.js';
-import type { CowHooks } from './ctree.js';
 
 /**
  * Where tree blocks come from and go to. The filesystem implements it with its metadata block groups
@@ -18,6 +17,14 @@ export interface TreeBlockSpace {
    * (by another tree sharing it): then it stays as it is.
    */
   free(bytenr: bigint, owner: bigint, level: number, fresh: boolean): boolean | void;
+}
+
+export interface CowHooks {
+  /**
+   * Called when `old` (a committed or shared block) is replaced by its copy `copy` in tree `tree`, before
+   * the tree's reference to `old` is dropped: the kernel's update_ref_for_cow.
+   */
+  cowed?(tree: { readonly rootid: bigint }, old: Block, copy: Block): void;
 }
 
 export interface StoreOptions {

@@ -1,20 +1,19 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
-  BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_DEV_ITEMS_OBJECTID,
-  BTRFS_DEV_ITEM_KEY, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
-  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_CHUNK_TREE_OBJECTID, BTRFS_FREE_SPACE_EXTENT_KEY, BTRFS_FREE_SPACE_INFO_KEY,
-  BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_WRITTEN, BTRFS_METADATA_ITEM_KEY,
-  BTRFS_ROOT_TREE_OBJECTID, BTRFS_SUPER_INFO_SIZE, BTRFS_SUPER_MIRROR_MAX, BTRFS_TREE_BLOCK_REF_KEY, btrfsSbOffset,
+  BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID,
+  BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID,
+  BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_SUPER_INFO_SIZE,
+  BTRFS_SUPER_MIRROR_MAX, BTRFS_TREE_BLOCK_REF_KEY, btrfsSbOffset,
 } from '../structs/constants.js';
-import { encodeDevItem } from '../structs/chunk-items.js';
 import { compareKeys } from '../structs/fs-items.js';
-import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSuperblock, encodeSysChunkArray } from '../structs/superblock.js';
-import { decodeBlockGroupItem, encodeBlockGroupItem, encodeExtentItem, encodeFreeSpaceInfo } from '../structs/tree-items.js';
+import { encodeSuperblock } from '../structs/superblock.js';
+import { encodeExtentItem } from '../structs/tree-items.js';
 import { layoutTree, serializeTree, type TreeLayout } from './btree.js';
+import { buildSuperblock, freeSpaceItems, patchRootItems, type RootPtr, updateBlockGroups, updateDevItem } from './commit-derived.js';
 import { normalizeCsumTree } from './extents.js';
 import { treeBlocks } from '../engine/bulk.js';
-import type { CommittedTree, Filesystem, TreeBlockRef } from './filesystem.js';
+import type { FilesystemModel } from './model.js';
+import type { CommittedTree, TreeBlockRef } from './tree-state.js';
 import type { Item } from './item-map.js';
 import { RangeSet } from './ranges.js';
 
@@ -35,7 +34,7 @@ interface Plan {
   addrs: bigint[];
 }
 
-export function commitFilesystem(fs: Filesystem): void {
+export function commitFilesystem(fs: FilesystemModel): void {
   // copy-on-write trees already sit in their blocks: take their roots and block lists, restored if the
   // commit fails so the model keeps describing what the disk's superblock points at
   const before = new Map<bigint, CommittedTree | undefined>();
@@ -59,7 +58,7 @@ export function commitFilesystem(fs: Filesystem): void {
   fs.store.endTransaction();
 }
 
-function commitTrees(fs: Filesystem): void {
+function commitTrees(fs: FilesystemModel): void {
   const gen = fs.transid;
   if (fs.store.transid !== gen) throw new ImageError('IMAGE_INTERNAL', `block store at transid ${fs.store.transid}, filesystem at ${gen}`);
   const nodesize = BigInt(fs.nodesize);
@@ -167,7 +166,12 @@ function commitTrees(fs: Filesystem): void {
   }
   flushDevice(fs);
 
-  const sb = buildSuperblock(fs, plans, gen);
+  const rootOf = (id: bigint): RootPtr => {
+    const p = plans!.get(id);
+    if (p) return { bytenr: p.addrs[p.layout.blockCount - 1]!, level: p.layout.levels.length - 1, generation: gen };
+    return fs.trees.get(id)?.committed ?? { bytenr: 0n, level: 0, generation: 0n };
+  };
+  const sb = buildSuperblock(fs, rootOf, gen);
   for (let m = 0; m < BTRFS_SUPER_MIRROR_MAX; m++) {
     const off = btrfsSbOffset(m);
     if (off + BigInt(BTRFS_SUPER_INFO_SIZE) > sb.total_bytes) break;
@@ -225,7 +229,7 @@ function levelsForCount(count: number, nodesize: number): number[] {
   return [count];
 }
 
-function allocateBlocks(fs: Filesystem, written: bigint[], counts: Map<bigint, number>, cowUsed: RangeSet): Map<bigint, bigint[]> | undefined {
+function allocateBlocks(fs: FilesystemModel, written: bigint[], counts: Map<bigint, number>, cowUsed: RangeSet): Map<bigint, bigint[]> | undefined {
   const nodesize = BigInt(fs.nodesize);
   const pool = (type: bigint): RangeSet => {
     const free = new RangeSet();
@@ -263,55 +267,6 @@ function allocateBlocks(fs: Filesystem, written: bigint[], counts: Map<bigint, n
   return out;
 }
 
-function updateDevItem(fs: Filesystem): void {
-  fs.sb.dev_item.bytes_used = fs.devUsed.total();
-  fs.tree(BTRFS_CHUNK_TREE_OBJECTID).put(
-    { objectid: BTRFS_DEV_ITEMS_OBJECTID, type: BTRFS_DEV_ITEM_KEY, offset: fs.sb.dev_item.devid },
-    encodeDevItem(fs.sb.dev_item),
-  );
-}
-
-/** Point each ROOT_ITEM at its tree's new root (fields patched in place to keep everything else). */
-function patchRootItems(fs: Filesystem, roots: Map<bigint, { bytenr: bigint; level: number; generation: bigint; blocks: TreeBlockRef[] }>): void {
-  const rootTree = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
-  for (const [rootid, r] of roots) {
-    if (rootid === BTRFS_ROOT_TREE_OBJECTID || rootid === BTRFS_CHUNK_TREE_OBJECTID) continue;
-    const key = fs.rootItemKey(rootid);
-    if (!key) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${rootid} has no ROOT_ITEM in the root tree`);
-    const data = rootTree.get(key)!.slice();
-    const dv = new DataView(data.buffer);
-    dv.setBigUint64(160, r.generation, true);
-    dv.setBigUint64(176, r.bytenr, true);
-    // (a copy-on-write tree opened and left untouched has no block list: its bytes_used stays)
-    if (r.blocks.length) dv.setBigUint64(192, BigInt(r.blocks.length * fs.nodesize), true);
-    dv.setUint8(238, r.level);
-    if (data.length >= 247) dv.setBigUint64(239, r.generation, true);
-    rootTree.put(key, data);
-  }
-}
-
-function updateBlockGroups(fs: Filesystem, dataUsed: RangeSet, metaUsed: RangeSet): void {
-  const extent = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
-  for (const c of fs.chunks.all()) {
-    const key = { objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
-    const old = extent.get(key);
-    if (!old) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.logical} has no block group item`);
-    const used = (c.type & BTRFS_BLOCK_GROUP_DATA ? dataUsed : metaUsed).slice(c.logical, c.logical + c.length).total();
-    extent.put(key, encodeBlockGroupItem({ ...decodeBlockGroupItem(old), used }));
-  }
-}
-
-/** Free space tree = each block group minus its extents, as FREE_SPACE_INFO + FREE_SPACE_EXTENT items. */
-function freeSpaceItems(fs: Filesystem, dataUsed: RangeSet, metaUsed: RangeSet): Item[] {
-  const out: Item[] = [];
-  for (const c of fs.chunks.all()) {
-    const free = RangeSet.of([[c.logical, c.logical + c.length]]);
-    for (const [s, e] of (c.type & BTRFS_BLOCK_GROUP_DATA ? dataUsed : metaUsed).slice(c.logical, c.logical + c.length)) free.remove(s, e);
-    out.push({ key: { objectid: c.logical, type: BTRFS_FREE_SPACE_INFO_KEY, offset: c.length }, data: encodeFreeSpaceInfo({ extent_count: free.count, flags: 0 }) });
-    for (const [s, e] of free) out.push({ key: { objectid: s, type: BTRFS_FREE_SPACE_EXTENT_KEY, offset: e - s }, data: new Uint8Array(0) });
-  }
-  return out;
-}
 
 function* mergeSorted(a: Iterable<Item>, b: Item[]): Generator<Item> {
   let j = 0;
@@ -326,70 +281,12 @@ function* sizesOf(items: Iterable<Item>): Generator<number> {
   for (const it of items) yield it.data.length;
 }
 
-function buildSuperblock(fs: Filesystem, plans: Map<bigint, Plan>, gen: bigint): BtrfsSuperBlock {
-  const rootOf = (id: bigint): { bytenr: bigint; level: number; generation: bigint } => {
-    const p = plans.get(id);
-    if (p) return { bytenr: p.addrs[p.layout.blockCount - 1]!, level: p.layout.levels.length - 1, generation: gen };
-    const c = fs.trees.get(id)?.committed;
-    return c ?? { bytenr: 0n, level: 0, generation: 0n };
-  };
-  let bytesUsed = 0n;
-  const extentTree = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
-  for (const c of fs.chunks.all()) {
-    const bg = extentTree.get({ objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length });
-    if (bg) bytesUsed += decodeBlockGroupItem(bg).used;
-  }
-  const sys = fs.chunks.all().filter((c) => c.type & BTRFS_BLOCK_GROUP_SYSTEM).map((c) => ({
-    key: { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: c.logical },
-    chunk: {
-      length: c.length, owner: BTRFS_EXTENT_TREE_OBJECTID, stripe_len: 65536n, type: c.type, io_align: 65536, io_width: 65536,
-      sector_size: fs.sectorsize, sub_stripes: 1, stripes: c.stripes,
-    },
-  }));
-  const { array, size } = encodeSysChunkArray(sys);
-  const root = rootOf(BTRFS_ROOT_TREE_OBJECTID);
-  const chunk = rootOf(BTRFS_CHUNK_TREE_OBJECTID);
-  const extent = rootOf(BTRFS_EXTENT_TREE_OBJECTID);
-  const fsRoot = rootOf(BTRFS_FS_TREE_OBJECTID);
-  const dev = rootOf(BTRFS_DEV_TREE_OBJECTID);
-  const csum = rootOf(BTRFS_CSUM_TREE_OBJECTID);
-  const backup: BtrfsRootBackup = {
-    tree_root: root.bytenr, tree_root_gen: root.generation, chunk_root: chunk.bytenr, chunk_root_gen: chunk.generation,
-    extent_root: extent.bytenr, extent_root_gen: extent.generation, fs_root: fsRoot.bytenr, fs_root_gen: fsRoot.generation,
-    dev_root: dev.bytenr, dev_root_gen: dev.generation, csum_root: csum.bytenr, csum_root_gen: csum.generation,
-    total_bytes: fs.sb.total_bytes, bytes_used: bytesUsed, num_devices: 1n,
-    tree_root_level: root.level, chunk_root_level: chunk.level, extent_root_level: extent.level,
-    fs_root_level: fsRoot.level, dev_root_level: dev.level, csum_root_level: csum.level,
-  };
-  // the kernel fills backup slots round-robin, after the newest one
-  const backups = fs.sb.super_roots.slice();
-  let newest = -1;
-  backups.forEach((b, i) => {
-    if (b.tree_root_gen > 0n && (newest < 0 || b.tree_root_gen > backups[newest]!.tree_root_gen)) newest = i;
-  });
-  backups[(newest + 1) % 4] = backup;
-  return {
-    ...fs.sb,
-    flags: fs.sb.flags | BTRFS_HEADER_FLAG_WRITTEN,
-    generation: gen,
-    root: root.bytenr,
-    root_level: root.level,
-    chunk_root: chunk.bytenr,
-    chunk_root_level: chunk.level,
-    chunk_root_generation: chunk.generation,
-    bytes_used: bytesUsed,
-    dev_item: { ...fs.sb.dev_item },
-    sys_chunk_array: array,
-    sys_chunk_array_size: size,
-    super_roots: backups,
-  };
-}
 
 /**
  * fsync of the image: a failure (EIO, ENOSPC on delayed allocation) is a diagnosed ImageError, not a
  * crash — the commit stops and the superblock on disk keeps pointing at the previous state.
  */
-function flushDevice(fs: Filesystem): void {
+function flushDevice(fs: FilesystemModel): void {
   try {
     fs.device.flush();
   } catch (e) {

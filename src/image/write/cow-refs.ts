@@ -1,10 +1,10 @@
 import { BTRFS_BLOCK_FLAG_FULL_BACKREF, BTRFS_EXTENT_DATA_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FILE_EXTENT_INLINE } from '../structs/constants.js';
 import { decodeFileExtentItem } from '../structs/fs-items.js';
 import type { Block } from '../engine/block.js';
-import { BTree, type CowHooks } from '../engine/ctree.js';
-import type { TreeBlockSpace } from '../engine/store.js';
+import { BTree } from '../engine/ctree.js';
+import type { CowHooks, TreeBlockSpace } from '../engine/store.js';
 import { addDataRef, changeSharedDataRef, dropDataRef } from './extents.js';
-import type { Filesystem } from './filesystem.js';
+import type { FilesystemModel } from './model.js';
 import type { MetadataSpace } from './tree-space.js';
 import { TreeBlockRefTable, totalRefs } from './tree-refs.js';
 
@@ -19,7 +19,7 @@ import { TreeBlockRefTable, totalRefs } from './tree-refs.js';
 export class CowRefs implements TreeBlockSpace, CowHooks {
   readonly table: TreeBlockRefTable;
 
-  constructor(private readonly fs: Filesystem, private readonly meta: MetadataSpace) {
+  constructor(private readonly fs: FilesystemModel, private readonly meta: MetadataSpace) {
     this.table = new TreeBlockRefTable(() => fs.tree(BTRFS_EXTENT_TREE_OBJECTID));
   }
 

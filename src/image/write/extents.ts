@@ -10,7 +10,7 @@ import {
 } from '../structs/tree-items.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { csumAlgo } from '../structs/csum.js';
-import type { Filesystem } from './filesystem.js';
+import type { FilesystemModel } from './model.js';
 import type { Key } from './item-map.js';
 
 /**
@@ -44,7 +44,7 @@ export interface DataExtentInfo {
   shared?: Array<{ parent: bigint; count: number }>;
 }
 
-function extentKey(fs: Filesystem, bytenr: bigint): Key | undefined {
+function extentKey(fs: FilesystemModel, bytenr: bigint): Key | undefined {
   return fs.tree(BTRFS_EXTENT_TREE_OBJECTID).first(
     { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n },
     { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: U64_MAX },
@@ -52,7 +52,7 @@ function extentKey(fs: Filesystem, bytenr: bigint): Key | undefined {
 }
 
 /** The data extent starting at `bytenr` with all its references, or undefined. */
-export function getDataExtent(fs: Filesystem, bytenr: bigint): DataExtentInfo | undefined {
+export function getDataExtent(fs: FilesystemModel, bytenr: bigint): DataExtentInfo | undefined {
   const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
   const key = extentKey(fs, bytenr);
   if (!key) return undefined;
@@ -71,7 +71,7 @@ export function getDataExtent(fs: Filesystem, bytenr: bigint): DataExtentInfo | 
 }
 
 /** Rewrite the extent's items in canonical form; no refs left = extent freed (space pinned, csums dropped). */
-export function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
+export function storeDataExtent(fs: FilesystemModel, x: DataExtentInfo): void {
   const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
   for (const it of t.range({ objectid: x.bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: x.bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: U64_MAX })) {
     t.delete(it.key);
@@ -101,7 +101,7 @@ export function storeDataExtent(fs: Filesystem, x: DataExtentInfo): void {
 }
 
 /** One more (or `count` fewer, when negative) reference by a FULL_BACKREF leaf at `parent`. */
-export function changeSharedDataRef(fs: Filesystem, bytenr: bigint, parent: bigint, count: number): void {
+export function changeSharedDataRef(fs: FilesystemModel, bytenr: bigint, parent: bigint, count: number): void {
   const x = getDataExtent(fs, bytenr);
   if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
   const shared = (x.shared ??= []);
@@ -118,13 +118,13 @@ export function changeSharedDataRef(fs: Filesystem, bytenr: bigint, parent: bigi
  * Record a new data extent [bytenr, bytenr+num_bytes) (space from allocData, already written) owned by
  * file `ino` of tree `root`; `offset` is the file offset the extent's byte 0 maps to (file_pos - extent offset).
  */
-export function addDataExtent(fs: Filesystem, bytenr: bigint, num_bytes: bigint, root: bigint, ino: bigint, offset: bigint, refs = 1): void {
+export function addDataExtent(fs: FilesystemModel, bytenr: bigint, num_bytes: bigint, root: bigint, ino: bigint, offset: bigint, refs = 1): void {
   if (extentKey(fs, bytenr)) throw new ImageError('IMAGE_EXTENT_EXISTS', `data extent at ${bytenr} already exists`, { offset: bytenr });
   storeDataExtent(fs, { bytenr, num_bytes, generation: fs.transid, refs: [{ root, objectid: ino, offset, count: refs }] });
 }
 
 /** One more reference (file extent item) to an existing extent, e.g. a reflink/clone or a split extent. */
-export function addDataRef(fs: Filesystem, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): void {
+export function addDataRef(fs: FilesystemModel, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): void {
   const x = getDataExtent(fs, bytenr);
   if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
   const r = x.refs.find((e) => e.root === root && e.objectid === ino && e.offset === offset);
@@ -134,7 +134,7 @@ export function addDataRef(fs: Filesystem, bytenr: bigint, root: bigint, ino: bi
 }
 
 /** Drop references; returns true when the extent lost its last one and was freed. */
-export function dropDataRef(fs: Filesystem, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): boolean {
+export function dropDataRef(fs: FilesystemModel, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): boolean {
   const x = getDataExtent(fs, bytenr);
   const r = x?.refs.find((e) => e.root === root && e.objectid === ino && e.offset === offset);
   if (!x || !r || r.count < count) {
@@ -158,7 +158,7 @@ const csumKey = (bytenr: bigint): Key => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID
  * Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk)
  * with the image's csum_type.
  */
-export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array): void {
+export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array): void {
   const ss = fs.sectorsize;
   const algo = csumAlgo(fs.sb.csum_type);
   const cs = algo.size;
@@ -190,7 +190,7 @@ export function addDataCsums(fs: Filesystem, bytenr: bigint, bytes: Uint8Array, 
 }
 
 /** Remove checksums of [bytenr, bytenr+len), splitting items that straddle the range. */
-export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
+export function deleteCsums(fs: FilesystemModel, bytenr: bigint, len: bigint): void {
   const ss = BigInt(fs.sectorsize);
   const cs = BigInt(csumAlgo(fs.sb.csum_type).size);
   const end = bytenr + len;
@@ -215,7 +215,7 @@ export function deleteCsums(fs: Filesystem, bytenr: bigint, len: bigint): void {
  * checksums re-emitted in full-size items. Every put lands at or behind the walk's position, which the
  * walk has passed (ItemMap.entries allows that).
  */
-export function normalizeCsumTree(fs: Filesystem): void {
+export function normalizeCsumTree(fs: FilesystemModel): void {
   const ss = BigInt(fs.sectorsize);
   const cs = csumAlgo(fs.sb.csum_type).size;
   const max = maxCsumsPerItem(fs.nodesize, cs) * cs;

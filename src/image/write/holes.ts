@@ -3,7 +3,7 @@ import {
 } from '../structs/constants.js';
 import { type BtrfsKey, decodeFileExtentItem, decodeInodeItem, encodeFileExtentItem } from '../structs/fs-items.js';
 import { hasNoHoles } from './features.js';
-import type { Filesystem } from './filesystem.js';
+import type { FilesystemModel } from './model.js';
 
 /**
  * Explicit hole extents for images without NO_HOLES. There, btrfs check (and the kernel, which writes
@@ -18,10 +18,10 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
 /** Per filesystem: tree id → inodes whose extents or size changed since the last fill. */
-const noted = new WeakMap<Filesystem, Map<bigint, Set<bigint>>>();
+const noted = new WeakMap<FilesystemModel, Map<bigint, Set<bigint>>>();
 
 /** Remember that `ino`'s extents or size changed (a no-op on NO_HOLES images). */
-export function noteFileChange(fs: Filesystem, root: bigint, ino: bigint): void {
+export function noteFileChange(fs: FilesystemModel, root: bigint, ino: bigint): void {
   if (hasNoHoles(fs.sb)) return;
   let trees = noted.get(fs);
   if (!trees) noted.set(fs, (trees = new Map()));
@@ -31,7 +31,7 @@ export function noteFileChange(fs: Filesystem, root: bigint, ino: bigint): void 
 }
 
 /** Give every noted regular file hole extents for the gaps between its extents below i_size. */
-export function fillHoles(fs: Filesystem): void {
+export function fillHoles(fs: FilesystemModel): void {
   const trees = noted.get(fs);
   if (!trees) return;
   noted.delete(fs);
@@ -43,7 +43,7 @@ export function fillHoles(fs: Filesystem): void {
 
 const extentKey = (ino: bigint, offset: bigint): BtrfsKey => ({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset });
 
-function fillFileHoles(fs: Filesystem, root: bigint, ino: bigint): void {
+function fillFileHoles(fs: FilesystemModel, root: bigint, ino: bigint): void {
   const t = fs.tree(root);
   const raw = t.get({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n });
   if (!raw) return; // deleted since

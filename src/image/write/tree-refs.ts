@@ -4,7 +4,7 @@ import {
   BTRFS_METADATA_ITEM_KEY, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
 } from '../structs/constants.js';
 import { decodeExtentItem, encodeExtentItem } from '../structs/tree-items.js';
-import type { TreeHandle } from './filesystem.js';
+import type { TreeHandle } from './tree-state.js';
 
 /**
  * Reference counts and back references of the copy-on-write trees' blocks, kept in the extent tree as
