@@ -132,3 +132,15 @@ describe.skipIf(!built)('CLI errors: one line, the right exit status, no stack t
 describe.skipIf(built)('CLI errors', () => {
   it('needs a build', () => skipReason('cli-errors', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
 });
+
+describe('system errors Node has no name for', () => {
+  it('EUCLEAN (btrfs reading corrupt metadata on a mount) is one line naming the file, not an internal error', async () => {
+    const { describeFailure } = await import('../src/cli/failure.js');
+    // what fs.promises.read throws on a damaged btrfs mount (seen reading progs' inline_regular_coexist image)
+    const e = Object.assign(new Error('Unknown system error -117: Unknown system error -117, read'), { errno: -117, code: 'Unknown system error -117', syscall: 'read', path: '/mnt/f' });
+    expect(describeFailure(e)).toEqual({ line: 'btrfs-ts: ERROR: /mnt/f: structure needs cleaning (read) [EUCLEAN]', status: 1 });
+    const other = Object.assign(new Error('Unknown system error -200, read'), { errno: -200, code: 'Unknown system error -200', syscall: 'read' });
+    expect(describeFailure(other)?.status).toBe(1);
+    expect(describeFailure(other)?.line).toMatch(/\[errno 200\]$/);
+  });
+});

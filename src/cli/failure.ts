@@ -40,8 +40,14 @@ const ERRNO_TEXT: Record<string, string> = {
   ENODEV: 'no such device',
   EINVAL: 'invalid argument',
   EXDEV: 'cross-device link',
+  EUCLEAN: 'structure needs cleaning',
 };
 
+/**
+ * Linux errnos libuv has no name for (Node then reports code "Unknown system error -117"): btrfs answers
+ * a read of corrupt metadata with EUCLEAN, so reading a damaged mounted tree meets it.
+ */
+const UNNAMED_ERRNO: Record<number, string> = { 117: 'EUCLEAN', 61: 'ENODATA', 74: 'EBADMSG' };
 interface SystemError extends Error {
   code: string;
   syscall?: string;
@@ -49,10 +55,13 @@ interface SystemError extends Error {
   dest?: string;
 }
 
-function isSystemError(e: unknown): e is SystemError {
-  if (!(e instanceof Error)) return false;
-  const x = e as Partial<SystemError>;
-  return typeof x.code === 'string' && /^E[A-Z0-9]+$/.test(x.code) && typeof x.syscall === 'string';
+/** The errno name of a failed system call (`undefined` when `e` is not one). */
+function systemErrorCode(e: unknown): string | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const x = e as Partial<SystemError> & { errno?: unknown };
+  if (typeof x.syscall !== 'string' || typeof x.code !== 'string') return undefined;
+  if (/^Unknown system error/.test(x.code) && typeof x.errno === 'number') return UNNAMED_ERRNO[-x.errno] ?? `errno ${-x.errno}`;
+  return /^E[A-Z0-9]+$/.test(x.code) ? x.code : undefined;
 }
 
 /** BtrfsTsError codes that mean the command line was wrong, not the input. */
@@ -66,11 +75,13 @@ export function describeFailure(e: unknown): { line: string; status: number } | 
     const status = e.code === 'interrupted' || e.code === 'INTERRUPTED' ? EXIT_INTERRUPTED : isUsage(e.code) ? EXIT_USAGE : EXIT_FAILURE;
     return { line: `btrfs-ts: ERROR: ${e.describe()}`, status };
   }
-  if (isSystemError(e)) {
+  const code = systemErrorCode(e);
+  if (code !== undefined) {
     // a system call refused a file the user named: say which file and why, as coreutils does
-    const what = ERRNO_TEXT[e.code] ?? e.message.replace(/^E[A-Z0-9]+: /, '').replace(/, \w+ .*$/, '');
-    const where = e.path !== undefined ? `${e.path}${e.dest !== undefined ? ` -> ${e.dest}` : ''}: ` : '';
-    return { line: `btrfs-ts: ERROR: ${where}${what} (${e.syscall}) [${e.code}]`, status: EXIT_FAILURE };
+    const x = e as SystemError;
+    const what = ERRNO_TEXT[code] ?? x.message.replace(/^E[A-Z0-9]+: /, '').replace(/, \w+ .*$/, '').replace(/^Unknown system error -\d+: /, '');
+    const where = x.path !== undefined ? `${x.path}${x.dest !== undefined ? ` -> ${x.dest}` : ''}: ` : '';
+    return { line: `btrfs-ts: ERROR: ${where}${what} (${x.syscall}) [${code}]`, status: EXIT_FAILURE };
   }
   return undefined;
 }
