@@ -21,10 +21,11 @@ import { fallocate } from './fallocate.js';
 import { checkFileRange, checkXattrName, checkXattrValue } from './limits.js';
 import { applyEncodedWrite } from './encoded.js';
 import { subvolumeName } from './paths.js';
+import { checkDirBeforeChange } from './size-checks.js';
 
 export interface ImageReceiverOptions {
-  /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256). */
-  dest?: { root: bigint; dir: bigint };
+  /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256); `path` names it in errors. */
+  dest?: { root: bigint; dir: bigint; path?: string };
   forceDecompress?: boolean;
   compress?: { type: BtrfsCompressType; level?: number };
   /** Decode every passed-through extent before storing it (the kernel does not). */
@@ -62,7 +63,7 @@ export class ImageReceiver implements Receiver {
   readonly writer: FileWriter;
   readonly report = new PlanReport();
   private cur: Current | undefined;
-  private readonly dest: { root: bigint; dir: bigint };
+  private readonly dest: { root: bigint; dir: bigint; path?: string };
   readonly received: ReceivedSubvol[] = [];
 
   constructor(private readonly fs: Filesystem, private readonly opts: ImageReceiverOptions = {}) {
@@ -102,6 +103,7 @@ export class ImageReceiver implements Receiver {
     if (lookupDirEntry(this.fs, this.dest.root, this.dest.dir, parts)) {
       throw new ReceiveError('subvolume-exists', `a file or subvolume named ${escapePath(parts)} already exists where the subvolume would be created`);
     }
+    checkDirBeforeChange(this.fs, this.dest.root, this.dest.dir, `${this.dest.path ?? 'the top level'}, where the subvolume is created`);
     return parts;
   }
 

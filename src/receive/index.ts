@@ -9,6 +9,7 @@ import { processStream, type ProcessResult } from '../stream/receiver.js';
 import { ImageReceiver, type ImageReceiverOptions, type ReceivedSubvol } from './image-receiver.js';
 import { isDirMode } from './namespace.js';
 import { splitStreamPath } from './paths.js';
+import { escapePath } from '../dump/escape.js';
 
 export { ImageReceiver, type ImageReceiverOptions, type ReceivedSubvol } from './image-receiver.js';
 
@@ -66,7 +67,7 @@ export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable
 }
 
 /** `--dest`: a directory of the image (crossing into subvolumes), like receiving under a mount point. */
-export function resolveDest(fs: Filesystem, path: Uint8Array | string): { root: bigint; dir: bigint } {
+export function resolveDest(fs: Filesystem, path: Uint8Array | string): { root: bigint; dir: bigint; path: string } {
   const bytes = typeof path === 'string' ? new TextEncoder().encode(path.replace(/^\/+|\/+$/g, '')) : path;
   let root = BTRFS_FS_TREE_OBJECTID;
   let dir = BTRFS_FIRST_FREE_OBJECTID;
@@ -87,5 +88,5 @@ export function resolveDest(fs: Filesystem, path: Uint8Array | string): { root: 
   if (root !== BTRFS_FS_TREE_OBJECTID && (getRootItem(fs, root).flags & BTRFS_ROOT_SUBVOL_RDONLY) !== 0n) {
     throw new ReceiveError('dest-readonly', `--dest: ${typeof path === 'string' ? path : Buffer.from(path).toString('latin1')} is inside a read-only subvolume`);
   }
-  return { root, dir };
+  return { root, dir, path: bytes.length ? `--dest ${JSON.stringify(escapePath(bytes))}` : 'the top level' };
 }

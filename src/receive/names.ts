@@ -1,3 +1,4 @@
+import { escapePath } from '../dump/escape.js';
 import { ReceiveError } from '../errors.js';
 import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs/constants.js';
 import { nowTimespec } from '../image/write/create.js';
@@ -5,6 +6,7 @@ import { writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { createInode, getInode, linkInode, unlinkEntry, updateInode } from '../image/write/inode.js';
 import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK } from './namespace.js';
+import { checkDirBeforeChange, parentOf } from './size-checks.js';
 
 /**
  * The namespace commands (MK*, SYMLINK, RENAME, LINK, UNLINK, RMDIR) with the kernel's rules: what may
@@ -15,6 +17,7 @@ import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolv
 export function createNode(fs: Filesystem, root: bigint, path: Uint8Array, mode: number, rdev = 0n): bigint {
   const r = resolvePath(fs, root, path);
   if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
+  checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   const now = nowTimespec();
   const ino = createInode(fs, root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
   linkInode(fs, root, r.dir, r.name, ino);
@@ -48,8 +51,11 @@ export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, t
     const toIsDir = isDirMode(to.inode!.mode);
     if (toIsDir !== fromIsDir) throw new ReceiveError('rename-type-mismatch', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
     if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('dir-not-empty', 'rename over a non-empty directory');
-    removeName(fs, root, to.dir, to.name, to.ino, forget);
+    if (toIsDir) checkDirBeforeChange(fs, root, to.ino, JSON.stringify(escapePath(toPath)));
   }
+  checkDirBeforeChange(fs, root, from.dir, parentOf(fromPath));
+  checkDirBeforeChange(fs, root, to.dir, parentOf(toPath));
+  if (to.ino !== undefined) removeName(fs, root, to.dir, to.name, to.ino, forget);
   unlinkEntry(fs, root, from.dir, from.name);
   linkInode(fs, root, to.dir, to.name, from.ino);
   touch(fs, root, from.dir);
@@ -64,6 +70,7 @@ export function linkNode(fs: Filesystem, root: bigint, path: Uint8Array, targetP
   if (target.inode.nlink >= 65535) throw new ReceiveError('too-many-links', `link target already has ${target.inode.nlink} links (at most 65535)`);
   const r = resolvePath(fs, root, path);
   if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
+  checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   linkInode(fs, root, r.dir, r.name, target.ino);
   touch(fs, root, r.dir);
   touch(fs, root, target.ino, false);
@@ -77,7 +84,10 @@ export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 
     if (!dir) throw new ReceiveError('not-a-dir', 'RMDIR of a non-directory');
     if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rmdir-root', 'cannot remove the subvolume root');
     if (!dirIsEmpty(fs, root, r.ino)) throw new ReceiveError('dir-not-empty', 'RMDIR of a non-empty directory');
+    // the kernel's rmdir goes by i_size (ENOTEMPTY above the empty size): it must agree with the entries
+    checkDirBeforeChange(fs, root, r.ino, JSON.stringify(escapePath(path)));
   }
+  checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   removeName(fs, root, r.dir, r.name, r.ino, forget);
 }
 

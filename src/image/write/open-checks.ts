@@ -2,11 +2,10 @@ import { ImageError } from '../../errors.js';
 import type { ImageReader } from '../read/image.js';
 import { primarySuperblockProblem } from '../read/superblock.js';
 import {
-  BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_DIR_INDEX_KEY,
+  BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
   BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_RELOC,
-  BTRFS_HEADER_FLAG_WRITTEN, BTRFS_INODE_ITEM_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_MAX_LEVEL, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_HEADER_FLAG_WRITTEN, BTRFS_LAST_FREE_OBJECTID, BTRFS_MAX_LEVEL, BTRFS_ROOT_ITEM_KEY,
 } from '../structs/constants.js';
-import { compareKeys, decodeDirItems, decodeInodeItem } from '../structs/fs-items.js';
 import { decodeBlockGroupItem, decodeRootItem } from '../structs/tree-items.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -16,8 +15,9 @@ const SETTLED_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | BTRFS_HEADER_FLAG_RELOC;
 /**
  * What a receive must know before it writes its first byte: the image is one the kernel would mount,
  * and the structures the open and the commit rely on are whole. Each check reads only what it names
- * (the superblock, one lookup per chunk, the root tree, the top directory's entries), so the cost does
- * not grow with the data. A failure here leaves the image untouched.
+ * (the superblock, one lookup per chunk, the root tree), so the cost does not grow with the data. A
+ * failure here leaves the image untouched. (Directories the receive changes are checked when it first
+ * changes them: src/receive/size-checks.ts.)
  */
 export async function checkWritable(img: ImageReader): Promise<void> {
   const refuse = (code: string, why: string): never => {
@@ -57,23 +57,4 @@ export async function checkWritable(img: ImageReader): Promise<void> {
     const fsTree = it.key.objectid === BTRFS_FS_TREE_OBJECTID || (it.key.objectid >= BTRFS_FIRST_FREE_OBJECTID && it.key.objectid <= BTRFS_LAST_FREE_OBJECTID);
     if (fsTree && ri.root_dirid !== BTRFS_FIRST_FREE_OBJECTID) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has root_dirid ${ri.root_dirid}`);
   }
-  await checkTopDir(img, refuse);
-}
-
-/** The top-level directory gains the new subvolumes' entries: it must be a directory whose size adds up. */
-async function checkTopDir(img: ImageReader, refuse: (code: string, why: string) => never): Promise<void> {
-  const tree = await img.tree(BTRFS_FS_TREE_OBJECTID);
-  const ino = BTRFS_FIRST_FREE_OBJECTID;
-  const key = { objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n };
-  const it = await img.trees.lookup(tree, key);
-  if (!it) refuse('IMAGE_BAD_INODE', 'the top-level directory has no inode item');
-  const inode = decodeInodeItem(it!.data);
-  if ((inode.mode & 0o170000) !== 0o040000) refuse('IMAGE_BAD_INODE', `the top-level directory has mode 0${inode.mode.toString(8)}`);
-  let size = 0n;
-  const from = { objectid: ino, type: BTRFS_DIR_INDEX_KEY, offset: 0n };
-  for await (const d of img.trees.iterate(tree, from, { ...from, offset: U64_MAX })) {
-    if (compareKeys(d.key, from) < 0) continue;
-    for (const e of decodeDirItems(d.data)) size += 2n * BigInt(e.name.length);
-  }
-  if (inode.size !== size) refuse('IMAGE_BAD_INODE', `the top-level directory has i_size ${inode.size}, its entries add up to ${size}`);
 }
