@@ -64,6 +64,11 @@ export function crc32cBtrfs(data: Uint8Array): number {
   return ~crcUpdate(0xffffffff, data) >>> 0;
 }
 
+/** btrfs_extref_hash: the key offset of an INODE_EXTREF item, crc32c of the name seeded with the (truncated) parent. */
+export function btrfsExtrefHash(parent: bigint, name: Uint8Array): bigint {
+  return BigInt(crc32cRaw(name, Number(parent & 0xffffffffn)));
+}
+
 /** btrfs name hash for DIR_ITEM keys: crc32c(~1, name) without final inversion. */
 export function btrfsNameHash(name: Uint8Array): number {
   return crc32cRaw(name, 0xfffffffe);

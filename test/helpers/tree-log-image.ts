@@ -6,7 +6,10 @@ import { join } from 'node:path';
  * An image holding a tree log, made by the kernel: mount, commit a base tree, then change files and
  * fsync each change (the fsync writes the log and a superblock pointing at it), and copy the image file
  * right after the last fsync, while it is still mounted — the copy is what a crash at that moment leaves
- * (commit=300 keeps the transaction from committing first). Needs root and loop devices.
+ * (commit=300 keeps the transaction from committing first). Besides plain changes: an xattr removed and
+ * the directory holding a subvolume logged. (Unlinking or renaming names held in INODE_EXTREF items makes
+ * the kernel's next fsync commit the transaction instead, so no log carries that here.) Needs root and
+ * loop devices.
  */
 
 const SCRIPT = String.raw`
@@ -30,6 +33,9 @@ os.unlink(m + '/gone'); fsync_path(m)                        # unlink, directory
 os.rename(m + '/d/keep', m + '/moved'); fsync_path(m + '/moved')         # rename across directories
 os.link(m + '/new', m + '/d/newlink'); fsync_path(m + '/new')            # hard link
 os.setxattr(m + '/app', 'user.note', b'logged'); fsync_path(m + '/app')  # xattr
+os.removexattr(m + '/xa', 'user.drop'); fsync_path(m + '/xa')             # xattr removed
+put(m + '/next-to-subvol', b'x')                             # the directory holding subvolume sv logged
+fsync_path(m)
 `;
 
 /** Builds `dir/log.img` (with a log) and returns its path, or why it cannot. */
@@ -51,6 +57,10 @@ export function makeTreeLogImage(dir: string): string | { skipped: string } {
     writeFileSync(join(mnt, 'trunc'), Buffer.alloc(20000, 0x63));
     writeFileSync(join(mnt, 'd', 'keep'), 'keep\n');
     writeFileSync(join(mnt, 'gone'), 'gone\n');
+    writeFileSync(join(mnt, 'xa'), 'xattrs\n');
+    execFileSync('setfattr', ['-n', 'user.keep', '-v', 'k', join(mnt, 'xa')]);
+    execFileSync('setfattr', ['-n', 'user.drop', '-v', 'd', join(mnt, 'xa')]);
+    execFileSync('btrfs', ['subvolume', 'create', join(mnt, 'sv')], { stdio: 'ignore' });
     execFileSync('sync', ['-f', mnt]);
     const py = join(dir, 'fsyncs.py');
     writeFileSync(py, SCRIPT);

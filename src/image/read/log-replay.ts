@@ -1,11 +1,11 @@
 import { ImageError } from '../../errors.js';
-import { btrfsNameHash } from '../../util/crc32c.js';
+import { btrfsExtrefHash, btrfsNameHash } from '../../util/crc32c.js';
 import {
   BTRFS_CSUM_TREE_OBJECTID, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_DIR_LOG_INDEX_KEY, BTRFS_DIR_LOG_ITEM_KEY,
   BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_INODE_EXTREF_KEY, BTRFS_INODE_ITEM_KEY,
   BTRFS_INODE_REF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_TREE_LOG_OBJECTID, BTRFS_XATTR_ITEM_KEY, type BtrfsDirItem,
   type BtrfsKey, type LeafItem, decodeDirItems, decodeFileExtentItem, decodeInodeExtrefs, decodeInodeItem,
-  decodeInodeRefs, decodeRootItem, encodeDirItems, encodeFileExtentItem, encodeInodeItem, encodeInodeRefs,
+  decodeInodeRefs, decodeRootItem, encodeDirItems, encodeFileExtentItem, encodeInodeExtrefs, encodeInodeItem, encodeInodeRefs,
 } from '../structs.js';
 import type { ImageReader } from './image.js';
 import { TreeOverlay } from './overlay.js';
@@ -15,9 +15,11 @@ import type { TreeRoot } from './tree.js';
  * Replays the tree log in memory, as the kernel does at mount (fs/btrfs/tree-log.c): for each subvolume
  * with a log tree, (1) logged inode items replace the subvolume's, directories first losing the entries
  * their logged index ranges no longer hold; (2) logged directory index entries are linked; (3) names
- * (inode refs), file extents (dropping what they overlap), xattrs and data checksums are copied; then link
- * counts and directory sizes are recounted for every inode touched. What the readers then show is what a
- * mount would show; the image is not written. Log items this does not replay are counted and reported.
+ * (inode refs and extended refs, dropping the names of the same key the log no longer has), file extents
+ * (dropping what they overlap), xattrs (those of a logged inode the log lacks are deleted) and data
+ * checksums are copied; then link counts and directory sizes are recounted for every inode touched. What the
+ * readers then show is what a mount would show; the image is not written. Log items this does not replay
+ * are counted and reported.
  */
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -116,6 +118,7 @@ class SubvolReplay {
       this.ignored.add(ino); // an O_TMPFILE fsynced before it got a name: nothing to show
       return;
     }
+    await this.xattrDeletes(ino);
     const old = await this.get(it.key);
     const prev = old ? decodeInodeItem(old.data) : undefined;
     const isDir = (logged.mode & 0o170000) === 0o040000;
@@ -132,6 +135,17 @@ class SubvolReplay {
       // extents past the logged size go (a truncate that the fsync logged)
       const from = ((inode.size + BigInt(this.img.sectorsize) - 1n) / BigInt(this.img.sectorsize)) * BigInt(this.img.sectorsize);
       for await (const e of this.range(k(ino, BTRFS_EXTENT_DATA_KEY, from), k(ino, BTRFS_EXTENT_DATA_KEY, U64_MAX))) this.ov.delete(this.root, e.key);
+    }
+  }
+
+  /**
+   * A logged inode carries all its xattrs (the kernel logs them even for an inode logged only to exist):
+   * an xattr item of the subvolume whose key the log does not hold was removed after the commit. Items the
+   * log does hold are replaced whole later, which drops their removed names too.
+   */
+  private async xattrDeletes(ino: bigint): Promise<void> {
+    for await (const x of this.range(k(ino, BTRFS_XATTR_ITEM_KEY, 0n), k(ino, BTRFS_XATTR_ITEM_KEY, U64_MAX))) {
+      if (!this.log.some((l) => l.key.objectid === ino && l.key.type === BTRFS_XATTR_ITEM_KEY && l.key.offset === x.key.offset)) this.ov.delete(this.root, x.key);
     }
   }
 
@@ -160,8 +174,15 @@ class SubvolReplay {
       this.skip('unlinking a subvolume entry');
       return;
     }
-    const rk = k(child, BTRFS_INODE_REF_KEY, dir);
-    await this.dropName(rk, name, decodeInodeRefs, encodeInodeRefs);
+    await this.dropName(k(child, BTRFS_INODE_REF_KEY, dir), name, decodeInodeRefs, encodeInodeRefs);
+    // a name past the inode ref's room lives in an extended ref keyed by a hash of (parent, name)
+    const ek = k(child, BTRFS_INODE_EXTREF_KEY, btrfsExtrefHash(dir, name));
+    const ext = await this.get(ek);
+    if (ext) {
+      const rest = decodeInodeExtrefs(ext.data).filter((r) => !(r.parent_objectid === dir && same(r.name, name)));
+      if (rest.length) this.ov.put(this.root, ek, encodeInodeExtrefs(rest));
+      else this.ov.delete(this.root, ek);
+    }
     this.touched.add(child);
   }
 
@@ -196,10 +217,9 @@ class SubvolReplay {
   /** Stage 2: a logged directory index entry, when its inode exists. */
   private async replayDirIndex(it: LeafItem): Promise<void> {
     for (const d of decodeDirItems(it.data)) {
-      if (d.location.type !== BTRFS_INODE_ITEM_KEY) {
-        this.skip('directory entries of subvolumes');
-        continue;
-      }
+      // a subvolume's entry: the kernel's replay inserts names only for inodes of this tree, so an entry the
+      // subvolume lacks stays out and one it has stays as it is
+      if (d.location.type !== BTRFS_INODE_ITEM_KEY) continue;
       if (this.ignored.has(d.location.objectid) || !(await this.get(k(d.location.objectid, BTRFS_INODE_ITEM_KEY, 0n)))) continue;
       await this.link(it.key.objectid, d.name, it.key.offset, d);
     }
@@ -213,13 +233,13 @@ class SubvolReplay {
     const names = it.key.type === BTRFS_INODE_REF_KEY
       ? decodeInodeRefs(it.data).map((r) => ({ parent: it.key.offset, name: r.name, index: r.index }))
       : decodeInodeExtrefs(it.data).map((r) => ({ parent: r.parent_objectid, name: r.name, index: r.index }));
-    if (it.key.type === BTRFS_INODE_REF_KEY) {
-      const old = await this.get(it.key);
-      for (const r of old ? decodeInodeRefs(old.data) : []) {
-        if (!names.some((n) => same(n.name, r.name))) await this.unlink(it.key.offset, r.name, ino);
-      }
-    } else {
-      this.skip('extended inode refs (old names are kept)');
+    // the subvolume's item of the same key: its names the log no longer has were unlinked after the commit
+    const old = await this.get(it.key);
+    const before = !old ? [] : it.key.type === BTRFS_INODE_REF_KEY
+      ? decodeInodeRefs(old.data).map((r) => ({ parent: it.key.offset, name: r.name }))
+      : decodeInodeExtrefs(old.data).map((r) => ({ parent: r.parent_objectid, name: r.name }));
+    for (const r of before) {
+      if (!names.some((n) => n.parent === r.parent && same(n.name, r.name))) await this.unlink(r.parent, r.name, ino);
     }
     const inode = await this.get(k(ino, BTRFS_INODE_ITEM_KEY, 0n));
     if (!inode) return;

@@ -1,5 +1,5 @@
 import { ImageError } from '../../errors.js';
-import { btrfsNameHash, crc32cRaw } from '../../util/crc32c.js';
+import { btrfsExtrefHash, btrfsNameHash } from '../../util/crc32c.js';
 import {
   BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_BLKDEV, BTRFS_FT_CHRDEV, BTRFS_FT_DIR,
   BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FT_FIFO, BTRFS_FT_REG_FILE, BTRFS_FT_SOCK, BTRFS_FT_SYMLINK, BTRFS_FT_XATTR, BTRFS_INODE_EXTREF_KEY,
@@ -123,7 +123,7 @@ function findIndex(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array, 
 
 /** btrfs_extref_hash: crc32c seeded with the (truncated) parent objectid. */
 export function extrefHash(parent: bigint, name: Uint8Array): bigint {
-  return BigInt(crc32cRaw(name, Number(parent & 0xffffffffn)));
+  return btrfsExtrefHash(parent, name);
 }
 
 /**
