@@ -31,6 +31,7 @@ for (const argv of commands) {
   }
   process.stdout.write = realOut;
   process.stderr.write = realErr;
-  realOut(JSON.stringify({ argv, status, stdout: out, outBytes, stderr: err }) + '\n');
+  // peak resident memory of the process so far (KiB): a command that allocates without bound shows here
+  realOut(JSON.stringify({ argv, status, stdout: out, outBytes, stderr: err, maxRSS: process.resourceUsage().maxRSS }) + '\n');
 }
 process.exitCode = 0;

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +17,8 @@ const SAMPLE_STREAM = join(__dirname, '..', '..', 'streams', 'sample.stream');
 /** Generous: a hang detector for all commands on one image, not a speed assertion. */
 const TIMEOUT_MS = 120_000;
 const MAX_OUTPUT = 64 << 20;
+/** Peak resident memory of the process running all commands of one image: far above what any reader needs. */
+const MAX_RSS_KIB = 1536 << 10;
 
 export type Outcome = 'ok' | 'error' | 'refused';
 
@@ -30,7 +32,22 @@ export interface CommandResult {
   stdout: string;
 }
 
+/**
+ * sha256 of the file's data segments (offset, length, bytes) found with SEEK_DATA/SEEK_HOLE, which Node
+ * cannot do: btrfs-image restores are terabytes of holes that a plain read would take minutes over.
+ */
+const SPARSE_SHA = `import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY); end = os.fstat(fd).st_size; h = hashlib.sha256(str(end).encode()); at = 0
+while at < end:
+    try: at = os.lseek(fd, at, os.SEEK_DATA)
+    except OSError: break
+    stop = os.lseek(fd, at, os.SEEK_HOLE); h.update(b'@%d' % at)
+    while at < stop:
+        b = os.pread(fd, min(1 << 20, stop - at), at); h.update(b); at += len(b)
+print(h.hexdigest())`;
+
 function sha(path: string): string {
+  if (statSync(path).size > RECEIVE_PLAIN_HASH_MAX) return execFileSync('python3', ['-c', SPARSE_SHA, path], { encoding: 'utf8' }).trim();
   const h = createHash('sha256');
   const fd = openSync(path, 'r');
   try {
@@ -42,8 +59,18 @@ function sha(path: string): string {
   return h.digest('hex');
 }
 
-/** Images beyond this apparent size (btrfs-image restores terabyte-sized sparse files) are not copied for the receive. */
-const RECEIVE_COPY_MAX = 1n << 30n;
+/** Beyond this apparent size (btrfs-image restores are terabyte-sized sparse files) the image is hashed by its data segments. */
+const RECEIVE_PLAIN_HASH_MAX = 1 << 30;
+/** Output allowed per command: 1 MiB, or more for images whose content is larger (many snapshots of a tree list it many times). */
+function outputLimit(image: string): number {
+  return Math.max(1 << 20, 4 * statSync(image).blocks * 512);
+}
+const HAVE_PYTHON = spawnSync('python3', ['--version'], { stdio: 'ignore' }).error === undefined;
+const HAVE_CHECK = spawnSync('btrfs', ['--version'], { stdio: 'ignore' }).error === undefined;
+
+function checks(image: string): boolean {
+  return spawnSync('btrfs', ['check', '--readonly', image], { stdio: 'ignore', timeout: TIMEOUT_MS }).status === 0;
+}
 
 /** Judges how one command ended from its status and stderr. */
 function judge(label: string, status: number | null, stdout: string, stderr: string, extra: string[] = []): CommandResult {
@@ -79,7 +106,7 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
   mkdirSync(work, { recursive: true });
   try {
     const copy = join(work, 'recv.img');
-    const receive = BigInt(statSync(image).size) <= RECEIVE_COPY_MAX;
+    const receive = statSync(image).size <= RECEIVE_PLAIN_HASH_MAX || HAVE_PYTHON;
     if (receive) execFileSync('cp', ['--sparse=always', image, copy]);
     const before = receive ? sha(copy) : '';
     const commands: [string, string[]][] = [
@@ -90,17 +117,22 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
       ['extract', ['extract', '--no-xattrs', image, join(work, 'x')]],
       ...(receive ? [['receive', ['receive', '-q', '-f', SAMPLE_STREAM, copy]] as [string, string[]]] : []),
     ];
+    const limit = outputLimit(image);
     const r = await spawnNode([RUNNER, JSON.stringify(commands.map((c) => c[1]))]);
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{'));
     const out = lines.map((l, i) => {
-      const x = JSON.parse(l) as { status: number; stdout: string; stderr: string; outBytes: number };
-      return judge(commands[i]![0], x.status, x.stdout, x.stderr, x.outBytes > 1 << 20 ? [`${x.outBytes} bytes of output`] : []);
+      const x = JSON.parse(l) as { status: number; stdout: string; stderr: string; outBytes: number; maxRSS: number };
+      const extra = x.outBytes > limit ? [`${x.outBytes} bytes of output (limit ${limit})`] : [];
+      if (x.maxRSS > MAX_RSS_KIB) extra.push(`peak memory ${x.maxRSS >> 10} MiB`);
+      return judge(commands[i]![0], x.status, x.stdout, x.stderr, extra);
     });
     if (out.length < commands.length) {
       out.push(judge(commands[out.length]![0], r.status, '', r.stderr, [r.failure ?? 'the runner stopped early']));
     }
     const recv = out.find((x) => x.command === 'receive');
     if (recv && recv.outcome !== 'ok' && sha(copy) !== before) recv.problems.push('a failed receive changed the image');
+    // a receive that works must leave an image btrfs check accepts, when it accepted the image before
+    if (recv?.outcome === 'ok' && HAVE_CHECK && !checks(copy) && checks(image)) recv.problems.push('the receive left an image btrfs check rejects');
     return out;
   } finally {
     rmSync(work, { recursive: true, force: true });
