@@ -7,7 +7,7 @@ import { main } from '../src/cli/main.js';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { withImageFile } from '../src/io/image-read-file.js';
 import { detectSignature } from '../src/io/fs-signature.js';
-import { btrfsCheck, checkProblems, skipReason, tmpDir } from './image-write-helpers.js';
+import { btrfsCheck, checkProblems, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /** mkfs options beyond the basics: -f and foreign filesystems, -U/--device-uuid, reproducible images. */
 const why = skipReason('progs');
@@ -315,4 +315,58 @@ describe.skipIf(!!why)('mkfs -D device table (unprivileged builds of root-owned 
       expect(r.err).toMatch(msg);
     }
   }, 300_000);
+});
+
+/** btrfs check --readonly --check-data-csum, clean. */
+function expectCleanData(img: string): void {
+  const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
+  expect(r.status, r.stdout + r.stderr).toBe(0);
+  expect(checkProblems(`${r.stdout}\n${r.stderr}`)).toEqual([]);
+}
+
+/** Largest end of a device extent, from btrfs-progs' own dump of the dev tree. */
+function lastDevExtentEnd(img: string): bigint {
+  const dump = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'dev', img], { encoding: 'utf8' });
+  let end = 0n;
+  for (const m of dump.matchAll(/key \(1 DEV_EXTENT (\d+)\)[^\n]*\n[^\n]*\n[^\n]*length (\d+)/g)) {
+    const e = BigInt(m[1]!) + BigInt(m[2]!);
+    if (e > end) end = e;
+  }
+  return end;
+}
+
+describe.skipIf(!!skipReason('mount'))('mkfs --shrink', () => {
+  it('the image file ends where its last device extent ends; check clean with data checksums; the kernel reads the tree and writes to it', async () => {
+    const root = path.join(work, 'shrink-root');
+    fs.mkdirSync(path.join(root, 'd'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'd', 'big'), createHash('sha512').update('x').digest().toString('hex').repeat(40_000));
+    fs.writeFileSync(path.join(root, 'small'), 'small\n');
+    const img = path.join(work, 'shrink.img');
+    const full = path.join(work, 'noshrink.img');
+    expect((await mkfs(['-r', root, '--shrink', img])).code).toBe(0);
+    expect((await mkfs(['-r', root, full])).code).toBe(0);
+    const size = BigInt(fs.statSync(img).size);
+    expect(size).toBe(lastDevExtentEnd(img));
+    expect(size).toBeLessThan(BigInt(fs.statSync(full).size));
+    const sup = execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' });
+    expect(sup).toMatch(new RegExp(`^total_bytes\\s+${size}$`, 'm'));
+    expect(sup).toMatch(new RegExp(`^dev_item.total_bytes\\s+${size}$`, 'm'));
+    expectCleanData(img);
+    const m = mount(img);
+    try {
+      expect(spawnSync('diff', ['-r', root, m.dir]).status).toBe(0);
+      fs.writeFileSync(path.join(m.dir, 'written-by-kernel'), 'k\n');
+    } finally {
+      m.umount();
+    }
+    expectCleanData(img);
+  }, 300_000);
+
+  it('--shrink needs --rootdir', async () => {
+    const img = path.join(work, 'shrink-bad.img');
+    const r = await mkfs(['--shrink', img]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--shrink needs --rootdir/);
+    expect(fs.existsSync(img)).toBe(false);
+  });
 });

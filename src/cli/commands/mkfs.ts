@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { csumTypeByName, loadCsum } from '../../image/structs/csum.js';
-import { createFilesystem, derivedUuid } from '../../image/write/create.js';
+import { createFilesystem, derivedUuid, shrinkToChunks } from '../../image/write/create.js';
 import { listFeatures, parseFeatures } from './mkfs-features.js';
 import { type ExtentCompressor, Populator } from '../../image/write/populate.js';
 import { parseDeviceTable } from '../../dirtree/device-table.js';
@@ -32,6 +32,7 @@ interface Opts {
   deviceTable?: string;
   force?: boolean;
   quiet?: boolean;
+  shrink?: boolean;
 }
 
 const MiB = 1n << 20n;
@@ -112,6 +113,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     return;
   }
   if (o.mixed) throw new ImageError('MKFS_UNSUPPORTED', '-M/--mixed: mixed block groups are not supported');
+  if (o.shrink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--shrink needs --rootdir');
   const data = (o.data ?? 'single').toLowerCase();
   if (data !== 'single') {
     throw new ImageError('MKFS_UNSUPPORTED', `-d ${o.data}: ${data === 'dup' ? 'DUP data is not supported' : 'needs several devices (btrfs-ts makes single-device images)'}; only single`);
@@ -149,7 +151,9 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   }
   if (size < 128n * MiB) throw new ImageError('MKFS_TOO_SMALL', `size ${size} is too small (minimum 128 MiB)`);
 
+  if (o.shrink && existing?.isBlockDevice()) throw new ImageError('MKFS_USAGE', '--shrink: only an image file can shrink, not a block device');
   const dev = existing?.isBlockDevice() ? FileDevice.open(image) : FileDevice.create(image, size);
+  let shrunk: bigint | undefined;
   try {
     const fs = createFilesystem(dev, {
       label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false, csumType,
@@ -161,9 +165,14 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
         subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
       });
       fs.commit();
+      if (o.shrink) {
+        // a second commit records the smaller device (DEV_ITEM, superblock); the file is cut after it
+        shrunk = shrinkToChunks(fs);
+        fs.commit();
+      }
     }
     if (!o.quiet) {
-      process.stdout.write(`btrfs-ts mkfs: ${image}: ${size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}, csum ${csum.name}` +
+      process.stdout.write(`btrfs-ts mkfs: ${image}: ${shrunk ?? size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}, csum ${csum.name}` +
         `${o.label ? `, label ${JSON.stringify(o.label)}` : ''}, generation ${fs.generation}\n`);
     }
   } catch (err) {
@@ -176,6 +185,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   } finally {
     dev.close();
   }
+  if (shrunk !== undefined) nodefs.truncateSync(image, Number(shrunk));
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -204,6 +214,7 @@ export function register(program: Command): void {
     .option('-U, --uuid <uuid>', 'filesystem uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
     .option('--device-uuid <uuid>', 'device uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
     .option('-f, --force', 'overwrite an existing filesystem (btrfs, ext2/3/4, xfs, swap, ... are recognised)')
+    .option('--shrink', 'with --rootdir: cut the image to what its chunks use (as mkfs.btrfs --shrink)')
     .option('-q, --quiet', 'print nothing on success')
     .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {
       await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size, csum: o.csum ?? o.checksum });

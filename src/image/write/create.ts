@@ -191,3 +191,18 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   fs.commit();
   return fs;
 }
+
+/**
+ * mkfs --shrink: the device ends where its last device extent ends (rounded to the sector), as mkfs.btrfs
+ * --shrink leaves it; the caller commits (the superblock carries the new size, and mirrors past it are not
+ * written) and then truncates the file. Chunks are not moved: the size is what the chunks span.
+ */
+export function shrinkToChunks(fs: Filesystem): bigint {
+  let end = SZ_1M;
+  for (const c of fs.chunks.all()) for (const s of c.stripes) if (s.offset + c.length > end) end = s.offset + c.length;
+  const ss = BigInt(fs.sectorsize);
+  end = ((end + ss - 1n) / ss) * ss;
+  fs.sb.dev_item.total_bytes = end;
+  fs.sb.total_bytes = end;
+  return end;
+}
