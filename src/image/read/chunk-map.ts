@@ -18,9 +18,17 @@ export interface MappedChunk {
 export class ChunkMap {
   private chunks: MappedChunk[] = [];
 
-  constructor(private readonly devid: bigint) {}
+  /** `numDevices`: what the superblock says, for the message when a chunk lives on another device. */
+  constructor(private readonly devid: bigint, private readonly numDevices = 1n) {}
 
   add(key: BtrfsKey, chunk: BtrfsChunk): void {
+    // A superblock may count devices this filesystem no longer has (progs' super-num-devs-mismatch): the
+    // kernel mounts it when every chunk is on the devices present; so is it read here.
+    for (const s of chunk.stripes) {
+      if (s.devid !== this.devid) {
+        throw new ImageError('IMAGE_MULTI_DEVICE', `chunk at logical ${key.offset} is on devid ${s.devid} (device ${formatUuid(s.dev_uuid)}), this image is devid ${this.devid} of ${this.numDevices} devices; only single-device filesystems are read`, { offset: key.offset, command: 'btrfs_chunk' });
+      }
+    }
     const profile = chunk.type & BTRFS_BLOCK_GROUP_PROFILE_MASK;
     if (profile !== 0n && profile !== BTRFS_BLOCK_GROUP_DUP) {
       throw new ImageError('IMAGE_UNSUPPORTED_PROFILE', `chunk at logical ${key.offset} has profile flags 0x${profile.toString(16)}; only SINGLE and DUP are supported`, { offset: key.offset, command: 'btrfs_chunk' });
@@ -28,11 +36,6 @@ export class ChunkMap {
     const expect = profile === 0n ? 1 : 2;
     if (chunk.stripes.length !== expect) {
       throw new ImageError('IMAGE_BAD_CHUNK', `chunk at logical ${key.offset} has ${chunk.stripes.length} stripes, expected ${expect}`, { offset: key.offset, command: 'btrfs_chunk' });
-    }
-    for (const s of chunk.stripes) {
-      if (s.devid !== this.devid) {
-        throw new ImageError('IMAGE_BAD_CHUNK', `chunk at logical ${key.offset} is on devid ${s.devid} (device ${formatUuid(s.dev_uuid)}), image is devid ${this.devid}`, { offset: key.offset, command: 'btrfs_chunk' });
-      }
     }
     if (chunk.length === 0n) throw new ImageError('IMAGE_BAD_CHUNK', `chunk at logical ${key.offset} has length 0`, { offset: key.offset });
     const c: MappedChunk = { start: key.offset, length: chunk.length, type: chunk.type, physical: chunk.stripes.map((s) => s.offset) };

@@ -81,9 +81,7 @@ export async function readSuperblock(src: ImageSource): Promise<BtrfsSuperBlock>
   for (const [bit, name] of UNSUPPORTED_INCOMPAT) {
     if (best.incompat_flags & bit) throw new ImageError('IMAGE_UNSUPPORTED_FEATURE', `image uses the ${name} feature, which this reader does not support`);
   }
-  if (best.num_devices !== 1n) {
-    throw new ImageError('IMAGE_MULTI_DEVICE', `filesystem has ${best.num_devices} devices; only single-device images are supported`);
-  }
+  // num_devices above 1 is judged chunk by chunk (chunk-map.ts): readable when every chunk is on this device
   return best;
 }
 

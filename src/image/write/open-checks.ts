@@ -26,6 +26,7 @@ export async function checkWritable(img: ImageReader): Promise<void> {
   const sb = img.superblock;
   const primary = await primarySuperblockProblem(img.src);
   if (primary) refuse('IMAGE_BAD_SUPERBLOCK', `the primary superblock is unusable (${primary}); the kernel would not mount it`);
+  if (sb.num_devices !== 1n) refuse('IMAGE_MULTI_DEVICE', `the superblock counts ${sb.num_devices} devices; the writer handles single-device filesystems only`);
   if (sb.flags & ~SETTLED_FLAGS) refuse('IMAGE_SUPER_FLAGS', `superblock flags 0x${sb.flags.toString(16)} mark an unfinished conversion, a seed, an error or a metadump`);
   const size = img.src.size?.();
   if (size !== undefined && size < sb.dev_item.total_bytes) refuse('IMAGE_TRUNCATED', `the file holds ${size} bytes, the device item says ${sb.dev_item.total_bytes}`);
