@@ -370,3 +370,87 @@ describe.skipIf(!!skipReason('mount'))('mkfs --shrink', () => {
     expect(fs.existsSync(img)).toBe(false);
   });
 });
+
+/** From btrfs-progs' dump of the fs tree: inode → flags, and inode → data extent ranges (bytenr, length). */
+function fsTreeFacts(img: string): { flags: Map<bigint, bigint>; extents: Map<bigint, [bigint, bigint][]>; csums: [bigint, bigint][] } {
+  const dump = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'fs', img], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const flags = new Map<bigint, bigint>();
+  for (const m of dump.matchAll(/key \((\d+) INODE_ITEM 0\)[^\n]*\n(?:[^\n]*\n){2}[^\n]*flags (0x[0-9a-f]+)/g)) flags.set(BigInt(m[1]!), BigInt(m[2]!));
+  const extents = new Map<bigint, [bigint, bigint][]>();
+  for (const m of dump.matchAll(/key \((\d+) EXTENT_DATA \d+\)[^\n]*\n[^\n]*\n\s*extent data disk byte (\d+) nr (\d+)/g)) {
+    if (m[2] === '0') continue;
+    const list = extents.get(BigInt(m[1]!)) ?? [];
+    list.push([BigInt(m[2]!), BigInt(m[3]!)]);
+    extents.set(BigInt(m[1]!), list);
+  }
+  const cdump = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'csum', img], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const csums: [bigint, bigint][] = [];
+  for (const m of cdump.matchAll(/key \(EXTENT_CSUM EXTENT_CSUM (\d+)\) itemoff \d+ itemsize (\d+)/g)) csums.push([BigInt(m[1]!), (BigInt(m[2]!) / 4n) * 4096n]);
+  return { flags, extents, csums };
+}
+
+describe.skipIf(!!skipReason('mount'))('mkfs --inode-flags', () => {
+  it('nodatacow/nodatasum per path, nodatacow inherited by what a directory holds (not nodatasum, not by a subvolume); such files get no checksums and no compression; check --check-data-csum clean; the kernel shows the C attribute', async () => {
+    const root = path.join(work, 'iflags-root');
+    for (const d of ['db/sub', 'sums', 'sv']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    const data = Buffer.alloc(200_000, 'compressible text ');
+    for (const f of ['db/table', 'db/sub/x', 'sums/f', 'f-nosum', 'plain', 'sv/inner']) fs.writeFileSync(path.join(root, f), data);
+    const img = path.join(work, 'iflags.img');
+    const r = await mkfs(['-r', root, '--compress', 'zstd', '--subvol', 'sv', '--inode-flags', 'nodatacow:db', '--inode-flags', 'nodatasum:sums',
+      '--inode-flags', 'nodatasum:f-nosum', '--inode-flags', 'nodatacow,nodatasum:sv', img]);
+    expect(r.code, r.err).toBe(0);
+    expectCleanData(img);
+    const inos = await withImageFile(img, async (src) => {
+      const bi = await BtrfsImage.open(src);
+      const out = new Map<string, bigint>();
+      for (const p of ['db', 'db/table', 'db/sub', 'db/sub/x', 'sums', 'sums/f', 'f-nosum', 'plain', 'sv/inner']) out.set(p, (await bi.resolve(p)).ino);
+      return out;
+    });
+    const facts = fsTreeFacts(img);
+    const flagOf = (p: string): bigint => facts.flags.get(inos.get(p)!)!;
+    const NODATASUM = 1n, NODATACOW = 2n;
+    expect(flagOf('db')).toBe(NODATACOW);
+    expect(flagOf('db/table')).toBe(NODATACOW | NODATASUM);
+    expect(flagOf('db/sub')).toBe(NODATACOW);
+    expect(flagOf('db/sub/x')).toBe(NODATACOW | NODATASUM);
+    expect(flagOf('sums')).toBe(NODATASUM);
+    expect(flagOf('sums/f')).toBe(0n); // nodatasum alone is not inherited
+    expect(flagOf('f-nosum')).toBe(NODATASUM);
+    expect(flagOf('plain')).toBe(0n);
+    const covered = (p: string): boolean => (facts.extents.get(inos.get(p)!) ?? []).some(([b, n]) => facts.csums.some(([s, l]) => b < s + l && s < b + n));
+    const compressedSize = (p: string): bigint => (facts.extents.get(inos.get(p)!) ?? []).reduce((a, [, n]) => a + n, 0n);
+    for (const p of ['db/table', 'db/sub/x', 'f-nosum']) {
+      expect(covered(p), p).toBe(false);
+      expect(compressedSize(p), p).toBeGreaterThanOrEqual(200_000n); // stored as is
+    }
+    expect(covered('plain')).toBe(true);
+    expect(compressedSize('plain')).toBeLessThan(100_000n); // compressed
+    const m = mount(img, 'ro');
+    try {
+      const attrs = (p: string): string => execFileSync('lsattr', ['-d', path.join(m.dir, p)], { encoding: 'utf8' }).split(' ')[0]!;
+      for (const p of ['db', 'db/table', 'db/sub/x', 'sv', 'sv/inner']) expect(attrs(p), p).toContain('C');
+      for (const p of ['plain', 'sums/f', 'f-nosum']) expect(attrs(p), p).not.toContain('C');
+      expect(spawnSync('diff', ['-r', root, m.dir]).status).toBe(0);
+    } finally {
+      m.umount();
+    }
+  }, 300_000);
+
+  it('a bad --inode-flags is a usage error before anything is written', async () => {
+    const root = path.join(work, 'iflags-root');
+    const img = path.join(work, 'iflags-bad.img');
+    for (const [args, msg] of [
+      [['--inode-flags', 'nodatacow:nope'], /does not exist/],
+      [['--inode-flags', 'compress:db'], /unknown flag "compress"/],
+      [['--inode-flags', 'db'], /expected FLAGS:PATH/],
+      [['--inode-flags', 'nodatacow:../x'], /outside --rootdir/],
+      [['--inode-flags', 'nodatacow:db', '--inode-flags', 'nodatasum:db/'], /given twice/],
+    ] as const) {
+      const r = await mkfs(['-r', root, ...args, img]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(fs.existsSync(img)).toBe(false);
+    }
+    expect((await mkfs(['--inode-flags', 'nodatacow:db', img])).err).toMatch(/--inode-flags needs --rootdir/);
+  });
+});

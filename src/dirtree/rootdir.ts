@@ -8,6 +8,7 @@ const S_IFMT = 0o170000;
 import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
+import { type InodeFlagSpec, inodeFlags } from './inode-flags.js';
 
 /**
  * The node:fs side of `mkfs --rootdir`: walks a directory (names as raw bytes), reads stats with
@@ -73,6 +74,8 @@ export interface PopulateOptions {
   now?: Timespec;
   /** mkfs -D: owners and permissions of paths, and device nodes/directories to create (device-table.ts). */
   deviceTable?: Map<string, DeviceEntry>;
+  /** mkfs --inode-flags, keyed `${dev}:${ino}` (inode-flags.ts). */
+  inodeFlags?: Map<string, InodeFlagSpec>;
 }
 export interface SubvolSpec {
   readonly: boolean;
@@ -105,7 +108,12 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
     const rdev = e.type === 'c' || e.type === 'b' ? (BigInt(e.major) << 20n) | BigInt(e.minor) : sst.rdev;
     return { ...sst, mode: (sst.mode & S_IFMT) | e.perm, uid: e.uid, gid: e.gid, rdev };
   };
-  const rootSst = adjust('', toSourceStat(rootSt, opts.epoch));
+  const flagSpecs = opts.inodeFlags ?? new Map<string, InodeFlagSpec>();
+  const withFlags = (st: fs.BigIntStats, sst: SourceStat, parent: bigint): SourceStat => {
+    const flags = inodeFlags(sst.mode, flagSpecs.get(`${st.dev}:${st.ino}`), parent);
+    return flags ? { ...sst, flags } : sst;
+  };
+  const rootSst = withFlags(rootSt, adjust('', toSourceStat(rootSt, opts.epoch)), 0n);
   /** Table entries missing from the tree under `relDir`: created with the rootdir's times. */
   const addMissing = (relDir: string, dirIno: bigint, pop: Populator): void => {
     const prefix = relDir ? `${relDir}/` : '';
@@ -125,7 +133,8 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
   const links = new Map<string, bigint>();
   const buf = Buffer.allocUnsafe(1 << 20);
   // hard links are per subvolume: a name in another subvolume gets its own copy
-  const walk = (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator): void => {
+  // `dirFlags`: the flags of the directory being walked, which its new inodes inherit
+  const walk = (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator, dirFlags: bigint): void => {
     const names = fs.readdirSync(absDir, { encoding: 'buffer' }).sort(Buffer.compare);
     for (const name of names) {
       const abs = Buffer.concat([absDir, Buffer.from('/'), name]);
@@ -140,20 +149,23 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
           continue;
         }
       }
-      const sst = adjust(rel.toString('latin1'), toSourceStat(st, opts.epoch));
+      const plain = adjust(rel.toString('latin1'), toSourceStat(st, opts.epoch));
       let ino: bigint;
       const sub = st.isDirectory() ? opts.subvols?.get(rel.toString('latin1')) : undefined;
       if (sub) {
+        // a subvolume's top directory inherits nothing, as with the kernel
+        const top = withFlags(st, plain, 0n);
         const relName = rel.toString('latin1');
-        const child = pop.addSubvolume(dirIno, nm, sst, { ...sub, uuid: opts.subvolUuid?.(relName), time: opts.now });
+        const child = pop.addSubvolume(dirIno, nm, top, { ...sub, uuid: opts.subvolUuid?.(relName), time: opts.now });
         applyXattrs(child, rel, child.topDir);
-        walk(abs, rel, child.topDir, child);
+        walk(abs, rel, child.topDir, child, top.flags ?? 0n);
         continue;
       }
+      const sst = withFlags(st, plain, dirFlags);
       if (st.isDirectory()) {
         ino = pop.addNode(dirIno, nm, sst);
         applyXattrs(pop, rel, ino);
-        walk(abs, rel, ino, pop);
+        walk(abs, rel, ino, pop, sst.flags ?? 0n);
         continue;
       } else if (st.isSymbolicLink()) {
         ino = pop.addSymlink(dirIno, nm, sst, new Uint8Array(fs.readlinkSync(abs, { encoding: 'buffer' })));
@@ -180,7 +192,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
     }
     addMissing(relDir.toString('latin1'), dirIno, pop);
   };
-  walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir, pop);
+  walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir, pop, rootSst.flags ?? 0n);
   for (const e of table.values()) {
     if (!seen.has(e.rel)) throw new ImageError('ROOTDIR', `-D: the directory holding ${JSON.stringify(Buffer.from(e.rel, 'latin1').toString())} is not in the image`);
   }

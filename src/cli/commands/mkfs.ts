@@ -10,6 +10,7 @@ import { parseDeviceTable } from '../../dirtree/device-table.js';
 import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
+import { parseInodeFlags } from '../../dirtree/inode-flags.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 
@@ -33,6 +34,7 @@ interface Opts {
   force?: boolean;
   quiet?: boolean;
   shrink?: boolean;
+  inodeFlags?: string[];
 }
 
 const MiB = 1n << 20n;
@@ -105,6 +107,7 @@ function parseSubvols(specs: string[], rootdir: string | undefined): Map<string,
 
 export async function runMkfs(image: string, o: Opts): Promise<void> {
   const subvols = parseSubvols(o.subvol ?? [], o.rootdir);
+  const inodeFlags = parseInodeFlags(o.inodeFlags ?? [], o.rootdir);
   if (o.deviceTable && !o.rootdir) throw new ImageError('MKFS_USAGE', '-D/--device-table needs --rootdir');
   const deviceTable = o.deviceTable ? parseDeviceTable(o.deviceTable) : undefined;
   const features = parseFeatures([...(o.features ?? []), ...(o.runtimeFeatures ?? [])]);
@@ -161,7 +164,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     });
     if (o.rootdir) {
       await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), {
-        epoch, subvols, now: reproducible.now, deviceTable,
+        epoch, subvols, now: reproducible.now, deviceTable, inodeFlags,
         subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
       });
       fs.commit();
@@ -214,6 +217,7 @@ export function register(program: Command): void {
     .option('-U, --uuid <uuid>', 'filesystem uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
     .option('--device-uuid <uuid>', 'device uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
     .option('-f, --force', 'overwrite an existing filesystem (btrfs, ext2/3/4, xfs, swap, ... are recognised)')
+    .option('--inode-flags <flags:path>', 'with --rootdir: nodatacow and/or nodatasum (comma-separated) for PATH, inherited by what a directory holds (repeatable)', collect, [])
     .option('--shrink', 'with --rootdir: cut the image to what its chunks use (as mkfs.btrfs --shrink)')
     .option('-q, --quiet', 'print nothing on success')
     .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {

@@ -1,5 +1,8 @@
 import { ImageError } from '../../errors.js';
-import { BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FEATURE_INCOMPAT_NO_HOLES, BTRFS_FIRST_FREE_OBJECTID } from '../structs/constants.js';
+import {
+  BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FEATURE_INCOMPAT_NO_HOLES, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_NODATACOW,
+  BTRFS_INODE_NODATASUM,
+} from '../structs/constants.js';
 import { BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsTimespec, decodeFileExtentItem } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
 import { BTRFS_MAX_EXTENT_SIZE, insertFileExtent, maxInlineSize, writeDataExtent, writeInlineExtent } from './file-data.js';
@@ -24,6 +27,8 @@ export interface SourceStat {
   mtime: BtrfsTimespec;
   ctime: BtrfsTimespec;
   otime: BtrfsTimespec;
+  /** Inode flags (mkfs --inode-flags: BTRFS_INODE_NODATACOW, BTRFS_INODE_NODATASUM); default none. */
+  flags?: bigint;
 }
 
 /** Compressor for data extents: returns the compressed bytes, or null when compression does not pay. */
@@ -51,10 +56,11 @@ export class Populator {
     return BTRFS_FIRST_FREE_OBJECTID;
   }
 
-  /** Give the top directory the source root's owner, mode and times. */
+  /** Give the top directory the source root's owner, mode, times (and flags). */
   setTopDirAttrs(st: SourceStat): void {
     updateInode(this.fs, this.root, this.topDir, {
       mode: st.mode, uid: st.uid, gid: st.gid, atime: st.atime, mtime: st.mtime, ctime: st.ctime, otime: st.otime,
+      ...(st.flags ? { flags: st.flags } : {}),
     });
   }
 
@@ -97,16 +103,19 @@ export class Populator {
     setXattr(this.fs, this.root, ino, name, value);
   }
 
-  /** A regular file: small ones inline, others in extents; all-zero sectors become holes. */
+  /**
+   * A regular file: small ones inline, others in extents; all-zero sectors become holes. A NODATACOW or
+   * NODATASUM file gets neither data checksums nor compression (as the kernel and mkfs.btrfs write them).
+   */
   addFile(dir: bigint, name: Uint8Array, st: SourceStat, read: ReadAt): bigint {
     const ino = createInode(this.fs, this.root, attrs(st));
-    this.writeContent(ino, st.size, read);
+    this.writeContent(ino, st.size, read, ((st.flags ?? 0n) & (BTRFS_INODE_NODATACOW | BTRFS_INODE_NODATASUM)) === 0n);
     updateInode(this.fs, this.root, ino, { size: st.size });
     linkInode(this.fs, this.root, dir, name, ino);
     return ino;
   }
 
-  private writeContent(ino: bigint, size: bigint, read: ReadAt): void {
+  private writeContent(ino: bigint, size: bigint, read: ReadAt, datasum: boolean): void {
     if (size === 0n) return;
     const fs = this.fs;
     if (size < BigInt(fs.sectorsize) && size <= BigInt(maxInlineSize(fs))) {
@@ -114,7 +123,7 @@ export class Populator {
       if (data.length > 0) writeInlineExtent(fs, this.root, ino, data);
       return;
     }
-    if (this.compressor) return this.writeCompressed(ino, size, read, this.compressor);
+    if (this.compressor && datasum) return this.writeCompressed(ino, size, read, this.compressor);
     const ss = fs.sectorsize;
     let cur: { fileStart: bigint; bytenr: bigint; reserved: bigint; written: bigint } | undefined;
     const close = (): void => {
@@ -153,7 +162,7 @@ export class Populator {
           const n = Math.min(e * ss - pos, Number(cur.reserved - cur.written));
           const piece = buf.subarray(pos, pos + n);
           fs.writeData(cur.bytenr + cur.written, piece);
-          addDataCsums(fs, cur.bytenr + cur.written, piece);
+          if (datasum) addDataCsums(fs, cur.bytenr + cur.written, piece);
           cur.written += BigInt(n);
           pos += n;
         }
@@ -187,7 +196,7 @@ export class Populator {
 }
 
 function attrs(st: SourceStat) {
-  return { mode: st.mode, uid: st.uid, gid: st.gid, rdev: st.rdev, atime: st.atime, mtime: st.mtime, ctime: st.ctime, otime: st.otime };
+  return { mode: st.mode, uid: st.uid, gid: st.gid, rdev: st.rdev, atime: st.atime, mtime: st.mtime, ctime: st.ctime, otime: st.otime, flags: st.flags ?? 0n };
 }
 
 function maxInlineSizeForSymlink(fs: Filesystem): number {
