@@ -454,3 +454,59 @@ describe.skipIf(!!skipReason('mount'))('mkfs --inode-flags', () => {
     expect((await mkfs(['--inode-flags', 'nodatacow:db', img])).err).toMatch(/--inode-flags needs --rootdir/);
   });
 });
+
+describe.skipIf(!!skipReason('mount'))('mkfs --reflink', () => {
+  it('file data is cloned from the source files (shared extents on the host btrfs); check --check-data-csum clean; the kernel reads the same tree', async () => {
+    // a host btrfs holding both the rootdir and the image
+    const hostImg = path.join(work, 'host.img');
+    fs.writeFileSync(hostImg, '');
+    fs.truncateSync(hostImg, 1 << 30);
+    execFileSync('mkfs.btrfs', ['-q', '-f', hostImg]);
+    const host = mount(hostImg);
+    try {
+      const root = path.join(host.dir, 'root');
+      fs.mkdirSync(path.join(root, 'd'), { recursive: true });
+      const big = Buffer.alloc(3 * 1024 * 1024 + 1234);
+      for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE((i * 2654435761) >>> 0, i); // no zero sector
+      big.fill(0, 1 << 20, 2 << 20); // a hole in the middle
+      fs.writeFileSync(path.join(root, 'd', 'big'), big);
+      fs.writeFileSync(path.join(root, 'small'), 'inline\n');
+      fs.writeFileSync(path.join(root, 'aligned'), Buffer.alloc(65536, 0x5a));
+      const img = path.join(host.dir, 'made.img');
+      const r = await mkfs(['-r', root, '--reflink', img]);
+      expect(r.code, r.err).toBe(0);
+      execFileSync('sync', ['-f', img]);
+      expectCleanData(img);
+      // what the image file shares with the source files: the cloned sectors (2 MiB of big, 64 KiB of
+      // aligned; btrfs filesystem du counts a few KiB less of the latter), and no more than they hold
+      const du = execFileSync('btrfs', ['filesystem', 'du', '--raw', '-s', img], { encoding: 'utf8' }).trim().split('\n').pop()!.trim().split(/\s+/);
+      const shared = Number(du[2]);
+      expect(shared).toBeGreaterThanOrEqual(2 * 1024 * 1024);
+      expect(shared).toBeLessThanOrEqual(2 * 1024 * 1024 + 65536);
+      const m = mount(img, 'ro');
+      try {
+        expect(spawnSync('diff', ['-r', root, m.dir]).status).toBe(0);
+      } finally {
+        m.umount();
+      }
+    } finally {
+      host.umount();
+    }
+  }, 300_000);
+
+  it('refused before anything is written: sources not on btrfs, with --compress, without --rootdir', async () => {
+    const root = path.join(work, 'iflags-root'); // on the test's work dir: not btrfs here
+    fs.mkdirSync(root, { recursive: true });
+    const img = path.join(work, 'reflink-bad.img');
+    const onBtrfs = fs.statfsSync(work).type === 0x9123683e;
+    if (!onBtrfs) {
+      const r = await mkfs(['-r', root, '--reflink', img]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/--reflink: --rootdir .* is not on a btrfs filesystem/);
+      expect(fs.existsSync(img)).toBe(false);
+    }
+    expect((await mkfs(['-r', root, '--reflink', '--compress', 'zstd', img])).err).toMatch(/--reflink and --compress exclude each other/);
+    expect((await mkfs(['--reflink', img])).err).toMatch(/--reflink needs --rootdir/);
+    expect(fs.existsSync(img)).toBe(false);
+  });
+});

@@ -9,6 +9,7 @@ import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
 import { type InodeFlagSpec, inodeFlags } from './inode-flags.js';
+import type { Reflinker } from './reflink.js';
 
 /**
  * The node:fs side of `mkfs --rootdir`: walks a directory (names as raw bytes), reads stats with
@@ -76,6 +77,8 @@ export interface PopulateOptions {
   deviceTable?: Map<string, DeviceEntry>;
   /** mkfs --inode-flags, keyed `${dev}:${ino}` (inode-flags.ts). */
   inodeFlags?: Map<string, InodeFlagSpec>;
+  /** mkfs --reflink: file data is cloned from the source files (reflink.ts); the caller flushes it before the commit. */
+  reflink?: Reflinker;
 }
 export interface SubvolSpec {
   readonly: boolean;
@@ -180,7 +183,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
               got += n;
             }
             return new Uint8Array(buf.buffer, buf.byteOffset, got);
-          });
+          }, opts.reflink ? (offset, physical, len) => opts.reflink!.clone(abs, offset, physical, len) : undefined);
         } finally {
           fs.closeSync(fd);
         }

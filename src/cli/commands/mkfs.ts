@@ -11,6 +11,7 @@ import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
 import { parseInodeFlags } from '../../dirtree/inode-flags.js';
+import { Reflinker } from '../../dirtree/reflink.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 
@@ -35,6 +36,7 @@ interface Opts {
   quiet?: boolean;
   shrink?: boolean;
   inodeFlags?: string[];
+  reflink?: boolean;
 }
 
 const MiB = 1n << 20n;
@@ -117,6 +119,8 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   }
   if (o.mixed) throw new ImageError('MKFS_UNSUPPORTED', '-M/--mixed: mixed block groups are not supported');
   if (o.shrink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--shrink needs --rootdir');
+  if (o.reflink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--reflink needs --rootdir');
+  if (o.reflink && o.compress) throw new ImageError('MKFS_USAGE', '--reflink and --compress exclude each other: cloned extents are stored as the source holds them');
   const data = (o.data ?? 'single').toLowerCase();
   if (data !== 'single') {
     throw new ImageError('MKFS_UNSUPPORTED', `-d ${o.data}: ${data === 'dup' ? 'DUP data is not supported' : 'needs several devices (btrfs-ts makes single-device images)'}; only single`);
@@ -155,6 +159,8 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   if (size < 128n * MiB) throw new ImageError('MKFS_TOO_SMALL', `size ${size} is too small (minimum 128 MiB)`);
 
   if (o.shrink && existing?.isBlockDevice()) throw new ImageError('MKFS_USAGE', '--shrink: only an image file can shrink, not a block device');
+  if (o.reflink && existing?.isBlockDevice()) throw new ImageError('MKFS_USAGE', '--reflink: clones go into an image file, not a block device');
+  const reflink = o.reflink ? new Reflinker(image, o.rootdir!) : undefined;
   const dev = existing?.isBlockDevice() ? FileDevice.open(image) : FileDevice.create(image, size);
   let shrunk: bigint | undefined;
   try {
@@ -164,9 +170,11 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     });
     if (o.rootdir) {
       await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), {
-        epoch, subvols, now: reproducible.now, deviceTable, inodeFlags,
+        epoch, subvols, now: reproducible.now, deviceTable, inodeFlags, reflink,
         subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
       });
+      // the cloned data is in place before the commit makes it reachable
+      reflink?.flush();
       fs.commit();
       if (o.shrink) {
         // a second commit records the smaller device (DEV_ITEM, superblock); the file is cut after it
@@ -218,6 +226,7 @@ export function register(program: Command): void {
     .option('--device-uuid <uuid>', 'device uuid (default: random, or derived from SOURCE_DATE_EPOCH)')
     .option('-f, --force', 'overwrite an existing filesystem (btrfs, ext2/3/4, xfs, swap, ... are recognised)')
     .option('--inode-flags <flags:path>', 'with --rootdir: nodatacow and/or nodatasum (comma-separated) for PATH, inherited by what a directory holds (repeatable)', collect, [])
+    .option('--reflink', 'with --rootdir: share file data with the source files (FICLONERANGE; both on one btrfs; needs python3)')
     .option('--shrink', 'with --rootdir: cut the image to what its chunks use (as mkfs.btrfs --shrink)')
     .option('-q, --quiet', 'print nothing on success')
     .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {

@@ -40,6 +40,9 @@ export interface ExtentCompressor {
 /** Reads up to `len` bytes of a source file at `offset`; a short result means end of file. */
 export type ReadAt = (offset: bigint, len: number) => Uint8Array;
 
+/** mkfs --reflink: shares `len` bytes of the source file at `offset` into the image at `physical` instead of writing them. */
+export type CloneAt = (offset: bigint, physical: bigint, len: number) => void;
+
 const READ_BUF = 1 << 20;
 /** The kernel compresses at most 128 KiB of file data into one extent. */
 const COMPRESS_CHUNK = 128 * 1024;
@@ -107,15 +110,15 @@ export class Populator {
    * A regular file: small ones inline, others in extents; all-zero sectors become holes. A NODATACOW or
    * NODATASUM file gets neither data checksums nor compression (as the kernel and mkfs.btrfs write them).
    */
-  addFile(dir: bigint, name: Uint8Array, st: SourceStat, read: ReadAt): bigint {
+  addFile(dir: bigint, name: Uint8Array, st: SourceStat, read: ReadAt, clone?: CloneAt): bigint {
     const ino = createInode(this.fs, this.root, attrs(st));
-    this.writeContent(ino, st.size, read, ((st.flags ?? 0n) & (BTRFS_INODE_NODATACOW | BTRFS_INODE_NODATASUM)) === 0n);
+    this.writeContent(ino, st.size, read, ((st.flags ?? 0n) & (BTRFS_INODE_NODATACOW | BTRFS_INODE_NODATASUM)) === 0n, clone);
     updateInode(this.fs, this.root, ino, { size: st.size });
     linkInode(this.fs, this.root, dir, name, ino);
     return ino;
   }
 
-  private writeContent(ino: bigint, size: bigint, read: ReadAt, datasum: boolean): void {
+  private writeContent(ino: bigint, size: bigint, read: ReadAt, datasum: boolean, clone?: CloneAt): void {
     if (size === 0n) return;
     const fs = this.fs;
     if (size < BigInt(fs.sectorsize) && size <= BigInt(maxInlineSize(fs))) {
@@ -123,7 +126,7 @@ export class Populator {
       if (data.length > 0) writeInlineExtent(fs, this.root, ino, data);
       return;
     }
-    if (this.compressor && datasum) return this.writeCompressed(ino, size, read, this.compressor);
+    if (this.compressor && datasum && !clone) return this.writeCompressed(ino, size, read, this.compressor);
     const ss = fs.sectorsize;
     let cur: { fileStart: bigint; bytenr: bigint; reserved: bigint; written: bigint } | undefined;
     const close = (): void => {
@@ -161,7 +164,14 @@ export class Populator {
           }
           const n = Math.min(e * ss - pos, Number(cur.reserved - cur.written));
           const piece = buf.subarray(pos, pos + n);
-          fs.writeData(cur.bytenr + cur.written, piece);
+          // whole sectors of the source are cloned; a last partial one is written (a clone may not end
+          // in the middle of the image file at the source's unaligned end of file)
+          const whole = clone ? Number(((size - fileOff) / BigInt(ss)) * BigInt(ss)) : 0;
+          const shared = Math.min(n, whole);
+          if (shared > 0) {
+            for (const phys of fs.chunks.toPhysical(cur.bytenr + cur.written, shared)) clone!(fileOff, phys, shared);
+          }
+          if (shared < n) fs.writeData(cur.bytenr + cur.written + BigInt(shared), piece.subarray(shared));
           if (datasum) addDataCsums(fs, cur.bytenr + cur.written, piece);
           cur.written += BigInt(n);
           pos += n;
