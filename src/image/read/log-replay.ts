@@ -139,9 +139,9 @@ class SubvolReplay {
   }
 
   /**
-   * A logged inode carries all its xattrs (the kernel logs them even for an inode logged only to exist):
-   * an xattr item of the subvolume whose key the log does not hold was removed after the commit. Items the
-   * log does hold are replaced whole later, which drops their removed names too.
+   * The kernel's replay_xattr_deletes: for every logged inode, an xattr item of the subvolume whose key the
+   * log does not hold was removed after the commit. Items the log does hold are replaced whole later, which
+   * drops their removed names too.
    */
   private async xattrDeletes(ino: bigint): Promise<void> {
     for await (const x of this.range(k(ino, BTRFS_XATTR_ITEM_KEY, 0n), k(ino, BTRFS_XATTR_ITEM_KEY, U64_MAX))) {
