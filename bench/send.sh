@@ -3,7 +3,10 @@
 # (image loop-mounted), both writing to a file in the same directory. Source: the kernel's receive of
 # streams/big/big-zstd-v2.stream (streams/make-big.sh) into a fresh image: ~1.2 GiB of files, two thirds
 # zstd-compressed extents. Cases: protocol 1 (decompressed data) and protocol 2 --compressed-data.
-# Correctness after the runs: btrfs-ts's stream equals the kernel's byte for byte. Peak RSS of btrfs-ts
+# Incremental case: a snapshot of `big` changed (files appended to and rewritten in part, some renamed across
+# directories, some deleted, a directory moved, new files), sent with -p big by both.
+# Correctness after the runs: btrfs-ts's full streams equal the kernel's byte for byte; the kernel's
+# receive of btrfs-ts's incremental stream on top of `big` gives the changed snapshot (manifest). Peak RSS of btrfs-ts
 # is the whole node process; of the kernel side only btrfs-progs (the kernel's memory is not counted).
 # Rewrites the "send" section of docs/performance.md. Usage: sudo bench/send.sh [RUNS]
 set -euo pipefail
@@ -20,6 +23,25 @@ mount -o loop "$IMG" "$MNT"
 btrfs receive -q -f "$REPO/streams/big/big-zstd-v2.stream" "$MNT"
 sync
 check "source: kernel-received manifest = streams/big/big.manifest" $BTRFS_TS manifest "$MNT/big" --expect "$REPO/streams/big/big.manifest"
+# the incremental's child: deterministic changes to a snapshot of big (every 7th file appended to, every
+# 11th rewritten 64 KiB at 4 KiB, every 13th renamed into another directory, every 17th deleted, new files)
+btrfs subvolume snapshot "$MNT/big" "$MNT/big2" >/dev/null
+(
+  cd "$MNT/big2"
+  mapfile -t files < <(find . -type f | sort)
+  mapfile -t dirs < <(find . -mindepth 1 -type d | sort)
+  for i in "${!files[@]}"; do
+    f=${files[$i]}
+    if ((i % 17 == 0)); then rm "$f"; continue; fi
+    ((i % 7 == 0)) && head -c 100000 /dev/zero | tr '\0' 'a' >>"$f"
+    ((i % 11 == 0)) && dd if=/dev/urandom of="$f" bs=64k seek=1 count=1 conv=notrunc status=none 2>/dev/null
+    ((i % 13 == 0)) && mv "$f" "${dirs[$((i % ${#dirs[@]}))]}/moved-$i"
+  done
+  mkdir -p new/sub && mv "${dirs[1]}" new/sub/ && for i in $(seq 1 50); do head -c $((i * 10000)) /dev/urandom >new/f$i; done
+)
+btrfs subvolume snapshot -r "$MNT/big2" "$MNT/big2-ro" >/dev/null
+sync
+$BTRFS_TS manifest "$MNT/big2-ro" >"$WORK/big2.manifest"
 umount "$MNT"
 
 CASES=("v1|" "v2-compressed|--compressed-data")
@@ -40,6 +62,22 @@ for c in "${CASES[@]}"; do
   rm -f "$WORK/ts-$name.stream" "$WORK/kernel-$name.stream"
 done
 
+echo "== incremental" >&2
+for ((i = 1; i <= N; i++)); do
+  mount -o loop,ro "$IMG" "$MNT"
+  measure kernel-incr btrfs send -q -p "$MNT/big" -f "$WORK/kernel-incr.stream" "$MNT/big2-ro"
+  umount "$MNT"
+  measure ts-incr $BTRFS_TS send -q -p big -f "$WORK/ts-incr.stream" "$IMG" big2-ro
+done
+stat -c "incr %s" "$WORK/ts-incr.stream" >>"$WORK/sizes"
+stat -c "incr-kernel %s" "$WORK/kernel-incr.stream" >>"$WORK/sizes"
+mount -o loop "$IMG" "$MNT"
+mkdir "$MNT/recv"
+btrfs receive -q -f "$WORK/ts-incr.stream" "$MNT/recv"
+check "incremental: kernel receive of btrfs-ts send -p on top of big = the changed snapshot" $BTRFS_TS manifest "$MNT/recv/big2-ro" --expect "$WORK/big2.manifest"
+umount "$MNT"
+rm -f "$WORK/ts-incr.stream" "$WORK/kernel-incr.stream"
+
 OUT=$WORK/section.md
 {
   echo "## send: \`btrfs-ts send\` (image file) vs kernel \`btrfs send\` (loop-mounted, read-only)"
@@ -55,6 +93,9 @@ OUT=$WORK/section.md
     size=$(awk -v n="$name" '$1==n{print $2}' "$WORK/sizes")
     echo "| $name${c#*|:+ (\`${c#*|}\`)} | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
   done
+  isize=$(awk '$1=="incr"{print $2}' "$WORK/sizes")
+  ksize=$(awk '$1=="incr-kernel"{print $2}' "$WORK/sizes")
+  echo "| incr (\`-p big\`, protocol 1) | $(awk -v b="$isize" 'BEGIN{printf "%.1f MiB", b/1048576}') (kernel's $(awk -v b="$ksize" 'BEGIN{printf "%.1f MiB", b/1048576}')) | $(secs kernel-incr) s | $(secs ts-incr) s | $(ratio ts-incr kernel-incr) | $(max_rss kernel-incr) MiB | $(max_rss ts-incr) MiB | $(all_ms ts-incr) | $(all_ms kernel-incr) |"
   echo
   echo "Correctness checks (after the timed runs):"
   echo

@@ -97,8 +97,15 @@ export class IncrementalContent {
           continue;
         }
         c.old = await statInode(this.img, { root: this.parentTree.id, ino });
-        // the receiver's size until the final TRUNCATE: no encoded write may end unaligned below it
-        c.data.recvSize = c.old.size > item.size ? c.old.size : item.size;
+        // The receiver's size as the data arrives (an encoded write may end unaligned only at or past it).
+        // A file that shrank is cut first: what is sent lies below the new size, and an extent ending at
+        // the new EOF can then go as it is stored.
+        c.data.recvSize = c.old.size;
+        if ((item.mode & S_IFMT) === S_IFREG && item.size < c.old.size) {
+          yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path: await c.data.path(), size: item.size };
+          c.data.recvSize = item.size;
+          c.wrote = true;
+        }
         cur = c;
       }
       if (!cur) continue;
@@ -191,6 +198,7 @@ export class IncrementalContent {
       clonePath: (ino) => this.ctx.path(ino), backrefs: this.backrefs,
     });
     if (c.data.nextWriteOffset > c.dataEnd) c.dataEnd = c.data.nextWriteOffset;
+    if (c.data.recvSize !== undefined && c.data.nextWriteOffset > c.data.recvSize) c.data.recvSize = c.data.nextWriteOffset;
   }
 
   /** finish_inode_if_needed: size, owner, mode and capabilities where they changed (or a write cleared them), times. */
@@ -199,7 +207,7 @@ export class IncrementalContent {
     const old = c.old;
     const m = c.item.mode & S_IFMT;
     if (old) {
-      if (m === S_IFREG && (c.item.size < old.size || (c.item.size > old.size && c.dataEnd !== c.item.size))) {
+      if (m === S_IFREG && c.item.size > old.size && c.dataEnd !== c.item.size) {
         yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path, size: c.item.size };
         c.wrote = true;
       }
