@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID,
+  BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_TREE_OBJECTID,
   BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID,
   BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_SUPER_INFO_SIZE,
   BTRFS_SUPER_MIRROR_MAX, BTRFS_TREE_BLOCK_REF_KEY, btrfsSbOffset,
@@ -62,7 +62,7 @@ function commitTrees(fs: FilesystemModel): void {
   const gen = fs.transid;
   if (fs.store.transid !== gen) throw new ImageError('IMAGE_INTERNAL', `block store at transid ${fs.store.transid}, filesystem at ${gen}`);
   const nodesize = BigInt(fs.nodesize);
-  if (fs.trees.get(BTRFS_CSUM_TREE_OBJECTID)?.dirty) normalizeCsumTree(fs);
+  normalizeCsumTree(fs); // the windows of data checksummed in this transaction only
   for (const id of ALWAYS_WRITTEN) fs.trees.get(id)!.dirty = true;
   const written = [...fs.trees.values()].filter((t) => t.dirty && !t.isEngine).map((t) => t.rootid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const t of fs.trees.values()) {

@@ -11,6 +11,7 @@ import {
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { csumAlgo } from '../structs/csum.js';
 import type { FilesystemModel } from './model.js';
+import { RangeSet } from './ranges.js';
 import type { Key } from './item-map.js';
 
 /**
@@ -182,6 +183,7 @@ export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Ar
     algo.digestInto(sector, csums, i * cs);
   }
   // items are split at the max size here; contiguous runs are merged at commit (normalizeCsumTree)
+  fs.csumTouched.add(bytenr, bytenr + BigInt(n) * BigInt(ss));
   const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
   for (let off = 0; off < csums.length; off += max) {
@@ -209,48 +211,47 @@ export function deleteCsums(fs: FilesystemModel, bytenr: bigint, len: bigint): v
 }
 
 /**
- * Merge contiguous csum items into runs of at most maxCsumsPerItem checksums, as the kernel keeps them.
- * One walk, streaming: a run can span every data extent of the image (they are allocated back to back),
- * so it is re-cut as it goes — items already cut right are left alone, the others are deleted and their
- * checksums re-emitted in full-size items. Every put lands at or behind the walk's position, which the
- * walk has passed (ItemMap.entries allows that).
+ * Merge the csum items of the data checksummed since the last commit (fs.csumTouched) with each other
+ * and with the items right before and after them, into runs of at most maxCsumsPerItem checksums, as the
+ * kernel keeps them (it extends the previous item when it can). Only those windows are read and
+ * rewritten: the cost follows the data written, not the size of the csum tree.
  */
 export function normalizeCsumTree(fs: FilesystemModel): void {
+  for (const [s, e] of fs.csumTouched) normalizeCsumWindow(fs, s, e);
+  fs.csumTouched = new RangeSet();
+}
+
+function normalizeCsumWindow(fs: FilesystemModel, start: bigint, end: bigint): void {
   const ss = BigInt(fs.sectorsize);
   const cs = csumAlgo(fs.sb.csum_type).size;
   const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
-  const span = (bytes: number): bigint => (BigInt(bytes / cs)) * ss;
-  let end = -1n; // end of the current run (bytenr after its last sector)
-  let emitAt = 0n; // bytenr of the next item to emit
-  const buf = new Uint8Array(2 * max);
-  let held = 0; // checksums taken out of deleted items, not yet emitted
-  const emit = (len: number): void => {
-    t.put(csumKey(emitAt), buf.slice(0, len));
-    emitAt += span(len);
-    buf.copyWithin(0, len, held);
-    held -= len;
-  };
-  for (const it of t.entries()) {
-    if (it.key.offset !== end) {
-      if (held > 0) emit(held);
-      emitAt = it.key.offset;
-      end = it.key.offset;
-    }
-    end += span(it.data.length);
-    if (held === 0 && it.key.offset === emitAt && it.data.length === max) {
-      emitAt = end;
-      continue;
-    }
-    t.delete(it.key);
+  const span = (bytes: number): bigint => BigInt(bytes / cs) * ss;
+  const prev = t.last(csumKey(start), csumKey(0n));
+  const from = prev && prev.key.offset + span(prev.data.length) === start ? prev.key : csumKey(start);
+  // taken whole before any change: the window is as big as the change, and the tree is not walked while it changes
+  const items = [...t.entries(from, csumKey(end))];
+  let i = 0;
+  while (i < items.length) {
+    // one run of contiguous items
+    let j = i + 1;
+    let runEnd = items[i]!.key.offset + span(items[i]!.data.length);
+    while (j < items.length && items[j]!.key.offset === runEnd) runEnd += span(items[j++]!.data.length);
+    const run = items.slice(i, j);
+    i = j;
+    if (run.every((it, k) => it.data.length === max || k === run.length - 1)) continue; // cut right already
+    const bytes = new Uint8Array(run.reduce((n, it) => n + it.data.length, 0));
     let o = 0;
-    while (o < it.data.length) {
-      const n = Math.min(it.data.length - o, max - held);
-      buf.set(it.data.subarray(o, o + n), held);
-      held += n;
-      o += n;
-      if (held === max) emit(max);
+    for (const it of run) {
+      t.delete(it.key);
+      bytes.set(it.data, o);
+      o += it.data.length;
+    }
+    let at = run[0]!.key.offset;
+    for (let off = 0; off < bytes.length; off += max) {
+      const piece = bytes.slice(off, off + max);
+      t.put(csumKey(at), piece);
+      at += span(piece.length);
     }
   }
-  if (held > 0) emit(held);
 }

@@ -8,7 +8,7 @@ import { FilesystemModel, type GrowthOptions } from './model.js';
 import { ImageError } from '../../errors.js';
 
 export { SZ_1M } from './chunk-alloc.js';
-export { type GrowthOptions, isSubvolumeTree } from './model.js';
+export { type GrowthOptions, isCowTree, isSubvolumeTree } from './model.js';
 export { type CommittedTree, type TreeBlockRef, TreeHandle, TreeState } from './tree-state.js';
 
 /**

@@ -3,7 +3,10 @@ import type { BlockDevice } from '../device.js';
 import { BTree } from '../engine/ctree.js';
 import { dropTree } from '../engine/bulk.js';
 import { BlockStore, type CowHooks, type TreeBlockSpace } from '../engine/store.js';
-import { BTRFS_BLOCK_GROUP_DATA, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID } from '../structs/constants.js';
+import {
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_CSUM_TREE_OBJECTID, BTRFS_DATA_RELOC_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
+  BTRFS_UUID_TREE_OBJECTID,
+} from '../structs/constants.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { addChunk, type ChunkOwner, registerChunk } from './chunk-alloc.js';
 import { type ChunkInfo, ChunkMap } from './chunks.js';
@@ -50,6 +53,8 @@ export class FilesystemModel implements ChunkOwner, SpaceOwner {
   pinned = new RangeSet();
   /** Physical device ranges taken by dev extents. */
   devUsed = new RangeSet();
+  /** Data whose checksums were added since the last commit: the commit merges their csum items (extents.ts). */
+  csumTouched = new RangeSet();
   /** Logical ranges of every tree block of the last committed state: never overwritten by a commit. */
   committedBusy = new RangeSet();
   /** Shared by the item maps of every tree. */
@@ -109,7 +114,7 @@ export class FilesystemModel implements ChunkOwner, SpaceOwner {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t = isSubvolumeTree(rootid)
+    const t = isCowTree(rootid)
       ? new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) }, false)
       : new TreeState(rootid, new ItemMap(this.pageStore), true);
     this.trees.set(rootid, t);
@@ -191,6 +196,15 @@ export class FilesystemModel implements ChunkOwner, SpaceOwner {
 
   /** Set by create/open: the chunk tree uuid stamped into every tree block header and dev extent. */
   chunkTreeUuid: Uint8Array = new Uint8Array(16);
+}
+
+/**
+ * Trees kept as copy-on-write trees (engine/): subvolume trees, and the trees nothing derives at commit
+ * whose blocks never move with the others — csum, uuid, data relocation. The root, extent, free space,
+ * chunk and dev trees are item maps the commit lays out whole.
+ */
+export function isCowTree(id: bigint): boolean {
+  return isSubvolumeTree(id) || id === BTRFS_CSUM_TREE_OBJECTID || id === BTRFS_UUID_TREE_OBJECTID || id === BTRFS_DATA_RELOC_TREE_OBJECTID;
 }
 
 /** The fs tree and subvolume/snapshot trees (objectids 5 and 256 up to the negative reserved ids). */

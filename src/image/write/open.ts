@@ -16,7 +16,7 @@ import { decodeChunk, decodeDevExtent } from '../structs/chunk-items.js';
 import { decodeExtentItem, decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { checkWritableFeatures } from './features.js';
-import { Filesystem, type GrowthOptions, isSubvolumeTree, TreeState } from './filesystem.js';
+import { Filesystem, type GrowthOptions, isCowTree, TreeState } from './filesystem.js';
 import { loadCommittedTree } from './lazy-tree.js';
 import { checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
@@ -29,11 +29,11 @@ const ALL = { from: { objectid: 0n, type: 0, offset: 0n }, to: { objectid: U64_M
 
 /**
  * Load an existing single-device image (made by mkfs.btrfs, the kernel, or this writer) into the
- * writer's model. The filesystem-wide trees are read (checksums, levels, generations, owners and keys
- * verified) and marked dirty, so derived content (extent tree tree-block items, block group usage, free
- * space tree) is rebuilt from scratch rather than trusted. Subvolume trees that share no block with
- * another tree stay on disk: read when first used, rewritten only when changed. When the image shares
- * blocks (kernel snapshots), every subvolume tree is read and rewritten unshared instead.
+ * writer's model. The root, extent, chunk and dev trees are read (checksums, levels, generations, owners
+ * and keys verified) and marked dirty, so derived content (their tree-block items, block group usage,
+ * free space tree) is rebuilt rather than trusted. The copy-on-write trees (subvolumes, shared or not,
+ * and the csum, uuid and data relocation trees) stay on disk: a block is read when a lookup or a change
+ * reaches it, and a change copies only its path.
  */
 export async function openFilesystem(device: BlockDevice, growth: GrowthOptions = {}): Promise<Filesystem> {
   const img = await ImageReader.open(fromBlockDevice(device));
@@ -76,7 +76,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   const rootTree: TreeRoot = { id: BTRFS_ROOT_TREE_OBJECTID, bytenr: sb.root, level: sb.root_level, generation: sb.generation };
   const rootItems = loadCommittedTree(fs, BTRFS_ROOT_TREE_OBJECTID, rootTree);
   fs.trees.set(BTRFS_ROOT_TREE_OBJECTID, new TreeState(BTRFS_ROOT_TREE_OBJECTID, rootItems, true));
-  const subvolRoots: TreeRoot[] = [];
+  const cowRoots: TreeRoot[] = [];
   for (const it of rootItems.range({ objectid: 0n, type: 0, offset: 0n }, ALL.to)) {
     if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
     const id = it.key.objectid;
@@ -85,7 +85,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     const ri = decodeRootItem(it.data);
     const root = { id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation };
     // subvolume trees wait for the extent tree: unless blocks are shared, they stay on disk until used
-    if (isSubvolumeTree(id)) subvolRoots.push(root);
+    if (isCowTree(id)) cowRoots.push(root);
     else fs.trees.set(id, new TreeState(id, id === BTRFS_FREE_SPACE_TREE_OBJECTID ? new ItemMap(pageStore) : loadCommittedTree(fs, id, root), true));
   }
   for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
@@ -97,9 +97,9 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   // blocks are shared (kernel snapshots, FULL_BACKREF, references by block address) or not. Every tree
   // block of the committed state is off limits until the next commit is durable.
   const extent = fs.trees.get(BTRFS_EXTENT_TREE_OBJECTID)!.items;
-  let pending: { bytenr: bigint; keys: Key[]; subvol: boolean } | undefined;
+  let pending: { bytenr: bigint; keys: Key[]; kept: boolean } | undefined;
   const settle = (): void => {
-    if (pending && !pending.subvol) for (const k of pending.keys) extent.delete(k);
+    if (pending && !pending.kept) for (const k of pending.keys) extent.delete(k);
     pending = undefined;
   };
   for (const it of extent.entries()) {
@@ -107,12 +107,12 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     const ei = t === BTRFS_METADATA_ITEM_KEY || t === BTRFS_EXTENT_ITEM_KEY ? decodeExtentItem(it.data, t) : undefined;
     if (ei && (t === BTRFS_METADATA_ITEM_KEY || (ei.flags & BTRFS_EXTENT_FLAG_TREE_BLOCK) !== 0n)) {
       settle();
-      const subvol = ei.inline_refs.some((r) => r.type === BTRFS_SHARED_BLOCK_REF_KEY || (r.type === BTRFS_TREE_BLOCK_REF_KEY && isSubvolumeTree(r.root)));
-      pending = { bytenr: it.key.objectid, keys: [it.key], subvol };
+      const kept = ei.inline_refs.some((r) => r.type === BTRFS_SHARED_BLOCK_REF_KEY || (r.type === BTRFS_TREE_BLOCK_REF_KEY && isCowTree(r.root)));
+      pending = { bytenr: it.key.objectid, keys: [it.key], kept };
       fs.committedBusy.add(it.key.objectid, it.key.objectid + BigInt(sb.nodesize));
     } else if ((t === BTRFS_TREE_BLOCK_REF_KEY || t === BTRFS_SHARED_BLOCK_REF_KEY) && pending?.bytenr === it.key.objectid) {
       pending.keys.push(it.key);
-      if (t === BTRFS_SHARED_BLOCK_REF_KEY || isSubvolumeTree(it.key.offset)) pending.subvol = true;
+      if (t === BTRFS_SHARED_BLOCK_REF_KEY || isCowTree(it.key.offset)) pending.kept = true;
     } else if (pending && it.key.objectid !== pending.bytenr) {
       settle();
     }
@@ -120,7 +120,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   settle();
   // Subvolume trees stay where they are: copy-on-write trees read a block when a change or a lookup
   // reaches it (a snapshot's parent, a clone source), and copy only the paths that change.
-  for (const root of subvolRoots) {
+  for (const root of cowRoots) {
     const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation, blocks: [] };
     fs.trees.set(root.id, new TreeState(root.id, new BTree(fs.store, root.id, root), false, committed));
   }
