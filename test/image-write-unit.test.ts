@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../src/image/device.js';
-import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
+import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { layoutTree, maxKeyPtrs } from '../src/image/write/btree.js';
 import { createFilesystem } from '../src/image/write/create.js';
 import { addDataCsums, addDataExtent, addDataRef, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
@@ -93,5 +93,24 @@ describe('data extent refs and csums', () => {
     expect(after[1]!.key.offset).toBe(base + 15n * ss);
     normalizeCsumTree(fs);
     expect(t.range().reduce((n, x) => n + x.data.length, 0)).toBe((3 * max - 5) * 4);
+  });
+
+  it('merges checksums written later with the item right before them, across commits, and only in those windows', () => {
+    const fs = createFilesystem(new MemoryDevice(256n << 20n), { nodesize: 4096 });
+    const max = maxCsumsPerItem(4096);
+    const ss = 4096n;
+    const base = 1n << 30n;
+    const far = base + 1000n * ss * BigInt(max);
+    const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
+    const key = (offset: bigint) => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset });
+    addDataCsums(fs, base, new Uint8Array(10 * 4096));
+    // two contiguous short items put behind addDataCsums' back: no window covers them, so they stay apart
+    t.put(key(far), new Uint8Array(8));
+    t.put(key(far + 2n * ss), new Uint8Array(8));
+    fs.commit();
+    expect(fs.csumTouched.count).toBe(0);
+    addDataCsums(fs, base + 10n * ss, new Uint8Array(max * 4096));
+    fs.commit();
+    expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, max * 4], [base + BigInt(max) * ss, 40], [far, 8], [far + 2n * ss, 8]]);
   });
 });

@@ -227,7 +227,7 @@ function normalizeCsumWindow(fs: FilesystemModel, start: bigint, end: bigint): v
   const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
   const span = (bytes: number): bigint => BigInt(bytes / cs) * ss;
-  const prev = t.last(csumKey(start), csumKey(0n));
+  const prev = start > 0n ? t.last(csumKey(start - 1n), csumKey(0n)) : undefined;
   const from = prev && prev.key.offset + span(prev.data.length) === start ? prev.key : csumKey(start);
   // taken whole before any change: the window is as big as the change, and the tree is not walked while it changes
   const items = [...t.entries(from, csumKey(end))];
