@@ -39,6 +39,8 @@ export function commitFilesystem(fs: FilesystemModel): void {
   // commit fails so the model keeps describing what the disk's superblock points at
   const before = new Map<bigint, CommittedTree | undefined>();
   try {
+    // csum items merged first (windows of data checksummed in this transaction): it changes the csum tree
+    normalizeCsumTree(fs);
     for (const t of fs.trees.values()) {
       const e = t.engine;
       if (!e || (!e.rootChanged && t.committed)) continue;
@@ -62,7 +64,6 @@ function commitTrees(fs: FilesystemModel): void {
   const gen = fs.transid;
   if (fs.store.transid !== gen) throw new ImageError('IMAGE_INTERNAL', `block store at transid ${fs.store.transid}, filesystem at ${gen}`);
   const nodesize = BigInt(fs.nodesize);
-  normalizeCsumTree(fs); // the windows of data checksummed in this transaction only
   for (const id of ALWAYS_WRITTEN) fs.trees.get(id)!.dirty = true;
   const written = [...fs.trees.values()].filter((t) => t.dirty && !t.isEngine).map((t) => t.rootid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const t of fs.trees.values()) {
