@@ -45,6 +45,15 @@ const SCENARIOS: { name: string; before: string; after: string }[] = [
   { name: 'rmdir-after-move-out', before: 'mkdir -p gone/sub/deep; echo k > gone/sub/deep/keep; echo z > gone/zap', after: 'mv gone/sub/deep kept; rm -r gone' },
   { name: 'recreated-dir', before: 'mkdir w; echo a > w/a; echo b > w/b', after: 'mv w w-old; mkdir w; mv w-old/a w/; rm -r w-old' },
   { name: 'new-tree-over-old', before: 'mkdir -p o/p; touch o/p/q', after: 'mkdir -p n/a/b; mv o/p n/a/b/; rm -r o; mv n o' },
+  { name: 'new-dir-takes-old-name', before: 'mkdir -p X/sub; touch X/sub/f', after: 'mv X Y; mkdir X; mv Y X/Y' },
+  { name: 'rmdir-after-child-moves', before: 'mkdir -p a/b/c/x a/b/y', after: 'mv a/b/y a/b/YY; mv a/b/c/x a/b/YY/; rmdir a/b/c' },
+  {
+    name: 'modes-on-moved-dirs', before: 'mkdir -p a/b/c/d/e a/b/c/f; chmod 0777 a/b/c/d/e',
+    after: 'mv a/b/c/f a/b/f2; mv a/b/c/d/e a/b/f2/e2; mv a/b/c a/b/c2; mv a/b/c2/d a/b/c2/d2; chmod 0700 a/b/f2/e2',
+  },
+  { name: 'rmdir-of-hardlinks-dir', before: 'mkdir -p a/b/c; echo hi > a/b/c/foo; ln a/b/c/foo a/b/c/bar', after: 'rm a/b/c/foo a/b/c/bar; rmdir a/b/c' },
+  { name: 'child-of-newer-dir-renamed', before: 'mkdir a b; mv a b/', after: 'mv b/a b/a2; mv b b2' },
+  { name: 'same-names-switch-parents', before: 'mkdir -p d/p1 p1; touch d/p1/in p1/out', after: 'mv d/p1 d/tmp; mv p1 d/p1; mv d/tmp p1' },
   {
     name: 'data',
     before: String.raw`

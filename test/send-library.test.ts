@@ -75,6 +75,11 @@ describe('sendSubvolume feeds receiveStreams directly', () => {
     expect(summary.subvolumes.map((s) => s.name)).toEqual(['incr']);
     expect(await manifest(dev, 'incr')).toEqual(storedManifest('incr-v1.manifest'));
     expect(await manifest(dev, 'full')).toEqual(storedManifest('full-v1.manifest'));
+    // --no-data: the changed extents as UPDATE_EXTENT, no file data
+    const lines: string[] = [];
+    await lib.dumpStream(lib.sendSubvolume(source, 'incr', { parent: 'full', noData: true }), (l) => lines.push(l));
+    expect(lines.some((l) => l.startsWith('update_extent'))).toBe(true);
+    expect(lines.some((l) => /^(write|encoded_write)/.test(l))).toBe(false);
   });
 
   it('--no-data sends UPDATE_EXTENT and no file data', async () => {
