@@ -2,6 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BtrfsImage } from '../src/image/read/index.js';
+import { openImageFile } from '../src/io/image-read-file.js';
+import { compareTrees, type ItemChange } from '../src/send/tree-diff.js';
 import { mutateTree } from './helpers/random-fs.js';
 import { manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -104,6 +107,14 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
         sends.push({ sub: `${v}.s1`, dest: 'chain' }, { sub: `${v}.s2`, parent: `${v}.s1`, dest: 'chain' }, { sub: `${v}.s3`, parent: `${v}.s2`, dest: 'chain' });
         sends.push({ sub: `${v}.s3`, parent: `${v}.s1`, dest: 'skip' });
       }
+      // a wide tree (thousands of leaves' worth of items) with one file changed: the comparison opens
+      // only the blocks on the changed paths
+      execFileSync('btrfs', ['subvolume', 'create', join(m.dir, 'wide')], { stdio: 'ignore' });
+      bash('for d in $(seq 1 20); do mkdir d$d; for f in $(seq 1 150); do echo $d$f > d$d/f$f; done; done; setfattr -n user.x -v 1 d1', join(m.dir, 'wide'));
+      snap('wide', 'wide.1');
+      bash('echo changed >> d7/f77', join(m.dir, 'wide'));
+      snap('wide', 'wide.2');
+      sends.push({ sub: 'wide.1', dest: 'scen' }, { sub: 'wide.2', parent: 'wide.1', dest: 'scen' });
       // a subvolume sharing extents with another one the receiver has: cloned from it with -c
       execFileSync('btrfs', ['subvolume', 'create', join(m.dir, 'other')], { stdio: 'ignore' });
       bash('head -c 300000 /dev/urandom > r; yes xyz | head -c 400000 > t', join(m.dir, 'other'));
@@ -142,6 +153,38 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
       m.umount();
     }
   }, 600_000);
+
+  it('comparing a snapshot with its parent opens only the blocks that differ', async () => {
+    const src = await openImageFile(image);
+    try {
+      const img = await BtrfsImage.open(src);
+      const [a, b] = [await img.subvolumeByPath('wide.2'), await img.subvolumeByPath('wide.1')];
+      const trees = img.reader.trees;
+      const count = async (left: bigint, right: bigint): Promise<{ blocks: number; changes: ItemChange[] }> => {
+        const read = trees.readBlock.bind(trees);
+        let blocks = 0;
+        trees.readBlock = (bytenr, exp) => { blocks++; return read(bytenr, exp); };
+        try {
+          const changes: ItemChange[] = [];
+          for await (const c of compareTrees(img.reader, await img.reader.tree(left), await img.reader.tree(right))) changes.push(c);
+          return { blocks, changes };
+        } finally {
+          trees.readBlock = read;
+        }
+      };
+      // every leaf of the tree, for scale: a comparison with an empty-ish tree reads them all
+      const whole = await count(a.id, (await img.subvolumeByPath('swap-dirs.1')).id);
+      const diff = await count(a.id, b.id);
+      expect(whole.blocks).toBeGreaterThan(40);
+      // the appended file's items (inode, extent), nothing else
+      expect(new Set(diff.changes.map((c) => c.key.objectid)).size).toBe(1);
+      expect(diff.changes.length).toBeGreaterThan(0);
+      console.log(`compareTrees: ${diff.blocks} blocks read for one changed file, ${whole.blocks} against an unrelated tree`);
+      expect(diff.blocks).toBeLessThan(whole.blocks / 5);
+    } finally {
+      await src.close();
+    }
+  });
 
   it('each stream, received by the kernel on top of its parent, gives the sent snapshot exactly', async () => {
     const dest = join(work, 'dest.img');
