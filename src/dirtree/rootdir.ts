@@ -79,6 +79,8 @@ export interface PopulateOptions {
   inodeFlags?: Map<string, InodeFlagSpec>;
   /** mkfs --reflink: file data is cloned from the source files (reflink.ts); the caller flushes it before the commit. */
   reflink?: Reflinker;
+  /** Told the bytes of file data read from the tree (progress). */
+  onData?: (bytes: number) => void;
 }
 export interface SubvolSpec {
   readonly: boolean;
@@ -182,6 +184,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
               if (n === 0) break;
               got += n;
             }
+            opts.onData?.(got);
             return new Uint8Array(buf.buffer, buf.byteOffset, got);
           }, opts.reflink ? (offset, physical, len) => opts.reflink!.clone(abs, offset, physical, len) : undefined);
         } finally {

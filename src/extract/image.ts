@@ -19,6 +19,9 @@ export interface ExtractOptions {
   warn?: (msg: string) => void;
   /** Name for a non-directory source (its last path component). */
   name?: Uint8Array;
+  /** Told the bytes of file data written and each entry made (progress). */
+  onData?: (bytes: number) => void;
+  onEntry?: () => void;
 }
 
 export interface ExtractStats {
@@ -98,6 +101,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   };
 
   const visit = async (loc: Location, p: Buffer, rel: Buffer): Promise<void> => {
+    opts.onEntry?.();
     const st = await img.stat(loc);
     const type = st.mode & S_IFMT;
     const key = `${loc.root}:${loc.ino}`;
@@ -123,7 +127,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
         break;
       }
       case 0o100000: {
-        await writeFileKeepingHoles(img, loc, p);
+        await writeFileKeepingHoles(img, loc, p, opts.onData);
         stats.files++;
         break;
       }
@@ -216,7 +220,7 @@ async function* uniqueEntries(img: BtrfsImage, dir: Location, p: Buffer, warn: (
  * Writes a regular file's data where it belongs and leaves holes (and prealloc ranges) as holes: a
  * sparse file of terabytes costs what its data costs. The size is set last with ftruncate.
  */
-async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer): Promise<void> {
+async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer, onData?: (bytes: number) => void): Promise<void> {
   const st = await img.stat(loc);
   // write() and ftruncate() take positions as doubles here: beyond 2^53 they would land elsewhere
   const limit = BigInt(Number.MAX_SAFE_INTEGER);
@@ -236,6 +240,7 @@ async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer):
       }
       pos += BigInt(seg.data.length);
       dataEnd = pos;
+      onData?.(seg.data.length);
     }
     // a trailing hole (or no data at all) only needs the size: one more syscall, only when there is one
     if (dataEnd < st.size) await fh.truncate(Number(st.size));

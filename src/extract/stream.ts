@@ -12,7 +12,7 @@ import { HelperError, SyscallHelper } from './syscall-helper.js';
 import { ExtractReceiver } from './receiver.js';
 import { openForCopy, restoreModes } from './unlock-modes.js';
 import type { ExtractStats } from './types.js';
-import { openInput } from '../io/input.js';
+import { openInput, type ReadMeter } from '../io/input.js';
 
 /**
  * `extract-stream`: receive one or more send streams into a plain directory on any filesystem, the way
@@ -29,6 +29,8 @@ export interface ExtractStreamOptions {
   warn?: (msg: string) => void;
   /** Largest command accepted (see ParseOptions.maxCommandLen). */
   maxCommandLen?: number;
+  /** Told how far the reading of each input file has got (progress); `setTotal` once per input. */
+  meter?: ReadMeter;
 }
 
 export interface ExtractResult extends ExtractStats {
@@ -145,7 +147,7 @@ export async function extractStreams(inputs: ExtractInput[], dir: string, opts: 
   try {
     for (const input of inputs) {
       source = typeof input === 'string' ? path.basename(input) : input.name;
-      const chunks = typeof input === 'string' ? await openInput(input) : input.chunks;
+      const chunks = typeof input === 'string' ? await openInput(input, opts.meter) : input.chunks;
       try {
         await processStream(chunks, rcv, opts.maxCommandLen !== undefined ? { maxCommandLen: opts.maxCommandLen } : {});
       } catch (e) {

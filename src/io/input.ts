@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, fstatSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
 import { Readable } from 'node:stream';
@@ -9,11 +9,20 @@ import { PooledFileInput } from './pooled-input.js';
 const CHUNK = 1 << 20;
 
 /**
+ * Told how far the reading of an input has got, in bytes of the file as stored (compressed bytes for a
+ * compressed stream file), and its size when it is known: a progress meter.
+ */
+export interface ReadMeter {
+  setTotal(total: number | undefined): void;
+  advance(bytes: number): void;
+}
+
+/**
  * A send stream source: a file (`-f`) or stdin. Opening fails early with a clear error instead of inside
  * the parser's first read.
  */
-export async function openInput(file: string | undefined): Promise<AsyncIterable<Uint8Array>> {
-  if (file === undefined || file === '-') return stdinInput();
+export async function openInput(file: string | undefined, meter?: ReadMeter): Promise<AsyncIterable<Uint8Array>> {
+  if (file === undefined || file === '-') return stdinInput(meter);
   let fh;
   try {
     fh = await open(file, 'r');
@@ -21,15 +30,21 @@ export async function openInput(file: string | undefined): Promise<AsyncIterable
     throw new BtrfsTsError('input-open', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
   }
   // a directory opens fine and fails only at the first read, with no name attached
-  if ((await fh.stat()).isDirectory()) {
+  const st = await fh.stat();
+  if (st.isDirectory()) {
     await fh.close();
     throw new BtrfsTsError('input-open', `cannot read ${file}: is a directory, not a send stream`);
   }
+  meter?.setTotal(st.isFile() ? st.size : undefined);
   const head = Buffer.alloc(MAGIC_BYTES);
   const { bytesRead } = await fh.read(head, 0, MAGIC_BYTES, 0);
   const kind = detectCompression(head.subarray(0, bytesRead));
-  if (kind) return decompressed(fh.createReadStream({ start: 0, highWaterMark: CHUNK }), kind, file);
-  return new PooledFileInput(fh, CHUNK);
+  if (kind) {
+    const raw = fh.createReadStream({ start: 0, highWaterMark: CHUNK });
+    if (meter) raw.on('data', (c) => meter.advance(c.length));
+    return decompressed(raw, kind, file);
+  }
+  return new PooledFileInput(fh, CHUNK, 4, meter ? (n) => meter.advance(n) : undefined);
 }
 
 export function fileChunks(file: string): AsyncIterable<Uint8Array> {
@@ -40,8 +55,17 @@ export function fileChunks(file: string): AsyncIterable<Uint8Array> {
  * stdin, decompressed when its first bytes say so. It is looked at only when the consumer starts
  * reading, so a receive waiting for a pipe can still be interrupted (destroy) before any byte arrived.
  */
-function stdinInput(): DestroyableInput {
+function stdinInput(meter?: ReadMeter): DestroyableInput {
   const stdin = process.stdin;
+  // `< file` makes stdin a regular file whose size is known; a pipe's is not
+  if (meter) {
+    try {
+      const st = fstatSync(0);
+      meter.setTotal(st.isFile() ? st.size : undefined);
+    } catch {
+      meter.setTotal(undefined);
+    }
+  }
   let inner: DestroyableInput | undefined;
   return {
     async *[Symbol.asyncIterator]() {
@@ -57,12 +81,14 @@ function stdinInput(): DestroyableInput {
         }
         head.push(r.value);
         have += r.value.length;
+        meter?.advance(r.value.length);
       }
       async function* all(): AsyncGenerator<Buffer> {
         yield* head;
         while (!ended) {
           const r = await it.next();
           if (r.done) return;
+          meter?.advance(r.value.length);
           yield r.value;
         }
       }

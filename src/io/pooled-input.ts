@@ -10,7 +10,13 @@ import type { RecyclingSource } from '../stream/source.js';
 export class PooledFileInput implements RecyclingSource {
   private readonly free: Buffer[] = [];
 
-  constructor(private readonly fh: FileHandle, private readonly chunkSize = 1 << 20, private readonly maxFree = 4) {}
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly chunkSize = 1 << 20,
+    private readonly maxFree = 4,
+    /** Told the size of every chunk as the consumer takes it (progress). */
+    private readonly onChunk?: (bytes: number) => void,
+  ) {}
 
   recycle(chunk: Uint8Array): void {
     // only whole chunks of ours (a view of the last, short read still spans its whole buffer)
@@ -28,6 +34,7 @@ export class PooledFileInput implements RecyclingSource {
         ahead = undefined;
         if (chunk.length === 0) return;
         ahead = this.readNext();
+        this.onChunk?.(chunk.length);
         yield chunk;
       }
     } finally {

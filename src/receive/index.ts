@@ -10,6 +10,7 @@ import { ImageReceiver, type ImageReceiverOptions, type ReceivedSubvol } from '.
 import { isDirMode } from './namespace.js';
 import { splitStreamPath } from './paths.js';
 import { escapePath } from '../dump/escape.js';
+import { traceReceiver, type TraceLevel } from './trace.js';
 
 export { ImageReceiver, type ImageReceiverOptions, type ReceivedSubvol } from './image-receiver.js';
 
@@ -20,6 +21,8 @@ export interface ReceiveOptions extends Omit<ImageReceiverOptions, 'dest'> {
   stopAfterFirstEnd?: boolean;
   maxCommandLen?: number;
   afterCommand?: (res: ProcessResult) => void | Promise<void>;
+  /** The lines `btrfs receive` prints at verbosity `level` (1 default, 2 `-v`, 3 `-vv`), to `write`. */
+  trace?: { level: TraceLevel; write: (line: string, toStdout?: boolean) => void };
 }
 
 export interface ReceiveSummary extends ProcessResult {
@@ -49,7 +52,8 @@ export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable
   let res: ProcessResult;
   try {
     // the receiver copies what it keeps of a command (FileWriter gathers into its own buffer)
-    res = await processStream(input, r, {
+    const driven = opts.trace && opts.trace.level > 0 ? traceReceiver(r, opts.trace.level, opts.trace.write) : r;
+    res = await processStream(input, driven, {
       reuseInput: true,
       // the CRC check's per-sector CRCs become the data checksums: one pass over the data, not two
       sectorCrcs: true,

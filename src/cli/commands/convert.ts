@@ -2,10 +2,11 @@ import { once } from 'node:events';
 import { open, rm } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
-import { openInput } from '../../io/input.js';
+import { openInput, type ReadMeter } from '../../io/input.js';
 import { convertStream, type ConvertOptions, type ConvertStats } from '../../tools/convert.js';
 import { parseUuid } from '../../tools/paths.js';
 import { parseCompress, type CompressChoice } from '../options.js';
+import { withProgress, withProgressOptions } from '../progress.js';
 
 interface ConvertCli {
   file?: string;
@@ -14,6 +15,7 @@ interface ConvertCli {
   compress?: CompressChoice;
   parentUuid?: Uint8Array;
   subvolName?: string;
+  progress?: boolean;
 }
 
 function parseProto(v: string): 1 | 2 {
@@ -28,7 +30,7 @@ function parseUuidArg(v: string): Uint8Array {
 }
 
 export function register(program: Command): void {
-  program
+  withProgressOptions(program
     .command('convert')
     .description('rewrite a stream: protocol 2 -> 1 (decompress), 1 -> 2 with --compress, re-parent or rename the subvolume')
     .option('-f, --file <IN>', 'read the stream from IN instead of stdin')
@@ -36,7 +38,7 @@ export function register(program: Command): void {
     .option('--proto <1|2>', 'output protocol version (default: the input\'s)', parseProto)
     .option('--compress <ALG[:LEVEL]>', 'compress WRITE data into ENCODED_WRITEs (zlib, lzo, zstd; implies --proto 2)', parseCompress)
     .option('--parent-uuid <UUID>', 'set the SNAPSHOT parent uuid (CLONEs from the old parent follow)', parseUuidArg)
-    .option('--subvol-name <NAME>', 'set the SUBVOL/SNAPSHOT name')
+    .option('--subvol-name <NAME>', 'set the SUBVOL/SNAPSHOT name'))
     .action(async (o: ConvertCli) => {
       // without an option the output would be the input again, reported as "converted"
       if (o.proto === undefined && !o.compress && !o.parentUuid && o.subvolName === undefined) {
@@ -55,33 +57,38 @@ export function register(program: Command): void {
       if (o.parentUuid) opts.parentUuid = o.parentUuid;
       if (o.subvolName !== undefined) opts.subvolName = Uint8Array.from(Buffer.from(o.subvolName));
       const stats: ConvertStats = { commandsIn: 0, commandsOut: 0, encodedOut: 0, dropped: 0 };
-      const input = await openInput(o.file);
-      // opened before the stream is made, so a path that cannot be written is an error here and not an
-      // unhandled 'error' event later
-      const sink = o.output === '-' ? process.stdout : (await open(o.output, 'w')).createWriteStream();
-      let writeError: Error | undefined;
-      sink.on('error', (e) => { writeError = e; });
-      try {
-        for await (const chunk of convertStream(input, opts, stats)) {
-          if (writeError) throw writeError;
-          if (!sink.write(chunk)) await once(sink, 'drain');
-        }
-        if (writeError) throw writeError;
-      } catch (e) {
-        // a half-written stream must not be mistaken for a converted one
-        if (sink !== process.stdout) {
-          sink.end();
-          await once(sink, 'close');
-          await rm(o.output, { force: true });
-        }
-        throw e;
-      }
-      if (sink !== process.stdout) {
-        sink.end();
-        await once(sink, 'close');
-      }
+      // output on stdout: the progress line only when asked
+      await withProgress({ label: 'convert', flag: o.progress, stdoutBusy: o.output === '-' }, (p) => run(o, opts, stats, p));
       const drops = [...dropped].map(([k, v]) => `${v} ${k}`).join(', ');
       process.stderr.write(`converted ${stats.commandsIn} commands into ${stats.commandsOut} (${stats.encodedOut} encoded writes)` +
         (drops ? `; left out: ${drops}` : '') + '\n');
     });
+}
+
+async function run(o: ConvertCli, opts: ConvertOptions, stats: ConvertStats, meter: ReadMeter): Promise<void> {
+  const input = await openInput(o.file, meter);
+  // opened before the stream is made, so a path that cannot be written is an error here and not an
+  // unhandled 'error' event later
+  const sink = o.output === '-' ? process.stdout : (await open(o.output, 'w')).createWriteStream();
+  let writeError: Error | undefined;
+  sink.on('error', (e) => { writeError = e; });
+  try {
+    for await (const chunk of convertStream(input, opts, stats)) {
+      if (writeError) throw writeError;
+      if (!sink.write(chunk)) await once(sink, 'drain');
+    }
+    if (writeError) throw writeError;
+  } catch (e) {
+    // a half-written stream must not be mistaken for a converted one
+    if (sink !== process.stdout) {
+      sink.end();
+      await once(sink, 'close');
+      await rm(o.output, { force: true });
+    }
+    throw e;
+  }
+  if (sink !== process.stdout) {
+    sink.end();
+    await once(sink, 'close');
+  }
 }

@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { dumpStream } from '../../dump/index.js';
-import { openInput } from '../../io/input.js';
+import { openInput, type ReadMeter } from '../../io/input.js';
 import { BufferedOut } from '../../io/output.js';
+import { withProgress, withProgressOptions } from '../progress.js';
 
 export interface DumpCliOptions {
   file?: string;
   allStreams?: boolean;
+  progress?: boolean;
 }
 
 /**
@@ -13,8 +15,12 @@ export interface DumpCliOptions {
  * does, so a user sees how far a damaged stream is readable.
  */
 export async function runDump(opts: DumpCliOptions): Promise<void> {
+  await withProgress({ label: 'dump', flag: opts.progress, stdoutBusy: true }, (p) => dumpWith(opts, p));
+}
+
+async function dumpWith(opts: DumpCliOptions, meter: ReadMeter): Promise<void> {
   const out = new BufferedOut();
-  const input = await openInput(opts.file);
+  const input = await openInput(opts.file, meter);
   try {
     await dumpStream(input, (l) => out.push(l), {
       allStreams: opts.allStreams ?? false,
@@ -29,12 +35,12 @@ export async function runDump(opts: DumpCliOptions): Promise<void> {
 }
 
 export function register(program: Command): void {
-  program
+  withProgressOptions(program
     .command('dump')
     .description('print the commands of a send stream exactly as `btrfs receive --dump` does')
     .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
-    .option('--all-streams', 'dump every stream of a multi-stream input (btrfs-progs stops after the first END)')
-    .action(async (o: { file?: string; allStreams?: boolean }) => {
+    .option('--all-streams', 'dump every stream of a multi-stream input (btrfs-progs stops after the first END)'))
+    .action(async (o: DumpCliOptions) => {
       await runDump(o);
     });
 }

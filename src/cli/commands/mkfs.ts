@@ -14,6 +14,7 @@ import { parseInodeFlags } from '../../dirtree/inode-flags.js';
 import { Reflinker } from '../../dirtree/reflink.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
+import { withProgress, withProgressOptions } from '../progress.js';
 
 interface Opts {
   rootdir?: string;
@@ -37,6 +38,7 @@ interface Opts {
   shrink?: boolean;
   inodeFlags?: string[];
   reflink?: boolean;
+  progress?: boolean;
 }
 
 const MiB = 1n << 20n;
@@ -169,9 +171,14 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
       fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref,
     });
     if (o.rootdir) {
-      await populateFromDir(o.rootdir, new Populator(fs, 5n, compressor), {
-        epoch, subvols, now: reproducible.now, deviceTable, inodeFlags, reflink,
-        subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
+      const rootdir = o.rootdir;
+      await withProgress({ label: 'mkfs', flag: o.progress, quiet: o.quiet }, (p) => {
+        if (p.enabled) p.setTotal(Number(surveyRootdir(rootdir).dataBytes));
+        return populateFromDir(rootdir, new Populator(fs, 5n, compressor), {
+          onData: (n) => p.advance(n),
+          epoch, subvols, now: reproducible.now, deviceTable, inodeFlags, reflink,
+          subvolUuid: reproducible.uuidSeed === undefined ? undefined : (rel) => derivedUuid(reproducible.uuidSeed, `subvolume ${rel}`),
+        });
       });
       // the cloned data is in place before the commit makes it reachable
       reflink?.flush();
@@ -202,7 +209,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function register(program: Command): void {
-  program
+  withProgressOptions(program
     .command('mkfs')
     .description('create a btrfs image file, optionally populated from a directory (like mkfs.btrfs --rootdir)')
     .argument('<image>', 'image file to create (or block device)')
@@ -228,7 +235,7 @@ export function register(program: Command): void {
     .option('--inode-flags <flags:path>', 'with --rootdir: nodatacow and/or nodatasum (comma-separated) for PATH, inherited by what a directory holds (repeatable)', collect, [])
     .option('--reflink', 'with --rootdir: share file data with the source files (FICLONERANGE; both on one btrfs; needs python3)')
     .option('--shrink', 'with --rootdir: cut the image to what its chunks use (as mkfs.btrfs --shrink)')
-    .option('-q, --quiet', 'print nothing on success')
+    .option('-q, --quiet', 'print nothing on success'))
     .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {
       await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size, csum: o.csum ?? o.checksum });
     });

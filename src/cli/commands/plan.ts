@@ -6,6 +6,7 @@ import { PlanReceiver } from '../../plan/plan-receiver.js';
 import type { ExtentPlan } from '../../plan/report.js';
 import { processStream } from '../../stream/receiver.js';
 import { parseCompress, parseIntArg, type CompressChoice } from '../options.js';
+import { withProgress, withProgressOptions } from '../progress.js';
 
 interface PlanCli {
   file?: string;
@@ -14,6 +15,7 @@ interface PlanCli {
   forceDecompress?: boolean;
   compress?: CompressChoice;
   sectorsize?: number;
+  progress?: boolean;
 }
 
 function extentLine(e: ExtentPlan): string {
@@ -25,7 +27,7 @@ function extentLine(e: ExtentPlan): string {
 const jsonReplacer = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
 
 export function register(program: Command): void {
-  program
+  withProgressOptions(program
     .command('plan')
     .description('decide for every ENCODED_WRITE whether its compressed bytes pass through or must be decompressed, and why')
     .argument('[IMAGE]', 'image the stream would be received into (its sector size applies); not modified')
@@ -34,7 +36,7 @@ export function register(program: Command): void {
     .option('--summary', 'print only the totals')
     .option('--force-decompress', 'plan as `receive --force-decompress` would (decompress everything)')
     .option('--compress <ALG[:LEVEL]>', 'plan recompression of decompressed data (zlib, lzo, zstd)', parseCompress)
-    .option('--sectorsize <N>', 'sector size of the target image when no IMAGE is given', parseIntArg, 4096)
+    .option('--sectorsize <N>', 'sector size of the target image when no IMAGE is given', parseIntArg, 4096))
     .action(async (image: string | undefined, o: PlanCli) => {
       await initCodecs();
       let sectorsize = o.sectorsize ?? 4096;
@@ -53,7 +55,8 @@ export function register(program: Command): void {
           else if (!o.summary) out.push(extentLine(e));
         },
       });
-      await processStream(await openInput(o.file), r, { afterCommand: () => out.maybeFlush() });
+      await withProgress({ label: 'plan', flag: o.progress, stdoutBusy: true }, async (p) =>
+        processStream(await openInput(o.file, p), r, { afterCommand: () => out.maybeFlush() }));
       if (o.json) {
         out.push(JSON.stringify({ sectorsize, extents: o.summary ? undefined : extents, totals: r.report.totals }, jsonReplacer, 2) + '\n');
       } else {

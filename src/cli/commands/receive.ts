@@ -15,6 +15,7 @@ import { receiveStreams, type ReceiveSummary } from '../../receive/index.js';
 import { formatUuid } from '../../util/uuid.js';
 import { ReceiveError } from '../../errors.js';
 import { parseCompress, parseSize, type CompressChoice } from '../options.js';
+import { Progress, withProgressOptions } from '../progress.js';
 import { runDump } from './dump.js';
 
 interface ReceiveCli {
@@ -27,7 +28,8 @@ interface ReceiveCli {
   checkExtents?: boolean;
   maxSize?: bigint;
   quiet?: boolean;
-  verbose?: boolean;
+  verbose?: number;
+  progress?: boolean;
   json?: boolean;
   allStreams?: boolean;
   metadataCache?: bigint;
@@ -116,7 +118,7 @@ function summaryText(s: ReceiveSummary, seconds: number): string {
 }
 
 export function register(program: Command): void {
-  program
+  withProgressOptions(program
     .command('receive')
     .description('apply send streams to a btrfs image file (created when missing), like `btrfs receive` does to a mounted btrfs')
     .argument('[IMAGE]', 'btrfs image file to receive into')
@@ -131,8 +133,8 @@ export function register(program: Command): void {
     .option('--max-size <SIZE>', 'never grow the image past SIZE (K/M/G suffixes; default: its size plus the free space of the filesystem holding it)', parseSize)
     .option('--metadata-cache <SIZE>', 'memory for decoded metadata pages; the rest goes to a deleted temporary file beside the image (default 8M, or BTRFS_TS_METADATA_CACHE)', parseSize)
     .option('-q, --quiet', 'print nothing but errors')
-    .option('-v, --verbose', 'print a summary at the end')
-    .option('--json', 'print the summary as JSON')
+    .option('-v, --verbose', 'print what btrfs receive -v prints (subvolume uuids, writes, clones) and a summary at the end; -vv every command', (_v: string, n: number) => n + 1, 0)
+    .option('--json', 'print the summary as JSON'))
     .action(async (image: string | undefined, o: ReceiveCli) => {
       if (o.dump) {
         await runDump({ ...(o.file !== undefined ? { file: o.file } : {}), allStreams: o.allStreams ?? false });
@@ -144,7 +146,7 @@ export function register(program: Command): void {
       refuseIfMounted(image);
       const unlock = lockImage(image);
       const started = Date.now();
-      const tty = process.stderr.isTTY && !o.quiet;
+      const progress = new Progress({ label: 'receive', flag: o.progress, quiet: o.quiet || o.json });
       let opened: Awaited<ReturnType<typeof openOrCreate>> | undefined;
       let spill: SpillFile | undefined;
       let committed = false;
@@ -177,18 +179,25 @@ export function register(program: Command): void {
         const pages = spillingPageStore(dirname(resolve(image)), Number(cache));
         spill = pages.spill;
         opened = await openOrCreate(image, o, pages.store);
-        input = await openInput(o.file);
-        let last = 0;
+        input = await openInput(o.file, progress);
         let lastYield = Date.now();
+        const level = o.quiet || o.json ? 0 : Math.min(1 + (o.verbose ?? 0), 3) as 1 | 2 | 3;
         const s = await receiveStreams(input, opened.fs, {
           ...(o.dest !== undefined ? { dest: o.dest } : {}),
           forceDecompress: o.forceDecompress ?? false,
           checkExtents: o.checkExtents ?? false,
           ...(o.compress ? { compress: o.compress } : {}),
           stopAfterFirstEnd: o.e ?? false,
-          onSubvolumeDone: (v) => {
+          trace: {
+            level,
+            // "At snapshot" goes to stdout as btrfs-progs prints it (pr_verbose), the rest to stderr
+            write: (line, toStdout) => {
+              progress.clear();
+              (toStdout ? process.stdout : process.stderr).write(Buffer.from(line, 'latin1'));
+            },
+          },
+          onSubvolumeDone: () => {
             committed = true;
-            if (!o.quiet && !o.json) process.stderr.write(`At subvol ${v.name}\n`);
           },
           afterCommand: (res) => {
             if (stopBy) {
@@ -201,14 +210,11 @@ export function register(program: Command): void {
               lastYield = now;
               return new Promise<void>((r) => setImmediate(r));
             }
-            if (!tty) return;
-            if (now - last < 200) return;
-            last = now;
-            const secs = (now - started) / 1000;
-            process.stderr.write(`\r${size(res.bytes)} read, ${size(res.bytes / Math.max(secs, 0.001))}/s, ${res.commands} commands\x1b[K`);
+            progress.detail = `${res.commands} commands`;
+            progress.tick();
           },
         });
-        if (tty) process.stderr.write('\r\x1b[K');
+        progress.clear();
         const secs = (Date.now() - started) / 1000;
         if (o.json) {
           const metadata = { cache: Number(cache), ...pages.store.stats, spillFileBytes: pages.store.spillSize };
@@ -218,7 +224,7 @@ export function register(program: Command): void {
           process.stderr.write(summaryText(s, secs));
         }
       } catch (e) {
-        if (tty) process.stderr.write('\r\x1b[K');
+        progress.clear();
         // an image this run created and never committed anything to is removed: nothing existed before
         if (opened?.created && !committed) {
           opened.dev.close();

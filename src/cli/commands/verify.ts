@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { openInput } from '../../io/input.js';
+import { withProgress, withProgressOptions } from '../progress.js';
 import { verifyStream, type SubvolSummary, type VerifyProblem, type VerifyReport } from '../../tools/verify.js';
 
 function problemLine(p: VerifyProblem): string {
@@ -38,14 +39,15 @@ export function formatVerifyReport(r: VerifyReport): string {
 const jsonReplacer = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
 
 export function register(program: Command): void {
-  program
+  withProgressOptions(program
     .command('verify')
     .description('check a stored stream without receiving it: CRCs, structure, encoded data, path sanity; exit 1 on any problem')
     .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
     .option('--json', 'machine-readable report')
-    .option('--max-problems <N>', 'list at most N problems (default 1000)', (v) => Number(v))
-    .action(async (o: { file?: string; json?: boolean; maxProblems?: number }) => {
-      const r = await verifyStream(await openInput(o.file), o.maxProblems !== undefined ? { maxProblems: o.maxProblems } : {});
+    .option('--max-problems <N>', 'list at most N problems (default 1000)', (v) => Number(v)))
+    .action(async (o: { file?: string; json?: boolean; maxProblems?: number; progress?: boolean }) => {
+      const r = await withProgress({ label: 'verify', flag: o.progress }, async (p) =>
+        verifyStream(await openInput(o.file, p), o.maxProblems !== undefined ? { maxProblems: o.maxProblems } : {}));
       process.stdout.write(o.json ? JSON.stringify(r, jsonReplacer, 2) + '\n' : formatVerifyReport(r));
       if (!r.ok) process.exitCode = 1;
     });
