@@ -87,7 +87,7 @@ describe('compressed stream files', () => {
     expect(r.status, r.stderr.toString()).toBe(0);
   });
 
-  it.skipIf(!built)('CLI: receive from an xz file gives the kernel\'s tree; without the xz program, one line', () => {
+  it.skipIf(!built)('CLI: receive from an xz file and replay of a gzip file give the kernel\'s tree; without the xz program, one line', () => {
     const xz = compressed('xz');
     if (!xz) {
       skipReason('input-compressed CLI receive', 'no xz program');
@@ -98,6 +98,9 @@ describe('compressed stream files', () => {
     expect(r.status, r.stderr.toString()).toBe(0);
     const m = cli(['manifest', img, '--path', 'full', '--expect', join(STREAMS_DIR, 'full-v2.manifest')]);
     expect(m.status, m.stdout.toString()).toBe(0);
+    // replay (CI) reads a stored compressed capture the same way
+    const rep = cli(['replay', '-f', compressed('gzip')!, '--expect', join(STREAMS_DIR, 'full-v2.manifest')]);
+    expect(rep.status, rep.stdout.toString() + rep.stderr.toString()).toBe(0);
     const noXz = cli(['dump', '-f', xz], undefined, { ...process.env, PATH: join(work, 'no-such-dir') });
     expect(noXz.status).toBe(1);
     expect(noXz.stderr.toString()).toMatch(/^btrfs-ts: ERROR: .*s\.xz is xz-compressed and the xz program is not installed: install xz or decompress the file first \[INPUT_DECOMPRESS\]\n$/);

@@ -1,4 +1,4 @@
-import { createReadStream, fstatSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
 import { Readable } from 'node:stream';
@@ -45,10 +45,6 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
     return decompressed(raw, kind, file);
   }
   return new PooledFileInput(fh, CHUNK, 4, meter ? (n) => meter.advance(n) : undefined);
-}
-
-export function fileChunks(file: string): AsyncIterable<Uint8Array> {
-  return createReadStream(file, { highWaterMark: CHUNK });
 }
 
 /**

@@ -11,7 +11,7 @@ import { formatManifest } from '../manifest/format.js';
 import { receiveStreams, type ReceivedSubvol } from '../receive/index.js';
 import { FileDevice } from '../io/image-file.js';
 import { openImageFile } from '../io/image-read-file.js';
-import { fileChunks } from '../io/input.js';
+import { openInput } from '../io/input.js';
 
 export interface ReplayOptions {
   /** Stream files, received in order into one scratch image. */
@@ -48,7 +48,7 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
       const pages = spillingPageStore(dir);
       cleanup = () => pages.spill.close();
       const fs = createFilesystem(dev, { growable: true, pageStore: pages.store });
-      for (const s of o.streams) subvolumes.push(...(await receiveStreams(fileChunks(s), fs)).subvolumes);
+      for (const s of o.streams) subvolumes.push(...(await receiveStreams(await openInput(s), fs)).subvolumes);
     } finally {
       dev.close();
       cleanup();
