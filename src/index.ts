@@ -92,6 +92,9 @@ export type { TreeSource, TreeEntry } from './manifest/types.js';
  */
 export { receiveStreams, resolveDest, ImageReceiver } from './receive/index.js';
 export type { ReceiveOptions, ReceiveSummary, ReceivedSubvol, ImageReceiverOptions } from './receive/index.js';
+/** `btrfs-ts receive` on an image file: refused while mounted, locked, made when missing, unchanged on failure. */
+export { receiveIntoImage } from './receive/image-file.js';
+export type { ReceiveImageOptions, ReceiveImageResult } from './receive/image-file.js';
 /** The image writer: an in-memory, load-modify-commit model of a single-device btrfs (docs/image-format.md). */
 export { createFilesystem, openFilesystem, Filesystem } from './image/write/index.js';
 export type { CreateOptions, GrowthOptions } from './image/write/index.js';
@@ -101,6 +104,9 @@ export { FileDevice } from './io/image-file.js';
 export { BtrfsImage, fromBlockDevice, fromBytes } from './image/read/index.js';
 export type { Location, DirEntry, SubvolumeInfo, ImageSource } from './image/read/index.js';
 export { openImageFile } from './io/image-read-file.js';
+/** Read an image file by path as node:fs reads a tree: readdir, stat, readFile, readlink, walk, close. */
+export { openImage, OpenImage } from './image/open-image.js';
+export type { ImageStat, ImageDirent, WalkEntry, ImagePath } from './image/open-image.js';
 /** A TreeSource over an image directory, for `formatManifest`. */
 export { imageTreeSource } from './image/read/tree-source.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */

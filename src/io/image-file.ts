@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import type { BlockDevice } from '../image/device.js';
 import { ImageError } from '../errors.js';
+import { UndoLog } from './undo-log.js';
 import { WriteBehind } from './write-behind.js';
 
 /**
@@ -12,6 +13,7 @@ export class FileDevice implements BlockDevice {
   private bytes: bigint;
   private readonly path: string;
   private behind: WriteBehind | undefined;
+  private undo: UndoLog | undefined;
 
   private constructor(path: string, fd: number, size: bigint) {
     this.path = path;
@@ -64,6 +66,8 @@ export class FileDevice implements BlockDevice {
 
   write(offset: bigint, bytes: Uint8Array): void {
     const end = offset + BigInt(bytes.length);
+    // the old bytes reach the journal before anything queued can overwrite them
+    this.undo?.save(Number(offset), bytes.length);
     if (this.behind) {
       this.throwIfFailed();
       if (this.behind.write(Number(offset), bytes)) {
@@ -134,10 +138,36 @@ export class FileDevice implements BlockDevice {
     this.bytes = newSize;
   }
 
+  /**
+   * Journals every overwrite from now on (undo-log.ts), so that `rollback` can put the image back byte for
+   * byte as it was at the last `committed()`. `fresh`: the file was just created (all holes).
+   */
+  startUndo(opts: { fresh?: boolean } = {}): void {
+    this.undo ??= UndoLog.begin(this.path, this.fd, opts.fresh ?? false);
+  }
+
+  /** A commit reached the disk: the journal starts again from here. */
+  committed(): void {
+    this.undo?.committed();
+  }
+
+  /** Puts the image back as it was at the last commit (queued writes are finished first). */
+  rollback(): void {
+    this.behind?.stop();
+    this.behind = undefined;
+    this.undo?.rollback(this.path);
+    this.undo = undefined;
+    const st = fs.fstatSync(this.fd, { bigint: true });
+    this.bytes = st.size;
+  }
+
   /** Waits for writes still queued (a failure among them was reported already or no longer matters). */
   close(): void {
     this.behind?.stop();
     this.behind = undefined;
+    // closing without a rollback keeps what was written: the journal is no longer needed
+    this.undo?.discard(this.path);
+    this.undo = undefined;
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
   }

@@ -1,17 +1,9 @@
-import { closeSync, existsSync, openSync, readSync, statfsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { initCodecs } from '../../compress/index.js';
-import { createFilesystem } from '../../image/write/create.js';
-import type { Filesystem } from '../../image/write/filesystem.js';
-import { openFilesystem } from '../../image/write/open.js';
-import type { PageStore } from '../../image/write/page-store.js';
-import { FileDevice } from '../../io/image-file.js';
-import { lockImage, refuseIfMounted } from '../../io/image-lock.js';
 import { openInput } from '../../io/input.js';
-import { DEFAULT_METADATA_CACHE, spillingPageStore, type SpillFile } from '../../io/spill-file.js';
 import { PlanReport, size } from '../../plan/report.js';
-import { receiveStreams, type ReceiveSummary } from '../../receive/index.js';
+import { receiveIntoImage } from '../../receive/image-file.js';
+import type { ReceiveSummary } from '../../receive/index.js';
 import { formatUuid } from '../../util/uuid.js';
 import { ReceiveError } from '../../errors.js';
 import { parseCompress, parseSize, type CompressChoice } from '../options.js';
@@ -35,32 +27,6 @@ interface ReceiveCli {
   metadataCache?: bigint;
 }
 
-const MiB = 1n << 20n;
-
-/** A missing image is made like `btrfs-ts mkfs` makes one (256 MiB, DUP metadata) and grows as needed. */
-async function openOrCreate(image: string, o: ReceiveCli, pageStore: PageStore): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
-  const growth = { growable: true, maxSize: o.maxSize ?? hostLimit(image), pageStore };
-  if (existsSync(image) && statSync(image).size > 0) {
-    const dev = FileDevice.open(image);
-    try {
-      return { fs: await openFilesystem(dev, growth), dev, created: false };
-    } catch (e) {
-      dev.close();
-      throw e;
-    }
-  }
-  const initial = growth.maxSize < 256n * MiB ? growth.maxSize : 256n * MiB;
-  const dev = FileDevice.create(image, initial);
-  try {
-    return { fs: createFilesystem(dev, growth), dev, created: true };
-  } catch (e) {
-    // nothing existed before: leave nothing (a half-made image is not a btrfs)
-    dev.close();
-    try { unlinkSync(image); } catch { /* keep the first error */ }
-    throw e;
-  }
-}
-
 /** A size from the environment, diagnosed like a bad option when it does not parse. */
 function envSize(name: string): bigint | undefined {
   const v = process.env[name];
@@ -70,39 +36,6 @@ function envSize(name: string): bigint | undefined {
   } catch (e) {
     throw new ReceiveError('usage', `${name}: ${(e as Error).message}`);
   }
-}
-
-/**
- * An IMAGE that exists must be a regular file or a block device: anything else (a directory, a fifo) is
- * refused before the lock file is made beside it.
- */
-function refuseIfNotImageFile(image: string): void {
-  if (!existsSync(image)) return;
-  const st = statSync(image);
-  if (st.isFile() || st.isBlockDevice()) return;
-  throw new ReceiveError('IMAGE_NOT_A_FILE', `${image}: ${st.isDirectory() ? 'is a directory' : 'not a regular file or block device'}, not a btrfs image`);
-}
-
-/** The generation of the primary superblock on disk (bytes 0x48.. of the copy at 64 KiB). */
-function primaryGeneration(image: string): bigint | undefined {
-  if (!existsSync(image)) return undefined;
-  const fd = openSync(image, 'r');
-  try {
-    const b = Buffer.alloc(8);
-    return readSync(fd, b, 0, 8, 0x10000 + 0x48) === 8 ? b.readBigUInt64LE(0) : undefined;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Without --max-size the image grows at most by what the filesystem holding it has free, as a real
- * device fills up: a crafted FALLOCATE of petabytes then stops with IMAGE_FULL instead of growing a
- * sparse file and the extent tree for hours.
- */
-function hostLimit(image: string): bigint {
-  const s = statfsSync(dirname(resolve(image)), { bigint: true });
-  return (existsSync(image) ? BigInt(statSync(image).size) : 0n) + s.bavail * s.bsize;
 }
 
 function summaryText(s: ReceiveSummary, seconds: number): string {
@@ -142,27 +75,10 @@ export function register(program: Command): void {
       }
       if (image === undefined) throw new ReceiveError('usage', 'receive needs an IMAGE (or --dump)');
       await initCodecs();
-      refuseIfNotImageFile(image);
-      refuseIfMounted(image);
-      const unlock = lockImage(image);
       const started = Date.now();
       const progress = new Progress({ label: 'receive', flag: o.progress, quiet: o.quiet || o.json });
-      let opened: Awaited<ReturnType<typeof openOrCreate>> | undefined;
-      let spill: SpillFile | undefined;
-      let committed = false;
-      // the device may grow during a receive; if nothing gets committed, the growth is dropped again
-      let sizeBefore: number;
-      let genBefore: bigint | undefined;
-      try {
-        sizeBefore = existsSync(image) ? statSync(image).size : 0;
-        genBefore = primaryGeneration(image);
-      } catch (e) {
-        unlock();
-        throw e;
-      }
-      let shrink = false;
-      // Ctrl-C / SIGTERM: stop after the command being applied, through the error path below (lock
-      // released, nothing half-committed, a new image removed); a second signal exits at once
+      // Ctrl-C / SIGTERM: stop after the command being applied, through the error path of the receive
+      // (lock released, nothing half-committed, a new image removed); a second signal exits at once
       let stopBy: NodeJS.Signals | undefined;
       let input: AsyncIterable<Uint8Array> | undefined;
       const onSignal = (sig: NodeJS.Signals) => {
@@ -175,15 +91,14 @@ export function register(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
-        const cache = o.metadataCache ?? envSize('BTRFS_TS_METADATA_CACHE') ?? BigInt(DEFAULT_METADATA_CACHE);
-        const pages = spillingPageStore(dirname(resolve(image)), Number(cache));
-        spill = pages.spill;
-        opened = await openOrCreate(image, o, pages.store);
+        const cache = o.metadataCache ?? envSize('BTRFS_TS_METADATA_CACHE');
         input = await openInput(o.file, progress);
         let lastYield = Date.now();
         const level = o.quiet || o.json ? 0 : Math.min(1 + (o.verbose ?? 0), 3) as 1 | 2 | 3;
-        const s = await receiveStreams(input, opened.fs, {
+        const s = await receiveIntoImage(image, input, {
           ...(o.dest !== undefined ? { dest: o.dest } : {}),
+          ...(o.maxSize !== undefined ? { maxSize: o.maxSize } : {}),
+          ...(cache !== undefined ? { metadataCache: Number(cache) } : {}),
           forceDecompress: o.forceDecompress ?? false,
           checkExtents: o.checkExtents ?? false,
           ...(o.compress ? { compress: o.compress } : {}),
@@ -195,9 +110,6 @@ export function register(program: Command): void {
               progress.clear();
               (toStdout ? process.stdout : process.stderr).write(Buffer.from(line, 'latin1'));
             },
-          },
-          onSubvolumeDone: () => {
-            committed = true;
           },
           afterCommand: (res) => {
             if (stopBy) {
@@ -217,30 +129,15 @@ export function register(program: Command): void {
         progress.clear();
         const secs = (Date.now() - started) / 1000;
         if (o.json) {
-          const metadata = { cache: Number(cache), ...pages.store.stats, spillFileBytes: pages.store.spillSize };
-          process.stdout.write(JSON.stringify({ ...s, seconds: secs, metadata, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: formatUuid(v.receivedUuid), parentUuid: v.parentUuid && formatUuid(v.parentUuid) })) },
+          process.stdout.write(JSON.stringify({ ...s, seconds: secs, subvolumes: s.subvolumes.map((v) => ({ ...v, receivedUuid: formatUuid(v.receivedUuid), parentUuid: v.parentUuid && formatUuid(v.parentUuid) })) },
             (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
         } else if (o.verbose) {
           process.stderr.write(summaryText(s, secs));
         }
-      } catch (e) {
-        progress.clear();
-        // an image this run created and never committed anything to is removed: nothing existed before
-        if (opened?.created && !committed) {
-          opened.dev.close();
-          opened = undefined;
-          try { unlinkSync(image); } catch { /* keep going */ }
-        }
-        shrink = opened !== undefined && !committed;
-        throw e;
       } finally {
+        progress.clear();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
-        opened?.dev.close();
-        spill?.close();
-        // only when the superblock on disk is the old one: a commit may have reached it before failing
-        if (shrink && statSync(image).size > sizeBefore && primaryGeneration(image) === genBefore) truncateSync(image, sizeBefore);
-        unlock();
       }
     });
 }

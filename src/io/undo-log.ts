@@ -1,0 +1,306 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { ImageError } from '../errors.js';
+
+/**
+ * A rollback journal for an image file, so a failed receive leaves the image byte for byte as it was —
+ * not only its filesystem state (the superblock is written last, so that is kept anyway) but also the
+ * free space that data and new tree blocks were written into before the failure.
+ *
+ * Before a range of the image is first overwritten after a commit, its old bytes are appended to
+ * IMAGE.btrfs-ts.undo (a range that read as zeros is recorded without its bytes: a fresh sparse image
+ * costs nothing). On failure the saved bytes are written back and the file is cut to its size at the last
+ * commit. A commit empties the journal. A process killed in between leaves the journal behind; the next
+ * writer rolls it back when the superblock still has the journal's generation (no commit happened), and
+ * drops it otherwise. Writes reach the journal before the image (both through the page cache), which is
+ * what a killed process needs; a power cut is only as safe as the superblock ordering (docs/receive.md).
+ *
+ * Layout: header [magic 8][generation u64][size u64]; records [offset u64][length u32][zero u8][bytes].
+ */
+const MAGIC = Buffer.from('btrfsTSu');
+const HEADER = 24;
+const REC = 13;
+const BLOCK = 4096;
+/** Superblock generation: bytes 0x48.. of the primary copy at 64 KiB. */
+const SB_GENERATION = 0x10000 + 0x48;
+
+export const undoPath = (image: string): string => `${image}.btrfs-ts.undo`;
+
+export class UndoLog {
+  /** Ranges saved since the last commit. */
+  private saved = new Ranges();
+  /** For an image made by this process: every range written since it was made (the rest are holes). */
+  private readonly touched: Ranges | undefined;
+
+  private constructor(
+    private readonly imageFd: number,
+    private readonly fd: number,
+    private base: { generation: bigint; size: number },
+    private readonly path: string,
+    fresh: boolean,
+  ) {
+    if (fresh) this.touched = new Ranges();
+  }
+
+  /**
+   * Starts journaling writes to the image open on `imageFd` (its current state is the base). `fresh`: the
+   * file was just made and is all holes — what was never written need not be read to know it is zeros.
+   */
+  static begin(image: string, imageFd: number, fresh = false): UndoLog {
+    let fd: number;
+    try {
+      // O_APPEND: plain write(2) calls, so the image's own pwrite64 calls are the only ones (fault tests
+      // place a kill at the n-th of them)
+      fd = fs.openSync(undoPath(image), 'a+');
+      fs.ftruncateSync(fd, 0);
+    } catch (e) {
+      throw new ImageError('IMAGE_WRITE', `cannot create the rollback journal ${undoPath(image)}: ${(e as Error).message}`, { cause: e });
+    }
+    const st = fs.fstatSync(imageFd);
+    const log = new UndoLog(imageFd, fd, { generation: generationOf(imageFd), size: st.size }, undoPath(image), fresh);
+    log.writeHeader();
+    return log;
+  }
+
+  /** Saves the bytes of [offset, offset + len) not saved since the last commit, before they are overwritten. */
+  save(offset: number, len: number): void {
+    // ranges past the size at the commit need nothing: the file is cut back to it
+    const stop = Math.min(offset + len, this.base.size);
+    if (offset < stop) {
+      for (const [s, e] of this.saved.gaps(offset, stop)) {
+        if (!this.touched) this.record(s, e);
+        else {
+          // never written since the image was made: a hole, known to be zeros without reading it
+          let at = s;
+          for (const [gs, ge] of this.touched.gaps(s, e)) {
+            if (gs > at) this.record(at, gs);
+            this.zeroRecord(gs, ge);
+            at = ge;
+          }
+          if (at < e) this.record(at, e);
+        }
+      }
+      this.saved.add(offset, stop);
+    }
+    this.touched?.add(offset, offset + len);
+  }
+
+  /** The image reached a new commit: nothing before it is to be undone any more. */
+  committed(): void {
+    this.base = { generation: generationOf(this.imageFd), size: fs.fstatSync(this.imageFd).size };
+    this.saved = new Ranges();
+    fs.ftruncateSync(this.fd, 0);
+    this.writeHeader();
+  }
+
+  /** Puts back every saved range and the size at the last commit; the journal is gone afterwards. */
+  rollback(image: string): void {
+    restore(this.imageFd, this.fd, image);
+    this.discard(image);
+  }
+
+  /** Closes and removes the journal (after a successful receive, or after rollback). */
+  discard(image: string): void {
+    fs.closeSync(this.fd);
+    fs.rmSync(undoPath(image), { force: true });
+  }
+
+  /** Journals the old bytes of [start, end), zero and non-zero 4 KiB runs apart (zeros go back as holes). */
+  private record(start: number, end: number): void {
+    for (let at = start; at < end;) {
+      const n = Math.min(1 << 20, end - at);
+      const old = Buffer.alloc(n);
+      for (let got = 0; got < n;) {
+        const r = fs.readSync(this.imageFd, old, got, n - got, at + got);
+        if (r === 0) break; // past the end: zeros
+        got += r;
+      }
+      for (let i = 0; i < n;) {
+        const zero = isZero(old.subarray(i, Math.min(n, i + BLOCK)));
+        let j = i + BLOCK;
+        while (j < n && isZero(old.subarray(j, Math.min(n, j + BLOCK))) === zero) j += BLOCK;
+        j = Math.min(j, n);
+        if (zero) this.zeroRecord(at + i, at + j);
+        else this.append(Buffer.concat([recordHead(at + i, j - i, false), old.subarray(i, j)]));
+        i = j;
+      }
+      at += n;
+    }
+  }
+
+  private zeroRecord(start: number, end: number): void {
+    // one record can say 4 GiB - 1: a bigger zero range takes several
+    for (let at = start; at < end; at += 0x80000000) this.append(recordHead(at, Math.min(0x80000000, end - at), true));
+  }
+
+  private append(b: Buffer): void {
+    try {
+      for (let done = 0; done < b.length;) done += fs.writeSync(this.fd, b, done, b.length - done);
+    } catch (e) {
+      // nothing of the image was overwritten yet: failing here still leaves it restorable
+      throw new ImageError('IMAGE_WRITE', `cannot save the image's old bytes to its rollback journal ${this.path}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  private writeHeader(): void {
+    const h = Buffer.alloc(HEADER);
+    MAGIC.copy(h, 0);
+    h.writeBigUInt64LE(this.base.generation, 8);
+    h.writeBigUInt64LE(BigInt(this.base.size), 16);
+    this.append(h);
+  }
+}
+
+function recordHead(offset: number, len: number, zero: boolean): Buffer {
+  const head = Buffer.alloc(REC);
+  head.writeBigUInt64LE(BigInt(offset), 0);
+  head.writeUInt32LE(len, 8);
+  head[12] = zero ? 1 : 0;
+  return head;
+}
+
+/** A set of byte ranges [start, end), kept sorted and merged. */
+class Ranges {
+  private readonly r: [number, number][] = [];
+
+  add(start: number, end: number): void {
+    let i = this.firstEndingAtOrAfter(start);
+    let s = start;
+    let e = end;
+    let n = 0;
+    while (i + n < this.r.length && this.r[i + n]![0] <= end) {
+      s = Math.min(s, this.r[i + n]![0]);
+      e = Math.max(e, this.r[i + n]![1]);
+      n++;
+    }
+    this.r.splice(i, n, [s, e]);
+  }
+
+  /** The parts of [start, end) not in the set, in order. */
+  *gaps(start: number, end: number): Generator<[number, number]> {
+    let at = start;
+    for (let i = this.firstEndingAtOrAfter(start + 1); i < this.r.length && at < end; i++) {
+      const [s, e] = this.r[i]!;
+      if (s >= end) break;
+      if (s > at) yield [at, s];
+      at = Math.max(at, e);
+    }
+    if (at < end) yield [at, end];
+  }
+
+  /** Index of the first range whose end is >= x. */
+  private firstEndingAtOrAfter(x: number): number {
+    let lo = 0;
+    let hi = this.r.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.r[mid]![1] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+/**
+ * A journal left by a process that did not finish (killed): rolled back if no commit happened since it
+ * was written, dropped otherwise. Call with the image's lock held, before opening it for writing.
+ */
+export function recoverUndo(image: string): 'none' | 'rolled-back' | 'dropped' {
+  const path = undoPath(image);
+  if (!fs.existsSync(path)) return 'none';
+  const fd = fs.openSync(path, 'r');
+  const imageFd = fs.openSync(image, 'r+');
+  try {
+    const h = Buffer.alloc(HEADER);
+    const ok = fs.readSync(fd, h, 0, HEADER, 0) === HEADER && h.subarray(0, 8).equals(MAGIC);
+    if (!ok || h.readBigUInt64LE(8) !== generationOf(imageFd)) return dropped(path);
+    restore(imageFd, fd, image);
+  } finally {
+    fs.closeSync(imageFd);
+    fs.closeSync(fd);
+  }
+  fs.rmSync(path, { force: true });
+  return 'rolled-back';
+}
+
+function dropped(path: string): 'dropped' {
+  fs.rmSync(path, { force: true });
+  return 'dropped';
+}
+
+/**
+ * Writes every record of the journal on `fd` back into the image and cuts it to the journal's size. Ranges
+ * that were zeros are punched out again (fallocate(1)) rather than written: on a full filesystem writing
+ * zeros into what was a hole needs room that is not there, and the image stays as sparse as it was.
+ */
+function restore(imageFd: number, fd: number, image: string): void {
+  const size = fs.fstatSync(fd).size;
+  const h = Buffer.alloc(HEADER);
+  fs.readSync(fd, h, 0, HEADER, 0);
+  let pos = HEADER;
+  const head = Buffer.alloc(REC);
+  const zeros: [number, number][] = [];
+  try {
+    while (pos + REC <= size) {
+      fs.readSync(fd, head, 0, REC, pos);
+      const offset = Number(head.readBigUInt64LE(0));
+      const len = head.readUInt32LE(8);
+      pos += REC;
+      if (head[12] === 1) {
+        const last = zeros.at(-1);
+        if (last && last[0] + last[1] === offset) last[1] += len;
+        else zeros.push([offset, len]);
+        continue;
+      }
+      // a record cut short by a kill was never followed by its image write: nothing to put back
+      if (pos + len > size) break;
+      const bytes = Buffer.alloc(len);
+      fs.readSync(fd, bytes, 0, len, pos);
+      writeAll(imageFd, bytes, offset);
+      pos += len;
+    }
+    const cut = Number(h.readBigUInt64LE(16));
+    fs.ftruncateSync(imageFd, cut);
+    for (const [offset, len] of zeros) {
+      const n = Math.min(len, cut - offset);
+      if (n > 0 && !punchHole(image, offset, n)) {
+        for (let at = 0; at < n; at += ZEROS.length) writeAll(imageFd, ZEROS.subarray(0, Math.min(ZEROS.length, n - at)), offset + at);
+      }
+    }
+    // fdatasync covers the size cut too (metadata needed to read the data back)
+    fs.fdatasyncSync(imageFd);
+  } catch (e) {
+    throw new ImageError('IMAGE_ROLLBACK', `cannot put ${image} back as it was from ${undoPath(image)}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * pwritev (two iovecs: libuv turns a single one into pwrite), not pwrite: the receive's own image writes
+ * stay the only pwrite64 calls, which the fault tests count to place a failure at the n-th one — strace
+ * counts per thread, and a rollback runs on the thread that also writes the large extents, so a single
+ * injected fault would otherwise hit the receive and its rollback both.
+ */
+function writeAll(fd: number, b: Uint8Array, offset: number): void {
+  for (let done = 0; done < b.length;) done += fs.writevSync(fd, [b.subarray(done), EMPTY], offset + done);
+}
+const EMPTY = new Uint8Array(0);
+
+/** fallocate --punch-hole (node:fs has no fallocate); false when the tool or the filesystem cannot. */
+function punchHole(image: string, offset: number, len: number): boolean {
+  return spawnSync('fallocate', ['-p', '-o', String(offset), '-l', String(len), image], { stdio: 'ignore' }).status === 0;
+}
+
+function generationOf(imageFd: number): bigint {
+  const b = Buffer.alloc(8);
+  return fs.readSync(imageFd, b, 0, 8, SB_GENERATION) === 8 ? b.readBigUInt64LE(0) : 0n;
+}
+
+function isZero(b: Buffer): boolean {
+  // compare against a shared zero page, 64 KiB at a time (memcmp speed)
+  for (let i = 0; i < b.length; i += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - i);
+    if (!b.subarray(i, i + n).equals(ZEROS.subarray(0, n))) return false;
+  }
+  return true;
+}
+const ZEROS = Buffer.alloc(64 << 10);

@@ -1,0 +1,130 @@
+import { existsSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ReceiveError } from '../errors.js';
+import { createFilesystem } from '../image/write/create.js';
+import type { Filesystem } from '../image/write/filesystem.js';
+import { openFilesystem } from '../image/write/open.js';
+import type { PageStore } from '../image/write/page-store.js';
+import { FileDevice } from '../io/image-file.js';
+import { lockImage, refuseIfMounted } from '../io/image-lock.js';
+import { DEFAULT_METADATA_CACHE, spillingPageStore } from '../io/spill-file.js';
+import { recoverUndo } from '../io/undo-log.js';
+import { receiveStreams, type ReceiveOptions, type ReceiveSummary } from './index.js';
+
+/**
+ * `btrfs-ts receive` as a library call on an image file: everything the command does around the receive
+ * itself, so a program gets the same guarantees — the image is refused while the kernel has it mounted,
+ * one writer at a time (a lock file beside it), a missing image is made as mkfs makes one (256 MiB,
+ * growing as needed), and a failure leaves the image byte for byte as it was at its last commit (a new
+ * image is removed; an existing one is put back from its rollback journal, undo-log.ts). A journal left by
+ * a killed receive is rolled back first.
+ */
+export interface ReceiveImageOptions extends ReceiveOptions {
+  /** Never grow the image past this (default: its size plus the free space of the filesystem holding it). */
+  maxSize?: bigint;
+  /** Memory for decoded metadata pages; the rest spills to a deleted temporary file (default 8 MiB). */
+  metadataCache?: number;
+}
+
+export interface ReceiveImageResult extends ReceiveSummary {
+  /** The image did not exist (or was empty) and was made. */
+  created: boolean;
+  metadata: { cache: number; spillFileBytes: number } & PageStore['stats'];
+}
+
+const MiB = 1n << 20n;
+
+export async function receiveIntoImage(
+  image: string,
+  input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: ReceiveImageOptions = {},
+): Promise<ReceiveImageResult> {
+  refuseIfNotImageFile(image);
+  refuseIfMounted(image);
+  const unlock = lockImage(image);
+  let dev: FileDevice | undefined;
+  let created = false;
+  let committed = false;
+  let spill: { close(): void } | undefined;
+  try {
+    recoverUndo(image);
+    const cache = opts.metadataCache ?? DEFAULT_METADATA_CACHE;
+    const pages = spillingPageStore(dirname(resolve(image)), cache);
+    spill = pages.spill;
+    let fs: Filesystem;
+    ({ fs, dev, created } = await openOrCreate(image, { growable: true, maxSize: opts.maxSize ?? hostLimit(image), pageStore: pages.store }));
+    const opened = dev;
+    const s = await receiveStreams(input, fs, {
+      ...opts,
+      onSubvolumeDone: async (v) => {
+        committed = true;
+        opened.committed();
+        await opts.onSubvolumeDone?.(v);
+      },
+    });
+    return { ...s, created, metadata: { cache, ...pages.store.stats, spillFileBytes: pages.store.spillSize } };
+  } catch (e) {
+    if (created && !committed) {
+      // an image this call made and never committed anything to is removed: nothing existed before
+      dev?.close();
+      dev = undefined;
+      try { unlinkSync(image); } catch { /* keep the first error */ }
+    } else {
+      dev?.rollback();
+    }
+    throw e;
+  } finally {
+    dev?.close();
+    spill?.close();
+    unlock();
+  }
+}
+
+async function openOrCreate(image: string, growth: { growable: true; maxSize: bigint; pageStore: PageStore }): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
+  if (existsSync(image) && statSync(image).size > 0) {
+    const dev = FileDevice.open(image);
+    try {
+      // before the open: it may already write (root items of old images are fixed there)
+      dev.startUndo();
+      return { fs: await openFilesystem(dev, growth), dev, created: false };
+    } catch (e) {
+      dev.rollback();
+      dev.close();
+      throw e;
+    }
+  }
+  const initial = growth.maxSize < 256n * MiB ? growth.maxSize : 256n * MiB;
+  const dev = FileDevice.create(image, initial);
+  try {
+    // once something is committed the image is kept; from then on a failure rolls back to the last commit
+    // (journaled from the start: what was never written is known to be a hole and costs no read)
+    dev.startUndo({ fresh: true });
+    return { fs: createFilesystem(dev, growth), dev, created: true };
+  } catch (e) {
+    // nothing existed before: leave nothing (a half-made image is not a btrfs)
+    dev.close();
+    try { unlinkSync(image); } catch { /* keep the first error */ }
+    throw e;
+  }
+}
+
+/**
+ * An IMAGE that exists must be a regular file or a block device: anything else (a directory, a fifo) is
+ * refused before the lock file is made beside it.
+ */
+function refuseIfNotImageFile(image: string): void {
+  if (!existsSync(image)) return;
+  const st = statSync(image);
+  if (st.isFile() || st.isBlockDevice()) return;
+  throw new ReceiveError('IMAGE_NOT_A_FILE', `${image}: ${st.isDirectory() ? 'is a directory' : 'not a regular file or block device'}, not a btrfs image`);
+}
+
+/**
+ * Without maxSize the image grows at most by what the filesystem holding it has free, as a real device
+ * fills up: a crafted FALLOCATE of petabytes then stops with IMAGE_FULL instead of growing a sparse file
+ * and the extent tree for hours.
+ */
+function hostLimit(image: string): bigint {
+  const s = statfsSync(dirname(resolve(image)), { bigint: true });
+  return (existsSync(image) ? BigInt(statSync(image).size) : 0n) + s.bavail * s.bsize;
+}
