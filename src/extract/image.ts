@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { BtrfsTsError, ImageError } from '../errors.js';
 import type { BtrfsImage, DirEntry, Location } from '../image/read/index.js';
 import type { BtrfsTimespec } from '../image/structs.js';
+import { SyscallHelper } from './syscall-helper.js';
 
 /**
  * Copies a tree out of an image into a local directory: content, modes, owners (when root), times,
@@ -84,7 +85,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
       xattrDump.push('');
     }
     if (!isLink) await fsp.chmod(p, st.mode & 0o7777);
-    await fsp.lutimes(p, toDate(st.atime), toDate(st.mtime));
+    await setTimes(p, st.atime, st.mtime);
   };
 
   const makeSpecial = async (p: Buffer, kind: string, mode: number, rdev: bigint): Promise<boolean> => {
@@ -177,25 +178,35 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     }
   };
 
-  const st = await img.stat(start);
-  if ((st.mode & S_IFMT) === 0o040000) {
-    // A directory's contents go into dest itself (like `cp -a SRC/. DEST`).
-    for await (const e of uniqueEntries(img, start, root, warn)) {
-      const nb = Buffer.from(e.name);
-      await visitChecked(e.location, Buffer.concat([root, SLASH, nb]), nb);
+  // nanosecond times through the python helper (utimensat); fs.lutimes keeps microseconds only
+  const helper = new SyscallHelper();
+  const setTimes = async (p: Buffer, atime: BtrfsTimespec, mtime: BtrfsTimespec): Promise<void> => {
+    if (helper.available) await helper.utime(p, tsNs(atime), tsNs(mtime));
+    else await fsp.lutimes(p, toDate(atime), toDate(mtime));
+  };
+  try {
+    const st = await img.stat(start);
+    if ((st.mode & S_IFMT) === 0o040000) {
+      // A directory's contents go into dest itself (like `cp -a SRC/. DEST`).
+      for await (const e of uniqueEntries(img, start, root, warn)) {
+        const nb = Buffer.from(e.name);
+        await visitChecked(e.location, Buffer.concat([root, SLASH, nb]), nb);
+      }
+      await finish(root, Buffer.alloc(0), start, false);
+    } else {
+      // A single non-directory lands in dest under its own name.
+      const name = opts.name ?? new TextEncoder().encode('extracted');
+      checkName(name, root);
+      const nb = Buffer.from(name);
+      await visitChecked(start, Buffer.concat([root, SLASH, nb]), nb);
     }
-    await finish(root, Buffer.alloc(0), start, false);
-  } else {
-    // A single non-directory lands in dest under its own name.
-    const name = opts.name ?? new TextEncoder().encode('extracted');
-    checkName(name, root);
-    const nb = Buffer.from(name);
-    await visitChecked(start, Buffer.concat([root, SLASH, nb]), nb);
+    if (xattrDump.length) restoreXattrs(dest, xattrDump.join('\n') + '\n', warn);
+    // Directory times last, deepest first: creating children bumped them.
+    if ((st.mode & S_IFMT) === 0o040000) await fixDirTimes(img, start, root, setTimes);
+    return stats;
+  } finally {
+    await helper.close();
   }
-  if (xattrDump.length) restoreXattrs(dest, xattrDump.join('\n') + '\n', warn);
-  // Directory times last, deepest first: creating children bumped them.
-  if ((st.mode & S_IFMT) === 0o040000) await fixDirTimes(img, start, root);
-  return stats;
 }
 
 /**
@@ -281,10 +292,14 @@ function restoreXattrs(dest: string, dump: string, warn: (m: string) => void): v
   else if (r.status !== 0) warn(`some xattrs not restored: ${r.stderr.toString().trim()}`);
 }
 
-async function fixDirTimes(img: BtrfsImage, loc: Location, p: Buffer): Promise<void> {
+type SetTimes = (p: Buffer, atime: BtrfsTimespec, mtime: BtrfsTimespec) => Promise<void>;
+
+async function fixDirTimes(img: BtrfsImage, loc: Location, p: Buffer, setTimes: SetTimes): Promise<void> {
   for await (const e of img.readdir(loc)) {
-    if (e.type === 2) await fixDirTimes(img, e.location, Buffer.concat([p, SLASH, Buffer.from(e.name)]));
+    if (e.type === 2) await fixDirTimes(img, e.location, Buffer.concat([p, SLASH, Buffer.from(e.name)]), setTimes);
   }
   const st = await img.stat(loc);
-  await fsp.lutimes(p, toDate(st.atime), toDate(st.mtime));
+  await setTimes(p, st.atime, st.mtime);
 }
+
+const tsNs = (t: BtrfsTimespec): bigint => t.sec * 1_000_000_000n + BigInt(t.nsec);
