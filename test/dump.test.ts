@@ -81,7 +81,7 @@ describe('dump against the live btrfs-progs on crafted streams', () => {
     expect(ref.stderr).toContain('crc32 mismatch');
     const { out, error } = await ourDump(bad);
     expect(error).toBeInstanceOf(StreamError);
-    expect((error as StreamError).code).toBe('crc-mismatch');
+    expect((error as StreamError).code).toBe('CRC_MISMATCH');
     expect((error as StreamError).offset).toBe(off);
     expect((error as StreamError).commandIndex).toBe(5);
     expect(out.toString('latin1')).toBe(ref.stdout.toString('latin1'));

@@ -17,9 +17,9 @@ const BIN = join(__dirname, '..', 'bin', 'btrfs-ts.js');
  * What `dump` does differently from a receive: it stops at the first END like btrfs-progs (so trailing
  * garbage is never read) and reports unknown commands instead of refusing them.
  */
-const DUMP_SUCCEEDS = new Set(['bad-magic--garbage-after-end.stream', 'unknown-command--id-99.stream']);
+const DUMP_SUCCEEDS = new Set(['BAD_MAGIC--garbage-after-end.stream', 'UNKNOWN_COMMAND--id-99.stream']);
 /** btrfs-progs v6.2 reads these without complaint; we refuse them (documented in docs/stream.md). */
-const PROGS_ACCEPTS = new Set([...DUMP_SUCCEEDS, 'unsupported-version--version-0.stream']);
+const PROGS_ACCEPTS = new Set([...DUMP_SUCCEEDS, 'UNSUPPORTED_VERSION--version-0.stream']);
 
 describe('failure corpus: each file fails with the error its name says', () => {
   it('the corpus and expected.json agree', () => {

@@ -220,7 +220,7 @@ describe.skipIf(!!why)('faults during receive never leave half a subvolume', () 
       if (signal === 'SIGINT' && code !== 0 && code !== null) {
         // Ctrl-C stops at the next command like any error: one line, the lock is released, status 130
         expect(code).toBe(130);
-        expect(stderr).toMatch(errorLine({ code: 'interrupted' }));
+        expect(stderr).toMatch(errorLine({ code: 'INTERRUPTED' }));
         expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
       }
       rmSync(image, { force: true });
@@ -260,11 +260,11 @@ describe.skipIf(!!why || !!mountWhy)('the image lives on a filesystem that fills
     mounts.push(dir);
     const r = receiveCli(image, STREAM);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^btrfs-ts: ERROR: .* is mounted through \/dev\/loop\d+: unmount it first \[image-mounted\]\n$/);
+    expect(r.stderr).toMatch(/^btrfs-ts: ERROR: .* is mounted through \/dev\/loop\d+: unmount it first \[IMAGE_MOUNTED\]\n$/);
     // also through a symlink to it
     const link = join(work, 'link.img');
     spawnSync('ln', ['-sf', image, link]);
-    expect(receiveCli(link, STREAM).stderr).toMatch(/\[image-mounted\]/);
+    expect(receiveCli(link, STREAM).stderr).toMatch(/\[IMAGE_MOUNTED\]/);
     expect(spawnSync('umount', [dir]).status).toBe(0);
     mounts.pop();
     expect(checkImage(image)).toEqual([]);
@@ -284,7 +284,7 @@ describe.skipIf(!!why)('Ctrl-C while the receive waits for more input', () => {
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     child.stdin.destroy();
-    expect(stderr).toMatch(errorLine({ code: 'interrupted' }));
+    expect(stderr).toMatch(errorLine({ code: 'INTERRUPTED' }));
     expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
     return stderr;
   }
@@ -326,10 +326,10 @@ describe.skipIf(!!why)('the lock file', () => {
       writeFileSync(lock, `${sleeper.pid} ${stat(sleeper.pid!)}\n`);
       let r = receiveCli(image, STREAM);
       expect(r.status).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`is being written by process ${sleeper.pid} .*\\[image-locked\\]\\n$`));
+      expect(r.stderr).toMatch(new RegExp(`is being written by process ${sleeper.pid} .*\\[IMAGE_LOCKED\\]\\n$`));
       // the old format (pid only) of a live process: refused too
       writeFileSync(lock, `${sleeper.pid}\n`);
-      expect(receiveCli(image, STREAM).stderr).toMatch(/\[image-locked\]/);
+      expect(receiveCli(image, STREAM).stderr).toMatch(/\[IMAGE_LOCKED\]/);
       expect(outcome(await stateBySubvol(image), before, complete)).toEqual([]);
       // the same pid, another start time: the writer is gone and its pid was reused
       writeFileSync(lock, `${sleeper.pid} 1\n`);
@@ -377,7 +377,7 @@ describe.skipIf(!!why)('two receives into one image at the same time', () => {
     expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(true);
     const second = receiveCli(image, join(STREAMS, 'sample.stream'));
     expect(second.status).toBe(1);
-    expect(second.stderr).toMatch(new RegExp(`^btrfs-ts: ERROR: .* is being written by process ${first.pid} \\(lock .*\\) \\[image-locked\\]\\n$`));
+    expect(second.stderr).toMatch(new RegExp(`^btrfs-ts: ERROR: .* is being written by process ${first.pid} \\(lock .*\\) \\[IMAGE_LOCKED\\]\\n$`));
     first.stdin.end(bytes.subarray(200));
     expect(await exited).toBe(0);
     expect(err1).toBe('');

@@ -61,7 +61,7 @@ describe('receive fuzzing (bounded CI run)', () => {
     console.warn(`receive fuzz: ${ITERATIONS} iterations in ${Date.now() - t0} ms, ${ok} received, ${ITERATIONS - ok} refused (${committedFailures} after committing earlier subvolumes), ${checks} btrfs checks; codes ${JSON.stringify(Object.fromEntries(codes))}`);
     expect(problems).toEqual([]);
     // the mutations reach the receiver, not only the parser: receive-level refusals dominate
-    const receiveLevel = ['path-not-found', 'clone-out-of-range', 'path-exists', 'no-subvolume', 'bad-owner'].reduce((n, c) => n + (codes.get(c) ?? 0), 0);
+    const receiveLevel = ['PATH_NOT_FOUND', 'CLONE_OUT_OF_RANGE', 'PATH_EXISTS', 'NO_SUBVOLUME', 'BAD_OWNER'].reduce((n, c) => n + (codes.get(c) ?? 0), 0);
     expect(receiveLevel).toBeGreaterThan((ITERATIONS - ok) / 3);
     expect(ok).toBeGreaterThan(ITERATIONS / 10);
     // each iteration has its own time bound (runOne's timeLimitMs); the whole run's wall time follows

@@ -67,7 +67,7 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
     const fs = createFilesystem(new MemoryDevice(256n << 20n));
     const err = await receiveStreams([encodeStreamHeader(1), encodeCommand(SUBVOL, 1), header], fs).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(StreamError);
-    expect((err as StreamError).code).toBe('command-too-long');
+    expect((err as StreamError).code).toBe('COMMAND_TOO_LONG');
     expect((err as StreamError).describe()).toMatch(new RegExp(`^at byte ${17 + encodeCommand(SUBVOL, 1).length}, command #1\\b`));
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 << 20);
   });
@@ -131,7 +131,7 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
         for (let i = 0; i < 65535; i++) yield { cmd: 10, path: b(`l${i}`), pathLink: b('f') };
       }
       const r = await receiveIntoFile('links', stream(1, [SUBVOL, { cmd: 3, path: b('f'), ino: 257n }], links(), [END]));
-      expect((r.error as BtrfsTsError).code).toBe('too-many-links');
+      expect((r.error as BtrfsTsError).code).toBe('TOO_MANY_LINKS');
       expect((r.error as BtrfsTsError).describe()).toMatch(/command #65536, BTRFS_SEND_C_LINK, path "l65534"/);
       return;
     }
@@ -152,7 +152,7 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
       }
       return undefined;
     })();
-    expect((err as BtrfsTsError).code).toBe('too-many-links');
+    expect((err as BtrfsTsError).code).toBe('TOO_MANY_LINKS');
   });
 
   it('an xattr larger than a leaf is refused; the largest one that fits is stored', async () => {

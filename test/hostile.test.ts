@@ -34,7 +34,7 @@ const files = readdirSync(HOSTILE_DIR).filter((f) => f.endsWith('.stream')).sort
 const FAIL_DIR = join(HOSTILE_DIR, '..', 'failures');
 const failExpected = JSON.parse(readFileSync(join(FAIL_DIR, 'expected.json'), 'utf8')) as Record<string, { code: string; offset: number; commandIndex?: number }>;
 /** Stream-level corpus files that carry a complete subvolume before the broken part. */
-const FAIL_AFTER: Record<string, string[]> = { 'bad-magic--garbage-after-end.stream': ['vol'] };
+const FAIL_AFTER: Record<string, string[]> = { 'BAD_MAGIC--garbage-after-end.stream': ['vol'] };
 
 const work = tmpDir('btrfs-ts-hostile-');
 const base = join(work, 'base.img');
@@ -56,9 +56,9 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
   it('the corpus and expected.json agree, and cover every case class of the issue', () => {
     expect(Object.keys(expected).sort()).toEqual(files);
     const codes = new Set(Object.values(expected).map((e) => e.code));
-    for (const c of ['path-dotdot', 'path-absolute', 'path-empty-component', 'name-too-long', 'path-nul', 'path-not-dir', 'path-not-found',
-      'rename-into-self', 'dir-not-empty', 'link-to-dir', 'subvolume-exists', 'missing-end', 'clone-out-of-range', 'parent-not-found',
-      'file-too-big', 'not-a-file', 'IMAGE_XATTR_TOO_BIG', 'encoded-short', 'ZLIB_CORRUPT']) {
+    for (const c of ['PATH_DOTDOT', 'PATH_ABSOLUTE', 'PATH_EMPTY_COMPONENT', 'NAME_TOO_LONG', 'PATH_NUL', 'PATH_NOT_DIR', 'PATH_NOT_FOUND',
+      'RENAME_INTO_SELF', 'DIR_NOT_EMPTY', 'LINK_TO_DIR', 'SUBVOLUME_EXISTS', 'MISSING_END', 'CLONE_OUT_OF_RANGE', 'PARENT_NOT_FOUND',
+      'FILE_TOO_BIG', 'NOT_A_FILE', 'IMAGE_XATTR_TOO_BIG', 'ENCODED_SHORT', 'ZLIB_CORRUPT']) {
       expect(codes, c).toContain(c);
     }
   });
@@ -109,8 +109,8 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
     for await (const item of parseStream([new Uint8Array(bytes)])) if (item.kind === 'command') cmds.push({ offset: item.command.meta.offset, len: item.command.meta.len, cmd: item.command.cmd });
     const write = cmds.find((c) => c.cmd === 15 && c.len > 1000)!;
     const cuts: [number, string][] = [
-      [5, 'truncated-header'], [17 + 4, 'truncated-command'], [cmds[1]!.offset + 10 + 3, 'truncated-command'],
-      [write.offset + 10 + 200, 'truncated-command'], [cmds[40]!.offset, 'missing-end'], [bytes.length - 1, 'truncated-command'],
+      [5, 'TRUNCATED_HEADER'], [17 + 4, 'TRUNCATED_COMMAND'], [cmds[1]!.offset + 10 + 3, 'TRUNCATED_COMMAND'],
+      [write.offset + 10 + 200, 'TRUNCATED_COMMAND'], [cmds[40]!.offset, 'MISSING_END'], [bytes.length - 1, 'TRUNCATED_COMMAND'],
     ];
     const streamFile = join(work, 'cut.stream');
     for (const [at, code] of cuts) {
@@ -177,7 +177,7 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
     writeFileSync(empty, '');
     const r = receiveCli(image, empty);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(errorLine({ code: 'empty-input', offset: 0 }));
+    expect(r.stderr).toMatch(errorLine({ code: 'EMPTY_INPUT', offset: 0 }));
     expect(existsSync(image)).toBe(false);
   });
 });

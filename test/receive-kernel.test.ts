@@ -182,7 +182,7 @@ describe.skipIf(!!why)('mixed chains and foreign images', () => {
     const before = readFileSync(image);
     const again = receive(image, 'sample');
     expect(again.status).toBe(1);
-    expect(again.stderr).toMatch(/already exists.*\[subvolume-exists\]/);
+    expect(again.stderr).toMatch(/already exists.*\[SUBVOLUME_EXISTS\]/);
     expect(readFileSync(image).equals(before)).toBe(true);
     expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
   });

@@ -101,7 +101,7 @@ describe('metadata cache settings', () => {
     const img = join(work, 'env.img');
     const bad = spawnSync('node', [CLI, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env: { ...process.env, BTRFS_TS_METADATA_CACHE: 'lots' } });
     expect(bad.status).toBe(2); // a usage error (182cba7: usage errors exit 2)
-    expect(bad.stderr).toBe('btrfs-ts: ERROR: BTRFS_TS_METADATA_CACHE: bad size "lots" [usage]\n');
+    expect(bad.stderr).toBe('btrfs-ts: ERROR: BTRFS_TS_METADATA_CACHE: bad size "lots" [USAGE]\n');
     expect(readdirSync(work).filter((f) => f.startsWith('env.img'))).toEqual([]);
     const good = spawnSync('node', [CLI, 'receive', '--json', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env: { ...process.env, BTRFS_TS_METADATA_CACHE: '64K' } });
     expect(good.status, good.stderr).toBe(0);

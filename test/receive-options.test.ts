@@ -76,7 +76,7 @@ describe('refusals name the command and leave the model uncommitted', () => {
 
   it('an unknown command id is refused (dump reports it, receive cannot apply it)', async () => {
     const r = await run([SUB, { cmd: 99, unknown: true, payload: new Uint8Array(0) }, { cmd: C.BTRFS_SEND_C_END }]);
-    expect(r.err.code).toBe('unknown-command');
+    expect(r.err.code).toBe('UNKNOWN_COMMAND');
     expect(r.err.commandIndex).toBe(1);
     expect(r.committed).toBe(false);
   });
@@ -84,7 +84,7 @@ describe('refusals name the command and leave the model uncommitted', () => {
   it('ENABLE_VERITY is refused, never ignored', async () => {
     const r = await run([SUB, { cmd: C.BTRFS_SEND_C_MKFILE, path: b('f'), ino: 257n },
       { cmd: C.BTRFS_SEND_C_ENABLE_VERITY, path: b('f'), algorithm: 1, blockSize: 4096, salt: b(''), sig: b('') }, { cmd: C.BTRFS_SEND_C_END }], 3);
-    expect(r.err.code).toBe('verity-unsupported');
+    expect(r.err.code).toBe('VERITY_UNSUPPORTED');
     expect(r.err.command).toBe('BTRFS_SEND_C_ENABLE_VERITY');
     expect(r.err.path).toBe('f');
     expect(r.committed).toBe(false);
@@ -92,7 +92,7 @@ describe('refusals name the command and leave the model uncommitted', () => {
 
   it('a snapshot whose parent is not in the image names the UUID', async () => {
     const r = await run([{ cmd: C.BTRFS_SEND_C_SNAPSHOT, path: b('s'), uuid: uuid(4), ctransid: 2n, cloneUuid: uuid(5), cloneCtransid: 1n }, { cmd: C.BTRFS_SEND_C_END }]);
-    expect(r.err.code).toBe('parent-not-found');
+    expect(r.err.code).toBe('PARENT_NOT_FOUND');
     expect(r.err.message).toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-/);
   });
 });
@@ -129,10 +129,10 @@ describe('receive CLI: --json summary and --dest', () => {
     expect(j.plan.encodedWrites.extents).toBeGreaterThan(0);
     const missing = cli('receive', '-q', '--dest', 'nowhere', '-f', join(STREAMS_DIR, 'zstd-v2.stream'), img);
     expect(missing.status).toBe(1);
-    expect(missing.stderr).toMatch(/\[dest-not-found\]/);
+    expect(missing.stderr).toMatch(/\[DEST_NOT_FOUND\]/);
     const ro = cli('receive', '-q', '--dest', 'sample', '-f', join(STREAMS_DIR, 'zstd-v2.stream'), img);
     expect(ro.status).toBe(1);
-    expect(ro.stderr).toMatch(/read-only subvolume.*\[dest-readonly\]/);
+    expect(ro.stderr).toMatch(/read-only subvolume.*\[DEST_READONLY\]/);
     // a plain directory of the image (made here by mkfs --rootdir) takes received subvolumes
     mkdirSync(join(dir, 'root', 'backups', 'daily'), { recursive: true });
     const img2 = join(dir, 'b.img');

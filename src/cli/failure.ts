@@ -66,13 +66,13 @@ function systemErrorCode(e: unknown): string | undefined {
 
 /** BtrfsTsError codes that mean the command line was wrong, not the input. */
 function isUsage(code: string): boolean {
-  return code === 'usage' || code === 'USAGE' || code.endsWith('_USAGE');
+  return code === 'USAGE' || code.endsWith('_USAGE');
 }
 
 /** One line and an exit status for anything a command threw; `undefined` line means a bug (stack wanted). */
 export function describeFailure(e: unknown): { line: string; status: number } | undefined {
   if (e instanceof BtrfsTsError) {
-    const status = e.code === 'interrupted' || e.code === 'INTERRUPTED' ? EXIT_INTERRUPTED : isUsage(e.code) ? EXIT_USAGE : EXIT_FAILURE;
+    const status = e.code === 'INTERRUPTED' ? EXIT_INTERRUPTED : isUsage(e.code) ? EXIT_USAGE : EXIT_FAILURE;
     return { line: `btrfs-ts: ERROR: ${e.describe()}`, status };
   }
   const code = systemErrorCode(e);

@@ -33,7 +33,7 @@ export class DumpReceiver implements Receiver {
   /** path_cat_out: one trailing slash dropped from each side, joined by "/", PATH_MAX enforced. */
   private cat(c: T.SendCommand, p1: string, p2: string): string {
     if (p1.length + p2.length + 2 >= PATH_MAX) {
-      throw new StreamError('path-too-long', `path invalid: ${p2.slice(0, 64)}... is longer than PATH_MAX`, ctxOf(c));
+      throw new StreamError('PATH_TOO_LONG', `path invalid: ${p2.slice(0, 64)}... is longer than PATH_MAX`, ctxOf(c));
     }
     const a = p1.endsWith('/') ? p1.slice(0, -1) : p1;
     const b = p2.endsWith('/') ? p2.slice(0, -1) : p2;
@@ -96,7 +96,7 @@ export class DumpReceiver implements Receiver {
   utimes(c: T.UtimesCmd): void {
     const t = (x: T.Timespec) => {
       const s = formatDumpTime(x.sec);
-      if (s === undefined) throw new StreamError('bad-time', `failed to convert time ${x.sec}.${x.nsec} to local time`, ctxOf(c));
+      if (s === undefined) throw new StreamError('BAD_TIME', `failed to convert time ${x.sec}.${x.nsec} to local time`, ctxOf(c));
       return s;
     };
     this.simple(c, 'utimes', `atime=${t(c.atime)} mtime=${t(c.mtime)} ctime=${t(c.ctime)}`);

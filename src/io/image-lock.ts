@@ -25,11 +25,11 @@ export function lockImage(image: string): () => void {
     const holder = readHolder(lock);
     if (holder === undefined) continue; // released meanwhile
     if (isAlive(holder)) {
-      throw new ReceiveError('image-locked', `${image} is being written by process ${holder.split(' ')[0]} (lock ${lock})`);
+      throw new ReceiveError('IMAGE_LOCKED', `${image} is being written by process ${holder.split(' ')[0]} (lock ${lock})`);
     }
     takeOver(lock, holder, image);
   }
-  throw new ReceiveError('image-locked', `cannot take the lock ${lock}`);
+  throw new ReceiveError('IMAGE_LOCKED', `cannot take the lock ${lock}`);
 }
 
 /** Removes a stale lock whose content is `stale`, if this process wins the right to (see lockImage). */
@@ -46,7 +46,7 @@ function takeOver(lock: string, stale: string, image: string): void {
       try { unlinkSync(marker); } catch { /* another process removed it */ }
       return;
     }
-    throw new ReceiveError('image-locked', `${image}: another process is taking over the stale lock ${lock}`);
+    throw new ReceiveError('IMAGE_LOCKED', `${image}: another process is taking over the stale lock ${lock}`);
   }
   try {
     writeSync(fd, `${process.pid} ${startTime(process.pid) ?? ''}`.trim() + '\n');
@@ -106,7 +106,7 @@ export function refuseIfMounted(image: string): void {
     if (backing !== real) continue;
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
     if (mounts.split('\n').some((l) => l.includes(` /dev/${dev} `))) {
-      throw new ReceiveError('image-mounted', `${image} is mounted through /dev/${dev}: unmount it first`);
+      throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted through /dev/${dev}: unmount it first`);
     }
   }
 }

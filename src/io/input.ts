@@ -27,13 +27,13 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
   try {
     fh = await open(file, 'r');
   } catch (e) {
-    throw new BtrfsTsError('input-open', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
+    throw new BtrfsTsError('INPUT_OPEN', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
   }
   // a directory opens fine and fails only at the first read, with no name attached
   const st = await fh.stat();
   if (st.isDirectory()) {
     await fh.close();
-    throw new BtrfsTsError('input-open', `cannot read ${file}: is a directory, not a send stream`);
+    throw new BtrfsTsError('INPUT_OPEN', `cannot read ${file}: is a directory, not a send stream`);
   }
   meter?.setTotal(st.isFile() ? st.size : undefined);
   const head = Buffer.alloc(MAGIC_BYTES);

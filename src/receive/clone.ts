@@ -25,7 +25,7 @@ export function cloneRange(
   const ss = BigInt(fs.sectorsize);
   const srcInode = getInode(fs, src.root, src.ino)!;
   if (src.offset + len > srcInode.size) {
-    throw new ReceiveError('clone-out-of-range', `clone source range ${src.offset}+${len} is past the source's end (${srcInode.size})`);
+    throw new ReceiveError('CLONE_OUT_OF_RANGE', `clone source range ${src.offset}+${len} is past the source's end (${srcInode.size})`);
   }
   if (len === 0n) return;
   const srcEnd = src.offset + len;

@@ -43,7 +43,7 @@ export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
   const plain = d.diskType === undefined
     ? c.data
     : decodeEncodedData(d.diskType, c.data, c.unencodedLen, uoff + flen, d.lzoSectorSize ?? fs.sectorsize);
-  if (plain.length < uoff + flen) throw new ReceiveError('encoded-short', `encoded data holds ${plain.length} bytes, the write needs ${uoff + flen}`);
+  if (plain.length < uoff + flen) throw new ReceiveError('ENCODED_SHORT', `encoded data holds ${plain.length} bytes, the write needs ${uoff + flen}`);
   if (d.action === 'pass-through') passThrough();
   else writer.write(root, ino, c.fileOffset, plain.subarray(uoff, uoff + flen));
 }

@@ -34,11 +34,13 @@ export interface ReceiveImageResult extends ReceiveSummary {
 
 const MiB = 1n << 20n;
 
-export async function receiveIntoImage(
-  image: string,
-  input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  opts: ReceiveImageOptions = {},
-): Promise<ReceiveImageResult> {
+type Input = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+/**
+ * `input` may be a function that opens it: it is then called only once the image is locked and open, so
+ * an image that is refused never leaves an input open behind.
+ */
+export async function receiveIntoImage(image: string, input: Input | (() => Promise<Input>), opts: ReceiveImageOptions = {}): Promise<ReceiveImageResult> {
   refuseIfNotImageFile(image);
   refuseIfMounted(image);
   const unlock = lockImage(image);
@@ -54,7 +56,7 @@ export async function receiveIntoImage(
     let fs: Filesystem;
     ({ fs, dev, created } = await openOrCreate(image, { growable: true, maxSize: opts.maxSize ?? hostLimit(image), pageStore: pages.store }));
     const opened = dev;
-    const s = await receiveStreams(input, fs, {
+    const s = await receiveStreams(typeof input === 'function' ? await input() : input, fs, {
       ...opts,
       onSubvolumeDone: async (v) => {
         committed = true;

@@ -72,7 +72,7 @@ export class ImageReceiver implements Receiver {
   }
 
   private get root(): bigint {
-    if (!this.cur) throw new ReceiveError('no-subvolume', 'command before any SUBVOL or SNAPSHOT');
+    if (!this.cur) throw new ReceiveError('NO_SUBVOLUME', 'command before any SUBVOL or SNAPSHOT');
     return this.cur.rootid;
   }
 
@@ -101,7 +101,7 @@ export class ImageReceiver implements Receiver {
   private subvolName(path: Uint8Array): Uint8Array {
     const parts = subvolumeName(path);
     if (lookupDirEntry(this.fs, this.dest.root, this.dest.dir, parts)) {
-      throw new ReceiveError('subvolume-exists', `a file or subvolume named ${escapePath(parts)} already exists where the subvolume would be created`);
+      throw new ReceiveError('SUBVOLUME_EXISTS', `a file or subvolume named ${escapePath(parts)} already exists where the subvolume would be created`);
     }
     checkDirBeforeChange(this.fs, this.dest.root, this.dest.dir, `${this.dest.path ?? 'the top level'}, where the subvolume is created`);
     return parts;
@@ -133,7 +133,7 @@ export class ImageReceiver implements Receiver {
     const mode = Number(c.mode ?? 0n);
     const t = mode & 0o170000;
     if (t !== 0o020000 && t !== 0o060000 && t !== S_IFIFO && t !== S_IFSOCK) {
-      throw new ReceiveError('bad-mknod-mode', `MKNOD with mode 0${mode.toString(8)}: not a device, fifo or socket`);
+      throw new ReceiveError('BAD_MKNOD_MODE', `MKNOD with mode 0${mode.toString(8)}: not a device, fifo or socket`);
     }
     this.create(c.path, mode, kernelDev(c.rdev ?? 0n));
   }
@@ -161,7 +161,7 @@ export class ImageReceiver implements Receiver {
 
   private file(path: Uint8Array, what = 'path'): { ino: bigint; size: bigint } {
     const r = resolveExisting(this.fs, this.root, path, what);
-    if ((r.inode.mode & 0o170000) !== S_IFREG) throw new ReceiveError('not-a-file', `${what} is not a regular file`);
+    if ((r.inode.mode & 0o170000) !== S_IFREG) throw new ReceiveError('NOT_A_FILE', `${what} is not a regular file`);
     return { ino: r.ino, size: r.inode.size };
   }
 
@@ -176,7 +176,7 @@ export class ImageReceiver implements Receiver {
     setXattr(this.fs, this.root, this.attrsOf(c.path), c.name, c.data);
   }
   removeXattr(c: T.RemoveXattrCmd): void {
-    if (!removeXattr(this.fs, this.root, this.attrsOf(c.path), c.name)) throw new ReceiveError('no-xattr', `no xattr ${escapePath(c.name)} to remove`);
+    if (!removeXattr(this.fs, this.root, this.attrsOf(c.path), c.name)) throw new ReceiveError('NO_XATTR', `no xattr ${escapePath(c.name)} to remove`);
   }
 
   write(c: T.WriteCmd): void {
@@ -194,7 +194,7 @@ export class ImageReceiver implements Receiver {
     const srcRoot = sameBytes(c.cloneUuid, cur.uuid) ? cur.rootid : findSubvolByUuid(this.fs, c.cloneUuid);
     if (srcRoot === undefined) throw missingParent(c.cloneUuid, 'clone source subvolume');
     const src = resolveExisting(this.fs, srcRoot, c.clonePath, 'clone source');
-    if ((src.inode.mode & 0o170000) !== S_IFREG) throw new ReceiveError('not-a-file', 'clone source is not a regular file');
+    if ((src.inode.mode & 0o170000) !== S_IFREG) throw new ReceiveError('NOT_A_FILE', 'clone source is not a regular file');
     cloneRange(this.fs, this.writer, { root: srcRoot, ino: src.ino, offset: c.cloneOffset }, { root: this.root, ino: dst.ino, offset: c.fileOffset }, c.cloneLen);
   }
 
@@ -212,7 +212,7 @@ export class ImageReceiver implements Receiver {
   }
 
   chown(c: T.ChownCmd): void {
-    if (c.uid > 0xffffffffn || c.gid > 0xffffffffn) throw new ReceiveError('bad-owner', `uid ${c.uid} / gid ${c.gid} do not fit 32 bits`);
+    if (c.uid > 0xffffffffn || c.gid > 0xffffffffn) throw new ReceiveError('BAD_OWNER', `uid ${c.uid} / gid ${c.gid} do not fit 32 bits`);
     // chown(2) with -1 leaves that id as it is, which is what btrfs receive's lchown call does
     const patch: { uid?: number; gid?: number } = {};
     if (c.uid !== 0xffffffffn) patch.uid = Number(c.uid);
@@ -222,7 +222,7 @@ export class ImageReceiver implements Receiver {
 
   utimes(c: T.UtimesCmd): void {
     // utimensat refuses such nanoseconds (EINVAL); stored, they show as garbage times
-    for (const t of [c.atime, c.mtime, c.ctime, c.otime]) if (t && t.nsec > 999_999_999) throw new ReceiveError('bad-time', `a time with ${t.nsec} nanoseconds`);
+    for (const t of [c.atime, c.mtime, c.ctime, c.otime]) if (t && t.nsec > 999_999_999) throw new ReceiveError('BAD_TIME', `a time with ${t.nsec} nanoseconds`);
     const patch: { atime: BtrfsTimespec; mtime: BtrfsTimespec; ctime: BtrfsTimespec; otime?: BtrfsTimespec } = {
       atime: ts(c.atime), mtime: ts(c.mtime), ctime: ts(c.ctime),
     };
@@ -237,7 +237,7 @@ export class ImageReceiver implements Receiver {
     checkFileRange('fallocate', c.fileOffset, c.size);
     const f = this.file(c.path);
     this.writer.flushFile(this.root, f.ino);
-    if (c.mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) throw new ReceiveError('fallocate-mode', `FALLOCATE mode 0x${c.mode.toString(16)} is not supported`);
+    if (c.mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) throw new ReceiveError('FALLOCATE_MODE', `FALLOCATE mode 0x${c.mode.toString(16)} is not supported`);
     if (c.mode & FALLOC_FL_PUNCH_HOLE) this.writer.zeroRange(this.root, f.ino, c.fileOffset, c.fileOffset + c.size);
     else fallocate(this.fs, this.writer, this.root, f.ino, c.fileOffset, c.size, (c.mode & FALLOC_FL_KEEP_SIZE) !== 0);
   }
@@ -246,7 +246,7 @@ export class ImageReceiver implements Receiver {
   fileattr(c: T.FileattrCmd): void { updateInode(this.fs, this.root, this.attrsOf(c.path), { flags: c.fileattr & 0xffffffffn }); }
 
   enableVerity(): void {
-    throw new ReceiveError('verity-unsupported', 'fs-verity (ENABLE_VERITY) is not supported by btrfs-ts receive; the stream cannot be applied faithfully');
+    throw new ReceiveError('VERITY_UNSUPPORTED', 'fs-verity (ENABLE_VERITY) is not supported by btrfs-ts receive; the stream cannot be applied faithfully');
   }
 
   encodedWrite(c: T.EncodedWriteCmd): void {

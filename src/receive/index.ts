@@ -77,20 +77,20 @@ export function resolveDest(fs: Filesystem, path: Uint8Array | string): { root: 
   let dir = BTRFS_FIRST_FREE_OBJECTID;
   for (const part of splitStreamPath(bytes, '--dest')) {
     const e = lookupDirEntry(fs, root, dir, part);
-    if (!e) throw new ReceiveError('dest-not-found', `--dest: ${Buffer.from(part).toString('latin1')} does not exist in the image`);
+    if (!e) throw new ReceiveError('DEST_NOT_FOUND', `--dest: ${Buffer.from(part).toString('latin1')} does not exist in the image`);
     if (e.location.type === BTRFS_ROOT_ITEM_KEY) {
       root = e.location.objectid;
       dir = BTRFS_FIRST_FREE_OBJECTID;
-      if (!fs.hasTree(root)) throw new ReceiveError('dest-not-found', `--dest: subvolume ${root} is missing`);
+      if (!fs.hasTree(root)) throw new ReceiveError('DEST_NOT_FOUND', `--dest: subvolume ${root} is missing`);
       continue;
     }
     const inode = getInode(fs, root, e.location.objectid);
-    if (!inode || !isDirMode(inode.mode)) throw new ReceiveError('dest-not-dir', `--dest: ${Buffer.from(part).toString('latin1')} is not a directory`);
+    if (!inode || !isDirMode(inode.mode)) throw new ReceiveError('DEST_NOT_DIR', `--dest: ${Buffer.from(part).toString('latin1')} is not a directory`);
     dir = e.location.objectid;
   }
   // the kernel refuses to create anything inside a read-only subvolume (EROFS); so do we
   if (root !== BTRFS_FS_TREE_OBJECTID && (getRootItem(fs, root).flags & BTRFS_ROOT_SUBVOL_RDONLY) !== 0n) {
-    throw new ReceiveError('dest-readonly', `--dest: ${typeof path === 'string' ? path : Buffer.from(path).toString('latin1')} is inside a read-only subvolume`);
+    throw new ReceiveError('DEST_READONLY', `--dest: ${typeof path === 'string' ? path : Buffer.from(path).toString('latin1')} is inside a read-only subvolume`);
   }
   return { root, dir, path: bytes.length ? `--dest ${JSON.stringify(escapePath(bytes))}` : 'the top level' };
 }

@@ -12,7 +12,7 @@ export const MAX_FILE_SIZE = (1n << 63n) - 1n;
 /** Refuses a file range [offset, offset+len) that ends past MAX_FILE_SIZE (u64 wrap-around included). */
 export function checkFileRange(what: string, offset: bigint, len: bigint): void {
   if (offset > MAX_FILE_SIZE || len > MAX_FILE_SIZE - offset) {
-    throw new ReceiveError('file-too-big', `${what} [${offset}, +${len}) ends past the largest file size ${MAX_FILE_SIZE}`);
+    throw new ReceiveError('FILE_TOO_BIG', `${what} [${offset}, +${len}) ends past the largest file size ${MAX_FILE_SIZE}`);
   }
 }
 
@@ -25,10 +25,10 @@ const XATTR_PREFIXES = ['user.', 'trusted.', 'security.', 'system.', 'btrfs.'].m
  */
 export function checkXattrName(name: Uint8Array): void {
   const show = JSON.stringify(Buffer.from(name.subarray(0, 40)).toString('latin1'));
-  if (name.length === 0 || name.length > XATTR_NAME_MAX) throw new ReceiveError('bad-xattr-name', `xattr name of ${name.length} bytes (must be 1..${XATTR_NAME_MAX})`);
-  if (name.includes(0)) throw new ReceiveError('bad-xattr-name', `xattr name ${show} contains a NUL byte`);
+  if (name.length === 0 || name.length > XATTR_NAME_MAX) throw new ReceiveError('BAD_XATTR_NAME', `xattr name of ${name.length} bytes (must be 1..${XATTR_NAME_MAX})`);
+  if (name.includes(0)) throw new ReceiveError('BAD_XATTR_NAME', `xattr name ${show} contains a NUL byte`);
   if (!XATTR_PREFIXES.some((p) => name.length > p.length && p.every((x, i) => name[i] === x))) {
-    throw new ReceiveError('bad-xattr-name', `xattr name ${show} is in no namespace btrfs handles (user., trusted., security., system., btrfs.)`);
+    throw new ReceiveError('BAD_XATTR_NAME', `xattr name ${show} is in no namespace btrfs handles (user., trusted., security., system., btrfs.)`);
   }
 }
 
@@ -48,7 +48,7 @@ export const MAX_DECODED_LEN = 16 << 20;
  */
 export function decodeEncodedData(type: BtrfsCompressType, data: Uint8Array, unencodedLen: bigint, need: number, lzoSectorSize: number): Uint8Array {
   if (unencodedLen > BigInt(MAX_DECODED_LEN)) {
-    throw new ReceiveError('encoded-too-large', `unencoded_len ${unencodedLen} is over ${MAX_DECODED_LEN} bytes: not decoded`);
+    throw new ReceiveError('ENCODED_TOO_LARGE', `unencoded_len ${unencodedLen} is over ${MAX_DECODED_LEN} bytes: not decoded`);
   }
   let r: { out: Uint8Array; decodedLen: number };
   try {
@@ -57,7 +57,7 @@ export function decodeEncodedData(type: BtrfsCompressType, data: Uint8Array, une
     if (!(e instanceof CodecError) || e.offset === undefined) throw e;
     throw new CodecError(e.code, `${e.message} (at byte ${e.offset} of the encoded data)`, { cause: e });
   }
-  if (r.decodedLen < need) throw new ReceiveError('encoded-short', `encoded data decodes to ${r.decodedLen} bytes, the write needs ${need}`);
+  if (r.decodedLen < need) throw new ReceiveError('ENCODED_SHORT', `encoded data decodes to ${r.decodedLen} bytes, the write needs ${need}`);
   return r.out;
 }
 
@@ -78,7 +78,7 @@ const ACL_OTHER = 0x20;
  */
 export function checkXattrValue(name: Uint8Array, value: Uint8Array): void {
   const n = Buffer.from(name).toString('latin1');
-  if (n.startsWith('system.') && !ACL_NAMES.has(n)) throw new ReceiveError('bad-xattr-name', `xattr ${JSON.stringify(n)}: btrfs has no such system attribute`);
+  if (n.startsWith('system.') && !ACL_NAMES.has(n)) throw new ReceiveError('BAD_XATTR_NAME', `xattr ${JSON.stringify(n)}: btrfs has no such system attribute`);
   // an empty value passes unchecked, as in setxattr (for an ACL it means "none")
   if (value.length === 0) return;
   if (ACL_NAMES.has(n)) checkPosixAcl(n, value);
@@ -87,7 +87,7 @@ export function checkXattrValue(name: Uint8Array, value: Uint8Array): void {
 
 function checkPosixAcl(name: string, v: Uint8Array): void {
   const bad = (why: string): never => {
-    throw new ReceiveError('bad-acl', `${name}: not a valid POSIX ACL (${why})`);
+    throw new ReceiveError('BAD_ACL', `${name}: not a valid POSIX ACL (${why})`);
   };
   const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
   if (v.length < 4 || dv.getUint32(0, true) !== 2) bad('header is not version 2');
@@ -113,5 +113,5 @@ function checkFileCaps(v: Uint8Array): void {
   // what setxattr takes: vfs_cap_data revision 2 (20 bytes) or 3 (24 bytes, with a namespace root uid)
   const rev = v.length >= 4 ? new DataView(v.buffer, v.byteOffset, 4).getUint32(0, true) >>> 24 : 0;
   const size: Record<number, number> = { 2: 20, 3: 24 };
-  if (size[rev] !== v.length) throw new ReceiveError('bad-capability', `security.capability of ${v.length} bytes is no vfs_cap_data revision 2 or 3`);
+  if (size[rev] !== v.length) throw new ReceiveError('BAD_CAPABILITY', `security.capability of ${v.length} bytes is no vfs_cap_data revision 2 or 3`);
 }

@@ -16,7 +16,7 @@ import { checkDirBeforeChange, parentOf } from './size-checks.js';
 /** A new inode named `path`, created the way btrfs receive's syscalls create it (times "now"). */
 export function createNode(fs: Filesystem, root: bigint, path: Uint8Array, mode: number, rdev = 0n): bigint {
   const r = resolvePath(fs, root, path);
-  if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
+  if (r.ino !== undefined) throw new ReceiveError('PATH_EXISTS', 'path already exists');
   checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   const now = nowTimespec();
   const ino = createInode(fs, root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
@@ -26,10 +26,10 @@ export function createNode(fs: Filesystem, root: bigint, path: Uint8Array, mode:
 }
 
 export function createSymlink(fs: Filesystem, root: bigint, path: Uint8Array, target: Uint8Array): void {
-  if (target.length === 0 || target.includes(0)) throw new ReceiveError('bad-symlink', 'symlink target is empty or contains NUL');
+  if (target.length === 0 || target.includes(0)) throw new ReceiveError('BAD_SYMLINK', 'symlink target is empty or contains NUL');
   // symlink(2) takes at most PATH_MAX bytes with the NUL: longer ones fail btrfs check (inline extent
   // too large) and the kernel reads them cut at 4096 bytes
-  if (target.length >= 4096) throw new ReceiveError('bad-symlink', `symlink target of ${target.length} bytes (at most 4095)`);
+  if (target.length >= 4096) throw new ReceiveError('BAD_SYMLINK', `symlink target of ${target.length} bytes (at most 4095)`);
   const ino = createNode(fs, root, path, S_IFLNK | 0o777);
   // a symlink's target is always one uncompressed inline extent (the kernel's btrfs_symlink); it is
   // stored, never followed
@@ -40,17 +40,17 @@ export function createSymlink(fs: Filesystem, root: bigint, path: Uint8Array, ta
 /** `forget(ino)` is told about an inode that goes away with the name it loses. */
 export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, toPath: Uint8Array, forget: (ino: bigint) => void = () => {}): void {
   const from = resolveExisting(fs, root, fromPath, 'rename source');
-  if (from.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rename-root', 'cannot rename the subvolume root');
+  if (from.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('RENAME_ROOT', 'cannot rename the subvolume root');
   const to = resolvePath(fs, root, toPath, 'rename destination');
   const fromIsDir = isDirMode(from.inode.mode);
   if (fromIsDir && isAncestor(fs, root, from.ino, to.dir)) {
-    throw new ReceiveError('rename-into-self', 'cannot move a directory into itself');
+    throw new ReceiveError('RENAME_INTO_SELF', 'cannot move a directory into itself');
   }
   if (to.ino !== undefined) {
     if (to.ino === from.ino) return;
     const toIsDir = isDirMode(to.inode!.mode);
-    if (toIsDir !== fromIsDir) throw new ReceiveError('rename-type-mismatch', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
-    if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('dir-not-empty', 'rename over a non-empty directory');
+    if (toIsDir !== fromIsDir) throw new ReceiveError('RENAME_TYPE_MISMATCH', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
+    if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('DIR_NOT_EMPTY', 'rename over a non-empty directory');
     if (toIsDir) checkDirBeforeChange(fs, root, to.ino, JSON.stringify(escapePath(toPath)));
   }
   checkDirBeforeChange(fs, root, from.dir, parentOf(fromPath));
@@ -65,11 +65,11 @@ export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, t
 
 export function linkNode(fs: Filesystem, root: bigint, path: Uint8Array, targetPath: Uint8Array): void {
   const target = resolveExisting(fs, root, targetPath, 'link target');
-  if (isDirMode(target.inode.mode)) throw new ReceiveError('link-to-dir', 'hard link to a directory');
+  if (isDirMode(target.inode.mode)) throw new ReceiveError('LINK_TO_DIR', 'hard link to a directory');
   // BTRFS_LINK_MAX: the kernel says EMLINK; it also bounds the work one inode's names can cost
-  if (target.inode.nlink >= 65535) throw new ReceiveError('too-many-links', `link target already has ${target.inode.nlink} links (at most 65535)`);
+  if (target.inode.nlink >= 65535) throw new ReceiveError('TOO_MANY_LINKS', `link target already has ${target.inode.nlink} links (at most 65535)`);
   const r = resolvePath(fs, root, path);
-  if (r.ino !== undefined) throw new ReceiveError('path-exists', 'path already exists');
+  if (r.ino !== undefined) throw new ReceiveError('PATH_EXISTS', 'path already exists');
   checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   linkInode(fs, root, r.dir, r.name, target.ino);
   touch(fs, root, r.dir);
@@ -79,11 +79,11 @@ export function linkNode(fs: Filesystem, root: bigint, path: Uint8Array, targetP
 export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 'unlink' | 'rmdir', forget: (ino: bigint) => void = () => {}): void {
   const r = resolveExisting(fs, root, path);
   const dir = isDirMode(r.inode.mode);
-  if (how === 'unlink' && dir) throw new ReceiveError('is-a-dir', 'UNLINK of a directory');
+  if (how === 'unlink' && dir) throw new ReceiveError('IS_A_DIR', 'UNLINK of a directory');
   if (how === 'rmdir') {
-    if (!dir) throw new ReceiveError('not-a-dir', 'RMDIR of a non-directory');
-    if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('rmdir-root', 'cannot remove the subvolume root');
-    if (!dirIsEmpty(fs, root, r.ino)) throw new ReceiveError('dir-not-empty', 'RMDIR of a non-empty directory');
+    if (!dir) throw new ReceiveError('NOT_A_DIR', 'RMDIR of a non-directory');
+    if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('RMDIR_ROOT', 'cannot remove the subvolume root');
+    if (!dirIsEmpty(fs, root, r.ino)) throw new ReceiveError('DIR_NOT_EMPTY', 'RMDIR of a non-empty directory');
     // the kernel's rmdir goes by i_size (ENOTEMPTY above the empty size): it must agree with the entries
     checkDirBeforeChange(fs, root, r.ino, JSON.stringify(escapePath(path)));
   }

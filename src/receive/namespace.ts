@@ -41,12 +41,12 @@ export function resolvePath(fs: Filesystem, root: bigint, path: Uint8Array, what
   }
   for (let i = 0; i < parts.length - 1; i++) {
     const e = lookupDirEntry(fs, root, dir, parts[i]!);
-    if (!e) throw new ReceiveError('path-not-found', `${what}: directory ${show(parts.slice(0, i + 1))} does not exist`);
+    if (!e) throw new ReceiveError('PATH_NOT_FOUND', `${what}: directory ${show(parts.slice(0, i + 1))} does not exist`);
     if (e.location.type === BTRFS_ROOT_ITEM_KEY) {
-      throw new ReceiveError('path-crosses-subvolume', `${what}: ${show(parts.slice(0, i + 1))} is another subvolume`);
+      throw new ReceiveError('PATH_CROSSES_SUBVOLUME', `${what}: ${show(parts.slice(0, i + 1))} is another subvolume`);
     }
     if (e.type !== BTRFS_FT_DIR) {
-      throw new ReceiveError('path-not-dir', `${what}: ${show(parts.slice(0, i + 1))} is not a directory (type ${e.type}); paths never go through symlinks or files`);
+      throw new ReceiveError('PATH_NOT_DIR', `${what}: ${show(parts.slice(0, i + 1))} is not a directory (type ${e.type}); paths never go through symlinks or files`);
     }
     dir = e.location.objectid;
   }
@@ -54,7 +54,7 @@ export function resolvePath(fs: Filesystem, root: bigint, path: Uint8Array, what
   const e = lookupDirEntry(fs, root, dir, name);
   if (!e) return { root, dir, name };
   if (e.location.type !== BTRFS_INODE_ITEM_KEY) {
-    throw new ReceiveError('path-crosses-subvolume', `${what}: ${show(parts)} is another subvolume`);
+    throw new ReceiveError('PATH_CROSSES_SUBVOLUME', `${what}: ${show(parts)} is another subvolume`);
   }
   return { root, dir, name, ino: e.location.objectid, inode: mustInode(fs, root, e.location.objectid) };
 }
@@ -62,13 +62,13 @@ export function resolvePath(fs: Filesystem, root: bigint, path: Uint8Array, what
 /** Like resolvePath, but the path must exist. */
 export function resolveExisting(fs: Filesystem, root: bigint, path: Uint8Array, what = 'path'): Required<Resolved> {
   const r = resolvePath(fs, root, path, what);
-  if (r.ino === undefined || r.inode === undefined) throw new ReceiveError('path-not-found', `${what} does not exist`);
+  if (r.ino === undefined || r.inode === undefined) throw new ReceiveError('PATH_NOT_FOUND', `${what} does not exist`);
   return r as Required<Resolved>;
 }
 
 function mustInode(fs: Filesystem, root: bigint, ino: bigint): BtrfsInodeItem {
   const i = getInode(fs, root, ino);
-  if (!i) throw new ReceiveError('image-inconsistent', `directory entry points at missing inode ${ino}`);
+  if (!i) throw new ReceiveError('IMAGE_INCONSISTENT', `directory entry points at missing inode ${ino}`);
   return i;
 }
 
@@ -95,7 +95,7 @@ export function isAncestor(fs: Filesystem, root: bigint, anc: bigint, ino: bigin
     if (!ref) return false;
     cur = ref.key.offset;
   }
-  throw new ReceiveError('image-inconsistent', `directory parent chain of inode ${ino} does not end`);
+  throw new ReceiveError('IMAGE_INCONSISTENT', `directory parent chain of inode ${ino} does not end`);
 }
 
 function show(parts: Uint8Array[]): string {

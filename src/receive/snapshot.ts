@@ -32,5 +32,5 @@ export function snapshotSubvolume(fs: Filesystem, source: bigint, o: { parentRoo
 }
 
 export function missingParent(uuid: Uint8Array, what: string): ReceiveError {
-  return new ReceiveError('parent-not-found', `${what} ${formatUuid(uuid)} is not in this image (looked up as received uuid, then as uuid)`);
+  return new ReceiveError('PARENT_NOT_FOUND', `${what} ${formatUuid(uuid)} is not in this image (looked up as received uuid, then as uuid)`);
 }

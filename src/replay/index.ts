@@ -36,7 +36,7 @@ export interface ReplayResult {
  * compare the manifest of a received subvolume — read from the image, not a mount — with a stored one.
  */
 export async function replay(o: ReplayOptions): Promise<ReplayResult> {
-  if (o.streams.length === 0) throw new ReceiveError('usage', 'replay needs at least one stream (-f)');
+  if (o.streams.length === 0) throw new ReceiveError('USAGE', 'replay needs at least one stream (-f)');
   const expected = readFileSync(o.expect, 'latin1').split('\n');
   const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-replay-'));
   const image = join(dir, 'replay.img');
@@ -54,7 +54,7 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
       cleanup();
     }
     const name = o.subvol ?? subvolumes.at(-1)?.name;
-    if (name === undefined) throw new ReceiveError('no-subvolume', 'the streams held no subvolume');
+    if (name === undefined) throw new ReceiveError('NO_SUBVOLUME', 'the streams held no subvolume');
     const file = await openImageFile(image);
     try {
       const img = await BtrfsImage.open(file);

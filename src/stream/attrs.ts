@@ -18,21 +18,21 @@ export class AttrTable {
     const len = payload.length;
     let pos = 0;
     while (pos < len) {
-      if (len - pos < 2) throw t.err('attr-overrun', 'attribute header runs past the end of its command', payloadOffset + pos);
+      if (len - pos < 2) throw t.err('ATTR_OVERRUN', 'attribute header runs past the end of its command', payloadOffset + pos);
       const type = payload[pos]! | (payload[pos + 1]! << 8);
       if (type === 0 || type > C.BTRFS_SEND_A_MAX) {
-        throw t.err('bad-attribute-type', `invalid attribute type ${type}`, payloadOffset + pos);
+        throw t.err('BAD_ATTRIBUTE_TYPE', `invalid attribute type ${type}`, payloadOffset + pos);
       }
       pos += 2;
       let alen: number;
       if (version >= 2 && type === C.BTRFS_SEND_A_DATA) {
         alen = len - pos;
       } else {
-        if (len - pos < 2) throw t.err('attr-overrun', `attribute ${C.sendAttrName(type)} header runs past the end of its command`, payloadOffset + pos - 2);
+        if (len - pos < 2) throw t.err('ATTR_OVERRUN', `attribute ${C.sendAttrName(type)} header runs past the end of its command`, payloadOffset + pos - 2);
         alen = payload[pos]! | (payload[pos + 1]! << 8);
         pos += 2;
         if (len - pos < alen) {
-          throw t.err('attr-overrun', `attribute ${C.sendAttrName(type)} of ${alen} bytes runs past the end of its command (${len - pos} left)`, payloadOffset + pos - 4);
+          throw t.err('ATTR_OVERRUN', `attribute ${C.sendAttrName(type)} of ${alen} bytes runs past the end of its command (${len - pos} left)`, payloadOffset + pos - 4);
         }
       }
       t.values[type] = payload.subarray(pos, pos + alen);
@@ -62,14 +62,14 @@ export class AttrTable {
 
   bytes(type: number): Uint8Array {
     const v = this.values[type];
-    if (v === undefined) throw this.err('missing-attribute', `required attribute ${C.sendAttrName(type)} is missing`);
+    if (v === undefined) throw this.err('MISSING_ATTRIBUTE', `required attribute ${C.sendAttrName(type)} is missing`);
     return v;
   }
 
   private sized(type: number, size: number): Uint8Array {
     const v = this.bytes(type);
     if (v.length !== size) {
-      throw this.err('bad-attribute-length', `attribute ${C.sendAttrName(type)} has ${v.length} bytes, expected ${size}`);
+      throw this.err('BAD_ATTRIBUTE_LENGTH', `attribute ${C.sendAttrName(type)} has ${v.length} bytes, expected ${size}`);
     }
     return v;
   }

@@ -60,20 +60,20 @@ export async function* parseStream(
       const hdrOffset = r.position;
       const got = await r.fill(C.BTRFS_STREAM_HEADER_SIZE);
       if (got === 0) {
-        if (streamIndex < 0) throw new StreamError('empty-input', 'input is empty: no send stream header', { offset: 0 });
+        if (streamIndex < 0) throw new StreamError('EMPTY_INPUT', 'input is empty: no send stream header', { offset: 0 });
         return;
       }
       const headerCtx: ErrorContext = { offset: hdrOffset, commandIndex: index, command: 'stream header' };
       if (got < C.BTRFS_STREAM_HEADER_SIZE) {
         const head = r.take(got);
         if (!startsWithMagicPrefix(head)) throw badMagic(headerCtx, streamIndex);
-        throw new StreamError('truncated-header', `stream header truncated: ${got} of ${C.BTRFS_STREAM_HEADER_SIZE} bytes`, headerCtx);
+        throw new StreamError('TRUNCATED_HEADER', `stream header truncated: ${got} of ${C.BTRFS_STREAM_HEADER_SIZE} bytes`, headerCtx);
       }
       const hdr = r.take(C.BTRFS_STREAM_HEADER_SIZE);
       if (!startsWithMagicPrefix(hdr)) throw badMagic(headerCtx, streamIndex);
       const version = (hdr[13]! | (hdr[14]! << 8) | (hdr[15]! << 16) | (hdr[16]! << 24)) >>> 0;
       if (version < C.BTRFS_SEND_STREAM_VERSION_MIN || version > C.BTRFS_SEND_STREAM_VERSION_MAX) {
-        throw new StreamError('unsupported-version', `unsupported send stream version ${version} (supported: 1, 2, 3)`, headerCtx);
+        throw new StreamError('UNSUPPORTED_VERSION', `unsupported send stream version ${version} (supported: 1, 2, 3)`, headerCtx);
       }
       streamIndex++;
       yield { kind: 'header', version, offset: hdrOffset, streamIndex };
@@ -85,9 +85,9 @@ export async function* parseStream(
         const ctxBase = { offset, commandIndex: index };
         // buffered bytes are taken without an await: one microtask tick per command less
         const have = r.available >= C.BTRFS_CMD_HEADER_SIZE ? C.BTRFS_CMD_HEADER_SIZE : await r.fill(C.BTRFS_CMD_HEADER_SIZE);
-        if (have === 0) throw new StreamError('missing-end', 'stream ends without an END command', { ...ctxBase, command: 'command header' });
+        if (have === 0) throw new StreamError('MISSING_END', 'stream ends without an END command', { ...ctxBase, command: 'command header' });
         if (have < C.BTRFS_CMD_HEADER_SIZE) {
-          throw new StreamError('truncated-command', `command header truncated: ${have} of ${C.BTRFS_CMD_HEADER_SIZE} bytes`, { ...ctxBase, command: 'command header' });
+          throw new StreamError('TRUNCATED_COMMAND', `command header truncated: ${have} of ${C.BTRFS_CMD_HEADER_SIZE} bytes`, { ...ctxBase, command: 'command header' });
         }
         const h = r.take(C.BTRFS_CMD_HEADER_SIZE);
         const len = (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
@@ -95,11 +95,11 @@ export async function* parseStream(
         const crc = (h[6]! | (h[7]! << 8) | (h[8]! << 16) | (h[9]! << 24)) >>> 0;
         const ctx: ErrorContext = { ...ctxBase, command: C.sendCommandName(cmd) };
         if (len > maxLen) {
-          throw new StreamError('command-too-long', `command length ${len} exceeds the limit of ${maxLen} bytes`, ctx);
+          throw new StreamError('COMMAND_TOO_LONG', `command length ${len} exceeds the limit of ${maxLen} bytes`, ctx);
         }
         const avail = r.available >= len ? len : await r.fill(len);
         if (avail < len) {
-          throw new StreamError('truncated-command', `command truncated: ${avail} of ${len} payload bytes`, ctx);
+          throw new StreamError('TRUNCATED_COMMAND', `command truncated: ${avail} of ${len} payload bytes`, ctx);
         }
         const payload = r.take(len);
         const payloadOffset = offset + C.BTRFS_CMD_HEADER_SIZE;
@@ -113,7 +113,7 @@ export async function* parseStream(
             actual = crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0));
           }
           if (actual !== crc) {
-            throw new StreamError('crc-mismatch', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctx);
+            throw new StreamError('CRC_MISMATCH', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctx);
           }
         }
         attrs ??= AttrTable.parse(payload, version, () => ctx, payloadOffset);
@@ -174,7 +174,7 @@ function startsWithMagicPrefix(b: Uint8Array): boolean {
 
 function badMagic(ctx: ErrorContext, streamIndex: number): StreamError {
   const what = streamIndex < 0 ? 'not a btrfs send stream' : 'data after END is not a new stream header';
-  return new StreamError('bad-magic', `${what}: expected magic "btrfs-stream\\0"`, ctx);
+  return new StreamError('BAD_MAGIC', `${what}: expected magic "btrfs-stream\\0"`, ctx);
 }
 
 function hex8(n: number): string {

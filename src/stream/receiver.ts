@@ -114,7 +114,7 @@ export function dispatch(receiver: Receiver, c: T.SendCommand & { meta: T.Comman
   const name = METHODS[c.cmd];
   if (name === undefined || isUnknown(c)) {
     if (!receiver.unknown) {
-      throw new StreamError('unknown-command', `unknown command id ${c.cmd} (${c.meta.len} bytes)`, {
+      throw new StreamError('UNKNOWN_COMMAND', `unknown command id ${c.cmd} (${c.meta.len} bytes)`, {
         offset: c.meta.offset, commandIndex: c.meta.index, command: C.sendCommandName(c.cmd),
       });
     }

@@ -37,7 +37,7 @@ export function encodeCommand(c: SendCommand, version: number): Uint8Array {
       payload[pos++] = p.type >> 8;
       if (!isImplicitLen(p.type, version)) {
         if (p.value.length > 0xffff) {
-          throw new StreamError('attr-too-long', `attribute ${C.sendAttrName(p.type)} of ${p.value.length} bytes does not fit a v${version} TLV`, { command: C.sendCommandName(c.cmd) });
+          throw new StreamError('ATTR_TOO_LONG', `attribute ${C.sendAttrName(p.type)} of ${p.value.length} bytes does not fit a v${version} TLV`, { command: C.sendCommandName(c.cmd) });
         }
         payload[pos++] = p.value.length & 0xff;
         payload[pos++] = p.value.length >> 8;

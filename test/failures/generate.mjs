@@ -37,31 +37,31 @@ function add(code, what, bytes, where) {
   cases.push({ name: `${code}--${what}.stream`, bytes, expect: { code, ...where } });
 }
 
-add('empty-input', 'zero-bytes', new Uint8Array(0), { offset: 0 });
-add('truncated-header', 'ten-bytes-of-magic', H1.subarray(0, 10), { offset: 0 });
-add('bad-magic', 'text-file', b('this is not a send stream at all\n'), { offset: 0 });
-add('bad-magic', 'garbage-after-end', cat(good1, b('GARBAGE-GARBAGE-GARBAGE')), { offset: good1.length });
-add('unsupported-version', 'version-4', cat(b('btrfs-stream\0'), u32(4), enc(END)), { offset: 0 });
-add('unsupported-version', 'version-0', cat(b('btrfs-stream\0'), u32(0), enc(END)), { offset: 0 });
-add('truncated-command', 'cut-inside-command-header', good1.subarray(0, c1 + 6), { offset: c1, commandIndex: 1 });
-add('truncated-command', 'cut-inside-payload', good1.subarray(0, c2 + 20), { offset: c2, commandIndex: 2 });
-add('missing-end', 'eof-after-last-command', good1.subarray(0, good1.length - enc(END).length), { offset: good1.length - enc(END).length, commandIndex: 3 });
+add('EMPTY_INPUT', 'zero-bytes', new Uint8Array(0), { offset: 0 });
+add('TRUNCATED_HEADER', 'ten-bytes-of-magic', H1.subarray(0, 10), { offset: 0 });
+add('BAD_MAGIC', 'text-file', b('this is not a send stream at all\n'), { offset: 0 });
+add('BAD_MAGIC', 'garbage-after-end', cat(good1, b('GARBAGE-GARBAGE-GARBAGE')), { offset: good1.length });
+add('UNSUPPORTED_VERSION', 'version-4', cat(b('btrfs-stream\0'), u32(4), enc(END)), { offset: 0 });
+add('UNSUPPORTED_VERSION', 'version-0', cat(b('btrfs-stream\0'), u32(0), enc(END)), { offset: 0 });
+add('TRUNCATED_COMMAND', 'cut-inside-command-header', good1.subarray(0, c1 + 6), { offset: c1, commandIndex: 1 });
+add('TRUNCATED_COMMAND', 'cut-inside-payload', good1.subarray(0, c2 + 20), { offset: c2, commandIndex: 2 });
+add('MISSING_END', 'eof-after-last-command', good1.subarray(0, good1.length - enc(END).length), { offset: good1.length - enc(END).length, commandIndex: 3 });
 {
   const bad = Buffer.from(good1);
   bad[c2 + 12] ^= 0x01; // inside WRITE's first TLV
-  add('crc-mismatch', 'flipped-payload-bit', bad, { offset: c2, commandIndex: 2 });
+  add('CRC_MISMATCH', 'flipped-payload-bit', bad, { offset: c2, commandIndex: 2 });
   const bad2 = Buffer.from(good1);
   bad2[c1 + 4] = 4; // MKFILE becomes MKDIR: the header is covered by the CRC too
-  add('crc-mismatch', 'changed-command-id', bad2, { offset: c1, commandIndex: 1 });
+  add('CRC_MISMATCH', 'changed-command-id', bad2, { offset: c1, commandIndex: 1 });
 }
-add('command-too-long', 'length-4GiB', cat(H1, enc(SUBVOL), Buffer.from([0xff, 0xff, 0xff, 0xff, 3, 0, 0, 0, 0, 0])), { offset: c1, commandIndex: 1 });
-add('attr-overrun', 'tlv-length-past-command', cat(H1, raw(3, cat(tlv(15, b('file')), Buffer.from([3, 0, 200, 0, 1, 2, 3]))), enc(END)), { offset: c0 + 10 + 8, commandIndex: 0 });
-add('attr-overrun', 'half-tlv-header', cat(H1, raw(3, cat(tlv(15, b('file')), Buffer.from([3]))), enc(END)), { offset: c0 + 10 + 8, commandIndex: 0 });
-add('bad-attribute-type', 'type-0', cat(H1, raw(3, cat(tlv(0, b('x')))), enc(END)), { offset: c0 + 10, commandIndex: 0 });
-add('bad-attribute-type', 'type-36', cat(H1, raw(3, cat(tlv(15, b('f')), tlv(36, b('x')))), enc(END)), { offset: c0 + 10 + 5, commandIndex: 0 });
-add('missing-attribute', 'write-without-data', cat(H1, raw(15, cat(tlv(15, b('f')), tlv(18, Buffer.alloc(8)))), enc(END)), { offset: c0, commandIndex: 0 });
-add('bad-attribute-length', 'u64-offset-in-4-bytes', cat(H1, raw(15, cat(tlv(15, b('f')), tlv(18, Buffer.alloc(4)), tlv(19, b('x')))), enc(END)), { offset: c0, commandIndex: 0 });
-add('unknown-command', 'id-99', cat(H2, enc(SUBVOL, 2), raw(99, tlv(15, b('f'))), enc(END, 2)), { offset: c1, commandIndex: 1 });
+add('COMMAND_TOO_LONG', 'length-4GiB', cat(H1, enc(SUBVOL), Buffer.from([0xff, 0xff, 0xff, 0xff, 3, 0, 0, 0, 0, 0])), { offset: c1, commandIndex: 1 });
+add('ATTR_OVERRUN', 'tlv-length-past-command', cat(H1, raw(3, cat(tlv(15, b('file')), Buffer.from([3, 0, 200, 0, 1, 2, 3]))), enc(END)), { offset: c0 + 10 + 8, commandIndex: 0 });
+add('ATTR_OVERRUN', 'half-tlv-header', cat(H1, raw(3, cat(tlv(15, b('file')), Buffer.from([3]))), enc(END)), { offset: c0 + 10 + 8, commandIndex: 0 });
+add('BAD_ATTRIBUTE_TYPE', 'type-0', cat(H1, raw(3, cat(tlv(0, b('x')))), enc(END)), { offset: c0 + 10, commandIndex: 0 });
+add('BAD_ATTRIBUTE_TYPE', 'type-36', cat(H1, raw(3, cat(tlv(15, b('f')), tlv(36, b('x')))), enc(END)), { offset: c0 + 10 + 5, commandIndex: 0 });
+add('MISSING_ATTRIBUTE', 'write-without-data', cat(H1, raw(15, cat(tlv(15, b('f')), tlv(18, Buffer.alloc(8)))), enc(END)), { offset: c0, commandIndex: 0 });
+add('BAD_ATTRIBUTE_LENGTH', 'u64-offset-in-4-bytes', cat(H1, raw(15, cat(tlv(15, b('f')), tlv(18, Buffer.alloc(4)), tlv(19, b('x')))), enc(END)), { offset: c0, commandIndex: 0 });
+add('UNKNOWN_COMMAND', 'id-99', cat(H2, enc(SUBVOL, 2), raw(99, tlv(15, b('f'))), enc(END, 2)), { offset: c1, commandIndex: 1 });
 
 mkdirSync(dir, { recursive: true });
 for (const f of readdirSync(dir)) if (f.endsWith('.stream')) rmSync(join(dir, f));

@@ -19,11 +19,11 @@ export function register(program: Command): void {
     .action(async (source: string, dir: string | undefined, o: { owners: boolean; xattrs: boolean; file: string[]; progress?: boolean }) => {
       // `extract -f STREAM... DIR`: the one positional argument is the destination
       if (o.file.length) {
-        if (dir !== undefined) throw new BtrfsTsError('usage', 'extract -f STREAM takes one directory argument');
+        if (dir !== undefined) throw new BtrfsTsError('USAGE', 'extract -f STREAM takes one directory argument');
         await runExtractStream(source, o);
         return;
       }
-      if (dir === undefined) throw new BtrfsTsError('usage', 'extract IMAGE[:PATH] DIR: missing destination directory');
+      if (dir === undefined) throw new BtrfsTsError('USAGE', 'extract IMAGE[:PATH] DIR: missing destination directory');
       const { image, path } = await splitImageArg(source);
       await withImageFile(image, async (src) => {
         const img = await BtrfsImage.open(src);

@@ -34,7 +34,7 @@ function envSize(name: string): bigint | undefined {
   try {
     return parseSize(v);
   } catch (e) {
-    throw new ReceiveError('usage', `${name}: ${(e as Error).message}`);
+    throw new ReceiveError('USAGE', `${name}: ${(e as Error).message}`);
   }
 }
 
@@ -73,7 +73,7 @@ export function register(program: Command): void {
         await runDump({ ...(o.file !== undefined ? { file: o.file } : {}), allStreams: o.allStreams ?? false });
         return;
       }
-      if (image === undefined) throw new ReceiveError('usage', 'receive needs an IMAGE (or --dump)');
+      if (image === undefined) throw new ReceiveError('USAGE', 'receive needs an IMAGE (or --dump)');
       await initCodecs();
       const started = Date.now();
       const progress = new Progress({ label: 'receive', flag: o.progress, quiet: o.quiet || o.json });
@@ -86,16 +86,16 @@ export function register(program: Command): void {
         stopBy = sig;
         // a receive waiting for more input (a pipe) sees the stop as a read error
         const r = input as { destroy?: (e: Error) => void } | undefined;
-        r?.destroy?.(new ReceiveError('interrupted', `stopped by ${sig} while waiting for input; the subvolume being received is not committed`));
+        r?.destroy?.(new ReceiveError('INTERRUPTED', `stopped by ${sig} while waiting for input; the subvolume being received is not committed`));
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
         const cache = o.metadataCache ?? envSize('BTRFS_TS_METADATA_CACHE');
-        input = await openInput(o.file, progress);
         let lastYield = Date.now();
         const level = o.quiet || o.json ? 0 : Math.min(1 + (o.verbose ?? 0), 3) as 1 | 2 | 3;
-        const s = await receiveIntoImage(image, input, {
+        // opened once the image is locked and open (a refused image leaves no input open)
+        const s = await receiveIntoImage(image, async () => (input = await openInput(o.file, progress)), {
           ...(o.dest !== undefined ? { dest: o.dest } : {}),
           ...(o.maxSize !== undefined ? { maxSize: o.maxSize } : {}),
           ...(cache !== undefined ? { metadataCache: Number(cache) } : {}),
@@ -113,7 +113,7 @@ export function register(program: Command): void {
           },
           afterCommand: (res) => {
             if (stopBy) {
-              throw new ReceiveError('interrupted', `stopped by ${stopBy}; the subvolume being received is not committed`, { offset: res.bytes, commandIndex: res.commands });
+              throw new ReceiveError('INTERRUPTED', `stopped by ${stopBy}; the subvolume being received is not committed`, { offset: res.bytes, commandIndex: res.commands });
             }
             const now = Date.now();
             // commands already buffered are applied without returning to the event loop; let signal
