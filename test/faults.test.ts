@@ -354,7 +354,7 @@ describe.skipIf(!!why)('the lock file', () => {
         c.on('exit', (code) => res({ code, err }));
       })));
       expect(runs.filter((r) => r.code === 0).length, JSON.stringify(runs)).toBe(1);
-      for (const r of runs.filter((x) => x.code !== 0)) expect(r.err).toMatch(/\[(image-locked|subvolume-exists)\]\n$/);
+      for (const r of runs.filter((x) => x.code !== 0)) expect(r.err).toMatch(/\[(IMAGE_LOCKED|SUBVOLUME_EXISTS)\]\n$/);
       expect(checkImage(image)).toEqual([]);
       expect(outcome(await stateBySubvol(image), before, complete)).toEqual(['m1', 'm2']);
       expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);

@@ -9,6 +9,8 @@ import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAG
  */
 function exitOnSignal(sig: NodeJS.Signals): void {
   if (process.listenerCount(sig) > 1) return;
+  // the same one line as a command that stops by itself, so a script sees why
+  process.stderr.write(`btrfs-ts: ERROR: stopped by ${sig} [INTERRUPTED]\n`);
   process.exit(EXIT_INTERRUPTED);
 }
 
