@@ -184,7 +184,7 @@ describe.skipIf(!!why)('hostile streams are refused and leave the image as it wa
 
 /** Received UUID of each subvolume, by path. */
 function stateBySubvolUuid(image: string): Promise<Map<string, Uint8Array>> {
-  return withImage(image, async (img) => new Map((await img.listSubvolumes()).map((s) => [s.path, s.received_uuid])));
+  return withImage(image, async (img) => new Map((await img.listSubvolumes()).map((s) => [s.path, s.receivedUuid])));
 }
 
 function fileBytes(image: string, path: string): Promise<Buffer> {

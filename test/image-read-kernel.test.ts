@@ -110,16 +110,16 @@ describe.skipIf(why !== null)('reader vs kernel mount', () => {
       return { id: BigInt(m[1]!), gen: BigInt(m[2]!), cgen: BigInt(m[3]!), top: BigInt(m[4]!), puuid: m[5]!, ruuid: m[6]!, uuid: m[7]!, path: m[8]! };
     });
     const u = (b: Uint8Array): string => (b.every((x) => x === 0) ? '-' : formatUuid(b));
-    expect(ours.map((s) => ({ id: s.id, gen: s.generation, cgen: s.otransid, top: s.parent, puuid: u(s.parent_uuid), ruuid: u(s.received_uuid), uuid: u(s.uuid), path: s.path })))
+    expect(ours.map((s) => ({ id: s.id, gen: s.generation, cgen: s.otransid, top: s.parent, puuid: u(s.parentUuid), ruuid: u(s.receivedUuid), uuid: u(s.uuid), path: s.path })))
       .toEqual(theirs);
     const ro = await withMount(img, dir, 'ro', async (mnt) => sh(`btrfs subvolume list -r "$MNT" | sed 's/.* path //'`, { MNT: mnt }));
     expect(ours.filter((s) => s.readonly).map((s) => s.path)).toEqual(ro.trim().split('\n'));
     const recv = await image.subvolumeByPath('recv/snap-ro');
-    expect(formatUuid(recv.received_uuid)).toBe(formatUuid((await image.subvolumeByPath('snap-ro')).uuid));
+    expect(formatUuid(recv.receivedUuid)).toBe(formatUuid((await image.subvolumeByPath('snap-ro')).uuid));
     expect(recv.stransid).toBeGreaterThan(0n);
     expect(recv.rtransid).toBeGreaterThan(0n);
     const snap = await image.subvolumeByPath('snap');
-    expect(formatUuid(snap.parent_uuid)).toBe(formatUuid((await image.subvolumeByPath('sub')).uuid));
+    expect(formatUuid(snap.parentUuid)).toBe(formatUuid((await image.subvolumeByPath('sub')).uuid));
   }, 60_000);
 
   it('a subvolume can be read on its own and paths cross subvolume boundaries', async () => {

@@ -138,7 +138,7 @@ export class Backrefs {
 
 /** The UUID a stream names a subvolume by: the one it was received from, else its own. */
 export function streamUuid(sv: SubvolumeInfo): Uint8Array {
-  return sv.received_uuid.every((b) => b === 0) ? sv.uuid : sv.received_uuid;
+  return sv.receivedUuid.every((b) => b === 0) ? sv.uuid : sv.receivedUuid;
 }
 
 /** A read-only subvolume as a clone source, its paths as they are in it (the receiver has it as it is). */

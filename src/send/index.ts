@@ -45,8 +45,8 @@ async function readOnlySubvolume(img: BtrfsImage, path: string, role: string): P
 
 /** Whether `parent` can be the base of an incremental send of `sv`: its snapshot origin, sibling or received copy. */
 function related(sv: SubvolumeInfo, parent: SubvolumeInfo): boolean {
-  return same(sv.parent_uuid, parent.uuid) || same(sv.parent_uuid, parent.parent_uuid) || same(sv.parent_uuid, parent.received_uuid) ||
-    same(sv.received_uuid, parent.received_uuid) || same(parent.parent_uuid, sv.uuid);
+  return same(sv.parentUuid, parent.uuid) || same(sv.parentUuid, parent.parentUuid) || same(sv.parentUuid, parent.receivedUuid) ||
+    same(sv.receivedUuid, parent.receivedUuid) || same(parent.parentUuid, sv.uuid);
 }
 
 /**
@@ -67,7 +67,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     for (const sv of svs) {
       if (sv.id === parent.id) throw new SendError('SEND_USAGE', `parent ${parent.path} is the subvolume being sent`, { path: sv.path });
       if (!related(sv, parent)) {
-        throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parent_uuid)}): neither a snapshot source nor a received copy of it`, { path: sv.path });
+        throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parentUuid)}): neither a snapshot source nor a received copy of it`, { path: sv.path });
       }
     }
   }

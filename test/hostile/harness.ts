@@ -61,7 +61,7 @@ export async function imageState(path: string): Promise<string[]> {
     out.push(`generation ${img.superblock.generation}`);
     const subs = await img.listSubvolumes();
     for (const s of subs) {
-      out.push(`subvol ${s.id} ${s.path} uuid=${hex(s.uuid)} received=${hex(s.received_uuid)} parent=${hex(s.parent_uuid)} ctransid=${s.ctransid} stransid=${s.stransid} flags=${s.flags}`);
+      out.push(`subvol ${s.id} ${s.path} uuid=${hex(s.uuid)} received=${hex(s.receivedUuid)} parent=${hex(s.parentUuid)} ctransid=${s.ctransid} stransid=${s.stransid} flags=${s.flags}`);
     }
     for (const s of [{ path: '<top>', id: 5n }, ...subs]) {
       const start = s.id === 5n ? await img.root() : await img.resolve(s.path);
@@ -120,7 +120,7 @@ export async function stateBySubvol(path: string): Promise<Map<string, string>> 
     for (const s of await img.listSubvolumes()) {
       // the top level is not received into (its directory gains entries and times when subvolumes come)
       if (s.id === 5n) continue;
-      const lines = [`received=${hex(s.received_uuid)} parent=${hex(s.parent_uuid)} ctransid=${s.ctransid} stransid=${s.stransid} flags=${s.flags}`];
+      const lines = [`received=${hex(s.receivedUuid)} parent=${hex(s.parentUuid)} ctransid=${s.ctransid} stransid=${s.stransid} flags=${s.flags}`];
       for await (const line of formatManifest(imageTreeSource(img, await img.resolve(s.path)))) lines.push(line);
       out.set(s.path, lines.join('\n'));
     }

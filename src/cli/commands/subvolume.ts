@@ -7,8 +7,8 @@ const uuid = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatU
 
 /** One line in `btrfs subvolume list -g -c -u -q -R` order and spelling, plus flags. */
 export function subvolumeLine(s: SubvolumeInfo): string {
-  return `ID ${s.id} gen ${s.generation} cgen ${s.otransid} top level ${s.parent} parent_uuid ${uuid(s.parent_uuid).padEnd(36)} ` +
-    `received_uuid ${uuid(s.received_uuid).padEnd(36)} uuid ${uuid(s.uuid).padEnd(36)} ` +
+  return `ID ${s.id} gen ${s.generation} cgen ${s.otransid} top level ${s.parent} parent_uuid ${uuid(s.parentUuid).padEnd(36)} ` +
+    `received_uuid ${uuid(s.receivedUuid).padEnd(36)} uuid ${uuid(s.uuid).padEnd(36)} ` +
     `ctransid ${s.ctransid} stransid ${s.stransid} rtransid ${s.rtransid} ${s.readonly ? 'ro' : 'rw'} path ${s.path}`;
 }
 

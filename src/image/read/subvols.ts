@@ -19,8 +19,8 @@ export interface SubvolumeInfo {
   path: string;
   pathBytes: Uint8Array;
   uuid: Uint8Array;
-  parent_uuid: Uint8Array;
-  received_uuid: Uint8Array;
+  parentUuid: Uint8Array;
+  receivedUuid: Uint8Array;
   generation: bigint;
   otransid: bigint;
   ctransid: bigint;
@@ -30,7 +30,7 @@ export interface SubvolumeInfo {
   ctime: BtrfsTimespec;
   flags: bigint;
   readonly: boolean;
-  root_dirid: bigint;
+  rootDirid: bigint;
   item: BtrfsRootItem;
 }
 
@@ -64,10 +64,10 @@ async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: b
 
 function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, name: Uint8Array, pathBytes: Uint8Array): SubvolumeInfo {
   return {
-    id, parent, dirid, name, path: utf8.decode(pathBytes), pathBytes, uuid: item.uuid, parent_uuid: item.parent_uuid,
-    received_uuid: item.received_uuid, generation: item.generation, otransid: item.otransid, ctransid: item.ctransid,
+    id, parent, dirid, name, path: utf8.decode(pathBytes), pathBytes, uuid: item.uuid, parentUuid: item.parent_uuid,
+    receivedUuid: item.received_uuid, generation: item.generation, otransid: item.otransid, ctransid: item.ctransid,
     stransid: item.stransid, rtransid: item.rtransid, otime: item.otime, ctime: item.ctime, flags: item.flags,
-    readonly: (item.flags & BTRFS_ROOT_SUBVOL_RDONLY) !== 0n, root_dirid: item.root_dirid, item,
+    readonly: (item.flags & BTRFS_ROOT_SUBVOL_RDONLY) !== 0n, rootDirid: item.root_dirid, item,
   };
 }
 
