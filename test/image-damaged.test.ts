@@ -148,7 +148,7 @@ describe('readers and receive on damaged images', () => {
     expect((await runCli(['manifest', sparse], 'manifest')).line).toMatch(/IMAGE_SPARSE_TOO_BIG/);
   }, 120_000);
 
-  it('a tree log made by the kernel (new file, append, renames, new dir, overwrite, truncate, unlink, hard link, xattr set and removed, a directory holding a subvolume) is replayed as a mount replays it', async () => {
+  it('a tree log made by the kernel (new file, append, renames, new dir, overwrite, truncate, unlink, hard link, extended-ref names unlinked, xattr set and removed, a directory holding a subvolume) is replayed as a mount replays it', async () => {
     if (!canMount) return skipReason('image-damaged tree log', 'not root or no loop devices: the log image needs a kernel mount');
     const img = makeTreeLogImage(mkdtempSync(join(work, 'log-')));
     if (typeof img !== 'string') return skipReason('image-damaged tree log', img.skipped);
@@ -157,7 +157,7 @@ describe('readers and receive on damaged images', () => {
     expect(results.find((r) => r.command === 'receive')!.line).toMatch(/IMAGE_HAS_LOG/);
     const ours = await runCli(['manifest', '--nlink', img], 'manifest');
     expect(ours.problems).toEqual([]);
-    // an xattr removal and a directory holding a subvolume are replayed, not warned about
+    // extended-ref unlinks, an xattr removal and a directory holding a subvolume are replayed, not warned about
     const warned = spawnSync(process.execPath, [CLI, 'ls', img, '/'], { encoding: 'utf8' }).stderr;
     expect(warned).not.toMatch(/replayed in memory without/);
     const k = kernelManifest(img);

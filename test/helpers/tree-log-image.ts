@@ -1,15 +1,15 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
  * An image holding a tree log, made by the kernel: mount, commit a base tree, then change files and
  * fsync each change (the fsync writes the log and a superblock pointing at it), and copy the image file
  * right after the last fsync, while it is still mounted — the copy is what a crash at that moment leaves
- * (commit=300 keeps the transaction from committing first). Besides plain changes: an xattr removed and
- * the directory holding a subvolume logged. (Unlinking or renaming names held in INODE_EXTREF items makes
- * the kernel's next fsync commit the transaction instead, so no log carries that here.) Needs root and
- * loop devices.
+ * (commit=300 keeps the transaction from committing first). Besides plain changes: names held in
+ * INODE_EXTREF items unlinked (the directory's fsync logs the deletions; an fsync of the file itself would
+ * make the kernel commit the transaction instead), an xattr removed, the directory holding a subvolume
+ * logged. Needs root and loop devices.
  */
 
 const SCRIPT = String.raw`
@@ -33,6 +33,9 @@ os.unlink(m + '/gone'); fsync_path(m)                        # unlink, directory
 os.rename(m + '/d/keep', m + '/moved'); fsync_path(m + '/moved')         # rename across directories
 os.link(m + '/new', m + '/d/newlink'); fsync_path(m + '/new')            # hard link
 os.setxattr(m + '/app', 'user.note', b'logged'); fsync_path(m + '/app')  # xattr
+for i in range(90, 100):                                     # names held in extended refs unlinked
+    os.unlink(m + '/L/' + ('n%03d' % i) * 50)
+fsync_path(m + '/L')                                         # (the directory's log drops them)
 os.removexattr(m + '/xa', 'user.drop'); fsync_path(m + '/xa')             # xattr removed
 put(m + '/next-to-subvol', b'x')                             # the directory holding subvolume sv logged
 fsync_path(m)
@@ -60,6 +63,11 @@ export function makeTreeLogImage(dir: string): string | { skipped: string } {
     writeFileSync(join(mnt, 'xa'), 'xattrs\n');
     execFileSync('setfattr', ['-n', 'user.keep', '-v', 'k', join(mnt, 'xa')]);
     execFileSync('setfattr', ['-n', 'user.drop', '-v', 'd', join(mnt, 'xa')]);
+    // 100 names of 200 bytes for one file in one directory: past what one INODE_REF item holds, the rest
+    // are INODE_EXTREF items
+    mkdirSync(join(mnt, 'L'));
+    writeFileSync(join(mnt, 'L', 'f'), 'linked\n');
+    for (let i = 0; i < 100; i++) linkSync(join(mnt, 'L', 'f'), join(mnt, 'L', `n${String(i).padStart(3, '0')}`.repeat(50)));
     execFileSync('btrfs', ['subvolume', 'create', join(mnt, 'sv')], { stdio: 'ignore' });
     execFileSync('sync', ['-f', mnt]);
     const py = join(dir, 'fsyncs.py');
