@@ -132,11 +132,21 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
         stats.files++;
         break;
       }
-      case 0o120000:
-        await fsp.symlink(Buffer.from(await img.readlink(loc)), p);
+      case 0o120000: {
+        const target = await img.readlink(loc);
+        // a target cut to nothing (all NUL, as btrfs-image dumps leave inline data): symlink(2) refuses an
+        // empty target (ENOENT), so the name is left out with a warning, like a special file mknod refuses
+        if (target.length === 0) {
+          warn(`symlink ${p.toString('latin1')} (inode ${loc.ino} of subvolume ${loc.root}) has an empty target, which cannot be created: skipped`);
+          stats.skipped++;
+          linked.delete(key);
+          return;
+        }
+        await fsp.symlink(Buffer.from(target), p);
         stats.symlinks++;
         await finish(p, rel, loc, true);
         return;
+      }
       case 0o010000: case 0o020000: case 0o060000: case 0o140000: {
         const kind = type === 0o010000 ? 'p' : type === 0o020000 ? 'c' : type === 0o060000 ? 'b' : 's';
         if (kind === 's' ? !(await makeSocket(root, p, warn)) : false) {

@@ -149,6 +149,8 @@ export const MUTATIONS: Mutation[] = [
   { name: 'pristine', what: 'the base image itself', apply: () => {} },
   { name: 'dup-name', what: 'bb renamed to aa: two entries named aa, one DIR_ITEM holding both', apply: (p) => renameEntry(p, 'bb', 'aa') },
   { name: 'symlink-nul', what: 'NUL byte inside a symlink target', apply: (p) => patchInline(p, 'sym', 1, 0) },
+  // btrfs-image dumps zero inline data: progs' fsck-tests/034 and 012 hold such symlinks
+  { name: 'symlink-zeroed', what: 'a symlink target of NUL bytes only', apply: async (p) => { for (let i = 0; i < 4; i++) await patchInline(p, 'sym', i, 0); } },
   { name: 'huge-isize', what: 'i_size 2^64-4096 on a 3 MiB sparse file', apply: async (p) => editInode(p, await inodeOf(p, 'sparse'), (i) => { i.size = U64 - 4095n; }) },
   { name: 'big-sparse', what: 'i_size 2^40 on a sparse file (legal for the kernel)', apply: async (p) => editInode(p, await inodeOf(p, 'sparse'), (i) => { i.size = 1n << 40n; }) },
   { name: 'dir-isize', what: 'wrong i_size on the top directory', apply: (p) => editInode(p, 256n, (i) => { i.size += 6n; }) },
