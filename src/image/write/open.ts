@@ -84,7 +84,8 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     if (id === BTRFS_TREE_RELOC_OBJECTID) refuse('IMAGE_RELOC', 'a balance/relocation is in progress');
     const ri = decodeRootItem(it.data);
     const root = { id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation };
-    // subvolume trees wait for the extent tree: unless blocks are shared, they stay on disk until used
+    // copy-on-write trees (subvolumes, csum, uuid, data relocation) wait for the extent tree: unless
+    // blocks are shared, they stay on disk until used
     if (isCowTree(id)) cowRoots.push(root);
     else fs.trees.set(id, new TreeState(id, id === BTRFS_FREE_SPACE_TREE_OBJECTID ? new ItemMap(pageStore) : loadCommittedTree(fs, id, root), true));
   }
