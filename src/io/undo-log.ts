@@ -56,8 +56,7 @@ export class UndoLog {
     } catch (e) {
       throw new ImageError('IMAGE_WRITE', `cannot create the rollback journal ${undoPath(image)}: ${(e as Error).message}`, { cause: e });
     }
-    const st = fs.fstatSync(imageFd);
-    const log = new UndoLog(imageFd, fd, { generation: generationOf(imageFd), size: st.size }, undoPath(image), fresh);
+    const log = new UndoLog(imageFd, fd, { generation: generationOf(imageFd), size: extentOf(imageFd) }, undoPath(image), fresh);
     log.writeHeader();
     return log;
   }
@@ -87,7 +86,7 @@ export class UndoLog {
 
   /** The image reached a new commit: nothing before it is to be undone any more. */
   committed(): void {
-    this.base = { generation: generationOf(this.imageFd), size: fs.fstatSync(this.imageFd).size };
+    this.base = { generation: generationOf(this.imageFd), size: extentOf(this.imageFd) };
     this.saved = new Ranges();
     fs.ftruncateSync(this.fd, 0);
     this.writeHeader();
@@ -260,7 +259,8 @@ function restore(imageFd: number, fd: number, image: string): void {
       pos += len;
     }
     const cut = Number(h.readBigUInt64LE(16));
-    fs.ftruncateSync(imageFd, cut);
+    // a block device has a fixed size: only a file is cut back
+    if (fs.fstatSync(imageFd).isFile()) fs.ftruncateSync(imageFd, cut);
     for (const [offset, len] of zeros) {
       const n = Math.min(len, cut - offset);
       if (n > 0 && !punchHole(image, offset, n)) {
@@ -288,6 +288,15 @@ const EMPTY = new Uint8Array(0);
 /** fallocate --punch-hole (node:fs has no fallocate); false when the tool or the filesystem cannot. */
 function punchHole(image: string, offset: number, len: number): boolean {
   return spawnSync('fallocate', ['-p', '-o', String(offset), '-l', String(len), image], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * How far back the journal must reach: a file's size (what lies past it is cut off on rollback), or all of
+ * a block device (whose fstat size is 0 and which cannot be cut).
+ */
+function extentOf(imageFd: number): number {
+  const st = fs.fstatSync(imageFd);
+  return st.isFile() ? st.size : Number.MAX_SAFE_INTEGER;
 }
 
 function generationOf(imageFd: number): bigint {
