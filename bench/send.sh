@@ -90,8 +90,9 @@ OUT=$WORK/section.md
   echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
   for c in "${CASES[@]}"; do
     name=${c%%|*}
+    args=${c#*|}
     size=$(awk -v n="$name" '$1==n{print $2}' "$WORK/sizes")
-    echo "| $name${c#*|:+ (\`${c#*|}\`)} | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
+    echo "| $name${args:+ (\`$args\`)} | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
   done
   isize=$(awk '$1=="incr"{print $2}' "$WORK/sizes")
   ksize=$(awk '$1=="incr-kernel"{print $2}' "$WORK/sizes")

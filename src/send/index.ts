@@ -43,10 +43,34 @@ async function readOnlySubvolume(img: BtrfsImage, path: string, role: string): P
   return sv;
 }
 
-/** Whether `parent` can be the base of an incremental send of `sv`: its snapshot origin, sibling or received copy. */
-function related(sv: SubvolumeInfo, parent: SubvolumeInfo): boolean {
-  return same(sv.parentUuid, parent.uuid) || same(sv.parentUuid, parent.parentUuid) || same(sv.parentUuid, parent.receivedUuid) ||
-    same(sv.receivedUuid, parent.receivedUuid) || same(parent.parentUuid, sv.uuid);
+/**
+ * Every identity in the snapshot lineage of `sv`: its uuid and received uuid, then those of its snapshot
+ * origin, that one's origin, ... as far as the image has them (an origin deleted since still counts by its
+ * uuid). Bounded: a damaged image cannot make it loop.
+ */
+function lineage(sv: SubvolumeInfo, byUuid: Map<string, SubvolumeInfo>): Set<string> {
+  const ids = new Set<string>();
+  const add = (u: Uint8Array) => { if (!u.every((b) => b === 0)) ids.add(formatUuid(u)); };
+  let cur: SubvolumeInfo | undefined = sv;
+  for (let hops = 0; cur && hops < 256; hops++) {
+    add(cur.uuid);
+    add(cur.receivedUuid);
+    add(cur.parentUuid);
+    cur = cur.parentUuid.every((b) => b === 0) ? undefined : byUuid.get(formatUuid(cur.parentUuid));
+  }
+  return ids;
+}
+
+/**
+ * Whether `parent` can be the base of an incremental send of `sv`: they share a snapshot lineage — one is
+ * an origin of the other, both come from one origin (siblings, cousins: a read-only snapshot of a writable
+ * snapshot of the parent), or both are received copies of one subvolume.
+ */
+function related(sv: SubvolumeInfo, parent: SubvolumeInfo, all: SubvolumeInfo[]): boolean {
+  const byUuid = new Map(all.map((x) => [formatUuid(x.uuid), x]));
+  const mine = lineage(sv, byUuid);
+  for (const id of lineage(parent, byUuid)) if (mine.has(id)) return true;
+  return false;
 }
 
 /**
@@ -64,10 +88,11 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
   let parent: SubvolumeInfo | undefined;
   if (opts.parent !== undefined) {
     parent = await readOnlySubvolume(img, opts.parent, 'parent');
+    const all = await img.listSubvolumes();
     for (const sv of svs) {
       if (sv.id === parent.id) throw new SendError('SEND_USAGE', `parent ${parent.path} is the subvolume being sent`, { path: sv.path });
-      if (!related(sv, parent)) {
-        throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parentUuid)}): neither a snapshot source nor a received copy of it`, { path: sv.path });
+      if (!related(sv, parent, all)) {
+        throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parentUuid)}): no common snapshot origin and not received from one subvolume`, { path: sv.path });
       }
     }
   }
