@@ -3,7 +3,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { createServer } from 'node:net';
 import { BtrfsTsError, ImageError } from '../errors.js';
 import type { BtrfsImage, DirEntry, Location } from '../image/read/index.js';
-import type { BtrfsTimespec } from '../image/structs.js';
+import { timespecNs, type BtrfsTimespec } from '../image/structs.js';
 import { SyscallHelper } from './syscall-helper.js';
 
 /**
@@ -191,7 +191,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   // nanosecond times through the python helper (utimensat); fs.lutimes keeps microseconds only
   const helper = new SyscallHelper();
   const setTimes = async (p: Buffer, atime: BtrfsTimespec, mtime: BtrfsTimespec): Promise<void> => {
-    if (helper.available) await helper.utime(p, tsNs(atime), tsNs(mtime));
+    if (helper.available) await helper.utime(p, timespecNs(atime), timespecNs(mtime));
     else await fsp.lutimes(p, toDate(atime), toDate(mtime));
   };
   try {
@@ -311,5 +311,3 @@ async function fixDirTimes(img: BtrfsImage, loc: Location, p: Buffer, setTimes: 
   const st = await img.stat(loc);
   await setTimes(p, st.atime, st.mtime);
 }
-
-const tsNs = (t: BtrfsTimespec): bigint => t.sec * 1_000_000_000n + BigInt(t.nsec);

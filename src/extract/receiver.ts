@@ -1,5 +1,6 @@
 import { constants, promises as fsp } from 'node:fs';
 import { ReceiveError } from '../errors.js';
+import { timespecNs } from '../image/structs.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { checkSubvolName, formatUuid, showPath } from '../tools/paths.js';
@@ -25,7 +26,6 @@ interface Current {
 
 const S_IFMT = 0o170000;
 const key = (p: Uint8Array): string => Buffer.from(p.buffer, p.byteOffset, p.length).toString('latin1');
-const ns = (t: T.Timespec): bigint => t.sec * 1_000_000_000n + BigInt(t.nsec);
 const SLASH = Buffer.from('/');
 
 export class ExtractReceiver implements Receiver {
@@ -269,7 +269,7 @@ export class ExtractReceiver implements Receiver {
   async utimes(c: T.UtimesCmd): Promise<void> {
     const abs = await this.sub(c).paths.resolve(c.path, true);
     if (this.h.helper.available) {
-      await this.h.helper.utime(abs, ns(c.atime), ns(c.mtime));
+      await this.h.helper.utime(abs, timespecNs(c.atime), timespecNs(c.mtime));
     } else {
       this.warnOnce('utimes', 'times are set with microsecond precision (python3 not available)');
       const sec = (t: T.Timespec) => Number(t.sec) + t.nsec / 1e9;

@@ -1,6 +1,6 @@
 import { openImageFile, type FileImageSource } from '../io/image-read-file.js';
 import { BtrfsImage, type Location, type SubvolumeInfo } from './read/index.js';
-import type { BtrfsInodeItem, BtrfsTimespec } from './structs.js';
+import { timespecNs as ns, type BtrfsInodeItem } from './structs.js';
 
 /**
  * A btrfs image file opened for reading by path, as node:fs reads a directory tree: `readdir`, `stat`,
@@ -56,7 +56,6 @@ const TYPES = ['unknown', 'file', 'directory', 'char', 'block', 'fifo', 'socket'
 const S_IFMT = 0o170000;
 const SLASH = Buffer.from('/');
 
-const ns = (t: BtrfsTimespec): bigint => t.sec * 1_000_000_000n + BigInt(t.nsec);
 /** Milliseconds rounded down (bigint division truncates toward zero: wrong before 1970). */
 const ms = (n: bigint): Date => new Date(Number(n >= 0n ? n / 1_000_000n : -((-n + 999_999n) / 1_000_000n)));
 

@@ -44,6 +44,11 @@ export interface BtrfsTimespec {
   nsec: number;
 }
 /** Seconds are signed on disk (btrfs_timespec.sec is __le64 holding a time64_t): 1969 is -1. */
+/** Nanoseconds since the epoch (negative before 1970); any {sec, nsec} (a send stream's Timespec too). */
+export function timespecNs(t: { sec: bigint; nsec: number }): bigint {
+  return t.sec * 1_000_000_000n + BigInt(t.nsec);
+}
+
 export function readTimespec(r: LeReader): BtrfsTimespec {
   return { sec: BigInt.asIntN(64, r.u64()), nsec: r.u32() };
 }
