@@ -9,7 +9,7 @@ import { type ExtentCompressor, Populator } from '../../image/write/populate.js'
 import { parseDeviceTable } from '../../dirtree/device-table.js';
 import { probeFilesystem } from '../../io/fs-signature.js';
 import { FileDevice } from '../../io/image-file.js';
-import { populateFromDir, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
+import { populateFromDir, type RootdirSummary, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
 import { parseInodeFlags } from '../../dirtree/inode-flags.js';
 import { Reflinker } from '../../dirtree/reflink.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
@@ -142,6 +142,8 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     uuidSeed: `SOURCE_DATE_EPOCH=${epoch} fsid=${fsid ? formatUuid(fsid) : ''} label=${o.label ?? ''}`,
   };
 
+  // the rootdir's stat walk, done once for sizing and for the progress total
+  let survey: RootdirSummary | undefined;
   let size: bigint | undefined = o.byteCount ? parseSize(o.byteCount) : undefined;
   const existing = nodefs.existsSync(image) ? nodefs.statSync(image) : undefined;
   if (existing && !existing.isFile() && !existing.isBlockDevice()) throw new ImageError('MKFS_USAGE', `${image} is not a file or block device`);
@@ -152,7 +154,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     // at least 256 MiB, or room for the content twice over (half of it free), plus metadata reserve
     let content = 0n;
     if (o.rootdir) {
-      const s = surveyRootdir(o.rootdir);
+      const s = (survey ??= surveyRootdir(o.rootdir));
       content = s.dataBytes + BigInt(s.inodes) * 2048n + s.nameBytes * 4n;
     }
     const want = 2n * content + 128n * MiB;
@@ -173,7 +175,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     if (o.rootdir) {
       const rootdir = o.rootdir;
       await withProgress({ label: 'mkfs', flag: o.progress, quiet: o.quiet }, (p) => {
-        if (p.enabled) p.setTotal(Number(surveyRootdir(rootdir).dataBytes));
+        if (p.enabled) p.setTotal(Number((survey ??= surveyRootdir(rootdir)).dataBytes));
         return populateFromDir(rootdir, new Populator(fs, 5n, compressor), {
           onData: (n) => p.advance(n),
           epoch, subvols, now: reproducible.now, deviceTable, inodeFlags, reflink,
