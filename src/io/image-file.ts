@@ -155,7 +155,7 @@ export class FileDevice implements BlockDevice {
   rollback(): void {
     this.behind?.stop();
     this.behind = undefined;
-    this.undo?.rollback(this.path);
+    this.undo?.rollback();
     this.undo = undefined;
     const st = fs.fstatSync(this.fd, { bigint: true });
     this.bytes = st.size;
@@ -166,7 +166,7 @@ export class FileDevice implements BlockDevice {
     this.behind?.stop();
     this.behind = undefined;
     // closing without a rollback keeps what was written: the journal is no longer needed
-    this.undo?.discard(this.path);
+    this.undo?.discard();
     this.undo = undefined;
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;

@@ -36,7 +36,7 @@ export class UndoLog {
     private readonly imageFd: number,
     private readonly fd: number,
     private base: { generation: bigint; size: number },
-    private readonly path: string,
+    private readonly image: string,
     fresh: boolean,
   ) {
     if (fresh) this.touched = new Ranges();
@@ -56,7 +56,7 @@ export class UndoLog {
     } catch (e) {
       throw new ImageError('IMAGE_WRITE', `cannot create the rollback journal ${undoPath(image)}: ${(e as Error).message}`, { cause: e });
     }
-    const log = new UndoLog(imageFd, fd, { generation: generationOf(imageFd), size: extentOf(imageFd) }, undoPath(image), fresh);
+    const log = new UndoLog(imageFd, fd, { generation: generationOf(imageFd), size: extentOf(imageFd) }, image, fresh);
     log.writeHeader();
     return log;
   }
@@ -93,15 +93,15 @@ export class UndoLog {
   }
 
   /** Puts back every saved range and the size at the last commit; the journal is gone afterwards. */
-  rollback(image: string): void {
-    restore(this.imageFd, this.fd, image);
-    this.discard(image);
+  rollback(): void {
+    restore(this.imageFd, this.fd, this.image);
+    this.discard();
   }
 
   /** Closes and removes the journal (after a successful receive, or after rollback). */
-  discard(image: string): void {
+  discard(): void {
     fs.closeSync(this.fd);
-    fs.rmSync(undoPath(image), { force: true });
+    fs.rmSync(undoPath(this.image), { force: true });
   }
 
   /** Journals the old bytes of [start, end), zero and non-zero 4 KiB runs apart (zeros go back as holes). */
@@ -137,7 +137,7 @@ export class UndoLog {
       for (let done = 0; done < b.length;) done += fs.writeSync(this.fd, b, done, b.length - done);
     } catch (e) {
       // nothing of the image was overwritten yet: failing here still leaves it restorable
-      throw new ImageError('IMAGE_WRITE', `cannot save the image's old bytes to its rollback journal ${this.path}: ${(e as Error).message}`, { cause: e });
+      throw new ImageError('IMAGE_WRITE', `cannot save the image's old bytes to its rollback journal ${undoPath(this.image)}: ${(e as Error).message}`, { cause: e });
     }
   }
 
