@@ -21,8 +21,13 @@ export function escapePath(bytes: Uint8Array): string {
   return out;
 }
 
+/** Characters printed as they are: isprint() but for space and backslash. */
+const PLAIN = /^[\x21-\x5b\x5d-\x7e]*$/;
+
 /** The same for a binary string (one char per byte), as the dump printer builds its paths. */
 export function escapeBinary(s: string): string {
+  // most paths need no escape: one native scan instead of a string built char by char
+  if (PLAIN.test(s)) return s;
   let out = '';
   for (let i = 0; i < s.length; i++) out += escapeByte(s.charCodeAt(i));
   return out;

@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
 import { Readable } from 'node:stream';
 import { decompressed, detectCompression, MAGIC_BYTES, type DestroyableInput } from './decompress.js';
-import { PooledFileInput } from './pooled-input.js';
+import { FileWindowInput } from './window-input.js';
 
 /** 1 MiB reads: large enough that per-chunk overhead vanishes, small enough to keep memory flat. */
 const CHUNK = 1 << 20;
@@ -44,7 +44,7 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
     if (meter) raw.on('data', (c) => meter.advance(c.length));
     return decompressed(raw, kind, file);
   }
-  return new PooledFileInput(fh, CHUNK, 4, meter ? (n) => meter.advance(n) : undefined);
+  return new FileWindowInput(fh, CHUNK, meter ? (n) => meter.advance(n) : undefined);
 }
 
 /**

@@ -1,34 +1,58 @@
 /**
- * Buffered stdout for line-heavy output (dumps of millions of commands): one write per ~256 KiB instead of
- * one per line, and respect for back-pressure so memory stays flat when stdout is slow.
+ * Buffered stdout for line-heavy output (dumps of millions of commands): lines are copied as bytes into
+ * 256 KiB buffers as they come (no array of strings to join), one write per full buffer, and back-pressure
+ * respected so memory stays flat when stdout is slow.
  */
 export class BufferedOut {
-  private parts: string[] = [];
-  private size = 0;
+  private buf: Buffer;
+  private pos = 0;
+  /** Filled buffers (and lines too long for one) waiting for the next flush. */
+  private full: Buffer[] = [];
+  private fullBytes = 0;
 
-  constructor(private readonly stream: NodeJS.WritableStream = process.stdout, private readonly limit = 256 * 1024) {}
+  constructor(private readonly stream: NodeJS.WritableStream = process.stdout, private readonly limit = 256 * 1024) {
+    this.buf = Buffer.allocUnsafe(limit);
+  }
 
   /** `line` is a binary string: one char per output byte. */
   push(line: string): void {
-    this.parts.push(line);
-    this.size += line.length;
+    if (this.pos + line.length > this.buf.length) {
+      this.retire();
+      if (line.length > this.buf.length) {
+        this.full.push(Buffer.from(line, 'latin1'));
+        this.fullBytes += line.length;
+        return;
+      }
+    }
+    this.pos += this.buf.write(line, this.pos, 'latin1');
   }
 
   get pending(): number {
-    return this.size;
+    return this.fullBytes + this.pos;
   }
 
   async flush(): Promise<void> {
-    if (this.size === 0) return;
-    const buf = Buffer.from(this.parts.join(''), 'latin1');
-    this.parts = [];
-    this.size = 0;
-    if (!this.stream.write(buf)) {
-      await new Promise<void>((resolve) => this.stream.once('drain', resolve));
-    }
+    this.retire();
+    const parts = this.full;
+    if (parts.length === 0) return;
+    this.full = [];
+    this.fullBytes = 0;
+    let ok = true;
+    for (const p of parts) ok = this.stream.write(p);
+    if (!ok) await new Promise<void>((resolve) => this.stream.once('drain', resolve));
   }
 
-  async maybeFlush(): Promise<void> {
-    if (this.size >= this.limit) await this.flush();
+  /** Flushes once a buffer is full; undefined (nothing to await) otherwise, the common case. */
+  maybeFlush(): Promise<void> | undefined {
+    return this.full.length > 0 || this.pos >= this.limit ? this.flush() : undefined;
+  }
+
+  /** The current buffer joins the full ones (the stream may keep it until written), a fresh one replaces it. */
+  private retire(): void {
+    if (this.pos === 0) return;
+    this.full.push(this.buf.subarray(0, this.pos));
+    this.fullBytes += this.pos;
+    this.buf = Buffer.allocUnsafe(this.limit);
+    this.pos = 0;
   }
 }

@@ -4,7 +4,7 @@ import { CRC_SECTOR, crc32cRawBySector } from '../util/crc32c-combine.js';
 import { AttrTable } from './attrs.js';
 import * as C from './constants.js';
 import { decodeCommand, isKnownCommand } from './decode.js';
-import { ChunkReader } from './source.js';
+import { ChunkReader, isWindowSource, type ByteReader } from './source.js';
 import type { CommandMeta, EncodedWriteCmd, StreamItem, WriteCmd } from './types.js';
 
 export interface ParseOptions {
@@ -49,7 +49,7 @@ export async function* parseStream(
   opts: ParseOptions = {},
 ): AsyncGenerator<StreamItem, void, undefined> {
   const maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
-  const r = new ChunkReader(input, { reuse: opts.reuseInput ?? false });
+  const r: ByteReader = opts.reuseInput && isWindowSource(input) ? input.openWindow() : new ChunkReader(input, { reuse: opts.reuseInput ?? false });
   const reuse = r.reusing;
   let index = 0;
   let streamIndex = -1;

@@ -7,6 +7,36 @@ export interface RecyclingSource extends AsyncIterable<Uint8Array> {
   recycle(chunk: Uint8Array): void;
 }
 
+/**
+ * What the parser reads from: bytes buffered on demand and taken in order. Views returned by take() stay
+ * valid until releaseSpent() when `reusing`, for good otherwise.
+ */
+export interface ByteReader {
+  /** Absolute offset of the next byte take() returns. */
+  readonly position: number;
+  /** Bytes buffered and not yet taken. */
+  readonly available: number;
+  /** The caller promises to keep no view past releaseSpent(). */
+  readonly reusing: boolean;
+  /** Buffers until `n` bytes are available or input ends; returns how many are (< n only at EOF). */
+  fill(n: number): Promise<number>;
+  take(n: number): Uint8Array;
+  releaseSpent(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * An input that can also be read as one window of contiguous bytes (a file): a parser whose consumer keeps
+ * nothing past each command reads it through openWindow() instead of iterating its chunks.
+ */
+export interface WindowSource extends AsyncIterable<Uint8Array> {
+  openWindow(): ByteReader;
+}
+
+export function isWindowSource(x: unknown): x is WindowSource {
+  return typeof (x as { openWindow?: unknown }).openWindow === 'function';
+}
+
 const EMPTY = new Uint8Array(0);
 
 export function isRecyclingSource(x: unknown): x is RecyclingSource {
@@ -17,7 +47,7 @@ export function isRecyclingSource(x: unknown): x is RecyclingSource {
  * Pull-style reader over an AsyncIterable of chunks. It keeps only the chunks not yet consumed, so memory
  * is bounded by the largest single request plus one input chunk, whatever the stream's size.
  */
-export class ChunkReader {
+export class ChunkReader implements ByteReader {
   private readonly it: AsyncIterator<Uint8Array>;
   /**
    * Buffered chunks from index `first` on: consumed ones are dropped by moving `first` (and compacting now
