@@ -48,88 +48,178 @@ export async function* parseStream(
   input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   opts: ParseOptions = {},
 ): AsyncGenerator<StreamItem, void, undefined> {
-  const maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
-  const r: ByteReader = opts.reuseInput && isWindowSource(input) ? input.openWindow() : new ChunkReader(input, { reuse: opts.reuseInput ?? false });
-  const reuse = r.reusing;
-  let index = 0;
-  let streamIndex = -1;
+  const p = new StreamParser(input, opts);
   try {
     for (;;) {
-      // Between streams: EOF is the normal end, anything else must be a new header.
-      r.releaseSpent();
-      const hdrOffset = r.position;
-      const got = await r.fill(C.BTRFS_STREAM_HEADER_SIZE);
-      if (got === 0) {
-        if (streamIndex < 0) throw new StreamError('EMPTY_INPUT', 'input is empty: no send stream header', { offset: 0 });
-        return;
-      }
-      const headerCtx: ErrorContext = { offset: hdrOffset, commandIndex: index, command: 'stream header' };
-      if (got < C.BTRFS_STREAM_HEADER_SIZE) {
-        const head = r.take(got);
-        if (!startsWithMagicPrefix(head)) throw badMagic(headerCtx, streamIndex);
-        throw new StreamError('TRUNCATED_HEADER', `stream header truncated: ${got} of ${C.BTRFS_STREAM_HEADER_SIZE} bytes`, headerCtx);
-      }
-      const hdr = r.take(C.BTRFS_STREAM_HEADER_SIZE);
-      if (!startsWithMagicPrefix(hdr)) throw badMagic(headerCtx, streamIndex);
-      const version = (hdr[13]! | (hdr[14]! << 8) | (hdr[15]! << 16) | (hdr[16]! << 24)) >>> 0;
-      if (version < C.BTRFS_SEND_STREAM_VERSION_MIN || version > C.BTRFS_SEND_STREAM_VERSION_MAX) {
-        throw new StreamError('UNSUPPORTED_VERSION', `unsupported send stream version ${version} (supported: 1, 2, 3)`, headerCtx);
-      }
-      streamIndex++;
-      yield { kind: 'header', version, offset: hdrOffset, streamIndex };
-
-      for (;;) {
-        // the consumer has asked for the next command: the previous one's chunks are free
-        r.releaseSpent();
-        const offset = r.position;
-        const ctxBase = { offset, commandIndex: index };
-        // buffered bytes are taken without an await: one microtask tick per command less
-        const have = r.available >= C.BTRFS_CMD_HEADER_SIZE ? C.BTRFS_CMD_HEADER_SIZE : await r.fill(C.BTRFS_CMD_HEADER_SIZE);
-        if (have === 0) throw new StreamError('MISSING_END', 'stream ends without an END command', { ...ctxBase, command: 'command header' });
-        if (have < C.BTRFS_CMD_HEADER_SIZE) {
-          throw new StreamError('TRUNCATED_COMMAND', `command header truncated: ${have} of ${C.BTRFS_CMD_HEADER_SIZE} bytes`, { ...ctxBase, command: 'command header' });
-        }
-        const h = r.take(C.BTRFS_CMD_HEADER_SIZE);
-        const len = (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
-        const cmd = h[4]! | (h[5]! << 8);
-        const crc = (h[6]! | (h[7]! << 8) | (h[8]! << 16) | (h[9]! << 24)) >>> 0;
-        const ctx: ErrorContext = { ...ctxBase, command: C.sendCommandName(cmd) };
-        if (len > maxLen) {
-          throw new StreamError('COMMAND_TOO_LONG', `command length ${len} exceeds the limit of ${maxLen} bytes`, ctx);
-        }
-        const avail = r.available >= len ? len : await r.fill(len);
-        if (avail < len) {
-          throw new StreamError('TRUNCATED_COMMAND', `command truncated: ${avail} of ${len} payload bytes`, ctx);
-        }
-        const payload = r.take(len);
-        const payloadOffset = offset + C.BTRFS_CMD_HEADER_SIZE;
-        let attrs: AttrTable | undefined;
-        let sectors: Uint32Array | undefined;
-        if (!opts.noCrc) {
-          let actual: number;
-          if (opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
-            ({ actual, attrs, sectors } = crcBySector(h, payload, version, ctx, payloadOffset));
-          } else {
-            actual = crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0));
-          }
-          if (actual !== crc) {
-            throw new StreamError('CRC_MISMATCH', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctx);
-          }
-        }
-        attrs ??= AttrTable.parse(payload, version, () => ctx, payloadOffset);
-        if (reuse) attrs.detach(C.BTRFS_SEND_A_DATA);
-        const meta: CommandMeta = { offset, index, streamIndex, version, len, attrOrder: [] };
-        // an unknown command keeps its raw payload
-        const command = decodeCommand(cmd, reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
-        if (sectors !== undefined) SECTOR_CRCS.set(command, sectors);
-        index++;
-        yield { kind: 'command', command };
-        if (cmd === C.BTRFS_SEND_C_END) break;
-      }
-      if (opts.stopAfterFirstEnd) return;
+      const x = p.next();
+      const item = x instanceof Promise ? await x : x;
+      if (item === null) return;
+      yield item;
     }
   } finally {
-    await r.close();
+    await p.close();
+  }
+}
+
+type Phase = 'header' | 'command' | 'payload' | 'done';
+
+/** A command whose 10-byte header is read and whose payload is awaited. */
+interface PendingCommand {
+  offset: number;
+  len: number;
+  cmd: number;
+  crc: number;
+  /** Raw CRC32C of the header with its crc field zeroed: where the payload's CRC starts. */
+  headerCrc: number;
+  ctx: ErrorContext;
+}
+
+/**
+ * parseStream's engine, pull-style: next() returns the item itself when its bytes are already buffered
+ * (most commands: the input is read in large pieces) and a promise only when it must wait for input. The
+ * stream drivers (processStream) call it directly; an async generator costs a few promise turns per item,
+ * which on streams of small commands was a tenth of a dump's time.
+ */
+export class StreamParser {
+  private readonly r: ByteReader;
+  private readonly reuse: boolean;
+  private readonly maxLen: number;
+  private phase: Phase = 'header';
+  private eof = false;
+  private index = 0;
+  private streamIndex = -1;
+  private version = 0;
+  private pending: PendingCommand | undefined;
+
+  constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, private readonly opts: ParseOptions = {}) {
+    this.maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
+    this.r = opts.reuseInput && isWindowSource(input) ? input.openWindow() : new ChunkReader(input, { reuse: opts.reuseInput ?? false });
+    this.reuse = this.r.reusing;
+  }
+
+  /** The next item, or null after the last; views of the previous item are given up. */
+  next(): StreamItem | null | Promise<StreamItem | null> {
+    // the consumer has asked for the next item: the previous one's bytes are free
+    this.r.releaseSpent();
+    return this.step();
+  }
+
+  /** Stops reading (closes files or streams early). */
+  async close(): Promise<void> {
+    this.phase = 'done';
+    await this.r.close();
+  }
+
+  private step(): StreamItem | null | Promise<StreamItem | null> {
+    for (;;) {
+      switch (this.phase) {
+        case 'done':
+          return null;
+        case 'header':
+          if (this.r.available < C.BTRFS_STREAM_HEADER_SIZE && !this.eof) return this.wait(C.BTRFS_STREAM_HEADER_SIZE);
+          return this.header();
+        case 'command':
+          if (this.r.available < C.BTRFS_CMD_HEADER_SIZE && !this.eof) return this.wait(C.BTRFS_CMD_HEADER_SIZE);
+          this.commandHeader();
+          break;
+        case 'payload': {
+          const len = this.pending!.len;
+          if (this.r.available < len && !this.eof) return this.wait(len);
+          return this.command();
+        }
+      }
+    }
+  }
+
+  private async wait(n: number): Promise<StreamItem | null> {
+    if ((await this.r.fill(n)) < n) this.eof = true;
+    return this.step();
+  }
+
+  /** Between streams: EOF is the normal end, anything else must be a new header. */
+  private header(): StreamItem | null {
+    const r = this.r;
+    const hdrOffset = r.position;
+    const got = Math.min(r.available, C.BTRFS_STREAM_HEADER_SIZE);
+    if (got === 0) {
+      if (this.streamIndex < 0) throw new StreamError('EMPTY_INPUT', 'input is empty: no send stream header', { offset: 0 });
+      this.phase = 'done';
+      return null;
+    }
+    const headerCtx: ErrorContext = { offset: hdrOffset, commandIndex: this.index, command: 'stream header' };
+    if (got < C.BTRFS_STREAM_HEADER_SIZE) {
+      const head = r.take(got);
+      if (!startsWithMagicPrefix(head)) throw badMagic(headerCtx, this.streamIndex);
+      throw new StreamError('TRUNCATED_HEADER', `stream header truncated: ${got} of ${C.BTRFS_STREAM_HEADER_SIZE} bytes`, headerCtx);
+    }
+    const hdr = r.take(C.BTRFS_STREAM_HEADER_SIZE);
+    if (!startsWithMagicPrefix(hdr)) throw badMagic(headerCtx, this.streamIndex);
+    const version = (hdr[13]! | (hdr[14]! << 8) | (hdr[15]! << 16) | (hdr[16]! << 24)) >>> 0;
+    if (version < C.BTRFS_SEND_STREAM_VERSION_MIN || version > C.BTRFS_SEND_STREAM_VERSION_MAX) {
+      throw new StreamError('UNSUPPORTED_VERSION', `unsupported send stream version ${version} (supported: 1, 2, 3)`, headerCtx);
+    }
+    this.streamIndex++;
+    this.version = version;
+    this.phase = 'command';
+    return { kind: 'header', version, offset: hdrOffset, streamIndex: this.streamIndex };
+  }
+
+  private commandHeader(): void {
+    const r = this.r;
+    const offset = r.position;
+    const have = Math.min(r.available, C.BTRFS_CMD_HEADER_SIZE);
+    if (have === 0) throw new StreamError('MISSING_END', 'stream ends without an END command', { offset, commandIndex: this.index, command: 'command header' });
+    if (have < C.BTRFS_CMD_HEADER_SIZE) {
+      throw new StreamError('TRUNCATED_COMMAND', `command header truncated: ${have} of ${C.BTRFS_CMD_HEADER_SIZE} bytes`, { offset, commandIndex: this.index, command: 'command header' });
+    }
+    const h = r.take(C.BTRFS_CMD_HEADER_SIZE);
+    const len = (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
+    const cmd = h[4]! | (h[5]! << 8);
+    const crc = (h[6]! | (h[7]! << 8) | (h[8]! << 16) | (h[9]! << 24)) >>> 0;
+    const ctx: ErrorContext = { offset, commandIndex: this.index, command: C.sendCommandName(cmd) };
+    if (len > this.maxLen) {
+      throw new StreamError('COMMAND_TOO_LONG', `command length ${len} exceeds the limit of ${this.maxLen} bytes`, ctx);
+    }
+    // the header's part of the CRC now: its view is not used after the payload is read
+    const headerCrc = this.opts.noCrc ? 0 : crc32cRaw(zeroedHeader(h), 0);
+    this.pending = { offset, len, cmd, crc, headerCrc, ctx };
+    this.phase = 'payload';
+  }
+
+  private command(): StreamItem {
+    const r = this.r;
+    const { offset, len, cmd, crc, headerCrc, ctx } = this.pending!;
+    this.pending = undefined;
+    const avail = Math.min(r.available, len);
+    if (avail < len) {
+      throw new StreamError('TRUNCATED_COMMAND', `command truncated: ${avail} of ${len} payload bytes`, ctx);
+    }
+    const payload = r.take(len);
+    const payloadOffset = offset + C.BTRFS_CMD_HEADER_SIZE;
+    const version = this.version;
+    let attrs: AttrTable | undefined;
+    let sectors: Uint32Array | undefined;
+    if (!this.opts.noCrc) {
+      let actual: number;
+      if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
+        ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctx, payloadOffset));
+      } else {
+        actual = crc32cRaw(payload, headerCrc);
+      }
+      if (actual !== crc) {
+        throw new StreamError('CRC_MISMATCH', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctx);
+      }
+    }
+    attrs ??= AttrTable.parse(payload, version, () => ctx, payloadOffset);
+    if (this.reuse) attrs.detach(C.BTRFS_SEND_A_DATA);
+    const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version, len, attrOrder: [] };
+    // an unknown command keeps its raw payload
+    const command = decodeCommand(cmd, this.reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
+    if (sectors !== undefined) SECTOR_CRCS.set(command, sectors);
+    this.index++;
+    if (cmd === C.BTRFS_SEND_C_END) this.phase = this.opts.stopAfterFirstEnd ? 'done' : 'header';
+    else this.phase = 'command';
+    return { kind: 'command', command };
   }
 }
 
@@ -147,21 +237,21 @@ function zeroedHeader(h: Uint8Array): Uint8Array {
  * do not parse are the parser's to report after the CRC check, as for any command: the CRC is then
  * computed in one piece and no attributes are returned.
  */
-function crcBySector(h: Uint8Array, payload: Uint8Array, version: number, ctx: ErrorContext, payloadOffset: number): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
+function crcBySector(headerCrc: number, payload: Uint8Array, version: number, ctx: ErrorContext, payloadOffset: number): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
   let attrs: AttrTable;
   try {
     attrs = AttrTable.parse(payload, version, () => ctx, payloadOffset);
   } catch {
-    return { actual: crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0)) };
+    return { actual: crc32cRaw(payload, headerCrc) };
   }
   const data = attrs.values[C.BTRFS_SEND_A_DATA];
   if (data === undefined || data.buffer !== payload.buffer || data.length < CRC_SECTOR) {
-    return { actual: crc32cRaw(payload, crc32cRaw(zeroedHeader(h), 0)), attrs };
+    return { actual: crc32cRaw(payload, headerCrc), attrs };
   }
   const start = data.byteOffset - payload.byteOffset;
   const end = start + data.length;
   const sectors = new Uint32Array(Math.floor(data.length / CRC_SECTOR));
-  let c = crc32cRaw(payload.subarray(0, start), crc32cRaw(zeroedHeader(h), 0));
+  let c = crc32cRaw(payload.subarray(0, start), headerCrc);
   c = crc32cRawBySector(c, data, sectors);
   return { actual: crc32cRaw(payload.subarray(end), c), attrs, sectors };
 }

@@ -1,7 +1,7 @@
 import { BtrfsTsError, StreamError, type ErrorContext } from '../errors.js';
 import { escapePath } from '../dump/escape.js';
 import * as C from './constants.js';
-import { parseStream, type ParseOptions } from './parser.js';
+import { StreamParser, type ParseOptions } from './parser.js';
 import { isUnknown } from './types.js';
 import type * as T from './types.js';
 
@@ -82,30 +82,38 @@ export async function processStream(
   opts: ProcessOptions = {},
 ): Promise<ProcessResult> {
   const res: ProcessResult = { streams: 0, commands: 0, bytes: 0 };
-  for await (const item of parseStream(input, opts)) {
-    if (item.kind === 'header') {
-      res.streams++;
-      res.bytes = item.offset + C.BTRFS_STREAM_HEADER_SIZE;
-      const p = receiver.streamStart?.(item.version, { offset: item.offset, streamIndex: item.streamIndex });
-      if (p instanceof Promise) await p;
-      continue;
+  const parser = new StreamParser(input, opts);
+  try {
+    for (;;) {
+      // pulled, not iterated: an item whose bytes are buffered costs no promise turn
+      const x = parser.next();
+      const item = x instanceof Promise ? await x : x;
+      if (item === null) return res;
+      if (item.kind === 'header') {
+        res.streams++;
+        res.bytes = item.offset + C.BTRFS_STREAM_HEADER_SIZE;
+        const p = receiver.streamStart?.(item.version, { offset: item.offset, streamIndex: item.streamIndex });
+        if (p instanceof Promise) await p;
+        continue;
+      }
+      const c = item.command;
+      try {
+        const p = dispatch(receiver, c);
+        if (p instanceof Promise) await p;
+      } catch (e) {
+        if (e instanceof BtrfsTsError) e.withContext(commandContext(c));
+        throw e;
+      }
+      res.commands++;
+      res.bytes = c.meta.offset + C.BTRFS_CMD_HEADER_SIZE + c.meta.len;
+      if (opts.afterCommand) {
+        const q = opts.afterCommand(res);
+        if (q instanceof Promise) await q;
+      }
     }
-    const c = item.command;
-    try {
-      const p = dispatch(receiver, c);
-      if (p instanceof Promise) await p;
-    } catch (e) {
-      if (e instanceof BtrfsTsError) e.withContext(commandContext(c));
-      throw e;
-    }
-    res.commands++;
-    res.bytes = c.meta.offset + C.BTRFS_CMD_HEADER_SIZE + c.meta.len;
-    if (opts.afterCommand) {
-      const q = opts.afterCommand(res);
-      if (q instanceof Promise) await q;
-    }
+  } finally {
+    await parser.close();
   }
-  return res;
 }
 
 
