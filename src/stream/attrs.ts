@@ -46,8 +46,9 @@ export class AttrTable {
   detach(keep: number): void {
     for (const type of this.order) {
       const v = this.values[type];
-      // new Uint8Array(v) copies; v.slice() would not when v is a Buffer (node streams give Buffers)
-      if (type !== keep && v !== undefined && v.byteLength !== v.buffer.byteLength) this.values[type] = new Uint8Array(v);
+      // Buffer.from copies (v.slice() would not when v is a Buffer) into node's shared 8 KiB slabs: a
+      // small new Uint8Array would live on V8's heap and be moved out the first time its .buffer is asked for
+      if (type !== keep && v !== undefined) this.values[type] = Buffer.from(v);
     }
   }
 
