@@ -67,6 +67,11 @@ export class BlockStore {
   private clock = 0;
   /** Blocks written early, counted for tests and benches. */
   earlyWrites = 0;
+  /**
+   * Tree operations in progress (one tree's change may change another: a leaf's copy-on-write adds
+   * data references to the extent tree): the cache is trimmed only when none is, as paths hold blocks.
+   */
+  depth = 0;
 
   get hooks(): CowHooks | undefined {
     return this.o.hooks;
@@ -190,6 +195,7 @@ export class BlockStore {
    * batches down to 3/4 of the budget, least recently used first.
    */
   trim(): void {
+    if (this.depth > 0) return;
     const max = Math.max(16, Math.floor(this.budget / this.blockCost));
     if (this.cache.size <= max) return;
     const order = [...this.cache.values()].sort((a, b) => a.lastUse - b.lastUse);

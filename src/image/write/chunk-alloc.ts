@@ -29,8 +29,9 @@ export interface ChunkOwner {
   readonly dataProfile: bigint;
   readonly growable: boolean;
   readonly maxSize: bigint | undefined;
-  readonly dataFree: RangeSet;
   readonly devUsed: RangeSet;
+  readonly space: { newBlockGroup(c: ChunkInfo): void };
+  pendingChunks: ChunkInfo[];
   readonly chunkTreeUuid: Uint8Array;
   tree(rootid: bigint): TreeHandle;
 }
@@ -76,9 +77,20 @@ export function addChunk(o: ChunkOwner, type: bigint, minBytes: bigint, mkfs = f
   return chunk;
 }
 
-/** Record a chunk in the chunk map, chunk tree, dev tree and extent tree (block group item). */
+/**
+ * A new chunk is usable at once (chunk map, device space, free space); its items in the chunk, dev and
+ * extent trees are inserted by the commit (insertChunkItems), as the kernel creates pending block
+ * groups at the end of a transaction: the chunk may be added while one of those trees is being changed.
+ */
 export function registerChunk(o: ChunkOwner, chunk: ChunkInfo): void {
   o.chunks.add(chunk);
+  for (const s of chunk.stripes) o.devUsed.add(s.offset, s.offset + chunk.length);
+  o.space.newBlockGroup(chunk);
+  o.pendingChunks.push(chunk);
+}
+
+/** The chunk item, dev extents and block group item of a chunk added in this transaction. */
+export function insertChunkItems(o: ChunkOwner, chunk: ChunkInfo): void {
   o.tree(BTRFS_CHUNK_TREE_OBJECTID).put(
     { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: chunk.logical },
     encodeChunk({
@@ -95,16 +107,11 @@ export function registerChunk(o: ChunkOwner, chunk: ChunkInfo): void {
         chunk_offset: chunk.logical, length: chunk.length, chunk_tree_uuid: o.chunkTreeUuid,
       }),
     );
-    o.devUsed.add(s.offset, s.offset + chunk.length);
   }
   o.tree(BTRFS_EXTENT_TREE_OBJECTID).put(
     { objectid: chunk.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: chunk.length },
     encodeBlockGroupItem({ used: 0n, chunk_objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, flags: chunk.type }),
   );
-  if (chunk.type & BTRFS_BLOCK_GROUP_DATA) {
-    o.dataFree.add(chunk.logical, chunk.logical + chunk.length);
-    for (const [s, e] of o.chunks.superExcluded(chunk)) o.dataFree.remove(s, e);
-  }
 }
 
 function devFree(o: ChunkOwner): RangeSet {

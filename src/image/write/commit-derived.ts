@@ -7,15 +7,11 @@ import {
 } from '../structs/constants.js';
 import { encodeDevItem } from '../structs/chunk-items.js';
 import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSysChunkArray } from '../structs/superblock.js';
-import { decodeBlockGroupItem, encodeBlockGroupItem, encodeFreeSpaceInfo } from '../structs/tree-items.js';
-import type { Item } from './item-map.js';
 import type { FilesystemModel } from './model.js';
-import { RangeSet } from './ranges.js';
-import type { TreeBlockRef } from './tree-state.js';
+import { treeBlocks } from '../engine/bulk.js';
 
 /**
- * What a commit derives from the other trees and from where their blocks landed: the DEV_ITEM, each
- * tree's ROOT_ITEM, block group usage, the free space tree's items and the superblock.
+ * What a commit derives from the other trees: the DEV_ITEM, each tree's ROOT_ITEM and the superblock.
  */
 export interface RootPtr {
   bytenr: bigint;
@@ -23,64 +19,52 @@ export interface RootPtr {
   generation: bigint;
 }
 
-export function updateDevItem(fs: FilesystemModel): void {
+/** The DEV_ITEM follows the device's size and usage; returns whether it changed. */
+export function updateDevItem(fs: FilesystemModel): boolean {
   fs.sb.dev_item.bytes_used = fs.devUsed.total();
-  fs.tree(BTRFS_CHUNK_TREE_OBJECTID).put(
-    { objectid: BTRFS_DEV_ITEMS_OBJECTID, type: BTRFS_DEV_ITEM_KEY, offset: fs.sb.dev_item.devid },
-    encodeDevItem(fs.sb.dev_item),
-  );
+  const key = { objectid: BTRFS_DEV_ITEMS_OBJECTID, type: BTRFS_DEV_ITEM_KEY, offset: fs.sb.dev_item.devid };
+  const data = encodeDevItem(fs.sb.dev_item);
+  const chunkTree = fs.tree(BTRFS_CHUNK_TREE_OBJECTID);
+  const old = chunkTree.get(key);
+  if (old && Buffer.compare(old, data) === 0) return false;
+  chunkTree.put(key, data);
+  return true;
 }
 
-/** Point each ROOT_ITEM at its tree's new root (fields patched in place to keep everything else). */
-export function patchRootItems(fs: FilesystemModel, roots: Map<bigint, RootPtr & { blocks: TreeBlockRef[] }>): void {
+/**
+ * Point the ROOT_ITEM of every tree whose root moved at its new root (fields patched in place, the
+ * rest kept); `patched` remembers what this commit wrote already. Returns whether any changed.
+ */
+export function patchRootItems(fs: FilesystemModel, patched: Map<bigint, RootPtr>): boolean {
   const rootTree = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
-  for (const [rootid, r] of roots) {
-    if (rootid === BTRFS_ROOT_TREE_OBJECTID || rootid === BTRFS_CHUNK_TREE_OBJECTID) continue;
+  let changed = false;
+  for (const t of fs.trees.values()) {
+    const rootid = t.rootid;
+    if (rootid === BTRFS_ROOT_TREE_OBJECTID || rootid === BTRFS_CHUNK_TREE_OBJECTID) continue; // in the superblock
+    const e = t.engine!;
+    if (!e.rootChanged) continue;
+    const r = e.root;
+    const last = patched.get(rootid);
+    if (last && last.bytenr === r.bytenr && last.level === r.level && last.generation === r.generation) continue;
     const key = fs.rootItemKey(rootid);
     if (!key) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${rootid} has no ROOT_ITEM in the root tree`);
     const data = rootTree.get(key)!.slice();
     const dv = new DataView(data.buffer);
     dv.setBigUint64(160, r.generation, true);
     dv.setBigUint64(176, r.bytenr, true);
-    // (a copy-on-write tree opened and left untouched has no block list: its bytes_used stays)
-    if (r.blocks.length) dv.setBigUint64(192, BigInt(r.blocks.length * fs.nodesize), true);
+    dv.setBigUint64(192, BigInt(treeBlocks(e).length * fs.nodesize), true);
     dv.setUint8(238, r.level);
     if (data.length >= 247) dv.setBigUint64(239, r.generation, true);
     rootTree.put(key, data);
+    patched.set(rootid, { ...r });
+    changed = true;
   }
-}
-
-export function updateBlockGroups(fs: FilesystemModel, dataUsed: RangeSet, metaUsed: RangeSet): void {
-  const extent = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
-  for (const c of fs.chunks.all()) {
-    const key = { objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
-    const old = extent.get(key);
-    if (!old) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.logical} has no block group item`);
-    const used = (c.type & BTRFS_BLOCK_GROUP_DATA ? dataUsed : metaUsed).slice(c.logical, c.logical + c.length).total();
-    extent.put(key, encodeBlockGroupItem({ ...decodeBlockGroupItem(old), used }));
-  }
-}
-
-/** Free space tree = each block group minus its extents, as FREE_SPACE_INFO + FREE_SPACE_EXTENT items. */
-export function freeSpaceItems(fs: FilesystemModel, dataUsed: RangeSet, metaUsed: RangeSet): Item[] {
-  const out: Item[] = [];
-  for (const c of fs.chunks.all()) {
-    const free = RangeSet.of([[c.logical, c.logical + c.length]]);
-    for (const [s, e] of (c.type & BTRFS_BLOCK_GROUP_DATA ? dataUsed : metaUsed).slice(c.logical, c.logical + c.length)) free.remove(s, e);
-    out.push({ key: { objectid: c.logical, type: BTRFS_FREE_SPACE_INFO_KEY, offset: c.length }, data: encodeFreeSpaceInfo({ extent_count: free.count, flags: 0 }) });
-    for (const [s, e] of free) out.push({ key: { objectid: s, type: BTRFS_FREE_SPACE_EXTENT_KEY, offset: e - s }, data: new Uint8Array(0) });
-  }
-  return out;
+  return changed;
 }
 
 /** The next superblock: `rootOf` gives each tree's new (or kept) root; a backup slot gets the same roots. */
 export function buildSuperblock(fs: FilesystemModel, rootOf: (id: bigint) => RootPtr, gen: bigint): BtrfsSuperBlock {
-  let bytesUsed = 0n;
-  const extentTree = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
-  for (const c of fs.chunks.all()) {
-    const bg = extentTree.get({ objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length });
-    if (bg) bytesUsed += decodeBlockGroupItem(bg).used;
-  }
+  const bytesUsed = fs.sb.bytes_used + fs.bytesUsedDelta;
   const sys = fs.chunks.all().filter((c) => c.type & BTRFS_BLOCK_GROUP_SYSTEM).map((c) => ({
     key: { objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, type: BTRFS_CHUNK_ITEM_KEY, offset: c.logical },
     chunk: {

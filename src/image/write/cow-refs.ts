@@ -4,7 +4,7 @@ import type { Block } from '../engine/block.js';
 import { BTree } from '../engine/ctree.js';
 import type { CowHooks, TreeBlockSpace } from '../engine/store.js';
 import { addDataRef, changeSharedDataRef, dropDataRef } from './extents.js';
-import type { FilesystemModel } from './model.js';
+import { type FilesystemModel, isSubvolumeTree } from './model.js';
 import type { MetadataSpace } from './tree-space.js';
 import { TreeBlockRefTable, totalRefs } from './tree-refs.js';
 
@@ -13,8 +13,10 @@ import { TreeBlockRefTable, totalRefs } from './tree-refs.js';
  * gets one reference by its tree; copy-on-write of a block another tree also references gives the
  * block's children a reference from the copy (update_ref_for_cow, btrfs_inc_ref/btrfs_dec_ref, with
  * FULL_BACKREF when the owner itself moves away); a snapshot is a copy of the source's root whose
- * children gain a reference by the new tree (btrfs_copy_root). Changes go straight into the extent
- * tree's item map, which the commit writes whole.
+ * children gain a reference by the new tree (btrfs_copy_root). Tree block references are queued
+ * (TreeBlockRefTable) and written into the extent tree by the commit; blocks of trees that are never
+ * shared (extent, root, free space, chunk, dev, csum, uuid trees) have exactly one reference, by their
+ * tree, so nothing about them is read while their tree changes.
  */
 export class CowRefs implements TreeBlockSpace, CowHooks {
   readonly table: TreeBlockRefTable;
@@ -24,13 +26,19 @@ export class CowRefs implements TreeBlockSpace, CowHooks {
   }
 
   alloc(owner: bigint, level: number): bigint {
-    const bytenr = this.meta.alloc();
-    this.table.created(bytenr, level, this.fs.transid, owner);
+    const bytenr = this.meta.alloc(owner, level);
+    // taken from free space: no item can exist there unless the bookkeeping is wrong (not looked up)
+    this.table.created(bytenr, level, this.fs.transid, owner, false);
     return bytenr;
   }
 
   /** btrfs_free_tree_block: drop tree `owner`'s reference; the space is free once nobody references it. */
   free(bytenr: bigint, owner: bigint, level: number, fresh: boolean): boolean {
+    if (!isSubvolumeTree(owner)) {
+      this.table.dropOnly(bytenr, level);
+      this.meta.free(bytenr, owner, level, fresh);
+      return true;
+    }
     if (this.table.drop(bytenr, { root: owner }) > 0) return false;
     this.meta.free(bytenr, owner, level, fresh);
     return true;
@@ -38,6 +46,7 @@ export class CowRefs implements TreeBlockSpace, CowHooks {
 
   /** update_ref_for_cow (the non-relocation cases). */
   cowed(tree: BTree, buf: Block, cow: Block): void {
+    if (!isSubvolumeTree(tree.rootid)) return; // one reference, by the tree: nothing to move
     const r = this.table.must(buf.bytenr);
     const full = (r.flags & BTRFS_BLOCK_FLAG_FULL_BACKREF) !== 0n;
     if (totalRefs(r) > 1) {

@@ -80,7 +80,7 @@ export function storeDataExtent(fs: FilesystemModel, x: DataExtentInfo): void {
   const refs = x.refs.filter((r) => r.count > 0);
   const shared = (x.shared ?? []).filter((r) => r.count > 0);
   if (refs.length === 0 && shared.length === 0) {
-    fs.pinned.add(x.bytenr, x.bytenr + x.num_bytes);
+    fs.space.pin(x.bytenr, x.num_bytes);
     deleteCsums(fs, x.bytenr, x.num_bytes);
     return;
   }

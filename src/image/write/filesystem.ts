@@ -8,7 +8,7 @@ import { FilesystemModel, type GrowthOptions } from './model.js';
 import { ImageError } from '../../errors.js';
 
 export { SZ_1M } from './chunk-alloc.js';
-export { type GrowthOptions, isCowTree, isSubvolumeTree } from './model.js';
+export { type GrowthOptions, isSubvolumeTree } from './model.js';
 export { type CommittedTree, type TreeBlockRef, TreeHandle, TreeState } from './tree-state.js';
 
 /**
@@ -22,14 +22,14 @@ export class Filesystem extends FilesystemModel {
 
   constructor(device: BlockDevice, sb: BtrfsSuperBlock, metadataProfile: bigint, growth: GrowthOptions = {}) {
     let refs: CowRefs | undefined;
-    super(device, sb, metadataProfile, growth, (m) => (refs = new CowRefs(m, m.space)));
+    super(device, sb, metadataProfile, growth, (m) => (refs = new CowRefs(m, m.metaSpace)));
     this.refs = refs!;
   }
 
   /** Write everything changed since the last commit and switch the superblocks to it (see commit.ts). */
   commit(): void {
     fillHoles(this); // explicit hole extents first, on images without NO_HOLES
-    commitFilesystem(this);
+    commitFilesystem(this, this.refs.table);
   }
 
   /**

@@ -31,9 +31,26 @@ export function totalRefs(r: BlockRefs): number {
 }
 
 export class TreeBlockRefTable {
+  /**
+   * Changes not yet in the extent tree (the kernel's delayed refs), by block: the block's whole new
+   * reference state, none left meaning its items go. They are run at commit (run), because changing
+   * the extent tree allocates and frees its own blocks, whose references land here again.
+   */
+  private readonly pending = new Map<bigint, BlockRefs>();
+
   constructor(private readonly extent: () => TreeHandle) {}
 
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
   get(bytenr: bigint): BlockRefs | undefined {
+    const p = this.pending.get(bytenr);
+    if (p) return totalRefs(p) ? { ...p, roots: new Set(p.roots), parents: new Set(p.parents) } : undefined;
+    return this.read(bytenr);
+  }
+
+  private read(bytenr: bigint): BlockRefs | undefined {
     const t = this.extent();
     const head = t.first({ objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_METADATA_ITEM_KEY, offset: U64_MAX });
     if (!head) return undefined;
@@ -52,8 +69,35 @@ export class TreeBlockRefTable {
     return r;
   }
 
-  /** Rewrite the block's items; no reference left deletes them (the caller frees the space). */
+  /** The block's new reference state, written by the next run; none left deletes its items. */
   put(bytenr: bigint, r: BlockRefs): void {
+    this.pending.set(bytenr, r);
+  }
+
+  /**
+   * Write the queued changes into the extent tree until none is left (each write may copy extent tree
+   * blocks, which queues theirs). Returns whether there was anything to run.
+   */
+  run(): boolean {
+    if (!this.pending.size) return false;
+    while (this.pending.size) {
+      const batch = [...this.pending].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      this.pending.clear();
+      for (const [bytenr, r] of batch) {
+        // queued again while this batch ran: the newer state wins
+        if (this.pending.has(bytenr)) continue;
+        this.write(bytenr, r);
+      }
+    }
+    return true;
+  }
+
+  /** Queued changes are dropped (the transaction is abandoned). */
+  clear(): void {
+    this.pending.clear();
+  }
+
+  private write(bytenr: bigint, r: BlockRefs): void {
     const t = this.extent();
     const old = t.range({ objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: bytenr, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: U64_MAX });
     for (const it of old) t.delete(it.key);
@@ -71,9 +115,12 @@ export class TreeBlockRefTable {
     for (const parent of r.parents) t.put({ objectid: bytenr, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: parent }, none);
   }
 
-  /** A new block of tree `root` (btrfs_alloc_tree_block's reference). */
-  created(bytenr: bigint, level: number, generation: bigint, root: bigint): void {
-    if (this.get(bytenr)) throw new ImageError('IMAGE_EXTENT_EXISTS', `tree block ${bytenr} already has an extent item`, { offset: bytenr });
+  /**
+   * A new block of tree `root` (btrfs_alloc_tree_block's reference). `check`: look for an existing
+   * item first (not while the extent tree itself is being changed).
+   */
+  created(bytenr: bigint, level: number, generation: bigint, root: bigint, check = true): void {
+    if (check && this.get(bytenr)) throw new ImageError('IMAGE_EXTENT_EXISTS', `tree block ${bytenr} already has an extent item`, { offset: bytenr });
     this.put(bytenr, { level, generation, flags: 0n, roots: new Set([root]), parents: new Set() });
   }
 
@@ -96,6 +143,11 @@ export class TreeBlockRefTable {
     }
     this.put(bytenr, r);
     return totalRefs(r);
+  }
+
+  /** The only reference, by its tree, of a block no other tree can share is gone (nothing is read). */
+  dropOnly(bytenr: bigint, level: number): void {
+    this.pending.set(bytenr, { level, generation: 0n, flags: 0n, roots: new Set(), parents: new Set() });
   }
 
   setFullBackref(bytenr: bigint): void {

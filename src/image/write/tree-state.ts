@@ -98,7 +98,12 @@ export class TreeHandle {
   put(key: Key, data: Uint8Array): void {
     const e = this.state.engine;
     if (e) {
-      e.put(key, data);
+      e.store.depth++;
+      try {
+        e.put(key, data);
+      } finally {
+        e.store.depth--;
+      }
       e.store.trim();
       return;
     }
@@ -108,7 +113,13 @@ export class TreeHandle {
   delete(key: Key): boolean {
     const e = this.state.engine;
     if (e) {
-      const had = e.delete(key);
+      e.store.depth++;
+      let had: boolean;
+      try {
+        had = e.delete(key);
+      } finally {
+        e.store.depth--;
+      }
       e.store.trim();
       return had;
     }
