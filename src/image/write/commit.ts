@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_SUPER_INFO_SIZE, BTRFS_SUPER_MIRROR_MAX, btrfsSbOffset,
+  BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_ROOT_TREE_OBJECTID, BTRFS_SUPER_INFO_SIZE, BTRFS_SUPER_MIRROR_MAX, btrfsSbOffset,
 } from '../structs/constants.js';
 import { encodeSuperblock } from '../structs/superblock.js';
 import { insertChunkItems } from './chunk-alloc.js';
@@ -30,6 +30,13 @@ export function commitFilesystem(fs: FilesystemModel, refs: TreeBlockRefTable): 
   for (const t of fs.trees.values()) void t.engine; // trees made but never changed get their root block now
   // the free sets of tree block space come from the free space tree: read before this commit changes it
   fs.space.loadAll(BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM);
+
+  // the superblock's root tree root must carry the commit's generation: an empty transaction copies it too
+  const rootTree = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
+  if (fs.trees.get(BTRFS_ROOT_TREE_OBJECTID)!.engine!.root.generation !== gen) {
+    const first = rootTree.first();
+    if (first) rootTree.put(first.key, first.data);
+  }
 
   const patched = new Map<bigint, RootPtr>();
   let settled = false;
