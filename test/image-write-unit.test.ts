@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../src/image/device.js';
 import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
-import { layoutTree, maxKeyPtrs } from '../src/image/write/btree.js';
 import { createFilesystem } from '../src/image/write/create.js';
 import { addDataCsums, addDataExtent, addDataRef, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
 import { compareKeys, ItemMap } from '../src/image/write/item-map.js';
@@ -39,19 +38,6 @@ describe('RangeSet', () => {
     expect(r.findFree(8n, 8n)).toBe(8n);
     expect(r.findFree(100n, 1n)).toBeUndefined();
     expect(r.total()).toBe(28n);
-  });
-});
-
-describe('layoutTree', () => {
-  it('packs leaves to the byte and builds node levels with the kernel fanout', () => {
-    // 16384-byte leaf: 16283 bytes after the header; items of 25 + 100 bytes -> 130 per leaf
-    const l = layoutTree(new Array(1000).fill(100), 16384);
-    expect(l.levels[0]!.length).toBe(Math.ceil(1000 / 130));
-    expect(l.levels.length).toBe(2);
-    expect(layoutTree([], 16384).blockCount).toBe(1);
-    const big = layoutTree(new Array(600 * 130).fill(100), 16384);
-    expect(big.levels[1]!.every(([s, e]) => e - s <= maxKeyPtrs(16384))).toBe(true);
-    expect(big.levels.length).toBe(3);
   });
 });
 

@@ -39,7 +39,7 @@ export class Filesystem extends FilesystemModel {
   shareTree(source: bigint, rootid: bigint): void {
     const src = this.trees.get(source)?.engine;
     const dst = this.trees.get(rootid);
-    if (!src || !dst?.isEngine) throw new ImageError('IMAGE_INTERNAL', `cannot snapshot tree ${source} into ${rootid}`);
+    if (!src || !dst) throw new ImageError('IMAGE_INTERNAL', `cannot snapshot tree ${source} into ${rootid}`);
     dropTree(dst.engine!);
     dst.engine = copyRoot(this.refs, src, rootid);
     this.store.trim();

@@ -121,7 +121,7 @@ export class FilesystemModel implements ChunkOwner {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) }, false);
+    const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) });
     this.trees.set(rootid, t);
     return new TreeHandle(t);
   }

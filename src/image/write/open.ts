@@ -5,23 +5,17 @@ import { fromBlockDevice } from '../read/source.js';
 import { metadataFsid } from '../read/superblock.js';
 import type { TreeRoot } from '../read/tree.js';
 import {
-  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
-  BTRFS_CHUNK_ITEM_KEY, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_EXTENT_KEY, BTRFS_DEV_TREE_OBJECTID,
-  BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
-  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
-  BTRFS_ROOT_TREE_OBJECTID, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
-  BTRFS_TREE_RELOC_OBJECTID,
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
+  BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
+  BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID,
 } from '../structs/constants.js';
-import { decodeChunk, decodeDevExtent } from '../structs/chunk-items.js';
-import { decodeExtentItem, decodeRootItem } from '../structs/tree-items.js';
+import { decodeChunk } from '../structs/chunk-items.js';
+import { decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { checkWritableFeatures } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
-import { loadCommittedTree } from './lazy-tree.js';
 import { checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
-import { ItemMap, type Key } from './item-map.js';
-import { PageStore } from './page-store.js';
 import { initRootItems } from './subvol.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -69,7 +63,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   }
   const keep = (root: TreeRoot): void => {
     const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation, blocks: [] };
-    fs.trees.set(root.id, new TreeState(root.id, new BTree(fs.store, root.id, root), false, committed));
+    fs.trees.set(root.id, new TreeState(root.id, new BTree(fs.store, root.id, root), committed));
   };
   keep(chunkRoot);
   keep({ id: BTRFS_ROOT_TREE_OBJECTID, bytenr: sb.root, level: sb.root_level, generation: sb.generation });
