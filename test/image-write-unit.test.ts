@@ -3,30 +3,7 @@ import { MemoryDevice } from '../src/image/device.js';
 import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { createFilesystem } from '../src/image/write/create.js';
 import { addDataCsums, addDataExtent, addDataRef, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
-import { compareKeys, ItemMap } from '../src/image/write/item-map.js';
 import { RangeSet } from '../src/image/write/ranges.js';
-
-describe('ItemMap', () => {
-  it('keeps kernel key order under random inserts and deletes, incl. u64 objectids near 2^64', () => {
-    const m = new ItemMap();
-    const keys: { objectid: bigint; type: number; offset: bigint }[] = [];
-    let seed = 12345;
-    const rnd = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
-    for (let i = 0; i < 5000; i++) {
-      const k = { objectid: rnd(3) === 0 ? (1n << 64n) - 1n - BigInt(rnd(20)) : BigInt(rnd(2000)), type: rnd(256), offset: BigInt(rnd(1 << 30)) };
-      keys.push(k);
-      m.put(k, new Uint8Array([i & 255]));
-    }
-    for (let i = 0; i < 1000; i++) m.delete(keys[rnd(keys.length)]!);
-    const all = m.range();
-    expect(all.length).toBe(m.size);
-    for (let i = 1; i < all.length; i++) expect(compareKeys(all[i - 1]!.key, all[i]!.key)).toBe(-1);
-    const mid = all[Math.floor(all.length / 2)]!.key;
-    expect(m.first(mid)?.key).toEqual(mid);
-    expect(m.last(mid)?.key).toEqual(mid);
-    expect(m.range(mid).length).toBe(all.length - Math.floor(all.length / 2));
-  });
-});
 
 describe('RangeSet', () => {
   it('adds, coalesces, removes and finds aligned free space', () => {

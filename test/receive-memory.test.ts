@@ -7,32 +7,18 @@ import { MemoryDevice } from '../src/image/device.js';
 import { BtrfsImage, fromBlockDevice } from '../src/image/read/index.js';
 import { imageTreeSource } from '../src/image/read/tree-source.js';
 import { createFilesystem } from '../src/image/write/create.js';
-import { PageStore, type SpillBackend } from '../src/image/write/page-store.js';
 import { formatManifest } from '../src/manifest/format.js';
 import { receiveStreams } from '../src/receive/index.js';
 import { btrfsCheck, checkProblems, skipReason } from './image-write-helpers.js';
 import { STREAMS_DIR, storedManifest } from './helpers/streams.js';
 
 /**
- * Metadata pages leave memory under a budget (src/image/write/page-store.ts). These tests squeeze the
- * budget so that nearly every page is evicted and re-read during a receive, and check that nothing
- * changes in what the image holds: the kernel-made manifests for captured chains, btrfs check and the
- * same tree as a receive with room to spare for a stream of many files.
+ * Decoded tree blocks leave memory under a budget (engine/store.ts: clean blocks dropped and read again,
+ * changed ones written early to their new place in the image). These tests squeeze the budget so that
+ * blocks are evicted, re-read and written early all through a receive, and check that nothing changes in
+ * what the image holds: the kernel-made manifests for captured chains, btrfs check and the same tree as
+ * a receive with room to spare for a stream of many files.
  */
-class MemSpill implements SpillBackend {
-  private chunks = new Map<number, Uint8Array>();
-  reads = 0;
-  write(offset: number, bytes: Uint8Array): void {
-    this.chunks.set(offset, bytes.slice());
-  }
-  read(offset: number, len: number): Uint8Array {
-    this.reads++;
-    const c = this.chunks.get(offset);
-    if (!c || c.length < len) throw new Error(`spill read at ${offset} of ${len} bytes: nothing written there`);
-    return c.subarray(0, len);
-  }
-}
-
 const REPO = join(__dirname, '..');
 const CLI = join(REPO, 'bin', 'btrfs-ts.js');
 const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-memory-'));
@@ -41,18 +27,16 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('receive under a tiny metadata budget', () => {
   for (const chain of [['full-v1', 'incr-v1'], ['zstd-v2', 'incr-zstd-v2'], ['full-v1', 'clone-src-v1', 'clones-v1']]) {
-    it(`${chain.join(' + ')}: pages spilled and re-read, every subvolume equals the kernel's receive`, async () => {
-      const spill = new MemSpill();
-      const store = new PageStore({ budget: 8 << 10, spill });
+    it(`${chain.join(' + ')}: blocks evicted, written early and re-read, every subvolume equals the kernel's receive`, async () => {
       const dev = new MemoryDevice(256n << 20n);
-      const fs = createFilesystem(dev, { growable: true, pageStore: store });
+      const fs = createFilesystem(dev, { growable: true, nodesize: 4096, cacheBytes: 8 << 10 });
       const names: string[] = [];
       for (const s of chain) {
         const r = await receiveStreams([readFileSync(join(STREAMS_DIR, `${s}.stream`))], fs);
         names.push(...r.subvolumes.map((v) => v.name));
       }
-      expect(store.stats.evictions).toBeGreaterThan(20);
-      expect(spill.reads).toBeGreaterThan(20);
+      expect(fs.store.evictions).toBeGreaterThan(0);
+      expect(fs.store.earlyWrites).toBeGreaterThan(0);
       const img = await BtrfsImage.open(fromBlockDevice(dev));
       for (const [i, s] of chain.entries()) {
         const lines: string[] = [];
@@ -64,22 +48,22 @@ describe('receive under a tiny metadata budget', () => {
 
   const why = skipReason('progs');
   if (why) console.warn(`receive-memory: btrfs check part skipped: ${why}`);
-  it.skipIf(why !== undefined)('CLI, 3000 files: --metadata-cache 32K spills to a deleted file beside the image; same tree as with the default cache; btrfs check clean', () => {
+  it.skipIf(why !== undefined)('CLI, 3000 files: --metadata-cache 32K evicts and writes blocks early; same tree as with the default cache; btrfs check clean', () => {
     const build = spawnSync('node', [join(REPO, 'bench', 'make-many-files.mjs'), '3000', join(work, 'many.stream')], { encoding: 'utf8' });
     expect(build.status, build.stderr).toBe(0);
     const run = (img: string, extra: string[]) => {
       const r = spawnSync('node', [CLI, 'receive', '--json', '-f', join(work, 'many.stream'), ...extra, img], { encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
-      return JSON.parse(r.stdout) as { metadata: { cache: number; evictions: number; spillReads: number; spillWrites: number; spillFileBytes: number } };
+      return JSON.parse(r.stdout) as { metadata: { cache: number; evictions: number; blockReads: number; earlyWrites: number } };
     };
     const small = run(join(work, 'small.img'), ['--metadata-cache', '32K']);
     expect(small.metadata.cache).toBe(32768);
     expect(small.metadata.evictions).toBeGreaterThan(100);
-    expect(small.metadata.spillReads).toBeGreaterThan(100);
-    expect(small.metadata.spillFileBytes).toBeGreaterThan(0);
+    expect(small.metadata.blockReads).toBeGreaterThan(100);
+    expect(small.metadata.earlyWrites).toBeGreaterThan(100);
     const roomy = run(join(work, 'roomy.img'), []);
-    expect(roomy.metadata.spillWrites).toBe(0);
-    // the spill file was unlinked at once: nothing but the images (no lock, no spill) is left
+    expect(roomy.metadata.evictions).toBe(0);
+    // nothing but the images (no lock file) is left
     expect(readdirSync(work).filter((f) => f.startsWith('.')).length).toBe(0);
     const check = btrfsCheck(join(work, 'small.img'));
     expect(check.status, check.output).toBe(0);

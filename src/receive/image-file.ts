@@ -4,10 +4,8 @@ import { ReceiveError } from '../errors.js';
 import { createFilesystem } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { openFilesystem } from '../image/write/open.js';
-import type { PageStore } from '../image/write/page-store.js';
 import { FileDevice } from '../io/image-file.js';
 import { lockImage, refuseIfMounted } from '../io/image-lock.js';
-import { DEFAULT_METADATA_CACHE, spillingPageStore } from '../io/spill-file.js';
 import { recoverUndo } from '../io/undo-log.js';
 import { receiveStreams, type ReceiveOptions, type ReceiveSummary } from './index.js';
 
@@ -22,15 +20,21 @@ import { receiveStreams, type ReceiveOptions, type ReceiveSummary } from './inde
 export interface ReceiveImageOptions extends ReceiveOptions {
   /** Never grow the image past this (default: its size plus the free space of the filesystem holding it). */
   maxSize?: bigint;
-  /** Memory for decoded metadata pages; the rest spills to a deleted temporary file (default 8 MiB). */
+  /**
+   * Memory for decoded tree blocks (default 8 MiB): past it clean blocks are dropped and read again when
+   * needed, changed ones written early to their new place in the image.
+   */
   metadataCache?: number;
 }
 
 export interface ReceiveImageResult extends ReceiveSummary {
   /** The image did not exist (or was empty) and was made. */
   created: boolean;
-  metadata: { cache: number; spillFileBytes: number } & PageStore['stats'];
+  /** The block cache: its budget, blocks read from the image, dropped from memory, written before the commit. */
+  metadata: { cache: number; blockReads: number; evictions: number; earlyWrites: number };
 }
+
+export const DEFAULT_METADATA_CACHE = 8 << 20;
 
 const MiB = 1n << 20n;
 
@@ -47,14 +51,11 @@ export async function receiveIntoImage(image: string, input: Input | (() => Prom
   let dev: FileDevice | undefined;
   let created = false;
   let committed = false;
-  let spill: { close(): void } | undefined;
   try {
     recoverUndo(image);
     const cache = opts.metadataCache ?? DEFAULT_METADATA_CACHE;
-    const pages = spillingPageStore(dirname(resolve(image)), cache);
-    spill = pages.spill;
     let fs: Filesystem;
-    ({ fs, dev, created } = await openOrCreate(image, { growable: true, maxSize: opts.maxSize ?? hostLimit(image), pageStore: pages.store }));
+    ({ fs, dev, created } = await openOrCreate(image, { growable: true, maxSize: opts.maxSize ?? hostLimit(image), cacheBytes: cache }));
     const opened = dev;
     const s = await receiveStreams(typeof input === 'function' ? await input() : input, fs, {
       ...opts,
@@ -64,7 +65,8 @@ export async function receiveIntoImage(image: string, input: Input | (() => Prom
         await opts.onSubvolumeDone?.(v);
       },
     });
-    return { ...s, created, metadata: { cache, ...pages.store.stats, spillFileBytes: pages.store.spillSize } };
+    const st = fs.store;
+    return { ...s, created, metadata: { cache, blockReads: st.reads, evictions: st.evictions, earlyWrites: st.earlyWrites } };
   } catch (e) {
     if (created && !committed) {
       // an image this call made and never committed anything to is removed: nothing existed before
@@ -77,12 +79,11 @@ export async function receiveIntoImage(image: string, input: Input | (() => Prom
     throw e;
   } finally {
     dev?.close();
-    spill?.close();
     unlock();
   }
 }
 
-async function openOrCreate(image: string, growth: { growable: true; maxSize: bigint; pageStore: PageStore }): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
+async function openOrCreate(image: string, growth: { growable: true; maxSize: bigint; cacheBytes: number }): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
   if (existsSync(image) && statSync(image).size > 0) {
     const dev = FileDevice.open(image);
     try {

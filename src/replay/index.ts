@@ -5,9 +5,9 @@ import { ReceiveError } from '../errors.js';
 import { BtrfsImage } from '../image/read/index.js';
 import { imageTreeSource } from '../image/read/tree-source.js';
 import { createFilesystem } from '../image/write/create.js';
-import { spillingPageStore } from '../io/spill-file.js';
 import { diffManifests, renderDiff, type ManifestDiff } from '../manifest/compare.js';
 import { formatManifest } from '../manifest/format.js';
+import { DEFAULT_METADATA_CACHE } from '../receive/image-file.js';
 import { receiveStreams, type ReceivedSubvol } from '../receive/index.js';
 import { FileDevice } from '../io/image-file.js';
 import { openImageFile } from '../io/image-read-file.js';
@@ -43,15 +43,11 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
   try {
     const dev = FileDevice.create(image, 256n << 20n);
     const subvolumes: ReceivedSubvol[] = [];
-    let cleanup = (): void => {};
     try {
-      const pages = spillingPageStore(dir);
-      cleanup = () => pages.spill.close();
-      const fs = createFilesystem(dev, { growable: true, pageStore: pages.store });
+      const fs = createFilesystem(dev, { growable: true, cacheBytes: DEFAULT_METADATA_CACHE });
       for (const s of o.streams) subvolumes.push(...(await receiveStreams(await openInput(s), fs)).subvolumes);
     } finally {
       dev.close();
-      cleanup();
     }
     const name = o.subvol ?? subvolumes.at(-1)?.name;
     if (name === undefined) throw new ReceiveError('NO_SUBVOLUME', 'the streams held no subvolume');

@@ -67,6 +67,10 @@ export class BlockStore {
   private clock = 0;
   /** Blocks written early, counted for tests and benches. */
   earlyWrites = 0;
+  /** Blocks dropped from the cache to keep within the budget. */
+  evictions = 0;
+  /** Blocks read from the device (cache misses). */
+  reads = 0;
   /**
    * Tree operations in progress (one tree's change may change another: a leaf's copy-on-write adds
    * data references to the extent tree): the cache is trimmed only when none is, as paths hold blocks.
@@ -98,6 +102,7 @@ export class BlockStore {
       return hit;
     }
     const copies = this.o.toPhysical(bytenr, this.nodesize);
+    this.reads++;
     const problems: string[] = [];
     for (const phys of copies) {
       const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.ident.headerFsid, this.o.csumType, this.o.ownerOk);
@@ -209,6 +214,7 @@ export class BlockStore {
         this.earlyWrites++;
       }
       this.cache.delete(b.bytenr);
+      this.evictions++;
     }
   }
 

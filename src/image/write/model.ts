@@ -9,7 +9,6 @@ import { addChunk, type ChunkOwner, registerChunk } from './chunk-alloc.js';
 import { type ChunkInfo, ChunkMap } from './chunks.js';
 import { BlockGroupSpace } from './block-group-space.js';
 import type { Key } from './item-map.js';
-import { PageStore } from './page-store.js';
 import { RangeSet } from './ranges.js';
 import { MetadataSpace } from './tree-space.js';
 import { TreeHandle, TreeState } from './tree-state.js';
@@ -28,9 +27,14 @@ export interface GrowthOptions {
   growable?: boolean;
   /** Hard limit on the device size in bytes; exceeding it is an ImageError (IMAGE_FULL). */
   maxSize?: bigint;
-  /** Memory budget of the block cache (its budget field); default: 48 MiB. */
-  pageStore?: PageStore;
+  /**
+   * Memory for decoded tree blocks (default 48 MiB): past it clean blocks are dropped (read again when
+   * needed) and dirty ones written early to their new place, which no committed state uses.
+   */
+  cacheBytes?: number;
 }
+
+const DEFAULT_CACHE_BYTES = 48 << 20;
 
 export class FilesystemModel implements ChunkOwner {
   readonly device: BlockDevice;
@@ -48,8 +52,6 @@ export class FilesystemModel implements ChunkOwner {
   devUsed = new RangeSet();
   /** Data whose checksums were added since the last commit: the commit merges their csum items (extents.ts). */
   csumTouched = new RangeSet();
-  /** Carries the memory budget of the block cache. */
-  readonly pageStore: PageStore;
   /** Free space of the block groups: data extents and tree blocks (block-group-space.ts). */
   readonly space: BlockGroupSpace;
   /** Tree block space, out of `space`. */
@@ -71,14 +73,13 @@ export class FilesystemModel implements ChunkOwner {
     this.metadataProfile = metadataProfile;
     this.growable = growth.growable ?? true;
     this.maxSize = growth.maxSize;
-    this.pageStore = growth.pageStore ?? new PageStore();
     this.headerFsid = sb.fsid;
     this.space = new BlockGroupSpace(this);
     this.metaSpace = new MetadataSpace(this.space, sb.nodesize);
     const refs = cow(this);
     this.store = new BlockStore({
       nodesize: sb.nodesize, ident: this, csumType: sb.csum_type, device, space: refs, hooks: refs, transid: sb.generation + 1n,
-      budget: this.pageStore.budget, toPhysical: (bytenr, len) => this.chunks.toPhysical(bytenr, len),
+      budget: growth.cacheBytes ?? DEFAULT_CACHE_BYTES, toPhysical: (bytenr, len) => this.chunks.toPhysical(bytenr, len),
       // snapshots share blocks: a subvolume tree may hold blocks another subvolume owns
       ownerOk: (tree, owner) => tree === owner || (isSubvolumeTree(tree) && isSubvolumeTree(owner)),
     });
