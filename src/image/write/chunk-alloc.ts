@@ -15,7 +15,7 @@ import type { TreeHandle } from './tree-state.js';
 
 /**
  * Chunk allocation on the single device: a chunk's stripes placed in free device space (growing the
- * image file when allowed), then recorded in the chunk tree, dev tree and extent tree. What it needs
+ * image file when allowed), usable at once, its items inserted by the commit. What it needs
  * of the filesystem model is ChunkOwner, so the model can use it without the two importing each other.
  */
 export const SZ_1M = 1n << 20n;

@@ -60,7 +60,7 @@ export class FilesystemModel implements ChunkOwner {
   pendingChunks: ChunkInfo[] = [];
   /** Change of the superblock's bytes_used since the last commit (block group usage). */
   bytesUsedDelta = 0n;
-  /** Decoded blocks of the copy-on-write trees, under the same budget as the item maps. */
+  /** Decoded blocks of every tree, under the one memory budget (cacheBytes). */
   readonly store: BlockStore;
 
   /**
