@@ -32,24 +32,45 @@ async function plainExtent(x: ExtentRef): Promise<Uint8Array> {
   return decompressExtent(x.fe.compression, raw, Number(x.fe.ram_bytes), x.img.sectorsize, x.what);
 }
 
+/** Bytes read from disk at once for a plain extent: WRITE pieces are cut from one verified read. */
+const WINDOW = 1 << 20;
+
 /**
- * File bytes [pos, pos + len) that this item maps, decompressed; past the item's data (an inline extent
- * shorter than its sector) they read as zeros, as the kernel's page cache gives them.
+ * File bytes [pos, pos + len) that this item maps, decompressed, as consecutive pieces of `piece` bytes
+ * (the last one shorter); past the item's data (an inline extent shorter than its sector) they read as
+ * zeros, as the kernel's page cache gives them. A compressed or inline extent is decoded once, a plain one
+ * read in windows of about 1 MiB (checksums verified per window): pieces are views, not copies.
  */
-export async function fileBytes(x: ExtentRef, pos: bigint, len: number): Promise<Uint8Array> {
-  const out = new Uint8Array(len);
+export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece: number): AsyncGenerator<Uint8Array> {
   if (x.fe.type === BTRFS_FILE_EXTENT_INLINE || x.fe.compression !== BTRFS_COMPRESS_NONE) {
     const plain = await plainExtent(x);
     const start = Number(x.fe.type === BTRFS_FILE_EXTENT_INLINE ? pos - x.keyOffset : x.fe.offset + pos - x.keyOffset);
-    out.set(plain.subarray(Math.min(start, plain.length), Math.min(start + len, plain.length)));
-    return out;
+    for (let done = 0; done < len; done += piece) {
+      const n = Math.min(piece, len - done);
+      const a = start + done;
+      if (a + n <= plain.length) {
+        yield plain.subarray(a, a + n);
+      } else {
+        const out = new Uint8Array(n);
+        if (a < plain.length) out.set(plain.subarray(a));
+        yield out;
+      }
+    }
+    return;
   }
   const rel = x.fe.offset + pos - x.keyOffset;
   if (rel + BigInt(len) > x.fe.disk_num_bytes) {
     throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: range ${x.fe.offset}+${x.fe.num_bytes} exceeds disk_num_bytes ${x.fe.disk_num_bytes}`);
   }
   const ss = x.img.sectorsize;
-  const readLen = Math.ceil(len / ss) * ss;
-  out.set((await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + rel, readLen, x.verify, x.what)).subarray(0, len));
-  return out;
+  // checksums cover whole sectors: reads start and end on sector boundaries, pieces are cut from inside
+  const window = Math.max(1, Math.floor(WINDOW / piece)) * piece;
+  for (let done = 0; done < len; done += window) {
+    const n = Math.min(window, len - done);
+    const at = rel + BigInt(done);
+    const lead = Number(at % BigInt(ss));
+    const readLen = Math.ceil((lead + n) / ss) * ss;
+    const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + at - BigInt(lead), readLen, x.verify, x.what);
+    for (let p = 0; p < n; p += piece) yield data.subarray(lead + p, lead + Math.min(n, p + piece));
+  }
 }

@@ -9,7 +9,7 @@ import type { EncodedWriteCmd, KnownCommand } from '../stream/types.js';
 import type { Backrefs } from './backrefs.js';
 import type { CloneIndex } from './clone-index.js';
 import { cloneRange } from './clone-range.js';
-import { type ExtentRef, fileBytes, storedBytes } from './extent-data.js';
+import { type ExtentRef, filePieces, storedBytes } from './extent-data.js';
 
 /** The file being sent, as far as its data goes. */
 export interface DataInode {
@@ -111,9 +111,9 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
       }
     }
   }
-  const piece = BigInt(maxWriteSize(o.version));
-  for (let sent = 0n; sent < len; sent += piece) {
-    const n = len - sent < piece ? len - sent : piece;
-    yield { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: offset + sent, data: await fileBytes(x, offset + sent, Number(n)) };
+  let at = offset;
+  for await (const data of filePieces(x, offset, Number(len), maxWriteSize(o.version))) {
+    yield { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data };
+    at += BigInt(data.length);
   }
 }

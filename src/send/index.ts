@@ -1,7 +1,7 @@
 import { SendError } from '../errors.js';
 import type { BtrfsImage, SubvolumeInfo } from '../image/read/index.js';
 import { formatUuid } from '../image/structs.js';
-import { encodeCommand, encodeStreamHeader } from '../stream/writer.js';
+import { StreamEncoder } from '../stream/writer.js';
 import * as C from '../stream/constants.js';
 import { FullSend } from './full.js';
 import { IncrementalSend } from './incremental.js';
@@ -21,8 +21,8 @@ export interface SendOptions {
   onSubvolume?: (s: SubvolumeInfo) => void;
 }
 
-/** Output is yielded in pieces of about this size, not one tiny buffer per command. */
-const CHUNK = 256 * 1024;
+/** Output is yielded in buffers of this size (a bigger command gets one of its own), not one per command. */
+const CHUNK = 1 << 20;
 
 /** The protocol version a send uses, as btrfs-progs picks it; throws for combinations it refuses. */
 export function sendProtocol(o: SendOptions): number {
@@ -96,27 +96,20 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
       }
     }
   }
-  let parts: Uint8Array[] = [];
-  let size = 0;
+  const enc = new StreamEncoder(version, CHUNK);
   for (const sv of svs) {
     // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
-    parts.push(encodeStreamHeader(version));
+    enc.header();
     opts.onSubvolume?.(sv);
     const o = { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources };
     const send = parent ? new IncrementalSend(img.reader, sv, parent, o) : new FullSend(img.reader, sv, o);
     for await (const cmd of send.commands()) {
-      const b = encodeCommand(cmd, version);
-      parts.push(b);
-      size += b.length;
-      if (size >= CHUNK) {
-        yield Buffer.concat(parts);
-        parts = [];
-        size = 0;
-      }
+      enc.add(cmd);
+      if (enc.full.length > 0) yield* enc.take();
     }
-    parts.push(encodeCommand({ cmd: C.BTRFS_SEND_C_END }, version));
+    enc.add({ cmd: C.BTRFS_SEND_C_END });
   }
-  yield Buffer.concat(parts);
+  yield* enc.end();
 }
 
 /** One subvolume's stream (header, commands, END): `sendSubvolumes(img, [path], opts)`. */

@@ -1,4 +1,5 @@
 import { StreamError } from '../errors.js';
+import { uninitBytes } from '../util/bytes.js';
 import { crc32cRaw } from '../util/crc32c.js';
 import * as C from './constants.js';
 import { commandAttrs } from './decode.js';
@@ -13,46 +14,176 @@ export function encodeStreamHeader(version: number): Uint8Array {
   return out;
 }
 
+/** How an attribute's value is stored: which typed field holds it and in what wire form. */
+const enum Kind { U64, U32, U8, TIME, BYTES }
+
+/** Attribute type → [field of the typed command, wire form]; the decoder's fields in reverse. */
+const ATTRS = new Map<number, readonly [string, Kind]>([
+  [C.BTRFS_SEND_A_UUID, ['uuid', Kind.BYTES]], [C.BTRFS_SEND_A_CTRANSID, ['ctransid', Kind.U64]],
+  [C.BTRFS_SEND_A_INO, ['ino', Kind.U64]], [C.BTRFS_SEND_A_SIZE, ['size', Kind.U64]],
+  [C.BTRFS_SEND_A_MODE, ['mode', Kind.U64]], [C.BTRFS_SEND_A_UID, ['uid', Kind.U64]],
+  [C.BTRFS_SEND_A_GID, ['gid', Kind.U64]], [C.BTRFS_SEND_A_RDEV, ['rdev', Kind.U64]],
+  [C.BTRFS_SEND_A_CTIME, ['ctime', Kind.TIME]], [C.BTRFS_SEND_A_MTIME, ['mtime', Kind.TIME]],
+  [C.BTRFS_SEND_A_ATIME, ['atime', Kind.TIME]], [C.BTRFS_SEND_A_OTIME, ['otime', Kind.TIME]],
+  [C.BTRFS_SEND_A_XATTR_NAME, ['name', Kind.BYTES]], [C.BTRFS_SEND_A_XATTR_DATA, ['data', Kind.BYTES]],
+  [C.BTRFS_SEND_A_PATH, ['path', Kind.BYTES]], [C.BTRFS_SEND_A_PATH_TO, ['pathTo', Kind.BYTES]],
+  [C.BTRFS_SEND_A_PATH_LINK, ['pathLink', Kind.BYTES]], [C.BTRFS_SEND_A_FILE_OFFSET, ['fileOffset', Kind.U64]],
+  [C.BTRFS_SEND_A_DATA, ['data', Kind.BYTES]], [C.BTRFS_SEND_A_CLONE_UUID, ['cloneUuid', Kind.BYTES]],
+  [C.BTRFS_SEND_A_CLONE_CTRANSID, ['cloneCtransid', Kind.U64]], [C.BTRFS_SEND_A_CLONE_PATH, ['clonePath', Kind.BYTES]],
+  [C.BTRFS_SEND_A_CLONE_OFFSET, ['cloneOffset', Kind.U64]], [C.BTRFS_SEND_A_CLONE_LEN, ['cloneLen', Kind.U64]],
+  [C.BTRFS_SEND_A_FALLOCATE_MODE, ['mode', Kind.U32]], [C.BTRFS_SEND_A_FILEATTR, ['fileattr', Kind.U64]],
+  [C.BTRFS_SEND_A_UNENCODED_FILE_LEN, ['unencodedFileLen', Kind.U64]], [C.BTRFS_SEND_A_UNENCODED_LEN, ['unencodedLen', Kind.U64]],
+  [C.BTRFS_SEND_A_UNENCODED_OFFSET, ['unencodedOffset', Kind.U64]], [C.BTRFS_SEND_A_COMPRESSION, ['compression', Kind.U32]],
+  [C.BTRFS_SEND_A_ENCRYPTION, ['encryption', Kind.U32]], [C.BTRFS_SEND_A_VERITY_ALGORITHM, ['algorithm', Kind.U8]],
+  [C.BTRFS_SEND_A_VERITY_BLOCK_SIZE, ['blockSize', Kind.U32]], [C.BTRFS_SEND_A_VERITY_SALT_DATA, ['salt', Kind.BYTES]],
+  [C.BTRFS_SEND_A_VERITY_SIG_DATA, ['sig', Kind.BYTES]],
+]);
+
+type Typed = Exclude<SendCommand, { unknown: true }>;
+
+/** The value's length on the wire, or -1 when the command lacks the attribute. */
+function valueLen(c: Typed, type: number, extra: Uint8Array | undefined): number {
+  if (extra) return extra.length;
+  const a = ATTRS.get(type);
+  if (!a) return -1;
+  const v = (c as unknown as Record<string, unknown>)[a[0]];
+  switch (a[1]) {
+    case Kind.U64: return typeof v === 'bigint' ? 8 : -1;
+    case Kind.U32: return typeof v === 'number' ? 4 : -1;
+    case Kind.U8: return typeof v === 'number' ? 1 : -1;
+    case Kind.TIME: return v !== undefined ? 12 : -1;
+    default: return v instanceof Uint8Array ? v.length : -1;
+  }
+}
+
+/** Writes the value of one present attribute at out[pos..]. */
+function putValue(c: Typed, type: number, extra: Uint8Array | undefined, out: Uint8Array, dv: DataView, pos: number): void {
+  if (extra) {
+    out.set(extra, pos);
+    return;
+  }
+  const [field, kind] = ATTRS.get(type)!;
+  const v = (c as unknown as Record<string, unknown>)[field];
+  switch (kind) {
+    case Kind.U64: dv.setBigUint64(pos, BigInt.asUintN(64, v as bigint), true); return;
+    case Kind.U32: dv.setUint32(pos, (v as number) >>> 0, true); return;
+    case Kind.U8: out[pos] = v as number; return;
+    case Kind.TIME:
+      dv.setBigUint64(pos, BigInt.asUintN(64, (v as Timespec).sec), true);
+      dv.setUint32(pos + 8, (v as Timespec).nsec >>> 0, true);
+      return;
+    default: out.set(v as Uint8Array, pos);
+  }
+}
+
+/** Attribute order: the parser's (`meta.attrOrder`) when it saw one, else the kernel's. */
+const orderOf = (c: Typed): readonly number[] => (c.meta?.attrOrder.length ? c.meta.attrOrder : commandAttrs(c.cmd));
+const extraOf = (c: Typed, type: number): Uint8Array | undefined => c.meta?.extraAttrs?.find((a) => a.type === type)?.value;
+
+/** Bytes `c` takes on the wire, header included. */
+export function commandSize(c: SendCommand, version: number): number {
+  if (isUnknown(c)) return C.BTRFS_CMD_HEADER_SIZE + c.payload.length;
+  let size = C.BTRFS_CMD_HEADER_SIZE;
+  for (const type of orderOf(c)) {
+    const n = valueLen(c, type, extraOf(c, type));
+    if (n >= 0) size += n + (isImplicitLen(type, version) ? 2 : 4);
+  }
+  return size;
+}
+
+/**
+ * Serializes `c` (header, attributes, CRC) into out[pos .. pos + commandSize(c)), which the caller sized;
+ * returns the end. No allocation: the send path encodes straight into its output buffer.
+ */
+export function encodeCommandInto(c: SendCommand, version: number, out: Uint8Array, pos: number): number {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const start = pos;
+  pos += C.BTRFS_CMD_HEADER_SIZE;
+  if (isUnknown(c)) {
+    out.set(c.payload, pos);
+    pos += c.payload.length;
+  } else {
+    for (const type of orderOf(c)) {
+      const extra = extraOf(c, type);
+      const n = valueLen(c, type, extra);
+      if (n < 0) continue;
+      dv.setUint16(pos, type, true);
+      pos += 2;
+      if (!isImplicitLen(type, version)) {
+        if (n > 0xffff) {
+          throw new StreamError('ATTR_TOO_LONG', `attribute ${C.sendAttrName(type)} of ${n} bytes does not fit a v${version} TLV`, { command: C.sendCommandName(c.cmd) });
+        }
+        dv.setUint16(pos, n, true);
+        pos += 2;
+      }
+      putValue(c, type, extra, out, dv, pos);
+      pos += n;
+    }
+  }
+  dv.setUint32(start, pos - start - C.BTRFS_CMD_HEADER_SIZE, true);
+  dv.setUint16(start + 4, c.cmd, true);
+  dv.setUint32(start + 6, 0, true);
+  dv.setUint32(start + 6, crc32cRaw(out.subarray(start, pos)), true);
+  return pos;
+}
+
 /**
  * Serializes one command with header and CRC. Attributes come from the typed fields, in the order the parser
  * saw them (`meta.attrOrder`) or else in the kernel's order, so parse → encode reproduces kernel bytes.
  */
 export function encodeCommand(c: SendCommand, version: number): Uint8Array {
-  let payload: Uint8Array;
-  if (isUnknown(c)) {
-    payload = c.payload;
-  } else {
-    const order = c.meta?.attrOrder.length ? c.meta.attrOrder : commandAttrs(c.cmd);
-    const parts: { type: number; value: Uint8Array }[] = [];
-    for (const type of order) {
-      const v = attrValue(c, type);
-      if (v !== undefined) parts.push({ type, value: v });
-    }
-    let size = 0;
-    for (const p of parts) size += p.value.length + (isImplicitLen(p.type, version) ? 2 : 4);
-    payload = new Uint8Array(size);
-    let pos = 0;
-    for (const p of parts) {
-      payload[pos++] = p.type & 0xff;
-      payload[pos++] = p.type >> 8;
-      if (!isImplicitLen(p.type, version)) {
-        if (p.value.length > 0xffff) {
-          throw new StreamError('ATTR_TOO_LONG', `attribute ${C.sendAttrName(p.type)} of ${p.value.length} bytes does not fit a v${version} TLV`, { command: C.sendCommandName(c.cmd) });
-        }
-        payload[pos++] = p.value.length & 0xff;
-        payload[pos++] = p.value.length >> 8;
-      }
-      payload.set(p.value, pos);
-      pos += p.value.length;
-    }
-  }
-  const out = new Uint8Array(C.BTRFS_CMD_HEADER_SIZE + payload.length);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, payload.length, true);
-  dv.setUint16(4, c.cmd, true);
-  out.set(payload, C.BTRFS_CMD_HEADER_SIZE);
-  dv.setUint32(6, crc32cRaw(out), true);
+  const out = new Uint8Array(commandSize(c, version));
+  encodeCommandInto(c, version, out, 0);
   return out;
+}
+
+/**
+ * Encodes a stream into large buffers (one copy of each command's bytes, no per-command allocation):
+ * `add` commands, take the `full` buffers as they fill, `end()` for the rest. Buffers handed out are
+ * never written again — a consumer may keep or queue them (write-behind).
+ */
+export class StreamEncoder {
+  private buf: Uint8Array;
+  private pos = 0;
+  /** Filled buffers not yet taken. */
+  full: Uint8Array[] = [];
+
+  constructor(private readonly version: number, private readonly chunk = 1 << 20) {
+    this.buf = uninitBytes(chunk);
+  }
+
+  header(): void {
+    this.room(C.BTRFS_STREAM_HEADER_SIZE);
+    this.buf.set(encodeStreamHeader(this.version), this.pos);
+    this.pos += C.BTRFS_STREAM_HEADER_SIZE;
+  }
+
+  add(c: SendCommand): void {
+    this.room(commandSize(c, this.version));
+    this.pos = encodeCommandInto(c, this.version, this.buf, this.pos);
+  }
+
+  /** Everything not yet taken, the partly filled buffer last. */
+  end(): Uint8Array[] {
+    const out = this.take();
+    if (this.pos > 0) out.push(this.buf.subarray(0, this.pos));
+    this.buf = uninitBytes(this.chunk);
+    this.pos = 0;
+    return out;
+  }
+
+  take(): Uint8Array[] {
+    const out = this.full;
+    this.full = [];
+    return out;
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    if (this.pos > 0) this.full.push(this.buf.subarray(0, this.pos));
+    this.buf = uninitBytes(Math.max(this.chunk, n));
+    this.pos = 0;
+  }
 }
 
 function isImplicitLen(type: number, version: number): boolean {
@@ -69,74 +200,5 @@ export async function* writeStream(items: AsyncIterable<StreamItem> | Iterable<S
     } else {
       yield encodeCommand(it.command, it.command.meta.version ?? version);
     }
-  }
-}
-
-function u64(v: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-  return b;
-}
-
-function u32(v: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, v >>> 0, true);
-  return b;
-}
-
-function ts(t: Timespec): Uint8Array {
-  const b = new Uint8Array(12);
-  const dv = new DataView(b.buffer);
-  dv.setBigUint64(0, BigInt.asUintN(64, t.sec), true);
-  dv.setUint32(8, t.nsec >>> 0, true);
-  return b;
-}
-
-/** The wire value of one attribute of a typed command, or undefined when the command lacks it. */
-function attrValue(c: Exclude<SendCommand, { unknown: true }>, type: number): Uint8Array | undefined {
-  const extra = c.meta?.extraAttrs?.find((a) => a.type === type);
-  if (extra) return extra.value;
-  const f = c as unknown as Record<string, unknown>;
-  const big = (k: string) => (typeof f[k] === 'bigint' ? u64(f[k] as bigint) : undefined);
-  const bytes = (k: string) => (f[k] instanceof Uint8Array ? (f[k] as Uint8Array) : undefined);
-  const time = (k: string) => (f[k] !== undefined ? ts(f[k] as Timespec) : undefined);
-  const num32 = (k: string) => (typeof f[k] === 'number' ? u32(f[k] as number) : undefined);
-  switch (type) {
-    case C.BTRFS_SEND_A_UUID: return bytes('uuid');
-    case C.BTRFS_SEND_A_CTRANSID: return big('ctransid');
-    case C.BTRFS_SEND_A_INO: return big('ino');
-    case C.BTRFS_SEND_A_SIZE: return big('size');
-    case C.BTRFS_SEND_A_MODE: return big('mode');
-    case C.BTRFS_SEND_A_UID: return big('uid');
-    case C.BTRFS_SEND_A_GID: return big('gid');
-    case C.BTRFS_SEND_A_RDEV: return big('rdev');
-    case C.BTRFS_SEND_A_CTIME: return time('ctime');
-    case C.BTRFS_SEND_A_MTIME: return time('mtime');
-    case C.BTRFS_SEND_A_ATIME: return time('atime');
-    case C.BTRFS_SEND_A_OTIME: return time('otime');
-    case C.BTRFS_SEND_A_XATTR_NAME: return bytes('name');
-    case C.BTRFS_SEND_A_XATTR_DATA: return bytes('data');
-    case C.BTRFS_SEND_A_PATH: return bytes('path');
-    case C.BTRFS_SEND_A_PATH_TO: return bytes('pathTo');
-    case C.BTRFS_SEND_A_PATH_LINK: return bytes('pathLink');
-    case C.BTRFS_SEND_A_FILE_OFFSET: return big('fileOffset');
-    case C.BTRFS_SEND_A_DATA: return bytes('data');
-    case C.BTRFS_SEND_A_CLONE_UUID: return bytes('cloneUuid');
-    case C.BTRFS_SEND_A_CLONE_CTRANSID: return big('cloneCtransid');
-    case C.BTRFS_SEND_A_CLONE_PATH: return bytes('clonePath');
-    case C.BTRFS_SEND_A_CLONE_OFFSET: return big('cloneOffset');
-    case C.BTRFS_SEND_A_CLONE_LEN: return big('cloneLen');
-    case C.BTRFS_SEND_A_FALLOCATE_MODE: return num32('mode');
-    case C.BTRFS_SEND_A_FILEATTR: return big('fileattr');
-    case C.BTRFS_SEND_A_UNENCODED_FILE_LEN: return big('unencodedFileLen');
-    case C.BTRFS_SEND_A_UNENCODED_LEN: return big('unencodedLen');
-    case C.BTRFS_SEND_A_UNENCODED_OFFSET: return big('unencodedOffset');
-    case C.BTRFS_SEND_A_COMPRESSION: return num32('compression');
-    case C.BTRFS_SEND_A_ENCRYPTION: return num32('encryption');
-    case C.BTRFS_SEND_A_VERITY_ALGORITHM: return typeof f.algorithm === 'number' ? Uint8Array.of(f.algorithm) : undefined;
-    case C.BTRFS_SEND_A_VERITY_BLOCK_SIZE: return num32('blockSize');
-    case C.BTRFS_SEND_A_VERITY_SALT_DATA: return bytes('salt');
-    case C.BTRFS_SEND_A_VERITY_SIG_DATA: return bytes('sig');
-    default: return undefined;
   }
 }

@@ -10,3 +10,12 @@ export function concatBytes(parts: readonly Uint8Array[], into?: Uint8Array): Ui
   }
   return out;
 }
+
+/**
+ * A plain Uint8Array of `len` bytes whose contents are NOT zeroed, on its own ArrayBuffer (offset 0), for
+ * buffers that are filled whole right away (reads, encoders): zero-filling them first costs a pass over
+ * every byte. Not a Buffer, so `.slice()` still copies as callers expect.
+ */
+export function uninitBytes(len: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len);
+}

@@ -1,4 +1,4 @@
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
@@ -37,8 +37,42 @@ async function write(out: Writable, b: Uint8Array): Promise<void> {
   });
 }
 
-async function closeFile(out: Writable): Promise<void> {
-  await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+/**
+ * A stream file written behind the sender: one write in flight while the next buffer is encoded (the
+ * encoder never reuses a buffer it handed out). A failed write is reported at the next call.
+ */
+class FileSink {
+  private inflight: Promise<void> | undefined;
+  private failed: unknown;
+
+  private constructor(private readonly fh: fsp.FileHandle) {}
+
+  static async open(path: string): Promise<FileSink> {
+    return new FileSink(await fsp.open(path, 'w'));
+  }
+
+  async write(b: Uint8Array): Promise<void> {
+    await this.settle();
+    this.inflight = this.writeAll(b).catch((e: unknown) => { this.failed = e; });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.settle();
+    } finally {
+      await this.fh.close();
+    }
+  }
+
+  private async settle(): Promise<void> {
+    if (this.inflight) await this.inflight;
+    this.inflight = undefined;
+    if (this.failed) throw this.failed;
+  }
+
+  private async writeAll(b: Uint8Array): Promise<void> {
+    for (let done = 0; done < b.length;) done += (await this.fh.write(b, done, b.length - done)).bytesWritten;
+  }
 }
 
 export function register(program: Command): void {
@@ -68,22 +102,22 @@ export function register(program: Command): void {
         });
         // The first chunk comes only after every check passed: no output file is made for a refused send.
         const first = await stream.next();
-        const out: Writable = o.file ? createWriteStream(o.file) : process.stdout;
+        const file = o.file ? await FileSink.open(o.file) : undefined;
         let bytes = 0;
         try {
           for (let r = first; !r.done; r = await stream.next()) {
-            await write(out, r.value);
+            await (file ? file.write(r.value) : write(process.stdout, r.value));
             bytes += r.value.length;
           }
-          if (o.file) await closeFile(out);
+          await file?.close();
         } catch (e) {
-          if (o.file) {
-            out.destroy();
+          if (file && o.file) {
+            await file.close().catch(() => undefined);
             await fsp.rm(o.file, { force: true });
           }
           throw e;
         }
         if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
-      });
+      }, { blocking: true });
     });
 }

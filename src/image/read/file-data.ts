@@ -24,12 +24,17 @@ function* holeRun(n: bigint): Generator<FileSegment> {
   if (n > 0n) yield { zeros: n };
 }
 
-/** Stored checksum of each sector of [logical, logical+len) from the csum tree; undefined where none is. */
-async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number): Promise<(Uint8Array | undefined)[]> {
-  const ss = BigInt(img.sectorsize);
-  const cs = csumAlgo(img.superblock.csum_type).size;
-  const n = Math.ceil(len / img.sectorsize);
-  const out: (Uint8Array | undefined)[] = new Array(n).fill(undefined);
+/** Stored checksums of the sectors of a range, back to back (`size` bytes each), and which sectors have one. */
+interface SectorCsums {
+  sums: Uint8Array;
+  have: Uint8Array;
+}
+
+/** Stored checksum of each sector of [logical, logical+len) from the csum tree; `have[i]` 0 where none is. */
+async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, cs: number): Promise<SectorCsums> {
+  const ss = img.sectorsize;
+  const n = Math.ceil(len / ss);
+  const out: SectorCsums = { sums: new Uint8Array(n * cs), have: new Uint8Array(n) };
   if (!csumRoot) return out;
   const end = logical + BigInt(len);
   // The item covering `logical` may start before it: begin at the last item keyed <= logical.
@@ -38,13 +43,17 @@ async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, log
   const from = { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: startKey };
   const to = { objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset: end - 1n };
   for await (const it of img.trees.iterate(csumRoot, from, to)) {
+    // the item's sectors that fall inside the range, copied in one piece
     const count = Math.floor(it.data.length / cs);
-    for (let i = 0; i < count; i++) {
-      const at = it.key.offset + BigInt(i) * ss;
-      if (at < logical) continue;
-      if (at >= end) break;
-      out[Number((at - logical) / ss)] = it.data.subarray(i * cs, (i + 1) * cs);
-    }
+    const itemEnd = it.key.offset + BigInt(count * ss);
+    const a = it.key.offset > logical ? it.key.offset : logical;
+    const b = itemEnd < end ? itemEnd : end;
+    if (a >= b) continue;
+    const skip = Number((a - it.key.offset) / BigInt(ss));
+    const at = Number((a - logical) / BigInt(ss));
+    const k = Math.ceil(Number(b - a) / ss);
+    out.sums.set(it.data.subarray(skip * cs, (skip + k) * cs), at * cs);
+    out.have.fill(1, at, at + k);
   }
   return out;
 }
@@ -55,23 +64,29 @@ async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, log
  */
 export async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string): Promise<Uint8Array> {
   const copies = img.chunks.map(logical, len, what);
-  const sums = needSums ? await sectorCsums(img, csumRoot, logical, len) : [];
   const algo = csumAlgo(img.superblock.csum_type);
-  const got = new Uint8Array(algo.size);
+  const cs = algo.size;
+  const sums = needSums ? await sectorCsums(img, csumRoot, logical, len, cs) : undefined;
+  const got = new Uint8Array(cs);
   const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
   const problems: string[] = [];
+  const ss = img.sectorsize;
   for (const phys of copies) {
     const data = await img.src.read(phys, len);
     let bad: string | undefined;
-    for (let i = 0; needSums && i < sums.length && !bad; i++) {
-      const at = logical + BigInt(i * img.sectorsize);
-      const want = sums[i];
-      if (want === undefined) {
-        bad = `no data checksum for sector at logical ${at}`;
+    for (let i = 0; sums && i < sums.have.length && !bad; i++) {
+      const at = (): bigint => logical + BigInt(i * ss);
+      if (!sums.have[i]) {
+        bad = `no data checksum for sector at logical ${at()}`;
         break;
       }
-      algo.digestInto(data.subarray(i * img.sectorsize, Math.min(len, (i + 1) * img.sectorsize)), got, 0);
-      if (!got.every((b, j) => b === want[j])) bad = `data checksum mismatch at logical ${at} (stored ${hex(want)}, computed ${hex(got)})`;
+      algo.digestInto(data.subarray(i * ss, Math.min(len, (i + 1) * ss)), got, 0);
+      for (let j = 0; j < cs; j++) {
+        if (got[j] !== sums.sums[i * cs + j]) {
+          bad = `data checksum mismatch at logical ${at()} (stored ${hex(sums.sums.subarray(i * cs, (i + 1) * cs))}, computed ${hex(got)})`;
+          break;
+        }
+      }
     }
     if (!bad) return data;
     problems.push(bad);
