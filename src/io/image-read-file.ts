@@ -32,9 +32,9 @@ export async function openImageFile(path: string, opts: OpenImageOptions = {}): 
   }
   return {
     size: () => size,
-    async read(offset: bigint, len: number): Promise<Uint8Array> {
+    async read(offset: bigint, len: number, into?: Uint8Array): Promise<Uint8Array> {
       // not zero-filled: every byte is read, or zeroed past the end below
-      const out = uninitBytes(len);
+      const out = into && into.length >= len ? into.subarray(0, len) : uninitBytes(len);
       let done = 0;
       while (done < len) {
         let n: number;

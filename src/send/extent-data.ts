@@ -3,6 +3,7 @@ import { decompressExtent } from '../image/read/decompress.js';
 import { readVerified } from '../image/read/file-data.js';
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
+import { uninitBytes } from '../util/bytes.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
@@ -15,13 +16,30 @@ export interface ExtentRef {
   keyOffset: bigint;
   fe: BtrfsFileExtentItem;
   what: string;
+  /**
+   * The send's read buffer: extent bytes are read into it instead of a new array per read (fewer and
+   * smaller garbage collections). Commands built from it are valid until the next command is asked
+   * for — the encoder copies each one out before that.
+   */
+  scratch?: Scratch;
+}
+
+/** A read buffer that grows to the largest read asked of it. */
+export class Scratch {
+  private buf: Uint8Array = new Uint8Array(0);
+
+  get(len: number): Uint8Array {
+    if (this.buf.length < len) this.buf = uninitBytes(Math.max(len, WINDOW + 64 * 1024));
+    return this.buf;
+  }
 }
 
 /** The compressed (or inline) bytes as stored, checksum-verified: what an ENCODED_WRITE carries. */
 export async function storedBytes(x: ExtentRef): Promise<Uint8Array> {
   if (x.fe.type === BTRFS_FILE_EXTENT_INLINE) return x.fe.inline_data!;
   if (x.fe.disk_num_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: disk_num_bytes ${x.fe.disk_num_bytes} is implausibly large`);
-  return readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, Number(x.fe.disk_num_bytes), x.verify, x.what);
+  const len = Number(x.fe.disk_num_bytes);
+  return readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, x.scratch?.get(len));
 }
 
 /** The decompressed content of a compressed or inline extent (ram_bytes long). */
@@ -70,7 +88,7 @@ export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece:
     const at = rel + BigInt(done);
     const lead = Number(at % BigInt(ss));
     const readLen = Math.ceil((lead + n) / ss) * ss;
-    const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + at - BigInt(lead), readLen, x.verify, x.what);
+    const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + at - BigInt(lead), readLen, x.verify, x.what, x.scratch?.get(readLen));
     for (let p = 0; p < n; p += piece) yield data.subarray(lead + p, lead + Math.min(n, p + piece));
   }
 }

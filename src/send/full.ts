@@ -12,6 +12,7 @@ import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
 import { Backrefs, readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
+import { Scratch } from './extent-data.js';
 import { extentCommands } from './extents.js';
 import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands } from './inode-cmds.js';
 import { LruMap } from './lru.js';
@@ -56,6 +57,7 @@ export class FullSend {
   private cur: Cur | undefined;
   private tree!: TreeRoot;
   private csumRoot: TreeRoot | undefined;
+  private readonly scratch = new Scratch();
   private backrefs!: Backrefs;
 
   constructor(private readonly img: ImageReader, private readonly sv: SubvolumeInfo, private readonly o: FullSendOptions) {
@@ -143,7 +145,7 @@ export class FullSend {
   private async *extent(cur: Cur, keyOffset: bigint, data: Uint8Array): AsyncGenerator<KnownCommand> {
     const what = `file extent at offset ${keyOffset} of inode ${cur.ino} in subvolume ${this.sv.id}`;
     const x = {
-      img: this.img, csumRoot: this.csumRoot, verify: (cur.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset,
+      img: this.img, csumRoot: this.csumRoot, verify: (cur.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset, scratch: this.scratch,
       fe: decodeFileExtentItem(data), what,
     };
     const d = { ino: cur.ino, size: cur.item.size, nextWriteOffset: cur.nextWriteOffset, path: () => this.names.path(cur.ino) };

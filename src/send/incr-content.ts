@@ -10,6 +10,7 @@ import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
 import { Backrefs, type CloneRoot } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
+import { Scratch } from './extent-data.js';
 import { type DataInode, extentCommands, maxWriteSize } from './extents.js';
 import { type FullSendOptions, utimesCommand } from './full.js';
 import { capabilityCommand, ownerCommands, S_IFLNK, S_IFMT, S_IFREG, xattrCommands, XATTR_NAME_CAPS } from './inode-cmds.js';
@@ -56,6 +57,7 @@ export class IncrementalContent {
   private readonly clones = new CloneIndex();
   private readonly sizes = new LruMap<bigint, bigint>(1 << 12);
   private csumRoot: TreeRoot | undefined;
+  private readonly scratch = new Scratch();
   private backrefs!: Backrefs;
   /** The inode being sent: inodes below it, and its own bytes below where it is, are final at the receiver. */
   private cur: Cur | undefined;
@@ -189,7 +191,7 @@ export class IncrementalContent {
   private async *extent(c: Cur, keyOffset: bigint, data: Uint8Array): AsyncGenerator<KnownCommand> {
     c.wrote = true;
     const x = {
-      img: this.img, csumRoot: this.csumRoot, verify: (c.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset,
+      img: this.img, csumRoot: this.csumRoot, verify: (c.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset, scratch: this.scratch,
       fe: decodeFileExtentItem(data), what: `file extent at offset ${keyOffset} of inode ${c.ino} in subvolume ${this.sv.id}`,
     };
     yield* extentCommands(x, c.data, {

@@ -2,6 +2,7 @@ import { SendError } from '../errors.js';
 import type { BtrfsImage, SubvolumeInfo } from '../image/read/index.js';
 import { formatUuid } from '../image/structs.js';
 import { StreamEncoder } from '../stream/writer.js';
+import type { BufferPool } from '../util/bytes.js';
 import * as C from '../stream/constants.js';
 import { FullSend } from './full.js';
 import { IncrementalSend } from './incremental.js';
@@ -17,6 +18,11 @@ export interface SendOptions {
   parent?: string;
   /** Clone sources (-c): read-only subvolumes the receiver has; extents shared with them are cloned. */
   cloneSources?: string[];
+  /**
+   * Output buffers come from this pool (its size is the chunk size): a consumer done with a yielded
+   * buffer may give it back (the CLI does once the buffer is written), so a long send reuses a few.
+   */
+  bufferPool?: BufferPool;
   /** Called as each subvolume starts (the CLI's "At subvol" line). */
   onSubvolume?: (s: SubvolumeInfo) => void;
 }
@@ -96,7 +102,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
       }
     }
   }
-  const enc = new StreamEncoder(version, CHUNK);
+  const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
   for (const sv of svs) {
     // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
     enc.header();

@@ -1,5 +1,5 @@
 import { StreamError } from '../errors.js';
-import { uninitBytes } from '../util/bytes.js';
+import { type BufferPool, uninitBytes } from '../util/bytes.js';
 import { crc32cRaw } from '../util/crc32c.js';
 import * as C from './constants.js';
 import { commandAttrs } from './decode.js';
@@ -148,8 +148,14 @@ export class StreamEncoder {
   /** Filled buffers not yet taken. */
   full: Uint8Array[] = [];
 
-  constructor(private readonly version: number, private readonly chunk = 1 << 20) {
-    this.buf = uninitBytes(chunk);
+  /** With a `pool`, buffers come from it (its size is the chunk size) and a consumer may give them back. */
+  constructor(private readonly version: number, private chunk = 1 << 20, private readonly pool?: BufferPool) {
+    if (pool) this.chunk = pool.size;
+    this.buf = this.fresh(this.chunk);
+  }
+
+  private fresh(n: number): Uint8Array {
+    return this.pool && n <= this.pool.size ? this.pool.take() : uninitBytes(n);
   }
 
   header(): void {
@@ -167,7 +173,7 @@ export class StreamEncoder {
   end(): Uint8Array[] {
     const out = this.take();
     if (this.pos > 0) out.push(this.buf.subarray(0, this.pos));
-    this.buf = uninitBytes(this.chunk);
+    this.buf = new Uint8Array(0); // the next add takes a buffer
     this.pos = 0;
     return out;
   }
@@ -181,7 +187,7 @@ export class StreamEncoder {
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     if (this.pos > 0) this.full.push(this.buf.subarray(0, this.pos));
-    this.buf = uninitBytes(Math.max(this.chunk, n));
+    this.buf = this.fresh(Math.max(this.chunk, n));
     this.pos = 0;
   }
 }

@@ -19,3 +19,24 @@ export function concatBytes(parts: readonly Uint8Array[], into?: Uint8Array): Ui
 export function uninitBytes(len: number): Uint8Array {
   return new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len);
 }
+
+/**
+ * Buffers of one size handed out and given back, so a long producer/consumer run (send's output) reuses
+ * a few instead of allocating one per chunk: each new large ArrayBuffer counts toward V8's external-memory
+ * limit, and crossing it forces a full garbage collection. At most `keep` spare buffers are held.
+ */
+export class BufferPool {
+  private readonly spare: Uint8Array[] = [];
+
+  constructor(readonly size: number, private readonly keep = 4) {}
+
+  take(): Uint8Array {
+    return this.spare.pop() ?? uninitBytes(this.size);
+  }
+
+  /** Gives back a buffer (or a view of one) that came from take(); anything else is ignored. */
+  give(b: Uint8Array): void {
+    if (b.buffer.byteLength !== this.size || b.byteOffset !== 0 || this.spare.length >= this.keep) return;
+    this.spare.push(new Uint8Array(b.buffer, 0, this.size));
+  }
+}

@@ -5,6 +5,7 @@ import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { withImageFile } from '../../io/image-read-file.js';
 import { sendSubvolumes } from '../../send/index.js';
+import { BufferPool } from '../../util/bytes.js';
 
 interface SendCliOptions {
   file?: string;
@@ -45,15 +46,16 @@ class FileSink {
   private inflight: Promise<void> | undefined;
   private failed: unknown;
 
-  private constructor(private readonly fh: fsp.FileHandle) {}
+  private constructor(private readonly fh: fsp.FileHandle, private readonly pool: BufferPool) {}
 
-  static async open(path: string): Promise<FileSink> {
-    return new FileSink(await fsp.open(path, 'w'));
+  static async open(path: string, pool: BufferPool): Promise<FileSink> {
+    return new FileSink(await fsp.open(path, 'w'), pool);
   }
 
+  /** Starts writing `b` once the previous write is done; `b` goes back to the pool when written. */
   async write(b: Uint8Array): Promise<void> {
     await this.settle();
-    this.inflight = this.writeAll(b).catch((e: unknown) => { this.failed = e; });
+    this.inflight = this.writeAll(b).then(() => this.pool.give(b), (e: unknown) => { this.failed = e; });
   }
 
   async close(): Promise<void> {
@@ -95,14 +97,16 @@ export function register(program: Command): void {
       }
       await withImageFile(image, async (src) => {
         const img = await BtrfsImage.open(src);
+        const pool = new BufferPool(1 << 20);
         const stream = sendSubvolumes(img, subvols, {
           ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
           ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
+          ...(o.file ? { bufferPool: pool } : {}),
           onSubvolume: (s) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
         });
         // The first chunk comes only after every check passed: no output file is made for a refused send.
         const first = await stream.next();
-        const file = o.file ? await FileSink.open(o.file) : undefined;
+        const file = o.file ? await FileSink.open(o.file, pool) : undefined;
         let bytes = 0;
         try {
           for (let r = first; !r.done; r = await stream.next()) {

@@ -61,8 +61,11 @@ async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, log
 /**
  * Reads logical [logical, logical+len) of a data extent and checks every sector's checksum. On DUP data a
  * copy that fails is replaced by the other; a sector without a checksum fails unless `needSums` is false.
+ * `into`: a scratch buffer the source may read into (see ImageSource.read): the result may be a view of it.
  */
-export async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string): Promise<Uint8Array> {
+export async function readVerified(
+  img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string, into?: Uint8Array,
+): Promise<Uint8Array> {
   const copies = img.chunks.map(logical, len, what);
   const algo = csumAlgo(img.superblock.csum_type);
   const cs = algo.size;
@@ -72,7 +75,7 @@ export async function readVerified(img: ImageReader, csumRoot: TreeRoot | undefi
   const problems: string[] = [];
   const ss = img.sectorsize;
   for (const phys of copies) {
-    const data = await img.src.read(phys, len);
+    const data = await img.src.read(phys, len, into);
     let bad: string | undefined;
     for (let i = 0; sums && i < sums.have.length && !bad; i++) {
       const at = (): bigint => logical + BigInt(i * ss);

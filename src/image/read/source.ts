@@ -5,8 +5,12 @@ import type { BlockDevice } from '../device.js';
  * use non-blocking I/O; the writer's synchronous BlockDevice adapts trivially (fromBlockDevice).
  */
 export interface ImageSource {
-  /** Read `len` bytes at `offset`; bytes past the end of the image read as zeros. */
-  read(offset: bigint, len: number): Promise<Uint8Array>;
+  /**
+   * Read `len` bytes at `offset`; bytes past the end of the image read as zeros. With `into` (at least
+   * `len` long) a source may read into it and return a view of it instead of a new array — a caller that
+   * passes one must use the returned array and must not keep it past its next use of `into`.
+   */
+  read(offset: bigint, len: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Size of the image in bytes, when known (used to skip superblock mirrors past the end). */
   size?(): bigint;
 }
