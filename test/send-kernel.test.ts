@@ -2,7 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STREAMS_DIR, storedManifest } from './helpers/streams.js';
+import * as C from '../src/stream/constants.js';
+import { parseStream } from '../src/stream/parser.js';
+import { collect, STREAMS_DIR, storedManifest } from './helpers/streams.js';
 import { manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
@@ -51,6 +53,37 @@ for i in $(seq 1 70); do mkdir -p many/d$i; echo $i > many/d$i/f; done
 touch -h -d '2020-01-02 03:04:05.123456789' sl d1/f many/d3
 `;
 
+/** Subvolumes with extents reflinked from two read-only ones, for a full send with clone sources (-c). */
+const CLONE_SOURCES = String.raw`
+btrfs subvolume create csrc >/dev/null
+head -c 300000 /dev/urandom > csrc/r; yes xyz | head -c 400000 > csrc/t; head -c 1000000 /dev/urandom > csrc/big
+btrfs subvolume create csrc2 >/dev/null; head -c 200000 /dev/urandom > csrc2/q
+sync; btrfs subvolume snapshot -r csrc csrc.ro >/dev/null; btrfs subvolume snapshot -r csrc2 csrc2.ro >/dev/null
+btrfs subvolume create cvol >/dev/null
+cd cvol
+echo old > o; head -c 100000 /dev/urandom > p; cp --reflink=always p p2; echo new > n
+cp --reflink=always ../csrc.ro/r r2; cp --reflink=always ../csrc.ro/t t2; cp --reflink=always ../csrc2.ro/q q2
+xfs_io -f -c 'reflink ../csrc.ro/big 131072 0 262144' -c 'reflink ../csrc2.ro/q 0 262144 131072' part
+cd ..; sync; btrfs subvolume snapshot -r cvol cvol.ro >/dev/null; sync
+`;
+
+/**
+ * The kernel's full send with clone sources and no parent: btrfs-progs never asks for one (given -c alone
+ * it picks a parent among the sources), so BTRFS_IOC_SEND is called directly — struct
+ * btrfs_ioctl_send_args: send_fd, clone_sources_count, clone_sources, parent_root (0), flags
+ * (BTRFS_SEND_FLAG_VERSION, COMPRESSED for --compressed-data), version.
+ */
+const IOCTL_SEND = String.raw`
+import ctypes, fcntl, os, struct, subprocess, sys
+subvol, out, version, compressed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1'
+ids = [int(subprocess.check_output(['btrfs', 'inspect-internal', 'rootid', s])) for s in sys.argv[5:]]
+roots = (ctypes.c_uint64 * len(ids))(*ids)
+fd = os.open(subvol, os.O_RDONLY)
+ofd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+args = bytearray(struct.pack('<qQQQQI28x', ofd, len(ids), ctypes.addressof(roots), 0, 0x8 | (0x10 if compressed else 0), version))
+fcntl.ioctl(fd, 0x40489426, args)
+`;
+
 /**
  * `compsize`: whether the received copy must take the source's disk space: --compressed-data sends of
  * subvolumes whose extents are wholly used. Not without --compressed-data (the source is compressed, the
@@ -59,7 +92,7 @@ touch -h -d '2020-01-02 03:04:05.123456789' sl d1/f many/d3
  * kernel's included — reproduces): there the received copy is compared with the kernel's own stream
  * received.
  */
-interface Case { name: string; subvols: string[]; args: string[]; receivable: boolean; compsize: boolean }
+interface Case { name: string; subvols: string[]; args: string[]; receivable: boolean; compsize: boolean; ioctlClones?: string[] }
 const CASES: Case[] = [
   { name: 'full', subvols: ['full'], args: [], receivable: true, compsize: false },
   { name: 'incr', subvols: ['incr'], args: [], receivable: true, compsize: false },
@@ -73,6 +106,10 @@ const CASES: Case[] = [
   { name: 'local-cd', subvols: ['local-snap'], args: ['--compressed-data'], receivable: true, compsize: false },
   { name: 'local-nodata', subvols: ['local-snap'], args: ['--no-data'], receivable: false, compsize: false },
   { name: 'multi', subvols: ['full', 'zstd'], args: ['--proto', '2'], receivable: true, compsize: false },
+  // the clone sources first: the receiver must have them before a stream that clones from them
+  { name: 'csrc', subvols: ['csrc.ro', 'csrc2.ro'], args: [], receivable: true, compsize: false },
+  { name: 'clone-c', subvols: ['cvol.ro'], args: ['-c', 'csrc.ro', '-c', 'csrc2.ro'], receivable: true, compsize: false, ioctlClones: ['csrc.ro', 'csrc2.ro'] },
+  { name: 'clone-c-cd', subvols: ['cvol.ro'], args: ['--compressed-data', '-c', 'csrc2.ro', '-c', 'csrc.ro'], receivable: true, compsize: false, ioctlClones: ['csrc2.ro', 'csrc.ro'] },
 ];
 
 const compsize = (dir: string): string => execFileSync('compsize', ['-x', dir], { encoding: 'utf8' }).split('\n').slice(1).join('\n');
@@ -93,8 +130,15 @@ describe.skipIf(!!why)('send from a kernel-written image', () => {
       sh('btrfs subvolume create local >/dev/null', m.dir);
       sh(LOCAL, join(m.dir, 'local'));
       sh('sync; btrfs subvolume snapshot -r local local-snap >/dev/null; sync', m.dir);
+      sh(CLONE_SOURCES, m.dir);
       for (const c of CASES) {
-        execFileSync('btrfs', ['send', '-q', ...c.args, '-f', join(work, `${c.name}.kernel`), ...c.subvols.map((s) => join(m.dir, s))]);
+        const out = join(work, `${c.name}.kernel`);
+        if (c.ioctlClones) {
+          const version = c.args.includes('--compressed-data') ? '2' : '1';
+          execFileSync('python3', ['-c', IOCTL_SEND, join(m.dir, c.subvols[0]!), out, version, version === '2' ? '1' : '0', ...c.ioctlClones.map((s) => join(m.dir, s))]);
+        } else {
+          execFileSync('btrfs', ['send', '-q', ...c.args, '-f', out, ...c.subvols.map((s) => join(m.dir, s))]);
+        }
       }
       for (const s of new Set(CASES.flatMap((c) => c.subvols))) {
         sources.set(s, { manifest: await manifestOf(join(m.dir, s)), ...(haveCompsize ? { compsize: compsize(join(m.dir, s)) } : {}) });
@@ -113,7 +157,7 @@ describe.skipIf(!!why)('send from a kernel-written image', () => {
   });
 
   for (const c of CASES) {
-    it(`${c.name}: btrfs-ts send ${[...c.args, ...c.subvols].join(' ')} is the kernel's stream, byte for byte`, () => {
+    it(`${c.name}: btrfs-ts send ${[...c.args, ...c.subvols].join(' ')} is the kernel's stream, byte for byte`, async () => {
       const ours = join(work, `${c.name}.ours`);
       const r = spawnSync('node', [BIN, 'send', '-q', ...c.args, '-f', ours, image, ...c.subvols], { encoding: 'utf8' });
       expect(r.stderr).toBe('');
@@ -122,6 +166,14 @@ describe.skipIf(!!why)('send from a kernel-written image', () => {
       const k = readFileSync(join(work, `${c.name}.kernel`));
       expect(a.length).toBe(k.length);
       expect(a.equals(k)).toBe(true);
+      if (c.ioctlClones) {
+        // the point of -c: extents of the other subvolumes arrive as clones from them, not as data
+        const items = await collect(parseStream([new Uint8Array(a)]));
+        const cmds = items.flatMap((it) => (it.kind === 'command' ? [it.command] : []));
+        const own = (cmds[0] as { uuid: Uint8Array }).uuid;
+        const foreign = cmds.filter((x) => x.cmd === C.BTRFS_SEND_C_CLONE && !Buffer.from((x as { cloneUuid: Uint8Array }).cloneUuid).equals(own));
+        expect(foreign.length).toBeGreaterThanOrEqual(5);
+      }
     });
   }
 

@@ -7,7 +7,7 @@ import {
   BTRFS_EXTENT_DATA_KEY, BTRFS_EXTENT_DATA_REF_KEY, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FILE_EXTENT_INLINE,
   BTRFS_SHARED_DATA_REF_KEY, decodeExtentDataRef, decodeExtentItem, decodeFileExtentItem, decodeHeader,
 } from '../image/structs.js';
-import type { CloneQuery } from './clone-index.js';
+import type { CloneQuery, SizedClone } from './clone-index.js';
 import { LruMap } from './lru.js';
 import { SendNames } from './names.js';
 
@@ -22,8 +22,6 @@ export interface CloneRoot {
   usable: (ino: bigint, end: bigint) => boolean;
 }
 
-/** A clone source another subvolume (or an unsent part of this one) offers. */
-export interface FoundClone { root: CloneRoot; ino: bigint; offset: bigint }
 
 const U64_MAX = (1n << 64n) - 1n;
 /** The kernel gives up cloning an extent with more references than this (SEND_MAX_EXTENT_REFS). */
@@ -42,12 +40,22 @@ const MAX_EXTENT = 128n * 1024n * 1024n;
 export class Backrefs {
   constructor(private readonly img: ImageReader, private readonly roots: CloneRoot[]) {}
 
-  async find(bytenr: bigint, q: CloneQuery): Promise<FoundClone | undefined> {
-    if (this.roots.length === 0) return undefined;
+  /** Whether there is any subvolume to look in: without one, no extent tree walk is worth doing. */
+  get empty(): boolean {
+    return this.roots.length === 0;
+  }
+
+  /**
+   * Each clone root's best reference to the data extent at `bytenr` usable for query `q` (the kernel's
+   * iterate_backrefs: per root the one covering most, a root's search ending at one covering the whole
+   * extent); pickClone chooses among them.
+   */
+  async find(bytenr: bigint, q: CloneQuery): Promise<SizedClone[]> {
+    if (this.roots.length === 0) return [];
     const cands = await this.candidates(bytenr);
-    let choice: FoundClone | undefined;
-    let best = -1n;
+    const out: SizedClone[] = [];
     for (const root of this.roots) {
+      let choice: SizedClone | undefined;
       for (const c of cands) {
         for (const it of await this.items(root.tree, bytenr, c)) {
           let offset = it.key;
@@ -56,15 +64,13 @@ export class Backrefs {
             offset += q.dataOffset - it.dataOffset;
           }
           if (!root.usable(c.ino, offset + q.extentLen)) continue;
-          if (it.numBytes > best) {
-            choice = { root, ino: c.ino, offset };
-            best = it.numBytes;
-            if (it.numBytes >= q.extentLen) return choice;
-          }
+          if (!choice || it.numBytes > choice.numBytes) choice = { root, ino: c.ino, offset, numBytes: it.numBytes };
         }
+        if (choice && choice.numBytes >= q.extentLen) break;
       }
+      if (choice) out.push(choice);
     }
-    return choice;
+    return out;
   }
 
   /** (inode, exact key or key - data offset) of every reference, from the extent item and its keyed refs. */

@@ -19,6 +19,33 @@ export interface CloneSource {
   root?: CloneRoot;
 }
 
+/** A clone source and the bytes its file extent item covers (what the kernel ranks sources by). */
+export type SizedClone = CloneSource & { numBytes: bigint };
+
+/**
+ * find_extent_clone's choice among clone roots: each root's best reference (the one covering most), the
+ * roots in order of their ids; a later root replaces the choice only by covering more, and the first that
+ * covers the whole extent (`extentLen`) ends the search. `rootId` of a source from the sent subvolume is
+ * `sendRoot`; sources of one root are merged (the larger wins, the first on a tie).
+ */
+export function pickClone(sources: SizedClone[], sendRoot: bigint, extentLen: bigint): CloneSource | undefined {
+  const byRoot = new Map<bigint, SizedClone>();
+  for (const s of sources) {
+    const id = s.root?.tree.id ?? sendRoot;
+    const had = byRoot.get(id);
+    if (!had || s.numBytes > had.numBytes) byRoot.set(id, s);
+  }
+  let cur: SizedClone | undefined;
+  for (const id of [...byRoot.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const s = byRoot.get(id)!;
+    if (!cur || s.numBytes > cur.numBytes) {
+      cur = s;
+      if (s.numBytes >= extentLen) break;
+    }
+  }
+  return cur;
+}
+
 /** Disk extents remembered; each keeps at most this many referencing items (the kernel stops at 64 refs). */
 const MAX_EXTENTS = 1 << 16;
 const MAX_REFS = 64;
@@ -46,10 +73,10 @@ export class CloneIndex {
    * written; the first covering `extentLen` bytes wins, else the one covering most. Its offset is where
    * `dataOffset` is in the source file (uncompressed) or where the source item starts (compressed).
    */
-  find(diskBytenr: bigint, q: CloneQuery): CloneSource | undefined {
+  find(diskBytenr: bigint, q: CloneQuery): SizedClone | undefined {
     const list = this.byDisk.get(diskBytenr);
     if (!list) return undefined;
-    let choice: CloneSource | undefined;
+    let choice: SizedClone | undefined;
     let best = -1n;
     for (let i = list.length - 1; i >= 0; i--) {
       const e = list[i]!;
@@ -60,7 +87,7 @@ export class CloneIndex {
       }
       if (e.ino === q.ino && offset + q.extentLen > q.nextWriteOffset) continue;
       if (e.numBytes > best) {
-        choice = { ino: e.ino, offset };
+        choice = { ino: e.ino, offset, numBytes: e.numBytes };
         best = e.numBytes;
         if (e.numBytes >= q.extentLen) break;
       }

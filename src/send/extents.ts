@@ -7,7 +7,7 @@ import { planEncodedWrite } from '../plan/rules.js';
 import * as C from '../stream/constants.js';
 import type { EncodedWriteCmd, KnownCommand } from '../stream/types.js';
 import type { Backrefs } from './backrefs.js';
-import type { CloneIndex } from './clone-index.js';
+import { type CloneIndex, pickClone } from './clone-index.js';
 import { cloneRange } from './clone-range.js';
 import { type ExtentRef, filePieces, storedBytes } from './extent-data.js';
 
@@ -70,7 +70,13 @@ export async function* extentCommands(x: ExtentRef, cur: DataInode, o: DataOptio
   if (fe.type !== BTRFS_FILE_EXTENT_INLINE) {
     const extentLen = offset + fe.num_bytes >= cur.size ? cur.size - offset : fe.num_bytes;
     const q = { ino: cur.ino, nextWriteOffset: cur.nextWriteOffset, dataOffset: fe.offset, extentLen, compressed: fe.compression !== BTRFS_COMPRESS_NONE };
-    const src = o.clones.find(fe.disk_bytenr, q) ?? await o.backrefs?.find(fe.disk_bytenr, q);
+    // The sent subvolume's own earlier extents; then (-c, -p) the other clone roots, ranked as the
+    // kernel's find_extent_clone does. Its back-reference walk meets the sent subvolume's references
+    // first (observed against BTRFS_IOC_SEND) and stops at one that covers the whole extent.
+    const own = o.clones.find(fe.disk_bytenr, q);
+    const src = !o.backrefs || o.backrefs.empty || (own && own.numBytes >= extentLen)
+      ? own
+      : pickClone([...(own ? [own] : []), ...await o.backrefs.find(fe.disk_bytenr, q)], o.tree.id, extentLen);
     o.clones.add(fe.disk_bytenr, { ino: cur.ino, fileOffset: offset, dataOffset: fe.offset, numBytes: fe.num_bytes });
     // An unaligned clone is only valid when it ends at both files' EOF (send_write_or_clone).
     if (src && (end % ss === 0n || (end === cur.size && src.offset + len === await (src.root?.sizeOf ?? o.sizeOf)(src.ino)))) {
