@@ -22,7 +22,6 @@ export interface CloneRoot {
   usable: (ino: bigint, end: bigint) => boolean;
 }
 
-
 const U64_MAX = (1n << 64n) - 1n;
 /** The kernel gives up cloning an extent with more references than this (SEND_MAX_EXTENT_REFS). */
 const MAX_REFS = 1024n;

@@ -25,8 +25,8 @@ export type SizedClone = CloneSource & { numBytes: bigint };
 /**
  * find_extent_clone's choice among clone roots: each root's best reference (the one covering most), the
  * roots in order of their ids; a later root replaces the choice only by covering more, and the first that
- * covers the whole extent (`extentLen`) ends the search. `rootId` of a source from the sent subvolume is
- * `sendRoot`; sources of one root are merged (the larger wins, the first on a tie).
+ * covers the whole extent (`extentLen`) ends the search. A source without a `root` is of the sent
+ * subvolume (tree `sendRoot`); sources of one root are merged (the larger wins, the first on a tie).
  */
 export function pickClone(sources: SizedClone[], sendRoot: bigint, extentLen: bigint): CloneSource | undefined {
   const byRoot = new Map<bigint, SizedClone>();

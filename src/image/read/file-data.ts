@@ -78,15 +78,14 @@ export async function readVerified(
     const data = await img.src.read(phys, len, into);
     let bad: string | undefined;
     for (let i = 0; sums && i < sums.have.length && !bad; i++) {
-      const at = (): bigint => logical + BigInt(i * ss);
       if (!sums.have[i]) {
-        bad = `no data checksum for sector at logical ${at()}`;
+        bad = `no data checksum for sector at logical ${logical + BigInt(i * ss)}`;
         break;
       }
       algo.digestInto(data.subarray(i * ss, Math.min(len, (i + 1) * ss)), got, 0);
       for (let j = 0; j < cs; j++) {
         if (got[j] !== sums.sums[i * cs + j]) {
-          bad = `data checksum mismatch at logical ${at()} (stored ${hex(sums.sums.subarray(i * cs, (i + 1) * cs))}, computed ${hex(got)})`;
+          bad = `data checksum mismatch at logical ${logical + BigInt(i * ss)} (stored ${hex(sums.sums.subarray(i * cs, (i + 1) * cs))}, computed ${hex(got)})`;
           break;
         }
       }
