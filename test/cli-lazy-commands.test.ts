@@ -1,6 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { commandsFor, registerCommands } from '../src/cli/commands/index.js';
+import { skipReason } from './helpers/oracle.js';
 
 // Start-up loads only the command being run; help and unknown commands still see every command.
 describe('commands imported on demand', () => {
@@ -27,5 +32,25 @@ describe('commands imported on demand', () => {
     const every = new Command();
     await registerCommands(every, argv('--help'));
     expect(every.commands.map((c) => c.name())).toEqual(commandsFor(argv('--help')));
+  });
+});
+
+// What a dump of a plain stream file loads: no codec, no decompressor (node:zlib, child_process), and not
+// the planner — measured by a module loader hook on the built CLI.
+const BIN = join(__dirname, '..', 'bin', 'btrfs-ts.js');
+const built = existsSync(join(__dirname, '..', 'dist', 'cli', 'main.js'));
+if (!built) skipReason('modules loaded by dump', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)');
+
+describe.skipIf(!built)('modules a plain dump loads', () => {
+  it('dump -f sample.stream: the stream and dump modules, no codec, decompressor or planner', () => {
+    const hook = join(mkdtempSync(join(tmpdir(), 'btrfs-ts-loader-')), 'hook.mjs');
+    writeFileSync(hook, "export async function load(u, c, n) { process.stderr.write('LOAD ' + u + '\\n'); return n(u, c); }\n");
+    const r = spawnSync('node', ['--no-warnings', '--experimental-loader', hook, BIN, 'dump', '-f', join(__dirname, '..', 'streams', 'sample.stream')]);
+    rmSync(dirname(hook), { recursive: true, force: true });
+    expect(r.status).toBe(0);
+    const loaded = r.stderr.toString().split('\n').filter((l) => l.startsWith('LOAD ')).map((l) => l.slice(5));
+    expect(loaded.some((u) => u.endsWith('/dist/dump/dump-receiver.js'))).toBe(true);
+    expect(loaded.some((u) => u.endsWith('/dist/stream/parser.js'))).toBe(true);
+    expect(loaded.filter((u) => /\/dist\/(compress|plan)\/|\/dist\/io\/decompress\.js$|^node:(zlib|child_process)$|zstd-wasm/.test(u))).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { size } from '../plan/report.js';
+import { size } from '../util/size.js';
 
 /**
  * One progress line on stderr for long commands: `LABEL  45% 120 MiB of 267 MiB, 80.0 MiB/s, ETA 0:02`,

@@ -12,25 +12,10 @@ import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { BtrfsTsError } from '../errors.js';
 
-export type Compression = 'zstd' | 'gzip' | 'xz';
+import type { Compression, DestroyableInput } from './compression-magic.js';
 
-const MAGICS: { kind: Compression; magic: number[] }[] = [
-  { kind: 'zstd', magic: [0x28, 0xb5, 0x2f, 0xfd] },
-  { kind: 'gzip', magic: [0x1f, 0x8b] },
-  { kind: 'xz', magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00] },
-];
-/** Bytes needed to tell the formats apart. */
-export const MAGIC_BYTES = 6;
+export { detectCompression, MAGIC_BYTES, type Compression, type DestroyableInput } from './compression-magic.js';
 
-/** Which compression the first bytes of a file announce (a send stream starts with "btrfs-stream"). */
-export function detectCompression(head: Uint8Array): Compression | undefined {
-  return MAGICS.find((m) => m.magic.every((b, i) => head[i] === b))?.kind;
-}
-
-/** An input whose waiting read can be broken off (Ctrl-C in receive), as process.stdin can be. */
-export interface DestroyableInput extends AsyncIterable<Uint8Array> {
-  destroy(err: Error): void;
-}
 
 type ZstdFactory = () => NodeJS.ReadWriteStream & Readable;
 

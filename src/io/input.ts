@@ -2,7 +2,7 @@ import { fstatSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
 import { Readable } from 'node:stream';
-import { decompressed, detectCompression, MAGIC_BYTES, type DestroyableInput } from './decompress.js';
+import { detectCompression, MAGIC_BYTES, type DestroyableInput } from './compression-magic.js';
 import { FileWindowInput } from './window-input.js';
 
 /** 1 MiB reads: large enough that per-chunk overhead vanishes, small enough to keep memory flat. */
@@ -40,6 +40,8 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
   const { bytesRead } = await fh.read(head, 0, MAGIC_BYTES, 0);
   const kind = detectCompression(head.subarray(0, bytesRead));
   if (kind) {
+    // loaded first: a 'data' listener starts the stream flowing, and nothing may flow before the decompressor
+    const { decompressed } = await import('./decompress.js');
     const raw = fh.createReadStream({ start: 0, highWaterMark: CHUNK });
     if (meter) raw.on('data', (c) => meter.advance(c.length));
     return decompressed(raw, kind, file);
@@ -93,7 +95,7 @@ function stdinInput(meter?: ReadMeter): DestroyableInput {
         yield* all();
         return;
       }
-      inner = decompressed(Readable.from(all()), kind, 'stdin');
+      inner = (await import('./decompress.js')).decompressed(Readable.from(all()), kind, 'stdin');
       yield* inner;
     },
     destroy(err: Error) {

@@ -1,4 +1,5 @@
 import { escapePath } from '../dump/escape.js';
+import { size } from '../util/size.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
 import { codecName, type PlanDecision, type ReasonCode } from './rules.js';
 
@@ -91,13 +92,4 @@ export function extentPlan(c: EncodedWriteCmd, d: PlanDecision, action: FinalAct
     offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, codec: codecName(d.diskType),
     encodedLen: c.data.length, fileLen: c.unencodedFileLen, action, reasons: d.reasons,
   };
-}
-
-export function size(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = -1;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { initCodecs } from '../../compress/index.js';
 import { openInput } from '../../io/input.js';
-import { PlanReport, size } from '../../plan/report.js';
+import { PlanReport } from '../../plan/report.js';
+import { size } from '../../util/size.js';
 import { receiveIntoImage } from '../../receive/image-file.js';
 import type { ReceiveSummary } from '../../receive/index.js';
 import { formatUuid } from '../../util/uuid.js';
