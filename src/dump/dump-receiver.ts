@@ -135,6 +135,9 @@ export function cstr(b: Uint8Array): string {
 }
 
 export function bytesToBin(b: Uint8Array): string {
-  // latin1 maps each byte to the char of the same code, in native code (no spread of the bytes)
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  // latin1 maps each byte to the char of the same code, in native code; the Buffer method takes any
+  // Uint8Array as `this`, which saves making a Buffer around each path (a third of the cost)
+  return latin1Slice.call(b, 0, b.length);
 }
+
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
