@@ -81,3 +81,14 @@ describe.skipIf(crc32cEngine !== 'native')('CRC checked ahead on a second thread
     expect(applied).toBe(2000);
   });
 });
+
+describe('CRC checked ahead: a worker that fails', () => {
+  it('is a read error at the next fill, not a hang', async () => {
+    const { CrcAheadReader } = await import('../src/io/crc-ahead.js');
+    const fh = await open(join(STREAMS, 'full-v1.stream'), 'r');
+    // a module path that does not load: the worker throws before reading anything
+    const r = new CrcAheadReader(fh, join(work, 'no-such-module.js'), 1 << 20);
+    await expect(r.fill(17)).rejects.toThrow(/CRC check thread failed/);
+    await r.close();
+  });
+});

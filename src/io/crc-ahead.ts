@@ -37,13 +37,15 @@ const YIELD_EVERY = 16 << 20;
 
 /** Plain JS run by the worker (eval: a .ts worker file would not load under the test runner). */
 const WORKER = `(async () => {
-const fs = await import('node:fs');
-const { createRequire } = await import('node:module');
 const { workerData } = await import('node:worker_threads');
 const { fd, ringBuf, ctlBuf, crcModule, maxLen, port } = workerData;
+const ctl = new BigInt64Array(ctlBuf);
+try {
+const fs = await import('node:fs');
+const { createRequire } = await import('node:module');
 const native = createRequire(crcModule)(crcModule).crc32c;
 const crc = (c, d) => ~native(d, ~c >>> 0) >>> 0;
-const ring = new Uint8Array(ringBuf), R = ring.length, ctl = new BigInt64Array(ctlBuf);
+const ring = new Uint8Array(ringBuf), R = ring.length;
 const MAGIC = [${[...new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0')].join(',')}];
 let readEnd = 0, frame = 0, wantHeader = true, stopped = false;
 const hdr = new Uint8Array(10);
@@ -114,6 +116,13 @@ for (;;) {
   check();
   publish();
 }
+} catch (e) {
+  // the parser sleeps on SEQ and cannot see this thread's error event: say it through the shared state
+  port.postMessage({ message: 'CRC check thread failed: ' + String(e && e.message) });
+  Atomics.store(ctl, ${STATE}, 2n);
+  Atomics.add(ctl, ${SEQ}, 1n);
+  Atomics.notify(ctl, ${SEQ});
+}
 })();
 `;
 
@@ -136,10 +145,14 @@ export function openCrcAhead(fh: FileHandle, maxLen: number, onRead?: (bytes: nu
   if (process.env['BTRFS_TS_CRC_AHEAD'] === 'off') return undefined;
   if (crcModule === undefined) crcModule = nativeCrcModule() ?? null;
   if (crcModule === null) return undefined;
-  return new CrcAheadReader(fh, crcModule, maxLen, onRead);
+  try {
+    return new CrcAheadReader(fh, crcModule, maxLen, onRead);
+  } catch {
+    return undefined; // no thread to be had (resource limits): the parser checks on its own
+  }
 }
 
-class CrcAheadReader implements ByteReader {
+export class CrcAheadReader implements ByteReader {
   private readonly ring: Buffer;
   private readonly ctl: BigInt64Array;
   private readonly worker: Worker;
