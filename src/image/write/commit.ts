@@ -72,7 +72,7 @@ export function commitFilesystem(fs: FilesystemModel, refs: TreeBlockRefTable): 
   for (const t of fs.trees.values()) {
     const e = t.engine!;
     if (!e.rootChanged && t.committed) continue;
-    t.committed = { ...e.root, blocks: [] };
+    t.committed = { ...e.root };
     e.rootChanged = false;
   }
   fs.space.committed();

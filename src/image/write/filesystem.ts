@@ -9,7 +9,7 @@ import { ImageError } from '../../errors.js';
 
 export { SZ_1M } from './chunk-alloc.js';
 export { type GrowthOptions, isSubvolumeTree } from './model.js';
-export { type CommittedTree, type TreeBlockRef, TreeHandle, TreeState } from './tree-state.js';
+export { type CommittedTree, TreeHandle, TreeState } from './tree-state.js';
 
 /**
  * The image writer's filesystem: the model (model.ts) plus what changes it as a whole — the commit

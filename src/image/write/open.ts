@@ -62,7 +62,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     for (const st of c.stripes) fs.devUsed.add(st.offset, st.offset + c.length);
   }
   const keep = (root: TreeRoot): void => {
-    const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation, blocks: [] };
+    const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation };
     fs.trees.set(root.id, new TreeState(root.id, new BTree(fs.store, root.id, root), committed));
   };
   keep(chunkRoot);

@@ -6,18 +6,11 @@ import type { Item, Key } from './item-map.js';
  * One tree of the writer's model and the handle callers change it through: a copy-on-write tree
  * (engine/) changed block by block, the blocks on the path to a key copied on their first change.
  */
-export interface TreeBlockRef {
-  bytenr: bigint;
-  level: number;
-  /** Transid the block was written in, when older than its tree's root (kept trees of an opened image). */
-  generation?: bigint;
-}
-
+/** Where a tree's root was in the last committed state. */
 export interface CommittedTree {
   bytenr: bigint;
   level: number;
   generation: bigint;
-  blocks: TreeBlockRef[];
 }
 
 export class TreeState {
