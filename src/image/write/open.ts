@@ -24,10 +24,11 @@ const ALL = { from: { objectid: 0n, type: 0, offset: 0n }, to: { objectid: U64_M
 /**
  * Open an existing single-device image (made by mkfs.btrfs, the kernel, or this writer) for changes.
  * What is read: the superblock, the chunk tree (the chunk map) and the root tree's ROOT_ITEMs (which
- * trees exist, O(subvolumes)). Every tree stays on disk as a copy-on-write tree: a block is read when a
- * lookup or a change reaches it, and a change copies only its path. Free space comes from the free
- * space tree, one block group at a time when an allocation first needs it; the extent tree is read only
- * where references change. Opening costs the trees' heights, not the image's size.
+ * trees exist, O(subvolumes)) and the free space tree's items of the METADATA and SYSTEM block groups.
+ * Every tree stays on disk as a copy-on-write tree: a block is read when a lookup or a change reaches
+ * it, and a change copies only its path. Data block groups' free space is read on their first
+ * allocation; the extent tree only where references change. Opening costs the trees' heights and the
+ * metadata block groups' free space items, not the image's size.
  */
 export async function openFilesystem(device: BlockDevice, growth: GrowthOptions = {}): Promise<Filesystem> {
   const img = await ImageReader.open(fromBlockDevice(device));
@@ -81,5 +82,9 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
   }
   initRootItems(fs);
+  // Free space of the tree block groups is read now, before any tree changes: built later, on the first
+  // allocation in a block group, it would read its source tree while a change to that tree is half done.
+  // (Data block groups are read on their first data allocation, which no tree change makes.)
+  fs.space.loadAll(BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM);
   return fs;
 }
