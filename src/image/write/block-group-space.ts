@@ -4,8 +4,11 @@ import {
 } from '../structs/constants.js';
 import { decodeBlockGroupItem, encodeBlockGroupItem } from '../structs/tree-items.js';
 import type { ChunkInfo, ChunkMap } from './chunks.js';
+import type { BtrfsSuperBlock } from '../structs/superblock.js';
+import { hasFreeSpaceTree } from './features.js';
 import { addBlockGroupFreeSpace, loadFreeRanges, updateBlockGroupFreeSpace } from './free-space-tree.js';
 import { RangeSet } from './ranges.js';
+import { extentTreeFreeRanges } from './space-cache-v1.js';
 import type { TreeHandle } from './tree-state.js';
 
 /**
@@ -20,6 +23,9 @@ import type { TreeHandle } from './tree-state.js';
 export interface SpaceOwner {
   readonly chunks: ChunkMap;
   readonly sectorsize: number;
+  readonly nodesize: number;
+  /** For its compat_ro flags: is there a free space tree? */
+  readonly sb: BtrfsSuperBlock;
   tree(rootid: bigint): TreeHandle;
   /** Adds a chunk of `type` with at least `minBytes` usable (may grow the device). */
   addChunk(type: bigint, minBytes: bigint): unknown;
@@ -53,9 +59,15 @@ export class BlockGroupSpace {
   private pool(c: ChunkInfo): RangeSet {
     let p = this.pools.get(c.logical);
     if (p) return p;
-    const free = loadFreeRanges(this.fs.tree(BTRFS_FREE_SPACE_TREE_OBJECTID), c, this.fs.sectorsize);
+    // no free space tree (v1 space cache or none): from the extent tree, as the kernel does (space-cache-v1.ts)
+    const fst = hasFreeSpaceTree(this.fs.sb);
+    const free = fst
+      ? loadFreeRanges(this.fs.tree(BTRFS_FREE_SPACE_TREE_OBJECTID), c, this.fs.sectorsize)
+      : extentTreeFreeRanges(this.fs.tree(BTRFS_EXTENT_TREE_OBJECTID), c, this.fs.nodesize);
     if (!free) throw new ImageError('IMAGE_BAD_FREE_SPACE', `block group ${c.logical} has no free space info item`, { offset: c.logical });
     for (const [s, e] of this.fs.chunks.superExcluded(c)) free.remove(s, e);
+    // the extent tree may already lack what this transaction freed: still in use until the commit
+    if (!fst) for (const [s, e] of this.pinned.slice(c.logical, c.logical + c.length)) free.remove(s, e);
     // (nothing of this block group was taken or pinned yet: both need its pool first)
     p = free;
     this.pools.set(c.logical, p);
@@ -123,7 +135,7 @@ export class BlockGroupSpace {
     this.accTaken = this.taken.clone();
     this.accPinned = this.pinned.clone();
     this.fresh.clear();
-    const fst = this.fs.tree(BTRFS_FREE_SPACE_TREE_OBJECTID);
+    const fst = hasFreeSpaceTree(this.fs.sb) ? this.fs.tree(BTRFS_FREE_SPACE_TREE_OBJECTID) : undefined;
     const extent = this.fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
     let total = 0n;
     for (const c of this.fs.chunks.all()) {
@@ -139,8 +151,10 @@ export class BlockGroupSpace {
         freed.remove(s, e);
       }
       if (!isNew && !used.count && !freed.count) continue;
-      if (isNew) addBlockGroupFreeSpace(fst, c);
-      updateBlockGroupFreeSpace(fst, c, used, freed, this.fs.sectorsize);
+      if (fst) {
+        if (isNew) addBlockGroupFreeSpace(fst, c);
+        updateBlockGroupFreeSpace(fst, c, used, freed, this.fs.sectorsize);
+      }
       const key = { objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
       const old = extent.get(key);
       if (!old) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.logical} has no block group item`, { offset: c.logical });

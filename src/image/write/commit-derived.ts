@@ -8,6 +8,7 @@ import {
 import { encodeDevItem } from '../structs/chunk-items.js';
 import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSysChunkArray } from '../structs/superblock.js';
 import type { FilesystemModel } from './model.js';
+import { invalidatedCacheGeneration } from './space-cache-v1.js';
 import { treeBlocks } from '../engine/bulk.js';
 
 /**
@@ -98,6 +99,7 @@ export function buildSuperblock(fs: FilesystemModel, rootOf: (id: bigint) => Roo
     ...fs.sb,
     flags: fs.sb.flags | BTRFS_HEADER_FLAG_WRITTEN,
     generation: gen,
+    cache_generation: invalidatedCacheGeneration(fs.sb, gen),
     root: root.bytenr,
     root_level: root.level,
     chunk_root: chunk.bytenr,

@@ -45,7 +45,7 @@ const INCOMPAT_NAMES: Array<[bigint, string]> = [
   [BTRFS_FEATURE_INCOMPAT_SIMPLE_QUOTA, 'simple quotas (squota)'],
 ];
 
-/** compat_ro features the writer keeps correct: the free space tree (required) and verity (never written). */
+/** compat_ro features the writer keeps correct: the free space tree (when present) and verity (never written). */
 const WRITABLE_COMPAT_RO =
   BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID | BTRFS_FEATURE_COMPAT_RO_VERITY;
 
@@ -62,11 +62,19 @@ export function checkWritableFeatures(sb: BtrfsSuperBlock): void {
     const named = INCOMPAT_NAMES.filter(([bit]) => badIncompat & bit).map(([, n]) => n);
     refuse('IMAGE_UNSUPPORTED_FEATURE', `it uses ${named.length ? named.join(', ') : `unknown incompat features ${hex(badIncompat)}`}`);
   }
-  const fst = BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID;
-  if ((sb.compat_ro_flags & fst) !== fst) refuse('IMAGE_NO_FREE_SPACE_TREE', 'it has no valid free space tree (space_cache v1 is not supported)');
+  // without a free space tree the image has a v1 space cache (or none): space-cache-v1.ts invalidates it.
+  // A tree being built (the flag without _VALID: a mount with space_cache=v2 that did not finish) is refused.
+  if (hasFreeSpaceTree(sb) && !(sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID)) {
+    refuse('IMAGE_NO_FREE_SPACE_TREE', 'its free space tree is not marked valid (a conversion to space_cache=v2 did not finish)');
+  }
   if (sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses the block group tree');
   const badRo = sb.compat_ro_flags & ~WRITABLE_COMPAT_RO;
   if (badRo) refuse('IMAGE_UNSUPPORTED_FEATURE', `it uses unknown compat_ro features ${hex(badRo)}`);
+}
+
+/** Does the image keep its free space in a free space tree (else: a v1 space cache, or nothing)? */
+export function hasFreeSpaceTree(sb: BtrfsSuperBlock): boolean {
+  return (sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE) !== 0n;
 }
 
 /** May the writer store a name that does not fit its inode's INODE_REF item as an INODE_EXTREF? */

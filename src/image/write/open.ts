@@ -12,10 +12,11 @@ import {
 import { decodeChunk } from '../structs/chunk-items.js';
 import { decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
-import { checkWritableFeatures } from './features.js';
+import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
 import { checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
+import { checkSpaceCacheV1, invalidateSpaceCacheInodes } from './space-cache-v1.js';
 import { initRootItems } from './subvol.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -38,6 +39,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   };
   if (sb.log_root !== 0n) refuse('IMAGE_HAS_LOG', 'it has a tree log to replay (mount it once with the kernel first)');
   checkWritableFeatures(sb);
+  checkSpaceCacheV1(sb);
   await checkWritable(img);
 
   const chunkRoot: TreeRoot = { id: BTRFS_CHUNK_TREE_OBJECTID, bytenr: sb.chunk_root, level: sb.chunk_root_level, generation: sb.chunk_root_generation };
@@ -78,13 +80,15 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     const ri = decodeRootItem(it.data);
     keep({ id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation });
   }
-  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
-    if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
-  }
+  const required = [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID];
+  if (hasFreeSpaceTree(sb)) required.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
+  for (const id of required) if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
   initRootItems(fs);
   // Free space of the tree block groups is read now, before any tree changes: built later, on the first
   // allocation in a block group, it would read its source tree while a change to that tree is half done.
   // (Data block groups are read on their first data allocation, which no tree change makes.)
   fs.space.loadAll(BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM);
+  // (a change to the root tree: after the free space is read)
+  invalidateSpaceCacheInodes(fs);
   return fs;
 }
