@@ -5,6 +5,7 @@ import { commitFilesystem } from './commit.js';
 import { copyRoot, CowRefs } from './cow-refs.js';
 import { fillHoles } from './holes.js';
 import { FilesystemModel, type GrowthOptions } from './model.js';
+import { markQgroupsInconsistent } from './qgroups.js';
 import { ImageError } from '../../errors.js';
 
 export { SZ_1M } from './chunk-alloc.js';
@@ -29,6 +30,7 @@ export class Filesystem extends FilesystemModel {
   /** Write everything changed since the last commit and switch the superblocks to it (see commit.ts). */
   commit(): void {
     fillHoles(this); // explicit hole extents first, on images without NO_HOLES
+    markQgroupsInconsistent(this); // quotas on: the status says a rescan must recount (qgroups.ts)
     commitFilesystem(this, this.refs.table);
   }
 

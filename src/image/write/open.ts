@@ -7,7 +7,7 @@ import type { TreeRoot } from '../read/tree.js';
 import {
   BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
   BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
-  BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID,
+  BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID,
 } from '../structs/constants.js';
 import { decodeChunk } from '../structs/chunk-items.js';
 import { decodeRootItem } from '../structs/tree-items.js';
@@ -16,6 +16,7 @@ import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
 import { checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
+import { checkQgroups } from './qgroups.js';
 import { checkSpaceCacheV1, invalidateSpaceCacheInodes } from './space-cache-v1.js';
 import { initRootItems } from './subvol.js';
 
@@ -74,7 +75,6 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   for (const it of rootTree.range({ objectid: 0n, type: 0, offset: 0n }, ALL.to)) {
     if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
     const id = it.key.objectid;
-    if (id === BTRFS_QUOTA_TREE_OBJECTID) refuse('IMAGE_QUOTA', 'quotas are enabled (qgroup accounting is not maintained)');
     if (id === BTRFS_TREE_RELOC_OBJECTID) refuse('IMAGE_RELOC', 'a balance/relocation is in progress');
     if (fs.trees.has(id)) refuse('IMAGE_BAD_ROOT_TREE', `tree ${id} has two ROOT_ITEMs`);
     const ri = decodeRootItem(it.data);
@@ -83,6 +83,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   const required = [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID];
   if (hasFreeSpaceTree(sb)) required.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
   for (const id of required) if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
+  checkQgroups(fs);
   initRootItems(fs);
   // Free space of the tree block groups is read now, before any tree changes: built later, on the first
   // allocation in a block group, it would read its source tree while a change to that tree is half done.

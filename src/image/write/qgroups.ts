@@ -1,0 +1,65 @@
+import { ImageError } from '../../errors.js';
+import {
+  BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY,
+  BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT, BTRFS_QGROUP_STATUS_FLAG_RESCAN, BTRFS_QGROUP_STATUS_KEY, BTRFS_QUOTA_TREE_OBJECTID,
+  BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
+} from '../structs/constants.js';
+import type { FilesystemModel } from './model.js';
+
+/**
+ * Images with quotas enabled (a quota tree: `mkfs.btrfs -R quota`, `btrfs quota enable`). The writer
+ * does not account what it adds to each qgroup; it does what the kernel does when its accounting cannot
+ * be trusted (qgroup_mark_inconsistent): the status item gets BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT and
+ * the commit's generation, and `btrfs quota rescan` recounts every qgroup and clears the flag. btrfs
+ * check (6.2, qgroup_verify_all) reports no error for an inconsistent status: it prints "Rescan hasn't
+ * been initialized, a difference in qgroup accounting is expected" and the differences it finds.
+ * A subvolume this writer creates gets its level-0 qgroup, as btrfs_create_qgroup makes it at subvolume
+ * creation: a QGROUP_INFO item (counts 0, the rescan fills them) and a QGROUP_LIMIT item (no limits).
+ * A rescan in progress is refused on open: a resumed rescan would clear the flag without having
+ * counted what was added behind its progress key.
+ */
+const U64_MAX = (1n << 64n) - 1n;
+const STATUS_KEY = { objectid: 0n, type: BTRFS_QGROUP_STATUS_KEY, offset: 0n };
+
+/** Refuse (before any write) quota states the writer cannot leave right. */
+export function checkQgroups(fs: FilesystemModel): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const status = fs.tree(BTRFS_QUOTA_TREE_OBJECTID).get(STATUS_KEY);
+  const refuse = (why: string): never => {
+    throw new ImageError('IMAGE_QUOTA', `cannot modify this image: ${why}`);
+  };
+  // version, generation, flags, rescan progress (+ enable_gen with simple quotas, refused by features.ts)
+  if (!status || status.length < 32) refuse(`its quota tree has ${status ? `a ${status.length}-byte` : 'no'} status item`);
+  const flags = new DataView(status!.buffer, status!.byteOffset, status!.byteLength).getBigUint64(16, true);
+  if (flags & BTRFS_QGROUP_STATUS_FLAG_RESCAN) refuse('a quota rescan is in progress (mount it with the kernel until `btrfs quota rescan -s` says none)');
+}
+
+/** Before each commit: the status is marked inconsistent at this generation, new subvolumes get qgroups. */
+export function markQgroupsInconsistent(fs: FilesystemModel): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  const status = quota.get(STATUS_KEY)!.slice();
+  const dv = new DataView(status.buffer, status.byteOffset, status.byteLength);
+  dv.setBigUint64(8, fs.transid, true);
+  dv.setBigUint64(16, dv.getBigUint64(16, true) | BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT, true);
+  quota.put(STATUS_KEY, status);
+
+  const roots = fs.tree(BTRFS_ROOT_TREE_OBJECTID).entries(
+    { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
+    { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX },
+  );
+  const missing: bigint[] = [];
+  for (const it of roots) {
+    const id = it.key.objectid;
+    if (it.key.type !== BTRFS_ROOT_ITEM_KEY || (id !== BTRFS_FS_TREE_OBJECTID && id < BTRFS_FIRST_FREE_OBJECTID)) continue;
+    if (!quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id })) missing.push(id);
+  }
+  for (const id of missing) {
+    // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
+    const info = new Uint8Array(40);
+    new DataView(info.buffer).setBigUint64(0, fs.transid, true);
+    quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
+    // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl
+    quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+  }
+}
