@@ -11,8 +11,9 @@ import { STREAMS_DIR } from './helpers/streams.js';
 /**
  * A receive refuses, before changing anything, a directory it would change whose i_size does not add up
  * to its entries: the --dest directory and the parent subvolume's directories an incremental touches
- * (the top directory is covered by test/image-damaged.test.ts). One line names the inode and the path; the
- * image stays byte for byte as it was.
+ * (the top directory is covered by test/image-damaged.test.ts), and a file whose nbytes does not add up to
+ * its extents (src/image/write/nbytes-check.ts). One line names the inode and the path; the image stays
+ * as it was (byte for byte, or at its last commit for a refusal in mid-stream).
  */
 
 const CLI = join(__dirname, '..', 'bin', 'btrfs-ts.js');
@@ -34,21 +35,21 @@ function committed(img: string): { supers: string; manifest: string } {
   return { supers, manifest: m.stdout };
 }
 
-/** Adds `delta` to the i_size of the directory at `path` (resolved in the image). */
-async function growDirSize(img: string, path: string, delta: bigint): Promise<{ root: bigint; ino: bigint }> {
+/** Adds `delta` to the i_size (or, with `field` 'nbytes', the nbytes) of the inode at `path` (resolved in the image). */
+async function growDirSize(img: string, path: string, delta: bigint, field: 'size' | 'nbytes' = 'size'): Promise<{ root: bigint; ino: bigint }> {
   const loc = await withImage(img, (i) => i.resolve(path));
   const key = { objectid: loc.ino, type: S.BTRFS_INODE_ITEM_KEY, offset: 0n };
   await editLeaf(img, loc.root, key, (items) => {
     const it = items.find((x) => S.compareKeys(x.key, key) === 0)!;
     const inode = S.decodeInodeItem(it.data);
-    inode.size += delta;
+    inode[field] += delta;
     it.data = S.encodeInodeItem(inode);
     return items;
   });
   return loc;
 }
 
-describe('receive refuses directories whose size does not add up, before changing them', () => {
+describe('receive refuses directories whose size and files whose nbytes do not add up, before changing them', () => {
   if (!HAVE_DIST) {
     it('needs a build', () => skipReason('receive-size-checks', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
     return;
@@ -97,5 +98,29 @@ describe('receive refuses directories whose size does not add up, before changin
     const check = spawnSync('btrfs', ['check', '--readonly', img], { encoding: 'utf8' });
     expect(check.status).not.toBe(0);
     expect(check.stdout + check.stderr).toMatch(new RegExp(`root 256 inode ${loc.ino} errors 200, dir isize wrong`));
+  });
+
+  it('an incremental: a file of the parent whose nbytes does not add up to its extents, before its first change', async () => {
+    const img = join(work, 'nbytes.img');
+    expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'full-v1.stream'), img]).status).toBe(0);
+    const control = join(work, 'nbytes-ok.img');
+    spawnSync('cp', [img, control]);
+    expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'incr-v1.stream'), control]).status).toBe(0);
+
+    // incr-v1 writes into random.bin (and clones into it): nbytes moves by deltas from a wrong start
+    const loc = await growDirSize(img, 'full/random.bin', 4096n, 'nbytes');
+    const before = committed(img);
+    const r = cli(['receive', '-q', '-f', join(STREAMS_DIR, 'incr-v1.stream'), img]);
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`random\\.bin.*cannot modify this image: file inode ${loc.ino} of subvolume \\d+ has nbytes (\\d+), its extents add up to (\\d+) \\(btrfs check would reject the result\\) \\[IMAGE_BAD_INODE\\]$`));
+    const [, nbytes, sum] = /has nbytes (\d+), its extents add up to (\d+)/.exec(lines[0]!)!;
+    expect(BigInt(nbytes!) - BigInt(sum!)).toBe(4096n);
+    expect(committed(img)).toEqual(before);
+    if (!hasTool('btrfs')) return skipReason('receive-size-checks btrfs check', 'btrfs-progs not installed');
+    const check = spawnSync('btrfs', ['check', '--readonly', img], { encoding: 'utf8' });
+    expect(check.status).not.toBe(0);
+    expect(check.stdout + check.stderr).toMatch(new RegExp(`root 256 inode ${loc.ino} errors 400, nbytes wrong`));
   });
 });

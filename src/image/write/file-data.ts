@@ -12,6 +12,7 @@ import { addDataCsums, addDataExtent, addDataRef, dropDataRef, getDataExtent } f
 import type { Filesystem } from './filesystem.js';
 import { noteFileChange } from './holes.js';
 import { getInode, updateInode } from './inode.js';
+import { checkFileNbytes } from './nbytes-check.js';
 
 /**
  * File contents: inline extents, regular / preallocated / compressed extents and their references.
@@ -33,6 +34,7 @@ function addNbytes(fs: Filesystem, root: bigint, ino: bigint, delta: bigint): vo
   if (delta === 0n) return;
   const inode = getInode(fs, root, ino);
   if (!inode) throw new ImageError('IMAGE_NO_INODE', `inode ${ino} does not exist in tree ${root}`);
+  checkFileNbytes(fs, root, ino, inode, delta);
   updateInode(fs, root, ino, { nbytes: inode.nbytes + delta });
 }
 
