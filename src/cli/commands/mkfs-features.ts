@@ -7,6 +7,7 @@ import { ImageError } from '../../errors.js';
 export interface MkfsFeatures {
   noHoles: boolean;
   extref: boolean;
+  freeSpaceTree: boolean;
 }
 
 type Rule = { can: 'both' } | { can: 'on'; whyNotOff: string } | { can: 'never'; why: string };
@@ -15,7 +16,9 @@ const RULES: Record<string, Rule> = {
   'no-holes': { can: 'both' },
   extref: { can: 'both' },
   'skinny-metadata': { can: 'on', whyNotOff: `${MADE_WITHOUT} (tree block extent items are always skinny)` },
-  'free-space-tree': { can: 'on', whyNotOff: `${MADE_WITHOUT} (no v1 space cache is written)` },
+  // off: no free space tree and no v1 cache yet (cache_generation -1, as mkfs.btrfs leaves it): the kernel
+  // builds its cache at the first mount, receive invalidates it (src/image/write/space-cache-v1.ts)
+  'free-space-tree': { can: 'both' },
   'mixed-bg': { can: 'never', why: 'mixed block groups are not supported' },
   'block-group-tree': { can: 'never', why: 'the block group tree is not supported yet' },
   quota: { can: 'never', why: 'quota groups are not supported yet' },
@@ -57,5 +60,5 @@ export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
       }
     }
   }
-  return { noHoles: on.has('no-holes'), extref: on.has('extref') };
+  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree') };
 }

@@ -170,7 +170,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   try {
     const fs = createFilesystem(dev, {
       label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false, csumType,
-      fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref,
+      fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref, freeSpaceTree: features.freeSpaceTree,
     });
     if (o.rootdir) {
       const rootdir = o.rootdir;

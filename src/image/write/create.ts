@@ -39,11 +39,14 @@ export interface CreateOptions extends GrowthOptions {
   /** Incompat features no-holes and extref (default: both on, as mkfs.btrfs 6.x). */
   noHoles?: boolean;
   extref?: boolean;
+  /** compat_ro free-space-tree (default on); off: no free space tree, space cache v1 left to the kernel. */
+  freeSpaceTree?: boolean;
   /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
   csumType?: number;
 }
 
 const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
+const U64_MAX = (1n << 64n) - 1n;
 
 export function randomUuid(): Uint8Array {
   const u = globalThis.crypto.getRandomValues(new Uint8Array(16));
@@ -133,12 +136,13 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   const uuid = (what: string): Uint8Array => (opts.uuidSeed === undefined ? randomUuid() : derivedUuid(opts.uuidSeed, what));
   const fsid = opts.fsid ?? uuid('fsid');
   const now = opts.now ?? nowTimespec();
+  const fst = opts.freeSpaceTree ?? true;
   const sb: BtrfsSuperBlock = {
     csum: new Uint8Array(32), fsid, bytenr: 0n, flags: 0n, magic: BTRFS_MAGIC, generation: 0n, root: 0n, chunk_root: 0n,
     log_root: 0n, total_bytes: total, bytes_used: 0n, root_dir_objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, num_devices: 1n,
     sectorsize, nodesize, leafsize: nodesize, stripesize: sectorsize, sys_chunk_array_size: 0, chunk_root_generation: 0n,
     compat_flags: 0n,
-    compat_ro_flags: BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
+    compat_ro_flags: fst ? BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID : 0n,
     incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA |
       (opts.extref === false ? 0n : BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF) | (opts.noHoles === false ? 0n : BTRFS_FEATURE_INCOMPAT_NO_HOLES),
     csum_type: csumType, root_level: 0, chunk_root_level: 0, log_root_level: 0,
@@ -147,17 +151,17 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
       type: 0n, generation: 0n, start_offset: 0n, dev_group: 0, seek_speed: 0, bandwidth: 0,
       uuid: opts.devUuid ?? uuid('device'), fsid,
     },
-    label, cache_generation: 0n, uuid_tree_generation: 0n, metadata_uuid: fsid, nr_global_roots: 0n,
+    // without a free space tree, mkfs.btrfs's -1: space cache v1 in use, nothing cached yet
+    label, cache_generation: fst ? 0n : U64_MAX, uuid_tree_generation: 0n, metadata_uuid: fsid, nr_global_roots: 0n,
     sys_chunk_array: new Uint8Array(2048), super_roots: [],
   };
   const profile = (opts.metadataProfile ?? 'dup') === 'dup' ? BTRFS_BLOCK_GROUP_DUP : 0n;
   const fs = new Filesystem(device, sb, profile, opts);
   fs.chunkTreeUuid = uuid('chunk tree');
-  for (const id of [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID,
-    BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
-    BTRFS_DATA_RELOC_TREE_OBJECTID]) {
-    fs.createTree(id);
-  }
+  const trees = [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID,
+    BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_DATA_RELOC_TREE_OBJECTID];
+  if (fst) trees.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
+  for (const id of trees) fs.createTree(id);
   fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n, true);
   fs.addChunk(BTRFS_BLOCK_GROUP_METADATA, 0n, true);
   fs.addChunk(BTRFS_BLOCK_GROUP_DATA, 0n, true);
@@ -168,7 +172,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   // the same fields as mkfs.btrfs writes them (checked field by field against dump-tree -t root), except
   // that the fs tree is already initialized as the kernel leaves it after its first mount
   for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
-    root.put(rootKey(id), encodeRootItem(defaultRootItem({}, nodesize)));
+    if (fs.hasTree(id)) root.put(rootKey(id), encodeRootItem(defaultRootItem({}, nodesize)));
   }
   root.put(rootKey(BTRFS_UUID_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem()));
   const fsUuid = uuid('fs tree');
