@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as C from '../src/stream/constants.js';
@@ -154,6 +154,25 @@ describe.skipIf(!!why)('send from a kernel-written image', () => {
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/subvolume "local" \(id \d+\) is not read-only/)]);
     expect(spawnSync('test', ['-e', out]).status).toBe(1);
+  });
+
+  it('a write that fails is one line naming the output and the byte, exit 1; a half-written file is removed, a device never', () => {
+    const tmpfs = join(work, 'small-fs');
+    mkdirSync(tmpfs);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', tmpfs]);
+    try {
+      const out = join(tmpfs, 'full.stream');
+      const r = spawnSync('node', [BIN, 'send', '-q', '-f', out, image, 'full'], { encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^btrfs-ts: ERROR: at byte \d+, path ".*full\.stream": cannot write the stream: ENOSPC.* \[SEND_WRITE\]$/)]);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      execFileSync('umount', [tmpfs]);
+    }
+    const r = spawnSync('node', [BIN, 'send', '-q', '-f', '/dev/full', image, 'full'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot write the stream: ENOSPC/);
+    expect(statSync('/dev/full').isCharacterDevice()).toBe(true);
   });
 
   for (const c of CASES) {

@@ -45,17 +45,29 @@ async function write(out: Writable, b: Uint8Array): Promise<void> {
 class FileSink {
   private inflight: Promise<void> | undefined;
   private failed: unknown;
+  /** Bytes handed to write so far: where the next buffer goes. */
+  private at = 0;
 
-  private constructor(private readonly fh: fsp.FileHandle, private readonly pool: BufferPool) {}
+  private constructor(
+    private readonly fh: fsp.FileHandle, private readonly pool: BufferPool, readonly path: string,
+    /** A regular file (not /dev/null, a pipe, a device): only such an output is removed after a failure. */
+    readonly regular: boolean,
+  ) {}
 
   static async open(path: string, pool: BufferPool): Promise<FileSink> {
-    return new FileSink(await fsp.open(path, 'w'), pool);
+    const fh = await fsp.open(path, 'w');
+    return new FileSink(fh, pool, path, (await fh.stat()).isFile());
   }
 
   /** Starts writing `b` once the previous write is done; `b` goes back to the pool when written. */
   async write(b: Uint8Array): Promise<void> {
     await this.settle();
-    this.inflight = this.writeAll(b).then(() => this.pool.give(b), (e: unknown) => { this.failed = e; });
+    const at = this.at;
+    this.at += b.length;
+    this.inflight = this.writeAll(b).then(() => this.pool.give(b), (e: unknown) => {
+      const why = (e as Error).message.replace(/, write$/, '');
+      this.failed = new SendError('SEND_WRITE', `cannot write the stream: ${why}`, { path: this.path, offset: at, cause: e });
+    });
   }
 
   async close(): Promise<void> {
@@ -115,9 +127,10 @@ export function register(program: Command): void {
           }
           await file?.close();
         } catch (e) {
-          if (file && o.file) {
+          if (file) {
             await file.close().catch(() => undefined);
-            await fsp.rm(o.file, { force: true });
+            // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
+            if (file.regular) await fsp.rm(file.path, { force: true });
           }
           throw e;
         }
