@@ -104,6 +104,7 @@ export { FileDevice } from './io/image-file.js';
 export { BtrfsImage, fromBlockDevice, fromBytes } from './image/read/index.js';
 export type { Location, DirEntry, SubvolumeInfo, ImageSource } from './image/read/index.js';
 export { openImageFile } from './io/image-read-file.js';
+export type { OpenImageOptions } from './io/image-read-file.js';
 /** Read an image file by path as node:fs reads a tree: readdir, stat, readFile, readlink, walk, close. */
 export { openImage, OpenImage } from './image/open-image.js';
 export type { ImageStat, ImageDirent, WalkEntry, ImagePath } from './image/open-image.js';
@@ -115,4 +116,6 @@ export type { ReplayOptions, ReplayResult } from './replay/index.js';
 /** Full send from an image: the kernel's stream for a read-only subvolume, as bytes (docs/send.md). */
 export { sendSubvolume, sendSubvolumes, sendProtocol } from './send/index.js';
 export type { SendOptions } from './send/index.js';
+/** Output buffers a send's consumer gives back once written (SendOptions.bufferPool). */
+export { BufferPool } from './util/bytes.js';
 export { SendError } from './errors.js';
