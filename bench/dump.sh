@@ -26,7 +26,6 @@ for s in "${STREAMS[@]}"; do
   for ((i = 1; i <= N; i++)); do
     measure "progs-$s" btrfs receive --dump -f "$f"
     measure "ts-$s" $BTRFS_TS dump -f "$f"
-    measure "ts1-$s" env BTRFS_TS_CRC_AHEAD=off $BTRFS_TS dump -f "$f"
   done
 done
 
@@ -36,13 +35,13 @@ OUT=$WORK/section.md
   echo
   echo "$(machine_info)"
   echo
-  echo "Command: \`sudo bench/dump.sh $N\` — $N runs per tool and stream (alternating), output to /dev/null, stream in the page cache; wall time and CPU (user+sys) are medians, peak RSS the maximum over the runs. Both tools verify every command's CRC32C. \"one thread\": btrfs-ts with \`BTRFS_TS_CRC_AHEAD=off\` (CRC checked on the parsing thread instead of a second one)."
+  echo "Command: \`sudo bench/dump.sh $N\` — $N runs per tool and stream (alternating), output to /dev/null, stream in the page cache; wall time and CPU (user+sys) are medians, peak RSS the maximum over the runs. Both tools verify every command's CRC32C."
   echo
-  echo "| stream | size | dump lines | outputs | btrfs-progs wall | btrfs-ts wall | ratio | one thread wall | ratio | btrfs-progs CPU | btrfs-ts CPU | one thread CPU | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts runs (s) |"
-  echo "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+  echo "| stream | size | dump lines | outputs | btrfs-progs wall | btrfs-ts wall | ratio | btrfs-progs CPU | btrfs-ts CPU | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts runs (s) |"
+  echo "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
   for s in "${STREAMS[@]}"; do
     size=$(stat -c %s "$REPO/streams/big/$s.stream")
-    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(awk -v s="$s" '$1==s{print $2}' "$WORK/lines") | $(awk -v s="$s" '$1==s{print $2}' "$WORK/equal") | $(secs "progs-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "progs-$s") | $(secs "ts1-$s") s | $(ratio "ts1-$s" "progs-$s") | $(cpu_secs "progs-$s") s | $(cpu_secs "ts-$s") s | $(cpu_secs "ts1-$s") s | $(max_rss "progs-$s") MiB | $(max_rss "ts-$s") MiB | $(all_ms "ts-$s") |"
+    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(awk -v s="$s" '$1==s{print $2}' "$WORK/lines") | $(awk -v s="$s" '$1==s{print $2}' "$WORK/equal") | $(secs "progs-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "progs-$s") | $(cpu_secs "progs-$s") s | $(cpu_secs "ts-$s") s | $(max_rss "progs-$s") MiB | $(max_rss "ts-$s") MiB | $(all_ms "ts-$s") |"
   done
 } >"$OUT"
 cat "$OUT"

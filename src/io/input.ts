@@ -46,7 +46,7 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
     if (meter) raw.on('data', (c) => meter.advance(c.length));
     return decompressed(raw, kind, file);
   }
-  return new FileWindowInput(fh, CHUNK, meter ? (n) => meter.advance(n) : undefined, st.isFile() ? st.size : undefined);
+  return new FileWindowInput(fh, CHUNK, meter ? (n) => meter.advance(n) : undefined);
 }
 
 /**

@@ -1,7 +1,6 @@
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { ByteReader, WindowOptions, WindowSource } from '../stream/source.js';
-import { openCrcAhead } from './crc-ahead.js';
+import type { ByteReader, WindowSource } from '../stream/source.js';
 import { PooledFileInput } from './pooled-input.js';
 
 /**
@@ -12,11 +11,6 @@ import { PooledFileInput } from './pooled-input.js';
 const READ_SIZE = 128 << 10;
 /** Let timers and signal handlers run (progress, Ctrl-C) after this many bytes read without a pause. */
 const YIELD_EVERY = 16 << 20;
-/**
- * Files from this size on are CRC-checked on a second thread when the parser allows it (crc-ahead.ts):
- * starting the thread costs a few tens of milliseconds, checking 32 MiB on the parsing thread about 10.
- */
-const CRC_AHEAD_MIN = 32 << 20;
 
 /**
  * A regular file read as a send stream. Iterated, it gives recycled 1 MiB chunks (PooledFileInput); the
@@ -31,14 +25,11 @@ export class FileWindowInput implements WindowSource {
     private readonly fh: FileHandle,
     private readonly chunkSize: number,
     private readonly onRead?: (bytes: number) => void,
-    /** The file's size when known (a regular file): large ones may be CRC-checked ahead. */
-    private readonly size?: number,
   ) {}
 
-  openWindow(opts: WindowOptions = {}): ByteReader {
+  openWindow(): ByteReader {
     this.claim();
-    const ahead = opts.crcAhead && (this.size ?? 0) >= CRC_AHEAD_MIN ? openCrcAhead(this.fh, opts.crcAhead.maxLen, this.onRead) : undefined;
-    return ahead ?? new FileWindowReader(this.fh, this.onRead);
+    return new FileWindowReader(this.fh, this.onRead);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {

@@ -93,9 +93,7 @@ export class StreamParser {
 
   constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, private readonly opts: ParseOptions = {}) {
     this.maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
-    // sector CRCs are the parser's own by-product: no checking ahead then
-    const crcAhead = opts.noCrc || opts.sectorCrcs ? undefined : { maxLen: this.maxLen };
-    this.r = opts.reuseInput && isWindowSource(input) ? input.openWindow({ crcAhead }) : new ChunkReader(input, { reuse: opts.reuseInput ?? false });
+    this.r = opts.reuseInput && isWindowSource(input) ? input.openWindow() : new ChunkReader(input, { reuse: opts.reuseInput ?? false });
     this.reuse = this.r.reusing;
   }
 
@@ -201,12 +199,9 @@ export class StreamParser {
     const version = this.version;
     let attrs: AttrTable | undefined;
     let sectors: Uint32Array | undefined;
-    const verdict = this.opts.noCrc ? 'good' : r.crcVerdict?.(offset, payloadOffset + len) ?? 'unchecked';
-    if (verdict !== 'good') {
+    if (!this.opts.noCrc) {
       let actual: number;
-      if (typeof verdict === 'number') {
-        actual = verdict;
-      } else if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
+      if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
         ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctx, payloadOffset));
       } else {
         actual = crc32cRaw(payload, headerCrc);

@@ -23,19 +23,6 @@ export interface ByteReader {
   take(n: number): Uint8Array;
   releaseSpent(): void;
   close(): Promise<void>;
-  /**
-   * For readers that check CRCs ahead of the parser (io/crc-ahead.ts): the verdict on the command whose
-   * bytes are [offset, end) — good, the CRC its bytes actually give, or unchecked (the parser checks it).
-   */
-  crcVerdict?(offset: number, end: number): CrcVerdict;
-}
-
-export type CrcVerdict = 'good' | 'unchecked' | number;
-
-/** What the parser tells a window source it may do for it. */
-export interface WindowOptions {
-  /** Check each command's CRC ahead of the parser if the source can (crcVerdict); commands up to maxLen. */
-  crcAhead?: { maxLen: number };
 }
 
 /**
@@ -43,7 +30,7 @@ export interface WindowOptions {
  * nothing past each command reads it through openWindow() instead of iterating its chunks.
  */
 export interface WindowSource extends AsyncIterable<Uint8Array> {
-  openWindow(opts?: WindowOptions): ByteReader;
+  openWindow(): ByteReader;
 }
 
 export function isWindowSource(x: unknown): x is WindowSource {
