@@ -7,7 +7,7 @@ import { openInput } from '../src/io/input.js';
 import { FileWindowInput } from '../src/io/window-input.js';
 import { parseStream } from '../src/stream/parser.js';
 import { isWindowSource } from '../src/stream/source.js';
-import { crc32cRaw } from '../src/util/crc32c.js';
+import { showItem } from './helpers/show-item.js';
 import { STREAMS } from './hostile/harness.js';
 
 /**
@@ -81,13 +81,7 @@ describe('FileWindowInput window reader', () => {
   });
 });
 
-// Buffers and Uint8Arrays print alike; DATA by its CRC
-const show = (c: unknown): string => JSON.stringify(c, function (this: Record<string, unknown>, k: string, v: unknown) {
-  const raw = this[k];
-  if (typeof raw === 'bigint') return `${raw}n`;
-  if (raw instanceof Uint8Array) return k === 'data' ? `crc:${crc32cRaw(raw)}` : Buffer.from(raw).toString('hex');
-  return v;
-});
+const show = showItem;
 
 describe('parser over a file window (openInput, reuseInput)', () => {
   for (const name of ['full-v1', 'full-v2', 'zstd-v2', 'multi-v1', 'clones-v1']) {

@@ -6,7 +6,7 @@ import { FileDevice } from '../src/io/image-file.js';
 import { receiveStreams } from '../src/receive/index.js';
 import { parseStream } from '../src/stream/parser.js';
 import type { RecyclingSource } from '../src/stream/source.js';
-import { crc32cRaw } from '../src/util/crc32c.js';
+import { showItem } from './helpers/show-item.js';
 import { STREAMS, checkImage, stateBySubvol } from './hostile/harness.js';
 import { skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -49,13 +49,7 @@ class PoisoningSource implements RecyclingSource {
 const SIZES = [512, 100, 4096, 7, 1000, 65536, 300_000];
 const STREAM_NAMES = ['full-v1', 'full-v2', 'zstd-v2', 'multi-v1'];
 
-// Buffers and Uint8Arrays print alike (the replacer sees a Buffer after its toJSON: look at the holder)
-const show = (c: unknown): string => JSON.stringify(c, function (this: Record<string, unknown>, k: string, v: unknown) {
-  const raw = this[k];
-  if (typeof raw === 'bigint') return `${raw}n`;
-  if (raw instanceof Uint8Array) return k === 'data' ? `crc:${crc32cRaw(raw)}` : Buffer.from(raw).toString('hex');
-  return v;
-});
+const show = showItem;
 
 describe('parser with reused input chunks', () => {
   for (const name of STREAM_NAMES) {
