@@ -8,7 +8,6 @@ export class BufferedOut {
   private pos = 0;
   /** Filled buffers (and lines too long for one) waiting for the next flush. */
   private full: Buffer[] = [];
-  private fullBytes = 0;
 
   constructor(private readonly stream: NodeJS.WritableStream = process.stdout, private readonly limit = 256 * 1024) {
     this.buf = Buffer.allocUnsafe(limit);
@@ -20,15 +19,10 @@ export class BufferedOut {
       this.retire();
       if (line.length > this.buf.length) {
         this.full.push(Buffer.from(line, 'latin1'));
-        this.fullBytes += line.length;
         return;
       }
     }
     this.pos += this.buf.write(line, this.pos, 'latin1');
-  }
-
-  get pending(): number {
-    return this.fullBytes + this.pos;
   }
 
   async flush(): Promise<void> {
@@ -36,7 +30,6 @@ export class BufferedOut {
     const parts = this.full;
     if (parts.length === 0) return;
     this.full = [];
-    this.fullBytes = 0;
     let ok = true;
     for (const p of parts) ok = this.stream.write(p);
     if (!ok) await new Promise<void>((resolve) => this.stream.once('drain', resolve));
@@ -51,7 +44,6 @@ export class BufferedOut {
   private retire(): void {
     if (this.pos === 0) return;
     this.full.push(this.buf.subarray(0, this.pos));
-    this.fullBytes += this.pos;
     this.buf = Buffer.allocUnsafe(this.limit);
     this.pos = 0;
   }
