@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BtrfsTsError } from '../src/errors.js';
-import { detectCompression } from '../src/io/decompress.js';
+import { detectCompression } from '../src/io/compression-magic.js';
 import { openInput } from '../src/io/input.js';
 import { hasTool, skipReason } from './helpers/oracle.js';
 import { STREAMS_DIR } from './helpers/streams.js';

@@ -11,11 +11,7 @@ import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { BtrfsTsError } from '../errors.js';
-
 import type { Compression, DestroyableInput } from './compression-magic.js';
-
-export { detectCompression, MAGIC_BYTES, type Compression, type DestroyableInput } from './compression-magic.js';
-
 
 type ZstdFactory = () => NodeJS.ReadWriteStream & Readable;
 
