@@ -16,7 +16,7 @@ export interface ByteReader {
   readonly position: number;
   /** Bytes buffered and not yet taken. */
   readonly available: number;
-  /** The caller promises to keep no view past releaseSpent(). */
+  /** Views from take() are valid only until releaseSpent() (the reader refills their bytes after it). */
   readonly reusing: boolean;
   /** Buffers until `n` bytes are available or input ends; returns how many are (< n only at EOF). */
   fill(n: number): Promise<number>;
