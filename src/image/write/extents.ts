@@ -12,7 +12,7 @@ import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { csumAlgo } from '../structs/csum.js';
 import type { FilesystemModel } from './model.js';
 import { RangeSet } from './ranges.js';
-import type { Key } from './item-map.js';
+import type { Key } from './items.js';
 
 /**
  * Data extent bookkeeping in the extent tree (EXTENT_ITEM + data back references) and the csum tree.

@@ -3,7 +3,7 @@ import {
   BTRFS_FREE_SPACE_BITMAP_KEY, BTRFS_FREE_SPACE_EXTENT_KEY, BTRFS_FREE_SPACE_INFO_KEY, BTRFS_FREE_SPACE_USING_BITMAPS,
 } from '../structs/constants.js';
 import { decodeFreeSpaceInfo, encodeFreeSpaceInfo } from '../structs/tree-items.js';
-import type { Key } from './item-map.js';
+import type { Key } from './items.js';
 import { RangeSet } from './ranges.js';
 import type { TreeHandle } from './tree-state.js';
 

@@ -17,7 +17,7 @@ export {
   writePreallocExtent, type FileExtentRef,
 } from './file-data.js';
 export { Populator, type ExtentCompressor, type ReadAt, type SourceStat } from './populate.js';
-export { compareKeys, keyString, type Item, type Key } from './item-map.js';
+export type { Item, Key } from './items.js';
 export {
   createSubvolume, getRootItem, lookupUuid, nextRootId, setReceivedSubvol, setSubvolReadonly, updateRootItem,
   type NewSubvolume,

@@ -8,7 +8,7 @@ import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { addChunk, type ChunkOwner, registerChunk } from './chunk-alloc.js';
 import { type ChunkInfo, ChunkMap } from './chunks.js';
 import { BlockGroupSpace } from './block-group-space.js';
-import type { Key } from './item-map.js';
+import type { Key } from './items.js';
 import { RangeSet } from './ranges.js';
 import { MetadataSpace } from './tree-space.js';
 import { TreeHandle, TreeState } from './tree-state.js';

@@ -11,7 +11,7 @@ import {
 } from '../structs/tree-items.js';
 import { dirInodeItem, nowTimespec, putDefaultEntry, randomUuid, subvolRootItem } from './create.js';
 import type { Filesystem } from './filesystem.js';
-import type { Key } from './item-map.js';
+import type { Key } from './items.js';
 import { linkEntry } from './inode.js';
 
 /**

@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import { BTree } from '../engine/ctree.js';
-import type { Item, Key } from './item-map.js';
+import type { Item, Key } from './items.js';
 
 /**
  * One tree of the writer's model and the handle callers change it through: a copy-on-write tree
