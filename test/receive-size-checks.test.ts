@@ -49,6 +49,19 @@ async function growDirSize(img: string, path: string, delta: bigint, field: 'siz
   return loc;
 }
 
+/**
+ * full-v1 received into NAME.img, the parent an incremental test damages; a copy of it takes incr-v1 as
+ * it is (the control: the stream itself is fine, only the damage makes the receive fail).
+ */
+function parentWithControl(name: string): string {
+  const img = join(work, `${name}.img`);
+  expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'full-v1.stream'), img]).status).toBe(0);
+  const control = join(work, `${name}-ok.img`);
+  spawnSync('cp', [img, control]);
+  expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'incr-v1.stream'), control]).status).toBe(0);
+  return img;
+}
+
 describe('receive refuses directories whose size and files whose nbytes do not add up, before changing them', () => {
   if (!HAVE_DIST) {
     it('needs a build', () => skipReason('receive-size-checks', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
@@ -76,11 +89,7 @@ describe('receive refuses directories whose size and files whose nbytes do not a
   });
 
   it('an incremental: a directory of the parent that a command adds a name to or takes one from', async () => {
-    const img = join(work, 'incr.img');
-    expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'full-v1.stream'), img]).status).toBe(0);
-    const control = join(work, 'incr-ok.img');
-    spawnSync('cp', [img, control]);
-    expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'incr-v1.stream'), control]).status).toBe(0);
+    const img = parentWithControl('incr');
 
     // incr-v1 unlinks links/hl-b after a clone made it write file data to free space: like every failure
     // in mid-stream, the refusal leaves the last commit (superblock, trees, manifest) as it was; the data
@@ -101,11 +110,7 @@ describe('receive refuses directories whose size and files whose nbytes do not a
   });
 
   it('an incremental: a file of the parent whose nbytes does not add up to its extents, before its first change', async () => {
-    const img = join(work, 'nbytes.img');
-    expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'full-v1.stream'), img]).status).toBe(0);
-    const control = join(work, 'nbytes-ok.img');
-    spawnSync('cp', [img, control]);
-    expect(cli(['receive', '-q', '-f', join(STREAMS_DIR, 'incr-v1.stream'), control]).status).toBe(0);
+    const img = parentWithControl('nbytes');
 
     // incr-v1 writes into random.bin (and clones into it): nbytes moves by deltas from a wrong start
     const loc = await growDirSize(img, 'full/random.bin', 4096n, 'nbytes');
