@@ -41,6 +41,19 @@ describe('Progress line', () => {
     expect(s.writes[2]).toBe('\r\x1b[K');
   });
 
+  it('finish draws the final figures even inside the redraw interval', () => {
+    let t = 0;
+    const s = sink();
+    const p = new Progress({ label: 'dump', out: s.out, now: () => t });
+    p.setTotal(1000);
+    p.advance(200);
+    t = 50;
+    p.advance(800);
+    expect(s.writes).toHaveLength(1);
+    p.finish();
+    expect(s.writes[1]).toMatch(/^\rdump 100% 1000 B of 1000 B, /);
+  });
+
   it('without a total: what is done and the rate, no % or ETA; counts in their unit', () => {
     let t = 0;
     const p = new Progress({ label: 'extract', out: sink().out, now: () => t });

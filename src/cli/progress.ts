@@ -62,8 +62,20 @@ export class Progress {
   /** Redraws when the last draw is old enough. */
   tick(): void {
     if (!this.enabled) return;
+    if (this.drawn && this.now() - this.lastDraw < REDRAW_MS) return;
+    this.draw();
+  }
+
+  /**
+   * Draws the final figures whatever the redraw interval: a run shorter than one interval, or one whose
+   * last redraw came before the end, would otherwise leave (or log) a line short of 100%.
+   */
+  finish(): void {
+    if (this.enabled) this.draw();
+  }
+
+  private draw(): void {
     const t = this.now();
-    if (this.drawn && t - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = t;
     this.drawn = true;
     this.out.write(`\r${this.line(t)}\x1b[K`);
@@ -120,7 +132,9 @@ export function withProgressOptions(cmd: Command): Command {
 export async function withProgress<T>(o: ProgressOptions, work: (p: Progress) => Promise<T>): Promise<T> {
   const p = new Progress(o);
   try {
-    return await work(p);
+    const result = await work(p);
+    p.finish();
+    return result;
   } finally {
     p.clear();
   }

@@ -127,6 +127,7 @@ export function register(program: Command): void {
             progress.tick();
           },
         });
+        progress.finish();
         progress.clear();
         const secs = (Date.now() - started) / 1000;
         if (o.json) {
