@@ -20,6 +20,7 @@ export async function dumpStream(
   opts: DumpOptions = {},
 ): Promise<ProcessResult> {
   // The printer turns each command into a line and keeps no view of it, so a recycling source may refill
-  // its chunks: a dump of a 1 GiB stream then allocates a few read buffers instead of a thousand.
-  return processStream(input, new DumpReceiver(sink), { reuseInput: true, ...opts, stopAfterFirstEnd: !opts.allStreams });
+  // its chunks (a dump of a 1 GiB stream allocates a few read buffers instead of a thousand) and no
+  // attribute needs a copy.
+  return processStream(input, new DumpReceiver(sink), { reuseInput: true, transientAttrs: true, ...opts, stopAfterFirstEnd: !opts.allStreams });
 }

@@ -20,6 +20,11 @@ export interface ParseOptions {
    * xattrs are small and often kept); DATA stays a view, as documented on the write commands.
    */
   reuseInput?: boolean;
+  /**
+   * With reuseInput: the consumer keeps no attribute view at all past asking for the next item (it turns
+   * each command into text at once, as dump does), so not even the small attributes are copied.
+   */
+  transientAttrs?: boolean;
   /** Keep the raw CRC of each 4 KiB piece of WRITE / ENCODED_WRITE data (dataSectorCrcs), for receive. */
   sectorCrcs?: boolean;
 }
@@ -211,7 +216,7 @@ export class StreamParser {
       }
     }
     attrs ??= AttrTable.parse(payload, version, () => ctx, payloadOffset);
-    if (this.reuse) attrs.detach(C.BTRFS_SEND_A_DATA);
+    if (this.reuse && !this.opts.transientAttrs) attrs.detach(C.BTRFS_SEND_A_DATA);
     const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version, len, attrOrder: [] };
     // an unknown command keeps its raw payload
     const command = decodeCommand(cmd, this.reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
