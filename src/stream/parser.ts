@@ -187,6 +187,9 @@ export class StreamParser {
     }
     // the header's part of the CRC now: its view is not used after the payload is read
     const headerCrc = this.opts.noCrc ? 0 : crc32cRaw(zeroedHeader(h), 0);
+    // nothing keeps `h`, and the previous command's views went at next(): unpinned, the reader can make
+    // room for the payload by moving bytes within its buffer instead of into a new one per command
+    r.releaseSpent();
     this.pending = { offset, len, cmd, crc, headerCrc, ctx };
     this.phase = 'payload';
   }
