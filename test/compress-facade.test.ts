@@ -14,6 +14,7 @@ import {
   diskToEncoded,
   encodedToDisk,
   initCodecs,
+  zstdDecoder,
   zstdFrameInfo,
   zstdWindowOk,
 } from '../src/compress/index.js';
@@ -30,7 +31,8 @@ function rawFrame(payload: Uint8Array, windowLog: number, blockSize = payload.le
     const n = Math.min(blockSize, payload.length - p);
     const last = p + n >= payload.length ? 1 : 0;
     const h = (n << 3) | last; // type 0 = raw
-    parts.push(h & 0xff, (h >> 8) & 0xff, (h >> 16) & 0xff, ...payload.subarray(p, p + n));
+    parts.push(h & 0xff, (h >> 8) & 0xff, (h >> 16) & 0xff);
+    for (const b of payload.subarray(p, p + n)) parts.push(b); // no spread: blocks up to 128 KiB
     if (payload.length === 0) break;
   }
   return Uint8Array.from(parts);
@@ -114,6 +116,65 @@ describe('zstdFrameInfo / hand-built frames', () => {
     expect(bad((b) => ((b[4] = b[4]! | 0x08), b))).toThrow(CodecError);
     expect(bad((b) => b.subarray(0, b.length - 1))).toThrow(CodecError);
     expect(() => zstdFrameInfo(rawFrame(text.subarray(0, 5000), 12))).toThrow(/exceeds the maximum/);
+  });
+});
+
+describe('decoding into a caller buffer (the send path)', () => {
+  const SS = 4096;
+  const garbage = (n: number) => new Uint8Array(n).fill(0xa5);
+
+  it('zstd goes through the wasm exports directly, and into a buffer gives the bytes of a fresh decode', () => {
+    expect(zstdDecoder()).toBe('direct');
+    const c = compressExtent(BTRFS_COMPRESS_ZSTD, text.subarray(0, 100_000), SS)!;
+    const fresh = decodeExtent(3, c, 131072, SS);
+    const into = garbage(200_000);
+    const got = decodeExtent(3, c, 131072, SS, into);
+    expect(got.decodedLen).toBe(100_000);
+    expect(got.out.buffer).toBe(into.buffer); // a view, no new array
+    expect(got.out.length).toBe(131072);
+    expect(Buffer.from(got.out).equals(Buffer.from(fresh.out))).toBe(true);
+    expect(got.out.subarray(100_000).every((b) => b === 0)).toBe(true); // the garbage past the data is zeroed
+  });
+
+  it('LZO into a buffer: same bytes, tail zeroed', () => {
+    const c = compressExtent(BTRFS_COMPRESS_LZO, text.subarray(0, 70_000), SS)!;
+    const into = garbage(131072);
+    const got = decodeExtent(2, c, 81920, SS, into);
+    expect(got.out.buffer).toBe(into.buffer);
+    expect(Buffer.from(got.out.subarray(0, 70_000)).equals(Buffer.from(text.subarray(0, 70_000)))).toBe(true);
+    expect(got.out.subarray(70_000).every((b) => b === 0)).toBe(true);
+  });
+
+  it('a buffer too small is not used: a new array comes back', () => {
+    const c = compressExtent(BTRFS_COMPRESS_ZSTD, text.subarray(0, 100_000), SS)!;
+    const small = garbage(4096);
+    const got = decodeExtent(3, c, 131072, SS, small);
+    expect(got.out.buffer).not.toBe(small.buffer);
+    expect(Buffer.from(got.out.subarray(0, 100_000)).equals(Buffer.from(text.subarray(0, 100_000)))).toBe(true);
+  });
+
+  it('a frame without a content size that decodes past ramBytes is a one-line CodecError, into a buffer or not', () => {
+    const f = rawFrame(text.subarray(0, 50_000), 17, 20_000);
+    expect(zstdFrameInfo(f).contentSize).toBeUndefined();
+    for (const into of [undefined, garbage(131072)]) {
+      let err: unknown;
+      try {
+        decodeExtent(3, f, 40_960, SS, into);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(CodecError);
+      expect((err as Error).message).toMatch(/^zstd: .*more than 40960 bytes$/);
+    }
+  });
+
+  it('a frame bigger than the direct decoder takes (1.5 MiB) still decodes, through the library', () => {
+    const payload = new Uint8Array(1_500_000);
+    for (let i = 0; i < payload.length; i += text.length) payload.set(text.subarray(0, Math.min(text.length, payload.length - i)), i);
+    const f = rawFrame(payload, 21, 131072);
+    const { out, decodedLen } = decodeExtent(3, f, 1_500_000, SS, garbage(1_600_000));
+    expect(decodedLen).toBe(1_500_000);
+    expect(Buffer.from(out).equals(Buffer.from(payload))).toBe(true);
   });
 });
 

@@ -10,7 +10,7 @@ import { zlibCompress, zlibDecompressExtent } from './zlib.js';
 export { lzo1xDecompress, lzo1xDecompressInto, lzo1xWorstCompress } from './lzo1x-decompress.js';
 export { lzo1x1Compress, lzo1x1CompressInto } from './lzo1x-compress.js';
 export { btrfsLzoCompress, btrfsLzoDecompress, btrfsLzoDecompressInto, BTRFS_MAX_COMPRESSED } from './lzo-btrfs.js';
-export { zstdFrameInfo, zstdWindowOk, zstdCompress, ZSTD_BTRFS_MAX_WINDOWLOG, ZSTD_BTRFS_MAX_WINDOW, ZSTD_BTRFS_DEFAULT_LEVEL } from './zstd.js';
+export { zstdFrameInfo, zstdWindowOk, zstdCompress, zstdDecoder, ZSTD_BTRFS_MAX_WINDOWLOG, ZSTD_BTRFS_MAX_WINDOW, ZSTD_BTRFS_DEFAULT_LEVEL } from './zstd.js';
 export type { ZstdFrameInfo } from './zstd.js';
 export { zlibCompress, BTRFS_ZLIB_DEFAULT_LEVEL } from './zlib.js';
 
@@ -78,17 +78,21 @@ function checkRam(ramBytes: number): void {
 /**
  * Decodes an extent's on-disk bytes (padding allowed) and reports how many bytes the compressed data
  * itself produced; `out` is always exactly ramBytes long, zero-filled past that, as the kernel reads it.
+ * `into` (at least ramBytes long; used for zstd and LZO): `out` is a view of it instead of a new array,
+ * for a caller that decodes many extents one after another and is done with each before the next.
  */
-export function decodeExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number): { out: Uint8Array; decodedLen: number } {
+export function decodeExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number, into?: Uint8Array): { out: Uint8Array; decodedLen: number } {
   checkRam(ramBytes);
   switch (type) {
     case BTRFS_COMPRESS_ZLIB:
       return zlibDecompressExtent(data, ramBytes);
     case BTRFS_COMPRESS_ZSTD:
-      return zstdDecompressExtent(data, ramBytes);
+      return zstdDecompressExtent(data, ramBytes, into);
     case BTRFS_COMPRESS_LZO: {
-      const out = new Uint8Array(ramBytes);
+      const reuse = into !== undefined && into.length >= ramBytes;
+      const out = reuse ? into.subarray(0, ramBytes) : new Uint8Array(ramBytes);
       const decodedLen = btrfsLzoDecompressInto(data, out, sectorsize);
+      if (reuse) out.fill(0, decodedLen);
       return { out, decodedLen };
     }
     default:
@@ -96,9 +100,9 @@ export function decodeExtent(type: number, data: Uint8Array, ramBytes: number, s
   }
 }
 
-/** Exactly ramBytes of file data from a compressed extent; CodecError if corrupt or too long. */
-export function decompressExtent(type: BtrfsCompressType, data: Uint8Array, ramBytes: number, sectorsize: number): Uint8Array {
-  return decodeExtent(type, data, ramBytes, sectorsize).out;
+/** Exactly ramBytes of file data from a compressed extent (in `into` if given: see decodeExtent); CodecError if corrupt or too long. */
+export function decompressExtent(type: BtrfsCompressType, data: Uint8Array, ramBytes: number, sectorsize: number, into?: Uint8Array): Uint8Array {
+  return decodeExtent(type, data, ramBytes, sectorsize, into).out;
 }
 
 /**

@@ -4,6 +4,8 @@
  * broken second frame), so zstdFrameInfo() walks the frame header and block headers (RFC 8878 §3.1)
  * to find where the frame ends, and what window the frame needs.
  */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { CodecError } from '../errors.js';
 
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -109,9 +111,61 @@ export function initZstd(): Promise<void> {
     ready = import('@bokuweb/zstd-wasm').then(async (m) => {
       await m.init();
       lib = m;
+      direct = directDecoder();
     });
   }
   return ready;
+}
+
+/** The wasm module's exports the library's own decompress() uses, reached past its public API. */
+interface ZstdModule {
+  HEAPU8: Uint8Array;
+  _malloc(n: number): number;
+  _free(p: number): void;
+  _ZSTD_createDCtx(): number;
+  _ZSTD_decompress_usingDict(dctx: number, dst: number, cap: number, src: number, n: number, dict: number, dictLen: number): number;
+  _ZSTD_isError(code: number): number;
+}
+
+/**
+ * Decoding straight through the wasm exports, with one decoder context and one input and one output area
+ * in the wasm heap for the whole process. Why: the library's decompress() makes a context, mallocs both
+ * areas and returns a new array per call; on a protocol-1 send of a zstd filesystem (one call per 128 KiB
+ * extent) that garbage and set-up were a sixth of the decoding's cost (docs/performance.md).
+ */
+interface Direct {
+  m: ZstdModule;
+  dctx: number;
+  src: number;
+  dst: number;
+}
+
+/** Largest frame and output the direct decoder takes (a btrfs extent: at most 128 KiB each); bigger ones go through decompress(). */
+const DIRECT_MAX = 1 << 20;
+
+let direct: Direct | undefined;
+
+/** Which way zstd frames are decoded after initZstd: through the wasm exports ('direct') or the library's decompress(). */
+export function zstdDecoder(): 'direct' | 'library' {
+  return direct ? 'direct' : 'library';
+}
+
+/** The direct decoder if the library's module has the exports it needs, else undefined (decompress() is used). */
+function directDecoder(): Direct | undefined {
+  try {
+    const req = createRequire(import.meta.url);
+    const m = (req(join(dirname(req.resolve('@bokuweb/zstd-wasm')), 'module.js')) as { Module?: Partial<ZstdModule> }).Module;
+    if (!m || !(m.HEAPU8 instanceof Uint8Array)) return undefined;
+    for (const f of ['_malloc', '_free', '_ZSTD_createDCtx', '_ZSTD_decompress_usingDict', '_ZSTD_isError'] as const) if (typeof m[f] !== 'function') return undefined;
+    const mod = m as ZstdModule;
+    const dctx = mod._ZSTD_createDCtx();
+    const src = mod._malloc(DIRECT_MAX);
+    const dst = mod._malloc(DIRECT_MAX);
+    if (!dctx || !src || !dst) return undefined;
+    return { m: mod, dctx, src, dst };
+  } catch {
+    return undefined; // another layout of the library: its public decompress() still works
+  }
 }
 
 function requireInit(): ZstdWasm {
@@ -122,13 +176,28 @@ function requireInit(): ZstdWasm {
 /**
  * Decodes the frame at the start of `data` (padding after it ignored) into exactly `ramBytes` bytes,
  * zero-filled past the decoded content. Returns the output and how many bytes the frame produced.
+ * `into` (at least ramBytes long): the output is written there (a view of it is returned) instead of
+ * into a new array.
  */
-export function zstdDecompressExtent(data: Uint8Array, ramBytes: number): { out: Uint8Array; decodedLen: number } {
+export function zstdDecompressExtent(data: Uint8Array, ramBytes: number, into?: Uint8Array): { out: Uint8Array; decodedLen: number } {
   const zstd = requireInit();
   const info = zstdFrameInfo(data);
   if (info.dictId !== 0) throw new CodecError('ZSTD_DICT', `zstd: frame needs dictionary ${info.dictId}`, { offset: 5 });
   if (info.contentSize !== undefined && info.contentSize > ramBytes) {
     throw new CodecError('DECODED_TOO_LONG', `zstd: frame content size ${info.contentSize} exceeds ${ramBytes} bytes`, { offset: 5 });
+  }
+  const d = direct;
+  if (d && info.frameLen <= DIRECT_MAX && ramBytes <= DIRECT_MAX) {
+    d.m.HEAPU8.set(data.subarray(0, info.frameLen), d.src);
+    // the output area holds ramBytes: a frame decoding to more fails inside zstd (dstSize_tooSmall)
+    const r = d.m._ZSTD_decompress_usingDict(d.dctx, d.dst, ramBytes, d.src, info.frameLen, 0, 0);
+    if (d.m._ZSTD_isError(r)) throw new CodecError('ZSTD_CORRUPT', `zstd: frame does not decode (zstd error ${r < 0 ? -r : r}); or decodes to more than ${ramBytes} bytes`);
+    const n = r >>> 0;
+    const reuse = into !== undefined && into.length >= ramBytes;
+    const out = reuse ? into.subarray(0, ramBytes) : new Uint8Array(ramBytes);
+    out.set(d.m.HEAPU8.subarray(d.dst, d.dst + n));
+    if (reuse && n < ramBytes) out.fill(0, n); // a new array is zeros already
+    return { out, decodedLen: n };
   }
   let decoded: Uint8Array;
   try {

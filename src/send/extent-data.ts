@@ -24,13 +24,20 @@ export interface ExtentRef {
   scratch?: Scratch;
 }
 
-/** A read buffer that grows to the largest read asked of it. */
+/** A read buffer that grows to the largest read asked of it, and one for decompressed extents. */
 export class Scratch {
   private buf: Uint8Array = new Uint8Array(0);
+  private plainBuf: Uint8Array = new Uint8Array(0);
 
   get(len: number): Uint8Array {
     if (this.buf.length < len) this.buf = uninitBytes(Math.max(len, WINDOW + 64 * 1024));
     return this.buf;
+  }
+
+  /** Where an extent is decompressed to (the compressed bytes are in the read buffer meanwhile). */
+  plain(len: number): Uint8Array {
+    if (this.plainBuf.length < len) this.plainBuf = uninitBytes(Math.max(len, 128 * 1024));
+    return this.plainBuf;
   }
 }
 
@@ -47,7 +54,8 @@ async function plainExtent(x: ExtentRef): Promise<Uint8Array> {
   const raw = await storedBytes(x);
   if (x.fe.compression === BTRFS_COMPRESS_NONE) return raw;
   if (x.fe.ram_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: ram_bytes ${x.fe.ram_bytes} is implausibly large`);
-  return decompressExtent(x.fe.compression, raw, Number(x.fe.ram_bytes), x.img.sectorsize, x.what);
+  const ram = Number(x.fe.ram_bytes);
+  return decompressExtent(x.fe.compression, raw, ram, x.img.sectorsize, x.what, x.scratch?.plain(ram));
 }
 
 /** Bytes read from disk at once for a plain extent: WRITE pieces are cut from one verified read. */

@@ -7,7 +7,7 @@ import { CodecError, ImageError } from '../../errors.js';
  */
 interface CodecApi {
   initCodecs(): Promise<void>;
-  decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number): Uint8Array;
+  decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number, into?: Uint8Array): Uint8Array;
 }
 
 let api: Promise<CodecApi | null> | undefined;
@@ -25,8 +25,11 @@ async function load(): Promise<CodecApi | null> {
   }
 }
 
-/** Decompresses one extent (1 zlib, 2 lzo, 3 zstd) to exactly `ramBytes` bytes. */
-export async function decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number, what: string): Promise<Uint8Array> {
+/**
+ * Decompresses one extent (1 zlib, 2 lzo, 3 zstd) to exactly `ramBytes` bytes; into `into` (a view of it
+ * returned) where the codec can, for a caller done with each extent before it decodes the next.
+ */
+export async function decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number, what: string, into?: Uint8Array): Promise<Uint8Array> {
   api ??= load();
   const codecs = await api;
   if (!codecs) {
@@ -34,7 +37,7 @@ export async function decompressExtent(type: number, data: Uint8Array, ramBytes:
   }
   let out: Uint8Array;
   try {
-    out = codecs.decompressExtent(type, data, ramBytes, sectorsize);
+    out = codecs.decompressExtent(type, data, ramBytes, sectorsize, into);
   } catch (err) {
     // Say which extent did not decode; the codec only knows the bytes it was given.
     if (err instanceof CodecError) throw new CodecError(err.code, `${what}: ${err.message}`, { cause: err, offset: err.offset });
