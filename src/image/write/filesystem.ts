@@ -29,9 +29,15 @@ export class Filesystem extends FilesystemModel {
 
   /** Write everything changed since the last commit and switch the superblocks to it (see commit.ts). */
   commit(): void {
+    this.writeDelayedInodes(); // inode items changed in memory go into their trees before anything else
     fillHoles(this); // explicit hole extents first, on images without NO_HOLES
     markQgroupsInconsistent(this); // quotas on: the status says a rescan must recount (qgroups.ts)
     commitFilesystem(this, this.refs.table);
+  }
+
+  /** Every tree's pending inode items into the tree (delayed-inodes.ts). */
+  writeDelayedInodes(): void {
+    for (const t of this.trees.values()) t.inodes.writeAll();
   }
 
   /**
@@ -42,6 +48,7 @@ export class Filesystem extends FilesystemModel {
     const src = this.trees.get(source)?.engine;
     const dst = this.trees.get(rootid);
     if (!src || !dst) throw new ImageError('IMAGE_INTERNAL', `cannot snapshot tree ${source} into ${rootid}`);
+    this.trees.get(source)!.inodes.writeAll(); // the snapshot shares the source's blocks as they are now
     dropTree(dst.engine!);
     dst.engine = copyRoot(this.refs, src, rootid);
     this.store.trim();

@@ -52,8 +52,8 @@ export interface NewInode {
 
 /** Next unused objectid of a subvolume tree (highest in use + 1, at least 256). */
 export function nextObjectid(fs: Filesystem, root: bigint): bigint {
-  const last = fs.tree(root).last({ objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX });
-  const next = last && last.key.objectid >= BTRFS_FIRST_FREE_OBJECTID ? last.key.objectid + 1n : BTRFS_FIRST_FREE_OBJECTID;
+  const last = fs.tree(root).lastKey({ objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX });
+  const next = last && last.objectid >= BTRFS_FIRST_FREE_OBJECTID ? last.objectid + 1n : BTRFS_FIRST_FREE_OBJECTID;
   if (next > BTRFS_LAST_FREE_OBJECTID) throw new ImageError('IMAGE_NO_INODES', `tree ${root} has no free objectids`);
   return next;
 }
@@ -71,21 +71,25 @@ export function createInode(fs: Filesystem, root: bigint, attrs: NewInode, ino?:
     otime: attrs.otime ?? attrs.ctime ?? zero,
   };
   fileTypeOfMode(attrs.mode);
-  t.put(inodeKey(n), encodeInodeItem(item));
+  t.putInode(n, item);
   return n;
 }
 
+/** The inode's item as it is now (kept decoded; never change the object returned). */
 export function getInode(fs: Filesystem, root: bigint, ino: bigint): BtrfsInodeItem | undefined {
-  const b = fs.tree(root).get(inodeKey(ino));
-  return b ? decodeInodeItem(b) : undefined;
+  return fs.tree(root).inode(ino);
 }
 
-/** Patch inode fields; transid is bumped to the running transaction like any kernel inode update. */
+/**
+ * Patch inode fields; transid is bumped to the running transaction like any kernel inode update. The
+ * item reaches the tree later, once (delayed-inodes.ts).
+ */
 export function updateInode(fs: Filesystem, root: bigint, ino: bigint, patch: Partial<BtrfsInodeItem>): BtrfsInodeItem {
-  const cur = getInode(fs, root, ino);
+  const t = fs.tree(root);
+  const cur = t.inode(ino);
   if (!cur) throw new ImageError('IMAGE_NO_INODE', `inode ${ino} does not exist in tree ${root}`);
   const next = { ...cur, ...patch, transid: patch.transid ?? fs.transid };
-  fs.tree(root).put(inodeKey(ino), encodeInodeItem(next));
+  t.setInode(ino, next);
   // a size or nbytes change may open a gap that needs a hole extent (images without NO_HOLES)
   if (patch.size !== undefined || patch.nbytes !== undefined) noteFileChange(fs, root, ino);
   return next;

@@ -1,5 +1,9 @@
 import { ImageError } from '../../errors.js';
 import { BTree } from '../engine/ctree.js';
+import { MAX_KEY, MIN_KEY } from '../engine/path.js';
+import { BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
+import { type BtrfsInodeItem, encodeInodeItem } from '../structs/fs-items.js';
+import { DelayedInodes } from './delayed-inodes.js';
 import type { Item, Key } from './items.js';
 
 /**
@@ -16,6 +20,11 @@ export interface CommittedTree {
 export class TreeState {
   private eng: BTree | undefined;
   private engineMaker: (() => BTree) | undefined;
+  /** Inode items kept decoded, changes written once (delayed-inodes.ts). */
+  readonly inodes = new DelayedInodes({
+    getItem: (key) => this.engine.get(key),
+    putItem: (key, data) => putThrough(this.engine, key, data),
+  });
 
   /** `tree`: the tree, or a function making it on first use (a new tree gets its root block then). */
   constructor(
@@ -36,9 +45,11 @@ export class TreeState {
     return this.eng;
   }
 
+  /** A new tree in this one's place (a snapshot's copy of its source): nothing kept of the old one holds. */
   set engine(t: BTree) {
     this.eng = t;
     this.engineMaker = undefined;
+    this.inodes.clear();
   }
 
   /** Whether any block of the tree was read (or made). */
@@ -57,19 +68,15 @@ export class TreeHandle {
     return this.state.rootid;
   }
   get(key: Key): Uint8Array | undefined {
+    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.writeOne(key.objectid);
     return this.state.engine.get(key);
   }
   put(key: Key, data: Uint8Array): void {
-    const e = this.state.engine;
-    e.store.depth++;
-    try {
-      e.put(key, data);
-    } finally {
-      e.store.depth--;
-    }
-    e.store.trim();
+    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
+    putThrough(this.state.engine, key, data);
   }
   delete(key: Key): boolean {
+    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
     const e = this.state.engine;
     e.store.depth++;
     let had: boolean;
@@ -82,16 +89,59 @@ export class TreeHandle {
     return had;
   }
   range(min?: Key, max?: Key): Item[] {
+    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return [...this.state.engine.entries(min, max)];
   }
   first(min?: Key, max?: Key): Item | undefined {
+    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.first(min, max);
   }
   last(max?: Key, min?: Key): Item | undefined {
+    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.last(max, min);
   }
-  /** Items in key order without building an array; the tree may change meanwhile (engine entries). */
+  /** The last key in [min, max]: keys of pending inode items are in the tree already, nothing is written. */
+  lastKey(max?: Key, min?: Key): Key | undefined {
+    return this.state.engine.last(max, min)?.key;
+  }
+  /**
+   * Items in key order without building an array; the tree may change meanwhile (engine entries).
+   * Pending inode items in the range are written first; ones changed during the walk may show their
+   * older payload (as any item changed during a walk may).
+   */
   entries(min?: Key, max?: Key): IterableIterator<Item> {
+    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.entries(min, max);
   }
+
+  // ---- inode items, through the delayed-inode cache ----
+
+  /** The inode item of `ino` as it is now (pending changes included). */
+  inode(ino: bigint): BtrfsInodeItem | undefined {
+    return this.state.inodes.get(ino);
+  }
+  /** Put a new inode's item (written now: it makes the key) and keep it decoded. */
+  putInode(ino: bigint, item: BtrfsInodeItem): void {
+    this.put({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(item));
+    this.state.inodes.wrote(ino, item);
+  }
+  /** A new item for an existing inode, written to the tree later (before any read of it through the tree). */
+  setInode(ino: bigint, item: BtrfsInodeItem): void {
+    this.state.inodes.set(ino, item);
+  }
+  /** Write every pending inode item of this tree. */
+  writeInodes(): void {
+    this.state.inodes.writeAll();
+  }
+}
+
+/** A put with the block cache held (paths keep blocks) and trimmed after. */
+function putThrough(e: BTree, key: Key, data: Uint8Array): void {
+  e.store.depth++;
+  try {
+    e.put(key, data);
+  } finally {
+    e.store.depth--;
+  }
+  e.store.trim();
 }

@@ -1,0 +1,114 @@
+import { BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
+import { type BtrfsInodeItem, type BtrfsKey, compareKeys, decodeInodeItem, encodeInodeItem } from '../structs/fs-items.js';
+
+/**
+ * The kernel's delayed inodes (fs/btrfs/delayed-inode.c) for one tree: INODE_ITEMs decoded once and
+ * kept, changes to them kept in memory and written into the tree once, not per change. A received file
+ * has its inode item changed 4–5 times in a row (create, link, write, chown, chmod, utimes); each used
+ * to be a search, a decode, an encode and a leaf edit.
+ *
+ * The tree must never show a stale item: the tree handle (tree-state.ts) writes a pending item out
+ * before anything reads it through the tree (a get of its key, a range holding its key), forgets it
+ * when its key is put or deleted directly, and the commit and snapshots write every pending item first.
+ * An item is only ever pending for a key the tree holds (an inode is created by a put).
+ */
+const MAX_DIRTY = 64;
+const MAX_CACHED = 1024;
+
+/** What the cache needs of its tree: plain get and put of one item. */
+export interface InodeItemStore {
+  getItem(key: BtrfsKey): Uint8Array | undefined;
+  putItem(key: BtrfsKey, data: Uint8Array): void;
+}
+
+const inodeKey = (ino: bigint): BtrfsKey => ({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n });
+
+export class DelayedInodes {
+  /** Decoded items by inode number, oldest first (clean ones match the tree). */
+  private readonly items = new Map<bigint, BtrfsInodeItem>();
+  /** Inodes whose item in `items` is newer than the tree's, oldest change first. */
+  private readonly dirty = new Set<bigint>();
+
+  constructor(private readonly store: InodeItemStore) {}
+
+  get pending(): number {
+    return this.dirty.size;
+  }
+
+  /** The inode's item (pending or read from the tree), undefined when the tree has none. */
+  get(ino: bigint): BtrfsInodeItem | undefined {
+    const hit = this.items.get(ino);
+    if (hit) return hit;
+    const raw = this.store.getItem(inodeKey(ino));
+    if (!raw) return undefined;
+    const item = decodeInodeItem(raw);
+    this.remember(ino, item);
+    return item;
+  }
+
+  /** A changed item of an inode whose key the tree holds: written later (writeOut, or when read). */
+  set(ino: bigint, item: BtrfsInodeItem): void {
+    if (!this.items.has(ino)) this.remember(ino, item);
+    else this.items.set(ino, item);
+    // the set keeps the order of first unwritten change: past MAX_DIRTY the oldest is written
+    if (!this.dirty.has(ino)) {
+      this.dirty.add(ino);
+      if (this.dirty.size > MAX_DIRTY) this.writeOne(this.dirty.values().next().value as bigint);
+    }
+  }
+
+  /** An item just put into the tree as `item`: kept decoded (clean). */
+  wrote(ino: bigint, item: BtrfsInodeItem): void {
+    this.dirty.delete(ino);
+    this.items.delete(ino);
+    this.remember(ino, item);
+  }
+
+  /** The tree's item of `ino` changes or goes by other means: whatever is kept for it is void. */
+  forget(ino: bigint): void {
+    this.dirty.delete(ino);
+    this.items.delete(ino);
+  }
+
+  /** Write the pending item of `ino`, if any (before its key is read through the tree). */
+  writeOne(ino: bigint): void {
+    if (!this.dirty.delete(ino)) return;
+    this.store.putItem(inodeKey(ino), encodeInodeItem(this.items.get(ino)!));
+  }
+
+  /** Write the pending items whose keys lie in [min, max] (before a walk over that range). */
+  writeIn(min: BtrfsKey, max: BtrfsKey): void {
+    if (this.dirty.size === 0) return;
+    if (min.objectid === max.objectid) {
+      // one object's items (the common walk): only its own inode item can lie in range
+      const ino = min.objectid;
+      if (this.dirty.has(ino) && inRange(inodeKey(ino), min, max)) this.writeOne(ino);
+      return;
+    }
+    for (const ino of [...this.dirty]) if (inRange(inodeKey(ino), min, max)) this.writeOne(ino);
+  }
+
+  /** Write every pending item (commit, snapshot). */
+  writeAll(): void {
+    for (const ino of [...this.dirty].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) this.writeOne(ino);
+  }
+
+  /** Drop everything kept (the tree was replaced); pending changes must have been written or be void. */
+  clear(): void {
+    this.items.clear();
+    this.dirty.clear();
+  }
+
+  private remember(ino: bigint, item: BtrfsInodeItem): void {
+    this.items.set(ino, item);
+    if (this.items.size <= MAX_CACHED) return;
+    // the oldest kept item leaves (written first when it is pending)
+    const old = this.items.keys().next().value as bigint;
+    this.writeOne(old);
+    this.items.delete(old);
+  }
+}
+
+function inRange(k: BtrfsKey, min: BtrfsKey, max: BtrfsKey): boolean {
+  return compareKeys(k, min) >= 0 && compareKeys(k, max) <= 0;
+}
