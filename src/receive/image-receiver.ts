@@ -4,7 +4,7 @@ import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID } from '../image/stru
 import type { BtrfsTimespec } from '../image/structs/fs-items.js';
 import { nowTimespec } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { getInode, lookupDirEntry, removeXattr, sameBytes, setXattr, updateInode } from '../image/write/inode.js';
+import { findDirEntry, getInode, removeXattr, sameBytes, setXattr, updateInode } from '../image/write/inode.js';
 import { createSubvolume, setReceivedSubvol, setSubvolReadonly, updateRootItem } from '../image/write/subvol.js';
 import { PlanReport } from '../plan/report.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
@@ -100,7 +100,7 @@ export class ImageReceiver implements Receiver {
 
   private subvolName(path: Uint8Array): Uint8Array {
     const parts = subvolumeName(path);
-    if (lookupDirEntry(this.fs, this.dest.root, this.dest.dir, parts)) {
+    if (findDirEntry(this.fs, this.dest.root, this.dest.dir, parts)) {
       throw new ReceiveError('SUBVOLUME_EXISTS', `a file or subvolume named ${escapePath(parts)} already exists where the subvolume would be created`);
     }
     checkDirBeforeChange(this.fs, this.dest.root, this.dest.dir, `${this.dest.path ?? 'the top level'}, where the subvolume is created`);

@@ -5,7 +5,7 @@ import {
 import type { BtrfsInodeItem } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { dropFileExtents } from '../image/write/file-data.js';
-import { getInode, lookupDirEntry } from '../image/write/inode.js';
+import { findDirEntry, getInode } from '../image/write/inode.js';
 import { splitStreamPath } from './paths.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -40,7 +40,7 @@ export function resolvePath(fs: Filesystem, root: bigint, path: Uint8Array, what
     return { root, dir, name: new Uint8Array(0), ino: dir, inode: mustInode(fs, root, dir) };
   }
   for (let i = 0; i < parts.length - 1; i++) {
-    const e = lookupDirEntry(fs, root, dir, parts[i]!);
+    const e = findDirEntry(fs, root, dir, parts[i]!);
     if (!e) throw new ReceiveError('PATH_NOT_FOUND', `${what}: directory ${show(parts.slice(0, i + 1))} does not exist`);
     if (e.location.type === BTRFS_ROOT_ITEM_KEY) {
       throw new ReceiveError('PATH_CROSSES_SUBVOLUME', `${what}: ${show(parts.slice(0, i + 1))} is another subvolume`);
@@ -51,7 +51,7 @@ export function resolvePath(fs: Filesystem, root: bigint, path: Uint8Array, what
     dir = e.location.objectid;
   }
   const name = parts[parts.length - 1]!;
-  const e = lookupDirEntry(fs, root, dir, name);
+  const e = findDirEntry(fs, root, dir, name);
   if (!e) return { root, dir, name };
   if (e.location.type !== BTRFS_INODE_ITEM_KEY) {
     throw new ReceiveError('PATH_CROSSES_SUBVOLUME', `${what}: ${show(parts)} is another subvolume`);

@@ -157,7 +157,10 @@ export class BTree implements PathTree {
   delete(key: BtrfsKey): boolean {
     const probe = this.search(key, false);
     if (!probe.found) return false;
-    const { path } = this.search(key, true);
+    // a path already of this transaction is writable as it is; otherwise copy it on the way down again
+    let path = probe.path;
+    if (path.nodes.every((b) => this.store.isFresh(b))) for (const b of path.nodes) this.store.touch(b);
+    else path = this.search(key, true).path;
     const leaf = path.nodes[0]!;
     const slot = path.slots[0]!;
     leaf.removeItems(slot, 1);

@@ -7,7 +7,7 @@ import {
 } from '../structs/constants.js';
 import {
   type BtrfsDirItem, type BtrfsInodeItem, type BtrfsKey, type BtrfsTimespec, decodeDirItems, decodeInodeExtrefs,
-  decodeInodeItem, decodeInodeRefs, encodeDirItems, encodeInodeExtrefs, encodeInodeItem, encodeInodeRefs,
+  decodeInodeRefs, encodeDirItems, encodeInodeExtrefs, encodeInodeRefs,
 } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
 import { hasExtref } from './features.js';
@@ -62,7 +62,8 @@ export function nextObjectid(fs: Filesystem, root: bigint): bigint {
 export function createInode(fs: Filesystem, root: bigint, attrs: NewInode, ino?: bigint): bigint {
   const n = ino ?? nextObjectid(fs, root);
   const t = fs.tree(root);
-  if (t.get(inodeKey(n))) throw new ImageError('IMAGE_INODE_EXISTS', `inode ${n} already exists in tree ${root}`);
+  // a number past the highest objectid in use needs no look (nextObjectid)
+  if (ino !== undefined && t.get(inodeKey(n))) throw new ImageError('IMAGE_INODE_EXISTS', `inode ${n} already exists in tree ${root}`);
   const zero: BtrfsTimespec = { sec: 0n, nsec: 0 };
   const item: BtrfsInodeItem = {
     generation: fs.transid, transid: fs.transid, size: 0n, nbytes: 0n, block_group: 0n, nlink: 0,
@@ -103,10 +104,15 @@ export interface DirEntry {
 
 /** The entry `name` of directory `dir`, if present. */
 export function lookupDirEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array): DirEntry | undefined {
-  const b = fs.tree(root).get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) });
-  const d = b && decodeDirItems(b).find((x) => sameBytes(x.name, name));
+  const d = findDirEntry(fs, root, dir, name);
   if (!d) return undefined;
   return { location: d.location, type: d.type, index: findIndex(fs, root, dir, name, d.location) };
+}
+
+/** The entry `name` of directory `dir` without its index (a lookup by name: one cached item). */
+export function findDirEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array): { location: BtrfsKey; type: number } | undefined {
+  const items = fs.tree(root).dirItem(dir, BigInt(btrfsNameHash(name)));
+  return items?.find((x) => sameBytes(x.name, name));
 }
 
 function findIndex(fs: Filesystem, root: bigint, dir: bigint, name: Uint8Array, loc: BtrfsKey): bigint {
@@ -139,12 +145,12 @@ export function linkEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uint8
   const t = fs.tree(root);
   const dirInode = getInode(fs, root, dir);
   if (!dirInode || fileTypeOfMode(dirInode.mode) !== BTRFS_FT_DIR) throw new ImageError('IMAGE_NOT_DIR', `inode ${dir} is not a directory`);
-  if (lookupDirEntry(fs, root, dir, name)) throw new ImageError('IMAGE_EXISTS', `name already exists in directory ${dir}`);
-  const idx = index ?? nextDirIndex(fs, root, dir);
-  const entry: BtrfsDirItem = { location: target, transid: fs.transid, type, name, data: new Uint8Array(0) };
   const hashKey = { objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) };
-  const prev = t.get(hashKey);
-  t.put(hashKey, encodeDirItems([...(prev ? decodeDirItems(prev) : []), entry]));
+  const prev = t.dirItem(dir, hashKey.offset);
+  if (prev?.some((x) => sameBytes(x.name, name))) throw new ImageError('IMAGE_EXISTS', `name already exists in directory ${dir}`);
+  const idx = index ?? t.nextDirIndex(dir);
+  const entry: BtrfsDirItem = { location: target, transid: fs.transid, type, name, data: new Uint8Array(0) };
+  t.put(hashKey, encodeDirItems([...(prev ?? []), entry]));
   t.put({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: idx }, encodeDirItems([entry]));
   updateInode(fs, root, dir, { size: dirInode.size + 2n * BigInt(name.length) });
   if (target.type === BTRFS_INODE_ITEM_KEY) {
@@ -161,11 +167,6 @@ export function linkInode(fs: Filesystem, root: bigint, dir: bigint, name: Uint8
   const inode = getInode(fs, root, ino);
   if (!inode) throw new ImageError('IMAGE_NO_INODE', `inode ${ino} does not exist in tree ${root}`);
   return linkEntry(fs, root, dir, name, inodeKey(ino), fileTypeOfMode(inode.mode), index);
-}
-
-function nextDirIndex(fs: Filesystem, root: bigint, dir: bigint): bigint {
-  const last = fs.tree(root).last({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n });
-  return last ? last.key.offset + 1n : 2n;
 }
 
 function addInodeRef(fs: Filesystem, root: bigint, ino: bigint, dir: bigint, name: Uint8Array, index: bigint): void {
@@ -197,7 +198,7 @@ export function unlinkEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uin
   const e = lookupDirEntry(fs, root, dir, name);
   if (!e) throw new ImageError('IMAGE_NO_ENTRY', `no such entry in directory ${dir}`);
   const hashKey = { objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) };
-  const rest = decodeDirItems(t.get(hashKey)!).filter((x) => !sameBytes(x.name, name));
+  const rest = t.dirItem(dir, hashKey.offset)!.filter((x) => !sameBytes(x.name, name));
   if (rest.length) t.put(hashKey, encodeDirItems(rest));
   else t.delete(hashKey);
   t.delete({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: e.index });

@@ -1,9 +1,10 @@
 import { ImageError } from '../../errors.js';
 import { BTree } from '../engine/ctree.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
-import { BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
-import { type BtrfsInodeItem, encodeInodeItem } from '../structs/fs-items.js';
+import { BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
+import { type BtrfsDirItem, type BtrfsInodeItem, encodeInodeItem } from '../structs/fs-items.js';
 import { DelayedInodes } from './delayed-inodes.js';
+import { DirCache } from './dir-cache.js';
 import type { Item, Key } from './items.js';
 
 /**
@@ -17,6 +18,8 @@ export interface CommittedTree {
   generation: bigint;
 }
 
+const U64_MAX = (1n << 64n) - 1n;
+
 export class TreeState {
   private eng: BTree | undefined;
   private engineMaker: (() => BTree) | undefined;
@@ -25,6 +28,11 @@ export class TreeState {
     getItem: (key) => this.engine.get(key),
     putItem: (key, data) => putThrough(this.engine, key, data),
   });
+  /** Directory entries kept decoded for lookups by name, next DIR_INDEX per directory (dir-cache.ts). */
+  readonly dirs = new DirCache(
+    (dir, hash) => this.engine.get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash }),
+    (dir) => this.engine.last({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n })?.key.offset,
+  );
 
   /** `tree`: the tree, or a function making it on first use (a new tree gets its root block then). */
   constructor(
@@ -50,6 +58,7 @@ export class TreeState {
     this.eng = t;
     this.engineMaker = undefined;
     this.inodes.clear();
+    this.dirs.clear();
   }
 
   /** Whether any block of the tree was read (or made). */
@@ -72,11 +81,13 @@ export class TreeHandle {
     return this.state.engine.get(key);
   }
   put(key: Key, data: Uint8Array): void {
-    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
+    this.forget(key);
     putThrough(this.state.engine, key, data);
+    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexPut(key.objectid, key.offset);
   }
   delete(key: Key): boolean {
-    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
+    this.forget(key);
+    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid);
     const e = this.state.engine;
     e.store.depth++;
     let had: boolean;
@@ -112,6 +123,21 @@ export class TreeHandle {
   entries(min?: Key, max?: Key): IterableIterator<Item> {
     this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.entries(min, max);
+  }
+
+  /** What is kept decoded of `key` is void: the item is put or deleted. */
+  private forget(key: Key): void {
+    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
+    else if (key.type === BTRFS_DIR_ITEM_KEY) this.state.dirs.forget(key.objectid, key.offset);
+  }
+
+  /** The entries of DIR_ITEM (dir, hash), null when there is none (kept decoded; never change them). */
+  dirItem(dir: bigint, hash: bigint): BtrfsDirItem[] | null {
+    return this.state.dirs.get(dir, hash);
+  }
+  /** The DIR_INDEX a new entry of directory `dir` gets (the highest in use + 1, at least 2). */
+  nextDirIndex(dir: bigint): bigint {
+    return this.state.dirs.indexFor(dir);
   }
 
   // ---- inode items, through the delayed-inode cache ----

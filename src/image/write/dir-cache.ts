@@ -1,0 +1,79 @@
+import { type BtrfsDirItem, decodeDirItems } from '../structs/fs-items.js';
+
+/**
+ * What lookups and links in the directories of one tree keep between commands:
+ * - decoded DIR_ITEMs (the kernel's dcache, for lookups by name): a receive resolves the same path for
+ *   every command on a file (write, chown, chmod, utimes...), each a search and a decode per component
+ *   before. Kept by item key (directory, name hash), absent ones too.
+ * - each directory's next DIR_INDEX (the kernel's index_cnt): the last DIR_INDEX + 1, found by a search
+ *   per link before.
+ * The tree handle (tree-state.ts) tells of every DIR_ITEM and DIR_INDEX key it puts or deletes and a tree
+ * replaced whole drops everything, so nothing kept ever answers for an item the tree no longer holds.
+ */
+const MAX_KEPT = 4096;
+
+export class DirCache {
+  /** directory → name hash → its entries (null: no such item). */
+  private readonly dirs = new Map<bigint, Map<bigint, BtrfsDirItem[] | null>>();
+  private kept = 0;
+
+  /** directory → its last DIR_INDEX + 1 (2 when it has none), as the tree holds them. */
+  private readonly nextIndex = new Map<bigint, bigint>();
+
+  constructor(
+    private readonly read: (dir: bigint, hash: bigint) => Uint8Array | undefined,
+    private readonly lastIndex: (dir: bigint) => bigint | undefined,
+  ) {}
+
+  /** The DIR_INDEX a new entry of `dir` gets (the highest in use + 1, at least 2). */
+  indexFor(dir: bigint): bigint {
+    let next = this.nextIndex.get(dir);
+    if (next === undefined) {
+      const last = this.lastIndex(dir);
+      next = last === undefined ? 2n : last + 1n;
+      if (this.nextIndex.size >= MAX_KEPT) this.nextIndex.clear();
+      this.nextIndex.set(dir, next);
+    }
+    return next;
+  }
+
+  /** DIR_INDEX (dir, index) is put: the highest index follows. */
+  indexPut(dir: bigint, index: bigint): void {
+    const next = this.nextIndex.get(dir);
+    if (next !== undefined && index >= next) this.nextIndex.set(dir, index + 1n);
+  }
+
+  /** A DIR_INDEX of `dir` is deleted: found again by a search when next needed (it may have been the last). */
+  indexDeleted(dir: bigint): void {
+    this.nextIndex.delete(dir);
+  }
+
+  /** The entries of item (dir, DIR_ITEM, hash): never change the array returned. */
+  get(dir: bigint, hash: bigint): BtrfsDirItem[] | null {
+    let d = this.dirs.get(dir);
+    const hit = d?.get(hash);
+    if (hit !== undefined) return hit;
+    const raw = this.read(dir, hash);
+    const items = raw ? decodeDirItems(raw) : null;
+    if (this.kept >= MAX_KEPT) {
+      this.clear();
+      d = undefined;
+    }
+    if (!d) this.dirs.set(dir, (d = new Map()));
+    d.set(hash, items);
+    this.kept++;
+    return items;
+  }
+
+  /** The item (dir, DIR_ITEM, hash) is being put or deleted. */
+  forget(dir: bigint, hash: bigint): void {
+    const d = this.dirs.get(dir);
+    if (d?.delete(hash)) this.kept--;
+  }
+
+  clear(): void {
+    this.dirs.clear();
+    this.kept = 0;
+    this.nextIndex.clear();
+  }
+}
