@@ -1,4 +1,3 @@
-import { ImageError } from '../../errors.js';
 import { BTree } from '../engine/ctree.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import { BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
