@@ -223,6 +223,47 @@ describe('engine: copy-on-write B-tree', () => {
     expect(copy.flags >> BTRFS_BACKREF_REV_SHIFT).toBe(BTRFS_MIXED_BACKREF_REV);
   });
 
+  it('search hints: receive-like locality (appends, a few hot regions, deletes), every answer checked against the model', async () => {
+    // searches start from the leaves of the last paths while no block was made, copied, freed or
+    // dropped: this walks the same few leaves again and again, across splits, merges, evictions and a commit
+    const r = rng(21);
+    const { store, space } = makeStore(4096, 96 * 1024);
+    const t = BTree.create(store, ROOTID);
+    const model = new Model();
+    const regions = [10n, 2000n, 50_000n];
+    const next = [0n, 0n, 0n];
+    for (let txn = 0; txn < 2; txn++) {
+      for (let i = 0; i < 4000; i++) {
+        const g = r.int(regions.length);
+        const k: BtrfsKey = r.chance(0.6)
+          ? { objectid: regions[g]! + next[g]!++, type: r.pick([1, 12, 108]), offset: 0n }
+          : { objectid: regions[g]! + BigInt(r.int(Number(next[g]!) + 1)), type: r.pick([1, 12, 108]), offset: 0n };
+        if (r.chance(0.2)) expect(t.delete(k)).toBe(model.delete(k));
+        else if (r.chance(0.5)) {
+          const d = payload(r, r.int(300), i);
+          t.put(k, d);
+          model.put(k, d);
+        }
+        const got = t.get(k);
+        const want = model.get(k);
+        expect(got === undefined ? undefined : Buffer.from(got)).toEqual(want === undefined ? undefined : Buffer.from(want));
+        if (i % 25 === 0) {
+          const f = t.first(k);
+          const wf = model.sorted().find((x) => compareKeys(x.key, k) >= 0);
+          expect(f?.key).toEqual(wf?.key);
+        }
+        store.trim();
+      }
+      const w = walkTree(t);
+      expect(w.problems).toEqual([]);
+      sameItems(w.items, model.sorted());
+      store.writeDirty();
+      space.commit();
+      store.endTransaction();
+    }
+    expect(store.evictions).toBeGreaterThan(0);
+  });
+
   it('refuses an item larger than a leaf', () => {
     const { store } = makeStore(4096);
     const t = BTree.create(store, ROOTID);

@@ -64,7 +64,7 @@ export class BlockStore {
   /** Addresses allocated in this transaction (written or not): freeing one does not pin it. */
   private readonly fresh = new Set<bigint>();
   /** Use counter: the least recently used blocks leave first (cheaper than reordering a Map per hit). */
-  private clock = 0;
+  clock = 0;
   /** Blocks written early, counted for tests and benches. */
   earlyWrites = 0;
   /** Blocks dropped from the cache to keep within the budget. */
@@ -76,6 +76,12 @@ export class BlockStore {
    * data references to the extent tree): the cache is trimmed only when none is, as paths hold blocks.
    */
   depth = 0;
+  /**
+   * Bumped whenever a block is made, copied, freed, dropped from the cache or stops being of this
+   * transaction: a path remembered before (BTree's search hints) may then lead through blocks that are
+   * no longer the tree's or no longer the ones in the cache.
+   */
+  shape = 0;
 
   get hooks(): CowHooks | undefined {
     return this.o.hooks;
@@ -137,6 +143,7 @@ export class BlockStore {
   }
 
   private adopt(b: Block): void {
+    this.shape++;
     b.lastUse = ++this.clock;
     b.fresh = true;
     b.dirty = true;
@@ -164,6 +171,7 @@ export class BlockStore {
    * and its space is given back (or pinned).
    */
   free(b: Block, owner: bigint): void {
+    this.shape++;
     if (this.o.space.free(b.bytenr, owner, b.level, this.fresh.has(b.bytenr)) === false) return;
     this.cache.delete(b.bytenr);
     this.dirty.delete(b);
@@ -176,11 +184,13 @@ export class BlockStore {
    * a committed block (the kernel's FORCE_COW), though it is still written at commit.
    */
   unfresh(b: Block): void {
+    this.shape++;
     b.fresh = false;
   }
 
   /** Frees a block by address, decoded or not (dropping a subtree without reading its leaves). */
   freeAddr(bytenr: bigint, owner: bigint, level: number): void {
+    this.shape++;
     const b = this.cache.get(bytenr);
     if (b) {
       this.free(b, owner);
@@ -203,6 +213,7 @@ export class BlockStore {
     if (this.depth > 0) return;
     const max = Math.max(16, Math.floor(this.budget / this.blockCost));
     if (this.cache.size <= max) return;
+    this.shape++;
     const order = [...this.cache.values()].sort((a, b) => a.lastUse - b.lastUse);
     const target = Math.max(12, Math.floor((max * 3) / 4));
     for (const b of order) {
@@ -233,12 +244,14 @@ export class BlockStore {
   endTransaction(): void {
     if (this.dirty.size) throw new ImageError('IMAGE_INTERNAL', `${this.dirty.size} tree blocks not written at commit`);
     this.fresh.clear();
+    this.shape++;
     for (const b of this.cache.values()) b.fresh = false;
     this.transid++;
   }
 
   /** Forget everything decoded (a failed transaction: the disk still holds the committed state). */
   reset(): void {
+    this.shape++;
     this.cache.clear();
     this.dirty.clear();
     this.fresh.clear();
