@@ -22,6 +22,13 @@ export interface Pending {
   crcs?: Uint32Array | undefined;
 }
 
+/**
+ * Files gathering at once: past this the oldest is written out. A stream writes one file after another,
+ * so older files are done; writing them while their leaves are still in the block cache (instead of all
+ * at the end, with many small files) saves reading the leaves again and splitting full ones.
+ */
+const MAX_PENDING_FILES = 64;
+
 /** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
 const SPARE_MAX = 8 << 20;
 
@@ -52,7 +59,8 @@ export abstract class GatherWriter extends ExtentWriter {
    */
   private gatherCrcs = new Uint32Array(0);
   private gatherCrcsValid = 0;
-  private readonly spare: Uint8Array[] = [];
+  /** Spare buffers by size (spareClass), for settled copies. */
+  private readonly spare = new Map<number, Uint8Array[]>();
   private spareBytes = 0;
   /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
   protected edgeBuf = new Uint8Array(0);
@@ -91,7 +99,7 @@ export abstract class GatherWriter extends ExtentWriter {
       }
     }
     this.pendingBytes += data.length;
-    while (this.pendingBytes > this.maxPending) {
+    while (this.pendingBytes > this.maxPending || this.pending.size > MAX_PENDING_FILES) {
       const [k, oldest] = this.pending.entries().next().value as [string, Pending];
       this.flushPending(k, oldest);
     }
@@ -160,25 +168,32 @@ export abstract class GatherWriter extends ExtentWriter {
     p.crcs = this.gatherCrcsValid > 0 ? this.gatherCrcs.slice(0, this.gatherCrcsValid) : undefined;
   }
 
-  /** A spare of about `len` bytes (never more than twice as large), else a new one. */
+  /**
+   * A spare of about `len` bytes (never more than twice as large), else a new one. Buffers come in size
+   * classes (powers of two up to 64 KiB, then multiples of 64 KiB) kept in a list each: with many small
+   * files the spares were thousands of buffers searched one by one per file.
+   */
   private takeSpare(len: number): Uint8Array {
-    for (let i = 0; i < this.spare.length; i++) {
-      const b = this.spare[i]!;
-      if (b.length >= len && b.length <= 2 * len + (64 << 10)) {
-        this.spare.splice(i, 1);
+    const cls = spareClass(len);
+    // a small class is one size; a large one may take a spare up to 1 MiB (and 2x) larger
+    const top = cls <= 65536 ? cls : Math.min(2 * len + 65536, cls + (1 << 20));
+    for (let c = cls; c <= top; c += 65536) {
+      const b = this.spare.get(c)?.pop();
+      if (b !== undefined) {
         this.spareBytes -= b.length;
         return b;
       }
     }
-    // sizes rounded up to 64 KiB so that later files of similar sizes can reuse the buffer
-    return new Uint8Array(len > 65536 ? Math.ceil(len / 65536) * 65536 : len);
+    return new Uint8Array(cls);
   }
 
   private giveBack(p: Pending): void {
     const b = p.own;
     p.own = undefined;
     if (b === undefined || this.spareBytes + b.length > SPARE_MAX) return;
-    this.spare.push(b);
+    let list = this.spare.get(b.length);
+    if (!list) this.spare.set(b.length, (list = []));
+    list.push(b);
     this.spareBytes += b.length;
   }
 
@@ -317,4 +332,12 @@ export abstract class GatherWriter extends ExtentWriter {
     out.fill(0);
     return out;
   }
+}
+
+/** The size a settled copy of `len` bytes gets: a power of two up to 64 KiB (at least 4 KiB), else 64 KiB multiples. */
+function spareClass(len: number): number {
+  if (len > 65536) return Math.ceil(len / 65536) * 65536;
+  let c = 4096;
+  while (c < len) c *= 2;
+  return c;
 }

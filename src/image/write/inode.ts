@@ -89,7 +89,14 @@ export function updateInode(fs: Filesystem, root: bigint, ino: bigint, patch: Pa
   const t = fs.tree(root);
   const cur = t.inode(ino);
   if (!cur) throw new ImageError('IMAGE_NO_INODE', `inode ${ino} does not exist in tree ${root}`);
-  const next = { ...cur, ...patch, transid: patch.transid ?? fs.transid };
+  // a plain copy with the patch applied: an object spread of the 16 fields was most of this function's time
+  const next: BtrfsInodeItem = {
+    generation: cur.generation, transid: cur.transid, size: cur.size, nbytes: cur.nbytes, block_group: cur.block_group,
+    nlink: cur.nlink, uid: cur.uid, gid: cur.gid, mode: cur.mode, rdev: cur.rdev, flags: cur.flags, sequence: cur.sequence,
+    atime: cur.atime, ctime: cur.ctime, mtime: cur.mtime, otime: cur.otime,
+  };
+  Object.assign(next, patch);
+  next.transid = patch.transid ?? fs.transid;
   t.setInode(ino, next);
   // a size or nbytes change may open a gap that needs a hole extent (images without NO_HOLES)
   if (patch.size !== undefined || patch.nbytes !== undefined) noteFileChange(fs, root, ino);
