@@ -7,7 +7,7 @@ import { main } from '../src/cli/main.js';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { withImageFile } from '../src/io/image-read-file.js';
 import { detectSignature } from '../src/io/fs-signature.js';
-import { btrfsCheck, checkProblems, mount, skipReason, tmpDir } from './image-write-helpers.js';
+import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /** mkfs options beyond the basics: -f and foreign filesystems, -U/--device-uuid, reproducible images. */
 const why = skipReason('progs');
@@ -205,6 +205,35 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
     expect(execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' })).toMatch(/^compat_ro_flags\s+0x0$/m);
   }, 300_000);
 
+  it('-M: one SYSTEM chunk and DATA|METADATA ones (a second when the first fills), nodesize = sectorsize; check --check-data-csum clean; the kernel reads the tree, writes, check clean', async () => {
+    const mixedRoot = path.join(work, 'mixed-root');
+    fs.cpSync(root, mixedRoot, { recursive: true });
+    // 12 MiB of data: more than the first 8 MiB mixed chunk holds
+    fs.writeFileSync(path.join(mixedRoot, 'big'), Buffer.concat(Array.from({ length: 12 }, (_, i) => Buffer.alloc(1 << 20, i))));
+    const img = path.join(work, 'mixed.img');
+    expect((await mkfs(['-M', '-r', mixedRoot, img])).code).toBe(0);
+    expect(incompat(img)).toMatch(/MIXED_GROUPS/);
+    expect(execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' })).toMatch(/^nodesize\s+4096$/m);
+    const types = [...execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'chunk', img], { encoding: 'utf8' }).matchAll(/stripe_len \d+ type (\S+)/g)].map((m) => m[1]);
+    expect(types[0]).toBe('SYSTEM|single');
+    expect(types.length).toBeGreaterThanOrEqual(3);
+    for (const t of types.slice(1)) expect(t).toBe('DATA|METADATA|single');
+    const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(checkProblems(r.stdout + r.stderr)).toEqual([]);
+    const cantMount = skipReason('mount');
+    if (cantMount) return void console.warn(`SKIP the kernel part of -M: ${cantMount}`);
+    const m = mount(img);
+    try {
+      expect(await manifestOf(m.dir)).toEqual(await manifestOf(mixedRoot));
+      fs.writeFileSync(path.join(m.dir, 'kernel-file'), Buffer.alloc(3 << 20, 3));
+      fs.rmSync(path.join(m.dir, 'big'));
+    } finally {
+      m.umount();
+    }
+    expectClean(img);
+  }, 300_000);
+
   it('what cannot be made is refused before anything is written; list-all lists every feature', async () => {
     const img = path.join(work, 'refused.img');
     // refused (1) for what cannot be made; usage (2) for what is not a feature at all
@@ -217,7 +246,9 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
       [['-O', 'bogus'], /-O: unknown feature "bogus"/, 2],
       [['-d', 'dup'], /-d dup: DUP data is not supported/, 1],
       [['-d', 'raid1'], /-d raid1: needs several devices/, 1],
-      [['-M'], /-M\/--mixed: mixed block groups are not supported/, 1],
+      [['-M', '-n', '16384'], /-M: nodesize 16384 and sectorsize 4096 must be equal/, 2],
+      [['-M', '-m', 'dup'], /-M: metadata profile dup and data profile single must be the same/, 2],
+      [['-O', 'mixed-bg', '-n', '8192'], /-M: nodesize 8192 and sectorsize 4096 must be equal/, 2],
     ];
     for (const [args, msg, status] of cases) {
       const r = await mkfs([...args, img]);

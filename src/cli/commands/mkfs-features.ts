@@ -8,6 +8,8 @@ export interface MkfsFeatures {
   noHoles: boolean;
   extref: boolean;
   freeSpaceTree: boolean;
+  /** mixed-bg (also -M) */
+  mixed: boolean;
 }
 
 type Rule = { can: 'both' } | { can: 'on'; whyNotOff: string } | { can: 'never'; why: string };
@@ -19,7 +21,8 @@ const RULES: Record<string, Rule> = {
   // off: no free space tree and no v1 cache yet (cache_generation -1, as mkfs.btrfs leaves it): the kernel
   // builds its cache at the first mount, receive invalidates it (src/image/write/space-cache-v1.ts)
   'free-space-tree': { can: 'both' },
-  'mixed-bg': { can: 'never', why: 'mixed block groups are not supported' },
+  // the same as -M: data and tree blocks share DATA|METADATA block groups (src/image/write/mixed-groups.ts)
+  'mixed-bg': { can: 'both' },
   'block-group-tree': { can: 'never', why: 'the block group tree is not supported yet' },
   quota: { can: 'never', why: 'quota groups are not supported yet' },
   squota: { can: 'never', why: 'simple quotas are not supported' },
@@ -60,5 +63,5 @@ export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
       }
     }
   }
-  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree') };
+  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), mixed: on.has('mixed-bg') };
 }

@@ -23,7 +23,7 @@ interface Opts {
   label?: string;
   sectorsize?: string;
   nodesize?: string;
-  metadata: string;
+  metadata?: string;
   csum?: string;
   uuid?: string;
   deviceUuid?: string;
@@ -119,7 +119,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     process.stdout.write(listFeatures());
     return;
   }
-  if (o.mixed) throw new ImageError('MKFS_UNSUPPORTED', '-M/--mixed: mixed block groups are not supported');
+  const mixed = !!o.mixed || features.mixed;
   if (o.shrink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--shrink needs --rootdir');
   if (o.reflink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--reflink needs --rootdir');
   if (o.reflink && o.compress) throw new ImageError('MKFS_USAGE', '--reflink and --compress exclude each other: cloned extents are stored as the source holds them');
@@ -128,8 +128,12 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     throw new ImageError('MKFS_UNSUPPORTED', `-d ${o.data}: ${data === 'dup' ? 'DUP data is not supported' : 'needs several devices (btrfs-ts makes single-device images)'}; only single`);
   }
   const sectorsize = o.sectorsize ? Number(parseSize(o.sectorsize)) : 4096;
-  const nodesize = o.nodesize ? Number(parseSize(o.nodesize)) : 16384;
-  if (o.metadata !== 'single' && o.metadata !== 'dup') throw new ImageError('MKFS_USAGE', `-m: profile ${o.metadata} not supported (single, dup)`);
+  // mixed block groups: tree blocks are sectors (the kernel requires it), one profile for both, single by default
+  const nodesize = o.nodesize ? Number(parseSize(o.nodesize)) : mixed ? sectorsize : 16384;
+  if (mixed && nodesize !== sectorsize) throw new ImageError('MKFS_USAGE', `-M: nodesize ${nodesize} and sectorsize ${sectorsize} must be equal with mixed block groups`);
+  const metadata = o.metadata ?? (mixed ? 'single' : 'dup');
+  if (metadata !== 'single' && metadata !== 'dup') throw new ImageError('MKFS_USAGE', `-m: profile ${metadata} not supported (single, dup)`);
+  if (mixed && metadata !== data) throw new ImageError('MKFS_USAGE', `-M: metadata profile ${metadata} and data profile ${data} must be the same with mixed block groups`);
   const compressor = o.compress ? await makeCompressor(o.compress, sectorsize) : undefined;
   const csumType = csumTypeByName(o.csum ?? 'crc32c');
   if (csumType === undefined) throw new ImageError('MKFS_USAGE', `--csum: unknown checksum ${JSON.stringify(o.csum)} (crc32c, xxhash, sha256, blake2)`);
@@ -169,7 +173,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   let shrunk: bigint | undefined;
   try {
     const fs = createFilesystem(dev, {
-      label: o.label, sectorsize, nodesize, metadataProfile: o.metadata as 'single' | 'dup', growable: false, csumType,
+      label: o.label, sectorsize, nodesize, metadataProfile: metadata, growable: false, csumType, mixed,
       fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref, freeSpaceTree: features.freeSpaceTree,
     });
     if (o.rootdir) {
@@ -192,7 +196,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
       }
     }
     if (!o.quiet) {
-      process.stdout.write(`btrfs-ts mkfs: ${image}: ${shrunk ?? size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${o.metadata}, csum ${csum.name}` +
+      process.stdout.write(`btrfs-ts mkfs: ${image}: ${shrunk ?? size} bytes, nodesize ${nodesize}, sectorsize ${sectorsize}, metadata ${metadata}${mixed ? ' (mixed block groups)' : ''}, csum ${csum.name}` +
         `${o.label ? `, label ${JSON.stringify(o.label)}` : ''}, generation ${fs.generation}\n`);
     }
   } catch (err) {
@@ -221,14 +225,14 @@ export function register(program: Command): void {
     .option('--compress <alg[:level]>', 'compress file data with zlib, lzo or zstd (with --rootdir)')
     .option('-L, --label <label>', 'filesystem label')
     .option('-s, --sectorsize <n>', 'data block size', '4096')
-    .option('-n, --nodesize <n>', 'metadata block size', '16384')
-    .option('-m, --metadata <profile>', 'metadata profile: single or dup', 'dup')
+    .option('-n, --nodesize <n>', 'metadata block size (default 16384; the sectorsize with -M)')
+    .option('-m, --metadata <profile>', 'metadata profile: single or dup (default dup; single with -M)')
     .option('-d, --data <profile>', 'data profile: single (the only one on one device without DUP data)', 'single')
     .option('-O, --features <list>', 'comma-separated features to turn on, ^feature off; list-all lists them', collect, [])
     .option('-R, --runtime-features <list>', 'as -O (mkfs.btrfs before 6.3: quota, free-space-tree)', collect, [])
     .option('--subvol <[type:]dir>', 'make rootdir subdirectory DIR a subvolume; type rw (default), ro, default or default-ro', collect, [])
     .option('-D, --device-table <file>', 'owners, permissions and device nodes from a genext2fs/makedevs device table (unprivileged builds)')
-    .option('-M, --mixed', 'mixed block groups (refused: not supported)')
+    .option('-M, --mixed', 'mixed block groups: data and metadata share block groups (small filesystems)')
     .option('--csum <type>', 'checksum algorithm: crc32c, xxhash, sha256 or blake2 (also --checksum)')
     .option('--checksum <type>', 'same as --csum')
     .option('-U, --uuid <uuid>', 'filesystem uuid (default: random, or derived from SOURCE_DATE_EPOCH)')

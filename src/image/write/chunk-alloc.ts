@@ -10,6 +10,7 @@ import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { encodeBlockGroupItem } from '../structs/tree-items.js';
 import { chunkLength } from './chunk-size.js';
 import { BTRFS_STRIPE_LEN, type ChunkInfo, type ChunkMap } from './chunks.js';
+import { chunkTypeFor } from './mixed-groups.js';
 import { RangeSet } from './ranges.js';
 import type { TreeHandle } from './tree-state.js';
 
@@ -41,7 +42,9 @@ export interface ChunkOwner {
  * extents, chunk item and block group item, growing the device if allowed. Sized as the kernel sizes
  * chunks, or as mkfs.btrfs does with `mkfs` (chunk-size.ts).
  */
-export function addChunk(o: ChunkOwner, type: bigint, minBytes: bigint, mkfs = false): ChunkInfo {
+export function addChunk(o: ChunkOwner, asked: bigint, minBytes: bigint, mkfs = false): ChunkInfo {
+  // mixed block groups: a chunk for data or tree blocks is for both
+  const type = chunkTypeFor(o.sb, asked);
   const profile = type === BTRFS_BLOCK_GROUP_DATA ? o.dataProfile : o.metadataProfile;
   const copies = profile === BTRFS_BLOCK_GROUP_DUP ? 2 : 1;
   // +2 stripe windows so a superblock copy inside the chunk cannot eat the needed room

@@ -33,7 +33,8 @@ export function chunkLength(type: bigint, copies: number, totalBytes: bigint, mk
     const perStripe = metaMax > tenth ? tenth / BigInt(copies) : metaMax;
     return roundDown(max(perStripe, SZ_32M), BTRFS_STRIPE_LEN);
   }
-  const typeMax = type === BTRFS_BLOCK_GROUP_DATA ? SZ_1G : type === BTRFS_BLOCK_GROUP_SYSTEM ? SZ_32M : metaMax;
+  // DATA|METADATA (mixed block groups) is sized as data, as the kernel tests the DATA bit first
+  const typeMax = type & BTRFS_BLOCK_GROUP_DATA ? SZ_1G : type === BTRFS_BLOCK_GROUP_SYSTEM ? SZ_32M : metaMax;
   const maxChunk = min(tenth, typeMax);
   const stripe = min(roundUp(maxChunk, SZ_16M), typeMax);
   return roundDown(stripe, BTRFS_STRIPE_LEN);

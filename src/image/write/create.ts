@@ -7,7 +7,7 @@ import {
   BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_DATA_RELOC_TREE_OBJECTID,
   BTRFS_DEV_TREE_OBJECTID, BTRFS_DIR_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID,
   BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
-  BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, BTRFS_FEATURE_INCOMPAT_NO_HOLES,
+  BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS, BTRFS_FEATURE_INCOMPAT_NO_HOLES,
   BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
   BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_INODE_ROOT_ITEM_INIT, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
   BTRFS_ROOT_TREE_DIR_OBJECTID, BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
@@ -41,6 +41,8 @@ export interface CreateOptions extends GrowthOptions {
   extref?: boolean;
   /** compat_ro free-space-tree (default on); off: no free space tree, space cache v1 left to the kernel. */
   freeSpaceTree?: boolean;
+  /** Mixed block groups (mkfs.btrfs -M): data and tree blocks in DATA|METADATA block groups; needs nodesize == sectorsize. */
+  mixed?: boolean;
   /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
   csumType?: number;
 }
@@ -127,6 +129,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   if (nodesize < sectorsize || nodesize > 65536 || (nodesize & (nodesize - 1)) !== 0) {
     throw new ImageError('IMAGE_BAD_OPTION', `nodesize ${nodesize} must be a power of two between sectorsize and 65536`);
   }
+  // the kernel refuses to mount a mixed filesystem whose tree blocks and sectors differ in size
+  if (opts.mixed && nodesize !== sectorsize) throw new ImageError('IMAGE_BAD_OPTION', `mixed block groups need nodesize ${nodesize} == sectorsize ${sectorsize}`);
   const csumType = opts.csumType ?? BTRFS_CSUM_TYPE_CRC32;
   csumAlgo(csumType); // unknown or not loaded: refused before any byte is written
   const label = new TextEncoder().encode(opts.label ?? '');
@@ -144,7 +148,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     compat_flags: 0n,
     compat_ro_flags: fst ? BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID : 0n,
     incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA |
-      (opts.extref === false ? 0n : BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF) | (opts.noHoles === false ? 0n : BTRFS_FEATURE_INCOMPAT_NO_HOLES),
+      (opts.extref === false ? 0n : BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF) | (opts.noHoles === false ? 0n : BTRFS_FEATURE_INCOMPAT_NO_HOLES) |
+      (opts.mixed ? BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS : 0n),
     csum_type: csumType, root_level: 0, chunk_root_level: 0, log_root_level: 0,
     dev_item: {
       devid: 1n, total_bytes: total, bytes_used: 0n, io_align: sectorsize, io_width: sectorsize, sector_size: sectorsize,
@@ -163,8 +168,9 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   if (fst) trees.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
   for (const id of trees) fs.createTree(id);
   fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n, true);
+  // mixed: this one chunk is DATA|METADATA (mixed-groups.ts), 8 MiB as mkfs.btrfs -M makes it
   fs.addChunk(BTRFS_BLOCK_GROUP_METADATA, 0n, true);
-  fs.addChunk(BTRFS_BLOCK_GROUP_DATA, 0n, true);
+  if (!opts.mixed) fs.addChunk(BTRFS_BLOCK_GROUP_DATA, 0n, true);
 
   const gen = fs.transid;
   const root = fs.tree(BTRFS_ROOT_TREE_OBJECTID);

@@ -26,7 +26,9 @@ const WRITABLE_INCOMPAT =
   BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA |
   // without it: every hole of a file gets an explicit hole extent (holes.ts)
   BTRFS_FEATURE_INCOMPAT_NO_HOLES |
-  BTRFS_FEATURE_INCOMPAT_METADATA_UUID;
+  BTRFS_FEATURE_INCOMPAT_METADATA_UUID |
+  // data and tree blocks in DATA|METADATA block groups: mixed-groups.ts
+  BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS;
 
 /** Incompat features the writer cannot do without: [bit, what is refused when the image lacks it]. */
 const REQUIRED_INCOMPAT: Array<[bigint, string]> = [
@@ -36,7 +38,6 @@ const REQUIRED_INCOMPAT: Array<[bigint, string]> = [
 ];
 
 const INCOMPAT_NAMES: Array<[bigint, string]> = [
-  [BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS, 'mixed block groups (mixed-bg)'],
   [BTRFS_FEATURE_INCOMPAT_RAID56, 'raid56'],
   [BTRFS_FEATURE_INCOMPAT_RAID1C34, 'raid1c34'],
   [BTRFS_FEATURE_INCOMPAT_ZONED, 'zoned'],

@@ -14,6 +14,7 @@ import { decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
+import { checkMixedGroups } from './mixed-groups.js';
 import { checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
 import { checkQgroups } from './qgroups.js';
@@ -40,6 +41,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   };
   if (sb.log_root !== 0n) refuse('IMAGE_HAS_LOG', 'it has a tree log to replay (mount it once with the kernel first)');
   checkWritableFeatures(sb);
+  checkMixedGroups(sb);
   checkSpaceCacheV1(sb);
   await checkWritable(img);
 
@@ -53,7 +55,8 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     const c = decodeChunk(it.data);
     chunks.add({ logical: it.key.offset, length: c.length, type: c.type, stripes: c.stripes });
     if (c.type & (BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM)) metaProfile |= c.type & BTRFS_BLOCK_GROUP_DUP;
-    else if (c.type & BTRFS_BLOCK_GROUP_DATA) dataProfile |= c.type & BTRFS_BLOCK_GROUP_DUP;
+    // (a mixed DATA|METADATA chunk gives both)
+    if (c.type & BTRFS_BLOCK_GROUP_DATA) dataProfile |= c.type & BTRFS_BLOCK_GROUP_DUP;
   }
 
   const fs = new Filesystem(device, { ...sb, dev_item: { ...sb.dev_item }, super_roots: sb.super_roots.slice() }, metaProfile, growth);
