@@ -19,13 +19,15 @@ import { getRootItem, updateRootItem } from '../src/image/write/subvol.js';
 import { FileDevice } from '../src/io/image-file.js';
 import { populateFromDir } from '../src/dirtree/rootdir.js';
 import { BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM } from '../src/image/structs/constants.js';
+import * as C from '../src/stream/constants.js';
+import { b, encodeAll, uuid } from './helpers/craft.js';
 import { BIN, holeStreams, kernelReceive, linkName, linksStream, sha256, streamFile, tsReceive } from './helpers/layouts.js';
 import { storedManifest } from './helpers/streams.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
  * What the kernel sees in images btrfs-ts writes (issue 10 items 1-3): received subvolumes read-only for
- * the kernel (root items as its receive leaves them), the target's feature flags honoured (skinny
+ * the kernel (root items as its receive leaves them), the target's feature flags honoured (non-skinny
  * metadata, no-holes, extref), and chunks sized so the kernel can balance small images.
  */
 const work = tmpDir('btrfs-ts-kfeat-');
@@ -190,15 +192,34 @@ describe.skipIf(!!mountSkip)('root items: received subvolumes are read-only for 
 });
 
 describe.skipIf(!!progsSkip)("the target's feature flags", () => {
-  it('-O ^skinny-metadata: refused on open, one line, the image byte for byte unchanged', () => {
+  it.skipIf(!!mountSkip)('-O ^skinny-metadata: a snapshot shares tree blocks, their EXTENT_ITEMs hold two references by tree; check clean, the kernel reads both trees', async () => {
     const img = join(work, 'noskinny.img');
-    mkfsBtrfs(img, '256M', '-O', '^skinny-metadata');
-    const before = sha256(img);
-    const r = tsReceive(img, streamFile('full-v1'));
-    expect(r.status).toBe(1);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/cannot modify this image: it lacks skinny-metadata/);
-    expect(sha256(img)).toBe(before);
+    // 4 KiB nodes: the 300 names span many leaves, most of which the snapshot keeps shared
+    mkfsBtrfs(img, '256M', '-n', '4096', '-O', '^skinny-metadata');
+    const full = join(work, 'links-300.stream');
+    const incr = join(work, 'links-snap.stream');
+    fs.writeFileSync(full, linksStream(300));
+    fs.writeFileSync(incr, encodeAll(1, [
+      { cmd: C.BTRFS_SEND_C_SNAPSHOT, path: b('links2'), uuid: uuid(52), ctransid: 6n, cloneUuid: uuid(51), cloneCtransid: 5n },
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: b('new'), ino: 259n },
+      { cmd: C.BTRFS_SEND_C_END },
+    ]));
+    const r = tsReceive(img, full, incr);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expectClean(img, '--check-data-csum');
+    const extent = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'extent', img], { encoding: 'utf8' });
+    expect(extent).not.toMatch(/METADATA_ITEM/);
+    // head EXTENT_ITEM (nodesize long) with its tree_block_info, both references as keyed items
+    expect(extent).toMatch(/\((\d+) EXTENT_ITEM 4096\) itemoff \d+ itemsize 42\n\s+refs 2 gen \d+ flags TREE_BLOCK\n\s+tree block key \([^)]*\) level 0\n\s+item \d+ key \(\1 TREE_BLOCK_REF 256\)[^\n]*\n[^\n]*\n\s+item \d+ key \(\1 TREE_BLOCK_REF 257\)/);
+    const m = mount(img, 'ro');
+    try {
+      expect(fs.readdirSync(join(m.dir, 'links', 'd'))).toHaveLength(300);
+      expect(fs.readdirSync(join(m.dir, 'links2', 'd'))).toHaveLength(300);
+      expect(fs.readdirSync(join(m.dir, 'links2')).sort()).toEqual(['d', 'new']);
+    } finally {
+      m.umount();
+    }
   });
 
   it.skipIf(!!mountSkip)('-O ^no-holes: explicit hole extents on every path; check clean, the kernel-received tree', async () => {

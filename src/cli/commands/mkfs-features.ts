@@ -8,16 +8,17 @@ export interface MkfsFeatures {
   noHoles: boolean;
   extref: boolean;
   freeSpaceTree: boolean;
+  skinnyMetadata: boolean;
   /** mixed-bg (also -M) */
   mixed: boolean;
 }
 
-type Rule = { can: 'both' } | { can: 'on'; whyNotOff: string } | { can: 'never'; why: string };
-const MADE_WITHOUT = 'btrfs-ts writes its images with it';
+type Rule = { can: 'both' } | { can: 'never'; why: string };
 const RULES: Record<string, Rule> = {
   'no-holes': { can: 'both' },
   extref: { can: 'both' },
-  'skinny-metadata': { can: 'on', whyNotOff: `${MADE_WITHOUT} (tree block extent items are always skinny)` },
+  // off: tree block extents are EXTENT_ITEMs with a btrfs_tree_block_info (src/image/write/tree-block-item.ts)
+  'skinny-metadata': { can: 'both' },
   // off: no free space tree and no v1 cache yet (cache_generation -1, as mkfs.btrfs leaves it): the kernel
   // builds its cache at the first mount, receive invalidates it (src/image/write/space-cache-v1.ts)
   'free-space-tree': { can: 'both' },
@@ -38,7 +39,7 @@ const DEFAULTS = new Set(['no-holes', 'extref', 'skinny-metadata', 'free-space-t
 /** The text `-O list-all` prints: every feature and what btrfs-ts does with it. */
 export function listFeatures(): string {
   return Object.entries(RULES).map(([name, r]) => {
-    const what = r.can === 'both' ? 'on or off' : r.can === 'on' ? 'always on' : `refused: ${r.why}`;
+    const what = r.can === 'both' ? 'on or off' : `refused: ${r.why}`;
     return `${name.padEnd(18)} ${DEFAULTS.has(name) ? '(default) ' : ''}${what}`;
   }).join('\n') + '\n';
 }
@@ -55,7 +56,6 @@ export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
       const rule = RULES[name];
       if (!rule) throw new ImageError('MKFS_USAGE', `-O: unknown feature "${name0}" (-O list-all lists them)`);
       if (off) {
-        if (rule.can === 'on') throw new ImageError('MKFS_UNSUPPORTED', `-O ^${name}: ${rule.whyNotOff}`);
         on.delete(name);
       } else {
         if (rule.can === 'never') throw new ImageError('MKFS_UNSUPPORTED', `-O ${name}: ${rule.why}`);
@@ -63,5 +63,5 @@ export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
       }
     }
   }
-  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), mixed: on.has('mixed-bg') };
+  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), skinnyMetadata: on.has('skinny-metadata'), mixed: on.has('mixed-bg') };
 }

@@ -6,6 +6,7 @@ import type { CowHooks, TreeBlockSpace } from '../engine/store.js';
 import { addDataRef, changeSharedDataRef, dropDataRef } from './extents.js';
 import { type FilesystemModel, isSubvolumeTree } from './model.js';
 import type { MetadataSpace } from './tree-space.js';
+import { treeBlockItemCodec } from './tree-block-item.js';
 import { TreeBlockRefTable, totalRefs } from './tree-refs.js';
 
 /**
@@ -22,7 +23,7 @@ export class CowRefs implements TreeBlockSpace, CowHooks {
   readonly table: TreeBlockRefTable;
 
   constructor(private readonly fs: FilesystemModel, private readonly meta: MetadataSpace) {
-    this.table = new TreeBlockRefTable(() => fs.tree(BTRFS_EXTENT_TREE_OBJECTID));
+    this.table = new TreeBlockRefTable(() => fs.tree(BTRFS_EXTENT_TREE_OBJECTID), treeBlockItemCodec(fs.sb));
   }
 
   alloc(owner: bigint, level: number): bigint {

@@ -41,6 +41,8 @@ export interface CreateOptions extends GrowthOptions {
   extref?: boolean;
   /** compat_ro free-space-tree (default on); off: no free space tree, space cache v1 left to the kernel. */
   freeSpaceTree?: boolean;
+  /** Incompat skinny-metadata (default on); off: tree block extents are EXTENT_ITEMs with a tree_block_info. */
+  skinnyMetadata?: boolean;
   /** Mixed block groups (mkfs.btrfs -M): data and tree blocks in DATA|METADATA block groups; needs nodesize == sectorsize. */
   mixed?: boolean;
   /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
@@ -147,7 +149,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     sectorsize, nodesize, leafsize: nodesize, stripesize: sectorsize, sys_chunk_array_size: 0, chunk_root_generation: 0n,
     compat_flags: 0n,
     compat_ro_flags: fst ? BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID : 0n,
-    incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA |
+    incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | (opts.skinnyMetadata === false ? 0n : BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA) |
       (opts.extref === false ? 0n : BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF) | (opts.noHoles === false ? 0n : BTRFS_FEATURE_INCOMPAT_NO_HOLES) |
       (opts.mixed ? BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS : 0n),
     csum_type: csumType, root_level: 0, chunk_root_level: 0, log_root_level: 0,

@@ -23,6 +23,7 @@ const WRITABLE_INCOMPAT =
   BTRFS_FEATURE_INCOMPAT_COMPRESS_ZSTD | BTRFS_FEATURE_INCOMPAT_BIG_METADATA |
   // without it: no INODE_EXTREF items, a name that does not fit the INODE_REF is refused (EMLINK)
   BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF |
+  // without it: tree block extents are EXTENT_ITEMs with a btrfs_tree_block_info (tree-block-item.ts)
   BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA |
   // without it: every hole of a file gets an explicit hole extent (holes.ts)
   BTRFS_FEATURE_INCOMPAT_NO_HOLES |
@@ -33,8 +34,6 @@ const WRITABLE_INCOMPAT =
 /** Incompat features the writer cannot do without: [bit, what is refused when the image lacks it]. */
 const REQUIRED_INCOMPAT: Array<[bigint, string]> = [
   [BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, 'it lacks mixed-backref (old-style back references are not written)'],
-  // tree block extents are written as skinny METADATA_ITEMs, which the kernel rejects without the flag
-  [BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA, 'it lacks skinny-metadata (tree block extents are only written as METADATA_ITEMs)'],
 ];
 
 const INCOMPAT_NAMES: Array<[bigint, string]> = [

@@ -3,12 +3,15 @@ import {
   BTRFS_BLOCK_FLAG_FULL_BACKREF, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
   BTRFS_METADATA_ITEM_KEY, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
 } from '../structs/constants.js';
-import { decodeExtentItem, encodeExtentItem } from '../structs/tree-items.js';
+import type { BtrfsKey } from '../structs/fs-items.js';
+import { decodeExtentItem } from '../structs/tree-items.js';
+import type { TreeBlockItemCodec } from './tree-block-item.js';
 import type { TreeHandle } from './tree-state.js';
 
 /**
  * Reference counts and back references of the copy-on-write trees' blocks, kept in the extent tree as
- * the kernel keeps them: a skinny METADATA_ITEM per block, references by tree (TREE_BLOCK_REF, root id)
+ * the kernel keeps them: a head item per block (a skinny METADATA_ITEM, or a non-skinny EXTENT_ITEM on
+ * images without skinny-metadata: tree-block-item.ts), references by tree (TREE_BLOCK_REF, root id)
  * or, for blocks with FULL_BACKREF, by parent block (SHARED_BLOCK_REF). Written in one canonical form:
  * a lone TREE_BLOCK_REF inline, anything else as keyed items, which the kernel and btrfs check accept
  * for any extent and which needs no inline ordering. Items the kernel wrote in other forms are read as
@@ -22,6 +25,8 @@ export interface BlockRefs {
   roots: Set<bigint>;
   /** Referencing parent blocks (SHARED_BLOCK_REF). */
   parents: Set<bigint>;
+  /** Non-skinny images: the tree_block_info key of the block's item, kept when it is rewritten. */
+  infoKey?: BtrfsKey;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -38,7 +43,8 @@ export class TreeBlockRefTable {
    */
   private readonly pending = new Map<bigint, BlockRefs>();
 
-  constructor(private readonly extent: () => TreeHandle) {}
+  /** `headItem`: the head item's key and form, METADATA_ITEM or non-skinny EXTENT_ITEM (tree-block-item.ts). */
+  constructor(private readonly extent: () => TreeHandle, private readonly headItem: TreeBlockItemCodec) {}
 
   get pendingCount(): number {
     return this.pending.size;
@@ -57,7 +63,7 @@ export class TreeBlockRefTable {
     const ei = decodeExtentItem(head.data, head.key.type);
     if (!(ei.flags & BTRFS_EXTENT_FLAG_TREE_BLOCK)) return undefined;
     const level = head.key.type === BTRFS_METADATA_ITEM_KEY ? Number(head.key.offset) : ei.tree_block_info?.level ?? 0;
-    const r: BlockRefs = { level, generation: ei.generation, flags: ei.flags, roots: new Set(), parents: new Set() };
+    const r: BlockRefs = { level, generation: ei.generation, flags: ei.flags, roots: new Set(), parents: new Set(), infoKey: ei.tree_block_info?.key };
     for (const ref of ei.inline_refs) {
       if (ref.type === BTRFS_TREE_BLOCK_REF_KEY) r.roots.add(ref.root);
       else if (ref.type === BTRFS_SHARED_BLOCK_REF_KEY) r.parents.add(ref.parent);
@@ -103,13 +109,14 @@ export class TreeBlockRefTable {
     for (const it of old) t.delete(it.key);
     const n = totalRefs(r);
     if (n === 0) return;
-    const key = { objectid: bytenr, type: BTRFS_METADATA_ITEM_KEY, offset: BigInt(r.level) };
-    const head = { refs: BigInt(n), generation: r.generation, flags: r.flags | BTRFS_EXTENT_FLAG_TREE_BLOCK };
+    const head = { refs: BigInt(n), generation: r.generation, flags: r.flags | BTRFS_EXTENT_FLAG_TREE_BLOCK, level: r.level, infoKey: r.infoKey };
     if (n === 1 && r.roots.size === 1) {
-      t.put(key, encodeExtentItem({ ...head, inline_refs: [{ type: BTRFS_TREE_BLOCK_REF_KEY, root: [...r.roots][0]! }] }));
+      const item = this.headItem(bytenr, { ...head, inline_refs: [{ type: BTRFS_TREE_BLOCK_REF_KEY, root: [...r.roots][0]! }] });
+      t.put(item.key, item.data);
       return;
     }
-    t.put(key, encodeExtentItem({ ...head, inline_refs: [] }));
+    const item = this.headItem(bytenr, { ...head, inline_refs: [] });
+    t.put(item.key, item.data);
     const none = new Uint8Array(0);
     for (const root of r.roots) t.put({ objectid: bytenr, type: BTRFS_TREE_BLOCK_REF_KEY, offset: root }, none);
     for (const parent of r.parents) t.put({ objectid: bytenr, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: parent }, none);
