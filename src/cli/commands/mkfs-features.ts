@@ -9,6 +9,7 @@ export interface MkfsFeatures {
   extref: boolean;
   freeSpaceTree: boolean;
   skinnyMetadata: boolean;
+  quota: boolean;
   /** mixed-bg (also -M) */
   mixed: boolean;
 }
@@ -25,7 +26,8 @@ const RULES: Record<string, Rule> = {
   // the same as -M: data and tree blocks share DATA|METADATA block groups (src/image/write/mixed-groups.ts)
   'mixed-bg': { can: 'both' },
   'block-group-tree': { can: 'never', why: 'the block group tree is not supported yet' },
-  quota: { can: 'never', why: 'quota groups are not supported yet' },
+  // quotas on, every level-0 qgroup counted as mkfs.btrfs counts them (src/image/write/qgroup-count.ts)
+  quota: { can: 'both' },
   squota: { can: 'never', why: 'simple quotas are not supported' },
   raid56: { can: 'never', why: 'needs several devices (btrfs-ts makes single-device images)' },
   raid1c34: { can: 'never', why: 'needs several devices (btrfs-ts makes single-device images)' },
@@ -63,5 +65,5 @@ export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
       }
     }
   }
-  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), skinnyMetadata: on.has('skinny-metadata'), mixed: on.has('mixed-bg') };
+  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), skinnyMetadata: on.has('skinny-metadata'), quota: on.has('quota'), mixed: on.has('mixed-bg') };
 }

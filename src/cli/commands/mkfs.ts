@@ -175,7 +175,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     const fs = createFilesystem(dev, {
       label: o.label, sectorsize, nodesize, metadataProfile: metadata, growable: false, csumType, mixed,
       fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref, freeSpaceTree: features.freeSpaceTree,
-      skinnyMetadata: features.skinnyMetadata,
+      skinnyMetadata: features.skinnyMetadata, quota: features.quota,
     });
     if (o.rootdir) {
       const rootdir = o.rootdir;

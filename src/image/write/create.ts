@@ -9,7 +9,7 @@ import {
   BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
   BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS, BTRFS_FEATURE_INCOMPAT_NO_HOLES,
   BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
-  BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_INODE_ROOT_ITEM_INIT, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_INODE_ROOT_ITEM_INIT, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
   BTRFS_ROOT_TREE_DIR_OBJECTID, BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { type BtrfsInodeItem, type BtrfsTimespec, encodeDirItems, encodeInodeItem, encodeInodeRefs } from '../structs/fs-items.js';
@@ -43,6 +43,8 @@ export interface CreateOptions extends GrowthOptions {
   freeSpaceTree?: boolean;
   /** Incompat skinny-metadata (default on); off: tree block extents are EXTENT_ITEMs with a tree_block_info. */
   skinnyMetadata?: boolean;
+  /** Quotas on (mkfs.btrfs -R quota): a quota tree whose qgroups every commit counts exactly (qgroup-count.ts). */
+  quota?: boolean;
   /** Mixed block groups (mkfs.btrfs -M): data and tree blocks in DATA|METADATA block groups; needs nodesize == sectorsize. */
   mixed?: boolean;
   /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
@@ -168,6 +170,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   const trees = [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID,
     BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_DATA_RELOC_TREE_OBJECTID];
   if (fst) trees.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
+  if (opts.quota) trees.push(BTRFS_QUOTA_TREE_OBJECTID);
+  fs.countsQgroups = !!opts.quota;
   for (const id of trees) fs.createTree(id);
   fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n, true);
   // mixed: this one chunk is DATA|METADATA (mixed-groups.ts), 8 MiB as mkfs.btrfs -M makes it
@@ -183,6 +187,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     if (fs.hasTree(id)) root.put(rootKey(id), encodeRootItem(defaultRootItem({}, nodesize)));
   }
   root.put(rootKey(BTRFS_UUID_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem()));
+  // the quota tree as btrfs_quota_enable creates it (btrfs_create_tree); its items come with each commit
+  if (opts.quota) root.put(rootKey(BTRFS_QUOTA_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem()));
   const fsUuid = uuid('fs tree');
   root.put(rootKey(BTRFS_FS_TREE_OBJECTID), encodeRootItem(subvolRootItem(nodesize, { uuid: fsUuid, ctime: now, otime: now })));
   root.put(rootKey(BTRFS_DATA_RELOC_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem({ root_dirid: BTRFS_FIRST_FREE_OBJECTID })));

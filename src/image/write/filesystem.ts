@@ -5,6 +5,7 @@ import { commitFilesystem } from './commit.js';
 import { copyRoot, CowRefs } from './cow-refs.js';
 import { fillHoles } from './holes.js';
 import { FilesystemModel, type GrowthOptions } from './model.js';
+import { countQgroups } from './qgroup-count.js';
 import { markQgroupsInconsistent } from './qgroups.js';
 import { ImageError } from '../../errors.js';
 
@@ -20,6 +21,11 @@ export { type CommittedTree, TreeHandle, TreeState } from './tree-state.js';
 export class Filesystem extends FilesystemModel {
   /** Reference counts and back references of the copy-on-write trees' blocks (extent tree items). */
   readonly refs: CowRefs;
+  /**
+   * Quotas on an image this writer makes whole (mkfs -R quota): each commit counts every qgroup exactly
+   * (qgroup-count.ts) instead of marking them inconsistent for a rescan (qgroups.ts), as receive does.
+   */
+  countsQgroups = false;
 
   constructor(device: BlockDevice, sb: BtrfsSuperBlock, metadataProfile: bigint, growth: GrowthOptions = {}) {
     let refs: CowRefs | undefined;
@@ -31,7 +37,8 @@ export class Filesystem extends FilesystemModel {
   commit(): void {
     this.writeDelayedInodes(); // inode items changed in memory go into their trees before anything else
     fillHoles(this); // explicit hole extents first, on images without NO_HOLES
-    markQgroupsInconsistent(this); // quotas on: the status says a rescan must recount (qgroups.ts)
+    if (this.countsQgroups) countQgroups(this);
+    else markQgroupsInconsistent(this); // quotas on: the status says a rescan must recount (qgroups.ts)
     commitFilesystem(this, this.refs.table);
   }
 

@@ -1,0 +1,82 @@
+import { treeBlocks } from '../engine/bulk.js';
+import {
+  BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID,
+  BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_STATUS_FLAG_ON,
+  BTRFS_QGROUP_STATUS_KEY, BTRFS_QGROUP_STATUS_VERSION, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
+  BTRFS_ROOT_TREE_OBJECTID,
+} from '../structs/constants.js';
+import { decodeFileExtentItem } from '../structs/fs-items.js';
+import type { FilesystemModel } from './model.js';
+
+/**
+ * Exact qgroup counts, for the images this writer makes whole (mkfs -R quota, as mkfs.btrfs 6.2 makes
+ * them: quotas on, every level-0 qgroup counted, no rescan needed). A subvolume's qgroup refers to every
+ * tree block reachable from its root and every data extent its file extents point at, each counted once
+ * at its full size (disk_num_bytes; compressed counts equal the plain ones, as the kernel keeps them);
+ * exclusive is what no other subvolume reaches. Run before a commit, after the last change to the
+ * subvolume trees (the commit itself changes only the root, extent, free space, chunk and dev trees).
+ * The cost is a walk of every subvolume tree: for a filesystem made in one go, not for receive, which
+ * marks the qgroups inconsistent instead (qgroups.ts).
+ */
+const U64_MAX = (1n << 64n) - 1n;
+
+export function countQgroups(fs: FilesystemModel): void {
+  const subvols: bigint[] = [];
+  const roots = fs.tree(BTRFS_ROOT_TREE_OBJECTID).entries(
+    { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
+    { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX },
+  );
+  for (const it of roots) {
+    const id = it.key.objectid;
+    if (it.key.type === BTRFS_ROOT_ITEM_KEY && (id === BTRFS_FS_TREE_OBJECTID || id >= BTRFS_FIRST_FREE_OBJECTID)) subvols.push(id);
+  }
+  // every extent (tree block or data) with its size and the subvolumes reaching it
+  const extents = new Map<bigint, { bytes: bigint; by: Set<bigint> }>();
+  const reach = (bytenr: bigint, bytes: bigint, id: bigint): void => {
+    const e = extents.get(bytenr);
+    if (e) e.by.add(id);
+    else extents.set(bytenr, { bytes, by: new Set([id]) });
+  };
+  const node = BigInt(fs.nodesize);
+  for (const id of subvols) {
+    const t = fs.trees.get(id)!.engine;
+    for (const b of treeBlocks(t)) reach(b.bytenr, node, id);
+    for (const it of t.entries()) {
+      if (it.key.type !== BTRFS_EXTENT_DATA_KEY || it.data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
+      const fe = decodeFileExtentItem(it.data);
+      if (fe.disk_bytenr !== 0n) reach(fe.disk_bytenr, fe.disk_num_bytes, id);
+    }
+  }
+  const rfer = new Map<bigint, bigint>(subvols.map((id) => [id, 0n]));
+  const excl = new Map<bigint, bigint>(subvols.map((id) => [id, 0n]));
+  for (const { bytes, by } of extents.values()) {
+    for (const id of by) rfer.set(id, rfer.get(id)! + bytes);
+    if (by.size === 1) {
+      const id = [...by][0]!;
+      excl.set(id, excl.get(id)! + bytes);
+    }
+  }
+
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  // btrfs_qgroup_status_item: version, generation, flags, rescan progress
+  const status = new Uint8Array(32);
+  const sv = new DataView(status.buffer);
+  sv.setBigUint64(0, BTRFS_QGROUP_STATUS_VERSION, true);
+  sv.setBigUint64(8, fs.transid, true);
+  sv.setBigUint64(16, BTRFS_QGROUP_STATUS_FLAG_ON, true);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_STATUS_KEY, offset: 0n }, status);
+  for (const id of subvols) {
+    // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
+    const info = new Uint8Array(40);
+    const dv = new DataView(info.buffer);
+    dv.setBigUint64(0, fs.transid, true);
+    dv.setBigUint64(8, rfer.get(id)!, true);
+    dv.setBigUint64(16, rfer.get(id)!, true);
+    dv.setBigUint64(24, excl.get(id)!, true);
+    dv.setBigUint64(32, excl.get(id)!, true);
+    quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
+    // btrfs_qgroup_limit_item (flags, max_rfer, max_excl, rsv_rfer, rsv_excl): no limits
+    const limit = { objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id };
+    if (!quota.get(limit)) quota.put(limit, new Uint8Array(40));
+  }
+}
