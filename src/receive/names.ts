@@ -5,7 +5,8 @@ import { nowTimespec } from '../image/write/create.js';
 import { writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { createInode, getInode, linkInode, unlinkEntry, updateInode } from '../image/write/inode.js';
-import { deleteInode, dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK } from './namespace.js';
+import { deleteInode } from '../image/write/file-data.js';
+import { dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK } from './namespace.js';
 import { checkDirBeforeChange, parentOf } from './size-checks.js';
 
 /**

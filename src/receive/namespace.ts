@@ -4,7 +4,6 @@ import {
 } from '../image/structs/constants.js';
 import type { BtrfsInodeItem } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { dropFileExtents } from '../image/write/file-data.js';
 import { findDirEntry, getInode } from '../image/write/inode.js';
 import { splitStreamPath } from './paths.js';
 
@@ -74,13 +73,6 @@ function mustInode(fs: Filesystem, root: bigint, ino: bigint): BtrfsInodeItem {
 
 export function dirIsEmpty(fs: Filesystem, root: bigint, dir: bigint): boolean {
   return fs.tree(root).first({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }) === undefined;
-}
-
-/** Removes an inode that no name refers to any more: its extents (dropping data refs), xattrs, everything. */
-export function deleteInode(fs: Filesystem, root: bigint, ino: bigint): void {
-  dropFileExtents(fs, root, ino, 0n);
-  const t = fs.tree(root);
-  for (const it of t.range({ objectid: ino, type: 0, offset: 0n }, { objectid: ino, type: 255, offset: U64_MAX })) t.delete(it.key);
 }
 
 /** True when `anc` is `ino` or one of its ancestor directories (walking INODE_REF parents). */

@@ -13,6 +13,11 @@ export class TreeOverlay {
     return `${k.objectid}:${k.type}:${k.offset}`;
   }
 
+  /** The trees this overlay changes. */
+  treeIds(): bigint[] {
+    return [...this.trees.keys()];
+  }
+
   has(tree: bigint): boolean {
     return this.trees.has(tree);
   }

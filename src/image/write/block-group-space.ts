@@ -42,6 +42,11 @@ export class BlockGroupSpace {
   pinned = new RangeSet();
   /** Block groups made in this transaction: not in the free space tree or the extent tree yet. */
   private readonly fresh = new Set<bigint>();
+  /**
+   * Space no tree accounts for that must not be allocated before the next commit: the blocks of a tree
+   * log being replayed (log-replay.ts), which the superblock on disk still points at until then.
+   */
+  private excluded = new RangeSet();
   /** What the trees already reflect of `taken` and `pinned` (applyToTrees). */
   private accTaken = new RangeSet();
   private accPinned = new RangeSet();
@@ -68,6 +73,7 @@ export class BlockGroupSpace {
     for (const [s, e] of this.fs.chunks.superExcluded(c)) free.remove(s, e);
     // the extent tree may already lack what this transaction freed: still in use until the commit
     if (!fst) for (const [s, e] of this.pinned.slice(c.logical, c.logical + c.length)) free.remove(s, e);
+    for (const [s, e] of this.excluded.slice(c.logical, c.logical + c.length)) free.remove(s, e);
     // (nothing of this block group was taken or pinned yet: both need its pool first)
     p = free;
     this.pools.set(c.logical, p);
@@ -103,6 +109,25 @@ export class BlockGroupSpace {
     return undefined;
   }
 
+  /** Keep [start, start+len) from allocation until the next commit is durable, without accounting it. */
+  exclude(start: bigint, len: bigint): void {
+    this.excluded.add(start, start + len);
+    this.pools.get(this.chunkAt(start).logical)?.remove(start, start + len);
+  }
+
+  /**
+   * Take [start, start+len), free in the committed state, as if alloc had returned it: an extent made in
+   * a transaction the image did not commit (a tree log's data extent) that this one keeps.
+   */
+  claim(start: bigint, len: bigint): void {
+    const p = this.poolAt(start);
+    if (p.slice(start, start + len).total() !== len) {
+      throw new ImageError('IMAGE_BAD_EXTENT', `extent at ${start} (${len} bytes) is not free space`, { offset: start });
+    }
+    p.remove(start, start + len);
+    this.taken.add(start, start + len);
+  }
+
   /** Space from alloc that ends up unused in this transaction: free again at once. */
   release(start: bigint, len: bigint): void {
     if (len <= 0n) return;
@@ -116,9 +141,13 @@ export class BlockGroupSpace {
   }
 
   private poolAt(bytenr: bigint): RangeSet {
+    return this.pool(this.chunkAt(bytenr));
+  }
+
+  private chunkAt(bytenr: bigint): ChunkInfo {
     const c = this.fs.chunks.all().find((x) => bytenr >= x.logical && bytenr < x.logical + x.length);
     if (!c) throw new ImageError('IMAGE_INTERNAL', `address ${bytenr} is in no block group`, { offset: bytenr });
-    return this.pool(c);
+    return c;
   }
 
   /**
@@ -170,6 +199,8 @@ export class BlockGroupSpace {
 
   /** The commit is durable: pinned extents are free, a new transaction starts. */
   committed(): void {
+    for (const [s, e] of this.excluded) this.pin(s, e - s); // free from now on, as pinned extents are
+    this.excluded = new RangeSet();
     for (const [s, e] of this.pinned) {
       const c = this.fs.chunks.all().find((x) => s >= x.logical && s < x.logical + x.length)!;
       const p = this.pools.get(c.logical);

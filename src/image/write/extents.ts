@@ -182,8 +182,15 @@ export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Ar
     }
     algo.digestInto(sector, csums, i * cs);
   }
+  putDataCsums(fs, bytenr, csums);
+}
+
+/** Store checksums (the image's csum type, one per sector from `bytenr`) whose range holds none now. */
+export function putDataCsums(fs: FilesystemModel, bytenr: bigint, csums: Uint8Array): void {
+  const ss = fs.sectorsize;
+  const cs = csumAlgo(fs.sb.csum_type).size;
   // items are split at the max size here; contiguous runs are merged at commit (normalizeCsumTree)
-  fs.csumTouched.add(bytenr, bytenr + BigInt(n) * BigInt(ss));
+  fs.csumTouched.add(bytenr, bytenr + BigInt(csums.length / cs) * BigInt(ss));
   const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
   for (let off = 0; off < csums.length; off += max) {

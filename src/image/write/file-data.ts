@@ -129,6 +129,13 @@ export function writePreallocExtent(fs: Filesystem, root: bigint, ino: bigint, f
   return bytenr;
 }
 
+/** Removes an inode that no name refers to any more: its extents (dropping data refs), xattrs, everything. */
+export function deleteInode(fs: Filesystem, root: bigint, ino: bigint): void {
+  dropFileExtents(fs, root, ino, 0n);
+  const t = fs.tree(root);
+  for (const it of t.range({ objectid: ino, type: 0, offset: 0n }, { objectid: ino, type: 255, offset: U64_MAX })) t.delete(it.key);
+}
+
 /**
  * Remove file range [start, end) from `ino`'s extents (truncate, punch hole, overwrite): extents inside
  * are dropped, extents crossing an edge are split (each part keeps a reference to the same extent).

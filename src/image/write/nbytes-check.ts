@@ -25,14 +25,20 @@ export function checkFileNbytes(fs: FilesystemModel, root: bigint, ino: bigint, 
   if (!done) checked.set(fs, (done = new Set()));
   const id = `${root}:${ino}`;
   if (done.has(id)) return;
+  const sum = extentBytes(fs, root, ino);
+  if (inode.nlink > 0 && sum - delta !== inode.nbytes) {
+    throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: file inode ${ino} of subvolume ${root} has nbytes ${inode.nbytes}, its extents add up to ${sum - delta} (btrfs check would reject the result)`);
+  }
+  done.add(id);
+}
+
+/** What a file's extents add up to, as nbytes should say (btrfs check's sum). */
+export function extentBytes(fs: FilesystemModel, root: bigint, ino: bigint): bigint {
   let sum = 0n;
   for (const it of fs.tree(root).entries({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: 0n }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: U64_MAX })) {
     const fe = decodeFileExtentItem(it.data);
     if (fe.type === BTRFS_FILE_EXTENT_INLINE) sum += fe.ram_bytes;
     else if (fe.disk_bytenr !== 0n) sum += fe.num_bytes;
   }
-  if (inode.nlink > 0 && sum - delta !== inode.nbytes) {
-    throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: file inode ${ino} of subvolume ${root} has nbytes ${inode.nbytes}, its extents add up to ${sum - delta} (btrfs check would reject the result)`);
-  }
-  done.add(id);
+  return sum;
 }

@@ -14,6 +14,7 @@ import { decodeRootItem } from '../structs/tree-items.js';
 import { ChunkMap } from './chunks.js';
 import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
+import { applyTreeLog, readTreeLog } from './log-replay.js';
 import { checkMixedGroups } from './mixed-groups.js';
 import { checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
@@ -39,11 +40,12 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   const refuse = (code: string, why: string): never => {
     throw new ImageError(code, `cannot modify this image: ${why}`);
   };
-  if (sb.log_root !== 0n) refuse('IMAGE_HAS_LOG', 'it has a tree log to replay (mount it once with the kernel first)');
   checkWritableFeatures(sb);
   checkMixedGroups(sb);
   checkSpaceCacheV1(sb);
   await checkWritable(img);
+  // a tree log: replayed below, into the trees, as a mount replays it (log-replay.ts)
+  const log = await readTreeLog(img);
 
   const chunkRoot: TreeRoot = { id: BTRFS_CHUNK_TREE_OBJECTID, bytenr: sb.chunk_root, level: sb.chunk_root_level, generation: sb.chunk_root_generation };
   const chunkBlock = await img.trees.readBlock(sb.chunk_root, { level: sb.chunk_root_level, generation: sb.chunk_root_generation, owner: BTRFS_CHUNK_TREE_OBJECTID });
@@ -94,5 +96,6 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   fs.space.loadAll(BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM);
   // (a change to the root tree: after the free space is read)
   invalidateSpaceCacheInodes(fs);
+  if (log) applyTreeLog(fs, log);
   return fs;
 }
