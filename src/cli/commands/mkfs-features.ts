@@ -10,6 +10,7 @@ export interface MkfsFeatures {
   freeSpaceTree: boolean;
   skinnyMetadata: boolean;
   quota: boolean;
+  blockGroupTree: boolean;
   /** mixed-bg (also -M) */
   mixed: boolean;
 }
@@ -25,7 +26,8 @@ const RULES: Record<string, Rule> = {
   'free-space-tree': { can: 'both' },
   // the same as -M: data and tree blocks share DATA|METADATA block groups (src/image/write/mixed-groups.ts)
   'mixed-bg': { can: 'both' },
-  'block-group-tree': { can: 'never', why: 'the block group tree is not supported yet' },
+  // block group items in their own tree (src/image/write/block-group-tree.ts); needs free-space-tree and no-holes
+  'block-group-tree': { can: 'both' },
   // quotas on, every level-0 qgroup counted as mkfs.btrfs counts them (src/image/write/qgroup-count.ts)
   quota: { can: 'both' },
   squota: { can: 'never', why: 'simple quotas are not supported' },
@@ -65,5 +67,5 @@ export function parseFeatures(lists: string[]): MkfsFeatures | undefined {
       }
     }
   }
-  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), skinnyMetadata: on.has('skinny-metadata'), quota: on.has('quota'), mixed: on.has('mixed-bg') };
+  return { noHoles: on.has('no-holes'), extref: on.has('extref'), freeSpaceTree: on.has('free-space-tree'), skinnyMetadata: on.has('skinny-metadata'), quota: on.has('quota'), blockGroupTree: on.has('block-group-tree'), mixed: on.has('mixed-bg') };
 }

@@ -120,6 +120,9 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     return;
   }
   const mixed = !!o.mixed || features.mixed;
+  if (features.blockGroupTree && (!features.freeSpaceTree || !features.noHoles)) {
+    throw new ImageError('MKFS_USAGE', '-O block-group-tree needs free-space-tree and no-holes (the kernel refuses it without them)');
+  }
   if (o.shrink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--shrink needs --rootdir');
   if (o.reflink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--reflink needs --rootdir');
   if (o.reflink && o.compress) throw new ImageError('MKFS_USAGE', '--reflink and --compress exclude each other: cloned extents are stored as the source holds them');
@@ -175,7 +178,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     const fs = createFilesystem(dev, {
       label: o.label, sectorsize, nodesize, metadataProfile: metadata, growable: false, csumType, mixed,
       fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref, freeSpaceTree: features.freeSpaceTree,
-      skinnyMetadata: features.skinnyMetadata, quota: features.quota,
+      skinnyMetadata: features.skinnyMetadata, quota: features.quota, blockGroupTree: features.blockGroupTree,
     });
     if (o.rootdir) {
       const rootdir = o.rootdir;

@@ -5,6 +5,7 @@ import {
 import { decodeBlockGroupItem, encodeBlockGroupItem } from '../structs/tree-items.js';
 import type { ChunkInfo, ChunkMap } from './chunks.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
+import { blockGroupTreeId } from './block-group-tree.js';
 import { hasFreeSpaceTree } from './features.js';
 import { addBlockGroupFreeSpace, loadFreeRanges, updateBlockGroupFreeSpace } from './free-space-tree.js';
 import { RangeSet } from './ranges.js';
@@ -165,7 +166,7 @@ export class BlockGroupSpace {
     this.accPinned = this.pinned.clone();
     this.fresh.clear();
     const fst = hasFreeSpaceTree(this.fs.sb) ? this.fs.tree(BTRFS_FREE_SPACE_TREE_OBJECTID) : undefined;
-    const extent = this.fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+    const bgTree = this.fs.tree(blockGroupTreeId(this.fs.sb));
     let total = 0n;
     for (const c of this.fs.chunks.all()) {
       const end = c.logical + c.length;
@@ -185,12 +186,12 @@ export class BlockGroupSpace {
         updateBlockGroupFreeSpace(fst, c, used, freed, this.fs.sectorsize);
       }
       const key = { objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
-      const old = extent.get(key);
+      const old = bgTree.get(key);
       if (!old) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.logical} has no block group item`, { offset: c.logical });
       const bg = decodeBlockGroupItem(old);
       const delta = used.total() - freed.total();
       if (bg.used + delta < 0n) throw new ImageError('IMAGE_INTERNAL', `block group ${c.logical} would use ${bg.used + delta} bytes`, { offset: c.logical });
-      if (delta !== 0n) extent.put(key, encodeBlockGroupItem({ ...bg, used: bg.used + delta }));
+      if (delta !== 0n) bgTree.put(key, encodeBlockGroupItem({ ...bg, used: bg.used + delta }));
       total += delta;
     }
     this.fs.addBytesUsed(total);

@@ -8,6 +8,7 @@ import {
 import { encodeChunk, encodeDevExtent } from '../structs/chunk-items.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { encodeBlockGroupItem } from '../structs/tree-items.js';
+import { blockGroupTreeId } from './block-group-tree.js';
 import { chunkLength } from './chunk-size.js';
 import { BTRFS_STRIPE_LEN, type ChunkInfo, type ChunkMap } from './chunks.js';
 import { chunkTypeFor } from './mixed-groups.js';
@@ -111,7 +112,7 @@ export function insertChunkItems(o: ChunkOwner, chunk: ChunkInfo): void {
       }),
     );
   }
-  o.tree(BTRFS_EXTENT_TREE_OBJECTID).put(
+  o.tree(blockGroupTreeId(o.sb)).put(
     { objectid: chunk.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: chunk.length },
     encodeBlockGroupItem({ used: 0n, chunk_objectid: BTRFS_FIRST_CHUNK_TREE_OBJECTID, flags: chunk.type }),
   );

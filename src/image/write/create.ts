@@ -4,9 +4,9 @@ import { btrfsNameHash } from '../../util/crc32c.js';
 import type { BlockDevice } from '../device.js';
 import {
   BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
-  BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_DATA_RELOC_TREE_OBJECTID,
+  BTRFS_BLOCK_GROUP_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_DATA_RELOC_TREE_OBJECTID,
   BTRFS_DEV_TREE_OBJECTID, BTRFS_DIR_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID,
-  BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
+  BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
   BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF, BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS, BTRFS_FEATURE_INCOMPAT_NO_HOLES,
   BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
   BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_INODE_ROOT_ITEM_INIT, BTRFS_MAGIC, BTRFS_ROOT_ITEM_KEY,
@@ -45,6 +45,8 @@ export interface CreateOptions extends GrowthOptions {
   skinnyMetadata?: boolean;
   /** Quotas on (mkfs.btrfs -R quota): a quota tree whose qgroups every commit counts exactly (qgroup-count.ts). */
   quota?: boolean;
+  /** compat_ro block-group-tree: block group items in tree 11 (block-group-tree.ts); needs the free space tree and no-holes. */
+  blockGroupTree?: boolean;
   /** Mixed block groups (mkfs.btrfs -M): data and tree blocks in DATA|METADATA block groups; needs nodesize == sectorsize. */
   mixed?: boolean;
   /** BTRFS_CSUM_TYPE_* for tree blocks, superblocks and data (default crc32c); xxhash and blake2 need loadCsum() first. */
@@ -145,12 +147,15 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   const fsid = opts.fsid ?? uuid('fsid');
   const now = opts.now ?? nowTimespec();
   const fst = opts.freeSpaceTree ?? true;
+  const bgt = opts.blockGroupTree ?? false;
+  if (bgt && (!fst || opts.noHoles === false)) throw new ImageError('IMAGE_BAD_OPTION', 'the block group tree needs the free space tree and no-holes');
   const sb: BtrfsSuperBlock = {
     csum: new Uint8Array(32), fsid, bytenr: 0n, flags: 0n, magic: BTRFS_MAGIC, generation: 0n, root: 0n, chunk_root: 0n,
     log_root: 0n, total_bytes: total, bytes_used: 0n, root_dir_objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, num_devices: 1n,
     sectorsize, nodesize, leafsize: nodesize, stripesize: sectorsize, sys_chunk_array_size: 0, chunk_root_generation: 0n,
     compat_flags: 0n,
-    compat_ro_flags: fst ? BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID : 0n,
+    compat_ro_flags: (fst ? BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID : 0n) |
+      (bgt ? BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE : 0n),
     incompat_flags: BTRFS_FEATURE_INCOMPAT_MIXED_BACKREF | (opts.skinnyMetadata === false ? 0n : BTRFS_FEATURE_INCOMPAT_SKINNY_METADATA) |
       (opts.extref === false ? 0n : BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF) | (opts.noHoles === false ? 0n : BTRFS_FEATURE_INCOMPAT_NO_HOLES) |
       (opts.mixed ? BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS : 0n),
@@ -171,6 +176,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
     BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_DATA_RELOC_TREE_OBJECTID];
   if (fst) trees.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
   if (opts.quota) trees.push(BTRFS_QUOTA_TREE_OBJECTID);
+  if (bgt) trees.push(BTRFS_BLOCK_GROUP_TREE_OBJECTID);
   fs.countsQgroups = !!opts.quota;
   for (const id of trees) fs.createTree(id);
   fs.addChunk(BTRFS_BLOCK_GROUP_SYSTEM, 0n, true);
@@ -183,7 +189,7 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   const rootKey = (id: bigint) => ({ objectid: id, type: BTRFS_ROOT_ITEM_KEY, offset: 0n });
   // the same fields as mkfs.btrfs writes them (checked field by field against dump-tree -t root), except
   // that the fs tree is already initialized as the kernel leaves it after its first mount
-  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID]) {
+  for (const id of [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID, BTRFS_BLOCK_GROUP_TREE_OBJECTID]) {
     if (fs.hasTree(id)) root.put(rootKey(id), encodeRootItem(defaultRootItem({}, nodesize)));
   }
   root.put(rootKey(BTRFS_UUID_TREE_OBJECTID), encodeRootItem(zeroInodeRootItem()));

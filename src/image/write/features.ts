@@ -45,9 +45,11 @@ const INCOMPAT_NAMES: Array<[bigint, string]> = [
   [BTRFS_FEATURE_INCOMPAT_SIMPLE_QUOTA, 'simple quotas (squota)'],
 ];
 
-/** compat_ro features the writer keeps correct: the free space tree (when present) and verity (never written). */
+/** compat_ro features the writer keeps correct: the free space tree (when present), the block group tree, verity (never written). */
 const WRITABLE_COMPAT_RO =
-  BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID | BTRFS_FEATURE_COMPAT_RO_VERITY;
+  BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE | BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID | BTRFS_FEATURE_COMPAT_RO_VERITY |
+  // block group items in their own tree: block-group-tree.ts
+  BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE;
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -67,7 +69,6 @@ export function checkWritableFeatures(sb: BtrfsSuperBlock): void {
   if (hasFreeSpaceTree(sb) && !(sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID)) {
     refuse('IMAGE_NO_FREE_SPACE_TREE', 'its free space tree is not marked valid (a conversion to space_cache=v2 did not finish)');
   }
-  if (sb.compat_ro_flags & BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE) refuse('IMAGE_UNSUPPORTED_FEATURE', 'it uses the block group tree');
   const badRo = sb.compat_ro_flags & ~WRITABLE_COMPAT_RO;
   if (badRo) refuse('IMAGE_UNSUPPORTED_FEATURE', `it uses unknown compat_ro features ${hex(badRo)}`);
 }

@@ -3,10 +3,11 @@ import type { ImageReader } from '../read/image.js';
 import { primarySuperblockProblem } from '../read/superblock.js';
 import {
   BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
-  BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_RELOC,
+  BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_RELOC,
   BTRFS_HEADER_FLAG_WRITTEN, BTRFS_LAST_FREE_OBJECTID, BTRFS_MAX_LEVEL, BTRFS_ROOT_ITEM_KEY,
 } from '../structs/constants.js';
 import { decodeBlockGroupItem, decodeRootItem } from '../structs/tree-items.js';
+import { blockGroupTreeId } from './block-group-tree.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 /** Superblock flags a writable, settled filesystem may carry; every other one marks work in progress. */
@@ -33,10 +34,10 @@ export async function checkWritable(img: ImageReader): Promise<void> {
   if (sb.dev_item.total_bytes !== sb.total_bytes) refuse('IMAGE_BAD_SUPERBLOCK', `device size ${sb.dev_item.total_bytes} differs from the filesystem size ${sb.total_bytes}`);
 
   // Every chunk needs its block group item (the commit updates its usage) with the same type.
-  const extent = await img.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  const bgTree = await img.tree(blockGroupTreeId(sb));
   for (const c of img.chunks.all()) {
     const key = { objectid: c.start, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
-    const it = await img.trees.lookup(extent, key);
+    const it = await img.trees.lookup(bgTree, key);
     if (!it) refuse('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.start} has no block group item`);
     const bg = decodeBlockGroupItem(it!.data);
     if (bg.flags !== c.type) refuse('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.start} has flags 0x${bg.flags.toString(16)}, its chunk 0x${c.type.toString(16)}`);

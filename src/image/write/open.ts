@@ -5,12 +5,13 @@ import { fromBlockDevice } from '../read/source.js';
 import { metadataFsid } from '../read/superblock.js';
 import type { TreeRoot } from '../read/tree.js';
 import {
-  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_TREE_OBJECTID, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
   BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
   BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID,
 } from '../structs/constants.js';
 import { decodeChunk } from '../structs/chunk-items.js';
 import { decodeRootItem } from '../structs/tree-items.js';
+import { checkBlockGroupTree, hasBlockGroupTree } from './block-group-tree.js';
 import { ChunkMap } from './chunks.js';
 import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
@@ -42,6 +43,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   };
   checkWritableFeatures(sb);
   checkMixedGroups(sb);
+  checkBlockGroupTree(sb);
   checkSpaceCacheV1(sb);
   await checkWritable(img);
   // a tree log: replayed below, into the trees, as a mount replays it (log-replay.ts)
@@ -87,6 +89,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   }
   const required = [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID];
   if (hasFreeSpaceTree(sb)) required.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
+  if (hasBlockGroupTree(sb)) required.push(BTRFS_BLOCK_GROUP_TREE_OBJECTID);
   for (const id of required) if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
   checkQgroups(fs);
   initRootItems(fs);
