@@ -31,6 +31,15 @@ function blockMismatch(tb: TreeBlock, bytenr: bigint, exp: Expect, fsid: Uint8Ar
   const h = tb.header;
   if (h.bytenr !== bytenr) return `header bytenr is ${h.bytenr}`;
   if (!h.fsid.every((b, i) => b === fsid[i])) return `fsid ${formatUuid(h.fsid)} is not this filesystem's`;
+  return expectMismatch(tb, exp, ownerOk);
+}
+
+/**
+ * The part of blockMismatch that depends on who points at the block (level, generation, owner, first key):
+ * all a cached block needs checking again, its bytenr and fsid having been checked when it was read.
+ */
+function expectMismatch(tb: TreeBlock, exp: Expect, ownerOk: (treeId: bigint, owner: bigint) => boolean): string | null {
+  const h = tb.header;
   if (h.level !== exp.level) return `level ${h.level}, expected ${exp.level}`;
   if (h.generation !== exp.generation) return `generation ${h.generation}, parent expects ${exp.generation}`;
   if (!ownerOk(exp.owner, h.owner)) return `owner ${h.owner} cannot belong to tree ${exp.owner}`;
@@ -39,6 +48,21 @@ function blockMismatch(tb: TreeBlock, bytenr: bigint, exp: Expect, fsid: Uint8Ar
     if (first && compareKeys(first, exp.firstKey) !== 0) return `first key ${formatKey(first)}, parent says ${formatKey(exp.firstKey)}`;
   }
   return null;
+}
+
+/**
+ * Slot of the last entry keyed <= `key` in a block's items or pointers (key order is checked when a block
+ * is parsed), -1 when every key is greater: a binary search, as the kernel's btrfs_bin_search.
+ */
+export function slotLE(entries: readonly { key: BtrfsKey }[], key: BtrfsKey): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareKeys(entries[mid]!.key, key) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
 }
 
 /**
@@ -89,7 +113,7 @@ export class TreeReader {
     if (hit) {
       this.cache.delete(bytenr);
       this.cache.set(bytenr, hit);
-      const why = this.mismatch(hit, bytenr, exp);
+      const why = expectMismatch(hit, exp, this.ownerOk);
       if (why) this.fail(bytenr, exp.owner, why);
       return hit;
     }
@@ -106,10 +130,6 @@ export class TreeReader {
       problems.push(copies.length > 1 ? `copy at physical ${phys}: ${r.why}` : r.why);
     }
     return this.fail(bytenr, exp.owner, problems.join('; '));
-  }
-
-  private mismatch(tb: TreeBlock, bytenr: bigint, exp: Expect): string | null {
-    return blockMismatch(tb, bytenr, exp, this.fsid, this.ownerOk);
   }
 
   private fail(bytenr: bigint, tree: bigint, why: string): never {
@@ -133,26 +153,39 @@ export class TreeReader {
 
   private async *iterateDisk(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): AsyncGenerator<LeafItem> {
     const visited = new Set<bigint>();
-    const walk = async function* (this: TreeReader, tb: TreeBlock): AsyncGenerator<LeafItem> {
-      if (tb.header.level === 0) {
-        for (const it of tb.items) {
-          if (compareKeys(it.key, to) > 0) return;
-          if (compareKeys(it.key, from) >= 0) yield it;
-        }
-        return;
-      }
-      let i = 0;
-      while (i + 1 < tb.ptrs.length && compareKeys(tb.ptrs[i + 1]!.key, from) <= 0) i++;
-      for (; i < tb.ptrs.length; i++) {
-        const p = tb.ptrs[i]!;
-        if (compareKeys(p.key, to) > 0) return;
-        if (visited.has(p.blockptr)) this.fail(p.blockptr, root.id, `referenced twice from tree ${root.id} (block ${tb.header.bytenr})`);
-        visited.add(p.blockptr);
-        const child = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
-        yield* walk.call(this, child);
-      }
+    // One generator with an explicit path (not one nested generator per level: each level of yield*
+    // costs every item another promise round trip); the start is found by binary search at each level.
+    const path: { tb: TreeBlock; i: number }[] = [];
+    const enter = (tb: TreeBlock): void => {
+      const entries = tb.header.level === 0 ? tb.items : tb.ptrs;
+      const at = slotLE(entries, from);
+      // in a leaf the first item >= from; in a node the child that may hold `from`
+      path.push({ tb, i: tb.header.level === 0 ? (at >= 0 && compareKeys(entries[at]!.key, from) === 0 ? at : at + 1) : Math.max(at, 0) });
     };
-    yield* walk.call(this, await this.rootBlock(root));
+    enter(await this.rootBlock(root));
+    while (path.length > 0) {
+      const top = path[path.length - 1]!;
+      const tb = top.tb;
+      if (tb.header.level === 0) {
+        for (; top.i < tb.items.length; top.i++) {
+          const it = tb.items[top.i]!;
+          if (compareKeys(it.key, to) > 0) return;
+          yield it;
+        }
+        path.pop();
+        continue;
+      }
+      if (top.i >= tb.ptrs.length) {
+        path.pop();
+        continue;
+      }
+      const p = tb.ptrs[top.i++]!;
+      if (compareKeys(p.key, to) > 0) return;
+      if (visited.has(p.blockptr)) this.fail(p.blockptr, root.id, `referenced twice from tree ${root.id} (block ${tb.header.bytenr})`);
+      visited.add(p.blockptr);
+      const child = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
+      enter(child); // past the first child of a level its search finds slot 0
+    }
   }
 
   /** The item with the greatest key <= `key`, if any (overlay included). */
@@ -176,19 +209,14 @@ export class TreeReader {
 
   private async lookupDiskLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
     let tb = await this.rootBlock(root);
-    for (let depth = 0; tb.header.level > 0; depth++) {
-      let i = -1;
-      while (i + 1 < tb.ptrs.length && compareKeys(tb.ptrs[i + 1]!.key, key) <= 0) i++;
+    while (tb.header.level > 0) {
+      const i = slotLE(tb.ptrs, key);
       if (i < 0) return undefined;
       const p = tb.ptrs[i]!;
       tb = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
     }
-    let found: LeafItem | undefined;
-    for (const it of tb.items) {
-      if (compareKeys(it.key, key) > 0) break;
-      found = it;
-    }
-    return found;
+    const i = slotLE(tb.items, key);
+    return i >= 0 ? tb.items[i] : undefined;
   }
 
   /** The item with exactly this key, if any. */
