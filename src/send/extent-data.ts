@@ -1,9 +1,10 @@
 import { ImageError } from '../errors.js';
 import { decompressExtent } from '../image/read/decompress.js';
-import { readVerified } from '../image/read/file-data.js';
+import { readVerified, type SectorCrcs } from '../image/read/file-data.js';
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { uninitBytes } from '../util/bytes.js';
+import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
@@ -41,17 +42,35 @@ export class Scratch {
   }
 }
 
+/**
+ * File bytes, and their raw CRC32C (seed 0) where the verified sector checksums give it without a pass
+ * (whole 4 KiB sectors of a checksummed extent, readVerified): the encoder combines it into the command CRC.
+ */
+export interface Piece {
+  data: Uint8Array;
+  crc?: number;
+}
+
+/** The raw CRC of data[at, at + len) of a verified read, when its sectors' CRCs are known and it covers whole ones. */
+function pieceCrc(crcs: SectorCrcs, at: number, len: number): number | undefined {
+  const raw = crcs.raw;
+  if (!raw || at % CRC_SECTOR !== 0 || len % CRC_SECTOR !== 0 || (at + len) / CRC_SECTOR > raw.length) return undefined;
+  return crc32cCombineSectors(0, raw, at / CRC_SECTOR, (at + len) / CRC_SECTOR);
+}
+
 /** The compressed (or inline) bytes as stored, checksum-verified: what an ENCODED_WRITE carries. */
-export async function storedBytes(x: ExtentRef): Promise<Uint8Array> {
-  if (x.fe.type === BTRFS_FILE_EXTENT_INLINE) return x.fe.inline_data!;
+export async function storedBytes(x: ExtentRef): Promise<Piece> {
+  if (x.fe.type === BTRFS_FILE_EXTENT_INLINE) return { data: x.fe.inline_data! };
   if (x.fe.disk_num_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: disk_num_bytes ${x.fe.disk_num_bytes} is implausibly large`);
   const len = Number(x.fe.disk_num_bytes);
-  return readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, x.scratch?.get(len));
+  const crcs: SectorCrcs = {};
+  const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, x.scratch?.get(len), crcs);
+  return { data, crc: pieceCrc(crcs, 0, len) };
 }
 
 /** The decompressed content of a compressed or inline extent (ram_bytes long). */
 async function plainExtent(x: ExtentRef): Promise<Uint8Array> {
-  const raw = await storedBytes(x);
+  const raw = (await storedBytes(x)).data;
   if (x.fe.compression === BTRFS_COMPRESS_NONE) return raw;
   if (x.fe.ram_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: ram_bytes ${x.fe.ram_bytes} is implausibly large`);
   const ram = Number(x.fe.ram_bytes);
@@ -67,7 +86,7 @@ const WINDOW = 1 << 20;
  * zeros, as the kernel's page cache gives them. A compressed or inline extent is decoded once, a plain one
  * read in windows of about 1 MiB (checksums verified per window): pieces are views, not copies.
  */
-export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece: number): AsyncGenerator<Uint8Array> {
+export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece: number): AsyncGenerator<Piece> {
   if (x.fe.type === BTRFS_FILE_EXTENT_INLINE || x.fe.compression !== BTRFS_COMPRESS_NONE) {
     const plain = await plainExtent(x);
     const start = Number(x.fe.type === BTRFS_FILE_EXTENT_INLINE ? pos - x.keyOffset : x.fe.offset + pos - x.keyOffset);
@@ -75,11 +94,11 @@ export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece:
       const n = Math.min(piece, len - done);
       const a = start + done;
       if (a + n <= plain.length) {
-        yield plain.subarray(a, a + n);
+        yield { data: plain.subarray(a, a + n) };
       } else {
         const out = new Uint8Array(n);
         if (a < plain.length) out.set(plain.subarray(a));
-        yield out;
+        yield { data: out };
       }
     }
     return;
@@ -96,7 +115,11 @@ export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece:
     const at = rel + BigInt(done);
     const lead = Number(at % BigInt(ss));
     const readLen = Math.ceil((lead + n) / ss) * ss;
-    const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + at - BigInt(lead), readLen, x.verify, x.what, x.scratch?.get(readLen));
-    for (let p = 0; p < n; p += piece) yield data.subarray(lead + p, lead + Math.min(n, p + piece));
+    const crcs: SectorCrcs = {};
+    const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + at - BigInt(lead), readLen, x.verify, x.what, x.scratch?.get(readLen), crcs);
+    for (let p = 0; p < n; p += piece) {
+      const m = Math.min(n, p + piece) - p;
+      yield { data: data.subarray(lead + p, lead + p + m), crc: pieceCrc(crcs, lead + p, m) };
+    }
   }
 }

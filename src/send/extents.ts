@@ -106,8 +106,11 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
         cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path, fileOffset: offset,
         unencodedFileLen: inline || len < itemLeft ? len : itemLeft, unencodedLen: fe.ram_bytes,
         unencodedOffset: offset - x.keyOffset + (inline ? 0n : fe.offset), compression: diskToEncoded(fe.compression, o.sectorsize),
-        data: await storedBytes(x),
+        data: new Uint8Array(0),
       };
+      const stored = await storedBytes(x);
+      enc.data = stored.data;
+      if (stored.crc !== undefined) enc.dataCrc = stored.crc;
       // send_encoded_inline_extent leaves ENCRYPTION out; send_encoded_extent puts 0
       if (!inline) enc.encryption = 0;
       // Only what a receiver can store as it is (the kernel's encoded-write rules); the rest as plain data.
@@ -118,8 +121,8 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
     }
   }
   let at = offset;
-  for await (const data of filePieces(x, offset, Number(len), maxWriteSize(o.version))) {
-    yield { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data };
+  for await (const { data, crc } of filePieces(x, offset, Number(len), maxWriteSize(o.version))) {
+    yield crc === undefined ? { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data } : { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data, dataCrc: crc };
     at += BigInt(data.length);
   }
 }

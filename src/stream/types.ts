@@ -61,7 +61,11 @@ export interface UnlinkCmd extends Base { cmd: typeof C.BTRFS_SEND_C_UNLINK | ty
 export interface SetXattrCmd extends Base { cmd: typeof C.BTRFS_SEND_C_SET_XATTR; path: Bytes; name: Bytes; data: Bytes }
 export interface RemoveXattrCmd extends Base { cmd: typeof C.BTRFS_SEND_C_REMOVE_XATTR; path: Bytes; name: Bytes }
 /** `data` is a view into the parser's buffer: use or copy it before pulling the next command. */
-export interface WriteCmd extends Base { cmd: typeof C.BTRFS_SEND_C_WRITE; path: Bytes; fileOffset: bigint; data: Bytes }
+export interface WriteCmd extends Base {
+  cmd: typeof C.BTRFS_SEND_C_WRITE; path: Bytes; fileOffset: bigint; data: Bytes;
+  /** Not on the wire: the raw CRC32C of `data` when its producer knows it (a send, from verified sector checksums). */
+  dataCrc?: number;
+}
 export interface CloneCmd extends Base {
   cmd: typeof C.BTRFS_SEND_C_CLONE; path: Bytes; fileOffset: bigint; cloneLen: bigint; cloneUuid: Bytes;
   cloneCtransid: bigint; clonePath: Bytes; cloneOffset: bigint;
@@ -89,6 +93,8 @@ export interface EncodedWriteCmd extends Base {
   compression?: number;
   encryption?: number;
   data: Bytes;
+  /** Not on the wire: as WriteCmd's. */
+  dataCrc?: number;
 }
 export interface EnableVerityCmd extends Base {
   cmd: typeof C.BTRFS_SEND_C_ENABLE_VERITY; path: Bytes; algorithm: number; blockSize: number; salt: Bytes; sig: Bytes;

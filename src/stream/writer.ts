@@ -1,6 +1,7 @@
 import { StreamError } from '../errors.js';
 import { type BufferPool, uninitBytes } from '../util/bytes.js';
 import { crc32cRaw } from '../util/crc32c.js';
+import { CRC_SECTOR, crc32cShiftSectors } from '../util/crc32c-combine.js';
 import * as C from './constants.js';
 import { commandAttrs } from './decode.js';
 import { isUnknown, type SendCommand, type StreamItem, type Timespec } from './types.js';
@@ -99,6 +100,11 @@ export function encodeCommandInto(c: SendCommand, version: number, out: Uint8Arr
   const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const start = pos;
   pos += C.BTRFS_CMD_HEADER_SIZE;
+  // where DATA went, when the command brings that data's CRC (a send): the command CRC is then combined
+  // around it instead of passing over the data again
+  const dataCrc = 'dataCrc' in c ? c.dataCrc : undefined;
+  let dataAt = -1;
+  let dataLen = 0;
   if (isUnknown(c)) {
     out.set(c.payload, pos);
     pos += c.payload.length;
@@ -117,13 +123,26 @@ export function encodeCommandInto(c: SendCommand, version: number, out: Uint8Arr
         pos += 2;
       }
       putValue(c, type, extra, out, dv, pos);
+      if (type === C.BTRFS_SEND_A_DATA && !extra) {
+        dataAt = pos;
+        dataLen = n;
+      }
       pos += n;
     }
   }
   dv.setUint32(start, pos - start - C.BTRFS_CMD_HEADER_SIZE, true);
   dv.setUint16(start + 4, c.cmd, true);
   dv.setUint32(start + 6, 0, true);
-  dv.setUint32(start + 6, crc32cRaw(out.subarray(start, pos)), true);
+  let crc: number;
+  if (dataCrc !== undefined && dataAt >= 0 && dataLen % CRC_SECTOR === 0) {
+    // crcUpdate(c, D) = shift(c, |D|) ^ rawcrc(D) (crc32c-combine.ts)
+    crc = crc32cRaw(out.subarray(start, dataAt));
+    crc = (crc32cShiftSectors(crc, dataLen / CRC_SECTOR) ^ dataCrc) >>> 0;
+    crc = crc32cRaw(out.subarray(dataAt + dataLen, pos), crc);
+  } else {
+    crc = crc32cRaw(out.subarray(start, pos));
+  }
+  dv.setUint32(start + 6, crc, true);
   return pos;
 }
 

@@ -53,3 +53,17 @@ export function crc32cRawBySector(crc: number, data: Uint8Array, sectors: Uint32
   }
   return crcUpdate(c >>> 0, data.subarray(o));
 }
+
+/** The raw register `crc` carried on over sectors whose raw CRCs are raw[from .. to): crcUpdate over their bytes, without the pass. */
+export function crc32cCombineSectors(crc: number, raw: Uint32Array, from: number, to: number): number {
+  let c = crc;
+  for (let i = from; i < to; i++) c = crc32cShiftSector(c) ^ raw[i]!;
+  return c >>> 0;
+}
+
+/** crcUpdate(crc, n * CRC_SECTOR zero bytes), without the pass: what precedes a piece whose own CRC is known. */
+export function crc32cShiftSectors(crc: number, n: number): number {
+  let c = crc;
+  for (let i = 0; i < n; i++) c = crc32cShiftSector(c);
+  return c >>> 0;
+}

@@ -4,6 +4,8 @@ import {
   BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_NODATASUM,
   csumAlgo, decodeFileExtentItem,
 } from '../structs.js';
+import { btrfsCsumFromRaw, CRC_SECTOR } from '../../util/crc32c-combine.js';
+import { BTRFS_CSUM_TYPE_CRC32 } from '../structs/constants.js';
 import { decompressExtent } from './decompress.js';
 import type { ImageReader } from './image.js';
 import { type Location, statInode } from './inodes.js';
@@ -58,14 +60,24 @@ async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, log
   return out;
 }
 
+/** Filled by readVerified: the raw CRC32C (seed 0, no inversion) of each 4 KiB sector read, where it is known. */
+export interface SectorCrcs {
+  raw?: Uint32Array;
+}
+
 /**
  * Reads logical [logical, logical+len) of a data extent and checks every sector's checksum. On DUP data a
  * copy that fails is replaced by the other; a sector without a checksum fails unless `needSums` is false.
  * `into`: a scratch buffer the source may read into (see ImageSource.read): the result may be a view of it.
+ * `crcs`: on a crc32c image with 4 KiB sectors whose sums were checked, `crcs.raw` gets each sector's raw
+ * CRC — the stored checksum the data was just found to match, turned raw (crc32c-combine.ts), so a send
+ * stream's command CRC over these bytes needs no second pass; otherwise it is left undefined.
  */
 export async function readVerified(
   img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, needSums: boolean, what: string, into?: Uint8Array,
+  crcs?: SectorCrcs,
 ): Promise<Uint8Array> {
+  if (crcs) crcs.raw = undefined;
   const copies = img.chunks.map(logical, len, what);
   const algo = csumAlgo(img.superblock.csum_type);
   const cs = algo.size;
@@ -90,7 +102,15 @@ export async function readVerified(
         }
       }
     }
-    if (!bad) return data;
+    if (!bad) {
+      if (crcs && sums && algo.type === BTRFS_CSUM_TYPE_CRC32 && ss === CRC_SECTOR) {
+        const raw = new Uint32Array(sums.have.length);
+        const dv = new DataView(sums.sums.buffer, sums.sums.byteOffset, sums.sums.byteLength);
+        for (let i = 0; i < raw.length; i++) raw[i] = btrfsCsumFromRaw(dv.getUint32(i * 4, true)); // the same XOR turns it back
+        crcs.raw = raw;
+      }
+      return data;
+    }
     problems.push(bad);
   }
   throw new ImageError('IMAGE_DATA_CSUM', `${what}: ${problems.join('; ')}`, { offset: logical, command: 'btrfs_csum_item' });
