@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
@@ -17,6 +18,16 @@ interface SendCliOptions {
   quiet?: boolean;
   verbose?: boolean;
 }
+
+/**
+ * V8 hands a function to its optimising compiler once it has run about 66 KB of bytecode (the default
+ * --interrupt-budget). Most of a short send — an incremental one is ~0.2 s of work spread over many
+ * functions — then went to compiling code it was about to stop running: CPU 1.10-1.28 s with the default,
+ * 0.69-0.85 s with 16 times the budget (bench/send.sh's incremental; full sends unchanged, their hot
+ * loops still get optimised within the first fraction of a second: docs/performance.md). Set for the
+ * send command only, when it runs; library callers keep their own flags.
+ */
+const SEND_INTERRUPT_BUDGET = 16 * 67584;
 
 function parseProto(v: string): number {
   if (!/^[0-2]$/.test(v)) throw new InvalidArgumentError('protocol must be 0 (highest supported), 1 or 2');
@@ -104,6 +115,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print the bytes written per subvolume')
     .action(async (image: string, subvols: string[], o: SendCliOptions) => {
+      setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
       if (!o.file && process.stdout.isTTY) {
         throw new SendError('SEND_TTY', 'not writing a send stream to a terminal: redirect stdout or use -f FILE');
       }
