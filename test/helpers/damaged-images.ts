@@ -173,6 +173,11 @@ export const MUTATIONS: Mutation[] = [
     const data = img.reader.chunks.all().find((c) => (c.type & S.BTRFS_BLOCK_GROUP_DATA) !== 0n)!;
     return { objectid: data.start, type: S.BTRFS_BLOCK_GROUP_ITEM_KEY, offset: data.length };
   }).then((key) => editLeaf(p, S.BTRFS_EXTENT_TREE_OBJECTID, key, (items) => items.filter((x) => S.compareKeys(x.key, key) !== 0))) },
+  // what a filesystem made before Linux 3.12 and not mounted since looks like: no UUID tree
+  { name: 'no-uuid-tree', what: 'no UUID tree (its root item gone, as before Linux 3.12)', apply: (p) => {
+    const key = { objectid: S.BTRFS_UUID_TREE_OBJECTID, type: S.BTRFS_ROOT_ITEM_KEY, offset: 0n };
+    return editLeaf(p, S.BTRFS_ROOT_TREE_OBJECTID, key, (items) => items.filter((x) => S.compareKeys(x.key, key) !== 0));
+  } },
   ...[1, 2, 3, 4, 5, 6].map((seed): Mutation => ({ name: `flip-${seed}`, what: `4 random bit flips in fs tree items (seed ${seed})`, apply: (p) => flipFsItems(p, seed, 4) })),
 ];
 

@@ -7,7 +7,7 @@ import type { TreeRoot } from '../read/tree.js';
 import {
   BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_TREE_OBJECTID, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
   BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FREE_SPACE_TREE_OBJECTID,
-  BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID,
+  BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { decodeChunk } from '../structs/chunk-items.js';
 import { decodeRootItem } from '../structs/tree-items.js';
@@ -91,6 +91,9 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   if (hasFreeSpaceTree(sb)) required.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
   if (hasBlockGroupTree(sb)) required.push(BTRFS_BLOCK_GROUP_TREE_OBJECTID);
   for (const id of required) if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
+  // filesystems made before Linux 3.12 have none until a mount creates it and scans every subvolume into
+  // it; a receive records its subvolumes there (and finds parents there)
+  if (!fs.trees.has(BTRFS_UUID_TREE_OBJECTID)) refuse('IMAGE_NO_TREE', 'it has no UUID tree (made before Linux 3.12 and not mounted since: a mount creates it)');
   checkQgroups(fs);
   initRootItems(fs);
   // Free space of the tree block groups is read now, before any tree changes: built later, on the first
