@@ -147,6 +147,26 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
   fs.writeFileSync(path.join(root, 'links', 'target'), 'linked\n');
   for (let i = 0; i < 70; i++) fs.linkSync(path.join(root, 'links', 'target'), path.join(root, 'links', `${String(i).padStart(3, '0')}${'n'.repeat(247)}`));
 
+  /** btrfs check --check-data-csum: exit 0, no problem. */
+  const expectCsumClean = (img: string): void => {
+    const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(checkProblems(r.stdout + r.stderr)).toEqual([]);
+  };
+  /** The kernel shows `tree`'s manifest, then `use` writes to the mount; check is clean after (or why it skips). */
+  const kernelRoundTrip = async (what: string, img: string, tree: string, use: (dir: string) => void): Promise<void> => {
+    const cantMount = skipReason('mount');
+    if (cantMount) return void console.warn(`SKIP the kernel part of ${what}: ${cantMount}`);
+    const m = mount(img);
+    try {
+      expect(await manifestOf(m.dir)).toEqual(await manifestOf(tree));
+      use(m.dir);
+    } finally {
+      m.umount();
+    }
+    expectClean(img);
+  };
+
   const incompat = (img: string): string => execFileSync('btrfs', ['inspect-internal', 'dump-super', img], { encoding: 'utf8' }).split(/^incompat_flags/m)[1]!.split(/^\S/m)[0]!;
 
   it('^no-holes: explicit hole extents cover every gap up to the sector-rounded size; check --check-data-csum clean', async () => {
@@ -218,20 +238,11 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
     expect(types[0]).toBe('SYSTEM|single');
     expect(types.length).toBeGreaterThanOrEqual(3);
     for (const t of types.slice(1)) expect(t).toBe('DATA|METADATA|single');
-    const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(checkProblems(r.stdout + r.stderr)).toEqual([]);
-    const cantMount = skipReason('mount');
-    if (cantMount) return void console.warn(`SKIP the kernel part of -M: ${cantMount}`);
-    const m = mount(img);
-    try {
-      expect(await manifestOf(m.dir)).toEqual(await manifestOf(mixedRoot));
-      fs.writeFileSync(path.join(m.dir, 'kernel-file'), Buffer.alloc(3 << 20, 3));
-      fs.rmSync(path.join(m.dir, 'big'));
-    } finally {
-      m.umount();
-    }
-    expectClean(img);
+    expectCsumClean(img);
+    await kernelRoundTrip('-M', img, mixedRoot, (dir) => {
+      fs.writeFileSync(path.join(dir, 'kernel-file'), Buffer.alloc(3 << 20, 3));
+      fs.rmSync(path.join(dir, 'big'));
+    });
   }, 300_000);
 
   it('-O ^skinny-metadata: tree block extents are EXTENT_ITEMs with a tree_block_info, no METADATA_ITEM; check clean; the kernel reads the tree, writes, check clean', async () => {
@@ -241,20 +252,11 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
     const extent = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'extent', img], { encoding: 'utf8' });
     expect(extent).not.toMatch(/METADATA_ITEM/);
     expect(extent).toMatch(/EXTENT_ITEM 16384\) itemoff \d+ itemsize 51\n\s+refs 1 gen \d+ flags TREE_BLOCK\n\s+tree block key \(0 UNKNOWN.0 0\) level 0\n\s+tree block backref root FS_TREE/);
-    const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(checkProblems(r.stdout + r.stderr)).toEqual([]);
-    const cantMount = skipReason('mount');
-    if (cantMount) return void console.warn(`SKIP the kernel part of -O ^skinny-metadata: ${cantMount}`);
-    const m = mount(img);
-    try {
-      expect(await manifestOf(m.dir)).toEqual(await manifestOf(root));
-      execFileSync('btrfs', ['subvolume', 'snapshot', m.dir, path.join(m.dir, 'snap')]);
-      fs.writeFileSync(path.join(m.dir, 'kernel-file'), Buffer.alloc(1 << 20, 3));
-    } finally {
-      m.umount();
-    }
-    expectClean(img);
+    expectCsumClean(img);
+    await kernelRoundTrip('-O ^skinny-metadata', img, root, (dir) => {
+      execFileSync('btrfs', ['subvolume', 'snapshot', dir, path.join(dir, 'snap')]);
+      fs.writeFileSync(path.join(dir, 'kernel-file'), Buffer.alloc(1 << 20, 3));
+    });
   }, 300_000);
 
   it('-R quota: a quota tree with every subvolume counted (check verifies the counts); the kernel shows the same numbers before and after a rescan; receive then marks them for a rescan', async () => {
@@ -309,19 +311,9 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
     expect(items('extent')).toBe(0);
     const made = items('11');
     expect(made).toBeGreaterThanOrEqual(4);
-    const r = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(checkProblems(r.stdout + r.stderr)).toEqual([]);
-    const cantMount = skipReason('mount');
-    if (cantMount) return void console.warn(`SKIP the kernel part of -O block-group-tree: ${cantMount}`);
-    const m = mount(img);
-    try {
-      expect(await manifestOf(m.dir)).toEqual(await manifestOf(bgtRoot));
-      fs.writeFileSync(path.join(m.dir, 'kernel-file'), Buffer.alloc(40 << 20, 3));
-    } finally {
-      m.umount();
-    }
-    expectClean(img);
+    expectCsumClean(img);
+    if (skipReason('mount')) return void console.warn(`SKIP the kernel part of -O block-group-tree: ${skipReason('mount')}`);
+    await kernelRoundTrip('-O block-group-tree', img, bgtRoot, (dir) => fs.writeFileSync(path.join(dir, 'kernel-file'), Buffer.alloc(40 << 20, 3)));
     expect(items('11')).toBeGreaterThan(made);
     expect(items('extent')).toBe(0);
     const recv = spawnSync('node', [path.join(__dirname, '..', 'bin', 'btrfs-ts.js'), 'receive', '-q', '-f', path.join(__dirname, '..', 'streams', 'full-v1.stream'), img], { encoding: 'utf8' });
