@@ -27,7 +27,7 @@ export interface Pending {
  * so older files are done; writing them while their leaves are still in the block cache (instead of all
  * at the end, with many small files) saves reading the leaves again and splitting full ones.
  */
-const MAX_PENDING_FILES = 64;
+const MAX_PENDING_FILES = 16;
 
 /** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
 const SPARE_MAX = 8 << 20;

@@ -52,7 +52,7 @@ export function renameNode(fs: Filesystem, root: bigint, fromPath: Uint8Array, t
     const toIsDir = isDirMode(to.inode!.mode);
     if (toIsDir !== fromIsDir) throw new ReceiveError('RENAME_TYPE_MISMATCH', `rename ${fromIsDir ? 'directory over non-directory' : 'non-directory over directory'}`);
     if (toIsDir && !dirIsEmpty(fs, root, to.ino)) throw new ReceiveError('DIR_NOT_EMPTY', 'rename over a non-empty directory');
-    if (toIsDir) checkDirBeforeChange(fs, root, to.ino, JSON.stringify(escapePath(toPath)));
+    if (toIsDir) checkDirBeforeChange(fs, root, to.ino, () => JSON.stringify(escapePath(toPath)));
   }
   checkDirBeforeChange(fs, root, from.dir, parentOf(fromPath));
   checkDirBeforeChange(fs, root, to.dir, parentOf(toPath));
@@ -86,7 +86,7 @@ export function removeNode(fs: Filesystem, root: bigint, path: Uint8Array, how: 
     if (r.ino === BTRFS_FIRST_FREE_OBJECTID) throw new ReceiveError('RMDIR_ROOT', 'cannot remove the subvolume root');
     if (!dirIsEmpty(fs, root, r.ino)) throw new ReceiveError('DIR_NOT_EMPTY', 'RMDIR of a non-empty directory');
     // the kernel's rmdir goes by i_size (ENOTEMPTY above the empty size): it must agree with the entries
-    checkDirBeforeChange(fs, root, r.ino, JSON.stringify(escapePath(path)));
+    checkDirBeforeChange(fs, root, r.ino, () => JSON.stringify(escapePath(path)));
   }
   checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   removeName(fs, root, r.dir, r.name, r.ino, forget);

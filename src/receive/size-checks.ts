@@ -17,11 +17,12 @@ const U64_MAX = (1n << 64n) - 1n;
  * yet for it. A directory this transaction already changed (its transid) was checked then: each one is
  * read once, its entries only.
  */
-export function checkDirBeforeChange(fs: Filesystem, root: bigint, ino: bigint, where: string): void {
+export function checkDirBeforeChange(fs: Filesystem, root: bigint, ino: bigint, where: string | (() => string)): void {
   const inode = getInode(fs, root, ino);
-  const what = `directory ${where} (inode ${ino} of subvolume ${root})`;
+  // `where` is made only for a message: a path escaped per command was a visible cost with many files
+  if (inode && inode.transid >= fs.transid) return;
+  const what = `directory ${typeof where === 'string' ? where : where()} (inode ${ino} of subvolume ${root})`;
   if (!inode) throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: ${what} has no inode item`);
-  if (inode.transid >= fs.transid) return;
   if (!isDirMode(inode.mode)) throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: ${what} has mode 0${inode.mode.toString(8)}`);
   let size = 0n;
   for (const it of fs.tree(root).range({ objectid: ino, type: BTRFS_DIR_INDEX_KEY, offset: 0n }, { objectid: ino, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX })) {
@@ -32,8 +33,12 @@ export function checkDirBeforeChange(fs: Filesystem, root: bigint, ino: bigint, 
   }
 }
 
-/** How a message names the directory holding the last component of a stream path. */
-export function parentOf(path: Uint8Array): string {
+/** How a message names the directory holding the last component of a stream path (made when needed). */
+export function parentOf(path: Uint8Array): () => string {
+  return () => parentName(path);
+}
+
+function parentName(path: Uint8Array): string {
   const cut = path.lastIndexOf(0x2f);
   return cut <= 0 ? '"." (the subvolume root)' : JSON.stringify(escapePath(path.subarray(0, cut)));
 }

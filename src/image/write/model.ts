@@ -116,7 +116,7 @@ export class FilesystemModel implements ChunkOwner {
   tree(rootid: bigint): TreeHandle {
     const t = this.trees.get(rootid);
     if (!t) throw new ImageError('IMAGE_NO_TREE', `tree ${rootid} does not exist`);
-    return new TreeHandle(t);
+    return t.handle;
   }
 
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
@@ -124,7 +124,7 @@ export class FilesystemModel implements ChunkOwner {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
     const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) });
     this.trees.set(rootid, t);
-    return new TreeHandle(t);
+    return t.handle;
   }
 
   /** Drop a whole tree (its ROOT_ITEM and refs are the caller's to remove). */

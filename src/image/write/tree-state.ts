@@ -27,6 +27,8 @@ export class TreeState {
     getItem: (key) => this.engine.get(key),
     putItem: (key, data) => putThrough(this.engine, key, data),
   });
+  /** The handle callers change the tree through (one per tree: it holds nothing else). */
+  readonly handle: TreeHandle = new TreeHandle(this);
   /** Directory entries kept decoded for lookups by name, next DIR_INDEX per directory (dir-cache.ts). */
   readonly dirs = new DirCache(
     (dir, hash) => this.engine.get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash }),
