@@ -21,6 +21,8 @@ const MAGIC = Buffer.from('btrfsTSu');
 const HEADER = 24;
 const REC = 13;
 const BLOCK = 4096;
+/** How far past a write into never-written space a fresh image's journal records zeros at once. */
+const ZERO_AHEAD = 8 << 20;
 /** Superblock generation: bytes 0x48.. of the primary copy at 64 KiB. */
 const SB_GENERATION = 0x10000 + 0x48;
 
@@ -80,8 +82,33 @@ export class UndoLog {
         }
       }
       this.saved.add(offset, stop);
+      if (this.touched) this.zerosAhead(stop);
     }
     this.touched?.add(offset, offset + len);
+  }
+
+  /**
+   * Writes of a fresh image move forward through never-written space (data extents, new tree blocks):
+   * the untouched, unsaved bytes right after `from` are recorded as zeros for up to ZERO_AHEAD at once, so
+   * the next writes there find them saved — a journal write per 8 MiB instead of one per write. The
+   * record only says what is true (never written since the image was made: a hole), and stops at the
+   * first byte that was written or saved (a later zero record must never cover saved old bytes).
+   */
+  private zerosAhead(from: number): void {
+    let end = Math.min(this.base.size, from + ZERO_AHEAD);
+    for (const [s, e] of this.saved.gaps(from, end)) {
+      if (s > from) return;
+      end = e;
+      break;
+    }
+    for (const [s, e] of this.touched!.gaps(from, end)) {
+      if (s > from) return;
+      end = e;
+      break;
+    }
+    if (end <= from) return;
+    this.zeroRecord(from, end);
+    this.saved.add(from, end);
   }
 
   /** The image reached a new commit: nothing before it is to be undone any more. */

@@ -162,6 +162,23 @@ export class WriteBehind {
     this.drain();
   }
 
+  /**
+   * Whether a queued write that may not be done yet overlaps [off, off + len): a read elsewhere can go to
+   * the file at once (the thread writes nothing but what is queued), instead of waiting for the ring to
+   * empty — reads of evicted tree blocks came in between writes all the time with many files.
+   */
+  overlaps(off: number, len: number): boolean {
+    this.reclaim();
+    const end = off + len;
+    for (let i = this.retired; i !== this.queued; i = (i + 1) | 0) {
+      const r = (i & (SLOTS - 1)) * 4;
+      if (this.recs[r] !== OP_WRITE) continue;
+      const o = this.recs[r + 3]!;
+      if (o < end && off < o + this.recs[r + 2]!) return true;
+    }
+    return false;
+  }
+
   /** Waits until every queued record is done. */
   drain(): void {
     for (;;) {
