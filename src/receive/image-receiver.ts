@@ -1,7 +1,7 @@
 import type { BtrfsCompressType } from '../compress/index.js';
 import { ReceiveError } from '../errors.js';
 import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID } from '../image/structs/constants.js';
-import type { BtrfsTimespec } from '../image/structs/fs-items.js';
+import type { BtrfsInodeItem, BtrfsTimespec } from '../image/structs/fs-items.js';
 import { nowTimespec } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { findDirEntry, getInode, removeXattr, sameBytes, setXattr, updateInode } from '../image/write/inode.js';
@@ -85,6 +85,7 @@ export class ImageReceiver implements Receiver {
   private readonly forget = (ino: bigint): void => this.writer.discardFile(this.root, ino);
 
   private async finishSubvol(): Promise<void> {
+    this.lastPath = undefined;
     const c = this.cur;
     if (!c) return;
     this.writer.flush();
@@ -124,6 +125,7 @@ export class ImageReceiver implements Receiver {
   }
 
   private create(path: Uint8Array, mode: number, rdev = 0n): bigint {
+    this.lastPath = undefined;
     return createNode(this.fs, this.root, path, mode, rdev);
   }
 
@@ -140,34 +142,57 @@ export class ImageReceiver implements Receiver {
   mkfifo(c: T.CreateCmd): void { this.create(c.path, S_IFIFO | 0o600); }
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
   symlink(c: T.SymlinkCmd): void {
+    this.lastPath = undefined;
     createSymlink(this.fs, this.root, c.path, c.pathLink);
   }
 
   rename(c: T.RenameCmd): void {
+    this.lastPath = undefined;
     renameNode(this.fs, this.root, c.path, c.pathTo, this.forget);
   }
 
   link(c: T.LinkCmd): void {
+    this.lastPath = undefined;
     linkNode(this.fs, this.root, c.path, c.pathLink);
   }
 
   unlink(c: T.UnlinkCmd): void {
+    this.lastPath = undefined;
     removeNode(this.fs, this.root, c.path, 'unlink', this.forget);
   }
 
   rmdir(c: T.UnlinkCmd): void {
+    this.lastPath = undefined;
     removeNode(this.fs, this.root, c.path, 'rmdir', this.forget);
   }
 
+  /**
+   * The last path file/attrsOf resolved, until a namespace command (or a new subvolume) may have changed
+   * what it names: a stream names the same file in each command on it (write, chown, chmod, utimes).
+   */
+  private lastPath: { root: bigint; path: Uint8Array; ino: bigint } | undefined;
+
+  private existing(path: Uint8Array, what: string): { ino: bigint; inode: BtrfsInodeItem } {
+    const root = this.root;
+    const l = this.lastPath;
+    if (l && l.root === root && sameBytes(l.path, path)) {
+      const inode = getInode(this.fs, root, l.ino);
+      if (inode) return { ino: l.ino, inode };
+    }
+    const r = resolveExisting(this.fs, root, path, what);
+    this.lastPath = { root, path: path.slice(), ino: r.ino };
+    return r;
+  }
+
   private file(path: Uint8Array, what = 'path'): { ino: bigint; size: bigint } {
-    const r = resolveExisting(this.fs, this.root, path, what);
+    const r = this.existing(path, what);
     if ((r.inode.mode & 0o170000) !== S_IFREG) throw new ReceiveError('NOT_A_FILE', `${what} is not a regular file`);
     return { ino: r.ino, size: r.inode.size };
   }
 
   /** Attribute commands need no flush: gathered writes change only extents and the size. */
   private attrsOf(path: Uint8Array): bigint {
-    return resolveExisting(this.fs, this.root, path).ino;
+    return this.existing(path, 'path').ino;
   }
 
   setXattr(c: T.SetXattrCmd): void {

@@ -157,8 +157,10 @@ export function linkEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uint8
   if (prev?.some((x) => sameBytes(x.name, name))) throw new ImageError('IMAGE_EXISTS', `name already exists in directory ${dir}`);
   const idx = index ?? t.nextDirIndex(dir);
   const entry: BtrfsDirItem = { location: target, transid: fs.transid, type, name, data: new Uint8Array(0) };
-  t.put(hashKey, encodeDirItems([...(prev ?? []), entry]));
-  t.put({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: idx }, encodeDirItems([entry]));
+  // payloads are never changed in place, so a lone entry's bytes serve both items
+  const one = encodeDirItems([entry]);
+  t.put(hashKey, prev ? encodeDirItems([...prev, entry]) : one);
+  t.put({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: idx }, one);
   updateInode(fs, root, dir, { size: dirInode.size + 2n * BigInt(name.length) });
   if (target.type === BTRFS_INODE_ITEM_KEY) {
     addInodeRef(fs, root, target.objectid, dir, name, idx);
