@@ -43,9 +43,9 @@ export class DirCache {
     if (next !== undefined && index >= next) this.nextIndex.set(dir, index + 1n);
   }
 
-  /** A DIR_INDEX of `dir` is deleted: found again by a search when next needed (it may have been the last). */
-  indexDeleted(dir: bigint): void {
-    this.nextIndex.delete(dir);
+  /** DIR_INDEX (dir, index) is deleted: when it was the highest, the next is found again by a search. */
+  indexDeleted(dir: bigint, index: bigint): void {
+    if (this.nextIndex.get(dir) === index + 1n) this.nextIndex.delete(dir);
   }
 
   /** The entries of item (dir, DIR_ITEM, hash): never change the array returned. */
@@ -63,6 +63,18 @@ export class DirCache {
     d.set(hash, items);
     this.kept++;
     return items;
+  }
+
+  /** The item (dir, DIR_ITEM, hash) now holds `items` (null: deleted), as just written to the tree. */
+  set(dir: bigint, hash: bigint, items: BtrfsDirItem[] | null): void {
+    let d = this.dirs.get(dir);
+    if (this.kept >= MAX_KEPT) {
+      this.clear();
+      d = undefined;
+    }
+    if (!d) this.dirs.set(dir, (d = new Map()));
+    if (!d.has(hash)) this.kept++;
+    d.set(hash, items);
   }
 
   /** The item (dir, DIR_ITEM, hash) is being put or deleted. */

@@ -157,10 +157,8 @@ export function linkEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uint8
   if (prev?.some((x) => sameBytes(x.name, name))) throw new ImageError('IMAGE_EXISTS', `name already exists in directory ${dir}`);
   const idx = index ?? t.nextDirIndex(dir);
   const entry: BtrfsDirItem = { location: target, transid: fs.transid, type, name, data: new Uint8Array(0) };
-  // payloads are never changed in place, so a lone entry's bytes serve both items
-  const one = encodeDirItems([entry]);
-  t.put(hashKey, prev ? encodeDirItems([...prev, entry]) : one);
-  t.put({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: idx }, one);
+  t.setDirItem(dir, hashKey.offset, [...(prev ?? []), entry]);
+  t.put({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: idx }, encodeDirItems([entry]));
   updateInode(fs, root, dir, { size: dirInode.size + 2n * BigInt(name.length) });
   if (target.type === BTRFS_INODE_ITEM_KEY) {
     addInodeRef(fs, root, target.objectid, dir, name, idx);
@@ -207,9 +205,7 @@ export function unlinkEntry(fs: Filesystem, root: bigint, dir: bigint, name: Uin
   const e = lookupDirEntry(fs, root, dir, name);
   if (!e) throw new ImageError('IMAGE_NO_ENTRY', `no such entry in directory ${dir}`);
   const hashKey = { objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) };
-  const rest = t.dirItem(dir, hashKey.offset)!.filter((x) => !sameBytes(x.name, name));
-  if (rest.length) t.put(hashKey, encodeDirItems(rest));
-  else t.delete(hashKey);
+  t.setDirItem(dir, hashKey.offset, t.dirItem(dir, hashKey.offset)!.filter((x) => !sameBytes(x.name, name)));
   t.delete({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: e.index });
   const dirInode = getInode(fs, root, dir)!;
   updateInode(fs, root, dir, { size: dirInode.size - 2n * BigInt(name.length) });

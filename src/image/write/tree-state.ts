@@ -1,7 +1,7 @@
 import { BTree } from '../engine/ctree.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import { BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
-import { type BtrfsDirItem, type BtrfsInodeItem, encodeInodeItem } from '../structs/fs-items.js';
+import { type BtrfsDirItem, type BtrfsInodeItem, encodeDirItems, encodeInodeItem } from '../structs/fs-items.js';
 import { DelayedInodes } from './delayed-inodes.js';
 import { DirCache } from './dir-cache.js';
 import type { Item, Key } from './items.js';
@@ -88,7 +88,7 @@ export class TreeHandle {
   }
   delete(key: Key): boolean {
     this.forget(key);
-    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid);
+    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid, key.offset);
     const e = this.state.engine;
     e.store.depth++;
     let had: boolean;
@@ -135,6 +135,13 @@ export class TreeHandle {
   /** The entries of DIR_ITEM (dir, hash), null when there is none (kept decoded; never change them). */
   dirItem(dir: bigint, hash: bigint): BtrfsDirItem[] | null {
     return this.state.dirs.get(dir, hash);
+  }
+  /** Put DIR_ITEM (dir, hash) holding `items` (delete it for none), keeping them decoded for lookups. */
+  setDirItem(dir: bigint, hash: bigint, items: BtrfsDirItem[]): void {
+    const key = { objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash };
+    if (items.length) this.put(key, encodeDirItems(items));
+    else this.delete(key);
+    this.state.dirs.set(dir, hash, items.length ? items : null);
   }
   /** The DIR_INDEX a new entry of directory `dir` gets (the highest in use + 1, at least 2). */
   nextDirIndex(dir: bigint): bigint {
