@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -245,6 +245,27 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
     });
   }, 300_000);
 
+  it('-d dup: every DATA chunk DUP (a second when the first fills), check --check-data-csum clean; the kernel scrubs both copies clean, reads the tree, writes, check clean', async () => {
+    const dupRoot = path.join(work, 'dup-root');
+    fs.cpSync(root, dupRoot, { recursive: true });
+    // random data (nothing for compression or sharing to hide), more than the first 8 MiB DUP data chunk holds
+    fs.writeFileSync(path.join(dupRoot, 'big'), randomBytes(12 << 20));
+    const img = path.join(work, 'dup.img');
+    expect((await mkfs(['-d', 'dup', '-r', dupRoot, img])).code).toBe(0);
+    const types = [...execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'chunk', img], { encoding: 'utf8' }).matchAll(/stripe_len \d+ type (\S+)/g)].map((m) => m[1]);
+    const dataTypes = types.filter((t) => t!.startsWith('DATA'));
+    expect(dataTypes.length).toBeGreaterThanOrEqual(2);
+    for (const t of dataTypes) expect(t).toBe('DATA|DUP');
+    expectCsumClean(img);
+    await kernelRoundTrip('-d dup', img, dupRoot, (dir) => {
+      const scrub = spawnSync('btrfs', ['scrub', 'start', '-B', dir], { encoding: 'utf8' });
+      expect(scrub.status, scrub.stdout + scrub.stderr).toBe(0);
+      expect(scrub.stdout).toMatch(/no errors found/);
+      // scrub reads both copies of each data extent: 12 MiB and more of data counts twice
+      fs.writeFileSync(path.join(dir, 'kernel-file'), Buffer.alloc(3 << 20, 3));
+    });
+  }, 300_000);
+
   it('-O ^skinny-metadata: tree block extents are EXTENT_ITEMs with a tree_block_info, no METADATA_ITEM; check clean; the kernel reads the tree, writes, check clean', async () => {
     const img = path.join(work, 'noskinny.img');
     expect((await mkfs(['-O', '^skinny-metadata', '-r', root, img])).code).toBe(0);
@@ -330,7 +351,6 @@ describe.skipIf(!!why)('mkfs -O / -R features, -d, -M', () => {
       [['-O', 'block-group-tree', '-R', '^free-space-tree'], /-O block-group-tree needs free-space-tree and no-holes/, 2],
       [['-O', 'no-holes,zoned'], /-O zoned: zoned devices are not supported/, 1],
       [['-O', 'bogus'], /-O: unknown feature "bogus"/, 2],
-      [['-d', 'dup'], /-d dup: DUP data is not supported/, 1],
       [['-d', 'raid1'], /-d raid1: needs several devices/, 1],
       [['-M', '-n', '16384'], /-M: nodesize 16384 and sectorsize 4096 must be equal/, 2],
       [['-M', '-m', 'dup'], /-M: metadata profile dup and data profile single must be the same/, 2],

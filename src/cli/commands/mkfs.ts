@@ -127,8 +127,8 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   if (o.reflink && !o.rootdir) throw new ImageError('MKFS_USAGE', '--reflink needs --rootdir');
   if (o.reflink && o.compress) throw new ImageError('MKFS_USAGE', '--reflink and --compress exclude each other: cloned extents are stored as the source holds them');
   const data = (o.data ?? 'single').toLowerCase();
-  if (data !== 'single') {
-    throw new ImageError('MKFS_UNSUPPORTED', `-d ${o.data}: ${data === 'dup' ? 'DUP data is not supported' : 'needs several devices (btrfs-ts makes single-device images)'}; only single`);
+  if (data !== 'single' && data !== 'dup') {
+    throw new ImageError('MKFS_UNSUPPORTED', `-d ${o.data}: needs several devices (btrfs-ts makes single-device images); single or dup`);
   }
   const sectorsize = o.sectorsize ? Number(parseSize(o.sectorsize)) : 4096;
   // mixed block groups: tree blocks are sectors (the kernel requires it), one profile for both, single by default
@@ -158,11 +158,12 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   if (found) throw new ImageError('MKFS_EXISTS', `${image} already contains ${found === 'btrfs' ? 'a btrfs filesystem' : `a ${found} signature`} (use -f to overwrite)`);
   if (size === undefined && existing && existing.size > 0) size = BigInt(existing.size);
   if (size === undefined) {
-    // at least 256 MiB, or room for the content twice over (half of it free), plus metadata reserve
+    // at least 256 MiB, or room for the content twice over (half of it free), plus metadata reserve;
+    // DUP data stores every byte twice
     let content = 0n;
     if (o.rootdir) {
       const s = (survey ??= surveyRootdir(o.rootdir));
-      content = s.dataBytes + BigInt(s.inodes) * 2048n + s.nameBytes * 4n;
+      content = s.dataBytes * (data === 'dup' ? 2n : 1n) + BigInt(s.inodes) * 2048n + s.nameBytes * 4n;
     }
     const want = 2n * content + 128n * MiB;
     size = want > 256n * MiB ? ((want + MiB - 1n) / MiB) * MiB : 256n * MiB;
@@ -176,7 +177,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   let shrunk: bigint | undefined;
   try {
     const fs = createFilesystem(dev, {
-      label: o.label, sectorsize, nodesize, metadataProfile: metadata, growable: false, csumType, mixed,
+      label: o.label, sectorsize, nodesize, metadataProfile: metadata, dataProfile: data, growable: false, csumType, mixed,
       fsid, devUuid, ...reproducible, noHoles: features.noHoles, extref: features.extref, freeSpaceTree: features.freeSpaceTree,
       skinnyMetadata: features.skinnyMetadata, quota: features.quota, blockGroupTree: features.blockGroupTree,
     });
@@ -231,7 +232,7 @@ export function register(program: Command): void {
     .option('-s, --sectorsize <n>', 'data block size', '4096')
     .option('-n, --nodesize <n>', 'metadata block size (default 16384; the sectorsize with -M)')
     .option('-m, --metadata <profile>', 'metadata profile: single or dup (default dup; single with -M)')
-    .option('-d, --data <profile>', 'data profile: single (the only one on one device without DUP data)', 'single')
+    .option('-d, --data <profile>', 'data profile: single or dup (one device)', 'single')
     .option('-O, --features <list>', 'comma-separated features to turn on, ^feature off; list-all lists them', collect, [])
     .option('-R, --runtime-features <list>', 'as -O (mkfs.btrfs before 6.3: quota, free-space-tree)', collect, [])
     .option('--subvol <[type:]dir>', 'make rootdir subdirectory DIR a subvolume; type rw (default), ro, default or default-ro', collect, [])

@@ -34,6 +34,8 @@ export interface CreateOptions extends GrowthOptions {
   nodesize?: number;
   /** Metadata (and system) profile: 'dup' like mkfs.btrfs on one device, or 'single'. */
   metadataProfile?: 'single' | 'dup';
+  /** Data profile: 'single' (mkfs.btrfs's default on one device) or 'dup' (two copies of every data extent). */
+  dataProfile?: 'single' | 'dup';
   /** Creation time stamped on the root directories and the fs tree (default: now). */
   now?: BtrfsTimespec;
   /** Incompat features no-holes and extref (default: both on, as mkfs.btrfs 6.x). */
@@ -171,6 +173,8 @@ export function createFilesystem(device: BlockDevice, opts: CreateOptions = {}):
   };
   const profile = (opts.metadataProfile ?? 'dup') === 'dup' ? BTRFS_BLOCK_GROUP_DUP : 0n;
   const fs = new Filesystem(device, sb, profile, opts);
+  // new DATA chunks (the first below, and those a --rootdir fill adds) get two stripes; data writes go to both
+  if (opts.dataProfile === 'dup') fs.dataProfile = BTRFS_BLOCK_GROUP_DUP;
   fs.chunkTreeUuid = uuid('chunk tree');
   const trees = [BTRFS_ROOT_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID,
     BTRFS_FS_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_UUID_TREE_OBJECTID, BTRFS_DATA_RELOC_TREE_OBJECTID];
