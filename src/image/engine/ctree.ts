@@ -5,6 +5,7 @@ import { BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { binarySearch, type Block, leafRoom, nodePtrs } from './block.js';
 import { rebalance, splitLeafFor } from './balance.js';
 import { fixupLowKeys, MAX_KEY, MIN_KEY, nextLeaf, type Path, type PathTree, prevLeaf, successor } from './path.js';
+import { SearchHints } from './search-hints.js';
 import type { BlockStore, CowHooks } from './store.js';
 
 /**
@@ -33,9 +34,12 @@ export class BTree implements PathTree {
     hooks?: CowHooks,
   ) {
     this.hooks = hooks ?? store.hooks ?? {};
+    this.hints = new SearchHints(store);
   }
 
   readonly hooks: CowHooks;
+  /** The last searches' paths (search-hints.ts). */
+  private readonly hints: SearchHints;
 
   /** A new tree: one empty leaf of this transaction. */
   static create(store: BlockStore, rootid: bigint, hooks?: CowHooks): BTree {
@@ -104,7 +108,7 @@ export class BTree implements PathTree {
    * block on the path is made writable. Node slots point at the child whose range holds the key.
    */
   search(key: BtrfsKey, cow: boolean): { path: Path; found: boolean } {
-    const hit = this.fromHint(key, cow);
+    const hit = this.hints.lookup(key, this.root.level, cow);
     if (hit) return hit;
     const path: Path = { nodes: [], slots: [] };
     let b = this.rootBlock();
@@ -115,7 +119,7 @@ export class BTree implements PathTree {
       const r = binarySearch(b.keys, key);
       if (level === 0) {
         path.slots[0] = r.slot;
-        this.remember(path);
+        this.hints.remember(path);
         return { path, found: r.found };
       }
       const slot = !r.found && r.slot > 0 ? r.slot - 1 : r.slot;
@@ -123,51 +127,6 @@ export class BTree implements PathTree {
       b = this.child(b, slot);
       if (b.level !== level - 1) throw new ImageError('IMAGE_BAD_TREE_BLOCK', `tree ${this.rootid}: block ${b.bytenr} at level ${b.level} under level ${level}`);
     }
-  }
-
-  /**
-   * Paths of the last searches, for as long as no block was made, copied, freed or dropped since
-   * (store.shape): the keys of the nodes on such a path bound the range the descent would lead to its
-   * leaf — at least the key its parent holds for it, below the next key at the lowest level that has
-   * one — so a key in that range is a binary search in that leaf. Receive works on a few leaves at a
-   * time (the directory's, the inode's, appends at the end), each 3–4 levels of lookups before.
-   */
-  private hints: Path[] = [];
-  private hintShape = -1;
-  private nextHint = 0;
-
-  private fromHint(key: BtrfsKey, cow: boolean): { path: Path; found: boolean } | undefined {
-    if (this.hintShape !== this.store.shape) {
-      if (this.hints.length) this.hints = [];
-      return undefined;
-    }
-    const top = this.root.level;
-    for (const h of this.hints) {
-      if (h.nodes.length !== top + 1 || !leadsTo(h, top, key)) continue;
-      if (cow) {
-        // only a path wholly of this transaction is writable as it is (no copy needed)
-        for (const b of h.nodes) if (!this.store.isFresh(b)) return undefined;
-        for (const b of h.nodes) this.store.touch(b);
-      }
-      const clock = ++this.store.clock;
-      for (const b of h.nodes) b.lastUse = clock;
-      const leaf = h.nodes[0]!;
-      const r = binarySearch(leaf.keys, key);
-      const slots = h.slots.slice();
-      slots[0] = r.slot;
-      return { path: { nodes: h.nodes.slice(), slots }, found: r.found };
-    }
-    return undefined;
-  }
-
-  private remember(path: Path): void {
-    if (this.hintShape !== this.store.shape) {
-      this.hints = [];
-      this.hintShape = this.store.shape;
-    }
-    const copy = { nodes: path.nodes.slice(), slots: path.slots.slice() };
-    if (this.hints.length < 4) this.hints.push(copy);
-    else this.hints[this.nextHint++ & 3] = copy;
   }
 
   get(key: BtrfsKey): Uint8Array | undefined {
@@ -314,20 +273,4 @@ export class BTree implements PathTree {
     };
     yield* walk(this, this.rootBlock());
   }
-}
-
-/**
- * Would a descent from the root for `key` follow the node slots of path `h` down to its leaf? At each
- * level it takes the last slot whose key is <= `key` (slot 0 for smaller keys too): so `key` must not be
- * below the key of any slot > 0 on the path, and must be below the next key of the lowest level that has
- * one (every key under a slot is below that slot's next key, at every level above).
- */
-function leadsTo(h: Path, top: number, key: BtrfsKey): boolean {
-  for (let l = 1; l <= top; l++) if (h.slots[l]! > 0 && compareKeys(key, h.nodes[l]!.keys[h.slots[l]!]!) < 0) return false;
-  for (let l = 1; l <= top; l++) {
-    const node = h.nodes[l]!;
-    const next = h.slots[l]! + 1;
-    if (next < node.nritems) return compareKeys(key, node.keys[next]!) < 0;
-  }
-  return true; // the rightmost path: everything past it goes there
 }

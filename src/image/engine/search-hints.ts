@@ -1,0 +1,72 @@
+import { type BtrfsKey, compareKeys } from '../structs/fs-items.js';
+import { binarySearch } from './block.js';
+import type { Path } from './path.js';
+import type { BlockStore } from './store.js';
+
+/**
+ * Paths of a tree's last searches, for as long as no block was made, copied, freed or dropped since
+ * (store.shape): the keys of the nodes on such a path bound the range the descent would lead to its
+ * leaf — at least the key its parent holds for it, below the next key at the lowest level that has
+ * one — so a key in that range is a binary search in that leaf. Receive works on a few leaves at a
+ * time (the directory's, the inode's, appends at the end), each 3–4 levels of lookups before.
+ */
+export class SearchHints {
+  private hints: Path[] = [];
+  private shape = -1;
+  private next = 0;
+
+  constructor(private readonly store: BlockStore) {}
+
+  /**
+   * The path to `key` from a remembered path that leads there, or undefined. `top` is the tree's root
+   * level; with `cow` only a path wholly of this transaction serves (writable as it is, no copy needed).
+   */
+  lookup(key: BtrfsKey, top: number, cow: boolean): { path: Path; found: boolean } | undefined {
+    const store = this.store;
+    if (this.shape !== store.shape) {
+      if (this.hints.length) this.hints = [];
+      return undefined;
+    }
+    for (const h of this.hints) {
+      if (h.nodes.length !== top + 1 || !leadsTo(h, top, key)) continue;
+      if (cow) {
+        for (const b of h.nodes) if (!store.isFresh(b)) return undefined;
+        for (const b of h.nodes) store.touch(b);
+      }
+      const clock = ++store.clock;
+      for (const b of h.nodes) b.lastUse = clock;
+      const r = binarySearch(h.nodes[0]!.keys, key);
+      const slots = h.slots.slice();
+      slots[0] = r.slot;
+      return { path: { nodes: h.nodes.slice(), slots }, found: r.found };
+    }
+    return undefined;
+  }
+
+  /** Keeps a copy of a search's path (the last 4, replaced in turn). */
+  remember(path: Path): void {
+    if (this.shape !== this.store.shape) {
+      this.hints = [];
+      this.shape = this.store.shape;
+    }
+    const copy = { nodes: path.nodes.slice(), slots: path.slots.slice() };
+    if (this.hints.length < 4) this.hints.push(copy);
+    else this.hints[this.next++ & 3] = copy;
+  }
+}
+
+/**
+ * Would a descent from the root for `key` follow the node slots of path `h` down to its leaf? At each
+ * level it takes the last slot whose key is <= `key` (slot 0 for smaller keys too): so `key` must not be
+ * below the key of any slot > 0 on the path, and must be below the next key of the lowest level that has
+ * one (every key under a slot is below that slot's next key, at every level above).
+ */
+function leadsTo(h: Path, top: number, key: BtrfsKey): boolean {
+  for (let l = 1; l <= top; l++) if (h.slots[l]! > 0 && compareKeys(key, h.nodes[l]!.keys[h.slots[l]!]!) < 0) return false;
+  for (let l = 1; l <= top; l++) {
+    const node = h.nodes[l]!;
+    const next = h.slots[l]! + 1;
+    if (next < node.nritems) return compareKeys(key, node.keys[next]!) < 0;
+  }
+  return true; // the rightmost path: everything past it goes there
+}
