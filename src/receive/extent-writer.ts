@@ -1,13 +1,12 @@
 import {
   BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
 } from '../compress/index.js';
-import { BTRFS_COMPRESS_NONE } from '../image/structs/constants.js';
+import { U64_MAX, BTRFS_COMPRESS_NONE } from '../image/structs/constants.js';
 import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { knownCsums } from './csums.js';
 import { inlineExtent, readRange } from './file-read.js';
 
-export const U64_MAX = (1n << 64n) - 1n;
 /** The kernel's default max_inline: small whole files live in the leaf, compressed or not. */
 export const MAX_INLINE = 2048;
 /** Compressed extents cover at most 128 KiB of file data (BTRFS_MAX_UNCOMPRESSED). */

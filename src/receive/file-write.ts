@@ -2,7 +2,8 @@ import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
 import { dropFileExtents } from '../image/write/file-data.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { concatBytes } from '../util/bytes.js';
-import { U64_MAX, alignUp, padTo } from './extent-writer.js';
+import { U64_MAX } from '../image/structs/constants.js';
+import { alignUp, padTo } from './extent-writer.js';
 import { extentsIn, inlineExtent, readRange } from './file-read.js';
 import { GatherWriter } from './gather-writer.js';
 

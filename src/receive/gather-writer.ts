@@ -3,12 +3,12 @@ import { addDataCsums } from '../image/write/extents.js';
 import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
-import { ExtentWriter, MAX_INLINE, U64_MAX, alignUp, padTo, type WriterOptions } from './extent-writer.js';
+import { U64_MAX } from '../image/structs/constants.js';
+import { ExtentWriter, MAX_INLINE, alignUp, padTo, type WriterOptions } from './extent-writer.js';
 import { concatBytes } from '../util/bytes.js';
 import { CRC_SECTOR } from '../util/crc32c-combine.js';
 import { knownCsums } from './csums.js';
 import { hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
-
 
 export interface Pending {
   root: bigint;

@@ -1,13 +1,12 @@
 import { ReceiveError } from '../errors.js';
 import {
-  BTRFS_DIR_INDEX_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_ROOT_ITEM_KEY,
+  U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_ROOT_ITEM_KEY,
 } from '../image/structs/constants.js';
 import type { BtrfsInodeItem } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { findDirEntry, getInode } from '../image/write/inode.js';
 import { splitStreamPath } from './paths.js';
 
-const U64_MAX = (1n << 64n) - 1n;
 const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;

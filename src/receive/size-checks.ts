@@ -1,12 +1,10 @@
 import { ImageError } from '../errors.js';
-import { BTRFS_DIR_INDEX_KEY } from '../image/structs/constants.js';
+import { U64_MAX, BTRFS_DIR_INDEX_KEY } from '../image/structs/constants.js';
 import { decodeDirItems } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
 import { escapePath } from '../dump/escape.js';
 import { isDirMode } from './namespace.js';
-
-const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * A receive changes directories it did not make: the one it creates subvolumes in (the top level or

@@ -10,6 +10,7 @@ import {
 import type { CloneQuery, SizedClone } from './clone-index.js';
 import { LruMap } from './lru.js';
 import { SendNames } from './names.js';
+import { U64_MAX } from '../image/structs/constants.js';
 
 /** A subvolume extents may be cloned from: the receiver has it (the parent, a -c source, the one being received). */
 export interface CloneRoot {
@@ -22,7 +23,6 @@ export interface CloneRoot {
   usable: (ino: bigint, end: bigint) => boolean;
 }
 
-const U64_MAX = (1n << 64n) - 1n;
 /** The kernel gives up cloning an extent with more references than this (SEND_MAX_EXTENT_REFS). */
 const MAX_REFS = 1024n;
 /** Candidates looked at per extent and items scanned per candidate: the cost stays per extent, not per subvolume. */

@@ -6,8 +6,8 @@ import type { KnownCommand } from '../stream/types.js';
 import type { CloneSource } from './clone-index.js';
 import type { ExtentRef } from './extent-data.js';
 import { type DataInode, type DataOptions, extentData } from './extents.js';
+import { U64_MAX } from '../image/structs/constants.js';
 
-const U64_MAX = (1n << 64n) - 1n;
 const PAGE = 4096n;
 /** The largest sector size a receiver may have: an unaligned EOF block is never cloned into a file's middle. */
 const MAX_SECTOR = 64n * 1024n;

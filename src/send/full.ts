@@ -18,8 +18,7 @@ import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IF
 import { LruMap } from './lru.js';
 import { SendNames } from './names.js';
 import { DirUtimesCache } from './utimes-cache.js';
-
-const U64_MAX = (1n << 64n) - 1n;
+import { U64_MAX } from '../image/structs/constants.js';
 
 export interface FullSendOptions {
   version: number;

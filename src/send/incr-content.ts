@@ -17,8 +17,8 @@ import { capabilityCommand, ownerCommands, S_IFLNK, S_IFMT, S_IFREG, xattrComman
 import { LruMap } from './lru.js';
 import { extentEnd, isZeroExtent, parentHasSame, uncovered } from './incr-extents.js';
 import type { ItemChange } from './tree-diff.js';
+import { U64_MAX } from '../image/structs/constants.js';
 
-const U64_MAX = (1n << 64n) - 1n;
 const same = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
 const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 

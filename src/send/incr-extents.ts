@@ -3,8 +3,7 @@ import type { TreeRoot } from '../image/read/tree.js';
 import {
   BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, type BtrfsFileExtentItem, decodeFileExtentItem,
 } from '../image/structs.js';
-
-const U64_MAX = (1n << 64n) - 1n;
+import { U64_MAX } from '../image/structs/constants.js';
 
 /** Reads as zeros: a hole (disk_bytenr 0) or a preallocated extent. */
 export function isZeroExtent(fe: BtrfsFileExtentItem): boolean {

@@ -1,6 +1,7 @@
 import type { BtrfsKey } from '../structs/fs-items.js';
 import type { Block } from './block.js';
 import type { BlockStore } from './store.js';
+import { U64_MAX } from '../structs/constants.js';
 
 /**
  * Paths through a copy-on-write tree (btrfs_path) and the walks along them. The tree is seen through
@@ -28,7 +29,6 @@ export interface PathTree {
 }
 
 export const MIN_KEY: BtrfsKey = { objectid: 0n, type: 0, offset: 0n };
-const U64_MAX = (1n << 64n) - 1n;
 export const MAX_KEY: BtrfsKey = { objectid: U64_MAX, type: 255, offset: U64_MAX };
 
 /** The smallest key after `k`, or undefined after the largest key. */

@@ -5,13 +5,12 @@ import {
   csumAlgo, decodeFileExtentItem,
 } from '../structs.js';
 import { btrfsCsumFromRaw, CRC_SECTOR } from '../../util/crc32c-combine.js';
-import { BTRFS_CSUM_TYPE_CRC32 } from '../structs/constants.js';
+import { U64_MAX, BTRFS_CSUM_TYPE_CRC32 } from '../structs/constants.js';
 import { decompressExtent } from './decompress.js';
 import type { ImageReader } from './image.js';
 import { type Location, statInode } from './inodes.js';
 import type { TreeRoot } from './tree.js';
 
-const U64_MAX = (1n << 64n) - 1n;
 /** Largest piece read or yielded at once: memory stays bounded whatever the file or extent size. */
 const PIECE = 1 << 20;
 

@@ -10,8 +10,7 @@ import { type LogReplay, replayTreeLog } from './log-replay.js';
 import type { ImageSource } from './source.js';
 import { metadataFsid, readSuperblock } from './superblock.js';
 import { type TreeRoot, TreeReader } from './tree.js';
-
-const U64_MAX = (1n << 64n) - 1n;
+import { U64_MAX } from '../structs/constants.js';
 
 /** Subvolume trees: the top level (5) and ids in the free objectid range. */
 export function isFsTreeId(id: bigint): boolean {

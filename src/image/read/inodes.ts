@@ -7,8 +7,7 @@ import {
   decodeRootRef,
 } from '../structs.js';
 import type { ImageReader } from './image.js';
-
-const U64_MAX = (1n << 64n) - 1n;
+import { U64_MAX } from '../structs/constants.js';
 
 /** An inode, named by the subvolume tree it lives in and its number there. */
 export interface Location {

@@ -10,6 +10,7 @@ import {
 import type { ImageReader } from './image.js';
 import { TreeOverlay } from './overlay.js';
 import type { TreeRoot } from './tree.js';
+import { U64_MAX } from '../structs/constants.js';
 
 /**
  * Replays the tree log in memory, as the kernel does at mount (fs/btrfs/tree-log.c): for each subvolume
@@ -22,7 +23,6 @@ import type { TreeRoot } from './tree.js';
  * are counted and reported.
  */
 
-const U64_MAX = (1n << 64n) - 1n;
 /** A log holds what fsyncs wrote since the last commit; more than this is not a log worth trusting here. */
 const MAX_LOG_ITEMS = 200_000;
 

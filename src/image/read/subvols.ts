@@ -7,6 +7,7 @@ import {
 } from '../structs.js';
 import type { ImageReader } from './image.js';
 import { type Location, splitPath } from './inodes.js';
+import { U64_MAX } from '../structs/constants.js';
 
 export interface SubvolumeInfo {
   id: bigint;
@@ -34,7 +35,6 @@ export interface SubvolumeInfo {
   item: BtrfsRootItem;
 }
 
-const U64_MAX = (1n << 64n) - 1n;
 const utf8 = new TextDecoder();
 
 /** Path of directory `ino` inside subvolume `root`, following the first INODE_REF of each level. */

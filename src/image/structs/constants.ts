@@ -5,6 +5,9 @@
  */
 const neg = (n: bigint): bigint => (1n << 64n) - n;
 
+/** The largest u64: the open end of key ranges (objectid, offset). */
+export const U64_MAX = (1n << 64n) - 1n;
+
 export const BTRFS_MAGIC = 0x4d5f53665248425fn; // "_BHRfS_M" little-endian
 export const BTRFS_MAX_LEVEL = 8;
 export const BTRFS_NAME_LEN = 255;

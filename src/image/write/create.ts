@@ -3,7 +3,7 @@ import { ImageError } from '../../errors.js';
 import { btrfsNameHash } from '../../util/crc32c.js';
 import type { BlockDevice } from '../device.js';
 import {
-  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
+  U64_MAX, BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
   BTRFS_BLOCK_GROUP_TREE_OBJECTID, BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_DATA_RELOC_TREE_OBJECTID,
   BTRFS_DEV_TREE_OBJECTID, BTRFS_DIR_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID,
   BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID,
@@ -56,7 +56,6 @@ export interface CreateOptions extends GrowthOptions {
 }
 
 const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
-const U64_MAX = (1n << 64n) - 1n;
 
 export function randomUuid(): Uint8Array {
   const u = globalThis.crypto.getRandomValues(new Uint8Array(16));

@@ -1,7 +1,7 @@
 import { ImageError } from '../../errors.js';
 import { crc32cRaw } from '../../util/crc32c.js';
 import {
-  BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_REF_KEY,
+  U64_MAX, BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_REF_KEY,
   BTRFS_EXTENT_FLAG_DATA, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_SHARED_DATA_REF_KEY,
 } from '../structs/constants.js';
 import {
@@ -22,7 +22,6 @@ import type { Key } from './items.js';
  * EXTENT_DATA_REF items, which the kernel and btrfs check accept for any extent and which avoids
  * the inline-ref ordering rules entirely.
  */
-const U64_MAX = (1n << 64n) - 1n;
 
 /** hash_extent_data_ref: key offset of a keyed EXTENT_DATA_REF. Note the shift is 31, as in the kernel. */
 export function hashExtentDataRef(root: bigint, objectid: bigint, offset: bigint): bigint {

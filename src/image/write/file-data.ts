@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_COMPRESS_LZO, BTRFS_COMPRESS_NONE, BTRFS_COMPRESS_ZSTD, BTRFS_EXTENT_DATA_KEY,
+  U64_MAX, BTRFS_COMPRESS_LZO, BTRFS_COMPRESS_NONE, BTRFS_COMPRESS_ZSTD, BTRFS_EXTENT_DATA_KEY,
   BTRFS_FEATURE_INCOMPAT_COMPRESS_LZO, BTRFS_FEATURE_INCOMPAT_COMPRESS_ZSTD, BTRFS_FILE_EXTENT_INLINE,
   BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG,
 } from '../structs/constants.js';
@@ -21,7 +21,6 @@ import { checkFileNbytes } from './nbytes-check.js';
  * i_size: the caller knows the file size (truncate, sparse tails).
  */
 export const BTRFS_MAX_EXTENT_SIZE = 128n * 1024n * 1024n;
-const U64_MAX = (1n << 64n) - 1n;
 
 /** Largest file that is stored inline (mkfs.btrfs: below one sector and within one leaf item). */
 export function maxInlineSize(fs: Filesystem): number {

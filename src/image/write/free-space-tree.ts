@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_FREE_SPACE_BITMAP_KEY, BTRFS_FREE_SPACE_EXTENT_KEY, BTRFS_FREE_SPACE_INFO_KEY, BTRFS_FREE_SPACE_USING_BITMAPS,
+  U64_MAX, BTRFS_FREE_SPACE_BITMAP_KEY, BTRFS_FREE_SPACE_EXTENT_KEY, BTRFS_FREE_SPACE_INFO_KEY, BTRFS_FREE_SPACE_USING_BITMAPS,
 } from '../structs/constants.js';
 import { decodeFreeSpaceInfo, encodeFreeSpaceInfo } from '../structs/tree-items.js';
 import type { Key } from './items.js';
@@ -20,7 +20,6 @@ export interface BlockGroupRange {
   length: bigint;
 }
 
-const U64_MAX = (1n << 64n) - 1n;
 const extentKey = (start: bigint, len: bigint): Key => ({ objectid: start, type: BTRFS_FREE_SPACE_EXTENT_KEY, offset: len });
 const infoKey = (bg: BlockGroupRange): Key => ({ objectid: bg.logical, type: BTRFS_FREE_SPACE_INFO_KEY, offset: bg.length });
 

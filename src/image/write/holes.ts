@@ -1,5 +1,5 @@
 import {
-  BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_ITEM_KEY,
+  U64_MAX, BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_ITEM_KEY,
 } from '../structs/constants.js';
 import { type BtrfsKey, decodeFileExtentItem, decodeInodeItem, encodeFileExtentItem } from '../structs/fs-items.js';
 import { hasNoHoles } from './features.js';
@@ -13,7 +13,6 @@ import type { FilesystemModel } from './model.js';
  * the paths that can open a gap note the inode here, and fillHoles() adds the missing hole items to
  * each noted file just before the commit. Nothing is noted on NO_HOLES images.
  */
-const U64_MAX = (1n << 64n) - 1n;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 

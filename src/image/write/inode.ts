@@ -1,7 +1,7 @@
 import { ImageError } from '../../errors.js';
 import { btrfsExtrefHash, btrfsNameHash } from '../../util/crc32c.js';
 import {
-  BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_BLKDEV, BTRFS_FT_CHRDEV, BTRFS_FT_DIR,
+  U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_BLKDEV, BTRFS_FT_CHRDEV, BTRFS_FT_DIR,
   BTRFS_FEATURE_INCOMPAT_EXTENDED_IREF, BTRFS_FT_FIFO, BTRFS_FT_REG_FILE, BTRFS_FT_SOCK, BTRFS_FT_SYMLINK, BTRFS_FT_XATTR, BTRFS_INODE_EXTREF_KEY,
   BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_NAME_LEN, BTRFS_XATTR_ITEM_KEY,
 } from '../structs/constants.js';
@@ -20,7 +20,6 @@ import { noteFileChange } from './holes.js';
  * dir i_size = 2 * sum of name lengths, per-directory increasing DIR_INDEX) but never touch timestamps:
  * the caller (mkfs from stat, the receiver from utimes) sets those explicitly with updateInode.
  */
-const U64_MAX = (1n << 64n) - 1n;
 const S_IFMT = 0o170000;
 
 export function fileTypeOfMode(mode: number): number {

@@ -1,4 +1,5 @@
 import { ImageError } from '../../errors.js';
+import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import type { ImageReader } from '../read/image.js';
 import type { TreeOverlay } from '../read/overlay.js';
 import {
@@ -36,9 +37,6 @@ export interface PendingLog {
   blocks: bigint[];
 }
 
-const U64_MAX = (1n << 64n) - 1n;
-const MIN_KEY = { objectid: 0n, type: 0, offset: 0n };
-const MAX_KEY = { objectid: U64_MAX, type: 255, offset: U64_MAX };
 
 /** Reads what replaying the image's tree log takes (nothing when it has none); refuses what it cannot replay. */
 export async function readTreeLog(img: ImageReader): Promise<PendingLog | undefined> {

@@ -1,5 +1,5 @@
 import { ImageError } from '../../errors.js';
-import { BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE } from '../structs/constants.js';
+import { U64_MAX, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE } from '../structs/constants.js';
 import { type BtrfsInodeItem, decodeFileExtentItem } from '../structs/fs-items.js';
 import type { FilesystemModel } from './model.js';
 
@@ -11,7 +11,6 @@ import type { FilesystemModel } from './model.js';
  * ram_bytes, regular and preallocated extents num_bytes unless they are holes). A file made in this
  * transaction started at 0 and needs nothing; any other is read once per filesystem, its extents only.
  */
-const U64_MAX = (1n << 64n) - 1n;
 const checked = new WeakMap<FilesystemModel, Set<string>>();
 
 /**

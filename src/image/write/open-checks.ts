@@ -2,14 +2,13 @@ import { ImageError } from '../../errors.js';
 import type { ImageReader } from '../read/image.js';
 import { primarySuperblockProblem } from '../read/superblock.js';
 import {
-  BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
+  U64_MAX, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
   BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_RELOC,
   BTRFS_HEADER_FLAG_WRITTEN, BTRFS_LAST_FREE_OBJECTID, BTRFS_MAX_LEVEL, BTRFS_ROOT_ITEM_KEY,
 } from '../structs/constants.js';
 import { decodeBlockGroupItem, decodeRootItem } from '../structs/tree-items.js';
 import { blockGroupTreeId } from './block-group-tree.js';
 
-const U64_MAX = (1n << 64n) - 1n;
 /** Superblock flags a writable, settled filesystem may carry; every other one marks work in progress. */
 const SETTLED_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | BTRFS_HEADER_FLAG_RELOC;
 

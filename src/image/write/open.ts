@@ -1,5 +1,6 @@
 import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
+import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import { ImageReader } from '../read/image.js';
 import { fromBlockDevice } from '../read/source.js';
 import { metadataFsid } from '../read/superblock.js';
@@ -23,8 +24,7 @@ import { checkQgroups } from './qgroups.js';
 import { checkSpaceCacheV1, invalidateSpaceCacheInodes } from './space-cache-v1.js';
 import { initRootItems } from './subvol.js';
 
-const U64_MAX = (1n << 64n) - 1n;
-const ALL = { from: { objectid: 0n, type: 0, offset: 0n }, to: { objectid: U64_MAX, type: 255, offset: U64_MAX } };
+const ALL = { from: MIN_KEY, to: MAX_KEY };
 
 /**
  * Open an existing single-device image (made by mkfs.btrfs, the kernel, or this writer) for changes.

@@ -1,6 +1,6 @@
 import { treeBlocks } from '../engine/bulk.js';
 import {
-  BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID,
+  U64_MAX, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID,
   BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_STATUS_FLAG_ON,
   BTRFS_QGROUP_STATUS_KEY, BTRFS_QGROUP_STATUS_VERSION, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
   BTRFS_ROOT_TREE_OBJECTID,
@@ -18,7 +18,6 @@ import type { FilesystemModel } from './model.js';
  * The cost is a walk of every subvolume tree: for a filesystem made in one go, not for receive, which
  * marks the qgroups inconsistent instead (qgroups.ts).
  */
-const U64_MAX = (1n << 64n) - 1n;
 
 export function countQgroups(fs: FilesystemModel): void {
   const subvols: bigint[] = [];

@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY,
+  U64_MAX, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY,
   BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT, BTRFS_QGROUP_STATUS_FLAG_RESCAN, BTRFS_QGROUP_STATUS_KEY, BTRFS_QUOTA_TREE_OBJECTID,
   BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
 } from '../structs/constants.js';
@@ -18,7 +18,6 @@ import type { FilesystemModel } from './model.js';
  * A rescan in progress is refused on open: a resumed rescan would clear the flag without having
  * counted what was added behind its progress key.
  */
-const U64_MAX = (1n << 64n) - 1n;
 const STATUS_KEY = { objectid: 0n, type: BTRFS_QGROUP_STATUS_KEY, offset: 0n };
 
 /** Refuse (before any write) quota states the writer cannot leave right. */

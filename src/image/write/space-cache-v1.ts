@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_EXTENT_ITEM_KEY, BTRFS_FREE_SPACE_OBJECTID, BTRFS_INODE_ITEM_KEY, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
+  U64_MAX, BTRFS_EXTENT_ITEM_KEY, BTRFS_FREE_SPACE_OBJECTID, BTRFS_INODE_ITEM_KEY, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { decodeDiskKey } from '../structs/fs-items.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
@@ -8,8 +8,6 @@ import { hasFreeSpaceTree } from './features.js';
 import type { FilesystemModel } from './model.js';
 import { RangeSet } from './ranges.js';
 import type { TreeHandle } from './tree-state.js';
-
-const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * Images without a free space tree: the free space of each block group may be cached in the v1 space

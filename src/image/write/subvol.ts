@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY,
+  U64_MAX, BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY,
   BTRFS_INODE_ROOT_ITEM_INIT,
   BTRFS_LAST_FREE_OBJECTID, BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_REF_KEY, BTRFS_ROOT_SUBVOL_RDONLY,
   BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_RECEIVED_SUBVOL, BTRFS_UUID_KEY_SUBVOL, BTRFS_UUID_TREE_OBJECTID,
@@ -18,7 +18,6 @@ import { linkEntry } from './inode.js';
  * Subvolumes: a tree with its own ROOT_ITEM, top directory 256, ROOT_REF/ROOT_BACKREF pair naming it in
  * its parent, a directory entry in the parent directory, and UUID tree entries (uuid, received uuid).
  */
-const U64_MAX = (1n << 64n) - 1n;
 
 export interface NewSubvolume {
   /** Tree and directory that get the entry (default: top-level subvolume 5, its directory 256). */

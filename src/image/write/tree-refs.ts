@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_BLOCK_FLAG_FULL_BACKREF, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
+  U64_MAX, BTRFS_BLOCK_FLAG_FULL_BACKREF, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY,
   BTRFS_METADATA_ITEM_KEY, BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
 } from '../structs/constants.js';
 import type { BtrfsKey } from '../structs/fs-items.js';
@@ -28,8 +28,6 @@ export interface BlockRefs {
   /** Non-skinny images: the tree_block_info key of the block's item, kept when it is rewritten. */
   infoKey?: BtrfsKey;
 }
-
-const U64_MAX = (1n << 64n) - 1n;
 
 export function totalRefs(r: BlockRefs): number {
   return r.roots.size + r.parents.size;

@@ -1,6 +1,6 @@
 import { BTree } from '../engine/ctree.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
-import { BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
+import { U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
 import { type BtrfsDirItem, type BtrfsInodeItem, encodeDirItems, encodeInodeItem } from '../structs/fs-items.js';
 import { DelayedInodes } from './delayed-inodes.js';
 import { DirCache } from './dir-cache.js';
@@ -16,8 +16,6 @@ export interface CommittedTree {
   level: number;
   generation: bigint;
 }
-
-const U64_MAX = (1n << 64n) - 1n;
 
 export class TreeState {
   private eng: BTree | undefined;
