@@ -1,12 +1,11 @@
 import { treeBlocks } from '../engine/bulk.js';
 import {
-  U64_MAX, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID,
-  BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_STATUS_FLAG_ON,
-  BTRFS_QGROUP_STATUS_KEY, BTRFS_QGROUP_STATUS_VERSION, BTRFS_QUOTA_TREE_OBJECTID, BTRFS_ROOT_ITEM_KEY,
-  BTRFS_ROOT_TREE_OBJECTID,
+  BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_STATUS_FLAG_ON,
+  BTRFS_QGROUP_STATUS_VERSION, BTRFS_QUOTA_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { decodeFileExtentItem } from '../structs/fs-items.js';
 import type { FilesystemModel } from './model.js';
+import { QGROUP_STATUS_KEY, subvolumeIds } from './qgroups.js';
 
 /**
  * Exact qgroup counts, for the images this writer makes whole (mkfs -R quota, as mkfs.btrfs 6.2 makes
@@ -20,15 +19,7 @@ import type { FilesystemModel } from './model.js';
  */
 
 export function countQgroups(fs: FilesystemModel): void {
-  const subvols: bigint[] = [];
-  const roots = fs.tree(BTRFS_ROOT_TREE_OBJECTID).entries(
-    { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
-    { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX },
-  );
-  for (const it of roots) {
-    const id = it.key.objectid;
-    if (it.key.type === BTRFS_ROOT_ITEM_KEY && (id === BTRFS_FS_TREE_OBJECTID || id >= BTRFS_FIRST_FREE_OBJECTID)) subvols.push(id);
-  }
+  const subvols = subvolumeIds(fs);
   // every extent (tree block or data) with its size and the subvolumes reaching it
   const extents = new Map<bigint, { bytes: bigint; by: Set<bigint> }>();
   const reach = (bytenr: bigint, bytes: bigint, id: bigint): void => {
@@ -63,7 +54,7 @@ export function countQgroups(fs: FilesystemModel): void {
   sv.setBigUint64(0, BTRFS_QGROUP_STATUS_VERSION, true);
   sv.setBigUint64(8, fs.transid, true);
   sv.setBigUint64(16, BTRFS_QGROUP_STATUS_FLAG_ON, true);
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_STATUS_KEY, offset: 0n }, status);
+  quota.put(QGROUP_STATUS_KEY, status);
   for (const id of subvols) {
     // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
     const info = new Uint8Array(40);

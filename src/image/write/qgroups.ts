@@ -18,12 +18,26 @@ import type { FilesystemModel } from './model.js';
  * A rescan in progress is refused on open: a resumed rescan would clear the flag without having
  * counted what was added behind its progress key.
  */
-const STATUS_KEY = { objectid: 0n, type: BTRFS_QGROUP_STATUS_KEY, offset: 0n };
+export const QGROUP_STATUS_KEY = { objectid: 0n, type: BTRFS_QGROUP_STATUS_KEY, offset: 0n };
+
+/** The ids of the level-0 qgroups: the fs tree and every subvolume whose ROOT_ITEM the root tree holds. */
+export function subvolumeIds(fs: FilesystemModel): bigint[] {
+  const roots = fs.tree(BTRFS_ROOT_TREE_OBJECTID).entries(
+    { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
+    { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX },
+  );
+  const ids: bigint[] = [];
+  for (const it of roots) {
+    const id = it.key.objectid;
+    if (it.key.type === BTRFS_ROOT_ITEM_KEY && (id === BTRFS_FS_TREE_OBJECTID || id >= BTRFS_FIRST_FREE_OBJECTID)) ids.push(id);
+  }
+  return ids;
+}
 
 /** Refuse (before any write) quota states the writer cannot leave right. */
 export function checkQgroups(fs: FilesystemModel): void {
   if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
-  const status = fs.tree(BTRFS_QUOTA_TREE_OBJECTID).get(STATUS_KEY);
+  const status = fs.tree(BTRFS_QUOTA_TREE_OBJECTID).get(QGROUP_STATUS_KEY);
   const refuse = (why: string): never => {
     throw new ImageError('IMAGE_QUOTA', `cannot modify this image: ${why}`);
   };
@@ -37,22 +51,13 @@ export function checkQgroups(fs: FilesystemModel): void {
 export function markQgroupsInconsistent(fs: FilesystemModel): void {
   if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
   const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
-  const status = quota.get(STATUS_KEY)!.slice();
+  const status = quota.get(QGROUP_STATUS_KEY)!.slice();
   const dv = new DataView(status.buffer, status.byteOffset, status.byteLength);
   dv.setBigUint64(8, fs.transid, true);
   dv.setBigUint64(16, dv.getBigUint64(16, true) | BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT, true);
-  quota.put(STATUS_KEY, status);
+  quota.put(QGROUP_STATUS_KEY, status);
 
-  const roots = fs.tree(BTRFS_ROOT_TREE_OBJECTID).entries(
-    { objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
-    { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX },
-  );
-  const missing: bigint[] = [];
-  for (const it of roots) {
-    const id = it.key.objectid;
-    if (it.key.type !== BTRFS_ROOT_ITEM_KEY || (id !== BTRFS_FS_TREE_OBJECTID && id < BTRFS_FIRST_FREE_OBJECTID)) continue;
-    if (!quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id })) missing.push(id);
-  }
+  const missing = subvolumeIds(fs).filter((id) => !quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }));
   for (const id of missing) {
     // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
     const info = new Uint8Array(40);
