@@ -50,37 +50,30 @@ export class DirCache {
 
   /** The entries of item (dir, DIR_ITEM, hash): never change the array returned. */
   get(dir: bigint, hash: bigint): BtrfsDirItem[] | null {
-    let d = this.dirs.get(dir);
-    const hit = d?.get(hash);
+    const hit = this.dirs.get(dir)?.get(hash);
     if (hit !== undefined) return hit;
     const raw = this.read(dir, hash);
     const items = raw ? decodeDirItems(raw) : null;
-    if (this.kept >= MAX_KEPT) {
-      this.clear();
-      d = undefined;
-    }
-    if (!d) this.dirs.set(dir, (d = new Map()));
-    d.set(hash, items);
-    this.kept++;
+    this.set(dir, hash, items);
     return items;
-  }
-
-  /** The item (dir, DIR_ITEM, hash) now holds `items` (null: deleted), as just written to the tree. */
-  set(dir: bigint, hash: bigint, items: BtrfsDirItem[] | null): void {
-    let d = this.dirs.get(dir);
-    if (this.kept >= MAX_KEPT) {
-      this.clear();
-      d = undefined;
-    }
-    if (!d) this.dirs.set(dir, (d = new Map()));
-    if (!d.has(hash)) this.kept++;
-    d.set(hash, items);
   }
 
   /** The item (dir, DIR_ITEM, hash) is being put or deleted. */
   forget(dir: bigint, hash: bigint): void {
     const d = this.dirs.get(dir);
     if (d?.delete(hash)) this.kept--;
+  }
+
+  /**
+   * The item (dir, DIR_ITEM, hash) holds `items` (null: none), as read or just written to the tree; past
+   * MAX_KEPT items everything kept goes first.
+   */
+  set(dir: bigint, hash: bigint, items: BtrfsDirItem[] | null): void {
+    if (this.kept >= MAX_KEPT) this.clear();
+    let d = this.dirs.get(dir);
+    if (!d) this.dirs.set(dir, (d = new Map()));
+    if (!d.has(hash)) this.kept++;
+    d.set(hash, items);
   }
 
   clear(): void {

@@ -88,15 +88,7 @@ export class TreeHandle {
     this.forget(key);
     if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid, key.offset);
     const e = this.state.engine;
-    e.store.depth++;
-    let had: boolean;
-    try {
-      had = e.delete(key);
-    } finally {
-      e.store.depth--;
-    }
-    e.store.trim();
-    return had;
+    return held(e, () => e.delete(key));
   }
   range(min?: Key, max?: Key): Item[] {
     this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
@@ -169,11 +161,18 @@ export class TreeHandle {
 
 /** A put with the block cache held (paths keep blocks) and trimmed after. */
 function putThrough(e: BTree, key: Key, data: Uint8Array): void {
+  held(e, () => e.put(key, data));
+}
+
+/** Runs a change of `e` with its block cache held (the change's path keeps blocks), then trims the cache. */
+function held<T>(e: BTree, change: () => T): T {
   e.store.depth++;
+  let result: T;
   try {
-    e.put(key, data);
+    result = change();
   } finally {
     e.store.depth--;
   }
   e.store.trim();
+  return result;
 }
