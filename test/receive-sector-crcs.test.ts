@@ -39,6 +39,21 @@ describe('sector CRCs from the stream CRC check', () => {
     expect(withCrcs).toBeGreaterThan(5);
   });
 
+  it('only the last data command parsed has them: an older one answers undefined (its checksums are then computed)', async () => {
+    const kept: Parameters<typeof dataSectorCrcs>[0][] = [];
+    for await (const it of parseStream([stream('full-v2.stream')], { sectorCrcs: true })) {
+      if (it.kind !== 'command') continue;
+      const c = it.command;
+      if ((c.cmd === C.BTRFS_SEND_C_WRITE || c.cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && c.data.length >= 4096) {
+        expect(dataSectorCrcs(c)).toBeDefined();
+        kept.push(c);
+      }
+    }
+    expect(kept.length).toBeGreaterThan(2);
+    expect(dataSectorCrcs(kept[0]!)).toBeUndefined();
+    expect(dataSectorCrcs(kept.at(-1)!)).toBeDefined();
+  });
+
   it('corrupted data of a big WRITE: the same CRC error as a one-piece CRC gives', async () => {
     const bytes = stream('full-v2.stream');
     let victim: { offset: number; len: number } | undefined;

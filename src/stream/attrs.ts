@@ -9,6 +9,8 @@ import type { RawAttr, Timespec } from './types.js';
 export class AttrTable {
   readonly values: (Uint8Array | undefined)[] = new Array(C.BTRFS_SEND_A_MAX + 1);
   readonly order: number[] = [];
+  /** After detach(): the attribute whose view bytes() may still hand out; every other one is copied. */
+  private keep: number | undefined;
 
   constructor(private readonly ctx: () => ErrorContext) {}
 
@@ -42,14 +44,20 @@ export class AttrTable {
     return t;
   }
 
-  /** Replaces every value but `keep`'s with a copy, so the payload's buffer may be reused after this command. */
+  /**
+   * From now on bytes() and extras() hand out copies of every value but `keep`'s, so the payload's buffer
+   * may be reused after this command. Copied as they are asked for, not all at once: integers are read
+   * straight from the payload and never copied (most of a command's attributes).
+   */
   detach(keep: number): void {
-    for (const type of this.order) {
-      const v = this.values[type];
-      // Buffer.from copies (v.slice() would not when v is a Buffer) into node's shared 8 KiB slabs: a
-      // small new Uint8Array would live on V8's heap and be moved out the first time its .buffer is asked for
-      if (type !== keep && v !== undefined) this.values[type] = Buffer.from(v);
-    }
+    this.keep = keep;
+  }
+
+  /** A value as bytes() hands it out: a copy after detach(), but for the kept attribute. */
+  private out(type: number, v: Uint8Array): Uint8Array {
+    // Buffer.from copies (v.slice() would not when v is a Buffer) into node's shared 8 KiB slabs: a
+    // small new Uint8Array would live on V8's heap and be moved out the first time its .buffer is asked for
+    return this.keep === undefined || type === this.keep ? v : Buffer.from(v);
   }
 
   err(code: string, message: string, offset?: number): StreamError {
@@ -62,13 +70,18 @@ export class AttrTable {
   }
 
   bytes(type: number): Uint8Array {
+    return this.out(type, this.raw(type));
+  }
+
+  private raw(type: number): Uint8Array {
     const v = this.values[type];
     if (v === undefined) throw this.err('MISSING_ATTRIBUTE', `required attribute ${C.sendAttrName(type)} is missing`);
     return v;
   }
 
+  /** A fixed-size value, read in place (the integer accessors; uuid() copies through bytes()). */
   private sized(type: number, size: number): Uint8Array {
-    const v = this.bytes(type);
+    const v = this.raw(type);
     if (v.length !== size) {
       throw this.err('BAD_ATTRIBUTE_LENGTH', `attribute ${C.sendAttrName(type)} has ${v.length} bytes, expected ${size}`);
     }
@@ -90,7 +103,8 @@ export class AttrTable {
   }
 
   uuid(type: number): Uint8Array {
-    return this.sized(type, 16);
+    this.sized(type, 16);
+    return this.bytes(type);
   }
 
   timespec(type: number): Timespec {
@@ -108,11 +122,12 @@ export class AttrTable {
 
   /** Attributes not in `used`, for round-tripping whatever the command did not define. */
   extras(used: readonly number[]): RawAttr[] | undefined {
-    const out: RawAttr[] = [];
+    // allocated only when there is one: this runs for every command
+    let out: RawAttr[] | undefined;
     for (const type of this.order) {
-      if (!used.includes(type)) out.push({ type, value: this.values[type]! });
+      if (!used.includes(type)) (out ??= []).push({ type, value: this.out(type, this.values[type]!) });
     }
-    return out.length ? out : undefined;
+    return out;
   }
 }
 

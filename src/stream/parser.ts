@@ -31,8 +31,14 @@ export interface ParseOptions {
 
 const MAGIC = new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0');
 
-/** Sector CRCs left by the CRC check, beside the commands rather than in them (their shape is the API). */
-const SECTOR_CRCS = new WeakMap<object, Uint32Array>();
+/**
+ * Sector CRCs left by the CRC check, beside the commands rather than in them (their shape is the API):
+ * those of the last WRITE / ENCODED_WRITE parsed only, which is the one a receive asks about (a WeakMap
+ * entry per command cost its GC more than the lookups). Asked about an older command, it answers
+ * undefined and the checksums are computed from the data, as without the check.
+ */
+let sectorCrcsOf: object | undefined;
+let sectorCrcs: Uint32Array | undefined;
 
 /**
  * Raw CRC32C (seed 0, no inversion) of each whole 4096-byte piece of a WRITE's or ENCODED_WRITE's data,
@@ -40,7 +46,7 @@ const SECTOR_CRCS = new WeakMap<object, Uint32Array>();
  * where the bytes land in an extent sector for sector, they give its checksums (crc32c-combine.ts).
  */
 export function dataSectorCrcs(c: WriteCmd | EncodedWriteCmd): Uint32Array | undefined {
-  return SECTOR_CRCS.get(c);
+  return c === sectorCrcsOf ? sectorCrcs : undefined;
 }
 
 /**
@@ -68,17 +74,6 @@ export async function* parseStream(
 
 type Phase = 'header' | 'command' | 'payload' | 'done';
 
-/** A command whose 10-byte header is read and whose payload is awaited. */
-interface PendingCommand {
-  offset: number;
-  len: number;
-  cmd: number;
-  crc: number;
-  /** Raw CRC32C of the header with its crc field zeroed: where the payload's CRC starts. */
-  headerCrc: number;
-  ctx: ErrorContext;
-}
-
 /**
  * parseStream's engine, pull-style: next() returns the item itself when its bytes are already buffered
  * (most commands: the input is read in large pieces) and a promise only when it must wait for input. The
@@ -94,7 +89,18 @@ export class StreamParser {
   private index = 0;
   private streamIndex = -1;
   private version = 0;
-  private pending: PendingCommand | undefined;
+  /**
+   * The command whose 10-byte header is read and whose payload is awaited. Fields rather than an object,
+   * and its error context built only for an error: a dump's per-command allocation is what its GC costs.
+   */
+  private cmdOffset = 0;
+  private cmdLen = 0;
+  private cmd = 0;
+  private cmdCrc = 0;
+  /** Raw CRC32C of the header with its crc field zeroed: where the payload's CRC starts. */
+  private headerCrc = 0;
+  /** The current command's error context, for the attribute table (one function for every command). */
+  private readonly ctxOf = (): ErrorContext => ({ offset: this.cmdOffset, commandIndex: this.index, command: C.sendCommandName(this.cmd) });
 
   constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, private readonly opts: ParseOptions = {}) {
     this.maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
@@ -128,7 +134,7 @@ export class StreamParser {
           this.commandHeader();
           break;
         case 'payload': {
-          const len = this.pending!.len;
+          const len = this.cmdLen;
           if (this.r.available < len && !this.eof) return this.wait(len);
           return this.command();
         }
@@ -181,26 +187,27 @@ export class StreamParser {
     const len = (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
     const cmd = h[4]! | (h[5]! << 8);
     const crc = (h[6]! | (h[7]! << 8) | (h[8]! << 16) | (h[9]! << 24)) >>> 0;
-    const ctx: ErrorContext = { offset, commandIndex: this.index, command: C.sendCommandName(cmd) };
+    this.cmdOffset = offset;
+    this.cmdLen = len;
+    this.cmd = cmd;
+    this.cmdCrc = crc;
     if (len > this.maxLen) {
-      throw new StreamError('COMMAND_TOO_LONG', `command length ${len} exceeds the limit of ${this.maxLen} bytes`, ctx);
+      throw new StreamError('COMMAND_TOO_LONG', `command length ${len} exceeds the limit of ${this.maxLen} bytes`, this.ctxOf());
     }
     // the header's part of the CRC now: its view is not used after the payload is read
-    const headerCrc = this.opts.noCrc ? 0 : crc32cRaw(zeroedHeader(h), 0);
+    this.headerCrc = this.opts.noCrc ? 0 : crc32cRaw(zeroedHeader(h), 0);
     // nothing keeps `h`, and the previous command's views went at next(): unpinned, the reader can make
     // room for the payload by moving bytes within its buffer instead of into a new one per command
     r.releaseSpent();
-    this.pending = { offset, len, cmd, crc, headerCrc, ctx };
     this.phase = 'payload';
   }
 
   private command(): StreamItem {
     const r = this.r;
-    const { offset, len, cmd, crc, headerCrc, ctx } = this.pending!;
-    this.pending = undefined;
+    const { cmdOffset: offset, cmdLen: len, cmd, cmdCrc: crc, headerCrc, ctxOf } = this;
     const avail = Math.min(r.available, len);
     if (avail < len) {
-      throw new StreamError('TRUNCATED_COMMAND', `command truncated: ${avail} of ${len} payload bytes`, ctx);
+      throw new StreamError('TRUNCATED_COMMAND', `command truncated: ${avail} of ${len} payload bytes`, ctxOf());
     }
     const payload = r.take(len);
     const payloadOffset = offset + C.BTRFS_CMD_HEADER_SIZE;
@@ -210,20 +217,23 @@ export class StreamParser {
     if (!this.opts.noCrc) {
       let actual: number;
       if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
-        ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctx, payloadOffset));
+        ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctxOf, payloadOffset));
       } else {
         actual = crc32cRaw(payload, headerCrc);
       }
       if (actual !== crc) {
-        throw new StreamError('CRC_MISMATCH', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctx);
+        throw new StreamError('CRC_MISMATCH', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctxOf());
       }
     }
-    attrs ??= AttrTable.parse(payload, version, () => ctx, payloadOffset);
+    attrs ??= AttrTable.parse(payload, version, ctxOf, payloadOffset);
     if (this.reuse && !this.opts.transientAttrs) attrs.detach(C.BTRFS_SEND_A_DATA);
-    const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version, len, attrOrder: [] };
+    const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version, len, attrOrder: attrs.order };
     // an unknown command keeps its raw payload
     const command = decodeCommand(cmd, this.reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
-    if (sectors !== undefined) SECTOR_CRCS.set(command, sectors);
+    if (sectors !== undefined) {
+      sectorCrcsOf = command;
+      sectorCrcs = sectors;
+    }
     this.index++;
     if (cmd === C.BTRFS_SEND_C_END) this.phase = this.opts.stopAfterFirstEnd ? 'done' : 'header';
     else this.phase = 'command';
@@ -231,11 +241,12 @@ export class StreamParser {
   }
 }
 
+/** The command header with its crc field zeroed, rebuilt for each command (not the input's bytes: they are the caller's). */
+const ZEROED_HEADER = new Uint8Array(C.BTRFS_CMD_HEADER_SIZE);
+
 function zeroedHeader(h: Uint8Array): Uint8Array {
-  // a copy: Buffer#slice (chunks from node streams are Buffers) would zero the caller's bytes
-  const zeroed = new Uint8Array(h);
-  zeroed[6] = zeroed[7] = zeroed[8] = zeroed[9] = 0;
-  return zeroed;
+  for (let i = 0; i < 6; i++) ZEROED_HEADER[i] = h[i]!;
+  return ZEROED_HEADER;
 }
 
 /**
@@ -245,10 +256,10 @@ function zeroedHeader(h: Uint8Array): Uint8Array {
  * do not parse are the parser's to report after the CRC check, as for any command: the CRC is then
  * computed in one piece and no attributes are returned.
  */
-function crcBySector(headerCrc: number, payload: Uint8Array, version: number, ctx: ErrorContext, payloadOffset: number): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
+function crcBySector(headerCrc: number, payload: Uint8Array, version: number, ctx: () => ErrorContext, payloadOffset: number): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
   let attrs: AttrTable;
   try {
-    attrs = AttrTable.parse(payload, version, () => ctx, payloadOffset);
+    attrs = AttrTable.parse(payload, version, ctx, payloadOffset);
   } catch {
     return { actual: crc32cRaw(payload, headerCrc) };
   }
