@@ -140,6 +140,7 @@ describe('resource exhaustion: handled in bounded memory or refused clearly', ()
     const rcv = new ImageReceiver(fs);
     await rcv.subvol({ cmd: 1, path: b('vol'), uuid: UUID, ctransid: 1n });
     rcv.mkfile({ cmd: 3, path: b('f'), ino: 257n });
+    rcv.flush(); // the new name is written by the next command or a flush
     const root = 256n; // the first subvolume of a fresh image
     const entry = lookupDirEntry(fs, root, 256n, b('f'))!;
     updateInode(fs, root, entry.location.objectid, { nlink: 65534 });

@@ -15,7 +15,7 @@ import { escapePath } from '../dump/escape.js';
 import { cloneRange } from './clone.js';
 import { FileWriter } from './file-write.js';
 import { kernelDev, resolveExisting, S_IFDIR, S_IFREG } from './namespace.js';
-import { createNode, createSymlink, linkNode, removeNode, renameNode } from './names.js';
+import { type Created, createSymlink, createUnlinked, linkCreated, linkNode, placeCreated, removeNode, renameNode } from './names.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
 import { checkFileRange, checkXattrName, checkXattrValue } from './limits.js';
@@ -76,15 +76,30 @@ export class ImageReceiver implements Receiver {
     return this.cur.rootid;
   }
 
-  /** Everything not yet in the model (gathered writes) goes in; called before commits and reads. */
+  /** Everything not yet in the model (a pending name, gathered writes) goes in; called before commits and reads. */
   flush(): void {
+    this.settle();
     this.writer.flush();
+  }
+
+  /**
+   * An inode just created whose name is not written yet: the next command is nearly always the RENAME
+   * of it to its place (placeCreated); any other command, and flush, links it first (settle).
+   */
+  private pending: Created | undefined;
+
+  private settle(): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    linkCreated(this.fs, this.root, p);
   }
 
   /** An inode that loses its last name takes its gathered writes with it. */
   private readonly forget = (ino: bigint): void => this.writer.discardFile(this.root, ino);
 
   private async finishSubvol(): Promise<void> {
+    this.settle();
     this.lastPath = undefined;
     const c = this.cur;
     if (!c) return;
@@ -124,9 +139,10 @@ export class ImageReceiver implements Receiver {
     this.cur = { rootid, name, uuid: c.uuid, ctransid: c.ctransid, parentUuid: c.cloneUuid };
   }
 
-  private create(path: Uint8Array, mode: number, rdev = 0n): bigint {
+  private create(path: Uint8Array, mode: number, rdev = 0n): void {
+    this.settle();
     this.lastPath = undefined;
-    return createNode(this.fs, this.root, path, mode, rdev);
+    this.pending = createUnlinked(this.fs, this.root, path, mode, rdev);
   }
 
   mkfile(c: T.CreateCmd): void { this.create(c.path, S_IFREG | 0o600); }
@@ -142,26 +158,36 @@ export class ImageReceiver implements Receiver {
   mkfifo(c: T.CreateCmd): void { this.create(c.path, S_IFIFO | 0o600); }
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
   symlink(c: T.SymlinkCmd): void {
+    this.settle();
     this.lastPath = undefined;
     createSymlink(this.fs, this.root, c.path, c.pathLink);
   }
 
   rename(c: T.RenameCmd): void {
     this.lastPath = undefined;
+    const p = this.pending;
+    if (p && sameBytes(p.path, c.path) && placeCreated(this.fs, this.root, p, c.pathTo)) {
+      this.pending = undefined;
+      return;
+    }
+    this.settle();
     renameNode(this.fs, this.root, c.path, c.pathTo, this.forget);
   }
 
   link(c: T.LinkCmd): void {
+    this.settle();
     this.lastPath = undefined;
     linkNode(this.fs, this.root, c.path, c.pathLink);
   }
 
   unlink(c: T.UnlinkCmd): void {
+    this.settle();
     this.lastPath = undefined;
     removeNode(this.fs, this.root, c.path, 'unlink', this.forget);
   }
 
   rmdir(c: T.UnlinkCmd): void {
+    this.settle();
     this.lastPath = undefined;
     removeNode(this.fs, this.root, c.path, 'rmdir', this.forget);
   }
@@ -172,7 +198,9 @@ export class ImageReceiver implements Receiver {
    */
   private lastPath: { root: bigint; path: Uint8Array; ino: bigint } | undefined;
 
+  /** Every command on a path comes here first: a pending name is linked before it is looked for. */
   private existing(path: Uint8Array, what: string): { ino: bigint; inode: BtrfsInodeItem } {
+    this.settle();
     const root = this.root;
     const l = this.lastPath;
     if (l && l.root === root && sameBytes(l.path, path)) {
@@ -271,6 +299,7 @@ export class ImageReceiver implements Receiver {
   fileattr(c: T.FileattrCmd): void { updateInode(this.fs, this.root, this.attrsOf(c.path), { flags: c.fileattr & 0xffffffffn }); }
 
   enableVerity(): void {
+    this.settle();
     throw new ReceiveError('VERITY_UNSUPPORTED', 'fs-verity (ENABLE_VERITY) is not supported by btrfs-ts receive; the stream cannot be applied faithfully');
   }
 

@@ -4,7 +4,7 @@ import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs/constants.js';
 import { nowTimespec } from '../image/write/create.js';
 import { writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { createInode, getInode, linkInode, unlinkEntry, updateInode } from '../image/write/inode.js';
+import { createInode, getInode, linkInode, sameBytes, unlinkEntry, updateInode } from '../image/write/inode.js';
 import { deleteInode } from '../image/write/file-data.js';
 import { dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK } from './namespace.js';
 import { checkDirBeforeChange, parentOf } from './size-checks.js';
@@ -16,14 +16,59 @@ import { checkDirBeforeChange, parentOf } from './size-checks.js';
 
 /** A new inode named `path`, created the way btrfs receive's syscalls create it (times "now"). */
 export function createNode(fs: Filesystem, root: bigint, path: Uint8Array, mode: number, rdev = 0n): bigint {
+  const c = createUnlinked(fs, root, path, mode, rdev);
+  linkCreated(fs, root, c);
+  return c.ino;
+}
+
+/** An inode made by createUnlinked, with the name it is to get. */
+export interface Created {
+  ino: bigint;
+  dir: bigint;
+  name: Uint8Array;
+  /** The stream path, for a rename of it. */
+  path: Uint8Array;
+}
+
+/**
+ * createNode's checks and the inode, without the name yet: the caller links it (linkCreated) or, when a
+ * RENAME of that path follows, gives it its final name at once (placeCreated). Path and name are copies
+ * (the stream's buffers are reused).
+ */
+export function createUnlinked(fs: Filesystem, root: bigint, path: Uint8Array, mode: number, rdev = 0n): Created {
   const r = resolvePath(fs, root, path);
   if (r.ino !== undefined) throw new ReceiveError('PATH_EXISTS', 'path already exists');
   checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   const now = nowTimespec();
   const ino = createInode(fs, root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
-  linkInode(fs, root, r.dir, r.name, ino);
-  touch(fs, root, r.dir);
-  return ino;
+  return { ino, dir: r.dir, name: r.name.slice(), path: path.slice() };
+}
+
+/** The name of an inode made by createUnlinked. */
+export function linkCreated(fs: Filesystem, root: bigint, c: Created): void {
+  linkInode(fs, root, c.dir, c.name, c.ino);
+  touch(fs, root, c.dir);
+}
+
+/**
+ * RENAME of a path createUnlinked made, to `toPath`, without its first name ever written: a send stream
+ * creates every new inode under an orphan name in the top directory ("o257-7-0") and moves it to its
+ * place by the next command, which was a DIR_ITEM, DIR_INDEX and INODE_REF put and deleted again per
+ * file. The result is renameNode's: the orphan's directory changed ("now"), the name in place with the
+ * DIR_INDEX it would have had (the orphan's, the highest, was given back by its unlink). Returns false,
+ * having changed nothing, for the cases renameNode has more to do for (a destination that exists, is
+ * the inode's own path or lies below it).
+ */
+export function placeCreated(fs: Filesystem, root: bigint, c: Created, toPath: Uint8Array): boolean {
+  const below = toPath.length > c.path.length && toPath[c.path.length] === 0x2f;
+  if ((below || toPath.length === c.path.length) && sameBytes(toPath.subarray(0, c.path.length), c.path)) return false;
+  const to = resolvePath(fs, root, toPath, 'rename destination');
+  if (to.ino !== undefined) return false;
+  checkDirBeforeChange(fs, root, to.dir, parentOf(toPath));
+  linkInode(fs, root, to.dir, to.name, c.ino);
+  touch(fs, root, c.dir);
+  touch(fs, root, to.dir);
+  return true;
 }
 
 export function createSymlink(fs: Filesystem, root: bigint, path: Uint8Array, target: Uint8Array): void {
