@@ -38,7 +38,7 @@ OUT=$WORK/section.md
   echo "| command | wall | CPU | wall − node -e 0 |"
   echo "|---|---:|---:|---:|"
   for l in "${labels[@]}"; do
-    echo "| \`$(cmd "$l" | sed "s#$REPO/##g; s#node $REPO/bin/btrfs-ts.js#btrfs-ts#")\` | $(median_ms "$l") ms | $(cpu_ms "$l") ms | $(( $(median_ms "$l") - $(median_ms node-e0) )) ms |"
+    echo "| \`$(cmd "$l" | sed "s#$REPO/##g; s#$REPO/bin/btrfs-ts.js#btrfs-ts#")\` | $(median_ms "$l") ms | $(cpu_ms "$l") ms | $(( $(median_ms "$l") - $(median_ms node-e0) )) ms |"
   done
 } >"$OUT"
 cat "$OUT"
