@@ -1,10 +1,10 @@
 import { ImageError } from '../errors.js';
-import { decompressExtent } from '../image/read/decompress.js';
 import { readVerified, type SectorCrcs } from '../image/read/file-data.js';
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { uninitBytes } from '../util/bytes.js';
 import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
+import { type DecodeAhead, decodeExtent } from './decode-ahead.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
@@ -23,12 +23,16 @@ export interface ExtentRef {
    * for — the encoder copies each one out before that.
    */
   scratch?: Scratch;
+  /** Compressed extents decoded ahead on another thread (a full send that writes decoded data). */
+  ahead?: DecodeAhead;
 }
 
 /** A read buffer that grows to the largest read asked of it, and one for decompressed extents. */
 export class Scratch {
-  private buf: Uint8Array = new Uint8Array(0);
   private plainBuf: Uint8Array = new Uint8Array(0);
+
+  /** `buf`: where reads go first (a decoder slot: decode-ahead.ts); a larger read takes a new buffer. */
+  constructor(private buf: Uint8Array = new Uint8Array(0)) {}
 
   get(len: number): Uint8Array {
     if (this.buf.length < len) this.buf = uninitBytes(Math.max(len, WINDOW + 64 * 1024));
@@ -70,11 +74,10 @@ export async function storedBytes(x: ExtentRef): Promise<Piece> {
 
 /** The decompressed content of a compressed or inline extent (ram_bytes long). */
 async function plainExtent(x: ExtentRef): Promise<Uint8Array> {
-  const raw = (await storedBytes(x)).data;
-  if (x.fe.compression === BTRFS_COMPRESS_NONE) return raw;
+  if (x.fe.compression === BTRFS_COMPRESS_NONE) return (await storedBytes(x)).data;
   if (x.fe.ram_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: ram_bytes ${x.fe.ram_bytes} is implausibly large`);
   const ram = Number(x.fe.ram_bytes);
-  return decompressExtent(x.fe.compression, raw, ram, x.img.sectorsize, x.what, x.scratch?.plain(ram));
+  return decodeExtent(x, async () => (await storedBytes(x)).data, x.ahead, x.scratch?.plain(ram));
 }
 
 /** Bytes read from disk at once for a plain extent: WRITE pieces are cut from one verified read. */

@@ -3,16 +3,18 @@ import type { ImageReader } from '../image/read/image.js';
 import { statInode } from '../image/read/inodes.js';
 import type { SubvolumeInfo } from '../image/read/subvols.js';
 import type { TreeRoot } from '../image/read/tree.js';
+import type { LeafItem } from '../image/structs.js';
 import {
   BTRFS_EXTENT_DATA_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_EXTREF_KEY, BTRFS_INODE_ITEM_KEY,
-  BTRFS_INODE_NODATASUM, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_XATTR_ITEM_KEY, type BtrfsInodeItem,
+  BTRFS_INODE_NODATASUM, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_XATTR_ITEM_KEY, type BtrfsFileExtentItem, type BtrfsInodeItem,
   decodeDirItems, decodeFileExtentItem, decodeInodeExtrefs, decodeInodeItem, decodeInodeRefs,
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
 import { Backrefs, readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
-import { Scratch } from './extent-data.js';
+import { DecodeAhead } from './decode-ahead.js';
+import { type ExtentRef, Scratch, storedBytes } from './extent-data.js';
 import { extentCommands } from './extents.js';
 import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands } from './inode-cmds.js';
 import { LruMap } from './lru.js';
@@ -20,12 +22,17 @@ import { SendNames } from './names.js';
 import { DirUtimesCache } from './utimes-cache.js';
 import { U64_MAX } from '../image/structs/constants.js';
 
+/** Items read before the send reaches them (their compressed extents announced to the decoder). */
+const AHEAD = 64;
+
 export interface FullSendOptions {
   version: number;
   compressedData: boolean;
   noData: boolean;
   /** -c: read-only subvolumes the receiver has, cloned from where they share an extent. */
   cloneSources: SubvolumeInfo[];
+  /** Decode compressed extents ahead on a worker thread (default: yes, where decoded data is sent). */
+  decodeAhead?: boolean;
 }
 
 interface Cur {
@@ -58,6 +65,7 @@ export class FullSend {
   private csumRoot: TreeRoot | undefined;
   private readonly scratch = new Scratch();
   private backrefs!: Backrefs;
+  private ahead: DecodeAhead | undefined;
 
   constructor(private readonly img: ImageReader, private readonly sv: SubvolumeInfo, private readonly o: FullSendOptions) {
     this.names = new SendNames(img, sv.id);
@@ -74,7 +82,53 @@ export class FullSend {
     yield { cmd: C.BTRFS_SEND_C_SUBVOL, path: this.sv.name, uuid: this.uuid, ctransid: this.sv.ctransid };
     const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
     const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };
-    for await (const it of this.img.trees.iterate(this.tree, from, to)) {
+    // decoded data is sent (not ENCODED_WRITE, not UPDATE_EXTENT): compressed extents are decoded ahead
+    this.ahead = this.o.compressedData || this.o.noData || this.o.decodeAhead === false ? undefined : new DecodeAhead();
+    try {
+      yield* this.items(this.ahead ? this.readAhead(this.img.trees.iterate(this.tree, from, to), this.ahead) : this.img.trees.iterate(this.tree, from, to));
+    } finally {
+      this.ahead?.close();
+    }
+    for (const d of this.utimes.flush()) yield await this.utimesOf(d);
+  }
+
+  /**
+   * The items, read up to AHEAD items before the send gets to them, so that the compressed extents among
+   * them are announced to the decoder while the send works on the ones before.
+   */
+  private async *readAhead(items: AsyncIterable<LeafItem>, ahead: DecodeAhead): AsyncGenerator<LeafItem> {
+    // items read, with the checksum rule of their inode; `next` is the first not yet looked at for the decoder
+    const queue: { item: LeafItem; verify: boolean }[] = [];
+    let next = 0;
+    let nodatasum = false;
+    const it = items[Symbol.asyncIterator]();
+    for (let done = false; ;) {
+      while (!done && queue.length < AHEAD) {
+        const r = await it.next();
+        if (r.done) {
+          done = true;
+          break;
+        }
+        if (r.value.key.type === BTRFS_INODE_ITEM_KEY) nodatasum = (decodeInodeItem(r.value.data).flags & BTRFS_INODE_NODATASUM) !== 0n;
+        queue.push({ item: r.value, verify: !nodatasum });
+      }
+      // as many extents as the decoder has room for, in the order the send will claim them
+      for (; next < queue.length && ahead.room; next++) {
+        const { item, verify } = queue[next]!;
+        if (item.key.type !== BTRFS_EXTENT_DATA_KEY) continue;
+        // read into the decoder's slot (not the send's read buffer, which the send is using)
+        const x = this.extentRef(item.key.objectid, item.key.offset, decodeFileExtentItem(item.data), verify);
+        await ahead.ahead(x, async (into) => (await storedBytes({ ...x, scratch: new Scratch(into) })).data);
+      }
+      const head = queue.shift();
+      if (head === undefined) return;
+      if (next > 0) next--;
+      yield head.item;
+    }
+  }
+
+  private async *items(items: AsyncIterable<LeafItem>): AsyncGenerator<KnownCommand> {
+    for await (const it of items) {
       const { objectid: ino, type } = it.key;
       if (this.cur && this.cur.ino !== ino) yield* this.finish(this.cur);
       if (type === BTRFS_INODE_ITEM_KEY) {
@@ -98,7 +152,11 @@ export class FullSend {
       }
     }
     if (this.cur) yield* this.finish(this.cur);
-    for (const d of this.utimes.flush()) yield await this.utimesOf(d);
+  }
+
+  private extentRef(ino: bigint, keyOffset: bigint, fe: BtrfsFileExtentItem, verify: boolean): ExtentRef {
+    const what = `file extent at offset ${keyOffset} of inode ${ino} in subvolume ${this.sv.id}`;
+    return { img: this.img, csumRoot: this.csumRoot, verify, keyOffset, fe, what, scratch: this.scratch, ...(this.ahead ? { ahead: this.ahead } : {}) };
   }
 
   private async *newInode(ino: bigint, item: BtrfsInodeItem): AsyncGenerator<KnownCommand> {
@@ -142,11 +200,7 @@ export class FullSend {
   }
 
   private async *extent(cur: Cur, keyOffset: bigint, data: Uint8Array): AsyncGenerator<KnownCommand> {
-    const what = `file extent at offset ${keyOffset} of inode ${cur.ino} in subvolume ${this.sv.id}`;
-    const x = {
-      img: this.img, csumRoot: this.csumRoot, verify: (cur.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset, scratch: this.scratch,
-      fe: decodeFileExtentItem(data), what,
-    };
+    const x = this.extentRef(cur.ino, keyOffset, decodeFileExtentItem(data), (cur.item.flags & BTRFS_INODE_NODATASUM) === 0n);
     const d = { ino: cur.ino, size: cur.item.size, nextWriteOffset: cur.nextWriteOffset, path: () => this.names.path(cur.ino) };
     yield* extentCommands(x, d, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
