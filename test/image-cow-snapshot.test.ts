@@ -2,11 +2,13 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { treeBlocks } from '../src/image/engine/bulk.js';
-import { BTRFS_EXTENT_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_TREE_BLOCK_REF_KEY } from '../src/image/structs/constants.js';
+import {
+  BTRFS_CHUNK_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_BLOCK_REF_KEY,
+} from '../src/image/structs/constants.js';
 import { createFilesystem } from '../src/image/write/create.js';
-import { writeDataExtent } from '../src/image/write/file-data.js';
+import { deleteInode, writeDataExtent } from '../src/image/write/file-data.js';
 import type { Filesystem } from '../src/image/write/filesystem.js';
-import { createInode, linkInode, setXattr, updateInode } from '../src/image/write/inode.js';
+import { createInode, linkInode, removeXattr, setXattr, unlinkEntry, updateInode } from '../src/image/write/inode.js';
 import { openFilesystem } from '../src/image/write/open.js';
 import { FileDevice } from '../src/io/image-file.js';
 import { snapshotSubvolume } from '../src/receive/snapshot.js';
@@ -20,9 +22,27 @@ function blocksOf(fs: Filesystem, id: bigint): Set<bigint> {
   return new Set(treeBlocks(fs.trees.get(id)!.engine!).map((b) => b.bytenr));
 }
 
+/**
+ * Every tree's ROOT_ITEM bytes_used is its number of blocks (counting shared ones) times nodesize: the
+ * commit keeps it from the blocks each tree made and let go, as the kernel does, without walking the tree.
+ */
+function expectBytesUsed(fs: Filesystem, when: string): void {
+  let n = 0;
+  for (const [id, t] of fs.trees) {
+    if (id === BTRFS_ROOT_TREE_OBJECTID || id === BTRFS_CHUNK_TREE_OBJECTID) continue; // in the superblock
+    const key = fs.rootItemKey(id);
+    if (!key) continue;
+    const item = fs.tree(BTRFS_ROOT_TREE_OBJECTID).get(key)!;
+    const used = new DataView(item.buffer, item.byteOffset, item.byteLength).getBigUint64(192, true);
+    expect(used, `${when}: bytes_used of tree ${id}`).toBe(BigInt(treeBlocks(t.engine!).length * fs.nodesize));
+    n++;
+  }
+  expect(n).toBeGreaterThan(3);
+}
+
 /** Files with data and xattrs in tree 5: enough items for a tree of two levels. */
-function populate(fs: Filesystem, n: number): void {
-  for (let i = 0; i < n; i++) {
+function populate(fs: Filesystem, n: number, from = 0): void {
+  for (let i = from; i < from + n; i++) {
     const ino = createInode(fs, 5n, { mode: 0o100644 });
     linkInode(fs, 5n, 256n, enc(`file-${i}`), ino);
     setXattr(fs, 5n, ino, enc('user.k'), enc(`value ${i}`.repeat(4)));
@@ -39,11 +59,13 @@ describe.skipIf(skipReason('progs'))('snapshots share tree blocks (btrfs_copy_ro
     let fs = createFilesystem(dev, { growable: true });
     populate(fs, 1500);
     fs.commit();
+    expectBytesUsed(fs, 'after populating');
     expect(fs.trees.get(5n)!.engine!.root.level).toBeGreaterThan(0);
     const src = blocksOf(fs, 5n);
 
     const snap = snapshotSubvolume(fs, 5n, { parentRoot: 5n, parentDir: 256n, name: enc('snap') });
     fs.commit();
+    expectBytesUsed(fs, 'after the snapshot');
     const shared = blocksOf(fs, snap);
     const now = blocksOf(fs, 5n);
     // the snapshot's root is its own; linking it into tree 5 copied the paths to dir 256's inode item, its
@@ -78,6 +100,7 @@ describe.skipIf(skipReason('progs'))('snapshots share tree blocks (btrfs_copy_ro
     const snap2 = snapshotSubvolume(fs, snap, { parentRoot: 5n, parentDir: 256n, name: enc('snap2') });
     setXattr(fs, snap2, 260n, enc('user.other'), enc('in snap2 only'));
     fs.commit();
+    expectBytesUsed(fs, 'after the second snapshot');
     dev.close();
     r = btrfsCheck(img);
     expect(checkProblems(r.output), r.output).toEqual([]);
@@ -89,5 +112,34 @@ describe.skipIf(skipReason('progs'))('snapshots share tree blocks (btrfs_copy_ro
     for (const it of fs.tree(BTRFS_EXTENT_TREE_OBJECTID).entries()) if (it.key.type === BTRFS_METADATA_ITEM_KEY && new DataView(it.data.buffer, it.data.byteOffset).getBigUint64(0, true) > 1n) multi++;
     dev.close();
     expect(multi).toBeGreaterThan(10);
+  });
+
+  it("bytes_used follows splits, merges and snapshots taken before the source's changes are committed; btrfs check clean", async () => {
+    const img = join(work, 'used.img');
+    let dev = FileDevice.create(img, 256n << 20n);
+    let fs = createFilesystem(dev, { growable: true });
+    populate(fs, 600);
+    // snapshot of a tree changed in this transaction (its count not yet in its ROOT_ITEM), then more changes
+    const snap = snapshotSubvolume(fs, 5n, { parentRoot: 5n, parentDir: 256n, name: enc('early') });
+    populate(fs, 900, 600);
+    fs.commit();
+    expectBytesUsed(fs, 'snapshot within the transaction');
+    expect(fs.trees.get(5n)!.engine!.root.level).toBeGreaterThan(0);
+    dev.close();
+    dev = FileDevice.open(img);
+    fs = await openFilesystem(dev, { growable: true });
+    // every file of the snapshot goes: leaves empty and merge, the tree loses its levels
+    for (let i = 0; i < 600; i++) {
+      unlinkEntry(fs, snap, 256n, enc(`file-${i}`));
+      deleteInode(fs, snap, 257n + BigInt(i));
+      if (i % 3) removeXattr(fs, 5n, 257n + BigInt(i), enc('user.k'));
+    }
+    fs.commit();
+    expectBytesUsed(fs, 'after deletions in both trees');
+    expect(fs.trees.get(snap)!.engine!.root.level).toBe(0);
+    dev.close();
+    const r = btrfsCheck(img);
+    expect(checkProblems(r.output), r.output).toEqual([]);
+    expect(r.status, r.output).toBe(0);
   });
 });

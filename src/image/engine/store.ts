@@ -82,6 +82,12 @@ export class BlockStore {
    * no longer the tree's or no longer the ones in the cache.
    */
   shape = 0;
+  /**
+   * Blocks each tree gained (made, copied to) minus blocks it let go, since its ROOT_ITEM's bytes_used
+   * was last brought up to date: the kernel's root_add_used / root_sub_used, so that a commit need not
+   * count a tree's blocks (a walk of all its nodes) to know it. A copy-on-write counts +1 and -1.
+   */
+  private readonly usedDelta = new Map<bigint, number>();
 
   get hooks(): CowHooks | undefined {
     return this.o.hooks;
@@ -130,7 +136,24 @@ export class BlockStore {
     if (this.cache.has(bytenr) || this.fresh.has(bytenr)) throw new ImageError('IMAGE_INTERNAL', `tree block ${bytenr} allocated twice`);
     const b = new Block(bytenr, level, this.transid, owner);
     this.adopt(b);
+    this.countUsed(owner, 1);
     return b;
+  }
+
+  private countUsed(owner: bigint, n: number): void {
+    this.usedDelta.set(owner, (this.usedDelta.get(owner) ?? 0) + n);
+  }
+
+  /** Blocks tree `owner` gained (or lost, negative) since the last take: see usedDelta. */
+  peekUsedDelta(owner: bigint): number {
+    return this.usedDelta.get(owner) ?? 0;
+  }
+
+  /** peekUsedDelta, and start counting again from 0: the caller has put it into the ROOT_ITEM. */
+  takeUsedDelta(owner: bigint): number {
+    const n = this.peekUsedDelta(owner);
+    this.usedDelta.delete(owner);
+    return n;
   }
 
   /** Copy `b` to a new address in this transaction; the caller frees (or keeps) the old one. */
@@ -139,6 +162,7 @@ export class BlockStore {
     if (this.cache.has(bytenr) || this.fresh.has(bytenr)) throw new ImageError('IMAGE_INTERNAL', `tree block ${bytenr} allocated twice`);
     const c = b.copyTo(bytenr, this.transid, owner);
     this.adopt(c);
+    this.countUsed(owner, 1);
     return c;
   }
 
@@ -172,6 +196,7 @@ export class BlockStore {
    */
   free(b: Block, owner: bigint): void {
     this.shape++;
+    this.countUsed(owner, -1);
     if (this.o.space.free(b.bytenr, owner, b.level, this.fresh.has(b.bytenr)) === false) return;
     this.cache.delete(b.bytenr);
     this.dirty.delete(b);
@@ -196,6 +221,7 @@ export class BlockStore {
       this.free(b, owner);
       return;
     }
+    this.countUsed(owner, -1);
     if (this.o.space.free(bytenr, owner, level, this.fresh.has(bytenr)) === false) return;
     this.fresh.delete(bytenr);
   }

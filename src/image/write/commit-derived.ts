@@ -9,7 +9,6 @@ import { encodeDevItem } from '../structs/chunk-items.js';
 import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSysChunkArray } from '../structs/superblock.js';
 import type { FilesystemModel } from './model.js';
 import { invalidatedCacheGeneration } from './space-cache-v1.js';
-import { treeBlocks } from '../engine/bulk.js';
 
 /**
  * What a commit derives from the other trees: the DEV_ITEM, each tree's ROOT_ITEM and the superblock.
@@ -43,17 +42,19 @@ export function patchRootItems(fs: FilesystemModel, patched: Map<bigint, RootPtr
     const rootid = t.rootid;
     if (rootid === BTRFS_ROOT_TREE_OBJECTID || rootid === BTRFS_CHUNK_TREE_OBJECTID) continue; // in the superblock
     const e = t.engine!;
-    if (!e.rootChanged) continue;
+    const grown = fs.store.peekUsedDelta(rootid);
+    if (!e.rootChanged && grown === 0) continue;
     const r = e.root;
     const last = patched.get(rootid);
-    if (last && last.bytenr === r.bytenr && last.level === r.level && last.generation === r.generation) continue;
+    if (grown === 0 && last && last.bytenr === r.bytenr && last.level === r.level && last.generation === r.generation) continue;
     const key = fs.rootItemKey(rootid);
     if (!key) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${rootid} has no ROOT_ITEM in the root tree`);
     const data = rootTree.get(key)!.slice();
     const dv = new DataView(data.buffer);
     dv.setBigUint64(160, r.generation, true);
     dv.setBigUint64(176, r.bytenr, true);
-    dv.setBigUint64(192, BigInt(treeBlocks(e).length * fs.nodesize), true);
+    // bytes_used follows the blocks the tree gained and lost (BlockStore.usedDelta), as the kernel keeps it
+    dv.setBigUint64(192, BigInt.asUintN(64, dv.getBigUint64(192, true) + BigInt(fs.store.takeUsedDelta(rootid) * fs.nodesize)), true);
     dv.setUint8(238, r.level);
     if (data.length >= 247) dv.setBigUint64(239, r.generation, true);
     rootTree.put(key, data);

@@ -1,5 +1,7 @@
 import type { BlockDevice } from '../device.js';
 import { dropTree } from '../engine/bulk.js';
+import { BTRFS_ROOT_TREE_OBJECTID } from '../structs/constants.js';
+import type { BtrfsKey } from '../structs/fs-items.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
 import { commitFilesystem } from './commit.js';
 import { copyRoot, CowRefs } from './cow-refs.js';
@@ -58,6 +60,29 @@ export class Filesystem extends FilesystemModel {
     this.trees.get(source)!.inodes.writeAll(); // the snapshot shares the source's blocks as they are now
     dropTree(dst.engine!);
     dst.engine = copyRoot(this.refs, src, rootid);
+    this.shareBytesUsed(source, rootid);
     this.store.trim();
+  }
+
+  /**
+   * A snapshot's ROOT_ITEM starts with its source's bytes_used as it is now (create_pending_snapshot copies
+   * the source's root item; btrfs_copy_root adds nothing): what the dropped tree and the root copy counted
+   * for the snapshot does not apply.
+   */
+  private shareBytesUsed(source: bigint, rootid: bigint): void {
+    const at = (id: bigint): { key: BtrfsKey; data: Uint8Array } => {
+      const key = this.rootItemKey(id);
+      const data = key && this.tree(BTRFS_ROOT_TREE_OBJECTID).get(key);
+      if (!key || !data) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${id} has no ROOT_ITEM in the root tree`);
+      return { key, data };
+    };
+    const src = at(source);
+    const dst = at(rootid);
+    const used = new DataView(src.data.buffer, src.data.byteOffset, src.data.byteLength).getBigUint64(192, true)
+      + BigInt(this.store.peekUsedDelta(source) * this.nodesize);
+    const data = dst.data.slice();
+    new DataView(data.buffer).setBigUint64(192, used, true);
+    this.store.takeUsedDelta(rootid);
+    this.tree(BTRFS_ROOT_TREE_OBJECTID).put(dst.key, data);
   }
 }
