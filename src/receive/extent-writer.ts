@@ -36,9 +36,10 @@ export class ExtentWriter {
     return BigInt(this.fs.sectorsize);
   }
 
-  protected writeInline(root: bigint, ino: bigint, data: Uint8Array): void {
+  /** `bare`: the file is known to have no extent items (nothing to drop). */
+  protected writeInline(root: bigint, ino: bigint, data: Uint8Array, bare = false): void {
     const fs = this.fs;
-    dropFileExtents(fs, root, ino, 0n, U64_MAX);
+    if (!bare) dropFileExtents(fs, root, ino, 0n, U64_MAX);
     // inline data only needs to come out smaller, not a sector smaller
     const cc = this.opts.compress ? compressInline(this.opts.compress, data, fs.sectorsize) : null;
     if (cc) writeInlineExtent(fs, root, ino, cc, this.opts.compress!.type, data.length);

@@ -245,9 +245,12 @@ export abstract class GatherWriter extends ExtentWriter {
     const isize = inode.size;
     let end = start + BigInt(data.length);
     if (start > isize) this.zeroEofTail(root, ino, isize, start);
+    // a file without extent items (a new one: most files of a receive) has none to fold in or drop: one
+    // look for any instead of one per question (inline? any from 0? which to drop?)
+    const bare = !hasExtentsFrom(fs, root, ino, 0n);
     // An inline extent must go before anything else is written into the file: fold it into this write
     // when they touch, else turn it into a regular extent of its own.
-    const inl = inlineExtent(fs, root, ino);
+    const inl = bare ? undefined : inlineExtent(fs, root, ino);
     if (inl) {
       const old = readRange(fs, root, ino, 0n, Number(inl.len));
       dropFileExtents(fs, root, ino, 0n, this.ss);
@@ -264,8 +267,8 @@ export abstract class GatherWriter extends ExtentWriter {
       }
     }
     const newSize = end > isize ? end : isize;
-    if (start === 0n && newSize <= BigInt(MAX_INLINE) && newSize < this.ss && !hasExtentsFrom(fs, root, ino, 0n)) {
-      this.writeInline(root, ino, borrowed ? new Uint8Array(data) : data);
+    if (start === 0n && newSize <= BigInt(MAX_INLINE) && newSize < this.ss && (bare || !hasExtentsFrom(fs, root, ino, 0n))) {
+      this.writeInline(root, ino, borrowed ? new Uint8Array(data) : data, bare);
     } else {
       const aStart = start - (start % this.ss);
       const aEnd = alignUp(end, this.ss);
@@ -279,7 +282,7 @@ export abstract class GatherWriter extends ExtentWriter {
           buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), Number(end - aStart));
         }
       }
-      dropFileExtents(fs, root, ino, aStart, aEnd);
+      if (!bare) dropFileExtents(fs, root, ino, aStart, aEnd);
       // the data's sectors are the extent's sectors only when it starts on a sector
       this.writeAligned(root, ino, aStart, buf, aStart === start ? sectorCrcs : undefined);
     }

@@ -57,13 +57,6 @@ export class DelayedInodes {
     }
   }
 
-  /** An item just put into the tree as `item`: kept decoded (clean). */
-  wrote(ino: bigint, item: BtrfsInodeItem): void {
-    this.dirty.delete(ino);
-    this.items.delete(ino);
-    this.remember(ino, item);
-  }
-
   /** The tree's item of `ino` changes or goes by other means: whatever is kept for it is void. */
   forget(ino: bigint): void {
     this.dirty.delete(ino);

@@ -163,7 +163,7 @@ export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Ar
   const algo = csumAlgo(fs.sb.csum_type);
   const cs = algo.size;
   const n = Math.ceil(bytes.length / ss);
-  deleteCsums(fs, bytenr, BigInt(n * ss));
+  if (csumsIn(fs, bytenr, BigInt(n * ss))) deleteCsums(fs, bytenr, BigInt(n * ss));
   const csums = new Uint8Array(n * cs);
   // `known`: crc32c checksums of the first sectors the caller already has (receive derives them from
   // the stream's own CRC check), so those bytes are not read a second time; other csum types hash all
@@ -195,6 +195,18 @@ export function putDataCsums(fs: FilesystemModel, bytenr: bigint, csums: Uint8Ar
   for (let off = 0; off < csums.length; off += max) {
     t.put(csumKey(bytenr + BigInt((off / cs) * ss)), csums.slice(off, off + max));
   }
+}
+
+/**
+ * Whether any csum item covers part of [bytenr, bytenr+len): one search (items never overlap, so only
+ * the last one starting below the end can reach into the range) — new data goes where none are, and
+ * deleteCsums costs two searches and a walk.
+ */
+function csumsIn(fs: FilesystemModel, bytenr: bigint, len: bigint): boolean {
+  const it = fs.tree(BTRFS_CSUM_TREE_OBJECTID).last(csumKey(bytenr + len - 1n), csumKey(0n));
+  if (!it) return false;
+  const cs = BigInt(csumAlgo(fs.sb.csum_type).size);
+  return it.key.offset + (BigInt(it.data.length) / cs) * BigInt(fs.sectorsize) > bytenr;
 }
 
 /** Remove checksums of [bytenr, bytenr+len), splitting items that straddle the range. */

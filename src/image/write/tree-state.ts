@@ -1,7 +1,7 @@
 import { BTree } from '../engine/ctree.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import { U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_INODE_ITEM_KEY } from '../structs/constants.js';
-import { type BtrfsDirItem, type BtrfsInodeItem, encodeDirItems, encodeInodeItem } from '../structs/fs-items.js';
+import { BTRFS_INODE_ITEM_SIZE, type BtrfsDirItem, type BtrfsInodeItem, encodeDirItems } from '../structs/fs-items.js';
 import { DelayedInodes } from './delayed-inodes.js';
 import { DirCache } from './dir-cache.js';
 import type { Item, Key } from './items.js';
@@ -144,10 +144,16 @@ export class TreeHandle {
   inode(ino: bigint): BtrfsInodeItem | undefined {
     return this.state.inodes.get(ino);
   }
-  /** Put a new inode's item (written now: it makes the key) and keep it decoded. */
+  /**
+   * A new inode's item: its key goes into the tree now (the delayed-inode cache holds only keys the tree
+   * has), with a placeholder payload of the item's size, and the item itself is pending like any change
+   * — it is changed 4–5 times more right after (link, write, chown, chmod, utimes) and encoded once, when
+   * it is written over the placeholder in place. Nothing reads the tree's payload before: every read
+   * through the handle, the commit and snapshots write pending items first.
+   */
   putInode(ino: bigint, item: BtrfsInodeItem): void {
-    this.put({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(item));
-    this.state.inodes.wrote(ino, item);
+    this.put({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, NEW_INODE_PLACEHOLDER);
+    this.state.inodes.set(ino, item);
   }
   /** A new item for an existing inode, written to the tree later (before any read of it through the tree). */
   setInode(ino: bigint, item: BtrfsInodeItem): void {
@@ -158,6 +164,9 @@ export class TreeHandle {
     this.state.inodes.writeAll();
   }
 }
+
+/** What the tree holds for a new inode until its pending item is written (payloads are never changed in place). */
+const NEW_INODE_PLACEHOLDER = new Uint8Array(BTRFS_INODE_ITEM_SIZE);
 
 /** A put with the block cache held (paths keep blocks) and trimmed after. */
 function putThrough(e: BTree, key: Key, data: Uint8Array): void {
