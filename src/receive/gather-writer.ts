@@ -273,20 +273,40 @@ export abstract class GatherWriter extends ExtentWriter {
       const aStart = start - (start % this.ss);
       const aEnd = alignUp(end, this.ss);
       // the common case (gathered writes, sector aligned) needs no second copy of up to 8 MiB
-      const buf = aStart === start && aEnd === end ? data : this.zeroed(Number(aEnd - aStart));
-      if (buf !== data) {
-        if (aStart < start) buf.set(readRange(fs, root, ino, aStart, Number(start - aStart)), 0);
-        buf.set(data, Number(start - aStart));
-        if (end < aEnd && end < isize) {
-          const tailEnd = aEnd < isize ? aEnd : isize;
-          buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), Number(end - aStart));
-        }
-      }
+      const buf = aStart === start && aEnd === end ? data : this.wholeSectors(root, ino, data, start, aStart, aEnd, isize, borrowed);
       if (!bare) dropFileExtents(fs, root, ino, aStart, aEnd);
       // the data's sectors are the extent's sectors only when it starts on a sector
       this.writeAligned(root, ino, aStart, buf, aStart === start ? sectorCrcs : undefined);
     }
     if (newSize !== isize) updateInode(fs, root, ino, { size: newSize });
+  }
+
+  /**
+   * `data` at `start`, completed to the whole sectors [aStart, aEnd) it touches: the file's bytes before and
+   * after it (read-modify-write), zeros past EOF. `own`: data is the writer's own buffer (gather or settled
+   * copy), whose bytes after it are free — a write that starts on a sector and ends the file (a whole file's
+   * last extent, the usual case) gets its zeros there instead of a copy of up to 8 MiB into another buffer.
+   */
+  private wholeSectors(root: bigint, ino: bigint, data: Uint8Array, start: bigint, aStart: bigint, aEnd: bigint, isize: bigint, own: boolean): Uint8Array {
+    const fs = this.fs;
+    const len = Number(aEnd - aStart);
+    const end = start + BigInt(data.length);
+    // the file's bytes after the data, up to the sector's end
+    const tailEnd = end < isize ? (aEnd < isize ? aEnd : isize) : end;
+    if (own && aStart === start && tailEnd === end && data.byteOffset + len <= data.buffer.byteLength) {
+      const buf = new Uint8Array(data.buffer, data.byteOffset, len);
+      buf.fill(0, data.length);
+      return buf;
+    }
+    const buf = this.scratch(len);
+    const at = Number(start - aStart);
+    if (at > 0) buf.set(readRange(fs, root, ino, aStart, at), 0);
+    buf.set(data, at);
+    const e = at + data.length;
+    if (tailEnd > end) buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), e);
+    // only the bytes nothing was copied to are zeroed (all of them, each time, was a second pass over up to 8 MiB)
+    buf.fill(0, e + Number(tailEnd - end));
+    return buf;
   }
 
   /**
@@ -309,8 +329,12 @@ export abstract class GatherWriter extends ExtentWriter {
       dropFileExtents(fs, root, ino, offset, offset + numBytes);
       const diskLen = alignUp(BigInt(x.data.length), this.ss);
       const bytenr = fs.allocData(diskLen);
-      const padded = x.data.length === Number(diskLen) ? x.data : this.zeroed(Number(diskLen));
-      if (padded !== x.data) padded.set(x.data);
+      let padded = x.data;
+      if (x.data.length !== Number(diskLen)) {
+        padded = this.scratch(Number(diskLen));
+        padded.set(x.data);
+        padded.fill(0, x.data.length);
+      }
       fs.writeData(bytenr, padded);
       // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
       addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs));
@@ -326,14 +350,13 @@ export abstract class GatherWriter extends ExtentWriter {
   }
 
   /**
-   * A zero-filled buffer of `len` bytes, valid until the next call: fresh buffers per extent were a
-   * quarter of a zstd stream's allocation volume, and allocation volume is what drives V8's full GCs.
+   * A buffer of `len` bytes holding anything, valid until the next call (the caller writes every byte):
+   * fresh buffers per extent were a quarter of a zstd stream's allocation volume, and allocation volume
+   * is what drives V8's full GCs.
    */
-  private zeroed(len: number): Uint8Array {
+  private scratch(len: number): Uint8Array {
     if (this.edgeBuf.length < len) this.edgeBuf = new Uint8Array(Math.max(len, 256 << 10));
-    const out = this.edgeBuf.subarray(0, len);
-    out.fill(0);
-    return out;
+    return this.edgeBuf.subarray(0, len);
   }
 }
 
