@@ -20,6 +20,8 @@ export interface Pending {
   own?: Uint8Array;
   /** A settled range's known sector CRCs (the gather buffer's run, see gatherCrcs), moved with its bytes. */
   crcs?: Uint32Array | undefined;
+  /** `own` is a whole gather buffer, taken over when the range settled (see SWAP_MIN). */
+  holdsGather?: boolean;
 }
 
 /**
@@ -31,6 +33,16 @@ const MAX_PENDING_FILES = 16;
 
 /** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
 const SPARE_MAX = 8 << 20;
+/**
+ * A range at least this large settles by keeping the gather buffer it is in, and gathering goes on in
+ * another: copying it out cost a pass over nearly every byte of a stream of large files (1.28 GB of
+ * big-v1's 1.29 GB), into fresh buffers (0.9 GB allocated: its size classes seldom matched a spare).
+ */
+const SWAP_MIN = 1 << 20;
+/** Ranges holding a gather buffer at once (maxBuffer each): past this the oldest is written out. */
+const MAX_HOLDERS = 3;
+/** Gather buffers kept free for the next swap (a fresh one is 8 MiB of new pages). */
+const FREE_GATHERS = 2;
 
 /**
  * Turns file writes into extents. Writes are gathered per file, as the kernel's page cache keeps them
@@ -50,7 +62,7 @@ export abstract class GatherWriter extends ExtentWriter {
   private readonly maxBuffer: number;
   private readonly maxPending: number;
   /** The current file's gathered bytes (maxBuffer, reused) and the pending range that owns them. */
-  private gather = new Uint8Array(0);
+  private gather: Uint8Array = new Uint8Array(0);
   private gatherOwner: Pending | undefined;
   /**
    * Raw CRC32C of the gather buffer's first `gatherCrcsValid` sectors, from the stream's CRC check
@@ -59,6 +71,9 @@ export abstract class GatherWriter extends ExtentWriter {
    */
   private gatherCrcs = new Uint32Array(0);
   private gatherCrcsValid = 0;
+  /** Ranges holding a gather buffer, and free ones for gathering to go on in. */
+  private holders = 0;
+  private readonly freeGathers: Uint8Array[] = [];
   /** Spare buffers by size (spareClass), for settled copies. */
   private readonly spare = new Map<number, Uint8Array[]>();
   private spareBytes = 0;
@@ -111,12 +126,11 @@ export abstract class GatherWriter extends ExtentWriter {
       this.gather = new Uint8Array(this.maxBuffer);
       this.gatherCrcs = new Uint32Array(Math.ceil(this.maxBuffer / Number(this.ss)));
     }
-    const g = this.gather;
     const old = p.len;
     if (this.gatherOwner !== p) {
-      // another file's gathered bytes move out, p's move in
+      // another file's gathered bytes move out (or keep the buffer, which is replaced), p's move in
       this.settle();
-      concatBytes(p.parts, g);
+      concatBytes(p.parts, this.gather);
       this.giveBack(p);
       this.gatherOwner = p;
       this.gatherCrcsValid = 0;
@@ -127,6 +141,7 @@ export abstract class GatherWriter extends ExtentWriter {
       }
     }
     this.noteSectorCrcs(at, old, sectorCrcs);
+    const g = this.gather;
     if (at === 0 && old > 0) g.copyWithin(data.length, 0, old);
     g.set(data, at);
     p.len = old + data.length;
@@ -161,11 +176,26 @@ export abstract class GatherWriter extends ExtentWriter {
     this.gatherOwner = undefined;
     if (!p) return;
     const src = p.parts[0]!;
+    p.crcs = this.gatherCrcsValid > 0 ? this.gatherCrcs.slice(0, this.gatherCrcsValid) : undefined;
+    if (src.length >= SWAP_MIN) {
+      // p keeps its bytes where they are
+      p.own = this.gather;
+      p.holdsGather = true;
+      this.gather = this.freeGathers.pop() ?? new Uint8Array(this.maxBuffer);
+      if (++this.holders > MAX_HOLDERS) {
+        for (const [k, q] of this.pending) {
+          if (q.holdsGather && q !== p) {
+            this.flushPending(k, q);
+            break;
+          }
+        }
+      }
+      return;
+    }
     const buf = this.takeSpare(src.length);
     buf.set(src);
     p.own = buf;
     p.parts = [buf.subarray(0, src.length)];
-    p.crcs = this.gatherCrcsValid > 0 ? this.gatherCrcs.slice(0, this.gatherCrcsValid) : undefined;
   }
 
   /**
@@ -190,6 +220,12 @@ export abstract class GatherWriter extends ExtentWriter {
   private giveBack(p: Pending): void {
     const b = p.own;
     p.own = undefined;
+    if (p.holdsGather) {
+      p.holdsGather = false;
+      this.holders--;
+      if (b !== undefined && this.freeGathers.length < FREE_GATHERS) this.freeGathers.push(b);
+      return;
+    }
     if (b === undefined || this.spareBytes + b.length > SPARE_MAX) return;
     let list = this.spare.get(b.length);
     if (!list) this.spare.set(b.length, (list = []));
