@@ -30,6 +30,9 @@ export class ExtentWriter {
   /** Extents written, for the summary. */
   stats = { extents: 0, inline: 0, compressed: 0, bytes: 0 };
 
+  /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
+  private edgeBuf = new Uint8Array(0);
+
   constructor(protected readonly fs: Filesystem, protected readonly opts: WriterOptions = {}) {}
 
   protected get ss(): bigint {
@@ -71,6 +74,44 @@ export class ExtentWriter {
       this.stats.extents++;
       this.stats.bytes += piece.length;
     }
+  }
+
+  /**
+   * `data` at `start`, completed to the whole sectors [aStart, aEnd) it touches: the file's bytes before and
+   * after it (read-modify-write), zeros past EOF. `own`: data is the writer's own buffer (gather or settled
+   * copy), whose bytes after it are free — a write that starts on a sector and ends the file (a whole file's
+   * last extent, the usual case) gets its zeros there instead of a copy of up to 8 MiB into another buffer.
+   */
+  protected wholeSectors(root: bigint, ino: bigint, data: Uint8Array, start: bigint, aStart: bigint, aEnd: bigint, isize: bigint, own: boolean): Uint8Array {
+    const fs = this.fs;
+    const len = Number(aEnd - aStart);
+    const end = start + BigInt(data.length);
+    // the file's bytes after the data, up to the sector's end
+    const tailEnd = end < isize ? (aEnd < isize ? aEnd : isize) : end;
+    if (own && aStart === start && tailEnd === end && data.byteOffset + len <= data.buffer.byteLength) {
+      const buf = new Uint8Array(data.buffer, data.byteOffset, len);
+      buf.fill(0, data.length);
+      return buf;
+    }
+    const buf = this.scratch(len);
+    const at = Number(start - aStart);
+    if (at > 0) buf.set(readRange(fs, root, ino, aStart, at), 0);
+    buf.set(data, at);
+    const e = at + data.length;
+    if (tailEnd > end) buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), e);
+    // only the bytes nothing was copied to are zeroed (all of them, each time, was a second pass over up to 8 MiB)
+    buf.fill(0, e + Number(tailEnd - end));
+    return buf;
+  }
+
+  /**
+   * A buffer of `len` bytes holding anything, valid until the next call (the caller writes every byte):
+   * fresh buffers per extent were a quarter of a zstd stream's allocation volume, and allocation volume
+   * is what drives V8's full GCs.
+   */
+  protected scratch(len: number): Uint8Array {
+    if (this.edgeBuf.length < len) this.edgeBuf = new Uint8Array(Math.max(len, 256 << 10));
+    return this.edgeBuf.subarray(0, len);
   }
 
   /**

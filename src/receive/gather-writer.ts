@@ -8,6 +8,7 @@ import { ExtentWriter, MAX_INLINE, alignUp, padTo, type WriterOptions } from './
 import { concatBytes } from '../util/bytes.js';
 import { CRC_SECTOR } from '../util/crc32c-combine.js';
 import { knownCsums } from './csums.js';
+import { GatherBuffers } from './gather-buffers.js';
 import { hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
 
 export interface Pending {
@@ -31,8 +32,6 @@ export interface Pending {
  */
 const MAX_PENDING_FILES = 16;
 
-/** Settled copies kept for reuse: their allocation volume (most plain data) was driving V8's full GCs. */
-const SPARE_MAX = 8 << 20;
 /**
  * A range at least this large settles by keeping the gather buffer it is in, and gathering goes on in
  * another: copying it out cost a pass over nearly every byte of a stream of large files (1.28 GB of
@@ -41,8 +40,6 @@ const SPARE_MAX = 8 << 20;
 const SWAP_MIN = 1 << 20;
 /** Ranges holding a gather buffer at once (maxBuffer each): past this the oldest is written out. */
 const MAX_HOLDERS = 3;
-/** Gather buffers kept free for the next swap (a fresh one is 8 MiB of new pages). */
-const FREE_GATHERS = 2;
 
 /**
  * Turns file writes into extents. Writes are gathered per file, as the kernel's page cache keeps them
@@ -71,19 +68,15 @@ export abstract class GatherWriter extends ExtentWriter {
    */
   private gatherCrcs = new Uint32Array(0);
   private gatherCrcsValid = 0;
-  /** Ranges holding a gather buffer, and free ones for gathering to go on in. */
+  /** Ranges holding a gather buffer (holdsGather). */
   private holders = 0;
-  private readonly freeGathers: Uint8Array[] = [];
-  /** Spare buffers by size (spareClass), for settled copies. */
-  private readonly spare = new Map<number, Uint8Array[]>();
-  private spareBytes = 0;
-  /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
-  protected edgeBuf = new Uint8Array(0);
+  private readonly buffers: GatherBuffers;
 
   constructor(fs: Filesystem, opts: WriterOptions = {}) {
     super(fs, opts);
     this.maxBuffer = opts.maxBuffer ?? 8 << 20;
     this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 16 << 20);
+    this.buffers = new GatherBuffers(this.maxBuffer);
   }
 
   /**
@@ -181,7 +174,7 @@ export abstract class GatherWriter extends ExtentWriter {
       // p keeps its bytes where they are
       p.own = this.gather;
       p.holdsGather = true;
-      this.gather = this.freeGathers.pop() ?? new Uint8Array(this.maxBuffer);
+      this.gather = this.buffers.takeGather();
       if (++this.holders > MAX_HOLDERS) {
         for (const [k, q] of this.pending) {
           if (q.holdsGather && q !== p) {
@@ -192,45 +185,19 @@ export abstract class GatherWriter extends ExtentWriter {
       }
       return;
     }
-    const buf = this.takeSpare(src.length);
+    const buf = this.buffers.takeSpare(src.length);
     buf.set(src);
     p.own = buf;
     p.parts = [buf.subarray(0, src.length)];
   }
 
-  /**
-   * A spare of about `len` bytes (never more than twice as large), else a new one. Buffers come in size
-   * classes (powers of two up to 64 KiB, then multiples of 64 KiB) kept in a list each: with many small
-   * files the spares were thousands of buffers searched one by one per file.
-   */
-  private takeSpare(len: number): Uint8Array {
-    const cls = spareClass(len);
-    // a small class is one size; a large one may take a spare up to 1 MiB (and 2x) larger
-    const top = cls <= 65536 ? cls : Math.min(2 * len + 65536, cls + (1 << 20));
-    for (let c = cls; c <= top; c += 65536) {
-      const b = this.spare.get(c)?.pop();
-      if (b !== undefined) {
-        this.spareBytes -= b.length;
-        return b;
-      }
-    }
-    return new Uint8Array(cls);
-  }
-
   private giveBack(p: Pending): void {
     const b = p.own;
+    const gather = p.holdsGather === true;
     p.own = undefined;
-    if (p.holdsGather) {
-      p.holdsGather = false;
-      this.holders--;
-      if (b !== undefined && this.freeGathers.length < FREE_GATHERS) this.freeGathers.push(b);
-      return;
-    }
-    if (b === undefined || this.spareBytes + b.length > SPARE_MAX) return;
-    let list = this.spare.get(b.length);
-    if (!list) this.spare.set(b.length, (list = []));
-    list.push(b);
-    this.spareBytes += b.length;
+    p.holdsGather = false;
+    if (gather) this.holders--;
+    if (b !== undefined) this.buffers.give(b, gather);
   }
 
   /** Writes out everything gathered (before a commit, and before whole-subvolume operations). */
@@ -318,34 +285,6 @@ export abstract class GatherWriter extends ExtentWriter {
   }
 
   /**
-   * `data` at `start`, completed to the whole sectors [aStart, aEnd) it touches: the file's bytes before and
-   * after it (read-modify-write), zeros past EOF. `own`: data is the writer's own buffer (gather or settled
-   * copy), whose bytes after it are free — a write that starts on a sector and ends the file (a whole file's
-   * last extent, the usual case) gets its zeros there instead of a copy of up to 8 MiB into another buffer.
-   */
-  private wholeSectors(root: bigint, ino: bigint, data: Uint8Array, start: bigint, aStart: bigint, aEnd: bigint, isize: bigint, own: boolean): Uint8Array {
-    const fs = this.fs;
-    const len = Number(aEnd - aStart);
-    const end = start + BigInt(data.length);
-    // the file's bytes after the data, up to the sector's end
-    const tailEnd = end < isize ? (aEnd < isize ? aEnd : isize) : end;
-    if (own && aStart === start && tailEnd === end && data.byteOffset + len <= data.buffer.byteLength) {
-      const buf = new Uint8Array(data.buffer, data.byteOffset, len);
-      buf.fill(0, data.length);
-      return buf;
-    }
-    const buf = this.scratch(len);
-    const at = Number(start - aStart);
-    if (at > 0) buf.set(readRange(fs, root, ino, aStart, at), 0);
-    buf.set(data, at);
-    const e = at + data.length;
-    if (tailEnd > end) buf.set(readRange(fs, root, ino, end, Number(tailEnd - end)), e);
-    // only the bytes nothing was copied to are zeroed (all of them, each time, was a second pass over up to 8 MiB)
-    buf.fill(0, e + Number(tailEnd - end));
-    return buf;
-  }
-
-  /**
    * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
    * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
    */
@@ -384,22 +323,4 @@ export abstract class GatherWriter extends ExtentWriter {
     this.stats.bytes += Number(x.fileLen);
     if (end > inode.size) updateInode(fs, root, ino, { size: end });
   }
-
-  /**
-   * A buffer of `len` bytes holding anything, valid until the next call (the caller writes every byte):
-   * fresh buffers per extent were a quarter of a zstd stream's allocation volume, and allocation volume
-   * is what drives V8's full GCs.
-   */
-  private scratch(len: number): Uint8Array {
-    if (this.edgeBuf.length < len) this.edgeBuf = new Uint8Array(Math.max(len, 256 << 10));
-    return this.edgeBuf.subarray(0, len);
-  }
-}
-
-/** The size a settled copy of `len` bytes gets: a power of two up to 64 KiB (at least 4 KiB), else 64 KiB multiples. */
-function spareClass(len: number): number {
-  if (len > 65536) return Math.ceil(len / 65536) * 65536;
-  let c = 4096;
-  while (c < len) c *= 2;
-  return c;
 }
