@@ -31,6 +31,7 @@ export async function openImageFile(path: string, opts: OpenImageOptions = {}): 
     size = 1n << 62n;
   }
   return {
+    path,
     size: () => size,
     async read(offset: bigint, len: number, into?: Uint8Array): Promise<Uint8Array> {
       // not zero-filled: every byte is read, or zeroed past the end below

@@ -1,10 +1,11 @@
 import { ImageError } from '../errors.js';
-import { readVerified, type SectorCrcs } from '../image/read/file-data.js';
+import { decompressExtent } from '../image/read/decompress.js';
+import { rawSectorCrcs, readVerified, type SectorCrcs } from '../image/read/file-data.js';
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { uninitBytes } from '../util/bytes.js';
 import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
-import { type DecodeAhead, decodeExtent } from './decode-ahead.js';
+import type { ExtentAhead } from './extent-ahead.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
@@ -23,15 +24,15 @@ export interface ExtentRef {
    * for — the encoder copies each one out before that.
    */
   scratch?: Scratch;
-  /** Compressed extents decoded ahead on another thread (a full send that writes decoded data). */
-  ahead?: DecodeAhead;
+  /** Compressed extents read (and decoded) ahead on another thread: a full send (extent-ahead.ts). */
+  ahead?: ExtentAhead;
 }
 
 /** A read buffer that grows to the largest read asked of it, and one for decompressed extents. */
 export class Scratch {
   private plainBuf: Uint8Array = new Uint8Array(0);
 
-  /** `buf`: where reads go first (a decoder slot: decode-ahead.ts); a larger read takes a new buffer. */
+  /** `buf`: where reads go first (a slot of extent-ahead.ts); a larger read takes a new buffer. */
   constructor(private buf: Uint8Array = new Uint8Array(0)) {}
 
   get(len: number): Uint8Array {
@@ -67,6 +68,8 @@ export async function storedBytes(x: ExtentRef): Promise<Piece> {
   if (x.fe.type === BTRFS_FILE_EXTENT_INLINE) return { data: x.fe.inline_data! };
   if (x.fe.disk_num_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: disk_num_bytes ${x.fe.disk_num_bytes} is implausibly large`);
   const len = Number(x.fe.disk_num_bytes);
+  const got = await x.ahead?.claim(x);
+  if (got) return { data: got.stored, crc: got.sums && pieceCrc({ raw: rawSectorCrcs(x.img, got.sums) }, 0, len) };
   const crcs: SectorCrcs = {};
   const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, x.scratch?.get(len), crcs);
   return { data, crc: pieceCrc(crcs, 0, len) };
@@ -77,7 +80,9 @@ async function plainExtent(x: ExtentRef): Promise<Uint8Array> {
   if (x.fe.compression === BTRFS_COMPRESS_NONE) return (await storedBytes(x)).data;
   if (x.fe.ram_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: ram_bytes ${x.fe.ram_bytes} is implausibly large`);
   const ram = Number(x.fe.ram_bytes);
-  return decodeExtent(x, async () => (await storedBytes(x)).data, x.ahead, x.scratch?.plain(ram));
+  const got = await x.ahead?.claim(x);
+  if (got?.decoded) return got.decoded;
+  return decompressExtent(x.fe.compression, (await storedBytes(x)).data, ram, x.img.sectorsize, x.what, x.scratch?.plain(ram));
 }
 
 /** Bytes read from disk at once for a plain extent: WRITE pieces are cut from one verified read. */

@@ -13,8 +13,9 @@ import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
 import { Backrefs, readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
-import { DecodeAhead } from './decode-ahead.js';
+import { ExtentAhead } from './extent-ahead.js';
 import { type ExtentRef, Scratch, storedBytes } from './extent-data.js';
+import { extentCopies } from '../image/read/file-data.js';
 import { extentCommands } from './extents.js';
 import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands } from './inode-cmds.js';
 import { LruMap } from './lru.js';
@@ -31,8 +32,8 @@ export interface FullSendOptions {
   noData: boolean;
   /** -c: read-only subvolumes the receiver has, cloned from where they share an extent. */
   cloneSources: SubvolumeInfo[];
-  /** Decode compressed extents ahead on a worker thread (default: yes, where decoded data is sent). */
-  decodeAhead?: boolean;
+  /** Read (and decode) compressed extents ahead on a worker thread (default: yes; extent-ahead.ts). */
+  readAhead?: boolean;
 }
 
 interface Cur {
@@ -65,7 +66,7 @@ export class FullSend {
   private csumRoot: TreeRoot | undefined;
   private readonly scratch = new Scratch();
   private backrefs!: Backrefs;
-  private ahead: DecodeAhead | undefined;
+  private ahead: ExtentAhead | undefined;
 
   constructor(private readonly img: ImageReader, private readonly sv: SubvolumeInfo, private readonly o: FullSendOptions) {
     this.names = new SendNames(img, sv.id);
@@ -82,8 +83,7 @@ export class FullSend {
     yield { cmd: C.BTRFS_SEND_C_SUBVOL, path: this.sv.name, uuid: this.uuid, ctransid: this.sv.ctransid };
     const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
     const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };
-    // decoded data is sent (not ENCODED_WRITE, not UPDATE_EXTENT): compressed extents are decoded ahead
-    this.ahead = this.o.compressedData || this.o.noData || this.o.decodeAhead === false ? undefined : new DecodeAhead();
+    this.ahead = this.readsAhead();
     try {
       yield* this.items(this.ahead ? this.readAhead(this.img.trees.iterate(this.tree, from, to), this.ahead) : this.img.trees.iterate(this.tree, from, to));
     } finally {
@@ -93,10 +93,22 @@ export class FullSend {
   }
 
   /**
-   * The items, read up to AHEAD items before the send gets to them, so that the compressed extents among
-   * them are announced to the decoder while the send works on the ones before.
+   * A thread reading and decoding compressed extents ahead (extent-ahead.ts) where decoded data is sent:
+   * protocol 1. Not where they go out as stored (--compressed-data): reading and checking them on the
+   * thread cost the send more CPU than it took off its own thread (4.0 vs 3.0 s for bench/send.sh's
+   * source at load 12, the thread idle 94% of the time) and gave no shorter run. Not for --no-data.
    */
-  private async *readAhead(items: AsyncIterable<LeafItem>, ahead: DecodeAhead): AsyncGenerator<LeafItem> {
+  private readsAhead(): ExtentAhead | undefined {
+    if (this.o.compressedData || this.o.noData || this.o.readAhead === false) return undefined;
+    const path = this.img.src.path;
+    return new ExtentAhead({ ...(path !== undefined ? { path } : {}), csumType: this.img.superblock.csum_type, sectorsize: this.img.sectorsize, decode: true });
+  }
+
+  /**
+   * The items, read up to AHEAD items before the send gets to them, so that the compressed extents among
+   * them are announced to the reading thread while the send works on the ones before.
+   */
+  private async *readAhead(items: AsyncIterable<LeafItem>, ahead: ExtentAhead): AsyncGenerator<LeafItem> {
     // items read, with the checksum rule of their inode; `next` is the first not yet looked at for the decoder
     const queue: { item: LeafItem; verify: boolean }[] = [];
     let next = 0;
@@ -116,9 +128,13 @@ export class FullSend {
       for (; next < queue.length && ahead.room; next++) {
         const { item, verify } = queue[next]!;
         if (item.key.type !== BTRFS_EXTENT_DATA_KEY) continue;
-        // read into the decoder's slot (not the send's read buffer, which the send is using)
         const x = this.extentRef(item.key.objectid, item.key.offset, decodeFileExtentItem(item.data), verify);
-        await ahead.ahead(x, async (into) => (await storedBytes({ ...x, scratch: new Scratch(into) })).data);
+        await ahead.ahead(
+          x,
+          () => extentCopies(this.img, this.csumRoot, x.fe.disk_bytenr, Number(x.fe.disk_num_bytes), verify, x.what),
+          // without the file: read here, into the slot (not the send's read buffer, which the send is using)
+          async (into) => (await storedBytes({ ...x, scratch: new Scratch(into), ahead: undefined })).data,
+        );
       }
       const head = queue.shift();
       if (head === undefined) return;

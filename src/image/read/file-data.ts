@@ -26,13 +26,13 @@ function* holeRun(n: bigint): Generator<FileSegment> {
 }
 
 /** Stored checksums of the sectors of a range, back to back (`size` bytes each), and which sectors have one. */
-interface SectorCsums {
+export interface SectorCsums {
   sums: Uint8Array;
   have: Uint8Array;
 }
 
 /** Stored checksum of each sector of [logical, logical+len) from the csum tree; `have[i]` 0 where none is. */
-async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, cs: number): Promise<SectorCsums> {
+export async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, cs: number): Promise<SectorCsums> {
   const ss = img.sectorsize;
   const n = Math.ceil(len / ss);
   const out: SectorCsums = { sums: new Uint8Array(n * cs), have: new Uint8Array(n) };
@@ -102,17 +102,31 @@ export async function readVerified(
       }
     }
     if (!bad) {
-      if (crcs && sums && algo.type === BTRFS_CSUM_TYPE_CRC32 && ss === CRC_SECTOR) {
-        const raw = new Uint32Array(sums.have.length);
-        const dv = new DataView(sums.sums.buffer, sums.sums.byteOffset, sums.sums.byteLength);
-        for (let i = 0; i < raw.length; i++) raw[i] = btrfsCsumFromRaw(dv.getUint32(i * 4, true)); // the same XOR turns it back
-        crcs.raw = raw;
-      }
+      if (crcs && sums) crcs.raw = rawSectorCrcs(img, sums.sums);
       return data;
     }
     problems.push(bad);
   }
   throw new ImageError('IMAGE_DATA_CSUM', `${what}: ${problems.join('; ')}`, { offset: logical, command: 'btrfs_csum_item' });
+}
+
+/**
+ * The raw CRC32C of each sector whose stored checksums `sums` (back to back) the data was found to match:
+ * on a crc32c image with 4 KiB sectors, else undefined (see SectorCrcs).
+ */
+export function rawSectorCrcs(img: ImageReader, sums: Uint8Array): Uint32Array | undefined {
+  if (img.superblock.csum_type !== BTRFS_CSUM_TYPE_CRC32 || img.sectorsize !== CRC_SECTOR) return undefined;
+  const raw = new Uint32Array(sums.length / 4);
+  const dv = new DataView(sums.buffer, sums.byteOffset, sums.byteLength);
+  for (let i = 0; i < raw.length; i++) raw[i] = btrfsCsumFromRaw(dv.getUint32(i * 4, true)); // the same XOR turns it back
+  return raw;
+}
+
+/** Where a data extent's bytes are (each copy's physical offset) and, when they are verified, their checksums. */
+export async function extentCopies(img: ImageReader, csumRoot: TreeRoot | undefined, logical: bigint, len: number, verify: boolean, what: string): Promise<{ copies: bigint[]; sums?: SectorCsums }> {
+  const copies = img.chunks.map(logical, len, what);
+  if (!verify) return { copies };
+  return { copies, sums: await sectorCsums(img, csumRoot, logical, len, csumAlgo(img.superblock.csum_type).size) };
 }
 
 /** The largest file size the kernel allows (MAX_LFS_FILESIZE): an i_size beyond it cannot be read back. */

@@ -13,6 +13,8 @@ export interface ImageSource {
   read(offset: bigint, len: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Size of the image in bytes, when known (used to skip superblock mirrors past the end). */
   size?(): bigint;
+  /** The file the bytes come from, when they do: another thread may open it to read in parallel (send). */
+  readonly path?: string;
 }
 
 export function fromBlockDevice(dev: BlockDevice): ImageSource {
