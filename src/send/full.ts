@@ -23,7 +23,7 @@ import { SendNames } from './names.js';
 import { DirUtimesCache } from './utimes-cache.js';
 import { U64_MAX } from '../image/structs/constants.js';
 
-/** Items read before the send reaches them (their compressed extents announced to the decoder). */
+/** Items read before the send reaches them (their compressed extents announced to the reading thread). */
 const AHEAD = 64;
 
 export interface FullSendOptions {
@@ -109,7 +109,7 @@ export class FullSend {
    * them are announced to the reading thread while the send works on the ones before.
    */
   private async *readAhead(items: AsyncIterable<LeafItem>, ahead: ExtentAhead): AsyncGenerator<LeafItem> {
-    // items read, with the checksum rule of their inode; `next` is the first not yet looked at for the decoder
+    // items read, with the checksum rule of their inode; `next` is the first not yet looked at for the reading thread
     const queue: { item: LeafItem; verify: boolean }[] = [];
     let next = 0;
     let nodatasum = false;
@@ -124,7 +124,7 @@ export class FullSend {
         if (r.value.key.type === BTRFS_INODE_ITEM_KEY) nodatasum = (decodeInodeItem(r.value.data).flags & BTRFS_INODE_NODATASUM) !== 0n;
         queue.push({ item: r.value, verify: !nodatasum });
       }
-      // as many extents as the decoder has room for, in the order the send will claim them
+      // as many extents as the reading thread has room for, in the order the send will claim them
       for (; next < queue.length && ahead.room; next++) {
         const { item, verify } = queue[next]!;
         if (item.key.type !== BTRFS_EXTENT_DATA_KEY) continue;
