@@ -12,32 +12,23 @@ export const EXTENT_WORKER = `(async () => {
 const { parentPort, workerData } = await import('node:worker_threads');
 const { openSync, readSync } = await import('node:fs');
 const { modules, shared, slotSize, slotBytes, sumsSize, path, csumType, sectorsize } = workerData;
-let codecs, algo, fd;
+let codecs, csum, algo, fd;
 try {
   codecs = await import(new URL('compress/index.js', modules).href);
   await codecs.initCodecs();
-  algo = await (await import(new URL('image/structs/csum.js', modules).href)).loadCsum(csumType);
+  csum = await import(new URL('image/structs/csum.js', modules).href);
+  algo = await csum.loadCsum(csumType);
   if (path !== undefined) fd = openSync(path, 'r');
 } catch (e) {
   parentPort.postMessage({ unavailable: String(e && e.message) });
   return;
 }
-const got = new Uint8Array(64);
 function readAll(buf, len, pos) {
   for (let done = 0; done < len;) {
     const n = readSync(fd, buf, done, len - done, pos + done);
     if (n === 0) { buf.fill(0, done, len); return; }
     done += n;
   }
-}
-function matches(buf, len, sums, have) {
-  const cs = algo.size;
-  for (let i = 0; i < have.length; i++) {
-    if (!have[i]) return false;
-    algo.digestInto(buf.subarray(i * sectorsize, Math.min(len, (i + 1) * sectorsize)), got, 0);
-    for (let j = 0; j < cs; j++) if (got[j] !== sums[i * cs + j]) return false;
-  }
-  return true;
 }
 parentPort.on('message', (jobs) => parentPort.postMessage(jobs.map(run)));
 function run({ slot, len, copies, sectors, decode }) {
@@ -50,7 +41,7 @@ function run({ slot, len, copies, sectors, decode }) {
     try {
       for (const phys of copies) {
         readAll(input, len, phys);
-        if (!sums || matches(input, len, sums, have)) { ok = true; break; }
+        if (!sums || csum.firstBadSector(algo, input, len, sectorsize, sums, have) < 0) { ok = true; break; }
       }
     } catch {
       ok = false;

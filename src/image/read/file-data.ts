@@ -2,7 +2,7 @@ import { ImageError } from '../../errors.js';
 import {
   BTRFS_COMPRESS_NONE, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_KEY,
   BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_NODATASUM,
-  csumAlgo, decodeFileExtentItem,
+  csumAlgo, decodeFileExtentItem, firstBadSector,
 } from '../structs.js';
 import { btrfsCsumFromRaw, CRC_SECTOR } from '../../util/crc32c-combine.js';
 import { U64_MAX, BTRFS_CSUM_TYPE_CRC32 } from '../structs/constants.js';
@@ -77,35 +77,27 @@ export async function readVerified(
   crcs?: SectorCrcs,
 ): Promise<Uint8Array> {
   if (crcs) crcs.raw = undefined;
-  const copies = img.chunks.map(logical, len, what);
+  const { copies, sums } = await extentCopies(img, csumRoot, logical, len, needSums, what);
   const algo = csumAlgo(img.superblock.csum_type);
   const cs = algo.size;
-  const sums = needSums ? await sectorCsums(img, csumRoot, logical, len, cs) : undefined;
-  const got = new Uint8Array(cs);
   const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
   const problems: string[] = [];
   const ss = img.sectorsize;
   for (const phys of copies) {
     const data = await img.src.read(phys, len, into);
-    let bad: string | undefined;
-    for (let i = 0; sums && i < sums.have.length && !bad; i++) {
-      if (!sums.have[i]) {
-        bad = `no data checksum for sector at logical ${logical + BigInt(i * ss)}`;
-        break;
-      }
-      algo.digestInto(data.subarray(i * ss, Math.min(len, (i + 1) * ss)), got, 0);
-      for (let j = 0; j < cs; j++) {
-        if (got[j] !== sums.sums[i * cs + j]) {
-          bad = `data checksum mismatch at logical ${logical + BigInt(i * ss)} (stored ${hex(sums.sums.subarray(i * cs, (i + 1) * cs))}, computed ${hex(got)})`;
-          break;
-        }
-      }
-    }
-    if (!bad) {
+    const i = sums ? firstBadSector(algo, data, len, ss, sums.sums, sums.have) : -1;
+    if (i < 0) {
       if (crcs && sums) crcs.raw = rawSectorCrcs(img, sums.sums);
       return data;
     }
-    problems.push(bad);
+    const at = logical + BigInt(i * ss);
+    if (!sums!.have[i]) {
+      problems.push(`no data checksum for sector at logical ${at}`);
+    } else {
+      const got = new Uint8Array(cs);
+      algo.digestInto(data.subarray(i * ss, Math.min(len, (i + 1) * ss)), got, 0);
+      problems.push(`data checksum mismatch at logical ${at} (stored ${hex(sums!.sums.subarray(i * cs, (i + 1) * cs))}, computed ${hex(got)})`);
+    }
   }
   throw new ImageError('IMAGE_DATA_CSUM', `${what}: ${problems.join('; ')}`, { offset: logical, command: 'btrfs_csum_item' });
 }

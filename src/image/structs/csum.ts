@@ -116,6 +116,22 @@ export function setBlockCsum(block: Uint8Array, csumType: number): void {
   csumAlgo(csumType).digestInto(block.subarray(BTRFS_CSUM_SIZE), block, 0);
 }
 const scratch = new Uint8Array(BTRFS_CSUM_SIZE);
+
+/**
+ * The first sector of data[0, len) (sectors of `sectorsize`, the last one may be short) without a stored
+ * checksum (`have[i]` 0) or not matching it (`sums`: algo.size bytes per sector, back to back); -1 when
+ * every sector matches. Data extents: the reader's checks and the send's reading thread (extent-worker.ts).
+ */
+export function firstBadSector(algo: CsumAlgo, data: Uint8Array, len: number, sectorsize: number, sums: Uint8Array, have: Uint8Array): number {
+  const cs = algo.size;
+  for (let i = 0; i < have.length; i++) {
+    if (!have[i]) return i;
+    algo.digestInto(data.subarray(i * sectorsize, Math.min(len, (i + 1) * sectorsize)), scratch, 0);
+    for (let j = 0; j < cs; j++) if (scratch[j] !== sums[i * cs + j]) return i;
+  }
+  return -1;
+}
+
 export function verifyBlockCsum(block: Uint8Array, csumType: number): boolean {
   const a = csumAlgo(csumType);
   a.digestInto(block.subarray(BTRFS_CSUM_SIZE), scratch, 0);
