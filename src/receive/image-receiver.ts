@@ -95,12 +95,17 @@ export class ImageReceiver implements Receiver {
     linkCreated(this.fs, this.root, p);
   }
 
+  /** A command that may change what paths name: the pending name goes in, the last resolved path is forgotten. */
+  private beforeNamespaceChange(): void {
+    this.settle();
+    this.lastPath = undefined;
+  }
+
   /** An inode that loses its last name takes its gathered writes with it. */
   private readonly forget = (ino: bigint): void => this.writer.discardFile(this.root, ino);
 
   private async finishSubvol(): Promise<void> {
-    this.settle();
-    this.lastPath = undefined;
+    this.beforeNamespaceChange();
     const c = this.cur;
     if (!c) return;
     this.writer.flush();
@@ -140,8 +145,7 @@ export class ImageReceiver implements Receiver {
   }
 
   private create(path: Uint8Array, mode: number, rdev = 0n): void {
-    this.settle();
-    this.lastPath = undefined;
+    this.beforeNamespaceChange();
     this.pending = createUnlinked(this.fs, this.root, path, mode, rdev);
   }
 
@@ -158,8 +162,7 @@ export class ImageReceiver implements Receiver {
   mkfifo(c: T.CreateCmd): void { this.create(c.path, S_IFIFO | 0o600); }
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
   symlink(c: T.SymlinkCmd): void {
-    this.settle();
-    this.lastPath = undefined;
+    this.beforeNamespaceChange();
     createSymlink(this.fs, this.root, c.path, c.pathLink);
   }
 
@@ -175,20 +178,17 @@ export class ImageReceiver implements Receiver {
   }
 
   link(c: T.LinkCmd): void {
-    this.settle();
-    this.lastPath = undefined;
+    this.beforeNamespaceChange();
     linkNode(this.fs, this.root, c.path, c.pathLink);
   }
 
   unlink(c: T.UnlinkCmd): void {
-    this.settle();
-    this.lastPath = undefined;
+    this.beforeNamespaceChange();
     removeNode(this.fs, this.root, c.path, 'unlink', this.forget);
   }
 
   rmdir(c: T.UnlinkCmd): void {
-    this.settle();
-    this.lastPath = undefined;
+    this.beforeNamespaceChange();
     removeNode(this.fs, this.root, c.path, 'rmdir', this.forget);
   }
 
