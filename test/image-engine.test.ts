@@ -80,6 +80,12 @@ async function randomRun(seed: number, nodesize: number, ops: number, txns: numb
       const k = keyOf();
       if (r.chance(deleting)) {
         expect(t.delete(k)).toBe(model.delete(k));
+      } else if (r.chance(0.2)) {
+        // insert-only (the kernel's -EEXIST): an existing key keeps its payload
+        const d = payload(r, size(r, nodesize), i);
+        const isNew = model.get(k) === undefined;
+        expect(t.put(k, d, true)).toBe(isNew);
+        if (isNew) model.put(k, d);
       } else {
         const d = payload(r, size(r, nodesize), i);
         t.put(k, d);

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../src/image/device.js';
 import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { createFilesystem } from '../src/image/write/create.js';
-import { addDataCsums, addDataExtent, addDataRef, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
+import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
+import { insertFileExtent } from '../src/image/write/file-data.js';
 import { RangeSet } from '../src/image/write/ranges.js';
 
 describe('RangeSet', () => {
@@ -39,6 +40,30 @@ describe('data extent refs and csums', () => {
     expect(dropDataRef(fs, b, 5n, 300n, 4096n)).toBe(true);
     expect(getDataExtent(fs, b)).toBeUndefined();
     expect(fs.pinned.contains(b, b + 8192n)).toBe(true);
+  });
+
+  it('a freshly allocated extent goes in with one insert, the same items as the general path; an existing one is refused', () => {
+    const fs = createFilesystem(new MemoryDevice(256n << 20n), { now: { sec: 1n, nsec: 0 } });
+    const b1 = fs.allocData(8192n);
+    const b2 = fs.allocData(8192n);
+    addDataExtent(fs, b1, 8192n, 5n, 257n, 0n, 2);
+    addNewDataExtent(fs, b2, 8192n, 5n, 257n, 0n, 2);
+    const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+    const items = (b: bigint) => t.range({ objectid: b, type: 0, offset: 0n }, { objectid: b, type: 255, offset: (1n << 64n) - 1n }).filter((i) => i.key.type !== 192);
+    expect(items(b2).map((i) => [i.key.type, i.key.offset, Buffer.from(i.data).toString('hex')]))
+      .toEqual(items(b1).map((i) => [i.key.type, i.key.offset, Buffer.from(i.data).toString('hex')]));
+    const before = Buffer.from(t.get(items(b2)[0]!.key)!).toString('hex');
+    expect(() => addNewDataExtent(fs, b2, 8192n, 5n, 300n, 0n)).toThrow(expect.objectContaining({ code: 'IMAGE_EXTENT_EXISTS' }));
+    expect(Buffer.from(t.get(items(b2)[0]!.key)!).toString('hex')).toBe(before);
+    // a second file extent item at the same file offset is refused as before, the first one kept
+    const root = fs.tree(5n);
+    const key = { objectid: 257n, type: 108, offset: 0n };
+    insertFileExtent(fs, 5n, 257n, 0n, { disk_bytenr: 0n, disk_num_bytes: 0n, offset: 0n, num_bytes: 4096n, ram_bytes: 4096n });
+    const first = Buffer.from(root.get(key)!).toString('hex');
+    expect(() => insertFileExtent(fs, 5n, 257n, 0n, { disk_bytenr: b1, disk_num_bytes: 8192n, offset: 0n, num_bytes: 8192n, ram_bytes: 8192n }))
+      .toThrow(expect.objectContaining({ code: 'IMAGE_EXTENT_OVERLAP' }));
+    expect(Buffer.from(root.get(key)!).toString('hex')).toBe(first);
+    expect(getDataExtent(fs, b1)!.refs).toEqual([{ root: 5n, objectid: 257n, offset: 0n, count: 2 }]);
   });
 
   it('merges csum runs up to the max item size and splits on delete', () => {

@@ -312,10 +312,10 @@ export abstract class GatherWriter extends ExtentWriter {
       }
       fs.writeData(bytenr, padded);
       // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
-      addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs));
+      addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs), true);
       insertFileExtent(fs, root, ino, offset, {
         disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
-        ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type,
+        ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type, fresh: true,
       });
       this.stats.extents++;
       this.stats.compressed++;

@@ -134,8 +134,11 @@ export class BTree implements PathTree {
     return found ? path.nodes[0]!.data[path.slots[0]!] : undefined;
   }
 
-  /** btrfs_insert_item, or the item's payload replaced when the key exists. */
-  put(key: BtrfsKey, data: Uint8Array): void {
+  /**
+   * btrfs_insert_item, or the item's payload replaced when the key exists — unless `onlyNew`: then an
+   * existing key is left as it is and false returned (the kernel's -EEXIST), at no extra search.
+   */
+  put(key: BtrfsKey, data: Uint8Array, onlyNew = false): boolean {
     const room = leafRoom(this.nodesize);
     if (BTRFS_ITEM_SIZE + data.length > room) {
       throw new ImageError('IMAGE_ITEM_TOO_BIG', `item of ${data.length} bytes does not fit a ${this.nodesize}-byte leaf (tree ${this.rootid})`);
@@ -143,10 +146,11 @@ export class BTree implements PathTree {
     const { path, found } = this.search(key, true);
     let leaf = path.nodes[0]!;
     if (found) {
+      if (onlyNew) return false;
       const slot = path.slots[0]!;
       if (leaf.used - leaf.data[slot]!.length + data.length <= room) {
         leaf.setItemData(slot, data);
-        return;
+        return true;
       }
       // grows past the leaf: take it out and insert it again through the split path
       leaf.removeItems(slot, 1);
@@ -158,6 +162,7 @@ export class BTree implements PathTree {
     const slot = path.slots[0]!;
     leaf.insertItem(slot, key, data);
     if (slot === 0) fixupLowKeys(path, 1, key, this.root.level);
+    return true;
   }
 
   /** btrfs_del_item: returns whether the key was there. */

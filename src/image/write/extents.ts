@@ -120,7 +120,22 @@ export function changeSharedDataRef(fs: FilesystemModel, bytenr: bigint, parent:
  */
 export function addDataExtent(fs: FilesystemModel, bytenr: bigint, num_bytes: bigint, root: bigint, ino: bigint, offset: bigint, refs = 1): void {
   if (extentKey(fs, bytenr)) throw new ImageError('IMAGE_EXTENT_EXISTS', `data extent at ${bytenr} already exists`, { offset: bytenr });
-  storeDataExtent(fs, { bytenr, num_bytes, generation: fs.transid, refs: [{ root, objectid: ino, offset, count: refs }] });
+  addNewDataExtent(fs, bytenr, num_bytes, root, ino, offset, refs);
+}
+
+/**
+ * addDataExtent for space allocated in this transaction (allocData), which no extent can hold: the item
+ * goes in with one search instead of three, and an item already at the key (a damaged free space tree
+ * handing out used space) is still refused, as the kernel's insert refuses it with -EEXIST.
+ */
+export function addNewDataExtent(fs: FilesystemModel, bytenr: bigint, num_bytes: bigint, root: bigint, ino: bigint, offset: bigint, refs = 1): void {
+  const item = encodeExtentItem({
+    refs: BigInt(refs), generation: fs.transid, flags: BTRFS_EXTENT_FLAG_DATA,
+    inline_refs: [{ type: BTRFS_EXTENT_DATA_REF_KEY, root, objectid: ino, offset, count: refs }],
+  });
+  if (!fs.tree(BTRFS_EXTENT_TREE_OBJECTID).insert({ objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: num_bytes }, item)) {
+    throw new ImageError('IMAGE_EXTENT_EXISTS', `data extent at ${bytenr} already exists`, { offset: bytenr });
+  }
 }
 
 /** One more reference (file extent item) to an existing extent, e.g. a reflink/clone or a split extent. */
@@ -156,14 +171,15 @@ const csumKey = (bytenr: bigint): Key => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID
 
 /**
  * Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk)
- * with the image's csum_type.
+ * with the image's csum_type. `fresh`: the space was allocated in this transaction (allocData), so it
+ * holds no checksums to replace (freeing an extent drops its checksums) and none are looked for.
  */
-export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array): void {
+export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array, fresh = false): void {
   const ss = fs.sectorsize;
   const algo = csumAlgo(fs.sb.csum_type);
   const cs = algo.size;
   const n = Math.ceil(bytes.length / ss);
-  if (csumsIn(fs, bytenr, BigInt(n * ss))) deleteCsums(fs, bytenr, BigInt(n * ss));
+  if (!fresh && csumsIn(fs, bytenr, BigInt(n * ss))) deleteCsums(fs, bytenr, BigInt(n * ss));
   const csums = new Uint8Array(n * cs);
   // `known`: crc32c checksums of the first sectors the caller already has (receive derives them from
   // the stream's own CRC check), so those bytes are not read a second time; other csum types hash all

@@ -8,7 +8,7 @@ import {
   BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsKey, decodeFileExtentItem, encodeFileExtentItem,
 } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
-import { addDataCsums, addDataExtent, addDataRef, dropDataRef, getDataExtent } from './extents.js';
+import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, dropDataRef, getDataExtent } from './extents.js';
 import type { Filesystem } from './filesystem.js';
 import { noteFileChange } from './holes.js';
 import { getInode, updateInode } from './inode.js';
@@ -70,6 +70,8 @@ export interface FileExtentRef {
   ram_bytes: bigint;
   compression?: number;
   type?: typeof BTRFS_FILE_EXTENT_REG | typeof BTRFS_FILE_EXTENT_PREALLOC;
+  /** The data extent was allocated in this transaction and this is its first reference (addNewDataExtent). */
+  fresh?: boolean;
 }
 
 /**
@@ -81,18 +83,18 @@ export function insertFileExtent(fs: Filesystem, root: bigint, ino: bigint, file
   if (fileOffset % ss !== 0n || x.num_bytes % ss !== 0n || x.num_bytes === 0n || x.offset + x.num_bytes > x.ram_bytes) {
     throw new ImageError('IMAGE_BAD_EXTENT', `bad file extent at ${fileOffset}: ${x.num_bytes} bytes at offset ${x.offset} of ${x.ram_bytes}`);
   }
-  const t = fs.tree(root);
-  if (t.get(extentKey(ino, fileOffset))) throw new ImageError('IMAGE_EXTENT_OVERLAP', `inode ${ino} already has an extent at ${fileOffset}`);
   const compression = x.compression ?? BTRFS_COMPRESS_NONE;
-  noteCompression(fs, compression);
-  t.put(extentKey(ino, fileOffset), encodeFileExtentItem({
+  const item = encodeFileExtentItem({
     generation: fs.transid, ram_bytes: x.ram_bytes, compression, encryption: 0, other_encoding: 0,
     type: x.type ?? BTRFS_FILE_EXTENT_REG, disk_bytenr: x.disk_bytenr, disk_num_bytes: x.disk_num_bytes,
     offset: x.offset, num_bytes: x.num_bytes,
-  }));
+  });
+  if (!fs.tree(root).insert(extentKey(ino, fileOffset), item)) throw new ImageError('IMAGE_EXTENT_OVERLAP', `inode ${ino} already has an extent at ${fileOffset}`);
+  noteCompression(fs, compression);
   if (x.disk_bytenr === 0n) return;
   const refOffset = BigInt.asUintN(64, fileOffset - x.offset);
-  if (getDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, root, ino, refOffset);
+  if (x.fresh) addNewDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, root, ino, refOffset);
+  else if (getDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, root, ino, refOffset);
   else addDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, root, ino, refOffset);
   addNbytes(fs, root, ino, x.num_bytes);
 }
@@ -114,8 +116,8 @@ export function writeDataExtent(
   const bytenr = fs.allocData(diskLen);
   const padded = data.length === Number(diskLen) ? data : padTo(data, Number(diskLen));
   fs.writeData(bytenr, padded);
-  addDataCsums(fs, bytenr, padded, knownCsums);
-  insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: 0n, num_bytes: ram, ram_bytes: ram, compression });
+  addDataCsums(fs, bytenr, padded, knownCsums, true);
+  insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: 0n, num_bytes: ram, ram_bytes: ram, compression, fresh: true });
   return bytenr;
 }
 
@@ -124,7 +126,7 @@ export function writePreallocExtent(fs: Filesystem, root: bigint, ino: bigint, f
   const ss = BigInt(fs.sectorsize);
   const len = ((length + ss - 1n) / ss) * ss;
   const bytenr = fs.allocData(len);
-  insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: len, offset: 0n, num_bytes: len, ram_bytes: len, type: BTRFS_FILE_EXTENT_PREALLOC });
+  insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: len, offset: 0n, num_bytes: len, ram_bytes: len, type: BTRFS_FILE_EXTENT_PREALLOC, fresh: true });
   return bytenr;
 }
 

@@ -133,7 +133,7 @@ export class Populator {
       if (!cur) return;
       fs.releaseData(cur.bytenr + cur.written, cur.reserved - cur.written);
       insertFileExtent(fs, this.root, ino, cur.fileStart, {
-        disk_bytenr: cur.bytenr, disk_num_bytes: cur.written, offset: 0n, num_bytes: cur.written, ram_bytes: cur.written,
+        disk_bytenr: cur.bytenr, disk_num_bytes: cur.written, offset: 0n, num_bytes: cur.written, ram_bytes: cur.written, fresh: true,
       });
       cur = undefined;
     };
@@ -172,7 +172,7 @@ export class Populator {
             for (const phys of fs.chunks.toPhysical(cur.bytenr + cur.written, shared)) clone!(fileOff, phys, shared);
           }
           if (shared < n) fs.writeData(cur.bytenr + cur.written + BigInt(shared), piece.subarray(shared));
-          if (datasum) addDataCsums(fs, cur.bytenr + cur.written, piece);
+          if (datasum) addDataCsums(fs, cur.bytenr + cur.written, piece, undefined, true);
           cur.written += BigInt(n);
           pos += n;
         }

@@ -84,6 +84,15 @@ export class TreeHandle {
     putThrough(this.state.engine, key, data);
     if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexPut(key.objectid, key.offset);
   }
+  /** Adds an item whose key must be new: false, and nothing changed, when the tree has it already. */
+  insert(key: Key, data: Uint8Array): boolean {
+    if (key.type === BTRFS_INODE_ITEM_KEY || key.type === BTRFS_DIR_ITEM_KEY || key.type === BTRFS_DIR_INDEX_KEY) {
+      // those are kept decoded or pending beside the tree: their puts go through put()
+      throw new Error(`TreeHandle.insert is not for item type ${key.type}`);
+    }
+    const e = this.state.engine;
+    return held(e, () => e.put(key, data, true));
+  }
   delete(key: Key): boolean {
     this.forget(key);
     if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid, key.offset);
