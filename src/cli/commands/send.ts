@@ -4,6 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
+import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
 import { sendSubvolumes } from '../../send/index.js';
 import { BufferPool } from '../../util/bytes.js';
@@ -49,57 +50,6 @@ async function write(out: Writable, b: Uint8Array): Promise<void> {
   });
 }
 
-/**
- * A stream file written behind the sender: one write in flight while the next buffer is encoded (the
- * encoder never reuses a buffer it handed out). A failed write is reported at the next call.
- */
-class FileSink {
-  private inflight: Promise<void> | undefined;
-  private failed: unknown;
-  /** Bytes handed to write so far: where the next buffer goes. */
-  private at = 0;
-
-  private constructor(
-    private readonly fh: fsp.FileHandle, private readonly pool: BufferPool, readonly path: string,
-    /** A regular file (not /dev/null, a pipe, a device): only such an output is removed after a failure. */
-    readonly regular: boolean,
-  ) {}
-
-  static async open(path: string, pool: BufferPool): Promise<FileSink> {
-    const fh = await fsp.open(path, 'w');
-    return new FileSink(fh, pool, path, (await fh.stat()).isFile());
-  }
-
-  /** Starts writing `b` once the previous write is done; `b` goes back to the pool when written. */
-  async write(b: Uint8Array): Promise<void> {
-    await this.settle();
-    const at = this.at;
-    this.at += b.length;
-    this.inflight = this.writeAll(b).then(() => this.pool.give(b), (e: unknown) => {
-      const why = (e as Error).message.replace(/, write$/, '');
-      this.failed = new SendError('SEND_WRITE', `cannot write the stream: ${why}`, { path: this.path, offset: at, cause: e });
-    });
-  }
-
-  async close(): Promise<void> {
-    try {
-      await this.settle();
-    } finally {
-      await this.fh.close();
-    }
-  }
-
-  private async settle(): Promise<void> {
-    if (this.inflight) await this.inflight;
-    this.inflight = undefined;
-    if (this.failed) throw this.failed;
-  }
-
-  private async writeAll(b: Uint8Array): Promise<void> {
-    for (let done = 0; done < b.length;) done += (await this.fh.write(b, done, b.length - done)).bytesWritten;
-  }
-}
-
 export function register(program: Command): void {
   program
     .command('send')
@@ -121,7 +71,8 @@ export function register(program: Command): void {
       }
       await withImageFile(image, async (src) => {
         const img = await BtrfsImage.open(src);
-        const pool = new BufferPool(1 << 20);
+        // the encoder's buffer, the one being written and the 8 MiB queued behind it (file-sink.ts) are reused
+        const pool = new BufferPool(1 << 20, 12);
         const stream = sendSubvolumes(img, subvols, {
           ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
           ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
@@ -139,6 +90,9 @@ export function register(program: Command): void {
           }
           await file?.close();
         } catch (e) {
+          // the send's own finally blocks stop its reading thread: an output failure left it waiting for
+          // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
+          await stream.return(undefined).catch(() => undefined);
           if (file) {
             await file.close().catch(() => undefined);
             // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
