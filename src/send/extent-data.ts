@@ -63,15 +63,18 @@ function pieceCrc(crcs: SectorCrcs, at: number, len: number): number | undefined
   return crc32cCombineSectors(0, raw, at / CRC_SECTOR, (at + len) / CRC_SECTOR);
 }
 
-/** The compressed (or inline) bytes as stored, checksum-verified: what an ENCODED_WRITE carries. */
-export async function storedBytes(x: ExtentRef): Promise<Piece> {
+/**
+ * The compressed (or inline) bytes as stored, checksum-verified: what an ENCODED_WRITE carries. `into`:
+ * where to read them (the output, StreamEncoder.dataRoom) instead of the scratch buffer.
+ */
+export async function storedBytes(x: ExtentRef, into?: Uint8Array): Promise<Piece> {
   if (x.fe.type === BTRFS_FILE_EXTENT_INLINE) return { data: x.fe.inline_data! };
   if (x.fe.disk_num_bytes > 1n << 27n) throw new ImageError('IMAGE_BAD_FILE_EXTENT', `${x.what}: disk_num_bytes ${x.fe.disk_num_bytes} is implausibly large`);
   const len = Number(x.fe.disk_num_bytes);
   const got = await x.ahead?.claim(x);
   if (got) return { data: got.stored, crc: got.sums && pieceCrc({ raw: rawSectorCrcs(x.img, got.sums) }, 0, len) };
   const crcs: SectorCrcs = {};
-  const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, x.scratch?.get(len), crcs);
+  const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, into ?? x.scratch?.get(len), crcs);
   return { data, crc: pieceCrc(crcs, 0, len) };
 }
 

@@ -5,7 +5,7 @@ import {
 } from '../image/structs.js';
 import { planEncodedWrite } from '../plan/rules.js';
 import * as C from '../stream/constants.js';
-import type { EncodedWriteCmd, KnownCommand } from '../stream/types.js';
+import type { EncodedWriteCmd, KnownCommand, SendCommand } from '../stream/types.js';
 import type { Backrefs } from './backrefs.js';
 import { type CloneIndex, pickClone } from './clone-index.js';
 import { cloneRange } from './clone-range.js';
@@ -38,6 +38,11 @@ export interface DataOptions {
   clonePath: (ino: bigint) => Promise<Uint8Array>;
   /** Other clone sources the receiver has (-c sources, the parent), looked up when no sent inode shares the extent. */
   backrefs?: Backrefs;
+  /**
+   * Where the output will hold a command's data (StreamEncoder.dataRoom): an ENCODED_WRITE's stored bytes
+   * are read there, not copied there from a read buffer (the copy was ~4.5% of a --compressed-data send).
+   */
+  dataRoom?: (c: SendCommand, n: number) => Uint8Array | undefined;
 }
 
 /** send_max_size minus 16 KiB of command room: 48 KiB pieces in protocol 1, 128 KiB in 2 and later. */
@@ -108,11 +113,13 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
         unencodedOffset: offset - x.keyOffset + (inline ? 0n : fe.offset), compression: diskToEncoded(fe.compression, o.sectorsize),
         data: new Uint8Array(0),
       };
-      const stored = await storedBytes(x);
-      enc.data = stored.data;
-      if (stored.crc !== undefined) enc.dataCrc = stored.crc;
       // send_encoded_inline_extent leaves ENCRYPTION out; send_encoded_extent puts 0
       if (!inline) enc.encryption = 0;
+      // every attribute is set before its room is taken; the command goes to the encoder next (or not at
+      // all, when it is not passed through below)
+      const stored = await storedBytes(x, inline ? undefined : o.dataRoom?.(enc, Number(fe.disk_num_bytes)));
+      enc.data = stored.data;
+      if (stored.crc !== undefined) enc.dataCrc = stored.crc;
       // Only what a receiver can store as it is (the kernel's encoded-write rules); the rest as plain data.
       if (planEncodedWrite(enc, { sectorsize: o.sectorsize, iSize: cur.recvSize ?? cur.nextWriteOffset }).action === 'pass-through') {
         yield enc;

@@ -10,7 +10,7 @@ import {
   decodeDirItems, decodeFileExtentItem, decodeInodeExtrefs, decodeInodeItem, decodeInodeRefs,
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
-import type { KnownCommand } from '../stream/types.js';
+import type { KnownCommand, SendCommand } from '../stream/types.js';
 import { Backrefs, readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
 import { ExtentAhead } from './extent-ahead.js';
@@ -32,6 +32,8 @@ export interface FullSendOptions {
   noData: boolean;
   /** -c: read-only subvolumes the receiver has, cloned from where they share an extent. */
   cloneSources: SubvolumeInfo[];
+  /** Where an ENCODED_WRITE's data will be encoded, to read it there (StreamEncoder.dataRoom). */
+  dataRoom?: (c: SendCommand, n: number) => Uint8Array | undefined;
   /** Read (and decode) compressed extents ahead on a worker thread (default: yes; extent-ahead.ts). */
   readAhead?: boolean;
 }
@@ -221,7 +223,7 @@ export class FullSend {
     yield* extentCommands(x, d, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
       tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, cur), cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
-      clonePath: (ino) => this.names.path(ino), backrefs: this.backrefs,
+      clonePath: (ino) => this.names.path(ino), backrefs: this.backrefs, ...(this.o.dataRoom ? { dataRoom: this.o.dataRoom } : {}),
     });
     cur.nextWriteOffset = d.nextWriteOffset;
   }

@@ -197,7 +197,7 @@ export class IncrementalContent {
     yield* extentCommands(x, c.data, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
       tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, c), cloneUuid: this.ctx.cloneUuid, cloneCtransid: this.sv.ctransid,
-      clonePath: (ino) => this.ctx.path(ino), backrefs: this.backrefs,
+      clonePath: (ino) => this.ctx.path(ino), backrefs: this.backrefs, ...(this.o.dataRoom ? { dataRoom: this.o.dataRoom } : {}),
     });
     if (c.data.nextWriteOffset > c.dataEnd) c.dataEnd = c.data.nextWriteOffset;
     if (c.data.recvSize !== undefined && c.data.nextWriteOffset > c.data.recvSize) c.data.recvSize = c.data.nextWriteOffset;

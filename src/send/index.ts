@@ -4,6 +4,7 @@ import { formatUuid } from '../image/structs.js';
 import { StreamEncoder } from '../stream/writer.js';
 import type { BufferPool } from '../util/bytes.js';
 import * as C from '../stream/constants.js';
+import type { SendCommand } from '../stream/types.js';
 import { FullSend } from './full.js';
 import { IncrementalSend } from './incremental.js';
 
@@ -107,7 +108,10 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
     enc.header();
     opts.onSubvolume?.(sv);
-    const o = { version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources };
+    const o = {
+      version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources,
+      dataRoom: (c: SendCommand, n: number) => enc.dataRoom(c, n),
+    };
     const send = parent ? new IncrementalSend(img.reader, sv, parent, o) : new FullSend(img.reader, sv, o);
     for await (const cmd of send.commands()) {
       enc.add(cmd);

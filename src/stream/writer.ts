@@ -73,7 +73,9 @@ function putValue(c: Typed, type: number, extra: Uint8Array | undefined, out: Ui
       dv.setBigUint64(pos, BigInt.asUintN(64, (v as Timespec).sec), true);
       dv.setUint32(pos + 8, (v as Timespec).nsec >>> 0, true);
       return;
-    default: out.set(v as Uint8Array, pos);
+    default:
+      // already there: read straight into the output (StreamEncoder.dataRoom)
+      if ((v as Uint8Array).buffer !== out.buffer || (v as Uint8Array).byteOffset !== out.byteOffset + pos) out.set(v as Uint8Array, pos);
   }
 }
 
@@ -166,6 +168,8 @@ export class StreamEncoder {
   private pos = 0;
   /** Filled buffers not yet taken. */
   full: Uint8Array[] = [];
+  /** The last dataRoom and the command size it was taken for, until the next add. */
+  private reserved: { view: Uint8Array; size: number } | undefined;
 
   /** With a `pool`, buffers come from it (its size is the chunk size) and a consumer may give them back. */
   constructor(private readonly version: number, private chunk = 1 << 20, private readonly pool?: BufferPool) {
@@ -184,8 +188,32 @@ export class StreamEncoder {
   }
 
   add(c: SendCommand): void {
-    this.room(commandSize(c, this.version));
+    const size = commandSize(c, this.version);
+    const r = this.reserved;
+    this.reserved = undefined;
+    // data read into a room for a command that has grown since (an attribute set after dataRoom) would be
+    // overwritten by its own attributes: it is taken out first
+    if (r && size !== r.size && !isUnknown(c) && 'data' in c && c.data === r.view) c.data = r.view.slice();
+    this.room(size);
     this.pos = encodeCommandInto(c, this.version, this.buf, this.pos);
+  }
+
+  /**
+   * Where the DATA of `c` will land when `c` is added next, for `n` bytes of it: a send reads an extent's
+   * stored bytes there (an ENCODED_WRITE, whose DATA is its last attribute) instead of into a buffer of
+   * its own, and adding `c` with that view as its data copies nothing. `c.data` holds a placeholder
+   * meanwhile (its length does not count). Undefined when DATA is not the last attribute. Valid until the
+   * next add.
+   */
+  dataRoom(c: SendCommand, n: number): Uint8Array | undefined {
+    if (isUnknown(c)) return undefined;
+    const order = orderOf(c);
+    if (order[order.length - 1] !== C.BTRFS_SEND_A_DATA || extraOf(c, C.BTRFS_SEND_A_DATA)) return undefined;
+    const size = commandSize(c, this.version) - Math.max(0, valueLen(c, C.BTRFS_SEND_A_DATA, undefined)) + n;
+    this.room(size);
+    const view = this.buf.subarray(this.pos + size - n, this.pos + size);
+    this.reserved = { view, size };
+    return view;
   }
 
   /** Everything not yet taken, the partly filled buffer last. */
