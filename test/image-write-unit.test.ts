@@ -5,6 +5,10 @@ import { createFilesystem } from '../src/image/write/create.js';
 import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
 import { insertFileExtent } from '../src/image/write/file-data.js';
 import { RangeSet } from '../src/image/write/ranges.js';
+import { DirCache } from '../src/image/write/dir-cache.js';
+import { encoded, itemWriter } from '../src/image/structs/bytes.js';
+import { decodeDirItems, decodeFileExtentItem, encodeDirItems, encodeFileExtentItem, encodeInodeRefs } from '../src/image/structs/fs-items.js';
+import { createInode, linkInode, lookupDirEntry, unlinkEntry } from '../src/image/write/inode.js';
 
 describe('RangeSet', () => {
   it('adds, coalesces, removes and finds aligned free space', () => {
@@ -100,5 +104,98 @@ describe('data extent refs and csums', () => {
     addDataCsums(fs, base + 10n * ss, new Uint8Array(max * 4096));
     fs.commit();
     expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, max * 4], [base + BigInt(max) * ss, 40], [far, 8], [far + 2n * ss, 8]]);
+  });
+});
+
+describe('item encoding through the scratch writer', () => {
+  it('gives each item its own bytes, equal to a fresh encode, small and past the scratch size', () => {
+    const a = encodeInodeRefs([{ index: 2n, name: new TextEncoder().encode('a') }]);
+    const b = encodeInodeRefs([{ index: 3n, name: new TextEncoder().encode('bb') }]);
+    expect([...a]).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0x61]);
+    expect(b.length).toBe(12);
+    expect(a.buffer).not.toBe(b.buffer);
+    const inline = new Uint8Array(5000).fill(7);
+    const big = encodeFileExtentItem({ generation: 1n, ram_bytes: 5000n, compression: 0, encryption: 0, other_encoding: 0, type: 0, inline_data: inline, disk_bytenr: 0n, disk_num_bytes: 0n, offset: 0n, num_bytes: 0n });
+    expect(big.length).toBe(21 + 5000);
+    expect(decodeFileExtentItem(big).inline_data).toEqual(inline);
+    // bytes an earlier, longer item left in the scratch buffer read as zeros in a later one
+    const item = encodeDirItems([{ location: { objectid: 257n, type: 1, offset: 0n }, transid: 9n, type: 1, name: new TextEncoder().encode('x'), data: new Uint8Array(0) }]);
+    expect(decodeDirItems(item)[0]).toMatchObject({ transid: 9n, type: 1 });
+  });
+
+  it('refuses an encoder that takes the scratch buffer while another is writing into it', () => {
+    const outer = itemWriter(8);
+    const inner = itemWriter(4);
+    inner.u32(1);
+    expect(encoded(inner).length).toBe(4);
+    outer.u64(1n);
+    expect(() => encoded(outer)).toThrow(/two encoders/);
+    const w = itemWriter(2);
+    w.u16(0x102);
+    expect([...encoded(w)]).toEqual([2, 1]);
+  });
+});
+
+describe('directories made in this run', () => {
+  it('answer lookups of absent names without a search, and see every name put or deleted', () => {
+    const fs = createFilesystem(new MemoryDevice(256n << 20n), { now: { sec: 1n, nsec: 0 } });
+    const dir = createInode(fs, 5n, { mode: 0o40755 });
+    linkInode(fs, 5n, 256n, new TextEncoder().encode('d'), dir);
+    const file = createInode(fs, 5n, { mode: 0o100644 });
+    const name = new TextEncoder().encode('f');
+    expect(lookupDirEntry(fs, 5n, dir, name)).toBeUndefined();
+    linkInode(fs, 5n, dir, name, file);
+    expect(lookupDirEntry(fs, 5n, dir, name)?.location.objectid).toBe(file);
+    unlinkEntry(fs, 5n, dir, name);
+    expect(lookupDirEntry(fs, 5n, dir, name)).toBeUndefined();
+    linkInode(fs, 5n, dir, name, file);
+    fs.commit();
+    expect(lookupDirEntry(fs, 5n, dir, name)?.location.objectid).toBe(file);
+  });
+});
+
+describe('DirCache: names of directories made in this run', () => {
+  it('reads the tree only for directories not made here, or past the bound', () => {
+    let reads = 0;
+    const c = new DirCache(() => { reads++; return undefined; }, () => undefined);
+    c.madeDir(300n);
+    expect(c.get(300n, 5n)).toBeNull();
+    expect(reads).toBe(0);
+    expect(c.get(301n, 5n)).toBeNull();
+    expect(reads).toBe(1);
+    // a put makes the hash present: a lookup of it is the tree's (or the kept entries') to answer
+    c.itemChanged(300n, 0xfffffffen, true);
+    c.forget(300n, 0xfffffffen);
+    expect(c.get(300n, 0xfffffffen)).toBeNull();
+    expect(reads).toBe(2);
+    expect(c.get(300n, 0xfffffffdn)).toBeNull();
+    expect(reads).toBe(2);
+    // deleted again: absent without a read
+    c.itemChanged(300n, 0xfffffffen, false);
+    c.forget(300n, 0xfffffffen);
+    expect(c.get(300n, 0xfffffffen)).toBeNull();
+    expect(reads).toBe(2);
+    // made again (the number given anew): nothing of the old directory's names counts
+    c.itemChanged(300n, 7n, true);
+    c.madeDir(300n);
+    c.forget(300n, 7n);
+    expect(c.get(300n, 7n)).toBeNull();
+    expect(reads).toBe(2);
+    // a tree replaced whole forgets what it made
+    c.clear();
+    expect(c.get(300n, 9n)).toBeNull();
+    expect(reads).toBe(3);
+  });
+
+  it('stops answering for made directories once too many names are kept', () => {
+    let reads = 0;
+    const c = new DirCache(() => { reads++; return undefined; }, () => undefined);
+    c.madeDir(300n);
+    for (let h = 0n; h < 1n << 17n; h++) c.itemChanged(300n, h, true);
+    expect(c.get(300n, 1n << 20n)).toBeNull();
+    expect(reads).toBe(0);
+    c.itemChanged(300n, 1n << 21n, true);
+    expect(c.get(300n, 1n << 20n)).toBeNull();
+    expect(reads).toBe(1);
   });
 });

@@ -130,6 +130,10 @@ export class BTree implements PathTree {
   }
 
   get(key: BtrfsKey): Uint8Array | undefined {
+    // a remembered path that leads to the key answers without a copy of it (most gets: see search-hints.ts)
+    const hints = this.hints;
+    const h = hints.find(key, this.root.level, false);
+    if (h !== undefined) return hints.found ? h.nodes[0]!.data[hints.slot] : undefined;
     const { path, found } = this.search(key, false);
     return found ? path.nodes[0]!.data[path.slots[0]!] : undefined;
   }

@@ -22,6 +22,22 @@ export class SearchHints {
    * level; with `cow` only a path wholly of this transaction serves (writable as it is, no copy needed).
    */
   lookup(key: BtrfsKey, top: number, cow: boolean): { path: Path; found: boolean } | undefined {
+    const h = this.find(key, top, cow);
+    if (h === undefined) return undefined;
+    const slots = h.slots.slice();
+    slots[0] = this.slot;
+    return { path: { nodes: h.nodes.slice(), slots }, found: this.found };
+  }
+
+  /** After find() answered: the key's slot in the leaf of the path it gave, and whether the key is there. */
+  slot = 0;
+  found = false;
+
+  /**
+   * lookup() without the copy: the remembered path itself, its leaf slot and whether the key is there in
+   * `slot` and `found`. Never change the path given (a lookup that only reads the leaf: BTree.get).
+   */
+  find(key: BtrfsKey, top: number, cow: boolean): Path | undefined {
     const store = this.store;
     if (this.shape !== store.shape) {
       if (this.hints.length) this.hints = [];
@@ -36,9 +52,9 @@ export class SearchHints {
       const clock = ++store.clock;
       for (const b of h.nodes) b.lastUse = clock;
       const r = binarySearch(h.nodes[0]!.keys, key);
-      const slots = h.slots.slice();
-      slots[0] = r.slot;
-      return { path: { nodes: h.nodes.slice(), slots }, found: r.found };
+      this.slot = r.slot;
+      this.found = r.found;
+      return h;
     }
     return undefined;
   }

@@ -1,4 +1,4 @@
-import { LeReader, LeWriter } from './bytes.js';
+import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
 
 /**
  * Items of the fs trees (subvolumes): keys, inodes, names, directory entries, xattrs, file extents.
@@ -96,9 +96,9 @@ export function decodeInodeItem(b: Uint8Array, off = 0): BtrfsInodeItem {
   return readInodeItem(new LeReader(b, off, 'btrfs_inode_item'));
 }
 export function encodeInodeItem(i: BtrfsInodeItem): Uint8Array {
-  const out = new Uint8Array(BTRFS_INODE_ITEM_SIZE);
-  writeInodeItem(new LeWriter(out), i);
-  return out;
+  const w = itemWriter(BTRFS_INODE_ITEM_SIZE);
+  writeInodeItem(w, i);
+  return encoded(w);
 }
 
 /** One name of an inode in its parent (key: inode, INODE_REF, parent dir). Several may share one item. */
@@ -117,12 +117,11 @@ export function decodeInodeRefs(b: Uint8Array): BtrfsInodeRef[] {
   return out;
 }
 export function encodeInodeRefs(refs: BtrfsInodeRef[]): Uint8Array {
-  const out = new Uint8Array(refs.reduce((n, x) => n + 10 + x.name.length, 0));
-  const w = new LeWriter(out);
+  const w = itemWriter(refs.reduce((n, x) => n + 10 + x.name.length, 0));
   for (const x of refs) {
     w.u64(x.index); w.u16(x.name.length); w.bytes(x.name);
   }
-  return out;
+  return encoded(w);
 }
 
 /** Extended ref (key: inode, INODE_EXTREF, hash(parent, name)), used when INODE_REF overflows. */
@@ -169,13 +168,12 @@ export function decodeDirItems(b: Uint8Array): BtrfsDirItem[] {
   return out;
 }
 export function encodeDirItems(items: BtrfsDirItem[]): Uint8Array {
-  const out = new Uint8Array(items.reduce((n, x) => n + BTRFS_DIR_ITEM_SIZE + x.name.length + x.data.length, 0));
-  const w = new LeWriter(out);
+  const w = itemWriter(items.reduce((n, x) => n + BTRFS_DIR_ITEM_SIZE + x.name.length + x.data.length, 0));
   for (const x of items) {
     writeDiskKey(w, x.location); w.u64(x.transid); w.u16(x.data.length); w.u16(x.name.length); w.u8(x.type);
     w.bytes(x.name); w.bytes(x.data);
   }
-  return out;
+  return encoded(w);
 }
 
 /**
@@ -213,15 +211,14 @@ export function decodeFileExtentItem(b: Uint8Array): BtrfsFileExtentItem {
 }
 export function encodeFileExtentItem(x: BtrfsFileExtentItem): Uint8Array {
   const inline = x.type === 0;
-  const out = new Uint8Array(inline ? BTRFS_FILE_EXTENT_INLINE_DATA_START + (x.inline_data?.length ?? 0) : BTRFS_FILE_EXTENT_ITEM_SIZE);
-  const w = new LeWriter(out);
+  const w = itemWriter(inline ? BTRFS_FILE_EXTENT_INLINE_DATA_START + (x.inline_data?.length ?? 0) : BTRFS_FILE_EXTENT_ITEM_SIZE);
   w.u64(x.generation); w.u64(x.ram_bytes); w.u8(x.compression); w.u8(x.encryption); w.u16(x.other_encoding); w.u8(x.type);
   if (inline) {
     w.bytes(x.inline_data ?? new Uint8Array(0));
   } else {
     w.u64(x.disk_bytenr); w.u64(x.disk_num_bytes); w.u64(x.offset); w.u64(x.num_bytes);
   }
-  return out;
+  return encoded(w);
 }
 
 /** EXTENT_CSUM payload: one crc32c per sector starting at key.offset (logical bytenr). */

@@ -1,5 +1,5 @@
 import { ImageError } from '../../errors.js';
-import { LeReader, LeWriter } from './bytes.js';
+import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
 import {
   BTRFS_EXTENT_DATA_REF_KEY, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_OWNER_REF_KEY,
   BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_SHARED_DATA_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
@@ -139,8 +139,7 @@ export function decodeExtentItem(b: Uint8Array, keyType: number): BtrfsExtentIte
 export function encodeExtentItem(x: BtrfsExtentItem): Uint8Array {
   let size = 24 + (x.tree_block_info ? 18 : 0);
   for (const ref of x.inline_refs) size += inlineRefSize(ref.type);
-  const out = new Uint8Array(size);
-  const w = new LeWriter(out);
+  const w = itemWriter(size);
   w.u64(x.refs); w.u64(x.generation); w.u64(x.flags);
   if (x.tree_block_info) {
     writeDiskKey(w, x.tree_block_info.key); w.u8(x.tree_block_info.level);
@@ -155,7 +154,7 @@ export function encodeExtentItem(x: BtrfsExtentItem): Uint8Array {
       case BTRFS_EXTENT_DATA_REF_KEY: w.u64(ref.root); w.u64(ref.objectid); w.u64(ref.offset); w.u32(ref.count); break;
     }
   }
-  return out;
+  return encoded(w);
 }
 /** Bytes an inline ref of this type takes inside an extent item, including its type byte. */
 export function inlineRefSize(type: number): number {

@@ -11,11 +11,23 @@ import { type BtrfsDirItem, decodeDirItems } from '../structs/fs-items.js';
  * replaced whole drops everything, so nothing kept ever answers for an item the tree no longer holds.
  */
 const MAX_KEPT = 4096;
+/** Name hashes kept for the directories made in this run (`made`), all of them together. */
+const MAX_MADE_HASHES = 1 << 17;
 
 export class DirCache {
   /** directory → name hash → its entries (null: no such item). */
   private readonly dirs = new Map<bigint, Map<bigint, BtrfsDirItem[] | null>>();
   private kept = 0;
+
+  /**
+   * Directories made since this cache started (a new inode number, past every objectid in the tree, so no
+   * item of theirs predates it) → the name hashes of their DIR_ITEMs: a lookup of a name that is not
+   * there needs no search. A receive looks each new file's name up twice before linking it (the orphan
+   * name in the top directory, then its final name), both absent, both a search from the root before:
+   * DIR_ITEM keys are spread by hash, so no recent path leads there.
+   */
+  private readonly made = new Map<bigint, Set<number>>();
+  private madeHashes = 0;
 
   /** directory → its last DIR_INDEX + 1 (2 when it has none), as the tree holds them. */
   private readonly nextIndex = new Map<bigint, bigint>();
@@ -52,6 +64,8 @@ export class DirCache {
   get(dir: bigint, hash: bigint): BtrfsDirItem[] | null {
     const hit = this.dirs.get(dir)?.get(hash);
     if (hit !== undefined) return hit;
+    const made = this.made.get(dir);
+    if (made !== undefined && !made.has(Number(hash) | 0)) return null;
     const raw = this.read(dir, hash);
     const items = raw ? decodeDirItems(raw) : null;
     this.set(dir, hash, items);
@@ -62,6 +76,34 @@ export class DirCache {
   forget(dir: bigint, hash: bigint): void {
     const d = this.dirs.get(dir);
     if (d?.delete(hash)) this.kept--;
+  }
+
+  /** `dir` is a new directory: it has no entries, and every one it gets is put through this cache's tree handle. */
+  madeDir(dir: bigint): void {
+    // a number given again (the highest inode went away): the old directory's names went with it
+    const old = this.made.get(dir);
+    if (old) this.madeHashes -= old.size;
+    this.made.set(dir, new Set());
+  }
+
+  /** The item (dir, DIR_ITEM, hash) is put (`present`) or deleted. */
+  itemChanged(dir: bigint, hash: bigint, present: boolean): void {
+    const made = this.made.get(dir);
+    if (made === undefined) return;
+    const h = Number(hash) | 0;
+    if (!present) {
+      if (made.delete(h)) this.madeHashes--;
+      return;
+    }
+    if (made.has(h)) return;
+    // bounded memory: past the limit nothing is known to be absent any more (lookups search, as for any directory)
+    if (this.madeHashes >= MAX_MADE_HASHES) {
+      this.made.clear();
+      this.madeHashes = 0;
+      return;
+    }
+    made.add(h);
+    this.madeHashes++;
   }
 
   /**
@@ -80,5 +122,7 @@ export class DirCache {
     this.dirs.clear();
     this.kept = 0;
     this.nextIndex.clear();
+    this.made.clear();
+    this.madeHashes = 0;
   }
 }

@@ -70,8 +70,10 @@ export function createInode(fs: Filesystem, root: bigint, attrs: NewInode, ino?:
     sequence: 0n, atime: attrs.atime ?? zero, ctime: attrs.ctime ?? zero, mtime: attrs.mtime ?? zero,
     otime: attrs.otime ?? attrs.ctime ?? zero,
   };
-  fileTypeOfMode(attrs.mode);
+  const type = fileTypeOfMode(attrs.mode);
   t.putInode(n, item);
+  // past the highest objectid in use, nothing of the tree's names this directory yet
+  if (ino === undefined && type === BTRFS_FT_DIR) t.madeDir(n);
   return n;
 }
 

@@ -97,6 +97,7 @@ export function createSubvolume(fs: Filesystem, o: NewSubvolume): bigint {
   const top = BTRFS_FIRST_FREE_OBJECTID;
   fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, time)));
   fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_REF_KEY, offset: top }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
+  fs.tree(rootid).madeDir(top);
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: o.snapshot ? gen : 0n }, encodeRootItem(subvolRootItem(fs.nodesize, {
     uuid, parent_uuid: o.parentUuid ?? new Uint8Array(16), ctransid: gen, otransid: gen,
     ctime: time, otime: time, flags: o.readonly ? BTRFS_ROOT_SUBVOL_RDONLY : 0n,

@@ -80,7 +80,7 @@ export class TreeHandle {
     return this.state.engine.get(key);
   }
   put(key: Key, data: Uint8Array): void {
-    this.forget(key);
+    this.forget(key, true);
     putThrough(this.state.engine, key, data);
     if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexPut(key.objectid, key.offset);
   }
@@ -94,7 +94,7 @@ export class TreeHandle {
     return held(e, () => e.put(key, data, true));
   }
   delete(key: Key): boolean {
-    this.forget(key);
+    this.forget(key, false);
     if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid, key.offset);
     const e = this.state.engine;
     return held(e, () => e.delete(key));
@@ -125,10 +125,13 @@ export class TreeHandle {
     return this.state.engine.entries(min, max);
   }
 
-  /** What is kept decoded of `key` is void: the item is put or deleted. */
-  private forget(key: Key): void {
+  /** What is kept decoded of `key` is void: the item is put (`present`) or deleted. */
+  private forget(key: Key, present: boolean): void {
     if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
-    else if (key.type === BTRFS_DIR_ITEM_KEY) this.state.dirs.forget(key.objectid, key.offset);
+    else if (key.type === BTRFS_DIR_ITEM_KEY) {
+      this.state.dirs.forget(key.objectid, key.offset);
+      this.state.dirs.itemChanged(key.objectid, key.offset, present);
+    }
   }
 
   /** The entries of DIR_ITEM (dir, hash), null when there is none (kept decoded; never change them). */
@@ -141,6 +144,13 @@ export class TreeHandle {
     if (items.length) this.put(key, encodeDirItems(items));
     else this.delete(key);
     this.state.dirs.set(dir, hash, items.length ? items : null);
+  }
+  /**
+   * `dir` is a directory inode just made whose number no item of the tree had (past the highest objectid,
+   * or a new tree's first): lookups of names it does not hold need no search from here on.
+   */
+  madeDir(dir: bigint): void {
+    this.state.dirs.madeDir(dir);
   }
   /** The DIR_INDEX a new entry of directory `dir` gets (the highest in use + 1, at least 2). */
   nextDirIndex(dir: bigint): bigint {
