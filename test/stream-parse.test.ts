@@ -114,3 +114,23 @@ describe('crafted streams (all commands of v1..v3)', () => {
     expect(v2.length).toBe(C.BTRFS_CMD_HEADER_SIZE + 4 + 1 + 4 + 8 + 2 + data.length);
   });
 });
+
+describe('attribute tables filled anew per command', () => {
+  it('leaves nothing of the previous command: values, order, copies', async () => {
+    const t = (sec: bigint) => ({ sec, nsec: 0 });
+    const stream = encodeAll(2, [
+      { cmd: C.BTRFS_SEND_C_UTIMES, path: b('a'), atime: t(1n), mtime: t(2n), ctime: t(3n), otime: t(4n) },
+      { cmd: C.BTRFS_SEND_C_UTIMES, path: b('bb'), atime: t(5n), mtime: t(6n), ctime: t(7n) },
+      { cmd: C.BTRFS_SEND_C_END },
+    ]);
+    const items = await collect(parseStream([stream], { reuseInput: true }));
+    const [u1, u2] = items.filter((i) => i.kind === 'command').map((i) => (i as Extract<StreamItem, { kind: 'command' }>).command) as any[];
+    expect(u1.otime).toEqual(t(4n));
+    expect(u2.otime).toBeUndefined();
+    expect(u2.meta.extraAttrs).toBeUndefined();
+    expect(u1.meta.attrOrder).toHaveLength(5);
+    expect(u2.meta.attrOrder).toHaveLength(4);
+    expect(new TextDecoder().decode(u1.path)).toBe('a');
+    expect(new TextDecoder().decode(u2.path)).toBe('bb');
+  });
+});

@@ -101,6 +101,11 @@ export class StreamParser {
   private headerCrc = 0;
   /** The current command's error context, for the attribute table (one function for every command). */
   private readonly ctxOf = (): ErrorContext => ({ offset: this.cmdOffset, commandIndex: this.index, command: C.sendCommandName(this.cmd) });
+  /**
+   * The last command's attribute table, filled anew for the next: nothing keeps a table past decoding
+   * its command (the command holds copies or views of the values, and the order array, never the table).
+   */
+  private spentAttrs: AttrTable | undefined;
 
   constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, private readonly opts: ParseOptions = {}) {
     this.maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
@@ -217,7 +222,7 @@ export class StreamParser {
     if (!this.opts.noCrc) {
       let actual: number;
       if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
-        ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctxOf, payloadOffset));
+        ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctxOf, payloadOffset, this.spentAttrs));
       } else {
         actual = crc32cRaw(payload, headerCrc);
       }
@@ -225,7 +230,8 @@ export class StreamParser {
         throw new StreamError('CRC_MISMATCH', `CRC32C mismatch: header says 0x${hex8(crc)}, data gives 0x${hex8(actual)}`, ctxOf());
       }
     }
-    attrs ??= AttrTable.parse(payload, version, ctxOf, payloadOffset);
+    attrs ??= AttrTable.parse(payload, version, ctxOf, payloadOffset, this.spentAttrs);
+    this.spentAttrs = attrs;
     if (this.reuse && !this.opts.transientAttrs) attrs.detach(C.BTRFS_SEND_A_DATA);
     const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version, len, attrOrder: attrs.order };
     // an unknown command keeps its raw payload
@@ -256,10 +262,10 @@ function zeroedHeader(h: Uint8Array): Uint8Array {
  * do not parse are the parser's to report after the CRC check, as for any command: the CRC is then
  * computed in one piece and no attributes are returned.
  */
-function crcBySector(headerCrc: number, payload: Uint8Array, version: number, ctx: () => ErrorContext, payloadOffset: number): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
+function crcBySector(headerCrc: number, payload: Uint8Array, version: number, ctx: () => ErrorContext, payloadOffset: number, reuse?: AttrTable): { actual: number; attrs?: AttrTable; sectors?: Uint32Array } {
   let attrs: AttrTable;
   try {
-    attrs = AttrTable.parse(payload, version, ctx, payloadOffset);
+    attrs = AttrTable.parse(payload, version, ctx, payloadOffset, reuse);
   } catch {
     return { actual: crc32cRaw(payload, headerCrc) };
   }
