@@ -1,8 +1,11 @@
+import type { BtrfsCompressType } from '../compress/index.js';
 import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
-import { dropFileExtents } from '../image/write/file-data.js';
+import { addDataCsums } from '../image/write/extents.js';
+import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { concatBytes } from '../util/bytes.js';
 import { U64_MAX } from '../image/structs/constants.js';
+import { knownCsums } from './csums.js';
 import { alignUp, padTo } from './extent-writer.js';
 import { extentsIn, inlineExtent, readRange } from './file-read.js';
 import { GatherWriter } from './gather-writer.js';
@@ -12,7 +15,7 @@ export { alignUp, MAX_INLINE, type WriterOptions } from './extent-writer.js';
 /**
  * The writer the receiver uses: GatherWriter's per-file write gathering (gather-writer.ts) plus the
  * operations that change a file's size or punch holes, which must agree with what is still gathered
- * (btrfs_cont_expand, btrfs_truncate, btrfs_punch_hole).
+ * (btrfs_cont_expand, btrfs_truncate, btrfs_punch_hole), and encoded extents stored as they came.
  */
 export class FileWriter extends GatherWriter {
   /** Zeros [start, end) of the file without changing its size (punch hole). */
@@ -124,5 +127,44 @@ export class FileWriter extends GatherWriter {
     }
     updateInode(fs, root, ino, { size });
   }
-}
 
+  /**
+   * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
+   * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
+   */
+  passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean; sectorCrcs?: Uint32Array | undefined }): void {
+    this.flushFile(root, ino);
+    const fs = this.fs;
+    const inode = getInode(fs, root, ino)!;
+    const end = offset + x.fileLen;
+    if (offset > inode.size) this.zeroEofTail(root, ino, inode.size, offset);
+    if (x.inline) {
+      dropFileExtents(fs, root, ino, 0n, U64_MAX);
+      writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
+      this.stats.inline++;
+    } else {
+      if (offset > 0n) this.uninline(root, ino);
+      const numBytes = alignUp(x.fileLen, this.ss);
+      dropFileExtents(fs, root, ino, offset, offset + numBytes);
+      const diskLen = alignUp(BigInt(x.data.length), this.ss);
+      const bytenr = fs.allocData(diskLen);
+      let padded = x.data;
+      if (x.data.length !== Number(diskLen)) {
+        padded = this.scratch(Number(diskLen));
+        padded.set(x.data);
+        padded.fill(0, x.data.length);
+      }
+      fs.writeData(bytenr, padded);
+      // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
+      addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs), true);
+      insertFileExtent(fs, root, ino, offset, {
+        disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
+        ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type, fresh: true,
+      });
+      this.stats.extents++;
+      this.stats.compressed++;
+    }
+    this.stats.bytes += Number(x.fileLen);
+    if (end > inode.size) updateInode(fs, root, ino, { size: end });
+  }
+}

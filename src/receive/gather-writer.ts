@@ -1,13 +1,9 @@
-import type { BtrfsCompressType } from '../compress/index.js';
-import { addDataCsums } from '../image/write/extents.js';
-import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
+import { dropFileExtents } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
-import { U64_MAX } from '../image/structs/constants.js';
 import { ExtentWriter, MAX_INLINE, alignUp, padTo, type WriterOptions } from './extent-writer.js';
 import { concatBytes } from '../util/bytes.js';
 import { CRC_SECTOR } from '../util/crc32c-combine.js';
-import { knownCsums } from './csums.js';
 import { GatherBuffers } from './gather-buffers.js';
 import { hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
 
@@ -282,45 +278,5 @@ export abstract class GatherWriter extends ExtentWriter {
       this.writeAligned(root, ino, aStart, buf, aStart === start ? sectorCrcs : undefined);
     }
     if (newSize !== isize) updateInode(fs, root, ino, { size: newSize });
-  }
-
-  /**
-   * Stores an encoded extent as it came: `data` is the on-disk compressed bytes, the file range
-   * [offset, offset + fileLen) shows bytes [uoff, uoff + fileLen) of its decoded `ramBytes`.
-   */
-  passThrough(root: bigint, ino: bigint, offset: bigint, x: { data: Uint8Array; type: BtrfsCompressType; ramBytes: bigint; uoff: bigint; fileLen: bigint; inline: boolean; sectorCrcs?: Uint32Array | undefined }): void {
-    this.flushFile(root, ino);
-    const fs = this.fs;
-    const inode = getInode(fs, root, ino)!;
-    const end = offset + x.fileLen;
-    if (offset > inode.size) this.zeroEofTail(root, ino, inode.size, offset);
-    if (x.inline) {
-      dropFileExtents(fs, root, ino, 0n, U64_MAX);
-      writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
-      this.stats.inline++;
-    } else {
-      if (offset > 0n) this.uninline(root, ino);
-      const numBytes = alignUp(x.fileLen, this.ss);
-      dropFileExtents(fs, root, ino, offset, offset + numBytes);
-      const diskLen = alignUp(BigInt(x.data.length), this.ss);
-      const bytenr = fs.allocData(diskLen);
-      let padded = x.data;
-      if (x.data.length !== Number(diskLen)) {
-        padded = this.scratch(Number(diskLen));
-        padded.set(x.data);
-        padded.fill(0, x.data.length);
-      }
-      fs.writeData(bytenr, padded);
-      // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
-      addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs), true);
-      insertFileExtent(fs, root, ino, offset, {
-        disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
-        ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type, fresh: true,
-      });
-      this.stats.extents++;
-      this.stats.compressed++;
-    }
-    this.stats.bytes += Number(x.fileLen);
-    if (end > inode.size) updateInode(fs, root, ino, { size: end });
   }
 }
