@@ -9,6 +9,7 @@ import { DirCache } from '../src/image/write/dir-cache.js';
 import { encoded, itemWriter } from '../src/image/structs/bytes.js';
 import { decodeDirItems, decodeFileExtentItem, encodeDirItems, encodeFileExtentItem, encodeInodeRefs } from '../src/image/structs/fs-items.js';
 import { createInode, linkInode, lookupDirEntry, unlinkEntry } from '../src/image/write/inode.js';
+import { crc32cBtrfs } from '../src/util/crc32c.js';
 
 describe('RangeSet', () => {
   it('adds, coalesces, removes and finds aligned free space', () => {
@@ -104,6 +105,28 @@ describe('data extent refs and csums', () => {
     addDataCsums(fs, base + 10n * ss, new Uint8Array(max * 4096));
     fs.commit();
     expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, max * 4], [base + BigInt(max) * ss, 40], [far, 8], [far + 2n * ss, 8]]);
+  });
+
+  it('extends the item that ends where new checksums start, before any commit, as btrfs_csum_file_blocks does', () => {
+    const fs = createFilesystem(new MemoryDevice(256n << 20n), { nodesize: 4096 });
+    const max = maxCsumsPerItem(4096);
+    const ss = 4096n;
+    const base = 1n << 30n;
+    const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
+    const sectors = (n: number, fill: number) => new Uint8Array(n * 4096).fill(fill);
+    addDataCsums(fs, base, sectors(3, 1), undefined, true);
+    addDataCsums(fs, base + 3n * ss, sectors(2, 2), undefined, true);
+    expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, 20]]);
+    // filling the item up: what does not fit starts the next one; a gap starts one of its own
+    addDataCsums(fs, base + 5n * ss, sectors(max, 3), undefined, true);
+    addDataCsums(fs, base + BigInt(max + 7) * ss, sectors(1, 4), undefined, true);
+    expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, max * 4], [base + BigInt(max) * ss, 20], [base + BigInt(max + 7) * ss, 4]]);
+    // the checksums are the sectors' own, in order, across the extended item and the next
+    const sum = (fill: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(crc32cBtrfs(new Uint8Array(4096).fill(fill))); return b; };
+    const want = Buffer.concat([...Array(3).fill(sum(1)), ...Array(2).fill(sum(2)), ...Array(max).fill(sum(3)), sum(4)]);
+    expect(Buffer.concat(t.range().map((x) => Buffer.from(x.data))).equals(want)).toBe(true);
+    fs.commit();
+    expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, max * 4], [base + BigInt(max) * ss, 20], [base + BigInt(max + 7) * ss, 4]]);
   });
 });
 

@@ -200,15 +200,28 @@ export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Ar
   putDataCsums(fs, bytenr, csums);
 }
 
-/** Store checksums (the image's csum type, one per sector from `bytenr`) whose range holds none now. */
+/**
+ * Store checksums (the image's csum type, one per sector from `bytenr`) whose range holds none now.
+ * Like btrfs_csum_file_blocks, they first extend the item that ends where they start, while it has room
+ * (data allocated one extent after another — a receive — then fills items in place); the rest become
+ * items of their own. What is still cut short is merged at commit (normalizeCsumTree).
+ */
 export function putDataCsums(fs: FilesystemModel, bytenr: bigint, csums: Uint8Array): void {
   const ss = fs.sectorsize;
   const cs = csumAlgo(fs.sb.csum_type).size;
-  // items are split at the max size here; contiguous runs are merged at commit (normalizeCsumTree)
   fs.csumTouched.add(bytenr, bytenr + BigInt(csums.length / cs) * BigInt(ss));
   const max = maxCsumsPerItem(fs.nodesize, cs) * cs;
   const t = fs.tree(BTRFS_CSUM_TREE_OBJECTID);
-  for (let off = 0; off < csums.length; off += max) {
+  let off = 0;
+  const prev = bytenr > 0n ? t.last(csumKey(bytenr - 1n), csumKey(0n)) : undefined;
+  if (prev && prev.data.length < max && prev.key.offset + BigInt(prev.data.length / cs) * BigInt(ss) === bytenr) {
+    off = Math.min(csums.length, max - prev.data.length);
+    const grown = new Uint8Array(prev.data.length + off);
+    grown.set(prev.data);
+    grown.set(csums.subarray(0, off), prev.data.length);
+    t.put(prev.key, grown);
+  }
+  for (; off < csums.length; off += max) {
     t.put(csumKey(bytenr + BigInt((off / cs) * ss)), csums.slice(off, off + max));
   }
 }
