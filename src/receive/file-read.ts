@@ -74,6 +74,18 @@ export function inlineExtent(fs: Filesystem, root: bigint, ino: bigint): FileExt
   return fe.type === BTRFS_FILE_EXTENT_INLINE ? { fileOffset: 0n, fe, len: fe.ram_bytes } : undefined;
 }
 
+/**
+ * Whether all of the file's extents end at or before `offset` and the last is not inline: a write there
+ * has nothing to cut and no inline extent to convert first (an inline extent is its file's only one) —
+ * one search, where asking both questions costs three. True for a file without extents.
+ */
+export function extentsEndBy(fs: Filesystem, root: bigint, ino: bigint, offset: bigint): boolean {
+  const it = fs.tree(root).last({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: (1n << 64n) - 1n }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: 0n });
+  if (!it) return true;
+  const fe = decodeFileExtentItem(it.data);
+  return fe.type !== BTRFS_FILE_EXTENT_INLINE && it.key.offset + fe.num_bytes <= offset;
+}
+
 /** Whether the file has any extent starting at or after `from`. */
 export function hasExtentsFrom(fs: Filesystem, root: bigint, ino: bigint, from: bigint): boolean {
   return fs.tree(root).first({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: from }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: (1n << 64n) - 1n }) !== undefined;

@@ -7,7 +7,7 @@ import { concatBytes } from '../util/bytes.js';
 import { U64_MAX } from '../image/structs/constants.js';
 import { knownCsums } from './csums.js';
 import { alignUp, padTo } from './extent-writer.js';
-import { extentsIn, inlineExtent, readRange } from './file-read.js';
+import { extentsEndBy, extentsIn, inlineExtent, readRange } from './file-read.js';
 import { GatherWriter } from './gather-writer.js';
 
 export { alignUp, MAX_INLINE, type WriterOptions } from './extent-writer.js';
@@ -143,9 +143,12 @@ export class FileWriter extends GatherWriter {
       writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
       this.stats.inline++;
     } else {
-      if (offset > 0n) this.uninline(root, ino);
       const numBytes = alignUp(x.fileLen, this.ss);
-      dropFileExtents(fs, root, ino, offset, offset + numBytes);
+      // the common case, a file written in order, appends after its last extent
+      if (!extentsEndBy(fs, root, ino, offset)) {
+        if (offset > 0n) this.uninline(root, ino);
+        dropFileExtents(fs, root, ino, offset, offset + numBytes);
+      }
       const diskLen = alignUp(BigInt(x.data.length), this.ss);
       const bytenr = fs.allocData(diskLen);
       let padded = x.data;
