@@ -137,17 +137,25 @@ export class WriteBehind {
   write(off: number, bytes: Uint8Array): boolean {
     const len = bytes.length;
     if (len > this.capacity) return false;
-    let wraps = this.head + len > this.capacity;
-    if (wraps && len > this.head) {
-      // neither the end nor the start of the ring has room: wait until it is empty and start over
-      this.drain();
-      this.head = 0;
-      wraps = false;
+    // The bytes go where they sit alike within an 8-byte word: V8 copies into shared memory a word at a
+    // time only when source and destination are aligned alike, else byte by byte (2.6 against 11 GB/s
+    // measured), and encoded data lies anywhere in the stream's buffer. Up to 7 bytes are skipped (not
+    // for a write within 7 bytes of the ring's size).
+    const skew = len + 7 <= this.capacity ? bytes.byteOffset & 7 : 0;
+    let pos = skew === 0 && len + 7 > this.capacity ? this.head : this.head + ((skew - this.head) & 7);
+    let wraps = pos + len > this.capacity;
+    if (wraps) {
+      pos = skew;
+      if (pos + len > this.head) {
+        // neither the end nor the start of the ring has room: wait until it is empty and start over
+        this.drain();
+        this.head = 0;
+        wraps = false;
+      }
     }
-    const need = wraps ? this.capacity - this.head + len : len;
+    const need = wraps ? this.capacity - this.head + pos + len : pos - this.head + len;
     this.waitFor(need);
     if (this.dead()) return false;
-    const pos = wraps ? 0 : this.head;
     this.data.set(bytes, pos);
     this.head = pos + len === this.capacity ? 0 : pos + len;
     this.push(OP_WRITE, pos, len, off, need);
