@@ -62,6 +62,9 @@ export function decodeRootItem(b: Uint8Array): BtrfsRootItem {
   const ctime = readTimespec(r), otime = readTimespec(r), stime = readTimespec(r), rtime = readTimespec(r);
   return { ...base, generation_v2, uuid, parent_uuid, received_uuid, ctransid, otransid, stransid, rtransid, ctime, otime, stime, rtime };
 }
+/** Byte offsets of the btrfs_root_item fields a commit patches in place (after the 160-byte inode item). */
+export const ROOT_ITEM_OFF = { generation: 160, bytenr: 176, bytes_used: 192, level: 238, generation_v2: 239 } as const;
+
 export function encodeRootItem(x: BtrfsRootItem): Uint8Array {
   const out = new Uint8Array(BTRFS_ROOT_ITEM_SIZE);
   const w = new LeWriter(out);

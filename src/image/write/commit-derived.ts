@@ -1,4 +1,3 @@
-import { ImageError } from '../../errors.js';
 import {
   BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
   BTRFS_CHUNK_TREE_OBJECTID, BTRFS_CSUM_TREE_OBJECTID, BTRFS_DEV_ITEMS_OBJECTID, BTRFS_DEV_ITEM_KEY, BTRFS_DEV_TREE_OBJECTID,
@@ -6,6 +5,7 @@ import {
   BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_WRITTEN, BTRFS_ROOT_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { encodeDevItem } from '../structs/chunk-items.js';
+import { ROOT_ITEM_OFF } from '../structs/tree-items.js';
 import { type BtrfsRootBackup, type BtrfsSuperBlock, encodeSysChunkArray } from '../structs/superblock.js';
 import type { FilesystemModel } from './model.js';
 import { invalidatedCacheGeneration } from './space-cache-v1.js';
@@ -47,16 +47,15 @@ export function patchRootItems(fs: FilesystemModel, patched: Map<bigint, RootPtr
     const r = e.root;
     const last = patched.get(rootid);
     if (grown === 0 && last && last.bytenr === r.bytenr && last.level === r.level && last.generation === r.generation) continue;
-    const key = fs.rootItemKey(rootid);
-    if (!key) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${rootid} has no ROOT_ITEM in the root tree`);
-    const data = rootTree.get(key)!.slice();
+    const { key, data } = fs.rootItemCopy(rootid);
     const dv = new DataView(data.buffer);
-    dv.setBigUint64(160, r.generation, true);
-    dv.setBigUint64(176, r.bytenr, true);
+    dv.setBigUint64(ROOT_ITEM_OFF.generation, r.generation, true);
+    dv.setBigUint64(ROOT_ITEM_OFF.bytenr, r.bytenr, true);
     // bytes_used follows the blocks the tree gained and lost (BlockStore.usedDelta), as the kernel keeps it
-    dv.setBigUint64(192, BigInt.asUintN(64, dv.getBigUint64(192, true) + BigInt(fs.store.takeUsedDelta(rootid) * fs.nodesize)), true);
-    dv.setUint8(238, r.level);
-    if (data.length >= 247) dv.setBigUint64(239, r.generation, true);
+    const used = dv.getBigUint64(ROOT_ITEM_OFF.bytes_used, true) + BigInt(fs.store.takeUsedDelta(rootid) * fs.nodesize);
+    dv.setBigUint64(ROOT_ITEM_OFF.bytes_used, BigInt.asUintN(64, used), true);
+    dv.setUint8(ROOT_ITEM_OFF.level, r.level);
+    if (data.length >= ROOT_ITEM_OFF.generation_v2 + 8) dv.setBigUint64(ROOT_ITEM_OFF.generation_v2, r.generation, true);
     rootTree.put(key, data);
     patched.set(rootid, { ...r });
     changed = true;

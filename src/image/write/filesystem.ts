@@ -1,8 +1,8 @@
 import type { BlockDevice } from '../device.js';
 import { dropTree } from '../engine/bulk.js';
 import { BTRFS_ROOT_TREE_OBJECTID } from '../structs/constants.js';
-import type { BtrfsKey } from '../structs/fs-items.js';
 import type { BtrfsSuperBlock } from '../structs/superblock.js';
+import { ROOT_ITEM_OFF } from '../structs/tree-items.js';
 import { commitFilesystem } from './commit.js';
 import { copyRoot, CowRefs } from './cow-refs.js';
 import { fillHoles } from './holes.js';
@@ -70,19 +70,11 @@ export class Filesystem extends FilesystemModel {
    * for the snapshot does not apply.
    */
   private shareBytesUsed(source: bigint, rootid: bigint): void {
-    const at = (id: bigint): { key: BtrfsKey; data: Uint8Array } => {
-      const key = this.rootItemKey(id);
-      const data = key && this.tree(BTRFS_ROOT_TREE_OBJECTID).get(key);
-      if (!key || !data) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${id} has no ROOT_ITEM in the root tree`);
-      return { key, data };
-    };
-    const src = at(source);
-    const dst = at(rootid);
-    const used = new DataView(src.data.buffer, src.data.byteOffset, src.data.byteLength).getBigUint64(192, true)
-      + BigInt(this.store.peekUsedDelta(source) * this.nodesize);
-    const data = dst.data.slice();
-    new DataView(data.buffer).setBigUint64(192, used, true);
+    const src = this.rootItemCopy(source);
+    const dst = this.rootItemCopy(rootid);
+    const used = new DataView(src.data.buffer).getBigUint64(ROOT_ITEM_OFF.bytes_used, true) + BigInt(this.store.peekUsedDelta(source) * this.nodesize);
+    new DataView(dst.data.buffer).setBigUint64(ROOT_ITEM_OFF.bytes_used, used, true);
     this.store.takeUsedDelta(rootid);
-    this.tree(BTRFS_ROOT_TREE_OBJECTID).put(dst.key, data);
+    this.tree(BTRFS_ROOT_TREE_OBJECTID).put(dst.key, dst.data);
   }
 }

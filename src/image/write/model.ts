@@ -136,10 +136,21 @@ export class FilesystemModel implements ChunkOwner {
 
   /** Key of the ROOT_ITEM of `rootid` in the root tree (offset may be a snapshot transid). */
   rootItemKey(rootid: bigint): Key | undefined {
+    return this.rootItem(rootid)?.key;
+  }
+
+  /** The ROOT_ITEM of `rootid`: its key and a copy of its bytes, to patch in place and put back. */
+  rootItemCopy(rootid: bigint): { key: Key; data: Uint8Array } {
+    const it = this.rootItem(rootid);
+    if (!it) throw new ImageError('IMAGE_NO_ROOT_ITEM', `tree ${rootid} has no ROOT_ITEM in the root tree`);
+    return { key: it.key, data: it.data.slice() };
+  }
+
+  private rootItem(rootid: bigint): { key: Key; data: Uint8Array } | undefined {
     return this.tree(BTRFS_ROOT_TREE_OBJECTID).first(
       { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: 0n },
       { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n },
-    )?.key;
+    );
   }
 
   // ---- data space ----
