@@ -107,10 +107,13 @@ function lines(m: keyof Receiver, c: T.SendCommand): Line[] {
 export function traceReceiver(inner: Receiver, level: TraceLevel, write: (line: string, toStdout?: boolean) => void): Receiver {
   let current: { uuid: Uint8Array; stransid: bigint } | undefined;
   const out: Receiver = Object.create(inner) as Receiver;
-  for (const m of Object.keys(METHOD_NAMES) as (keyof Receiver)[]) {
+  for (const m of Object.keys(FIRST_LEVEL) as (keyof Receiver)[]) {
     const f = (inner[m] as ((...a: unknown[]) => unknown) | undefined)?.bind(inner);
     if (!f) continue;
-    (out as unknown as Record<string, unknown>)[m] = (c: T.SendCommand, ...rest: unknown[]) => {
+    // A command none of whose lines shows at this level goes straight to `inner`: formatting its lines only
+    // to drop them was 3.5% of a default-level receive of 50k small files. Bound, so that `this` stays inner.
+    const passThrough = FIRST_LEVEL[m] > level && m !== 'end';
+    (out as unknown as Record<string, unknown>)[m] = passThrough ? f : (c: T.SendCommand, ...rest: unknown[]) => {
       for (const [l, text] of lines(m, c)) if (l <= level) write(text + '\n', m === 'snapshot' && l === 1);
       if (m === 'subvol' || m === 'snapshot') {
         const s = c as T.SubvolCmd;
@@ -124,10 +127,13 @@ export function traceReceiver(inner: Receiver, level: TraceLevel, write: (line: 
   return out;
 }
 
-/** Every callback of Receiver (a record so the compiler notices a new one). */
-const METHOD_NAMES: Record<keyof Receiver, true> = {
-  streamStart: true, subvol: true, snapshot: true, mkfile: true, mkdir: true, mknod: true, mkfifo: true, mksock: true,
-  symlink: true, rename: true, link: true, unlink: true, rmdir: true, setXattr: true, removeXattr: true, write: true,
-  clone: true, truncate: true, chmod: true, chown: true, utimes: true, updateExtent: true, fallocate: true, fileattr: true,
-  encodedWrite: true, enableVerity: true, end: true, unknown: true,
+/**
+ * Every callback of Receiver (a record so the compiler notices a new one), with the lowest level at which
+ * `lines` gives it one (4: never; `end`'s received-uuid line is written by the wrapper itself).
+ */
+const FIRST_LEVEL: Record<keyof Receiver, TraceLevel | 4> = {
+  streamStart: 4, subvol: 1, snapshot: 1, mkfile: 3, mkdir: 3, mknod: 3, mkfifo: 3, mksock: 3,
+  symlink: 3, rename: 3, link: 3, unlink: 3, rmdir: 3, setXattr: 3, removeXattr: 3, write: 2,
+  clone: 2, truncate: 3, chmod: 3, chown: 3, utimes: 3, updateExtent: 3, fallocate: 3, fileattr: 4,
+  encodedWrite: 3, enableVerity: 4, end: 2, unknown: 4,
 };
