@@ -25,8 +25,11 @@ interface Bucket {
   fileBytes: number;
 }
 
+/** What the totals count of an extent (receive needs no more: escaping its path per extent was waste). */
+export type ExtentCounts = Pick<ExtentPlan, 'codec' | 'encodedLen' | 'fileLen' | 'action' | 'reasons'>;
+
 const bucket = (): Bucket => ({ extents: 0, encodedBytes: 0, fileBytes: 0 });
-function add(b: Bucket, e: ExtentPlan): void {
+function add(b: Bucket, e: ExtentCounts): void {
   b.extents++;
   b.encodedBytes += e.encodedLen;
   b.fileBytes += Number(e.fileLen);
@@ -51,7 +54,7 @@ export class PlanReport {
     plainWrites: bucket(),
   };
 
-  addEncoded(e: ExtentPlan): void {
+  addEncoded(e: ExtentCounts): void {
     const t = this.totals;
     add(t.encodedWrites, e);
     add(t.byAction[e.action], e);
@@ -88,8 +91,10 @@ export class PlanReport {
 
 /** The report line of one planned ENCODED_WRITE (`action` overrides the decision's, e.g. recompress). */
 export function extentPlan(c: EncodedWriteCmd, d: PlanDecision, action: FinalAction = d.action): ExtentPlan {
-  return {
-    offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, codec: codecName(d.diskType),
-    encodedLen: c.data.length, fileLen: c.unencodedFileLen, action, reasons: d.reasons,
-  };
+  return { offset: c.meta?.offset ?? 0, path: escapePath(c.path), fileOffset: c.fileOffset, ...extentCounts(c, d, action) };
+}
+
+/** extentPlan's counted part alone. */
+export function extentCounts(c: EncodedWriteCmd, d: PlanDecision, action: FinalAction = d.action): ExtentCounts {
+  return { codec: codecName(d.diskType), encodedLen: c.data.length, fileLen: c.unencodedFileLen, action, reasons: d.reasons };
 }

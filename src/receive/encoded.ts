@@ -2,7 +2,7 @@ import { decodeEncodedData } from './limits.js';
 import { ReceiveError } from '../errors.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
-import { extentPlan, type PlanReport } from '../plan/report.js';
+import { extentCounts, type PlanReport } from '../plan/report.js';
 import { planEncodedWrite } from '../plan/rules.js';
 import { dataSectorCrcs } from '../stream/parser.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
@@ -29,7 +29,7 @@ export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
   writer.flushFile(root, ino);
   const d = planEncodedWrite(c, { sectorsize: fs.sectorsize, iSize: getInode(fs, root, ino)!.size, forceDecompress: opts.forceDecompress ?? false });
   const recompress = d.action === 'decompress' && opts.compress !== undefined;
-  x.report.addEncoded(extentPlan(c, d, recompress ? 'recompress' : d.action));
+  x.report.addEncoded(extentCounts(c, d, recompress ? 'recompress' : d.action));
   const passThrough = () => writer.passThrough(root, ino, c.fileOffset, {
     data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false,
     sectorCrcs: dataSectorCrcs(c),
