@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, STREAMS, checkImage, copyImage, errorLine, outcome, receiveCli, stateBySubvol } from './hostile/harness.js';
 import { skipReason, tmpDir } from './image-write-helpers.js';
-import { recoverUndo, undoPath } from '../src/io/undo-log.js';
+import { undoPath } from '../src/io/undo-log.js';
+import { recoverUndo } from '../src/io/undo-restore.js';
 import { createHash } from 'node:crypto';
 
 /**

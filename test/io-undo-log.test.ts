@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileDevice } from '../src/io/image-file.js';
-import { recoverUndo, undoPath } from '../src/io/undo-log.js';
+import { undoPath } from '../src/io/undo-log.js';
+import { recoverUndo } from '../src/io/undo-restore.js';
 
 /**
  * The rollback journal: whatever is written after the last commit — over old data, over holes, past the

@@ -1,6 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { ImageError } from '../errors.js';
+import { ByteRanges } from './byte-ranges.js';
+import { HEADER, MAGIC, REC, ZEROS, extentOf, generationOf, restore, undoPath } from './undo-restore.js';
 
 /**
  * A rollback journal for an image file, so a failed receive leaves the image byte for byte as it was —
@@ -15,24 +16,19 @@ import { ImageError } from '../errors.js';
  * drops it otherwise. Writes reach the journal before the image (both through the page cache), which is
  * what a killed process needs; a power cut is only as safe as the superblock ordering (docs/receive.md).
  *
- * Layout: header [magic 8][generation u64][size u64]; records [offset u64][length u32][zero u8][bytes].
+ * The journal's layout and putting an image back from it (rollback here, recovery after a kill): undo-restore.ts.
  */
-const MAGIC = Buffer.from('btrfsTSu');
-const HEADER = 24;
-const REC = 13;
 const BLOCK = 4096;
 /** How far past a write into never-written space a fresh image's journal records zeros at once. */
 const ZERO_AHEAD = 8 << 20;
-/** Superblock generation: bytes 0x48.. of the primary copy at 64 KiB. */
-const SB_GENERATION = 0x10000 + 0x48;
 
-export const undoPath = (image: string): string => `${image}.btrfs-ts.undo`;
+export { undoPath };
 
 export class UndoLog {
   /** Ranges saved since the last commit. */
-  private saved = new Ranges();
+  private saved = new ByteRanges();
   /** For an image made by this process: every range written since it was made (the rest are holes). */
-  private readonly touched: Ranges | undefined;
+  private readonly touched: ByteRanges | undefined;
 
   private constructor(
     private readonly imageFd: number,
@@ -41,7 +37,7 @@ export class UndoLog {
     private readonly image: string,
     fresh: boolean,
   ) {
-    if (fresh) this.touched = new Ranges();
+    if (fresh) this.touched = new ByteRanges();
   }
 
   /**
@@ -114,7 +110,7 @@ export class UndoLog {
   /** The image reached a new commit: nothing before it is to be undone any more. */
   committed(): void {
     this.base = { generation: generationOf(this.imageFd), size: extentOf(this.imageFd) };
-    this.saved = new Ranges();
+    this.saved = new ByteRanges();
     fs.ftruncateSync(this.fd, 0);
     this.writeHeader();
   }
@@ -185,152 +181,6 @@ function recordHead(offset: number, len: number, zero: boolean): Buffer {
   return head;
 }
 
-/** A set of byte ranges [start, end), kept sorted and merged. */
-class Ranges {
-  private readonly r: [number, number][] = [];
-
-  add(start: number, end: number): void {
-    let i = this.firstEndingAtOrAfter(start);
-    let s = start;
-    let e = end;
-    let n = 0;
-    while (i + n < this.r.length && this.r[i + n]![0] <= end) {
-      s = Math.min(s, this.r[i + n]![0]);
-      e = Math.max(e, this.r[i + n]![1]);
-      n++;
-    }
-    this.r.splice(i, n, [s, e]);
-  }
-
-  /** The parts of [start, end) not in the set, in order. */
-  *gaps(start: number, end: number): Generator<[number, number]> {
-    let at = start;
-    for (let i = this.firstEndingAtOrAfter(start + 1); i < this.r.length && at < end; i++) {
-      const [s, e] = this.r[i]!;
-      if (s >= end) break;
-      if (s > at) yield [at, s];
-      at = Math.max(at, e);
-    }
-    if (at < end) yield [at, end];
-  }
-
-  /** Index of the first range whose end is >= x. */
-  private firstEndingAtOrAfter(x: number): number {
-    let lo = 0;
-    let hi = this.r.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.r[mid]![1] < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-}
-
-/**
- * A journal left by a process that did not finish (killed): rolled back if no commit happened since it
- * was written, dropped otherwise. Call with the image's lock held, before opening it for writing.
- */
-export function recoverUndo(image: string): 'none' | 'rolled-back' | 'dropped' {
-  const path = undoPath(image);
-  if (!fs.existsSync(path)) return 'none';
-  const fd = fs.openSync(path, 'r');
-  const imageFd = fs.openSync(image, 'r+');
-  try {
-    const h = Buffer.alloc(HEADER);
-    const ok = fs.readSync(fd, h, 0, HEADER, 0) === HEADER && h.subarray(0, 8).equals(MAGIC);
-    if (!ok || h.readBigUInt64LE(8) !== generationOf(imageFd)) return dropped(path);
-    restore(imageFd, fd, image);
-  } finally {
-    fs.closeSync(imageFd);
-    fs.closeSync(fd);
-  }
-  fs.rmSync(path, { force: true });
-  return 'rolled-back';
-}
-
-function dropped(path: string): 'dropped' {
-  fs.rmSync(path, { force: true });
-  return 'dropped';
-}
-
-/**
- * Writes every record of the journal on `fd` back into the image and cuts it to the journal's size. Ranges
- * that were zeros are punched out again (fallocate(1)) rather than written: on a full filesystem writing
- * zeros into what was a hole needs room that is not there, and the image stays as sparse as it was.
- */
-function restore(imageFd: number, fd: number, image: string): void {
-  const size = fs.fstatSync(fd).size;
-  const h = Buffer.alloc(HEADER);
-  fs.readSync(fd, h, 0, HEADER, 0);
-  let pos = HEADER;
-  const head = Buffer.alloc(REC);
-  const zeros: [number, number][] = [];
-  try {
-    while (pos + REC <= size) {
-      fs.readSync(fd, head, 0, REC, pos);
-      const offset = Number(head.readBigUInt64LE(0));
-      const len = head.readUInt32LE(8);
-      pos += REC;
-      if (head[12] === 1) {
-        const last = zeros.at(-1);
-        if (last && last[0] + last[1] === offset) last[1] += len;
-        else zeros.push([offset, len]);
-        continue;
-      }
-      // a record cut short by a kill was never followed by its image write: nothing to put back
-      if (pos + len > size) break;
-      const bytes = Buffer.alloc(len);
-      fs.readSync(fd, bytes, 0, len, pos);
-      writeAll(imageFd, bytes, offset);
-      pos += len;
-    }
-    const cut = Number(h.readBigUInt64LE(16));
-    // a block device has a fixed size: only a file is cut back
-    if (fs.fstatSync(imageFd).isFile()) fs.ftruncateSync(imageFd, cut);
-    for (const [offset, len] of zeros) {
-      const n = Math.min(len, cut - offset);
-      if (n > 0 && !punchHole(image, offset, n)) {
-        for (let at = 0; at < n; at += ZEROS.length) writeAll(imageFd, ZEROS.subarray(0, Math.min(ZEROS.length, n - at)), offset + at);
-      }
-    }
-    // fdatasync covers the size cut too (metadata needed to read the data back)
-    fs.fdatasyncSync(imageFd);
-  } catch (e) {
-    throw new ImageError('IMAGE_ROLLBACK', `cannot put ${image} back as it was from ${undoPath(image)}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
-/**
- * pwritev (two iovecs: libuv turns a single one into pwrite), not pwrite: the receive's own image writes
- * stay the only pwrite64 calls, which the fault tests count to place a failure at the n-th one — strace
- * counts per thread, and a rollback runs on the thread that also writes the large extents, so a single
- * injected fault would otherwise hit the receive and its rollback both.
- */
-function writeAll(fd: number, b: Uint8Array, offset: number): void {
-  for (let done = 0; done < b.length;) done += fs.writevSync(fd, [b.subarray(done), EMPTY], offset + done);
-}
-const EMPTY = new Uint8Array(0);
-
-/** fallocate --punch-hole (node:fs has no fallocate); false when the tool or the filesystem cannot. */
-function punchHole(image: string, offset: number, len: number): boolean {
-  return spawnSync('fallocate', ['-p', '-o', String(offset), '-l', String(len), image], { stdio: 'ignore' }).status === 0;
-}
-
-/**
- * How far back the journal must reach: a file's size (what lies past it is cut off on rollback), or all of
- * a block device (whose fstat size is 0 and which cannot be cut).
- */
-function extentOf(imageFd: number): number {
-  const st = fs.fstatSync(imageFd);
-  return st.isFile() ? st.size : Number.MAX_SAFE_INTEGER;
-}
-
-function generationOf(imageFd: number): bigint {
-  const b = Buffer.alloc(8);
-  return fs.readSync(imageFd, b, 0, 8, SB_GENERATION) === 8 ? b.readBigUInt64LE(0) : 0n;
-}
-
 function isZero(b: Buffer): boolean {
   // compare against a shared zero page, 64 KiB at a time (memcmp speed)
   for (let i = 0; i < b.length; i += ZEROS.length) {
@@ -339,4 +189,3 @@ function isZero(b: Buffer): boolean {
   }
   return true;
 }
-const ZEROS = Buffer.alloc(64 << 10);

@@ -6,7 +6,7 @@ import type { Filesystem } from '../image/write/filesystem.js';
 import { openFilesystem } from '../image/write/open.js';
 import { FileDevice } from '../io/image-file.js';
 import { lockImage, refuseIfMounted } from '../io/image-lock.js';
-import { recoverUndo } from '../io/undo-log.js';
+import { recoverUndo } from '../io/undo-restore.js';
 import { receiveStreams, type ReceiveOptions, type ReceiveSummary } from './index.js';
 
 /**
