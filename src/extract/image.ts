@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { constants, promises as fsp } from 'node:fs';
-import { createServer } from 'node:net';
+import { promises as fsp } from 'node:fs';
 import { BtrfsTsError, ImageError } from '../errors.js';
 import type { BtrfsImage, DirEntry, Location } from '../image/read/index.js';
 import { timespecNs, type BtrfsTimespec } from '../image/structs.js';
+import { makeSocket, writeFileKeepingHoles } from './make-file.js';
 import { SyscallHelper } from './syscall-helper.js';
+import { XattrDump } from './xattr-dump.js';
 
 /**
  * Copies a tree out of an image into a local directory: content, modes, owners (when root), times,
@@ -54,15 +55,6 @@ const toDate = (t: BtrfsTimespec): string => {
   return String(x < 0 ? x - 5e-7 : x + 5e-7);
 };
 
-/** getfattr/setfattr dump escaping: octal for control bytes, backslash, '=' in names, and non-ASCII. */
-function esc(b: Uint8Array, isName = false): string {
-  let s = '';
-  for (const c of b) {
-    s += c < 0x21 || c > 0x7e || c === 0x5c || (isName && c === 0x3d) ? '\\' + c.toString(8).padStart(3, '0') : String.fromCharCode(c);
-  }
-  return s;
-}
-
 export async function extractTree(img: BtrfsImage, start: Location, dest: string, opts: ExtractOptions = {}): Promise<ExtractStats> {
   const isRoot = process.getuid?.() === 0;
   const owners = opts.owners ?? isRoot;
@@ -70,7 +62,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   const stats: ExtractStats = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, skipped: 0 };
   const linked = new Map<string, Buffer>();
   const dirsSeen = new Set<string>();
-  const xattrDump: string[] = [];
+  const xattrDump = new XattrDump();
   const root = Buffer.from(dest);
   await fsp.mkdir(root, { recursive: true });
   if ((await fsp.readdir(root)).length > 0) throw new ImageError('EXTRACT_DEST_NOT_EMPTY', `destination ${dest} is not empty`);
@@ -79,11 +71,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     const st = await img.stat(loc);
     if (owners) await fsp.lchown(p, st.uid, st.gid);
     const xs = opts.xattrs === false ? [] : await img.xattrs(loc);
-    if (xs.length) {
-      xattrDump.push(`# file: ${rel.length ? esc(rel) : '.'}`);
-      for (const x of xs) xattrDump.push(`${esc(x.name, true)}=0x${Buffer.from(x.value).toString('hex')}`);
-      xattrDump.push('');
-    }
+    xattrDump.add(rel, xs);
     if (!isLink) await fsp.chmod(p, st.mode & 0o7777);
     await setTimes(p, st.atime, st.mtime);
   };
@@ -210,7 +198,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
       const nb = Buffer.from(name);
       await visitChecked(start, Buffer.concat([root, SLASH, nb]), nb);
     }
-    if (xattrDump.length) restoreXattrs(dest, xattrDump.join('\n') + '\n', warn);
+    xattrDump.restore(dest, warn);
     // Directory times last, deepest first: creating children bumped them.
     if ((st.mode & S_IFMT) === 0o040000) await fixDirTimes(img, start, root, setTimes);
     return stats;
@@ -235,71 +223,6 @@ async function* uniqueEntries(img: BtrfsImage, dir: Location, p: Buffer, warn: (
     seen.add(k);
     yield e;
   }
-}
-
-/**
- * Writes a regular file's data where it belongs and leaves holes (and prealloc ranges) as holes: a
- * sparse file of terabytes costs what its data costs. The size is set last with ftruncate.
- */
-async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: Buffer, onData?: (bytes: number) => void): Promise<void> {
-  const st = await img.stat(loc);
-  // write() and ftruncate() take positions as doubles here: beyond 2^53 they would land elsewhere
-  const limit = BigInt(Number.MAX_SAFE_INTEGER);
-  if (st.size > limit) throw new BtrfsTsError('EXTRACT_TOO_BIG', `cannot extract ${p.toString('latin1')}: size ${st.size} is beyond ${limit} bytes`);
-  const fh = await fsp.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    let pos = 0n;
-    let dataEnd = 0n;
-    for await (const seg of img.fileSegments(loc)) {
-      if ('zeros' in seg) {
-        pos += seg.zeros;
-        continue;
-      }
-      for (let done = 0; done < seg.data.length;) {
-        const { bytesWritten } = await fh.write(seg.data, done, seg.data.length - done, Number(pos) + done);
-        done += bytesWritten;
-      }
-      pos += BigInt(seg.data.length);
-      dataEnd = pos;
-      onData?.(seg.data.length);
-    }
-    // a trailing hole (or no data at all) only needs the size: one more syscall, only when there is one
-    if (dataEnd < st.size) await fh.truncate(Number(st.size));
-  } finally {
-    await fh.close();
-  }
-}
-
-/** A socket inode is made by binding a listener to a temporary path (short enough for sun_path). */
-async function makeSocket(root: Buffer, p: Buffer, warn: (m: string) => void): Promise<boolean> {
-  const tmp = Buffer.concat([root, Buffer.from(`/.btrfs-ts-sock-${process.pid}`)]).toString('latin1');
-  if (Buffer.byteLength(tmp) > 100) {
-    warn(`skipping socket ${p.toString('latin1')}: destination path too long to bind a socket`);
-    return false;
-  }
-  try {
-    const srv = createServer();
-    await new Promise<void>((res, rej) => {
-      srv.once('error', rej);
-      srv.listen(tmp, () => res());
-    });
-    // libuv unlinks a bound path when the listener closes: keep the inode under its real name first.
-    try {
-      await fsp.link(tmp, p);
-    } finally {
-      await new Promise<void>((res) => srv.close(() => res()));
-    }
-    return true;
-  } catch (err) {
-    warn(`skipping socket ${p.toString('latin1')}: ${(err as Error).message}`);
-    return false;
-  }
-}
-
-function restoreXattrs(dest: string, dump: string, warn: (m: string) => void): void {
-  const r = spawnSync('setfattr', ['-h', '--restore=-'], { cwd: dest, input: Buffer.from(dump, 'latin1'), stdio: ['pipe', 'ignore', 'pipe'] });
-  if (r.error) warn(`xattrs not restored: setfattr unavailable (${r.error.message})`);
-  else if (r.status !== 0) warn(`some xattrs not restored: ${r.stderr.toString().trim()}`);
 }
 
 type SetTimes = (p: Buffer, atime: BtrfsTimespec, mtime: BtrfsTimespec) => Promise<void>;
