@@ -41,7 +41,6 @@ export function sendProtocol(o: SendOptions): number {
 }
 
 const showUuid = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u));
-const same = (a: Uint8Array, b: Uint8Array): boolean => !a.every((x) => x === 0) && a.length === b.length && a.every((x, i) => x === b[i]);
 
 async function readOnlySubvolume(img: BtrfsImage, path: string, role: string): Promise<SubvolumeInfo> {
   const sv = await img.subvolumeByPath(path);

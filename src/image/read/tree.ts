@@ -6,7 +6,6 @@ import {
 import type { ChunkMap } from './chunk-map.js';
 import type { TreeOverlay } from './overlay.js';
 import type { ImageSource } from './source.js';
-import { U64_MAX } from '../structs/constants.js';
 
 /** Where a tree starts, and what its root block must look like. */
 export interface TreeRoot {

@@ -1,9 +1,9 @@
 import { ImageError } from '../../errors.js';
 import {
-  BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FEATURE_INCOMPAT_NO_HOLES, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_NODATACOW,
+  BTRFS_COMPRESS_NONE, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_NODATACOW,
   BTRFS_INODE_NODATASUM,
 } from '../structs/constants.js';
-import { BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsTimespec, decodeFileExtentItem } from '../structs/fs-items.js';
+import { BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsTimespec } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
 import { BTRFS_MAX_EXTENT_SIZE, insertFileExtent, maxInlineSize, writeDataExtent, writeInlineExtent } from './file-data.js';
 import { addDataCsums } from './extents.js';
