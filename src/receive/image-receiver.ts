@@ -1,7 +1,7 @@
 import type { BtrfsCompressType } from '../compress/index.js';
 import { ReceiveError } from '../errors.js';
 import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID } from '../image/structs/constants.js';
-import type { BtrfsInodeItem, BtrfsTimespec } from '../image/structs/fs-items.js';
+import type { BtrfsInodeItem } from '../image/structs/fs-items.js';
 import { nowTimespec } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { findDirEntry, getInode, removeXattr, sameBytes, setXattr, updateInode } from '../image/write/inode.js';
@@ -14,7 +14,7 @@ import type * as T from '../stream/types.js';
 import { escapePath } from '../dump/escape.js';
 import { cloneRange } from './clone.js';
 import { FileWriter } from './file-write.js';
-import { kernelDev, resolveExisting, S_IFDIR, S_IFREG } from './namespace.js';
+import { kernelDev, resolveExisting, S_IFDIR, S_IFIFO, S_IFREG, S_IFSOCK } from './namespace.js';
 import { type Created, createSymlink, createUnlinked, linkCreated, linkNode, placeCreated, removeNode, renameNode } from './names.js';
 import { findSubvolByUuid, missingParent, snapshotSubvolume } from './snapshot.js';
 import { fallocate } from './fallocate.js';
@@ -22,6 +22,7 @@ import { checkFileRange, checkXattrName, checkXattrValue } from './limits.js';
 import { applyEncodedWrite } from './encoded.js';
 import { subvolumeName } from './paths.js';
 import { checkDirBeforeChange } from './size-checks.js';
+import { chownPatch, mknodMode, utimesPatch } from './attr-patches.js';
 
 export interface ImageReceiverOptions {
   /** Directory the subvolumes are created in (default: the top level, subvolume 5, directory 256); `path` names it in errors. */
@@ -49,9 +50,6 @@ interface Current {
   ctransid: bigint;
   parentUuid?: Uint8Array;
 }
-
-const S_IFIFO = 0o010000;
-const S_IFSOCK = 0o140000;
 
 /**
  * Applies send commands to an in-memory filesystem model, the way the kernel's `btrfs receive` changes a
@@ -152,12 +150,7 @@ export class ImageReceiver implements Receiver {
   mkfile(c: T.CreateCmd): void { this.create(c.path, S_IFREG | 0o600); }
   mkdir(c: T.CreateCmd): void { this.create(c.path, S_IFDIR | 0o700); }
   mknod(c: T.CreateCmd): void {
-    const mode = Number(c.mode ?? 0n);
-    const t = mode & 0o170000;
-    if (t !== 0o020000 && t !== 0o060000 && t !== S_IFIFO && t !== S_IFSOCK) {
-      throw new ReceiveError('BAD_MKNOD_MODE', `MKNOD with mode 0${mode.toString(8)}: not a device, fifo or socket`);
-    }
-    this.create(c.path, mode, kernelDev(c.rdev ?? 0n));
+    this.create(c.path, mknodMode(c), kernelDev(c.rdev ?? 0n));
   }
   mkfifo(c: T.CreateCmd): void { this.create(c.path, S_IFIFO | 0o600); }
   mksock(c: T.CreateCmd): void { this.create(c.path, S_IFSOCK | 0o600); }
@@ -264,24 +257,8 @@ export class ImageReceiver implements Receiver {
     updateInode(this.fs, this.root, ino, { mode: (cur.mode & 0o170000) | (Number(c.mode) & 0o7777) });
   }
 
-  chown(c: T.ChownCmd): void {
-    if (c.uid > 0xffffffffn || c.gid > 0xffffffffn) throw new ReceiveError('BAD_OWNER', `uid ${c.uid} / gid ${c.gid} do not fit 32 bits`);
-    // chown(2) with -1 leaves that id as it is, which is what btrfs receive's lchown call does
-    const patch: { uid?: number; gid?: number } = {};
-    if (c.uid !== 0xffffffffn) patch.uid = Number(c.uid);
-    if (c.gid !== 0xffffffffn) patch.gid = Number(c.gid);
-    updateInode(this.fs, this.root, this.attrsOf(c.path), patch);
-  }
-
-  utimes(c: T.UtimesCmd): void {
-    // utimensat refuses such nanoseconds (EINVAL); stored, they show as garbage times
-    for (const t of [c.atime, c.mtime, c.ctime, c.otime]) if (t && t.nsec > 999_999_999) throw new ReceiveError('BAD_TIME', `a time with ${t.nsec} nanoseconds`);
-    const patch: { atime: BtrfsTimespec; mtime: BtrfsTimespec; ctime: BtrfsTimespec; otime?: BtrfsTimespec } = {
-      atime: ts(c.atime), mtime: ts(c.mtime), ctime: ts(c.ctime),
-    };
-    if (c.otime) patch.otime = ts(c.otime);
-    updateInode(this.fs, this.root, this.attrsOf(c.path), patch);
-  }
+  chown(c: T.ChownCmd): void { updateInode(this.fs, this.root, this.attrsOf(c.path), chownPatch(c)); }
+  utimes(c: T.UtimesCmd): void { updateInode(this.fs, this.root, this.attrsOf(c.path), utimesPatch(c)); }
 
   /** Sent only by `btrfs send --no-data`; like btrfs receive, nothing to apply. */
   updateExtent(c: T.UpdateExtentCmd): void { this.file(c.path); }
@@ -309,7 +286,6 @@ export class ImageReceiver implements Receiver {
     applyEncodedWrite({ fs: this.fs, writer: this.writer, report: this.report, root: this.root, ino: f.ino, opts: this.opts }, c);
   }
 
-
   async end(): Promise<void> {
     await this.finishSubvol();
   }
@@ -318,8 +294,4 @@ export class ImageReceiver implements Receiver {
   get inProgress(): boolean {
     return this.cur !== undefined;
   }
-}
-
-function ts(t: T.Timespec): BtrfsTimespec {
-  return { sec: t.sec, nsec: t.nsec };
 }

@@ -11,6 +11,8 @@ const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
 export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFSOCK = 0o140000;
 
 export const isDirMode = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
 

@@ -9,7 +9,7 @@ import {
 import type { ImageReader } from './image.js';
 import { TreeOverlay } from './overlay.js';
 import type { TreeRoot } from './tree.js';
-import { U64_MAX } from '../structs/constants.js';
+import { U64_MAX, btrfsFileType } from '../structs/constants.js';
 import type { LogReplay } from './log-replay.js';
 
 const same = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -199,7 +199,7 @@ export class SubvolReplay {
     const inode = await this.get(k(ino, BTRFS_INODE_ITEM_KEY, 0n));
     if (!inode) return;
     const mode = decodeInodeItem(inode.data).mode;
-    const ft = ftOf(mode);
+    const ft = btrfsFileType(mode);
     for (const n of names) {
       if (!(await this.get(k(n.parent, BTRFS_INODE_ITEM_KEY, 0n)))) continue;
       await this.link(n.parent, n.name, n.index, { location: k(ino, BTRFS_INODE_ITEM_KEY, 0n), transid: 0n, type: ft, name: n.name, data: new Uint8Array(0) });
@@ -255,19 +255,5 @@ export class SubvolReplay {
       inode.nlink = n;
     }
     this.ov.put(this.root, key, encodeInodeItem(inode));
-  }
-}
-
-/** BTRFS_FT_* of a mode. */
-function ftOf(mode: number): number {
-  switch (mode & 0o170000) {
-    case 0o100000: return 1;
-    case 0o040000: return 2;
-    case 0o020000: return 3;
-    case 0o060000: return 4;
-    case 0o010000: return 5;
-    case 0o140000: return 6;
-    case 0o120000: return 7;
-    default: return 0;
   }
 }

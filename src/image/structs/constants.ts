@@ -114,6 +114,20 @@ export const BTRFS_FT_SOCK = 6;
 export const BTRFS_FT_SYMLINK = 7;
 export const BTRFS_FT_XATTR = 8;
 
+/** The BTRFS_FT_* a directory entry records for an inode of `mode` (fs_umode_to_ftype); BTRFS_FT_UNKNOWN for none. */
+export function btrfsFileType(mode: number): number {
+  switch (mode & 0o170000) {
+    case 0o100000: return BTRFS_FT_REG_FILE;
+    case 0o040000: return BTRFS_FT_DIR;
+    case 0o020000: return BTRFS_FT_CHRDEV;
+    case 0o060000: return BTRFS_FT_BLKDEV;
+    case 0o010000: return BTRFS_FT_FIFO;
+    case 0o140000: return BTRFS_FT_SOCK;
+    case 0o120000: return BTRFS_FT_SYMLINK;
+    default: return BTRFS_FT_UNKNOWN;
+  }
+}
+
 // inode flags (btrfs_inode_item.flags)
 export const BTRFS_INODE_NODATASUM = 1n << 0n;
 export const BTRFS_INODE_NODATACOW = 1n << 1n;

@@ -1,8 +1,8 @@
 import { ImageError } from '../../errors.js';
 import { btrfsExtrefHash, btrfsNameHash } from '../../util/crc32c.js';
 import {
-  U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_BLKDEV, BTRFS_FT_CHRDEV, BTRFS_FT_DIR,
-  BTRFS_FT_FIFO, BTRFS_FT_REG_FILE, BTRFS_FT_SOCK, BTRFS_FT_SYMLINK, BTRFS_FT_XATTR, BTRFS_INODE_EXTREF_KEY,
+  U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_DIR, BTRFS_FT_UNKNOWN,
+  BTRFS_FT_XATTR, BTRFS_INODE_EXTREF_KEY, btrfsFileType,
   BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID, BTRFS_NAME_LEN, BTRFS_XATTR_ITEM_KEY,
 } from '../structs/constants.js';
 import {
@@ -20,19 +20,12 @@ import { noteFileChange } from './holes.js';
  * dir i_size = 2 * sum of name lengths, per-directory increasing DIR_INDEX) but never touch timestamps:
  * the caller (mkfs from stat, the receiver from utimes) sets those explicitly with updateInode.
  */
-const S_IFMT = 0o170000;
 
+/** btrfsFileType, refusing a mode that has none (the writer never links such an inode). */
 export function fileTypeOfMode(mode: number): number {
-  switch (mode & S_IFMT) {
-    case 0o100000: return BTRFS_FT_REG_FILE;
-    case 0o040000: return BTRFS_FT_DIR;
-    case 0o120000: return BTRFS_FT_SYMLINK;
-    case 0o020000: return BTRFS_FT_CHRDEV;
-    case 0o060000: return BTRFS_FT_BLKDEV;
-    case 0o010000: return BTRFS_FT_FIFO;
-    case 0o140000: return BTRFS_FT_SOCK;
-    default: throw new ImageError('IMAGE_BAD_MODE', `mode 0${mode.toString(8)} has no file type`);
-  }
+  const t = btrfsFileType(mode);
+  if (t === BTRFS_FT_UNKNOWN) throw new ImageError('IMAGE_BAD_MODE', `mode 0${mode.toString(8)} has no file type`);
+  return t;
 }
 
 const inodeKey = (ino: bigint): BtrfsKey => ({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n });
