@@ -68,7 +68,7 @@ describe('FileDevice with write-behind', () => {
       model.set(data, off);
     };
     try {
-      dev.setWriteBehind(true);
+      dev.setWriteBehind(true, 0);
       put(4096, bytes(8192, 1));
       expect(dev.read(4096n, 8192)).toEqual(bytes(8192, 1));
       put(1 << 20, bytes(100_000, 2));
@@ -81,6 +81,33 @@ describe('FileDevice with write-behind', () => {
       dev.flush();
       put(31 << 20, bytes(10, 6));
       dev.setWriteBehind(false);
+    } finally {
+      dev.close();
+    }
+    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+  });
+
+  it('by default the thread starts only past 8 MiB written: what comes before is written in place, in order with what follows', () => {
+    const file = join(work, 'lazy.img');
+    const dev = FileDevice.create(file, 32n << 20n);
+    const model = new Uint8Array(32 << 20);
+    const put = (off: number, data: Uint8Array) => {
+      dev.write(BigInt(off), data);
+      model.set(data, off);
+    };
+    try {
+      dev.setWriteBehind(true);
+      for (let i = 0; i < 8; i++) put(i << 20, bytes(1 << 20, 10 + i));
+      expect(dev.writingBehind).toBe(false);
+      dev.flush();
+      expect(Buffer.compare(readFileSync(file).subarray(0, 8 << 20), model.subarray(0, 8 << 20))).toBe(0);
+      // past 8 MiB: queued on the thread, over bytes written in place before
+      put(8 << 20, bytes(4096, 20));
+      expect(dev.writingBehind).toBe(true);
+      put(4096, bytes(100_000, 21));
+      expect(dev.read(4096n, 100_000)).toEqual(bytes(100_000, 21));
+      dev.setWriteBehind(false);
+      expect(dev.writingBehind).toBe(false);
     } finally {
       dev.close();
     }
@@ -103,7 +130,7 @@ describe('FileDevice with write-behind', () => {
 
     const dev = FileDevice.open('/dev/full');
     try {
-      dev.setWriteBehind(true);
+      dev.setWriteBehind(true, 0);
       dev.write(8192n, new Uint8Array(4096)); // queued: the thread fails it
       let flushError: unknown;
       try {
@@ -125,11 +152,11 @@ describe('FileDevice with write-behind', () => {
 
   it.skipIf(!existsSync('/dev/full'))('turning write-behind off reports a failure still unreported; close never throws it', () => {
     const dev = FileDevice.open('/dev/full');
-    dev.setWriteBehind(true);
+    dev.setWriteBehind(true, 0);
     dev.write(0n, new Uint8Array(100));
     expect(() => dev.setWriteBehind(false)).toThrow(ImageError);
     const dev2 = FileDevice.open('/dev/full');
-    dev2.setWriteBehind(true);
+    dev2.setWriteBehind(true, 0);
     dev2.write(0n, new Uint8Array(100));
     expect(() => dev2.close()).not.toThrow();
     dev.close();

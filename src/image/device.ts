@@ -18,9 +18,10 @@ export interface BlockDevice {
   /**
    * Optional: let writes complete in the background (on another thread) while the caller goes on; read()
    * and flush() still see every earlier write, and a failed write is thrown at the next write, read or
-   * flush. Turning it off waits for the queued writes and throws a failure among them.
+   * flush. Turning it off waits for the queued writes and throws a failure among them. A device may
+   * write the first `startAfter` bytes in place (a small receive is not worth a thread).
    */
-  setWriteBehind?(on: boolean): void;
+  setWriteBehind?(on: boolean, startAfter?: number): void;
 }
 
 /** Growable in-memory device, stored as 1 MiB pages so sparse multi-GiB images cost nothing. */

@@ -5,6 +5,13 @@ import { UndoLog } from './undo-log.js';
 import { WriteBehind } from './write-behind.js';
 
 /**
+ * Bytes written in place before a write-behind thread asked for is started. Its start costs a second V8
+ * isolate loading node's internals (~50 ms of CPU, more under load): more than writing the megabyte or
+ * two of a small incremental takes, which then also needs no hand-over at its fsync.
+ */
+const BEHIND_AFTER = 8 << 20;
+
+/**
  * BlockDevice on a regular file (or a block device node) with positional I/O. Sparse by nature: growing
  * only truncates upward, so unwritten ranges of a large image cost no disk space.
  */
@@ -13,6 +20,10 @@ export class FileDevice implements BlockDevice {
   private bytes: bigint;
   private readonly path: string;
   private behind: WriteBehind | undefined;
+  /** setWriteBehind(true) was called: the thread starts once `inPlace` bytes have gone past `behindAfter`. */
+  private wantBehind = false;
+  private behindAfter = BEHIND_AFTER;
+  private inPlace = 0;
   private undo: UndoLog | undefined;
 
   private constructor(path: string, fd: number, size: bigint) {
@@ -69,6 +80,10 @@ export class FileDevice implements BlockDevice {
     const end = offset + BigInt(bytes.length);
     // the old bytes reach the journal before anything queued can overwrite them
     this.undo?.save(Number(offset), bytes.length);
+    if (this.wantBehind && !this.behind && (this.inPlace += bytes.length) > this.behindAfter && this.fd >= 0) {
+      // every write before this one is complete: the thread starts with nothing to catch up on
+      this.behind = new WriteBehind(this.fd);
+    }
     if (this.behind) {
       this.throwIfFailed();
       if (this.behind.write(Number(offset), bytes)) {
@@ -102,10 +117,13 @@ export class FileDevice implements BlockDevice {
   /**
    * Writes go to a second thread that performs them in order while the caller goes on (the receive's
    * parsing and checksumming overlap the image writes); read() and flush() wait for it. Off: waits for
-   * every queued write and reports a failure among them.
+   * every queued write and reports a failure among them. The thread starts with the first write past
+   * `startAfter` bytes (BEHIND_AFTER); writes before it are made in place.
    */
-  setWriteBehind(on: boolean): void {
-    if (on && !this.behind && this.fd >= 0) this.behind = new WriteBehind(this.fd);
+  setWriteBehind(on: boolean, startAfter = BEHIND_AFTER): void {
+    this.wantBehind = on;
+    this.behindAfter = startAfter;
+    this.inPlace = 0;
     if (!on && this.behind) {
       this.behind.stop();
       try {
@@ -114,6 +132,11 @@ export class FileDevice implements BlockDevice {
         this.behind = undefined;
       }
     }
+  }
+
+  /** A write-behind thread is running (it was asked for and enough was written). */
+  get writingBehind(): boolean {
+    return this.behind !== undefined;
   }
 
   /** The first failure of a write-behind thread, as the synchronous call would have thrown it. */
