@@ -7,10 +7,10 @@
  * `zstd` program is run instead. xz: node:zlib has no xz at all, so `xz -dc` is run. A missing program
  * is a one-line error saying which to install.
  */
-import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { BtrfsTsError } from '../errors.js';
+import { nodeChildProcess } from '../util/lazy-builtins.js';
 import type { Compression, DestroyableInput } from './compression-magic.js';
 
 type ZstdFactory = () => NodeJS.ReadWriteStream & Readable;
@@ -25,7 +25,7 @@ export function decompressed(source: Readable, kind: Compression, name: string):
     return wrap(z, () => source.destroy(), (e) => new BtrfsTsError('INPUT_DECOMPRESS', `${name}: ${kind} data does not decompress: ${e.message}`, { cause: e }));
   }
   const prog = kind === 'zstd' ? 'zstd' : 'xz';
-  const child = spawn(prog, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = nodeChildProcess().spawn(prog, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
   let spawnError: NodeJS.ErrnoException | undefined;

@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { ImageError } from '../errors.js';
+import { nodeChildProcess } from '../util/lazy-builtins.js';
 
 /**
  * The rollback journal's layout (undo-log.ts writes it), and putting an image back from it.
@@ -101,7 +101,7 @@ const EMPTY = new Uint8Array(0);
 
 /** fallocate --punch-hole (node:fs has no fallocate); false when the tool or the filesystem cannot. */
 function punchHole(image: string, offset: number, len: number): boolean {
-  return spawnSync('fallocate', ['-p', '-o', String(offset), '-l', String(len), image], { stdio: 'ignore' }).status === 0;
+  return nodeChildProcess().spawnSync('fallocate', ['-p', '-o', String(offset), '-l', String(len), image], { stdio: 'ignore' }).status === 0;
 }
 
 /**

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { ImageError } from '../../errors.js';
 import { crc32cBtrfs } from '../../util/crc32c.js';
+import { nodeCrypto } from '../../util/lazy-builtins.js';
 import { BTRFS_CSUM_SIZE, BTRFS_CSUM_TYPE_BLAKE2, BTRFS_CSUM_TYPE_CRC32, BTRFS_CSUM_TYPE_SHA256, BTRFS_CSUM_TYPE_XXHASH } from './constants.js';
 
 /**
@@ -57,7 +57,7 @@ const crc32c: CsumAlgo = {
 const sha256: CsumAlgo = {
   type: BTRFS_CSUM_TYPE_SHA256, name: 'sha256', size: 32,
   digestInto(data, out, at) {
-    out.set(createHash('sha256').update(data).digest(), at);
+    out.set(nodeCrypto().createHash('sha256').update(data).digest(), at);
   },
 };
 

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { ImageError } from '../../errors.js';
 import { btrfsNameHash } from '../../util/crc32c.js';
+import { nodeCrypto, randomBytes } from '../../util/lazy-builtins.js';
 import type { BlockDevice } from '../device.js';
 import {
   U64_MAX, BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM,
@@ -58,7 +58,7 @@ export interface CreateOptions extends GrowthOptions {
 const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
 
 export function randomUuid(): Uint8Array {
-  const u = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  const u = randomBytes(16);
   u[6] = (u[6]! & 0x0f) | 0x40; // version 4, like libuuid's uuid_generate
   u[8] = (u[8]! & 0x3f) | 0x80;
   return u;
@@ -66,7 +66,7 @@ export function randomUuid(): Uint8Array {
 
 /** A version-4-shaped uuid derived from `seed` and what it names (reproducible images). */
 export function derivedUuid(seed: string, what: string): Uint8Array {
-  const u = new Uint8Array(createHash('sha256').update(`btrfs-ts uuid\0${seed}\0${what}`).digest().subarray(0, 16));
+  const u = new Uint8Array(nodeCrypto().createHash('sha256').update(`btrfs-ts uuid\0${seed}\0${what}`).digest().subarray(0, 16));
   u[6] = (u[6]! & 0x0f) | 0x40;
   u[8] = (u[8]! & 0x3f) | 0x80;
   return u;
