@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { treeBlocks } from '../src/image/engine/bulk.js';
 import {
-  BTRFS_CHUNK_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_BLOCK_REF_KEY,
+  BTRFS_CHUNK_TREE_OBJECTID, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
+  BTRFS_SHARED_BLOCK_REF_KEY, BTRFS_TREE_BLOCK_REF_KEY,
 } from '../src/image/structs/constants.js';
+import { decodeExtentItem } from '../src/image/structs/tree-items.js';
 import { createFilesystem } from '../src/image/write/create.js';
 import { deleteInode, writeDataExtent } from '../src/image/write/file-data.js';
 import type { Filesystem } from '../src/image/write/filesystem.js';
@@ -74,13 +76,16 @@ describe.skipIf(skipReason('progs'))('snapshots share tree blocks (btrfs_copy_ro
     expect([...shared].filter((b) => !now.has(b) && !src.has(b)).length).toBe(1);
     expect([...now].filter((b) => !src.has(b)).length).toBeLessThanOrEqual(1 + 3 * level + 1);
 
-    // blocks referenced by both trees carry both references (keyed TREE_BLOCK_REFs)
+    // blocks referenced by both trees carry both references, inline in the head item in the kernel's order
     const extent = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
     const both = [...shared].filter((b) => now.has(b));
     expect(both.length).toBeGreaterThan(10);
     for (const b of both.slice(0, 20)) {
-      const refs = extent.range({ objectid: b, type: BTRFS_TREE_BLOCK_REF_KEY, offset: 0n }, { objectid: b, type: BTRFS_TREE_BLOCK_REF_KEY, offset: (1n << 64n) - 1n });
-      expect(refs.map((r) => r.key.offset).sort()).toEqual([5n, snap].sort());
+      const items = extent.range({ objectid: b, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n }, { objectid: b, type: BTRFS_SHARED_BLOCK_REF_KEY, offset: (1n << 64n) - 1n });
+      expect(items.map((it) => it.key.type)).toEqual([BTRFS_METADATA_ITEM_KEY]);
+      const ei = decodeExtentItem(items[0]!.data, BTRFS_METADATA_ITEM_KEY);
+      expect(ei.refs).toBe(2n);
+      expect(ei.inline_refs).toEqual([{ type: BTRFS_TREE_BLOCK_REF_KEY, root: snap }, { type: BTRFS_TREE_BLOCK_REF_KEY, root: 5n }]);
     }
 
     // a change in the snapshot copies the path to it (and gives the old blocks full back references)

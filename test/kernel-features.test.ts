@@ -210,8 +210,9 @@ describe.skipIf(!!progsSkip)("the target's feature flags", () => {
     expectClean(img, '--check-data-csum');
     const extent = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'extent', img], { encoding: 'utf8' });
     expect(extent).not.toMatch(/METADATA_ITEM/);
-    // head EXTENT_ITEM (nodesize long) with its tree_block_info, both references as keyed items
-    expect(extent).toMatch(/\((\d+) EXTENT_ITEM 4096\) itemoff \d+ itemsize 42\n\s+refs 2 gen \d+ flags TREE_BLOCK\n\s+tree block key \([^)]*\) level 0\n\s+item \d+ key \(\1 TREE_BLOCK_REF 256\)[^\n]*\n[^\n]*\n\s+item \d+ key \(\1 TREE_BLOCK_REF 257\)/);
+    // head EXTENT_ITEM (nodesize long) with its tree_block_info, then both references inline, in the
+    // kernel's order (decreasing root): 24 + 18 + 2 * 9 bytes
+    expect(extent).toMatch(/\(\d+ EXTENT_ITEM 4096\) itemoff \d+ itemsize 60\n\s+refs 2 gen \d+ flags TREE_BLOCK\n\s+tree block key \([^)]*\) level 0\n\s+tree block backref root 257\n\s+tree block backref root 256\n/);
     const m = mount(img, 'ro');
     try {
       expect(fs.readdirSync(join(m.dir, 'links', 'd'))).toHaveLength(300);

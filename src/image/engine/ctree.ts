@@ -274,6 +274,29 @@ export class BTree implements PathTree {
     }
   }
 
+  /**
+   * Items with min <= key <= max in key order, taken at once: one search, then along the leaves. Most
+   * ranges asked for are a few items of one leaf (an extent's items), where entries() would copy the
+   * rest of the leaf's keys and payloads before looking at the first.
+   */
+  range(min: BtrfsKey, max: BtrfsKey): { key: BtrfsKey; data: Uint8Array }[] {
+    const out: { key: BtrfsKey; data: Uint8Array }[] = [];
+    const { path } = this.search(min, false);
+    let slot = path.slots[0]!;
+    for (;;) {
+      const leaf = path.nodes[0]!;
+      if (slot >= leaf.nritems) {
+        if (!nextLeaf(this, path)) return out;
+        slot = 0;
+        continue;
+      }
+      const key = leaf.keys[slot]!;
+      if (compareKeys(key, max) > 0) return out;
+      out.push({ key, data: leaf.data[slot]! });
+      slot++;
+    }
+  }
+
   /** Every block address of the tree, top down (for checks and tests; reads every node). */
   *blocks(): Generator<Block> {
     const walk = function* (t: BTree, b: Block): Generator<Block> {

@@ -101,7 +101,7 @@ export class TreeHandle {
   }
   range(min?: Key, max?: Key): Item[] {
     this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
-    return [...this.state.engine.entries(min, max)];
+    return this.state.engine.range(min ?? MIN_KEY, max ?? MAX_KEY);
   }
   first(min?: Key, max?: Key): Item | undefined {
     this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
