@@ -1,14 +1,12 @@
 import { BTRFS_BACKREF_REV_SHIFT, BTRFS_HEADER_FLAG_WRITTEN, BTRFS_MIXED_BACKREF_REV } from '../structs/constants.js';
 import type { BtrfsKey } from '../structs/fs-items.js';
-import {
-  BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, BTRFS_KEY_PTR_SIZE, buildLeaf, buildNode, type TreeBlock,
-} from '../structs/tree-block.js';
+import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, BTRFS_KEY_PTR_SIZE } from '../structs/tree-block.js';
 
 /**
  * A decoded tree block (the engine's extent_buffer): header fields plus, for a leaf, keys and item
  * payloads, for a node, keys with child pointers and their generations. The engine edits these arrays
- * and encodes the block again when it is written; the on-disk layout (item data packed down from the
- * end of the block in item order) is what buildLeaf produces, as the kernel keeps it.
+ * and encodes the block again when it is written (block-codec.ts); the on-disk layout (item data packed
+ * down from the end of the block in item order) is what buildLeaf produces, as the kernel keeps it.
  *
  * Payload arrays are never changed in place: an edit replaces the array, so a payload handed out by a
  * lookup, or shared with the block a copy-on-write came from, stays what it was.
@@ -44,25 +42,6 @@ export class Block {
     return this.keys.length;
   }
 
-  static fromTreeBlock(tb: TreeBlock): Block {
-    const h = tb.header;
-    const b = new Block(h.bytenr, h.level, h.generation, h.owner, h.flags);
-    if (h.level === 0) {
-      for (const it of tb.items) {
-        b.keys.push(it.key);
-        b.data.push(it.data);
-        b.used += BTRFS_ITEM_SIZE + it.data.length;
-      }
-    } else {
-      for (const p of tb.ptrs) {
-        b.keys.push(p.key);
-        b.ptrs.push(p.blockptr);
-        b.ptrGens.push(p.generation);
-      }
-    }
-    return b;
-  }
-
   /**
    * A copy with a new address and generation (btrfs_copy_root / __btrfs_cow_block's copy_extent_buffer).
    * Its header flags start afresh, as the kernel resets them: mixed backref revision, and no RELOC flag
@@ -77,12 +56,6 @@ export class Block {
     b.ptrGens = this.ptrGens.slice();
     b.used = this.used;
     return b;
-  }
-
-  encode(nodesize: number, fsid: Uint8Array, chunkTreeUuid: Uint8Array, csumType: number): Uint8Array {
-    const h = { fsid, bytenr: this.bytenr, flags: this.flags | BTRFS_HEADER_FLAG_WRITTEN, chunk_tree_uuid: chunkTreeUuid, generation: this.generation, owner: this.owner };
-    if (this.level === 0) return buildLeaf(h, this.keys.map((key, i) => ({ key, data: this.data[i]! })), nodesize, csumType);
-    return buildNode(h, this.level, this.keys.map((key, i) => ({ key, blockptr: this.ptrs[i]!, generation: this.ptrGens[i]! })), nodesize, csumType);
   }
 
   // ---- leaf edits ----

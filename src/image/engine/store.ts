@@ -1,7 +1,8 @@
 import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
-import { checkTreeCopy, type Expect, treeBlockError } from '../read/tree.js';
+import { type Expect, treeBlockError } from '../read/tree.js';
 import { Block } from './block.js';
+import { decodeBlock, encodeBlock } from './block-codec.js';
 
 /**
  * Where tree blocks come from and go to. The filesystem implements it with its metadata block groups
@@ -117,15 +118,14 @@ export class BlockStore {
     this.reads++;
     const problems: string[] = [];
     for (const phys of copies) {
-      const r = checkTreeCopy(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.ident.headerFsid, this.o.csumType, this.o.ownerOk);
-      if ('tb' in r) {
-        const b = Block.fromTreeBlock(r.tb);
+      const b = decodeBlock(this.o.device.read(phys, this.nodesize), this.nodesize, bytenr, exp, this.o.ident.headerFsid, this.o.csumType, this.o.ownerOk);
+      if (typeof b !== 'string') {
         b.lastUse = ++this.clock;
         b.fresh = b.generation === this.transid && this.fresh.has(bytenr);
         this.cache.set(bytenr, b);
         return b;
       }
-      problems.push(copies.length > 1 ? `copy at physical ${phys}: ${r.why}` : r.why);
+      problems.push(copies.length > 1 ? `copy at physical ${phys}: ${b}` : b);
     }
     throw treeBlockError(bytenr, exp.owner, problems.join('; '));
   }
@@ -227,7 +227,7 @@ export class BlockStore {
   }
 
   private writeBlock(b: Block): void {
-    const bytes = b.encode(this.nodesize, this.o.ident.headerFsid, this.o.ident.chunkTreeUuid, this.o.csumType);
+    const bytes = encodeBlock(b, this.nodesize, this.o.ident.headerFsid, this.o.ident.chunkTreeUuid, this.o.csumType);
     for (const phys of this.o.toPhysical(b.bytenr, this.nodesize)) this.o.device.write(phys, bytes);
   }
 
