@@ -8,6 +8,7 @@ import {
 } from '../structs/constants.js';
 import { decodeBlockGroupItem, decodeRootItem } from '../structs/tree-items.js';
 import { blockGroupTreeId } from './block-group-tree.js';
+import type { FilesystemModel } from './model.js';
 
 /** Superblock flags a writable, settled filesystem may carry; every other one marks work in progress. */
 const SETTLED_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | BTRFS_HEADER_FLAG_RELOC;
@@ -15,8 +16,8 @@ const SETTLED_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | BTRFS_HEADER_FLAG_RELOC;
 /**
  * What a receive must know before it writes its first byte: the image is one the kernel would mount,
  * and the structures the open and the commit rely on are whole. Each check reads only what it names
- * (the superblock, one lookup per chunk, the root tree), so the cost does not grow with the data. A
- * failure here leaves the image untouched. (Directories the receive changes are checked when it first
+ * (the superblock, the root tree; checkBlockGroups: one lookup per chunk), so the cost does not grow
+ * with the data. A failure here leaves the image untouched. (Directories the receive changes are checked when it first
  * changes them: src/receive/size-checks.ts.)
  */
 export async function checkWritable(img: ImageReader): Promise<void> {
@@ -32,17 +33,6 @@ export async function checkWritable(img: ImageReader): Promise<void> {
   if (size !== undefined && size < sb.dev_item.total_bytes) refuse('IMAGE_TRUNCATED', `the file holds ${size} bytes, the device item says ${sb.dev_item.total_bytes}`);
   if (sb.dev_item.total_bytes !== sb.total_bytes) refuse('IMAGE_BAD_SUPERBLOCK', `device size ${sb.dev_item.total_bytes} differs from the filesystem size ${sb.total_bytes}`);
 
-  // Every chunk needs its block group item (the commit updates its usage) with the same type.
-  const bgTree = await img.tree(blockGroupTreeId(sb));
-  for (const c of img.chunks.all()) {
-    const key = { objectid: c.start, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length };
-    const it = await img.trees.lookup(bgTree, key);
-    if (!it) refuse('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.start} has no block group item`);
-    const bg = decodeBlockGroupItem(it!.data);
-    if (bg.flags !== c.type) refuse('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.start} has flags 0x${bg.flags.toString(16)}, its chunk 0x${c.type.toString(16)}`);
-    if (bg.used > c.length) refuse('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.start} claims ${bg.used} used bytes of ${c.length}`);
-  }
-
   // Root items: where each tree starts must be a tree block the kernel would accept as a root.
   const from = { objectid: 0n, type: BTRFS_ROOT_ITEM_KEY, offset: 0n };
   const to = { objectid: U64_MAX, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX };
@@ -57,5 +47,21 @@ export async function checkWritable(img: ImageReader): Promise<void> {
     if (!chunk || !(chunk.type & (BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM))) refuse('IMAGE_BAD_ROOT_ITEM', `${what} points at ${ri.bytenr}, outside metadata`);
     const fsTree = it.key.objectid === BTRFS_FS_TREE_OBJECTID || (it.key.objectid >= BTRFS_FIRST_FREE_OBJECTID && it.key.objectid <= BTRFS_LAST_FREE_OBJECTID);
     if (fsTree && ri.root_dirid !== BTRFS_FIRST_FREE_OBJECTID) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has root_dirid ${ri.root_dirid}`);
+  }
+}
+
+/**
+ * Every chunk needs its block group item (the commit updates its usage) with the same type. Looked up
+ * through the writer's own tree, once it is open: the leaves holding them (spread over the extent tree,
+ * one or more per chunk on a large image) are then decoded once, and the commit finds them cached.
+ */
+export function checkBlockGroups(fs: FilesystemModel): void {
+  const bgTree = fs.tree(blockGroupTreeId(fs.sb));
+  for (const c of fs.chunks.all()) {
+    const data = bgTree.get({ objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length });
+    if (!data) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `cannot modify this image: chunk at ${c.logical} has no block group item`);
+    const bg = decodeBlockGroupItem(data);
+    if (bg.flags !== c.type) throw new ImageError('IMAGE_BAD_BLOCK_GROUP', `cannot modify this image: block group at ${c.logical} has flags 0x${bg.flags.toString(16)}, its chunk 0x${c.type.toString(16)}`);
+    if (bg.used > c.length) throw new ImageError('IMAGE_BAD_BLOCK_GROUP', `cannot modify this image: block group at ${c.logical} claims ${bg.used} used bytes of ${c.length}`);
   }
 }

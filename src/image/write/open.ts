@@ -18,7 +18,7 @@ import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
 import { applyTreeLog, readTreeLog } from './log-replay.js';
 import { checkMixedGroups } from './mixed-groups.js';
-import { checkWritable } from './open-checks.js';
+import { checkBlockGroups, checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
 import { checkQgroups } from './qgroups.js';
 import { checkSpaceCacheV1, invalidateSpaceCacheInodes } from './space-cache-v1.js';
@@ -91,6 +91,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   if (hasFreeSpaceTree(sb)) required.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
   if (hasBlockGroupTree(sb)) required.push(BTRFS_BLOCK_GROUP_TREE_OBJECTID);
   for (const id of required) if (!fs.trees.has(id)) refuse('IMAGE_NO_TREE', `tree ${id} is missing`);
+  checkBlockGroups(fs);
   // filesystems made before Linux 3.12 have none until a mount creates it and scans every subvolume into
   // it; a receive records its subvolumes there (and finds parents there)
   if (!fs.trees.has(BTRFS_UUID_TREE_OBJECTID)) refuse('IMAGE_NO_TREE', 'it has no UUID tree (made before Linux 3.12 and not mounted since: a mount creates it)');
