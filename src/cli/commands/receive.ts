@@ -123,8 +123,11 @@ export function register(program: Command): void {
               lastYield = now;
               return new Promise<void>((r) => setImmediate(r));
             }
-            progress.detail = `${res.commands} commands`;
-            progress.tick();
+            // not built per command when nothing is drawn (a string per command of a 50k-file receive)
+            if (progress.enabled) {
+              progress.detail = `${res.commands} commands`;
+              progress.tick();
+            }
           },
         });
         progress.finish();
