@@ -59,14 +59,20 @@ describe('write-behind thread', () => {
 });
 
 describe('FileDevice with write-behind', () => {
-  it('reads see queued writes; a write larger than the ring goes after the queued ones', () => {
-    const file = join(work, 'dev.img');
+  /** A 32 MiB image file and what it must hold: every write goes to both. */
+  const modelDevice = (name: string) => {
+    const file = join(work, name);
     const dev = FileDevice.create(file, 32n << 20n);
     const model = new Uint8Array(32 << 20);
     const put = (off: number, data: Uint8Array) => {
       dev.write(BigInt(off), data);
       model.set(data, off);
     };
+    return { file, dev, model, put };
+  };
+
+  it('reads see queued writes; a write larger than the ring goes after the queued ones', () => {
+    const { file, dev, model, put } = modelDevice('dev.img');
     try {
       dev.setWriteBehind(true, 0);
       put(4096, bytes(8192, 1));
@@ -88,13 +94,7 @@ describe('FileDevice with write-behind', () => {
   });
 
   it('by default the thread starts only past 8 MiB written: what comes before is written in place, in order with what follows', () => {
-    const file = join(work, 'lazy.img');
-    const dev = FileDevice.create(file, 32n << 20n);
-    const model = new Uint8Array(32 << 20);
-    const put = (off: number, data: Uint8Array) => {
-      dev.write(BigInt(off), data);
-      model.set(data, off);
-    };
+    const { file, dev, model, put } = modelDevice('lazy.img');
     try {
       dev.setWriteBehind(true);
       for (let i = 0; i < 8; i++) put(i << 20, bytes(1 << 20, 10 + i));
