@@ -60,6 +60,13 @@ export class StreamError extends BtrfsTsError {}
 export class ReceiveError extends BtrfsTsError {}
 /** Corrupt or unsupported btrfs image, or an image that ran out of room. */
 export class ImageError extends BtrfsTsError {}
+/**
+ * The writer refuses an image it must not change (the image is left as it was): one wording for every
+ * such refusal, `cannot modify this image: WHY`.
+ */
+export function cannotModify(code: string, why: string, ctx: ErrorContext = {}): ImageError {
+  return new ImageError(code, `cannot modify this image: ${why}`, ctx);
+}
 /** Compressed data that does not decode, or decodes to the wrong size. */
 export class CodecError extends BtrfsTsError {}
 /** A send that cannot be made as asked (subvolume not read-only, unrelated parent, unsupported option). */

@@ -1,4 +1,4 @@
-import { ImageError } from '../errors.js';
+import { cannotModify } from '../errors.js';
 import { U64_MAX, BTRFS_DIR_INDEX_KEY } from '../image/structs/constants.js';
 import { decodeDirItems } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
@@ -20,14 +20,14 @@ export function checkDirBeforeChange(fs: Filesystem, root: bigint, ino: bigint, 
   // `where` is made only for a message: a path escaped per command was a visible cost with many files
   if (inode && inode.transid >= fs.transid) return;
   const what = `directory ${typeof where === 'string' ? where : where()} (inode ${ino} of subvolume ${root})`;
-  if (!inode) throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: ${what} has no inode item`);
-  if (!isDirMode(inode.mode)) throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: ${what} has mode 0${inode.mode.toString(8)}`);
+  if (!inode) throw cannotModify('IMAGE_BAD_INODE', `${what} has no inode item`);
+  if (!isDirMode(inode.mode)) throw cannotModify('IMAGE_BAD_INODE', `${what} has mode 0${inode.mode.toString(8)}`);
   let size = 0n;
   for (const it of fs.tree(root).range({ objectid: ino, type: BTRFS_DIR_INDEX_KEY, offset: 0n }, { objectid: ino, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX })) {
     for (const d of decodeDirItems(it.data)) size += 2n * BigInt(d.name.length);
   }
   if (size !== inode.size) {
-    throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: ${what} has i_size ${inode.size}, its entries add up to ${size} (btrfs check would reject the result)`);
+    throw cannotModify('IMAGE_BAD_INODE', `${what} has i_size ${inode.size}, its entries add up to ${size} (btrfs check would reject the result)`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import {
   BTRFS_BLOCK_GROUP_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE,
   BTRFS_FEATURE_INCOMPAT_NO_HOLES,
@@ -28,6 +28,6 @@ export function blockGroupTreeId(sb: Pick<BtrfsSuperBlock, 'compat_ro_flags'>): 
 export function checkBlockGroupTree(sb: BtrfsSuperBlock): void {
   if (!hasBlockGroupTree(sb)) return;
   if (!hasFreeSpaceTree(sb) || !(sb.incompat_flags & BTRFS_FEATURE_INCOMPAT_NO_HOLES)) {
-    throw new ImageError('IMAGE_UNSUPPORTED_FEATURE', 'cannot modify this image: it has a block group tree without the free space tree and no-holes the kernel requires with it', { command: 'btrfs_super_block' });
+    throw cannotModify('IMAGE_UNSUPPORTED_FEATURE', 'it has a block group tree without the free space tree and no-holes the kernel requires with it', { command: 'btrfs_super_block' });
   }
 }

@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import {
   BTRFS_FEATURE_COMPAT_RO_BLOCK_GROUP_TREE, BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE,
   BTRFS_FEATURE_COMPAT_RO_FREE_SPACE_TREE_VALID, BTRFS_FEATURE_COMPAT_RO_VERITY, BTRFS_FEATURE_INCOMPAT_BIG_METADATA,
@@ -56,7 +56,7 @@ const hex = (v: bigint): string => `0x${v.toString(16)}`;
 /** Throws IMAGE_* with a one-line reason when the writer must not modify an image with these flags. */
 export function checkWritableFeatures(sb: BtrfsSuperBlock): void {
   const refuse = (code: string, why: string): never => {
-    throw new ImageError(code, `cannot modify this image: ${why}`, { command: 'btrfs_super_block' });
+    throw cannotModify(code, why, { command: 'btrfs_super_block' });
   };
   for (const [bit, why] of REQUIRED_INCOMPAT) if (!(sb.incompat_flags & bit)) refuse('IMAGE_UNSUPPORTED_FEATURE', why);
   const badIncompat = sb.incompat_flags & ~WRITABLE_INCOMPAT;

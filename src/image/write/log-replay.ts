@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import type { ImageReader } from '../read/image.js';
 import type { TreeOverlay } from '../read/overlay.js';
@@ -44,9 +44,9 @@ export async function readTreeLog(img: ImageReader): Promise<PendingLog | undefi
   if (sb.log_root === 0n) return undefined;
   const replay = img.logReplay;
   const overlay = img.trees.overlay;
-  if (!replay || !overlay) throw new ImageError('IMAGE_HAS_LOG', 'cannot modify this image: its tree log was not read');
+  if (!replay || !overlay) throw cannotModify('IMAGE_HAS_LOG', 'its tree log was not read');
   if (replay.skipped.length) {
-    throw new ImageError('IMAGE_HAS_LOG', `cannot modify this image: its tree log holds what btrfs-ts does not replay (${replay.skipped.join(', ')}); mount it once with the kernel first`);
+    throw cannotModify('IMAGE_HAS_LOG', `its tree log holds what btrfs-ts does not replay (${replay.skipped.join(', ')}); mount it once with the kernel first`);
   }
   const blocks: bigint[] = [];
   const walk = async (bytenr: bigint, level: number, generation: bigint): Promise<void> => {
@@ -73,7 +73,7 @@ export function applyTreeLog(fs: Filesystem, log: PendingLog): void {
   for (const root of ov.treeIds()) {
     if (root === BTRFS_CSUM_TREE_OBJECTID) continue;
     if (!isSubvolumeTree(root) || !fs.hasTree(root)) {
-      throw new ImageError('IMAGE_HAS_LOG', `cannot modify this image: its tree log changes tree ${root}, which is not a subvolume of the image`);
+      throw cannotModify('IMAGE_HAS_LOG', `its tree log changes tree ${root}, which is not a subvolume of the image`);
     }
     const t = fs.tree(root);
     const entries = ov.range(root, MIN_KEY, MAX_KEY);

@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import {
   BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_METADATA, BTRFS_FEATURE_INCOMPAT_MIXED_GROUPS,
 } from '../structs/constants.js';
@@ -29,6 +29,6 @@ export function chunkTypeFor(sb: BtrfsSuperBlock, type: bigint): bigint {
 export function checkMixedGroups(sb: BtrfsSuperBlock): void {
   if (!hasMixedGroups(sb)) return;
   if (sb.nodesize !== sb.sectorsize) {
-    throw new ImageError('IMAGE_BAD_SUPERBLOCK', `cannot modify this image: it has mixed block groups with nodesize ${sb.nodesize} != sectorsize ${sb.sectorsize}`, { command: 'btrfs_super_block' });
+    throw cannotModify('IMAGE_BAD_SUPERBLOCK', `it has mixed block groups with nodesize ${sb.nodesize} != sectorsize ${sb.sectorsize}`, { command: 'btrfs_super_block' });
   }
 }

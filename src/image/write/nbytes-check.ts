@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import { U64_MAX, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE } from '../structs/constants.js';
 import { type BtrfsInodeItem, decodeFileExtentItem } from '../structs/fs-items.js';
 import type { FilesystemModel } from './model.js';
@@ -26,7 +26,7 @@ export function checkFileNbytes(fs: FilesystemModel, root: bigint, ino: bigint, 
   if (done.has(id)) return;
   const sum = extentBytes(fs, root, ino);
   if (inode.nlink > 0 && sum - delta !== inode.nbytes) {
-    throw new ImageError('IMAGE_BAD_INODE', `cannot modify this image: file inode ${ino} of subvolume ${root} has nbytes ${inode.nbytes}, its extents add up to ${sum - delta} (btrfs check would reject the result)`);
+    throw cannotModify('IMAGE_BAD_INODE', `file inode ${ino} of subvolume ${root} has nbytes ${inode.nbytes}, its extents add up to ${sum - delta} (btrfs check would reject the result)`);
   }
   done.add(id);
 }

@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import type { ImageReader } from '../read/image.js';
 import { primarySuperblockProblem } from '../read/superblock.js';
 import {
@@ -22,7 +22,7 @@ const SETTLED_FLAGS = BTRFS_HEADER_FLAG_WRITTEN | BTRFS_HEADER_FLAG_RELOC;
  */
 export async function checkWritable(img: ImageReader): Promise<void> {
   const refuse = (code: string, why: string): never => {
-    throw new ImageError(code, `cannot modify this image: ${why}`);
+    throw cannotModify(code, why);
   };
   const sb = img.superblock;
   const primary = await primarySuperblockProblem(img.src);
@@ -59,9 +59,9 @@ export function checkBlockGroups(fs: FilesystemModel): void {
   const bgTree = fs.tree(blockGroupTreeId(fs.sb));
   for (const c of fs.chunks.all()) {
     const data = bgTree.get({ objectid: c.logical, type: BTRFS_BLOCK_GROUP_ITEM_KEY, offset: c.length });
-    if (!data) throw new ImageError('IMAGE_NO_BLOCK_GROUP', `cannot modify this image: chunk at ${c.logical} has no block group item`);
+    if (!data) throw cannotModify('IMAGE_NO_BLOCK_GROUP', `chunk at ${c.logical} has no block group item`);
     const bg = decodeBlockGroupItem(data);
-    if (bg.flags !== c.type) throw new ImageError('IMAGE_BAD_BLOCK_GROUP', `cannot modify this image: block group at ${c.logical} has flags 0x${bg.flags.toString(16)}, its chunk 0x${c.type.toString(16)}`);
-    if (bg.used > c.length) throw new ImageError('IMAGE_BAD_BLOCK_GROUP', `cannot modify this image: block group at ${c.logical} claims ${bg.used} used bytes of ${c.length}`);
+    if (bg.flags !== c.type) throw cannotModify('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.logical} has flags 0x${bg.flags.toString(16)}, its chunk 0x${c.type.toString(16)}`);
+    if (bg.used > c.length) throw cannotModify('IMAGE_BAD_BLOCK_GROUP', `block group at ${c.logical} claims ${bg.used} used bytes of ${c.length}`);
   }
 }

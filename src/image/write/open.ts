@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
 import { MAX_KEY, MIN_KEY } from '../engine/path.js';
 import { ImageReader } from '../read/image.js';
@@ -39,7 +39,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   const img = await ImageReader.open(fromBlockDevice(device));
   const sb = img.superblock;
   const refuse = (code: string, why: string): never => {
-    throw new ImageError(code, `cannot modify this image: ${why}`);
+    throw cannotModify(code, why);
   };
   checkWritableFeatures(sb);
   checkMixedGroups(sb);

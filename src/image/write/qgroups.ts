@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify } from '../../errors.js';
 import {
   U64_MAX, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY,
   BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT, BTRFS_QGROUP_STATUS_FLAG_RESCAN, BTRFS_QGROUP_STATUS_KEY, BTRFS_QUOTA_TREE_OBJECTID,
@@ -39,7 +39,7 @@ export function checkQgroups(fs: FilesystemModel): void {
   if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
   const status = fs.tree(BTRFS_QUOTA_TREE_OBJECTID).get(QGROUP_STATUS_KEY);
   const refuse = (why: string): never => {
-    throw new ImageError('IMAGE_QUOTA', `cannot modify this image: ${why}`);
+    throw cannotModify('IMAGE_QUOTA', why);
   };
   // version, generation, flags, rescan progress (+ enable_gen with simple quotas, refused by features.ts)
   if (!status || status.length < 32) refuse(`its quota tree has ${status ? `a ${status.length}-byte` : 'no'} status item`);

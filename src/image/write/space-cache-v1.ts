@@ -1,4 +1,4 @@
-import { ImageError } from '../../errors.js';
+import { cannotModify, ImageError } from '../../errors.js';
 import {
   U64_MAX, BTRFS_EXTENT_ITEM_KEY, BTRFS_FREE_SPACE_OBJECTID, BTRFS_INODE_ITEM_KEY, BTRFS_METADATA_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
 } from '../structs/constants.js';
@@ -35,7 +35,7 @@ export function checkSpaceCacheV1(sb: BtrfsSuperBlock): void {
   // a cache generation at or past the filesystem's would equal the next commit's generation and make
   // stale entries look valid: only a damaged superblock has it
   if (cg !== 0n && cg !== U64_MAX && cg > sb.generation) {
-    throw new ImageError('IMAGE_BAD_SUPERBLOCK', `cannot modify this image: its space cache generation ${cg} is newer than the filesystem's ${sb.generation}`, { command: 'btrfs_super_block' });
+    throw cannotModify('IMAGE_BAD_SUPERBLOCK', `its space cache generation ${cg} is newer than the filesystem's ${sb.generation}`, { command: 'btrfs_super_block' });
   }
 }
 
@@ -58,7 +58,7 @@ export function invalidateSpaceCacheInodes(fs: FilesystemModel): void {
   for (const h of headers) {
     // btrfs_free_space_header: the cache inode's key (17 bytes), generation, num_entries, num_bitmaps
     if (h.key.type !== 0 || h.data.length < 41) {
-      throw new ImageError('IMAGE_BAD_SPACE_CACHE', `cannot modify this image: free space cache header of block group ${h.key.offset} has ${h.data.length} bytes`, { offset: h.key.offset });
+      throw cannotModify('IMAGE_BAD_SPACE_CACHE', `free space cache header of block group ${h.key.offset} has ${h.data.length} bytes`, { offset: h.key.offset });
     }
     const loc = decodeDiskKey(h.data);
     const key = { objectid: loc.objectid, type: BTRFS_INODE_ITEM_KEY, offset: 0n };
