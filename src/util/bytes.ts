@@ -41,7 +41,7 @@ export class BufferPool {
   }
 }
 
-/** Private staging for copySharedInto (reused; grows to the largest copy). */
+/** Private staging for copyInto (reused; grows to the largest copy). */
 let staging = new Uint8Array(0);
 
 /**

@@ -1,5 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { BtrfsTsError } from '../errors.js';
 
 /**
  * node:crypto and node:child_process, loaded on first use. Neither is in node's start-up snapshot: loading
@@ -30,7 +31,7 @@ export function randomBytes(n: number): Uint8Array {
   try {
     for (let done = 0; done < n;) {
       const got = readSync(fd, out, done, n - done, null);
-      if (got <= 0) throw new Error('short read from /dev/urandom');
+      if (got <= 0) throw new BtrfsTsError('RANDOM', `/dev/urandom gave ${done} of ${n} random bytes`);
       done += got;
     }
   } finally {
