@@ -7,6 +7,8 @@
 # Correctness after the runs: btrfs check of both images, and the manifest of our image (kernel
 # loop-mounted) equals the manifest of the kernel-received subvolume, which equals streams/big/SUBVOL.manifest
 # (SUBVOL: the stream name up to its first dash, `big` or `comp`).
+# Each run also copies the stream into a new file with dd + fdatasync: the floor the issue names (the same
+# bytes written and made durable once; both receivers write about as much and sync it).
 # Also records `btrfs-ts plan --summary` of the zstd stream. Rewrites the "receive" section of
 # docs/performance.md. Usage: sudo bench/receive.sh [RUNS]
 set -euo pipefail
@@ -39,6 +41,10 @@ for s in "${STREAMS[@]}"; do
     # btrfs-ts
     rm -f "$WORK/ts.img"
     measure "ts-$s" $BTRFS_TS receive -q -f "$f" "$WORK/ts.img"
+    # floor: the stream's bytes copied into a file and synced
+    rm -f "$WORK/floor"
+    measure "floor-$s" dd if="$f" of="$WORK/floor" bs=1M conv=fdatasync status=none
+    rm -f "$WORK/floor"
   done
   echo "$s $(du -B1 --apparent-size "$WORK/ts.img" | cut -f1) $(du -B1 "$WORK/ts.img" | cut -f1)" >>"$WORK/sizes"
   check "$s: btrfs check (btrfs-ts image)" btrfs check "$WORK/ts.img"
@@ -61,14 +67,15 @@ OUT=$WORK/section.md
   echo "Command: \`sudo bench/receive.sh $N\` — $N runs per side and stream (alternating), stream in the page cache, images in \`/tmp\` (same filesystem for both). Wall time and btrfs-ts CPU (user+sys, both threads) are medians, peak RSS the maximum over the runs; the kernel's CPU is spent in kernel threads /usr/bin/time cannot see."
   echo
   echo "- **btrfs-ts**: \`btrfs-ts receive -q -f STREAM IMG\` with no IMG yet: creates the image, receives, fsyncs at the commit. Peak RSS is the whole node process."
+  echo "- **floor**: \`dd if=STREAM of=FILE bs=1M conv=fdatasync\` into a new file on the same file system: the stream's bytes written and synced once, with no processing (each receive writes about as many bytes to its image and syncs them)."
   echo "- **kernel**: \`sh -c 'btrfs receive -f STREAM MNT && sync'\` on a fresh 4 GiB sparse loop image; \`mkfs.btrfs\`, \`mount\` and \`umount\` are timed apart (median shown). Peak RSS is only the btrfs-progs process: the kernel's own memory (page cache, btrfs caches) is not counted."
   echo
-  echo "| stream | size | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | btrfs-ts CPU | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
-  echo "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"
+  echo "| stream | size | floor (dd + fdatasync) | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | btrfs-ts CPU | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"
   for s in "${STREAMS[@]}"; do
     size=$(stat -c %s "$REPO/streams/big/$s.stream")
     read -r _ app alloc < <(grep "^$s " "$WORK/sizes")
-    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(cpu_secs "ts-$s") s | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
+    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "floor-$s") s | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(cpu_secs "ts-$s") s | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
   done
   echo
   echo "Correctness checks (after the timed runs):"
