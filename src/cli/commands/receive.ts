@@ -75,7 +75,9 @@ export function register(program: Command): void {
         return;
       }
       if (image === undefined) throw new ReceiveError('USAGE', 'receive needs an IMAGE (or --dump)');
-      await initCodecs();
+      // the codecs' WebAssembly compiles on V8's background threads while the image is opened;
+      // receiveStreams awaits the same promise (a failure to load is reported there)
+      initCodecs().catch(() => undefined);
       const started = Date.now();
       const progress = new Progress({ label: 'receive', flag: o.progress, quiet: o.quiet || o.json });
       // Ctrl-C / SIGTERM: stop after the command being applied, through the error path of the receive
