@@ -52,6 +52,8 @@ export class FilesystemModel implements ChunkOwner {
   devUsed = new RangeSet();
   /** Data whose checksums were added since the last commit: the commit merges their csum items (extents.ts). */
   csumTouched = new RangeSet();
+  /** The buffer behind the csum item last grown, `used` bytes of it handed out (data-csums.ts, grown). */
+  csumRoom: { buf: Uint8Array; used: number } | undefined;
   /** Free space of the block groups: data extents and tree blocks (block-group-space.ts). */
   readonly space: BlockGroupSpace;
   /** Tree block space, out of `space`. */
