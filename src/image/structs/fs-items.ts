@@ -1,4 +1,4 @@
-import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
+import { encoded, itemWriter, LeReader, LeWriter, u64At } from './bytes.js';
 
 /**
  * Items of the fs trees (subvolumes): keys, inodes, names, directory entries, xattrs, file extents.
@@ -196,6 +196,13 @@ export interface BtrfsFileExtentItem {
 export const BTRFS_FILE_EXTENT_INLINE_DATA_START = 21;
 export const BTRFS_FILE_EXTENT_ITEM_SIZE = 53;
 export function decodeFileExtentItem(b: Uint8Array): BtrfsFileExtentItem {
+  if (b.length >= BTRFS_FILE_EXTENT_ITEM_SIZE && b[20] !== 0) {
+    // a regular or prealloc extent (53 bytes: on V8's heap when made here, see u64At)
+    return {
+      generation: u64At(b, 0), ram_bytes: u64At(b, 8), compression: b[16]!, encryption: b[17]!, other_encoding: b[18]! | (b[19]! << 8), type: b[20]!,
+      disk_bytenr: u64At(b, 21), disk_num_bytes: u64At(b, 29), offset: u64At(b, 37), num_bytes: u64At(b, 45),
+    };
+  }
   const r = new LeReader(b, 0, 'btrfs_file_extent_item');
   const generation = r.u64(), ram_bytes = r.u64(), compression = r.u8(), encryption = r.u8();
   const other_encoding = r.u16(), type = r.u8();
