@@ -16,7 +16,19 @@ export class ByteRanges {
       e = Math.max(e, this.r[i + n]![1]);
       n++;
     }
-    this.r.splice(i, n, [s, e]);
+    // in place for the common cases (a write next to the last one): a splice makes two arrays more
+    if (n === 1) {
+      const x = this.r[i]!;
+      x[0] = s;
+      x[1] = e;
+    } else if (n === 0 && i === this.r.length) this.r.push([s, e]);
+    else this.r.splice(i, n, [s, e]);
+  }
+
+  /** Whether [start, end) lies inside one range of the set (no gaps: the common answer, without a generator). */
+  covers(start: number, end: number): boolean {
+    const i = this.firstEndingAtOrAfter(end);
+    return i < this.r.length && this.r[i]![0] <= start;
   }
 
   /** The parts of [start, end) not in the set, in order. */

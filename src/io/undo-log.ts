@@ -63,7 +63,8 @@ export class UndoLog {
   save(offset: number, len: number): void {
     // ranges past the size at the commit need nothing: the file is cut back to it
     const stop = Math.min(offset + len, this.base.size);
-    if (offset < stop) {
+    // most writes of a fresh image land in zeros recorded ahead (zerosAhead): nothing to do but note them
+    if (offset < stop && !this.saved.covers(offset, stop)) {
       for (const [s, e] of this.saved.gaps(offset, stop)) {
         if (!this.touched) this.record(s, e);
         else {

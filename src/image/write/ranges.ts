@@ -45,36 +45,61 @@ export class RangeSet {
     return lo;
   }
 
+  // add and remove change the arrays in place where they can: a receive adds and removes a range per
+  // extent (allocation, checksums touched), most of them next to the last one, and splice with spread
+  // pieces made three arrays per call
   add(start: bigint, end: bigint): void {
     if (end <= start) return;
+    const starts = this.starts;
+    const ends = this.ends;
     let i = this.find(start);
     // merge with a range that ends exactly at start
-    if (i > 0 && this.ends[i - 1] === start) i--;
+    if (i > 0 && ends[i - 1] === start) i--;
     let j = i;
     let s = start;
     let e = end;
-    while (j < this.starts.length && this.starts[j]! <= e) {
-      if (this.starts[j]! < s) s = this.starts[j]!;
-      if (this.ends[j]! > e) e = this.ends[j]!;
+    while (j < starts.length && starts[j]! <= e) {
+      if (starts[j]! < s) s = starts[j]!;
+      if (ends[j]! > e) e = ends[j]!;
       j++;
     }
-    this.starts.splice(i, j - i, s);
-    this.ends.splice(i, j - i, e);
+    if (j === i + 1) {
+      starts[i] = s;
+      ends[i] = e;
+    } else if (j === i && i === starts.length) {
+      starts.push(s);
+      ends.push(e);
+    } else {
+      starts.splice(i, j - i, s);
+      ends.splice(i, j - i, e);
+    }
   }
 
   remove(start: bigint, end: bigint): void {
     if (end <= start) return;
+    const starts = this.starts;
+    const ends = this.ends;
     let i = this.find(start);
-    while (i < this.starts.length && this.starts[i]! < end) {
-      const s = this.starts[i]!;
-      const e = this.ends[i]!;
-      const pieces: Array<[bigint, bigint]> = [];
-      if (s < start) pieces.push([s, start]);
-      if (e > end) pieces.push([end, e]);
-      this.starts.splice(i, 1, ...pieces.map((p) => p[0]));
-      this.ends.splice(i, 1, ...pieces.map((p) => p[1]));
-      i += pieces.length;
+    if (i < starts.length && starts[i]! < start) {
+      const e = ends[i]!;
+      if (e > end) {
+        // inside one range: it becomes two
+        starts.splice(i + 1, 0, end);
+        ends.splice(i + 1, 0, e);
+        ends[i] = start;
+        return;
+      }
+      ends[i] = start;
+      i++;
     }
+    // the ranges from i start at or after `start`: those ending by `end` go, one reaching past it is cut
+    let j = i;
+    while (j < starts.length && ends[j]! <= end) j++;
+    if (j > i) {
+      starts.splice(i, j - i);
+      ends.splice(i, j - i);
+    }
+    if (i < starts.length && starts[i]! < end) starts[i] = end;
   }
 
   /** True when [start, end) lies entirely inside one range of the set. */
