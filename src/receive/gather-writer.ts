@@ -203,6 +203,8 @@ export abstract class GatherWriter extends ExtentWriter {
 
   /** Writes out what is gathered for one file. */
   flushFile(root: bigint, ino: bigint): void {
+    // nothing gathered (a run of ENCODED_WRITEs, which flush twice each): no key string to build
+    if (this.pending.size === 0) return;
     const key = `${root}:${ino}`;
     const p = this.pending.get(key);
     if (p) this.flushPending(key, p);
@@ -225,6 +227,7 @@ export abstract class GatherWriter extends ExtentWriter {
   }
 
   protected pendingOf(root: bigint, ino: bigint): Pending | undefined {
+    if (this.pending.size === 0) return undefined;
     return this.pending.get(`${root}:${ino}`);
   }
 

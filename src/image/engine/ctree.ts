@@ -233,6 +233,9 @@ export class BTree implements PathTree {
 
   /** First item with min <= key <= max (one search, no copy of the leaf). */
   first(min?: BtrfsKey, max?: BtrfsKey): { key: BtrfsKey; data: Uint8Array } | undefined {
+    // as in get(): a remembered path whose leaf holds the answer gives it without a copy of the path
+    const h = this.hints.find(min ?? MIN_KEY, this.root.level, false);
+    if (h !== undefined && this.hints.slot < h.nodes[0]!.nritems) return bounded(h.nodes[0]!, this.hints.slot, max, 1);
     const { path } = this.search(min ?? MIN_KEY, false);
     if (path.slots[0]! >= path.nodes[0]!.nritems && !nextLeaf(this, path)) return undefined;
     const leaf = path.nodes[0]!;
@@ -243,6 +246,9 @@ export class BTree implements PathTree {
 
   /** Last item with min <= key <= max. */
   last(max?: BtrfsKey, min?: BtrfsKey): { key: BtrfsKey; data: Uint8Array } | undefined {
+    const hints = this.hints;
+    const h = hints.find(max ?? MAX_KEY, this.root.level, false);
+    if (h !== undefined && (hints.found || hints.slot > 0)) return bounded(h.nodes[0]!, hints.found ? hints.slot : hints.slot - 1, min, -1);
     const { path, found } = this.search(max ?? MAX_KEY, false);
     if (!found) path.slots[0] = path.slots[0]! - 1;
     if (path.slots[0]! < 0 && !prevLeaf(this, path)) return undefined;
@@ -305,4 +311,11 @@ export class BTree implements PathTree {
     };
     yield* walk(this, this.rootBlock());
   }
+}
+
+/** Item `slot` of `leaf` unless its key lies past `bound` (above it for side 1, below it for side -1). */
+function bounded(leaf: Block, slot: number, bound: BtrfsKey | undefined, side: 1 | -1): { key: BtrfsKey; data: Uint8Array } | undefined {
+  const key = leaf.keys[slot]!;
+  if (bound && compareKeys(key, bound) * side > 0) return undefined;
+  return { key, data: leaf.data[slot]! };
 }
