@@ -61,8 +61,14 @@ export class Block {
   // ---- leaf edits ----
 
   insertItem(slot: number, key: BtrfsKey, data: Uint8Array): void {
-    this.keys.splice(slot, 0, key);
-    this.data.splice(slot, 0, data);
+    // appends (a receive's new extents, checksums, extent items) without splice's result arrays
+    if (slot === this.keys.length) {
+      this.keys.push(key);
+      this.data.push(data);
+    } else {
+      this.keys.splice(slot, 0, key);
+      this.data.splice(slot, 0, data);
+    }
     this.used += BTRFS_ITEM_SIZE + data.length;
   }
 

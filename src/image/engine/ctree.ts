@@ -147,6 +147,20 @@ export class BTree implements PathTree {
     if (BTRFS_ITEM_SIZE + data.length > room) {
       throw new ImageError('IMAGE_ITEM_TOO_BIG', `item of ${data.length} bytes does not fit a ${this.nodesize}-byte leaf (tree ${this.rootid})`);
     }
+    // most puts change a leaf of a remembered path already of this transaction, where the item fits and
+    // no key above it changes (not slot 0): done there, without the copy of the path search() makes
+    const hints = this.hints;
+    const h = hints.find(key, this.root.level, true);
+    if (h !== undefined) {
+      const hit = h.nodes[0]!;
+      const at = hints.slot;
+      if (hints.found && onlyNew) return false;
+      if (hints.found ? hit.used - hit.data[at]!.length + data.length <= room : at > 0 && hit.used + BTRFS_ITEM_SIZE + data.length <= room) {
+        if (hints.found) hit.setItemData(at, data);
+        else hit.insertItem(at, key, data);
+        return true;
+      }
+    }
     const { path, found } = this.search(key, true);
     let leaf = path.nodes[0]!;
     if (found) {
