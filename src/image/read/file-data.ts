@@ -83,11 +83,13 @@ export async function readVerified(
   const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
   const problems: string[] = [];
   const ss = img.sectorsize;
+  // the raw CRCs come out of the check itself (firstBadSector), for whole 4 KiB sectors of a crc32c image
+  const raw = crcs && sums && rawCrcsKnown(img) && len % CRC_SECTOR === 0 ? new Uint32Array(len / CRC_SECTOR) : undefined;
   for (const phys of copies) {
     const data = await img.src.read(phys, len, into);
-    const i = sums ? firstBadSector(algo, data, len, ss, sums.sums, sums.have) : -1;
+    const i = sums ? firstBadSector(algo, data, len, ss, sums.sums, sums.have, raw) : -1;
     if (i < 0) {
-      if (crcs && sums) crcs.raw = rawSectorCrcs(img, sums.sums);
+      if (crcs) crcs.raw = raw;
       return data;
     }
     const at = logical + BigInt(i * ss);
@@ -102,12 +104,17 @@ export async function readVerified(
   throw new ImageError('IMAGE_DATA_CSUM', `${what}: ${problems.join('; ')}`, { offset: logical, command: 'btrfs_csum_item' });
 }
 
+/** Whether a sector's raw CRC follows from its checksum: a crc32c image with 4 KiB sectors. */
+function rawCrcsKnown(img: ImageReader): boolean {
+  return img.superblock.csum_type === BTRFS_CSUM_TYPE_CRC32 && img.sectorsize === CRC_SECTOR;
+}
+
 /**
  * The raw CRC32C of each sector whose stored checksums `sums` (back to back) the data was found to match:
  * on a crc32c image with 4 KiB sectors, else undefined (see SectorCrcs).
  */
 export function rawSectorCrcs(img: ImageReader, sums: Uint8Array): Uint32Array | undefined {
-  if (img.superblock.csum_type !== BTRFS_CSUM_TYPE_CRC32 || img.sectorsize !== CRC_SECTOR) return undefined;
+  if (!rawCrcsKnown(img)) return undefined;
   const raw = new Uint32Array(sums.length / 4);
   const dv = new DataView(sums.buffer, sums.byteOffset, sums.byteLength);
   for (let i = 0; i < raw.length; i++) raw[i] = btrfsCsumFromRaw(dv.getUint32(i * 4, true)); // the same XOR turns it back
