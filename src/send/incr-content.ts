@@ -91,7 +91,7 @@ export class IncrementalContent {
         if (state === 'gone') continue;
         const item = await statInode(this.img, { root: this.sv.id, ino });
         if (item.nlink === 0) continue;
-        const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: () => this.ctx.path(ino) }, wrote: false, dataEnd: 0n, capsChanged: false };
+        const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: this.pathOnce(ino) }, wrote: false, dataEnd: 0n, capsChanged: false };
         this.cur = c;
         if (state === 'new') {
           yield* this.wholeInode(c);
@@ -229,6 +229,15 @@ export class IncrementalContent {
     }
     yield utimesCommand(path, c.item, this.o.version);
     this.ctx.timesSet(c.ino);
+  }
+
+  /**
+   * The inode's path, built at the first command that names it: the names are final in this phase, and
+   * every data command of the inode asks (a lookup per component and a concatenation each time).
+   */
+  private pathOnce(ino: bigint): () => Promise<Uint8Array> {
+    let path: Uint8Array | undefined;
+    return async () => (path ??= await this.ctx.path(ino));
   }
 
   /** UTIMES of an inode whose times the names changed (a directory entries were added to or removed from). */

@@ -27,7 +27,14 @@ class Cursor {
     this.rootEntry = { kind: 'node', key: { objectid: 0n, type: 0, offset: 0n }, bytenr: r.bytenr, generation: r.generation, level: r.level };
   }
 
+  /** What peek() gave, until the cursor moves: a step that moves one side only does not rebuild the other's. */
+  private seen: Entry | undefined;
+
   peek(): Entry | undefined {
+    return (this.seen ??= this.entry());
+  }
+
+  private entry(): Entry | undefined {
     if (this.rootEntry) return this.rootEntry;
     const top = this.stack[this.stack.length - 1];
     if (!top) return undefined;
@@ -44,6 +51,7 @@ class Cursor {
   async descend(): Promise<void> {
     const e = this.peek();
     if (!e || e.kind !== 'node') return;
+    this.seen = undefined;
     const root = this.rootEntry !== undefined;
     const exp = root
       ? { level: e.level, generation: e.generation, owner: this.root.id }
@@ -58,6 +66,7 @@ class Cursor {
 
   /** Skips the entry at the cursor (an item, or a whole node unopened). */
   advance(): void {
+    this.seen = undefined;
     if (this.rootEntry) {
       this.rootEntry = undefined;
       return;

@@ -208,6 +208,21 @@ export class TreeReader {
   }
 
   private async lookupDiskLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
+    const tb = await this.leafDisk(root, key);
+    const i = tb ? slotLE(tb.items, key) : -1;
+    return i >= 0 ? tb!.items[i] : undefined;
+  }
+
+  /**
+   * The on-disk leaf a search for `key` ends in (the one that holds the greatest key <= `key`, if any
+   * leaf does), for a caller that looks up many nearby keys and can tell from a leaf's first and last
+   * keys that it holds all it needs. Undefined when the tree has a log-replay overlay or every key is greater.
+   */
+  async leafLE(root: TreeRoot, key: BtrfsKey): Promise<TreeBlock | undefined> {
+    return this.overlay?.has(root.id) ? undefined : this.leafDisk(root, key);
+  }
+
+  private async leafDisk(root: TreeRoot, key: BtrfsKey): Promise<TreeBlock | undefined> {
     let tb = await this.rootBlock(root);
     while (tb.header.level > 0) {
       const i = slotLE(tb.ptrs, key);
@@ -215,8 +230,7 @@ export class TreeReader {
       const p = tb.ptrs[i]!;
       tb = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
     }
-    const i = slotLE(tb.items, key);
-    return i >= 0 ? tb.items[i] : undefined;
+    return tb;
   }
 
   /** The item with exactly this key, if any. */
