@@ -32,22 +32,21 @@ export interface SectorCsums {
 }
 
 /**
- * The csum leaf the last sectorCsums search of each csum tree ended in. Consecutive extents' checksums are
- * mostly in one leaf (a 16 KiB leaf holds the sums of ~16 MiB of data): a send looked up each extent's
- * sums from the root twice (the item before, then the items up to its end), ~5% of a --compressed-data send.
+ * The csum leaf the last sectorCsums search of each csum tree ended in (TreeReader.leafLE). Consecutive
+ * extents' checksums are mostly in one leaf (a 16 KiB leaf holds the sums of ~16 MiB of data): a send
+ * looked up each extent's sums from the root twice (the item before, then the items up to its end).
  */
-const lastCsumLeaf = new WeakMap<TreeRoot, TreeBlock>();
+const lastCsumLeaf = new WeakMap<TreeRoot, { leaf: TreeBlock; bound: BtrfsKey | undefined }>();
 
 const csumKey = (offset: bigint): BtrfsKey => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset });
 
 /**
- * Whether `leaf` holds every csum item a search of [logical, end) meets: the item keyed <= logical (its
- * first key is not after it; a leaf's first key may be an earlier item's) and an item keyed >= end (no
- * later leaf holds one keyed before end). Items between a leaf's first and last keys are all in it.
+ * Whether `leaf` holds every csum item a search of [logical, end) meets: the item keyed <= logical (the
+ * leaf's first key is not after it) and every item keyed before end (the next leaf starts after it).
  */
-function leafCovers(leaf: TreeBlock, logical: bigint, end: bigint): boolean {
-  const items = leaf.items;
-  return items.length > 0 && compareKeys(items[0]!.key, csumKey(logical)) <= 0 && compareKeys(items[items.length - 1]!.key, csumKey(end)) >= 0;
+function leafCovers(at: { leaf: TreeBlock; bound: BtrfsKey | undefined }, logical: bigint, end: bigint): boolean {
+  const items = at.leaf.items;
+  return items.length > 0 && compareKeys(items[0]!.key, csumKey(logical)) <= 0 && (at.bound === undefined || compareKeys(csumKey(end - 1n), at.bound) < 0);
 }
 
 /** Stored checksum of each sector of [logical, logical+len) from the csum tree; `have[i]` 0 where none is. */
@@ -70,14 +69,14 @@ export async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefin
     out.sums.set(it.data.subarray(skip * cs, (skip + k) * cs), at * cs);
     out.have.fill(1, at, at + k);
   };
-  let leaf = lastCsumLeaf.get(csumRoot);
-  if (!leaf || !leafCovers(leaf, logical, end)) {
-    leaf = await img.trees.leafLE(csumRoot, csumKey(logical));
-    if (leaf) lastCsumLeaf.set(csumRoot, leaf);
+  let at = lastCsumLeaf.get(csumRoot);
+  if (!at || !leafCovers(at, logical, end)) {
+    at = await img.trees.leafLE(csumRoot, csumKey(logical));
+    if (at) lastCsumLeaf.set(csumRoot, at);
   }
-  if (leaf && leafCovers(leaf, logical, end)) {
+  if (at && leafCovers(at, logical, end)) {
     // the same items as the search below: from the last one keyed <= logical (when it is a csum item) to the last one before end
-    const items = leaf.items;
+    const items = at.leaf.items;
     let i = slotLE(items, csumKey(logical));
     if (i < 0 || items[i]!.key.objectid !== BTRFS_EXTENT_CSUM_OBJECTID || items[i]!.key.type !== BTRFS_EXTENT_CSUM_KEY) i++;
     const to = csumKey(end - 1n);

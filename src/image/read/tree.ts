@@ -208,29 +208,34 @@ export class TreeReader {
   }
 
   private async lookupDiskLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
-    const tb = await this.leafDisk(root, key);
+    const tb = (await this.leafDisk(root, key))?.leaf;
     const i = tb ? slotLE(tb.items, key) : -1;
     return i >= 0 ? tb!.items[i] : undefined;
   }
 
   /**
-   * The on-disk leaf a search for `key` ends in (the one that holds the greatest key <= `key`, if any
-   * leaf does), for a caller that looks up many nearby keys and can tell from a leaf's first and last
-   * keys that it holds all it needs. Undefined when the tree has a log-replay overlay or every key is greater.
+   * The on-disk leaf a search for `key` ends in (the one that holds the greatest key <= `key`, if any leaf
+   * does), and `bound`: the first key of the next leaf as the nodes above point to it (undefined for the
+   * tree's last leaf) — every item keyed below it and from the leaf's first key on is in this leaf. For a
+   * caller that looks up many nearby keys. Undefined when the tree has a log-replay overlay or every key
+   * is greater.
    */
-  async leafLE(root: TreeRoot, key: BtrfsKey): Promise<TreeBlock | undefined> {
+  async leafLE(root: TreeRoot, key: BtrfsKey): Promise<{ leaf: TreeBlock; bound: BtrfsKey | undefined } | undefined> {
     return this.overlay?.has(root.id) ? undefined : this.leafDisk(root, key);
   }
 
-  private async leafDisk(root: TreeRoot, key: BtrfsKey): Promise<TreeBlock | undefined> {
+  private async leafDisk(root: TreeRoot, key: BtrfsKey): Promise<{ leaf: TreeBlock; bound: BtrfsKey | undefined } | undefined> {
     let tb = await this.rootBlock(root);
+    let bound: BtrfsKey | undefined;
     while (tb.header.level > 0) {
       const i = slotLE(tb.ptrs, key);
       if (i < 0) return undefined;
       const p = tb.ptrs[i]!;
+      // a lower level's next pointer is nearer; each child's first key is checked against its pointer
+      if (i + 1 < tb.ptrs.length) bound = tb.ptrs[i + 1]!.key;
       tb = await this.readBlock(p.blockptr, { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id });
     }
-    return tb;
+    return { leaf: tb, bound };
   }
 
   /** The item with exactly this key, if any. */
