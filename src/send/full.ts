@@ -16,7 +16,7 @@ import { CloneIndex } from './clone-index.js';
 import { ExtentAhead } from './extent-ahead.js';
 import { type ExtentRef, Scratch, storedBytes } from './extent-data.js';
 import { extentCopies } from '../image/read/file-data.js';
-import { extentCommands } from './extents.js';
+import { type DataOptions, extentCommands } from './extents.js';
 import { capabilityCommand, createCommand, ownerCommands, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, xattrCommands } from './inode-cmds.js';
 import { LruMap } from './lru.js';
 import { SendNames } from './names.js';
@@ -75,6 +75,7 @@ export class FullSend {
   private readonly scratch = new Scratch();
   private backrefs!: Backrefs;
   private ahead: ExtentAhead | undefined;
+  private dataOpts: DataOptions | undefined;
 
   constructor(private readonly img: ImageReader, private readonly sv: SubvolumeInfo, private readonly o: FullSendOptions) {
     this.names = new SendNames(img, sv.id);
@@ -226,12 +227,17 @@ export class FullSend {
   private async *extent(cur: Cur, keyOffset: bigint, data: Uint8Array): AsyncGenerator<KnownCommand> {
     const x = this.extentRef(cur.ino, keyOffset, decodeFileExtentItem(data), (cur.item.flags & BTRFS_INODE_NODATASUM) === 0n);
     const d = { ino: cur.ino, size: cur.item.size, nextWriteOffset: cur.nextWriteOffset, path: () => this.curPath(cur) };
-    yield* extentCommands(x, d, {
-      version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
-      tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, cur), cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
-      clonePath: (ino) => this.names.path(ino), backrefs: this.backrefs, ...(this.o.dataRoom ? { dataRoom: this.o.dataRoom } : {}),
-    });
+    yield* extentCommands(x, d, this.dataOptions());
     cur.nextWriteOffset = d.nextWriteOffset;
+  }
+
+  /** What extentCommands needs of the send: the same for every extent, made once (not an object and three closures per extent). */
+  private dataOptions(): DataOptions {
+    return this.dataOpts ??= {
+      version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,
+      tree: this.tree, clones: this.clones, sizeOf: (ino) => this.sizeOf(ino, this.cur!), cloneUuid: this.uuid, cloneCtransid: this.sv.ctransid,
+      clonePath: (ino) => this.names.path(ino), backrefs: this.backrefs, ...(this.o.dataRoom ? { dataRoom: this.o.dataRoom } : {}),
+    };
   }
 
   /** The path of the inode being sent, its references processed (Cur.path). */
