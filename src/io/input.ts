@@ -1,8 +1,9 @@
-import { fstatSync } from 'node:fs';
+import { fstatSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
 import { Readable } from 'node:stream';
 import { detectCompression, MAGIC_BYTES, type DestroyableInput } from './compression-magic.js';
+import { PipeInput } from './pipe-input.js';
 import { FileWindowInput } from './window-input.js';
 
 /** 1 MiB reads: large enough that per-chunk overhead vanishes, small enough to keep memory flat. */
@@ -52,22 +53,31 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
 /**
  * stdin, decompressed when its first bytes say so. It is looked at only when the consumer starts
  * reading, so a receive waiting for a pipe can still be interrupted (destroy) before any byte arrived.
+ * A pipe or socket is also a window source (pipe-input.ts): read straight into the parser's buffer.
  */
 function stdinInput(meter?: ReadMeter): DestroyableInput {
-  const stdin = process.stdin;
   // `< file` makes stdin a regular file whose size is known; a pipe's is not
-  if (meter) {
-    try {
-      const st = fstatSync(0);
-      meter.setTotal(st.isFile() ? st.size : undefined);
-    } catch {
-      meter.setTotal(undefined);
-    }
+  let st: Stats | undefined;
+  try {
+    st = fstatSync(0);
+  } catch {
+    st = undefined;
   }
+  meter?.setTotal(st?.isFile() ? st.size : undefined);
+  const chunks = stdinChunks(meter);
+  return st && (st.isFIFO() || st.isSocket()) ? new PipeInput(0, chunks, meter ? (n) => meter.advance(n) : undefined) : chunks;
+}
+
+/** stdin through process.stdin, touched only when iterated (its handle must not compete with a PipeInput's). */
+function stdinChunks(meter?: ReadMeter): DestroyableInput {
   let inner: DestroyableInput | undefined;
+  let started = false;
+  let failure: Error | undefined;
   return {
     async *[Symbol.asyncIterator]() {
-      const it = stdin[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      if (failure) throw failure;
+      started = true;
+      const it = process.stdin[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
       const head: Buffer[] = [];
       let have = 0;
       let ended = false;
@@ -99,8 +109,9 @@ function stdinInput(meter?: ReadMeter): DestroyableInput {
       yield* inner;
     },
     destroy(err: Error) {
+      failure ??= err;
       if (inner) inner.destroy(err);
-      else stdin.destroy(err);
+      else if (started) process.stdin.destroy(err);
     },
   };
 }

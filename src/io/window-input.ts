@@ -44,12 +44,12 @@ export class FileWindowInput implements WindowSource {
 }
 
 /**
- * ByteReader over a file descriptor with synchronous reads (the parse waits for the bytes either way; a
- * read in the thread pool only adds a hop per piece). Views returned by take() stay valid until
- * releaseSpent(): while any is outstanding, making room moves the unread bytes into another buffer
- * instead of over them, and the old one is kept until the release.
+ * ByteReader over one contiguous buffer that a subclass's readInto() fills (read(2) of a file, a pipe's
+ * data delivered straight into it). Views returned by take() stay valid until releaseSpent(): while any is
+ * outstanding, making room moves the unread bytes into another buffer instead of over them, and the old
+ * one is kept until the release.
  */
-class FileWindowReader implements ByteReader {
+export abstract class WindowReader implements ByteReader {
   // plain Uint8Arrays, not Buffers: every command and attribute is a subarray of this one, and a
   // Buffer's subarray goes through node's JS wrapper and FastBuffer constructor (~4% of a dump)
   private buf: Uint8Array = new Uint8Array(2 * READ_SIZE);
@@ -65,7 +65,11 @@ class FileWindowReader implements ByteReader {
   position = 0;
   readonly reusing = true;
 
-  constructor(private readonly fh: FileHandle, private readonly onRead?: (bytes: number) => void) {}
+  constructor(private readonly onRead?: (bytes: number) => void) {}
+
+  /** Reads up to `len` bytes into buf at `off`: how many (0 at the end of the input), now or later. */
+  protected abstract readInto(buf: Uint8Array, off: number, len: number): number | Promise<number>;
+  protected abstract closeSource(): Promise<void>;
 
   get available(): number {
     return this.end - this.start;
@@ -75,7 +79,8 @@ class FileWindowReader implements ByteReader {
     while (this.end - this.start < n && !this.eof) {
       const room = this.buf.length - this.end;
       if (this.buf.length - this.start < n || (room < 4096 && this.start > 0)) this.makeRoom(n);
-      const got = readSync(this.fh.fd, this.buf, this.end, Math.min(READ_SIZE, this.buf.length - this.end), null);
+      const r = this.readInto(this.buf, this.end, Math.min(READ_SIZE, this.buf.length - this.end));
+      const got = typeof r === 'number' ? r : await r;
       if (got === 0) {
         this.eof = true;
         break;
@@ -89,6 +94,11 @@ class FileWindowReader implements ByteReader {
       }
     }
     return Math.min(n, this.end - this.start);
+  }
+
+  /** The next `n` buffered bytes (n <= available), left in place for take(). */
+  peek(n: number): Uint8Array {
+    return this.buf.subarray(this.start, this.start + Math.min(n, this.end - this.start));
   }
 
   take(n: number): Uint8Array {
@@ -110,7 +120,7 @@ class FileWindowReader implements ByteReader {
 
   async close(): Promise<void> {
     this.eof = true;
-    await this.fh.close();
+    await this.closeSource();
   }
 
   /** Moves the unread bytes to the front of a buffer with room for `n` of them plus a read. */
@@ -130,5 +140,23 @@ class FileWindowReader implements ByteReader {
     }
     this.end -= this.start;
     this.start = 0;
+  }
+}
+
+/**
+ * A regular file through synchronous reads (the parse waits for the bytes either way; a read in the
+ * thread pool only adds a hop per piece).
+ */
+class FileWindowReader extends WindowReader {
+  constructor(private readonly fh: FileHandle, onRead?: (bytes: number) => void) {
+    super(onRead);
+  }
+
+  protected readInto(buf: Uint8Array, off: number, len: number): number {
+    return readSync(this.fh.fd, buf, off, len, null);
+  }
+
+  protected closeSource(): Promise<void> {
+    return this.fh.close();
   }
 }
