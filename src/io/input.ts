@@ -3,7 +3,6 @@ import { open } from 'node:fs/promises';
 import { BtrfsTsError } from '../errors.js';
 import { Readable } from 'node:stream';
 import { detectCompression, MAGIC_BYTES, type DestroyableInput } from './compression-magic.js';
-import { PipeInput } from './pipe-input.js';
 import { FileWindowInput } from './window-input.js';
 
 /** 1 MiB reads: large enough that per-chunk overhead vanishes, small enough to keep memory flat. */
@@ -23,7 +22,7 @@ export interface ReadMeter {
  * the parser's first read.
  */
 export async function openInput(file: string | undefined, meter?: ReadMeter): Promise<AsyncIterable<Uint8Array>> {
-  if (file === undefined || file === '-') return stdinInput(meter);
+  if (file === undefined || file === '-') return await stdinInput(meter);
   let fh;
   try {
     fh = await open(file, 'r');
@@ -53,9 +52,9 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
 /**
  * stdin, decompressed when its first bytes say so. It is looked at only when the consumer starts
  * reading, so a receive waiting for a pipe can still be interrupted (destroy) before any byte arrived.
- * A pipe or socket is also a window source (pipe-input.ts): read straight into the parser's buffer.
+ * A pipe, socket or file is also a window source (stdin-input.ts): read into the parser's own buffer.
  */
-function stdinInput(meter?: ReadMeter): DestroyableInput {
+async function stdinInput(meter?: ReadMeter): Promise<DestroyableInput> {
   // `< file` makes stdin a regular file whose size is known; a pipe's is not
   let st: Stats | undefined;
   try {
@@ -65,7 +64,10 @@ function stdinInput(meter?: ReadMeter): DestroyableInput {
   }
   meter?.setTotal(st?.isFile() ? st.size : undefined);
   const chunks = stdinChunks(meter);
-  return st && (st.isFIFO() || st.isSocket()) ? new PipeInput(0, chunks, meter ? (n) => meter.advance(n) : undefined) : chunks;
+  if (!st || !(st.isFile() || st.isFIFO() || st.isSocket())) return chunks; // a terminal, a device
+  // loaded here: node:net is ~4 ms that a receive from -f does without
+  const { StdinInput } = await import('./stdin-input.js');
+  return new StdinInput(0, st.isFile(), chunks, meter ? (n) => meter.advance(n) : undefined);
 }
 
 /** stdin through process.stdin, touched only when iterated (its handle must not compete with a PipeInput's). */

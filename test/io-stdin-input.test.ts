@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +8,8 @@ import { skipReason } from './helpers/oracle.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 
 /**
- * stdin as a pipe or socket is read into the parser's window through one reused buffer (io/pipe-input.ts).
+ * stdin as a pipe or socket is read into the parser's window through one reused buffer, stdin redirected
+ * from a file by read(2) into it (io/stdin-input.ts).
  * Oracle: `dump -f FILE` of the same stream. The bytes arrive whole, byte by byte, in odd slices with
  * pauses between them (every read of the window then gets fewer bytes than it asked for), through a
  * socket (node's stdio pipes) and through a real pipe (sh's |); cut short, the error is the file's.
@@ -48,7 +50,7 @@ function dumpOfFile(path: string): string {
   return r.stdout;
 }
 
-describe.skipIf(!built)('stdin as a pipe: the window reader', () => {
+describe.skipIf(!built)('stdin as a pipe or a file: the window reader', () => {
   const streams = ['full-v1.stream', 'multi-v1.stream', 'incr-zstd-v2.stream'];
   for (const name of streams) {
     const path = join(STREAMS_DIR, name);
@@ -83,6 +85,25 @@ describe.skipIf(!built)('stdin as a pipe: the window reader', () => {
     expect(packed.stdout).toBe(want);
   });
 
+  it('stdin redirected from a file (< FILE, also compressed) gives the dump of the file', () => {
+    const path = join(STREAMS_DIR, 'incr-zstd-v2.stream');
+    const want = dumpOfFile(path);
+    const fd = openSync(path, 'r');
+    const r = spawnSync('node', [BIN, 'dump'], { stdio: [fd, 'pipe', 'pipe'], encoding: 'latin1' });
+    closeSync(fd);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(want);
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-stdin-'));
+    const gz = join(dir, 's.gz');
+    writeFileSync(gz, gzipSync(readFileSync(path)));
+    const gzfd = openSync(gz, 'r');
+    const z = spawnSync('node', [BIN, 'dump'], { stdio: [gzfd, 'pipe', 'pipe'], encoding: 'latin1' });
+    closeSync(gzfd);
+    rmSync(dir, { recursive: true, force: true });
+    expect(z.stderr).toBe('');
+    expect(z.stdout).toBe(want);
+  });
+
   it('cut short: the same one-line error as the file cut at the same byte', async () => {
     const bytes = readFileSync(join(STREAMS_DIR, 'full-v1.stream')).subarray(0, 300_001);
     const piped = await fed(['dump'], bytes, () => 4093);
@@ -99,6 +120,6 @@ describe.skipIf(!built)('stdin as a pipe: the window reader', () => {
   });
 });
 
-describe.skipIf(built)('stdin as a pipe', () => {
-  it('needs a build', () => skipReason('io-pipe-input', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
+describe.skipIf(built)('stdin as a pipe or a file', () => {
+  it('needs a build', () => skipReason('io-stdin-input', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
 });

@@ -1,3 +1,4 @@
+import { readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ChunkReader, type ByteReader, type WindowSource } from '../stream/source.js';
@@ -84,6 +85,25 @@ class SocketWindowReader extends WindowReader {
   }
 }
 
+/** stdin redirected from a file (`< day1.stream`): read(2) at its current offset, as a file window does. */
+class FdWindowReader extends WindowReader {
+  constructor(private readonly fd: number, onRead?: (bytes: number) => void) {
+    super(onRead);
+  }
+
+  protected readInto(buf: Uint8Array, off: number, len: number): number {
+    return readSync(this.fd, buf, off, len, null);
+  }
+
+  fail(): void {
+    // its reads never wait: nothing to break off
+  }
+
+  protected async closeSource(): Promise<void> {
+    // stdin is not ours to close
+  }
+}
+
 /** The raw bytes of `r` as chunks (copies), for a decompressor. */
 async function* rawChunks(r: WindowReader): AsyncGenerator<Uint8Array> {
   while ((await r.fill(1)) > 0) {
@@ -98,11 +118,11 @@ async function* rawChunks(r: WindowReader): AsyncGenerator<Uint8Array> {
  */
 class StdinWindow implements ByteReader {
   private inner: ByteReader | undefined;
-  private raw: SocketWindowReader | undefined;
+  private raw: SocketWindowReader | FdWindowReader | undefined;
   private decoded: DestroyableInput | undefined;
   private failure: Error | undefined;
 
-  constructor(private readonly fd: number, private readonly onRead?: (bytes: number) => void) {}
+  constructor(private readonly fd: number, private readonly isFile: boolean, private readonly onRead?: (bytes: number) => void) {}
 
   get position(): number {
     return this.inner?.position ?? 0;
@@ -143,7 +163,7 @@ class StdinWindow implements ByteReader {
 
   private async choose(): Promise<ByteReader> {
     if (this.failure) throw this.failure;
-    const raw = (this.raw = new SocketWindowReader(this.fd, this.onRead));
+    const raw = (this.raw = this.isFile ? new FdWindowReader(this.fd, this.onRead) : new SocketWindowReader(this.fd, this.onRead));
     const kind = detectCompression(raw.peek(await raw.fill(MAGIC_BYTES)));
     if (!kind) return raw;
     const { decompressed } = await import('./decompress.js');
@@ -153,22 +173,24 @@ class StdinWindow implements ByteReader {
 }
 
 /**
- * stdin that is a pipe or socket: a window for a parser whose consumer keeps nothing past each command
- * (receive, dump), the given chunk iterator otherwise.
+ * stdin that is a pipe, a socket or a file: a window for a parser whose consumer keeps nothing past each
+ * command (receive, dump), the given chunk iterator otherwise.
  */
-export class PipeInput implements WindowSource, DestroyableInput {
+export class StdinInput implements WindowSource, DestroyableInput {
   private window: StdinWindow | undefined;
   private failure: Error | undefined;
 
   constructor(
     private readonly fd: number,
+    /** A regular file (read(2) at its offset), else a pipe or socket. */
+    private readonly isFile: boolean,
     private readonly chunks: DestroyableInput,
     private readonly onRead?: (bytes: number) => void,
   ) {}
 
   openWindow(): ByteReader {
-    if (this.window) throw new Error('a pipe input can be read only once');
-    this.window = new StdinWindow(this.fd, this.onRead);
+    if (this.window) throw new Error('stdin can be read only once');
+    this.window = new StdinWindow(this.fd, this.isFile, this.onRead);
     if (this.failure) this.window.destroy(this.failure);
     return this.window;
   }
