@@ -41,6 +41,10 @@ for s in "${STREAMS[@]}"; do
     # btrfs-ts
     rm -f "$WORK/ts.img"
     measure "ts-$s" $BTRFS_TS receive -q -f "$f" "$WORK/ts.img"
+    # the same from a pipe, as `btrfs send | btrfs-ts receive` feeds it
+    rm -f "$WORK/ts-pipe.img"
+    measure "pipe-$s" sh -c "cat '$f' | $BTRFS_TS receive -q '$WORK/ts-pipe.img'"
+    rm -f "$WORK/ts-pipe.img"
     # floor: the stream's bytes copied into a file and synced
     rm -f "$WORK/floor"
     measure "floor-$s" dd if="$f" of="$WORK/floor" bs=1M conv=fdatasync status=none
@@ -67,15 +71,16 @@ OUT=$WORK/section.md
   echo "Command: \`sudo bench/receive.sh $N\` — $N runs per side and stream (alternating), stream in the page cache, images in \`/tmp\` (same filesystem for both). Wall time and btrfs-ts CPU (user+sys, both threads) are medians, peak RSS the maximum over the runs; the kernel's CPU is spent in kernel threads /usr/bin/time cannot see."
   echo
   echo "- **btrfs-ts**: \`btrfs-ts receive -q -f STREAM IMG\` with no IMG yet: creates the image, receives, fsyncs at the commit. Peak RSS is the whole node process."
+  echo "- **btrfs-ts from a pipe**: \`sh -c 'cat STREAM | btrfs-ts receive -q IMG'\` (the stream on stdin, as from \`btrfs send |\`); not part of the ratio."
   echo "- **floor**: \`dd if=STREAM of=FILE bs=1M conv=fdatasync\` into a new file on the same file system: the stream's bytes written and synced once, with no processing (each receive writes about as many bytes to its image and syncs them)."
   echo "- **kernel**: \`sh -c 'btrfs receive -f STREAM MNT && sync'\` on a fresh 4 GiB sparse loop image; \`mkfs.btrfs\`, \`mount\` and \`umount\` are timed apart (median shown). Peak RSS is only the btrfs-progs process: the kernel's own memory (page cache, btrfs caches) is not counted."
   echo
-  echo "| stream | size | floor (dd + fdatasync) | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | btrfs-ts CPU | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"
+  echo "| stream | size | floor (dd + fdatasync) | kernel receive + sync | btrfs-ts receive | ratio (ts/kernel) | btrfs-ts from a pipe | btrfs-ts CPU | kernel mkfs / mount / umount | btrfs-progs peak RSS | btrfs-ts peak RSS | btrfs-ts image (apparent / allocated) | btrfs-ts runs (s) | kernel runs (s) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"
   for s in "${STREAMS[@]}"; do
     size=$(stat -c %s "$REPO/streams/big/$s.stream")
     read -r _ app alloc < <(grep "^$s " "$WORK/sizes")
-    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "floor-$s") s | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(cpu_secs "ts-$s") s | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
+    echo "| \`$s\` | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "floor-$s") s | $(secs "kernel-$s") s | $(secs "ts-$s") s | $(ratio "ts-$s" "kernel-$s") | $(secs "pipe-$s") s | $(cpu_secs "ts-$s") s | $(secs "mkfs-$s") / $(secs "mount-$s") / $(secs "umount-$s") s | $(max_rss "kernel-$s") MiB | $(max_rss "ts-$s") MiB | $(awk -v a="$app" -v b="$alloc" 'BEGIN{printf "%.0f / %.0f MiB", a/1048576, b/1048576}') | $(all_ms "ts-$s") | $(all_ms "kernel-$s") |"
   done
   echo
   echo "Correctness checks (after the timed runs):"
