@@ -91,3 +91,33 @@ describe('send -f to an output that fails', () => {
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^btrfs-ts: ERROR: at byte 0, path "\/dev\/full": cannot write the stream: ENOSPC.* \[SEND_WRITE\]$/)]);
   });
 });
+
+describe('send to stdout: written behind on the pool at stdout\'s own offset (FileSink.stdout)', () => {
+  const BIN = join(import.meta.dirname, '..', 'bin', 'btrfs-ts.js');
+  const built = existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js'));
+  it.skipIf(!built)('through a pipe, redirected and appended: the bytes of send -f; a reader that stops early ends it quietly', () => {
+    const root = join(work, 'stdout-root');
+    mkdirSync(join(root, 'sv'), { recursive: true });
+    // more than the 8 MiB queued behind the writes: the producer waits for the pipe's reader
+    for (let i = 0; i < 12; i++) writeFileSync(join(root, 'sv', `f${i}`), bytes(1 << 20, i));
+    const image = join(work, 'stdout.img');
+    const mk = spawnSync('node', [BIN, 'mkfs', '-q', '--subvol', 'ro:sv', '-r', root, image], { encoding: 'utf8' });
+    expect(mk.stderr).toBe('');
+    const want = join(work, 'want.stream');
+    expect(spawnSync('node', [BIN, 'send', '-q', '-f', want, image, 'sv']).status).toBe(0);
+    const wantBytes = readFileSync(want);
+    expect(wantBytes.length).toBeGreaterThan(12 << 20);
+    const piped = join(work, 'piped.stream');
+    const p = spawnSync('bash', ['-c', 'node "$1" send -q "$2" sv | cat > "$3"; echo "${PIPESTATUS[0]}"', 'bash', BIN, image, piped], { encoding: 'utf8' });
+    expect(p.stdout.trim()).toBe('0');
+    expect(Buffer.compare(readFileSync(piped), wantBytes)).toBe(0);
+    const appended = join(work, 'appended.stream');
+    writeFileSync(appended, 'head\n');
+    const a = spawnSync('bash', ['-c', 'node "$1" send -q "$2" sv >> "$3"', 'bash', BIN, image, appended], { encoding: 'utf8' });
+    expect(a.status).toBe(0);
+    expect(Buffer.compare(readFileSync(appended), Buffer.concat([Buffer.from('head\n'), wantBytes]))).toBe(0);
+    const h = spawnSync('bash', ['-c', 'node "$1" send -q "$2" sv | head -c 100 | wc -c; echo "${PIPESTATUS[0]}"', 'bash', BIN, image], { encoding: 'utf8' });
+    expect(h.stdout.trim().split(/\s+/)).toEqual(['100', '0']);
+    expect(h.stderr).toBe('');
+  });
+});

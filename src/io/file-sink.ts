@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, write as fdWrite } from 'node:fs';
 import { SendError } from '../errors.js';
 import type { BufferPool } from '../util/bytes.js';
 
@@ -25,8 +25,8 @@ export class FileSink {
   private at = 0;
 
   private constructor(
-    private readonly fh: fsp.FileHandle, private readonly pool: BufferPool | undefined, readonly path: string,
-    /** A regular file (not /dev/null, a pipe, a device): only such an output is removed after a failure. */
+    private readonly out: SinkTarget, private readonly pool: BufferPool | undefined, readonly path: string,
+    /** A regular file of ours (not /dev/null, a pipe, a device, stdout): only such an output is removed after a failure. */
     readonly regular: boolean,
     private readonly limit: number,
   ) {}
@@ -34,11 +34,22 @@ export class FileSink {
   static async open(path: string, pool?: BufferPool, limit = QUEUE_BYTES): Promise<FileSink> {
     const fh = await fsp.open(path, 'w');
     try {
-      return new FileSink(fh, pool, path, (await fh.stat()).isFile(), limit);
+      const target = { write: (b: Uint8Array, off: number, len: number) => fh.write(b, off, len).then((r) => r.bytesWritten), close: () => fh.close() };
+      return new FileSink(target, pool, path, (await fh.stat()).isFile(), limit);
     } catch (e) {
       await fh.close();
       throw e;
     }
+  }
+
+  /**
+   * Standard output (`btrfs-ts send IMAGE SUBVOL | btrfs receive DIR`) at its own offset, written on the
+   * pool like a file: node writes to a pipe on stdout synchronously, so the send stood still while the
+   * reader drained each 64 KiB of the pipe (--compressed-data through `| cat`: 7.2 s against 3.7 s with -f).
+   * Left open at close.
+   */
+  static stdout(pool?: BufferPool, limit = QUEUE_BYTES): FileSink {
+    return new FileSink({ write: (b, off, len) => writeFd(1, b, off, len), close: async () => undefined }, pool, 'stdout', false, limit);
   }
 
   /** Queues `b` (not to be changed afterwards); waits while the queue is full. */
@@ -57,7 +68,7 @@ export class FileSink {
     try {
       while (this.running) await new Promise<void>((resolve) => { this.wake = resolve; });
     } finally {
-      await this.fh.close();
+      await this.out.close();
     }
     if (this.failed) throw this.failed;
   }
@@ -67,7 +78,7 @@ export class FileSink {
     while (this.queue.length > 0 && !this.failed) {
       const b = this.queue[0]!;
       try {
-        for (let done = 0; done < b.length;) done += (await this.fh.write(b, done, b.length - done)).bytesWritten;
+        for (let done = 0; done < b.length;) done += await this.out.write(b, done, b.length - done);
         this.at += b.length;
       } catch (e) {
         const why = (e as Error).message.replace(/, write$/, '');
@@ -89,4 +100,22 @@ export class FileSink {
     this.wake = undefined;
     w?.();
   }
+}
+
+/** Where a FileSink's bytes go, in order. */
+interface SinkTarget {
+  write(b: Uint8Array, off: number, len: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** write(2) at the descriptor's offset on the pool; a descriptor left non-blocking by whoever made it is waited for. */
+function writeFd(fd: number, b: Uint8Array, off: number, len: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const attempt = (): void => fdWrite(fd, b, off, len, null, (e, n) => {
+      if (e && e.code === 'EAGAIN') setTimeout(attempt, 1);
+      else if (e) reject(e);
+      else resolve(n);
+    });
+    attempt();
+  });
 }

@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import type { Writable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
@@ -35,21 +34,6 @@ function parseProto(v: string): number {
   return Number(v);
 }
 
-async function write(out: Writable, b: Uint8Array): Promise<void> {
-  if (out.write(b)) return;
-  // each wait takes its listeners off again: a long stream waits for 'drain' many times
-  await new Promise<void>((resolve, reject) => {
-    const done = (e?: Error): void => {
-      out.off('drain', done);
-      out.off('error', done);
-      if (e) reject(e);
-      else resolve();
-    };
-    out.once('drain', done);
-    out.once('error', done);
-  });
-}
-
 export function register(program: Command): void {
   program
     .command('send')
@@ -76,28 +60,28 @@ export function register(program: Command): void {
         const stream = sendSubvolumes(img, subvols, {
           ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
           ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
-          ...(o.file ? { bufferPool: pool } : {}),
+          bufferPool: pool,
           onSubvolume: (s) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
         });
         // The first chunk comes only after every check passed: no output file is made for a refused send.
         const first = await stream.next();
-        const file = o.file ? await FileSink.open(o.file, pool) : undefined;
+        const file = o.file ? await FileSink.open(o.file, pool) : FileSink.stdout(pool);
         let bytes = 0;
         try {
           for (let r = first; !r.done; r = await stream.next()) {
-            await (file ? file.write(r.value) : write(process.stdout, r.value));
+            await file.write(r.value);
             bytes += r.value.length;
           }
-          await file?.close();
+          await file.close();
         } catch (e) {
           // the send's own finally blocks stop its reading thread: an output failure left it waiting for
           // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
           await stream.return(undefined).catch(() => undefined);
-          if (file) {
-            await file.close().catch(() => undefined);
-            // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
-            if (file.regular) await fsp.rm(file.path, { force: true });
-          }
+          await file.close().catch(() => undefined);
+          // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
+          if (file.regular) await fsp.rm(file.path, { force: true });
+          // a reader that went away (`| head -c N`) ends the send quietly, as for any Unix filter
+          if (!o.file && (e as { cause?: { code?: string } }).cause?.code === 'EPIPE') return;
           throw e;
         }
         if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
