@@ -90,8 +90,7 @@ export class TreeHandle {
       // those are kept decoded or pending beside the tree: their puts go through put()
       throw new Error(`TreeHandle.insert is not for item type ${key.type}`);
     }
-    const e = this.state.engine;
-    return held(e, () => e.put(key, data, true));
+    return putThrough(this.state.engine, key, data, true);
   }
   delete(key: Key): boolean {
     this.forget(key, false);
@@ -187,9 +186,20 @@ export class TreeHandle {
 /** What the tree holds for a new inode until its pending item is written (payloads are never changed in place). */
 const NEW_INODE_PLACEHOLDER = new Uint8Array(BTRFS_INODE_ITEM_SIZE);
 
-/** A put with the block cache held (paths keep blocks) and trimmed after. */
-function putThrough(e: BTree, key: Key, data: Uint8Array): void {
-  held(e, () => e.put(key, data));
+/**
+ * A put with the block cache held (paths keep blocks) and trimmed after: held() written out, without a
+ * closure per item put (puts are most of a receive's tree changes).
+ */
+function putThrough(e: BTree, key: Key, data: Uint8Array, onlyNew = false): boolean {
+  e.store.depth++;
+  let done: boolean;
+  try {
+    done = e.put(key, data, onlyNew);
+  } finally {
+    e.store.depth--;
+  }
+  e.store.trim();
+  return done;
 }
 
 /** Runs a change of `e` with its block cache held (the change's path keeps blocks), then trims the cache. */
