@@ -1,6 +1,6 @@
 import { BTRFS_COMPRESS_NONE, decodeExtent } from '../compress/index.js';
-import { BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
-import { type BtrfsFileExtentItem, decodeFileExtentItem } from '../image/structs/fs-items.js';
+import { U64_MAX, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
+import { type BtrfsFileExtentItem, decodeFileExtentItem, fileExtentNumBytes } from '../image/structs/fs-items.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
 
@@ -80,13 +80,13 @@ export function inlineExtent(fs: Filesystem, root: bigint, ino: bigint): FileExt
  * one search, where asking both questions costs three. True for a file without extents.
  */
 export function extentsEndBy(fs: Filesystem, root: bigint, ino: bigint, offset: bigint): boolean {
-  const it = fs.tree(root).last({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: (1n << 64n) - 1n }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: 0n });
+  const it = fs.tree(root).last({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: U64_MAX }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: 0n });
   if (!it) return true;
-  const fe = decodeFileExtentItem(it.data);
-  return fe.type !== BTRFS_FILE_EXTENT_INLINE && it.key.offset + fe.num_bytes <= offset;
+  const numBytes = fileExtentNumBytes(it.data);
+  return numBytes !== undefined && it.key.offset + numBytes <= offset;
 }
 
 /** Whether the file has any extent starting at or after `from`. */
 export function hasExtentsFrom(fs: Filesystem, root: bigint, ino: bigint, from: bigint): boolean {
-  return fs.tree(root).first({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: from }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: (1n << 64n) - 1n }) !== undefined;
+  return fs.tree(root).first({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: from }, { objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: U64_MAX }) !== undefined;
 }

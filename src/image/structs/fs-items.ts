@@ -216,6 +216,12 @@ export function decodeFileExtentItem(b: Uint8Array): BtrfsFileExtentItem {
   const disk_bytenr = r.u64(), disk_num_bytes = r.u64(), offset = r.u64(), num_bytes = r.u64();
   return { generation, ram_bytes, compression, encryption, other_encoding, type, disk_bytenr, disk_num_bytes, offset, num_bytes };
 }
+/** num_bytes of a regular or prealloc extent item read in place (no decoded object); undefined for an inline one. */
+export function fileExtentNumBytes(b: Uint8Array): bigint | undefined {
+  if (b.length >= BTRFS_FILE_EXTENT_ITEM_SIZE && b[20] !== 0) return u64At(b, 45);
+  const fe = decodeFileExtentItem(b); // inline, or too short (its error)
+  return fe.type === 0 ? undefined : fe.num_bytes;
+}
 export function encodeFileExtentItem(x: BtrfsFileExtentItem): Uint8Array {
   const inline = x.type === 0;
   const w = itemWriter(inline ? BTRFS_FILE_EXTENT_INLINE_DATA_START + (x.inline_data?.length ?? 0) : BTRFS_FILE_EXTENT_ITEM_SIZE);
