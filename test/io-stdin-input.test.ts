@@ -104,6 +104,28 @@ describe.skipIf(!built)('stdin as a pipe or a file: the window reader', () => {
     expect(z.stdout).toBe(want);
   });
 
+  it('Ctrl-C while a receive waits for more of a zstd-compressed pipe: status 130, INTERRUPTED', async () => {
+    const z = spawnSync('zstd', ['-q', '-c', join(STREAMS_DIR, 'full-v1.stream')]);
+    if (z.status !== 0) {
+      skipReason('stdin zstd interrupt', 'zstd program missing');
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-stdin-'));
+    const child = spawn('node', [BIN, 'receive', '-q', join(dir, 'img')], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    child.stdin.write(z.stdout.subarray(0, 3000));
+    // the image appears once the CLI is set up and waits on the pipe
+    for (let i = 0; i < 200 && !existsSync(join(dir, 'img')); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    child.stdin.destroy();
+    rmSync(dir, { recursive: true, force: true });
+    expect(stderr).toMatch(/^btrfs-ts: ERROR: stopped by SIGINT.*\[INTERRUPTED\]\n$/);
+  });
+
   it('cut short: the same one-line error as the file cut at the same byte', async () => {
     const bytes = readFileSync(join(STREAMS_DIR, 'full-v1.stream')).subarray(0, 300_001);
     const piped = await fed(['dump'], bytes, () => 4093);

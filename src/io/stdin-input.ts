@@ -157,8 +157,9 @@ class StdinWindow implements ByteReader {
 
   destroy(err: Error): void {
     this.failure ??= err;
-    if (this.decoded) this.decoded.destroy(err);
-    else this.raw?.fail(err);
+    // the decompressor's source may be waiting on the pipe itself: both are broken off
+    this.decoded?.destroy(err);
+    this.raw?.fail(err);
   }
 
   private async choose(): Promise<ByteReader> {
