@@ -56,7 +56,8 @@ export function register(program: Command): void {
         },
       });
       await withProgress({ label: 'plan', flag: o.progress, stdoutBusy: true }, async (p) =>
-        processStream(await openInput(o.file, p), r, { afterCommand: () => out.maybeFlush() }));
+        // the planner keeps nothing of a command past it (strings and numbers): a file is read through the window
+        processStream(await openInput(o.file, p), r, { reuseInput: true, afterCommand: () => out.maybeFlush() }));
       if (o.json) {
         out.push(JSON.stringify({ sectorsize, extents: o.summary ? undefined : extents, totals: r.report.totals }, jsonReplacer, 2) + '\n');
       } else {
