@@ -4,9 +4,10 @@ import { type BtrfsKey, compareKeys } from '../structs/fs-items.js';
 import { BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { binarySearch, type Block, leafRoom, nodePtrs } from './block.js';
 import { rebalance, splitLeafFor } from './balance.js';
-import { fixupLowKeys, MAX_KEY, MIN_KEY, nextLeaf, type Path, type PathTree, prevLeaf, successor } from './path.js';
+import { fixupLowKeys, MAX_KEY, MIN_KEY, nextLeaf, type Path, type PathTree, prevLeaf } from './path.js';
 import { SearchHints } from './search-hints.js';
 import type { BlockStore, CowHooks } from './store.js';
+import { treeBlocks, treeEntries, treeRange } from './walk.js';
 
 /**
  * One on-disk B-tree changed in place by copy-on-write, as kernel ctree.c does it: every change goes
@@ -273,57 +274,19 @@ export class BTree implements PathTree {
     return { key, data: leaf.data[slot]! };
   }
 
-  /**
-   * Items with min <= key <= max in key order, one leaf at a time: each leaf's items are taken before
-   * they are yielded and the next leaf is found by a fresh search after the last key given, so the tree
-   * may change while the walk runs (keys inserted meanwhile may or may not be visited).
-   */
-  *entries(min?: BtrfsKey, max?: BtrfsKey): Generator<{ key: BtrfsKey; data: Uint8Array }> {
-    let from: BtrfsKey | undefined = min ?? MIN_KEY;
-    while (from) {
-      const { path } = this.search(from, false);
-      if (path.slots[0]! >= path.nodes[0]!.nritems && !nextLeaf(this, path)) return;
-      const leaf = path.nodes[0]!;
-      const keys = leaf.keys.slice(path.slots[0]);
-      const data = leaf.data.slice(path.slots[0]);
-      for (let i = 0; i < keys.length; i++) {
-        if (max && compareKeys(keys[i]!, max) > 0) return;
-        yield { key: keys[i]!, data: data[i]! };
-      }
-      from = successor(keys[keys.length - 1]!);
-    }
+  /** Items with min <= key <= max in key order, one leaf at a time (walk.ts: the tree may change meanwhile). */
+  entries(min?: BtrfsKey, max?: BtrfsKey): Generator<{ key: BtrfsKey; data: Uint8Array }> {
+    return treeEntries(this, min, max);
   }
 
-  /**
-   * Items with min <= key <= max in key order, taken at once: one search, then along the leaves. Most
-   * ranges asked for are a few items of one leaf (an extent's items), where entries() would copy the
-   * rest of the leaf's keys and payloads before looking at the first.
-   */
+  /** Items with min <= key <= max in key order, taken at once (walk.ts). */
   range(min: BtrfsKey, max: BtrfsKey): { key: BtrfsKey; data: Uint8Array }[] {
-    const out: { key: BtrfsKey; data: Uint8Array }[] = [];
-    const { path } = this.search(min, false);
-    let slot = path.slots[0]!;
-    for (;;) {
-      const leaf = path.nodes[0]!;
-      if (slot >= leaf.nritems) {
-        if (!nextLeaf(this, path)) return out;
-        slot = 0;
-        continue;
-      }
-      const key = leaf.keys[slot]!;
-      if (compareKeys(key, max) > 0) return out;
-      out.push({ key, data: leaf.data[slot]! });
-      slot++;
-    }
+    return treeRange(this, min, max);
   }
 
-  /** Every block address of the tree, top down (for checks and tests; reads every node). */
-  *blocks(): Generator<Block> {
-    const walk = function* (t: BTree, b: Block): Generator<Block> {
-      yield b;
-      if (b.level > 0) for (let i = 0; i < b.nritems; i++) yield* walk(t, t.child(b, i));
-    };
-    yield* walk(this, this.rootBlock());
+  /** Every block of the tree, top down (for checks and tests; reads every node). */
+  blocks(): Generator<Block> {
+    return treeBlocks(this);
   }
 }
 
