@@ -70,7 +70,7 @@ async function stdinInput(meter?: ReadMeter): Promise<DestroyableInput> {
   return new StdinInput(0, st.isFile(), chunks, meter ? (n) => meter.advance(n) : undefined);
 }
 
-/** stdin through process.stdin, touched only when iterated (its handle must not compete with a PipeInput's). */
+/** stdin through process.stdin, touched only when iterated (its handle must not compete with a StdinInput's). */
 function stdinChunks(meter?: ReadMeter): DestroyableInput {
   let inner: DestroyableInput | undefined;
   let started = false;
