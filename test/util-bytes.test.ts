@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyInto } from '../src/util/bytes.js';
+import { copyInto, u64At } from '../src/util/bytes.js';
 
 describe('copyInto', () => {
   it('copies out of shared memory into any position, whatever the alignment of either side', () => {
@@ -24,5 +24,25 @@ describe('copyInto', () => {
     const out = new Uint8Array(new SharedArrayBuffer(5008));
     copyInto(out, plain.subarray(3), 5);
     expect(Buffer.from(out.subarray(5, 5 + 4997)).equals(Buffer.from(plain.subarray(3)))).toBe(true);
+  });
+});
+
+describe('u64At (tree items and stream attributes)', () => {
+  it('equals DataView.getBigUint64 on both sides of 2^53 and at every offset', () => {
+    const values = [0n, 1n, 0xffffffffn, 0x100000000n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 63n) + 12345n, (1n << 64n) - 1n];
+    let x = 0x9e3779b9;
+    for (let i = 0; i < 200; i++) {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      const y = (Math.imul(x, 22695477) + 1) >>> 0;
+      values.push((BigInt(x) << 32n) | BigInt(y));
+    }
+    const b = new Uint8Array(16);
+    const dv = new DataView(b.buffer);
+    for (const v of values) {
+      for (const off of [0, 3, 8]) {
+        dv.setBigUint64(off, v, true);
+        expect(u64At(b, off)).toBe(v);
+      }
+    }
   });
 });

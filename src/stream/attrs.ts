@@ -1,6 +1,7 @@
 import { StreamError, type ErrorContext } from '../errors.js';
 import * as C from './constants.js';
 import type { RawAttr, Timespec } from './types.js';
+import { u64At } from '../util/bytes.js';
 
 /**
  * The attributes of one command, indexed by type like btrfs-progs' `cmd_attrs` (a repeated type keeps the
@@ -103,7 +104,7 @@ export class AttrTable {
 
   u64(type: number): bigint {
     const v = this.sized(type, 8);
-    return readU64(v, 0);
+    return u64At(v, 0);
   }
 
   u32(type: number): number {
@@ -122,7 +123,7 @@ export class AttrTable {
 
   timespec(type: number): Timespec {
     const v = this.sized(type, 12);
-    return { sec: BigInt.asIntN(64, readU64(v, 0)), nsec: (v[8]! | (v[9]! << 8) | (v[10]! << 16) | (v[11]! << 24)) >>> 0 };
+    return { sec: BigInt.asIntN(64, u64At(v, 0)), nsec: (v[8]! | (v[9]! << 8) | (v[10]! << 16) | (v[11]! << 24)) >>> 0 };
   }
 
   optU64(type: number): bigint | undefined {
@@ -142,10 +143,4 @@ export class AttrTable {
     }
     return out;
   }
-}
-
-export function readU64(b: Uint8Array, o: number): bigint {
-  const lo = (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-  const hi = (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) >>> 0;
-  return (BigInt(hi) << 32n) | BigInt(lo);
 }

@@ -1,4 +1,5 @@
-import { encoded, itemWriter, LeReader, LeWriter, u64At } from './bytes.js';
+import { u64At } from '../../util/bytes.js';
+import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
 
 /**
  * Items of the fs trees (subvolumes): keys, inodes, names, directory entries, xattrs, file extents.
