@@ -1,9 +1,8 @@
-import { readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ChunkReader, type ByteReader, type WindowSource } from '../stream/source.js';
 import { detectCompression, MAGIC_BYTES, type DestroyableInput } from './compression-magic.js';
-import { WindowReader } from './window-input.js';
+import { FdWindowReader, WindowReader } from './window-input.js';
 
 /** Bytes libuv may read at a time: more than a pipe holds (64 KiB on Linux by default). */
 const LANDING = 128 << 10;
@@ -85,25 +84,6 @@ class SocketWindowReader extends WindowReader {
   }
 }
 
-/** stdin redirected from a file (`< day1.stream`): read(2) at its current offset, as a file window does. */
-class FdWindowReader extends WindowReader {
-  constructor(private readonly fd: number, onRead?: (bytes: number) => void) {
-    super(onRead);
-  }
-
-  protected readInto(buf: Uint8Array, off: number, len: number): number {
-    return readSync(this.fd, buf, off, len, null);
-  }
-
-  fail(): void {
-    // its reads never wait: nothing to break off
-  }
-
-  protected async closeSource(): Promise<void> {
-    // stdin is not ours to close
-  }
-}
-
 /** The raw bytes of `r` as chunks (copies), for a decompressor. */
 async function* rawChunks(r: WindowReader): AsyncGenerator<Uint8Array> {
   while ((await r.fill(1)) > 0) {
@@ -157,9 +137,9 @@ class StdinWindow implements ByteReader {
 
   destroy(err: Error): void {
     this.failure ??= err;
-    // the decompressor's source may be waiting on the pipe itself: both are broken off
+    // the decompressor's source may be waiting on the pipe itself: both are broken off (a file's reads never wait)
     this.decoded?.destroy(err);
-    this.raw?.fail(err);
+    if (this.raw instanceof SocketWindowReader) this.raw.fail(err);
   }
 
   private async choose(): Promise<ByteReader> {

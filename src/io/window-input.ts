@@ -29,7 +29,7 @@ export class FileWindowInput implements WindowSource {
 
   openWindow(): ByteReader {
     this.claim();
-    return new FileWindowReader(this.fh, this.onRead);
+    return new FdWindowReader(this.fh.fd, this.onRead, () => this.fh.close());
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
@@ -144,19 +144,20 @@ export abstract class WindowReader implements ByteReader {
 }
 
 /**
- * A regular file through synchronous reads (the parse waits for the bytes either way; a read in the
- * thread pool only adds a hop per piece).
+ * A regular file through synchronous reads at its offset (the parse waits for the bytes either way; a
+ * read in the thread pool only adds a hop per piece): `-f FILE`, and stdin redirected from a file, which
+ * is not ours to close (`close` absent).
  */
-class FileWindowReader extends WindowReader {
-  constructor(private readonly fh: FileHandle, onRead?: (bytes: number) => void) {
+export class FdWindowReader extends WindowReader {
+  constructor(private readonly fd: number, onRead?: (bytes: number) => void, private readonly closeFd?: () => Promise<void>) {
     super(onRead);
   }
 
   protected readInto(buf: Uint8Array, off: number, len: number): number {
-    return readSync(this.fh.fd, buf, off, len, null);
+    return readSync(this.fd, buf, off, len, null);
   }
 
-  protected closeSource(): Promise<void> {
-    return this.fh.close();
+  protected async closeSource(): Promise<void> {
+    await this.closeFd?.();
   }
 }
