@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openInput } from '../src/io/input.js';
-import { FileWindowInput } from '../src/io/window-input.js';
+import { FileWindowInput, WindowReader } from '../src/io/window-input.js';
+import { alignedBytes, alignedShared, padToAlign, READ_ALIGN } from '../src/util/aligned.js';
 import { parseStream } from '../src/stream/parser.js';
 import { isWindowSource } from '../src/stream/source.js';
 import { showItem } from './helpers/show-item.js';
@@ -51,7 +52,7 @@ describe('FileWindowInput window reader', () => {
         }
         for (const [v, at] of views) {
           expect(Buffer.compare(v, bytes.subarray(at, at + v.length))).toBe(0);
-          if (v.byteOffset === 0) moved++;
+          if (v.byteOffset < READ_ALIGN) moved++; // the unread bytes were moved to the front (or it is the first take)
         }
       }
       expect(await r.fill(1)).toBe(0);
@@ -78,6 +79,72 @@ describe('FileWindowInput window reader', () => {
     const r = input.openWindow();
     expect(() => input[Symbol.asyncIterator]()).toThrow(/only once/);
     await r.close();
+  });
+});
+
+/** A WindowReader over bytes in memory that records where in its buffer each read lands. */
+class RecordingReader extends WindowReader {
+  readonly landings: number[] = [];
+  private at = 0;
+  constructor(private readonly bytes: Uint8Array, private readonly short: boolean) {
+    super();
+  }
+  protected readInto(buf: Uint8Array, off: number, len: number): number {
+    this.landings.push(buf.byteOffset + off);
+    // a pipe gives less than asked; a file all of it
+    const n = Math.min(len, this.bytes.length - this.at, this.short ? 1000 + (this.at % 3000) : len);
+    buf.set(this.bytes.subarray(this.at, this.at + n), off);
+    this.at += n;
+    return n;
+  }
+  protected async closeSource(): Promise<void> {}
+}
+
+describe('read destinations (util/aligned.ts)', () => {
+  it('every read of a file lands on a READ_ALIGN boundary of the window, whatever the takes', async () => {
+    const rand = rng(7);
+    const bytes = new Uint8Array(2 << 20).map(() => (rand() * 256) | 0);
+    const r = new RecordingReader(bytes, false);
+    let pos = 0;
+    while (pos < bytes.length) {
+      const n = Math.min(bytes.length - pos, rand() < 0.05 ? ((rand() * (600 << 10)) | 0) + 1 : ((rand() * 50_000) | 0) + 1);
+      expect(await r.fill(n)).toBe(n);
+      expect(Buffer.compare(r.take(n), bytes.subarray(pos, pos + n))).toBe(0);
+      pos += n;
+      r.releaseSpent();
+    }
+    expect(r.landings.length).toBeGreaterThan(16);
+    expect(r.landings.filter((o) => o % READ_ALIGN !== 0)).toEqual([]);
+  });
+
+  it('short reads (a pipe) still give the right bytes; the move after one lands aligned again', async () => {
+    const rand = rng(8);
+    const bytes = new Uint8Array(3 << 20).map(() => (rand() * 256) | 0);
+    const r = new RecordingReader(bytes, true);
+    let pos = 0;
+    while (pos < bytes.length) {
+      const n = Math.min(bytes.length - pos, ((rand() * 90_000) | 0) + 1);
+      expect(await r.fill(n)).toBe(n);
+      expect(Buffer.compare(r.take(n), bytes.subarray(pos, pos + n))).toBe(0);
+      pos += n;
+      r.releaseSpent();
+    }
+    // a landing below the one before follows a move of the unread bytes to the front: aligned again
+    const afterMoves = r.landings.filter((o, i) => i > 0 && o < r.landings[i - 1]!);
+    expect(afterMoves.length).toBeGreaterThan(4);
+    expect(afterMoves.filter((o) => o % READ_ALIGN !== 0)).toEqual([]);
+  });
+
+  it('alignedBytes / alignedShared: zeroed, of the size asked, at offset 0; padToAlign ends a run on a boundary', () => {
+    const b = alignedBytes(100_000);
+    expect(b.length).toBe(100_000);
+    expect(b.byteOffset).toBe(0);
+    expect(b.every((x) => x === 0)).toBe(true);
+    const s = alignedShared(70_000);
+    expect(s).toBeInstanceOf(SharedArrayBuffer);
+    expect(s.byteLength).toBeGreaterThanOrEqual(70_000);
+    for (const len of [0, 1, 63, 64, 65, 1000]) expect((len + padToAlign(len)) % READ_ALIGN).toBe(0);
+    expect(padToAlign(128)).toBe(0);
   });
 });
 

@@ -1,6 +1,7 @@
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteReader, WindowSource } from '../stream/source.js';
+import { alignedBytes, padToAlign, READ_ALIGN } from '../util/aligned.js';
 import { PooledFileInput } from './pooled-input.js';
 
 /**
@@ -51,8 +52,9 @@ export class FileWindowInput implements WindowSource {
  */
 export abstract class WindowReader implements ByteReader {
   // plain Uint8Arrays, not Buffers: every command and attribute is a subarray of this one, and a
-  // Buffer's subarray goes through node's JS wrapper and FastBuffer constructor (~4% of a dump)
-  private buf: Uint8Array = new Uint8Array(2 * READ_SIZE);
+  // Buffer's subarray goes through node's JS wrapper and FastBuffer constructor (~4% of a dump).
+  // Page-aligned, and every read lands on a READ_ALIGN boundary of it (makeRoom): util/aligned.ts says why.
+  private buf: Uint8Array = alignedBytes(2 * READ_SIZE);
   /** Views taken from `buf` are outstanding. */
   private pinned = false;
   /** A buffer left behind with outstanding views, and one free for the next move. */
@@ -78,7 +80,7 @@ export abstract class WindowReader implements ByteReader {
   async fill(n: number): Promise<number> {
     while (this.end - this.start < n && !this.eof) {
       const room = this.buf.length - this.end;
-      if (this.buf.length - this.start < n || (room < 4096 && this.start > 0)) this.makeRoom(n);
+      if (this.buf.length - this.start < n || (room < 4096 && this.start >= READ_ALIGN)) this.makeRoom(n);
       const r = this.readInto(this.buf, this.end, Math.min(READ_SIZE, this.buf.length - this.end));
       const got = typeof r === 'number' ? r : await r;
       if (got === 0) {
@@ -123,23 +125,27 @@ export abstract class WindowReader implements ByteReader {
     await this.closeSource();
   }
 
-  /** Moves the unread bytes to the front of a buffer with room for `n` of them plus a read. */
+  /**
+   * Moves the unread bytes to the front of a buffer with room for `n` of them plus a read: as near the
+   * front as puts their end, where the next read lands, on a READ_ALIGN boundary.
+   */
   private makeRoom(n: number): void {
-    const size = Math.max(this.buf.length, n + READ_SIZE);
+    const pad = padToAlign(this.end - this.start);
+    const size = Math.max(this.buf.length, pad + n + READ_SIZE);
     const unread = this.buf.subarray(this.start, this.end);
     if (!this.pinned && size === this.buf.length) {
-      this.buf.copyWithin(0, this.start, this.end);
+      this.buf.copyWithin(pad, this.start, this.end);
     } else {
-      const to = this.spare !== undefined && this.spare.length >= size ? this.spare : new Uint8Array(size);
+      const to = this.spare !== undefined && this.spare.length >= size ? this.spare : alignedBytes(size);
       this.spare = undefined;
-      to.set(unread, 0);
+      to.set(unread, pad);
       if (this.pinned) this.held = this.buf;
       else if (this.buf.length === size) this.spare = this.buf;
       this.buf = to;
       this.pinned = false; // the outstanding views are in `held`
     }
-    this.end -= this.start;
-    this.start = 0;
+    this.end += pad - this.start;
+    this.start = pad;
   }
 }
 
