@@ -1,6 +1,7 @@
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ChunkReader, type ByteReader, type WindowSource } from '../stream/source.js';
+import { alignedBytes } from '../util/aligned.js';
 import { detectCompression, MAGIC_BYTES, type DestroyableInput } from './compression-magic.js';
 import { FdWindowReader, WindowReader } from './window-input.js';
 
@@ -16,7 +17,8 @@ const LANDING = 128 << 10;
  */
 class SocketWindowReader extends WindowReader {
   private readonly sock: Socket;
-  private readonly landing = new Uint8Array(LANDING);
+  // page-aligned like the window (util/aligned.ts): a pipe's bytes are copied into it by the kernel
+  private readonly landing = alignedBytes(LANDING);
   /** Bytes of the last read not yet copied out: landing[lo, hi). */
   private lo = 0;
   private hi = 0;
