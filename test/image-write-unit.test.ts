@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../src/image/device.js';
-import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
+import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_XXHASH, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { createFilesystem } from '../src/image/write/create.js';
 import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
 import { insertFileExtent } from '../src/image/write/file-data.js';
@@ -9,7 +9,8 @@ import { DirCache } from '../src/image/write/dir-cache.js';
 import { encoded, itemWriter } from '../src/image/structs/bytes.js';
 import { decodeDirItems, decodeFileExtentItem, encodeDirItems, encodeFileExtentItem, encodeInodeRefs } from '../src/image/structs/fs-items.js';
 import { createInode, linkInode, lookupDirEntry, unlinkEntry } from '../src/image/write/inode.js';
-import { crc32cBtrfs } from '../src/util/crc32c.js';
+import { crc32cBtrfs, crcUpdate } from '../src/util/crc32c.js';
+import { loadCsum } from '../src/image/structs/csum.js';
 
 describe('RangeSet', () => {
   it('adds, coalesces, removes and finds aligned free space', () => {
@@ -127,6 +128,33 @@ describe('data extent refs and csums', () => {
     expect(Buffer.concat(t.range().map((x) => Buffer.from(x.data))).equals(want)).toBe(true);
     fs.commit();
     expect(t.range().map((x) => [x.key.offset, x.data.length])).toEqual([[base, max * 4], [base + BigInt(max) * ss, 20], [base + BigInt(max + 7) * ss, 4]]);
+  });
+});
+
+describe('data checksums from raw sector CRCs', () => {
+  it('takes the first sectors\' checksums from their raw CRC32Cs (the stream\'s), hashes the rest; other checksum types ignore them', async () => {
+    await loadCsum(BTRFS_CSUM_TYPE_XXHASH);
+    const data = new Uint8Array(3 * 4096 + 100);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
+    // raw CRC32C of the first two sectors (seed 0, no inversion), as the stream parser leaves them
+    const raw = new Uint32Array([0, 1].map((i) => crcUpdate(0, data.subarray(i * 4096, (i + 1) * 4096))));
+    const sum = (d: Uint8Array) => { const p = new Uint8Array(4096); p.set(d); const b = Buffer.alloc(4); b.writeUInt32LE(crc32cBtrfs(p)); return b; };
+    const want = Buffer.concat([0, 1, 2, 3].map((i) => sum(data.subarray(i * 4096, (i + 1) * 4096))));
+    const fs = createFilesystem(new MemoryDevice(256n << 20n), { nodesize: 4096 });
+    addDataCsums(fs, 1n << 30n, data, raw, true);
+    expect(Buffer.concat(fs.tree(BTRFS_CSUM_TREE_OBJECTID).range().map((x) => Buffer.from(x.data))).equals(want)).toBe(true);
+    // a wrong raw CRC shows: the checksum is taken from it, not recomputed
+    const bad = createFilesystem(new MemoryDevice(256n << 20n), { nodesize: 4096 });
+    addDataCsums(bad, 1n << 30n, data, new Uint32Array([raw[0]!, raw[1]! ^ 1]), true);
+    expect(Buffer.concat(bad.tree(BTRFS_CSUM_TREE_OBJECTID).range().map((x) => Buffer.from(x.data))).equals(want)).toBe(false);
+    // xxhash checksums: the CRCs mean nothing there, every sector is hashed
+    const xx = createFilesystem(new MemoryDevice(256n << 20n), { nodesize: 4096, csumType: BTRFS_CSUM_TYPE_XXHASH });
+    const xx2 = createFilesystem(new MemoryDevice(256n << 20n), { nodesize: 4096, csumType: BTRFS_CSUM_TYPE_XXHASH });
+    addDataCsums(xx, 1n << 30n, data, new Uint32Array([1, 2]), true);
+    addDataCsums(xx2, 1n << 30n, data, undefined, true);
+    const items = (f: typeof xx) => Buffer.concat(f.tree(BTRFS_CSUM_TREE_OBJECTID).range().map((x) => Buffer.from(x.data)));
+    expect(items(xx).equals(items(xx2))).toBe(true);
+    expect(items(xx).length).toBe(4 * 8);
   });
 });
 

@@ -55,16 +55,17 @@ export const codecName = (t: number | undefined): string => (t === undefined ? '
  * Throws for writes no receiver can apply (encryption, unknown codec, inconsistent lengths).
  */
 export function planEncodedWrite(c: EncodedWriteCmd, ctx: PlanContext): PlanDecision {
-  const where = c.meta ? { offset: c.meta.offset, commandIndex: c.meta.index, command: 'BTRFS_SEND_C_ENCODED_WRITE' } : {};
+  // built for an error only: this runs for every encoded write
+  const where = () => (c.meta ? { offset: c.meta.offset, commandIndex: c.meta.index, command: 'BTRFS_SEND_C_ENCODED_WRITE' } : {});
   const encryption = c.encryption ?? 0;
-  if (encryption !== 0) throw new ReceiveError('ENCRYPTED_EXTENT', `encrypted encoded writes are not supported (encryption=${encryption})`, where);
+  if (encryption !== 0) throw new ReceiveError('ENCRYPTED_EXTENT', `encrypted encoded writes are not supported (encryption=${encryption})`, where());
   const compression = c.compression ?? 0;
   const ss = BigInt(ctx.sectorsize);
   const ulen = c.unencodedLen;
   const flen = c.unencodedFileLen;
   const uoff = c.unencodedOffset;
   if (uoff > ulen || flen > ulen - uoff) {
-    throw new ReceiveError('BAD_ENCODED_LENGTHS', `unencoded_offset ${uoff} + unencoded_file_len ${flen} exceeds unencoded_len ${ulen}`, where);
+    throw new ReceiveError('BAD_ENCODED_LENGTHS', `unencoded_offset ${uoff} + unencoded_file_len ${flen} exceeds unencoded_len ${ulen}`, where());
   }
   const encLen = c.data.length;
   const diskNumBytes = Math.ceil(encLen / ctx.sectorsize) * ctx.sectorsize;
@@ -82,7 +83,7 @@ export function planEncodedWrite(c: EncodedWriteCmd, ctx: PlanContext): PlanDeci
     lzoSectorSize = 1 << (compression - 3 + 12);
     if (lzoSectorSize !== ctx.sectorsize) r('lzo-sector-mismatch', `LZO framed for ${lzoSectorSize}-byte sectors, image sectors are ${ctx.sectorsize}`);
   } else {
-    throw new ReceiveError('UNKNOWN_COMPRESSION', `unknown encoded-write compression ${compression}`, where);
+    throw new ReceiveError('UNKNOWN_COMPRESSION', `unknown encoded-write compression ${compression}`, where());
   }
 
   if (ctx.forceDecompress) r('force-decompress', '--force-decompress');

@@ -3,7 +3,7 @@ import { ReceiveError } from '../errors.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
 import { extentCounts, type PlanReport } from '../plan/report.js';
-import { planEncodedWrite } from '../plan/rules.js';
+import { type PlanDecision, planEncodedWrite } from '../plan/rules.js';
 import { dataSectorCrcs } from '../stream/parser.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
 import type { FileWriter } from './file-write.js';
@@ -30,12 +30,8 @@ export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
   const d = planEncodedWrite(c, { sectorsize: fs.sectorsize, iSize: getInode(fs, root, ino)!.size, forceDecompress: opts.forceDecompress ?? false });
   const recompress = d.action === 'decompress' && opts.compress !== undefined;
   x.report.addEncoded(extentCounts(c, d, recompress ? 'recompress' : d.action));
-  const passThrough = () => writer.passThrough(root, ino, c.fileOffset, {
-    data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false,
-    sectorCrcs: dataSectorCrcs(c),
-  });
   if (d.action === 'pass-through' && !opts.checkExtents) {
-    passThrough();
+    passThrough(writer, root, ino, c, d);
     return;
   }
   const uoff = Number(c.unencodedOffset);
@@ -44,6 +40,13 @@ export function applyEncodedWrite(x: EncodedContext, c: EncodedWriteCmd): void {
     ? c.data
     : decodeEncodedData(d.diskType, c.data, c.unencodedLen, uoff + flen, d.lzoSectorSize ?? fs.sectorsize);
   if (plain.length < uoff + flen) throw new ReceiveError('ENCODED_SHORT', `encoded data holds ${plain.length} bytes, the write needs ${uoff + flen}`);
-  if (d.action === 'pass-through') passThrough();
+  if (d.action === 'pass-through') passThrough(writer, root, ino, c, d);
   else writer.write(root, ino, c.fileOffset, plain.subarray(uoff, uoff + flen));
+}
+
+function passThrough(writer: FileWriter, root: bigint, ino: bigint, c: EncodedWriteCmd, d: PlanDecision): void {
+  writer.passThrough(root, ino, c.fileOffset, {
+    data: c.data, type: d.diskType!, ramBytes: c.unencodedLen, uoff: c.unencodedOffset, fileLen: c.unencodedFileLen, inline: d.inline ?? false,
+    sectorCrcs: dataSectorCrcs(c),
+  });
 }

@@ -4,7 +4,6 @@ import {
 import { U64_MAX, BTRFS_COMPRESS_NONE } from '../image/structs/constants.js';
 import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { knownCsums } from './csums.js';
 import { inlineExtent, readRange } from './file-read.js';
 
 /** The kernel's default max_inline: small whole files live in the leaf, compressed or not. */
@@ -33,10 +32,11 @@ export class ExtentWriter {
   /** Reused for sector-completed and zero-padded copies; the device and the checksums consume them at once. */
   private edgeBuf = new Uint8Array(0);
 
-  constructor(protected readonly fs: Filesystem, protected readonly opts: WriterOptions = {}) {}
+  /** The image's sector size (a field: a getter made a new bigint each of the ~10 times per extent it is read). */
+  protected readonly ss: bigint;
 
-  protected get ss(): bigint {
-    return BigInt(this.fs.sectorsize);
+  constructor(protected readonly fs: Filesystem, protected readonly opts: WriterOptions = {}) {
+    this.ss = BigInt(fs.sectorsize);
   }
 
   /** `bare`: the file is known to have no extent items (nothing to drop). */
@@ -56,7 +56,7 @@ export class ExtentWriter {
   protected writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array, sectorCrcs?: Uint32Array): void {
     const fs = this.fs;
     if (!this.opts.compress) {
-      writeDataExtent(fs, root, ino, offset, buf, BTRFS_COMPRESS_NONE, buf.length, knownCsums(fs, sectorCrcs));
+      writeDataExtent(fs, root, ino, offset, buf, BTRFS_COMPRESS_NONE, buf.length, sectorCrcs);
       this.stats.extents++;
       this.stats.bytes += buf.length;
       return;

@@ -1,11 +1,10 @@
 import type { BtrfsCompressType } from '../compress/index.js';
 import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
 import { addDataCsums } from '../image/write/extents.js';
-import { dropFileExtents, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
+import { dropFileExtents, type FileExtentRef, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { concatBytes } from '../util/bytes.js';
 import { U64_MAX } from '../image/structs/constants.js';
-import { knownCsums } from './csums.js';
 import { alignUp, padTo } from './extent-writer.js';
 import { extentsEndBy, extentsIn, inlineExtent, readRange } from './file-read.js';
 import { GatherWriter } from './gather-writer.js';
@@ -159,13 +158,18 @@ export class FileWriter extends GatherWriter {
       }
       fs.writeData(bytenr, padded);
       // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
-      addDataCsums(fs, bytenr, padded, knownCsums(fs, x.sectorCrcs), true);
-      insertFileExtent(fs, root, ino, offset, {
+      addDataCsums(fs, bytenr, padded, x.sectorCrcs, true);
+      // a file growing by the extent (written in order, the common case) changes nbytes and size at once
+      const ref: FileExtentRef = {
         disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,
         ram_bytes: alignUp(x.ramBytes, this.ss), compression: x.type, fresh: true,
-      });
+      };
+      if (end > inode.size) ref.size = end;
+      insertFileExtent(fs, root, ino, offset, ref);
       this.stats.extents++;
       this.stats.compressed++;
+      this.stats.bytes += Number(x.fileLen);
+      return;
     }
     this.stats.bytes += Number(x.fileLen);
     if (end > inode.size) updateInode(fs, root, ino, { size: end });

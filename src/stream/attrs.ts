@@ -3,12 +3,19 @@ import * as C from './constants.js';
 import type { RawAttr, Timespec } from './types.js';
 import { u64At } from '../util/bytes.js';
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * The attributes of one command, indexed by type like btrfs-progs' `cmd_attrs` (a repeated type keeps the
- * last value, as there). Accessors enforce exact integer widths, as `TLV_GET_INT` does.
+ * last value, as there). Accessors enforce exact integer widths, as `TLV_GET_INT` does. Values are kept
+ * as where they lie in the payload, not as views: integers (most attributes) are read in place, and a
+ * view per attribute was most of the parser's allocation and a tenth of its time (typed array creation).
  */
 export class AttrTable {
-  readonly values: (Uint8Array | undefined)[] = new Array(C.BTRFS_SEND_A_MAX + 1);
+  /** Each type's value: its start in `payload`, -1 when absent; and its length. */
+  private readonly starts = new Int32Array(C.BTRFS_SEND_A_MAX + 1).fill(-1);
+  private readonly lens = new Int32Array(C.BTRFS_SEND_A_MAX + 1);
+  private payload: Uint8Array = EMPTY;
   /** Types in stream order: a new array per command (it becomes the command's meta.attrOrder). */
   order: number[] = [];
   /** After detach(): the attribute whose view bytes() may still hand out; every other one is copied. */
@@ -25,12 +32,13 @@ export class AttrTable {
     let t: AttrTable;
     if (reuse !== undefined && reuse.ctx === ctx) {
       t = reuse;
-      for (const type of t.order) t.values[type] = undefined;
+      for (const type of t.order) t.starts[type] = -1;
       t.order = [];
       t.keep = undefined;
     } else {
       t = new AttrTable(ctx);
     }
+    t.payload = payload;
     const len = payload.length;
     let pos = 0;
     while (pos < len) {
@@ -51,7 +59,8 @@ export class AttrTable {
           throw t.err('ATTR_OVERRUN', `attribute ${C.sendAttrName(type)} of ${alen} bytes runs past the end of its command (${len - pos} left)`, payloadOffset + pos - 4);
         }
       }
-      t.values[type] = payload.subarray(pos, pos + alen);
+      t.starts[type] = pos;
+      t.lens[type] = alen;
       t.order.push(type);
       pos += alen;
     }
@@ -80,7 +89,16 @@ export class AttrTable {
   }
 
   has(type: number): boolean {
-    return this.values[type] !== undefined;
+    return this.starts[type]! >= 0;
+  }
+
+  /** Where `type`'s value starts in the payload (-1: absent) and how long it is (lengthOf). */
+  offsetOf(type: number): number {
+    return this.starts[type]!;
+  }
+
+  lengthOf(type: number): number {
+    return this.lens[type]!;
   }
 
   bytes(type: number): Uint8Array {
@@ -88,32 +106,36 @@ export class AttrTable {
   }
 
   private raw(type: number): Uint8Array {
-    const v = this.values[type];
-    if (v === undefined) throw this.err('MISSING_ATTRIBUTE', `required attribute ${C.sendAttrName(type)} is missing`);
-    return v;
+    const s = this.present(type);
+    return this.payload.subarray(s, s + this.lens[type]!);
   }
 
-  /** A fixed-size value, read in place (the integer accessors; uuid() copies through bytes()). */
-  private sized(type: number, size: number): Uint8Array {
-    const v = this.raw(type);
-    if (v.length !== size) {
-      throw this.err('BAD_ATTRIBUTE_LENGTH', `attribute ${C.sendAttrName(type)} has ${v.length} bytes, expected ${size}`);
-    }
-    return v;
+  private present(type: number): number {
+    const s = this.starts[type]!;
+    if (s < 0) throw this.err('MISSING_ATTRIBUTE', `required attribute ${C.sendAttrName(type)} is missing`);
+    return s;
+  }
+
+  /** Where a fixed-size value starts in the payload (the integer accessors read it there). */
+  private sized(type: number, size: number): number {
+    const s = this.present(type);
+    const n = this.lens[type]!;
+    if (n !== size) throw this.err('BAD_ATTRIBUTE_LENGTH', `attribute ${C.sendAttrName(type)} has ${n} bytes, expected ${size}`);
+    return s;
   }
 
   u64(type: number): bigint {
-    const v = this.sized(type, 8);
-    return u64At(v, 0);
+    return u64At(this.payload, this.sized(type, 8));
   }
 
   u32(type: number): number {
-    const v = this.sized(type, 4);
-    return (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
+    const s = this.sized(type, 4);
+    const v = this.payload;
+    return (v[s]! | (v[s + 1]! << 8) | (v[s + 2]! << 16) | (v[s + 3]! << 24)) >>> 0;
   }
 
   u8(type: number): number {
-    return this.sized(type, 1)[0]!;
+    return this.payload[this.sized(type, 1)]!;
   }
 
   uuid(type: number): Uint8Array {
@@ -122,8 +144,9 @@ export class AttrTable {
   }
 
   timespec(type: number): Timespec {
-    const v = this.sized(type, 12);
-    return { sec: BigInt.asIntN(64, u64At(v, 0)), nsec: (v[8]! | (v[9]! << 8) | (v[10]! << 16) | (v[11]! << 24)) >>> 0 };
+    const s = this.sized(type, 12);
+    const v = this.payload;
+    return { sec: BigInt.asIntN(64, u64At(v, s)), nsec: (v[s + 8]! | (v[s + 9]! << 8) | (v[s + 10]! << 16) | (v[s + 11]! << 24)) >>> 0 };
   }
 
   optU64(type: number): bigint | undefined {
@@ -139,7 +162,7 @@ export class AttrTable {
     // allocated only when there is one: this runs for every command
     let out: RawAttr[] | undefined;
     for (const type of this.order) {
-      if (!used.includes(type)) (out ??= []).push({ type, value: this.out(type, this.values[type]!) });
+      if (!used.includes(type)) (out ??= []).push({ type, value: this.out(type, this.raw(type)) });
     }
     return out;
   }

@@ -269,16 +269,15 @@ function crcBySector(headerCrc: number, payload: Uint8Array, version: number, ct
   } catch {
     return { actual: crc32cRaw(payload, headerCrc) };
   }
-  const data = attrs.values[C.BTRFS_SEND_A_DATA];
-  if (data === undefined || data.buffer !== payload.buffer || data.length < CRC_SECTOR) {
-    return { actual: crc32cRaw(payload, headerCrc), attrs };
-  }
-  const start = data.byteOffset - payload.byteOffset;
-  const end = start + data.length;
+  const start = attrs.offsetOf(C.BTRFS_SEND_A_DATA);
+  if (start < 0 || attrs.lengthOf(C.BTRFS_SEND_A_DATA) < CRC_SECTOR) return { actual: crc32cRaw(payload, headerCrc), attrs };
+  const end = start + attrs.lengthOf(C.BTRFS_SEND_A_DATA);
+  const data = payload.subarray(start, end);
   const sectors = new Uint32Array(Math.floor(data.length / CRC_SECTOR));
   let c = crc32cRaw(payload.subarray(0, start), headerCrc);
   c = crc32cRawBySector(c, data, sectors);
-  return { actual: crc32cRaw(payload.subarray(end), c), attrs, sectors };
+  // (protocol 2's DATA takes the rest of the command: nothing after it)
+  return { actual: end === payload.length ? c : crc32cRaw(payload.subarray(end), c), attrs, sectors };
 }
 
 function startsWithMagicPrefix(b: Uint8Array): boolean {

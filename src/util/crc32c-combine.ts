@@ -51,7 +51,8 @@ export function crc32cRawBySector(crc: number, data: Uint8Array, sectors: Uint32
     sectors[i] = s;
     c = crc32cShiftSector(c) ^ s;
   }
-  return crcUpdate(c >>> 0, data.subarray(o));
+  // (data of whole sectors — every encoded extent's — has no tail to take a view of)
+  return o === data.length ? c >>> 0 : crcUpdate(c >>> 0, data.subarray(o));
 }
 
 /** The raw register `crc` carried on over sectors whose raw CRCs are raw[from .. to): crcUpdate over their bytes, without the pass. */

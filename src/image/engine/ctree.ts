@@ -119,11 +119,12 @@ export class BTree implements PathTree {
       if (cow) b = this.cow(path, level);
       const r = binarySearch(b.keys, key);
       if (level === 0) {
-        path.slots[0] = r.slot;
+        path.slots[0] = r < 0 ? -1 - r : r;
         this.hints.remember(path);
-        return { path, found: r.found };
+        return { path, found: r >= 0 };
       }
-      const slot = !r.found && r.slot > 0 ? r.slot - 1 : r.slot;
+      // not there: the slot before where it would go (slot 0 for keys below the first)
+      const slot = r >= 0 ? r : r < -1 ? -2 - r : 0;
       path.slots[level] = slot;
       b = this.child(b, slot);
       if (b.level !== level - 1) throw new ImageError('IMAGE_BAD_TREE_BLOCK', `tree ${this.rootid}: block ${b.bytenr} at level ${b.level} under level ${level}`);

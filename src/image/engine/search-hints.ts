@@ -52,8 +52,8 @@ export class SearchHints {
       const clock = ++store.clock;
       for (const b of h.nodes) b.lastUse = clock;
       const r = binarySearch(h.nodes[0]!.keys, key);
-      this.slot = r.slot;
-      this.found = r.found;
+      this.found = r >= 0;
+      this.slot = r >= 0 ? r : -1 - r;
       return h;
     }
     return undefined;

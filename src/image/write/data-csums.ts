@@ -1,6 +1,7 @@
 import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_CRC32, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID } from '../structs/constants.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../structs/tree-block.js';
 import { csumAlgo } from '../structs/csum.js';
+import { CRC_SECTOR, btrfsCsumFromRaw } from '../../util/crc32c-combine.js';
 import type { FilesystemModel } from './model.js';
 import { RangeSet } from './ranges.js';
 import type { Key } from './items.js';
@@ -21,20 +22,21 @@ const csumKey = (bytenr: bigint): Key => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID
  * Checksum the on-disk bytes of data at `bytenr` (whole sectors; a short tail is zero-padded as on disk)
  * with the image's csum_type. `fresh`: the space was allocated in this transaction (allocData), so it
  * holds no checksums to replace (freeing an extent drops its checksums) and none are looked for.
+ * `rawCrcs`: the raw CRC32C (seed 0, no inversion: crc32c-combine.ts) of the data's first 4 KiB sectors,
+ * which the caller already has — receive, from the stream's own CRC check — so those bytes are not read
+ * a second time where the checksums are crc32c of 4 KiB sectors; other images hash every sector.
  */
-export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Array, known?: Uint32Array, fresh = false): void {
+export function addDataCsums(fs: FilesystemModel, bytenr: bigint, bytes: Uint8Array, rawCrcs?: Uint32Array, fresh = false): void {
   const ss = fs.sectorsize;
   const algo = csumAlgo(fs.sb.csum_type);
   const cs = algo.size;
   const n = Math.ceil(bytes.length / ss);
   if (!fresh && csumsIn(fs, bytenr, BigInt(n * ss))) deleteCsums(fs, bytenr, BigInt(n * ss));
   const csums = new Uint8Array(n * cs);
-  // `known`: crc32c checksums of the first sectors the caller already has (receive derives them from
-  // the stream's own CRC check), so those bytes are not read a second time; other csum types hash all
-  const k = algo.type === BTRFS_CSUM_TYPE_CRC32 ? Math.min(n, known?.length ?? 0) : 0;
+  const k = algo.type === BTRFS_CSUM_TYPE_CRC32 && ss === CRC_SECTOR && rawCrcs !== undefined ? Math.min(n, rawCrcs.length) : 0;
   // little-endian by hand: a DataView over the new array costs more than the loop (it makes its buffer)
   for (let i = 0; i < k; i++) {
-    const v = known![i]!;
+    const v = btrfsCsumFromRaw(rawCrcs![i]!);
     csums[4 * i] = v;
     csums[4 * i + 1] = v >>> 8;
     csums[4 * i + 2] = v >>> 16;

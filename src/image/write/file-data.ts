@@ -29,12 +29,13 @@ export function maxInlineSize(fs: Filesystem): number {
 
 const extentKey = (ino: bigint, fileOffset: bigint): BtrfsKey => ({ objectid: ino, type: BTRFS_EXTENT_DATA_KEY, offset: fileOffset });
 
-function addNbytes(fs: Filesystem, root: bigint, ino: bigint, delta: bigint): void {
-  if (delta === 0n) return;
+/** `size`: the file's new i_size, set in the same update (a file appended to changes both). */
+function addNbytes(fs: Filesystem, root: bigint, ino: bigint, delta: bigint, size?: bigint): void {
+  if (delta === 0n && size === undefined) return;
   const inode = getInode(fs, root, ino);
   if (!inode) throw new ImageError('IMAGE_NO_INODE', `inode ${ino} does not exist in tree ${root}`);
   checkFileNbytes(fs, root, ino, inode, delta);
-  updateInode(fs, root, ino, { nbytes: inode.nbytes + delta });
+  updateInode(fs, root, ino, size === undefined ? { nbytes: inode.nbytes + delta } : { nbytes: inode.nbytes + delta, size });
 }
 
 function noteCompression(fs: Filesystem, compression: number): void {
@@ -72,6 +73,8 @@ export interface FileExtentRef {
   type?: typeof BTRFS_FILE_EXTENT_REG | typeof BTRFS_FILE_EXTENT_PREALLOC;
   /** The data extent was allocated in this transaction and this is its first reference (addNewDataExtent). */
   fresh?: boolean;
+  /** The file's new i_size, set with its nbytes (file-data.ts leaves i_size to the caller otherwise). */
+  size?: bigint;
 }
 
 /**
@@ -91,23 +94,26 @@ export function insertFileExtent(fs: Filesystem, root: bigint, ino: bigint, file
   });
   if (!fs.tree(root).insert(extentKey(ino, fileOffset), item)) throw new ImageError('IMAGE_EXTENT_OVERLAP', `inode ${ino} already has an extent at ${fileOffset}`);
   noteCompression(fs, compression);
-  if (x.disk_bytenr === 0n) return;
+  if (x.disk_bytenr === 0n) {
+    if (x.size !== undefined) updateInode(fs, root, ino, { size: x.size });
+    return;
+  }
   const refOffset = BigInt.asUintN(64, fileOffset - x.offset);
   if (x.fresh) addNewDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, root, ino, refOffset);
   else if (getDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, root, ino, refOffset);
   else addDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, root, ino, refOffset);
-  addNbytes(fs, root, ino, x.num_bytes);
+  addNbytes(fs, root, ino, x.num_bytes, x.size);
 }
 
 /**
  * Write a new extent holding `data` at `fileOffset`: allocate, write to the device, checksum, reference.
  * With `compression`, `data` is the compressed bytes and `ramBytes` the uncompressed length;
- * `knownCsums` are checksums of its first sectors the caller already has (see addDataCsums).
+ * `rawCrcs` are raw CRC32Cs of its first sectors the caller already has (see addDataCsums).
  * Returns the extent's bytenr.
  */
 export function writeDataExtent(
   fs: Filesystem, root: bigint, ino: bigint, fileOffset: bigint, data: Uint8Array,
-  compression = BTRFS_COMPRESS_NONE, ramBytes = data.length, knownCsums?: Uint32Array,
+  compression = BTRFS_COMPRESS_NONE, ramBytes = data.length, rawCrcs?: Uint32Array,
 ): bigint {
   const ss = BigInt(fs.sectorsize);
   const ram = ((BigInt(ramBytes) + ss - 1n) / ss) * ss;
@@ -116,7 +122,7 @@ export function writeDataExtent(
   const bytenr = fs.allocData(diskLen);
   const padded = data.length === Number(diskLen) ? data : padTo(data, Number(diskLen));
   fs.writeData(bytenr, padded);
-  addDataCsums(fs, bytenr, padded, knownCsums, true);
+  addDataCsums(fs, bytenr, padded, rawCrcs, true);
   insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: 0n, num_bytes: ram, ram_bytes: ram, compression, fresh: true });
   return bytenr;
 }
