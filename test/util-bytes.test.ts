@@ -19,11 +19,20 @@ describe('copyInto', () => {
     }
   });
 
-  it('copies plain memory and into shared memory as set() does', () => {
-    const plain = Uint8Array.from({ length: 5000 }, (_, i) => i & 0xff);
-    const out = new Uint8Array(new SharedArrayBuffer(5008));
-    copyInto(out, plain.subarray(3), 5);
-    expect(Buffer.from(out.subarray(5, 5 + 4997)).equals(Buffer.from(plain.subarray(3)))).toBe(true);
+  it('copies plain memory into shared memory (the output arena of a send) at any alignment', () => {
+    const plain = Uint8Array.from({ length: 5000 }, (_, i) => (i * 13) & 0xff);
+    for (const len of [0, 255, 256, 4099]) {
+      for (let s = 0; s < 8; s++) {
+        for (let d = 0; d < 8; d++) {
+          const out = new Uint8Array(new SharedArrayBuffer(len + 16)).fill(0xaa);
+          const src = plain.subarray(s, s + len);
+          copyInto(out, src, d);
+          expect(Buffer.from(out.subarray(d, d + len)).equals(Buffer.from(src)), `len ${len} src ${s} dst ${d}`).toBe(true);
+          expect(out.subarray(0, d).every((b) => b === 0xaa)).toBe(true);
+          expect(out.subarray(d + len).every((b) => b === 0xaa)).toBe(true);
+        }
+      }
+    }
   });
 });
 

@@ -1,12 +1,13 @@
 import { ImageError } from '../errors.js';
 import { decompressExtent } from '../image/read/decompress.js';
-import { rawSectorCrcs, readVerified, type SectorCrcs } from '../image/read/file-data.js';
+import { extentCopies, rawSectorCrcs, readVerified, type SectorCrcs } from '../image/read/file-data.js';
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { alignedBytes } from '../util/aligned.js';
 import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
+import type { DataFill } from './data-fill.js';
 import type { ExtentAhead } from './extent-ahead.js';
-import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
+import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem, csumAlgo, firstBadSector } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
 export interface ExtentRef {
@@ -26,6 +27,8 @@ export interface ExtentRef {
   scratch?: Scratch;
   /** Compressed extents read (and decoded) ahead on another thread: a full send (extent-ahead.ts). */
   ahead?: ExtentAhead;
+  /** Data read into the output on another thread, behind the send: a full send to an arena (data-fill.ts). */
+  fill?: DataFill;
 }
 
 /**
@@ -76,9 +79,40 @@ export async function storedBytes(x: ExtentRef, into?: Uint8Array): Promise<Piec
   const len = Number(x.fe.disk_num_bytes);
   const got = await x.ahead?.claim(x);
   if (got) return { data: got.stored, crc: got.sums && pieceCrc({ raw: rawSectorCrcs(x.img, got.sums) }, 0, len) };
+  const behind = into && await readBehind(x, x.fe.disk_bytenr, len, into, true);
+  if (behind) return behind;
   const crcs: SectorCrcs = {};
   const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr, len, x.verify, x.what, into ?? x.scratch?.get(len), crcs);
   return { data, crc: pieceCrc(crcs, 0, len) };
+}
+
+/**
+ * Leaves logical [logical, logical + len) to be read into `room` behind the send (data-fill.ts) where it
+ * can be: checksummed, every sector with its checksum, crc32c with 4 KiB sectors — the command CRC is
+ * combined from those checksums before the bytes are there. `head`: the first sector is read (and
+ * checked) now, for what looks at it before the command goes out (an ENCODED_WRITE's zstd frame header,
+ * planEncodedWrite). Undefined: the caller reads it in line.
+ */
+async function readBehind(x: ExtentRef, logical: bigint, len: number, room: Uint8Array, head = false): Promise<Piece | undefined> {
+  const fill = x.fill;
+  if (!fill || !x.verify || !fill.takes(room, len)) return undefined;
+  const { copies, sums } = await extentCopies(x.img, x.csumRoot, logical, len, true, x.what);
+  const raw = sums && !sums.have.includes(0) ? rawSectorCrcs(x.img, sums.sums) : undefined;
+  if (!raw) return undefined;
+  const data = room.subarray(0, len);
+  const piece = { data, crc: crc32cCombineSectors(0, raw, 0, raw.length) };
+  const skip = head ? CRC_SECTOR : 0;
+  if (head) {
+    const got = await x.img.src.read(copies[0]!, skip, data);
+    if (got.buffer !== data.buffer || got.byteOffset !== data.byteOffset) data.set(got);
+    if (firstBadSector(csumAlgo(x.img.superblock.csum_type), data, skip, skip, sums!.sums, sums!.have.subarray(0, 1)) >= 0) return undefined;
+    if (len === skip) return piece;
+  }
+  await fill.post(data.subarray(skip), len - skip, copies.map((c) => c + BigInt(skip)), sums!.sums.subarray(4 * (skip / CRC_SECTOR)), async () => {
+    const got = await readVerified(x.img, x.csumRoot, logical, len, true, x.what, data);
+    if (got.buffer !== data.buffer || got.byteOffset !== data.byteOffset) data.set(got);
+  });
+  return piece;
 }
 
 /** The decompressed content of a compressed or inline extent (ram_bytes long). */
@@ -99,8 +133,10 @@ const WINDOW = 1 << 20;
  * (the last one shorter); past the item's data (an inline extent shorter than its sector) they read as
  * zeros, as the kernel's page cache gives them. A compressed or inline extent is decoded once, a plain one
  * read in windows of about 1 MiB (checksums verified per window): pieces are views, not copies.
+ * `room`: where the output will hold a piece of `n` bytes (its command's StreamEncoder.dataRoom); with a
+ * DataFill, a plain extent's whole-sector pieces are read there, behind the send where they can be.
  */
-export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece: number): AsyncGenerator<Piece> {
+export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece: number, room?: (n: number) => Uint8Array | undefined): AsyncGenerator<Piece> {
   if (x.fe.type === BTRFS_FILE_EXTENT_INLINE || x.fe.compression !== BTRFS_COMPRESS_NONE) {
     const plain = await plainExtent(x);
     const start = Number(x.fe.type === BTRFS_FILE_EXTENT_INLINE ? pos - x.keyOffset : x.fe.offset + pos - x.keyOffset);
@@ -123,13 +159,26 @@ export async function* filePieces(x: ExtentRef, pos: bigint, len: number, piece:
   }
   const ss = x.img.sectorsize;
   // checksums cover whole sectors: reads start and end on sector boundaries, pieces are cut from inside
-  const window = Math.max(1, Math.floor(WINDOW / piece)) * piece;
+  const intoRoom = room && x.fill ? room : undefined;
+  const window = intoRoom ? piece : Math.max(1, Math.floor(WINDOW / piece)) * piece;
   for (let done = 0; done < len; done += window) {
     const n = Math.min(window, len - done);
     const at = rel + BigInt(done);
     const lead = Number(at % BigInt(ss));
     const readLen = Math.ceil((lead + n) / ss) * ss;
     const crcs: SectorCrcs = {};
+    const r = intoRoom && readLen === n ? intoRoom(n) : undefined;
+    if (r) {
+      const logical = x.fe.disk_bytenr + at;
+      const behind = await readBehind(x, logical, n, r);
+      if (behind) {
+        yield behind;
+      } else {
+        const data = await readVerified(x.img, x.csumRoot, logical, n, x.verify, x.what, r, crcs);
+        yield { data: data.subarray(0, n), crc: pieceCrc(crcs, 0, n) };
+      }
+      continue;
+    }
     const data = await readVerified(x.img, x.csumRoot, x.fe.disk_bytenr + at - BigInt(lead), readLen, x.verify, x.what, x.scratch?.get(readLen), crcs);
     for (let p = 0; p < n; p += piece) {
       const m = Math.min(n, p + piece) - p;

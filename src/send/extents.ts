@@ -5,11 +5,13 @@ import {
 } from '../image/structs.js';
 import { planEncodedWrite } from '../plan/rules.js';
 import * as C from '../stream/constants.js';
-import type { EncodedWriteCmd, KnownCommand, SendCommand } from '../stream/types.js';
+import type { EncodedWriteCmd, KnownCommand, SendCommand, WriteCmd } from '../stream/types.js';
 import type { Backrefs } from './backrefs.js';
 import { type CloneIndex, pickClone } from './clone-index.js';
 import { cloneRange } from './clone-range.js';
 import { type ExtentRef, filePieces, storedBytes } from './extent-data.js';
+
+const EMPTY = new Uint8Array(0);
 
 /** The file being sent, as far as its data goes. */
 export interface DataInode {
@@ -128,8 +130,15 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
     }
   }
   let at = offset;
-  for await (const { data, crc } of filePieces(x, offset, Number(len), maxWriteSize(o.version))) {
-    yield crc === undefined ? { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data } : { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data, dataCrc: crc };
+  // with data read behind the send (ExtentRef.fill), a piece's command takes its room in the output first
+  let next: WriteCmd | undefined;
+  const room = x.fill && o.dataRoom ? (n: number) => o.dataRoom!(next = { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data: EMPTY }, n) : undefined;
+  for await (const { data, crc } of filePieces(x, offset, Number(len), maxWriteSize(o.version), room)) {
+    const c = next ?? { cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: at, data };
+    next = undefined;
+    c.data = data;
+    if (crc !== undefined) c.dataCrc = crc;
+    yield c;
     at += BigInt(data.length);
   }
 }

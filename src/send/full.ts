@@ -13,6 +13,7 @@ import * as C from '../stream/constants.js';
 import type { KnownCommand, SendCommand } from '../stream/types.js';
 import { Backrefs, readOnlyCloneRoot, streamUuid } from './backrefs.js';
 import { CloneIndex } from './clone-index.js';
+import type { DataFill } from './data-fill.js';
 import { ExtentAhead } from './extent-ahead.js';
 import { type ExtentRef, Scratch, storedBytes } from './extent-data.js';
 import { extentCopies } from '../image/read/file-data.js';
@@ -36,6 +37,8 @@ export interface FullSendOptions {
   dataRoom?: (c: SendCommand, n: number) => Uint8Array | undefined;
   /** Read (and decode) compressed extents ahead on a worker thread (default: yes; extent-ahead.ts). */
   readAhead?: boolean;
+  /** Data read into the output behind the send, on another thread (data-fill.ts; the caller settles it). */
+  fill?: DataFill;
 }
 
 interface Cur {
@@ -105,7 +108,8 @@ export class FullSend {
    * A thread reading and decoding compressed extents ahead (extent-ahead.ts) where decoded data is sent:
    * protocol 1. Not where they go out as stored (--compressed-data): reading and checking them on the
    * thread cost the send more CPU than it took off its own thread (4.0 vs 3.0 s for bench/send.sh's
-   * source at load 12, the thread idle 94% of the time) and gave no shorter run. Not for --no-data.
+   * source at load 12, the thread idle 94% of the time) and gave no shorter run: those bytes are read
+   * behind the send instead, into its output (data-fill.ts). Not for --no-data.
    */
   private readsAhead(): ExtentAhead | undefined {
     if (this.o.compressedData || this.o.noData || this.o.readAhead === false) return undefined;
@@ -181,7 +185,7 @@ export class FullSend {
 
   private extentRef(ino: bigint, keyOffset: bigint, fe: BtrfsFileExtentItem, verify: boolean): ExtentRef {
     const what = `file extent at offset ${keyOffset} of inode ${ino} in subvolume ${this.sv.id}`;
-    return { img: this.img, csumRoot: this.csumRoot, verify, keyOffset, fe, what, scratch: this.scratch, ...(this.ahead ? { ahead: this.ahead } : {}) };
+    return { img: this.img, csumRoot: this.csumRoot, verify, keyOffset, fe, what, scratch: this.scratch, ...(this.ahead ? { ahead: this.ahead } : {}), ...(this.o.fill ? { fill: this.o.fill } : {}) };
   }
 
   private async *newInode(ino: bigint, item: BtrfsInodeItem): AsyncGenerator<KnownCommand> {

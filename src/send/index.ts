@@ -5,6 +5,8 @@ import { StreamEncoder } from '../stream/writer.js';
 import type { BufferPool } from '../util/bytes.js';
 import * as C from '../stream/constants.js';
 import type { SendCommand } from '../stream/types.js';
+import { availableParallelism } from 'node:os';
+import { DataFill } from './data-fill.js';
 import { FullSend } from './full.js';
 import { IncrementalSend } from './incremental.js';
 
@@ -30,6 +32,9 @@ export interface SendOptions {
 
 /** Output is yielded in buffers of this size (a bigger command gets one of its own), not one per command. */
 const CHUNK = 1 << 20;
+
+/** Full buffers held back while data is read into them behind the send (DataFill). */
+const HELD = 1;
 
 /** The protocol version a send uses, as btrfs-progs picks it; throws for combinations it refuses. */
 export function sendProtocol(o: SendOptions): number {
@@ -103,22 +108,52 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
-  for (const sv of svs) {
-    // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
-    enc.header();
-    opts.onSubvolume?.(sv);
-    const o = {
-      version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources,
-      dataRoom: (c: SendCommand, n: number) => enc.dataRoom(c, n),
-    };
-    const send = parent ? new IncrementalSend(img.reader, sv, parent, o) : new FullSend(img.reader, sv, o);
-    for await (const cmd of send.commands()) {
-      enc.add(cmd);
-      if (enc.full.length > 0) yield* enc.take();
+  const fill = dataFill(img, opts.bufferPool);
+  const held: Uint8Array[] = [];
+  try {
+    for (const sv of svs) {
+      // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
+      enc.header();
+      opts.onSubvolume?.(sv);
+      const o = {
+        version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources,
+        dataRoom: (c: SendCommand, n: number) => enc.dataRoom(c, n), ...(fill ? { fill } : {}),
+      };
+      const send = parent ? new IncrementalSend(img.reader, sv, parent, o) : new FullSend(img.reader, sv, o);
+      for await (const cmd of send.commands()) {
+        enc.add(cmd);
+        if (enc.full.length > 0) {
+          if (!fill) {
+            yield* enc.take();
+            continue;
+          }
+          // a full buffer goes out once the data read into it behind the send is there, and not before the
+          // next one is full: the other thread reads into the one while the send frames the next
+          held.push(...enc.take());
+          while (held.length > HELD) {
+            await fill.settleThrough(held[0]!);
+            yield held.shift()!;
+          }
+        }
+      }
+      enc.add({ cmd: C.BTRFS_SEND_C_END });
     }
-    enc.add({ cmd: C.BTRFS_SEND_C_END });
+    await fill?.settle();
+    yield* held;
+    yield* enc.end();
+  } finally {
+    fill?.close();
   }
-  yield* enc.end();
+}
+
+/**
+ * Data read into the output behind the send (data-fill.ts), where that can be: output buffers in shared
+ * memory (a BufferPool with an arena), an image file the other thread can open, a second CPU for it.
+ */
+function dataFill(img: BtrfsImage, pool: BufferPool | undefined): DataFill | undefined {
+  const path = img.reader.src.path;
+  if (!pool?.arena || path === undefined || availableParallelism() < 2) return undefined;
+  return new DataFill({ path, arena: pool.arena });
 }
 
 /** One subvolume's stream (header, commands, END): `sendSubvolumes(img, [path], opts)`. */

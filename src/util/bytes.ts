@@ -24,11 +24,20 @@ export function uninitBytes(len: number): Uint8Array {
  * Buffers of one size handed out and given back, so a long producer/consumer run (send's output) reuses
  * a few instead of allocating one per chunk: each new large ArrayBuffer counts toward V8's external-memory
  * limit, and crossing it forces a full garbage collection. At most `keep` spare buffers are held.
+ *
+ * `shared`: the first `keep` buffers are pieces of one SharedArrayBuffer (`arena`) that another thread
+ * may write into (a send's data read behind it, send/data-fill.ts); more at a time are plain ones.
  */
 export class BufferPool {
   private readonly spare: Uint8Array[] = [];
+  readonly arena: SharedArrayBuffer | undefined;
 
-  constructor(readonly size: number, private readonly keep = 4) {}
+  constructor(readonly size: number, private readonly keep = 4, opts: { shared?: boolean } = {}) {
+    if (opts.shared) {
+      this.arena = new SharedArrayBuffer(size * keep);
+      for (let i = keep - 1; i >= 0; i--) this.spare.push(new Uint8Array(this.arena, i * size, size));
+    }
+  }
 
   take(): Uint8Array {
     return this.spare.pop() ?? uninitBytes(this.size);
@@ -36,6 +45,10 @@ export class BufferPool {
 
   /** Gives back a buffer (or a view of one) that came from take(); anything else is ignored. */
   give(b: Uint8Array): void {
+    if (b.buffer === this.arena) {
+      if (b.byteOffset % this.size === 0) this.spare.push(new Uint8Array(this.arena, b.byteOffset, this.size));
+      return;
+    }
     if (b.buffer.byteLength !== this.size || b.byteOffset !== 0 || this.spare.length >= this.keep) return;
     this.spare.push(new Uint8Array(b.buffer, 0, this.size));
   }
@@ -45,14 +58,17 @@ export class BufferPool {
 let staging = new Uint8Array(0);
 
 /**
- * out.set(src, pos) for a `src` in shared memory (a SharedArrayBuffer: the send's decoded extents come
- * from the reading thread's slots). V8 copies out of shared memory word by word only when source and
- * destination sit alike within an 8-byte word, byte by byte otherwise (~2 against ~11 GB/s measured);
- * such a copy is staged through a private buffer placed alike, then copied as plain memory.
+ * out.set(src, pos) where either side is shared memory (a SharedArrayBuffer: the send's decoded extents
+ * come from the reading thread's slots, its output may be the BufferPool's arena). V8 copies to or from
+ * shared memory word by word only when source and destination sit alike within an 8-byte word, byte by
+ * byte otherwise (~2 against ~11 GB/s measured); such a copy is staged through a private buffer placed
+ * like the shared side, then copied as plain memory.
  */
 export function copyInto(out: Uint8Array, src: Uint8Array, pos: number): void {
-  const skew = src.byteOffset & 7;
-  if (src.length < 256 || !(src.buffer instanceof SharedArrayBuffer) || out.buffer instanceof SharedArrayBuffer || ((out.byteOffset + pos) & 7) === skew) {
+  const srcShared = src.buffer instanceof SharedArrayBuffer;
+  const outShared = out.buffer instanceof SharedArrayBuffer;
+  const skew = (outShared ? out.byteOffset + pos : src.byteOffset) & 7;
+  if (src.length < 256 || srcShared === outShared || ((out.byteOffset + pos) & 7) === (src.byteOffset & 7)) {
     out.set(src, pos);
     return;
   }

@@ -1,0 +1,63 @@
+/**
+ * The thread of data-fill.ts, as plain JavaScript run with `eval` (as extent-worker.ts, whose notes on
+ * loading apply). It never returns to its event loop: it sleeps on the ring's TAIL word (Atomics.wait)
+ * until the send posts a job, does the jobs in order, and counts them in DONE, waking the send only when
+ * it waits. Per job: read the bytes from each copy in turn straight into the output arena, until one
+ * whose sectors all match the stored crc32c checksums; result 1, or 2 when none did or a read failed
+ * (the send then does it again in line and reports it). The first read error or mismatch is not an
+ * error here: the send's own read says what it is.
+ */
+export const FILL_WORKER = `(async () => {
+const { parentPort, workerData } = await import('node:worker_threads');
+const { openSync, readSync } = await import('node:fs');
+const { modules, shared, arena, path, layout: L } = workerData;
+let csum, algo, fd;
+try {
+  csum = await import(new URL('image/structs/csum.js', modules).href);
+  algo = await csum.loadCsum(0);
+  fd = openSync(path, 'r');
+} catch (e) {
+  parentPort.postMessage({ unavailable: String(e && e.message) });
+  return;
+}
+const ctl = new Int32Array(shared, 0, 8);
+const ints = new Int32Array(shared, L.INTS_AT, L.RING * L.INTS);
+const offs = new Float64Array(shared, L.OFFS_AT, L.RING * L.MAX_COPIES);
+const out = new Uint8Array(arena);
+const have = new Uint8Array(L.MAX_SECTORS).fill(1);
+function readAll(buf, pos) {
+  for (let done = 0; done < buf.length;) {
+    const n = readSync(fd, buf, done, buf.length - done, pos + done);
+    if (n === 0) { buf.fill(0, done); return; }
+    done += n;
+  }
+}
+function run(e) {
+  const n = ints[e * L.INTS], len = ints[e * L.INTS + 1], at = ints[e * L.INTS + 2];
+  const room = out.subarray(at, at + len);
+  const sectors = len / 4096;
+  const sums = new Uint8Array(shared, L.SUMS_AT + e * L.MAX_SECTORS * 4, sectors * 4);
+  for (let k = 0; k < n; k++) {
+    try {
+      readAll(room, offs[e * L.MAX_COPIES + k]);
+    } catch {
+      return 2;
+    }
+    if (csum.firstBadSector(algo, room, len, 4096, sums, have.subarray(0, sectors)) < 0) return 1;
+  }
+  return 2;
+}
+for (let head = 0; ;) {
+  if (head === Atomics.load(ctl, L.TAIL)) {
+    Atomics.store(ctl, L.SLEEPING, 1);
+    if (head === Atomics.load(ctl, L.TAIL) && !Atomics.load(ctl, L.STOP)) Atomics.wait(ctl, L.TAIL, head);
+    Atomics.store(ctl, L.SLEEPING, 0);
+    if (Atomics.load(ctl, L.STOP)) return;
+    continue;
+  }
+  const e = head % L.RING;
+  ints[e * L.INTS + 3] = run(e);
+  Atomics.store(ctl, L.DONE, ++head);
+  if (Atomics.load(ctl, L.WAITING)) Atomics.notify(ctl, L.DONE);
+}
+})();`;

@@ -1,0 +1,170 @@
+import { Worker } from 'node:worker_threads';
+import { FILL_WORKER } from './data-fill-worker.js';
+
+/**
+ * File data read into the output behind the send, on a second thread: the send frames each command
+ * whose DATA can be read whole — checksummed sectors, crc32c, 4 KiB — in its output buffer as if the
+ * bytes were there (the command CRC comes from the stored sector checksums, crc32c-combine.ts), and
+ * leaves a job: read these bytes from the first copy whose sectors match these checksums into this
+ * room. The worker reads them from the image file straight into the output (memory shared with it: the
+ * BufferPool's arena), so that reading and checking 0.6 GB of a --compressed-data send leaves the
+ * send's thread, and nothing is copied twice. A buffer goes out only once its jobs are done (`settle`).
+ *
+ * Jobs pass through a ring in shared memory and Atomics, not messages: one structured-clone message
+ * per few extents cost the send's thread more than the reads it saved (docs/performance.md, send10).
+ * A job the worker could not do — no copy matched, a read failed, the worker is gone — is done again
+ * on the send's thread by the fallback it came with (readVerified), which reports what it finds in
+ * its usual words before the buffer goes out.
+ */
+
+/** Jobs out at a time. */
+const RING = 256;
+/** The largest job: a protocol 2 WRITE piece or a compressed extent's stored bytes. */
+export const FILL_MAX = 128 * 1024;
+const SECTOR = 4096;
+const MAX_SECTORS = FILL_MAX / SECTOR;
+/**
+ * The worker is woken when this many jobs wait for it (or the send waits for them), not for each: a wake
+ * per job (a futex call each side, the worker asleep again after every 32 KiB extent) cost the send's
+ * thread more than the reads.
+ */
+const WAKE_AT = 16;
+/** Copies of a block group's data (DUP, RAID1 2, RAID1C3 3, RAID1C4 4). */
+const MAX_COPIES = 4;
+/** Control words: jobs posted, jobs done, worker asleep, send waiting, stop. */
+const TAIL = 0;
+const DONE = 1;
+const SLEEPING = 2;
+const WAITING = 3;
+const STOP = 4;
+const CTL_BYTES = 32;
+/** Per job: copies, length, arena offset, result (1 done, 2 left to the send). */
+const INTS = 4;
+const INTS_AT = CTL_BYTES;
+const OFFS_AT = INTS_AT + RING * INTS * 4;
+const SUMS_AT = OFFS_AT + RING * MAX_COPIES * 8;
+const SHARED_BYTES = SUMS_AT + RING * MAX_SECTORS * 4;
+
+/** Atomics.waitAsync (ES2024, in Node since 16): the ES2022 library the project compiles against lacks it. */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, i: number, v: number, timeout: number): { async: boolean; value: Promise<string> | string };
+}).waitAsync;
+
+export interface DataFillOptions {
+  /** The image file the worker reads. */
+  path: string;
+  /** Where the output buffers are (BufferPool.arena): only rooms in it are filled behind. */
+  arena: SharedArrayBuffer;
+  /** URL of the compiled modules' folder (dist/) the worker imports from (tests point it at dist/). */
+  modules?: string;
+}
+
+export class DataFill {
+  private worker: Worker | undefined;
+  /** False once the worker failed or was closed: nothing more is posted, what is out is done in line. */
+  private usable = true;
+  private readonly shared = new SharedArrayBuffer(SHARED_BYTES);
+  private readonly ctl = new Int32Array(this.shared, 0, CTL_BYTES / 4);
+  private readonly ints = new Int32Array(this.shared, INTS_AT, RING * INTS);
+  private readonly offs = new Float64Array(this.shared, OFFS_AT, RING * MAX_COPIES);
+  private readonly sums = new Uint8Array(this.shared, SUMS_AT, RING * MAX_SECTORS * 4);
+  private posted = 0;
+  /** Jobs whose results the send has looked at (and redone where needed). */
+  private settled = 0;
+  private readonly fallbacks: (() => Promise<void>)[] = new Array(RING);
+
+  constructor(private readonly o: DataFillOptions) {}
+
+  /** Whether `room` (for `len` bytes) can be filled behind: in the arena, whole sectors, one job's size. */
+  takes(room: Uint8Array, len: number): boolean {
+    return this.usable && room.buffer === this.o.arena && len > 0 && len <= FILL_MAX && len % SECTOR === 0 && room.length >= len;
+  }
+
+  /**
+   * Leaves the job of reading `len` bytes into `room` from the first of `copies` (physical offsets) whose
+   * sectors match `sums` (crc32c, 4 bytes per sector, every sector checksummed); `fallback` does it in
+   * line when the worker cannot (and throws what it finds).
+   */
+  async post(room: Uint8Array, len: number, copies: bigint[], sums: Uint8Array, fallback: () => Promise<void>): Promise<void> {
+    if (this.posted - this.settled >= RING) await this.settleTo(this.posted - RING + 1);
+    const e = this.posted % RING;
+    const n = Math.min(copies.length, MAX_COPIES);
+    this.ints[e * INTS] = n;
+    this.ints[e * INTS + 1] = len;
+    this.ints[e * INTS + 2] = room.byteOffset;
+    this.ints[e * INTS + 3] = 0;
+    for (let k = 0; k < n; k++) this.offs[e * MAX_COPIES + k] = Number(copies[k]!);
+    this.sums.set(sums.subarray(0, (len / SECTOR) * 4), e * MAX_SECTORS * 4);
+    this.fallbacks[e] = fallback;
+    this.start();
+    Atomics.store(this.ctl, TAIL, ++this.posted);
+    if (this.posted - Atomics.load(this.ctl, DONE) >= WAKE_AT) this.wake();
+  }
+
+  /** Waits for the jobs whose rooms are in `buf` (and those before them: jobs are done in order). */
+  async settleThrough(buf: Uint8Array): Promise<void> {
+    if (buf.buffer !== this.o.arena) return;
+    for (let n = this.posted; n > this.settled; n--) {
+      const at = this.ints[((n - 1) % RING) * INTS + 2]!;
+      if (at >= buf.byteOffset && at < buf.byteOffset + buf.length) return this.settleTo(n);
+    }
+  }
+
+  /** Waits for every job posted. */
+  settle(): Promise<void> {
+    return this.settleTo(this.posted);
+  }
+
+  /** Waits until the first `n` jobs are done; redoes in line those the worker left (in order). */
+  private async settleTo(n: number): Promise<void> {
+    while (this.settled < n) {
+      const done = Atomics.load(this.ctl, DONE);
+      if (done <= this.settled && this.usable) {
+        this.wake();
+        Atomics.store(this.ctl, WAITING, 1);
+        const w = waitAsync(this.ctl, DONE, done, 1000);
+        if (w.async) await w.value;
+        Atomics.store(this.ctl, WAITING, 0);
+        continue;
+      }
+      const e = this.settled % RING;
+      const ok = this.settled < done && this.ints[e * INTS + 3] === 1;
+      const fallback = this.fallbacks[e]!;
+      this.fallbacks[e] = undefined as unknown as () => Promise<void>;
+      this.settled++;
+      if (!ok) await fallback();
+    }
+  }
+
+  private wake(): void {
+    if (Atomics.load(this.ctl, SLEEPING)) Atomics.notify(this.ctl, TAIL);
+  }
+
+  /** Stops the worker. Jobs not settled are dropped (the send is ending or failing). */
+  close(): void {
+    this.usable = false;
+    Atomics.store(this.ctl, STOP, 1);
+    Atomics.notify(this.ctl, TAIL);
+    void this.worker?.terminate();
+    this.worker = undefined;
+  }
+
+  private start(): void {
+    if (this.worker) return;
+    const modules = this.o.modules ?? new URL('../', import.meta.url).href;
+    const w = new Worker(FILL_WORKER, {
+      eval: true,
+      workerData: { modules, shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP } },
+    });
+    w.unref(); // never what keeps the process alive
+    w.on('message', () => this.fail()); // it only ever says that it cannot work
+    w.on('error', () => this.fail());
+    this.worker = w;
+  }
+
+  /** The worker cannot work: what is out is done in line (settleTo), nothing more is posted. */
+  private fail(): void {
+    this.usable = false;
+    Atomics.notify(this.ctl, DONE); // a send waiting for it looks again
+  }
+}
