@@ -28,7 +28,7 @@ const MAX_SECTORS = FILL_MAX / SECTOR;
  * per job (a futex call each side, the worker asleep again after every 32 KiB extent) cost the send's
  * thread more than the reads.
  */
-const WAKE_AT = 16;
+const WAKE_AT = 32;
 /** Copies of a block group's data (DUP, RAID1 2, RAID1C3 3, RAID1C4 4). */
 const MAX_COPIES = 4;
 /** Control words: jobs posted, jobs done, worker asleep, send waiting, stop. */
@@ -136,8 +136,9 @@ export class DataFill {
     }
   }
 
+  /** Wakes the worker if it sleeps, once: on a busy VM a thread woken may take a while to run. */
   private wake(): void {
-    if (Atomics.load(this.ctl, SLEEPING)) Atomics.notify(this.ctl, TAIL);
+    if (Atomics.compareExchange(this.ctl, SLEEPING, 1, 0) === 1) Atomics.notify(this.ctl, TAIL);
   }
 
   /** Stops the worker. Jobs not settled are dropped (the send is ending or failing). */

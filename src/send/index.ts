@@ -108,7 +108,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
-  const fill = dataFill(img, opts.bufferPool);
+  const fill = parent ? undefined : dataFill(img, opts.bufferPool);
   const held: Uint8Array[] = [];
   try {
     for (const sv of svs) {
@@ -147,8 +147,9 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
 }
 
 /**
- * Data read into the output behind the send (data-fill.ts), where that can be: output buffers in shared
- * memory (a BufferPool with an arena), an image file the other thread can open, a second CPU for it.
+ * Data read into the output behind a full send (data-fill.ts), where that can be: output buffers in shared
+ * memory (a BufferPool with an arena), an image file the other thread can open, a second CPU for it. Not
+ * for an incremental send: a few MB of data do not pay for starting a thread.
  */
 function dataFill(img: BtrfsImage, pool: BufferPool | undefined): DataFill | undefined {
   const path = img.reader.src.path;
