@@ -17,8 +17,9 @@ import { skipReason } from './helpers/oracle.js';
 /**
  * Data read into the send's output on a second thread (src/send/data-fill.ts): the worker reads each job
  * into shared output memory from the first copy whose sectors match, and what it cannot do is done again
- * in line, which reports it as a send without the thread does. The CLI sends with it (a shared buffer
- * pool); its streams must be those of the library's send without it, byte for byte, also when the first
+ * in line, which reports it as a send without the thread does. The CLI's full --compressed-data send
+ * uses it (a shared buffer pool); its streams must be those of the library's send without it, and its
+ * other sends' too, byte for byte, also when the first
  * copy of DUP data is damaged, and a damaged extent with no good copy must fail in the same words. The
  * worker and the CLI run the compiled modules (dist/), which `npm test` builds first.
  */

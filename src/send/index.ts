@@ -108,7 +108,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
-  const fill = parent ? undefined : dataFill(img, opts.bufferPool);
+  const fill = parent || !opts.compressedData ? undefined : dataFill(img, opts.bufferPool);
   const held: Uint8Array[] = [];
   try {
     for (const sv of svs) {
@@ -147,9 +147,11 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
 }
 
 /**
- * Data read into the output behind a full send (data-fill.ts), where that can be: output buffers in shared
- * memory (a BufferPool with an arena), an image file the other thread can open, a second CPU for it. Not
- * for an incremental send: a few MB of data do not pay for starting a thread.
+ * Data read into the output behind a full --compressed-data send (data-fill.ts), where that can be:
+ * output buffers in shared memory (a BufferPool with an arena), an image file the other thread can open,
+ * a second CPU for it. Not where extents are decoded on the reading thread of extent-ahead.ts (protocol
+ * 1, or 2 without --compressed-data): three busy threads on two CPUs took more CPU and wall than two
+ * (docs/performance.md, send10). Not for an incremental send: a few MB of data do not pay for a thread.
  */
 function dataFill(img: BtrfsImage, pool: BufferPool | undefined): DataFill | undefined {
   const path = img.reader.src.path;

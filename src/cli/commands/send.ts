@@ -55,9 +55,10 @@ export function register(program: Command): void {
       }
       await withImageFile(image, async (src) => {
         const img = await BtrfsImage.open(src);
-        // the encoder's buffer, the one held for the data read into it (a full send: send/data-fill.ts,
-        // shared memory), the one being written and the 8 MiB queued behind it (file-sink.ts) are reused
-        const pool = new BufferPool(1 << 20, 14, { shared: o.parent === undefined });
+        // the encoder's buffer, the one held for the data read into it (a full --compressed-data send:
+        // send/data-fill.ts, shared memory), the one being written and the 8 MiB queued behind it
+        // (file-sink.ts) are reused
+        const pool = new BufferPool(1 << 20, 14, { shared: o.parent === undefined && o.compressedData === true });
         const stream = sendSubvolumes(img, subvols, {
           ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
           ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
