@@ -1,3 +1,5 @@
+import { alignedShared } from './aligned.js';
+
 /** Joins byte arrays; `into` (at least the total length) is reused instead of allocating. */
 export function concatBytes(parts: readonly Uint8Array[], into?: Uint8Array): Uint8Array {
   let len = 0;
@@ -34,7 +36,7 @@ export class BufferPool {
 
   constructor(readonly size: number, private readonly keep = 4, opts: { shared?: boolean } = {}) {
     if (opts.shared) {
-      this.arena = new SharedArrayBuffer(size * keep);
+      this.arena = alignedShared(size * keep); // page-aligned: see util/aligned.ts
       for (let i = keep - 1; i >= 0; i--) this.spare.push(new Uint8Array(this.arena, i * size, size));
     }
   }
