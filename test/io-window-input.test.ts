@@ -98,6 +98,17 @@ class RecordingReader extends WindowReader {
     return n;
   }
   protected async closeSource(): Promise<void> {}
+
+  /** Takes all of `bytes` in pieces of size(), checking each against them. */
+  async drain(size: () => number): Promise<void> {
+    for (let pos = 0; pos < this.bytes.length;) {
+      const n = Math.min(this.bytes.length - pos, size());
+      expect(await this.fill(n)).toBe(n);
+      expect(Buffer.compare(this.take(n), this.bytes.subarray(pos, pos + n))).toBe(0);
+      pos += n;
+      this.releaseSpent();
+    }
+  }
 }
 
 describe('read destinations (util/aligned.ts)', () => {
@@ -105,14 +116,7 @@ describe('read destinations (util/aligned.ts)', () => {
     const rand = rng(7);
     const bytes = new Uint8Array(2 << 20).map(() => (rand() * 256) | 0);
     const r = new RecordingReader(bytes, false);
-    let pos = 0;
-    while (pos < bytes.length) {
-      const n = Math.min(bytes.length - pos, rand() < 0.05 ? ((rand() * (600 << 10)) | 0) + 1 : ((rand() * 50_000) | 0) + 1);
-      expect(await r.fill(n)).toBe(n);
-      expect(Buffer.compare(r.take(n), bytes.subarray(pos, pos + n))).toBe(0);
-      pos += n;
-      r.releaseSpent();
-    }
+    await r.drain(() => (rand() < 0.05 ? ((rand() * (600 << 10)) | 0) + 1 : ((rand() * 50_000) | 0) + 1));
     expect(r.landings.length).toBeGreaterThan(16);
     expect(r.landings.filter((o) => o % READ_ALIGN !== 0)).toEqual([]);
   });
@@ -121,14 +125,7 @@ describe('read destinations (util/aligned.ts)', () => {
     const rand = rng(8);
     const bytes = new Uint8Array(3 << 20).map(() => (rand() * 256) | 0);
     const r = new RecordingReader(bytes, true);
-    let pos = 0;
-    while (pos < bytes.length) {
-      const n = Math.min(bytes.length - pos, ((rand() * 90_000) | 0) + 1);
-      expect(await r.fill(n)).toBe(n);
-      expect(Buffer.compare(r.take(n), bytes.subarray(pos, pos + n))).toBe(0);
-      pos += n;
-      r.releaseSpent();
-    }
+    await r.drain(() => ((rand() * 90_000) | 0) + 1);
     // a landing below the one before follows a move of the unread bytes to the front: aligned again
     const afterMoves = r.landings.filter((o, i) => i > 0 && o < r.landings[i - 1]!);
     expect(afterMoves.length).toBeGreaterThan(4);
