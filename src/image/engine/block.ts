@@ -144,7 +144,6 @@ export function nodePtrs(nodesize: number): number {
   return Math.floor((nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE);
 }
 
-/** Slot of `key` in sorted `keys`: found, or where it would be inserted. */
 /**
  * The slot of `key` in sorted `keys` when it is there, else -(1 + the slot it would go to) — a number, not
  * an object: every tree search makes one per level, ~100k per receive of a compressed stream.
