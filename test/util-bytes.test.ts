@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyInto, u64At } from '../src/util/bytes.js';
+import { copyInto, placeInto, u64At } from '../src/util/bytes.js';
 
 describe('copyInto', () => {
   it('copies out of shared memory into any position, whatever the alignment of either side', () => {
@@ -33,6 +33,24 @@ describe('copyInto', () => {
         }
       }
     }
+  });
+});
+
+describe('placeInto', () => {
+  it('copies what is elsewhere (also another part of the same buffer, and shared memory) and leaves what is already in place', () => {
+    const out = Uint8Array.from({ length: 600 }, (_, i) => i & 0xff);
+    placeInto(out, out.subarray(100, 400), 100); // in place: nothing moves
+    expect(out.every((b, i) => b === (i & 0xff))).toBe(true);
+    const src = Uint8Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff);
+    placeInto(out, src, 3);
+    expect(Buffer.from(out.subarray(3, 303)).equals(Buffer.from(src))).toBe(true);
+    expect(out[2]).toBe(2);
+    expect(out[303]).toBe(303 & 0xff);
+    const shared = new Uint8Array(new SharedArrayBuffer(400));
+    placeInto(shared, src, 5);
+    expect(Buffer.from(shared.subarray(5, 305)).equals(Buffer.from(src))).toBe(true);
+    placeInto(out, out.subarray(0, 10), 590); // the same buffer, another place: copied
+    expect(Buffer.from(out.subarray(590, 600)).equals(Buffer.from(out.subarray(0, 10)))).toBe(true);
   });
 });
 

@@ -4,6 +4,7 @@ import { BTRFS_MAX_UNCOMPRESSED } from '../compress/index.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE } from '../image/structs.js';
 import type { ExtentRef } from './extent-data.js';
 import { alignedShared } from '../util/aligned.js';
+import { placeInto } from '../util/bytes.js';
 import { EXTENT_WORKER } from './extent-worker.js';
 
 /**
@@ -131,7 +132,7 @@ export class ExtentAhead {
         msg = { copies: j.copies.map(Number), ...(j.sums ? { sectors: j.sums.have.length } : {}) };
       } else {
         const got = await read(input);
-        if (got.buffer !== this.shared || got.byteOffset !== input.byteOffset) input.set(got.subarray(0, len));
+        placeInto(input, got.subarray(0, len));
         msg = {};
       }
     } catch (e) {

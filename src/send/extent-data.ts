@@ -4,6 +4,7 @@ import { extentCopies, rawSectorCrcs, readVerified, type SectorCrcs } from '../i
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { alignedBytes } from '../util/aligned.js';
+import { placeInto } from '../util/bytes.js';
 import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
 import type { DataFill } from './data-fill.js';
 import type { ExtentAhead } from './extent-ahead.js';
@@ -104,13 +105,13 @@ async function readBehind(x: ExtentRef, logical: bigint, len: number, room: Uint
   const skip = head ? CRC_SECTOR : 0;
   if (head) {
     const got = await x.img.src.read(copies[0]!, skip, data);
-    if (got.buffer !== data.buffer || got.byteOffset !== data.byteOffset) data.set(got);
+    placeInto(data, got);
     if (firstBadSector(csumAlgo(x.img.superblock.csum_type), data, skip, skip, sums!.sums, sums!.have.subarray(0, 1)) >= 0) return undefined;
     if (len === skip) return piece;
   }
   await fill.post(data.subarray(skip), len - skip, copies.map((c) => c + BigInt(skip)), sums!.sums.subarray(4 * (skip / CRC_SECTOR)), async () => {
     const got = await readVerified(x.img, x.csumRoot, logical, len, true, x.what, data);
-    if (got.buffer !== data.buffer || got.byteOffset !== data.byteOffset) data.set(got);
+    placeInto(data, got);
   });
   return piece;
 }

@@ -1,5 +1,5 @@
 import { StreamError } from '../errors.js';
-import { type BufferPool, copyInto, uninitBytes } from '../util/bytes.js';
+import { type BufferPool, placeInto, uninitBytes } from '../util/bytes.js';
 import { crc32cRaw } from '../util/crc32c.js';
 import { CRC_SECTOR, crc32cShiftSectors } from '../util/crc32c-combine.js';
 import * as C from './constants.js';
@@ -81,7 +81,7 @@ function putValue(c: Typed, type: number, extra: Uint8Array | undefined, out: Ui
       return;
     default:
       // already there: read straight into the output (StreamEncoder.dataRoom)
-      if ((v as Uint8Array).buffer !== out.buffer || (v as Uint8Array).byteOffset !== out.byteOffset + pos) copyInto(out, v as Uint8Array, pos);
+      placeInto(out, v as Uint8Array, pos);
   }
 }
 

@@ -80,6 +80,15 @@ export function copyInto(out: Uint8Array, src: Uint8Array, pos: number): void {
 }
 
 /**
+ * copyInto(out, src, pos), unless `src` already is out[pos, pos + src.length): a read handed the buffer
+ * to fill (an image source's `into`, the output's data room) returns that buffer when it honoured it.
+ */
+export function placeInto(out: Uint8Array, src: Uint8Array, pos = 0): void {
+  if (src.buffer === out.buffer && src.byteOffset === out.byteOffset + pos) return;
+  copyInto(out, src, pos);
+}
+
+/**
  * The little-endian u64 at `off` of `b` (in bounds: the caller checked), read byte by byte: tree items and
  * send-stream attributes alike. Small arrays V8 keeps on its heap, where a DataView (LeReader) would first
  * move the bytes out to an ArrayBuffer of their own: ~1 µs and one more buffer for the GC per item.
