@@ -137,10 +137,12 @@ export class FileWriter extends GatherWriter {
     const inode = getInode(fs, root, ino)!;
     const end = offset + x.fileLen;
     if (offset > inode.size) this.zeroEofTail(root, ino, inode.size, offset);
+    this.stats.bytes += Number(x.fileLen);
     if (x.inline) {
       dropFileExtents(fs, root, ino, 0n, U64_MAX);
       writeInlineExtent(fs, root, ino, x.data, x.type, Number(x.ramBytes));
       this.stats.inline++;
+      if (end > inode.size) updateInode(fs, root, ino, { size: end });
     } else {
       const numBytes = alignUp(x.fileLen, this.ss);
       // the common case, a file written in order, appends after its last extent
@@ -168,10 +170,6 @@ export class FileWriter extends GatherWriter {
       insertFileExtent(fs, root, ino, offset, ref);
       this.stats.extents++;
       this.stats.compressed++;
-      this.stats.bytes += Number(x.fileLen);
-      return;
     }
-    this.stats.bytes += Number(x.fileLen);
-    if (end > inode.size) updateInode(fs, root, ino, { size: end });
   }
 }
