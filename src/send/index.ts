@@ -108,7 +108,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
-  const fill = parent || !opts.compressedData ? undefined : dataFill(img, opts.bufferPool);
+  const fill = readsBehind(opts) ? dataFill(img, opts.bufferPool) : undefined;
   const held: Uint8Array[] = [];
   try {
     for (const sv of svs) {
@@ -144,6 +144,14 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
   } finally {
     fill?.close();
   }
+}
+
+/**
+ * Whether a send with these options reads its data behind it (dataFill below) where it can: a full
+ * --compressed-data send. A caller giving a bufferPool makes it shared ({ shared: true }) for such a send.
+ */
+export function readsBehind(o: Pick<SendOptions, 'parent' | 'compressedData'>): boolean {
+  return o.parent === undefined && o.compressedData === true;
 }
 
 /**

@@ -5,7 +5,7 @@ import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
-import { sendSubvolumes } from '../../send/index.js';
+import { readsBehind, sendSubvolumes } from '../../send/index.js';
 import { BufferPool } from '../../util/bytes.js';
 
 interface SendCliOptions {
@@ -58,7 +58,7 @@ export function register(program: Command): void {
         // the encoder's buffer, the one held for the data read into it (a full --compressed-data send:
         // send/data-fill.ts, shared memory), the one being written and the 8 MiB queued behind it
         // (file-sink.ts) are reused
-        const pool = new BufferPool(1 << 20, 14, { shared: o.parent === undefined && o.compressedData === true });
+        const pool = new BufferPool(1 << 20, 14, { shared: readsBehind(o) });
         const stream = sendSubvolumes(img, subvols, {
           ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
           ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
