@@ -1,11 +1,16 @@
 #!/bin/sh
-':' //; exec node --max-semi-space-size=4 "$0" "$@"
-// The two lines above are read by sh and by node alike: sh starts node with the flag, node sees a string
-// and a comment. Why the flag: V8 grows each of its two young-generation halves to 16 MiB when many objects
-// survive a scavenge, as a receive's decoded tree blocks do; 4 MiB halves took peak RSS of a 300k-file
-// receive from 236-258 to 205 MiB (the 256 MiB bound, issue 11) at no measurable CPU cost (docs/performance.md).
-// `node bin/btrfs-ts.js` runs without it. Heap sizes cannot be changed once the process runs (v8.setFlagsFromString
-// leaves them), and `#!/usr/bin/env -S node ...` is not understood by every env (BusyBox).
+':' //; case "$1" in receive|replay) set -- --max-semi-space-size=4 "$0" "$@" ;; *) set -- "$0" "$@" ;; esac; unset NODE_EXTRA_CA_CERTS; exec node "$@"
+// The two lines above are read by sh and by node alike: sh starts node, node sees a string and a comment.
+// --max-semi-space-size=4, for receive and replay only: V8 grows each of its two young-generation halves to
+// 16 MiB when many objects survive a scavenge, as a receive's decoded tree blocks do; 4 MiB halves took peak
+// RSS of a 300k-file receive from 236-258 to 205 MiB (the 256 MiB bound, issue 11) at no measurable CPU cost.
+// Not for the other commands: any V8 flag changes V8's flag hash, and node's embedded code cache of its own
+// JavaScript (the ESM loader and the rest) is then rejected and compiled from source — `--version` 168 → 249 M
+// instructions (callgrind), ~15 ms (docs/performance.md, seventh session, start12).
+// NODE_EXTRA_CA_CERTS unset: when it is set, node 20 parses its whole root certificate store and the named
+// file while starting (~50 ms of a 78 ms `node -e 0` here); btrfs-ts opens no TLS connection.
+// `node bin/btrfs-ts.js` runs without either. Heap sizes cannot be changed once the process runs
+// (v8.setFlagsFromString leaves them), and `#!/usr/bin/env -S node ...` is not understood by every env (BusyBox).
 import { main } from '../dist/cli/main.js';
 
 // A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter.

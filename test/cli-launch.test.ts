@@ -16,19 +16,33 @@ const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-launch-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe.skipIf(!built)('the bin file run as a program', () => {
-  it('starts node with --max-semi-space-size=4 and the arguments as given', () => {
-    // a `node` first on PATH that records how it was started, then runs the real node
-    const log = join(work, 'argv.json');
-    const shim = join(work, 'node');
-    writeFileSync(shim, `#!/bin/sh\nprintf '%s\\n' "$@" > '${log}'\nexec '${process.execPath}' "$@"\n`);
-    chmodSync(shim, 0o755);
-    const r = spawnSync(BIN, ['dump', '-f', join(STREAMS_DIR, 'sample.stream')], {
-      encoding: 'utf8', env: { ...process.env, PATH: `${work}:${process.env['PATH']}` },
-    });
+  // a `node` first on PATH that records how it was started (arguments, then NODE_EXTRA_CA_CERTS as it
+  // arrives), then runs the real node
+  const log = join(work, 'argv.txt');
+  const shim = join(work, 'node');
+  writeFileSync(shim, `#!/bin/sh\nprintf '%s\\n' "$@" "extra-ca=\${NODE_EXTRA_CA_CERTS-unset}" > '${log}'\nexec '${process.execPath}' "$@"\n`);
+  chmodSync(shim, 0o755);
+  const env = { ...process.env, PATH: `${work}:${process.env['PATH']}`, NODE_EXTRA_CA_CERTS: join(work, 'no-such-ca.pem') };
+  const started = (): string[] => readFileSync(log, 'utf8').trim().split('\n');
+
+  it('starts node with the arguments as given, no V8 flag for a dump, no NODE_EXTRA_CA_CERTS', () => {
+    const r = spawnSync(BIN, ['dump', '-f', join(STREAMS_DIR, 'sample.stream')], { encoding: 'utf8', env });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(readFileSync(join(STREAMS_DIR, 'sample.dump'), 'utf8'));
-    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['--max-semi-space-size=4', BIN, 'dump', '-f', join(STREAMS_DIR, 'sample.stream')]);
+    // a V8 flag would make node compile its own JavaScript instead of taking its code cache
+    expect(started()).toEqual([BIN, 'dump', '-f', join(STREAMS_DIR, 'sample.stream'), 'extra-ca=unset']);
+  });
+
+  it('starts receive and replay with --max-semi-space-size=4', () => {
+    const img = join(work, 'launch.img');
+    const r = spawnSync(BIN, ['receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(started()).toEqual(['--max-semi-space-size=4', BIN, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img, 'extra-ca=unset']);
+    const h = spawnSync(BIN, ['replay', '--help'], { encoding: 'utf8', env });
+    expect(h.status).toBe(0);
+    expect(started()).toEqual(['--max-semi-space-size=4', BIN, 'replay', '--help', 'extra-ca=unset']);
   });
 
   it('an argument with spaces and quotes arrives whole', () => {
