@@ -20,6 +20,8 @@ export class FileDevice implements BlockDevice {
   private bytes: bigint;
   private readonly path: string;
   private behind: WriteBehind | undefined;
+  /** The image opened with O_DIRECT for the write-behind thread's large writes (-1: none). */
+  private directFd = -1;
   /** setWriteBehind(true) was called: the thread starts once `inPlace` bytes have gone past `behindAfter`. */
   private wantBehind = false;
   private behindAfter = BEHIND_AFTER;
@@ -82,7 +84,8 @@ export class FileDevice implements BlockDevice {
     this.undo?.save(Number(offset), bytes.length);
     if (this.wantBehind && !this.behind && (this.inPlace += bytes.length) > this.behindAfter && this.fd >= 0) {
       // every write before this one is complete: the thread starts with nothing to catch up on
-      this.behind = new WriteBehind(this.fd);
+      this.directFd = openDirect(this.path);
+      this.behind = new WriteBehind(this.fd, undefined, undefined, this.directFd);
     }
     if (this.behind) {
       this.throwIfFailed();
@@ -129,7 +132,7 @@ export class FileDevice implements BlockDevice {
       try {
         this.throwIfFailed();
       } finally {
-        this.behind = undefined;
+        this.dropBehind();
       }
     }
   }
@@ -137,6 +140,13 @@ export class FileDevice implements BlockDevice {
   /** A write-behind thread is running (it was asked for and enough was written). */
   get writingBehind(): boolean {
     return this.behind !== undefined;
+  }
+
+  /** After the thread's stop: forgets it and closes its direct descriptor. */
+  private dropBehind(): void {
+    this.behind = undefined;
+    if (this.directFd >= 0) fs.closeSync(this.directFd);
+    this.directFd = -1;
   }
 
   /** The first failure of a write-behind thread, as the synchronous call would have thrown it. */
@@ -178,7 +188,7 @@ export class FileDevice implements BlockDevice {
   /** Puts the image back as it was at the last commit (queued writes are finished first). */
   rollback(): void {
     this.behind?.stop();
-    this.behind = undefined;
+    this.dropBehind();
     this.undo?.rollback();
     this.undo = undefined;
     const st = fs.fstatSync(this.fd, { bigint: true });
@@ -188,11 +198,26 @@ export class FileDevice implements BlockDevice {
   /** Waits for writes still queued (a failure among them was reported already or no longer matters). */
   close(): void {
     this.behind?.stop();
-    this.behind = undefined;
+    this.dropBehind();
     // closing without a rollback keeps what was written: the journal is no longer needed
     this.undo?.discard();
     this.undo = undefined;
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
+  }
+}
+
+/**
+ * `path` opened for writing with O_DIRECT, or -1 where that is not possible (no O_DIRECT on this
+ * platform, a file system that refuses it): the write-behind thread then writes everything through the
+ * page cache. Opened by path, so it names the same file as the image's descriptor (both are held open).
+ */
+function openDirect(path: string): number {
+  const direct = fs.constants.O_DIRECT;
+  if (direct === undefined) return -1;
+  try {
+    return fs.openSync(path, fs.constants.O_WRONLY | direct);
+  } catch {
+    return -1;
   }
 }

@@ -1,4 +1,5 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import { alignedShared } from '../util/aligned.js';
 
 /**
  * Image writes performed on a second thread, in order, while the caller goes on (the kernel's writeback,
@@ -11,12 +12,28 @@ import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from '
  * call) a thread that may be sleeping. Sequentially consistent atomics make that safe: the sleeper sets
  * its flag before Atomics.wait re-checks the counter, the waker stores the counter before reading the flag.
  * Each record is [op, ring position, length, image offset] in `recs`. Counters wrap as int32.
+ *
+ * Large page-aligned writes (a receive's gathered data extents) go through a second descriptor opened
+ * with O_DIRECT when the caller has one: the disk takes them straight from the ring while the next are
+ * copied in, instead of the thread copying them into the page cache first and a background fdatasync
+ * writing them out in bursts. big-v1 (1.2 GB of plain data) through the page cache kept the writer
+ * thread busy ~0.5 s of CPU and the disk idle between syncs (docs/performance.md, recv12).
  */
 const OP_WRITE = 1;
 const OP_FSYNC = 2;
+const OP_DIRECT = 3;
 const SLOTS = 4096; // power of two: slot = counter & (SLOTS - 1) also for wrapped (negative) counters
 /** Bytes written between background fdatasync calls (0: none). */
 const WRITEBACK_BYTES = 32 << 20;
+/**
+ * Writes at least this large, of whole 4 KiB blocks at a 4 KiB image offset, go O_DIRECT (smaller ones,
+ * tree blocks and encoded extents, through the page cache: one at a time to the disk they were slower).
+ */
+const DIRECT_MIN = 1 << 20;
+/** A direct write is queued in pieces of this size, so its ring space comes back as the disk takes each. */
+const DIRECT_PIECE = 1 << 20;
+/** Direct I/O needs its memory aligned: each direct record starts on a block boundary of the (page-aligned) ring. */
+const DIRECT_ALIGN = 4096;
 /** How long a flush waits for the thread to start before giving up (it takes milliseconds). */
 const START_TIMEOUT_MS = 30_000;
 
@@ -32,6 +49,7 @@ const WORKER = `(async () => {
 const fs = await import('node:fs');
 const { workerData } = await import('node:worker_threads');
 const { fd, ctrlBuf, recBuf, dataBuf, port, writebackBytes } = workerData;
+let directFd = workerData.directFd;
 const ctrl = new Int32Array(ctrlBuf), recs = new Float64Array(recBuf), data = new Uint8Array(dataBuf);
 let done = 0, failed = false, syncing = 0, unsynced = 0;
 const fail = (op, len, off, e) => {
@@ -62,7 +80,23 @@ for (;;) {
     if (op === ${OP_FSYNC}) while (syncing > 0) await new Promise((res) => setImmediate(res));
     if (!failed) {
       try {
-        if (op === ${OP_WRITE}) {
+        if (op === ${OP_DIRECT}) {
+          let n = 0;
+          if (directFd >= 0) {
+            try {
+              n = fs.writeSync(directFd, data, pos, len, off);
+            } catch (e) {
+              // the file system (or the memory, where WebAssembly is missing) refuses direct I/O: the page cache from now on
+              if (!e || e.code !== 'EINVAL') throw e;
+              directFd = -1;
+            }
+          }
+          if (n < len) {
+            // a short direct write's rest (or all of it) through the page cache, counted for the next background sync
+            for (; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
+            unsynced += len;
+          }
+        } else if (op === ${OP_WRITE}) {
           for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
           unsynced += len;
           if (writebackBytes > 0 && unsynced >= writebackBytes) {
@@ -113,16 +147,21 @@ export class WriteBehind {
   private waitedForStart = 0;
   private failure: WriteFailure | undefined;
 
-  constructor(fd: number, readonly capacity = 8 << 20, writebackBytes = WRITEBACK_BYTES) {
+  /**
+   * `directFd`: the same file opened with O_DIRECT (-1: none), for large aligned writes; the caller closes
+   * it after stop().
+   */
+  constructor(fd: number, readonly capacity = 8 << 20, writebackBytes = WRITEBACK_BYTES, private readonly directFd = -1) {
     const ctrlBuf = new SharedArrayBuffer(32);
     const recBuf = new SharedArrayBuffer(SLOTS * 4 * 8);
-    const dataBuf = new SharedArrayBuffer(capacity);
+    // page-aligned, so that a direct write's memory is aligned wherever a record starts on a block
+    const dataBuf = alignedShared(capacity);
     this.ctrl = new Int32Array(ctrlBuf);
     this.recs = new Float64Array(recBuf);
     this.data = new Uint8Array(dataBuf);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes }, transferList: [port2],
+    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, directFd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes }, transferList: [port2],
       // it allocates next to nothing: a small heap keeps its memory small
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
     // an idle writer thread must not keep the process alive; close() waits for it where it matters
@@ -137,12 +176,29 @@ export class WriteBehind {
   write(off: number, bytes: Uint8Array): boolean {
     const len = bytes.length;
     if (len > this.capacity) return false;
+    // whole blocks at a block offset, and a source placed alike within a word as the ring's blocks (below)
+    if (this.directFd >= 0 && this.capacity >= DIRECT_PIECE + DIRECT_ALIGN && len >= DIRECT_MIN && len % DIRECT_ALIGN === 0 && off % DIRECT_ALIGN === 0 && (bytes.byteOffset & 7) === 0) {
+      for (let at = 0; at < len; at += DIRECT_PIECE) {
+        const piece = bytes.subarray(at, Math.min(len, at + DIRECT_PIECE));
+        // false only when the thread is dead: the caller then drains (learning of the failure)
+        if (!this.place(off + at, piece, OP_DIRECT)) return false;
+      }
+      return true;
+    }
+    return this.place(off, bytes, OP_WRITE);
+  }
+
+  /** Copies `bytes` into the ring and queues record `op` (OP_WRITE, or OP_DIRECT for a word-aligned source) for them. */
+  private place(off: number, bytes: Uint8Array, op: number): boolean {
+    const len = bytes.length;
     // The bytes go where they sit alike within an 8-byte word: V8 copies into shared memory a word at a
     // time only when source and destination are aligned alike, else byte by byte (2.6 against 11 GB/s
-    // measured), and encoded data lies anywhere in the stream's buffer. Up to 7 bytes are skipped (not
-    // for a write within 7 bytes of the ring's size).
-    const skew = len + 7 <= this.capacity ? bytes.byteOffset & 7 : 0;
-    let pos = skew === 0 && len + 7 > this.capacity ? this.head : this.head + ((skew - this.head) & 7);
+    // measured), and encoded data lies anywhere in the stream's buffer. Up to align - 1 bytes are skipped
+    // (not for a write within that much of the ring's size). A direct write's source is word-aligned; its
+    // place in the ring starts a block.
+    const align = op === OP_DIRECT ? DIRECT_ALIGN : 8;
+    const skew = len + align - 1 <= this.capacity && op !== OP_DIRECT ? bytes.byteOffset & 7 : 0;
+    let pos = skew === 0 && len + align - 1 > this.capacity ? this.head : this.head + ((skew - this.head) & (align - 1));
     let wraps = pos + len > this.capacity;
     if (wraps) {
       pos = skew;
@@ -158,7 +214,7 @@ export class WriteBehind {
     if (this.dead()) return false;
     this.data.set(bytes, pos);
     this.head = pos + len === this.capacity ? 0 : pos + len;
-    this.push(OP_WRITE, pos, len, off, need);
+    this.push(op, pos, len, off, need);
     return true;
   }
 
@@ -180,7 +236,7 @@ export class WriteBehind {
     const end = off + len;
     for (let i = this.retired; i !== this.queued; i = (i + 1) | 0) {
       const r = (i & (SLOTS - 1)) * 4;
-      if (this.recs[r] !== OP_WRITE) continue;
+      if (this.recs[r] === OP_FSYNC) continue;
       const o = this.recs[r + 3]!;
       if (o < end && off < o + this.recs[r + 2]!) return true;
     }
