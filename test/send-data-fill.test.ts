@@ -63,7 +63,7 @@ describe.skipIf(!built)('the data-fill worker', () => {
   it('fills rooms in the arena from the first matching copy; a job with no matching copy is redone by its fallback', async () => {
     const pool = new BufferPool(1 << 20, 2, { shared: true });
     const out = pool.take();
-    const fill = new DataFill({ path: file, arena: pool.arena!, modules });
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false });
     const redone: string[] = [];
     try {
       const ra = out.subarray(4096, 4096 + a.length);
@@ -89,7 +89,7 @@ describe.skipIf(!built)('the data-fill worker', () => {
   it("settles a buffer's jobs and those before it; a fallback's error comes out of settle", async () => {
     const pool = new BufferPool(256 * 1024, 3, { shared: true });
     const [o1, o2] = [pool.take(), pool.take()];
-    const fill = new DataFill({ path: file, arena: pool.arena!, modules });
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false });
     try {
       await fill.post(o1.subarray(0, b.length), b.length, [2n << 20n], sumsOf(b), async () => { throw new Error('not to be redone'); });
       await fill.post(o2.subarray(0, b.length), b.length, [2n << 20n], sumsOf(b), async () => { throw new Error('not to be redone'); });
@@ -97,6 +97,32 @@ describe.skipIf(!built)('the data-fill worker', () => {
       expect(Buffer.compare(o1.subarray(0, b.length), b)).toBe(0);
       await fill.post(o2.subarray(65536, 65536 + a.length), a.length, [0n], sumsOf(a), async () => { throw new Error('data checksum mismatch here'); });
       await expect(fill.settleThrough(o2)).rejects.toThrow('data checksum mismatch here');
+    } finally {
+      fill.close();
+    }
+  });
+});
+
+describe.skipIf(!built)('the send doing jobs the worker has not started', () => {
+  const a = blocks(3, 64 * 1024);
+  const file = join(work, 'bad-copy');
+  beforeAll(() => writeFileSync(file, new Uint8Array(a.length))); // no copy matches: every job ends in its fallback, here or after the worker
+
+  it('every job is done once, by the worker or in line, and a failure comes out in job order', async () => {
+    const pool = new BufferPool(1 << 20, 2, { shared: true });
+    const out = pool.take();
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules });
+    const done: number[] = [];
+    try {
+      const rooms = Array.from({ length: 12 }, (_, i) => out.subarray(i * a.length, (i + 1) * a.length));
+      for (const [i, r] of rooms.entries()) await fill.post(r, a.length, [0n], sumsOf(a), async () => { done.push(i); r.set(a); });
+      await fill.settle();
+      expect(done.sort((x, y) => x - y)).toEqual(rooms.map((_, i) => i));
+      for (const r of rooms) expect(Buffer.compare(r, a)).toBe(0);
+      // the later job is taken first (the last not started), yet the earlier one's error is the one thrown
+      await fill.post(rooms[0]!, a.length, [0n], sumsOf(a), async () => { throw new Error('first'); });
+      await fill.post(rooms[1]!, a.length, [0n], sumsOf(a), async () => { throw new Error('second'); });
+      await expect(fill.settle()).rejects.toThrow('first');
     } finally {
       fill.close();
     }

@@ -56,7 +56,8 @@ for (let head = 0; ;) {
     continue;
   }
   const e = head % L.RING;
-  ints[e * L.INTS + 3] = run(e);
+  // the send may have taken the job (it does one when it would wait): then only count it
+  if (Atomics.compareExchange(ints, e * L.INTS + 3, L.POSTED, L.WORKING) === L.POSTED) Atomics.store(ints, e * L.INTS + 3, run(e));
   Atomics.store(ctl, L.DONE, ++head);
   if (Atomics.load(ctl, L.WAITING)) Atomics.notify(ctl, L.DONE);
 }

@@ -38,8 +38,13 @@ const SLEEPING = 2;
 const WAITING = 3;
 const STOP = 4;
 const CTL_BYTES = 32;
-/** Per job: copies, length, arena offset, result (1 done, 2 left to the send). */
+/** Per job: copies, length, arena offset, state. */
 const INTS = 4;
+/** Job states: posted, being done by the worker, done by it, left by it to the send, taken by the send. */
+const POSTED = 0;
+const WORKING = 4;
+const FILLED = 1;
+const TAKEN = 3;
 const INTS_AT = CTL_BYTES;
 const OFFS_AT = INTS_AT + RING * INTS * 4;
 const SUMS_AT = OFFS_AT + RING * MAX_COPIES * 8;
@@ -57,6 +62,8 @@ export interface DataFillOptions {
   arena: SharedArrayBuffer;
   /** URL of the compiled modules' folder (dist/) the worker imports from (tests point it at dist/). */
   modules?: string;
+  /** Whether the send does jobs the worker has not started rather than wait for them (default: yes). */
+  take?: boolean;
 }
 
 export class DataFill {
@@ -72,6 +79,8 @@ export class DataFill {
   /** Jobs whose results the send has looked at (and redone where needed). */
   private settled = 0;
   private readonly fallbacks: (() => Promise<void>)[] = new Array(RING);
+  /** What a job the send took failed with (undefined: done). */
+  private readonly taken: unknown[] = new Array(RING);
 
   constructor(private readonly o: DataFillOptions) {}
 
@@ -89,13 +98,19 @@ export class DataFill {
     if (this.posted - this.settled >= RING) await this.settleTo(this.posted - RING + 1);
     const e = this.posted % RING;
     const n = Math.min(copies.length, MAX_COPIES);
+    // the worker may still have to pass the job this entry held (taken by the send, settled, not yet skipped)
+    while (this.usable && this.posted - Atomics.load(this.ctl, DONE) >= RING) {
+      this.wake();
+      await this.sleep(Atomics.load(this.ctl, DONE));
+    }
     this.ints[e * INTS] = n;
     this.ints[e * INTS + 1] = len;
     this.ints[e * INTS + 2] = room.byteOffset;
-    this.ints[e * INTS + 3] = 0;
     for (let k = 0; k < n; k++) this.offs[e * MAX_COPIES + k] = Number(copies[k]!);
     this.sums.set(sums.subarray(0, (len / SECTOR) * 4), e * MAX_SECTORS * 4);
     this.fallbacks[e] = fallback;
+    this.taken[e] = undefined;
+    Atomics.store(this.ints, e * INTS + 3, POSTED); // last: a worker that claims the entry sees it whole
     this.start();
     Atomics.store(this.ctl, TAIL, ++this.posted);
     if (this.posted - Atomics.load(this.ctl, DONE) >= WAKE_AT) this.wake();
@@ -118,22 +133,53 @@ export class DataFill {
   /** Waits until the first `n` jobs are done; redoes in line those the worker left (in order). */
   private async settleTo(n: number): Promise<void> {
     while (this.settled < n) {
+      const e = this.settled % RING;
+      const state = Atomics.load(this.ints, e * INTS + 3);
       const done = Atomics.load(this.ctl, DONE);
-      if (done <= this.settled && this.usable) {
+      if (state !== TAKEN && done <= this.settled && this.usable) {
+        // rather than wait, do the last job of those needed that the worker has not started
+        if (this.o.take !== false && await this.take(n)) continue;
         this.wake();
-        Atomics.store(this.ctl, WAITING, 1);
-        const w = waitAsync(this.ctl, DONE, done, 1000);
-        if (w.async) await w.value;
-        Atomics.store(this.ctl, WAITING, 0);
+        await this.sleep(done);
         continue;
       }
-      const e = this.settled % RING;
-      const ok = this.settled < done && this.ints[e * INTS + 3] === 1;
+      const ok = state === TAKEN ? this.taken[e] === undefined : this.settled < done && state === FILLED;
       const fallback = this.fallbacks[e]!;
       this.fallbacks[e] = undefined as unknown as () => Promise<void>;
       this.settled++;
+      if (state === TAKEN && !ok) throw this.taken[e];
       if (!ok) await fallback();
     }
+  }
+
+  /**
+   * Does in line (its fallback: the same read and checks) the latest of jobs settled..n-1 that the worker
+   * has not started, so that the send works instead of waiting when the worker is behind; its error, if
+   * any, is thrown when the send settles that job, in order. False when there is none.
+   */
+  private async take(n: number): Promise<boolean> {
+    for (let j = n - 1; j >= this.settled; j--) {
+      const e = j % RING;
+      if (Atomics.compareExchange(this.ints, e * INTS + 3, POSTED, TAKEN) !== POSTED) {
+        if (Atomics.load(this.ints, e * INTS + 3) !== TAKEN) return false; // the worker is there already
+        continue;
+      }
+      try {
+        await this.fallbacks[e]!();
+      } catch (err) {
+        this.taken[e] = err;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /** Waits (at most a second) for the worker to count past `done`. */
+  private async sleep(done: number): Promise<void> {
+    Atomics.store(this.ctl, WAITING, 1);
+    const w = waitAsync(this.ctl, DONE, done, 1000);
+    if (w.async) await w.value;
+    Atomics.store(this.ctl, WAITING, 0);
   }
 
   /** Wakes the worker if it sleeps, once: on a busy VM a thread woken may take a while to run. */
@@ -155,7 +201,7 @@ export class DataFill {
     const modules = this.o.modules ?? new URL('../', import.meta.url).href;
     const w = new Worker(FILL_WORKER, {
       eval: true,
-      workerData: { modules, shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP } },
+      workerData: { modules, shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING } },
     });
     w.unref(); // never what keeps the process alive
     w.on('message', () => this.fail()); // it only ever says that it cannot work
