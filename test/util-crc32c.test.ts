@@ -50,6 +50,22 @@ describe('crc32c engine choice', () => {
   });
 });
 
+describe('the native binary package taken directly', () => {
+  it('is named only where index.js would certainly pick it (glibc Linux, x64/arm64)', () => {
+    expect(engineDefault.nativeBinaryPackage('linux', 'x64')).toBe('@node-rs/crc32-linux-x64-gnu');
+    expect(engineDefault.nativeBinaryPackage('linux', 'arm64')).toBe('@node-rs/crc32-linux-arm64-gnu');
+    expect(engineDefault.nativeBinaryPackage('linux', 'ia32')).toBeUndefined();
+    expect(engineDefault.nativeBinaryPackage('darwin', 'arm64')).toBeUndefined();
+    expect(engineDefault.nativeBinaryPackage('win32', 'x64')).toBeUndefined();
+  });
+
+  it.skipIf(!nativeInstalled || engineDefault.nativeBinaryPackage(process.platform, process.arch) === undefined)('loads and passes the probe here, from @node-rs/crc32\'s directory', () => {
+    const req = createRequire(import.meta.url);
+    const name = engineDefault.nativeBinaryPackage(process.platform, process.arch)!;
+    expect(engineDefault.loadNativeCrc32c(() => createRequire(req.resolve('@node-rs/crc32'))(name))).toBeTypeOf('function');
+  });
+});
+
 /** Standard CRC32C continuing from a previous standard value, as @node-rs/crc32 defines its state. */
 function CRC_STD_CHAIN(d: Uint8Array, state: number): number {
   return ~oracleRaw(d, ~state >>> 0) >>> 0;
