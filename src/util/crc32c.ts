@@ -55,7 +55,7 @@ function chooseNative(): Crc32cNative | undefined {
   const direct = nativeBinaryPackage(process.platform, process.arch);
   // resolved from @node-rs/crc32's own directory, as its index.js would (hoisted or nested alike)
   const fast = direct !== undefined ? loadNativeCrc32c(() => createRequire(req.resolve('@node-rs/crc32'))(direct)) : undefined;
-  return fast ?? loadNativeCrc32c(() => req('@node-rs/crc32'));
+  return fast ?? loadNativeCrc32c(() => createRequire(import.meta.url)('@node-rs/crc32'));
 }
 
 const native = chooseNative();
