@@ -134,8 +134,11 @@ export class DataFill {
   private async settleTo(n: number): Promise<void> {
     while (this.settled < n) {
       const e = this.settled % RING;
-      const state = Atomics.load(this.ints, e * INTS + 3);
+      // DONE before the state: the worker stores a job's state before counting it, so a job counted done
+      // is seen with its final state (read the other way round, a job finishing in between would be
+      // seen as still running and redone)
       const done = Atomics.load(this.ctl, DONE);
+      const state = Atomics.load(this.ints, e * INTS + 3);
       if (state !== TAKEN && done <= this.settled && this.usable) {
         // rather than wait, do the last job of those needed that the worker has not started
         if (this.o.take !== false && await this.take(n)) continue;
