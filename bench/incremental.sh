@@ -104,7 +104,8 @@ meta() { awk -v k="$1" '$1==k{print $2}' "$WORK/meta"; }
 OUT=$WORK/section.md
 small=${SIZES[0]}
 {
-  echo "## incrementals on big parents (issue 11): cost of a small change vs the parent's size"
+  # a section of its own (BENCH_SECTION) gets a heading of its own, so the two are told apart in the doc
+  echo "## incrementals on big parents (issue 11): cost of a small change vs the parent's size${BENCH_SECTION:+ ($BENCH_SECTION)}"
   echo
   echo "$(machine_info)"
   echo
