@@ -20,6 +20,8 @@ import { FileDevice } from '../src/io/image-file.js';
 import { populateFromDir } from '../src/dirtree/rootdir.js';
 import { BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM } from '../src/image/structs/constants.js';
 import * as C from '../src/stream/constants.js';
+import type { SendCommand } from '../src/stream/types.js';
+import { encodeCommand, encodeStreamHeader } from '../src/stream/writer.js';
 import { b, encodeAll, uuid } from './helpers/craft.js';
 import { BIN, holeStreams, kernelReceive, linkName, linksStream, sha256, streamFile, tsReceive } from './helpers/layouts.js';
 import { storedManifest } from './helpers/streams.js';
@@ -384,5 +386,47 @@ describe('chunk sizes', () => {
       m.umount();
     }
     expectClean(img);
+  });
+  // Receive grows a growable image chunk by chunk; grown only by what the chunks need, it ends full and a
+  // kernel full balance fails with ENOSPC (as it does on the kernel's own filesystem that full). Each
+  // commit that took chunks keeps the room balance needs (chunk-alloc.ts keepRelocationRoom).
+  it.skipIf(!!mountSkip)('a receive that grows the image leaves room for a full balance (scrub, full balance, check clean)', () => {
+    const img = join(work, 'grown.img');
+    execFileSync('node', [BIN, 'mkfs', '-q', '-b', '128M', img]);
+    const stream = join(work, 'grown.stream');
+    const fd = fs.openSync(stream, 'w');
+    const put = (c: SendCommand) => fs.writeSync(fd, encodeCommand(c, 1));
+    fs.writeSync(fd, encodeStreamHeader(1));
+    put({ cmd: C.BTRFS_SEND_C_SUBVOL, path: b('vol'), uuid: uuid(3), ctransid: 9n });
+    const chunk = Buffer.alloc(1 << 20);
+    let x = 12345;
+    for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((x = (Math.imul(x, 1103515245) + 12345) >>> 0), i);
+    for (let f = 0; f < 6; f++) {
+      const path = b(`f${f}`);
+      put({ cmd: C.BTRFS_SEND_C_MKFILE, path, ino: BigInt(257 + f) });
+      for (let i = 0; i < 30; i++) {
+        chunk.writeUInt32LE(f * 1000 + i, 0); // every MiB its own bytes
+        for (let off = 0; off < chunk.length; off += 49152) {
+          put({ cmd: C.BTRFS_SEND_C_WRITE, path, fileOffset: BigInt(i * chunk.length + off), data: chunk.subarray(off, Math.min(off + 49152, chunk.length)) });
+        }
+      }
+    }
+    put({ cmd: C.BTRFS_SEND_C_END });
+    fs.closeSync(fd);
+    const before = fs.statSync(img).size;
+    const r = tsReceive(img, stream);
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.statSync(img).size).toBeGreaterThan(before); // 180 MiB of data: the image had to grow
+    const m = mount(img);
+    try {
+      const scrub = execFileSync('btrfs', ['scrub', 'start', '-B', m.dir], { encoding: 'utf8' });
+      expect(scrub).toMatch(/no errors found/);
+      const bal = spawnSync('btrfs', ['balance', 'start', '--full-balance', m.dir], { encoding: 'utf8' });
+      expect(bal.status, `${bal.stdout}${bal.stderr}`).toBe(0);
+      expect(bal.stdout).toMatch(/had to relocate (\d+) out of \1 chunks/);
+    } finally {
+      m.umount();
+    }
+    expectClean(img, '--check-data-csum');
   });
 });

@@ -1,7 +1,7 @@
 import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
 import {
-  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
+  BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_DUP, BTRFS_BLOCK_GROUP_ITEM_KEY, BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_CHUNK_ITEM_KEY,
   BTRFS_CHUNK_TREE_OBJECTID, BTRFS_DEV_EXTENT_KEY, BTRFS_DEV_TREE_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID,
   BTRFS_FIRST_CHUNK_TREE_OBJECTID,
 } from '../structs/constants.js';
@@ -140,9 +140,44 @@ function growTo(o: ChunkOwner, newTotal: bigint, type: bigint, length: bigint): 
         (limit !== undefined ? ` (limit ${limit})` : ' and it is not growable'),
     );
   }
+  setDeviceSize(o, newTotal);
+}
+
+function setDeviceSize(o: ChunkOwner, newTotal: bigint): void {
   if (newTotal > o.device.size()) o.device.grow(newTotal);
   o.sb.dev_item.total_bytes = newTotal;
   o.sb.total_bytes = newTotal;
+}
+
+/**
+ * Unallocated room for a kernel `btrfs balance --full-balance`, kept when a growable device took new chunks
+ * in this transaction (a device grown only by what its chunks needed ends full, and balance then fails
+ * with ENOSPC; so does the kernel's own filesystem when it is that full). What a full balance needs, from
+ * the kernel's rules (block-group.c btrfs_inc_block_group_ro, space-info.c calc_available_free_space):
+ * - each data or metadata block group is emptied into a chunk the kernel allocates at its own size (10%
+ *   of the device, at most 1 GiB of data / 256 MiB of metadata), so up to one data chunk and one metadata
+ *   chunk (both copies when DUP) of room end up allocated but part-filled;
+ * - the SYSTEM block group comes last, and no chunk may be allocated for it: it is made read-only only if
+ *   metadata can overcommit, which needs the unallocated space, halved for DUP, to exceed one data chunk.
+ * Checked with the kernel on the bench streams (docs/image-format.md, Growth and limits). The file grows
+ * sparsely (no disk cost), only up to `maxSize`; devices that are not growable, or that took no chunk in
+ * this transaction, keep their size.
+ */
+export function keepRelocationRoom(o: ChunkOwner): void {
+  if (!o.growable || o.pendingChunks.length === 0) return;
+  const end = devEnd(o);
+  const metaCopies = o.metadataProfile === BTRFS_BLOCK_GROUP_DUP ? 2n : 1n;
+  // the room depends on the device's size, which the room changes: settle (two rounds suffice; four bound it)
+  let total = o.sb.dev_item.total_bytes;
+  for (let i = 0; i < 4; i++) {
+    const data = chunkLength(BTRFS_BLOCK_GROUP_DATA, 1, total, false);
+    const meta = chunkLength(BTRFS_BLOCK_GROUP_METADATA, Number(metaCopies), total, false) * metaCopies;
+    const want = roundUp(end + data + meta + metaCopies * data + SZ_1M, SZ_1M);
+    if (want <= total) break;
+    total = want;
+  }
+  if (o.maxSize !== undefined && total > o.maxSize) total = (o.maxSize / SZ_1M) * SZ_1M;
+  if (total > o.sb.dev_item.total_bytes) setDeviceSize(o, total);
 }
 
 function roundUp(v: bigint, a: bigint): bigint {

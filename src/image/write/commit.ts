@@ -3,7 +3,7 @@ import {
   BTRFS_BLOCK_GROUP_METADATA, BTRFS_BLOCK_GROUP_SYSTEM, BTRFS_ROOT_TREE_OBJECTID, BTRFS_SUPER_INFO_SIZE, BTRFS_SUPER_MIRROR_MAX, btrfsSbOffset,
 } from '../structs/constants.js';
 import { encodeSuperblock } from '../structs/superblock.js';
-import { insertChunkItems } from './chunk-alloc.js';
+import { insertChunkItems, keepRelocationRoom } from './chunk-alloc.js';
 import { buildSuperblock, patchRootItems, type RootPtr, updateDevItem } from './commit-derived.js';
 import { normalizeCsumTree } from './extents.js';
 import type { FilesystemModel } from './model.js';
@@ -38,6 +38,8 @@ export function commitFilesystem(fs: FilesystemModel, refs: TreeBlockRefTable): 
     if (first) rootTree.put(first.key, first.data);
   }
 
+  // before the DEV_ITEM and superblock take the device's size
+  keepRelocationRoom(fs);
   const patched = new Map<bigint, RootPtr>();
   let settled = false;
   for (let round = 0; round < MAX_ROUNDS && !settled; round++) {
