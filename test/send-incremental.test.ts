@@ -3,8 +3,9 @@ import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtrfsImage } from '../src/image/read/index.js';
+import { compareKeys } from '../src/image/structs.js';
 import { openImageFile } from '../src/io/image-read-file.js';
-import { compareTrees, type ItemChange } from '../src/send/tree-diff.js';
+import { compareTrees, type ItemChange, TreeDiff } from '../src/send/tree-diff.js';
 import { mutateTree } from './helpers/random-fs.js';
 import { manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -181,6 +182,47 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
       expect(diff.changes.length).toBeGreaterThan(0);
       console.log(`compareTrees: ${diff.blocks} blocks read for one changed file, ${whole.blocks} against an unrelated tree`);
       expect(diff.blocks).toBeLessThan(whole.blocks / 5);
+      // the same changes as a plain merge of every item of both trees (the leaf-by-leaf walk skips nothing
+      // that differs and yields nothing equal)
+      const all = async (id: bigint) => {
+        const out: { key: ItemChange['key']; data: Uint8Array }[] = [];
+        const lo = { objectid: 0n, type: 0, offset: 0n };
+        const hi = { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n };
+        for await (const it of trees.iterate(await img.reader.tree(id), lo, hi)) out.push(it);
+        return out;
+      };
+      const naive = async (left: bigint, right: bigint): Promise<ItemChange[]> => {
+        const [x, y] = [await all(left), await all(right)];
+        const out: ItemChange[] = [];
+        let i = 0;
+        let j = 0;
+        while (i < x.length || j < y.length) {
+          const c = i >= x.length ? 1 : j >= y.length ? -1 : compareKeys(x[i]!.key, y[j]!.key);
+          if (c < 0) out.push({ key: x[i]!.key, left: x[i++]!.data });
+          else if (c > 0) out.push({ key: y[j]!.key, right: y[j++]!.data });
+          else {
+            if (Buffer.compare(x[i]!.data, y[j]!.data) !== 0) out.push({ key: x[i]!.key, left: x[i]!.data, right: y[j]!.data });
+            i++;
+            j++;
+          }
+        }
+        return out;
+      };
+      const swap = (await img.subvolumeByPath('swap-dirs.1')).id;
+      expect(whole.changes).toEqual(await naive(a.id, swap));
+      expect(diff.changes).toEqual(await naive(a.id, b.id));
+      // TreeDiff: the second walk gives the first one's changes, kept or (past its bound) compared again
+      for (const keep of [undefined, 0]) {
+        const td = new TreeDiff(img.reader, await img.reader.tree(a.id), await img.reader.tree(swap), keep);
+        const first: ItemChange[] = [];
+        for await (const c of td.first()) first.push(c);
+        const again = td.again();
+        expect(Array.isArray(again)).toBe(keep === undefined);
+        const second: ItemChange[] = [];
+        for await (const c of again) second.push(c);
+        expect(second).toEqual(first);
+        expect(first).toEqual(whole.changes);
+      }
     } finally {
       await src.close();
     }

@@ -71,7 +71,7 @@ export class IncrementalContent {
     private readonly ctx: ContentContext,
   ) {}
 
-  async *commands(diff: AsyncIterable<ItemChange>): AsyncGenerator<KnownCommand> {
+  async *commands(diff: AsyncIterable<ItemChange> | Iterable<ItemChange>): AsyncGenerator<KnownCommand> {
     this.csumRoot = await this.img.csumTree();
     const self: CloneRoot = {
       tree: this.tree, uuid: this.ctx.cloneUuid, ctransid: this.sv.ctransid, path: this.ctx.path,

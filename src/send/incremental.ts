@@ -13,7 +13,7 @@ import type { FullSendOptions } from './full.js';
 import { IncrementalContent } from './incr-content.js';
 import { createCommand, S_IFDIR, S_IFMT } from './inode-cmds.js';
 import { type Entry, entryId, RecvNamespace, type VKey } from './recv-names.js';
-import { compareTrees } from './tree-diff.js';
+import { TreeDiff } from './tree-diff.js';
 
 /** One side's version of an inode whose names change: generation, mode and every reference. */
 interface Side { gen: bigint; mode: number; refs: Entry[] }
@@ -64,7 +64,8 @@ export class IncrementalSend {
     this.ns = new RecvNamespace(this.img, this.parent.id, this.sv.id, (ino) => this.key('p', ino));
     const p = this.parent;
     yield { cmd: C.BTRFS_SEND_C_SNAPSHOT, path: this.sv.name, uuid: streamUuid(this.sv), ctransid: this.sv.ctransid, cloneUuid: streamUuid(p), cloneCtransid: p.ctransid };
-    const moved = await this.collect();
+    const diff = new TreeDiff(this.img, this.tree, this.parentTree);
+    const moved = await this.collect(diff);
     yield* this.detach(moved);
     yield* this.create(moved);
     yield* this.attach(moved);
@@ -82,14 +83,14 @@ export class IncrementalSend {
       // the times of a directory the names changed in are set when it is finished, or at the end
       timesSet: (ino) => this.dirty.delete(ino),
     });
-    yield* content.commands(compareTrees(this.img, this.tree, this.parentTree));
+    yield* content.commands(diff.again());
     for (const d of this.dirty) yield await content.utimes(d);
   }
 
   /** Pass over the differences for what the names need: inodes created, deleted or reused, and changed references. */
-  private async collect(): Promise<Moved[]> {
+  private async collect(diff: TreeDiff): Promise<Moved[]> {
     const touched = new Set<bigint>();
-    for await (const ch of compareTrees(this.img, this.tree, this.parentTree)) {
+    for await (const ch of diff.first()) {
       const { objectid: ino, type } = ch.key;
       if (ino < BTRFS_FIRST_FREE_OBJECTID || ino > BTRFS_LAST_FREE_OBJECTID) continue;
       if (type === BTRFS_INODE_ITEM_KEY) {

@@ -64,6 +64,20 @@ class Cursor {
     else this.pop();
   }
 
+  /** The leaf the cursor is in and the slot of its next item, when the next entry is an item. */
+  leaf(): { tb: TreeBlock; i: number } | undefined {
+    if (this.rootEntry) return undefined;
+    const top = this.stack[this.stack.length - 1];
+    return top && top.tb.header.level === 0 ? top : undefined;
+  }
+
+  /** Moves past the items leaf() gave up to `i` (the caller stepped through them itself). */
+  skipTo(i: number): void {
+    this.seen = undefined;
+    this.stack[this.stack.length - 1]!.i = i;
+    this.pop();
+  }
+
   /** Skips the entry at the cursor (an item, or a whole node unopened). */
   advance(): void {
     this.seen = undefined;
@@ -103,6 +117,14 @@ export async function* compareTrees(img: ImageReader, left: TreeRoot, right: Tre
   await l.start();
   await r.start();
   for (;;) {
+    const la = l.leaf();
+    const lb = la && r.leaf();
+    if (lb) {
+      // both sides in a leaf (an item pair at every step of a leaf that differs: most of the walk's
+      // steps): their items merged here, without an entry object per item and side
+      yield* mergeLeaves(la!, lb, l, r);
+      continue;
+    }
     const a = l.peek();
     const b = r.peek();
     if (!a && !b) return;
@@ -149,6 +171,74 @@ export async function* compareTrees(img: ImageReader, left: TreeRoot, right: Tre
       await r.descend();
     }
   }
+}
+
+/** What a kept change may cost in memory, item bytes and object headers (TreeDiff). */
+const KEEP_BYTES = 8 << 20;
+const CHANGE_OVERHEAD = 256;
+
+/**
+ * compareTrees for a caller that walks the changes twice (an incremental send: once for the names, once
+ * for the content). The first walk keeps a copy of each change while they fit in KEEP_BYTES, and the
+ * second replays them instead of comparing the trees again — a changed leaf's every item is compared on
+ * each walk, most of it equal. Past the bound the second walk compares the trees again.
+ */
+export class TreeDiff {
+  private kept: ItemChange[] | undefined = [];
+  private bytes = 0;
+  private complete = false;
+
+  constructor(
+    private readonly img: ImageReader, private readonly left: TreeRoot, private readonly right: TreeRoot,
+    private readonly keepBytes = KEEP_BYTES,
+  ) {}
+
+  async *first(): AsyncGenerator<ItemChange> {
+    for await (const ch of compareTrees(this.img, this.left, this.right)) {
+      if (this.kept) {
+        this.bytes += CHANGE_OVERHEAD + (ch.left?.length ?? 0) + (ch.right?.length ?? 0);
+        if (this.bytes > this.keepBytes) this.kept = undefined;
+        // copies: views would keep whole tree blocks alive
+        else this.kept.push({ key: ch.key, ...(ch.left ? { left: ch.left.slice() } : {}), ...(ch.right ? { right: ch.right.slice() } : {}) });
+      }
+      yield ch;
+    }
+    this.complete = true;
+  }
+
+  /** The changes again: the kept copies when the first walk ended within the bound, else a new comparison. */
+  again(): AsyncIterable<ItemChange> | Iterable<ItemChange> {
+    return this.complete && this.kept ? this.kept : compareTrees(this.img, this.left, this.right);
+  }
+}
+
+/**
+ * The items of two leaves the cursors are in, merged from their slots until either leaf ends (the
+ * item-against-item steps of compareTrees); the cursors are then moved past what was merged.
+ */
+function* mergeLeaves(a: { tb: TreeBlock; i: number }, b: { tb: TreeBlock; i: number }, l: Cursor, r: Cursor): Generator<ItemChange> {
+  const x = a.tb.items;
+  const y = b.tb.items;
+  let i = a.i;
+  let j = b.i;
+  while (i < x.length && j < y.length) {
+    const p = x[i]!;
+    const q = y[j]!;
+    const cmp = compareKeys(p.key, q.key);
+    if (cmp < 0) {
+      i++;
+      yield { key: p.key, left: p.data };
+    } else if (cmp > 0) {
+      j++;
+      yield { key: q.key, right: q.data };
+    } else {
+      i++;
+      j++;
+      if (!sameBytes(p.data, q.data)) yield { key: p.key, left: p.data, right: q.data };
+    }
+  }
+  l.skipTo(i);
+  r.skipTo(j);
 }
 
 /** The same comparison item by item, for trees the block walk cannot be trusted on (a replayed log over them). */
