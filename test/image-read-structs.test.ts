@@ -139,6 +139,16 @@ describe('structs round-trip (synthetic)', () => {
     expect(S.parseTreeBlock(node).ptrs[0]!.blockptr).toBe(1n << 33n);
     // out-of-order keys are refused
     expect(() => S.parseTreeBlock(S.buildLeaf(h, [items[1]!, items[0]!], 16384, S.BTRFS_CSUM_TYPE_CRC32))).toThrow(/out of order/);
+    // a count of items or pointers past the block's end is refused before any of them is read (the parser
+    // reads their fields without a bounds check each); the first key pointer's key is read as parsed
+    const nritems = (b: Uint8Array, v: number) => new DataView(b.buffer, b.byteOffset).setUint32(96, v, true);
+    const big = S.buildLeaf(h, items, 16384, S.BTRFS_CSUM_TYPE_CRC32);
+    nritems(big, Math.floor((16384 - 101) / 25) + 1);
+    expect(() => S.parseTreeBlock(big)).toThrow(/nritems \d+ cannot fit/);
+    nritems(node, Math.floor((16384 - 101) / 33) + 1);
+    expect(() => S.parseTreeBlock(node)).toThrow(/nritems \d+ cannot fit/);
+    nritems(node, 1);
+    expect(S.parseTreeBlock(node).ptrs).toEqual([{ key: items[0]!.key, blockptr: 1n << 33n, generation: 3n }]);
   });
 });
 

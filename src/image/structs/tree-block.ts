@@ -1,7 +1,7 @@
 import { ImageError } from '../../errors.js';
 import { LeReader, LeWriter } from './bytes.js';
 import { BTRFS_MAX_LEVEL } from './constants.js';
-import { type BtrfsKey, readDiskKey, writeDiskKey } from './fs-items.js';
+import { type BtrfsKey, writeDiskKey } from './fs-items.js';
 import { setBlockCsum } from './csum.js';
 
 /**
@@ -70,27 +70,34 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
   if (header.level >= BTRFS_MAX_LEVEL) bad(`level ${header.level} >= ${BTRFS_MAX_LEVEL}`);
   const items: LeafItem[] = [];
   const ptrs: KeyPtr[] = [];
-  const r = new LeReader(b.subarray(0, nodesize), BTRFS_HEADER_SIZE, 'tree block');
+  // Fields read straight from one DataView: every offset below lies inside the block once nritems is
+  // known to fit (the item and pointer arrays are checked against nodesize first), so no read needs the
+  // per-field bounds check of LeReader — a send or ls parses every block it opens, most of them cold code.
+  const dv = new DataView(b.buffer, b.byteOffset, nodesize);
+  const n = header.nritems;
   if (header.level === 0) {
-    if (header.nritems > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_ITEM_SIZE) bad(`nritems ${header.nritems} cannot fit`);
+    if (n > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_ITEM_SIZE) bad(`nritems ${n} cannot fit`);
     let prevEnd = nodesize - BTRFS_HEADER_SIZE;
-    for (let i = 0; i < header.nritems; i++) {
-      const key = readDiskKey(r);
-      const offset = r.u32(), size = r.u32();
+    for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_ITEM_SIZE) {
+      const key = { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) };
+      const offset = dv.getUint32(p + 17, true), size = dv.getUint32(p + 21, true);
       // Data of item i must sit right below data of item i-1 and above the item headers.
       if (offset + size !== prevEnd) bad(`item ${i} data [${offset}, +${size}) does not end at ${prevEnd}`);
-      if (BTRFS_HEADER_SIZE + offset < BTRFS_HEADER_SIZE + BTRFS_ITEM_SIZE * header.nritems) bad(`item ${i} data overlaps item headers`);
+      if (BTRFS_HEADER_SIZE + offset < BTRFS_HEADER_SIZE + BTRFS_ITEM_SIZE * n) bad(`item ${i} data overlaps item headers`);
       prevEnd = offset;
       items.push({ key, data: b.subarray(BTRFS_HEADER_SIZE + offset, BTRFS_HEADER_SIZE + offset + size) });
     }
   } else {
-    if (header.nritems === 0) bad(`node at level ${header.level} has no pointers`);
-    if (header.nritems > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE) bad(`nritems ${header.nritems} cannot fit`);
-    for (let i = 0; i < header.nritems; i++) ptrs.push({ key: readDiskKey(r), blockptr: r.u64(), generation: r.u64() });
+    if (n === 0) bad(`node at level ${header.level} has no pointers`);
+    if (n > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE) bad(`nritems ${n} cannot fit`);
+    for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_KEY_PTR_SIZE) {
+      const key = { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) };
+      ptrs.push({ key, blockptr: dv.getBigUint64(p + 17, true), generation: dv.getBigUint64(p + 25, true) });
+    }
   }
-  const keys = header.level === 0 ? items.map((x) => x.key) : ptrs.map((x) => x.key);
-  for (let i = 1; i < keys.length; i++) {
-    const a = keys[i - 1]!, c = keys[i]!;
+  const list: { key: BtrfsKey }[] = header.level === 0 ? items : ptrs;
+  for (let i = 1; i < list.length; i++) {
+    const a = list[i - 1]!.key, c = list[i]!.key;
     const cmp = a.objectid !== c.objectid ? (a.objectid < c.objectid ? -1 : 1) : a.type !== c.type ? a.type - c.type : a.offset < c.offset ? -1 : a.offset > c.offset ? 1 : 0;
     if (cmp >= 0) bad(`keys out of order at slot ${i}`);
   }
