@@ -26,6 +26,11 @@ export class DumpReceiver implements Receiver {
 
   constructor(private readonly out: (line: string) => void) {}
 
+  /** `./NAME` of the current subvolume (a binary string): the start of every path printed. */
+  get subvolume(): string {
+    return this.subvolPath;
+  }
+
   private line(title: string, path: string, fields?: string, tail?: string): void {
     const escaped = escapeBinary(path);
     let s = title.padEnd(16) + escaped;

@@ -25,6 +25,19 @@ export class BufferedOut {
     this.pos += this.buf.write(line, this.pos, 'latin1');
   }
 
+  /** Bytes, copied (the caller may reuse its array at once). */
+  pushBytes(bytes: Uint8Array): void {
+    if (this.pos + bytes.length > this.buf.length) {
+      this.retire();
+      if (bytes.length > this.buf.length) {
+        this.full.push(Buffer.from(bytes));
+        return;
+      }
+    }
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
   async flush(): Promise<void> {
     this.retire();
     const parts = this.full;

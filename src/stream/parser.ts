@@ -29,6 +29,13 @@ export interface ParseOptions {
   sectorCrcs?: boolean;
 }
 
+/**
+ * What StreamParser.nextRaw() answers for a command: it is length-capped, CRC-checked and split into
+ * attributes (rawCmd, rawPayload, rawAttrs), not yet decoded.
+ */
+export const RAW_COMMAND = { kind: 'raw' } as const;
+export type RawItem = StreamItem | typeof RAW_COMMAND;
+
 const MAGIC = new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0');
 
 /**
@@ -106,6 +113,11 @@ export class StreamParser {
    * its command (the command holds copies or views of the values, and the order array, never the table).
    */
   private spentAttrs: AttrTable | undefined;
+  /** nextRaw() mode: commands are handed out undecoded (RAW_COMMAND); their payload is kept here. */
+  private raw = false;
+  private payload: Uint8Array | undefined;
+  /** The RAW_COMMAND handed out is not counted yet: its index is still the one its errors carry. */
+  private rawPending = false;
 
   constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, private readonly opts: ParseOptions = {}) {
     this.maxLen = opts.maxCommandLen ?? C.DEFAULT_MAX_COMMAND_LEN;
@@ -117,7 +129,44 @@ export class StreamParser {
   next(): StreamItem | null | Promise<StreamItem | null> {
     // the consumer has asked for the next item: the previous one's bytes are free
     this.r.releaseSpent();
+    return this.step() as StreamItem | null | Promise<StreamItem | null>;
+  }
+
+  /**
+   * As next(), but a command comes as RAW_COMMAND: verified and split into attributes, left to the caller
+   * to read from rawCmd / rawPayload / rawAttrs or to decode with decodeRaw() before asking again. A
+   * consumer that formats most commands straight from their bytes (dump) builds no command objects.
+   */
+  nextRaw(): RawItem | null | Promise<RawItem | null> {
+    this.raw = true;
+    if (this.rawPending) {
+      this.rawPending = false;
+      this.index++;
+    }
+    this.r.releaseSpent();
     return this.step();
+  }
+
+  get rawCmd(): number {
+    return this.cmd;
+  }
+
+  get rawPayload(): Uint8Array {
+    return this.payload!;
+  }
+
+  get rawAttrs(): AttrTable {
+    return this.spentAttrs!;
+  }
+
+  /** Offset of the byte just past the RAW_COMMAND. */
+  get rawEnd(): number {
+    return this.cmdOffset + C.BTRFS_CMD_HEADER_SIZE + this.cmdLen;
+  }
+
+  /** The RAW_COMMAND decoded, as next() would have returned it, or its decoding error. */
+  decodeRaw(): StreamItem & { kind: 'command' } {
+    return this.decode(this.cmdOffset, this.cmdLen, this.cmd, this.payload!, this.spentAttrs!);
   }
 
   /** Stops reading (closes files or streams early). */
@@ -126,7 +175,7 @@ export class StreamParser {
     await this.r.close();
   }
 
-  private step(): StreamItem | null | Promise<StreamItem | null> {
+  private step(): RawItem | null | Promise<RawItem | null> {
     for (;;) {
       switch (this.phase) {
         case 'done':
@@ -147,7 +196,7 @@ export class StreamParser {
     }
   }
 
-  private async wait(n: number): Promise<StreamItem | null> {
+  private async wait(n: number): Promise<RawItem | null> {
     if ((await this.r.fill(n)) < n) this.eof = true;
     return this.step();
   }
@@ -207,7 +256,7 @@ export class StreamParser {
     this.phase = 'payload';
   }
 
-  private command(): StreamItem {
+  private command(): RawItem {
     const r = this.r;
     const { cmdOffset: offset, cmdLen: len, cmd, cmdCrc: crc, headerCrc, ctxOf } = this;
     const avail = Math.min(r.available, len);
@@ -232,17 +281,32 @@ export class StreamParser {
     }
     attrs ??= AttrTable.parse(payload, version, ctxOf, payloadOffset, this.spentAttrs);
     this.spentAttrs = attrs;
-    if (this.reuse && !this.opts.transientAttrs) attrs.detach(C.BTRFS_SEND_A_DATA);
-    const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version, len, attrOrder: attrs.order };
-    // an unknown command keeps its raw payload
-    const command = decodeCommand(cmd, this.reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
+    if (this.raw) {
+      this.payload = payload;
+      this.rawPending = true;
+      this.phase = this.afterCommand(cmd);
+      return RAW_COMMAND;
+    }
+    const item = this.decode(offset, len, cmd, payload, attrs);
     if (sectors !== undefined) {
-      sectorCrcsOf = command;
+      sectorCrcsOf = item.command;
       sectorCrcs = sectors;
     }
     this.index++;
-    if (cmd === C.BTRFS_SEND_C_END) this.phase = this.opts.stopAfterFirstEnd ? 'done' : 'header';
-    else this.phase = 'command';
+    this.phase = this.afterCommand(cmd);
+    return item;
+  }
+
+  private afterCommand(cmd: number): Phase {
+    if (cmd === C.BTRFS_SEND_C_END) return this.opts.stopAfterFirstEnd ? 'done' : 'header';
+    return 'command';
+  }
+
+  private decode(offset: number, len: number, cmd: number, payload: Uint8Array, attrs: AttrTable): StreamItem & { kind: 'command' } {
+    if (this.reuse && !this.opts.transientAttrs) attrs.detach(C.BTRFS_SEND_A_DATA);
+    const meta: CommandMeta = { offset, index: this.index, streamIndex: this.streamIndex, version: this.version, len, attrOrder: attrs.order };
+    // an unknown command keeps its raw payload
+    const command = decodeCommand(cmd, this.reuse && !isKnownCommand(cmd) ? new Uint8Array(payload) : payload, attrs, meta);
     return { kind: 'command', command };
   }
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { dumpStream } from '../../dump/index.js';
+import { dumpStreamBytes } from '../../dump/index.js';
 import { openInput, type ReadMeter } from '../../io/input.js';
 import { BufferedOut } from '../../io/output.js';
 import { withProgress, withProgressOptions } from '../progress.js';
@@ -22,11 +22,11 @@ async function dumpWith(opts: DumpCliOptions, meter: ReadMeter): Promise<void> {
   const out = new BufferedOut();
   const input = await openInput(opts.file, meter);
   try {
-    await dumpStream(input, (l) => out.push(l), {
-      allStreams: opts.allStreams ?? false,
-      // flush between commands so output stays bounded and appears while a pipe is still delivering
-      afterCommand: () => out.maybeFlush(),
-    });
+    await dumpStreamBytes(input, (bytes) => {
+      out.pushBytes(bytes);
+      // written once a buffer is full, so output stays bounded
+      return out.maybeFlush();
+    }, { allStreams: opts.allStreams ?? false });
   } catch (e) {
     await out.flush();
     throw e;
