@@ -1,5 +1,6 @@
 import type { AttrTable } from '../stream/attrs.js';
 import * as C from '../stream/constants.js';
+import { ascii, escapeInto, LineBuffer } from './line-buffer.js';
 import { formatDumpTime } from './time.js';
 
 /** btrfs-progs builds paths in PATH_MAX buffers and refuses longer ones (DumpReceiver.cat). */
@@ -7,39 +8,7 @@ const PATH_MAX = 4096;
 const TIME_CACHE = 1024;
 const TWO32 = 0x100000000;
 
-/** Bytes print_path_escaped prints as they are: isprint() but for space and backslash. */
-const PLAIN = new Uint8Array(256);
-for (let c = 0x21; c <= 0x7e; c++) PLAIN[c] = c === 0x5c ? 0 : 1;
-/** Its named escapes (the letter after the backslash); every other byte becomes \ooo. */
-const NAMED = new Uint8Array(256);
-for (const [c, l] of [[0x07, 'a'], [0x08, 'b'], [0x1b, 'e'], [0x0c, 'f'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't'], [0x0b, 'v'], [0x20, ' '], [0x5c, '\\']] as const) {
-  NAMED[c] = l.charCodeAt(0);
-}
-
 const EMPTY = new Uint8Array(0);
-/** A binary string (one char per byte) as bytes. */
-const ascii = (s: string): Uint8Array => Uint8Array.from(s, (ch) => ch.charCodeAt(0));
-
-/** print_path_escaped of p[s, e) into `out` from `o` (room for 4 bytes a byte); returns the end. */
-function escapeInto(p: Uint8Array, s: number, e: number, out: Uint8Array, o: number): number {
-  for (let i = s; i < e; i++) {
-    const c = p[i]!;
-    if (PLAIN[c] === 1) {
-      out[o++] = c;
-      continue;
-    }
-    out[o++] = 0x5c;
-    const l = NAMED[c]!;
-    if (l !== 0) {
-      out[o++] = l;
-    } else {
-      out[o++] = 0x30 + (c >> 6);
-      out[o++] = 0x30 + ((c >> 3) & 7);
-      out[o++] = 0x30 + (c & 7);
-    }
-  }
-  return o;
-}
 /** Each command's title as DumpReceiver.line pads it to 16 columns. */
 const TITLES: Uint8Array[] = [];
 for (const [cmd, title] of [
@@ -53,9 +22,26 @@ for (const [cmd, title] of [
   [C.BTRFS_SEND_C_ENCODED_WRITE, 'encoded_write'],
 ] as const) TITLES[cmd] = ascii(title.padEnd(16));
 
+/**
+ * The ids as module constants: read through the `C` namespace, each `case` of the switch below was a
+ * property load until its function was optimized.
+ */
 const {
   BTRFS_SEND_A_PATH: PATH, BTRFS_SEND_A_INO: INO, BTRFS_SEND_A_MODE: MODE, BTRFS_SEND_A_RDEV: RDEV,
   BTRFS_SEND_A_FILE_OFFSET: FILE_OFFSET, BTRFS_SEND_A_SIZE: SIZE, BTRFS_SEND_A_DATA: DATA,
+  BTRFS_SEND_A_ATIME: A_ATIME, BTRFS_SEND_A_COMPRESSION: A_COMPRESSION, BTRFS_SEND_A_CTIME: A_CTIME,
+  BTRFS_SEND_A_ENCRYPTION: A_ENCRYPTION, BTRFS_SEND_A_FALLOCATE_MODE: A_FALLOCATE_MODE,
+  BTRFS_SEND_A_FILEATTR: A_FILEATTR, BTRFS_SEND_A_GID: A_GID, BTRFS_SEND_A_MTIME: A_MTIME,
+  BTRFS_SEND_A_OTIME: A_OTIME, BTRFS_SEND_A_PATH_LINK: A_PATH_LINK, BTRFS_SEND_A_PATH_TO: A_PATH_TO,
+  BTRFS_SEND_A_UID: A_UID, BTRFS_SEND_A_UNENCODED_FILE_LEN: A_UNENCODED_FILE_LEN,
+  BTRFS_SEND_A_UNENCODED_LEN: A_UNENCODED_LEN, BTRFS_SEND_A_UNENCODED_OFFSET: A_UNENCODED_OFFSET,
+  BTRFS_SEND_A_XATTR_DATA: A_XATTR_DATA, BTRFS_SEND_A_XATTR_NAME: A_XATTR_NAME, BTRFS_SEND_C_CHMOD: CHMOD,
+  BTRFS_SEND_C_CHOWN: CHOWN, BTRFS_SEND_C_ENCODED_WRITE: ENCODED_WRITE, BTRFS_SEND_C_FALLOCATE: FALLOCATE,
+  BTRFS_SEND_C_FILEATTR: FILEATTR, BTRFS_SEND_C_LINK: LINK, BTRFS_SEND_C_MKDIR: MKDIR, BTRFS_SEND_C_MKFIFO: MKFIFO,
+  BTRFS_SEND_C_MKFILE: MKFILE, BTRFS_SEND_C_MKSOCK: MKSOCK, BTRFS_SEND_C_REMOVE_XATTR: REMOVE_XATTR,
+  BTRFS_SEND_C_RENAME: RENAME, BTRFS_SEND_C_RMDIR: RMDIR, BTRFS_SEND_C_SET_XATTR: SET_XATTR,
+  BTRFS_SEND_C_SYMLINK: SYMLINK, BTRFS_SEND_C_TRUNCATE: TRUNCATE, BTRFS_SEND_C_UNLINK: UNLINK,
+  BTRFS_SEND_C_UPDATE_EXTENT: UPDATE_EXTENT, BTRFS_SEND_C_UTIMES: UTIMES, BTRFS_SEND_C_WRITE: WRITE,
 } = C;
 
 /**
@@ -65,9 +51,7 @@ const {
  * without an error: anything else (a missing or odd-sized attribute, a path over PATH_MAX, a value past
  * 2^53, a time localtime cannot convert, a rare command) is left to them, so errors stay theirs.
  */
-export class DumpLines {
-  buf = new Uint8Array(128 << 10);
-  pos = 0;
+export class DumpLines extends LineBuffer {
   private p: Uint8Array = this.buf;
   private a!: AttrTable;
   /** The current subvolume as DumpReceiver has it, and the escaped "subvol/" every path starts with. */
@@ -93,25 +77,25 @@ export class DumpLines {
     const a = this.a;
     if (a.offsetOf(PATH) < 0) return false;
     switch (cmd) {
-      case C.BTRFS_SEND_C_MKFILE: case C.BTRFS_SEND_C_MKDIR: case C.BTRFS_SEND_C_MKFIFO: case C.BTRFS_SEND_C_MKSOCK:
+      case MKFILE: case MKDIR: case MKFIFO: case MKSOCK:
         if (this.sized(INO, 8) < 0 || this.optSized(MODE, 8) || this.optSized(RDEV, 8)) return false;
         return this.path(title, PATH) >= 0 && this.end();
-      case C.BTRFS_SEND_C_UNLINK: case C.BTRFS_SEND_C_RMDIR:
+      case UNLINK: case RMDIR:
         return this.path(title, PATH) >= 0 && this.end();
-      case C.BTRFS_SEND_C_SYMLINK: case C.BTRFS_SEND_C_LINK:
-        if (cmd === C.BTRFS_SEND_C_SYMLINK && this.sized(INO, 8) < 0) return false;
-        if (a.offsetOf(C.BTRFS_SEND_A_PATH_LINK) < 0 || !this.field(title, PATH, 'dest=')) return false;
-        this.escaped(C.BTRFS_SEND_A_PATH_LINK, false);
+      case SYMLINK: case LINK:
+        if (cmd === SYMLINK && this.sized(INO, 8) < 0) return false;
+        if (a.offsetOf(A_PATH_LINK) < 0 || !this.field(title, PATH, 'dest=')) return false;
+        this.escaped(A_PATH_LINK, false);
         return this.end();
-      case C.BTRFS_SEND_C_RENAME: {
-        const to = C.BTRFS_SEND_A_PATH_TO;
+      case RENAME: {
+        const to = A_PATH_TO;
         // progs joins the destination first: its PATH_MAX error comes first
         if (a.offsetOf(to) < 0 || this.subvolLen + this.cstrLen(to) + 2 >= PATH_MAX || !this.field(title, PATH, 'dest=')) return false;
         this.escaped(to, true);
         return this.end();
       }
-      case C.BTRFS_SEND_C_SET_XATTR: {
-        const name = C.BTRFS_SEND_A_XATTR_NAME, data = C.BTRFS_SEND_A_XATTR_DATA;
+      case SET_XATTR: {
+        const name = A_XATTR_NAME, data = A_XATTR_DATA;
         if (a.offsetOf(name) < 0 || a.offsetOf(data) < 0 || !this.field(title, PATH, 'name=')) return false;
         // "%s" and "%.*s": raw bytes up to a NUL; len= is the whole value's
         this.raw(name);
@@ -121,11 +105,11 @@ export class DumpLines {
         this.num(a.lengthOf(data));
         return this.end();
       }
-      case C.BTRFS_SEND_C_REMOVE_XATTR:
-        if (a.offsetOf(C.BTRFS_SEND_A_XATTR_NAME) < 0 || !this.field(title, PATH, 'name=')) return false;
-        this.raw(C.BTRFS_SEND_A_XATTR_NAME);
+      case REMOVE_XATTR:
+        if (a.offsetOf(A_XATTR_NAME) < 0 || !this.field(title, PATH, 'name=')) return false;
+        this.raw(A_XATTR_NAME);
         return this.end();
-      case C.BTRFS_SEND_C_WRITE: {
+      case WRITE: {
         const off = this.u64(FILE_OFFSET);
         if (off < 0 || a.offsetOf(DATA) < 0 || !this.field(title, PATH, 'offset=')) return false;
         this.num(off);
@@ -133,24 +117,24 @@ export class DumpLines {
         this.num(a.lengthOf(DATA));
         return this.end();
       }
-      case C.BTRFS_SEND_C_TRUNCATE: {
+      case TRUNCATE: {
         const size = this.u64(SIZE);
         return size >= 0 && this.field(title, PATH, 'size=') && this.num(size) && this.end();
       }
-      case C.BTRFS_SEND_C_CHMOD: {
+      case CHMOD: {
         const mode = this.u64(MODE);
         return mode >= 0 && this.field(title, PATH, 'mode=') && this.octal(mode) && this.end();
       }
-      case C.BTRFS_SEND_C_CHOWN: {
-        const uid = this.u64(C.BTRFS_SEND_A_UID), gid = this.u64(C.BTRFS_SEND_A_GID);
+      case CHOWN: {
+        const uid = this.u64(A_UID), gid = this.u64(A_GID);
         if (uid < 0 || gid < 0 || !this.field(title, PATH, 'gid=')) return false;
         this.num(gid);
         this.text(' uid=');
         return this.num(uid) && this.end();
       }
-      case C.BTRFS_SEND_C_UTIMES: {
-        const at = this.time(C.BTRFS_SEND_A_ATIME), mt = this.time(C.BTRFS_SEND_A_MTIME), ct = this.time(C.BTRFS_SEND_A_CTIME);
-        if (at === undefined || mt === undefined || ct === undefined || this.optSized(C.BTRFS_SEND_A_OTIME, 12)) return false;
+      case UTIMES: {
+        const at = this.time(A_ATIME), mt = this.time(A_MTIME), ct = this.time(A_CTIME);
+        if (at === undefined || mt === undefined || ct === undefined || this.optSized(A_OTIME, 12)) return false;
         if (!this.field(title, PATH, 'atime=')) return false;
         this.bytes(at);
         this.text(' mtime=');
@@ -159,15 +143,15 @@ export class DumpLines {
         this.bytes(ct);
         return this.end();
       }
-      case C.BTRFS_SEND_C_UPDATE_EXTENT: {
+      case UPDATE_EXTENT: {
         const off = this.u64(FILE_OFFSET), size = this.u64(SIZE);
         if (off < 0 || size < 0 || !this.field(title, PATH, 'offset=')) return false;
         this.num(off);
         this.text(' len=');
         return this.num(size) && this.end();
       }
-      case C.BTRFS_SEND_C_FALLOCATE: {
-        const m = this.sized(C.BTRFS_SEND_A_FALLOCATE_MODE, 4), off = this.u64(FILE_OFFSET), size = this.u64(SIZE);
+      case FALLOCATE: {
+        const m = this.sized(A_FALLOCATE_MODE, 4), off = this.u64(FILE_OFFSET), size = this.u64(SIZE);
         if (m < 0 || off < 0 || size < 0 || !this.field(title, PATH, 'mode=')) return false;
         // printed as an int ("%d")
         this.num(this.p[m]! | (this.p[m + 1]! << 8) | (this.p[m + 2]! << 16) | (this.p[m + 3]! << 24));
@@ -176,12 +160,12 @@ export class DumpLines {
         this.text(' len=');
         return this.num(size) && this.end();
       }
-      case C.BTRFS_SEND_C_FILEATTR: {
+      case FILEATTR: {
         // progs prints the decimal value after "0x"
-        const v = this.u64(C.BTRFS_SEND_A_FILEATTR);
+        const v = this.u64(A_FILEATTR);
         return v >= 0 && this.field(title, PATH, 'fileattr=0x') && this.num(v) && this.end();
       }
-      case C.BTRFS_SEND_C_ENCODED_WRITE:
+      case ENCODED_WRITE:
         return this.encodedWrite(title);
       default:
         return false;
@@ -189,9 +173,9 @@ export class DumpLines {
   }
 
   private encodedWrite(title: Uint8Array): boolean {
-    const off = this.u64(FILE_OFFSET), fileLen = this.u64(C.BTRFS_SEND_A_UNENCODED_FILE_LEN);
-    const len = this.u64(C.BTRFS_SEND_A_UNENCODED_LEN), uoff = this.u64(C.BTRFS_SEND_A_UNENCODED_OFFSET);
-    const comp = C.BTRFS_SEND_A_COMPRESSION, enc = C.BTRFS_SEND_A_ENCRYPTION;
+    const off = this.u64(FILE_OFFSET), fileLen = this.u64(A_UNENCODED_FILE_LEN);
+    const len = this.u64(A_UNENCODED_LEN), uoff = this.u64(A_UNENCODED_OFFSET);
+    const comp = A_COMPRESSION, enc = A_ENCRYPTION;
     if (off < 0 || fileLen < 0 || len < 0 || uoff < 0 || this.optSized(comp, 4) || this.optSized(enc, 4)) return false;
     if (this.a.offsetOf(DATA) < 0 || !this.field(title, PATH, 'offset=')) return false;
     this.num(off);
@@ -311,75 +295,5 @@ export class DumpLines {
       this.times.set(sec, t);
     }
     return t;
-  }
-
-  /** A line DumpReceiver made (a binary string), in order with the others. */
-  appendBinary(line: string): void {
-    this.text(line);
-  }
-
-  private bytes(b: Uint8Array): void {
-    this.room(b.length);
-    const out = this.buf;
-    let o = this.pos;
-    for (let i = 0; i < b.length; i++) out[o++] = b[i]!;
-    this.pos = o;
-  }
-
-  /** A binary string: the labels, and DumpReceiver's lines. */
-  private text(s: string): void {
-    this.room(s.length);
-    const out = this.buf;
-    let o = this.pos;
-    for (let i = 0; i < s.length; i++) out[o++] = s.charCodeAt(i);
-    this.pos = o;
-  }
-
-  /** An integer below 2^53 in decimal ("-" first when negative). */
-  private num(n: number): true {
-    this.room(24);
-    const out = this.buf;
-    if (n < 0) {
-      out[this.pos++] = 0x2d;
-      n = -n;
-    }
-    let digits = 1;
-    for (let t = n; t >= 10; t = Math.floor(t / 10)) digits++;
-    const end = this.pos + digits;
-    for (let i = end - 1; i >= this.pos; i--) {
-      const q = Math.floor(n / 10);
-      out[i] = 0x30 + (n - q * 10);
-      n = q;
-    }
-    this.pos = end;
-    return true;
-  }
-
-  private octal(n: number): true {
-    this.room(24);
-    let digits = 1;
-    for (let t = n; t >= 8; t = Math.floor(t / 8)) digits++;
-    const end = this.pos + digits;
-    for (let i = end - 1; i >= this.pos; i--) {
-      const q = Math.floor(n / 8);
-      this.buf[i] = 0x30 + (n - q * 8);
-      n = q;
-    }
-    this.pos = end;
-    return true;
-  }
-
-  private end(): true {
-    this.room(1);
-    this.buf[this.pos++] = 0x0a;
-    return true;
-  }
-
-  /** Makes room for `n` more bytes: a line is never split, so the buffer grows for an enormous one. */
-  private room(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const to = new Uint8Array(Math.max(2 * this.buf.length, this.pos + n));
-    to.set(this.buf.subarray(0, this.pos));
-    this.buf = to;
   }
 }
