@@ -92,6 +92,12 @@ describe('write-behind thread with an O_DIRECT descriptor', () => {
         put(off + 4096 * (i % 7), bytes(5000 + i, 200 + i));
         if (i % 9 === 0) wb.flush();
       }
+      // direct writes only, each over the one before (two are in flight at once): the later must win,
+      // also where it is the shorter one (2.5 MiB, then 1 MiB inside it: the disk would finish it first)
+      for (let i = 0; i < 30; i++) {
+        const len = i % 2 === 0 ? 640 * 4096 : 256 * 4096;
+        put((i % 10) * (512 << 10), bytes(len, 300 + i));
+      }
       wb.flush();
       expect(wb.failed()).toBeUndefined();
     } finally {

@@ -1,5 +1,6 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { alignedShared } from '../util/aligned.js';
+import { copyToShared } from '../util/shared-copy.js';
 
 /**
  * Image writes performed on a second thread, in order, while the caller goes on (the kernel's writeback,
@@ -17,7 +18,9 @@ import { alignedShared } from '../util/aligned.js';
  * with O_DIRECT when the caller has one: the disk takes them straight from the ring while the next are
  * copied in, instead of the thread copying them into the page cache first and a background fdatasync
  * writing them out in bursts. big-v1 (1.2 GB of plain data) through the page cache kept the writer
- * thread busy ~0.5 s of CPU and the disk idle between syncs (docs/performance.md, recv12).
+ * thread busy ~0.5 s of CPU and the disk idle between syncs (docs/performance.md, recv12). Up to
+ * DIRECT_DEPTH of them are in flight at once (libuv's pool), never two over the same bytes; every other
+ * record waits for them, so the file sees the writes in queue order.
  */
 const OP_WRITE = 1;
 const OP_FSYNC = 2;
@@ -32,6 +35,8 @@ const WRITEBACK_BYTES = 32 << 20;
 const DIRECT_MIN = 1 << 20;
 /** A direct write is queued in pieces of this size, so its ring space comes back as the disk takes each. */
 const DIRECT_PIECE = 1 << 20;
+/** Direct writes in flight at once: one at a time, the disk idled between them (docs/performance.md, recv13). */
+const DIRECT_DEPTH = 2;
 /** Direct I/O needs its memory aligned: each direct record starts on a block boundary of the (page-aligned) ring. */
 const DIRECT_ALIGN = 4096;
 /** How long a flush waits for the thread to start before giving up (it takes milliseconds). */
@@ -64,38 +69,62 @@ const writeback = () => {
   fs.fdatasync(fd, (e) => { syncing--; if (e) fail(${OP_FSYNC}, 0, 0, e); });
 };
 Atomics.store(ctrl, 5, 1);
+// direct writes in flight (libuv's pool), oldest first; a record counts as done once it and all before it are
+const flying = [];
+let taken = 0;
+const finish = () => {
+  done = (done + 1) | 0;
+  Atomics.store(ctrl, 1, done);
+  if (Atomics.load(ctrl, 4) !== 0) Atomics.notify(ctrl, 1);
+};
+const land = async () => { await flying.shift().p; finish(); };
+// the rest of a direct write the disk did not take whole (or all of it, once direct I/O is refused) through the page cache
+const rest = (pos, len, off, n) => {
+  if (n >= len) return;
+  for (; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
+  unsynced += len;
+};
+const direct = (pos, len, off) => new Promise((res) => {
+  fs.write(directFd, data, pos, len, off, (e, n) => {
+    try {
+      // the file system (or the memory, where WebAssembly is missing) refuses direct I/O: the page cache from now on
+      if (e && e.code !== 'EINVAL') throw e;
+      if (e) directFd = -1;
+      if (!failed) rest(pos, len, off, e ? 0 : n);
+    } catch (err) {
+      fail(${OP_DIRECT}, len, off, err);
+    }
+    res();
+  });
+});
 for (;;) {
   const queued = Atomics.load(ctrl, 0);
-  if (queued === done) {
+  if (queued === taken) {
+    if (flying.length > 0) { await land(); continue; }
     // a background fdatasync's callback needs this thread's event loop: poll while one is out
     if (syncing > 0) { await new Promise((res) => setTimeout(res, 1)); continue; }
     Atomics.store(ctrl, 3, 1);
-    Atomics.wait(ctrl, 0, done);
+    Atomics.wait(ctrl, 0, taken);
     Atomics.store(ctrl, 3, 0);
     continue;
   }
-  while (done !== queued) {
-    const r = (done & ${SLOTS - 1}) * 4;
+  while (taken !== queued) {
+    const r = (taken & ${SLOTS - 1}) * 4;
     const op = recs[r], pos = recs[r + 1], len = recs[r + 2], off = recs[r + 3];
+    taken = (taken + 1) | 0;
+    if (op === ${OP_DIRECT} && directFd >= 0 && !failed) {
+      // the disk takes the next while one is written (one at a time it idled between them); a write
+      // over one still in flight waits for it, as every other record waits for all of them
+      while (flying.length >= ${DIRECT_DEPTH} || flying.some((f) => f.off < off + len && off < f.off + f.len)) await land();
+      flying.push({ p: direct(pos, len, off), off, len });
+      continue;
+    }
+    while (flying.length > 0) await land();
     if (op === ${OP_FSYNC}) while (syncing > 0) await new Promise((res) => setImmediate(res));
     if (!failed) {
       try {
         if (op === ${OP_DIRECT}) {
-          let n = 0;
-          if (directFd >= 0) {
-            try {
-              n = fs.writeSync(directFd, data, pos, len, off);
-            } catch (e) {
-              // the file system (or the memory, where WebAssembly is missing) refuses direct I/O: the page cache from now on
-              if (!e || e.code !== 'EINVAL') throw e;
-              directFd = -1;
-            }
-          }
-          if (n < len) {
-            // a short direct write's rest (or all of it) through the page cache, counted for the next background sync
-            for (; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
-            unsynced += len;
-          }
+          rest(pos, len, off, 0);
         } else if (op === ${OP_WRITE}) {
           for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
           unsynced += len;
@@ -114,9 +143,7 @@ for (;;) {
         fail(op, len, off, e);
       }
     }
-    done = (done + 1) | 0;
-    Atomics.store(ctrl, 1, done);
-    if (Atomics.load(ctrl, 4) !== 0) Atomics.notify(ctrl, 1);
+    finish();
   }
 }
 })();
@@ -176,8 +203,8 @@ export class WriteBehind {
   write(off: number, bytes: Uint8Array): boolean {
     const len = bytes.length;
     if (len > this.capacity) return false;
-    // whole blocks at a block offset, and a source placed alike within a word as the ring's blocks (below)
-    if (this.directFd >= 0 && this.capacity >= DIRECT_PIECE + DIRECT_ALIGN && len >= DIRECT_MIN && len % DIRECT_ALIGN === 0 && off % DIRECT_ALIGN === 0 && (bytes.byteOffset & 7) === 0) {
+    // whole blocks at a block offset
+    if (this.directFd >= 0 && this.capacity >= DIRECT_PIECE + DIRECT_ALIGN && len >= DIRECT_MIN && len % DIRECT_ALIGN === 0 && off % DIRECT_ALIGN === 0) {
       for (let at = 0; at < len; at += DIRECT_PIECE) {
         const piece = bytes.subarray(at, Math.min(len, at + DIRECT_PIECE));
         // false only when the thread is dead: the caller then drains (learning of the failure)
@@ -188,21 +215,15 @@ export class WriteBehind {
     return this.place(off, bytes, OP_WRITE);
   }
 
-  /** Copies `bytes` into the ring and queues record `op` (OP_WRITE, or OP_DIRECT for a word-aligned source) for them. */
+  /** Copies `bytes` into the ring and queues record `op` (OP_WRITE, or OP_DIRECT: placed at a block of the ring) for them. */
   private place(off: number, bytes: Uint8Array, op: number): boolean {
     const len = bytes.length;
-    // The bytes go where they sit alike within an 8-byte word: V8 copies into shared memory a word at a
-    // time only when source and destination are aligned alike, else byte by byte (2.6 against 11 GB/s
-    // measured), and encoded data lies anywhere in the stream's buffer. Up to align - 1 bytes are skipped
-    // (not for a write within that much of the ring's size). A direct write's source is word-aligned; its
-    // place in the ring starts a block.
-    const align = op === OP_DIRECT ? DIRECT_ALIGN : 8;
-    const skew = len + align - 1 <= this.capacity && op !== OP_DIRECT ? bytes.byteOffset & 7 : 0;
-    let pos = skew === 0 && len + align - 1 > this.capacity ? this.head : this.head + ((skew - this.head) & (align - 1));
+    // a direct write's memory must be block-aligned: its place in the (page-aligned) ring starts a block
+    let pos = op === OP_DIRECT ? this.head + (-this.head & (DIRECT_ALIGN - 1)) : this.head;
     let wraps = pos + len > this.capacity;
     if (wraps) {
-      pos = skew;
-      if (pos + len > this.head) {
+      pos = 0;
+      if (len > this.head) {
         // neither the end nor the start of the ring has room: wait until it is empty and start over
         this.drain();
         this.head = 0;
@@ -212,7 +233,7 @@ export class WriteBehind {
     const need = wraps ? this.capacity - this.head + pos + len : pos - this.head + len;
     this.waitFor(need);
     if (this.dead()) return false;
-    this.data.set(bytes, pos);
+    copyToShared(this.data, bytes, pos);
     this.head = pos + len === this.capacity ? 0 : pos + len;
     this.push(op, pos, len, off, need);
     return true;
