@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ImageError } from '../src/errors.js';
 import { FileDevice } from '../src/io/image-file.js';
 import { WriteBehind } from '../src/io/write-behind.js';
+import { alignedShared } from '../src/util/aligned.js';
 import { tmpDir } from './image-write-helpers.js';
 
 // Oracle: the file's bytes read back with plain fs.readFileSync after the writer is done, against a
@@ -109,6 +110,55 @@ describe('write-behind thread with an O_DIRECT descriptor', () => {
   });
 });
 
+describe('write-behind thread writing lent buffers', () => {
+  it('writes from shared memory without a copy, in queue order with the copied writes; a lent buffer changes only after doneThrough', () => {
+    const file = join(work, 'lent.bin');
+    const SIZE = 32 << 20;
+    writeFileSync(file, new Uint8Array(SIZE));
+    const fd = openSync(file, 'r+');
+    let direct = -1;
+    try {
+      direct = openSync(file, constants.O_WRONLY | (constants.O_DIRECT ?? 0));
+    } catch { /* no direct I/O here: the thread writes lent bytes through fd */ }
+    const wb = new WriteBehind(fd, 4 << 20, undefined, direct);
+    const model = new Uint8Array(SIZE);
+    // three page-aligned shared buffers used in turn, as the receive's gather buffers are
+    const bufs = [0, 1, 2].map(() => new Uint8Array(alignedShared(3 << 20), 0, 3 << 20));
+    const until = [0, 0, 0];
+    const r = rng(11);
+    try {
+      // not lendable: plain memory, under 1 MiB, not whole blocks, at an unaligned image offset or memory offset
+      expect(wb.lend(0, new Uint8Array(1 << 20))).toBe(-1);
+      expect(wb.lend(0, bufs[0]!.subarray(0, 4096 * 200))).toBe(-1);
+      expect(wb.lend(0, bufs[0]!.subarray(0, (1 << 20) + 100))).toBe(-1);
+      expect(wb.lend(512, bufs[0]!.subarray(0, 1 << 20))).toBe(-1);
+      expect(wb.lend(0, bufs[0]!.subarray(512, 512 + (1 << 20)))).toBe(-1);
+      for (let i = 0; i < 30; i++) {
+        const k = i % 3;
+        const b = bufs[k]!;
+        wb.doneThrough(until[k]!);
+        const len = (256 + Math.floor(r() * 512)) * 4096;
+        const off = Math.floor(r() * ((SIZE - len) / 4096)) * 4096;
+        b.set(bytes(len, 500 + i));
+        until[k] = wb.lend(off, b.subarray(0, len));
+        expect(until[k]).toBeGreaterThan(0);
+        model.set(b.subarray(0, len), off);
+        // a copied write over it: the later one wins
+        const small = bytes(3000 + i, 600 + i);
+        expect(wb.write(off + 100 * i, small)).toBe(true);
+        model.set(small, off + 100 * i);
+      }
+      wb.flush();
+      expect(wb.failed()).toBeUndefined();
+    } finally {
+      wb.stop();
+      if (direct >= 0) closeSync(direct);
+      closeSync(fd);
+    }
+    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+  });
+});
+
 describe('FileDevice with write-behind', () => {
   /** A 32 MiB image file and what it must hold: every write goes to both. */
   const modelDevice = (name: string) => {
@@ -138,6 +188,27 @@ describe('FileDevice with write-behind', () => {
       dev.flush();
       put(31 << 20, bytes(10, 6));
       dev.setWriteBehind(false);
+    } finally {
+      dev.close();
+    }
+    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+  });
+
+  it('writes from shared memory are lent: the bytes change only after settle() says the device is done with them', () => {
+    const { file, dev, model, put } = modelDevice('lent.img');
+    const buf = new Uint8Array(alignedShared(2 << 20), 0, 2 << 20);
+    try {
+      dev.setWriteBehind(true, 0);
+      for (let i = 0; i < 12; i++) {
+        dev.settle(buf.buffer as SharedArrayBuffer);
+        buf.set(bytes(2 << 20, 40 + i));
+        put((i % 5) << 21, buf);
+        expect(typeof dev.settle(buf.buffer as SharedArrayBuffer, false)).toBe('boolean');
+      }
+      // a read of the lent range sees the lent bytes
+      expect(Buffer.compare(dev.read(4n << 20n, 2 << 20), model.subarray(4 << 20, 6 << 20))).toBe(0);
+      dev.setWriteBehind(false);
+      expect(dev.settle(buf.buffer as SharedArrayBuffer, false)).toBe(true);
     } finally {
       dev.close();
     }

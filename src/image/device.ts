@@ -22,6 +22,12 @@ export interface BlockDevice {
    * write the first `startAfter` bytes in place (a small receive is not worth a thread).
    */
   setWriteBehind?(on: boolean, startAfter?: number): void;
+  /**
+   * Optional, with write-behind: write() may keep reading bytes that lie in a SharedArrayBuffer after it
+   * returns (they are lent, not copied). The caller changes such bytes only after settle(buffer) — which
+   * waits until the device is done with them, or with `wait` false only says whether it is.
+   */
+  settle?(buffer: SharedArrayBuffer, wait?: boolean): boolean;
 }
 
 /** Growable in-memory device, stored as 1 MiB pages so sparse multi-GiB images cost nothing. */

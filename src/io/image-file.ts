@@ -27,6 +27,8 @@ export class FileDevice implements BlockDevice {
   private behindAfter = BEHIND_AFTER;
   private inPlace = 0;
   private undo: UndoLog | undefined;
+  /** Per buffer written from without a copy (lent), the write-behind record to wait for before it may change. */
+  private readonly lentUntil = new Map<SharedArrayBuffer, number>();
 
   private constructor(path: string, fd: number, size: bigint) {
     this.path = path;
@@ -89,6 +91,12 @@ export class FileDevice implements BlockDevice {
     }
     if (this.behind) {
       this.throwIfFailed();
+      const seq = bytes.buffer instanceof SharedArrayBuffer ? this.behind.lend(Number(offset), bytes) : -1;
+      if (seq !== -1) {
+        this.lentUntil.set(bytes.buffer as SharedArrayBuffer, seq);
+        if (end > this.bytes) this.bytes = end;
+        return;
+      }
       if (this.behind.write(Number(offset), bytes)) {
         if (end > this.bytes) this.bytes = end;
         return;
@@ -106,6 +114,19 @@ export class FileDevice implements BlockDevice {
       }
     }
     if (end > this.bytes) this.bytes = end;
+  }
+
+  /**
+   * Whether the bytes of `buffer` that write() was given are written (lent: see BlockDevice.settle); with
+   * `wait`, waits until they are.
+   */
+  settle(buffer: SharedArrayBuffer, wait = true): boolean {
+    const seq = this.lentUntil.get(buffer);
+    if (seq === undefined) return true;
+    if (this.behind && !wait && !this.behind.isDone(seq)) return false;
+    this.behind?.doneThrough(seq);
+    this.lentUntil.delete(buffer);
+    return true;
   }
 
   flush(): void {
@@ -144,7 +165,9 @@ export class FileDevice implements BlockDevice {
 
   /** After the thread's stop: forgets it and closes its direct descriptor. */
   private dropBehind(): void {
+    // stopped: it wrote everything it was lent
     this.behind = undefined;
+    this.lentUntil.clear();
     if (this.directFd >= 0) fs.closeSync(this.directFd);
     this.directFd = -1;
   }

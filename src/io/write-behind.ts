@@ -1,6 +1,6 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { alignedShared } from '../util/aligned.js';
-import { copyToShared } from '../util/shared-copy.js';
+import { copyShared } from '../util/shared-copy.js';
 
 /**
  * Image writes performed on a second thread, in order, while the caller goes on (the kernel's writeback,
@@ -12,7 +12,8 @@ import { copyToShared } from '../util/shared-copy.js';
  * ctrl[5] = the worker has started, ctrl[3] / ctrl[4] = the worker / the producer is about to sleep: the other side only wakes (a futex
  * call) a thread that may be sleeping. Sequentially consistent atomics make that safe: the sleeper sets
  * its flag before Atomics.wait re-checks the counter, the waker stores the counter before reading the flag.
- * Each record is [op, ring position, length, image offset] in `recs`. Counters wrap as int32.
+ * Each record is [op, position, length, image offset, lent buffer] in `recs`: the position is in the ring, or
+ * in lent buffer number n (>= 0; -1: the ring). Counters wrap as int32.
  *
  * Large page-aligned writes (a receive's gathered data extents) go through a second descriptor opened
  * with O_DIRECT when the caller has one: the disk takes them straight from the ring while the next are
@@ -21,10 +22,19 @@ import { copyToShared } from '../util/shared-copy.js';
  * thread busy ~0.5 s of CPU and the disk idle between syncs (docs/performance.md, recv12). Up to
  * DIRECT_DEPTH of them are in flight at once (libuv's pool), never two over the same bytes; every other
  * record waits for them, so the file sees the writes in queue order.
+ *
+ * A caller may also lend such a write's bytes instead of having them copied (lend): a SharedArrayBuffer
+ * that the thread is given once and then writes from directly, until the caller waits for those records
+ * (doneThrough) before changing its bytes. The receive's gather buffers go that way: copying 1.2 GB of
+ * big-v1 into the ring was ~0.1-0.3 s of the main thread, its critical path.
  */
 const OP_WRITE = 1;
 const OP_FSYNC = 2;
 const OP_DIRECT = 3;
+/** A direct write (as OP_DIRECT) from a lent buffer. */
+const OP_LENT = 4;
+/** Fields per record. */
+const REC = 5;
 const SLOTS = 4096; // power of two: slot = counter & (SLOTS - 1) also for wrapped (negative) counters
 /** Bytes written between background fdatasync calls (0: none). */
 const WRITEBACK_BYTES = 32 << 20;
@@ -52,11 +62,21 @@ const START_TIMEOUT_MS = 30_000;
  */
 const WORKER = `(async () => {
 const fs = await import('node:fs');
-const { workerData } = await import('node:worker_threads');
+const { workerData, receiveMessageOnPort } = await import('node:worker_threads');
 const { fd, ctrlBuf, recBuf, dataBuf, port, writebackBytes } = workerData;
 let directFd = workerData.directFd;
 const ctrl = new Int32Array(ctrlBuf), recs = new Float64Array(recBuf), data = new Uint8Array(dataBuf);
 let done = 0, failed = false, syncing = 0, unsynced = 0;
+// lent buffers by number, each sent once through the port before the first record that uses it
+const lent = [];
+const lentBuf = (n) => {
+  while (lent[n] === undefined) {
+    const m = receiveMessageOnPort(port);
+    if (m === undefined) throw new Error('lent buffer ' + n + ' never arrived');
+    lent[m.message.n] = new Uint8Array(m.message.buf);
+  }
+  return lent[n];
+};
 const fail = (op, len, off, e) => {
   if (failed) return;
   // the message goes out before the flag: whoever sees the flag finds the message
@@ -79,18 +99,18 @@ const finish = () => {
 };
 const land = async () => { await flying.shift().p; finish(); };
 // the rest of a direct write the disk did not take whole (or all of it, once direct I/O is refused) through the page cache
-const rest = (pos, len, off, n) => {
+const rest = (src, pos, len, off, n) => {
   if (n >= len) return;
-  for (; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
+  for (; n < len; ) n += fs.writeSync(fd, src, pos + n, len - n, off + n);
   unsynced += len;
 };
-const direct = (pos, len, off) => new Promise((res) => {
-  fs.write(directFd, data, pos, len, off, (e, n) => {
+const direct = (src, pos, len, off) => new Promise((res) => {
+  fs.write(directFd, src, pos, len, off, (e, n) => {
     try {
       // the file system (or the memory, where WebAssembly is missing) refuses direct I/O: the page cache from now on
       if (e && e.code !== 'EINVAL') throw e;
       if (e) directFd = -1;
-      if (!failed) rest(pos, len, off, e ? 0 : n);
+      if (!failed) rest(src, pos, len, off, e ? 0 : n);
     } catch (err) {
       fail(${OP_DIRECT}, len, off, err);
     }
@@ -109,22 +129,30 @@ for (;;) {
     continue;
   }
   while (taken !== queued) {
-    const r = (taken & ${SLOTS - 1}) * 4;
+    const r = (taken & ${SLOTS - 1}) * ${REC};
     const op = recs[r], pos = recs[r + 1], len = recs[r + 2], off = recs[r + 3];
     taken = (taken + 1) | 0;
-    if (op === ${OP_DIRECT} && directFd >= 0 && !failed) {
+    let src = data;
+    if (op === ${OP_LENT}) {
+      try {
+        src = lentBuf(recs[r + 4]);
+      } catch (e) {
+        fail(op, len, off, e);
+      }
+    }
+    if ((op === ${OP_DIRECT} || op === ${OP_LENT}) && directFd >= 0 && !failed) {
       // the disk takes the next while one is written (one at a time it idled between them); a write
       // over one still in flight waits for it, as every other record waits for all of them
       while (flying.length >= ${DIRECT_DEPTH} || flying.some((f) => f.off < off + len && off < f.off + f.len)) await land();
-      flying.push({ p: direct(pos, len, off), off, len });
+      flying.push({ p: direct(src, pos, len, off), off, len });
       continue;
     }
     while (flying.length > 0) await land();
     if (op === ${OP_FSYNC}) while (syncing > 0) await new Promise((res) => setImmediate(res));
     if (!failed) {
       try {
-        if (op === ${OP_DIRECT}) {
-          rest(pos, len, off, 0);
+        if (op === ${OP_DIRECT} || op === ${OP_LENT}) {
+          rest(src, pos, len, off, 0);
         } else if (op === ${OP_WRITE}) {
           for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
           unsynced += len;
@@ -172,6 +200,8 @@ export class WriteBehind {
   private retired = 0;
   private unsent = 0;
   private waitedForStart = 0;
+  /** Lent buffers the thread has been given, by their number there. */
+  private readonly lentNumbers = new Map<SharedArrayBuffer, number>();
   private failure: WriteFailure | undefined;
 
   /**
@@ -180,7 +210,7 @@ export class WriteBehind {
    */
   constructor(fd: number, readonly capacity = 8 << 20, writebackBytes = WRITEBACK_BYTES, private readonly directFd = -1) {
     const ctrlBuf = new SharedArrayBuffer(32);
-    const recBuf = new SharedArrayBuffer(SLOTS * 4 * 8);
+    const recBuf = new SharedArrayBuffer(SLOTS * REC * 8);
     // page-aligned, so that a direct write's memory is aligned wherever a record starts on a block
     const dataBuf = alignedShared(capacity);
     this.ctrl = new Int32Array(ctrlBuf);
@@ -215,6 +245,43 @@ export class WriteBehind {
     return this.place(off, bytes, OP_WRITE);
   }
 
+  /**
+   * Queues a write of `bytes` (in a SharedArrayBuffer) at `off` from the caller's memory, without a copy:
+   * the number to wait for with doneThrough() before changing those bytes, or -1 when this write cannot
+   * be lent (not a direct write: under 1 MiB, not whole blocks at block offsets in memory and image) —
+   * write() it instead.
+   */
+  lend(off: number, bytes: Uint8Array): number {
+    const len = bytes.length;
+    const buf = bytes.buffer;
+    if (!(buf instanceof SharedArrayBuffer) || len < DIRECT_MIN || len % DIRECT_ALIGN !== 0 || off % DIRECT_ALIGN !== 0 || bytes.byteOffset % DIRECT_ALIGN !== 0 || this.dead()) return -1;
+    let n = this.lentNumbers.get(buf);
+    if (n === undefined) {
+      n = this.lentNumbers.size;
+      this.lentNumbers.set(buf, n);
+      // sent before any record that names it: the thread takes it from the port when it meets the number
+      this.port.postMessage({ n, buf });
+    }
+    for (let at = 0; at < len; at += DIRECT_PIECE) {
+      this.waitFor(0);
+      if (this.dead()) return -1;
+      this.push(OP_LENT, bytes.byteOffset + at, Math.min(DIRECT_PIECE, len - at), off + at, 0, n);
+    }
+    return this.queued;
+  }
+
+  /** Whether the records up to `seq` (a lend() result) are done. */
+  isDone(seq: number): boolean {
+    // counters wrap: done has reached seq when it is not behind it
+    return ((Atomics.load(this.ctrl, 1) - seq) | 0) >= 0;
+  }
+
+  /** Waits until the records up to `seq` (a lend() result) are done: the lent bytes may change again. */
+  doneThrough(seq: number): void {
+    while (!this.isDone(seq) && !this.dead()) this.sleep(Atomics.load(this.ctrl, 1));
+    this.reclaim();
+  }
+
   /** Copies `bytes` into the ring and queues record `op` (OP_WRITE, or OP_DIRECT: placed at a block of the ring) for them. */
   private place(off: number, bytes: Uint8Array, op: number): boolean {
     const len = bytes.length;
@@ -233,7 +300,7 @@ export class WriteBehind {
     const need = wraps ? this.capacity - this.head + pos + len : pos - this.head + len;
     this.waitFor(need);
     if (this.dead()) return false;
-    copyToShared(this.data, bytes, pos);
+    copyShared(this.data, bytes, pos);
     this.head = pos + len === this.capacity ? 0 : pos + len;
     this.push(op, pos, len, off, need);
     return true;
@@ -256,7 +323,7 @@ export class WriteBehind {
     this.reclaim();
     const end = off + len;
     for (let i = this.retired; i !== this.queued; i = (i + 1) | 0) {
-      const r = (i & (SLOTS - 1)) * 4;
+      const r = (i & (SLOTS - 1)) * REC;
       if (this.recs[r] === OP_FSYNC) continue;
       const o = this.recs[r + 3]!;
       if (o < end && off < o + this.recs[r + 2]!) return true;
@@ -290,12 +357,13 @@ export class WriteBehind {
     this.port.close();
   }
 
-  private push(op: number, pos: number, len: number, off: number, need: number): void {
-    const r = (this.queued & (SLOTS - 1)) * 4;
+  private push(op: number, pos: number, len: number, off: number, need: number, lent = -1): void {
+    const r = (this.queued & (SLOTS - 1)) * REC;
     this.recs[r] = op;
     this.recs[r + 1] = pos;
     this.recs[r + 2] = len;
     this.recs[r + 3] = off;
+    this.recs[r + 4] = lent;
     this.taken.push(need);
     this.used += need;
     this.queued = (this.queued + 1) | 0;
@@ -303,7 +371,8 @@ export class WriteBehind {
     // waking the thread costs a futex call and, on a busy machine, often this thread's core (profiles
     // showed ~0.5 ms per wake under load): it is woken once half the ring has gathered, or when this
     // side has to wait for it
-    this.unsent += need;
+    // (a lent write takes no ring space but is as much work)
+    this.unsent += op === OP_LENT ? len : need;
     if (this.unsent >= this.capacity / 2 || op === OP_FSYNC) this.wake();
   }
 

@@ -4,7 +4,8 @@ import { getInode, updateInode } from '../image/write/inode.js';
 import { ExtentWriter, MAX_INLINE, alignUp, padTo, type WriterOptions } from './extent-writer.js';
 import { concatBytes } from '../util/bytes.js';
 import { CRC_SECTOR } from '../util/crc32c-combine.js';
-import { GatherBuffers } from './gather-buffers.js';
+import { GatherBuffers, type LendingDevice } from './gather-buffers.js';
+import { copyShared } from '../util/shared-copy.js';
 import { hasExtentsFrom, inlineExtent, readRange } from './file-read.js';
 
 export interface Pending {
@@ -72,7 +73,10 @@ export abstract class GatherWriter extends ExtentWriter {
     super(fs, opts);
     this.maxBuffer = opts.maxBuffer ?? 8 << 20;
     this.maxPending = Math.max(this.maxBuffer, opts.maxPending ?? 16 << 20);
-    this.buffers = new GatherBuffers(this.maxBuffer);
+    // gathered extents go to the image without a copy into the write-behind ring where the device can
+    // write from shared memory (not compressed: the codecs take plain buffers)
+    const d = fs.device as Partial<LendingDevice>;
+    this.buffers = new GatherBuffers(this.maxBuffer, d.settle !== undefined && !opts.compress ? (d as LendingDevice) : undefined);
   }
 
   /**
@@ -112,14 +116,18 @@ export abstract class GatherWriter extends ExtentWriter {
   /** Puts `data` at byte `at` (the end, or 0 to prepend) of p's range, which then lives in the gather buffer. */
   private gatherInto(p: Pending, at: number, data: Uint8Array, sectorCrcs?: Uint32Array): void {
     if (this.gather.length < this.maxBuffer) {
-      this.gather = new Uint8Array(this.maxBuffer);
+      this.gather = this.buffers.takeGather();
       this.gatherCrcs = new Uint32Array(Math.ceil(this.maxBuffer / Number(this.ss)));
     }
     const old = p.len;
     if (this.gatherOwner !== p) {
       // another file's gathered bytes move out (or keep the buffer, which is replaced), p's move in
       this.settle();
-      concatBytes(p.parts, this.gather);
+      let o = 0;
+      for (const part of p.parts) {
+        copyShared(this.gather, part, o);
+        o += part.length;
+      }
       this.giveBack(p);
       this.gatherOwner = p;
       this.gatherCrcsValid = 0;
@@ -132,7 +140,7 @@ export abstract class GatherWriter extends ExtentWriter {
     this.noteSectorCrcs(at, old, sectorCrcs);
     const g = this.gather;
     if (at === 0 && old > 0) g.copyWithin(data.length, 0, old);
-    g.set(data, at);
+    copyShared(g, data, at);
     p.len = old + data.length;
     p.parts = [g.subarray(0, p.len)];
   }
@@ -182,7 +190,7 @@ export abstract class GatherWriter extends ExtentWriter {
       return;
     }
     const buf = this.buffers.takeSpare(src.length);
-    buf.set(src);
+    copyShared(buf, src, 0);
     p.own = buf;
     p.parts = [buf.subarray(0, src.length)];
   }
@@ -232,13 +240,19 @@ export abstract class GatherWriter extends ExtentWriter {
   }
 
   private flushPending(key: string, p: Pending): void {
-    const crcs = this.gatherOwner !== p ? p.crcs : this.gatherCrcsValid > 0 ? this.gatherCrcs.subarray(0, this.gatherCrcsValid) : undefined;
+    const owner = this.gatherOwner === p;
+    const crcs = !owner ? p.crcs : this.gatherCrcsValid > 0 ? this.gatherCrcs.subarray(0, this.gatherCrcsValid) : undefined;
     this.forget(key, p);
     // the gather buffer is reused as soon as this returns: writeNow consumes the bytes before it returns,
     // except an inline extent, which keeps them — `borrowed` makes it take a copy
     const data = p.parts.length === 1 ? p.parts[0]! : concatBytes(p.parts);
     this.writeNow(p.root, p.ino, p.start, data, true, crcs);
     this.giveBack(p);
+    if (owner && this.buffers.lending) {
+      // the device may still be writing from the gather buffer (lent): gathering goes on in another
+      this.buffers.give(this.gather, true);
+      this.gather = this.buffers.takeGather();
+    }
   }
 
   protected writeNow(root: bigint, ino: bigint, start: bigint, data: Uint8Array, borrowed = false, sectorCrcs?: Uint32Array): void {
