@@ -16,7 +16,7 @@ DAYS=${1:-100}
 FILES=${2:-10000}
 STEP=${3:-10}
 ((DAYS >= 10)) || { echo "chain.sh: DAYS must be at least 10" >&2; exit 2; }
-(cd "$REPO" && npx tsc -p . >/dev/null)
+(cd "$REPO" && npm run -s build >/dev/null)
 bench_workdir chain
 MNT2=$WORK/mnt2
 mkdir "$MNT2"

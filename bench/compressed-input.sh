@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 STREAM=${1:?usage: bench/compressed-input.sh STREAM}
 bench_workdir compressed-input
-(cd "$REPO" && npx tsc -p . >/dev/null)
+(cd "$REPO" && npm run -s build >/dev/null)
 zstd -q -3 -T1 -c "$STREAM" >"$WORK/s.zst"
 gzip -1 -c "$STREAM" >"$WORK/s.gz"
 xz -0 -T1 -c "$STREAM" >"$WORK/s.xz"

@@ -10,7 +10,7 @@ need_root
 N=${1:-3}
 MB=${2:-256}
 TREE=/tmp/btrfs-ts-bench-csum-tree
-(cd "$REPO" && npx tsc -p . >/dev/null)
+(cd "$REPO" && npm run -s build >/dev/null)
 if [ ! -f "$TREE.stamp" ] || [ "$(cat "$TREE.stamp")" != "$MB" ]; then
   rm -rf "$TREE" "$TREE.stamp"
   mkdir -p "$TREE"

@@ -51,7 +51,7 @@ need_big_streams() {
   for s in "$@"; do
     [ -f "$REPO/streams/big/$s.stream" ] || { echo "missing streams/big/$s.stream: run sudo streams/make-big.sh" >&2; exit 1; }
   done
-  (cd "$REPO" && npx tsc -p . >/dev/null)
+  (cd "$REPO" && npm run -s build >/dev/null)
 }
 
 # checks_section : a "Correctness checks:" heading over checks_table (reports of chain.sh, incremental.sh)

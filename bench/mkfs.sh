@@ -11,7 +11,7 @@ need_root
 N=${1:-3}
 GIB=${2:-1.1}
 TREE=/tmp/btrfs-ts-bench-tree
-(cd "$REPO" && npx tsc -p . >/dev/null)
+(cd "$REPO" && npm run -s build >/dev/null)
 if [ ! -f "$TREE.stamp" ] || [ "$(cat "$TREE.stamp")" != "$GIB" ]; then
   rm -rf "$TREE" "$TREE.stamp"
   /usr/bin/python3 "$BENCH_DIR/make-tree.py" "$TREE/root" "$GIB"

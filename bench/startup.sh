@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${1:-15}
-(cd "$REPO" && npx tsc -p . >/dev/null)
+(cd "$REPO" && npm run -s build >/dev/null)
 bench_workdir startup
 TINY=$REPO/streams/full-v1.stream
 CPU=$WORK/cpu

@@ -11,7 +11,8 @@
 // file while starting (~50 ms of a 78 ms `node -e 0` here); btrfs-ts opens no TLS connection.
 // `node bin/btrfs-ts.js` runs without either. Heap sizes cannot be changed once the process runs
 // (v8.setFlagsFromString leaves them), and `#!/usr/bin/env -S node ...` is not understood by every env (BusyBox).
-import { main } from '../dist/cli/main.js';
+// dist/cli/launch.js: the CLI from its bundle and code cache (made by `npm run build`), else from dist/
+import { loadMain } from '../dist/cli/launch.js';
 
 // A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter.
 process.stdout.on('error', (err) => {
@@ -19,7 +20,7 @@ process.stdout.on('error', (err) => {
   throw err;
 });
 
-main(process.argv).then(
+(await loadMain())(process.argv).then(
   (code) => { process.exitCode = code; },
   (err) => { process.stderr.write(`btrfs-ts: ${err?.stack ?? err}\n`); process.exitCode = 70; },
 );

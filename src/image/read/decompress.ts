@@ -1,9 +1,10 @@
 import { CodecError, ImageError } from '../../errors.js';
 
 /**
- * Bridge to the codec module (src/compress/, owned by the codec engineer). Loaded lazily and by a
- * computed specifier so the reader builds and reads uncompressed images even while that module is
- * absent; compressed extents then fail with a clear ImageError instead.
+ * Bridge to the codec module (src/compress/, owned by the codec engineer). Loaded lazily (its codecs are
+ * WebAssembly and node:zlib, which an uncompressed image never needs); a missing module makes compressed
+ * extents fail with a clear ImageError. The specifier is a literal so the CLI bundle (scripts/bundle-cli.mjs)
+ * includes the module instead of loading a second copy from dist/.
  */
 interface CodecApi {
   initCodecs(): Promise<void>;
@@ -13,9 +14,8 @@ interface CodecApi {
 let api: Promise<CodecApi | null> | undefined;
 
 async function load(): Promise<CodecApi | null> {
-  const spec = '../../compress/index.js';
   try {
-    const mod = (await import(spec)) as Partial<CodecApi>;
+    const mod = (await import('../../compress/index.js')) as Partial<CodecApi>;
     if (typeof mod.initCodecs !== 'function' || typeof mod.decompressExtent !== 'function') return null;
     await mod.initCodecs();
     return mod as CodecApi;

@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+// The CLI as one CommonJS file plus V8 code caches of it (dist/cli.bundle.cjs, dist/cli.cache,
+// dist/cli-receive.cache), read by dist/cli/launch.js at start: see there for why and for the fallback.
+// Run after tsc (`npm run build`); bundles dist/, not src/. Usage: node scripts/bundle-cli.mjs [OUT_DIR]
+// (default dist/). `--warm OUT_DIR CACHE` is the internal second step: run a few commands in this process
+// from the bundle just written, then save the code V8 compiled for them as CACHE.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const DIST = join(ROOT, 'dist');
+const STREAMS = join(ROOT, 'streams');
+
+async function build(out) {
+  const { BUNDLE, RECEIVE_FLAGS } = await import(join(DIST, 'cli', 'launch.js'));
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    // a build without devDependencies: the CLI then starts from dist/ (launch.js), correct and slower
+    process.stderr.write('bundle-cli: esbuild is not installed; no CLI bundle (the CLI loads dist/ instead)\n');
+    return;
+  }
+  const file = join(out, BUNDLE);
+  await esbuild.build({
+    entryPoints: [join(DIST, 'cli', 'main.js')],
+    outfile: file,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    // import() of a package becomes require(): a vm.Script has no module loader for import()
+    supported: { 'dynamic-import': false },
+    // loaded at run time from node_modules: a native addon and WebAssembly packages
+    external: ['@node-rs/*', '@bokuweb/zstd-wasm', 'hash-wasm'],
+    plugins: [importMetaUrl, lazyChildProcess],
+    banner: { js: "const __btrfsUrl = (p) => require('node:url').pathToFileURL(require('node:path').join(__btrfsDist, p)).href;" },
+    logLevel: 'warning',
+  });
+  // the caches: for node as the launcher starts it, without flags and with receive's
+  for (const [flags, cache] of [[[], 'cli.cache'], [RECEIVE_FLAGS, 'cli-receive.cache']]) {
+    const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url), '--warm', out, cache], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (r.status !== 0) {
+      rmSync(file, { force: true }); // no bundle: the CLI loads dist/
+      throw new Error(`bundle-cli: making ${cache} failed (status ${r.status})`);
+    }
+  }
+}
+
+/** Each dist/ module's import.meta.url, as the module itself would see it (files and workers are found from it). */
+const importMetaUrl = {
+  name: 'import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /\.js$/ }, (args) => {
+      if (!args.path.startsWith(DIST + '/')) return undefined;
+      const src = readFileSync(args.path, 'utf8');
+      return { contents: src.replaceAll('import.meta.url', `__btrfsUrl(${JSON.stringify(relative(DIST, args.path))})`), loader: 'js' };
+    });
+  },
+};
+
+/**
+ * commander requires node:child_process when it loads (~11 M instructions), for executable subcommands
+ * that btrfs-ts does not have: it gets an object that loads the module if spawn is ever called.
+ */
+const lazyChildProcess = {
+  name: 'lazy-child-process',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?child_process$/ }, (args) =>
+      args.importer.includes(`${'/node_modules/commander/'}`) ? { path: 'lazy-child-process', namespace: 'lazy' } : undefined);
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, () => ({
+      contents: "module.exports = { get spawn() { return require('node:child_process').spawn; } };",
+      loader: 'js',
+    }));
+  },
+};
+
+/** Runs commands from the bundle in `out` (compiled without cache), then writes the code cache V8 made. */
+async function warm(out, cache) {
+  const { compileBundle } = await import(join(DIST, 'cli', 'launch.js'));
+  const compiled = compileBundle(DIST, out);
+  const main = compiled.evaluate();
+  const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-bundle-'));
+  try {
+    // the streams are the repository's test data: a checkout without them warms less. Measured: warming
+    // with a send too made a cache that cost every command more than it saved (docs/performance.md)
+    const sample = join(STREAMS, 'sample.stream');
+    const full = join(STREAMS, 'full-v1.stream');
+    const runs = cache === 'cli.cache'
+      ? [['--version'], ['--help'], ['dump', '-f', full]]
+      : [['receive', '--help'], ['receive', '-q', '-f', sample, join(work, 'warm.img')]];
+    for (const args of runs) {
+      if (args.includes('-f') && !existsSync(args[args.indexOf('-f') + 1])) continue;
+      const status = await main(['node', 'btrfs-ts', ...args]);
+      if (status !== 0) throw new Error(`bundle-cli: btrfs-ts ${args.join(' ')} from the bundle: status ${status}`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const tmp = join(out, `${cache}.tmp`);
+  writeFileSync(tmp, compiled.script.createCachedData());
+  renameSync(tmp, join(out, cache));
+  process.exitCode = 0;
+}
+
+if (process.argv[2] === '--warm') {
+  await warm(process.argv[3], process.argv[4]);
+} else {
+  await build(resolve(process.argv[2] ?? DIST));
+}
