@@ -38,6 +38,13 @@ export class FileWindowInput implements WindowSource {
     return new PooledFileInput(this.fh, this.chunkSize, 4, this.onRead)[Symbol.asyncIterator]();
   }
 
+  /** Closes the file when nobody has started reading it (a command that fails before its first read). */
+  async close(): Promise<void> {
+    if (this.used) return;
+    this.used = true;
+    await this.fh.close();
+  }
+
   private claim(): void {
     if (this.used) throw new Error('a file input can be read only once');
     this.used = true;

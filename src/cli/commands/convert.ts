@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { open, rm } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { openInput, type ReadMeter } from '../../io/input.js';
@@ -69,7 +70,14 @@ async function run(o: ConvertCli, opts: ConvertOptions, stats: ConvertStats, met
   const input = await openInput(o.file, meter);
   // opened before the stream is made, so a path that cannot be written is an error here and not an
   // unhandled 'error' event later
-  const sink = o.output === '-' ? process.stdout : (await open(o.output, 'w')).createWriteStream();
+  let sink: Writable;
+  try {
+    sink = o.output === '-' ? process.stdout : (await open(o.output, 'w')).createWriteStream();
+  } catch (e) {
+    // the input file is closed now, not by the garbage collector (node warns on stderr when it does)
+    await (input as { close?: () => Promise<void> }).close?.();
+    throw e;
+  }
   let writeError: Error | undefined;
   sink.on('error', (e) => { writeError = e; });
   try {
