@@ -59,17 +59,25 @@ describe('write-behind thread', () => {
   });
 });
 
+/**
+ * A second, O_DIRECT descriptor of `file`, or -1 where the file system refuses O_DIRECT: the thread then
+ * writes everything (direct candidates, lent bytes) through the first one — the same bytes.
+ */
+function openDirect(file: string): number {
+  try {
+    return openSync(file, constants.O_WRONLY | (constants.O_DIRECT ?? 0));
+  } catch {
+    return -1;
+  }
+}
+
 describe('write-behind thread with an O_DIRECT descriptor', () => {
   it('writes large block-aligned writes directly, in order with the buffered ones around and over them', () => {
     const file = join(work, 'direct.bin');
     const SIZE = 24 << 20;
     writeFileSync(file, new Uint8Array(SIZE));
     const fd = openSync(file, 'r+');
-    // where the file system refuses O_DIRECT the thread writes everything through fd: the same bytes
-    let direct = -1;
-    try {
-      direct = openSync(file, constants.O_WRONLY | (constants.O_DIRECT ?? 0));
-    } catch { /* no direct I/O here */ }
+    const direct = openDirect(file);
     const wb = new WriteBehind(fd, 8 << 20, undefined, direct);
     const model = new Uint8Array(SIZE);
     const put = (off: number, data: Uint8Array) => {
@@ -116,10 +124,7 @@ describe('write-behind thread writing lent buffers', () => {
     const SIZE = 32 << 20;
     writeFileSync(file, new Uint8Array(SIZE));
     const fd = openSync(file, 'r+');
-    let direct = -1;
-    try {
-      direct = openSync(file, constants.O_WRONLY | (constants.O_DIRECT ?? 0));
-    } catch { /* no direct I/O here: the thread writes lent bytes through fd */ }
+    const direct = openDirect(file);
     const wb = new WriteBehind(fd, 4 << 20, undefined, direct);
     const model = new Uint8Array(SIZE);
     // three page-aligned shared buffers used in turn, as the receive's gather buffers are
