@@ -1,8 +1,8 @@
-import { closeSync, constants, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ImageError } from '../src/errors.js';
-import { FileDevice } from '../src/io/image-file.js';
+import { FileDevice, openDirect } from '../src/io/image-file.js';
 import { WriteBehind } from '../src/io/write-behind.js';
 import { alignedShared } from '../src/util/aligned.js';
 import { tmpDir } from './image-write-helpers.js';
@@ -59,24 +59,13 @@ describe('write-behind thread', () => {
   });
 });
 
-/**
- * A second, O_DIRECT descriptor of `file`, or -1 where the file system refuses O_DIRECT: the thread then
- * writes everything (direct candidates, lent bytes) through the first one — the same bytes.
- */
-function openDirect(file: string): number {
-  try {
-    return openSync(file, constants.O_WRONLY | (constants.O_DIRECT ?? 0));
-  } catch {
-    return -1;
-  }
-}
-
 describe('write-behind thread with an O_DIRECT descriptor', () => {
   it('writes large block-aligned writes directly, in order with the buffered ones around and over them', () => {
     const file = join(work, 'direct.bin');
     const SIZE = 24 << 20;
     writeFileSync(file, new Uint8Array(SIZE));
     const fd = openSync(file, 'r+');
+    // where the file system refuses O_DIRECT (-1) the thread writes everything through fd: the same bytes
     const direct = openDirect(file);
     const wb = new WriteBehind(fd, 8 << 20, undefined, direct);
     const model = new Uint8Array(SIZE);

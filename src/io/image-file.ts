@@ -235,7 +235,7 @@ export class FileDevice implements BlockDevice {
  * platform, a file system that refuses it): the write-behind thread then writes everything through the
  * page cache. Opened by path, so it names the same file as the image's descriptor (both are held open).
  */
-function openDirect(path: string): number {
+export function openDirect(path: string): number {
   const direct = fs.constants.O_DIRECT;
   if (direct === undefined) return -1;
   try {
