@@ -69,6 +69,52 @@ describe('send output file written behind (FileSink)', () => {
   });
 });
 
+// A regular file that fills up: a tmpfs of 64 KiB, which only root can mount.
+const tmpfsWhy = process.getuid?.() !== 0 ? 'not root: cannot mount a small tmpfs' : undefined;
+if (tmpfsWhy) console.warn(`SKIP full regular file test: ${tmpfsWhy}`);
+
+describe.skipIf(!!tmpfsWhy)('a regular output file that fills up (writes out at once, each at its offset)', () => {
+  it('throws SEND_WRITE naming the first byte that could not be written, the bytes before it in place', async () => {
+    const dir = join(work, 'full');
+    mkdirSync(dir, { recursive: true });
+    spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    try {
+      const path = join(dir, 'out.stream');
+      // a 64 KiB queue: four writes out at once; 16 KiB pieces, 40 of them: far past the tmpfs's 64 KiB
+      const sink = await FileSink.open(path, undefined, 64 << 10);
+      expect(sink.regular).toBe(true);
+      const parts: Uint8Array[] = [];
+      let err: unknown;
+      try {
+        for (let i = 0; i < 40; i++) {
+          const b = bytes(16 << 10, i);
+          parts.push(b.slice());
+          await sink.write(b);
+        }
+      } catch (e) {
+        err = e;
+      }
+      const closed = await sink.close().then(() => undefined, (e: unknown) => e);
+      err ??= closed;
+      expect(err).toBeInstanceOf(SendError);
+      const e = err as SendError;
+      expect(e.code).toBe('SEND_WRITE');
+      expect(e.describe()).toMatch(/cannot write the stream: ENOSPC/);
+      // the file holds every byte before the one named, as handed over
+      const at = Number(e.offset);
+      const got = readFileSync(path);
+      expect(at).toBeGreaterThan(0);
+      expect(at).toBeLessThanOrEqual(64 << 10);
+      expect(got.length).toBeGreaterThanOrEqual(at);
+      expect(Buffer.compare(got.subarray(0, at), Buffer.concat(parts).subarray(0, at))).toBe(0);
+      if (closed !== undefined) expect(closed).toBe(err);
+      await expect(sink.write(bytes(10, 2))).rejects.toBe(err);
+    } finally {
+      spawnSync('umount', [dir]);
+    }
+  });
+});
+
 describe('send -f to an output that fails', () => {
   const BIN = join(import.meta.dirname, '..', 'bin', 'btrfs-ts.js');
   it.skipIf(!existsSync('/dev/full'))('ends with one line and exit 1 while compressed extents are out on the reading thread', () => {
