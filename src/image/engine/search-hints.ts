@@ -3,6 +3,9 @@ import { binarySearch } from './block.js';
 import type { Path } from './path.js';
 import type { BlockStore } from './store.js';
 
+/** Paths kept per tree. */
+const MAX_HINTS = 4;
+
 /**
  * Paths of a tree's last searches, for as long as no block was made, copied, freed or dropped since
  * (store.shape): the keys of the nodes on such a path bound the range the descent would lead to its
@@ -13,7 +16,6 @@ import type { BlockStore } from './store.js';
 export class SearchHints {
   private hints: Path[] = [];
   private shape = -1;
-  private next = 0;
 
   constructor(private readonly store: BlockStore) {}
 
@@ -43,7 +45,9 @@ export class SearchHints {
       if (this.hints.length) this.hints = [];
       return undefined;
     }
-    for (const h of this.hints) {
+    const hints = this.hints;
+    for (let i = 0; i < hints.length; i++) {
+      const h = hints[i]!;
       if (h.nodes.length !== top + 1 || !leadsTo(h, top, key)) continue;
       if (cow) {
         for (const b of h.nodes) if (!store.isFresh(b)) return undefined;
@@ -54,20 +58,26 @@ export class SearchHints {
       const r = binarySearch(h.nodes[0]!.keys, key);
       this.found = r >= 0;
       this.slot = r >= 0 ? r : -1 - r;
+      // most recently used first: the next lookup most often goes where this one went (a file's
+      // extents, a directory's entries) and is then found by the first range check (a comp-zstd-v2
+      // receive: 70k range checks instead of 93k)
+      if (i > 0) {
+        hints.copyWithin(1, 0, i);
+        hints[0] = h;
+      }
       return h;
     }
     return undefined;
   }
 
-  /** Keeps a copy of a search's path (the last 4, replaced in turn). */
+  /** Keeps a copy of a search's path, first (the 4 most recently used are kept). */
   remember(path: Path): void {
     if (this.shape !== this.store.shape) {
       this.hints = [];
       this.shape = this.store.shape;
     }
-    const copy = { nodes: path.nodes.slice(), slots: path.slots.slice() };
-    if (this.hints.length < 4) this.hints.push(copy);
-    else this.hints[this.next++ & 3] = copy;
+    this.hints.unshift({ nodes: path.nodes.slice(), slots: path.slots.slice() });
+    if (this.hints.length > MAX_HINTS) this.hints.pop();
   }
 }
 

@@ -23,9 +23,18 @@ export interface InodeItemStore {
 
 const inodeKey = (ino: bigint): BtrfsKey => ({ objectid: ino, type: BTRFS_INODE_ITEM_KEY, offset: 0n });
 
+/** A kept item and whether it is newer than the tree's (then its number is in `dirty` too). */
+interface Kept {
+  item: BtrfsInodeItem;
+  dirty: boolean;
+}
+
 export class DelayedInodes {
-  /** Decoded items by inode number, oldest first (clean ones match the tree). */
-  private readonly items = new Map<bigint, BtrfsInodeItem>();
+  /**
+   * Decoded items by inode number, oldest first (clean ones match the tree). The dirty flag beside each
+   * saves the lookups in `dirty` a change would make: a set is one hash lookup of a bigint key, not three.
+   */
+  private readonly items = new Map<bigint, Kept>();
   /** Inodes whose item in `items` is newer than the tree's, oldest change first. */
   private readonly dirty = new Set<bigint>();
 
@@ -38,20 +47,22 @@ export class DelayedInodes {
   /** The inode's item (pending or read from the tree), undefined when the tree has none. */
   get(ino: bigint): BtrfsInodeItem | undefined {
     const hit = this.items.get(ino);
-    if (hit) return hit;
+    if (hit) return hit.item;
     const raw = this.store.getItem(inodeKey(ino));
     if (!raw) return undefined;
     const item = decodeInodeItem(raw);
-    this.remember(ino, item);
+    this.remember(ino, { item, dirty: false });
     return item;
   }
 
   /** A changed item of an inode whose key the tree holds: written later (writeOut, or when read). */
   set(ino: bigint, item: BtrfsInodeItem): void {
-    if (!this.items.has(ino)) this.remember(ino, item);
-    else this.items.set(ino, item);
+    let kept = this.items.get(ino);
+    if (kept) kept.item = item;
+    else this.remember(ino, (kept = { item, dirty: false }));
     // the set keeps the order of first unwritten change: past MAX_DIRTY the oldest is written
-    if (!this.dirty.has(ino)) {
+    if (!kept.dirty) {
+      kept.dirty = true;
       this.dirty.add(ino);
       if (this.dirty.size > MAX_DIRTY) this.writeOne(this.dirty.values().next().value as bigint);
     }
@@ -66,7 +77,9 @@ export class DelayedInodes {
   /** Write the pending item of `ino`, if any (before its key is read through the tree). */
   writeOne(ino: bigint): void {
     if (!this.dirty.delete(ino)) return;
-    this.store.putItem(inodeKey(ino), encodeInodeItem(this.items.get(ino)!));
+    const kept = this.items.get(ino)!;
+    kept.dirty = false;
+    this.store.putItem(inodeKey(ino), encodeInodeItem(kept.item));
   }
 
   /** Write the pending items whose keys lie in [min, max] (before a walk over that range). */
@@ -92,8 +105,8 @@ export class DelayedInodes {
     this.dirty.clear();
   }
 
-  private remember(ino: bigint, item: BtrfsInodeItem): void {
-    this.items.set(ino, item);
+  private remember(ino: bigint, kept: Kept): void {
+    this.items.set(ino, kept);
     if (this.items.size <= MAX_CACHED) return;
     // the oldest kept item leaves (written first when it is pending)
     const old = this.items.keys().next().value as bigint;
