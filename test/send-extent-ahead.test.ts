@@ -113,11 +113,36 @@ describe.skipIf(!built)('extents decoded ahead on a worker thread', () => {
       expect(Buffer.compare(last!, es[SLOTS - 1]!.plain)).toBe(0);
       // not announced: the caller decodes in line
       expect(await ahead.claim(extent(200, BTRFS_COMPRESS_ZSTD).x)).toBeUndefined();
-      await new Promise((r) => setTimeout(r, 50)); // the skipped ones settle on the worker
-      expect(ahead.room).toBe(true);
+      // the skipped ones settle on the worker (which may still be starting: the send took the last one)
       const more = Array.from({ length: SLOTS }, (_, i) => extent(300 + i, BTRFS_COMPRESS_LZO));
-      for (const e of more) await ahead.ahead(e.x, noJob, readInto(e));
+      for (const e of more) {
+        for (let i = 0; i < 500 && !ahead.room; i++) await new Promise((r) => setTimeout(r, 10));
+        await ahead.ahead(e.x, noJob, readInto(e));
+      }
       for (const e of more) expect(Buffer.compare((await ahead.claim(e.x))!.decoded!, e.plain)).toBe(0);
+    } finally {
+      ahead.close();
+    }
+  });
+
+  it('while it would wait, the send does the jobs the worker has not begun; their slots come back once the worker has passed them', async () => {
+    const ahead = decoder();
+    try {
+      await ahead.ready();
+      // announced while the worker is still starting (loading its modules): the send takes them
+      const first = Array.from({ length: SLOTS }, (_, i) => extent(400 + i, i % 2 ? BTRFS_COMPRESS_ZSTD : BTRFS_COMPRESS_LZO));
+      for (const e of first) await ahead.ahead(e.x, noJob, readInto(e));
+      for (const e of first) expect(Buffer.compare((await ahead.claim(e.x))!.decoded!, e.plain), e.x.what).toBe(0);
+      expect(ahead.takenHere).toBeGreaterThan(0);
+      // other codecs in the same slots: a slot reused before the worker passed its old job would have
+      // that job (another codec, another size) run on the new bytes, and fail or differ
+      const more = Array.from({ length: 2 * SLOTS }, (_, i) => extent(500 + i, BTRFS_COMPRESS_ZLIB, 64 * 1024 + 4096 * (i % 3)));
+      let next = 0;
+      for (const e of more) {
+        for (let i = 0; i < 300 && next < more.length && !ahead.room && next < SLOTS; i++) await new Promise((r) => setTimeout(r, 10));
+        while (next < more.length && ahead.room) await ahead.ahead(more[next]!.x, noJob, readInto(more[next++]!));
+        expect(Buffer.compare((await ahead.claim(e.x))!.decoded!, e.plain), e.x.what).toBe(0);
+      }
     } finally {
       ahead.close();
     }

@@ -1,11 +1,14 @@
+import { closeSync, openSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { CodecError } from '../errors.js';
-import { BTRFS_MAX_UNCOMPRESSED } from '../compress/index.js';
+import { BTRFS_MAX_UNCOMPRESSED, type BtrfsCompressType, initCodecs } from '../compress/index.js';
+import { loadCsum } from '../image/structs/csum.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE } from '../image/structs.js';
 import type { ExtentRef } from './extent-data.js';
 import { alignedShared } from '../util/aligned.js';
 import { placeInto } from '../util/bytes.js';
 import { EXTENT_WORKER } from './extent-worker.js';
+import { JOB_SEND, JOB_SEQ_MASK, JOB_WAITING, jobWord, type Job, type JobAnswer, type JobContext, runJob } from './extent-job.js';
 
 /**
  * Compressed extents read, verified and (for a send that writes decoded data) decoded on a second thread
@@ -16,7 +19,9 @@ import { EXTENT_WORKER } from './extent-worker.js';
  * send claims the result (`stored`, `decoded`) when it gets there. SLOTS extents at most are out at a
  * time, each slot holding at most 128 KiB stored and 128 KiB decoded: memory stays bounded, and no
  * extent's bytes are allocated, copied or transferred between the threads (messages carry slot numbers,
- * a few jobs or results each).
+ * a few jobs or results each). When the send would wait for an extent the worker has not finished, it
+ * does jobs the worker has not begun itself (that one, else the last announced): decoding protocol 1's
+ * zstd extents keeps the worker busy longer than the send's own work keeps the send.
  *
  * Only the plain path runs on the worker: anything unusual — a checksum that does not match on any copy,
  * a sector without one, an image that is not a file the worker can open (the bytes are then read on the
@@ -63,6 +68,7 @@ interface Pending {
   sums?: Uint8Array;
   decode: boolean;
   ramBytes: number;
+  job: Job;
   /** Resolves true when done, false when the worker left the extent to the send (see above). */
   result: Promise<boolean>;
 }
@@ -86,13 +92,21 @@ export class ExtentAhead {
   private readonly waiting = new Map<number, { resolve: (ok: boolean) => void; reject: (e: Error) => void }>();
   private readonly queue: Pending[] = [];
   /** Announced jobs not yet sent to the worker, and how many sent ones it has not answered. */
-  private batch: Record<string, unknown>[] = [];
+  private batch: Job[] = [];
   private sent = 0;
   /** Page-aligned, so that no slot starts in the first 32 bytes of a page (util/aligned.ts: such reads copy at a quarter speed). */
   private readonly shared = alignedShared(SLOTS * SLOT_BYTES);
   private readonly free: number[] = [...Array(SLOTS).keys()];
   /** The slot whose bytes the send holds now: given back when it claims the next extent. */
   private held: number | undefined;
+  /** Job word per slot (extent-job.ts): whoever swaps it from the job's JOB_WAITING does the job. */
+  private readonly states = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+  private seq = 0;
+  /** What the send needs to do jobs itself (loaded when the worker starts; undefined while loading or when it cannot). */
+  private local: JobContext | undefined;
+  private loading: Promise<void> | undefined;
+  /** Jobs the send did itself (tests). */
+  takenHere = 0;
 
   constructor(private readonly o: ExtentAheadOptions) {}
 
@@ -119,7 +133,7 @@ export class ExtentAhead {
     const slot = this.free.pop()!;
     const len = Number(x.fe.disk_num_bytes);
     const input = this.view(slot, 0, SLOT_SIZE);
-    let msg: Record<string, unknown>;
+    let msg: { copies?: number[]; sectors?: number };
     let sums: Uint8Array | undefined;
     try {
       if (this.o.path !== undefined) {
@@ -143,8 +157,11 @@ export class ExtentAhead {
     const result = new Promise<boolean>((resolve, reject) => this.waiting.set(slot, { resolve, reject }));
     result.catch(() => undefined); // an unclaimed failure is not an unhandled rejection; a claim sees it
     const ramBytes = Number(x.fe.ram_bytes);
-    this.batch.push({ slot, len, ...msg, ...(this.o.decode ? { decode: { type: x.fe.compression, ramBytes } } : {}) });
-    this.queue.push({ key, slot, len, ...(sums ? { sums } : {}), decode: this.o.decode, ramBytes, result });
+    this.seq = (this.seq + 1) & JOB_SEQ_MASK;
+    const work: Job = { slot, seq: this.seq, len, ...msg, ...(this.o.decode ? { decode: { type: x.fe.compression as BtrfsCompressType, ramBytes } } : {}) };
+    Atomics.store(this.states, slot, jobWord(this.seq, JOB_WAITING));
+    this.batch.push(work);
+    this.queue.push({ key, slot, len, ...(sums ? { sums } : {}), decode: this.o.decode, ramBytes, job: work, result });
     if (this.batch.length >= BATCH || this.sent < BATCH) this.flush();
   }
 
@@ -169,6 +186,7 @@ export class ExtentAhead {
     const p = skipped.pop()!;
     this.flush(); // it may still be in the batch
     for (const s of skipped) void s.result.then(() => this.free.push(s.slot), () => this.free.push(s.slot));
+    if (this.o.decode) await this.help(p);
     let ok: boolean;
     try {
       ok = await p.result;
@@ -191,8 +209,49 @@ export class ExtentAhead {
     };
   }
 
+  /**
+   * Loads what the send needs to do jobs itself (the codecs, the checksum, its own descriptor of the
+   * image), started with the worker. A failure leaves the send waiting for the worker, as before.
+   */
+  ready(): Promise<void> {
+    this.loading ??= Promise.all([initCodecs(), loadCsum(this.o.csumType)]).then(([, algo]) => {
+      if (!this.usable) return;
+      this.local = {
+        shared: this.shared, slotSize: SLOT_SIZE, slotBytes: SLOT_BYTES, sumsSize: SUMS_SIZE, algo, sectorsize: this.o.sectorsize,
+        ...(this.o.path !== undefined ? { fd: openSync(this.o.path, 'r') } : {}),
+      };
+    }, () => undefined);
+    return this.loading;
+  }
+
+  /**
+   * While `p` is not done: takes a job the worker has not begun — `p`'s, else the last announced one's —
+   * and does it here. Only for decoding sends: reading and checking alone is too little work to share.
+   */
+  private async help(p: Pending): Promise<void> {
+    if (!this.local) return;
+    while (this.waiting.has(p.slot)) {
+      const q = [p, ...this.queue.slice().reverse()].find(({ slot, job: { seq } }) =>
+        Atomics.compareExchange(this.states, slot, jobWord(seq, JOB_WAITING), jobWord(seq, JOB_SEND)) === jobWord(seq, JOB_WAITING));
+      if (!q) return;
+      this.takenHere++;
+      this.settle(runJob(this.local, q.job));
+      await new Promise(setImmediate); // lets the worker's answers in
+    }
+  }
+
+  private settle(d: JobAnswer): void {
+    const w8 = this.waiting.get(d.slot);
+    this.waiting.delete(d.slot);
+    if (!w8) return;
+    if (d.error) w8.reject(Object.assign(new Error(d.error.message), { code: d.error.code }));
+    else w8.resolve(d.ok === true);
+  }
+
   /** Stops the worker; pending results are dropped. */
   close(): void {
+    if (this.local?.fd !== undefined) closeSync(this.local.fd);
+    this.local = undefined;
     void this.worker?.terminate();
     this.worker = undefined;
     this.usable = false;
@@ -211,25 +270,19 @@ export class ExtentAhead {
 
   private start(): Worker {
     if (this.worker) return this.worker;
+    if (this.o.decode) void this.ready();
     const modules = this.o.modules ?? new URL('../', import.meta.url).href;
     const w = new Worker(EXTENT_WORKER, {
       eval: true,
       workerData: {
-        modules, shared: this.shared, slotSize: SLOT_SIZE, slotBytes: SLOT_BYTES, sumsSize: SUMS_SIZE, path: this.o.path, csumType: this.o.csumType, sectorsize: this.o.sectorsize,
+        modules, shared: this.shared, states: this.states.buffer, slotSize: SLOT_SIZE, slotBytes: SLOT_BYTES, sumsSize: SUMS_SIZE, path: this.o.path, csumType: this.o.csumType, sectorsize: this.o.sectorsize,
       },
     });
     w.unref(); // never what keeps the process alive
-    type Done = { slot: number; ok?: boolean; error?: { code?: string; message: string } };
-    w.on('message', (m: Done[] | { unavailable: string }) => {
+    w.on('message', (m: JobAnswer[] | { unavailable: string }) => {
       if (!Array.isArray(m)) return this.fail(Object.assign(new Error(m.unavailable), { unavailable: true }));
       this.sent -= m.length;
-      for (const d of m) {
-        const w8 = this.waiting.get(d.slot);
-        this.waiting.delete(d.slot);
-        if (!w8) continue;
-        if (d.error) w8.reject(Object.assign(new Error(d.error.message), { code: d.error.code }));
-        else w8.resolve(d.ok === true);
-      }
+      for (const d of m) if (!d.taken) this.settle(d);
     });
     w.on('error', (e) => this.fail(Object.assign(e, { unavailable: true })));
     this.worker = w;
