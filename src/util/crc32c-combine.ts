@@ -1,4 +1,4 @@
-import { crcUpdate } from './crc32c.js';
+import { crcPiecesRaw, crcUpdate } from './crc32c.js';
 
 /**
  * CRC32C is linear, which lets one pass over data serve both CRCs a receive needs: the send stream
@@ -45,13 +45,10 @@ export function btrfsCsumFromRaw(raw: number): number {
  * `data` (from its start) in `sectors` (length floor(|data| / CRC_SECTOR)). Returns the register.
  */
 export function crc32cRawBySector(crc: number, data: Uint8Array, sectors: Uint32Array): number {
+  crcPiecesRaw(data, CRC_SECTOR, sectors);
   let c = crc;
-  let o = 0;
-  for (let i = 0; i < sectors.length; i++, o += CRC_SECTOR) {
-    const s = crcUpdate(0, data.subarray(o, o + CRC_SECTOR));
-    sectors[i] = s;
-    c = crc32cShiftSector(c) ^ s;
-  }
+  for (let i = 0; i < sectors.length; i++) c = crc32cShiftSector(c) ^ sectors[i]!;
+  const o = sectors.length * CRC_SECTOR;
   // (data of whole sectors — every encoded extent's — has no tail to take a view of)
   return o === data.length ? c >>> 0 : crcUpdate(c >>> 0, data.subarray(o));
 }
