@@ -36,6 +36,19 @@ describe('copyInto', () => {
   });
 });
 
+describe('copyInto within one shared buffer', () => {
+  it('copies overlapping ranges as memmove does (forwards and backwards)', () => {
+    for (const [from, to] of [[0, 100], [100, 0], [3, 4000], [4000, 3]]) {
+      const buf = new Uint8Array(new SharedArrayBuffer(10_000));
+      for (let i = 0; i < buf.length; i++) buf[i] = (i * 7 + 1) & 0xff;
+      const want = Uint8Array.from(buf);
+      want.copyWithin(to!, from!, from! + 5000);
+      copyInto(buf, buf.subarray(from!, from! + 5000), to!);
+      expect(Buffer.from(buf).equals(Buffer.from(want)), `${from} -> ${to}`).toBe(true);
+    }
+  });
+});
+
 describe('placeInto', () => {
   it('copies what is elsewhere (also another part of the same buffer, and shared memory) and leaves what is already in place', () => {
     const out = Uint8Array.from({ length: 600 }, (_, i) => i & 0xff);

@@ -1,4 +1,5 @@
 import { alignedShared } from './aligned.js';
+import { copyShared } from './shared-copy.js';
 
 /** Joins byte arrays; `into` (at least the total length) is reused instead of allocating. */
 export function concatBytes(parts: readonly Uint8Array[], into?: Uint8Array): Uint8Array {
@@ -56,27 +57,17 @@ export class BufferPool {
   }
 }
 
-/** Private staging for copyInto (reused; grows to the largest copy). */
-let staging = new Uint8Array(0);
-
 /**
  * out.set(src, pos) where either side is shared memory (a SharedArrayBuffer: the send's decoded extents
- * come from the reading thread's slots, its output may be the BufferPool's arena). V8 copies to or from
- * shared memory word by word only when source and destination sit alike within an 8-byte word, byte by
- * byte otherwise (~2 against ~11 GB/s measured); such a copy is staged through a private buffer placed
- * like the shared side, then copied as plain memory.
+ * come from the reading thread's slots, its output may be the BufferPool's arena): V8 copies to or from
+ * shared memory word by word at best, byte by byte when the two sit differently within an 8-byte word;
+ * copyShared makes it one memcpy (48 KiB pieces out of shared memory, this machine: 14-28 GB/s against
+ * 5-8 GB/s through the aligned private staging buffer used before; docs/performance.md, ninth session).
  */
 export function copyInto(out: Uint8Array, src: Uint8Array, pos: number): void {
-  const srcShared = src.buffer instanceof SharedArrayBuffer;
-  const outShared = out.buffer instanceof SharedArrayBuffer;
-  const skew = (outShared ? out.byteOffset + pos : src.byteOffset) & 7;
-  if (src.length < 256 || srcShared === outShared || ((out.byteOffset + pos) & 7) === (src.byteOffset & 7)) {
-    out.set(src, pos);
-    return;
-  }
-  if (staging.length < src.length + 8) staging = new Uint8Array(Math.max(src.length + 8, 64 << 10));
-  staging.set(src, skew);
-  out.set(staging.subarray(skew, skew + src.length), pos);
+  // within one buffer the two may overlap: set() copies as memmove does
+  if (src.buffer !== out.buffer && (src.buffer instanceof SharedArrayBuffer || out.buffer instanceof SharedArrayBuffer)) copyShared(out, src, pos);
+  else out.set(src, pos);
 }
 
 /**
