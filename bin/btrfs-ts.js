@@ -1,9 +1,13 @@
 #!/bin/sh
-':' //; case "$1" in receive|replay) set -- --max-semi-space-size=4 "$0" "$@" ;; *) set -- "$0" "$@" ;; esac; unset NODE_EXTRA_CA_CERTS; exec node "$@"
+':' //; case "$1" in receive|replay) set -- --max-semi-space-size=4 --max-inlined-bytecode-size-cumulative=300 "$0" "$@" ;; *) set -- "$0" "$@" ;; esac; unset NODE_EXTRA_CA_CERTS; exec node "$@"
 // The two lines above are read by sh and by node alike: sh starts node, node sees a string and a comment.
 // --max-semi-space-size=4, for receive and replay only: V8 grows each of its two young-generation halves to
 // 16 MiB when many objects survive a scavenge, as a receive's decoded tree blocks do; 4 MiB halves took peak
 // RSS of a 300k-file receive from 236-258 to 205 MiB (the 256 MiB bound, issue 11) at no measurable CPU cost.
+// --max-inlined-bytecode-size-cumulative=300 (V8's default 920), receive and replay too: TurboFan's compiles
+// take about as much CPU on the second core as the receive's main thread, and smaller inlined bodies cut
+// them by a quarter (recv13b); comp-zstd-v2 0.95 → 0.84 s, CPU 1.35 → 1.14 s (docs/performance.md, ninth
+// session). These flags are src/cli/launch.ts's RECEIVE_FLAGS, under which receive's code cache is made.
 // Not for the other commands: any V8 flag changes V8's flag hash, and node's embedded code cache of its own
 // JavaScript (the ESM loader and the rest) is then rejected and compiled from source — `--version` 168 → 249 M
 // instructions (callgrind), ~15 ms (docs/performance.md, seventh session, start12).

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { RECEIVE_FLAGS } from '../src/cli/launch.js';
 import { skipReason } from './helpers/oracle.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 
@@ -34,15 +35,15 @@ describe.skipIf(!built)('the bin file run as a program', () => {
     expect(started()).toEqual([BIN, 'dump', '-f', join(STREAMS_DIR, 'sample.stream'), 'extra-ca=unset']);
   });
 
-  it('starts receive and replay with --max-semi-space-size=4', () => {
+  it('starts receive and replay with RECEIVE_FLAGS (those their code cache is made under)', () => {
     const img = join(work, 'launch.img');
     const r = spawnSync(BIN, ['receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img], { encoding: 'utf8', env });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(started()).toEqual(['--max-semi-space-size=4', BIN, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img, 'extra-ca=unset']);
+    expect(started()).toEqual([...RECEIVE_FLAGS, BIN, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), img, 'extra-ca=unset']);
     const h = spawnSync(BIN, ['replay', '--help'], { encoding: 'utf8', env });
     expect(h.status).toBe(0);
-    expect(started()).toEqual(['--max-semi-space-size=4', BIN, 'replay', '--help', 'extra-ca=unset']);
+    expect(started()).toEqual([...RECEIVE_FLAGS, BIN, 'replay', '--help', 'extra-ca=unset']);
   });
 
   it('an argument with spaces and quotes arrives whole', () => {

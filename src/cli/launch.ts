@@ -18,8 +18,11 @@ export type Main = (argv: string[]) => Promise<number>;
 
 export const BUNDLE = 'cli.bundle.cjs';
 
-/** Receive and replay run with this flag (bin/btrfs-ts.js); the other commands with none. */
-export const RECEIVE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+/**
+ * Receive and replay run with these flags (bin/btrfs-ts.js, which says why); the other commands with none.
+ * Their own code cache (cli-receive.cache) is made under them.
+ */
+export const RECEIVE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--max-inlined-bytecode-size-cumulative=300'];
 
 /**
  * The code cache made for node started with `execArgv`: V8 accepts a cache only under the flags it was
