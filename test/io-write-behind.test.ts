@@ -24,17 +24,37 @@ function bytes(n: number, seed: number): Uint8Array {
   return out;
 }
 
+/**
+ * A zeroed file of `size` bytes written through a WriteBehind of `capacity` (with an O_DIRECT second
+ * descriptor when `direct`; -1 where the file system refuses it, and the thread then writes everything
+ * through the first: the same bytes) by `body`, which applies each write to `model` too. Afterwards: a
+ * flush without failure, and the file equal to the model.
+ */
+function writtenThrough(name: string, size: number, capacity: number, direct: boolean, body: (wb: WriteBehind, model: Uint8Array) => void): void {
+  const file = join(work, name);
+  writeFileSync(file, new Uint8Array(size));
+  const fd = openSync(file, 'r+');
+  const dfd = direct ? openDirect(file) : -1;
+  const wb = new WriteBehind(fd, capacity, undefined, dfd);
+  const model = new Uint8Array(size);
+  try {
+    body(wb, model);
+    wb.flush();
+    expect(wb.failed()).toBeUndefined();
+  } finally {
+    wb.stop();
+    if (dfd >= 0) closeSync(dfd);
+    closeSync(fd);
+  }
+  expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+}
+
 describe('write-behind thread', () => {
   it('performs writes in order through ring wrap-arounds, writes as large as the ring (and 1-7 bytes short of it), sources at any alignment, and flushes', () => {
-    const file = join(work, 'ring.bin');
     const SIZE = 1 << 20;
-    writeFileSync(file, new Uint8Array(SIZE));
-    const fd = openSync(file, 'r+');
     const cap = 64 * 1024;
-    const wb = new WriteBehind(fd, cap);
-    const model = new Uint8Array(SIZE);
     const r = rng(42);
-    try {
+    writtenThrough('ring.bin', SIZE, cap, false, (wb, model) => {
       for (let i = 0; i < 600; i++) {
         const len = i % 50 === 7 ? cap - (i % 8) : 1 + Math.floor(r() * r() * cap);
         const off = Math.floor(r() * (SIZE - len));
@@ -49,33 +69,20 @@ describe('write-behind thread', () => {
         if (i % 97 === 0) wb.flush();
       }
       expect(wb.write(0, new Uint8Array(cap + 1))).toBe(false);
-      wb.flush();
-      expect(wb.failed()).toBeUndefined();
-    } finally {
-      wb.stop();
-      closeSync(fd);
-    }
-    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+    });
   });
 });
 
 describe('write-behind thread with an O_DIRECT descriptor', () => {
   it('writes large block-aligned writes directly, in order with the buffered ones around and over them', () => {
-    const file = join(work, 'direct.bin');
     const SIZE = 24 << 20;
-    writeFileSync(file, new Uint8Array(SIZE));
-    const fd = openSync(file, 'r+');
-    // where the file system refuses O_DIRECT (-1) the thread writes everything through fd: the same bytes
-    const direct = openDirect(file);
-    const wb = new WriteBehind(fd, 8 << 20, undefined, direct);
-    const model = new Uint8Array(SIZE);
-    const put = (off: number, data: Uint8Array) => {
-      expect(wb.write(off, data)).toBe(true);
-      model.set(data, off);
-      data.fill(0xee); // the ring holds a copy
-    };
     const r = rng(7);
-    try {
+    writtenThrough('direct.bin', SIZE, 8 << 20, true, (wb, model) => {
+      const put = (off: number, data: Uint8Array) => {
+        expect(wb.write(off, data)).toBe(true);
+        model.set(data, off);
+        data.fill(0xee); // the ring holds a copy
+      };
       for (let i = 0; i < 40; i++) {
         // direct candidates: 1-8 MiB of whole blocks at block offsets (a gather buffer's extent), some from a
         // source at byteOffset 8 (still word-aligned), some an odd length (buffered)
@@ -96,31 +103,18 @@ describe('write-behind thread with an O_DIRECT descriptor', () => {
         const len = i % 2 === 0 ? 640 * 4096 : 256 * 4096;
         put((i % 10) * (512 << 10), bytes(len, 300 + i));
       }
-      wb.flush();
-      expect(wb.failed()).toBeUndefined();
-    } finally {
-      wb.stop();
-      if (direct >= 0) closeSync(direct);
-      closeSync(fd);
-    }
-    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+    });
   });
 });
 
 describe('write-behind thread writing lent buffers', () => {
   it('writes from shared memory without a copy, in queue order with the copied writes; a lent buffer changes only after doneThrough', () => {
-    const file = join(work, 'lent.bin');
     const SIZE = 32 << 20;
-    writeFileSync(file, new Uint8Array(SIZE));
-    const fd = openSync(file, 'r+');
-    const direct = openDirect(file);
-    const wb = new WriteBehind(fd, 4 << 20, undefined, direct);
-    const model = new Uint8Array(SIZE);
     // three page-aligned shared buffers used in turn, as the receive's gather buffers are
     const bufs = [0, 1, 2].map(() => new Uint8Array(alignedShared(3 << 20), 0, 3 << 20));
     const until = [0, 0, 0];
     const r = rng(11);
-    try {
+    writtenThrough('lent.bin', SIZE, 4 << 20, true, (wb, model) => {
       // not lendable: plain memory, under 1 MiB, not whole blocks, at an unaligned image offset or memory offset
       expect(wb.lend(0, new Uint8Array(1 << 20))).toBe(-1);
       expect(wb.lend(0, bufs[0]!.subarray(0, 4096 * 200))).toBe(-1);
@@ -142,14 +136,7 @@ describe('write-behind thread writing lent buffers', () => {
         expect(wb.write(off + 100 * i, small)).toBe(true);
         model.set(small, off + 100 * i);
       }
-      wb.flush();
-      expect(wb.failed()).toBeUndefined();
-    } finally {
-      wb.stop();
-      if (direct >= 0) closeSync(direct);
-      closeSync(fd);
-    }
-    expect(Buffer.compare(readFileSync(file), model)).toBe(0);
+    });
   });
 });
 
