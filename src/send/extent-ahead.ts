@@ -231,13 +231,18 @@ export class ExtentAhead {
   private async help(p: Pending): Promise<void> {
     if (!this.local) return;
     while (this.waiting.has(p.slot)) {
-      const q = [p, ...this.queue.slice().reverse()].find(({ slot, job: { seq } }) =>
-        Atomics.compareExchange(this.states, slot, jobWord(seq, JOB_WAITING), jobWord(seq, JOB_SEND)) === jobWord(seq, JOB_WAITING));
+      let q: Pending | undefined = this.take(p) ? p : undefined;
+      for (let i = this.queue.length - 1; q === undefined && i >= 0; i--) if (this.take(this.queue[i]!)) q = this.queue[i];
       if (!q) return;
       this.takenHere++;
       this.settle(runJob(this.local, q.job));
       await new Promise(setImmediate); // lets the worker's answers in
     }
+  }
+
+  /** Whether the send got `q`'s job: swapped from waiting to taken before the worker began it. */
+  private take({ slot, job: { seq } }: Pending): boolean {
+    return Atomics.compareExchange(this.states, slot, jobWord(seq, JOB_WAITING), jobWord(seq, JOB_SEND)) === jobWord(seq, JOB_WAITING);
   }
 
   private settle(d: JobAnswer): void {
