@@ -1,17 +1,20 @@
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { oracleRaw, oracleStd, pseudoRandom } from './helpers/crc-oracle.js';
 import * as engineDefault from '../src/util/crc32c.js';
 import { crcUpdate as crcUpdateTables, crcUpdateJs } from '../src/util/crc32c-slice16.js';
+import { NATIVE_ADDON_PATH, nativeAddon } from '../src/util/native-addon.js';
 
 // Oracles: the crc-32 package (test/helpers/crc-oracle.ts), standard check values, and the btrfs name
-// hash of "default" as the kernel stores it. Every check runs on both engines: the module as loaded
-// (native where @node-rs/crc32 loads) and a second copy forced onto the tables with BTRFS_TS_CRC32C.
+// hash of "default" as the kernel stores it. Every check runs on each engine: the module as loaded (our
+// addon where it was built, else @node-rs/crc32 where it loads), and copies forced with BTRFS_TS_CRC32C
+// onto @node-rs/crc32 and onto the tables.
 
 type Crc32cModule = typeof engineDefault;
 
-async function loadForcedTables(): Promise<Crc32cModule> {
-  vi.stubEnv('BTRFS_TS_CRC32C', 'tables');
+async function loadForced(engine: string): Promise<Crc32cModule> {
+  vi.stubEnv('BTRFS_TS_CRC32C', engine);
   vi.resetModules();
   try {
     return await import('../src/util/crc32c.js');
@@ -19,8 +22,12 @@ async function loadForcedTables(): Promise<Crc32cModule> {
     vi.unstubAllEnvs();
   }
 }
-const engineTables = await loadForcedTables();
+const engineTables = await loadForced('tables');
+const engineNodeRs = await loadForced('node-rs');
 afterAll(() => vi.resetModules());
+
+// the build (scripts/build-native.mjs) makes the addon wherever a C compiler and node's headers are
+const addonBuilt = existsSync(NATIVE_ADDON_PATH) && process.env['BTRFS_TS_NATIVE'] !== 'off';
 
 let nativeInstalled = true;
 try {
@@ -30,9 +37,27 @@ try {
 }
 
 describe('crc32c engine choice', () => {
-  it('uses the native engine where @node-rs/crc32 loads, the tables when forced', () => {
-    expect(engineDefault.crc32cEngine).toBe(nativeInstalled ? 'native' : 'tables');
+  it('uses our addon where it was built, else the native engine where @node-rs/crc32 loads; the forced ones when forced', () => {
+    if (!addonBuilt) console.log(`crc32c: no addon at ${NATIVE_ADDON_PATH} (or BTRFS_TS_NATIVE=off): its engine is not tested here`);
+    expect(engineDefault.crc32cEngine).toBe(addonBuilt && process.arch === 'x64' ? 'addon' : nativeInstalled ? 'native' : 'tables');
+    expect(engineNodeRs.crc32cEngine).toBe(nativeInstalled ? 'native' : 'tables');
     expect(engineTables.crc32cEngine).toBe('tables');
+  });
+
+  it('takes the addon\'s CRC only when it computes CRC32C on one lane and three, and per 4 KiB piece', () => {
+    const { checkAddonCrc32c } = engineDefault;
+    expect(checkAddonCrc32c(undefined)).toBeUndefined();
+    expect(checkAddonCrc32c({})).toBeUndefined();
+    const pieces = (d: Uint8Array, size: number, out: Uint32Array): void => {
+      for (let i = 0; i < out.length; i++) out[i] = oracleRaw(d.subarray(i * size, (i + 1) * size), 0);
+    };
+    const good = { crc32cRaw: (d: Uint8Array, c: number) => oracleRaw(d, c), crc32cPiecesRaw: pieces };
+    expect(checkAddonCrc32c(good)).toBeDefined();
+    // standard in place of raw; wrong past the first lane (a broken lane combination); pieces from the wrong seed
+    expect(checkAddonCrc32c({ ...good, crc32cRaw: (d: Uint8Array, c: number) => ~oracleRaw(d, ~c >>> 0) >>> 0 })).toBeUndefined();
+    expect(checkAddonCrc32c({ ...good, crc32cRaw: (d: Uint8Array, c: number) => (d.length > 4000 ? oracleRaw(d.subarray(1), c) : oracleRaw(d, c)) })).toBeUndefined();
+    expect(checkAddonCrc32c({ ...good, crc32cPiecesRaw: (d: Uint8Array, size: number, out: Uint32Array) => out.forEach((_, i) => (out[i] = oracleRaw(d.subarray(i * size, (i + 1) * size), 1))) })).toBeUndefined();
+    expect(checkAddonCrc32c({ ...good, crc32cRaw: () => { throw new Error('no'); } })).toBeUndefined();
   });
 
   it('falls back when the package is absent, is not what we expect, or computes something else', () => {
@@ -73,6 +98,7 @@ function CRC_STD_CHAIN(d: Uint8Array, state: number): number {
 
 describe.each([
   ['as loaded', engineDefault],
+  ['forced @node-rs/crc32', engineNodeRs],
   ['forced tables', engineTables],
 ])('crc32c (%s)', (_name, m) => {
   it('matches the standard check value and the btrfs name hash of "default"', () => {
@@ -102,6 +128,35 @@ describe.each([
     expect(m.crc32cRaw(d.subarray(100_001), seed)).toBe(m.crc32cRaw(d, 0));
     expect(m.crc32cRaw(d, 0)).toBe(oracleRaw(d, 0));
     expect(m.crc32cRaw(d, 0xffffffff)).toBe(oracleRaw(d, 0xffffffff));
+  });
+});
+
+describe.skipIf(!addonBuilt || !nativeAddon?.crc32cRaw)('our addon directly', () => {
+  const { crc32cRaw, crc32cPiecesRaw } = nativeAddon ?? {};
+  it('equals crc-32 at lane boundaries (3 x 1360 bytes a round), on unaligned and shared-memory views', () => {
+    const big = pseudoRandom(3 * 4080 + 64, 11);
+    for (const len of [0, 7, 8, 9, 1359, 1360, 4079, 4080, 4081, 4096, 8160, 8167, 3 * 4080 + 5]) {
+      for (const off of [0, 1, 3]) {
+        const d = big.subarray(off, off + len);
+        expect(crc32cRaw!(d, 0x1234567)).toBe(oracleRaw(d, 0x1234567));
+      }
+    }
+    const shared = new Uint8Array(new SharedArrayBuffer(10_000));
+    shared.set(big.subarray(0, 10_000));
+    expect(crc32cRaw!(shared.subarray(3), 0)).toBe(oracleRaw(big.subarray(3, 10_000), 0));
+  });
+
+  it('crc32cPiecesRaw gives each whole piece\'s raw CRC, as many as out holds, and refuses bad arguments', () => {
+    const d = pseudoRandom(5 * 4096 + 100, 5);
+    const out = new Uint32Array(7).fill(0xeeeeeeee);
+    crc32cPiecesRaw!(d, 4096, out);
+    for (let i = 0; i < 5; i++) expect(out[i]).toBe(oracleRaw(d.subarray(i * 4096, (i + 1) * 4096), 0));
+    expect(out[5]).toBe(0xeeeeeeee); // only whole pieces
+    const two = new Uint32Array(2);
+    crc32cPiecesRaw!(d, 512, two);
+    expect([...two]).toEqual([oracleRaw(d.subarray(0, 512), 0), oracleRaw(d.subarray(512, 1024), 0)]);
+    expect(() => crc32cPiecesRaw!(d, 0, two)).toThrow(TypeError);
+    expect(() => crc32cPiecesRaw!(d, 4096, new Int32Array(2) as unknown as Uint32Array)).toThrow(TypeError);
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { nativeAddon, type NativeAddon } from '../util/native-addon.js';
 import { CodecError } from '../errors.js';
 
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -112,6 +113,7 @@ export function initZstd(): Promise<void> {
       await m.init();
       lib = m;
       direct = directDecoder();
+      addonDecode = checkAddonZstd(nativeAddon);
     });
   }
   return ready;
@@ -145,9 +147,39 @@ const DIRECT_MAX = 1 << 20;
 
 let direct: Direct | undefined;
 
-/** Which way zstd frames are decoded after initZstd: through the wasm exports ('direct') or the library's decompress(). */
-export function zstdDecoder(): 'direct' | 'library' {
-  return direct ? 'direct' : 'library';
+/**
+ * zstd frames decoded by the system's libzstd through our addon (native-addon.ts): 2–3× the WebAssembly
+ * decoder on btrfs's 128 KiB extents, straight into the caller's buffer (no copies into and out of the
+ * wasm heap). Taken only when it decodes a known frame to the known bytes (and reports a bad one);
+ * BTRFS_TS_NATIVE=off or BTRFS_TS_ZSTD=wasm leave it out.
+ */
+let addonDecode: ((frame: Uint8Array, out: Uint8Array) => number) | undefined;
+
+/** "btrfs-ts " × 32 as `zstd -1 --no-check` frames it, for the probe below. */
+const PROBE_FRAME = new Uint8Array([40, 181, 47, 253, 0, 72, 133, 0, 0, 72, 98, 116, 114, 102, 115, 45, 116, 115, 32, 1, 0, 20, 84, 203, 17]);
+
+/** The addon's zstd decoder if it decodes PROBE_FRAME right (zero-filling after it) and throws on a broken frame. */
+export function checkAddonZstd(addon: NativeAddon | undefined): ((frame: Uint8Array, out: Uint8Array) => number) | undefined {
+  const f = addon?.zstdDecompress;
+  if (typeof f !== 'function' || process.env['BTRFS_TS_ZSTD'] === 'wasm') return undefined;
+  try {
+    const out = new Uint8Array(300).fill(0xee);
+    const want = new TextEncoder().encode('btrfs-ts '.repeat(32));
+    if (f(PROBE_FRAME, out) !== want.length || !want.every((b, i) => out[i] === b) || out.subarray(want.length).some((b) => b !== 0)) return undefined;
+    try {
+      f(PROBE_FRAME.subarray(0, 12), out);
+      return undefined; // a truncated frame must not decode
+    } catch {
+      return f;
+    }
+  } catch {
+    return undefined; // no libzstd.so.1 on this system (ZSTD_UNAVAILABLE), or another failure
+  }
+}
+
+/** Which way zstd frames are decoded after initZstd: libzstd through our addon ('native'), the wasm exports ('direct') or the library's decompress(). */
+export function zstdDecoder(): 'native' | 'direct' | 'library' {
+  return addonDecode ? 'native' : direct ? 'direct' : 'library';
 }
 
 /** The direct decoder if the library's module has the exports it needs, else undefined (decompress() is used). */
@@ -185,6 +217,17 @@ export function zstdDecompressExtent(data: Uint8Array, ramBytes: number, into?: 
   if (info.dictId !== 0) throw new CodecError('ZSTD_DICT', `zstd: frame needs dictionary ${info.dictId}`, { offset: 5 });
   if (info.contentSize !== undefined && info.contentSize > ramBytes) {
     throw new CodecError('DECODED_TOO_LONG', `zstd: frame content size ${info.contentSize} exceeds ${ramBytes} bytes`, { offset: 5 });
+  }
+  const a = addonDecode;
+  if (a) {
+    const reuse = into !== undefined && into.length >= ramBytes;
+    const out = reuse ? into.subarray(0, ramBytes) : new Uint8Array(ramBytes);
+    try {
+      // `out` holds ramBytes: a frame decoding to more fails inside zstd (Destination buffer is too small)
+      return { out, decodedLen: a(data.subarray(0, info.frameLen), out) };
+    } catch (e) {
+      throw new CodecError('ZSTD_CORRUPT', `zstd: frame does not decode (${(e as Error).message}); or decodes to more than ${ramBytes} bytes`, { cause: e });
+    }
   }
   const d = direct;
   if (d && info.frameLen <= DIRECT_MAX && ramBytes <= DIRECT_MAX) {

@@ -1,15 +1,18 @@
 import { createRequire } from 'node:module';
 import { crcUpdate as crcUpdateTables, crcUpdateJs } from './crc32c-slice16.js';
+import { nativeAddon, type NativeAddon } from './native-addon.js';
 
 /**
  * Two CRC32C flavours meet in this project and must not be confused:
  * - the send stream stores the raw register: seed 0, no final inversion (kernel `crc32c(0, ...)`);
  * - on-disk btrfs checksums are the standard CRC32C: seed ~0, final inversion.
  * Every caller goes through this module (checksum-type code too), which picks the engine once:
- * - `native`: @node-rs/crc32, the CPU's crc32 instruction (SSE4.2 / ARMv8 CRC), several times faster than
- *   any table loop; an optional dependency with a prebuilt binary per platform;
- * - `tables`: our slice-by-16 (crc32c-slice16.ts: WebAssembly, JS for short inputs), where the native
- *   package is absent, fails to load or fails the probe, or when BTRFS_TS_CRC32C=tables asks for it.
+ * - `addon`: our own native addon (native-addon.ts), the crc32 instruction on three lanes at once and the
+ *   4 KiB sectors of a buffer in one call — 4–5× `native` here; built at install where a C compiler is;
+ * - `native`: @node-rs/crc32, the CPU's crc32 instruction (SSE4.2 / ARMv8 CRC) on one lane, several times
+ *   faster than any table loop; an optional dependency with a prebuilt binary per platform;
+ * - `tables`: our slice-by-16 (crc32c-slice16.ts: WebAssembly, JS for short inputs), where neither loads
+ *   or passes the probe. BTRFS_TS_CRC32C=tables or =node-rs forces an engine (tests, benchmarks).
  * The native function computes the standard form and chains standard values (its state is the previous
  * result), so the raw register c maps to its state ~c: raw(c, d) = ~native(d, ~c).
  */
@@ -49,8 +52,36 @@ export function nativeBinaryPackage(platform: string, arch: string): string | un
   return platform === 'linux' && (arch === 'x64' || arch === 'arm64') ? `@node-rs/crc32-linux-${arch}-gnu` : undefined;
 }
 
+type AddonCrc = Required<Pick<NativeAddon, 'crc32cRaw' | 'crc32cPiecesRaw'>>;
+
+/**
+ * The addon's CRC32C if `addon` has it and it gives the check value, chains, and agrees with the JS loop
+ * on a buffer long enough for its three lanes and on each 4 KiB piece of it; else undefined.
+ */
+export function checkAddonCrc32c(addon: NativeAddon | undefined): AddonCrc | undefined {
+  const { crc32cRaw, crc32cPiecesRaw } = addon ?? {};
+  if (typeof crc32cRaw !== 'function' || typeof crc32cPiecesRaw !== 'function') return undefined;
+  try {
+    if ((crc32cRaw(CHECK, 0xffffffff) ^ 0xffffffff) >>> 0 !== CHECK_VALUE) return undefined;
+    if (crc32cRaw(CHECK.subarray(4), crc32cRaw(CHECK.subarray(0, 4), 0x1234)) !== crcUpdateJs(0x1234, CHECK)) return undefined;
+    const probe = new Uint8Array(3 * 4096 + 13);
+    for (let i = 0; i < probe.length; i++) probe[i] = (i * 131 + (i >>> 7)) & 0xff;
+    if (crc32cRaw(probe, 0x5a5a5a5a) !== crcUpdateJs(0x5a5a5a5a, probe)) return undefined;
+    const pieces = new Uint32Array(3);
+    crc32cPiecesRaw(probe, 4096, pieces);
+    for (let i = 0; i < 3; i++) if (pieces[i] !== crcUpdateJs(0, probe.subarray(i * 4096, (i + 1) * 4096))) return undefined;
+    return { crc32cRaw, crc32cPiecesRaw };
+  } catch {
+    return undefined;
+  }
+}
+
+const forced = process.env['BTRFS_TS_CRC32C'];
+const addon = forced === 'tables' || forced === 'node-rs' ? undefined : checkAddonCrc32c(nativeAddon);
+
 function chooseNative(): Crc32cNative | undefined {
-  if (process.env['BTRFS_TS_CRC32C'] === 'tables') return undefined;
+  // the addon does all of it: @node-rs/crc32 is not even loaded (~17 M instructions of start-up)
+  if (forced === 'tables' || addon !== undefined) return undefined;
   const req = createRequire(import.meta.url);
   const direct = nativeBinaryPackage(process.platform, process.arch);
   // resolved from @node-rs/crc32's own directory, as its index.js would (hoisted or nested alike)
@@ -60,30 +91,35 @@ function chooseNative(): Crc32cNative | undefined {
 
 const native = chooseNative();
 
-/** Which engine this process uses ('native' or 'tables'), for tests and benchmarks. */
-export const crc32cEngine: 'native' | 'tables' = native !== undefined ? 'native' : 'tables';
+/** Which engine this process uses, for tests and benchmarks. */
+export const crc32cEngine: 'addon' | 'native' | 'tables' = addon !== undefined ? 'addon' : native !== undefined ? 'native' : 'tables';
 
 /** Raw CRC32C register update: seed `crc`, no inversion on entry or exit. */
-export const crcUpdate: (crc: number, d: Uint8Array) => number = native !== undefined
-  ? (crc, d) => (d.length >= NATIVE_MIN ? ~native(d, ~crc >>> 0) >>> 0 : crcUpdateJs(crc, d))
-  : crcUpdateTables;
+export const crcUpdate: (crc: number, d: Uint8Array) => number = addon !== undefined
+  ? (crc, d) => (d.length >= NATIVE_MIN ? addon.crc32cRaw(d, crc) : crcUpdateJs(crc, d))
+  : native !== undefined
+    ? (crc, d) => (d.length >= NATIVE_MIN ? ~native(d, ~crc >>> 0) >>> 0 : crcUpdateJs(crc, d))
+    : crcUpdateTables;
 
 /**
  * Raw CRC32C (seed 0) of each whole `size`-byte piece of `data` from its start, into `out` (length
  * floor(|data| / size)): a receive's 4 KiB data sectors. With the native engine it is one call per piece
  * and nothing else — through crcUpdate each piece also paid a closure call, the length test and the
  * inversions on both sides (~10% of the sector CRCs' instructions; docs/performance.md, recv13b).
- * The raw register 0 is the native state ~0: raw(0, S) = ~native(S, 0xffffffff).
+ * The raw register 0 is the native state ~0: raw(0, S) = ~native(S, 0xffffffff). The addon does all the
+ * pieces in one call.
  */
-export const crcPiecesRaw: (data: Uint8Array, size: number, out: Uint32Array) => void = native !== undefined
-  ? (data, size, out) => {
-      const n = out.length;
-      for (let i = 0, o = 0; i < n; i++, o += size) out[i] = ~native(data.subarray(o, o + size), 0xffffffff);
-    }
-  : (data, size, out) => {
-      const n = out.length;
-      for (let i = 0, o = 0; i < n; i++, o += size) out[i] = crcUpdateTables(0, data.subarray(o, o + size));
-    };
+export const crcPiecesRaw: (data: Uint8Array, size: number, out: Uint32Array) => void = addon !== undefined
+  ? addon.crc32cPiecesRaw
+  : native !== undefined
+    ? (data, size, out) => {
+        const n = out.length;
+        for (let i = 0, o = 0; i < n; i++, o += size) out[i] = ~native(data.subarray(o, o + size), 0xffffffff);
+      }
+    : (data, size, out) => {
+        const n = out.length;
+        for (let i = 0, o = 0; i < n; i++, o += size) out[i] = crcUpdateTables(0, data.subarray(o, o + size));
+      };
 
 /** CRC32C raw register over `data` starting from `crc` (send stream: crc32cRaw(data, 0)). */
 export function crc32cRaw(data: Uint8Array, crc = 0): number {

@@ -1,0 +1,35 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * btrfs-ts's own optional native addon (native/btrfs-ts-native.c, built at install by
+ * scripts/build-native.mjs into build/): CRC32C on three lanes of the CPU's crc32 instruction (~20 GB/s
+ * here against @node-rs/crc32's ~4–6), the CRCs of every 4 KiB sector of a buffer in one call, and zstd
+ * decoding through the system's libzstd (2–3× our WebAssembly's). Each function is present only where it
+ * works (x86-64 with SSE4.2; libzstd.so.1 found), and the callers (crc32c.ts, compress/zstd.ts) check each
+ * against their portable engine on known values before they use it. BTRFS_TS_NATIVE=off leaves it unloaded.
+ */
+export interface NativeAddon {
+  /** The raw CRC32C register `crc` (no inversions) carried over `data`. */
+  crc32cRaw?: (data: Uint8Array, crc: number) => number;
+  /** out[i] = raw CRC32C (seed 0) of data[i*size, (i+1)*size), for the whole pieces `out` has room for. */
+  crc32cPiecesRaw?: (data: Uint8Array, size: number, out: Uint32Array) => void;
+  /** One zstd frame (exactly its bytes) decoded into `out`, the rest of `out` zero-filled; its decoded length. Throws (code 'ZSTD') on a bad frame or one longer than `out`. */
+  zstdDecompress?: (frame: Uint8Array, out: Uint8Array) => number;
+}
+
+/** Where the build puts it: the package's build/ (this module is src/util/ or dist/util/). */
+export const NATIVE_ADDON_PATH = fileURLToPath(new URL('../../build/btrfs-ts-native.node', import.meta.url));
+
+/** The addon from `load()`, or undefined when it is off, absent or fails to load (another ABI, CPU, ...). */
+export function loadNativeAddon(load: () => unknown = () => createRequire(import.meta.url)(NATIVE_ADDON_PATH)): NativeAddon | undefined {
+  if (process.env['BTRFS_TS_NATIVE'] === 'off') return undefined;
+  try {
+    const m = load() as NativeAddon | undefined;
+    return m && typeof m === 'object' ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const nativeAddon: NativeAddon | undefined = loadNativeAddon();
