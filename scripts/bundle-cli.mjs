@@ -32,6 +32,8 @@ async function build(out) {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
+    // launch.ts reads the bundle as latin1: every character past ASCII in code must be an escape
+    charset: 'ascii',
     // import() of a package becomes require(): a vm.Script has no module loader for import()
     supported: { 'dynamic-import': false },
     // loaded at run time from node_modules: a native addon and WebAssembly packages

@@ -55,8 +55,10 @@ export function nativeBinaryPackage(platform: string, arch: string): string | un
 type AddonCrc = Required<Pick<NativeAddon, 'crc32cRaw' | 'crc32cPiecesRaw'>>;
 
 /**
- * The addon's CRC32C if `addon` has it and it gives the check value, chains, and agrees with the JS loop
- * on a buffer long enough for its three lanes and on each 4 KiB piece of it; else undefined.
+ * The addon's CRC32C if `addon` has it and it gives the check value and chains on short inputs (one lane),
+ * and on inputs long enough for its three lanes gives what it gives in short pieces chained (so the
+ * lanes' combination is checked against the one-lane loop, not against a JavaScript pass over kilobytes
+ * of cold code at every start); each 4 KiB piece's CRC too. Else undefined.
  */
 export function checkAddonCrc32c(addon: NativeAddon | undefined): AddonCrc | undefined {
   const { crc32cRaw, crc32cPiecesRaw } = addon ?? {};
@@ -64,12 +66,18 @@ export function checkAddonCrc32c(addon: NativeAddon | undefined): AddonCrc | und
   try {
     if ((crc32cRaw(CHECK, 0xffffffff) ^ 0xffffffff) >>> 0 !== CHECK_VALUE) return undefined;
     if (crc32cRaw(CHECK.subarray(4), crc32cRaw(CHECK.subarray(0, 4), 0x1234)) !== crcUpdateJs(0x1234, CHECK)) return undefined;
-    const probe = new Uint8Array(3 * 4096 + 13);
+    const probe = new Uint8Array(2 * 4096 + 13);
     for (let i = 0; i < probe.length; i++) probe[i] = (i * 131 + (i >>> 7)) & 0xff;
-    if (crc32cRaw(probe, 0x5a5a5a5a) !== crcUpdateJs(0x5a5a5a5a, probe)) return undefined;
-    const pieces = new Uint32Array(3);
+    if (crc32cRaw(probe.subarray(0, 200), 7) !== crcUpdateJs(7, probe.subarray(0, 200))) return undefined;
+    /** The raw CRC of `d` in pieces of 1000 bytes, each on one lane. */
+    const chained = (d: Uint8Array, c: number): number => {
+      for (let o = 0; o < d.length; o += 1000) c = crc32cRaw(d.subarray(o, o + 1000), c);
+      return c;
+    };
+    if (crc32cRaw(probe, 0x5a5a5a5a) !== chained(probe, 0x5a5a5a5a)) return undefined;
+    const pieces = new Uint32Array(2);
     crc32cPiecesRaw(probe, 4096, pieces);
-    for (let i = 0; i < 3; i++) if (pieces[i] !== crcUpdateJs(0, probe.subarray(i * 4096, (i + 1) * 4096))) return undefined;
+    for (let i = 0; i < 2; i++) if (pieces[i] !== chained(probe.subarray(i * 4096, (i + 1) * 4096), 0)) return undefined;
     return { crc32cRaw, crc32cPiecesRaw };
   } catch {
     return undefined;
