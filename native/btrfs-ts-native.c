@@ -15,16 +15,24 @@
  *   libzstd.so.1 the call throws ZSTD_UNAVAILABLE and the caller keeps its WebAssembly decoder). One
  *   decoder context per thread (per Node-API environment: workers have their own).
  *
+ * - mapFile / dropPages: a stream file read through a private mapping instead of read(2) (src/io/mapped-input.ts):
+ *   the parser's views are the page cache's pages, with no copy into a buffer (read(2) was the largest
+ *   single cost of a dump), and the pages behind the parser are given back as it goes.
+ *
  * Everything works on the register btrfs-ts calls "raw": seed as given, no inversion on entry or exit
  * (the send stream's CRC; standard CRC32C is ~raw(~0, data)).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -226,6 +234,63 @@ static void open_libzstd(void) {
   *(void **)&zstd_decompress_dctx = d;
 }
 
+static void unmap(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/*
+ * mapFile(fd, offset, length): bytes [offset, offset + length) of the open file `fd` (offset a multiple of
+ * the page size) as an ArrayBuffer over a private mapping — readable and writable, a write changing only
+ * this process's copy of its page, never the file — unmapped when the ArrayBuffer is collected.
+ * Throws an Error with the errno's code (ENODEV, ENOMEM, ...) when the file cannot be mapped.
+ */
+static napi_value js_map_file(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], ab;
+  int32_t fd;
+  int64_t offset, length;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok
+      || napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length <= 0 || offset % sysconf(_SC_PAGESIZE) != 0) {
+    napi_throw_type_error(env, NULL, "mapFile(fd, offset (page-aligned), length > 0)");
+    return NULL;
+  }
+  void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, (off_t)offset);
+  if (p == MAP_FAILED) {
+    char code[32];
+    snprintf(code, sizeof code, "E%d", errno);
+    napi_throw_error(env, errno == ENODEV ? "ENODEV" : errno == ENOMEM ? "ENOMEM" : errno == EACCES ? "EACCES" : code, strerror(errno));
+    return NULL;
+  }
+  madvise(p, (size_t)length, MADV_SEQUENTIAL);
+  if (napi_create_external_arraybuffer(env, p, (size_t)length, unmap, (void *)(uintptr_t)length, &ab) != napi_ok) {
+    munmap(p, (size_t)length);
+    napi_throw_error(env, "EXTERNAL", "an external ArrayBuffer cannot be made here");
+    return NULL;
+  }
+  return ab;
+}
+
+/*
+ * dropPages(view): the whole pages inside a view of a mapFile buffer are given back (MADV_DONTNEED): the
+ * process's memory no longer holds them, and reading them again faults them in from the file.
+ */
+static napi_value js_drop_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  uint8_t *d;
+  size_t n;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || !typed_bytes(env, argv[0], &d, &n)) {
+    napi_throw_type_error(env, NULL, "dropPages(view)");
+    return NULL;
+  }
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), from = ((uintptr_t)d + page - 1) & ~(page - 1), to = ((uintptr_t)d + n) & ~(page - 1);
+  if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+  return NULL;
+}
+
 static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
@@ -258,6 +323,8 @@ NAPI_MODULE_INIT() {
     export_fn(env, exports, "crc32cPiecesRaw", js_crc32c_pieces_raw);
   }
 #endif
+  export_fn(env, exports, "mapFile", js_map_file);
+  export_fn(env, exports, "dropPages", js_drop_pages);
   {
     struct env_data *ed = calloc(1, sizeof *ed);
     if (ed != NULL && napi_set_instance_data(env, ed, free_env_data, NULL) == napi_ok) export_fn(env, exports, "zstdDecompress", js_zstd_decompress);

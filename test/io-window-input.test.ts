@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openInput } from '../src/io/input.js';
 import { FileWindowInput, WindowReader } from '../src/io/window-input.js';
 import { alignedBytes, alignedShared, padToAlign, READ_ALIGN } from '../src/util/aligned.js';
@@ -18,6 +18,9 @@ import { STREAMS } from './hostile/harness.js';
  */
 const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-window-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+// this file tests the read(2) window; files are read through mappings where the addon can (test/io-mapped-input.test.ts)
+beforeAll(() => vi.stubEnv('BTRFS_TS_MMAP', 'off'));
+afterAll(() => vi.unstubAllEnvs());
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -147,7 +150,9 @@ describe('read destinations (util/aligned.ts)', () => {
 
 const show = showItem;
 
-describe('parser over a file window (openInput, reuseInput)', () => {
+describe.each(['off', 'on'])('parser over a file window (openInput, reuseInput; BTRFS_TS_MMAP=%s)', (mmap) => {
+  beforeAll(() => vi.stubEnv('BTRFS_TS_MMAP', mmap));
+  afterAll(() => vi.stubEnv('BTRFS_TS_MMAP', 'off'));
   for (const name of ['full-v1', 'full-v2', 'zstd-v2', 'multi-v1', 'clones-v1']) {
     it(`${name}: the same commands as from one buffer; what is kept past a command is intact`, async () => {
       const file = join(STREAMS, `${name}.stream`);

@@ -2,6 +2,7 @@ import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteReader, WindowSource } from '../stream/source.js';
 import { alignedBytes, padToAlign, READ_ALIGN } from '../util/aligned.js';
+import { MappedWindowReader } from './mapped-input.js';
 import { PooledFileInput } from './pooled-input.js';
 
 /**
@@ -30,7 +31,9 @@ export class FileWindowInput implements WindowSource {
 
   openWindow(): ByteReader {
     this.claim();
-    return new FdWindowReader(this.fh.fd, this.onRead, () => this.fh.close());
+    const close = (): Promise<void> => this.fh.close();
+    // the file's pages themselves where the addon can map them (no copy: mapped-input.ts), else read(2)
+    return MappedWindowReader.open(this.fh.fd, this.onRead, close) ?? new FdWindowReader(this.fh.fd, this.onRead, close);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
  * btrfs-ts's own optional native addon (native/btrfs-ts-native.c, built at install by
  * scripts/build-native.mjs into build/): CRC32C on three lanes of the CPU's crc32 instruction (~20 GB/s
  * here against @node-rs/crc32's ~4–6), the CRCs of every 4 KiB sector of a buffer in one call, and zstd
- * decoding through the system's libzstd (2–3× our WebAssembly's). Each function is present only where it
+ * decoding through the system's libzstd (2–3× our WebAssembly's), and stream files read through mappings
+ * instead of read(2) (io/mapped-input.ts). Each function is present only where it
  * works (x86-64 with SSE4.2; libzstd.so.1 found), and the callers (crc32c.ts, compress/zstd.ts) check each
  * against their portable engine on known values before they use it. BTRFS_TS_NATIVE=off leaves it unloaded.
  */
@@ -16,6 +17,10 @@ export interface NativeAddon {
   crc32cPiecesRaw?: (data: Uint8Array, size: number, out: Uint32Array) => void;
   /** One zstd frame (exactly its bytes) decoded into `out`, the rest of `out` zero-filled; its decoded length. Throws (code 'ZSTD') on a bad frame or one longer than `out`. */
   zstdDecompress?: (frame: Uint8Array, out: Uint8Array) => number;
+  /** Bytes [offset, offset + length) of the open file `fd` (offset page-aligned) as a private mapping; unmapped when collected. Throws (code ENODEV, ...) when it cannot be mapped. */
+  mapFile?: (fd: number, offset: number, length: number) => ArrayBuffer;
+  /** Gives back the whole pages inside `view` of a mapping (MADV_DONTNEED): read again, they come from the file. */
+  dropPages?: (view: Uint8Array) => void;
 }
 
 /** Where the build puts it: the package's build/ (this module is src/util/ or dist/util/). */
