@@ -29,7 +29,7 @@ describe.skipIf(!mappable)('MappedWindowReader', () => {
   for (const [seed, window] of [[1, 64 << 10], [2, 200 << 10], [3, 1 << 30]] as const) {
     it(`seed ${seed}, windows of ${window} bytes: every take equals the file's bytes, views intact until releaseSpent and after their pages are dropped`, async () => {
       const rand = rng(seed);
-      const bytes = new Uint8Array(70 << 20); // past DROP_EVERY (32 MiB) twice, and YIELD_EVERY's steps
+      const bytes = new Uint8Array(70 << 20); // past DROP_EVERY (8 MiB) many times, and YIELD_EVERY's steps
       for (let i = 0; i < bytes.length; i += 4096) bytes.fill((rand() * 256) | 0, i, i + 4096);
       for (let i = 0; i < bytes.length; i += 997) bytes[i] = (rand() * 256) | 0;
       const path = join(work, `bytes-${seed}`);

@@ -10,8 +10,8 @@ import { nativeAddon } from '../util/native-addon.js';
 const WINDOW = 1 << 30;
 /** Let timers and signal handlers run (progress, Ctrl-C) after this many bytes without a pause (as window-input.ts). */
 const YIELD_EVERY = 16 << 20;
-/** Pages behind the parser are given back once this many bytes have been passed since the last time. */
-const DROP_EVERY = 32 << 20;
+/** Pages behind the parser are given back once this many bytes have been passed since the last time (mapped pages count in RSS). */
+const DROP_EVERY = 8 << 20;
 const PAGE = 4096;
 
 /** Whether regular files can be read through mappings here (the addon is built and loaded, BTRFS_TS_MMAP is not off). */
