@@ -15,8 +15,22 @@
 // file while starting (~50 ms of a 78 ms `node -e 0` here); btrfs-ts opens no TLS connection.
 // `node bin/btrfs-ts.js` runs without either. Heap sizes cannot be changed once the process runs
 // (v8.setFlagsFromString leaves them), and `#!/usr/bin/env -S node ...` is not understood by every env (BusyBox).
-// dist/cli/launch.js: the CLI from its bundle and code cache (made by `npm run build`), else from dist/
-import { loadMain } from '../dist/cli/launch.js';
+// CommonJS (bin/package.json), so that node starts it without its ES module loader: dist/cli/launch.cjs is
+// dist/cli/launch.js built as CommonJS by `npm run build` (~5-10 ms of every command's start, tenth session
+// of docs/performance.md); where it is missing or older than launch.js, launch.js itself is imported.
+// launch: the CLI from its bundle and code cache (made by `npm run build`), else from dist/
+const { statSync } = require('node:fs');
+const { join } = require('node:path');
+
+function launcher() {
+  const cli = join(__dirname, '..', 'dist', 'cli');
+  try {
+    if (statSync(join(cli, 'launch.cjs')).mtimeMs >= statSync(join(cli, 'launch.js')).mtimeMs) return Promise.resolve(require(join(cli, 'launch.cjs')));
+  } catch {
+    // no CommonJS launcher (a build without esbuild, or tsc alone): the ES module
+  }
+  return import('../dist/cli/launch.js');
+}
 
 // A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter.
 process.stdout.on('error', (err) => {
@@ -24,7 +38,10 @@ process.stdout.on('error', (err) => {
   throw err;
 });
 
-(await loadMain())(process.argv).then(
-  (code) => { process.exitCode = code; },
-  (err) => { process.stderr.write(`btrfs-ts: ${err?.stack ?? err}\n`); process.exitCode = 70; },
-);
+launcher()
+  .then(({ loadMain }) => loadMain())
+  .then((main) => main(process.argv))
+  .then(
+    (code) => { process.exitCode = code; },
+    (err) => { process.stderr.write(`btrfs-ts: ${err?.stack ?? err}\n`); process.exitCode = 70; },
+  );

@@ -42,6 +42,21 @@ async function build(out) {
     banner: { js: "const __btrfsUrl = (p) => require('node:url').pathToFileURL(require('node:path').join(__btrfsDist, p)).href;" },
     logLevel: 'warning',
   });
+  // the launcher's own logic (dist/cli/launch.js) as CommonJS, which bin/btrfs-ts.js (CommonJS: bin/package.json)
+  // requires: node then starts without its ES module loader (~5-10 ms of every command); main.js stays an import().
+  // Only beside dist/'s own launch.js: a bundle made elsewhere (tests) leaves the one bin/ runs alone
+  if (out === DIST) await esbuild.build({
+    entryPoints: [join(DIST, 'cli', 'launch.js')],
+    outfile: join(DIST, 'cli', 'launch.cjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['./main.js'],
+    define: { 'import.meta.url': '__launchUrl' },
+    banner: { js: "const __launchUrl = require('node:url').pathToFileURL(__filename).href;" },
+    logLevel: 'warning',
+  });
   // the caches: for node as the launcher starts it, without flags and with receive's
   for (const [flags, cache] of [[[], 'cli.cache'], [RECEIVE_FLAGS, 'cli-receive.cache']]) {
     const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url), '--warm', out, cache], { stdio: ['ignore', 'ignore', 'inherit'] });
