@@ -1,4 +1,5 @@
 import { fstatSync } from 'node:fs';
+import { BtrfsTsError } from '../errors.js';
 import type { ByteReader } from '../stream/source.js';
 import { nativeAddon } from '../util/native-addon.js';
 
@@ -126,7 +127,13 @@ export class MappedWindowReader implements ByteReader {
     if (this.base + this.buf.length >= this.size) this.size = fstatSync(this.fd).size;
     if (this.base + this.buf.length >= this.size) return false;
     const len = Math.min(this.size - from, Math.max(this.window, this.position - from + n));
-    const ab = nativeAddon!.mapFile!(this.fd, from, len);
+    let ab: ArrayBuffer;
+    try {
+      ab = nativeAddon!.mapFile!(this.fd, from, len);
+    } catch (e) {
+      // the first window's failure is open()'s (read(2) instead); a later one ends the input with a reason
+      throw new BtrfsTsError('INPUT_READ', `cannot map ${len} bytes of the input at byte ${from}: ${(e as Error).message}`, { offset: from, cause: e });
+    }
     const had = this.limit - this.start;
     this.buf = new Uint8Array(ab);
     this.base = from;
