@@ -2,6 +2,7 @@ import { fstatSync } from 'node:fs';
 import { BtrfsTsError } from '../errors.js';
 import type { ByteReader } from '../stream/source.js';
 import { nativeAddon } from '../util/native-addon.js';
+import { ReadProgress, YIELD_EVERY } from './read-progress.js';
 
 /**
  * Bytes mapped at a time (by default). A command is a view of one mapping, so the next window starts at
@@ -9,8 +10,6 @@ import { nativeAddon } from '../util/native-addon.js';
  * length far from any limit and the remappings of a 10 GB stream to ten.
  */
 const WINDOW = 1 << 30;
-/** Let timers and signal handlers run (progress, Ctrl-C) after this many bytes without a pause (as window-input.ts). */
-const YIELD_EVERY = 16 << 20;
 /** Pages behind the parser are given back once this many bytes have been passed since the last time (mapped pages count in RSS). */
 const DROP_EVERY = 8 << 20;
 const PAGE = 4096;
@@ -45,18 +44,19 @@ export class MappedWindowReader implements ByteReader {
   private size: number;
   private droppedTo = 0;
   private eof = false;
-  private sinceYield = 0;
+  private readonly progress: ReadProgress;
   position = 0;
   readonly reusing = true;
 
   private constructor(
     private readonly fd: number,
-    private readonly onRead: ((bytes: number) => void) | undefined,
+    onRead: ((bytes: number) => void) | undefined,
     private readonly closeFd: (() => Promise<void>) | undefined,
     private readonly window: number,
     size: number,
   ) {
     this.size = size;
+    this.progress = new ReadProgress(onRead);
   }
 
   /**
@@ -88,12 +88,8 @@ export class MappedWindowReader implements ByteReader {
       }
       const step = Math.min(this.buf.length - this.limit, Math.max(YIELD_EVERY, n - (this.limit - this.start)));
       this.limit += step;
-      this.onRead?.(step);
-      this.sinceYield += step;
-      if (this.sinceYield >= YIELD_EVERY) {
-        this.sinceYield = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
+      const pause = this.progress.advance(step);
+      if (pause) await pause;
     }
     return Math.min(n, this.limit - this.start);
   }

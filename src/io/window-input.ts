@@ -4,6 +4,7 @@ import type { ByteReader, WindowSource } from '../stream/source.js';
 import { alignedBytes, padToAlign, READ_ALIGN } from '../util/aligned.js';
 import { MappedWindowReader } from './mapped-input.js';
 import { PooledFileInput } from './pooled-input.js';
+import { ReadProgress } from './read-progress.js';
 
 /**
  * Bytes per read(2). Small on purpose: a 128 KiB read lands in the CPU's L2 cache, where the parser's CRC
@@ -11,8 +12,6 @@ import { PooledFileInput } from './pooled-input.js';
  * 128 KiB pieces against 0.57 s in 1 MiB pieces, read + CRC32C 0.61 s against 0.95 s.
  */
 const READ_SIZE = 128 << 10;
-/** Let timers and signal handlers run (progress, Ctrl-C) after this many bytes read without a pause. */
-const YIELD_EVERY = 16 << 20;
 
 /**
  * A regular file read as a send stream. Iterated, it gives recycled 1 MiB chunks (PooledFileInput); the
@@ -73,11 +72,14 @@ export abstract class WindowReader implements ByteReader {
   private start = 0;
   private end = 0;
   private eof = false;
-  private sinceYield = 0;
   position = 0;
   readonly reusing = true;
 
-  constructor(private readonly onRead?: (bytes: number) => void) {}
+  private readonly progress: ReadProgress;
+
+  constructor(onRead?: (bytes: number) => void) {
+    this.progress = new ReadProgress(onRead);
+  }
 
   /** Reads up to `len` bytes into buf at `off`: how many (0 at the end of the input), now or later. */
   protected abstract readInto(buf: Uint8Array, off: number, len: number): number | Promise<number>;
@@ -98,12 +100,8 @@ export abstract class WindowReader implements ByteReader {
         break;
       }
       this.end += got;
-      this.onRead?.(got);
-      this.sinceYield += got;
-      if (this.sinceYield >= YIELD_EVERY) {
-        this.sinceYield = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
+      const pause = this.progress.advance(got);
+      if (pause) await pause;
     }
     return Math.min(n, this.end - this.start);
   }
