@@ -46,11 +46,10 @@ export function btrfsCsumFromRaw(raw: number): number {
  */
 export function crc32cRawBySector(crc: number, data: Uint8Array, sectors: Uint32Array): number {
   crcPiecesRaw(data, CRC_SECTOR, sectors);
-  let c = crc;
-  for (let i = 0; i < sectors.length; i++) c = crc32cShiftSector(c) ^ sectors[i]!;
+  const c = crc32cCombineSectors(crc, sectors, 0, sectors.length);
   const o = sectors.length * CRC_SECTOR;
   // (data of whole sectors — every encoded extent's — has no tail to take a view of)
-  return o === data.length ? c >>> 0 : crcUpdate(c >>> 0, data.subarray(o));
+  return o === data.length ? c : crcUpdate(c, data.subarray(o));
 }
 
 /** The raw register `crc` carried on over sectors whose raw CRCs are raw[from .. to): crcUpdate over their bytes, without the pass. */
