@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import type { BlockDevice } from '../image/device.js';
 import { ImageError } from '../errors.js';
+import { readFullAt } from './read-full.js';
 import { UndoLog } from './undo-log.js';
 import { WriteBehind } from './write-behind.js';
 
@@ -71,12 +72,7 @@ export class FileDevice implements BlockDevice {
       this.throwIfFailed();
     }
     const out = new Uint8Array(len);
-    let done = 0;
-    while (done < len) {
-      const n = fs.readSync(this.fd, out, done, len - done, Number(offset) + done);
-      if (n === 0) break; // past EOF reads as zeros
-      done += n;
-    }
+    readFullAt(this.fd, out, Number(offset)); // past EOF reads as zeros
     return out;
   }
 

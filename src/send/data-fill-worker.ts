@@ -9,11 +9,12 @@
  */
 export const FILL_WORKER = `(async () => {
 const { parentPort, workerData } = await import('node:worker_threads');
-const { openSync, readSync } = await import('node:fs');
+const { openSync } = await import('node:fs');
 const { modules, shared, arena, path, layout: L } = workerData;
-let csum, algo, fd;
+let csum, algo, fd, readFullAt;
 try {
   csum = await import(new URL('image/structs/csum.js', modules).href);
+  ({ readFullAt } = await import(new URL('io/read-full.js', modules).href));
   algo = await csum.loadCsum(0);
   fd = openSync(path, 'r');
 } catch (e) {
@@ -25,13 +26,6 @@ const ints = new Int32Array(shared, L.INTS_AT, L.RING * L.INTS);
 const offs = new Float64Array(shared, L.OFFS_AT, L.RING * L.MAX_COPIES);
 const out = new Uint8Array(arena);
 const have = new Uint8Array(L.MAX_SECTORS).fill(1);
-function readAll(buf, pos) {
-  for (let done = 0; done < buf.length;) {
-    const n = readSync(fd, buf, done, buf.length - done, pos + done);
-    if (n === 0) { buf.fill(0, done); return; }
-    done += n;
-  }
-}
 function run(e) {
   const n = ints[e * L.INTS], len = ints[e * L.INTS + 1], at = ints[e * L.INTS + 2];
   const room = out.subarray(at, at + len);
@@ -39,7 +33,7 @@ function run(e) {
   const sums = new Uint8Array(shared, L.SUMS_AT + e * L.MAX_SECTORS * 4, sectors * 4);
   for (let k = 0; k < n; k++) {
     try {
-      readAll(room, offs[e * L.MAX_COPIES + k]);
+      readFullAt(fd, room, offs[e * L.MAX_COPIES + k]);
     } catch {
       return 2;
     }

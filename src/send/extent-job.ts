@@ -7,9 +7,9 @@
  * WAITING does it. The word holds the job's sequence number too, so that a slot the send took a job of
  * can be reused at once: the worker, reaching the old job later, finds another job's word and passes.
  */
-import { readSync } from 'node:fs';
 import { decompressExtent, type BtrfsCompressType } from '../compress/index.js';
 import { firstBadSector, type CsumAlgo } from '../image/structs/csum.js';
+import { readFullAt } from '../io/read-full.js';
 
 /** Job states (one Int32 per slot, shared): announced, being done by the reading thread, taken by the send. */
 export const JOB_WAITING = 0;
@@ -51,17 +51,6 @@ export interface JobAnswer {
   taken?: boolean;
 }
 
-function readAll(fd: number, buf: Uint8Array, len: number, pos: number): void {
-  for (let done = 0; done < len;) {
-    const n = readSync(fd, buf, done, len - done, pos + done);
-    if (n === 0) {
-      buf.fill(0, done, len);
-      return;
-    }
-    done += n;
-  }
-}
-
 export function runJob(c: JobContext, { slot, len, copies, sectors, decode }: Job): JobAnswer {
   const base = slot * c.slotBytes;
   const input = new Uint8Array(c.shared, base, len);
@@ -71,7 +60,7 @@ export function runJob(c: JobContext, { slot, len, copies, sectors, decode }: Jo
     let ok = false;
     try {
       for (const phys of copies) {
-        readAll(c.fd!, input, len, phys);
+        readFullAt(c.fd!, input, phys);
         if (!sums || firstBadSector(c.algo, input, len, c.sectorsize, sums, have!) < 0) {
           ok = true;
           break;
