@@ -8,7 +8,7 @@ import type { ExtentRef } from './extent-data.js';
 import { alignedShared } from '../util/aligned.js';
 import { placeInto } from '../util/bytes.js';
 import { EXTENT_WORKER } from './extent-worker.js';
-import { JOB_SEND, JOB_SEQ_MASK, JOB_WAITING, jobWord, type Job, type JobAnswer, type JobContext, runJob } from './extent-job.js';
+import { claimJob, JOB_SEND, JOB_SEQ_MASK, JOB_WAITING, jobWord, type Job, type JobAnswer, type JobContext, runJob } from './extent-job.js';
 
 /**
  * Compressed extents read, verified and (for a send that writes decoded data) decoded on a second thread
@@ -242,7 +242,7 @@ export class ExtentAhead {
 
   /** Whether the send got `q`'s job: swapped from waiting to taken before the worker began it. */
   private take({ slot, job: { seq } }: Pending): boolean {
-    return Atomics.compareExchange(this.states, slot, jobWord(seq, JOB_WAITING), jobWord(seq, JOB_SEND)) === jobWord(seq, JOB_WAITING);
+    return claimJob(this.states, slot, seq, JOB_SEND);
   }
 
   private settle(d: JobAnswer): void {

@@ -19,6 +19,12 @@ export const JOB_SEND = 2;
 export const JOB_SEQ_MASK = (1 << 29) - 1;
 export const jobWord = (seq: number, state: number): number => (seq << 2) | state;
 
+/** Whether `by` (JOB_WORKER or JOB_SEND) got job `seq` of `slot`: it swapped the slot's word from that job's JOB_WAITING. */
+export function claimJob(states: Int32Array, slot: number, seq: number, by: number): boolean {
+  const waiting = jobWord(seq, JOB_WAITING);
+  return Atomics.compareExchange(states, slot, waiting, jobWord(seq, by)) === waiting;
+}
+
 export interface JobContext {
   shared: SharedArrayBuffer;
   slotSize: number;

@@ -27,6 +27,5 @@ try {
 }
 const state = new Int32Array(states);
 parentPort.on('message', (jobs) => parentPort.postMessage(jobs.map((j) =>
-  Atomics.compareExchange(state, j.slot, job.jobWord(j.seq, job.JOB_WAITING), job.jobWord(j.seq, job.JOB_WORKER)) === job.jobWord(j.seq, job.JOB_WAITING)
-    ? job.runJob(ctx, j) : { slot: j.slot, taken: true })));
+  job.claimJob(state, j.slot, j.seq, job.JOB_WORKER) ? job.runJob(ctx, j) : { slot: j.slot, taken: true })));
 })();`;
