@@ -51,10 +51,13 @@ for c in "${CASES[@]}"; do
   echo "== $name" >&2
   for ((i = 1; i <= N; i++)); do
     mount -o loop,ro "$IMG" "$MNT"
-    sync # each side starts with no dirty pages of the other's output (below)
+    # each side starts with no output file (below) and no dirty pages of the other's output
+    rm -f "$WORK/kernel-$name.stream"
+    sync
     # shellcheck disable=SC2086
     measure "kernel-$name" btrfs send -q $args -f "$WORK/kernel-$name.stream" "$MNT/big"
     umount "$MNT"
+    rm -f "$WORK/ts-$name.stream"
     sync
     # shellcheck disable=SC2086
     measure "ts-$name" $BTRFS_TS send -q $args -f "$WORK/ts-$name.stream" "$IMG" big
@@ -67,9 +70,11 @@ done
 echo "== incremental" >&2
 for ((i = 1; i <= N; i++)); do
   mount -o loop,ro "$IMG" "$MNT"
+  rm -f "$WORK/kernel-incr.stream"
   sync
   measure kernel-incr btrfs send -q -p "$MNT/big" -f "$WORK/kernel-incr.stream" "$MNT/big2-ro"
   umount "$MNT"
+  rm -f "$WORK/ts-incr.stream"
   sync
   measure ts-incr $BTRFS_TS send -q -p big -f "$WORK/ts-incr.stream" "$IMG" big2-ro
 done
@@ -88,7 +93,7 @@ OUT=$WORK/section.md
   echo
   echo "$(machine_info)"
   echo
-  echo "Command: \`sudo bench/send.sh $N\` — $N runs per side and case (alternating). Source: the kernel's receive of \`streams/big/big-zstd-v2.stream\` into a fresh 6 GiB image (subvolume \`big\`, read-only). Both sides write the stream to a file in \`/tmp\`; the kernel side is \`btrfs send -q [ARGS] -f OUT MNT/big\` with the image mounted read-only before (not timed), btrfs-ts is \`btrfs-ts send -q [ARGS] -f OUT IMG big\`. Before every timed run an untimed \`sync\`: neither side's run then writes back the 0.6–1.2 GiB the other side's run left dirty in the page cache (without it the run after the kernel's paid for the kernel's writeback: protocol 1, three alternating runs each, 2026-11-26 13:58: btrfs-ts 6.41 s against the kernel's 4.82 s; with it 4.78 against 4.96 s). Wall time is the median, peak RSS the maximum over the runs."
+  echo "Command: \`sudo bench/send.sh $N\` — $N runs per side and case (alternating). Source: the kernel's receive of \`streams/big/big-zstd-v2.stream\` into a fresh 6 GiB image (subvolume \`big\`, read-only). Both sides write the stream to a file in \`/tmp\`; the kernel side is \`btrfs send -q [ARGS] -f OUT MNT/big\` with the image mounted read-only before (not timed), btrfs-ts is \`btrfs-ts send -q [ARGS] -f OUT IMG big\`. Before every timed run the side's previous output is removed and an untimed \`sync\` run. The removal matters: \`-f\` on an existing file truncates it inside the timed run, and freeing 0.6 GiB on this ext4 (mounted with \`discard\`) took 0.4–0.55 s of either side's run (2026-11-27, \`--compressed-data\`: the kernel 0.54–0.80 s into a new file, 1.13–1.18 s over its last output). The \`sync\`: neither side's run then writes back the 0.6–1.2 GiB the other side's run left dirty in the page cache (without it the run after the kernel's paid for the kernel's writeback: protocol 1, three alternating runs each, 2026-11-26 13:58: btrfs-ts 6.41 s against the kernel's 4.82 s; with it 4.78 against 4.96 s). Wall time is the median, peak RSS the maximum over the runs."
   echo
   echo "CPU is user+sys of the process (median): for the kernel side the btrfs-progs process, whose system time is the send ioctl itself (the kernel's send runs in the caller's context); for btrfs-ts every thread of node. Under load CPU seconds compare better than wall times."
   echo
