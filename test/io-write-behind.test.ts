@@ -175,6 +175,35 @@ describe('FileDevice with write-behind', () => {
     expect(Buffer.compare(readFileSync(file), model)).toBe(0);
   });
 
+  it('grow() with the thread running extends the file after the queued writes (direct ones in flight); reads past the old end give zeros; a grow below the size cuts nothing', () => {
+    const { file, dev, model, put } = modelDevice('grow.img');
+    let grown = model;
+    try {
+      dev.setWriteBehind(true, 0);
+      const start = model.length;
+      put(start - 4096, bytes(4096, 30));
+      // 12 MiB of direct writes in flight, then the size change behind them
+      put(0, bytes(12 << 20, 31));
+      dev.grow(BigInt(start + (3 << 20)));
+      expect(dev.size()).toBe(BigInt(start + (3 << 20)));
+      expect(Buffer.compare(dev.read(BigInt(start), 8192), new Uint8Array(8192))).toBe(0);
+      // a write past the new end, then a grow to less than that: the file keeps the write
+      const past = start + (4 << 20);
+      dev.write(BigInt(past), bytes(4096, 32));
+      dev.grow(BigInt(past + 4096 - 10));
+      dev.flush();
+      grown = new Uint8Array(past + 4096);
+      grown.set(model);
+      grown.set(bytes(4096, 32), past);
+      dev.setWriteBehind(false);
+    } finally {
+      dev.close();
+    }
+    const got = readFileSync(file);
+    expect(got.length).toBe(grown.length);
+    expect(Buffer.compare(got, grown)).toBe(0);
+  });
+
   it('writes from shared memory are lent: the bytes change only after settle() says the device is done with them', () => {
     const { file, dev, model, put } = modelDevice('lent.img');
     const buf = new Uint8Array(alignedShared(2 << 20), 0, 2 << 20);

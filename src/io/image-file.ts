@@ -3,7 +3,7 @@ import type { BlockDevice } from '../image/device.js';
 import { ImageError } from '../errors.js';
 import { readFullAt } from './read-full.js';
 import { UndoLog } from './undo-log.js';
-import { WriteBehind } from './write-behind.js';
+import { OP_EXTEND, WriteBehind } from './write-behind.js';
 
 /**
  * Bytes written in place before a write-behind thread asked for is started. Its start costs a second V8
@@ -173,6 +173,7 @@ export class FileDevice implements BlockDevice {
     const f = this.behind?.failed();
     if (!f) return;
     if (f.op === 2) throw new ImageError('IMAGE_FLUSH', `cannot make the image durable (fsync): ${f.message}`);
+    if (f.op === OP_EXTEND) throw new ImageError('IMAGE_GROW', `cannot grow ${this.path} to ${f.off} bytes: ${f.message}`);
     throw this.writeError(f.len, BigInt(f.off), f.message);
   }
 
@@ -183,6 +184,16 @@ export class FileDevice implements BlockDevice {
 
   grow(newSize: bigint): void {
     if (newSize <= this.bytes) return;
+    // with writes queued, the thread extends the file after them (reads past the end meanwhile give zeros, as a hole does)
+    if (this.behind) {
+      this.throwIfFailed();
+      if (this.behind.extend(Number(newSize))) {
+        this.bytes = newSize;
+        return;
+      }
+      this.behind.drain();
+      this.throwIfFailed();
+    }
     try {
       fs.ftruncateSync(this.fd, Number(newSize));
     } catch (err) {
