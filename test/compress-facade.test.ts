@@ -18,6 +18,7 @@ import {
   zstdFrameInfo,
   zstdWindowOk,
 } from '../src/compress/index.js';
+import { zstdHeadersWithin } from '../src/compress/zstd.js';
 import { CodecError } from '../src/errors.js';
 
 const DIR = join(__dirname, 'fixtures/compress');
@@ -116,6 +117,23 @@ describe('zstdFrameInfo / hand-built frames', () => {
     expect(bad((b) => ((b[4] = b[4]! | 0x08), b))).toThrow(CodecError);
     expect(bad((b) => b.subarray(0, b.length - 1))).toThrow(CodecError);
     expect(() => zstdFrameInfo(rawFrame(text.subarray(0, 5000), 12))).toThrow(/exceeds the maximum/);
+  });
+});
+
+describe('zstdHeadersWithin: whether the first bytes decide the frame walk', () => {
+  it('true when every block header is in them (whatever follows), false when one lies past them', () => {
+    const one = rawFrame(text.subarray(0, 30_000), 17); // one block: its header is at byte 6
+    const three = rawFrame(text.subarray(0, 30_000), 17, 10_000); // the second header at 6 + 3 + 10000
+    expect(zstdHeadersWithin(one, 4096)).toBe(true);
+    expect(zstdHeadersWithin(three, 4096)).toBe(false);
+    expect(zstdHeadersWithin(three, three.length)).toBe(true);
+    expect(zstdHeadersWithin(three, 10_009)).toBe(false);
+    expect(zstdHeadersWithin(three, 10_012)).toBe(false); // the third header still past it
+    // a frame bad within the first bytes: decided there (the walk fails the same on the whole frame)
+    const bad = one.slice();
+    bad[4] = bad[4]! | 0x08;
+    expect(zstdHeadersWithin(bad, 4096)).toBe(true);
+    expect(zstdHeadersWithin(one, 10)).toBe(false);
   });
 });
 

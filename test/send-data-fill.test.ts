@@ -11,7 +11,9 @@ import { DataFill } from '../src/send/data-fill.js';
 import { sendSubvolume } from '../src/send/index.js';
 import { BufferPool } from '../src/util/bytes.js';
 import { crc32cBtrfs } from '../src/util/crc32c.js';
+import { encodeAll } from './helpers/craft.js';
 import { collect } from './helpers/streams.js';
+import * as C from '../src/stream/constants.js';
 import { skipReason } from './helpers/oracle.js';
 
 /**
@@ -228,6 +230,35 @@ describe.skipIf(!built)('btrfs-ts send reading data behind it', () => {
       expect(r.status).toBe(0);
       expect(r.out!.equals(await inLine(img, args) as Buffer), args.join(' ')).toBe(true);
     }
+  });
+
+  it('a zstd frame of several blocks whose second block header lies past the first sector: planned on its real bytes (ENCODED_WRITE, as in line)', async () => {
+    // 128 KiB of content in two blocks: 6000 raw bytes, then an RLE block for the rest (RFC 8878 3.1.1)
+    const raw = blocks(9, 6000);
+    const content = 128 * 1024;
+    const hdr = [0x28, 0xb5, 0x2f, 0xfd, 0xa0, ...[0, 8, 0, 0].map((_, i) => (content >>> (8 * i)) & 0xff)]; // single segment, 4-byte content size
+    const bh = (last: number, type: number, size: number) => { const v = (size << 3) | (type << 1) | last; return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff]; };
+    const frame = Uint8Array.from([...hdr, ...bh(0, 0, raw.length), ...raw, ...bh(1, 1, content - raw.length), 0x61]);
+    expect(frame.length).toBeGreaterThan(4096 + 3);
+    const te = new TextEncoder();
+    const stream = encodeAll(2, [
+      { cmd: C.BTRFS_SEND_C_SUBVOL, path: te.encode('sv'), uuid: new Uint8Array(16).fill(7), ctransid: 9n },
+      { cmd: C.BTRFS_SEND_C_MKFILE, path: te.encode('f'), ino: 257n },
+      { cmd: C.BTRFS_SEND_C_ENCODED_WRITE, path: te.encode('f'), fileOffset: 0n, unencodedFileLen: BigInt(content), unencodedLen: BigInt(content), unencodedOffset: 0n, compression: 2, data: frame },
+      { cmd: C.BTRFS_SEND_C_END },
+    ]);
+    const streamFile = join(work, 'multiblock.stream');
+    const mimg = join(work, 'multiblock.img');
+    writeFileSync(streamFile, stream);
+    const rr = spawnSync('node', [BIN, 'receive', '-q', '-f', streamFile, mimg], { encoding: 'utf8' });
+    expect(rr.status, rr.stderr).toBe(0);
+    const want = await inLine(mimg, ['--compressed-data']);
+    expect(want).toBeInstanceOf(Buffer);
+    const r = cli(mimg, ['--compressed-data']);
+    expect(r.stderr).toBe('');
+    expect(r.out!.equals(want as Buffer)).toBe(true);
+    const dump = spawnSync('node', [BIN, 'dump', '-f', join(work, 'out.stream')], { encoding: 'utf8' });
+    expect(dump.stdout).toMatch(/encoded_write +\.\/sv\/f +offset=0 len=8192, unencoded_file_len=131072, unencoded_len=131072, unencoded_offset=0, compression=2,/);
   });
 
   it('a damaged first copy (DUP): the second is sent, the same stream', async () => {

@@ -37,8 +37,31 @@ function fail(message: string, offset: number): never {
   throw new CodecError('ZSTD_FRAME', `zstd: ${message}`, { offset });
 }
 
-/** Parses the frame at the start of `data`; trailing bytes (padding) are ignored. */
-export function zstdFrameInfo(data: Uint8Array): ZstdFrameInfo {
+/** zstdFrameInfo's walk needed a block header at or past `known` (the bytes there are not the frame's yet). */
+class BeyondKnown extends Error {}
+
+/**
+ * Whether zstdFrameInfo(data) reads nothing at or past `known`: then the first `known` bytes decide what it
+ * says, whatever follows them. A send that reads an extent's first sector before the rest (the data read
+ * behind it, send/extent-data.ts) plans with the frame walk only when the block headers all lie in it.
+ */
+export function zstdHeadersWithin(data: Uint8Array, known: number): boolean {
+  // the frame header (at most 18 bytes) is read without the check
+  if (known < 18) return false;
+  try {
+    zstdFrameInfo(data, known);
+  } catch (e) {
+    if (e instanceof BeyondKnown) return false;
+    if (!(e instanceof CodecError)) throw e;
+  }
+  return true;
+}
+
+/**
+ * Parses the frame at the start of `data`; trailing bytes (padding) are ignored. `known`: the walk must read
+ * no header at or past it (zstdHeadersWithin).
+ */
+export function zstdFrameInfo(data: Uint8Array, known = data.length): ZstdFrameInfo {
   const n = data.length;
   if (n < 6) fail('too short for a frame header', 0);
   const magic = (data[0]! | (data[1]! << 8) | (data[2]! << 16) | (data[3]! << 24)) >>> 0;
@@ -75,6 +98,7 @@ export function zstdFrameInfo(data: Uint8Array): ZstdFrameInfo {
   let blockCount = 0;
   for (;;) {
     if (n - p < 3) fail('truncated block header', p);
+    if (p + 3 > known) throw new BeyondKnown();
     const bh = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16);
     const last = bh & 1;
     const type = (bh >> 1) & 3;

@@ -8,7 +8,8 @@ import { placeInto } from '../util/bytes.js';
 import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
 import type { DataFill } from './data-fill.js';
 import type { ExtentAhead } from './extent-ahead.js';
-import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem, csumAlgo, firstBadSector } from '../image/structs.js';
+import { zstdHeadersWithin } from '../compress/zstd.js';
+import { BTRFS_COMPRESS_NONE, BTRFS_COMPRESS_ZSTD, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem, csumAlgo, firstBadSector } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
 export interface ExtentRef {
@@ -107,6 +108,9 @@ async function readBehind(x: ExtentRef, logical: bigint, len: number, room: Uint
     const got = await x.img.src.read(copies[0]!, skip, data);
     placeInto(data, got);
     if (firstBadSector(csumAlgo(x.img.superblock.csum_type), data, skip, skip, sums!.sums, sums!.have.subarray(0, 1)) >= 0) return undefined;
+    // the planner walks a zstd frame's block headers: a frame of several blocks may have them past the
+    // first sector, where the room holds earlier bytes until the rest is read — such an extent is read in line
+    if (x.fe.compression === BTRFS_COMPRESS_ZSTD && !zstdHeadersWithin(data, skip)) return undefined;
     if (len === skip) return piece;
   }
   await fill.post(data.subarray(skip), len - skip, copies.map((c) => c + BigInt(skip)), sums!.sums.subarray(4 * (skip / CRC_SECTOR)), async () => {
