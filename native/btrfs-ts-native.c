@@ -19,6 +19,9 @@
  *   the parser's views are the page cache's pages, with no copy into a buffer (read(2) was the largest
  *   single cost of a dump), and the pages behind the parser are given back as it goes.
  *
+ * - copyFileRange: copy_file_range(2), for the image writer thread to take an encoded extent's bytes
+ *   straight from the stream file into the image (src/io/write-behind.ts) instead of from a copy in memory.
+ *
  * Everything works on the register btrfs-ts calls "raw": seed as given, no inversion on entry or exit
  * (the send stream's CRC; standard CRC32C is ~raw(~0, data)).
  */
@@ -291,6 +294,40 @@ static napi_value js_drop_pages(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * copyFileRange(fdIn, offIn, fdOut, offOut, length): copy_file_range(2) at the given offsets (neither
+ * descriptor's file position moves): the bytes go from the one file's page cache to the other's inside
+ * the kernel, without a pass through this process's memory. Returns the bytes copied (fewer than asked
+ * at the input's end; the caller loops). Throws an Error with the errno's code (EXDEV, EINVAL, ENOSYS,
+ * EOPNOTSUPP, ...): the caller then copies through a buffer.
+ */
+static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t fd_in, fd_out;
+  int64_t off_in, off_out, length;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5 || napi_get_value_int32(env, argv[0], &fd_in) != napi_ok || napi_get_value_int64(env, argv[1], &off_in) != napi_ok
+      || napi_get_value_int32(env, argv[2], &fd_out) != napi_ok || napi_get_value_int64(env, argv[3], &off_out) != napi_ok
+      || napi_get_value_int64(env, argv[4], &length) != napi_ok || off_in < 0 || off_out < 0 || length < 0) {
+    napi_throw_type_error(env, NULL, "copyFileRange(fdIn, offIn, fdOut, offOut, length)");
+    return NULL;
+  }
+  loff_t in = (loff_t)off_in, out = (loff_t)off_out;
+  ssize_t n;
+  do n = copy_file_range(fd_in, &in, fd_out, &out, (size_t)length, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    char code[32];
+    const char *name = errno == EXDEV ? "EXDEV" : errno == EINVAL ? "EINVAL" : errno == ENOSYS ? "ENOSYS" : errno == EOPNOTSUPP ? "EOPNOTSUPP"
+      : errno == EBADF ? "EBADF" : errno == EIO ? "EIO" : errno == ENOSPC ? "ENOSPC" : NULL;
+    if (name == NULL) snprintf(code, sizeof code, "E%d", errno);
+    napi_throw_error(env, name != NULL ? name : code, strerror(errno));
+    return NULL;
+  }
+  return number(env, (double)n);
+}
+
 static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
@@ -325,6 +362,7 @@ NAPI_MODULE_INIT() {
 #endif
   export_fn(env, exports, "mapFile", js_map_file);
   export_fn(env, exports, "dropPages", js_drop_pages);
+  export_fn(env, exports, "copyFileRange", js_copy_file_range);
   {
     struct env_data *ed = calloc(1, sizeof *ed);
     if (ed != NULL && napi_set_instance_data(env, ed, free_env_data, NULL) == napi_ok) export_fn(env, exports, "zstdDecompress", js_zstd_decompress);

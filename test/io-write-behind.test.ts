@@ -73,6 +73,57 @@ describe('write-behind thread', () => {
   });
 });
 
+describe('write-behind thread copying from another file', () => {
+  // copy_file_range through the addon, and through a buffer where the thread has none (BTRFS_TS_NATIVE=off,
+  // which the thread inherits): the same bytes, in queue order with the writes around and over them
+  for (const engine of ['copy_file_range', 'buffer'] as const) {
+    it(`copies ranges of a source file in order with writes (${engine})`, () => {
+      const SIZE = 4 << 20;
+      const source = bytes(3 << 20, 77);
+      const srcFile = join(work, `source-${engine}.bin`);
+      writeFileSync(srcFile, source);
+      const src = openSync(srcFile, 'r');
+      const was = process.env['BTRFS_TS_NATIVE'];
+      if (engine === 'buffer') process.env['BTRFS_TS_NATIVE'] = 'off';
+      const r = rng(11);
+      try {
+        writtenThrough(`copy-${engine}.bin`, SIZE, 64 * 1024, true, (wb, model) => {
+          for (let i = 0; i < 300; i++) {
+            const len = 1 + Math.floor(r() * r() * (1 << 20));
+            const off = Math.floor(r() * (SIZE - len));
+            if (i % 3 === 0) {
+              const data = bytes(Math.min(len, 60_000), 900 + i);
+              expect(wb.write(off, data)).toBe(true);
+              model.set(data, off);
+            } else {
+              const from = Math.floor(r() * (source.length - len));
+              expect(wb.copyFrom(off, src, from, len)).toBe(true);
+              model.set(source.subarray(from, from + len), off);
+            }
+          }
+        });
+        // past the source's end: a failure, reported as such
+        const file = join(work, `copy-short-${engine}.bin`);
+        writeFileSync(file, new Uint8Array(8192));
+        const fd = openSync(file, 'r+');
+        const wb = new WriteBehind(fd, 64 * 1024);
+        try {
+          wb.copyFrom(0, src, source.length - 100, 200);
+          wb.flush();
+          expect(wb.failed()?.message).toMatch(/ends before byte/);
+        } finally {
+          wb.stop();
+          closeSync(fd);
+        }
+      } finally {
+        if (was === undefined) delete process.env['BTRFS_TS_NATIVE'];
+        else process.env['BTRFS_TS_NATIVE'] = was;
+        closeSync(src);
+      }
+    });
+  }
+});
+
 describe('write-behind thread with an O_DIRECT descriptor', () => {
   it('writes large block-aligned writes directly, in order with the buffered ones around and over them', () => {
     const SIZE = 24 << 20;

@@ -1,3 +1,5 @@
+import type { FileRange } from '../io/file-range.js';
+
 /**
  * Block device abstraction the image writer and reader sit on. Synchronous on purpose: the writer's
  * commit is a long sequence of small positional writes, and `fs.readSync`/`fs.writeSync` on a file are
@@ -9,8 +11,11 @@ export interface BlockDevice {
   size(): bigint;
   /** Read exactly `len` bytes at `offset`; bytes past the end read as zeros. */
   read(offset: bigint, len: number): Uint8Array;
-  /** Write `bytes` at `offset`; writing past the end grows the device. */
-  write(offset: bigint, bytes: Uint8Array): void;
+  /**
+   * Write `bytes` at `offset`; writing past the end grows the device. `from`: the same bytes are there in
+   * a file (io/file-range.ts), and the device may copy them from it instead.
+   */
+  write(offset: bigint, bytes: Uint8Array, from?: FileRange): void;
   /** Make every previous write durable before returning (fsync). Commit ordering depends on it. */
   flush(): void;
   /** Grow (never shrink) to `newSize` bytes. */

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import type { BlockDevice } from '../image/device.js';
 import { ImageError } from '../errors.js';
+import type { FileRange, InputFile } from './file-range.js';
 import { readFullAt } from './read-full.js';
 import { UndoLog } from './undo-log.js';
 import { OP_EXTEND, WriteBehind } from './write-behind.js';
@@ -30,6 +31,12 @@ export class FileDevice implements BlockDevice {
   private undo: UndoLog | undefined;
   /** Per buffer written from without a copy (lent), the write-behind record to wait for before it may change. */
   private readonly lentUntil = new Map<SharedArrayBuffer, number>();
+  /**
+   * Input files written from (write's `from`) and this device's own descriptor of each (-1: cannot be
+   * opened): a copy queued on the thread must not read whatever file takes the input's descriptor number
+   * once the input is closed. Closed when the thread stops.
+   */
+  private readonly sources = new Map<InputFile, number>();
 
   private constructor(path: string, fd: number, size: bigint) {
     this.path = path;
@@ -76,7 +83,7 @@ export class FileDevice implements BlockDevice {
     return out;
   }
 
-  write(offset: bigint, bytes: Uint8Array): void {
+  write(offset: bigint, bytes: Uint8Array, from?: FileRange): void {
     const end = offset + BigInt(bytes.length);
     // the old bytes reach the journal before anything queued can overwrite them
     this.undo?.save(Number(offset), bytes.length);
@@ -93,7 +100,9 @@ export class FileDevice implements BlockDevice {
         if (end > this.bytes) this.bytes = end;
         return;
       }
-      if (this.behind.write(Number(offset), bytes)) {
+      // bytes that are in a file too are copied from there on the thread (copy_file_range), not into the ring
+      const src = from === undefined ? -1 : this.sourceFd(from.file);
+      if (src >= 0 ? this.behind.copyFrom(Number(offset), src, from!.offset, bytes.length) : this.behind.write(Number(offset), bytes)) {
         if (end > this.bytes) this.bytes = end;
         return;
       }
@@ -159,13 +168,29 @@ export class FileDevice implements BlockDevice {
     return this.behind !== undefined;
   }
 
-  /** After the thread's stop: forgets it and closes its direct descriptor. */
+  /** After the thread's stop: forgets it and closes its direct descriptor and those of the files it copied from. */
   private dropBehind(): void {
     // stopped: it wrote everything it was lent
     this.behind = undefined;
     this.lentUntil.clear();
     if (this.directFd >= 0) fs.closeSync(this.directFd);
     this.directFd = -1;
+    for (const fd of this.sources.values()) if (fd >= 0) fs.closeSync(fd);
+    this.sources.clear();
+  }
+
+  /** This device's descriptor of `file` (the same file opened again through /proc), or -1. */
+  private sourceFd(file: InputFile): number {
+    let fd = this.sources.get(file);
+    if (fd === undefined) {
+      try {
+        fd = fs.openSync(`/proc/self/fd/${file.fd}`, 'r');
+      } catch {
+        fd = -1; // no /proc: written from memory as any other bytes
+      }
+      this.sources.set(file, fd);
+    }
+    return fd;
   }
 
   /** The first failure of a write-behind thread, as the synchronous call would have thrown it. */

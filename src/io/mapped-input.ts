@@ -2,6 +2,7 @@ import { fstatSync } from 'node:fs';
 import { BtrfsTsError } from '../errors.js';
 import type { ByteReader } from '../stream/source.js';
 import { nativeAddon } from '../util/native-addon.js';
+import { InputFile, registerMapping } from './file-range.js';
 import { ReadProgress, YIELD_EVERY } from './read-progress.js';
 
 /**
@@ -44,6 +45,8 @@ export class MappedWindowReader implements ByteReader {
   private size: number;
   private droppedTo = 0;
   private eof = false;
+  /** What the mappings are registered as (file-range.ts): their views' bytes can be copied from the file. */
+  private readonly file: InputFile;
   private readonly progress: ReadProgress;
   position = 0;
   readonly reusing = true;
@@ -57,6 +60,7 @@ export class MappedWindowReader implements ByteReader {
   ) {
     this.size = size;
     this.progress = new ReadProgress(onRead);
+    this.file = new InputFile(fd);
   }
 
   /**
@@ -130,6 +134,7 @@ export class MappedWindowReader implements ByteReader {
       // the first window's failure is open()'s (read(2) instead); a later one ends the input with a reason
       throw new BtrfsTsError('INPUT_READ', `cannot map ${len} bytes of the input at byte ${from}: ${(e as Error).message}`, { offset: from, cause: e });
     }
+    registerMapping(ab, this.file, from);
     const had = this.limit - this.start;
     this.buf = new Uint8Array(ab);
     this.base = from;

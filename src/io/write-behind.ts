@@ -1,5 +1,6 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { alignedShared } from '../util/aligned.js';
+import { NATIVE_ADDON_PATH } from '../util/native-addon.js';
 import { copyShared } from '../util/shared-copy.js';
 
 /**
@@ -35,6 +36,8 @@ const OP_DIRECT = 3;
 const OP_LENT = 4;
 /** The file extended to the record's offset (a larger device), in order with the writes. */
 export const OP_EXTEND = 5;
+/** Bytes copied from another file (its descriptor in the record's last field, the position its offset) with copy_file_range. */
+const OP_COPY = 6;
 /** Fields per record. */
 const REC = 5;
 const SLOTS = 4096; // power of two: slot = counter & (SLOTS - 1) also for wrapped (negative) counters
@@ -72,7 +75,7 @@ const START_TIMEOUT_MS = 30_000;
 const WORKER = `(async () => {
 const fs = await import('node:fs');
 const { workerData, receiveMessageOnPort } = await import('node:worker_threads');
-const { fd, ctrlBuf, recBuf, dataBuf, port, writebackBytes } = workerData;
+const { fd, ctrlBuf, recBuf, dataBuf, port, writebackBytes, addonPath } = workerData;
 let directFd = workerData.directFd;
 const ctrl = new Int32Array(ctrlBuf), recs = new Float64Array(recBuf), data = new Uint8Array(dataBuf);
 let done = 0, failed = false, syncing = 0, unsynced = 0;
@@ -92,6 +95,40 @@ const fail = (op, len, off, e) => {
   failed = true;
   port.postMessage({ op, len, off, message: String(e && e.message), code: e && e.code });
   Atomics.store(ctrl, 2, 1);
+};
+// copy_file_range through the addon, loaded at the first copy; where it is missing or the kernel refuses
+// (another file system type, an old kernel), through a buffer
+let copyRange;
+let copyBuf;
+const copy = async (src, from, len, off) => {
+  if (copyRange === undefined) {
+    copyRange = null;
+    if (process.env.BTRFS_TS_NATIVE !== 'off') try {
+      const { createRequire } = await import('node:module');
+      const a = createRequire(addonPath)(addonPath);
+      if (typeof a.copyFileRange === 'function') copyRange = a.copyFileRange;
+    } catch {}
+  }
+  let done = 0;
+  while (done < len && copyRange) {
+    let n;
+    try {
+      n = copyRange(src, from + done, fd, off + done, len - done);
+    } catch (e) {
+      if (e.code !== 'EXDEV' && e.code !== 'EINVAL' && e.code !== 'ENOSYS' && e.code !== 'EOPNOTSUPP') throw e;
+      copyRange = null;
+      break;
+    }
+    if (n === 0) throw new Error('the input file ends before byte ' + (from + len));
+    done += n;
+  }
+  while (done < len) {
+    if (!copyBuf || copyBuf.length < len - done) copyBuf = Buffer.allocUnsafe(Math.max(len - done, 1 << 20));
+    const n = fs.readSync(src, copyBuf, 0, len - done, from + done);
+    if (n === 0) throw new Error('the input file ends before byte ' + (from + len));
+    for (let w = 0; w < n; ) w += fs.writeSync(fd, copyBuf, w, n - w, off + done + w);
+    done += n;
+  }
 };
 const writeback = () => {
   syncing++;
@@ -162,8 +199,9 @@ for (;;) {
       try {
         if (op === ${OP_DIRECT} || op === ${OP_LENT}) {
           rest(src, pos, len, off, 0);
-        } else if (op === ${OP_WRITE}) {
-          for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
+        } else if (op === ${OP_WRITE} || op === ${OP_COPY}) {
+          if (op === ${OP_COPY}) await copy(recs[r + 4], pos, len, off);
+          else for (let n = 0; n < len; ) n += fs.writeSync(fd, data, pos + n, len - n, off + n);
           unsynced += len;
           if (writebackBytes > 0 && unsynced >= writebackBytes) {
             if (syncing > 0) await new Promise((res) => setImmediate(res));
@@ -230,7 +268,7 @@ export class WriteBehind {
     this.data = new Uint8Array(dataBuf);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, directFd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes }, transferList: [port2],
+    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, directFd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes, addonPath: NATIVE_ADDON_PATH }, transferList: [port2],
       // it allocates next to nothing: a small heap keeps its memory small
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
     // an idle writer thread must not keep the process alive; close() waits for it where it matters
@@ -319,6 +357,18 @@ export class WriteBehind {
   }
 
   /**
+   * Queues a copy of `len` bytes at `from` of the open file `srcFd` to image offset `off` (copy_file_range,
+   * or through a buffer on the thread), with no copy into the ring: the source must keep those bytes and
+   * stay open until the record is done (drain, stop).
+   */
+  copyFrom(off: number, srcFd: number, from: number, len: number): boolean {
+    this.waitFor(0);
+    if (this.dead()) return false;
+    this.push(OP_COPY, from, len, off, 0, srcFd);
+    return true;
+  }
+
+  /**
    * Queues extending the file to `size` bytes. On the caller's thread an ftruncate waits for the direct
    * writes in flight (the file system drains them before a size change): 20 ms of a 0.66 s receive of
    * comp-zstd-v2, at the commit that makes room for relocation (docs/performance.md, eleventh session).
@@ -395,8 +445,8 @@ export class WriteBehind {
     // waking the thread costs a futex call and, on a busy machine, often this thread's core (profiles
     // showed ~0.5 ms per wake under load): it is woken once half the ring has gathered, or when this
     // side has to wait for it
-    // (a lent write takes no ring space but is as much work)
-    this.unsent += op === OP_LENT ? len : need;
+    // (a lent write or a copy from a file takes no ring space but is as much work)
+    this.unsent += op === OP_LENT || op === OP_COPY ? len : need;
     if (this.unsent >= this.capacity / 2 || op === OP_FSYNC) this.wake();
   }
 

@@ -3,6 +3,7 @@ import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
 import { addDataCsums } from '../image/write/extents.js';
 import { dropFileExtents, type FileExtentRef, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
 import { getInode, updateInode } from '../image/write/inode.js';
+import { fileRangeOf } from '../io/file-range.js';
 import { concatBytes } from '../util/bytes.js';
 import { U64_MAX } from '../image/structs/constants.js';
 import { alignUp, padTo } from './extent-writer.js';
@@ -158,7 +159,8 @@ export class FileWriter extends GatherWriter {
         padded.set(x.data);
         padded.fill(0, x.data.length);
       }
-      fs.writeData(bytenr, padded);
+      // the bytes as they are in a mapped stream file (unchanged: the parser's view) can come from the file
+      fs.writeData(bytenr, padded, padded === x.data ? fileRangeOf(padded) : undefined);
       // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
       addDataCsums(fs, bytenr, padded, x.sectorCrcs, true);
       // a file growing by the extent (written in order, the common case) changes nbytes and size at once

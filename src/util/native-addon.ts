@@ -21,6 +21,8 @@ export interface NativeAddon {
   mapFile?: (fd: number, offset: number, length: number) => ArrayBuffer;
   /** Gives back the whole pages inside `view` of a mapping (MADV_DONTNEED): read again, they come from the file. */
   dropPages?: (view: Uint8Array) => void;
+  /** copy_file_range(2) of `length` bytes from `fdIn` at `offIn` to `fdOut` at `offOut`: the bytes copied (fewer at the input's end). Throws (code EXDEV, EINVAL, ...) where the kernel cannot. */
+  copyFileRange?: (fdIn: number, offIn: number, fdOut: number, offOut: number, length: number) => number;
 }
 
 /** Where the build puts it: the package's build/ (this module is src/util/ or dist/util/). */

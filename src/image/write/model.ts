@@ -1,4 +1,5 @@
 import { ImageError } from '../../errors.js';
+import type { FileRange } from '../../io/file-range.js';
 import type { BlockDevice } from '../device.js';
 import { BTree } from '../engine/ctree.js';
 import { dropTree } from '../engine/bulk.js';
@@ -173,8 +174,9 @@ export class FilesystemModel implements ChunkOwner {
     this.space.release(bytenr, numBytes);
   }
 
-  writeData(bytenr: bigint, bytes: Uint8Array): void {
-    for (const phys of this.chunks.toPhysical(bytenr, bytes.length)) this.device.write(phys, bytes);
+  /** `from`: where the same bytes are in a file (BlockDevice.write). */
+  writeData(bytenr: bigint, bytes: Uint8Array, from?: FileRange): void {
+    for (const phys of this.chunks.toPhysical(bytenr, bytes.length)) this.device.write(phys, bytes, from);
   }
 
   readData(bytenr: bigint, len: number): Uint8Array {
