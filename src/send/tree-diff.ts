@@ -1,4 +1,5 @@
 import type { ImageReader } from '../image/read/image.js';
+import { compareLeafKeys, leafData, leafKey, sameLeafData } from '../image/read/leaf-keys.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { type BtrfsKey, compareKeys, type TreeBlock } from '../image/structs.js';
 
@@ -39,10 +40,7 @@ class Cursor {
     const top = this.stack[this.stack.length - 1];
     if (!top) return undefined;
     const tb = top.tb;
-    if (tb.header.level === 0) {
-      const it = tb.items[top.i]!;
-      return { kind: 'item', key: it.key, data: it.data };
-    }
+    if (tb.header.level === 0) return { kind: 'item', key: leafKey(tb, top.i), data: leafData(tb, top.i) };
     const p = tb.ptrs[top.i]!;
     return { kind: 'node', key: p.key, bytenr: p.blockptr, generation: p.generation, level: tb.header.level - 1 };
   }
@@ -60,7 +58,7 @@ class Cursor {
     if (root) this.rootEntry = undefined;
     else this.stack[this.stack.length - 1]!.i++;
     // the parent's index already points past this child: popping returns to its next sibling
-    if ((tb.header.level === 0 ? tb.items.length : tb.ptrs.length) > 0) this.stack.push({ tb, i: 0 });
+    if ((tb.header.level === 0 ? tb.header.nritems : tb.ptrs.length) > 0) this.stack.push({ tb, i: 0 });
     else this.pop();
   }
 
@@ -93,7 +91,7 @@ class Cursor {
     for (;;) {
       const top = this.stack[this.stack.length - 1];
       if (!top) return;
-      const n = top.tb.header.level === 0 ? top.tb.items.length : top.tb.ptrs.length;
+      const n = top.tb.header.level === 0 ? top.tb.header.nritems : top.tb.ptrs.length;
       if (top.i < n) return;
       this.stack.pop();
     }
@@ -214,27 +212,26 @@ export class TreeDiff {
 
 /**
  * The items of two leaves the cursors are in, merged from their slots until either leaf ends (the
- * item-against-item steps of compareTrees); the cursors are then moved past what was merged.
+ * item-against-item steps of compareTrees); the cursors are then moved past what was merged. Keys and
+ * data are compared in the blocks' bytes: an item is made only for a change.
  */
 function* mergeLeaves(a: { tb: TreeBlock; i: number }, b: { tb: TreeBlock; i: number }, l: Cursor, r: Cursor): Generator<ItemChange> {
-  const x = a.tb.items;
-  const y = b.tb.items;
+  const x = a.tb;
+  const y = b.tb;
   let i = a.i;
   let j = b.i;
-  while (i < x.length && j < y.length) {
-    const p = x[i]!;
-    const q = y[j]!;
-    const cmp = compareKeys(p.key, q.key);
+  while (i < x.header.nritems && j < y.header.nritems) {
+    const cmp = compareLeafKeys(x, i, y, j);
     if (cmp < 0) {
+      yield { key: leafKey(x, i), left: leafData(x, i) };
       i++;
-      yield { key: p.key, left: p.data };
     } else if (cmp > 0) {
+      yield { key: leafKey(y, j), right: leafData(y, j) };
       j++;
-      yield { key: q.key, right: q.data };
     } else {
+      if (!sameLeafData(x, i, y, j)) yield { key: leafKey(x, i), left: leafData(x, i), right: leafData(y, j) };
       i++;
       j++;
-      if (!sameBytes(p.data, q.data)) yield { key: p.key, left: p.data, right: q.data };
     }
   }
   l.skipTo(i);

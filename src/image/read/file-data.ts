@@ -9,7 +9,8 @@ import { U64_MAX, BTRFS_CSUM_TYPE_CRC32 } from '../structs/constants.js';
 import { decompressExtent } from './decompress.js';
 import type { ImageReader } from './image.js';
 import { type Location, statInode } from './inodes.js';
-import { slotLE, type TreeRoot } from './tree.js';
+import { compareLeafKey, diskKey, leafItem, leafKey, leafSlotLE } from './leaf-keys.js';
+import type { TreeRoot } from './tree.js';
 
 /** Largest piece read or yielded at once: memory stays bounded whatever the file or extent size. */
 const PIECE = 1 << 20;
@@ -45,8 +46,7 @@ const csumKey = (offset: bigint): BtrfsKey => ({ objectid: BTRFS_EXTENT_CSUM_OBJ
  * leaf's first key is not after it) and every item keyed before end (the next leaf starts after it).
  */
 function leafCovers(at: { leaf: TreeBlock; bound: BtrfsKey | undefined }, logical: bigint, end: bigint): boolean {
-  const items = at.leaf.items;
-  return items.length > 0 && compareKeys(items[0]!.key, csumKey(logical)) <= 0 && (at.bound === undefined || compareKeys(csumKey(end - 1n), at.bound) < 0);
+  return at.leaf.header.nritems > 0 && compareLeafKey(at.leaf, 0, diskKey(csumKey(logical))) <= 0 && (at.bound === undefined || compareKeys(csumKey(end - 1n), at.bound) < 0);
 }
 
 /** Stored checksum of each sector of [logical, logical+len) from the csum tree; `have[i]` 0 where none is. */
@@ -76,11 +76,12 @@ export async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefin
   }
   if (at && leafCovers(at, logical, end)) {
     // the same items as the search below: from the last one keyed <= logical (when it is a csum item) to the last one before end
-    const items = at.leaf.items;
-    let i = slotLE(items, csumKey(logical));
-    if (i < 0 || items[i]!.key.objectid !== BTRFS_EXTENT_CSUM_OBJECTID || items[i]!.key.type !== BTRFS_EXTENT_CSUM_KEY) i++;
-    const to = csumKey(end - 1n);
-    for (; i < items.length && compareKeys(items[i]!.key, to) <= 0; i++) put(items[i]!);
+    const leaf = at.leaf;
+    let i = leafSlotLE(leaf, diskKey(csumKey(logical)));
+    const k = i >= 0 ? leafKey(leaf, i) : undefined;
+    if (!k || k.objectid !== BTRFS_EXTENT_CSUM_OBJECTID || k.type !== BTRFS_EXTENT_CSUM_KEY) i++;
+    const to = diskKey(csumKey(end - 1n));
+    for (; i < leaf.header.nritems && compareLeafKey(leaf, i, to) <= 0; i++) put(leafItem(leaf, i));
     return out;
   }
   // The item covering `logical` may start before it: begin at the last item keyed <= logical.

@@ -4,6 +4,7 @@ import {
   type TreeBlock, verifyBlockCsum,
 } from '../structs.js';
 import type { ChunkMap } from './chunk-map.js';
+import { compareLeafKey, diskKey, leafItem, leafKey, leafSlotLE } from './leaf-keys.js';
 import type { TreeOverlay } from './overlay.js';
 import type { ImageSource } from './source.js';
 
@@ -44,11 +45,17 @@ function expectMismatch(tb: TreeBlock, exp: Expect, ownerOk: (treeId: bigint, ow
   if (h.generation !== exp.generation) return `generation ${h.generation}, parent expects ${exp.generation}`;
   if (!ownerOk(exp.owner, h.owner)) return `owner ${h.owner} cannot belong to tree ${exp.owner}`;
   if (exp.firstKey) {
-    const first = h.level === 0 ? tb.items[0]?.key : tb.ptrs[0]?.key;
-    if (first && compareKeys(first, exp.firstKey) !== 0) return `first key ${formatKey(first)}, parent says ${formatKey(exp.firstKey)}`;
+    // a leaf's first key compared in its bytes: every cache hit checks it
+    const differs = h.level === 0
+      ? h.nritems > 0 && compareLeafKey(tb, 0, diskKey(exp.firstKey, scratchKey)) !== 0
+      : tb.ptrs.length > 0 && compareKeys(tb.ptrs[0]!.key, exp.firstKey) !== 0;
+    if (differs) return `first key ${formatKey(h.level === 0 ? leafKey(tb, 0) : tb.ptrs[0]!.key)}, parent says ${formatKey(exp.firstKey)}`;
   }
   return null;
 }
+
+/** diskKey's bytes for a comparison made and finished without an await between. */
+const scratchKey = new DataView(new ArrayBuffer(17));
 
 /**
  * Slot of the last entry keyed <= `key` in a block's items or pointers (key order is checked when a block
@@ -156,21 +163,27 @@ export class TreeReader {
     // One generator with an explicit path (not one nested generator per level: each level of yield*
     // costs every item another promise round trip); the start is found by binary search at each level.
     const path: { tb: TreeBlock; i: number }[] = [];
+    // the bounds as disk bytes, compared in the leaves' bytes (an item object only for what is yielded)
+    const fromKey = diskKey(from);
+    const toKey = diskKey(to);
     const enter = (tb: TreeBlock): void => {
-      const entries = tb.header.level === 0 ? tb.items : tb.ptrs;
-      const at = slotLE(entries, from);
-      // in a leaf the first item >= from; in a node the child that may hold `from`
-      path.push({ tb, i: tb.header.level === 0 ? (at >= 0 && compareKeys(entries[at]!.key, from) === 0 ? at : at + 1) : Math.max(at, 0) });
+      if (tb.header.level === 0) {
+        // in a leaf the first item >= from
+        const at = leafSlotLE(tb, fromKey);
+        path.push({ tb, i: at >= 0 && compareLeafKey(tb, at, fromKey) === 0 ? at : at + 1 });
+      } else {
+        // in a node the child that may hold `from`
+        path.push({ tb, i: Math.max(slotLE(tb.ptrs, from), 0) });
+      }
     };
     enter(await this.rootBlock(root));
     while (path.length > 0) {
       const top = path[path.length - 1]!;
       const tb = top.tb;
       if (tb.header.level === 0) {
-        for (; top.i < tb.items.length; top.i++) {
-          const it = tb.items[top.i]!;
-          if (compareKeys(it.key, to) > 0) return;
-          yield it;
+        for (; top.i < tb.header.nritems; top.i++) {
+          if (compareLeafKey(tb, top.i, toKey) > 0) return;
+          yield leafItem(tb, top.i);
         }
         path.pop();
         continue;
@@ -209,8 +222,8 @@ export class TreeReader {
 
   private async lookupDiskLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
     const tb = (await this.leafDisk(root, key))?.leaf;
-    const i = tb ? slotLE(tb.items, key) : -1;
-    return i >= 0 ? tb!.items[i] : undefined;
+    const i = tb ? leafSlotLE(tb, diskKey(key, scratchKey)) : -1;
+    return i >= 0 ? leafItem(tb!, i) : undefined;
   }
 
   /**

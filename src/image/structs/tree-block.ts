@@ -51,10 +51,60 @@ export interface KeyPtr {
 }
 export interface TreeBlock {
   header: BtrfsHeader;
-  /** Leaf items in key order (level 0 only). */
-  items: LeafItem[];
+  /**
+   * Leaf items in key order (level 0 only). Made on first use: the readers that search, walk or compare a
+   * leaf read its keys in place (leaf-keys.ts), so most leaves never get an object per item.
+   */
+  readonly items: LeafItem[];
   /** Child pointers in key order (level > 0 only). */
   ptrs: KeyPtr[];
+  /** The block's bytes (nodesize long), which `items` are views into. */
+  raw: Uint8Array;
+  /** A DataView over `raw`, for reading keys in place. */
+  view: DataView;
+}
+
+/**
+ * A parsed block. Its items are made when `items` is first read: a send or ls reads a few hundred leaves
+ * of ~140 items each and keeps them in the block cache, and an object per item (the key, its two BigInts,
+ * the data view: ~200 bytes) is what V8's scavenges copied — most of an incremental send's GC
+ * (docs/performance.md, eleventh session, incr15).
+ */
+class ParsedBlock implements TreeBlock {
+  private made: LeafItem[] | undefined;
+
+  constructor(readonly header: BtrfsHeader, readonly ptrs: KeyPtr[], readonly raw: Uint8Array, readonly view: DataView) {}
+
+  get items(): LeafItem[] {
+    return (this.made ??= this.header.level === 0 ? leafItems(this.raw, this.view, this.header.nritems) : []);
+  }
+}
+
+/** Every item of a leaf whose structure parseTreeBlock checked. */
+function leafItems(b: Uint8Array, dv: DataView, n: number): LeafItem[] {
+  const items: LeafItem[] = new Array(n);
+  for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_ITEM_SIZE) {
+    const offset = BTRFS_HEADER_SIZE + dv.getUint32(p + 17, true);
+    items[i] = { key: { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) }, data: b.subarray(offset, offset + dv.getUint32(p + 21, true)) };
+  }
+  return items;
+}
+
+/**
+ * Compares the disk keys at byte offsets `p` of `a` and `q` of `b` (objectid, type, offset: little-endian
+ * u64, u8, u64), read as 32-bit halves: no BigInt is made.
+ */
+export function compareDiskKeys(a: DataView, p: number, b: DataView, q: number): number {
+  let x = a.getUint32(p + 4, true), y = b.getUint32(q + 4, true);
+  if (x !== y) return x < y ? -1 : 1;
+  x = a.getUint32(p, true); y = b.getUint32(q, true);
+  if (x !== y) return x < y ? -1 : 1;
+  x = a.getUint8(p + 8); y = b.getUint8(q + 8);
+  if (x !== y) return x < y ? -1 : 1;
+  x = a.getUint32(p + 13, true); y = b.getUint32(q + 13, true);
+  if (x !== y) return x < y ? -1 : 1;
+  x = a.getUint32(p + 9, true); y = b.getUint32(q + 9, true);
+  return x === y ? 0 : x < y ? -1 : 1;
 }
 
 /**
@@ -68,7 +118,6 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
   if (b.length < nodesize || nodesize < BTRFS_HEADER_SIZE) bad(`buffer of ${b.length} bytes, nodesize ${nodesize}`);
   const header = decodeHeader(b);
   if (header.level >= BTRFS_MAX_LEVEL) bad(`level ${header.level} >= ${BTRFS_MAX_LEVEL}`);
-  const items: LeafItem[] = [];
   const ptrs: KeyPtr[] = [];
   // Fields read straight from one DataView: every offset below lies inside the block once nritems is
   // known to fit (the item and pointer arrays are checked against nodesize first), so no read needs the
@@ -79,13 +128,11 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
     if (n > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_ITEM_SIZE) bad(`nritems ${n} cannot fit`);
     let prevEnd = nodesize - BTRFS_HEADER_SIZE;
     for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_ITEM_SIZE) {
-      const key = { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) };
       const offset = dv.getUint32(p + 17, true), size = dv.getUint32(p + 21, true);
       // Data of item i must sit right below data of item i-1 and above the item headers.
       if (offset + size !== prevEnd) bad(`item ${i} data [${offset}, +${size}) does not end at ${prevEnd}`);
       if (BTRFS_HEADER_SIZE + offset < BTRFS_HEADER_SIZE + BTRFS_ITEM_SIZE * n) bad(`item ${i} data overlaps item headers`);
       prevEnd = offset;
-      items.push({ key, data: b.subarray(BTRFS_HEADER_SIZE + offset, BTRFS_HEADER_SIZE + offset + size) });
     }
   } else {
     if (n === 0) bad(`node at level ${header.level} has no pointers`);
@@ -95,13 +142,12 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
       ptrs.push({ key, blockptr: dv.getBigUint64(p + 17, true), generation: dv.getBigUint64(p + 25, true) });
     }
   }
-  const list: { key: BtrfsKey }[] = header.level === 0 ? items : ptrs;
-  for (let i = 1; i < list.length; i++) {
-    const a = list[i - 1]!.key, c = list[i]!.key;
-    const cmp = a.objectid !== c.objectid ? (a.objectid < c.objectid ? -1 : 1) : a.type !== c.type ? a.type - c.type : a.offset < c.offset ? -1 : a.offset > c.offset ? 1 : 0;
-    if (cmp >= 0) bad(`keys out of order at slot ${i}`);
+  // keys in order, compared where they lie (a leaf's item headers or a node's key pointers)
+  const step = header.level === 0 ? BTRFS_ITEM_SIZE : BTRFS_KEY_PTR_SIZE;
+  for (let i = 1, p = BTRFS_HEADER_SIZE + step; i < n; i++, p += step) {
+    if (compareDiskKeys(dv, p - step, dv, p) >= 0) bad(`keys out of order at slot ${i}`);
   }
-  return { header, items, ptrs };
+  return new ParsedBlock(header, ptrs, b.subarray(0, nodesize), dv);
 }
 
 /** Free bytes in a leaf holding these items (each costs its 25-byte item header plus its data). */

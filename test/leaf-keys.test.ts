@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import {
+  compareLeafKey, compareLeafKeys, diskKey, leafData, leafItem, leafKey, leafSlotLE, sameLeafData,
+} from '../src/image/read/leaf-keys.js';
+import { slotLE } from '../src/image/read/tree.js';
+import * as S from '../src/image/structs.js';
+
+// Keys whose order is decided by each 32-bit half of objectid and offset, and by the type byte: what
+// comparing a key's bytes as halves (compareDiskKeys) must get right where a BigInt compare is plain.
+const U64 = [0n, 1n, 0xffffffffn, 1n << 32n, (1n << 32n) + 1n, 0x80000000n, 1n << 63n, (1n << 64n) - 1n, 0x1234_5678_9abc_def0n];
+const keys: S.BtrfsKey[] = [];
+for (const objectid of U64) for (const type of [0, 1, 108, 255]) for (const offset of [0n, 0xffffffffn, 1n << 32n, (1n << 64n) - 1n]) keys.push({ objectid, type, offset });
+
+const header = { fsid: new Uint8Array(16), bytenr: 1n << 22n, flags: S.BTRFS_HEADER_FLAG_WRITTEN, chunk_tree_uuid: new Uint8Array(16), generation: 7n, owner: 5n };
+const leafOf = (items: S.LeafItem[]): S.TreeBlock => S.parseTreeBlock(S.buildLeaf(header, items, 16384, S.BTRFS_CSUM_TYPE_CRC32));
+const sorted = [...keys].sort(S.compareKeys);
+const sign = (x: number): number => Math.sign(x);
+
+describe('leaf keys compared in the block bytes', () => {
+  it('compareDiskKeys orders every pair of keys as compareKeys does', () => {
+    const a = new DataView(new ArrayBuffer(17));
+    const b = new DataView(new ArrayBuffer(17));
+    let unequal = 0;
+    for (const x of keys) {
+      diskKey(x, a);
+      for (const y of keys) {
+        const want = S.compareKeys(x, y);
+        expect(sign(S.compareDiskKeys(a, 0, diskKey(y, b), 0)), `${S.formatKey(x)} vs ${S.formatKey(y)}`).toBe(want);
+        if (want !== 0) unequal++;
+      }
+    }
+    expect(unequal).toBe(keys.length * (keys.length - 1));
+  });
+
+  it('a parsed leaf gives the same keys, items, slots and comparisons as its item objects', () => {
+    // 144 items: every key of the list, in order, each with data of its own length
+    const items = sorted.map((key, i) => ({ key, data: new Uint8Array(i % 7).fill(i) }));
+    const tb = leafOf(items);
+    expect(tb.header.nritems).toBe(items.length);
+    for (let i = 0; i < items.length; i++) {
+      expect(leafKey(tb, i)).toEqual(items[i]!.key);
+      expect(Array.from(leafData(tb, i))).toEqual(Array.from(items[i]!.data));
+      expect(leafItem(tb, i).key).toEqual(tb.items[i]!.key);
+    }
+    const probes = [...keys, { objectid: 2n, type: 3, offset: 4n }, { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n }];
+    for (const k of probes) {
+      const dk = diskKey(k);
+      expect(leafSlotLE(tb, dk), S.formatKey(k)).toBe(slotLE(tb.items, k));
+      for (const i of [0, 50, items.length - 1]) expect(sign(compareLeafKey(tb, i, dk))).toBe(S.compareKeys(items[i]!.key, k));
+    }
+    expect(leafSlotLE(leafOf([]), diskKey(keys[0]!))).toBe(-1);
+  });
+
+  it('items of two leaves compare by key and by their bytes', () => {
+    const k = (objectid: bigint, offset: bigint): S.BtrfsKey => ({ objectid, type: 1, offset });
+    const a = leafOf([{ key: k(5n, 0n), data: new Uint8Array([1, 2, 3]) }, { key: k(5n, 1n << 32n), data: new Uint8Array([1, 2]) }, { key: k(6n, 0n), data: new Uint8Array(0) }]);
+    const b = leafOf([{ key: k(5n, 0n), data: new Uint8Array([1, 2, 4]) }, { key: k(5n, 1n), data: new Uint8Array([1, 2]) }, { key: k(6n, 0n), data: new Uint8Array(0) }, { key: k(7n, 0n), data: new Uint8Array([1, 2, 3]) }]);
+    expect(compareLeafKeys(a, 0, b, 0)).toBe(0);
+    expect(sameLeafData(a, 0, b, 0)).toBe(false); // last byte differs
+    expect(compareLeafKeys(a, 1, b, 1)).toBeGreaterThan(0); // the offsets differ in their high half only
+    expect(sameLeafData(a, 1, b, 1)).toBe(true);
+    expect(sameLeafData(a, 2, b, 2)).toBe(true); // empty
+    expect(sameLeafData(a, 0, b, 3)).toBe(true);
+    expect(sameLeafData(a, 1, b, 3)).toBe(false); // a prefix of the other
+  });
+
+  it('parseTreeBlock refuses keys out of order in either half of a u64, and a repeated key', () => {
+    const d = new Uint8Array(4);
+    const bad = (x: S.BtrfsKey, y: S.BtrfsKey) => () => leafOf([{ key: x, data: d }, { key: y, data: d }]);
+    expect(bad({ objectid: 256n, type: 1, offset: 1n << 32n }, { objectid: 256n, type: 1, offset: 1n })).toThrow(/keys out of order at slot 1/);
+    expect(bad({ objectid: 1n << 32n, type: 1, offset: 0n }, { objectid: 2n, type: 1, offset: 5n })).toThrow(/keys out of order at slot 1/);
+    expect(bad({ objectid: 256n, type: 12, offset: 0n }, { objectid: 256n, type: 1, offset: 9n })).toThrow(/keys out of order at slot 1/);
+    expect(bad({ objectid: 256n, type: 1, offset: 7n }, { objectid: 256n, type: 1, offset: 7n })).toThrow(/keys out of order at slot 1/);
+    expect(bad({ objectid: 256n, type: 1, offset: 1n }, { objectid: 256n, type: 1, offset: 1n << 32n })).not.toThrow();
+    const node = S.buildNode(header, 1, [{ key: { objectid: 9n, type: 1, offset: 1n << 40n }, blockptr: 1n << 30n, generation: 7n }, { key: { objectid: 9n, type: 1, offset: 1n << 33n }, blockptr: 1n << 31n, generation: 7n }], 16384, S.BTRFS_CSUM_TYPE_CRC32);
+    expect(() => S.parseTreeBlock(node)).toThrow(/keys out of order at slot 1/);
+  });
+});
