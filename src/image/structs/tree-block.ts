@@ -62,6 +62,8 @@ export interface TreeBlock {
   raw: Uint8Array;
   /** A DataView over `raw`, for reading keys in place. */
   view: DataView;
+  /** The first item's or pointer's key (undefined when there is none): what the parent's pointer promised. */
+  readonly firstKey: BtrfsKey | undefined;
 }
 
 /**
@@ -72,11 +74,21 @@ export interface TreeBlock {
  */
 class ParsedBlock implements TreeBlock {
   private made: LeafItem[] | undefined;
+  private first: BtrfsKey | null = null;
 
   constructor(readonly header: BtrfsHeader, readonly ptrs: KeyPtr[], readonly raw: Uint8Array, readonly view: DataView) {}
 
   get items(): LeafItem[] {
     return (this.made ??= this.header.level === 0 ? leafItems(this.raw, this.view, this.header.nritems) : []);
+  }
+
+  // kept once made: every cache hit checks it against the parent's pointer
+  get firstKey(): BtrfsKey | undefined {
+    if (this.header.nritems === 0) return undefined;
+    if (this.header.level > 0) return this.ptrs[0]!.key;
+    const dv = this.view;
+    const p = BTRFS_HEADER_SIZE;
+    return (this.first ??= { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) });
   }
 }
 
