@@ -4,7 +4,8 @@ import { ImageError } from '../errors.js';
 import type { FileRange, InputFile } from './file-range.js';
 import { readFullAt } from './read-full.js';
 import { UndoLog } from './undo-log.js';
-import { OP_EXTEND, WriteBehind } from './write-behind.js';
+import { WriteBehind } from './write-behind.js';
+import { OP_EXTEND } from './write-behind-worker.js';
 
 /**
  * Bytes written in place before a write-behind thread asked for is started. Its start costs a second V8
