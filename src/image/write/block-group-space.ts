@@ -35,8 +35,11 @@ export interface SpaceOwner {
 }
 
 export class BlockGroupSpace {
-  /** Free now, by block group start (superblock mirrors excluded); built on first use. */
-  private readonly pools = new Map<bigint, RangeSet>();
+  /**
+   * Free now, by block group (superblock mirrors excluded); built on first use. Keyed by the chunk object
+   * (ChunkMap keeps one per chunk, never replaced): an object key hashes once, a bigint one per lookup.
+   */
+  private readonly pools = new Map<ChunkInfo, RangeSet>();
   /** Allocated in this transaction and not given back. */
   taken = new RangeSet();
   /** Committed extents freed in this transaction. */
@@ -59,11 +62,11 @@ export class BlockGroupSpace {
     this.fresh.add(c.logical);
     const free = RangeSet.of([[c.logical, c.logical + c.length]]);
     for (const [s, e] of this.fs.chunks.superExcluded(c)) free.remove(s, e);
-    this.pools.set(c.logical, free);
+    this.pools.set(c, free);
   }
 
   private pool(c: ChunkInfo): RangeSet {
-    let p = this.pools.get(c.logical);
+    let p = this.pools.get(c);
     if (p) return p;
     // no free space tree (v1 space cache or none): from the extent tree, as the kernel does (space-cache-v1.ts)
     const fst = hasFreeSpaceTree(this.fs.sb);
@@ -77,7 +80,7 @@ export class BlockGroupSpace {
     for (const [s, e] of this.excluded.slice(c.logical, c.logical + c.length)) free.remove(s, e);
     // (nothing of this block group was taken or pinned yet: both need its pool first)
     p = free;
-    this.pools.set(c.logical, p);
+    this.pools.set(c, p);
     return p;
   }
 
@@ -98,8 +101,7 @@ export class BlockGroupSpace {
   }
 
   private find(type: bigint, len: bigint, align: bigint): bigint | undefined {
-    for (const c of this.fs.chunks.all()) {
-      if ((c.type & type) === 0n) continue;
+    for (const c of this.chunksOf(type)) {
       const p = this.pool(c);
       const at = p.findFree(len, align, c.logical, c.logical + c.length);
       if (at === undefined) continue;
@@ -110,10 +112,27 @@ export class BlockGroupSpace {
     return undefined;
   }
 
+  /**
+   * The block groups of `type` in address order, kept for the last type asked while no chunk was added
+   * (every data extent allocated asks; a bigint `&` per chunk each time otherwise).
+   */
+  private chunksOf(type: bigint): readonly ChunkInfo[] {
+    const all = this.fs.chunks.all();
+    if (type !== this.typeOf || all.length !== this.typeScanned) {
+      this.typeOf = type;
+      this.typeScanned = all.length;
+      this.typeChunks = all.filter((c) => (c.type & type) !== 0n);
+    }
+    return this.typeChunks;
+  }
+  private typeOf = -1n;
+  private typeScanned = -1;
+  private typeChunks: readonly ChunkInfo[] = [];
+
   /** Keep [start, start+len) from allocation until the next commit is durable, without accounting it. */
   exclude(start: bigint, len: bigint): void {
     this.excluded.add(start, start + len);
-    this.pools.get(this.chunkAt(start).logical)?.remove(start, start + len);
+    this.pools.get(this.chunkAt(start))?.remove(start, start + len);
   }
 
   /**
@@ -204,7 +223,7 @@ export class BlockGroupSpace {
     this.excluded = new RangeSet();
     for (const [s, e] of this.pinned) {
       const c = this.fs.chunks.all().find((x) => s >= x.logical && s < x.logical + x.length)!;
-      const p = this.pools.get(c.logical);
+      const p = this.pools.get(c);
       if (!p) continue; // read from the free space tree when first needed, which has them free now
       p.add(s, e);
       for (const [a, b] of this.fs.chunks.superExcluded(c)) p.remove(a, b);

@@ -46,7 +46,7 @@ export class DelayedInodes {
 
   /** The inode's item (pending or read from the tree), undefined when the tree has none. */
   get(ino: bigint): BtrfsInodeItem | undefined {
-    const hit = this.items.get(ino);
+    const hit = this.kept(ino);
     if (hit) return hit.item;
     const raw = this.store.getItem(inodeKey(ino));
     if (!raw) return undefined;
@@ -57,7 +57,7 @@ export class DelayedInodes {
 
   /** A changed item of an inode whose key the tree holds: written later (writeOut, or when read). */
   set(ino: bigint, item: BtrfsInodeItem): void {
-    let kept = this.items.get(ino);
+    let kept = this.kept(ino);
     if (kept) kept.item = item;
     else this.remember(ino, (kept = { item, dirty: false }));
     // the set keeps the order of first unwritten change: past MAX_DIRTY the oldest is written
@@ -72,12 +72,13 @@ export class DelayedInodes {
   forget(ino: bigint): void {
     this.dirty.delete(ino);
     this.items.delete(ino);
+    if (ino === this.lastIno) this.lastIno = undefined;
   }
 
   /** Write the pending item of `ino`, if any (before its key is read through the tree). */
   writeOne(ino: bigint): void {
     if (!this.dirty.delete(ino)) return;
-    const kept = this.items.get(ino)!;
+    const kept = this.kept(ino)!;
     kept.dirty = false;
     this.store.putItem(inodeKey(ino), encodeInodeItem(kept.item));
   }
@@ -103,15 +104,36 @@ export class DelayedInodes {
   clear(): void {
     this.items.clear();
     this.dirty.clear();
+    this.lastIno = undefined;
+  }
+
+  /**
+   * The last inode looked up: a received file's item is read and changed 8–10 times in a row (create,
+   * link, each extent's nbytes, chown, chmod, utimes), each a hash of a bigint key in `items` otherwise.
+   */
+  private lastIno: bigint | undefined = undefined;
+  private lastKept: Kept | undefined = undefined;
+
+  private kept(ino: bigint): Kept | undefined {
+    if (ino === this.lastIno) return this.lastKept;
+    const k = this.items.get(ino);
+    if (k) {
+      this.lastIno = ino;
+      this.lastKept = k;
+    }
+    return k;
   }
 
   private remember(ino: bigint, kept: Kept): void {
     this.items.set(ino, kept);
+    this.lastIno = ino;
+    this.lastKept = kept;
     if (this.items.size <= MAX_CACHED) return;
     // the oldest kept item leaves (written first when it is pending)
     const old = this.items.keys().next().value as bigint;
     this.writeOne(old);
     this.items.delete(old);
+    if (old === this.lastIno) this.lastIno = undefined;
   }
 }
 

@@ -109,18 +109,45 @@ export class FilesystemModel implements ChunkOwner {
 
   /** Transaction id of the changes being made now: what the next commit will be stamped with. */
   get transid(): bigint {
-    return this.sb.generation + 1n;
+    // one bigint per generation, not a new one per call (every item made asks)
+    const g = this.sb.generation;
+    if (g !== this.transidOf) {
+      this.transidOf = g;
+      this.transidNext = g + 1n;
+    }
+    return this.transidNext;
   }
+  private transidOf = -1n;
+  private transidNext = 0n;
 
   hasTree(rootid: bigint): boolean {
     return this.trees.has(rootid);
   }
 
   tree(rootid: bigint): TreeHandle {
+    // the two trees asked for last, most recent first: a received command asks ~12 times, mostly for the
+    // same two or three trees, and a bigint-keyed Map lookup hashes the key each time
+    if (rootid === this.lastTreeId) return this.lastTree!;
+    if (rootid === this.prevTreeId) {
+      const h = this.prevTree!;
+      this.prevTreeId = this.lastTreeId;
+      this.prevTree = this.lastTree;
+      this.lastTreeId = rootid;
+      this.lastTree = h;
+      return h;
+    }
     const t = this.trees.get(rootid);
     if (!t) throw new ImageError('IMAGE_NO_TREE', `tree ${rootid} does not exist`);
+    this.prevTreeId = this.lastTreeId;
+    this.prevTree = this.lastTree;
+    this.lastTreeId = rootid;
+    this.lastTree = t.handle;
     return t.handle;
   }
+  private lastTreeId: bigint | undefined = undefined;
+  private lastTree: TreeHandle | undefined = undefined;
+  private prevTreeId: bigint | undefined = undefined;
+  private prevTree: TreeHandle | undefined = undefined;
 
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
@@ -135,6 +162,8 @@ export class FilesystemModel implements ChunkOwner {
     const e = this.trees.get(rootid)?.engine;
     if (e) dropTree(e);
     this.trees.delete(rootid);
+    this.lastTreeId = this.prevTreeId = undefined; // tree() must not answer with the dropped one
+    this.lastTree = this.prevTree = undefined;
   }
 
   /** Key of the ROOT_ITEM of `rootid` in the root tree (offset may be a snapshot transid). */
