@@ -15,9 +15,17 @@ const MAX_KEPT = 4096;
 const MAX_MADE_HASHES = 1 << 17;
 
 export class DirCache {
-  /** directory → name hash → its entries (null: no such item). */
-  private readonly dirs = new Map<bigint, Map<bigint, BtrfsDirItem[] | null>>();
+  /** directory → name hash (a number: hashes are 32-bit) → its entries (null: no such item). */
+  private readonly dirs = new Map<bigint, Map<number, BtrfsDirItem[] | null>>();
   private kept = 0;
+  /**
+   * The directory asked for last and what `dirs`, `made` and `nextIndex` hold for it (undefined: nothing
+   * yet), updated with them: a link asks 8–10 times for the same directory, each a bigint-keyed lookup.
+   */
+  private lastDir: bigint | undefined = undefined;
+  private lastItems: Map<number, BtrfsDirItem[] | null> | undefined = undefined;
+  private lastMade: Set<number> | undefined = undefined;
+  private lastNext: bigint | undefined = undefined;
 
   /**
    * Directories made since this cache started (a new inode number, past every objectid in the tree, so no
@@ -39,33 +47,42 @@ export class DirCache {
 
   /** The DIR_INDEX a new entry of `dir` gets (the highest in use + 1, at least 2). */
   indexFor(dir: bigint): bigint {
-    let next = this.nextIndex.get(dir);
+    this.at(dir);
+    let next = this.lastNext;
     if (next === undefined) {
       const last = this.lastIndex(dir);
       next = last === undefined ? 2n : last + 1n;
       if (this.nextIndex.size >= MAX_KEPT) this.nextIndex.clear();
       this.nextIndex.set(dir, next);
+      this.lastNext = next;
     }
     return next;
   }
 
   /** DIR_INDEX (dir, index) is put: the highest index follows. */
   indexPut(dir: bigint, index: bigint): void {
-    const next = this.nextIndex.get(dir);
-    if (next !== undefined && index >= next) this.nextIndex.set(dir, index + 1n);
+    this.at(dir);
+    const next = this.lastNext;
+    if (next !== undefined && index >= next) this.nextIndex.set(dir, (this.lastNext = index + 1n));
   }
 
   /** DIR_INDEX (dir, index) is deleted: when it was the highest, the next is found again by a search. */
   indexDeleted(dir: bigint, index: bigint): void {
-    if (this.nextIndex.get(dir) === index + 1n) this.nextIndex.delete(dir);
+    this.at(dir);
+    if (this.lastNext === index + 1n) {
+      this.nextIndex.delete(dir);
+      this.lastNext = undefined;
+    }
   }
 
   /** The entries of item (dir, DIR_ITEM, hash): never change the array returned. */
   get(dir: bigint, hash: bigint): BtrfsDirItem[] | null {
-    const hit = this.dirs.get(dir)?.get(hash);
+    this.at(dir);
+    const h = Number(hash);
+    const hit = this.lastItems?.get(h);
     if (hit !== undefined) return hit;
-    const made = this.made.get(dir);
-    if (made !== undefined && !made.has(Number(hash) | 0)) return null;
+    const made = this.lastMade;
+    if (made !== undefined && !made.has(h | 0)) return null;
     const raw = this.read(dir, hash);
     const items = raw ? decodeDirItems(raw) : null;
     this.set(dir, hash, items);
@@ -74,8 +91,8 @@ export class DirCache {
 
   /** The item (dir, DIR_ITEM, hash) is being put or deleted. */
   forget(dir: bigint, hash: bigint): void {
-    const d = this.dirs.get(dir);
-    if (d?.delete(hash)) this.kept--;
+    this.at(dir);
+    if (this.lastItems?.delete(Number(hash))) this.kept--;
   }
 
   /** `dir` is a new directory: it has no entries, and every one it gets is put through this cache's tree handle. */
@@ -83,12 +100,15 @@ export class DirCache {
     // a number given again (the highest inode went away): the old directory's names went with it
     const old = this.made.get(dir);
     if (old) this.madeHashes -= old.size;
-    this.made.set(dir, new Set());
+    const made = new Set<number>();
+    this.made.set(dir, made);
+    if (dir === this.lastDir) this.lastMade = made;
   }
 
   /** The item (dir, DIR_ITEM, hash) is put (`present`) or deleted. */
   itemChanged(dir: bigint, hash: bigint, present: boolean): void {
-    const made = this.made.get(dir);
+    this.at(dir);
+    const made = this.lastMade;
     if (made === undefined) return;
     const h = Number(hash) | 0;
     if (!present) {
@@ -100,6 +120,7 @@ export class DirCache {
     if (this.madeHashes >= MAX_MADE_HASHES) {
       this.made.clear();
       this.madeHashes = 0;
+      this.lastMade = undefined;
       return;
     }
     made.add(h);
@@ -112,10 +133,12 @@ export class DirCache {
    */
   set(dir: bigint, hash: bigint, items: BtrfsDirItem[] | null): void {
     if (this.kept >= MAX_KEPT) this.clear();
-    let d = this.dirs.get(dir);
-    if (!d) this.dirs.set(dir, (d = new Map()));
-    if (!d.has(hash)) this.kept++;
-    d.set(hash, items);
+    this.at(dir);
+    let d = this.lastItems;
+    if (!d) this.dirs.set(dir, (d = this.lastItems = new Map()));
+    const h = Number(hash);
+    if (!d.has(h)) this.kept++;
+    d.set(h, items);
   }
 
   clear(): void {
@@ -124,5 +147,15 @@ export class DirCache {
     this.nextIndex.clear();
     this.made.clear();
     this.madeHashes = 0;
+    this.lastDir = undefined;
+  }
+
+  /** Makes `dir` the last directory asked for (lastItems, lastMade, lastNext are its). */
+  private at(dir: bigint): void {
+    if (dir === this.lastDir) return;
+    this.lastDir = dir;
+    this.lastItems = this.dirs.get(dir);
+    this.lastMade = this.made.get(dir);
+    this.lastNext = this.nextIndex.get(dir);
   }
 }
