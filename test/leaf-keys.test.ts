@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  compareLeafKey, compareLeafKeys, diskKey, leafData, leafItem, leafKey, leafSlotLE, sameLeafData,
+  compareLeafKey, compareLeafKeys, diskKey, leafData, leafItem, leafKey, leafSize, leafSlotLE, sameLeafData, sameLeafRuns,
 } from '../src/image/read/leaf-keys.js';
 import { slotLE } from '../src/image/read/tree.js';
 import * as S from '../src/image/structs.js';
@@ -62,6 +62,28 @@ describe('leaf keys compared in the block bytes', () => {
     expect(sameLeafData(a, 2, b, 2)).toBe(true); // empty
     expect(sameLeafData(a, 0, b, 3)).toBe(true);
     expect(sameLeafData(a, 1, b, 3)).toBe(false); // a prefix of the other
+  });
+
+  it('runs of items compare as one range: equal only when every item of the run is', () => {
+    // 20 items of 0..6 bytes at the same keys in both leaves; the right leaf has an item before them, so
+    // the same items sit at other offsets on each side, and its item 9 differs in its last byte
+    const mk = (i: number, tweak: boolean): S.LeafItem => {
+      const data = new Uint8Array(i % 7).map((_, k) => i * 7 + k);
+      if (tweak) data[data.length - 1]! ^= 0x40;
+      return { key: { objectid: 300n + BigInt(i), type: 1, offset: 0n }, data };
+    };
+    const first = { key: { objectid: 299n, type: 1, offset: 0n }, data: new Uint8Array(33).fill(9) };
+    const a = leafOf(Array.from({ length: 20 }, (_, i) => mk(i, false)));
+    const same = leafOf([first, ...Array.from({ length: 20 }, (_, i) => mk(i, false))]);
+    const c = leafOf([first, ...Array.from({ length: 20 }, (_, i) => mk(i, i === 9))]);
+    expect([leafSize(a, 6), leafSize(a, 7), leafSize(c, 10)]).toEqual([6, 0, 2]);
+    expect(sameLeafRuns(a, 0, same, 1, 20)).toBe(true);
+    expect(sameLeafData(a, 9, c, 10)).toBe(false);
+    expect(sameLeafRuns(a, 0, c, 1, 20)).toBe(false);
+    expect(sameLeafRuns(a, 0, c, 1, 9)).toBe(true);
+    expect(sameLeafRuns(a, 8, c, 9, 2)).toBe(false);
+    expect(sameLeafRuns(a, 9, c, 10, 1)).toBe(false);
+    expect(sameLeafRuns(a, 10, c, 11, 10)).toBe(true);
   });
 
   it('parseTreeBlock refuses keys out of order in either half of a u64, and a repeated key', () => {

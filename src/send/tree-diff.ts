@@ -1,5 +1,5 @@
 import type { ImageReader } from '../image/read/image.js';
-import { compareLeafKeys, leafData, leafKey, sameLeafData } from '../image/read/leaf-keys.js';
+import { compareLeafKeys, leafData, leafKey, leafSize, sameLeafData, sameLeafRuns } from '../image/read/leaf-keys.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { type BtrfsKey, compareKeys, type TreeBlock } from '../image/structs.js';
 
@@ -229,14 +229,28 @@ function* mergeLeaves(a: { tb: TreeBlock; i: number }, b: { tb: TreeBlock; i: nu
       yield { key: leafKey(y, j), right: leafData(y, j) };
       j++;
     } else {
-      if (!sameLeafData(x, i, y, j)) yield { key: leafKey(x, i), left: leafData(x, i), right: leafData(y, j) };
-      i++;
-      j++;
+      // the items from here with the same keys and sizes on both sides (up to RUN): their data compared
+      // in one piece, and item by item only when that differs — most items of two leaves that differ
+      // are equal, and each compare call has a fixed cost well above a short item's bytes
+      let n = 0;
+      while (n < RUN && i + n < x.header.nritems && j + n < y.header.nritems && leafSize(x, i + n) === leafSize(y, j + n) && (n === 0 || compareLeafKeys(x, i + n, y, j + n) === 0)) n++;
+      if (n > 1 && sameLeafRuns(x, i, y, j, n)) {
+        i += n;
+        j += n;
+        continue;
+      }
+      // item by item: the first pair (sizes that differ: n = 0), or each pair of a run that differs
+      for (let e = Math.max(n, 1); e > 0; e--, i++, j++) {
+        if (!sameLeafData(x, i, y, j)) yield { key: leafKey(x, i), left: leafData(x, i), right: leafData(y, j) };
+      }
     }
   }
   l.skipTo(i);
   r.skipTo(j);
 }
+
+/** Items compared at once by mergeLeaves when their keys and sizes match. */
+const RUN = 16;
 
 /** The same comparison item by item, for trees the block walk cannot be trusted on (a replayed log over them). */
 async function* compareItems(img: ImageReader, left: TreeRoot, right: TreeRoot): AsyncGenerator<ItemChange> {

@@ -59,6 +59,25 @@ export function sameLeafData(a: TreeBlock, i: number, b: TreeBlock, j: number): 
   return compareBytes.call(a.raw, b.raw, y, y + size, x, x + size) === 0;
 }
 
+/** Item `i`'s data size. */
+export function leafSize(tb: TreeBlock, i: number): number {
+  return tb.view.getUint32(itemAt(i) + 21, true);
+}
+
+/**
+ * Whether items [i, i + n) of `a` hold the same bytes as items [j, j + n) of `b`, item for item, given
+ * that each pair has the same size: a leaf's items lie back to back below its item headers (parseTreeBlock
+ * checked it), so both runs are one range each, compared at once.
+ */
+export function sameLeafRuns(a: TreeBlock, i: number, b: TreeBlock, j: number, n: number): boolean {
+  const last = n - 1;
+  const x = BTRFS_HEADER_SIZE + a.view.getUint32(itemAt(i + last) + 17, true);
+  const y = BTRFS_HEADER_SIZE + b.view.getUint32(itemAt(j + last) + 17, true);
+  const xEnd = BTRFS_HEADER_SIZE + a.view.getUint32(itemAt(i) + 17, true) + a.view.getUint32(itemAt(i) + 21, true);
+  const yEnd = BTRFS_HEADER_SIZE + b.view.getUint32(itemAt(j) + 17, true) + b.view.getUint32(itemAt(j) + 21, true);
+  return xEnd - x === yEnd - y && compareBytes.call(a.raw, b.raw, y, yEnd, x, xEnd) === 0;
+}
+
 /** Slot of the last item keyed <= `k` (diskKey), -1 when every key is greater: slotLE without item objects. */
 export function leafSlotLE(tb: TreeBlock, k: DataView): number {
   let lo = 0;
