@@ -39,6 +39,10 @@ export interface SectorCsums {
  */
 const lastCsumLeaf = new WeakMap<TreeRoot, { leaf: TreeBlock; bound: BtrfsKey | undefined }>();
 
+/** The bounds of a csum leaf search as disk bytes (diskKey), filled and used between two awaits: a send makes one search per extent. */
+const fromKey = new DataView(new ArrayBuffer(17));
+const toKey = new DataView(new ArrayBuffer(17));
+
 const csumKey = (offset: bigint): BtrfsKey => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset });
 
 /**
@@ -46,7 +50,8 @@ const csumKey = (offset: bigint): BtrfsKey => ({ objectid: BTRFS_EXTENT_CSUM_OBJ
  * leaf's first key is not after it) and every item keyed before end (the next leaf starts after it).
  */
 function leafCovers(at: { leaf: TreeBlock; bound: BtrfsKey | undefined }, logical: bigint, end: bigint): boolean {
-  return at.leaf.header.nritems > 0 && compareLeafKey(at.leaf, 0, diskKey(csumKey(logical))) <= 0 && (at.bound === undefined || compareKeys(csumKey(end - 1n), at.bound) < 0);
+  const first = at.leaf.firstKey;
+  return first !== undefined && compareKeys(first, csumKey(logical)) <= 0 && (at.bound === undefined || compareKeys(csumKey(end - 1n), at.bound) < 0);
 }
 
 /** Stored checksum of each sector of [logical, logical+len) from the csum tree; `have[i]` 0 where none is. */
@@ -77,10 +82,10 @@ export async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefin
   if (at && leafCovers(at, logical, end)) {
     // the same items as the search below: from the last one keyed <= logical (when it is a csum item) to the last one before end
     const leaf = at.leaf;
-    let i = leafSlotLE(leaf, diskKey(csumKey(logical)));
+    let i = leafSlotLE(leaf, diskKey(csumKey(logical), fromKey));
     const k = i >= 0 ? leafKey(leaf, i) : undefined;
     if (!k || k.objectid !== BTRFS_EXTENT_CSUM_OBJECTID || k.type !== BTRFS_EXTENT_CSUM_KEY) i++;
-    const to = diskKey(csumKey(end - 1n));
+    const to = diskKey(csumKey(end - 1n), toKey);
     for (; i < leaf.header.nritems && compareLeafKey(leaf, i, to) <= 0; i++) put(leafItem(leaf, i));
     return out;
   }
