@@ -50,8 +50,7 @@ const fail = (op, len, off, e) => {
   port.postMessage({ op, len, off, message: String(e && e.message), code: e && e.code });
   Atomics.store(ctrl, 2, 1);
 };
-// copy_file_range through the addon, loaded at the first copy; where it is missing or the kernel refuses
-// (another file system type, an old kernel), through a buffer
+// copy_file_range through the addon, loaded at the first copy; where it is missing or fails, through a buffer
 let copyRange;
 let copyBuf;
 const copy = async (src, from, len, off) => {
@@ -68,8 +67,9 @@ const copy = async (src, from, len, off) => {
     let n;
     try {
       n = copyRange(src, from + done, fd, off + done, len - done);
-    } catch (e) {
-      if (e.code !== 'EXDEV' && e.code !== 'EINVAL' && e.code !== 'ENOSYS' && e.code !== 'EOPNOTSUPP') throw e;
+    } catch {
+      // whatever the kernel refused (another file system type, an old kernel, a file system without it),
+      // the rest goes through the buffer below, which meets a real read or write error again in node's words
       copyRange = null;
       break;
     }
