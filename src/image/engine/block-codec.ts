@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import { BTRFS_HEADER_FLAG_WRITTEN, BTRFS_MAX_LEVEL } from '../structs/constants.js';
-import { type BtrfsKey, formatKey } from '../structs/fs-items.js';
+import { type BtrfsKey, diskKeyAt, formatKey } from '../structs/fs-items.js';
 import { formatUuid } from '../structs/bytes.js';
 import { setBlockCsum, verifyBlockCsum } from '../structs/csum.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, BTRFS_KEY_PTR_SIZE, maxNodePtrs } from '../structs/tree-block.js';
@@ -53,10 +53,6 @@ export function decodeBlock(
   return b;
 }
 
-function readKey(dv: DataView, raw: Uint8Array, p: number): BtrfsKey {
-  return { objectid: dv.getBigUint64(p, true), type: raw[p + 8]!, offset: dv.getBigUint64(p + 9, true) };
-}
-
 function compare(a: BtrfsKey, c: BtrfsKey): number {
   if (a.objectid !== c.objectid) return a.objectid < c.objectid ? -1 : 1;
   if (a.type !== c.type) return a.type - c.type;
@@ -70,7 +66,7 @@ function decodeItems(raw: Uint8Array, dv: DataView, nodesize: number, nritems: n
   let prev: BtrfsKey | undefined;
   let used = 0;
   for (let i = 0, p = BTRFS_HEADER_SIZE; i < nritems; i++, p += BTRFS_ITEM_SIZE) {
-    const key = readKey(dv, raw, p);
+    const key = diskKeyAt(dv, p);
     const offset = dv.getUint32(p + 17, true);
     const size = dv.getUint32(p + 21, true);
     // data of item i sits right below data of item i-1 and above the item headers
@@ -90,10 +86,9 @@ function decodeItems(raw: Uint8Array, dv: DataView, nodesize: number, nritems: n
 function decodePtrs(dv: DataView, nodesize: number, nritems: number, b: Block): string | undefined {
   if (nritems === 0) return `node at level ${b.level} has no pointers`;
   if (nritems > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE) return `nritems ${nritems} cannot fit`;
-  const raw = new Uint8Array(dv.buffer, dv.byteOffset, nodesize);
   let prev: BtrfsKey | undefined;
   for (let i = 0, p = BTRFS_HEADER_SIZE; i < nritems; i++, p += BTRFS_KEY_PTR_SIZE) {
-    const key = readKey(dv, raw, p);
+    const key = diskKeyAt(dv, p);
     if (prev && compare(prev, key) >= 0) return `keys out of order at slot ${i}`;
     prev = key;
     b.keys.push(key);

@@ -1,5 +1,5 @@
 import {
-  BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, type BtrfsKey, compareDiskKeys, type LeafItem, type TreeBlock,
+  BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, type BtrfsKey, compareDiskKeys, diskKeyAt, type LeafItem, type TreeBlock,
 } from '../structs.js';
 
 /**
@@ -29,9 +29,7 @@ export function compareLeafKeys(a: TreeBlock, i: number, b: TreeBlock, j: number
 }
 
 export function leafKey(tb: TreeBlock, i: number): BtrfsKey {
-  const dv = tb.view;
-  const p = itemAt(i);
-  return { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) };
+  return diskKeyAt(tb.view, itemAt(i));
 }
 
 /** Item `i`'s data: a view into the block. */

@@ -21,6 +21,10 @@ export function writeDiskKey(w: LeWriter, k: BtrfsKey): void {
   w.u8(k.type);
   w.u64(k.offset);
 }
+/** The disk key at byte `p` of `dv` (a tree block's item header or key pointer), read in place. */
+export function diskKeyAt(dv: DataView, p: number): BtrfsKey {
+  return { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) };
+}
 export function decodeDiskKey(b: Uint8Array, off = 0): BtrfsKey {
   return readDiskKey(new LeReader(b, off, 'btrfs_disk_key'));
 }

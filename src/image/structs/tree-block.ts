@@ -1,7 +1,7 @@
 import { ImageError } from '../../errors.js';
 import { LeReader, LeWriter } from './bytes.js';
 import { BTRFS_MAX_LEVEL } from './constants.js';
-import { type BtrfsKey, writeDiskKey } from './fs-items.js';
+import { type BtrfsKey, diskKeyAt, writeDiskKey } from './fs-items.js';
 import { setBlockCsum } from './csum.js';
 
 /**
@@ -86,9 +86,7 @@ class ParsedBlock implements TreeBlock {
   get firstKey(): BtrfsKey | undefined {
     if (this.header.nritems === 0) return undefined;
     if (this.header.level > 0) return this.ptrs[0]!.key;
-    const dv = this.view;
-    const p = BTRFS_HEADER_SIZE;
-    return (this.first ??= { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) });
+    return (this.first ??= diskKeyAt(this.view, BTRFS_HEADER_SIZE));
   }
 }
 
@@ -97,7 +95,7 @@ function leafItems(b: Uint8Array, dv: DataView, n: number): LeafItem[] {
   const items: LeafItem[] = new Array(n);
   for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_ITEM_SIZE) {
     const offset = BTRFS_HEADER_SIZE + dv.getUint32(p + 17, true);
-    items[i] = { key: { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) }, data: b.subarray(offset, offset + dv.getUint32(p + 21, true)) };
+    items[i] = { key: diskKeyAt(dv, p), data: b.subarray(offset, offset + dv.getUint32(p + 21, true)) };
   }
   return items;
 }
@@ -150,8 +148,7 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
     if (n === 0) bad(`node at level ${header.level} has no pointers`);
     if (n > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE) bad(`nritems ${n} cannot fit`);
     for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_KEY_PTR_SIZE) {
-      const key = { objectid: dv.getBigUint64(p, true), type: dv.getUint8(p + 8), offset: dv.getBigUint64(p + 9, true) };
-      ptrs.push({ key, blockptr: dv.getBigUint64(p + 17, true), generation: dv.getBigUint64(p + 25, true) });
+      ptrs.push({ key: diskKeyAt(dv, p), blockptr: dv.getBigUint64(p + 17, true), generation: dv.getBigUint64(p + 25, true) });
     }
   }
   // keys in order, compared where they lie (a leaf's item headers or a node's key pointers)
