@@ -5,7 +5,7 @@ import type { FileRange, InputFile } from './file-range.js';
 import { readFullAt } from './read-full.js';
 import { UndoLog } from './undo-log.js';
 import { WriteBehind } from './write-behind.js';
-import { OP_EXTEND } from './write-behind-worker.js';
+import { OP_EXTEND, OP_FSYNC } from './write-behind-worker.js';
 
 /**
  * Bytes written in place before a write-behind thread asked for is started. Its start costs a second V8
@@ -198,7 +198,7 @@ export class FileDevice implements BlockDevice {
   private throwIfFailed(): void {
     const f = this.behind?.failed();
     if (!f) return;
-    if (f.op === 2) throw new ImageError('IMAGE_FLUSH', `cannot make the image durable (fsync): ${f.message}`);
+    if (f.op === OP_FSYNC) throw new ImageError('IMAGE_FLUSH', `cannot make the image durable (fsync): ${f.message}`);
     if (f.op === OP_EXTEND) throw new ImageError('IMAGE_GROW', `cannot grow ${this.path} to ${f.off} bytes: ${f.message}`);
     throw this.writeError(f.len, BigInt(f.off), f.message);
   }
