@@ -1,28 +1,31 @@
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { ReceiveError } from '../errors.js';
 
 /**
  * One writer per image: a lock file beside it holding the writer's pid (and the process start time, so a
  * recycled pid is not mistaken for the writer). A lock left by a process that no longer exists (kill -9)
- * is taken over, so a crash never blocks the next receive. Only one process may take over a stale lock
- * (a `.takeover` marker created exclusively): two receives starting together after a crash cannot both
- * remove it and both believe they hold the image.
+ * is taken over, so a crash never blocks the next receive.
+ *
+ * Lock and takeover marker appear with their content at once (written to a file of this process's own,
+ * then hard-linked to the name, which fails if it exists): a file created empty and written after let a
+ * process reading it in between take "" for a dead holder, remove a live marker and then the live lock of
+ * the process that had just taken over — two receives writing one image (seen once in 40 rounds of six
+ * processes over one stale lock).
+ *
+ * Only one process may remove a given stale lock: it must first create the `.takeover` marker, and it
+ * removes the lock only if it still holds the stale content (pid and start time never come back). A taker
+ * killed in the middle leaves its marker: the next one goes one marker deeper (named after the dead taker)
+ * instead of removing a marker that another process may have re-created meanwhile, and the winner removes
+ * the whole chain once the stale lock is gone.
  */
 export function lockImage(image: string): () => void {
   const lock = `${image}.btrfs-ts.lock`;
-  const me = `${process.pid} ${startTime(process.pid) ?? ''}`.trim();
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = openSync(lock, 'wx');
-      writeSync(fd, `${me}\n`);
-      closeSync(fd);
-      return () => {
-        try { unlinkSync(lock); } catch { /* already gone */ }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  const me = identity();
+  for (let attempt = 0; attempt < 4; attempt++) {
+    if (createWith(lock, me)) {
+      return () => unlinkQuiet(lock);
     }
-    const holder = readHolder(lock);
+    const holder = readSettled(lock);
     if (holder === undefined) continue; // released meanwhile
     if (isAlive(holder)) {
       throw new ReceiveError('IMAGE_LOCKED', `${image} is being written by process ${holder.split(' ')[0]} (lock ${lock})`);
@@ -32,39 +35,84 @@ export function lockImage(image: string): () => void {
   throw new ReceiveError('IMAGE_LOCKED', `cannot take the lock ${lock}`);
 }
 
-/** Removes a stale lock whose content is `stale`, if this process wins the right to (see lockImage). */
+/** Removes the stale lock whose content is `stale`, if this process wins the right to (see lockImage). */
 function takeOver(lock: string, stale: string, image: string): void {
-  const marker = `${lock}.takeover`;
-  let fd: number;
-  try {
-    fd = openSync(marker, 'wx');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const taker = readHolder(marker);
-    // a taker killed in the middle leaves its marker: it is stale as soon as that process is gone
-    if (taker !== undefined && !isAlive(taker)) {
-      try { unlinkSync(marker); } catch { /* another process removed it */ }
+  const dead: string[] = [];
+  let marker = `${lock}.takeover`;
+  for (let depth = 0; depth < 8; depth++) {
+    if (createWith(marker, identity())) {
+      try {
+        if (readSettled(lock) === stale) unlinkQuiet(lock);
+      } finally {
+        unlinkQuiet(marker);
+        for (const m of dead) unlinkQuiet(m);
+      }
       return;
     }
-    throw new ReceiveError('IMAGE_LOCKED', `${image}: another process is taking over the stale lock ${lock}`);
+    const taker = readSettled(marker);
+    if (taker === undefined) return; // that taker is done: look at the lock again
+    if (isAlive(taker)) {
+      throw new ReceiveError('IMAGE_LOCKED', `${image}: another process is taking over the stale lock ${lock}`);
+    }
+    dead.push(marker);
+    marker = `${lock}.takeover-${taker.replace(/[^0-9]+/g, '-')}`;
   }
+  throw new ReceiveError('IMAGE_LOCKED', `${image}: too many takers of the stale lock ${lock} died; remove ${lock}.takeover* by hand`);
+}
+
+/** This process as a lock holder: "pid starttime". */
+function identity(): string {
+  return `${process.pid} ${startTime(process.pid) ?? ''}`.trim();
+}
+
+let serial = 0;
+
+/**
+ * Creates `path` holding `content` atomically: false if it exists. Where the file system has no hard
+ * links (the link is refused with EPERM and the like) it falls back to an exclusive create and a write;
+ * readSettled then waits out the moment the file is still empty.
+ */
+function createWith(path: string, content: string): boolean {
+  const own = `${path}.${process.pid}-${serial++}`;
+  writeFileSync(own, `${content}\n`);
   try {
-    writeSync(fd, `${process.pid} ${startTime(process.pid) ?? ''}`.trim() + '\n');
-    closeSync(fd);
-    // still the same stale content? (another taker may have replaced it with a live lock already)
-    if (readHolder(lock) === stale) unlinkSync(lock);
+    linkSync(own, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EMLINK') throw e;
   } finally {
-    try { unlinkSync(marker); } catch { /* gone */ }
+    unlinkQuiet(own);
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+  try { writeSync(fd, `${content}\n`); } finally { closeSync(fd); }
+  return true;
+}
+
+/** The file's content, undefined if it does not exist; an empty file is read again for up to ~0.2 s. */
+function readSettled(path: string): string | undefined {
+  for (let i = 0; ; i++) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    if (text !== '' || i === 20) return text;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   }
 }
 
-function readHolder(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+function unlinkQuiet(path: string): void {
+  try { unlinkSync(path); } catch { /* already gone */ }
 }
 
 /** "pid [starttime]": alive when the pid exists and, if recorded, started at the same time. */
