@@ -19,6 +19,8 @@
  *   the parser's views are the page cache's pages, with no copy into a buffer (read(2) was the largest
  *   single cost of a dump), and the pages behind the parser are given back as it goes.
  *
+ * - crcAhead (crc-ahead.c): a thread checking a stream file's command CRCs ahead of the parser.
+ *
  * - copyFileRange: copy_file_range(2), for the image writer thread to take an encoded extent's bytes
  *   straight from the stream file into the image (src/io/write-behind.ts) instead of from a copy in memory.
  *
@@ -36,6 +38,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "btrfs-ts-native.h"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -97,6 +100,10 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_raw(uint32_t crc, const
   uint32_t s = (uint32_t)a;
   while (n--) s = _mm_crc32_u8(s, *p++);
   return s;
+}
+
+uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n) {
+  return crc32c_raw(crc, p, n);
 }
 #endif
 
@@ -358,6 +365,7 @@ NAPI_MODULE_INIT() {
   if (have_crc32_insn) {
     export_fn(env, exports, "crc32cRaw", js_crc32c_raw);
     export_fn(env, exports, "crc32cPiecesRaw", js_crc32c_pieces_raw);
+    crc_ahead_export(env, exports);
   }
 #endif
   export_fn(env, exports, "mapFile", js_map_file);

@@ -10,7 +10,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE = join(ROOT, 'native', 'btrfs-ts-native.c');
+const SOURCES = ['btrfs-ts-native.c', 'crc-ahead.c'].map((f) => join(ROOT, 'native', f));
+const HEADER = join(ROOT, 'native', 'btrfs-ts-native.h');
 const OUT = join(ROOT, 'build', 'btrfs-ts-native.node');
 
 function skip(why) {
@@ -25,12 +26,12 @@ if (process.platform !== 'linux' && process.platform !== 'darwin') skip(`platfor
 const include = [join(dirname(dirname(process.execPath)), 'include', 'node'), process.config?.variables?.node_prefix && join(process.config.variables.node_prefix, 'include', 'node')]
   .find((d) => d && existsSync(join(d, 'node_api.h')));
 if (!include) skip(`node_api.h not found beside ${process.execPath}`);
-if (existsSync(OUT) && statSync(OUT).mtimeMs >= statSync(SOURCE).mtimeMs && statSync(OUT).mtimeMs >= statSync(fileURLToPath(import.meta.url)).mtimeMs) process.exit(0);
+if (existsSync(OUT) && [...SOURCES, HEADER, fileURLToPath(import.meta.url)].every((f) => statSync(OUT).mtimeMs >= statSync(f).mtimeMs)) process.exit(0);
 
 const cc = process.env.CC || 'cc';
 const tmp = `${OUT}.${process.pid}.tmp`;
 mkdirSync(dirname(OUT), { recursive: true });
-const args = ['-shared', '-fPIC', '-O2', '-std=gnu11', '-Wall', '-I', include, '-o', tmp, SOURCE, '-ldl', '-lpthread'];
+const args = ['-shared', '-fPIC', '-O2', '-std=gnu11', '-Wall', '-I', include, '-o', tmp, ...SOURCES, '-ldl', '-lpthread'];
 // a macOS addon leaves Node-API's symbols to be found in the node binary when it loads
 if (process.platform === 'darwin') args.unshift('-undefined', 'dynamic_lookup');
 const r = spawnSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'] });

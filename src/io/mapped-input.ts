@@ -2,6 +2,7 @@ import { fstatSync } from 'node:fs';
 import { BtrfsTsError } from '../errors.js';
 import type { ByteReader } from '../stream/source.js';
 import { nativeAddon } from '../util/native-addon.js';
+import { CrcAhead } from './crc-ahead.js';
 import { InputFile, registerMapping } from './file-range.js';
 import { ReadProgress, YIELD_EVERY } from './read-progress.js';
 
@@ -48,6 +49,7 @@ export class MappedWindowReader implements ByteReader {
   /** What the mappings are registered as (file-range.ts): their views' bytes can be copied from the file. */
   private readonly file: InputFile;
   private readonly progress: ReadProgress;
+  private ahead: CrcAhead | undefined;
   position = 0;
   readonly reusing = true;
 
@@ -113,8 +115,16 @@ export class MappedWindowReader implements ByteReader {
     }
   }
 
+  crcAhead(maxLen: number): CrcAhead | undefined {
+    this.ahead?.stop();
+    // take() hands out the file's bytes from its start: a stream position is a file offset
+    this.ahead = CrcAhead.start(this.fd, this.position, maxLen);
+    return this.ahead;
+  }
+
   async close(): Promise<void> {
     this.eof = true;
+    this.ahead?.stop();
     await this.closeFd?.();
   }
 

@@ -3,6 +3,7 @@ import { crc32cRaw } from '../util/crc32c.js';
 import { CRC_SECTOR, crc32cRawBySector } from '../util/crc32c-combine.js';
 import { AttrTable } from './attrs.js';
 import * as C from './constants.js';
+import type { CrcAhead } from '../io/crc-ahead.js';
 import { decodeCommand, isKnownCommand } from './decode.js';
 import { ChunkReader, isWindowSource, type ByteReader } from './source.js';
 import type { CommandMeta, EncodedWriteCmd, StreamItem, WriteCmd } from './types.js';
@@ -106,6 +107,14 @@ export class StreamParser {
   private cmdCrc = 0;
   /** Raw CRC32C of the header with its crc field zeroed: where the payload's CRC starts. */
   private headerCrc = 0;
+  /**
+   * The commands' CRCs checked ahead on another thread (io/crc-ahead.ts), counting from the first
+   * command; `aheadSeen` counts the parser's commands from the same one, and `preChecked` says the
+   * current command is one the thread found intact.
+   */
+  private ahead: CrcAhead | undefined;
+  private aheadSeen = 0;
+  private preChecked = false;
   /** The current command's error context, for the attribute table (one function for every command). */
   private readonly ctxOf = (): ErrorContext => ({ offset: this.cmdOffset, commandIndex: this.index, command: C.sendCommandName(this.cmd) });
   /**
@@ -226,6 +235,8 @@ export class StreamParser {
     this.streamIndex++;
     this.version = version;
     this.phase = 'command';
+    // the thread frames the streams after this one itself; a receive's check makes the data's sector CRCs
+    if (this.streamIndex === 0 && !this.opts.noCrc && !this.opts.sectorCrcs) this.ahead = r.crcAhead?.(this.maxLen);
     return { kind: 'header', version, offset: hdrOffset, streamIndex: this.streamIndex };
   }
 
@@ -248,8 +259,9 @@ export class StreamParser {
     if (len > this.maxLen) {
       throw new StreamError('COMMAND_TOO_LONG', `command length ${len} exceeds the limit of ${this.maxLen} bytes`, this.ctxOf());
     }
+    this.preChecked = this.ahead !== undefined && this.aheadSeen++ < this.ahead.verified();
     // the header's part of the CRC now: its view is not used after the payload is read
-    this.headerCrc = this.opts.noCrc ? 0 : crc32cRaw(zeroedHeader(h), 0);
+    this.headerCrc = this.opts.noCrc || this.preChecked ? 0 : crc32cRaw(zeroedHeader(h), 0);
     // nothing keeps `h`, and the previous command's views went at next(): unpinned, the reader can make
     // room for the payload by moving bytes within its buffer instead of into a new one per command
     r.releaseSpent();
@@ -268,7 +280,7 @@ export class StreamParser {
     const version = this.version;
     let attrs: AttrTable | undefined;
     let sectors: Uint32Array | undefined;
-    if (!this.opts.noCrc) {
+    if (!this.opts.noCrc && !this.preChecked) {
       let actual: number;
       if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
         ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctxOf, payloadOffset, this.spentAttrs));

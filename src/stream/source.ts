@@ -1,3 +1,5 @@
+import type { CrcAhead } from '../io/crc-ahead.js';
+
 /**
  * A source that can take chunks back once the consumer holds no view into them, and fill them again:
  * reading a large stream then allocates a few chunks instead of one per read (allocation volume is what
@@ -23,6 +25,11 @@ export interface ByteReader {
   take(n: number): Uint8Array;
   releaseSpent(): void;
   close(): Promise<void>;
+  /**
+   * A regular file's reader may check the commands' CRCs ahead on another thread (io/crc-ahead.ts), from
+   * the next byte take() returns — the first command header; stopped by close().
+   */
+  crcAhead?(maxLen: number): CrcAhead | undefined;
 }
 
 /**

@@ -23,6 +23,8 @@ export interface NativeAddon {
   dropPages?: (view: Uint8Array) => void;
   /** copy_file_range(2) of `length` bytes from `fdIn` at `offIn` to `fdOut` at `offOut`: the bytes copied (fewer at the input's end). Throws (code EXDEV, EINVAL, ...) where the kernel cannot. */
   copyFileRange?: (fdIn: number, offIn: number, fdOut: number, offOut: number, length: number) => number;
+  /** A thread checking the CRC32C of the send stream's commands in the file `fd` from `offset` (io/crc-ahead.ts): its 16 bytes of shared words, or undefined where it could not start. */
+  crcAhead?: (fd: number, offset: number, maxLen: number) => ArrayBuffer | undefined;
 }
 
 /** Where the build puts it: the package's build/ (this module is src/util/ or dist/util/). */

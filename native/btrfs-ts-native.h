@@ -1,0 +1,14 @@
+/* What the addon's C files share (native/btrfs-ts-native.c is the module, with the CRC32C engine). */
+#ifndef BTRFS_TS_NATIVE_H
+#define BTRFS_TS_NATIVE_H
+#include <node_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The raw CRC32C register `crc` carried over p[0, n) on three lanes of the crc32 instruction (x86-64, SSE4.2 only). */
+uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n);
+
+/* Adds crcAhead (crc-ahead.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
+void crc_ahead_export(napi_env env, napi_value exports);
+
+#endif
