@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_REG, decodeFileExtentItem } from '../src/image/structs.js';
 import { openImageFile } from '../src/io/image-read-file.js';
-import { DataFill } from '../src/send/data-fill.js';
+import { DataFill, FillThread } from '../src/send/data-fill.js';
 import { sendSubvolume } from '../src/send/index.js';
 import { BufferPool } from '../src/util/bytes.js';
 import { crc32cBtrfs } from '../src/util/crc32c.js';
@@ -103,6 +103,28 @@ describe.skipIf(!built)('the data-fill worker', () => {
       fill.close();
     }
   });
+  it('a thread started before the DataFill (FillThread) says when it has started and does the jobs it is given', async () => {
+    const thread = new FillThread(modules);
+    const pool = new BufferPool(1 << 20, 1, { shared: true });
+    const out = pool.take();
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules: 'file:///nonexistent/', thread, take: false });
+    try {
+      for (let i = 0; !thread.ready; i++) {
+        expect(i).toBeLessThan(500); // 5 s
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const redone: string[] = [];
+      // the DataFill's own `modules` would not load: the jobs are the given thread's
+      await fill.post(out.subarray(0, a.length), a.length, [0n, 1n << 20n], sumsOf(a), async () => { redone.push('a'); });
+      await fill.post(out.subarray(a.length, a.length + b.length), b.length, [2n << 20n], sumsOf(b), async () => { redone.push('b'); });
+      await fill.settle();
+      expect(redone).toEqual([]);
+      expect(Buffer.compare(out.subarray(0, a.length), a)).toBe(0);
+      expect(Buffer.compare(out.subarray(a.length, a.length + b.length), b)).toBe(0);
+    } finally {
+      fill.close();
+    }
+  });
 });
 
 describe.skipIf(!built)('the send doing jobs the worker has not started', () => {
@@ -136,6 +158,24 @@ describe('the data-fill worker unavailable', () => {
     const pool = new BufferPool(1 << 20, 1, { shared: true });
     const out = pool.take();
     const fill = new DataFill({ path: join(work, 'nothing'), arena: pool.arena!, modules: 'file:///nonexistent/' });
+    let redone = 0;
+    try {
+      for (let i = 0; i < 40; i++) await fill.post(out.subarray(i * 8192, i * 8192 + 8192), 8192, [0n], new Uint8Array(8), async () => { redone++; });
+      await fill.settle();
+      expect(redone).toBe(40);
+    } finally {
+      fill.close();
+    }
+  });
+  it('a thread started early that cannot load is ready (failed) at once, and its jobs go to their fallbacks', async () => {
+    const thread = new FillThread('file:///nonexistent/');
+    for (let i = 0; !thread.ready; i++) {
+      expect(i).toBeLessThan(500);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const pool = new BufferPool(1 << 20, 1, { shared: true });
+    const out = pool.take();
+    const fill = new DataFill({ path: join(work, 'nothing'), arena: pool.arena!, thread });
     let redone = 0;
     try {
       for (let i = 0; i < 40; i++) await fill.post(out.subarray(i * 8192, i * 8192 + 8192), 8192, [0n], new Uint8Array(8), async () => { redone++; });

@@ -1,6 +1,8 @@
 /**
  * The thread of data-fill.ts, as plain JavaScript run with `eval` (as extent-worker.ts, whose notes on
- * loading apply). It never returns to its event loop: it sleeps on the ring's TAIL word (Atomics.wait)
+ * loading apply). It loads its modules, says so (FillThread.ready), and waits for its work: the ring,
+ * the output arena and the image's path, in one message (it may be started before the send has them).
+ * Then it never returns to its event loop: it sleeps on the ring's TAIL word (Atomics.wait)
  * until the send posts a job, does the jobs in order, and counts them in DONE, waking the send only when
  * it waits. Per job: read the bytes from each copy in turn straight into the output arena, until one
  * whose sectors all match the stored crc32c checksums; result 1, or 2 when none did or a read failed
@@ -10,14 +12,17 @@
 export const FILL_WORKER = `(async () => {
 const { parentPort, workerData } = await import('node:worker_threads');
 const { openSync } = await import('node:fs');
-const { modules, shared, arena, path, layout: L } = workerData;
-let csum, algo, fd, readFullAt;
+const { modules, loaded } = workerData;
+let csum, algo, fd, readFullAt, shared, arena, path, L;
 try {
   csum = await import(new URL('image/structs/csum.js', modules).href);
   ({ readFullAt } = await import(new URL('io/read-full.js', modules).href));
   algo = await csum.loadCsum(0);
+  Atomics.store(loaded, 0, 1);
+  ({ shared, arena, path, layout: L } = await new Promise((resolve) => parentPort.once('message', resolve)));
   fd = openSync(path, 'r');
 } catch (e) {
+  Atomics.store(loaded, 0, 1);
   parentPort.postMessage({ unavailable: String(e && e.message) });
   return;
 }

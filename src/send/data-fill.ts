@@ -64,10 +64,12 @@ export interface DataFillOptions {
   modules?: string;
   /** Whether the send does jobs the worker has not started rather than wait for them (default: yes). */
   take?: boolean;
+  /** The thread to use, started earlier (else one is started at the first job); closed with the DataFill. */
+  thread?: FillThread;
 }
 
 export class DataFill {
-  private worker: Worker | undefined;
+  private thread: FillThread | undefined;
   /** False once the worker failed or was closed: nothing more is posted, what is out is done in line. */
   private usable = true;
   private readonly shared = new SharedArrayBuffer(SHARED_BYTES);
@@ -195,26 +197,60 @@ export class DataFill {
     this.usable = false;
     Atomics.store(this.ctl, STOP, 1);
     Atomics.notify(this.ctl, TAIL);
-    void this.worker?.terminate();
-    this.worker = undefined;
+    (this.thread ?? this.o.thread)?.close();
   }
 
   private start(): void {
-    if (this.worker) return;
-    const modules = this.o.modules ?? new URL('../', import.meta.url).href;
-    const w = new Worker(FILL_WORKER, {
-      eval: true,
-      workerData: { modules, shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING } },
-    });
-    w.unref(); // never what keeps the process alive
-    w.on('message', () => this.fail()); // it only ever says that it cannot work
-    w.on('error', () => this.fail());
-    this.worker = w;
+    if (this.thread) return;
+    this.thread = this.o.thread ?? new FillThread(this.o.modules);
+    this.thread.run({ shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING } }, () => this.fail());
   }
 
   /** The worker cannot work: what is out is done in line (settleTo), nothing more is posted. */
   private fail(): void {
     this.usable = false;
     Atomics.notify(this.ctl, DONE); // a send waiting for it looks again
+  }
+}
+
+/**
+ * The thread of a DataFill, which may be started before the send knows what it will read: node takes
+ * 30-40 ms of CPU to start a thread, 60-80 ms once a V8 flag has been changed (the send command's
+ * interrupt budget: V8 then refuses the code cache of node's built-in modules, which the thread compiles
+ * again from source). Started at the first job, it was ready 100-140 ms later, with the send's thread
+ * doing the jobs meanwhile; the CLI starts it as the command starts and changes the flag once it is ready.
+ */
+export class FillThread {
+  private readonly worker: Worker;
+  /** Set to 1 by the thread once its modules are loaded (or it gave up). */
+  private readonly loaded = new Int32Array(new SharedArrayBuffer(4));
+  private failed = false;
+  private onFail: (() => void) | undefined;
+
+  constructor(modules = new URL('../', import.meta.url).href) {
+    this.worker = new Worker(FILL_WORKER, { eval: true, workerData: { modules, loaded: this.loaded } });
+    this.worker.unref(); // never what keeps the process alive
+    const fail = (): void => {
+      this.failed = true;
+      this.onFail?.();
+    };
+    this.worker.on('message', fail); // it only ever says that it cannot work
+    this.worker.on('error', fail);
+  }
+
+  /** Whether the thread has loaded what it runs, or failed: past its start-up, which V8 flag changes slow. */
+  get ready(): boolean {
+    return this.failed || Atomics.load(this.loaded, 0) === 1;
+  }
+
+  /** Gives the thread its ring, output arena and image (once); `onFail` is called if it cannot work. */
+  run(work: object, onFail: () => void): void {
+    this.onFail = onFail;
+    if (this.failed) onFail();
+    else this.worker.postMessage(work);
+  }
+
+  close(): void {
+    void this.worker.terminate();
   }
 }

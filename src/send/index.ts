@@ -6,7 +6,7 @@ import type { BufferPool } from '../util/bytes.js';
 import * as C from '../stream/constants.js';
 import type { SendCommand } from '../stream/types.js';
 import { availableParallelism } from 'node:os';
-import { DataFill } from './data-fill.js';
+import { DataFill, FillThread } from './data-fill.js';
 import { FullSend } from './full.js';
 import { IncrementalSend } from './incremental.js';
 
@@ -28,6 +28,8 @@ export interface SendOptions {
   bufferPool?: BufferPool;
   /** Called as each subvolume starts (the CLI's "At subvol" line). */
   onSubvolume?: (s: SubvolumeInfo) => void;
+  /** The thread that reads data behind a full --compressed-data send, started early (fillThread); the caller closes it. */
+  fillThread?: FillThread;
 }
 
 /** Output is yielded in buffers of this size (a bigger command gets one of its own), not one per command. */
@@ -108,7 +110,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
-  const fill = readsBehind(opts) ? dataFill(img, opts.bufferPool) : undefined;
+  const fill = readsBehind(opts) ? dataFill(img, opts.bufferPool, opts.fillThread) : undefined;
   const held: Uint8Array[] = [];
   try {
     for (const sv of svs) {
@@ -161,10 +163,19 @@ export function readsBehind(o: Pick<SendOptions, 'parent' | 'compressedData'>): 
  * 1, or 2 without --compressed-data): three busy threads on two CPUs took more CPU and wall than two
  * (docs/performance.md, send10). Not for an incremental send: a few MB of data do not pay for a thread.
  */
-function dataFill(img: BtrfsImage, pool: BufferPool | undefined): DataFill | undefined {
+function dataFill(img: BtrfsImage, pool: BufferPool | undefined, thread: FillThread | undefined): DataFill | undefined {
   const path = img.reader.src.path;
   if (!pool?.arena || path === undefined || availableParallelism() < 2) return undefined;
-  return new DataFill({ path, arena: pool.arena });
+  return new DataFill({ path, arena: pool.arena, ...(thread ? { thread } : {}) });
+}
+
+/**
+ * The thread of a send with these options that reads data behind it, started now (data-fill.ts,
+ * FillThread: a thread started at the send's first job was ready only 100-140 ms later); undefined for
+ * other sends and on one CPU. Give it to sendSubvolumes as `fillThread`, and close it after.
+ */
+export function fillThread(o: Pick<SendOptions, 'parent' | 'compressedData'>): FillThread | undefined {
+  return readsBehind(o) && availableParallelism() >= 2 ? new FillThread() : undefined;
 }
 
 /** One subvolume's stream (header, commands, END): `sendSubvolumes(img, [path], opts)`. */

@@ -5,7 +5,8 @@ import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
-import { readsBehind, sendSubvolumes } from '../../send/index.js';
+import type { FillThread } from '../../send/data-fill.js';
+import { fillThread, readsBehind, sendSubvolumes } from '../../send/index.js';
 import { BufferPool } from '../../util/bytes.js';
 
 interface SendCliOptions {
@@ -49,44 +50,69 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print the bytes written per subvolume')
     .action(async (image: string, subvols: string[], o: SendCliOptions) => {
-      setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
       if (!o.file && process.stdout.isTTY) {
         throw new SendError('SEND_TTY', 'not writing a send stream to a terminal: redirect stdout or use -f FILE');
       }
-      await withImageFile(image, async (src) => {
-        const img = await BtrfsImage.open(src);
-        // the encoder's buffer, the one held for the data read into it (a full --compressed-data send:
-        // send/data-fill.ts, shared memory), the one being written and the 8 MiB queued behind it
-        // (file-sink.ts) are reused
-        const pool = new BufferPool(1 << 20, 14, { shared: readsBehind(o) });
-        const stream = sendSubvolumes(img, subvols, {
-          ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
-          ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
-          bufferPool: pool,
-          onSubvolume: (s) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
-        });
-        // The first chunk comes only after every check passed: no output file is made for a refused send.
-        const first = await stream.next();
-        const file = o.file ? await FileSink.open(o.file, pool) : FileSink.stdout(pool);
-        let bytes = 0;
-        try {
-          for (let r = first; !r.done; r = await stream.next()) {
-            await file.write(r.value);
-            bytes += r.value.length;
+      // the thread reading a full --compressed-data send's data behind it starts before the image is opened
+      const thread = fillThread(o);
+      const budget = budgetOnceStarted(thread);
+      try {
+        await withImageFile(image, async (src) => {
+          const img = await BtrfsImage.open(src);
+          // the encoder's buffer, the one held for the data read into it (a full --compressed-data send:
+          // send/data-fill.ts, shared memory), the one being written and the 8 MiB queued behind it
+          // (file-sink.ts) are reused
+          const pool = new BufferPool(1 << 20, 14, { shared: readsBehind(o) });
+          const stream = sendSubvolumes(img, subvols, {
+            ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
+            ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
+            bufferPool: pool, ...(thread ? { fillThread: thread } : {}),
+            onSubvolume: (s) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
+          });
+          // The first chunk comes only after every check passed: no output file is made for a refused send.
+          const first = await stream.next();
+          const file = o.file ? await FileSink.open(o.file, pool) : FileSink.stdout(pool);
+          let bytes = 0;
+          try {
+            for (let r = first; !r.done; r = await stream.next()) {
+              budget();
+              await file.write(r.value);
+              bytes += r.value.length;
+            }
+            await file.close();
+          } catch (e) {
+            // the send's own finally blocks stop its reading thread: an output failure left it waiting for
+            // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
+            await stream.return(undefined).catch(() => undefined);
+            await file.close().catch(() => undefined);
+            // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
+            if (file.regular) await fsp.rm(file.path, { force: true });
+            // a reader that went away (`| head -c N`) ends the send quietly, as for any Unix filter
+            if (!o.file && (e as { cause?: { code?: string } }).cause?.code === 'EPIPE') return;
+            throw e;
           }
-          await file.close();
-        } catch (e) {
-          // the send's own finally blocks stop its reading thread: an output failure left it waiting for
-          // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
-          await stream.return(undefined).catch(() => undefined);
-          await file.close().catch(() => undefined);
-          // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
-          if (file.regular) await fsp.rm(file.path, { force: true });
-          // a reader that went away (`| head -c N`) ends the send quietly, as for any Unix filter
-          if (!o.file && (e as { cause?: { code?: string } }).cause?.code === 'EPIPE') return;
-          throw e;
-        }
-        if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
-      }, { blocking: true });
+          if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
+        }, { blocking: true });
+      } finally {
+        thread?.close();
+      }
     });
+}
+
+/**
+ * Raises V8's interrupt budget for the send (SEND_INTERRUPT_BUDGET) now, or, with a thread of data-fill.ts
+ * starting, once it has started (the returned function, called as the send goes, sets it then): a V8 flag
+ * changed while a thread starts makes V8 refuse node's code cache of its built-in modules there, and the
+ * thread compiled them again — 60-80 ms of CPU instead of 30-40, and ready 100-140 ms after it was started
+ * instead of ~60 (docs/performance.md, twelfth session, sendc16).
+ */
+function budgetOnceStarted(thread: FillThread | undefined): () => void {
+  let set = false;
+  const budget = (): void => {
+    if (set || (thread && !thread.ready)) return;
+    setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
+    set = true;
+  };
+  budget();
+  return budget;
 }
