@@ -366,6 +366,7 @@ NAPI_MODULE_INIT() {
     export_fn(env, exports, "crc32cRaw", js_crc32c_raw);
     export_fn(env, exports, "crc32cPiecesRaw", js_crc32c_pieces_raw);
     crc_ahead_export(env, exports);
+    data_fill_export(env, exports);
   }
 #endif
   export_fn(env, exports, "mapFile", js_map_file);

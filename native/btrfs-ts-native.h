@@ -11,4 +11,7 @@ uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n);
 /* Adds crcAhead (crc-ahead.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
 void crc_ahead_export(napi_env env, napi_value exports);
 
+/* Adds fillStart, fillWake, fillWait, fillStop (data-fill.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
+void data_fill_export(napi_env env, napi_value exports);
+
 #endif

@@ -8,6 +8,7 @@ import { BtrfsImage } from '../src/image/read/index.js';
 import { BTRFS_COMPRESS_NONE, BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_REG, decodeFileExtentItem } from '../src/image/structs.js';
 import { openImageFile } from '../src/io/image-read-file.js';
 import { DataFill, FillThread } from '../src/send/data-fill.js';
+import { NativeFill } from '../src/send/data-fill-native.js';
 import { sendSubvolume } from '../src/send/index.js';
 import { BufferPool } from '../src/util/bytes.js';
 import { crc32cBtrfs } from '../src/util/crc32c.js';
@@ -29,7 +30,7 @@ const ROOT = join(import.meta.dirname, '..');
 const DIST = join(ROOT, 'dist');
 const BIN = join(ROOT, 'bin', 'btrfs-ts.js');
 const built = existsSync(join(DIST, 'send', 'data-fill.js')) && existsSync(join(DIST, 'image', 'structs', 'csum.js'));
-const modules = pathToFileURL(DIST + '/').href;
+const MODULES = pathToFileURL(DIST + '/').href;
 const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-fill-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -47,7 +48,12 @@ function sumsOf(b: Uint8Array): Uint8Array {
   return sums;
 }
 
-describe.skipIf(!built)('the data-fill worker', () => {
+/** The two engines of the jobs: the addon's thread (native/data-fill.c) where there is one, and the worker. */
+const ENGINES = [{ engine: "the addon's thread", native: true }, { engine: 'the JavaScript worker', native: false }].filter((x) => !x.native || NativeFill.available);
+
+describe.skipIf(!built).each(ENGINES)('the data-fill jobs on $engine', ({ native }) => {
+  // the addon's thread loads no modules: with none to load, the jobs must still be done (not left to their fallbacks)
+  const modules = native ? 'file:///nonexistent/' : MODULES;
   const a = blocks(1, 128 * 1024);
   const b = blocks(2, 32 * 1024);
   const bad = a.slice();
@@ -65,7 +71,7 @@ describe.skipIf(!built)('the data-fill worker', () => {
   it('fills rooms in the arena from the first matching copy; a job with no matching copy is redone by its fallback', async () => {
     const pool = new BufferPool(1 << 20, 2, { shared: true });
     const out = pool.take();
-    const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false });
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false, native });
     const redone: string[] = [];
     try {
       const ra = out.subarray(4096, 4096 + a.length);
@@ -91,7 +97,7 @@ describe.skipIf(!built)('the data-fill worker', () => {
   it("settles a buffer's jobs and those before it; a fallback's error comes out of settle", async () => {
     const pool = new BufferPool(256 * 1024, 3, { shared: true });
     const [o1, o2] = [pool.take(), pool.take()];
-    const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false });
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false, native });
     try {
       await fill.post(o1.subarray(0, b.length), b.length, [2n << 20n], sumsOf(b), async () => { throw new Error('not to be redone'); });
       await fill.post(o2.subarray(0, b.length), b.length, [2n << 20n], sumsOf(b), async () => { throw new Error('not to be redone'); });
@@ -104,7 +110,7 @@ describe.skipIf(!built)('the data-fill worker', () => {
     }
   });
   it('a thread started before the DataFill (FillThread) says when it has started and does the jobs it is given', async () => {
-    const thread = new FillThread(modules);
+    const thread = new FillThread(MODULES);
     const pool = new BufferPool(1 << 20, 1, { shared: true });
     const out = pool.take();
     const fill = new DataFill({ path: file, arena: pool.arena!, modules: 'file:///nonexistent/', thread, take: false });
@@ -127,7 +133,8 @@ describe.skipIf(!built)('the data-fill worker', () => {
   });
 });
 
-describe.skipIf(!built)('the send doing jobs the worker has not started', () => {
+describe.skipIf(!built).each(ENGINES)('the send doing jobs $engine has not started', ({ native }) => {
+  const modules = native ? 'file:///nonexistent/' : MODULES;
   const a = blocks(3, 64 * 1024);
   const file = join(work, 'bad-copy');
   beforeAll(() => writeFileSync(file, new Uint8Array(a.length))); // no copy matches: every job ends in its fallback, here or after the worker
@@ -135,7 +142,7 @@ describe.skipIf(!built)('the send doing jobs the worker has not started', () => 
   it('every job is done once, by the worker or in line, and a failure comes out in job order', async () => {
     const pool = new BufferPool(1 << 20, 2, { shared: true });
     const out = pool.take();
-    const fill = new DataFill({ path: file, arena: pool.arena!, modules });
+    const fill = new DataFill({ path: file, arena: pool.arena!, modules, native });
     const done: number[] = [];
     try {
       const rooms = Array.from({ length: 12 }, (_, i) => out.subarray(i * a.length, (i + 1) * a.length));
@@ -157,7 +164,7 @@ describe('the data-fill worker unavailable', () => {
   it('a worker whose modules do not load leaves every job to its fallback', async () => {
     const pool = new BufferPool(1 << 20, 1, { shared: true });
     const out = pool.take();
-    const fill = new DataFill({ path: join(work, 'nothing'), arena: pool.arena!, modules: 'file:///nonexistent/' });
+    const fill = new DataFill({ path: join(work, 'nothing'), arena: pool.arena!, modules: 'file:///nonexistent/', native: false });
     let redone = 0;
     try {
       for (let i = 0; i < 40; i++) await fill.post(out.subarray(i * 8192, i * 8192 + 8192), 8192, [0n], new Uint8Array(8), async () => { redone++; });
@@ -242,10 +249,12 @@ describe.skipIf(!built)('btrfs-ts send reading data behind it', () => {
     }
   }
 
-  function cli(path: string, args: string[]): { status: number | null; stderr: string; out: Buffer | undefined } {
+  /** The CLI's send; `worker`: its data read behind on the JavaScript worker even where the addon has its thread. */
+  function cli(path: string, args: string[], worker = false): { status: number | null; stderr: string; out: Buffer | undefined } {
     const out = join(work, 'out.stream');
     rmSync(out, { force: true });
-    const r = spawnSync('node', [BIN, 'send', '-q', ...args, '-f', out, path, 'sv'], { encoding: 'utf8' });
+    const env = { ...process.env, ...(worker ? { BTRFS_TS_FILL: 'worker' } : {}) };
+    const r = spawnSync('node', [BIN, 'send', '-q', ...args, '-f', out, path, 'sv'], { encoding: 'utf8', env });
     return { status: r.status, stderr: r.stderr, out: existsSync(out) ? readFileSync(out) : undefined };
   }
 
@@ -262,13 +271,17 @@ describe.skipIf(!built)('btrfs-ts send reading data behind it', () => {
   }
 
   const CASES = [['--compressed-data'], ['--proto', '2'], []];
+  /** The engines the CLI is run with: its default (the addon's thread where there is one), and the worker. */
+  const WORKER = NativeFill.available ? [false, true] : [false];
 
   it('the same stream as the send without it, protocol 1 and 2, --compressed-data', async () => {
-    for (const args of CASES) {
-      const r = cli(img, args);
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
-      expect(r.out!.equals(await inLine(img, args) as Buffer), args.join(' ')).toBe(true);
+    for (const worker of WORKER) {
+      for (const args of CASES) {
+        const r = cli(img, args, worker);
+        expect(r.stderr).toBe('');
+        expect(r.status).toBe(0);
+        expect(r.out!.equals(await inLine(img, args) as Buffer), `${args.join(' ')} worker ${worker}`).toBe(true);
+      }
     }
   });
 
@@ -305,10 +318,12 @@ describe.skipIf(!built)('btrfs-ts send reading data behind it', () => {
     const damaged = join(work, 'first.img');
     copyFileSync(img, damaged);
     for (const e of extents) flip(damaged, e.copies[0]! + 100n);
-    for (const args of CASES) {
-      const r = cli(damaged, args);
-      expect(r.stderr).toBe('');
-      expect(r.out!.equals(await inLine(img, args) as Buffer), args.join(' ')).toBe(true);
+    for (const worker of WORKER) {
+      for (const args of CASES) {
+        const r = cli(damaged, args, worker);
+        expect(r.stderr).toBe('');
+        expect(r.out!.equals(await inLine(img, args) as Buffer), `${args.join(' ')} worker ${worker}`).toBe(true);
+      }
     }
   });
 
@@ -322,10 +337,12 @@ describe.skipIf(!built)('btrfs-ts send reading data behind it', () => {
         const want = await inLine(damaged, args);
         expect(want).toBeInstanceOf(Error);
         expect((want as Error).message).toMatch(/data checksum mismatch at logical \d+/);
-        const r = cli(damaged, args);
-        expect(r.status).toBe(1);
-        expect(r.stderr.trim().split('\n')).toEqual([expect.stringContaining((want as Error).message)]);
-        expect(r.out).toBeUndefined();
+        for (const worker of WORKER) {
+          const r = cli(damaged, args, worker);
+          expect(r.status).toBe(1);
+          expect(r.stderr.trim().split('\n')).toEqual([expect.stringContaining((want as Error).message)]);
+          expect(r.out).toBeUndefined();
+        }
       }
     }
   });

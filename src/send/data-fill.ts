@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { FILL_WORKER } from './data-fill-worker.js';
+import { NativeFill } from './data-fill-native.js';
 
 /**
  * File data read into the output behind the send, on a second thread: the send frames each command
@@ -15,6 +16,9 @@ import { FILL_WORKER } from './data-fill-worker.js';
  * A job the worker could not do — no copy matched, a read failed, the worker is gone — is done again
  * on the send's thread by the fallback it came with (readVerified), which reports what it finds in
  * its usual words before the buffer goes out.
+ *
+ * The thread is the native addon's where it has one (native/data-fill.c, data-fill-native.ts: no V8
+ * isolate to start, no JavaScript per job), else a worker running data-fill-worker.ts (FillThread).
  */
 
 /** Jobs out at a time. */
@@ -44,6 +48,7 @@ const INTS = 4;
 const POSTED = 0;
 const WORKING = 4;
 const FILLED = 1;
+const LEFT = 2;
 const TAKEN = 3;
 const INTS_AT = CTL_BYTES;
 const OFFS_AT = INTS_AT + RING * INTS * 4;
@@ -64,12 +69,16 @@ export interface DataFillOptions {
   modules?: string;
   /** Whether the send does jobs the worker has not started rather than wait for them (default: yes). */
   take?: boolean;
-  /** The thread to use, started earlier (else one is started at the first job); closed with the DataFill. */
+  /** The worker to use, started earlier (else one is started at the first job); closed with the DataFill. */
   thread?: FillThread;
+  /** The addon's thread where there is one (data-fill-native.ts), unless a worker is given (default: yes). */
+  native?: boolean;
 }
 
 export class DataFill {
+  private started = false;
   private thread: FillThread | undefined;
+  private native: NativeFill | undefined;
   /** False once the worker failed or was closed: nothing more is posted, what is out is done in line. */
   private usable = true;
   private readonly shared = new SharedArrayBuffer(SHARED_BYTES);
@@ -142,9 +151,10 @@ export class DataFill {
       const done = Atomics.load(this.ctl, DONE);
       const state = Atomics.load(this.ints, e * INTS + 3);
       if (state !== TAKEN && done <= this.settled && this.usable) {
-        // rather than wait, do the last job of those needed that the worker has not started
-        if (this.o.take !== false && await this.take(n)) continue;
+        // the worker may sleep with fewer than WAKE_AT jobs waiting: woken first, it does the earliest
+        // while the send does the last of those needed that it has not started, rather than wait
         this.wake();
+        if (this.o.take !== false && await this.take(n)) continue;
         await this.sleep(done);
         continue;
       }
@@ -182,14 +192,20 @@ export class DataFill {
   /** Waits (at most a second) for the worker to count past `done`. */
   private async sleep(done: number): Promise<void> {
     Atomics.store(this.ctl, WAITING, 1);
-    const w = waitAsync(this.ctl, DONE, done, 1000);
-    if (w.async) await w.value;
+    if (this.native) {
+      this.native.wait(done, 1000);
+    } else {
+      const w = waitAsync(this.ctl, DONE, done, 1000);
+      if (w.async) await w.value;
+    }
     Atomics.store(this.ctl, WAITING, 0);
   }
 
   /** Wakes the worker if it sleeps, once: on a busy VM a thread woken may take a while to run. */
   private wake(): void {
-    if (Atomics.compareExchange(this.ctl, SLEEPING, 1, 0) === 1) Atomics.notify(this.ctl, TAIL);
+    if (Atomics.compareExchange(this.ctl, SLEEPING, 1, 0) !== 1) return;
+    if (this.native) this.native.wake();
+    else Atomics.notify(this.ctl, TAIL);
   }
 
   /** Stops the worker. Jobs not settled are dropped (the send is ending or failing). */
@@ -197,11 +213,19 @@ export class DataFill {
     this.usable = false;
     Atomics.store(this.ctl, STOP, 1);
     Atomics.notify(this.ctl, TAIL);
+    this.native?.stop();
     (this.thread ?? this.o.thread)?.close();
   }
 
   private start(): void {
-    if (this.thread) return;
+    if (this.started) return;
+    this.started = true;
+    if (!this.o.thread && this.o.native !== false) {
+      // the order native/data-fill.c reads them in
+      const layout = [RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING, FILLED, LEFT];
+      this.native = NativeFill.start(this.shared, this.o.arena, this.o.path, layout);
+      if (this.native) return;
+    }
     this.thread = this.o.thread ?? new FillThread(this.o.modules);
     this.thread.run({ shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING } }, () => this.fail());
   }

@@ -7,6 +7,7 @@ import * as C from '../stream/constants.js';
 import type { SendCommand } from '../stream/types.js';
 import { availableParallelism } from 'node:os';
 import { DataFill, FillThread } from './data-fill.js';
+import { NativeFill } from './data-fill-native.js';
 import { FullSend } from './full.js';
 import { IncrementalSend } from './incremental.js';
 
@@ -175,7 +176,7 @@ function dataFill(img: BtrfsImage, pool: BufferPool | undefined, thread: FillThr
  * other sends and on one CPU. Give it to sendSubvolumes as `fillThread`, and close it after.
  */
 export function fillThread(o: Pick<SendOptions, 'parent' | 'compressedData'>): FillThread | undefined {
-  return readsBehind(o) && availableParallelism() >= 2 ? new FillThread() : undefined;
+  return readsBehind(o) && availableParallelism() >= 2 && !NativeFill.available ? new FillThread() : undefined;
 }
 
 /** One subvolume's stream (header, commands, END): `sendSubvolumes(img, [path], opts)`. */

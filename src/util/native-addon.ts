@@ -25,6 +25,14 @@ export interface NativeAddon {
   copyFileRange?: (fdIn: number, offIn: number, fdOut: number, offOut: number, length: number) => number;
   /** A thread checking the CRC32C of the send stream's commands in the file `fd` from `offset` (io/crc-ahead.ts): its 16 bytes of shared words, or undefined where it could not start. */
   crcAhead?: (fd: number, offset: number, maxLen: number) => ArrayBuffer | undefined;
+  /** The data-fill thread of a send (send/data-fill-native.ts): `shared` its ring, `arena` the output, `layout` where the ring's parts are. A handle, or undefined where it could not start (`path` does not open). Linux. */
+  fillStart?: (shared: Uint8Array, arena: Uint8Array, path: string, layout: Int32Array) => object | undefined;
+  /** Wakes the fill thread if it sleeps. */
+  fillWake?: (handle: object) => void;
+  /** Blocks while the ring's DONE word is `done`, at most `ms` milliseconds. */
+  fillWait?: (handle: object, done: number, ms: number) => void;
+  /** Stops the fill thread after its job in hand and joins it (once). */
+  fillStop?: (handle: object) => void;
 }
 
 /** Where the build puts it: the package's build/ (this module is src/util/ or dist/util/). */
