@@ -1,9 +1,9 @@
 import { StreamError, type ErrorContext } from '../errors.js';
+import type { CrcAhead } from '../io/crc-ahead.js';
 import { crc32cRaw, crcPiecesRaw } from '../util/crc32c.js';
 import { CRC_SECTOR, crc32cRawBySector } from '../util/crc32c-combine.js';
 import { AttrTable } from './attrs.js';
 import * as C from './constants.js';
-import type { CrcAhead } from '../io/crc-ahead.js';
 import { decodeCommand, isKnownCommand } from './decode.js';
 import { ChunkReader, isWindowSource, type ByteReader } from './source.js';
 import type { CommandMeta, EncodedWriteCmd, StreamItem, WriteCmd } from './types.js';
