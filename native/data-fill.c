@@ -100,11 +100,11 @@ static void *fill_run(void *arg) {
   int32_t *tail = word(f, L_TAIL), *done = word(f, L_DONE), *sleeping = word(f, L_SLEEPING), *waiting = word(f, L_WAITING), *stop = word(f, L_STOP);
   int32_t *states = (int32_t *)(f->shared + f->l[L_INTS_AT]);
   for (int32_t head = 0;;) {
+    if (__atomic_load_n(stop, __ATOMIC_SEQ_CST)) break;
     if (head == __atomic_load_n(tail, __ATOMIC_SEQ_CST)) {
       __atomic_store_n(sleeping, 1, __ATOMIC_SEQ_CST);
       if (head == __atomic_load_n(tail, __ATOMIC_SEQ_CST) && !__atomic_load_n(stop, __ATOMIC_SEQ_CST)) futex_wait(tail, head, NULL);
       __atomic_store_n(sleeping, 0, __ATOMIC_SEQ_CST);
-      if (__atomic_load_n(stop, __ATOMIC_SEQ_CST)) break;
       continue;
     }
     int32_t e = head % f->l[L_RING];
@@ -228,7 +228,10 @@ static napi_value js_fill_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   struct fill *f = handle_of(env, info, &argc, argv);
   if (f == NULL || f->fd < 0) return NULL;
+  /* STOP, then TAIL moved: a thread between its last look at STOP and its futex wait finds TAIL changed
+     and does not sleep (a wake alone could come before the wait, and the join would never return) */
   __atomic_store_n(word(f, L_STOP), 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(word(f, L_TAIL), 1, __ATOMIC_SEQ_CST);
   futex_wake(word(f, L_TAIL));
   pthread_join(f->thread, NULL);
   close(f->fd);

@@ -94,6 +94,18 @@ describe.skipIf(!built).each(ENGINES)('the data-fill jobs on $engine', ({ native
     }
   });
 
+  it('closes while its thread sleeps or works, many times over: close returns, nothing is left running', async () => {
+    const pool = new BufferPool(256 * 1024, 1, { shared: true });
+    const out = pool.take();
+    for (let i = 0; i < 60; i++) {
+      const fill = new DataFill({ path: file, arena: pool.arena!, modules, take: false, native });
+      await fill.post(out.subarray(0, b.length), b.length, [2n << 20n], sumsOf(b), async () => { throw new Error('not to be redone'); });
+      // every third one closed with its job maybe still out, the others once it is done and the thread sleeps
+      if (i % 3 !== 0) await fill.settle();
+      fill.close();
+    }
+  });
+
   it("settles a buffer's jobs and those before it; a fallback's error comes out of settle", async () => {
     const pool = new BufferPool(256 * 1024, 3, { shared: true });
     const [o1, o2] = [pool.take(), pool.take()];
