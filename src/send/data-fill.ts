@@ -33,6 +33,13 @@ const MAX_SECTORS = FILL_MAX / SECTOR;
  * thread more than the reads.
  */
 const WAKE_AT = 32;
+/**
+ * The addon's thread sooner (a wake is one futex call): at 32 it slept through buffers of large extents
+ * (a 1 MiB buffer holds 8 jobs of 128 KiB), which the send then did itself. Jobs done by the send's thread,
+ * of 9,867, at load ~10: 1,468-3,513 at 32, 585-2,003 at 8 (waits for the thread 83-124 -> 2-44), 453-1,075
+ * at 2 (but 2,561-3,651 wakes).
+ */
+const NATIVE_WAKE_AT = 8;
 /** Copies of a block group's data (DUP, RAID1 2, RAID1C3 3, RAID1C4 4). */
 const MAX_COPIES = 4;
 /** Control words: jobs posted, jobs done, worker asleep, send waiting, stop. */
@@ -124,7 +131,7 @@ export class DataFill {
     Atomics.store(this.ints, e * INTS + 3, POSTED); // last: a worker that claims the entry sees it whole
     this.start();
     Atomics.store(this.ctl, TAIL, ++this.posted);
-    if (this.posted - Atomics.load(this.ctl, DONE) >= WAKE_AT) this.wake();
+    if (this.posted - Atomics.load(this.ctl, DONE) >= (this.native ? NATIVE_WAKE_AT : WAKE_AT)) this.wake();
   }
 
   /** Waits for the jobs whose rooms are in `buf` (and those before them: jobs are done in order). */
