@@ -177,11 +177,14 @@ static napi_value js_fill_start(napi_env env, napi_callback_info info) {
   /* the thread uses both buffers until fillStop: they stay referenced until then */
   napi_create_reference(env, argv[0], 1, &f->shared_ref);
   napi_create_reference(env, argv[1], 1, &f->arena_ref);
-  if (napi_create_external(env, f, fill_finalize, NULL, &handle) != napi_ok || pthread_create(&f->thread, NULL, fill_run, f) != 0) {
+  int made = napi_create_external(env, f, fill_finalize, NULL, &handle) == napi_ok;
+  if (!made || pthread_create(&f->thread, NULL, fill_run, f) != 0) {
     napi_delete_reference(env, f->shared_ref);
     napi_delete_reference(env, f->arena_ref);
     close(f->fd);
-    free(f);
+    /* once the handle exists, its finalizer frees `f` (it sees no thread: fd < 0) */
+    f->fd = -1;
+    if (!made) free(f);
     return undef;
   }
   return handle;
