@@ -3,8 +3,8 @@ import { statInode } from '../image/read/inodes.js';
 import type { SubvolumeInfo } from '../image/read/subvols.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import {
-  BTRFS_EXTENT_DATA_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_NODATASUM, BTRFS_LAST_FREE_OBJECTID, BTRFS_XATTR_ITEM_KEY,
-  type BtrfsInodeItem, decodeDirItems, decodeFileExtentItem,
+  BTRFS_EXTENT_DATA_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_NODATASUM, BTRFS_LAST_FREE_OBJECTID,
+  BTRFS_XATTR_ITEM_KEY, type BtrfsFileExtentItem, type BtrfsInodeItem, decodeDirItems, decodeFileExtentItem, decodeInodeItem,
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
@@ -89,7 +89,10 @@ export class IncrementalContent {
         at = ino;
         const state = this.ctx.state(ino);
         if (state === 'gone') continue;
-        const item = await statInode(this.img, { root: this.sv.id, ino });
+        // An inode's INODE_ITEM is its first key: when it changed, the change holds both sides' items
+        // (most changed inodes; the lookups of each were a good part of this pass)
+        const items = ch.key.type === BTRFS_INODE_ITEM_KEY && ch.key.offset === 0n ? ch : undefined;
+        const item = items?.left ? decodeInodeItem(items.left) : await statInode(this.img, { root: this.sv.id, ino });
         if (item.nlink === 0) continue;
         const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: this.pathOnce(ino) }, wrote: false, dataEnd: 0n, capsChanged: false };
         this.cur = c;
@@ -98,7 +101,7 @@ export class IncrementalContent {
           yield* this.finish(c);
           continue;
         }
-        c.old = await statInode(this.img, { root: this.parentTree.id, ino });
+        c.old = items?.right ? decodeInodeItem(items.right) : await statInode(this.img, { root: this.parentTree.id, ino });
         // The receiver's size as the data arrives (an encoded write may end unaligned only at or past it).
         // A file that shrank is cut first: what is sent lies below the new size, and an extent ending at
         // the new EOF can then go as it is stored.
@@ -123,7 +126,7 @@ export class IncrementalContent {
     const to = { objectid: c.ino, type: BTRFS_EXTENT_DATA_KEY, offset: U64_MAX };
     for await (const it of this.img.trees.iterate(this.tree, from, to)) {
       if (it.key.type === BTRFS_XATTR_ITEM_KEY) yield* xattrCommands(decodeDirItems(it.data), c.data.path);
-      else if (it.key.type === BTRFS_EXTENT_DATA_KEY && (c.item.mode & S_IFMT) === S_IFREG) yield* this.extent(c, it.key.offset, it.data);
+      else if (it.key.type === BTRFS_EXTENT_DATA_KEY && (c.item.mode & S_IFMT) === S_IFREG) yield* this.extent(c, it.key.offset, decodeFileExtentItem(it.data));
     }
     if ((c.item.mode & S_IFMT) === S_IFREG && c.data.nextWriteOffset !== c.item.size) {
       yield { cmd: C.BTRFS_SEND_C_TRUNCATE, path: await c.data.path(), size: c.item.size };
@@ -153,18 +156,18 @@ export class IncrementalContent {
     const oldSize = c.old!.size;
     // everything below `key` is final at the receiver: a clone from this file may only read there
     c.data.nextWriteOffset = key;
-    if (ch.left) {
-      const fe = decodeFileExtentItem(ch.left);
-      if (!(await parentHasSame(this.img, this.parentTree, c.ino, key, fe, size, oldSize, this.img.sectorsize))) {
+    const fe = ch.left && decodeFileExtentItem(ch.left);
+    const old = ch.right && decodeFileExtentItem(ch.right);
+    if (fe) {
+      if (!(await parentHasSame(this.img, this.parentTree, c.ino, key, fe, size, oldSize, this.img.sectorsize, old))) {
         if (isZeroExtent(fe)) yield* this.zeros(c, key, min(min(extentEnd(key, fe, this.img.sectorsize), size), oldSize));
-        else yield* this.extent(c, key, ch.left);
+        else yield* this.extent(c, key, fe);
       }
     }
     // what the parent's item held that no item of the sent file covers now became a hole
-    const old = ch.right && decodeFileExtentItem(ch.right);
     if (!old || isZeroExtent(old)) return;
     const end = min(min(extentEnd(key, old, this.img.sectorsize), size), oldSize);
-    for (const [from, to] of await uncovered(this.img, this.tree, c.ino, key, end, this.img.sectorsize)) yield* this.zeros(c, from, to);
+    for (const [from, to] of await uncovered(this.img, this.tree, c.ino, key, end, this.img.sectorsize, fe)) yield* this.zeros(c, from, to);
   }
 
   /** send_hole: a punched hole over [from, to) in protocol 2, zeros in write-sized pieces in 1 (UPDATE_EXTENT with --no-data). */
@@ -188,11 +191,11 @@ export class IncrementalContent {
     }
   }
 
-  private async *extent(c: Cur, keyOffset: bigint, data: Uint8Array): AsyncGenerator<KnownCommand> {
+  private async *extent(c: Cur, keyOffset: bigint, fe: BtrfsFileExtentItem): AsyncGenerator<KnownCommand> {
     c.wrote = true;
     const x = {
       img: this.img, csumRoot: this.csumRoot, verify: (c.item.flags & BTRFS_INODE_NODATASUM) === 0n, keyOffset, scratch: this.scratch,
-      fe: decodeFileExtentItem(data), what: `file extent at offset ${keyOffset} of inode ${c.ino} in subvolume ${this.sv.id}`,
+      fe, what: `file extent at offset ${keyOffset} of inode ${c.ino} in subvolume ${this.sv.id}`,
     };
     yield* extentCommands(x, c.data, {
       version: this.o.version, compressedData: this.o.compressedData, noData: this.o.noData, sectorsize: this.img.sectorsize,

@@ -34,6 +34,7 @@ async function* itemsFrom(img: ImageReader, tree: TreeRoot, ino: bigint, from: b
  */
 export async function parentHasSame(
   img: ImageReader, parentTree: TreeRoot, ino: bigint, key: bigint, fe: BtrfsFileExtentItem, size: bigint, oldSize: bigint, ss: number,
+  atKey?: BtrfsFileExtentItem,
 ): Promise<boolean> {
   if (fe.type === BTRFS_FILE_EXTENT_INLINE) return false;
   const zero = isZeroExtent(fe);
@@ -45,6 +46,12 @@ export async function parentHasSame(
   }
   let pos = key;
   if (pos >= end) return true;
+  // the parent's item at `key` (`atKey`, the other side of the diff's change) alone decides when it covers
+  // the range: what the walk below would find first, without the search
+  if (atKey && covers(key, atKey, end, ss)) {
+    if (zero) return isZeroExtent(atKey);
+    return atKey.type === fe.type && atKey.disk_bytenr === fe.disk_bytenr && atKey.compression === fe.compression && atKey.offset === fe.offset;
+  }
   for await (const p of itemsFrom(img, parentTree, ino, key, ss)) {
     if (p.end <= pos) continue;
     if (p.start >= end) break;
@@ -61,11 +68,22 @@ export async function parentHasSame(
   return zero;
 }
 
-/** The parts of [from, to) that no file extent item of `ino` covers in `tree` (implied holes). */
-export async function uncovered(img: ImageReader, tree: TreeRoot, ino: bigint, from: bigint, to: bigint, ss: number): Promise<[bigint, bigint][]> {
+/** Whether the item `fe` keyed at `key` covers [key, end), end > key, on its own. */
+function covers(key: bigint, fe: BtrfsFileExtentItem, end: bigint, ss: number): boolean {
+  const e = extentEnd(key, fe, ss);
+  return e > key && e >= end;
+}
+
+/**
+ * The parts of [from, to) that no file extent item of `ino` covers in `tree` (implied holes). `atFrom`:
+ * the tree's item keyed `from`, when the caller has it (nothing is uncovered where it covers the range).
+ */
+export async function uncovered(
+  img: ImageReader, tree: TreeRoot, ino: bigint, from: bigint, to: bigint, ss: number, atFrom?: BtrfsFileExtentItem,
+): Promise<[bigint, bigint][]> {
   const out: [bigint, bigint][] = [];
   let pos = from;
-  if (pos >= to) return out;
+  if (pos >= to || (atFrom && covers(from, atFrom, to, ss))) return out;
   for await (const it of itemsFrom(img, tree, ino, from, ss)) {
     if (it.end <= pos) continue;
     if (it.start >= to) break;

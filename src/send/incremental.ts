@@ -4,7 +4,7 @@ import type { SubvolumeInfo } from '../image/read/subvols.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import {
   BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_EXTREF_KEY, BTRFS_INODE_ITEM_KEY, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID,
-  decodeInodeItem,
+  type InodeIdentity, inodeIdentity,
 } from '../image/structs.js';
 import * as C from '../stream/constants.js';
 import type { KnownCommand } from '../stream/types.js';
@@ -14,6 +14,12 @@ import { IncrementalContent } from './incr-content.js';
 import { createCommand, S_IFDIR, S_IFMT } from './inode-cmds.js';
 import { type Entry, entryId, RecvNamespace, type VKey } from './recv-names.js';
 import { TreeDiff } from './tree-diff.js';
+
+/** An INODE_ITEM's identity where it has links; an inode without (an orphan awaiting cleanup) counts as absent. */
+function linked(b: Uint8Array | undefined): InodeIdentity | undefined {
+  const i = b && inodeIdentity(b);
+  return i && i.nlink > 0 ? i : undefined;
+}
 
 /** One side's version of an inode whose names change: generation, mode and every reference. */
 interface Side { gen: bigint; mode: number; refs: Entry[] }
@@ -90,19 +96,28 @@ export class IncrementalSend {
   /** Pass over the differences for what the names need: inodes created, deleted or reused, and changed references. */
   private async collect(diff: TreeDiff): Promise<Moved[]> {
     const touched = new Set<bigint>();
+    // Both sides of an inode kept whose INODE_ITEM changed and whose references did (nearly every inode
+    // whose names change: a rename sets its ctime), so that the pass below looks up neither. An inode's
+    // references come right after its INODE_ITEM in key order.
+    type Pair = { ino: bigint; p: { gen: bigint; mode: number }; c: { gen: bigint; mode: number } };
+    const kept = new Map<bigint, Pair>();
+    let last: Pair | undefined;
     for await (const ch of diff.first()) {
       const { objectid: ino, type } = ch.key;
       if (ino < BTRFS_FIRST_FREE_OBJECTID || ino > BTRFS_LAST_FREE_OBJECTID) continue;
       if (type === BTRFS_INODE_ITEM_KEY) {
         // an inode without links (an orphan awaiting cleanup) is not there for the receiver
-        const linked = (b?: Uint8Array) => (b ? [decodeInodeItem(b)].find((i) => i.nlink > 0) : undefined);
         const l = linked(ch.left);
         const r = linked(ch.right);
-        if (l && r && l.generation === r.generation && (l.mode & S_IFMT) === (r.mode & S_IFMT)) continue;
+        if (l && r && l.generation === r.generation && (l.mode & S_IFMT) === (r.mode & S_IFMT)) {
+          last = { ino, p: { gen: r.generation, mode: r.mode }, c: { gen: l.generation, mode: l.mode } };
+          continue;
+        }
         this.versions.set(ino, { ...(r ? { p: { gen: r.generation, mode: r.mode } } : {}), ...(l ? { c: { gen: l.generation, mode: l.mode } } : {}) });
         if (l || r) touched.add(ino);
       } else if ((type === BTRFS_INODE_REF_KEY || type === BTRFS_INODE_EXTREF_KEY) && ino !== BTRFS_FIRST_FREE_OBJECTID) {
         touched.add(ino);
+        if (last?.ino === ino) kept.set(ino, last);
       }
     }
     // A directory number the subvolume reuses: what was in the old one and what is in the new one moves,
@@ -122,8 +137,8 @@ export class IncrementalSend {
         const refs = (await inodeLinks(this.img, { root, ino })).map((l) => ({ dir: this.key(s, l.parent), name: l.name }));
         return { ...item, refs };
       };
-      if (!v || v.p) m.p = await side('p', this.parent.id, v?.p);
-      if (!v || v.c) m.c = await side('c', this.sv.id, v?.c);
+      if (!v || v.p) m.p = await side('p', this.parent.id, v ? v.p : kept.get(ino)?.p);
+      if (!v || v.c) m.c = await side('c', this.sv.id, v ? v.c : kept.get(ino)?.c);
       out.push(m);
     }
     return out;
