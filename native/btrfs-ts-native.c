@@ -21,6 +21,8 @@
  *
  * - crcAhead (crc-ahead.c): a thread checking a stream file's command CRCs ahead of the parser.
  *
+ * - treeBlockOk / leafMerge (leaf-scan.c): a tree block's structure checks and two leaves' merge by key.
+ *
  * - copyFileRange: copy_file_range(2), for the image writer thread to take an encoded extent's bytes
  *   straight from the stream file into the image (src/io/write-behind.ts) instead of from a copy in memory.
  *
@@ -372,6 +374,7 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "mapFile", js_map_file);
   export_fn(env, exports, "dropPages", js_drop_pages);
   export_fn(env, exports, "copyFileRange", js_copy_file_range);
+  leaf_scan_export(env, exports);
   {
     struct env_data *ed = calloc(1, sizeof *ed);
     if (ed != NULL && napi_set_instance_data(env, ed, free_env_data, NULL) == napi_ok) export_fn(env, exports, "zstdDecompress", js_zstd_decompress);

@@ -13,5 +13,7 @@ void crc_ahead_export(napi_env env, napi_value exports);
 
 /* Adds fillStart, fillWake, fillWait, fillStop (data-fill.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
 void data_fill_export(napi_env env, napi_value exports);
+/* Adds treeBlockOk and leafMerge (leaf-scan.c) to the module's exports. */
+void leaf_scan_export(napi_env env, napi_value exports);
 
 #endif

@@ -4,6 +4,7 @@ import {
 } from '../src/image/read/leaf-keys.js';
 import { slotLE } from '../src/image/read/tree.js';
 import * as S from '../src/image/structs.js';
+import { nativeAddon } from '../src/util/native-addon.js';
 
 // Keys whose order is decided by each 32-bit half of objectid and offset, and by the type byte: what
 // comparing a key's bytes as halves (compareDiskKeys) must get right where a BigInt compare is plain.
@@ -96,5 +97,107 @@ describe('leaf keys compared in the block bytes', () => {
     expect(bad({ objectid: 256n, type: 1, offset: 1n }, { objectid: 256n, type: 1, offset: 1n << 32n })).not.toThrow();
     const node = S.buildNode(header, 1, [{ key: { objectid: 9n, type: 1, offset: 1n << 40n }, blockptr: 1n << 30n, generation: 7n }, { key: { objectid: 9n, type: 1, offset: 1n << 33n }, blockptr: 1n << 31n, generation: 7n }], 16384, S.BTRFS_CSUM_TYPE_CRC32);
     expect(() => S.parseTreeBlock(node)).toThrow(/keys out of order at slot 1/);
+  });
+});
+
+describe.skipIf(!nativeAddon?.treeBlockOk || !nativeAddon?.leafMerge)('the native addon\'s leaf scans (native/leaf-scan.c)', () => {
+  const addon = nativeAddon!;
+  // a pseudo-random sequence, so that a failure can be run again
+  let seed = 12345;
+  const rand = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const randomItems = (count: number): S.LeafItem[] => {
+    const picked = new Map<string, S.BtrfsKey>();
+    while (picked.size < count) {
+      const k = keys[rand(keys.length)]!;
+      const key = { ...k, offset: k.offset ^ BigInt(rand(3)) };
+      picked.set(S.formatKey(key), key);
+    }
+    return [...picked.values()].sort(S.compareKeys).map((key) => ({ key, data: new Uint8Array(rand(9)).map(() => rand(3)) }));
+  };
+
+  it('treeBlockOk passes the blocks parseTreeBlock takes and fails each that it refuses', () => {
+    const raw = (items: S.LeafItem[]) => S.buildLeaf(header, items, 16384, S.BTRFS_CSUM_TYPE_CRC32);
+    const ok = (b: Uint8Array, level = 0) => addon.treeBlockOk!(b, 16384, level, S.decodeHeader(b).nritems);
+    for (let round = 0; round < 20; round++) {
+      const items = randomItems(1 + rand(120));
+      const b = raw(items);
+      expect(ok(b)).toBe(true);
+      expect(() => S.parseTreeBlock(b)).not.toThrow();
+      if (items.length < 2) continue;
+      // two neighbouring item headers swapped (keys out of order or data misplaced), an item's offset or
+      // size one off: refused by both
+      const at = 1 + rand(items.length - 1);
+      const p = S.BTRFS_HEADER_SIZE + at * S.BTRFS_ITEM_SIZE;
+      const swapped = b.slice();
+      swapped.copyWithin(p - S.BTRFS_ITEM_SIZE, p, p + S.BTRFS_ITEM_SIZE);
+      swapped.set(b.subarray(p - S.BTRFS_ITEM_SIZE, p), p);
+      const offsetOff = b.slice();
+      offsetOff[p + 17]! ^= 1;
+      const sizeOff = b.slice();
+      sizeOff[p + 21]! ^= 1;
+      for (const bad of [swapped, offsetOff, sizeOff]) {
+        expect(() => S.parseTreeBlock(bad)).toThrow(/tree block: (keys out of order|item \d+ data)/);
+        expect(ok(bad)).toBe(false);
+      }
+    }
+    // a key pointer out of order in a node; nritems past the block
+    const ptr = (offset: bigint) => ({ key: { objectid: 9n, type: 1, offset }, blockptr: 1n << 30n, generation: 7n });
+    expect(ok(S.buildNode(header, 1, [ptr(1n), ptr(1n << 33n)], 16384, S.BTRFS_CSUM_TYPE_CRC32), 1)).toBe(true);
+    expect(ok(S.buildNode(header, 1, [ptr(1n << 40n), ptr(1n << 33n)], 16384, S.BTRFS_CSUM_TYPE_CRC32), 1)).toBe(false);
+    const leaf = raw(randomItems(3));
+    expect(addon.treeBlockOk!(leaf, 16384, 0, 1000)).toBe(false);
+    expect(addon.treeBlockOk!(leaf.subarray(0, 8192), 16384, 0, 3)).toBe(false);
+  });
+
+  it('leafMerge lists the differing items of two leaves as a merge of their item objects does', () => {
+    // one byte more, or the last byte changed
+    const changed = (it: S.LeafItem): S.LeafItem => {
+      const data = it.data.length > 0 && rand(2) ? it.data.slice() : new Uint8Array([...it.data, 1]);
+      if (data === it.data || data.length === it.data.length) data[data.length - 1]! ^= 0x80;
+      return { ...it, data };
+    };
+    for (let round = 0; round < 30; round++) {
+      // the right leaf: some of the left one's items as they are, some changed, some of its own
+      const left = randomItems(rand(80));
+      const right = new Map(left.filter(() => rand(4) > 0).map((it) => [S.formatKey(it.key), rand(5) === 0 ? changed(it) : it]));
+      for (const it of randomItems(rand(20))) right.set(S.formatKey(it.key), it);
+      const a = leafOf(left);
+      const b = leafOf([...right.values()].sort((x, y) => S.compareKeys(x.key, y.key)));
+      const want: [number, number][] = [];
+      let i = 0;
+      let j = 0;
+      while (i < a.header.nritems && j < b.header.nritems) {
+        const c = S.compareKeys(a.items[i]!.key, b.items[j]!.key);
+        if (c < 0) want.push([i++, -1]);
+        else if (c > 0) want.push([-1, j++]);
+        else {
+          if (Buffer.compare(a.items[i]!.data, b.items[j]!.data) !== 0) want.push([i, j]);
+          i++;
+          j++;
+        }
+      }
+      // in batches of three, from the start, as mergeLeaves calls it
+      const got: [number, number][] = [];
+      const out = new Int32Array(2 + 2 * 3);
+      let at = [0, 0];
+      for (;;) {
+        const n = addon.leafMerge!(a.raw, at[0]!, a.header.nritems, b.raw, at[1]!, b.header.nritems, out);
+        expect(n).toBeGreaterThanOrEqual(0);
+        for (let k = 0; k < n; k++) got.push([out[2 + 2 * k]!, out[3 + 2 * k]!]);
+        at = [out[0]!, out[1]!];
+        if (n < 3) break;
+      }
+      expect(got).toEqual(want);
+      expect(at).toEqual([i, j]);
+    }
+    // slots past either block: refused, nothing written
+    const a = leafOf(randomItems(4));
+    const out = new Int32Array(8).fill(7);
+    expect(addon.leafMerge!(a.raw, 0, 1000, a.raw, 0, 4, out)).toBe(-1);
+    expect(addon.leafMerge!(a.raw, 5, 4, a.raw, 0, 4, out)).toBe(-1);
+    expect([...out]).toEqual([7, 7, 7, 7, 7, 7, 7, 7]);
   });
 });

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BtrfsImage } from '../src/image/read/index.js';
 import { statInode } from '../src/image/read/inodes.js';
 import {
@@ -215,6 +215,21 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
       const swap = (await img.subvolumeByPath('swap-dirs.1')).id;
       expect(whole.changes).toEqual(await naive(a.id, swap));
       expect(diff.changes).toEqual(await naive(a.id, b.id));
+      // the same again with the leaves merged in JavaScript (no native addon: tree-diff.ts loaded anew)
+      vi.resetModules();
+      vi.doMock('../src/util/native-addon.js', () => ({ nativeAddon: undefined, loadNativeAddon: () => undefined, NATIVE_ADDON_PATH: '' }));
+      try {
+        const js = await import('../src/send/tree-diff.js');
+        expect(js.compareTrees).not.toBe(compareTrees);
+        for (const [left, right, want] of [[a.id, swap, whole.changes], [a.id, b.id, diff.changes]] as const) {
+          const got: ItemChange[] = [];
+          for await (const c of js.compareTrees(img.reader, await img.reader.tree(left), await img.reader.tree(right))) got.push(c);
+          expect(got).toEqual(want);
+        }
+      } finally {
+        vi.doUnmock('../src/util/native-addon.js');
+        vi.resetModules();
+      }
       // TreeDiff: the second walk gives the first one's changes, kept or (past its bound) compared again
       for (const keep of [undefined, 0]) {
         const td = new TreeDiff(img.reader, await img.reader.tree(a.id), await img.reader.tree(swap), keep);

@@ -2,6 +2,12 @@ import type { ImageReader } from '../image/read/image.js';
 import { compareLeafKeys, leafData, leafKey, leafSize, sameLeafData, sameLeafRuns } from '../image/read/leaf-keys.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { type BtrfsKey, compareKeys, type TreeBlock } from '../image/structs.js';
+import { nativeAddon } from '../util/native-addon.js';
+
+/** The native addon's leaf merge (native/leaf-scan.c), where it has one. */
+const leafMerge = nativeAddon?.leafMerge;
+/** Differing items the native merge lists per call. */
+const MERGE_BATCH = 64;
 
 /** One item that differs between the sent tree (left) and the parent (right): only left = new, only right = deleted. */
 export interface ItemChange {
@@ -220,6 +226,22 @@ function* mergeLeaves(a: { tb: TreeBlock; i: number }, b: { tb: TreeBlock; i: nu
   const y = b.tb;
   let i = a.i;
   let j = b.i;
+  if (leafMerge) {
+    // in C: only the differing items' slots come back (-1 for a side without the item). Should it refuse
+    // (a slot outside its block, which parseTreeBlock rules out), the loop below goes on from where it is.
+    const out = new Int32Array(2 + 2 * MERGE_BATCH);
+    for (let n; i < x.header.nritems && j < y.header.nritems && (n = leafMerge(x.raw, i, x.header.nritems, y.raw, j, y.header.nritems, out)) >= 0;) {
+      i = out[0]!;
+      j = out[1]!;
+      for (let k = 2; k < 2 + 2 * n; k += 2) {
+        const p = out[k]!;
+        const q = out[k + 1]!;
+        if (q < 0) yield { key: leafKey(x, p), left: leafData(x, p) };
+        else if (p < 0) yield { key: leafKey(y, q), right: leafData(y, q) };
+        else yield { key: leafKey(x, p), left: leafData(x, p), right: leafData(y, q) };
+      }
+    }
+  }
   while (i < x.header.nritems && j < y.header.nritems) {
     const cmp = compareLeafKeys(x, i, y, j);
     if (cmp < 0) {

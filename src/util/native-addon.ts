@@ -33,6 +33,14 @@ export interface NativeAddon {
   fillWait?: (handle: object, done: number, ms: number) => void;
   /** Stops the fill thread after its job in hand and joins it (once). */
   fillStop?: (handle: object) => void;
+  /** Whether parseTreeBlock's structure checks pass on `block` (item data layout of a leaf; key order), native/leaf-scan.c. */
+  treeBlockOk?: (block: Uint8Array, nodesize: number, level: number, nritems: number) => boolean;
+  /**
+   * Two leaves' items merged by key from slots i and j: out[0], out[1] where each stopped; out[2 + 2k],
+   * out[3 + 2k] the k-th differing item's slots (-1: not on that side). Returns k, or -1 (a slot or item
+   * outside its block: nothing done).
+   */
+  leafMerge?: (a: Uint8Array, i: number, na: number, b: Uint8Array, j: number, nb: number, out: Int32Array) => number;
 }
 
 /** Where the build puts it: the package's build/ (this module is src/util/ or dist/util/). */

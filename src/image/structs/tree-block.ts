@@ -3,6 +3,10 @@ import { LeReader, LeWriter } from './bytes.js';
 import { BTRFS_MAX_LEVEL } from './constants.js';
 import { type BtrfsKey, diskKeyAt, writeDiskKey } from './fs-items.js';
 import { setBlockCsum } from './csum.js';
+import { nativeAddon } from '../../util/native-addon.js';
+
+/** The native addon's pass over a block's item layout and key order, where it has one (native/leaf-scan.c). */
+const treeBlockOk = nativeAddon?.treeBlockOk;
 
 /**
  * Tree blocks: a 101-byte header, then either items (leaf: item headers grow up from the header, their
@@ -134,10 +138,13 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
   // per-field bounds check of LeReader — a send or ls parses every block it opens, most of them cold code.
   const dv = new DataView(b.buffer, b.byteOffset, nodesize);
   const n = header.nritems;
+  // the loops below, in C where the addon is: they only need to run for their messages when it says no
+  let checked = false;
   if (header.level === 0) {
     if (n > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_ITEM_SIZE) bad(`nritems ${n} cannot fit`);
+    checked = treeBlockOk?.(b, nodesize, 0, n) === true;
     let prevEnd = nodesize - BTRFS_HEADER_SIZE;
-    for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_ITEM_SIZE) {
+    for (let i = 0, p = BTRFS_HEADER_SIZE; i < n && !checked; i++, p += BTRFS_ITEM_SIZE) {
       const offset = dv.getUint32(p + 17, true), size = dv.getUint32(p + 21, true);
       // Data of item i must sit right below data of item i-1 and above the item headers.
       if (offset + size !== prevEnd) bad(`item ${i} data [${offset}, +${size}) does not end at ${prevEnd}`);
@@ -147,13 +154,14 @@ export function parseTreeBlock(b: Uint8Array, nodesize = b.length): TreeBlock {
   } else {
     if (n === 0) bad(`node at level ${header.level} has no pointers`);
     if (n > (nodesize - BTRFS_HEADER_SIZE) / BTRFS_KEY_PTR_SIZE) bad(`nritems ${n} cannot fit`);
+    checked = treeBlockOk?.(b, nodesize, header.level, n) === true;
     for (let i = 0, p = BTRFS_HEADER_SIZE; i < n; i++, p += BTRFS_KEY_PTR_SIZE) {
       ptrs.push({ key: diskKeyAt(dv, p), blockptr: dv.getBigUint64(p + 17, true), generation: dv.getBigUint64(p + 25, true) });
     }
   }
   // keys in order, compared where they lie (a leaf's item headers or a node's key pointers)
   const step = header.level === 0 ? BTRFS_ITEM_SIZE : BTRFS_KEY_PTR_SIZE;
-  for (let i = 1, p = BTRFS_HEADER_SIZE + step; i < n; i++, p += step) {
+  for (let i = 1, p = BTRFS_HEADER_SIZE + step; i < n && !checked; i++, p += step) {
     if (compareDiskKeys(dv, p - step, dv, p) >= 0) bad(`keys out of order at slot ${i}`);
   }
   return new ParsedBlock(header, ptrs, b.subarray(0, nodesize), dv);
