@@ -20,6 +20,12 @@ export type Crc32cNative = (input: Uint8Array, initialState?: number) => number;
 
 /** Below this many bytes the native call costs more than the JS loop (measured: docs/performance.md). */
 const NATIVE_MIN = 128;
+/**
+ * The same for our own addon's direct call: short commands' CRCs (a send's, ~100 bytes each) and name
+ * hashes in a short command's cold JavaScript cost more than the call from 16 bytes on (docs/performance.md,
+ * twelfth session, incr16: an incremental send 0.806 -> 0.775 G instructions).
+ */
+const ADDON_MIN = 16;
 
 const CHECK = new TextEncoder().encode('123456789');
 const CHECK_VALUE = 0xe3069283;
@@ -104,7 +110,7 @@ export const crc32cEngine: 'addon' | 'native' | 'tables' = addon !== undefined ?
 
 /** Raw CRC32C register update: seed `crc`, no inversion on entry or exit. */
 export const crcUpdate: (crc: number, d: Uint8Array) => number = addon !== undefined
-  ? (crc, d) => (d.length >= NATIVE_MIN ? addon.crc32cRaw(d, crc) : crcUpdateJs(crc, d))
+  ? (crc, d) => (d.length >= ADDON_MIN ? addon.crc32cRaw(d, crc) : crcUpdateJs(crc, d))
   : native !== undefined
     ? (crc, d) => (d.length >= NATIVE_MIN ? ~native(d, ~crc >>> 0) >>> 0 : crcUpdateJs(crc, d))
     : crcUpdateTables;
