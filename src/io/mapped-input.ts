@@ -115,10 +115,10 @@ export class MappedWindowReader implements ByteReader {
     }
   }
 
-  crcAhead(maxLen: number, version: number, sectors: boolean): CrcAhead | undefined {
+  crcAhead(maxLen: number): CrcAhead | undefined {
     this.ahead?.stop();
     // take() hands out the file's bytes from its start: a stream position is a file offset
-    this.ahead = CrcAhead.start(this.fd, this.position, maxLen, version, sectors);
+    this.ahead = CrcAhead.start(this.fd, this.position, maxLen);
     return this.ahead;
   }
 

@@ -1,6 +1,6 @@
 import { StreamError, type ErrorContext } from '../errors.js';
 import type { CrcAhead } from '../io/crc-ahead.js';
-import { crc32cRaw, crcPiecesRaw } from '../util/crc32c.js';
+import { crc32cRaw } from '../util/crc32c.js';
 import { CRC_SECTOR, crc32cRawBySector } from '../util/crc32c-combine.js';
 import { AttrTable } from './attrs.js';
 import * as C from './constants.js';
@@ -235,8 +235,8 @@ export class StreamParser {
     this.streamIndex++;
     this.version = version;
     this.phase = 'command';
-    // the thread frames the streams after this one itself
-    if (this.streamIndex === 0 && !this.opts.noCrc) this.ahead = r.crcAhead?.(this.maxLen, version, this.opts.sectorCrcs === true);
+    // the thread frames the streams after this one itself; a receive's check makes the data's sector CRCs
+    if (this.streamIndex === 0 && !this.opts.noCrc && !this.opts.sectorCrcs) this.ahead = r.crcAhead?.(this.maxLen);
     return { kind: 'header', version, offset: hdrOffset, streamIndex: this.streamIndex };
   }
 
@@ -280,11 +280,7 @@ export class StreamParser {
     const version = this.version;
     let attrs: AttrTable | undefined;
     let sectors: Uint32Array | undefined;
-    if (this.preChecked) {
-      if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
-        ({ attrs, sectors } = this.sectorsAhead(payload, ctxOf, payloadOffset));
-      }
-    } else if (!this.opts.noCrc) {
+    if (!this.opts.noCrc && !this.preChecked) {
       let actual: number;
       if (this.opts.sectorCrcs && (cmd === C.BTRFS_SEND_C_WRITE || cmd === C.BTRFS_SEND_C_ENCODED_WRITE) && len >= CRC_SECTOR) {
         ({ actual, attrs, sectors } = crcBySector(headerCrc, payload, version, ctxOf, payloadOffset, this.spentAttrs));
@@ -311,23 +307,6 @@ export class StreamParser {
     this.index++;
     this.phase = this.afterCommand(cmd);
     return item;
-  }
-
-  /**
-   * A command the CRC thread found intact: its attributes, and its DATA's sector CRCs from the thread (or
-   * computed here where it made none: more sectors than its records hold).
-   */
-  private sectorsAhead(payload: Uint8Array, ctxOf: () => ErrorContext, payloadOffset: number): { attrs: AttrTable; sectors?: Uint32Array } {
-    const attrs = AttrTable.parse(payload, this.version, ctxOf, payloadOffset, this.spentAttrs);
-    const start = attrs.offsetOf(C.BTRFS_SEND_A_DATA);
-    const len = attrs.lengthOf(C.BTRFS_SEND_A_DATA);
-    if (start < 0 || len < CRC_SECTOR) return { attrs };
-    let sectors = this.ahead!.sectorsOf(this.aheadSeen - 1, start, len);
-    if (sectors === undefined) {
-      sectors = new Uint32Array(Math.floor(len / CRC_SECTOR));
-      crcPiecesRaw(payload.subarray(start, start + len), CRC_SECTOR, sectors);
-    }
-    return { attrs, sectors };
   }
 
   private afterCommand(cmd: number): Phase {

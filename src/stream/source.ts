@@ -29,7 +29,7 @@ export interface ByteReader {
    * A regular file's reader may check the commands' CRCs ahead on another thread (io/crc-ahead.ts), from
    * the next byte take() returns — the first command header; stopped by close().
    */
-  crcAhead?(maxLen: number, version: number, sectors: boolean): CrcAhead | undefined;
+  crcAhead?(maxLen: number): CrcAhead | undefined;
 }
 
 /**

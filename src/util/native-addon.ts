@@ -23,8 +23,8 @@ export interface NativeAddon {
   dropPages?: (view: Uint8Array) => void;
   /** copy_file_range(2) of `length` bytes from `fdIn` at `offIn` to `fdOut` at `offOut`: the bytes copied (fewer at the input's end). Throws (code EXDEV, EINVAL, ...) where the kernel cannot. */
   copyFileRange?: (fdIn: number, offIn: number, fdOut: number, offOut: number, length: number) => number;
-  /** A thread checking the CRC32C of the send stream's commands in the file `fd` from `offset` (protocol `version` there), with the data's sector CRCs if `sectors` (io/crc-ahead.ts): the memory it shares, or undefined where it could not start. */
-  crcAhead?: (fd: number, offset: number, maxLen: number, version: number, sectors: boolean) => ArrayBuffer | undefined;
+  /** A thread checking the CRC32C of the send stream's commands in the file `fd` from `offset` (io/crc-ahead.ts): its 16 bytes of shared words, or undefined where it could not start. */
+  crcAhead?: (fd: number, offset: number, maxLen: number) => ArrayBuffer | undefined;
   /** The data-fill thread of a send (send/data-fill-native.ts): `shared` its ring, `arena` the output, `layout` where the ring's parts are. A handle, or undefined where it could not start (`path` does not open). Linux. */
   fillStart?: (shared: Uint8Array, arena: Uint8Array, path: string, layout: Int32Array) => object | undefined;
   /** Wakes the fill thread if it sleeps. */
