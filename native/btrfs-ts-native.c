@@ -337,7 +337,7 @@ static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
   return number(env, (double)n);
 }
 
-static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
   napi_set_named_property(env, exports, name, fn);

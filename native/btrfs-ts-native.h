@@ -8,6 +8,9 @@
 /* The raw CRC32C register `crc` carried over p[0, n) on three lanes of the crc32 instruction (x86-64, SSE4.2 only). */
 uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n);
 
+/* Sets exports[name] to a function calling `cb` (btrfs-ts-native.c). */
+void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb);
+
 /* Adds crcAhead (crc-ahead.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
 void crc_ahead_export(napi_env env, napi_value exports);
 

@@ -55,26 +55,35 @@ static ssize_t read_full(int fd, uint8_t *p, size_t n, int64_t at) {
   return (ssize_t)got;
 }
 
+/* The thread's view of the file: buf[pos, have) holds its bytes from offset `at` + pos. */
+struct window {
+  uint8_t *buf;
+  size_t pos, have;
+  int64_t at;
+  int fd;
+};
+
+/* Where fewer than `n` bytes are left, moves them to the front and reads after them; the bytes there then (fewer at the end of the file or on an error). */
+static size_t top_up(struct window *w, size_t n) {
+  if (w->have - w->pos < n) {
+    memmove(w->buf, w->buf + w->pos, w->have - w->pos);
+    w->at += (int64_t)w->pos;
+    w->have -= w->pos;
+    w->pos = 0;
+    ssize_t r = read_full(w->fd, w->buf + w->have, AHEAD_BUF - w->have, w->at + (int64_t)w->have);
+    if (r > 0) w->have += (size_t)r;
+  }
+  return w->have - w->pos;
+}
+
 static void *ahead_run(void *arg) {
   struct ahead *a = arg;
-  uint8_t *buf = malloc(AHEAD_BUF);
-  /* buf[pos, have) holds the file's bytes from file offset `at` + pos */
-  size_t pos = 0, have = 0;
-  int64_t at = a->offset;
+  struct window w = { malloc(AHEAD_BUF), 0, 0, a->offset, a->fd };
+  uint8_t *buf = w.buf;
   int32_t count = 0;
   while (buf != NULL && !__atomic_load_n(&a->words[2], __ATOMIC_RELAXED)) {
-    /* a header, and after END the next stream's header, are read whole into the buffer */
-    if (have - pos < STREAM_HEADER) {
-      memmove(buf, buf + pos, have - pos);
-      at += (int64_t)pos;
-      have -= pos;
-      pos = 0;
-      ssize_t r = read_full(a->fd, buf + have, AHEAD_BUF - have, at + (int64_t)have);
-      if (r < 0) break;
-      have += (size_t)r;
-      if (have < CMD_HEADER) break;
-    }
-    const uint8_t *h = buf + pos;
+    if (top_up(&w, CMD_HEADER) < CMD_HEADER) break;
+    const uint8_t *h = buf + w.pos;
     uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
     uint16_t cmd = (uint16_t)(h[4] | h[5] << 8);
     uint32_t crc = (uint32_t)h[6] | (uint32_t)h[7] << 8 | (uint32_t)h[8] << 16 | (uint32_t)h[9] << 24;
@@ -83,37 +92,23 @@ static void *ahead_run(void *arg) {
     memcpy(zeroed, h, 6);
     memset(zeroed + 6, 0, 4);
     uint32_t c = btrfs_ts_crc32c_raw(0, zeroed, CMD_HEADER);
-    pos += CMD_HEADER;
+    w.pos += CMD_HEADER;
     /* the payload, through as many refills as it takes */
     uint32_t left = len;
     while (left > 0) {
-      if (pos == have) {
-        at += (int64_t)have;
-        pos = 0;
-        ssize_t r = read_full(a->fd, buf, AHEAD_BUF, at);
-        have = r > 0 ? (size_t)r : 0;
-        if (have == 0) break;
-      }
-      size_t n = have - pos < left ? have - pos : left;
-      c = btrfs_ts_crc32c_raw(c, buf + pos, n);
-      pos += n;
+      size_t avail = top_up(&w, 1);
+      if (avail == 0) break;
+      size_t n = avail < left ? avail : left;
+      c = btrfs_ts_crc32c_raw(c, buf + w.pos, n);
+      w.pos += n;
       left -= (uint32_t)n;
     }
     if (left > 0 || c != crc) break;
     __atomic_store_n(&a->words[0], ++count, __ATOMIC_RELEASE);
+    /* after END another stream may follow: its header, else nothing more to check */
     if (cmd == CMD_END) {
-      /* another stream may follow: its header, else nothing more to check */
-      if (have - pos < STREAM_HEADER) {
-        memmove(buf, buf + pos, have - pos);
-        at += (int64_t)pos;
-        have -= pos;
-        pos = 0;
-        ssize_t r = read_full(a->fd, buf + have, AHEAD_BUF - have, at + (int64_t)have);
-        if (r < 0) break;
-        have += (size_t)r;
-      }
-      if (have - pos < STREAM_HEADER || memcmp(buf + pos, "btrfs-stream\0", 13) != 0) break;
-      pos += STREAM_HEADER;
+      if (top_up(&w, STREAM_HEADER) < STREAM_HEADER || memcmp(buf + w.pos, "btrfs-stream\0", 13) != 0) break;
+      w.pos += STREAM_HEADER;
     }
   }
   free(buf);
@@ -175,7 +170,5 @@ static napi_value js_crc_ahead(napi_env env, napi_callback_info info) {
 }
 
 void crc_ahead_export(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "crcAhead", NAPI_AUTO_LENGTH, js_crc_ahead, NULL, &fn);
-  napi_set_named_property(env, exports, "crcAhead", fn);
+  export_fn(env, exports, "crcAhead", js_crc_ahead);
 }

@@ -245,15 +245,10 @@ static napi_value js_fill_stop(napi_env env, napi_callback_info info) {
 }
 
 void data_fill_export(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "fillStart", NAPI_AUTO_LENGTH, js_fill_start, NULL, &fn);
-  napi_set_named_property(env, exports, "fillStart", fn);
-  napi_create_function(env, "fillWake", NAPI_AUTO_LENGTH, js_fill_wake, NULL, &fn);
-  napi_set_named_property(env, exports, "fillWake", fn);
-  napi_create_function(env, "fillWait", NAPI_AUTO_LENGTH, js_fill_wait, NULL, &fn);
-  napi_set_named_property(env, exports, "fillWait", fn);
-  napi_create_function(env, "fillStop", NAPI_AUTO_LENGTH, js_fill_stop, NULL, &fn);
-  napi_set_named_property(env, exports, "fillStop", fn);
+  export_fn(env, exports, "fillStart", js_fill_start);
+  export_fn(env, exports, "fillWake", js_fill_wake);
+  export_fn(env, exports, "fillWait", js_fill_wait);
+  export_fn(env, exports, "fillStop", js_fill_stop);
 }
 #else
 /* futexes are Linux's: elsewhere the JavaScript worker does the jobs */

@@ -134,9 +134,6 @@ static napi_value js_leaf_merge(napi_env env, napi_callback_info info) {
 }
 
 void leaf_scan_export(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "treeBlockOk", NAPI_AUTO_LENGTH, js_tree_block_ok, NULL, &fn);
-  napi_set_named_property(env, exports, "treeBlockOk", fn);
-  napi_create_function(env, "leafMerge", NAPI_AUTO_LENGTH, js_leaf_merge, NULL, &fn);
-  napi_set_named_property(env, exports, "leafMerge", fn);
+  export_fn(env, exports, "treeBlockOk", js_tree_block_ok);
+  export_fn(env, exports, "leafMerge", js_leaf_merge);
 }
