@@ -109,6 +109,18 @@ uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n) {
 }
 #endif
 
+ssize_t btrfs_ts_pread_full(int fd, uint8_t *p, size_t n, int64_t at) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, p + got, n - got, (off_t)(at + (int64_t)got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+
 /* The bytes of any typed array (a view of a SharedArrayBuffer too): its first element and its length in bytes. */
 static int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   napi_typedarray_type type;

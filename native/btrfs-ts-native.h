@@ -4,6 +4,19 @@
 #include <node_api.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* Little-endian fields of a stream command or a tree block, read where they lie. */
+static inline uint32_t le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t le64(const uint8_t *p) {
+  return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+/* pread(2) until `n` bytes or the end of the file (EINTR retried): the bytes read, -1 on an error (btrfs-ts-native.c). */
+ssize_t btrfs_ts_pread_full(int fd, uint8_t *p, size_t n, int64_t at);
 
 /* The raw CRC32C register `crc` carried over p[0, n) on three lanes of the crc32 instruction (x86-64, SSE4.2 only). */
 uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n);

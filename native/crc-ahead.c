@@ -18,7 +18,6 @@
  * may be collected while the thread runs, and the thread may end long before the buffer is.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,19 +41,6 @@ static void ahead_unref(struct ahead *a) {
   if (__atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) == 0) free(a);
 }
 
-/* pread until `n` bytes or the end of the file; the bytes read (-1 on an error). */
-static ssize_t read_full(int fd, uint8_t *p, size_t n, int64_t at) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, p + got, n - got, (off_t)(at + (int64_t)got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return -1;
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  return (ssize_t)got;
-}
-
 /* The thread's view of the file: buf[pos, have) holds its bytes from offset `at` + pos. */
 struct window {
   uint8_t *buf;
@@ -70,7 +56,7 @@ static size_t top_up(struct window *w, size_t n) {
     w->at += (int64_t)w->pos;
     w->have -= w->pos;
     w->pos = 0;
-    ssize_t r = read_full(w->fd, w->buf + w->have, AHEAD_BUF - w->have, w->at + (int64_t)w->have);
+    ssize_t r = btrfs_ts_pread_full(w->fd, w->buf + w->have, AHEAD_BUF - w->have, w->at + (int64_t)w->have);
     if (r > 0) w->have += (size_t)r;
   }
   return w->have - w->pos;
@@ -84,9 +70,8 @@ static void *ahead_run(void *arg) {
   while (buf != NULL && !__atomic_load_n(&a->words[2], __ATOMIC_RELAXED)) {
     if (top_up(&w, CMD_HEADER) < CMD_HEADER) break;
     const uint8_t *h = buf + w.pos;
-    uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    uint32_t len = le32(h), crc = le32(h + 6);
     uint16_t cmd = (uint16_t)(h[4] | h[5] << 8);
-    uint32_t crc = (uint32_t)h[6] | (uint32_t)h[7] << 8 | (uint32_t)h[8] << 16 | (uint32_t)h[9] << 24;
     if (len > a->max_len) break;
     uint8_t zeroed[CMD_HEADER];
     memcpy(zeroed, h, 6);

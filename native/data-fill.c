@@ -21,7 +21,6 @@
 #define _GNU_SOURCE
 #include "btrfs-ts-native.h"
 #ifdef __linux__
-#include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -72,23 +71,12 @@ static int32_t run_job(struct fill *f, int32_t e) {
   uint8_t *room = f->arena + at;
   for (int32_t k = 0; k < n; k++) {
     if (!(offs[k] >= 0)) return f->l[L_LEFT];
-    off_t pos = (off_t)offs[k];
-    size_t got = 0;
-    while (got < (size_t)len) {
-      ssize_t r = pread(f->fd, room + got, (size_t)len - got, pos + (off_t)got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return f->l[L_LEFT];
-      if (r == 0) {
-        memset(room + got, 0, (size_t)len - got);
-        break;
-      }
-      got += (size_t)r;
-    }
+    ssize_t got = btrfs_ts_pread_full(f->fd, room, (size_t)len, (int64_t)offs[k]);
+    if (got < 0) return f->l[L_LEFT];
+    memset(room + got, 0, (size_t)len - (size_t)got);
     int ok = 1;
     for (int32_t s = 0; ok && s < len / SECTOR; s++) {
-      const uint8_t *c = sums + 4 * s;
-      uint32_t want = (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 | (uint32_t)c[3] << 24;
-      ok = ~btrfs_ts_crc32c_raw(0xffffffffu, room + (size_t)s * SECTOR, SECTOR) == want;
+      ok = ~btrfs_ts_crc32c_raw(0xffffffffu, room + (size_t)s * SECTOR, SECTOR) == le32(sums + 4 * s);
     }
     if (ok) return f->l[L_FILLED];
   }

@@ -21,14 +21,6 @@
 #define ITEM_SIZE 25
 #define KEY_PTR_SIZE 33
 
-static inline uint32_t le32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t le64(const uint8_t *p) {
-  return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
 /* Two disk keys (objectid le64, type u8, offset le64) in key order: <0, 0, >0. */
 static inline int key_cmp(const uint8_t *a, const uint8_t *b) {
   uint64_t x = le64(a), y = le64(b);

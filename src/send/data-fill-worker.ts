@@ -5,7 +5,7 @@
  * Then it never returns to its event loop: it sleeps on the ring's TAIL word (Atomics.wait)
  * until the send posts a job, does the jobs in order, and counts them in DONE, waking the send only when
  * it waits. Per job: read the bytes from each copy in turn straight into the output arena, until one
- * whose sectors all match the stored crc32c checksums; result 1, or 2 when none did or a read failed
+ * whose sectors all match the stored crc32c checksums; result FILLED, or LEFT when none did or a read failed
  * (the send then does it again in line and reports it). The first read error or mismatch is not an
  * error here: the send's own read says what it is.
  */
@@ -40,11 +40,11 @@ function run(e) {
     try {
       readFullAt(fd, room, offs[e * L.MAX_COPIES + k]);
     } catch {
-      return 2;
+      return L.LEFT;
     }
-    if (csum.firstBadSector(algo, room, len, 4096, sums, have.subarray(0, sectors)) < 0) return 1;
+    if (csum.firstBadSector(algo, room, len, 4096, sums, have.subarray(0, sectors)) < 0) return L.FILLED;
   }
-  return 2;
+  return L.LEFT;
 }
 for (let head = 0; ;) {
   if (head === Atomics.load(ctl, L.TAIL)) {

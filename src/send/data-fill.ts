@@ -62,6 +62,12 @@ const OFFS_AT = INTS_AT + RING * INTS * 4;
 const SUMS_AT = OFFS_AT + RING * MAX_COPIES * 8;
 const SHARED_BYTES = SUMS_AT + RING * MAX_SECTORS * 4;
 
+/**
+ * The ring's layout and words as both threads get them: the worker by name (data-fill-worker.ts), the
+ * addon's thread as values in this order (the enum of native/data-fill.c).
+ */
+const LAYOUT = { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING, FILLED, LEFT };
+
 /** Atomics.waitAsync (ES2024, in Node since 16): the ES2022 library the project compiles against lacks it. */
 const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, i: number, v: number, timeout: number): { async: boolean; value: Promise<string> | string };
@@ -228,13 +234,11 @@ export class DataFill {
     if (this.started) return;
     this.started = true;
     if (!this.o.thread && this.o.native !== false) {
-      // the order native/data-fill.c reads them in
-      const layout = [RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING, FILLED, LEFT];
-      this.native = NativeFill.start(this.shared, this.o.arena, this.o.path, layout);
+      this.native = NativeFill.start(this.shared, this.o.arena, this.o.path, Object.values(LAYOUT));
       if (this.native) return;
     }
     this.thread = this.o.thread ?? new FillThread(this.o.modules);
-    this.thread.run({ shared: this.shared, arena: this.o.arena, path: this.o.path, layout: { RING, INTS, MAX_COPIES, MAX_SECTORS, INTS_AT, OFFS_AT, SUMS_AT, TAIL, DONE, SLEEPING, WAITING, STOP, POSTED, WORKING } }, () => this.fail());
+    this.thread.run({ shared: this.shared, arena: this.o.arena, path: this.o.path, layout: LAYOUT }, () => this.fail());
   }
 
   /** The worker cannot work: what is out is done in line (settleTo), nothing more is posted. */
