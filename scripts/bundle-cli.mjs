@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // The CLI as one CommonJS file plus V8 code caches of it (dist/cli.bundle.cjs, dist/cli.cache,
-// dist/cli-receive.cache), read by dist/cli/launch.js at start: see there for why and for the fallback.
+// dist/cli-receive.cache, dist/cli-send.cache), read by dist/cli/launch.js at start: see there for why and
+// for the fallback.
 // Run after tsc (`npm run build`); bundles dist/, not src/. Usage: node scripts/bundle-cli.mjs [OUT_DIR]
 // (default dist/). `--warm OUT_DIR CACHE` is the internal second step: run a few commands in this process
 // from the bundle just written, then save the code V8 compiled for them as CACHE.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -57,12 +59,26 @@ async function build(out) {
     banner: { js: "const __launchUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',
   });
-  // the caches: for node as the launcher starts it, without flags and with receive's
-  for (const [flags, cache] of [[[], 'cli.cache'], [RECEIVE_FLAGS, 'cli-receive.cache']]) {
+  // the caches: for node as the launcher starts it, without flags and with receive's; and send's own
+  for (const [flags, cache] of [[[], 'cli.cache'], [RECEIVE_FLAGS, 'cli-receive.cache'], [[], 'cli-send.cache']]) {
+    rmSync(join(out, cache), { force: true });
     const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url), '--warm', out, cache], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (r.status !== 0) {
       rmSync(file, { force: true }); // no bundle: the CLI loads dist/
       throw new Error(`bundle-cli: making ${cache} failed (status ${r.status})`);
+    }
+    // send's is made only with the repository's streams (launch.js then takes the general one)
+    if (cache === 'cli-send.cache' && !existsSync(join(out, cache))) continue;
+    // a cache V8 would refuse at start (made under other flags) is worse than none: launch.js would load
+    // dist/ instead of taking the general cache
+    const check = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', `
+      import { compileBundle } from ${JSON.stringify(join(DIST, 'cli', 'launch.js'))};
+      import { readFileSync } from 'node:fs';
+      process.exitCode = compileBundle(${JSON.stringify(DIST)}, ${JSON.stringify(out)}, readFileSync(${JSON.stringify(join(out, cache))})).script.cachedDataRejected === false ? 0 : 9;`], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (check.status !== 0) {
+      rmSync(join(out, cache), { force: true });
+      if (cache === 'cli.cache' || cache === 'cli-receive.cache') rmSync(file, { force: true });
+      throw new Error(`bundle-cli: V8 refuses ${cache} (status ${check.status})`);
     }
   }
 }
@@ -95,25 +111,60 @@ const lazyChildProcess = {
   },
 };
 
+/** The commands `cache` is warmed with, in the scratch directory `work` (send's image: sendImage). */
+function warmRuns(cache, work) {
+  // the streams are the repository's test data: a checkout without them warms less
+  const sample = join(STREAMS, 'sample.stream');
+  const full = join(STREAMS, 'full-v1.stream');
+  const img = join(work, 'warm.img');
+  if (cache === 'cli.cache') return [['--version'], ['--help'], ['dump', '-f', full]];
+  if (cache === 'cli-receive.cache') return [['receive', '--help'], ['receive', '-q', '-f', sample, img]];
+  const out = join(work, 'warm.stream');
+  return [['send', '-q', '-f', out, img, 'full'], ['send', '-q', '-p', 'full', '-f', out, img, 'incr'],
+    ['send', '-q', '--no-data', '-p', 'full', '-f', out, img, 'incr'], ['send', '-q', '--compressed-data', '-f', out, img, 'zstd']];
+}
+
+/**
+ * Send's scratch image, received by a CLI of its own (its receive's functions stay out of send's cache);
+ * false where the streams are missing.
+ */
+function sendImage(work) {
+  for (const s of ['full-v1', 'incr-v1', 'zstd-v2']) {
+    const stream = join(STREAMS, `${s}.stream`);
+    if (!existsSync(stream)) return false;
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'btrfs-ts.js'), 'receive', '-q', '-f', stream, join(work, 'warm.img')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (r.status !== 0) throw new Error(`bundle-cli: receiving ${s} for the send cache: status ${r.status}`);
+  }
+  return true;
+}
+
+/**
+ * V8's default of a flag the send command changes as it runs (cli/commands/send.ts): put back before the
+ * cache is written, whose flag hash must be that of node as the launcher starts it.
+ */
+function defaultInterruptBudget() {
+  const r = spawnSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+  const m = /--interrupt-budget=(\d+)/.exec(r.stdout.slice(r.stdout.indexOf('  --interrupt-budget ')));
+  if (!m) throw new Error('bundle-cli: no default --interrupt-budget in node --v8-options');
+  return m[1];
+}
+
 /** Runs commands from the bundle in `out` (compiled without cache), then writes the code cache V8 made. */
 async function warm(out, cache) {
   const { compileBundle } = await import(join(DIST, 'cli', 'launch.js'));
-  const compiled = compileBundle(DIST, out);
-  const main = compiled.evaluate();
   const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-bundle-'));
+  let compiled;
   try {
-    // the streams are the repository's test data: a checkout without them warms less. Measured: warming
-    // with a send too made a cache that cost every command more than it saved (docs/performance.md)
-    const sample = join(STREAMS, 'sample.stream');
-    const full = join(STREAMS, 'full-v1.stream');
-    const runs = cache === 'cli.cache'
-      ? [['--version'], ['--help'], ['dump', '-f', full]]
-      : [['receive', '--help'], ['receive', '-q', '-f', sample, join(work, 'warm.img')]];
-    for (const args of runs) {
-      if (args.includes('-f') && !existsSync(args[args.indexOf('-f') + 1])) continue;
+    const send = cache === 'cli-send.cache';
+    if (send && !sendImage(work)) return;
+    compiled = compileBundle(DIST, out);
+    const main = compiled.evaluate();
+    for (const args of warmRuns(cache, work)) {
+      if (args.includes('-f') && !send && !existsSync(args[args.indexOf('-f') + 1])) continue;
       const status = await main(['node', 'btrfs-ts', ...args]);
       if (status !== 0) throw new Error(`bundle-cli: btrfs-ts ${args.join(' ')} from the bundle: status ${status}`);
     }
+    if (send) setFlagsFromString(`--interrupt-budget=${defaultInterruptBudget()}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -23,7 +23,7 @@ const runner = join(work, 'run.mjs');
 writeFileSync(runner, `
 import { mainFromBundle, compileBundle } from ${JSON.stringify(join(DIST, 'cli', 'launch.js'))};
 const [dir, ...args] = process.argv.slice(2);
-const main = dir === '-' ? (await import(${JSON.stringify(join(DIST, 'cli', 'main.js'))})).main : mainFromBundle(${JSON.stringify(DIST)}, dir);
+const main = dir === '-' ? (await import(${JSON.stringify(join(DIST, 'cli', 'main.js'))})).main : mainFromBundle(${JSON.stringify(DIST)}, dir, [], args[0]);
 if (!main) { process.stderr.write('fallback\\n'); process.exit(3); }
 process.exitCode = await main(['node', 'btrfs-ts', ...args]);
 if (args[0] === '--version') process.stderr.write(process.moduleLoadList.filter((m) => m.includes('child_process')).join(',') + '\\n');
@@ -38,7 +38,7 @@ describe.skipIf(!built)('the CLI bundle', () => {
     const b = spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle-cli.mjs'), out], { encoding: 'utf8' });
     expect(b.stderr).toBe('');
     expect(b.status).toBe(0);
-    for (const f of ['cli.bundle.cjs', 'cli.cache', 'cli-receive.cache']) expect(statSync(join(out, f)).size).toBeGreaterThan(100_000);
+    for (const f of ['cli.bundle.cjs', 'cli.cache', 'cli-receive.cache', 'cli-send.cache']) expect(statSync(join(out, f)).size).toBeGreaterThan(100_000);
     const cases = [['dump', '-f', sample], ['nosuch'], ['dump', '-f', join(work, 'missing.stream')], ['--version']];
     for (const args of cases) {
       const fromBundle = run(out, ...args);
@@ -104,12 +104,45 @@ describe.skipIf(!built)('the CLI bundle', () => {
   });
 
   it('has no cache for flags the launcher does not use', async () => {
-    const { cacheName, mainFromBundle, RECEIVE_FLAGS } = await import('../src/cli/launch.js');
-    expect(cacheName([])).toBe('cli.cache');
-    expect(cacheName(RECEIVE_FLAGS)).toBe('cli-receive.cache');
-    expect(cacheName(['--max-semi-space-size=8'])).toBeUndefined();
-    expect(cacheName([...RECEIVE_FLAGS, '--inspect'])).toBeUndefined();
+    const { cacheNames, mainFromBundle, RECEIVE_FLAGS } = await import('../src/cli/launch.js');
+    expect(cacheNames([])).toEqual(['cli.cache']);
+    expect(cacheNames([], 'dump')).toEqual(['cli.cache']);
+    expect(cacheNames([], 'constructor')).toEqual(['cli.cache']);
+    expect(cacheNames([], 'send')).toEqual(['cli-send.cache', 'cli.cache']);
+    expect(cacheNames(RECEIVE_FLAGS, 'receive')).toEqual(['cli-receive.cache']);
+    expect(cacheNames(['--max-semi-space-size=8'])).toEqual([]);
+    expect(cacheNames([...RECEIVE_FLAGS, '--inspect'])).toEqual([]);
     expect(mainFromBundle(DIST, out, ['--inspect'])).toBeUndefined();
+  });
+
+  it('send runs from the bundle with a cache of its own (made with the flag the send changes put back), else with the general one', { timeout: 60_000 }, () => {
+    const img = join(work, 'send.img');
+    expect(run('-', 'receive', '-q', '-f', sample, img).status).toBe(0);
+    const send = (dir: string, name: string) => {
+      const r = run(dir, 'send', '-q', '-f', join(work, name), img, 'sample');
+      return { ...r, stream: r.status === 0 ? readFileSync(join(work, name)) : undefined };
+    };
+    const fromDist = send('-', 'dist.stream');
+    expect(fromDist.status).toBe(0);
+    const check = (dir: string, name: string) => {
+      const r = send(dir, name);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stream!.equals(fromDist.stream!)).toBe(true);
+    };
+    // the general cache refused: send still starts from the bundle (its own cache), dump does not
+    const noGeneral = spoiled('send-own', (d) => writeFileSync(join(d, 'cli.cache'), Buffer.alloc(4096, 7)));
+    check(noGeneral, 'own.stream');
+    expectFallback(noGeneral);
+    // send's own cache missing or older than the bundle: the general one
+    check(spoiled('send-none', (d) => rmSync(join(d, 'cli-send.cache'))), 'general.stream');
+    const old = new Date(statSync(join(out, 'cli.bundle.cjs')).mtimeMs - 60_000);
+    check(spoiled('send-stale', (d) => utimesSync(join(d, 'cli-send.cache'), old, old)), 'stale.stream');
+    // both refused: dist/
+    expect(send(spoiled('send-neither', (d) => {
+      writeFileSync(join(d, 'cli.cache'), Buffer.alloc(4096, 7));
+      rmSync(join(d, 'cli-send.cache'));
+    }), 'x.stream').status).toBe(3);
   });
 });
 

@@ -25,13 +25,23 @@ export const BUNDLE = 'cli.bundle.cjs';
 export const RECEIVE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--max-inlined-bytecode-size-cumulative=300'];
 
 /**
- * The code cache made for node started with `execArgv`: V8 accepts a cache only under the flags it was
- * made with, so there is one per flag set the launcher uses, and none for any other.
+ * Commands with a code cache of their own, made by running them: the general cache holds what `--version`,
+ * `--help` and a dump compiled, and a send compiled ~46 M instructions' worth of its own functions lazily at
+ * every start (an incremental send 625 → 590 M with its own cache; docs/performance.md, thirteenth session).
  */
-export function cacheName(execArgv: readonly string[]): string | undefined {
-  if (execArgv.length === 0) return 'cli.cache';
-  if (execArgv.length === RECEIVE_FLAGS.length && execArgv.every((a, i) => a === RECEIVE_FLAGS[i])) return 'cli-receive.cache';
-  return undefined;
+const OWN_CACHES: ReadonlyMap<string, string> = new Map([['send', 'cli-send.cache']]);
+
+/**
+ * The code caches for node started with `execArgv` to run `command`, best first: V8 accepts a cache only
+ * under the flags it was made with, so there is one per flag set the launcher uses, and none for any other.
+ */
+export function cacheNames(execArgv: readonly string[], command?: string): string[] {
+  if (execArgv.length === 0) {
+    const own = command === undefined ? undefined : OWN_CACHES.get(command);
+    return own ? [own, 'cli.cache'] : ['cli.cache'];
+  }
+  if (execArgv.length === RECEIVE_FLAGS.length && execArgv.every((a, i) => a === RECEIVE_FLAGS[i])) return ['cli-receive.cache'];
+  return [];
 }
 
 /** The bundle compiled (with `cachedData` if given) and a way to run it: its `main`. */
@@ -56,15 +66,24 @@ export function compileBundle(distDir: string, bundleDir: string, cachedData?: B
   };
 }
 
-/** `main` from the bundle and its code cache in `bundleDir`, or undefined where that is not certain to be right and fast. */
-export function mainFromBundle(distDir: string, bundleDir = distDir, execArgv: readonly string[] = process.execArgv): Main | undefined {
-  const cache = cacheName(execArgv);
-  if (cache === undefined) return undefined;
+/**
+ * `main` from the bundle and its code cache in `bundleDir` (the command's own where there is one and it is
+ * current, else the general one), or undefined where that is not certain to be right and fast.
+ */
+export function mainFromBundle(distDir: string, bundleDir = distDir, execArgv: readonly string[] = process.execArgv, command: string | undefined = process.argv[2]): Main | undefined {
   try {
     const mtime = (f: string): number => statSync(f).mtimeMs;
     const bundleTime = mtime(join(bundleDir, BUNDLE));
     // `tsc` alone rewrites every file of dist/ and leaves the bundle as it was: stale
-    if (bundleTime < mtime(join(distDir, 'cli', 'main.js')) || mtime(join(bundleDir, cache)) < bundleTime) return undefined;
+    if (bundleTime < mtime(join(distDir, 'cli', 'main.js'))) return undefined;
+    const cache = cacheNames(execArgv, command).find((c) => {
+      try {
+        return mtime(join(bundleDir, c)) >= bundleTime;
+      } catch {
+        return false; // not made (a build that could not make it): the next one
+      }
+    });
+    if (cache === undefined) return undefined;
     const compiled = compileBundle(distDir, bundleDir, readFileSync(join(bundleDir, cache)));
     if (compiled.script.cachedDataRejected !== false) return undefined;
     return compiled.evaluate();
