@@ -110,6 +110,10 @@ function budgetOnceStarted(thread: FillThread | undefined): () => void {
   let set = false;
   const budget = (): void => {
     if (set || (thread && !thread.ready)) return;
+    // and so of every built-in module loaded after the change in this thread too: fs.promises (the output
+    // file, FileSink; ten modules behind it) and standard error are loaded first, with their cache
+    void fsp.open;
+    void process.stderr;
     setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
     set = true;
   };
