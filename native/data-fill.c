@@ -10,7 +10,10 @@
  * output memory the jobs read into. Per job: pread the bytes from each copy in turn into the arena until one
  * whose 4 KiB sectors all match their crc32c checksums (result FILLED), else LEFT (a read error too: the
  * send does the job again in line and reports what it finds in its own words). Past the end of the file
- * reads as zeros, as readFullAt does.
+ * reads as zeros, as readFullAt does. A job may also be a write of a settled output buffer to the send's
+ * output file (write_job): the thread, awake for the reads anyway, does the output's writes too, instead of
+ * a libuv pool thread woken per 1 MiB buffer — woken on the send's CPU while the other was busy, those
+ * preempted the send's thread for 250-400 ms of a ~0.9 s send (docs/performance.md, thirteenth session).
  *
  * Waking goes through futexes on the shared words, as V8's Atomics.wait does not (it keeps its own list of
  * waiters): the thread sleeps on TAIL, JavaScript wakes it with fillWake(handle), waits for DONE to move
@@ -21,9 +24,11 @@
 #define _GNU_SOURCE
 #include "btrfs-ts-native.h"
 #ifdef __linux__
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -59,12 +64,30 @@ static void futex_wait(int32_t *w, int32_t v, const struct timespec *ts) {
   syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, ts, NULL, 0);
 }
 
+/*
+ * A write job (copies -1): arena[at, at + len) written to the descriptor offs[1] at offs[0] (pwrite, the
+ * whole of it): FILLED, or LEFT on any failure — the send writes it again in line and reports what it finds
+ * in node's words (io/file-sink.ts).
+ */
+static int32_t write_job(struct fill *f, int32_t len, int32_t at, const double *offs) {
+  if (len <= 0 || at < 0 || (size_t)at + (size_t)len > f->arena_len || !(offs[0] >= 0) || !(offs[1] >= 0) || offs[1] > 0x7fffffff) return f->l[L_LEFT];
+  int fd = (int)offs[1];
+  for (int64_t done = 0; done < len;) {
+    ssize_t n = pwrite(fd, f->arena + at + done, (size_t)(len - done), (off_t)((int64_t)offs[0] + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return f->l[L_LEFT];
+    done += n;
+  }
+  return f->l[L_FILLED];
+}
+
 /* One job: FILLED or LEFT. */
 static int32_t run_job(struct fill *f, int32_t e) {
   int32_t *ints = (int32_t *)(f->shared + f->l[L_INTS_AT]) + (size_t)e * f->l[L_INTS];
   const double *offs = (const double *)(f->shared + f->l[L_OFFS_AT]) + (size_t)e * f->l[L_MAX_COPIES];
   const uint8_t *sums = f->shared + f->l[L_SUMS_AT] + (size_t)e * f->l[L_MAX_SECTORS] * 4;
   int32_t n = ints[0], len = ints[1], at = ints[2];
+  if (n == -1) return f->l[L_MAX_COPIES] >= 2 ? write_job(f, len, at, offs) : f->l[L_LEFT];
   /* never outside the arena, whatever the ring says */
   if (n < 0 || n > f->l[L_MAX_COPIES] || len <= 0 || len % SECTOR != 0 || len / SECTOR > f->l[L_MAX_SECTORS] || at < 0
       || (size_t)at + (size_t)len > f->arena_len) return f->l[L_LEFT];
@@ -85,6 +108,12 @@ static int32_t run_job(struct fill *f, int32_t e) {
 
 static void *fill_run(void *arg) {
   struct fill *f = arg;
+  /* SCHED_BATCH: a batch thread woken does not preempt the running one. Woken by the send at a few jobs
+     waiting, this one was put on the send's CPU whenever the other was busy and ran there first (950
+     preemptions of the send's thread, ~300 ms of a 0.9 s send under load); now it runs when a CPU is free
+     or at the next tick. Any thread may lower its own policy so; where it cannot, it runs as before. */
+  struct sched_param sp = { 0 };
+  pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
   int32_t *tail = word(f, L_TAIL), *done = word(f, L_DONE), *sleeping = word(f, L_SLEEPING), *waiting = word(f, L_WAITING), *stop = word(f, L_STOP);
   int32_t *states = (int32_t *)(f->shared + f->l[L_INTS_AT]);
   for (int32_t head = 0;;) {

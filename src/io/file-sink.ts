@@ -1,9 +1,22 @@
-import { promises as fsp, write as fdWrite } from 'node:fs';
+import { promises as fsp, write as fdWrite, writeSync } from 'node:fs';
 import { SendError } from '../errors.js';
 import type { BufferPool } from '../util/bytes.js';
 
 /** Bytes queued behind the write in progress before the producer waits (a few of the send's 1 MiB buffers). */
 const QUEUE_BYTES = 8 << 20;
+
+/**
+ * Another thread that writes buffers of a regular file for the sink (the data-fill thread of a full
+ * --compressed-data send, send/data-fill.ts): its jobs are settled on the producer's thread, in order.
+ */
+export interface WriteBehind {
+  /** Whether it can write `b`. */
+  writesBehind(b: Uint8Array): boolean;
+  /** Leaves the write; `fallback` does it in line where the thread did not, `after` runs once it is settled. A job number. */
+  postWrite(fd: number, b: Uint8Array, position: number, fallback: () => Promise<void>, after: () => void): Promise<number>;
+  /** Waits until job `job` and those before it are settled. */
+  settleJob(job: number): Promise<void>;
+}
 
 /**
  * A send stream's output file, written behind the sender on libuv's pool (the writing thread of
@@ -14,6 +27,9 @@ const QUEUE_BYTES = 8 << 20;
  * offset at once (writeAt); anything else (stdout, a pipe, a device) one buffer at a time, in order.
  * Buffers go back to the pool once written. A failure is sticky: nothing more is started and the next
  * write or close throws it, naming the first byte that could not be written.
+ * With a WriteBehind, a regular file's buffers that it takes are written by its thread instead of the
+ * pool's: no pool thread woken per buffer (woken on the producer's CPU while the other was busy, those
+ * preempted a send's thread for 250-400 ms of ~0.9 s: docs/performance.md, thirteenth session).
  */
 export class FileSink {
   private readonly queue: Uint8Array[] = [];
@@ -28,15 +44,19 @@ export class FileSink {
   /** Where the next buffer goes, and writes out at once (written at offsets). */
   private next = 0;
   private inFlight = 0;
+  /** Jobs of the WriteBehind not yet settled, oldest first. */
+  private readonly behindJobs: number[] = [];
 
   private constructor(
     private readonly out: SinkTarget, private readonly pool: BufferPool | undefined, readonly path: string,
     /** A regular file of ours (not /dev/null, a pipe, a device, stdout): only such an output is removed after a failure. */
     readonly regular: boolean,
     private readonly limit: number,
+    private readonly behind?: WriteBehind,
   ) {}
 
-  static async open(path: string, pool?: BufferPool, limit = QUEUE_BYTES): Promise<FileSink> {
+  /** `behind`: writes a regular file's buffers it takes on its own thread. */
+  static async open(path: string, pool?: BufferPool, limit = QUEUE_BYTES, behind?: WriteBehind): Promise<FileSink> {
     const fh = await fsp.open(path, 'w');
     try {
       const regular = (await fh.stat()).isFile();
@@ -45,8 +65,9 @@ export class FileSink {
         close: () => fh.close(),
         // a regular file is written at known offsets: several writes can be out at once
         positional: regular,
+        fd: fh.fd,
       };
-      return new FileSink(target, pool, path, regular, limit);
+      return new FileSink(target, pool, path, regular, limit, regular ? behind : undefined);
     } catch (e) {
       await fh.close();
       throw e;
@@ -66,15 +87,20 @@ export class FileSink {
   /** Queues `b` (not to be changed afterwards); waits while the queue is full. */
   async write(b: Uint8Array): Promise<void> {
     if (b.length === 0 && !this.failed) return;
-    while (this.queued >= this.limit && !this.failed) await this.woken();
+    while (this.queued >= this.limit && !this.failed) await this.drained();
     if (this.failed) {
       await this.idle(); // writes still out may fail at an earlier byte
       throw this.failed;
     }
     this.queued += b.length;
     if (this.out.positional) {
-      void this.writeAt(b, this.next);
+      const position = this.next;
       this.next += b.length;
+      if (this.behind && this.out.fd !== undefined && this.behind.writesBehind(b)) {
+        this.behindJobs.push(await this.behind.postWrite(this.out.fd, b, position, () => this.writeInLine(b, position), () => this.written(b)));
+      } else {
+        void this.writeAt(b, position);
+      }
       return;
     }
     this.queue.push(b);
@@ -111,9 +137,34 @@ export class FileSink {
     this.signal();
   }
 
+  /** A buffer the WriteBehind's thread did not write, written here (its error in node's words, as the pool's). */
+  private async writeInLine(b: Uint8Array, position: number): Promise<void> {
+    if (this.failed) return;
+    let done = 0;
+    try {
+      while (done < b.length) done += writeSync(this.out.fd!, b, done, b.length - done, position + done);
+    } catch (e) {
+      this.fail(e, position + done);
+    }
+  }
+
+  /** A WriteBehind's job settled: its buffer is done with. */
+  private written(b: Uint8Array): void {
+    this.behindJobs.shift();
+    this.queued -= b.length;
+    this.pool?.give(b);
+    this.signal();
+  }
+
+  /** Waits for one write to finish: the WriteBehind's oldest is settled here (nothing else settles it meanwhile). */
+  private async drained(): Promise<void> {
+    if (this.behindJobs.length > 0) await this.behind!.settleJob(this.behindJobs[0]!);
+    else await this.woken();
+  }
+
   /** Waits until no write is out. */
   private async idle(): Promise<void> {
-    while (this.running || this.inFlight > 0) await this.woken();
+    while (this.running || this.inFlight > 0 || this.behindJobs.length > 0) await this.drained();
   }
 
   private woken(): Promise<void> {
@@ -162,6 +213,8 @@ interface SinkTarget {
   close(): Promise<void>;
   /** Writes may be out at once, each at its position. */
   positional?: boolean;
+  /** The descriptor (a regular file's, for a WriteBehind). */
+  fd?: number;
 }
 
 /** write(2) at the descriptor's offset on the pool; a descriptor left non-blocking by whoever made it is waited for. */

@@ -42,6 +42,11 @@ const WAKE_AT = 32;
 const NATIVE_WAKE_AT = 8;
 /** Copies of a block group's data (DUP, RAID1 2, RAID1C3 3, RAID1C4 4). */
 const MAX_COPIES = 4;
+/**
+ * The copies word of a write job (postWrite): the output buffer at the job's arena offset written to the
+ * descriptor in its second offset word at the position in its first (native/data-fill.c write_job).
+ */
+const WRITE = -1;
 /** Control words: jobs posted, jobs done, worker asleep, send waiting, stop. */
 const TAIL = 0;
 const DONE = 1;
@@ -103,6 +108,8 @@ export class DataFill {
   /** Jobs whose results the send has looked at (and redone where needed). */
   private settled = 0;
   private readonly fallbacks: (() => Promise<void>)[] = new Array(RING);
+  /** What runs once a write job is settled (postWrite). */
+  private readonly afters: ((() => void) | undefined)[] = new Array(RING);
   /** What a job the send took failed with (undefined: done). */
   private readonly taken: unknown[] = new Array(RING);
 
@@ -119,20 +126,59 @@ export class DataFill {
    * line when the worker cannot (and throws what it finds).
    */
   async post(room: Uint8Array, len: number, copies: bigint[], sums: Uint8Array, fallback: () => Promise<void>): Promise<void> {
-    if (this.posted - this.settled >= RING) await this.settleTo(this.posted - RING + 1);
-    const e = this.posted % RING;
+    const e = await this.entry();
     const n = Math.min(copies.length, MAX_COPIES);
+    for (let k = 0; k < n; k++) this.offs[e * MAX_COPIES + k] = Number(copies[k]!);
+    this.sums.set(sums.subarray(0, (len / SECTOR) * 4), e * MAX_SECTORS * 4);
+    this.publish(e, n, len, room.byteOffset, fallback, undefined);
+  }
+
+  /**
+   * Whether the thread can write `b`, an output buffer whose jobs are settled, to the output file
+   * (postWrite): the addon's thread only (the worker would leave every such job to the send), `b` in the arena.
+   */
+  writesBehind(b: Uint8Array): boolean {
+    if (!this.usable || b.buffer !== this.o.arena || b.length === 0) return false;
+    return this.started ? this.native !== undefined : !this.o.thread && this.o.native !== false && NativeFill.available;
+  }
+
+  /**
+   * Leaves the write of `b` to descriptor `fd` at `position` to the thread, after the jobs before it (it
+   * takes no room of its own: `b` is final). `fallback` writes it in line where the thread did not (and
+   * reports what it finds); `after` runs once it is settled either way. Returns the job's number (settleJob).
+   */
+  async postWrite(fd: number, b: Uint8Array, position: number, fallback: () => Promise<void>, after: () => void): Promise<number> {
+    const e = await this.entry();
+    this.offs[e * MAX_COPIES] = position;
+    this.offs[e * MAX_COPIES + 1] = fd;
+    const job = this.posted;
+    this.publish(e, WRITE, b.length, b.byteOffset, fallback, after);
+    return job;
+  }
+
+  /** Waits until job `job` (postWrite's number) and those before it are done. */
+  settleJob(job: number): Promise<void> {
+    return this.settleTo(job + 1);
+  }
+
+  /** The ring entry for the next job, once it is free. */
+  private async entry(): Promise<number> {
+    if (this.posted - this.settled >= RING) await this.settleTo(this.posted - RING + 1);
     // the worker may still have to pass the job this entry held (taken by the send, settled, not yet skipped)
     while (this.usable && this.posted - Atomics.load(this.ctl, DONE) >= RING) {
       this.wake();
       await this.sleep(Atomics.load(this.ctl, DONE));
     }
+    return this.posted % RING;
+  }
+
+  /** Posts the job in entry `e` (its offsets and sums already there). */
+  private publish(e: number, n: number, len: number, at: number, fallback: () => Promise<void>, after: (() => void) | undefined): void {
     this.ints[e * INTS] = n;
     this.ints[e * INTS + 1] = len;
-    this.ints[e * INTS + 2] = room.byteOffset;
-    for (let k = 0; k < n; k++) this.offs[e * MAX_COPIES + k] = Number(copies[k]!);
-    this.sums.set(sums.subarray(0, (len / SECTOR) * 4), e * MAX_SECTORS * 4);
+    this.ints[e * INTS + 2] = at;
     this.fallbacks[e] = fallback;
+    this.afters[e] = after;
     this.taken[e] = undefined;
     Atomics.store(this.ints, e * INTS + 3, POSTED); // last: a worker that claims the entry sees it whole
     this.start();
@@ -173,10 +219,16 @@ export class DataFill {
       }
       const ok = state === TAKEN ? this.taken[e] === undefined : this.settled < done && state === FILLED;
       const fallback = this.fallbacks[e]!;
+      const after = this.afters[e];
       this.fallbacks[e] = undefined as unknown as () => Promise<void>;
+      this.afters[e] = undefined;
       this.settled++;
-      if (state === TAKEN && !ok) throw this.taken[e];
-      if (!ok) await fallback();
+      try {
+        if (state === TAKEN && !ok) throw this.taken[e];
+        if (!ok) await fallback();
+      } finally {
+        after?.();
+      }
     }
   }
 

@@ -31,6 +31,11 @@ export interface SendOptions {
   onSubvolume?: (s: SubvolumeInfo) => void;
   /** The thread that reads data behind a full --compressed-data send, started early (fillThread); the caller closes it. */
   fillThread?: FillThread;
+  /**
+   * The send's DataFill, made by the caller (sendDataFill) to have its thread write the output too
+   * (io/file-sink.ts WriteBehind); the caller closes it, after the output. Else the send makes its own.
+   */
+  dataFill?: DataFill;
 }
 
 /** Output is yielded in buffers of this size (a bigger command gets one of its own), not one per command. */
@@ -111,7 +116,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     }
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
-  const fill = readsBehind(opts) ? dataFill(img, opts.bufferPool, opts.fillThread) : undefined;
+  const fill = opts.dataFill ?? sendDataFill(img, opts);
   const held: Uint8Array[] = [];
   try {
     for (const sv of svs) {
@@ -145,7 +150,7 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
     yield* held;
     yield* enc.end();
   } finally {
-    fill?.close();
+    if (fill !== opts.dataFill) fill?.close();
   }
 }
 
@@ -158,16 +163,17 @@ export function readsBehind(o: Pick<SendOptions, 'parent' | 'compressedData'>): 
 }
 
 /**
- * Data read into the output behind a full --compressed-data send (data-fill.ts), where that can be:
- * output buffers in shared memory (a BufferPool with an arena), an image file the other thread can open,
- * a second CPU for it. Not where extents are decoded on the reading thread of extent-ahead.ts (protocol
+ * Data read into the output behind a send with these options (data-fill.ts), where that can be: a full
+ * --compressed-data send (readsBehind), output buffers in shared memory (a BufferPool with an arena), an
+ * image file the other thread can open, a second CPU for it. Not where extents are decoded on the reading thread of extent-ahead.ts (protocol
  * 1, or 2 without --compressed-data): three busy threads on two CPUs took more CPU and wall than two
  * (docs/performance.md, send10). Not for an incremental send: a few MB of data do not pay for a thread.
  */
-function dataFill(img: BtrfsImage, pool: BufferPool | undefined, thread: FillThread | undefined): DataFill | undefined {
+export function sendDataFill(img: BtrfsImage, opts: Pick<SendOptions, 'parent' | 'compressedData' | 'bufferPool' | 'fillThread'>): DataFill | undefined {
   const path = img.reader.src.path;
-  if (!pool?.arena || path === undefined || availableParallelism() < 2) return undefined;
-  return new DataFill({ path, arena: pool.arena, ...(thread ? { thread } : {}) });
+  const pool = opts.bufferPool;
+  if (!readsBehind(opts) || !pool?.arena || path === undefined || availableParallelism() < 2) return undefined;
+  return new DataFill({ path, arena: pool.arena, ...(opts.fillThread ? { thread: opts.fillThread } : {}) });
 }
 
 /**

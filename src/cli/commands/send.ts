@@ -5,8 +5,8 @@ import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
-import type { FillThread } from '../../send/data-fill.js';
-import { fillThread, readsBehind, sendSubvolumes } from '../../send/index.js';
+import type { DataFill, FillThread } from '../../send/data-fill.js';
+import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
 import { BufferPool } from '../../util/bytes.js';
 
 interface SendCliOptions {
@@ -63,40 +63,51 @@ export function register(program: Command): void {
           // send/data-fill.ts, shared memory), the one being written and the 8 MiB queued behind it
           // (file-sink.ts) are reused
           const pool = new BufferPool(1 << 20, 14, { shared: readsBehind(o) });
-          const stream = sendSubvolumes(img, subvols, {
+          const opts = {
             ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
             ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
             bufferPool: pool, ...(thread ? { fillThread: thread } : {}),
-            onSubvolume: (s) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
-          });
-          // The first chunk comes only after every check passed: no output file is made for a refused send.
-          const first = await stream.next();
-          const file = o.file ? await FileSink.open(o.file, pool) : FileSink.stdout(pool);
-          let bytes = 0;
+            onSubvolume: (s: { path: string }) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
+          };
+          // the thread reading data behind the send also writes the output file (FileSink's WriteBehind)
+          const fill = sendDataFill(img, opts);
           try {
-            for (let r = first; !r.done; r = await stream.next()) {
-              budget();
-              await file.write(r.value);
-              bytes += r.value.length;
-            }
-            await file.close();
-          } catch (e) {
-            // the send's own finally blocks stop its reading thread: an output failure left it waiting for
-            // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
-            await stream.return(undefined).catch(() => undefined);
-            await file.close().catch(() => undefined);
-            // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
-            if (file.regular) await fsp.rm(file.path, { force: true });
-            // a reader that went away (`| head -c N`) ends the send quietly, as for any Unix filter
-            if (!o.file && (e as { cause?: { code?: string } }).cause?.code === 'EPIPE') return;
-            throw e;
+            await sendTo(sendSubvolumes(img, subvols, { ...opts, ...(fill ? { dataFill: fill } : {}) }), o, pool, fill, budget);
+          } finally {
+            fill?.close();
           }
-          if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
         }, { blocking: true });
       } finally {
         thread?.close();
       }
     });
+}
+
+/** The stream into -f FILE or stdout; `budget` called as it goes (budgetOnceStarted). */
+async function sendTo(stream: AsyncGenerator<Uint8Array>, o: SendCliOptions, pool: BufferPool, fill: DataFill | undefined, budget: () => void): Promise<void> {
+  // The first chunk comes only after every check passed: no output file is made for a refused send.
+  const first = await stream.next();
+  const file = o.file ? await FileSink.open(o.file, pool, undefined, fill) : FileSink.stdout(pool);
+  let bytes = 0;
+  try {
+    for (let r = first; !r.done; r = await stream.next()) {
+      budget();
+      await file.write(r.value);
+      bytes += r.value.length;
+    }
+    await file.close();
+  } catch (e) {
+    // the send's own finally blocks stop its reading thread: an output failure left it waiting for
+    // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
+    await stream.return(undefined).catch(() => undefined);
+    await file.close().catch(() => undefined);
+    // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
+    if (file.regular) await fsp.rm(file.path, { force: true });
+    // a reader that went away (`| head -c N`) ends the send quietly, as for any Unix filter
+    if (!o.file && (e as { cause?: { code?: string } }).cause?.code === 'EPIPE') return;
+    throw e;
+  }
+  if (o.verbose) process.stderr.write(`sent ${bytes} bytes\n`);
 }
 
 /**
