@@ -122,7 +122,7 @@ ssize_t btrfs_ts_pread_full(int fd, uint8_t *p, size_t n, int64_t at) {
 }
 
 /* The bytes of any typed array (a view of a SharedArrayBuffer too): its first element and its length in bytes. */
-static int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   napi_typedarray_type type;
   size_t n, offset;
   void *d;
@@ -381,6 +381,7 @@ NAPI_MODULE_INIT() {
     export_fn(env, exports, "crc32cPiecesRaw", js_crc32c_pieces_raw);
     crc_ahead_export(env, exports);
     data_fill_export(env, exports);
+    extent_head_export(env, exports);
   }
 #endif
   export_fn(env, exports, "mapFile", js_map_file);

@@ -21,6 +21,9 @@ ssize_t btrfs_ts_pread_full(int fd, uint8_t *p, size_t n, int64_t at);
 /* The raw CRC32C register `crc` carried over p[0, n) on three lanes of the crc32 instruction (x86-64, SSE4.2 only). */
 uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n);
 
+/* The bytes of a typed array of any element type (btrfs-ts-native.c): 0 if `v` is none. */
+int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len);
+
 /* Sets exports[name] to a function calling `cb` (btrfs-ts-native.c). */
 void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb);
 
@@ -29,6 +32,8 @@ void crc_ahead_export(napi_env env, napi_value exports);
 
 /* Adds fillStart, fillWake, fillWait, fillStop (data-fill.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
 void data_fill_export(napi_env env, napi_value exports);
+/* Adds extentHead (extent-head.c) to the module's exports; only where btrfs_ts_crc32c_raw works. */
+void extent_head_export(napi_env env, napi_value exports);
 /* Adds treeBlockOk and leafMerge (leaf-scan.c) to the module's exports. */
 void leaf_scan_export(napi_env env, napi_value exports);
 

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCES = ['btrfs-ts-native.c', 'crc-ahead.c', 'data-fill.c', 'leaf-scan.c'].map((f) => join(ROOT, 'native', f));
+const SOURCES = ['btrfs-ts-native.c', 'crc-ahead.c', 'data-fill.c', 'extent-head.c', 'leaf-scan.c'].map((f) => join(ROOT, 'native', f));
 const HEADER = join(ROOT, 'native', 'btrfs-ts-native.h');
 const OUT = join(ROOT, 'build', 'btrfs-ts-native.node');
 

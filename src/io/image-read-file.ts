@@ -32,6 +32,7 @@ export async function openImageFile(path: string, opts: OpenImageOptions = {}): 
   }
   return {
     path,
+    fd: fh.fd,
     size: () => size,
     async read(offset: bigint, len: number, into?: Uint8Array): Promise<Uint8Array> {
       // not zero-filled: every byte is read, or zeroed past the end below

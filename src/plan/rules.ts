@@ -1,6 +1,6 @@
 import {
   BTRFS_COMPRESS_LZO, BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, BTRFS_MAX_UNCOMPRESSED, type BtrfsCompressType,
-  zstdFrameInfo, zstdWindowOk,
+  type ZstdFrameInfo, zstdFrameInfo, zstdWindowOk,
 } from '../compress/index.js';
 import { BTRFS_MAX_COMPRESSED } from '../compress/lzo-btrfs.js';
 import { CodecError, ReceiveError } from '../errors.js';
@@ -24,6 +24,8 @@ export interface PlanContext {
   /** Whether the image may hold extents of this codec (its incompat bit is set or may be set). */
   codecAllowed?: (t: BtrfsCompressType) => boolean;
   forceDecompress?: boolean;
+  /** zstdFrameInfo(c.data), already walked (a send walks it with the extent's first sector: send/extent-head.ts). */
+  zstdFrame?: ZstdFrameInfo;
 }
 
 export interface PlanDecision {
@@ -102,7 +104,7 @@ export function planEncodedWrite(c: EncodedWriteCmd, ctx: PlanContext): PlanDeci
   if (diskType !== undefined && ctx.codecAllowed && !ctx.codecAllowed(diskType)) r('codec-not-allowed', `the image may not take ${codecName(diskType)} extents`);
   if (diskType === BTRFS_COMPRESS_ZSTD && encLen > 0) {
     try {
-      const info = zstdFrameInfo(c.data);
+      const info = ctx.zstdFrame ?? zstdFrameInfo(c.data);
       if (!zstdWindowOk(info)) r('zstd-window-too-large', `zstd frame needs a ${info.windowSize}-byte window (dictionary ${info.dictId}); the kernel decodes at most 128 KiB`);
     } catch (e) {
       if (!(e instanceof CodecError)) throw e;

@@ -8,8 +8,9 @@ import { placeInto } from '../util/bytes.js';
 import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
 import type { DataFill } from './data-fill.js';
 import type { ExtentAhead } from './extent-ahead.js';
-import { zstdHeadersWithin } from '../compress/zstd.js';
-import { BTRFS_COMPRESS_NONE, BTRFS_COMPRESS_ZSTD, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem, csumAlgo, firstBadSector } from '../image/structs.js';
+import type { ZstdFrameInfo } from '../compress/zstd.js';
+import { readHead } from './extent-head.js';
+import { BTRFS_COMPRESS_NONE, BTRFS_COMPRESS_ZSTD, BTRFS_FILE_EXTENT_INLINE, type BtrfsFileExtentItem } from '../image/structs.js';
 
 /** Where one file extent item is, for reading its bytes and naming it in errors. */
 export interface ExtentRef {
@@ -62,6 +63,8 @@ export class Scratch {
 export interface Piece {
   data: Uint8Array;
   crc?: number;
+  /** zstdFrameInfo(data), where it was walked already (extent-head.ts): the planner's walk. */
+  frame?: ZstdFrameInfo;
 }
 
 /** The raw CRC of data[at, at + len) of a verified read, when its sectors' CRCs are known and it covers whole ones. */
@@ -102,15 +105,12 @@ async function readBehind(x: ExtentRef, logical: bigint, len: number, room: Uint
   const raw = sums && !sums.have.includes(0) ? rawSectorCrcs(x.img, sums.sums) : undefined;
   if (!raw) return undefined;
   const data = room.subarray(0, len);
-  const piece = { data, crc: crc32cCombineSectors(0, raw, 0, raw.length) };
+  const piece: Piece = { data, crc: crc32cCombineSectors(0, raw, 0, raw.length) };
   const skip = head ? CRC_SECTOR : 0;
   if (head) {
-    const got = await x.img.src.read(copies[0]!, skip, data);
-    placeInto(data, got);
-    if (firstBadSector(csumAlgo(x.img.superblock.csum_type), data, skip, skip, sums!.sums, sums!.have.subarray(0, 1)) >= 0) return undefined;
-    // the planner walks a zstd frame's block headers: a frame of several blocks may have them past the
-    // first sector, where the room holds earlier bytes until the rest is read — such an extent is read in line
-    if (x.fe.compression === BTRFS_COMPRESS_ZSTD && !zstdHeadersWithin(data, skip)) return undefined;
+    const got = await readHead(x, copies[0]!, data, len, sums!, x.fe.compression === BTRFS_COMPRESS_ZSTD);
+    if (!got) return undefined;
+    if (got.frame) piece.frame = got.frame;
     if (len === skip) return piece;
   }
   await fill.post(data.subarray(skip), len - skip, copies.map((c) => c + BigInt(skip)), sums!.sums.subarray(4 * (skip / CRC_SECTOR)), async () => {

@@ -123,7 +123,8 @@ export async function* extentData(x: ExtentRef, cur: DataInode, o: DataOptions, 
       enc.data = stored.data;
       if (stored.crc !== undefined) enc.dataCrc = stored.crc;
       // Only what a receiver can store as it is (the kernel's encoded-write rules); the rest as plain data.
-      if (planEncodedWrite(enc, { sectorsize: o.sectorsize, iSize: cur.recvSize ?? cur.nextWriteOffset }).action === 'pass-through') {
+      const ctx = { sectorsize: o.sectorsize, iSize: cur.recvSize ?? cur.nextWriteOffset, ...(stored.frame ? { zstdFrame: stored.frame } : {}) };
+      if (planEncodedWrite(enc, ctx).action === 'pass-through') {
         yield enc;
         return;
       }

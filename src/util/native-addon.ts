@@ -33,6 +33,12 @@ export interface NativeAddon {
   fillWait?: (handle: object, done: number, ms: number) => void;
   /** Stops the fill thread after its job in hand and joins it (once). */
   fillStop?: (handle: object) => void;
+  /**
+   * An extent's first 4096 bytes read from `fd` at `position` into `room` and checked against the crc32c
+   * `sum`; with `zstd`, its frame (the extent `len` bytes long) walked into `out` (native/extent-head.c):
+   * -1 the read failed, 0 mismatch, 1 good (and walked), 2 good, the frame left to zstdFrameInfo.
+   */
+  extentHead?: (fd: number, position: number, room: Uint8Array, sum: Uint8Array, len: number, zstd: boolean, out: Float64Array) => number;
   /** Whether parseTreeBlock's structure checks pass on `block` (item data layout of a leaf; key order), native/leaf-scan.c. */
   treeBlockOk?: (block: Uint8Array, nodesize: number, level: number, nritems: number) => boolean;
   /**

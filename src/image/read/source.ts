@@ -15,6 +15,8 @@ export interface ImageSource {
   size?(): bigint;
   /** The file the bytes come from, when they do: another thread may open it to read in parallel (send). */
   readonly path?: string;
+  /** Its open descriptor, where `read` is a pread of it: the send's addon reads a first sector through it (send/extent-head.ts). */
+  readonly fd?: number;
 }
 
 export function fromBlockDevice(dev: BlockDevice): ImageSource {
