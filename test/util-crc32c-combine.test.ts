@@ -16,7 +16,7 @@ describe.each([
   ['as loaded', combineDefault],
   ['forced tables', combineTables],
 ])('crc32c combination (one pass for the stream CRC and the sector checksums; %s)', (name, m) => {
-  const { CRC_SECTOR, btrfsCsumFromRaw, crc32cRawBySector, crc32cShiftSector } = m;
+  const { CRC_SECTOR, btrfsCsumFromRaw, crc32cCombineSums, crc32cRawBySector, crc32cShiftSector } = m;
   it('runs on the engine it names', () => {
     if (name === 'forced tables') expect(forcedEngine).toBe('tables');
     expect(combineTables).not.toBe(combineDefault);
@@ -36,6 +36,15 @@ describe.each([
       const ca = oracleRaw(a, 0);
       expect((crc32cShiftSector(ca) ^ oracleRaw(s, 0)) >>> 0).toBe(oracleRaw(new Uint8Array([...a, ...s]), 0));
       expect(btrfsCsumFromRaw(oracleRaw(s, 0))).toBe(oracleStd(s));
+    }
+  });
+
+  it("crc32cCombineSums: the raw CRC of sectors from their stored checksums (btrfs's, little-endian), from any register", () => {
+    for (let n = 0; n <= 9; n++) {
+      const data = pseudoRandom(n * CRC_SECTOR, n + 300);
+      const sums = new Uint8Array(4 * n);
+      for (let i = 0; i < n; i++) new DataView(sums.buffer).setUint32(4 * i, oracleStd(data.subarray(i * CRC_SECTOR, (i + 1) * CRC_SECTOR)), true);
+      for (const c of [0, 0xffffffff, 0x12345678]) expect(crc32cCombineSums(c, sums, n)).toBe(oracleRaw(data, c));
     }
   });
 

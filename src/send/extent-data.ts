@@ -1,11 +1,11 @@
 import { ImageError } from '../errors.js';
 import { decompressExtent } from '../image/read/decompress.js';
-import { extentCopies, rawSectorCrcs, readVerified, type SectorCrcs } from '../image/read/file-data.js';
+import { extentCopies, rawCrcsKnown, rawSectorCrcs, readVerified, type SectorCrcs } from '../image/read/file-data.js';
 import type { ImageReader } from '../image/read/image.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { alignedBytes } from '../util/aligned.js';
 import { placeInto } from '../util/bytes.js';
-import { CRC_SECTOR, crc32cCombineSectors } from '../util/crc32c-combine.js';
+import { CRC_SECTOR, crc32cCombineSectors, crc32cCombineSums } from '../util/crc32c-combine.js';
 import type { DataFill } from './data-fill.js';
 import type { ExtentAhead } from './extent-ahead.js';
 import type { ZstdFrameInfo } from '../compress/zstd.js';
@@ -102,18 +102,17 @@ async function readBehind(x: ExtentRef, logical: bigint, len: number, room: Uint
   const fill = x.fill;
   if (!fill || !x.verify || !fill.takes(room, len)) return undefined;
   const { copies, sums } = await extentCopies(x.img, x.csumRoot, logical, len, true, x.what);
-  const raw = sums && !sums.have.includes(0) ? rawSectorCrcs(x.img, sums.sums) : undefined;
-  if (!raw) return undefined;
+  if (!sums || sums.have.includes(0) || !rawCrcsKnown(x.img)) return undefined;
   const data = room.subarray(0, len);
-  const piece: Piece = { data, crc: crc32cCombineSectors(0, raw, 0, raw.length) };
+  const piece: Piece = { data, crc: crc32cCombineSums(0, sums.sums, len / CRC_SECTOR) };
   const skip = head ? CRC_SECTOR : 0;
   if (head) {
-    const got = await readHead(x, copies[0]!, data, len, sums!, x.fe.compression === BTRFS_COMPRESS_ZSTD);
+    const got = await readHead(x, copies[0]!, data, len, sums, x.fe.compression === BTRFS_COMPRESS_ZSTD);
     if (!got) return undefined;
     if (got.frame) piece.frame = got.frame;
     if (len === skip) return piece;
   }
-  await fill.post(data.subarray(skip), len - skip, copies.map((c) => c + BigInt(skip)), sums!.sums.subarray(4 * (skip / CRC_SECTOR)), async () => {
+  await fill.post(data.subarray(skip), len - skip, copies.map((c) => c + BigInt(skip)), sums.sums.subarray(4 * (skip / CRC_SECTOR)), async () => {
     const got = await readVerified(x.img, x.csumRoot, logical, len, true, x.what, data);
     placeInto(data, got);
   });

@@ -59,6 +59,21 @@ export function crc32cCombineSectors(crc: number, raw: Uint32Array, from: number
   return c >>> 0;
 }
 
+/**
+ * crc32cCombineSectors over the first `n` sectors whose stored btrfs checksums (crc32c, 4 bytes each,
+ * little-endian) are `sums`: the raw CRC of bytes that match them, from the checksums themselves — for a
+ * command framed before its bytes are read (send/extent-data.ts readBehind), without a Uint32Array of raw
+ * CRCs made per extent first.
+ */
+export function crc32cCombineSums(crc: number, sums: Uint8Array, n: number): number {
+  let c = crc;
+  for (let i = 0; i < n; i++) {
+    const j = 4 * i;
+    c = crc32cShiftSector(c) ^ (sums[j]! | (sums[j + 1]! << 8) | (sums[j + 2]! << 16) | (sums[j + 3]! << 24)) ^ RAW_TO_BTRFS;
+  }
+  return c >>> 0;
+}
+
 /** crcUpdate(crc, n * CRC_SECTOR zero bytes), without the pass: what precedes a piece whose own CRC is known. */
 export function crc32cShiftSectors(crc: number, n: number): number {
   let c = crc;

@@ -142,7 +142,7 @@ export async function readVerified(
 }
 
 /** Whether a sector's raw CRC follows from its checksum: a crc32c image with 4 KiB sectors. */
-function rawCrcsKnown(img: ImageReader): boolean {
+export function rawCrcsKnown(img: ImageReader): boolean {
   return img.superblock.csum_type === BTRFS_CSUM_TYPE_CRC32 && img.sectorsize === CRC_SECTOR;
 }
 
