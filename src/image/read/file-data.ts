@@ -2,7 +2,7 @@ import { ImageError } from '../../errors.js';
 import {
   BTRFS_COMPRESS_NONE, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_DATA_KEY,
   BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_NODATASUM,
-  type BtrfsKey, compareKeys, csumAlgo, decodeFileExtentItem, firstBadSector, type LeafItem, type TreeBlock,
+  BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, type BtrfsKey, compareDiskKeys, csumAlgo, decodeFileExtentItem, firstBadSector, type LeafItem, type TreeBlock,
 } from '../structs.js';
 import { btrfsCsumFromRaw, CRC_SECTOR } from '../../util/crc32c-combine.js';
 import { U64_MAX, BTRFS_CSUM_TYPE_CRC32 } from '../structs/constants.js';
@@ -33,11 +33,12 @@ export interface SectorCsums {
 }
 
 /**
- * The csum leaf the last sectorCsums search of each csum tree ended in (TreeReader.leafLE). Consecutive
- * extents' checksums are mostly in one leaf (a 16 KiB leaf holds the sums of ~16 MiB of data): a send
- * looked up each extent's sums from the root twice (the item before, then the items up to its end).
+ * The csum leaf the last sectorCsums search of each csum tree ended in (TreeReader.leafLE), its bound as
+ * disk bytes (diskKey). Consecutive extents' checksums are mostly in one leaf (a 16 KiB leaf holds the sums
+ * of ~16 MiB of data): a send looked up each extent's sums from the root twice (the item before, then the
+ * items up to its end).
  */
-const lastCsumLeaf = new WeakMap<TreeRoot, { leaf: TreeBlock; bound: BtrfsKey | undefined }>();
+const lastCsumLeaf = new WeakMap<TreeRoot, { leaf: TreeBlock; bound: DataView | undefined }>();
 
 /** The bounds of a csum leaf search as disk bytes (diskKey), filled and used between two awaits: a send makes one search per extent. */
 const fromKey = new DataView(new ArrayBuffer(17));
@@ -45,13 +46,46 @@ const toKey = new DataView(new ArrayBuffer(17));
 
 const csumKey = (offset: bigint): BtrfsKey => ({ objectid: BTRFS_EXTENT_CSUM_OBJECTID, type: BTRFS_EXTENT_CSUM_KEY, offset });
 
+/** diskKey(csumKey(offset), into) without the key object: once or twice per extent sent. */
+function csumDiskKey(offset: bigint, into: DataView): DataView {
+  into.setBigUint64(0, BTRFS_EXTENT_CSUM_OBJECTID, true);
+  into.setUint8(8, BTRFS_EXTENT_CSUM_KEY);
+  into.setBigUint64(9, offset, true);
+  return into;
+}
+
 /**
- * Whether `leaf` holds every csum item a search of [logical, end) meets: the item keyed <= logical (the
- * leaf's first key is not after it) and every item keyed before end (the next leaf starts after it).
+ * Whether `at` holds every csum item a search from `from` to `to` (csumDiskKey of its first and last
+ * byte) meets: the item keyed <= from (the leaf's first key is not after it) and every item keyed up to
+ * `to` (the next leaf starts after it).
  */
-function leafCovers(at: { leaf: TreeBlock; bound: BtrfsKey | undefined }, logical: bigint, end: bigint): boolean {
-  const first = at.leaf.firstKey;
-  return first !== undefined && compareKeys(first, csumKey(logical)) <= 0 && (at.bound === undefined || compareKeys(csumKey(end - 1n), at.bound) < 0);
+function leafCovers(at: { leaf: TreeBlock; bound: DataView | undefined }, from: DataView, to: DataView): boolean {
+  return at.leaf.header.nritems > 0 && compareLeafKey(at.leaf, 0, from) <= 0 && (at.bound === undefined || compareDiskKeys(to, 0, at.bound, 0) < 0);
+}
+
+/**
+ * The sectors of [lo, hi) (safe integers) that csum item `i` of `leaf` covers, copied into `out`: the
+ * arithmetic of sectorCsums' `put` in numbers, read in place (a send's ~10k extents made an item object
+ * and five BigInt operations each). False where the item's offset is not a safe integer: `put` does it.
+ */
+function putInPlace(leaf: TreeBlock, i: number, lo: number, hi: number, ss: number, cs: number, out: SectorCsums): boolean {
+  const v = leaf.view;
+  const p = BTRFS_HEADER_SIZE + i * BTRFS_ITEM_SIZE;
+  const offHi = v.getUint32(p + 13, true);
+  if (offHi >= 0x200000) return false;
+  const off = offHi * 0x100000000 + v.getUint32(p + 9, true);
+  const start = BTRFS_HEADER_SIZE + v.getUint32(p + 17, true);
+  const size = v.getUint32(p + 21, true);
+  const itemEnd = off + Math.floor(size / cs) * ss;
+  const a = off > lo ? off : lo;
+  const b = itemEnd < hi ? itemEnd : hi;
+  if (a >= b) return true;
+  const skip = Math.floor((a - off) / ss);
+  const at = Math.floor((a - lo) / ss);
+  const k = Math.ceil((b - a) / ss);
+  out.sums.set(leaf.raw.subarray(start + Math.min(skip * cs, size), start + Math.min((skip + k) * cs, size)), at * cs);
+  out.have.fill(1, at, at + k);
+  return true;
 }
 
 /** Stored checksum of each sector of [logical, logical+len) from the csum tree; `have[i]` 0 where none is. */
@@ -75,18 +109,24 @@ export async function sectorCsums(img: ImageReader, csumRoot: TreeRoot | undefin
     out.have.fill(1, at, at + k);
   };
   let at = lastCsumLeaf.get(csumRoot);
-  if (!at || !leafCovers(at, logical, end)) {
-    at = await img.trees.leafLE(csumRoot, csumKey(logical));
+  if (!at || !leafCovers(at, csumDiskKey(logical, fromKey), csumDiskKey(end - 1n, toKey))) {
+    const found = await img.trees.leafLE(csumRoot, csumKey(logical));
+    at = found && { leaf: found.leaf, bound: found.bound && diskKey(found.bound) };
     if (at) lastCsumLeaf.set(csumRoot, at);
   }
-  if (at && leafCovers(at, logical, end)) {
+  const from = csumDiskKey(logical, fromKey);
+  const to = csumDiskKey(end - 1n, toKey);
+  if (at && leafCovers(at, from, to)) {
     // the same items as the search below: from the last one keyed <= logical (when it is a csum item) to the last one before end
     const leaf = at.leaf;
-    let i = leafSlotLE(leaf, diskKey(csumKey(logical), fromKey));
+    let i = leafSlotLE(leaf, from);
     const k = i >= 0 ? leafKey(leaf, i) : undefined;
     if (!k || k.objectid !== BTRFS_EXTENT_CSUM_OBJECTID || k.type !== BTRFS_EXTENT_CSUM_KEY) i++;
-    const to = diskKey(csumKey(end - 1n), toKey);
-    for (; i < leaf.header.nritems && compareLeafKey(leaf, i, to) <= 0; i++) put(leafItem(leaf, i));
+    const safe = end <= BigInt(Number.MAX_SAFE_INTEGER);
+    const [lo, hi] = [Number(logical), Number(end)];
+    for (; i < leaf.header.nritems && compareLeafKey(leaf, i, to) <= 0; i++) {
+      if (!safe || !putInPlace(leaf, i, lo, hi, ss, cs, out)) put(leafItem(leaf, i));
+    }
     return out;
   }
   // The item covering `logical` may start before it: begin at the last item keyed <= logical.
