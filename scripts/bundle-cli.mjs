@@ -138,15 +138,20 @@ function sendImage(work) {
   return true;
 }
 
+/** The V8 flags the send command changes as it runs (cli/commands/send.ts). */
+const SEND_FLAGS = ['interrupt-budget', 'semi-space-growth-factor'];
+
 /**
- * V8's default of a flag the send command changes as it runs (cli/commands/send.ts): put back before the
- * cache is written, whose flag hash must be that of node as the launcher starts it.
+ * V8's defaults of SEND_FLAGS, as flags: put back before the cache is written, whose flag hash must be
+ * that of node as the launcher starts it.
  */
-function defaultInterruptBudget() {
+function defaultSendFlags() {
   const r = spawnSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
-  const m = /--interrupt-budget=(\d+)/.exec(r.stdout.slice(r.stdout.indexOf('  --interrupt-budget ')));
-  if (!m) throw new Error('bundle-cli: no default --interrupt-budget in node --v8-options');
-  return m[1];
+  return SEND_FLAGS.map((f) => {
+    const m = new RegExp(`--${f}=(\\d+)`).exec(r.stdout.slice(r.stdout.indexOf(`  --${f} `)));
+    if (!m) throw new Error(`bundle-cli: no default --${f} in node --v8-options`);
+    return `--${f}=${m[1]}`;
+  });
 }
 
 /** Runs commands from the bundle in `out` (compiled without cache), then writes the code cache V8 made. */
@@ -164,7 +169,7 @@ async function warm(out, cache) {
       const status = await main(['node', 'btrfs-ts', ...args]);
       if (status !== 0) throw new Error(`bundle-cli: btrfs-ts ${args.join(' ')} from the bundle: status ${status}`);
     }
-    if (send) setFlagsFromString(`--interrupt-budget=${defaultInterruptBudget()}`);
+    if (send) for (const f of defaultSendFlags()) setFlagsFromString(f);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -30,6 +30,17 @@ interface SendCliOptions {
  */
 const SEND_INTERRUPT_BUDGET = 16 * 67584;
 
+/**
+ * V8's young generation starts at 1 MiB and doubles when a scavenge finds much of it alive; an incremental
+ * send keeps what it reads (tree blocks, the diff's changes, names) alive for a while, and was done after
+ * 14-15 scavenges, still growing. Growing by 8 instead of 2 (to 8 MiB, V8's 16 MiB cap next) leaves ~9:
+ * bench/send.sh's incremental, callgrind 0.709-0.731 G -> 0.642-0.721 G instructions (main thread
+ * 0.643-0.653 -> 0.627-0.638 G), 31 alternating runs 186 -> 174 ms wall, 164 -> 155 ms CPU; peak RSS
+ * 75 -> 84 MB (a factor of 16: 98 MB for no fewer instructions). Not for full sends: no faster in
+ * alternating runs, and 23 MB more at their peak (protocol 1 of `big` 116 -> 139 MB).
+ */
+const SEND_SEMI_SPACE_GROWTH = 8;
+
 function parseProto(v: string): number {
   if (!/^[0-2]$/.test(v)) throw new InvalidArgumentError('protocol must be 0 (highest supported), 1 or 2');
   return Number(v);
@@ -55,7 +66,7 @@ export function register(program: Command): void {
       }
       // the thread reading a full --compressed-data send's data behind it starts before the image is opened
       const thread = fillThread(o);
-      const budget = budgetOnceStarted(thread);
+      const budget = budgetOnceStarted(thread, o.parent !== undefined);
       try {
         await withImageFile(image, async (src) => {
           const img = await BtrfsImage.open(src);
@@ -111,13 +122,14 @@ async function sendTo(stream: AsyncGenerator<Uint8Array>, o: SendCliOptions, poo
 }
 
 /**
- * Raises V8's interrupt budget for the send (SEND_INTERRUPT_BUDGET) now, or, with a thread of data-fill.ts
- * starting, once it has started (the returned function, called as the send goes, sets it then): a V8 flag
- * changed while a thread starts makes V8 refuse node's code cache of its built-in modules there, and the
- * thread compiled them again — 60-80 ms of CPU instead of 30-40, and ready 100-140 ms after it was started
- * instead of ~60 (docs/performance.md, twelfth session, sendc16).
+ * Raises V8's interrupt budget (SEND_INTERRUPT_BUDGET) and, for an incremental send, its young generation's
+ * growth (SEND_SEMI_SPACE_GROWTH) now, or, with a thread of data-fill.ts starting, once it has started (the
+ * returned function, called as the send goes, sets them then): a V8 flag changed while a thread starts
+ * makes V8 refuse node's code cache of its built-in modules there, and the thread compiled them again —
+ * 60-80 ms of CPU instead of 30-40, and ready 100-140 ms after it was started instead of ~60
+ * (docs/performance.md, twelfth session, sendc16).
  */
-function budgetOnceStarted(thread: FillThread | undefined): () => void {
+function budgetOnceStarted(thread: FillThread | undefined, incremental: boolean): () => void {
   let set = false;
   const budget = (): void => {
     if (set || (thread && !thread.ready)) return;
@@ -126,6 +138,7 @@ function budgetOnceStarted(thread: FillThread | undefined): () => void {
     void fsp.open;
     void process.stderr;
     setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
+    if (incremental) setFlagsFromString(`--semi-space-growth-factor=${SEND_SEMI_SPACE_GROWTH}`);
     set = true;
   };
   budget();
