@@ -4,20 +4,16 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SendError } from '../src/errors.js';
 import { FileSink } from '../src/io/file-sink.js';
+import { DataFill } from '../src/send/data-fill.js';
+import { NativeFill } from '../src/send/data-fill-native.js';
 import { BufferPool } from '../src/util/bytes.js';
+import { bytes, countingWriteBehind } from './helpers/write-behind.js';
 import { tmpDir } from './image-write-helpers.js';
 
 // Oracle: the file read back with fs.readFileSync after close, against the buffers concatenated in the
 // order they were handed over.
 const work = tmpDir('btrfs-ts-sink-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) out[i] = (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) >>> 24;
-  return out;
-}
 
 describe('send output file written behind (FileSink)', () => {
   it('writes every buffer in order with a queue smaller than one buffer, larger than several, and gives pool buffers back', async () => {
@@ -72,22 +68,30 @@ describe('send output file written behind (FileSink)', () => {
 // A regular file that fills up: a tmpfs of 64 KiB, which only root can mount.
 const tmpfsWhy = process.getuid?.() !== 0 ? 'not root: cannot mount a small tmpfs' : undefined;
 if (tmpfsWhy) console.warn(`SKIP full regular file test: ${tmpfsWhy}`);
+/** Who writes: libuv's pool, or the addon's data-fill thread (FileSink's WriteBehind, send/data-fill.ts). */
+const WRITERS = [{ writer: 'the pool', behind: false }, { writer: 'the data-fill thread', behind: true }].filter((w) => !w.behind || NativeFill.available);
 
-describe.skipIf(!!tmpfsWhy)('a regular output file that fills up (writes out at once, each at its offset)', () => {
+describe.skipIf(!!tmpfsWhy).each(WRITERS)('a regular output file that fills up (writes out at once, each at its offset; $writer)', ({ behind }) => {
   it('throws SEND_WRITE naming the first byte that could not be written, the bytes before it in place', async () => {
     const dir = join(work, 'full');
     mkdirSync(dir, { recursive: true });
     spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    // the thread's buffers: an arena of 16 KiB ones; its image file (nothing is read from it here)
+    const pool = behind ? new BufferPool(16 << 10, 8, { shared: true }) : undefined;
+    writeFileSync(join(work, 'image'), new Uint8Array(4096));
+    const fill = pool && new DataFill({ path: join(work, 'image'), arena: pool.arena!, take: false });
+    const writer = fill && countingWriteBehind(fill);
     try {
       const path = join(dir, 'out.stream');
       // a 64 KiB queue: four writes out at once; 16 KiB pieces, 40 of them: far past the tmpfs's 64 KiB
-      const sink = await FileSink.open(path, undefined, 64 << 10);
+      const sink = await FileSink.open(path, pool, 64 << 10, writer);
       expect(sink.regular).toBe(true);
       const parts: Uint8Array[] = [];
       let err: unknown;
       try {
         for (let i = 0; i < 40; i++) {
-          const b = bytes(16 << 10, i);
+          const b = pool ? pool.take() : new Uint8Array(16 << 10);
+          b.set(bytes(16 << 10, i));
           parts.push(b.slice());
           await sink.write(b);
         }
@@ -100,6 +104,8 @@ describe.skipIf(!!tmpfsWhy)('a regular output file that fills up (writes out at 
       const e = err as SendError;
       expect(e.code).toBe('SEND_WRITE');
       expect(e.describe()).toMatch(/cannot write the stream: ENOSPC/);
+      // the thread's failed write was done again in line, which found the error
+      if (writer) expect(writer.inLine).toBeGreaterThan(0);
       // the file holds every byte before the one named, as handed over
       const at = Number(e.offset);
       const got = readFileSync(path);
@@ -110,6 +116,7 @@ describe.skipIf(!!tmpfsWhy)('a regular output file that fills up (writes out at 
       if (closed !== undefined) expect(closed).toBe(err);
       await expect(sink.write(bytes(10, 2))).rejects.toBe(err);
     } finally {
+      fill?.close();
       spawnSync('umount', [dir]);
     }
   });

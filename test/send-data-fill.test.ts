@@ -11,11 +11,11 @@ import { DataFill, FillThread } from '../src/send/data-fill.js';
 import { NativeFill } from '../src/send/data-fill-native.js';
 import { sendSubvolume } from '../src/send/index.js';
 import { BufferPool } from '../src/util/bytes.js';
-import { crc32cBtrfs } from '../src/util/crc32c.js';
 import { encodeAll } from './helpers/craft.js';
 import { collect } from './helpers/streams.js';
 import * as C from '../src/stream/constants.js';
 import { skipReason } from './helpers/oracle.js';
+import { sumsOf } from './helpers/write-behind.js';
 
 /**
  * Data read into the send's output on a second thread (src/send/data-fill.ts): the worker reads each job
@@ -39,13 +39,6 @@ function blocks(seed: number, len: number): Uint8Array {
   const out = new Uint8Array(len);
   for (let i = 0; i < len; i++) out[i] = (i * 131 + seed * 7 + (i >> 12)) & 0xff;
   return out;
-}
-
-function sumsOf(b: Uint8Array): Uint8Array {
-  const sums = new Uint8Array((b.length / 4096) * 4);
-  const dv = new DataView(sums.buffer);
-  for (let i = 0; i < b.length / 4096; i++) dv.setUint32(i * 4, crc32cBtrfs(b.subarray(i * 4096, (i + 1) * 4096)), true);
-  return sums;
 }
 
 /** The two engines of the jobs: the addon's thread (native/data-fill.c) where there is one, and the worker. */

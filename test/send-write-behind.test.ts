@@ -1,49 +1,21 @@
-import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SendError } from '../src/errors.js';
-import { FileSink, type WriteBehind } from '../src/io/file-sink.js';
+import { FileSink } from '../src/io/file-sink.js';
 import { DataFill } from '../src/send/data-fill.js';
 import { NativeFill } from '../src/send/data-fill-native.js';
 import { BufferPool } from '../src/util/bytes.js';
-import { crc32cBtrfs } from '../src/util/crc32c.js';
+import { bytes, countingWriteBehind, sumsOf } from './helpers/write-behind.js';
 
 /**
  * The output of a full --compressed-data send written by the data-fill thread (native/data-fill.c
  * write_job, DataFill.postWrite, FileSink's WriteBehind) instead of libuv's pool. Oracle: the file read
  * back against the buffers handed over, in order; which writes were left to the in-line fallback is
- * counted through a WriteBehind that wraps the DataFill.
+ * counted through a WriteBehind that wraps the DataFill. A full file: io-file-sink.test.ts.
  */
 const work = mkdtempSync(join(tmpdir(), 'btrfs-ts-wb-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) out[i] = (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) >>> 24;
-  return out;
-}
-
-function sumsOf(b: Uint8Array): Uint8Array {
-  const sums = new Uint8Array((b.length / 4096) * 4);
-  const dv = new DataView(sums.buffer);
-  for (let i = 0; i < b.length / 4096; i++) dv.setUint32(i * 4, crc32cBtrfs(b.subarray(i * 4096, (i + 1) * 4096)), true);
-  return sums;
-}
-
-/** `fill` as a WriteBehind that counts the writes it left to their fallbacks. */
-function counting(fill: DataFill): WriteBehind & { inLine: number } {
-  const w = {
-    inLine: 0,
-    writesBehind: (b: Uint8Array) => fill.writesBehind(b),
-    postWrite: (fd: number, b: Uint8Array, position: number, fallback: () => Promise<void>, after: () => void) =>
-      fill.postWrite(fd, b, position, async () => { w.inLine++; await fallback(); }, after),
-    settleJob: (job: number) => fill.settleJob(job),
-  };
-  return w;
-}
 
 const data = bytes(64 * 1024, 7);
 const image = join(work, 'image');
@@ -92,7 +64,7 @@ describe.skipIf(!NativeFill.available)("writes on the addon's data-fill thread",
     for (const limit of [1, 300_000]) {
       const pool = new BufferPool(64 * 1024, 8, { shared: true });
       const fill = new DataFill({ path: image, arena: pool.arena!, take: false });
-      const behind = counting(fill);
+      const behind = countingWriteBehind(fill);
       const path = join(work, `sink-${limit}.out`);
       const parts: Uint8Array[] = [];
       try {
@@ -125,55 +97,6 @@ describe('a DataFill that writes nothing behind', () => {
       expect(fill.writesBehind(pool.take())).toBe(false);
     } finally {
       fill.close();
-    }
-  });
-});
-
-// A regular file that fills up: a tmpfs of 64 KiB, which only root can mount.
-const tmpfsWhy = process.getuid?.() !== 0 ? 'not root: cannot mount a small tmpfs' : !NativeFill.available ? "no addon's data-fill thread" : undefined;
-if (tmpfsWhy) console.warn(`SKIP full regular file written behind: ${tmpfsWhy}`);
-
-describe.skipIf(!!tmpfsWhy)('a regular output file written by the data-fill thread that fills up', () => {
-  it('throws SEND_WRITE naming the first byte that could not be written, the bytes before it in place', async () => {
-    const dir = join(work, 'full');
-    mkdirSync(dir, { recursive: true });
-    spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
-    const pool = new BufferPool(16 << 10, 8, { shared: true });
-    const fill = new DataFill({ path: image, arena: pool.arena!, take: false });
-    const behind = counting(fill);
-    try {
-      const path = join(dir, 'out.stream');
-      const sink = await FileSink.open(path, pool, 64 << 10, behind);
-      const parts: Uint8Array[] = [];
-      let err: unknown;
-      try {
-        for (let i = 0; i < 40; i++) {
-          const b = pool.take();
-          b.set(bytes(b.length, i));
-          parts.push(b.slice());
-          await sink.write(b);
-        }
-      } catch (e) {
-        err = e;
-      }
-      const closed = await sink.close().then(() => undefined, (e: unknown) => e);
-      err ??= closed;
-      expect(err).toBeInstanceOf(SendError);
-      const e = err as SendError;
-      expect(e.code).toBe('SEND_WRITE');
-      expect(e.describe()).toMatch(/cannot write the stream: ENOSPC/);
-      // the thread's failed write was done again in line, which found the error
-      expect(behind.inLine).toBeGreaterThan(0);
-      const at = Number(e.offset);
-      const got = readFileSync(path);
-      expect(at).toBeGreaterThan(0);
-      expect(at).toBeLessThanOrEqual(64 << 10);
-      expect(got.length).toBeGreaterThanOrEqual(at);
-      expect(Buffer.compare(got.subarray(0, at), Buffer.concat(parts).subarray(0, at))).toBe(0);
-      await expect(sink.write(pool.take())).rejects.toBe(err);
-    } finally {
-      fill.close();
-      spawnSync('umount', [dir]);
     }
   });
 });

@@ -19,6 +19,8 @@ import { NativeFill } from './data-fill-native.js';
  *
  * The thread is the native addon's where it has one (native/data-fill.c, data-fill-native.ts: no V8
  * isolate to start, no JavaScript per job), else a worker running data-fill-worker.ts (FillThread).
+ * The addon's thread also writes the output (postWrite, a job after the buffer's own: io/file-sink.ts's
+ * WriteBehind), so that no pool thread is woken per buffer; the worker leaves such jobs to the send.
  */
 
 /** Jobs out at a time. */

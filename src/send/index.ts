@@ -165,9 +165,10 @@ export function readsBehind(o: Pick<SendOptions, 'parent' | 'compressedData'>): 
 /**
  * Data read into the output behind a send with these options (data-fill.ts), where that can be: a full
  * --compressed-data send (readsBehind), output buffers in shared memory (a BufferPool with an arena), an
- * image file the other thread can open, a second CPU for it. Not where extents are decoded on the reading thread of extent-ahead.ts (protocol
- * 1, or 2 without --compressed-data): three busy threads on two CPUs took more CPU and wall than two
- * (docs/performance.md, send10). Not for an incremental send: a few MB of data do not pay for a thread.
+ * image file the other thread can open, a second CPU for it. Not where extents are decoded on the reading
+ * thread of extent-ahead.ts (protocol 1, or 2 without --compressed-data): three busy threads on two CPUs
+ * took more CPU and wall than two (docs/performance.md, send10). Not for an incremental send: a few MB of
+ * data do not pay for a thread.
  */
 export function sendDataFill(img: BtrfsImage, opts: Pick<SendOptions, 'parent' | 'compressedData' | 'bufferPool' | 'fillThread'>): DataFill | undefined {
   const path = img.reader.src.path;

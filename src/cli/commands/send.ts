@@ -108,8 +108,9 @@ async function sendTo(stream: AsyncGenerator<Uint8Array>, o: SendCliOptions, poo
     }
     await file.close();
   } catch (e) {
-    // the send's own finally blocks stop its reading thread: an output failure left it waiting for
-    // the send, and the process with it (-f /dev/full of a send with compressed extents never ended)
+    // the send's own finally blocks stop its reading threads (the data-fill's: the caller, after the
+    // output): an output failure left them waiting for the send, and the process with them (-f /dev/full
+    // of a send with compressed extents never ended)
     await stream.return(undefined).catch(() => undefined);
     await file.close().catch(() => undefined);
     // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
