@@ -87,7 +87,7 @@ export class Backrefs {
     const extentTree = await this.img.tree(BTRFS_EXTENT_TREE_OBJECTID);
     const from = { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n };
     const to = { objectid: bytenr, type: 255, offset: U64_MAX };
-    for await (const it of this.img.trees.iterate(extentTree, from, to)) {
+    for await (const it of (await this.img.trees.inLeaf(extentTree, from, to)) ?? this.img.trees.iterate(extentTree, from, to)) {
       if (it.key.type === BTRFS_EXTENT_ITEM_KEY) {
         const ei = decodeExtentItem(it.data, it.key.type);
         // one reference is the item being sent itself; too many and the kernel does not look either

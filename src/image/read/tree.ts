@@ -98,6 +98,13 @@ export function treeBlockError(bytenr: bigint, tree: bigint, why: string): Image
  */
 export class TreeReader {
   private cache = new Map<bigint, TreeBlock>();
+  /**
+   * The leaf each tree's last search ended in (by root block), with the keys a search would route to it:
+   * [first, bound). A send looks keys up in inode order, mostly in the leaf of the one before: the descent
+   * from the root (a binary search of key objects and a check of each block against its pointer per level)
+   * is then skipped. One leaf per tree, kept past the block cache's eviction.
+   */
+  private readonly lastLeaf = new Map<bigint, { generation: bigint; leaf: TreeBlock; first: BtrfsKey; bound: BtrfsKey | undefined }>();
   /** In-memory changes shown over the on-disk trees (the replayed tree log), when there are any. */
   overlay: TreeOverlay | undefined;
 
@@ -212,6 +219,29 @@ export class TreeReader {
     }
   }
 
+  /**
+   * Items with from <= key <= to, as iterate gives them, when the leaf a search for `from` ends in holds
+   * the whole range (else undefined: iterate it). For short ranges — an inode's references, one extent's
+   * back references, ~700 walks in an incremental send — read from the leaf at once, found without a
+   * descent where it is the last one searched (leafDisk), and without iterate's generator.
+   */
+  async inLeaf(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): Promise<LeafItem[] | undefined> {
+    const at = this.overlay?.has(root.id) ? undefined : await this.leafDisk(root, from);
+    if (!at) return undefined;
+    const tb = at.leaf;
+    const fromKey = diskKey(from, scratchKey);
+    let i = leafSlotLE(tb, fromKey);
+    if (i < 0 || compareLeafKey(tb, i, fromKey) !== 0) i++;
+    const toKey = diskKey(to, scratchKey);
+    const out: LeafItem[] = [];
+    for (; i < tb.header.nritems; i++) {
+      if (compareLeafKey(tb, i, toKey) > 0) return out;
+      out.push(leafItem(tb, i));
+    }
+    // past the leaf's last item: the range goes on where the next leaf starts at or before `to`
+    return at.bound === undefined || compareKeys(at.bound, to) > 0 ? out : undefined;
+  }
+
   /** The item with the greatest key <= `key`, if any (overlay included). */
   async lookupLE(root: TreeRoot, key: BtrfsKey): Promise<LeafItem | undefined> {
     const ov = this.overlay;
@@ -249,9 +279,14 @@ export class TreeReader {
   }
 
   private async leafDisk(root: TreeRoot, key: BtrfsKey): Promise<{ leaf: TreeBlock; bound: BtrfsKey | undefined } | undefined> {
+    const last = this.lastLeaf.get(root.bytenr);
+    if (last && last.generation === root.generation && compareKeys(last.first, key) <= 0 && (last.bound === undefined || compareKeys(key, last.bound) < 0)) {
+      return { leaf: last.leaf, bound: last.bound };
+    }
     const r = this.rootBlock(root);
     let tb = r instanceof Promise ? await r : r;
     let bound: BtrfsKey | undefined;
+    let first: BtrfsKey | undefined;
     while (tb.header.level > 0) {
       const i = slotLE(tb.ptrs, key);
       if (i < 0) return undefined;
@@ -260,7 +295,10 @@ export class TreeReader {
       if (i + 1 < tb.ptrs.length) bound = tb.ptrs[i + 1]!.key;
       const exp = { level: tb.header.level - 1, generation: p.generation, firstKey: p.key, owner: root.id };
       tb = this.cached(p.blockptr, exp) ?? await this.load(p.blockptr, exp);
+      first = p.key;
     }
+    // a deeper level's pointers lie within a higher one's: its key and its next pointer's bound the leaf's keys
+    if (first) this.lastLeaf.set(root.bytenr, { generation: root.generation, leaf: tb, first, bound });
     return { leaf: tb, bound };
   }
 
