@@ -121,6 +121,14 @@ ssize_t btrfs_ts_pread_full(int fd, uint8_t *p, size_t n, int64_t at) {
   return (ssize_t)got;
 }
 
+int u8_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  void *d;
+  if (napi_get_typedarray_info(env, v, &type, len, &d, NULL, NULL) != napi_ok || type != napi_uint8_array) return 0;
+  *data = d;
+  return 1;
+}
+
 /* The bytes of any typed array (a view of a SharedArrayBuffer too): its first element and its length in bytes. */
 int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   napi_typedarray_type type;

@@ -21,8 +21,16 @@ ssize_t btrfs_ts_pread_full(int fd, uint8_t *p, size_t n, int64_t at);
 /* The raw CRC32C register `crc` carried over p[0, n) on three lanes of the crc32 instruction (x86-64, SSE4.2 only). */
 uint32_t btrfs_ts_crc32c_raw(uint32_t crc, const uint8_t *p, size_t n);
 
+/* Whether the 4096 bytes at `p` match their stored btrfs crc32c checksum `sum` (4 bytes, little-endian). */
+static inline int btrfs_ts_sector_ok(const uint8_t *p, const uint8_t *sum) {
+  return ~btrfs_ts_crc32c_raw(0xffffffffu, p, 4096) == le32(sum);
+}
+
 /* The bytes of a typed array of any element type (btrfs-ts-native.c): 0 if `v` is none. */
 int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len);
+
+/* The bytes of a Uint8Array (a view of a SharedArrayBuffer too): 0 if `v` is not one (btrfs-ts-native.c). */
+int u8_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len);
 
 /* Sets exports[name] to a function calling `cb` (btrfs-ts-native.c). */
 void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb);

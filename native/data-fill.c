@@ -99,7 +99,7 @@ static int32_t run_job(struct fill *f, int32_t e) {
     memset(room + got, 0, (size_t)len - (size_t)got);
     int ok = 1;
     for (int32_t s = 0; ok && s < len / SECTOR; s++) {
-      ok = ~btrfs_ts_crc32c_raw(0xffffffffu, room + (size_t)s * SECTOR, SECTOR) == le32(sums + 4 * s);
+      ok = btrfs_ts_sector_ok(room + (size_t)s * SECTOR, sums + 4 * s);
     }
     if (ok) return f->l[L_FILLED];
   }
@@ -145,17 +145,6 @@ static void fill_finalize(napi_env env, void *data, void *hint) {
   if (f->fd < 0) free(f);
 }
 
-/* The bytes of a typed array (a view of a SharedArrayBuffer too). */
-static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  size_t n;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &type, &n, &d, NULL, NULL) != napi_ok || type != napi_uint8_array) return 0;
-  *data = d;
-  *len = n;
-  return 1;
-}
-
 /* fillStart(shared: Uint8Array, arena: Uint8Array, path, layout: Int32Array): a handle, or undefined where the thread cannot start (the file does not open, ...). */
 static napi_value js_fill_start(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -169,7 +158,7 @@ static napi_value js_fill_start(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   struct fill *f = calloc(1, sizeof *f);
   if (f == NULL) return undef;
-  if (argc < 4 || !bytes_of(env, argv[0], &f->shared, &f->shared_len) || !bytes_of(env, argv[1], &f->arena, &f->arena_len)
+  if (argc < 4 || !u8_bytes(env, argv[0], &f->shared, &f->shared_len) || !u8_bytes(env, argv[1], &f->arena, &f->arena_len)
       || napi_get_value_string_utf8(env, argv[2], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1
       || napi_get_typedarray_info(env, argv[3], &type, &ln, &ld, NULL, NULL) != napi_ok || type != napi_int32_array || ln != L_COUNT) {
     free(f);

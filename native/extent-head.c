@@ -102,7 +102,7 @@ static napi_value js_extent_head(napi_env env, napi_callback_info info) {
     r = -1;
   } else {
     memset(room + got, 0, SECTOR - (size_t)got);
-    r = ~btrfs_ts_crc32c_raw(0xffffffffu, room, SECTOR) == le32(sum);
+    r = btrfs_ts_sector_ok(room, sum);
     if (r && zstd) r = zstd_walk(room, len, SECTOR, out);
   }
   napi_create_int32(env, r, &result);

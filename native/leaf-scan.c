@@ -31,15 +31,6 @@ static inline int key_cmp(const uint8_t *a, const uint8_t *b) {
   return x == y ? 0 : x < y ? -1 : 1;
 }
 
-/* A Uint8Array argument's bytes; 0 when it is not one. */
-static int u8_arg(napi_env env, napi_value v, const uint8_t **p, size_t *len) {
-  napi_typedarray_type t;
-  void *data;
-  if (napi_get_typedarray_info(env, v, &t, len, &data, NULL, NULL) != napi_ok || t != napi_uint8_array) return 0;
-  *p = data;
-  return 1;
-}
-
 static napi_value int_value(napi_env env, int32_t v) {
   napi_value r;
   napi_create_int32(env, v, &r);
@@ -49,11 +40,11 @@ static napi_value int_value(napi_env env, int32_t v) {
 static napi_value js_tree_block_ok(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], r;
-  const uint8_t *b;
+  uint8_t *b;
   size_t len;
   int32_t nodesize, level, n;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4 || !u8_arg(env, argv[0], &b, &len) || napi_get_value_int32(env, argv[1], &nodesize) != napi_ok
+  if (argc < 4 || !u8_bytes(env, argv[0], &b, &len) || napi_get_value_int32(env, argv[1], &nodesize) != napi_ok
       || napi_get_value_int32(env, argv[2], &level) != napi_ok || napi_get_value_int32(env, argv[3], &n) != napi_ok) {
     napi_throw_type_error(env, NULL, "treeBlockOk(block, nodesize, level, nritems)");
     return NULL;
@@ -82,14 +73,14 @@ static napi_value js_tree_block_ok(napi_env env, napi_callback_info info) {
 static napi_value js_leaf_merge(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
-  const uint8_t *a, *b;
+  uint8_t *a, *b;
   size_t alen, blen, outlen;
   int32_t i, na, j, nb;
   napi_typedarray_type t;
   void *outp;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 7 || !u8_arg(env, argv[0], &a, &alen) || napi_get_value_int32(env, argv[1], &i) != napi_ok
-      || napi_get_value_int32(env, argv[2], &na) != napi_ok || !u8_arg(env, argv[3], &b, &blen)
+  if (argc < 7 || !u8_bytes(env, argv[0], &a, &alen) || napi_get_value_int32(env, argv[1], &i) != napi_ok
+      || napi_get_value_int32(env, argv[2], &na) != napi_ok || !u8_bytes(env, argv[3], &b, &blen)
       || napi_get_value_int32(env, argv[4], &j) != napi_ok || napi_get_value_int32(env, argv[5], &nb) != napi_ok
       || napi_get_typedarray_info(env, argv[6], &t, &outlen, &outp, NULL, NULL) != napi_ok || t != napi_int32_array || outlen < 4) {
     napi_throw_type_error(env, NULL, "leafMerge(a, i, na, b, j, nb, out)");
