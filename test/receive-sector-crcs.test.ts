@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dataSectorCrcs, parseStream } from '../src/stream/parser.js';
+import { dataSectorCrcs } from '../src/stream/command-crc.js';
+import { parseStream } from '../src/stream/parser.js';
 import * as C from '../src/stream/constants.js';
 import { oracleRaw } from './helpers/crc-oracle.js';
 

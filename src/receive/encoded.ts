@@ -4,7 +4,7 @@ import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode } from '../image/write/inode.js';
 import { extentCounts, type PlanReport } from '../plan/report.js';
 import { type PlanDecision, planEncodedWrite } from '../plan/rules.js';
-import { dataSectorCrcs } from '../stream/parser.js';
+import { dataSectorCrcs } from '../stream/command-crc.js';
 import type { EncodedWriteCmd } from '../stream/types.js';
 import type { FileWriter } from './file-write.js';
 import type { ImageReceiverOptions } from './image-receiver.js';

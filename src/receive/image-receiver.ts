@@ -8,7 +8,7 @@ import { findDirEntry, getInode, removeXattr, sameBytes, setXattr, updateInode }
 import { createSubvolume, setReceivedSubvol, setSubvolReadonly, updateRootItem } from '../image/write/subvol.js';
 import { PlanReport } from '../plan/report.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
-import { dataSectorCrcs } from '../stream/parser.js';
+import { dataSectorCrcs } from '../stream/command-crc.js';
 import type { Receiver } from '../stream/receiver.js';
 import type * as T from '../stream/types.js';
 import { escapePath } from '../dump/escape.js';

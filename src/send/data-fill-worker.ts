@@ -1,3 +1,5 @@
+import { Worker } from 'node:worker_threads';
+
 /**
  * The thread of data-fill.ts, as plain JavaScript run with `eval` (as extent-worker.ts, whose notes on
  * loading apply). It loads its modules, says so (FillThread.ready), and waits for its work: the ring,
@@ -61,3 +63,45 @@ for (let head = 0; ;) {
   if (Atomics.load(ctl, L.WAITING)) Atomics.notify(ctl, L.DONE);
 }
 })();`;
+
+/**
+ * The thread of a DataFill, which may be started before the send knows what it will read: node takes
+ * 30-40 ms of CPU to start a thread, 60-80 ms once a V8 flag has been changed (the send command's
+ * interrupt budget: V8 then refuses the code cache of node's built-in modules, which the thread compiles
+ * again from source). Started at the first job, it was ready 100-140 ms later, with the send's thread
+ * doing the jobs meanwhile; the CLI starts it as the command starts and changes the flag once it is ready.
+ */
+export class FillThread {
+  private readonly worker: Worker;
+  /** Set to 1 by the thread once its modules are loaded (or it gave up). */
+  private readonly loaded = new Int32Array(new SharedArrayBuffer(4));
+  private failed = false;
+  private onFail: (() => void) | undefined;
+
+  constructor(modules = new URL('../', import.meta.url).href) {
+    this.worker = new Worker(FILL_WORKER, { eval: true, workerData: { modules, loaded: this.loaded } });
+    this.worker.unref(); // never what keeps the process alive
+    const fail = (): void => {
+      this.failed = true;
+      this.onFail?.();
+    };
+    this.worker.on('message', fail); // it only ever says that it cannot work
+    this.worker.on('error', fail);
+  }
+
+  /** Whether the thread has loaded what it runs, or failed: past its start-up, which V8 flag changes slow. */
+  get ready(): boolean {
+    return this.failed || Atomics.load(this.loaded, 0) === 1;
+  }
+
+  /** Gives the thread its ring, output arena and image (once); `onFail` is called if it cannot work. */
+  run(work: object, onFail: () => void): void {
+    this.onFail = onFail;
+    if (this.failed) onFail();
+    else this.worker.postMessage(work);
+  }
+
+  close(): void {
+    void this.worker.terminate();
+  }
+}

@@ -5,7 +5,8 @@ import { SendError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
-import type { DataFill, FillThread } from '../../send/data-fill.js';
+import type { DataFill } from '../../send/data-fill.js';
+import type { FillThread } from '../../send/data-fill-worker.js';
 import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
 import { BufferPool } from '../../util/bytes.js';
 
