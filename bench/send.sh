@@ -3,10 +3,11 @@
 # (image loop-mounted), both writing to a file in the same directory. Source: the kernel's receive of
 # streams/big/big-zstd-v2.stream (streams/make-big.sh) into a fresh image: ~1.2 GiB of files, two thirds
 # zstd-compressed extents. Cases: protocol 1 (decompressed data) and protocol 2 --compressed-data.
-# Incremental case: a snapshot of `big` changed (files appended to and rewritten in part, some renamed across
-# directories, some deleted, a directory moved, new files), sent with -p big by both.
+# Incremental cases, sent with -p big by both: a snapshot of `big` changed (files appended to and rewritten in
+# part, some renamed across directories, some deleted, a directory moved, new files: a 30 MB stream), and a
+# heavier day (~0.5 GB written: a third of the files appended to, a fifth rewritten in part, new files).
 # Correctness after the runs: btrfs-ts's full streams equal the kernel's byte for byte; the kernel's
-# receive of btrfs-ts's incremental stream on top of `big` gives the changed snapshot (manifest). Peak RSS of btrfs-ts
+# receive of each btrfs-ts incremental stream on top of `big` gives its changed snapshot (manifest). Peak RSS of btrfs-ts
 # is the whole node process; of the kernel side only btrfs-progs (the kernel's memory is not counted).
 # Rewrites the "send" section of docs/performance.md. Usage: sudo bench/send.sh [RUNS]
 set -euo pipefail
@@ -40,8 +41,25 @@ btrfs subvolume snapshot "$MNT/big" "$MNT/big2" >/dev/null
   mkdir -p new/sub && mv "${dirs[1]}" new/sub/ && for i in $(seq 1 50); do head -c $((i * 10000)) /dev/urandom >new/f$i; done
 )
 btrfs subvolume snapshot -r "$MNT/big2" "$MNT/big2-ro" >/dev/null
+# the heavy incremental's child: a day that writes ~0.5 GB (every 3rd file gets 1 MiB of text appended, every
+# 5th its first 512 KiB rewritten with random bytes, 20 new 5 MiB files, half random, half text)
+btrfs subvolume snapshot "$MNT/big" "$MNT/big3" >/dev/null
+seq 1 200000 | sed 's/^/line of a log that grows every day, entry number /' | head -c 1048576 >"$WORK/text1m" || true
+(
+  cd "$MNT/big3"
+  mapfile -t files < <(find . -type f | sort)
+  for i in "${!files[@]}"; do
+    f=${files[$i]}
+    if ((i % 3 == 0)); then cat "$WORK/text1m" >>"$f"; fi
+    if ((i % 5 == 0)); then dd if=/dev/urandom of="$f" bs=512k count=1 conv=notrunc status=none; fi
+  done
+  mkdir day3
+  for i in $(seq 1 20); do { head -c 2621440 /dev/urandom; head -c 2621440 "$WORK/text1m"; } >"day3/f$i"; done
+)
+btrfs subvolume snapshot -r "$MNT/big3" "$MNT/big3-ro" >/dev/null
 sync
-$BTRFS_TS manifest "$MNT/big2-ro" >"$WORK/big2.manifest"
+$BTRFS_TS manifest "$MNT/big2-ro" >"$WORK/big2-ro.manifest"
+$BTRFS_TS manifest "$MNT/big3-ro" >"$WORK/big3-ro.manifest"
 umount "$MNT"
 
 CASES=("v1|" "v2-compressed|--compressed-data")
@@ -67,25 +85,31 @@ for c in "${CASES[@]}"; do
   rm -f "$WORK/ts-$name.stream" "$WORK/kernel-$name.stream"
 done
 
-echo "== incremental" >&2
-for ((i = 1; i <= N; i++)); do
-  mount -o loop,ro "$IMG" "$MNT"
-  rm -f "$WORK/kernel-incr.stream"
-  sync
-  measure kernel-incr btrfs send -q -p "$MNT/big" -f "$WORK/kernel-incr.stream" "$MNT/big2-ro"
+# incremental cases: name|child (parent `big`)
+INCRS=("incr|big2-ro" "incr-heavy|big3-ro")
+for c in "${INCRS[@]}"; do
+  name=${c%%|*}
+  child=${c#*|}
+  echo "== $name" >&2
+  for ((i = 1; i <= N; i++)); do
+    mount -o loop,ro "$IMG" "$MNT"
+    rm -f "$WORK/kernel-$name.stream"
+    sync
+    measure "kernel-$name" btrfs send -q -p "$MNT/big" -f "$WORK/kernel-$name.stream" "$MNT/$child"
+    umount "$MNT"
+    rm -f "$WORK/ts-$name.stream"
+    sync
+    measure "ts-$name" $BTRFS_TS send -q -p big -f "$WORK/ts-$name.stream" "$IMG" "$child"
+  done
+  stat -c "$name %s" "$WORK/ts-$name.stream" >>"$WORK/sizes"
+  stat -c "$name-kernel %s" "$WORK/kernel-$name.stream" >>"$WORK/sizes"
+  mount -o loop "$IMG" "$MNT"
+  mkdir -p "$MNT/recv-$name"
+  btrfs receive -q -f "$WORK/ts-$name.stream" "$MNT/recv-$name"
+  check "$name: kernel receive of btrfs-ts send -p big on top of big = $child" $BTRFS_TS manifest "$MNT/recv-$name/$child" --expect "$WORK/$child.manifest"
   umount "$MNT"
-  rm -f "$WORK/ts-incr.stream"
-  sync
-  measure ts-incr $BTRFS_TS send -q -p big -f "$WORK/ts-incr.stream" "$IMG" big2-ro
+  rm -f "$WORK/ts-$name.stream" "$WORK/kernel-$name.stream"
 done
-stat -c "incr %s" "$WORK/ts-incr.stream" >>"$WORK/sizes"
-stat -c "incr-kernel %s" "$WORK/kernel-incr.stream" >>"$WORK/sizes"
-mount -o loop "$IMG" "$MNT"
-mkdir "$MNT/recv"
-btrfs receive -q -f "$WORK/ts-incr.stream" "$MNT/recv"
-check "incremental: kernel receive of btrfs-ts send -p on top of big = the changed snapshot" $BTRFS_TS manifest "$MNT/recv/big2-ro" --expect "$WORK/big2.manifest"
-umount "$MNT"
-rm -f "$WORK/ts-incr.stream" "$WORK/kernel-incr.stream"
 
 OUT=$WORK/section.md
 {
@@ -105,9 +129,13 @@ OUT=$WORK/section.md
     size=$(awk -v n="$name" '$1==n{print $2}' "$WORK/sizes")
     echo "| $name${args:+ (\`$args\`)} | $(awk -v b="$size" 'BEGIN{printf "%.0f MiB", b/1048576}') | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(cpu_secs "kernel-$name") s | $(cpu_secs "ts-$name") s | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
   done
-  isize=$(awk '$1=="incr"{print $2}' "$WORK/sizes")
-  ksize=$(awk '$1=="incr-kernel"{print $2}' "$WORK/sizes")
-  echo "| incr (\`-p big\`, protocol 1) | $(awk -v b="$isize" 'BEGIN{printf "%.1f MiB", b/1048576}') (kernel's $(awk -v b="$ksize" 'BEGIN{printf "%.1f MiB", b/1048576}')) | $(secs kernel-incr) s | $(secs ts-incr) s | $(ratio ts-incr kernel-incr) | $(cpu_secs kernel-incr) s | $(cpu_secs ts-incr) s | $(max_rss kernel-incr) MiB | $(max_rss ts-incr) MiB | $(all_ms ts-incr) | $(all_ms kernel-incr) |"
+  for c in "${INCRS[@]}"; do
+    name=${c%%|*}
+    child=${c#*|}
+    isize=$(awk -v n="$name" '$1==n{print $2}' "$WORK/sizes")
+    ksize=$(awk -v n="$name-kernel" '$1==n{print $2}' "$WORK/sizes")
+    echo "| $name (\`-p big $child\`, protocol 1) | $(awk -v b="$isize" 'BEGIN{printf "%.1f MiB", b/1048576}') (kernel's $(awk -v b="$ksize" 'BEGIN{printf "%.1f MiB", b/1048576}')) | $(secs "kernel-$name") s | $(secs "ts-$name") s | $(ratio "ts-$name" "kernel-$name") | $(cpu_secs "kernel-$name") s | $(cpu_secs "ts-$name") s | $(max_rss "kernel-$name") MiB | $(max_rss "ts-$name") MiB | $(all_ms "ts-$name") | $(all_ms "kernel-$name") |"
+  done
   echo
   echo "Correctness checks (after the timed runs):"
   echo
