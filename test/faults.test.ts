@@ -138,6 +138,20 @@ describe.skipIf(!!why)('faults during receive never leave half a subvolume', () 
       expect(await expectConsistent(image)).toEqual(['m1', 'm2']);
       expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
     });
+
+    it('a receive into a new image killed, the half-made image removed by hand: the next receive there works', async () => {
+      const image = join(work, `new-${++caseNo}.img`);
+      const r = injected(image, STREAM, 'pwrite64', 10, 'signal=KILL');
+      expect(r.status).not.toBe(0);
+      expect(existsSync(undoPath(image))).toBe(true);
+      rmSync(image);
+      const again = receiveCli(image, STREAM);
+      expect(again.stderr).toBe('');
+      expect(again.status).toBe(0);
+      expect(checkImage(image)).toEqual([]);
+      expect(existsSync(undoPath(image))).toBe(false);
+      expect(existsSync(`${image}.btrfs-ts.lock`)).toBe(false);
+    });
   });
 
   describe.skipIf(!haveStrace)('write errors (EIO, ENOSPC) are reported and change nothing committed', () => {

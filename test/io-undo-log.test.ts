@@ -123,4 +123,18 @@ describe('rollback journal', () => {
     dev.close();
     dev2.close();
   });
+
+  it('a journal whose image was removed after the crash is dropped, not an error', () => {
+    const f = makeImage('gone.img', 3n);
+    const dev = FileDevice.open(f);
+    dev.startUndo();
+    scribble(dev, 18, 10);
+    // the process "dies" (no rollback, no close), then the user removes the half-written image
+    rmSync(f);
+    expect(existsSync(undoPath(f))).toBe(true);
+    expect(recoverUndo(f)).toBe('dropped');
+    expect(existsSync(undoPath(f))).toBe(false);
+    expect(existsSync(f)).toBe(false);
+    dev.close();
+  });
 });

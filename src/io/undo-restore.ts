@@ -16,11 +16,15 @@ export const undoPath = (image: string): string => `${image}.btrfs-ts.undo`;
 
 /**
  * A journal left by a process that did not finish (killed): rolled back if no commit happened since it
- * was written, dropped otherwise. Call with the image's lock held, before opening it for writing.
+ * was written, dropped otherwise — and dropped when the image is gone: a receive into a new image killed,
+ * its half-made image removed by hand, left a journal that nothing can be put back into, and every later
+ * receive to that path failed on opening the missing image. Call with the image's lock held, before
+ * opening it for writing.
  */
 export function recoverUndo(image: string): 'none' | 'rolled-back' | 'dropped' {
   const path = undoPath(image);
   if (!fs.existsSync(path)) return 'none';
+  if (!fs.existsSync(image)) return dropped(path);
   const fd = fs.openSync(path, 'r');
   const imageFd = fs.openSync(image, 'r+');
   try {
