@@ -1,4 +1,5 @@
 import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ReceiveError } from '../errors.js';
 
 /**
@@ -22,7 +23,7 @@ export function lockImage(image: string): () => void {
   const lock = `${image}.btrfs-ts.lock`;
   const me = identity();
   for (let attempt = 0; attempt < 4; attempt++) {
-    if (createWith(lock, me)) {
+    if (createLock(image, lock, me)) {
       return () => unlinkQuiet(lock);
     }
     const holder = readSettled(lock);
@@ -33,6 +34,22 @@ export function lockImage(image: string): () => void {
     takeOver(lock, holder, image);
   }
   throw new ReceiveError('IMAGE_LOCKED', `cannot take the lock ${lock}`);
+}
+
+/**
+ * createWith for the lock itself, its failure said of the image: a receive into a directory that does not
+ * exist or cannot be written named only the lock's private file (`X.img.btrfs-ts.lock.PID-0: no such file
+ * or directory`), the first file it creates.
+ */
+function createLock(image: string, lock: string, content: string): boolean {
+  try {
+    return createWith(lock, content);
+  } catch (e) {
+    const dir = dirname(image);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(dir)) throw new ReceiveError('IMAGE_DIR', `${image}: no such directory ${dir}`, { cause: e });
+    // node's "EACCES: permission denied, open '<the private file>'" without the file
+    throw new ReceiveError('IMAGE_LOCK', `${image}: cannot create its lock file ${lock}: ${String((e as Error).message).split(',')[0]}`, { cause: e });
+  }
 }
 
 /** Removes the stale lock whose content is `stale`, if this process wins the right to (see lockImage). */
