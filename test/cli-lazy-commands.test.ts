@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command } from 'commander';
@@ -52,5 +52,39 @@ describe.skipIf(!built)('modules a plain dump loads', () => {
     expect(loaded.some((u) => u.endsWith('/dist/dump/dump-receiver.js'))).toBe(true);
     expect(loaded.some((u) => u.endsWith('/dist/stream/parser.js'))).toBe(true);
     expect(loaded.filter((u) => /\/dist\/(compress|plan)\/|\/dist\/io\/decompress\.js$|^node:(zlib|child_process)$|zstd-wasm/.test(u))).toEqual([]);
+  });
+});
+
+// What an incremental send loads of node's own modules: not node:fs's promises API (the image and the
+// output are opened on the send's thread), not node:zlib, node:worker_threads or node:os (compressed
+// extents, a full send's threads) — 1.2-1.8 ms and ~11 M instructions of every incremental send's start
+// (docs/performance.md, fourteenth session, incr18). Read from process.moduleLoadList as the process ends.
+describe.skipIf(!built || !existsSync(join(__dirname, '..', 'streams', 'incr-v1.stream')))('node modules an incremental send loads', () => {
+  it('send -p full IMG incr: its stream, without fs/promises, zlib, worker_threads or os', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-send-modules-'));
+    try {
+      const img = join(dir, 'img');
+      for (const s of ['full-v1', 'incr-v1']) {
+        expect(spawnSync('node', [BIN, 'receive', '-q', '-f', join(__dirname, '..', 'streams', `${s}.stream`), img]).status).toBe(0);
+      }
+      const hook = join(dir, 'hook.cjs');
+      writeFileSync(hook, "process.on('exit', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, process.moduleLoadList.join('\\n')));\n");
+      const out = join(dir, 'out.stream');
+      const modules = join(dir, 'modules');
+      // in NODE_OPTIONS, not in node's arguments: the launcher takes the bundle only for a node started without any
+      const env = { ...process.env, MODULES_OUT: modules, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${hook}` };
+      const r = spawnSync(BIN, ['send', '-q', '-p', 'full', '-f', out, img, 'incr'], { env });
+      expect(r.stderr.toString()).toBe('');
+      expect(r.status).toBe(0);
+      // a stream came out: header, SNAPSHOT of incr against full, ..., END
+      expect(readFileSync(out).subarray(0, 13).toString()).toBe('btrfs-stream\0');
+      const loaded = readFileSync(modules, 'utf8').split('\n');
+      expect(loaded).toContain('NativeModule v8'); // the hook saw the send's modules
+      expect(loaded.filter((m) => /^NativeModule (zlib|worker_threads|os)$/.test(m))).toEqual([]);
+      // dist/ as ES modules (no bundle: a build by tsc alone) loads it anyway: node's facade of node:fs reads every export
+      if (!loaded.includes('NativeModule internal/modules/esm/module_job')) expect(loaded).not.toContain('NativeModule internal/fs/promises');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,8 +7,8 @@
  * deflate data is inflated raw, so the adler32 trailer is not verified (the kernel does not either)
  * and anything after the final deflate block is ignored.
  */
-import { deflateSync, inflateRawSync } from 'node:zlib';
 import { CodecError } from '../errors.js';
+import { nodeZlib } from '../util/lazy-builtins.js';
 
 export const BTRFS_ZLIB_DEFAULT_LEVEL = 3;
 
@@ -31,7 +31,7 @@ export function zlibDecompressExtent(data: Uint8Array, ramBytes: number): { out:
   let decoded: Uint8Array;
   try {
     // One output chunk of the expected size avoids zlib's chunk list + concat for the common case.
-    decoded = inflateRawSync(data.subarray(2), { maxOutputLength: Math.max(ramBytes, 1), chunkSize: Math.max(ramBytes + 64, 64) });
+    decoded = nodeZlib().inflateRawSync(data.subarray(2), { maxOutputLength: Math.max(ramBytes, 1), chunkSize: Math.max(ramBytes + 64, 64) });
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'ERR_BUFFER_TOO_LARGE') {
@@ -52,6 +52,6 @@ export function zlibDecompressExtent(data: Uint8Array, ramBytes: number): { out:
 export function zlibCompress(data: Uint8Array, level: number = BTRFS_ZLIB_DEFAULT_LEVEL): Uint8Array {
   if (level === 0) level = BTRFS_ZLIB_DEFAULT_LEVEL;
   if (!Number.isInteger(level) || level < 1 || level > 9) throw new CodecError('ZLIB_LEVEL', `zlib: level ${level} outside 1..9`);
-  const b = deflateSync(data, { level });
+  const b = nodeZlib().deflateSync(data, { level });
   return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }

@@ -8,15 +8,15 @@
  * is a one-line error saying which to install.
  */
 import { Readable } from 'node:stream';
-import * as zlib from 'node:zlib';
 import { BtrfsTsError } from '../errors.js';
-import { nodeChildProcess } from '../util/lazy-builtins.js';
+import { nodeChildProcess, nodeZlib } from '../util/lazy-builtins.js';
 import type { Compression, DestroyableInput } from './compression-magic.js';
 
 type ZstdFactory = () => NodeJS.ReadWriteStream & Readable;
 
 /** The decompressed bytes of `source` (already known to be `kind`); `name` is for error messages. */
 export function decompressed(source: Readable, kind: Compression, name: string): DestroyableInput {
+  const zlib = nodeZlib();
   const zstdInProcess = (zlib as unknown as { createZstdDecompress?: ZstdFactory }).createZstdDecompress;
   if (kind === 'gzip' || (kind === 'zstd' && zstdInProcess)) {
     const z = kind === 'gzip' ? zlib.createGunzip() : zstdInProcess!();

@@ -1,4 +1,4 @@
-import { promises as fsp, write as fdWrite, writeSync } from 'node:fs';
+import { close as fdClose, closeSync, fstatSync, openSync, write as fdWrite, writeSync } from 'node:fs';
 import { SendError } from '../errors.js';
 import type { BufferPool } from '../util/bytes.js';
 
@@ -55,21 +55,25 @@ export class FileSink {
     private readonly behind?: WriteBehind,
   ) {}
 
-  /** `behind`: writes a regular file's buffers it takes on its own thread. */
+  /**
+   * `behind`: writes a regular file's buffers it takes on its own thread. The file is opened and looked at
+   * on this thread, its buffers written with fs.write: no FileHandle, so node:fs's promises API (ten
+   * modules) is not loaded for it (a send's start: docs/performance.md, fourteenth session, incr18).
+   */
   static async open(path: string, pool?: BufferPool, limit = QUEUE_BYTES, behind?: WriteBehind): Promise<FileSink> {
-    const fh = await fsp.open(path, 'w');
+    const fd = openSync(path, 'w');
     try {
-      const regular = (await fh.stat()).isFile();
+      const regular = fstatSync(fd).isFile();
       const target: SinkTarget = {
-        write: (b, off, len, position) => fh.write(b, off, len, position).then((r) => r.bytesWritten),
-        close: () => fh.close(),
+        write: (b, off, len, position) => writeFd(fd, b, off, len, position),
+        close: () => new Promise((resolve, reject) => fdClose(fd, (e) => (e ? reject(e) : resolve()))),
         // a regular file is written at known offsets: several writes can be out at once
         positional: regular,
-        fd: fh.fd,
+        fd,
       };
       return new FileSink(target, pool, path, regular, limit, regular ? behind : undefined);
     } catch (e) {
-      await fh.close();
+      closeSync(fd);
       throw e;
     }
   }
@@ -217,10 +221,13 @@ interface SinkTarget {
   fd?: number;
 }
 
-/** write(2) at the descriptor's offset on the pool; a descriptor left non-blocking by whoever made it is waited for. */
-function writeFd(fd: number, b: Uint8Array, off: number, len: number): Promise<number> {
+/**
+ * write(2) at the descriptor's offset (pwrite(2) at `position`) on the pool; a descriptor left non-blocking
+ * by whoever made it is waited for.
+ */
+function writeFd(fd: number, b: Uint8Array, off: number, len: number, position: number | null = null): Promise<number> {
   return new Promise((resolve, reject) => {
-    const attempt = (): void => fdWrite(fd, b, off, len, null, (e, n) => {
+    const attempt = (): void => fdWrite(fd, b, off, len, position, (e, n) => {
       if (e && e.code === 'EAGAIN') setTimeout(attempt, 1);
       else if (e) reject(e);
       else resolve(n);

@@ -1,4 +1,4 @@
-import { promises as fsp, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, promises as fsp, readSync } from 'node:fs';
 import { ImageError } from '../errors.js';
 import type { ImageSource } from '../image/read/source.js';
 import { uninitBytes } from '../util/bytes.js';
@@ -18,21 +18,55 @@ export interface OpenImageOptions {
 }
 
 export async function openImageFile(path: string, opts: OpenImageOptions = {}): Promise<FileImageSource> {
+  if (opts.blocking) return openBlocking(path);
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(path, 'r');
   } catch (err) {
-    throw new ImageError('IMAGE_OPEN', `cannot open image ${path}: ${(err as Error).message}`, { cause: err });
+    throw openError(path, err);
   }
   const st = await fh.stat({ bigint: true });
-  let size = st.size;
-  if (st.isBlockDevice()) {
-    // st_size is 0 for block devices; the end is found by seeking, which FileHandle lacks, so read-probe it.
-    size = 1n << 62n;
+  return source(path, fh.fd, st.isBlockDevice() ? BLOCK_DEVICE_SIZE : st.size, async (out, at, len, offset) => (await fh.read(out, at, len, offset)).bytesRead, () => fh.close());
+}
+
+/**
+ * The blocking source, opened on the calling thread too: no FileHandle, so node:fs's promises API (ten
+ * modules: fs/dir, watchers, readline, ...) is not loaded for it, and no two round trips through the pool
+ * before the first read (a send's start: docs/performance.md, fourteenth session, incr18).
+ */
+function openBlocking(path: string): FileImageSource {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw openError(path, err);
   }
+  let size: bigint;
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    size = st.isBlockDevice() ? BLOCK_DEVICE_SIZE : st.size;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return source(path, fd, size, (out, at, len, offset) => readSync(fd, out, at, len, offset), async () => closeSync(fd));
+}
+
+/** st_size is 0 for block devices; the end is found by seeking, which FileHandle lacks, so read-probe it. */
+const BLOCK_DEVICE_SIZE = 1n << 62n;
+
+function openError(path: string, err: unknown): ImageError {
+  return new ImageError('IMAGE_OPEN', `cannot open image ${path}: ${(err as Error).message}`, { cause: err });
+}
+
+/** `readAt` reads up to `len` bytes at file offset `offset` into out[at..], returning how many (0 at the end). */
+function source(
+  path: string, fd: number, size: bigint,
+  readAt: (out: Uint8Array, at: number, len: number, offset: number) => number | Promise<number>, close: () => Promise<void>,
+): FileImageSource {
   return {
     path,
-    fd: fh.fd,
+    fd,
     size: () => size,
     async read(offset: bigint, len: number, into?: Uint8Array): Promise<Uint8Array> {
       // not zero-filled: every byte is read, or zeroed past the end below
@@ -41,9 +75,9 @@ export async function openImageFile(path: string, opts: OpenImageOptions = {}): 
       while (done < len) {
         let n: number;
         try {
-          n = opts.blocking
-            ? readSync(fh.fd, out, done, len - done, Number(offset) + done)
-            : (await fh.read(out, done, len - done, Number(offset) + done)).bytesRead;
+          // a blocking read's number is taken as it is: an await of it would cost a turn of the microtask queue per read
+          const r = readAt(out, done, len - done, Number(offset) + done);
+          n = typeof r === 'number' ? r : await r;
         } catch (err) {
           throw new ImageError('IMAGE_READ', `read of ${len} bytes at ${offset} in ${path} failed: ${(err as Error).message}`, { offset, cause: err });
         }
@@ -55,7 +89,7 @@ export async function openImageFile(path: string, opts: OpenImageOptions = {}): 
       }
       return out;
     },
-    close: () => fh.close(),
+    close,
   };
 }
 

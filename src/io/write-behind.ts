@@ -1,5 +1,6 @@
-import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import { alignedShared } from '../util/aligned.js';
+import { nodeWorkerThreads } from '../util/lazy-builtins.js';
 import { NATIVE_ADDON_PATH } from '../util/native-addon.js';
 import { copyShared } from '../util/shared-copy.js';
 import { OP_COPY, OP_DIRECT, OP_EXTEND, OP_FSYNC, OP_LENT, OP_WRITE, REC, SLOTS, WORKER } from './write-behind-worker.js';
@@ -91,9 +92,9 @@ export class WriteBehind {
     this.ctrl = new Int32Array(ctrlBuf);
     this.recs = new Float64Array(recBuf);
     this.data = new Uint8Array(dataBuf);
-    const { port1, port2 } = new MessageChannel();
+    const { port1, port2 } = new (nodeWorkerThreads().MessageChannel)();
     this.port = port1;
-    this.worker = new Worker(WORKER, { eval: true, workerData: { fd, directFd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes, addonPath: NATIVE_ADDON_PATH }, transferList: [port2],
+    this.worker = new (nodeWorkerThreads().Worker)(WORKER, { eval: true, workerData: { fd, directFd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes, addonPath: NATIVE_ADDON_PATH }, transferList: [port2],
       // it allocates next to nothing: a small heap keeps its memory small
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
     // an idle writer thread must not keep the process alive; close() waits for it where it matters
@@ -243,7 +244,7 @@ export class WriteBehind {
   /** The first failure of the thread, once it is known (sticky). */
   failed(): WriteFailure | undefined {
     if (this.failure || Atomics.load(this.ctrl, 2) === 0) return this.failure;
-    const m = receiveMessageOnPort(this.port);
+    const m = nodeWorkerThreads().receiveMessageOnPort(this.port);
     this.failure = (m?.message as WriteFailure | undefined) ?? { op: 0, len: 0, off: 0, message: 'write-behind thread failed' };
     return this.failure;
   }

@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { nodeWorkerThreads } from '../util/lazy-builtins.js';
 
 /**
  * The thread of data-fill.ts, as plain JavaScript run with `eval` (as extent-worker.ts, whose notes on
@@ -79,7 +80,7 @@ export class FillThread {
   private onFail: (() => void) | undefined;
 
   constructor(modules = new URL('../', import.meta.url).href) {
-    this.worker = new Worker(FILL_WORKER, { eval: true, workerData: { modules, loaded: this.loaded } });
+    this.worker = new (nodeWorkerThreads().Worker)(FILL_WORKER, { eval: true, workerData: { modules, loaded: this.loaded } });
     this.worker.unref(); // never what keeps the process alive
     const fail = (): void => {
       this.failed = true;

@@ -1,5 +1,5 @@
 import { closeSync, openSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CodecError } from '../errors.js';
 import { BTRFS_MAX_UNCOMPRESSED, type BtrfsCompressType, initCodecs } from '../compress/index.js';
 import { loadCsum } from '../image/structs/csum.js';
@@ -7,6 +7,7 @@ import { BTRFS_COMPRESS_NONE, BTRFS_FILE_EXTENT_INLINE } from '../image/structs.
 import type { ExtentRef } from './extent-data.js';
 import { alignedShared } from '../util/aligned.js';
 import { placeInto } from '../util/bytes.js';
+import { nodeWorkerThreads } from '../util/lazy-builtins.js';
 import { EXTENT_WORKER } from './extent-worker.js';
 import { claimJob, JOB_SEND, JOB_SEQ_MASK, JOB_WAITING, jobWord, type Job, type JobAnswer, type JobContext, runJob } from './extent-job.js';
 
@@ -277,7 +278,7 @@ export class ExtentAhead {
     if (this.worker) return this.worker;
     if (this.o.decode) void this.ready();
     const modules = this.o.modules ?? new URL('../', import.meta.url).href;
-    const w = new Worker(EXTENT_WORKER, {
+    const w = new (nodeWorkerThreads().Worker)(EXTENT_WORKER, {
       eval: true,
       workerData: {
         modules, shared: this.shared, states: this.states.buffer, slotSize: SLOT_SIZE, slotBytes: SLOT_BYTES, sumsSize: SUMS_SIZE, path: this.o.path, csumType: this.o.csumType, sectorsize: this.o.sectorsize,

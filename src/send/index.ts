@@ -3,9 +3,9 @@ import type { BtrfsImage, SubvolumeInfo } from '../image/read/index.js';
 import { formatUuid } from '../image/structs.js';
 import { StreamEncoder } from '../stream/writer.js';
 import type { BufferPool } from '../util/bytes.js';
+import { nodeOs } from '../util/lazy-builtins.js';
 import * as C from '../stream/constants.js';
 import type { SendCommand } from '../stream/types.js';
-import { availableParallelism } from 'node:os';
 import { DataFill } from './data-fill.js';
 import { FillThread } from './data-fill-worker.js';
 import { NativeFill } from './data-fill-native.js';
@@ -174,7 +174,7 @@ export function readsBehind(o: Pick<SendOptions, 'parent' | 'compressedData'>): 
 export function sendDataFill(img: BtrfsImage, opts: Pick<SendOptions, 'parent' | 'compressedData' | 'bufferPool' | 'fillThread'>): DataFill | undefined {
   const path = img.reader.src.path;
   const pool = opts.bufferPool;
-  if (!readsBehind(opts) || !pool?.arena || path === undefined || availableParallelism() < 2) return undefined;
+  if (!readsBehind(opts) || !pool?.arena || path === undefined || nodeOs().availableParallelism() < 2) return undefined;
   return new DataFill({ path, arena: pool.arena, ...(opts.fillThread ? { thread: opts.fillThread } : {}) });
 }
 
@@ -184,7 +184,7 @@ export function sendDataFill(img: BtrfsImage, opts: Pick<SendOptions, 'parent' |
  * other sends and on one CPU. Give it to sendSubvolumes as `fillThread`, and close it after.
  */
 export function fillThread(o: Pick<SendOptions, 'parent' | 'compressedData'>): FillThread | undefined {
-  return readsBehind(o) && availableParallelism() >= 2 && !NativeFill.available ? new FillThread() : undefined;
+  return readsBehind(o) && nodeOs().availableParallelism() >= 2 && !NativeFill.available ? new FillThread() : undefined;
 }
 
 /** One subvolume's stream (header, commands, END): `sendSubvolumes(img, [path], opts)`. */

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
@@ -9,6 +9,7 @@ import type { DataFill } from '../../send/data-fill.js';
 import type { FillThread } from '../../send/data-fill-worker.js';
 import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
 import { BufferPool } from '../../util/bytes.js';
+import { nodeWorkerThreads, nodeZlib } from '../../util/lazy-builtins.js';
 
 interface SendCliOptions {
   file?: string;
@@ -115,7 +116,7 @@ async function sendTo(stream: AsyncGenerator<Uint8Array>, o: SendCliOptions, poo
     await stream.return(undefined).catch(() => undefined);
     await file.close().catch(() => undefined);
     // half a stream is no stream; but never remove what is not a file of ours (-f /dev/full)
-    if (file.regular) await fsp.rm(file.path, { force: true });
+    if (file.regular) rmSync(file.path, { force: true });
     // a reader that went away (`| head -c N`) ends the send quietly, as for any Unix filter
     if (!o.file && (e as { cause?: { code?: string } }).cause?.code === 'EPIPE') return;
     throw e;
@@ -135,10 +136,14 @@ function budgetOnceStarted(thread: FillThread | undefined, incremental: boolean)
   let set = false;
   const budget = (): void => {
     if (set || (thread && !thread.ready)) return;
-    // and so of every built-in module loaded after the change in this thread too: fs.promises (the output
-    // file, FileSink; ten modules behind it) and standard error are loaded first, with their cache
-    void fsp.open;
+    // and so of every built-in module loaded after the change in this thread too: standard error is loaded
+    // first, with its cache, and for a full send what its threads and zlib-compressed extents need
+    // (util/lazy-builtins.ts: an incremental send loads them only if it meets such an extent)
     void process.stderr;
+    if (!incremental) {
+      nodeWorkerThreads();
+      nodeZlib();
+    }
     setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
     if (incremental) setFlagsFromString(`--semi-space-growth-factor=${SEND_SEMI_SPACE_GROWTH}`);
     set = true;
