@@ -1,4 +1,4 @@
-import { close as fdClose, closeSync, fstatSync, openSync, write as fdWrite, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, write as fdWrite, writeSync } from 'node:fs';
 import { SendError } from '../errors.js';
 import type { BufferPool } from '../util/bytes.js';
 
@@ -66,7 +66,8 @@ export class FileSink {
       const regular = fstatSync(fd).isFile();
       const target: SinkTarget = {
         write: (b, off, len, position) => writeFd(fd, b, off, len, position),
-        close: () => new Promise((resolve, reject) => fdClose(fd, (e) => (e ? reject(e) : resolve()))),
+        // once every write is done (close() waits for them): no round trip through the pool for it
+        close: async () => closeSync(fd),
         // a regular file is written at known offsets: several writes can be out at once
         positional: regular,
         fd,

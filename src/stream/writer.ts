@@ -4,7 +4,8 @@ import { crc32cRaw } from '../util/crc32c.js';
 import { CRC_SECTOR, crc32cShiftSectors } from '../util/crc32c-combine.js';
 import * as C from './constants.js';
 import { commandAttrs } from './decode.js';
-import { isUnknown, type SendCommand, type StreamItem, type Timespec } from './types.js';
+import { isUnknown, type KnownCommand, type SendCommand, type StreamItem, type Timespec } from './types.js';
+import { encodeSentInto, sentSize } from './writer-sent.js';
 
 const MAGIC = new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0');
 
@@ -171,6 +172,8 @@ export function encodeCommand(c: SendCommand, version: number): Uint8Array {
  */
 export class StreamEncoder {
   private buf: Uint8Array;
+  /** A view of `buf` for the commands encodeSentInto writes (one per buffer, not one per command). */
+  private dv: DataView;
   private pos = 0;
   /** Filled buffers not yet taken. */
   full: Uint8Array[] = [];
@@ -181,6 +184,7 @@ export class StreamEncoder {
   constructor(private readonly version: number, private chunk = 1 << 20, private readonly pool?: BufferPool) {
     if (pool) this.chunk = pool.size;
     this.buf = this.fresh(this.chunk);
+    this.dv = viewOf(this.buf);
   }
 
   private fresh(n: number): Uint8Array {
@@ -194,14 +198,16 @@ export class StreamEncoder {
   }
 
   add(c: SendCommand): void {
-    const size = commandSize(c, this.version);
+    // a send's own command of the common kinds: writer-sent.ts, the same bytes
+    const sent = sentSize(c, this.version);
+    const size = sent >= 0 ? sent : commandSize(c, this.version);
     const r = this.reserved;
     this.reserved = undefined;
     // data read into a room for a command that has grown since (an attribute set after dataRoom) would be
     // overwritten by its own attributes: it is taken out first
     if (r && size !== r.size && !isUnknown(c) && 'data' in c && c.data === r.view) c.data = r.view.slice();
     this.room(size);
-    this.pos = encodeCommandInto(c, this.version, this.buf, this.pos);
+    this.pos = sent >= 0 ? encodeSentInto(c as KnownCommand, this.version, this.buf, this.dv, this.pos) : encodeCommandInto(c, this.version, this.buf, this.pos);
   }
 
   /**
@@ -227,6 +233,7 @@ export class StreamEncoder {
     const out = this.take();
     if (this.pos > 0) out.push(this.buf.subarray(0, this.pos));
     this.buf = new Uint8Array(0); // the next add takes a buffer
+    this.dv = viewOf(this.buf);
     this.pos = 0;
     return out;
   }
@@ -241,9 +248,12 @@ export class StreamEncoder {
     if (this.pos + n <= this.buf.length) return;
     if (this.pos > 0) this.full.push(this.buf.subarray(0, this.pos));
     this.buf = this.fresh(Math.max(this.chunk, n));
+    this.dv = viewOf(this.buf);
     this.pos = 0;
   }
 }
+
+const viewOf = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
 function isImplicitLen(type: number, version: number): boolean {
   return version >= 2 && type === C.BTRFS_SEND_A_DATA;
