@@ -1,17 +1,17 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { registerCommands } from './commands/index.js';
-import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE } from './failure.js';
+import { describeFailure, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE } from './failure.js';
+import { stopNow } from './interrupt.js';
 
 /**
  * Ctrl-C in a command that does not stop cleanly by itself (receive does) ends the process with 130, as
- * a shell reports a SIGINT death; a command with its own handler keeps control.
+ * a shell reports a SIGINT death; a command with its own handler (interrupt.ts) keeps control.
  */
 function exitOnSignal(sig: NodeJS.Signals): void {
   if (process.listenerCount(sig) > 1) return;
   // the same one line as a command that stops by itself, so a script sees why
-  process.stderr.write(`btrfs-ts: ERROR: stopped by ${sig} [INTERRUPTED]\n`);
-  process.exit(EXIT_INTERRUPTED);
+  stopNow(sig);
 }
 
 /** Usage errors: one line, then where to look, as GNU tools do — not the whole help. */

@@ -3,13 +3,15 @@ import path from 'node:path';
 import { ImageError } from '../errors.js';
 import type { Populator, SourceStat } from '../image/write/populate.js';
 import { type DeviceEntry, deviceModeType } from './device-table.js';
-
-const S_IFMT = 0o170000;
 import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
 import { type InodeFlagSpec, inodeFlags } from './inode-flags.js';
 import type { Reflinker } from './reflink.js';
+
+const S_IFMT = 0o170000;
+/** How often, at most, the rootdir walk gives the event loop a turn (populateFromDir). */
+const YIELD_MS = 50;
 
 /**
  * The node:fs side of `mkfs --rootdir`: walks a directory (names as raw bytes), reads stats with
@@ -137,11 +139,18 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
 
   const links = new Map<string, bigint>();
   const buf = Buffer.allocUnsafe(1 << 20);
+  // The walk turns the event loop now and then: a synchronous walk of a large tree ran to its end with
+  // Ctrl-C pending (mkfs -r of /usr/lib: 10 s, status 0). A turn per YIELD_MS lets the signal handlers run.
+  let lastTurn = Date.now();
   // hard links are per subvolume: a name in another subvolume gets its own copy
   // `dirFlags`: the flags of the directory being walked, which its new inodes inherit
-  const walk = (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator, dirFlags: bigint): void => {
+  const walk = async (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator, dirFlags: bigint): Promise<void> => {
     const names = fs.readdirSync(absDir, { encoding: 'buffer' }).sort(Buffer.compare);
     for (const name of names) {
+      if (Date.now() - lastTurn >= YIELD_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        lastTurn = Date.now();
+      }
       const abs = Buffer.concat([absDir, Buffer.from('/'), name]);
       const rel = relDir.length ? Buffer.concat([relDir, Buffer.from('/'), name]) : name;
       const st = fs.lstatSync(abs, { bigint: true });
@@ -163,14 +172,14 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
         const relName = rel.toString('latin1');
         const child = pop.addSubvolume(dirIno, nm, top, { ...sub, uuid: opts.subvolUuid?.(relName), time: opts.now });
         applyXattrs(child, rel, child.topDir);
-        walk(abs, rel, child.topDir, child, top.flags ?? 0n);
+        await walk(abs, rel, child.topDir, child, top.flags ?? 0n);
         continue;
       }
       const sst = withFlags(st, plain, dirFlags);
       if (st.isDirectory()) {
         ino = pop.addNode(dirIno, nm, sst);
         applyXattrs(pop, rel, ino);
-        walk(abs, rel, ino, pop, sst.flags ?? 0n);
+        await walk(abs, rel, ino, pop, sst.flags ?? 0n);
         continue;
       } else if (st.isSymbolicLink()) {
         ino = pop.addSymlink(dirIno, nm, sst, new Uint8Array(fs.readlinkSync(abs, { encoding: 'buffer' })));
@@ -198,7 +207,7 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
     }
     addMissing(relDir.toString('latin1'), dirIno, pop);
   };
-  walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir, pop, rootSst.flags ?? 0n);
+  await walk(Buffer.from(rootAbs), Buffer.alloc(0), pop.topDir, pop, rootSst.flags ?? 0n);
   for (const e of table.values()) {
     if (!seen.has(e.rel)) throw new ImageError('ROOTDIR', `-D: the directory holding ${JSON.stringify(Buffer.from(e.rel, 'latin1').toString())} is not in the image`);
   }

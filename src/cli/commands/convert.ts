@@ -7,6 +7,7 @@ import { openInput, type ReadMeter } from '../../io/input.js';
 import { convertStream, type ConvertOptions, type ConvertStats } from '../../tools/convert.js';
 import { parseUuid } from '../../tools/paths.js';
 import { parseCompress, type CompressChoice } from '../options.js';
+import { removeOnInterrupt } from '../interrupt.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
 interface ConvertCli {
@@ -80,23 +81,28 @@ async function run(o: ConvertCli, opts: ConvertOptions, stats: ConvertStats, met
   }
   let writeError: Error | undefined;
   sink.on('error', (e) => { writeError = e; });
+  const release = sink !== process.stdout ? removeOnInterrupt(o.output, 'stream') : () => undefined;
   try {
-    for await (const chunk of convertStream(input, opts, stats)) {
+    try {
+      for await (const chunk of convertStream(input, opts, stats)) {
+        if (writeError) throw writeError;
+        if (!sink.write(chunk)) await once(sink, 'drain');
+      }
       if (writeError) throw writeError;
-      if (!sink.write(chunk)) await once(sink, 'drain');
+    } catch (e) {
+      // a half-written stream must not be mistaken for a converted one
+      if (sink !== process.stdout) {
+        sink.end();
+        await once(sink, 'close');
+        await rm(o.output, { force: true });
+      }
+      throw e;
     }
-    if (writeError) throw writeError;
-  } catch (e) {
-    // a half-written stream must not be mistaken for a converted one
     if (sink !== process.stdout) {
       sink.end();
       await once(sink, 'close');
-      await rm(o.output, { force: true });
     }
-    throw e;
-  }
-  if (sink !== process.stdout) {
-    sink.end();
-    await once(sink, 'close');
+  } finally {
+    release();
   }
 }

@@ -13,6 +13,7 @@ import { populateFromDir, type RootdirSummary, type SubvolSpec, surveyRootdir } 
 import { parseInodeFlags } from '../../dirtree/inode-flags.js';
 import { Reflinker } from '../../dirtree/reflink.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
+import { removeOnInterrupt } from '../interrupt.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
@@ -174,6 +175,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   if (o.reflink && existing?.isBlockDevice()) throw new ImageError('MKFS_USAGE', '--reflink: clones go into an image file, not a block device');
   const reflink = o.reflink ? new Reflinker(image, o.rootdir!) : undefined;
   const dev = existing?.isBlockDevice() ? FileDevice.open(image) : FileDevice.create(image, size);
+  const release = existing ? () => undefined : removeOnInterrupt(image, 'image');
   let shrunk: bigint | undefined;
   try {
     const fs = createFilesystem(dev, {
@@ -213,6 +215,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
     throw err;
   } finally {
     dev.close();
+    release();
   }
   if (shrunk !== undefined) nodefs.truncateSync(image, Number(shrunk));
 }

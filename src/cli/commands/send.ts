@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
+import { removeOnInterrupt } from '../interrupt.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
@@ -101,6 +102,7 @@ async function sendTo(stream: AsyncGenerator<Uint8Array>, o: SendCliOptions, poo
   // The first chunk comes only after every check passed: no output file is made for a refused send.
   const first = await stream.next();
   const file = o.file ? await FileSink.open(o.file, pool, undefined, fill) : FileSink.stdout(pool);
+  const release = file.regular ? removeOnInterrupt(file.path, 'stream') : () => undefined;
   let bytes = 0;
   try {
     for (let r = first; !r.done; r = await stream.next()) {
@@ -109,7 +111,9 @@ async function sendTo(stream: AsyncGenerator<Uint8Array>, o: SendCliOptions, poo
       bytes += r.value.length;
     }
     await file.close();
+    release();
   } catch (e) {
+    release();
     // the send's own finally blocks stop its reading threads (the data-fill's: the caller, after the
     // output): an output failure left them waiting for the send, and the process with them (-f /dev/full
     // of a send with compressed extents never ended)
