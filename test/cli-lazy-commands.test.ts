@@ -5,6 +5,8 @@ import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { commandsFor, registerCommands } from '../src/cli/commands/index.js';
+import { checkAddonZstd } from '../src/compress/zstd.js';
+import { nativeAddon } from '../src/util/native-addon.js';
 import { skipReason } from './helpers/oracle.js';
 
 // Start-up loads only the command being run; help and unknown commands still see every command.
@@ -86,5 +88,34 @@ describe.skipIf(!built || !existsSync(join(__dirname, '..', 'streams', 'incr-v1.
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// What a receive loads of the zstd WebAssembly library: nothing where our addon decodes zstd (the encoded
+// extents of zstd-v2.stream pass through, and whatever is decoded goes through libzstd); with --compress
+// zstd it is needed to compress. Seen by a hook on the CommonJS loader, which the bundle requires it through.
+const addonZstd = checkAddonZstd(nativeAddon) !== undefined;
+if (!addonZstd) skipReason('the zstd library a receive loads', 'the addon or its libzstd is not there: the WebAssembly decodes');
+describe.skipIf(!built || !addonZstd)('the zstd WebAssembly a receive loads', () => {
+  const receiveLoads = (...args: string[]): boolean => {
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-receive-modules-'));
+    try {
+      const hook = join(dir, 'hook.cjs');
+      writeFileSync(hook, "const M = require('node:module'); const load = M._load; M._load = function (r, ...a) { if (String(r).includes('zstd-wasm')) require('node:fs').writeFileSync(process.env.WASM_OUT, 'loaded'); return load.call(this, r, ...a); };\n");
+      const seen = join(dir, 'seen');
+      const env = { ...process.env, WASM_OUT: seen, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${hook}` };
+      const r = spawnSync(BIN, ['receive', '-q', ...args, '-f', join(__dirname, '..', 'streams', 'zstd-v2.stream'), join(dir, 'img')], { env });
+      expect(r.stderr.toString()).toBe('');
+      expect(r.status).toBe(0);
+      return existsSync(seen);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('receive of a zstd stream: not loaded; with --compress zstd: loaded', () => {
+    expect(receiveLoads()).toBe(false);
+    expect(receiveLoads('--force-decompress')).toBe(false);
+    expect(receiveLoads('--force-decompress', '--compress', 'zstd')).toBe(true);
   });
 });

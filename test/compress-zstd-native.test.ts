@@ -57,6 +57,20 @@ describe('which zstd decoder', () => {
 });
 
 describe.skipIf(!addonBuilt || !libzstd)('libzstd through the addon', () => {
+  it('initZstd(decodeOnly) leaves the WebAssembly unloaded: decoding works, compressing asks for initZstd()', async () => {
+    vi.resetModules();
+    const fresh = await import('../src/compress/zstd.js');
+    await fresh.initZstd(true);
+    expect(fresh.zstdDecoder()).toBe('native');
+    const frame = zstdCompress(text, 3);
+    const { out, decodedLen } = fresh.zstdDecompressExtent(frame, text.length);
+    expect(decodedLen).toBe(text.length);
+    expect(Buffer.from(out).equals(Buffer.from(text))).toBe(true);
+    expect(() => fresh.zstdCompress(text, 3)).toThrow(/call initCodecs/);
+    await fresh.initZstd();
+    expect(fresh.zstdDecompressExtent(fresh.zstdCompress(text, 3), text.length).decodedLen).toBe(text.length);
+  });
+
   const manifest = JSON.parse(readFileSync(join(DIR, 'manifest.json'), 'utf8')) as {
     extents: { fixture?: string; plainFile: string; fileOffset: number; extentOffset: number; ramBytes: number; plainBytes: number }[];
   };

@@ -36,8 +36,13 @@ export const BTRFS_MAX_UNCOMPRESSED = 128 * 1024;
 
 let initPromise: Promise<void> | null = null;
 
-/** Loads the zstd wasm module. Idempotent; every other function here is synchronous after it. */
-export function initCodecs(): Promise<void> {
+/**
+ * Loads the zstd wasm module. Idempotent; every other function here is synchronous after it. With
+ * `decodeOnly` (a caller that never compresses), the module is left unloaded where our addon decodes zstd
+ * (compress/zstd.ts initZstd); a later call without it loads it.
+ */
+export function initCodecs(opts: { decodeOnly?: boolean } = {}): Promise<void> {
+  if (opts.decodeOnly) return initPromise ?? initZstd(true);
   if (!initPromise) initPromise = initZstd();
   return initPromise;
 }

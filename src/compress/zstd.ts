@@ -130,8 +130,18 @@ type ZstdWasm = typeof import('@bokuweb/zstd-wasm');
 let ready: Promise<void> | null = null;
 let lib: ZstdWasm | null = null;
 
-/** Imports and instantiates the wasm library on first call: commands that never touch zstd do not load it. */
-export function initZstd(): Promise<void> {
+/**
+ * Imports and instantiates the wasm library on first call: commands that never touch zstd do not load it.
+ * `decodeOnly`: the caller only decodes, and where the addon's libzstd passes its probe the library is not
+ * loaded at all — its 250 KB of WebAssembly took 20-26 ms to load and compile at every receive, which
+ * decodes nothing on its way (encoded extents pass through) and otherwise decodes through the addon.
+ * Compressing always needs the library (zstdCompress).
+ */
+export function initZstd(decodeOnly = false): Promise<void> {
+  if (decodeOnly && !ready) {
+    addonDecode ??= checkAddonZstd(nativeAddon);
+    if (addonDecode) return Promise.resolve();
+  }
   if (!ready) {
     ready = import('@bokuweb/zstd-wasm').then(async (m) => {
       await m.init();
@@ -236,7 +246,8 @@ function requireInit(): ZstdWasm {
  * into a new array.
  */
 export function zstdDecompressExtent(data: Uint8Array, ramBytes: number, into?: Uint8Array): { out: Uint8Array; decodedLen: number } {
-  const zstd = requireInit();
+  // the addon's decoder needs no library (initZstd with decodeOnly)
+  if (!addonDecode) requireInit();
   const info = zstdFrameInfo(data);
   if (info.dictId !== 0) throw new CodecError('ZSTD_DICT', `zstd: frame needs dictionary ${info.dictId}`, { offset: 5 });
   if (info.contentSize !== undefined && info.contentSize > ramBytes) {
@@ -266,6 +277,7 @@ export function zstdDecompressExtent(data: Uint8Array, ramBytes: number, into?: 
     if (reuse && n < ramBytes) out.fill(0, n); // a new array is zeros already
     return { out, decodedLen: n };
   }
+  const zstd = requireInit();
   let decoded: Uint8Array;
   try {
     // The library sizes its output from Frame_Content_Size, else from defaultHeapSize; capping that

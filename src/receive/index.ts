@@ -37,7 +37,7 @@ export interface ReceiveSummary extends ProcessResult {
  * never committed: the image keeps its previous state.
  */
 export async function receiveStreams(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, fs: Filesystem, opts: ReceiveOptions = {}): Promise<ReceiveSummary> {
-  await initCodecs();
+  await initCodecs({ decodeOnly: opts.compress === undefined });
   const dest = resolveDest(fs, opts.dest ?? '');
   const r = new ImageReceiver(fs, {
     ...opts,

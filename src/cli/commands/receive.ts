@@ -75,9 +75,10 @@ export function register(program: Command): void {
         return;
       }
       if (image === undefined) throw new ReceiveError('USAGE', 'receive needs an IMAGE (or --dump)');
-      // the codecs' WebAssembly compiles on V8's background threads while the image is opened;
-      // receiveStreams awaits the same promise (a failure to load is reported there)
-      initCodecs().catch(() => undefined);
+      // the codecs' WebAssembly (where compressing, or where the addon cannot decode zstd) compiles on V8's
+      // background threads while the image is opened; receiveStreams awaits the same promise (a failure to
+      // load is reported there)
+      initCodecs({ decodeOnly: !o.compress }).catch(() => undefined);
       const started = Date.now();
       const progress = new Progress({ label: 'receive', flag: o.progress, quiet: o.quiet || o.json });
       // Ctrl-C / SIGTERM: stop after the command being applied, through the error path of the receive

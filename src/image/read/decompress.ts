@@ -7,7 +7,7 @@ import { CodecError, ImageError } from '../../errors.js';
  * includes the module instead of loading a second copy from dist/.
  */
 interface CodecApi {
-  initCodecs(): Promise<void>;
+  initCodecs(opts?: { decodeOnly?: boolean }): Promise<void>;
   decompressExtent(type: number, data: Uint8Array, ramBytes: number, sectorsize: number, into?: Uint8Array): Uint8Array;
 }
 
@@ -17,7 +17,8 @@ async function load(): Promise<CodecApi | null> {
   try {
     const mod = (await import('../../compress/index.js')) as Partial<CodecApi>;
     if (typeof mod.initCodecs !== 'function' || typeof mod.decompressExtent !== 'function') return null;
-    await mod.initCodecs();
+    // a reader only decodes: zstd through the addon where it can, without loading the WebAssembly
+    await mod.initCodecs({ decodeOnly: true });
     return mod as CodecApi;
   } catch (err) {
     if (err instanceof Error && /Cannot find module|Failed to load|ERR_MODULE_NOT_FOUND/.test(err.message)) return null;
