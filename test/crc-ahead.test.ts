@@ -1,5 +1,4 @@
 import { copyFileSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -45,8 +44,8 @@ async function threadCount(path: string, maxLen = 16 << 20): Promise<number> {
 
 /** What a dump's parser (a file window, commands not kept) yields from `path`: its commands and its error. */
 async function parse(path: string, opts: { stopAfterFirstEnd?: boolean } = {}): Promise<{ commands: number; offsets: number[]; error?: string }> {
-  const fh = await open(path, 'r');
-  const p = new StreamParser(new FileWindowInput(fh, 1 << 20), { reuseInput: true, transientAttrs: true, ...opts });
+  const fd = openSync(path, 'r');
+  const p = new StreamParser(new FileWindowInput(fd, 1 << 20), { reuseInput: true, transientAttrs: true, ...opts });
   const offsets: number[] = [];
   try {
     for (;;) {
@@ -112,8 +111,8 @@ describe.skipIf(!usable)('CRC32C checked ahead on the addon thread', () => {
     for (const thread of [true, false]) {
       copyFileSync(src, path);
       if (!thread) process.env['BTRFS_TS_CRC_AHEAD'] = 'off';
-      const fh = await open(path, 'r');
-      const p = new StreamParser(new FileWindowInput(fh, 1 << 20), { reuseInput: true, transientAttrs: true });
+      const rfd = openSync(path, 'r');
+      const p = new StreamParser(new FileWindowInput(rfd, 1 << 20), { reuseInput: true, transientAttrs: true });
       try {
         expect(((await p.nextRaw()) as { kind: string }).kind).toBe('header');
         const ahead = (p as unknown as { ahead: CrcAhead | undefined }).ahead;

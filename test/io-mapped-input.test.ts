@@ -1,5 +1,4 @@
 import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -107,10 +106,10 @@ describe.skipIf(!mappable)('MappedWindowReader', () => {
     closeSync(fd);
     const path = join(work, 'plain');
     writeFileSync(path, new Uint8Array(100).fill(3));
-    expect(new FileWindowInput(await open(path, 'r'), 1 << 20).openWindow()).toBeInstanceOf(MappedWindowReader);
+    expect(new FileWindowInput(openSync(path, 'r'), 1 << 20).openWindow()).toBeInstanceOf(MappedWindowReader);
     vi.stubEnv('BTRFS_TS_MMAP', 'off');
     try {
-      const r = new FileWindowInput(await open(path, 'r'), 1 << 20).openWindow();
+      const r = new FileWindowInput(openSync(path, 'r'), 1 << 20).openWindow();
       expect(r).not.toBeInstanceOf(MappedWindowReader);
       expect(await r.fill(100)).toBe(100);
       await r.close();

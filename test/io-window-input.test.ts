@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -35,7 +34,7 @@ describe('FileWindowInput window reader', () => {
       for (let i = 0; i < bytes.length; i++) bytes[i] = (rand() * 256) | 0;
       const path = join(work, `bytes-${seed}`);
       writeFileSync(path, bytes);
-      const input = new FileWindowInput(await open(path, 'r'), 1 << 20);
+      const input = new FileWindowInput(openSync(path, 'r'), 1 << 20);
       const r = input.openWindow();
       let pos = 0;
       let moved = 0;
@@ -67,7 +66,7 @@ describe('FileWindowInput window reader', () => {
   it('fill at the end of the file gives what is left', async () => {
     const path = join(work, 'short');
     writeFileSync(path, Buffer.from('0123456789'));
-    const r = new FileWindowInput(await open(path, 'r'), 1 << 20).openWindow();
+    const r = new FileWindowInput(openSync(path, 'r'), 1 << 20).openWindow();
     expect(await r.fill(4)).toBe(4);
     expect(Buffer.from(r.take(4)).toString()).toBe('0123');
     expect(await r.fill(100)).toBe(6);
@@ -78,7 +77,7 @@ describe('FileWindowInput window reader', () => {
   it('is read once: a second reader is refused', async () => {
     const path = join(work, 'once');
     writeFileSync(path, Buffer.from('x'));
-    const input = new FileWindowInput(await open(path, 'r'), 1 << 20);
+    const input = new FileWindowInput(openSync(path, 'r'), 1 << 20);
     const r = input.openWindow();
     expect(() => input[Symbol.asyncIterator]()).toThrow(/only once/);
     await r.close();

@@ -1,5 +1,10 @@
-import type { FileHandle } from 'node:fs/promises';
+import { close, read } from 'node:fs';
 import type { RecyclingSource } from '../stream/source.js';
+
+/** close(2) of `fd` on the pool, as a promise (a FileHandle's close without node:fs/promises). */
+export function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => close(fd, (e) => (e ? reject(e) : resolve())));
+}
 
 /**
  * Reads a file in fixed-size chunks, one read ahead of the consumer, like fs.ReadStream — but chunks the
@@ -11,7 +16,8 @@ export class PooledFileInput implements RecyclingSource {
   private readonly free: Buffer[] = [];
 
   constructor(
-    private readonly fh: FileHandle,
+    /** The file, read from its current offset on; closed when the iteration ends. */
+    private readonly fd: number,
     private readonly chunkSize = 1 << 20,
     private readonly maxFree = 4,
     /** Told the size of every chunk as the consumer takes it (progress). */
@@ -40,13 +46,13 @@ export class PooledFileInput implements RecyclingSource {
     } finally {
       // a read still in flight must finish before its file is closed; its error no longer matters
       if (ahead) await ahead.catch(() => undefined);
-      await this.fh.close();
+      await closeFd(this.fd);
     }
   }
 
   private readNext(): Promise<Buffer> {
     const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
-    const p = this.fh.read(buf, 0, buf.length, null).then(({ bytesRead }) => buf.subarray(0, bytesRead));
+    const p = new Promise<Buffer>((resolve, reject) => read(this.fd, buf, 0, buf.length, null, (e, n) => (e ? reject(e) : resolve(buf.subarray(0, n)))));
     // a failed read-ahead is reported when its chunk is awaited, not as an unhandled rejection meanwhile
     p.catch(() => undefined);
     return p;

@@ -125,7 +125,12 @@ export class UndoLog {
   /** Closes and removes the journal (after a successful receive, or after rollback). */
   discard(): void {
     fs.closeSync(this.fd);
-    fs.rmSync(undoPath(this.image), { force: true });
+    // unlink, not rmSync: rmSync loads node's rimraf, compiled from source at every receive (its V8 flags)
+    try {
+      fs.unlinkSync(undoPath(this.image));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
   }
 
   /** Journals the old bytes of [start, end), zero and non-zero 4 KiB runs apart (zeros go back as holes). */

@@ -1,9 +1,8 @@
 import { readSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import type { ByteReader, WindowSource } from '../stream/source.js';
 import { alignedBytes, padToAlign, READ_ALIGN } from '../util/aligned.js';
 import { MappedWindowReader } from './mapped-input.js';
-import { PooledFileInput } from './pooled-input.js';
+import { closeFd, PooledFileInput } from './pooled-input.js';
 import { ReadProgress } from './read-progress.js';
 
 /**
@@ -23,28 +22,29 @@ export class FileWindowInput implements WindowSource {
   private used = false;
 
   constructor(
-    private readonly fh: FileHandle,
+    /** The file's descriptor (openInput opens it with openSync: no FileHandle, no node:fs/promises to load); closed by the reader. */
+    private readonly fd: number,
     private readonly chunkSize: number,
     private readonly onRead?: (bytes: number) => void,
   ) {}
 
   openWindow(): ByteReader {
     this.claim();
-    const close = (): Promise<void> => this.fh.close();
+    const close = (): Promise<void> => closeFd(this.fd);
     // the file's pages themselves where the addon can map them (no copy: mapped-input.ts), else read(2)
-    return MappedWindowReader.open(this.fh.fd, this.onRead, close) ?? new FdWindowReader(this.fh.fd, this.onRead, close);
+    return MappedWindowReader.open(this.fd, this.onRead, close) ?? new FdWindowReader(this.fd, this.onRead, close);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
     this.claim();
-    return new PooledFileInput(this.fh, this.chunkSize, 4, this.onRead)[Symbol.asyncIterator]();
+    return new PooledFileInput(this.fd, this.chunkSize, 4, this.onRead)[Symbol.asyncIterator]();
   }
 
   /** Closes the file when nobody has started reading it (a command that fails before its first read). */
   async close(): Promise<void> {
     if (this.used) return;
     this.used = true;
-    await this.fh.close();
+    await closeFd(this.fd);
   }
 
   private claim(): void {
