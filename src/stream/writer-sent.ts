@@ -125,12 +125,22 @@ export function encodeSentInto(c: KnownCommand, version: number, out: Uint8Array
     case C.BTRFS_SEND_C_REMOVE_XATTR: pos = putBytes(out, dv, pos, C.BTRFS_SEND_A_XATTR_NAME, c.name); break;
     default: // UNLINK, RMDIR: the path alone
   }
+  return sealCommand(out, dv, start, pos, c.cmd, dataAt, dataLen, dataCrc);
+}
+
+/**
+ * The header of the command whose payload is out[start + 10, pos) — its length, `cmd`, its CRC — for both
+ * encoders (this one and writer.ts's encodeCommandInto); returns `pos`. Where the DATA at [dataAt, dataAt +
+ * dataLen) brings `dataCrc`, the raw CRC of its whole sectors (a send's data read and checked), the command
+ * CRC is combined around it instead of passing over the data again: crcUpdate(c, D) = shift(c, |D|) ^
+ * rawcrc(D) (crc32c-combine.ts).
+ */
+export function sealCommand(out: Uint8Array, dv: DataView, start: number, pos: number, cmd: number, dataAt: number, dataLen: number, dataCrc: number | undefined): number {
   dv.setUint32(start, pos - start - H, true);
-  dv.setUint16(start + 4, c.cmd, true);
+  dv.setUint16(start + 4, cmd, true);
   dv.setUint32(start + 6, 0, true);
   let crc: number;
-  if (dataCrc !== undefined && dataLen % CRC_SECTOR === 0) {
-    // crcUpdate(c, D) = shift(c, |D|) ^ rawcrc(D) (crc32c-combine.ts), as encodeCommandInto
+  if (dataCrc !== undefined && dataAt >= 0 && dataLen % CRC_SECTOR === 0) {
     crc = crc32cRaw(out.subarray(start, dataAt));
     crc = (crc32cShiftSectors(crc, dataLen / CRC_SECTOR) ^ dataCrc) >>> 0;
     crc = crc32cRaw(out.subarray(dataAt + dataLen, pos), crc);

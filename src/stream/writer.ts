@@ -1,11 +1,9 @@
 import { StreamError } from '../errors.js';
 import { type BufferPool, placeInto, uninitBytes } from '../util/bytes.js';
-import { crc32cRaw } from '../util/crc32c.js';
-import { CRC_SECTOR, crc32cShiftSectors } from '../util/crc32c-combine.js';
 import * as C from './constants.js';
 import { commandAttrs } from './decode.js';
 import { isUnknown, type KnownCommand, type SendCommand, type StreamItem, type Timespec } from './types.js';
-import { encodeSentInto, sentSize } from './writer-sent.js';
+import { encodeSentInto, sealCommand, sentSize } from './writer-sent.js';
 
 const MAGIC = new TextEncoder().encode(C.BTRFS_SEND_STREAM_MAGIC + '\0');
 
@@ -139,20 +137,7 @@ export function encodeCommandInto(c: SendCommand, version: number, out: Uint8Arr
       pos += n;
     }
   }
-  dv.setUint32(start, pos - start - C.BTRFS_CMD_HEADER_SIZE, true);
-  dv.setUint16(start + 4, c.cmd, true);
-  dv.setUint32(start + 6, 0, true);
-  let crc: number;
-  if (dataCrc !== undefined && dataAt >= 0 && dataLen % CRC_SECTOR === 0) {
-    // crcUpdate(c, D) = shift(c, |D|) ^ rawcrc(D) (crc32c-combine.ts)
-    crc = crc32cRaw(out.subarray(start, dataAt));
-    crc = (crc32cShiftSectors(crc, dataLen / CRC_SECTOR) ^ dataCrc) >>> 0;
-    crc = crc32cRaw(out.subarray(dataAt + dataLen, pos), crc);
-  } else {
-    crc = crc32cRaw(out.subarray(start, pos));
-  }
-  dv.setUint32(start + 6, crc, true);
-  return pos;
+  return sealCommand(out, dv, start, pos, c.cmd, dataAt, dataLen, dataCrc);
 }
 
 /**
