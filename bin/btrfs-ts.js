@@ -32,10 +32,22 @@ function launcher() {
   return import('../dist/cli/launch.js');
 }
 
-// A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter.
-process.stdout.on('error', (err) => {
-  if (err && err.code === 'EPIPE') process.exit(0);
-  throw err;
+// A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter. Set on
+// standard output's first use, not before: making process.stdout loads node's stream modules, which a
+// receive (no output; its V8 flags make node compile its own modules from source) paid ~35 M instructions for.
+const stdoutGetter = Object.getOwnPropertyDescriptor(process, 'stdout');
+Object.defineProperty(process, 'stdout', {
+  configurable: true,
+  enumerable: stdoutGetter.enumerable,
+  get() {
+    Object.defineProperty(process, 'stdout', stdoutGetter);
+    const out = process.stdout;
+    out.on('error', (err) => {
+      if (err && err.code === 'EPIPE') process.exit(0);
+      throw err;
+    });
+    return out;
+  },
 });
 
 launcher()

@@ -119,3 +119,29 @@ describe.skipIf(!built || !addonZstd)('the zstd WebAssembly a receive loads', ()
     expect(receiveLoads('--force-decompress', '--compress', 'zstd')).toBe(true);
   });
 });
+
+// What a quiet receive loads of node's own modules: under its V8 flags node compiles every one of them from
+// source, so a receive that writes nothing to standard output or error must not make process.stdout or
+// process.stderr (node's stream modules, ~35 M instructions), nor load fs/promises, rimraf or zlib.
+describe.skipIf(!built)('node modules a quiet receive loads', () => {
+  it('receive -q -f sample.stream IMG: no stream modules, fs/promises, rimraf or zlib', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-receive-node-modules-'));
+    try {
+      const hook = join(dir, 'hook.cjs');
+      writeFileSync(hook, "process.on('exit', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, process.moduleLoadList.join('\\n')));\n");
+      const modules = join(dir, 'modules');
+      const env = { ...process.env, MODULES_OUT: modules, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${hook}` };
+      const r = spawnSync(BIN, ['receive', '-q', '-f', join(__dirname, '..', 'streams', 'sample.stream'), join(dir, 'img')], { env });
+      expect(r.stderr.toString()).toBe('');
+      expect(r.status).toBe(0);
+      const loaded = readFileSync(modules, 'utf8').split('\n');
+      expect(loaded).toContain('Internal Binding signal_wrap'); // the hook saw the command run (its Ctrl-C handlers)
+      // dist/ as ES modules (no bundle: a build by tsc alone) loads more through node's ES module loader
+      if (!loaded.includes('NativeModule internal/modules/esm/module_job')) {
+        expect(loaded.filter((m) => /^NativeModule (stream|net|tty|internal\/fs\/sync_write_stream|internal\/fs\/promises|internal\/fs\/rimraf|zlib)$/.test(m))).toEqual([]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,6 +1,5 @@
 import { closeSync, createReadStream, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { BtrfsTsError } from '../errors.js';
-import { Readable } from 'node:stream';
 import { detectCompression, MAGIC_BYTES, type DestroyableInput } from './compression-magic.js';
 import { FileWindowInput } from './window-input.js';
 
@@ -111,6 +110,8 @@ function stdinChunks(meter?: ReadMeter): DestroyableInput {
         yield* all();
         return;
       }
+      // node:stream loaded here only: a receive compiles node's own modules from source (its V8 flags)
+      const { Readable } = await import('node:stream');
       inner = (await import('./decompress.js')).decompressed(Readable.from(all()), kind, 'stdin');
       yield* inner;
     },
