@@ -138,16 +138,14 @@ function sendImage(work) {
   return true;
 }
 
-/** The V8 flags the send command changes as it runs (cli/commands/send.ts). */
-const SEND_FLAGS = ['interrupt-budget', 'semi-space-growth-factor'];
-
 /**
- * V8's defaults of SEND_FLAGS, as flags: put back before the cache is written, whose flag hash must be
- * that of node as the launcher starts it.
+ * V8's defaults of the flags the send command changes as it runs (dist/cli/send-flags.js), as flags: put
+ * back before the cache is written, whose flag hash must be that of node as the launcher starts it.
  */
-function defaultSendFlags() {
+async function defaultSendFlags() {
+  const { SEND_RUNTIME_FLAGS } = await import(join(DIST, 'cli', 'send-flags.js'));
   const r = spawnSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
-  return SEND_FLAGS.map((f) => {
+  return Object.values(SEND_RUNTIME_FLAGS).map((f) => {
     const m = new RegExp(`--${f}=(\\d+)`).exec(r.stdout.slice(r.stdout.indexOf(`  --${f} `)));
     if (!m) throw new Error(`bundle-cli: no default --${f} in node --v8-options`);
     return `--${f}=${m[1]}`;
@@ -169,7 +167,7 @@ async function warm(out, cache) {
       const status = await main(['node', 'btrfs-ts', ...args]);
       if (status !== 0) throw new Error(`bundle-cli: btrfs-ts ${args.join(' ')} from the bundle: status ${status}`);
     }
-    if (send) for (const f of defaultSendFlags()) setFlagsFromString(f);
+    if (send) for (const f of await defaultSendFlags()) setFlagsFromString(f);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -3,6 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
 import { removeOnInterrupt } from '../interrupt.js';
+import { SEND_RUNTIME_FLAGS } from '../send-flags.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
 import { withImageFile } from '../../io/image-read-file.js';
@@ -148,8 +149,8 @@ function budgetOnceStarted(thread: FillThread | undefined, incremental: boolean)
       nodeWorkerThreads();
       nodeZlib();
     }
-    setFlagsFromString(`--interrupt-budget=${SEND_INTERRUPT_BUDGET}`);
-    if (incremental) setFlagsFromString(`--semi-space-growth-factor=${SEND_SEMI_SPACE_GROWTH}`);
+    setFlagsFromString(`--${SEND_RUNTIME_FLAGS.interruptBudget}=${SEND_INTERRUPT_BUDGET}`);
+    if (incremental) setFlagsFromString(`--${SEND_RUNTIME_FLAGS.semiSpaceGrowth}=${SEND_SEMI_SPACE_GROWTH}`);
     set = true;
   };
   budget();
