@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, skipReason } from './helpers/oracle.js';
+import { hasTool, isRoot, skipReason } from './helpers/oracle.js';
 import { reachableCli, type ReachableCli } from './helpers/reachable-cli.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 
@@ -130,6 +130,32 @@ describe.skipIf(!built)('CLI errors: one line, the right exit status, no stack t
     expect(await exited, stderr).toEqual({ code: 130, signal: null });
     child.stdin.destroy();
     expect(stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+// Standard input a terminal (a command typed without `-f` or a pipe): refused at once with one line, as
+// send refuses to write a stream to one, instead of waiting for what the user types; /dev/null (a character
+// device, not a terminal) is read as the empty stream it is. script(1) gives the command a pseudo-terminal.
+const noPty = hasTool('script', ['--version']) ? undefined : 'script(1) (util-linux) not installed: no pseudo-terminal';
+if (noPty) skipReason('cli-errors terminal stdin', noPty);
+describe.skipIf(!built || noPty !== undefined)('a terminal as standard input', () => {
+  const inPty = (args: string[]): { status: number | null; out: string } => {
+    const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, out: r.stdout };
+  };
+
+  it.each([['dump'], ['receive', 'tty.img'], ['verify']])('%s: one line, status 1, no image made', (...args) => {
+    const r = inPty(args.map((a) => (a.endsWith('.img') ? at(a) : a)));
+    expect(r.out.trim()).toBe('btrfs-ts: ERROR: not reading a send stream from a terminal: pipe one in (btrfs send ... | btrfs-ts ...) or use -f FILE [INPUT_TTY]');
+    expect(r.status).toBe(1);
+    expect(existsSync(at('tty.img'))).toBe(false);
+  });
+
+  it('/dev/null as standard input is an empty stream, not a terminal', () => {
+    const r = spawnSync('node', [BIN, 'dump'], { stdio: [openSync('/dev/null', 'r'), 'pipe', 'pipe'], encoding: 'utf8' });
+    expect(r.stderr).toMatch(/input is empty: no send stream header \[EMPTY_INPUT\]/);
+    expect(r.status).toBe(1);
   });
 });
 

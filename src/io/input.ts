@@ -65,6 +65,11 @@ async function stdinInput(meter?: ReadMeter): Promise<DestroyableInput> {
   } catch {
     st = undefined;
   }
+  // a terminal: nothing would come but what the user types (btrfs receive waits for it); said at once, as
+  // send refuses to write a stream to one. node:tty only for a character device (it loads node:net)
+  if (st?.isCharacterDevice() && (await import('node:tty')).isatty(0)) {
+    throw new BtrfsTsError('INPUT_TTY', 'not reading a send stream from a terminal: pipe one in (btrfs send ... | btrfs-ts ...) or use -f FILE');
+  }
   meter?.setTotal(st?.isFile() ? st.size : undefined);
   const chunks = stdinChunks(meter);
   if (!st || !(st.isFile() || st.isFIFO() || st.isSocket())) return chunks; // a terminal, a device
