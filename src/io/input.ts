@@ -72,7 +72,7 @@ async function stdinInput(meter?: ReadMeter): Promise<DestroyableInput> {
   }
   meter?.setTotal(st?.isFile() ? st.size : undefined);
   const chunks = stdinChunks(meter);
-  if (!st || !(st.isFile() || st.isFIFO() || st.isSocket())) return chunks; // a terminal, a device
+  if (!st || !(st.isFile() || st.isFIFO() || st.isSocket())) return chunks; // a device (/dev/null, ...)
   // loaded here: node:net is ~4 ms that a receive from -f does without
   const { StdinInput } = await import('./stdin-input.js');
   return new StdinInput(0, st.isFile(), chunks, meter ? (n) => meter.advance(n) : undefined);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { ImageError } from '../errors.js';
 import { ByteRanges } from './byte-ranges.js';
-import { HEADER, MAGIC, REC, ZEROS, extentOf, generationOf, restore, undoPath } from './undo-restore.js';
+import { HEADER, MAGIC, REC, ZEROS, extentOf, generationOf, removeJournal, restore, undoPath } from './undo-restore.js';
 
 /**
  * A rollback journal for an image file, so a failed receive leaves the image byte for byte as it was —
@@ -125,12 +125,7 @@ export class UndoLog {
   /** Closes and removes the journal (after a successful receive, or after rollback). */
   discard(): void {
     fs.closeSync(this.fd);
-    // unlink, not rmSync: rmSync loads node's rimraf, compiled from source at every receive (its V8 flags)
-    try {
-      fs.unlinkSync(undoPath(this.image));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
+    removeJournal(undoPath(this.image));
   }
 
   /** Journals the old bytes of [start, end), zero and non-zero 4 KiB runs apart (zeros go back as holes). */

@@ -15,6 +15,18 @@ const SB_GENERATION = 0x10000 + 0x48;
 export const undoPath = (image: string): string => `${image}.btrfs-ts.undo`;
 
 /**
+ * Removes the journal at `path` if it is there. unlink, not rmSync: rmSync loads node's rimraf, compiled
+ * from source at every receive (its V8 flags refuse node's code cache of it).
+ */
+export function removeJournal(path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+/**
  * A journal left by a process that did not finish (killed): rolled back if no commit happened since it
  * was written, dropped otherwise — and dropped when the image is gone: a receive into a new image killed,
  * its half-made image removed by hand, left a journal that nothing can be put back into, and every later
@@ -36,12 +48,12 @@ export function recoverUndo(image: string): 'none' | 'rolled-back' | 'dropped' {
     fs.closeSync(imageFd);
     fs.closeSync(fd);
   }
-  fs.rmSync(path, { force: true });
+  removeJournal(path);
   return 'rolled-back';
 }
 
 function dropped(path: string): 'dropped' {
-  fs.rmSync(path, { force: true });
+  removeJournal(path);
   return 'dropped';
 }
 
