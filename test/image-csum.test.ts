@@ -7,6 +7,7 @@ import { runMkfs } from '../src/cli/commands/mkfs.js';
 import { BtrfsImage } from '../src/image/read/index.js';
 import * as S from '../src/image/structs.js';
 import { withImageFile } from '../src/io/image-read-file.js';
+import { crc32cRaw } from '../src/util/crc32c.js';
 import { tmpDir } from './image-write-helpers.js';
 
 /**
@@ -66,6 +67,34 @@ describe('checksum algorithms', () => {
     await expect(S.loadCsum(7)).rejects.toThrow(/csum_type 7 is not one of/);
     expect(() => S.csumAlgo(7)).toThrow(ImageError);
   });
+});
+
+describe('firstBadSector (data extents)', () => {
+  // node:crypto has no crc32c: the sums are made by the algorithm checked against its vector above
+  const crc = (b: Uint8Array): number => { const o = new Uint8Array(4); S.csumAlgo(S.BTRFS_CSUM_TYPE_CRC32).digestInto(b, o, 0); return new DataView(o.buffer).getUint32(0, true); };
+  for (const [label, sectors, len] of [['whole 4 KiB sectors', 37, 37 * 4096], ['a short last sector', 5, 4 * 4096 + 100]] as const) {
+    it(`crc32c, ${label}: -1 when all match (raw CRCs filled), else the first bad or missing sector`, async () => {
+      await S.loadCsum(S.BTRFS_CSUM_TYPE_CRC32);
+      const algo = S.csumAlgo(S.BTRFS_CSUM_TYPE_CRC32);
+      const data = new Uint8Array(randomBytes(sectors * 4096));
+      const sums = new Uint8Array(4 * sectors);
+      for (let i = 0; i < sectors; i++) new DataView(sums.buffer).setUint32(4 * i, crc(data.subarray(i * 4096, Math.min(len, (i + 1) * 4096))), true);
+      const have = new Uint8Array(sectors).fill(1);
+      const raw = new Uint32Array(sectors);
+      expect(S.firstBadSector(algo, data, len, 4096, sums, have, raw)).toBe(-1);
+      expect(S.firstBadSector(algo, data, len, 4096, sums, have)).toBe(-1);
+      if (len === sectors * 4096) {
+        // raw (seed 0, no inversion) CRC of each sector: the stored checksum is its complement under seed ~0
+        for (let i = 0; i < sectors; i++) expect(raw[i]).toBe(crc32cRaw(data.subarray(i * 4096, (i + 1) * 4096)));
+      }
+      const bad = sectors - 2;
+      data[bad * 4096 + 17]! ^= 0x40;
+      expect(S.firstBadSector(algo, data, len, 4096, sums, have, raw)).toBe(bad);
+      expect(S.firstBadSector(algo, data, len, 4096, sums, have)).toBe(bad);
+      have[1] = 0;
+      expect(S.firstBadSector(algo, data, len, 4096, sums, have)).toBe(1);
+    });
+  }
 });
 
 describe('btrfs-ts images of every checksum type', () => {

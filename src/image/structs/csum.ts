@@ -1,5 +1,5 @@
 import { ImageError } from '../../errors.js';
-import { crc32cBtrfs } from '../../util/crc32c.js';
+import { crc32cBtrfs, crcPiecesRaw } from '../../util/crc32c.js';
 import { btrfsCsumFromRaw, CRC_SECTOR } from '../../util/crc32c-combine.js';
 import { nodeCrypto } from '../../util/lazy-builtins.js';
 import { BTRFS_CSUM_SIZE, BTRFS_CSUM_TYPE_BLAKE2, BTRFS_CSUM_TYPE_CRC32, BTRFS_CSUM_TYPE_SHA256, BTRFS_CSUM_TYPE_XXHASH } from './constants.js';
@@ -141,7 +141,19 @@ export function firstBadSector(algo: CsumAlgo, data: Uint8Array, len: number, se
  * little-endian one (no digest bytes written and compared one by one, ~140k sectors in a large send).
  */
 function firstBadCrc32c(data: Uint8Array, len: number, sectorsize: number, sums: Uint8Array, have: Uint8Array, raw: Uint32Array | undefined): number {
-  for (let i = 0; i < have.length; i++) {
+  const n = have.length;
+  if (sectorsize === CRC_SECTOR && len === n * CRC_SECTOR) {
+    // whole 4 KiB sectors (nearly every read): their raw CRCs in one call (the addon's: one pass, no view
+    // and no call per sector — ~7,500 of each for 30 MB), then each turned into the stored form and compared
+    const r = raw ?? sectorScratch(n);
+    crcPiecesRaw(data.subarray(0, len), CRC_SECTOR, r.length === n ? r : r.subarray(0, n));
+    for (let i = 0; i < n; i++) {
+      const j = i * 4;
+      if (!have[i] || btrfsCsumFromRaw(r[i]!) !== (sums[j]! | (sums[j + 1]! << 8) | (sums[j + 2]! << 16) | (sums[j + 3]! << 24)) >>> 0) return i;
+    }
+    return -1;
+  }
+  for (let i = 0; i < n; i++) {
     if (!have[i]) return i;
     const c = crc32cBtrfs(data.subarray(i * sectorsize, Math.min(len, (i + 1) * sectorsize)));
     const j = i * 4;
@@ -149,6 +161,13 @@ function firstBadCrc32c(data: Uint8Array, len: number, sectorsize: number, sums:
     if (raw) raw[i] = btrfsCsumFromRaw(c); // the same XOR turns it back
   }
   return -1;
+}
+
+let scratchRaw = new Uint32Array(256);
+/** A scratch array for at least `n` raw sector CRCs (firstBadCrc32c without a caller's). */
+function sectorScratch(n: number): Uint32Array {
+  if (scratchRaw.length < n) scratchRaw = new Uint32Array(Math.max(n, scratchRaw.length * 2));
+  return scratchRaw;
 }
 
 export function verifyBlockCsum(block: Uint8Array, csumType: number): boolean {
