@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Block } from '../src/image/engine/block.js';
 import { decodeBlock, encodeBlock } from '../src/image/engine/block-codec.js';
-import { checkTreeCopy } from '../src/image/read/tree.js';
+import { checkTreeCopy } from '../src/image/read/block-check.js';
 import { BTRFS_CSUM_TYPE_CRC32, BTRFS_CSUM_TYPE_SHA256 } from '../src/image/structs/constants.js';
 import { setBlockCsum } from '../src/image/structs/csum.js';
 import type { BtrfsKey } from '../src/image/structs/fs-items.js';

@@ -2,13 +2,13 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as lib from '../src/index.js';
-import { sectorCsums } from '../src/image/read/file-data.js';
+import { sectorCsums } from '../src/image/read/sector-csums.js';
 import { BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, type LeafItem } from '../src/image/structs.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 
 /**
  * sectorCsums answers from the csum leaf its last search ended in when that leaf holds the whole range
- * (file-data.ts), else by searching the tree: both must give what the csum items say, sector by sector —
+ * (sector-csums.ts), else by searching the tree: both must give what the csum items say, sector by sector —
  * here against a model built from every csum item, for ranges inside items, across their ends, over
  * holes between them and past the last one, asked in key order (the leaf reused) and backwards.
  */

@@ -1,9 +1,6 @@
-import type { MessagePort, Worker } from 'node:worker_threads';
-import { alignedShared } from '../util/aligned.js';
-import { nodeWorkerThreads } from '../util/lazy-builtins.js';
-import { NATIVE_ADDON_PATH } from '../util/native-addon.js';
 import { copyShared } from '../util/shared-copy.js';
-import { OP_COPY, OP_DIRECT, OP_EXTEND, OP_FSYNC, OP_LENT, OP_WRITE, REC, SLOTS, WORKER } from './write-behind-worker.js';
+import { type WriteFailure, WriterThread } from './write-behind-thread.js';
+import { OP_COPY, OP_DIRECT, OP_EXTEND, OP_FSYNC, OP_LENT, OP_WRITE, REC, SLOTS } from './write-behind-worker.js';
 
 /**
  * Image writes performed on a second thread, in order, while the caller goes on (the kernel's writeback,
@@ -11,12 +8,9 @@ import { OP_COPY, OP_DIRECT, OP_EXTEND, OP_FSYNC, OP_LENT, OP_WRITE, REC, SLOTS,
  * once. A failure is sticky: the thread performs nothing after it, and the caller learns of it at its next
  * write, read or flush at the latest — a flush never returns before every earlier write is on disk.
  *
- * Shared state: ctrl[0] = records queued (producer), ctrl[1] = records done (worker), ctrl[2] = failed,
- * ctrl[5] = the worker has started, ctrl[3] / ctrl[4] = the worker / the producer is about to sleep: the other side only wakes (a futex
- * call) a thread that may be sleeping. Sequentially consistent atomics make that safe: the sleeper sets
- * its flag before Atomics.wait re-checks the counter, the waker stores the counter before reading the flag.
- * Each record is five numbers in `recs` (write-behind-worker.ts has the layout and the thread's script).
- * Counters wrap as int32.
+ * This module is the queue: which records go into the ring, where, and when the thread is woken for them.
+ * The shared state and the waits between the two sides are write-behind-thread.ts's, the thread's script
+ * write-behind-worker.ts's.
  *
  * Large page-aligned writes (a receive's gathered data extents) go through a second descriptor opened
  * with O_DIRECT when the caller has one: the disk takes them straight from the ring while the next are
@@ -49,24 +43,13 @@ const DIRECT_PIECE = 1 << 20;
 const LENT_PIECE = 8 << 20;
 /** Direct I/O needs its memory aligned: each direct record starts on a block boundary of the (page-aligned) ring. */
 const DIRECT_ALIGN = 4096;
-/** How long a flush waits for the thread to start before giving up (it takes milliseconds). */
-const START_TIMEOUT_MS = 30_000;
-
-
-export interface WriteFailure {
-  op: number;
-  len: number;
-  off: number;
-  message: string;
-  code?: string;
-}
 
 export class WriteBehind {
+  private readonly thread: WriterThread;
+  // the thread's shared arrays, read and written on every record
   private readonly ctrl: Int32Array;
   private readonly recs: Float64Array;
   private readonly data: Uint8Array;
-  private readonly worker: Worker;
-  private readonly port: MessagePort;
   private queued = 0;
   private head = 0;
   private used = 0;
@@ -75,34 +58,16 @@ export class WriteBehind {
   private takenFirst = 0;
   private retired = 0;
   private unsent = 0;
-  private waitedForStart = 0;
-  /** Lent buffers the thread has been given, by their number there. */
-  private readonly lentNumbers = new Map<SharedArrayBuffer, number>();
-  private failure: WriteFailure | undefined;
 
   /**
    * `directFd`: the same file opened with O_DIRECT (-1: none), for large aligned writes; the caller closes
    * it after stop().
    */
   constructor(fd: number, readonly capacity = 8 << 20, writebackBytes = WRITEBACK_BYTES, private readonly directFd = -1) {
-    const ctrlBuf = new SharedArrayBuffer(32);
-    const recBuf = new SharedArrayBuffer(SLOTS * REC * 8);
-    // page-aligned, so that a direct write's memory is aligned wherever a record starts on a block
-    const dataBuf = alignedShared(capacity);
-    this.ctrl = new Int32Array(ctrlBuf);
-    this.recs = new Float64Array(recBuf);
-    this.data = new Uint8Array(dataBuf);
-    const { port1, port2 } = new (nodeWorkerThreads().MessageChannel)();
-    this.port = port1;
-    this.worker = new (nodeWorkerThreads().Worker)(WORKER, { eval: true, workerData: { fd, directFd, ctrlBuf, recBuf, dataBuf, port: port2, writebackBytes, addonPath: NATIVE_ADDON_PATH }, transferList: [port2],
-      // it allocates next to nothing: a small heap keeps its memory small
-      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
-    // an idle writer thread must not keep the process alive; close() waits for it where it matters
-    this.worker.unref();
-    // a thread that fails to start is noticed by the waits (ctrl[5] stays 0); its error event must not
-    // crash the process meanwhile
-    this.worker.on('error', () => undefined);
-    this.port.unref();
+    this.thread = new WriterThread(fd, capacity, writebackBytes, directFd);
+    this.ctrl = this.thread.ctrl;
+    this.recs = this.thread.recs;
+    this.data = this.thread.data;
   }
 
   /** Queues a write of `bytes` at image offset `off`; false if it is too large for the ring. */
@@ -130,17 +95,11 @@ export class WriteBehind {
   lend(off: number, bytes: Uint8Array): number {
     const len = bytes.length;
     const buf = bytes.buffer;
-    if (!(buf instanceof SharedArrayBuffer) || len < DIRECT_MIN || len % DIRECT_ALIGN !== 0 || off % DIRECT_ALIGN !== 0 || bytes.byteOffset % DIRECT_ALIGN !== 0 || this.dead()) return -1;
-    let n = this.lentNumbers.get(buf);
-    if (n === undefined) {
-      n = this.lentNumbers.size;
-      this.lentNumbers.set(buf, n);
-      // sent before any record that names it: the thread takes it from the port when it meets the number
-      this.port.postMessage({ n, buf });
-    }
+    if (!(buf instanceof SharedArrayBuffer) || len < DIRECT_MIN || len % DIRECT_ALIGN !== 0 || off % DIRECT_ALIGN !== 0 || bytes.byteOffset % DIRECT_ALIGN !== 0 || this.thread.dead()) return -1;
+    const n = this.thread.lentNumber(buf);
     for (let at = 0; at < len; at += LENT_PIECE) {
       this.waitFor(0);
-      if (this.dead()) return -1;
+      if (this.thread.dead()) return -1;
       this.push(OP_LENT, bytes.byteOffset + at, Math.min(LENT_PIECE, len - at), off + at, 0, n);
     }
     return this.queued;
@@ -154,7 +113,7 @@ export class WriteBehind {
 
   /** Waits until the records up to `seq` (a lend() result) are done: the lent bytes may change again. */
   doneThrough(seq: number): void {
-    while (!this.isDone(seq) && !this.dead()) this.sleep(Atomics.load(this.ctrl, 1));
+    while (!this.isDone(seq) && !this.thread.dead()) this.sleep(Atomics.load(this.ctrl, 1));
     this.reclaim();
   }
 
@@ -175,7 +134,7 @@ export class WriteBehind {
     }
     const need = wraps ? this.capacity - this.head + pos + len : pos - this.head + len;
     this.waitFor(need);
-    if (this.dead()) return false;
+    if (this.thread.dead()) return false;
     copyShared(this.data, bytes, pos);
     this.head = pos + len === this.capacity ? 0 : pos + len;
     this.push(op, pos, len, off, need);
@@ -189,7 +148,7 @@ export class WriteBehind {
    */
   copyFrom(off: number, srcFd: number, from: number, len: number): boolean {
     this.waitFor(0);
-    if (this.dead()) return false;
+    if (this.thread.dead()) return false;
     this.push(OP_COPY, from, len, off, 0, srcFd);
     return true;
   }
@@ -201,7 +160,7 @@ export class WriteBehind {
    */
   extend(size: number): boolean {
     this.waitFor(0);
-    if (this.dead()) return false;
+    if (this.thread.dead()) return false;
     this.push(OP_EXTEND, 0, 0, size, 0);
     return true;
   }
@@ -209,7 +168,7 @@ export class WriteBehind {
   /** Queues an fsync and waits until it and everything before it are done. */
   flush(): void {
     this.waitFor(0);
-    if (this.dead()) return;
+    if (this.thread.dead()) return;
     this.push(OP_FSYNC, 0, 0, 0, 0);
     this.drain();
   }
@@ -235,7 +194,7 @@ export class WriteBehind {
   drain(): void {
     for (;;) {
       const done = Atomics.load(this.ctrl, 1);
-      if (done === this.queued || this.dead()) break;
+      if (done === this.queued || this.thread.dead()) break;
       this.sleep(done);
     }
     this.reclaim();
@@ -243,18 +202,13 @@ export class WriteBehind {
 
   /** The first failure of the thread, once it is known (sticky). */
   failed(): WriteFailure | undefined {
-    if (this.failure || Atomics.load(this.ctrl, 2) === 0) return this.failure;
-    const m = nodeWorkerThreads().receiveMessageOnPort(this.port);
-    this.failure = (m?.message as WriteFailure | undefined) ?? { op: 0, len: 0, off: 0, message: 'write-behind thread failed' };
-    return this.failure;
+    return this.thread.failed();
   }
 
   /** Drains and stops the thread. */
   stop(): void {
     this.drain();
-    this.failed(); // read before the port closes
-    void this.worker.terminate();
-    this.port.close();
+    this.thread.stop();
   }
 
   private push(op: number, pos: number, len: number, off: number, need: number, lent = -1): void {
@@ -280,33 +234,22 @@ export class WriteBehind {
   private waitFor(need: number): void {
     this.reclaim();
     while (this.used + need > this.capacity || this.taken.length - this.takenFirst >= SLOTS) {
-      if (this.dead()) return;
+      if (this.thread.dead()) return;
       const done = Atomics.load(this.ctrl, 1);
       if (done === this.retired) this.sleep(done);
       this.reclaim();
     }
   }
 
-  /** The thread never started (its failure is set): nothing queued will be done. */
-  private dead(): boolean {
-    return this.failure !== undefined && Atomics.load(this.ctrl, 5) === 0;
-  }
-
   private wake(): void {
     this.unsent = 0;
-    if (Atomics.load(this.ctrl, 3) !== 0) Atomics.notify(this.ctrl, 0);
+    this.thread.wake();
   }
 
-  /** Waits for the thread to finish another record after `done`. */
+  /** Waits for the thread to finish another record after `done`, woken first for what is queued. */
   private sleep(done: number): void {
     this.wake();
-    Atomics.store(this.ctrl, 4, 1);
-    if (Atomics.wait(this.ctrl, 1, done, 1000) === 'timed-out' && Atomics.load(this.ctrl, 5) === 0) {
-      // a thread that never started would leave this wait forever
-      this.waitedForStart += 1000;
-      if (this.waitedForStart >= START_TIMEOUT_MS) this.failure ??= { op: OP_WRITE, len: 0, off: 0, message: 'the write-behind thread did not start' };
-    }
-    Atomics.store(this.ctrl, 4, 0);
+    this.thread.sleep(done);
   }
 
   /** Gives back the ring space of records the thread has finished. */

@@ -1,8 +1,9 @@
+import { checkTreeCopy } from '../image/read/block-check.js';
 import type { ImageReader } from '../image/read/image.js';
 import { statInode } from '../image/read/inodes.js';
 import type { SubvolumeInfo } from '../image/read/subvols.js';
 import { metadataFsid } from '../image/read/superblock.js';
-import { checkTreeCopy, type TreeRoot } from '../image/read/tree.js';
+import type { TreeRoot } from '../image/read/tree.js';
 import {
   BTRFS_EXTENT_DATA_KEY, BTRFS_EXTENT_DATA_REF_KEY, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_TREE_OBJECTID, BTRFS_FILE_EXTENT_INLINE,
   BTRFS_SHARED_DATA_REF_KEY, decodeExtentDataRef, decodeExtentItem, decodeFileExtentItem, decodeHeader,
@@ -87,7 +88,7 @@ export class Backrefs {
     const extentTree = await this.img.tree(BTRFS_EXTENT_TREE_OBJECTID);
     const from = { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n };
     const to = { objectid: bytenr, type: 255, offset: U64_MAX };
-    for await (const it of (await this.img.trees.inLeaf(extentTree, from, to)) ?? this.img.trees.iterate(extentTree, from, to)) {
+    for await (const it of await this.img.trees.shortRange(extentTree, from, to)) {
       if (it.key.type === BTRFS_EXTENT_ITEM_KEY) {
         const ei = decodeExtentItem(it.data, it.key.type);
         // one reference is the item being sent itself; too many and the kernel does not look either

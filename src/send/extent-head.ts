@@ -1,5 +1,5 @@
 import { type ZstdFrameInfo, zstdHeadersWithin } from '../compress/zstd.js';
-import type { SectorCsums } from '../image/read/file-data.js';
+import type { SectorCsums } from '../image/read/sector-csums.js';
 import { csumAlgo, firstBadSector } from '../image/structs.js';
 import { placeInto } from '../util/bytes.js';
 import { CRC_SECTOR } from '../util/crc32c-combine.js';

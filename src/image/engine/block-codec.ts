@@ -4,7 +4,7 @@ import { type BtrfsKey, diskKeyAt, formatKey } from '../structs/fs-items.js';
 import { formatUuid } from '../structs/bytes.js';
 import { setBlockCsum, verifyBlockCsum } from '../structs/csum.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE, BTRFS_KEY_PTR_SIZE, maxNodePtrs } from '../structs/tree-block.js';
-import type { Expect } from '../read/tree.js';
+import type { Expect } from '../read/block-check.js';
 import { Block } from './block.js';
 
 /**

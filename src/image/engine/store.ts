@@ -1,6 +1,6 @@
 import { ImageError } from '../../errors.js';
 import type { BlockDevice } from '../device.js';
-import { type Expect, treeBlockError } from '../read/tree.js';
+import { type Expect, treeBlockError } from '../read/block-check.js';
 import { Block } from './block.js';
 import { decodeBlock, encodeBlock } from './block-codec.js';
 

@@ -169,7 +169,7 @@ export async function inodeLinks(img: ImageReader, loc: Location): Promise<Inode
   const out: InodeLink[] = [];
   const from = { objectid: loc.ino, type: BTRFS_INODE_REF_KEY, offset: 0n };
   const to = { objectid: loc.ino, type: BTRFS_INODE_EXTREF_KEY, offset: U64_MAX };
-  for await (const it of (await img.trees.inLeaf(tree, from, to)) ?? img.trees.iterate(tree, from, to)) {
+  for await (const it of await img.trees.shortRange(tree, from, to)) {
     if (it.key.type === BTRFS_INODE_REF_KEY) {
       for (const r of decodeInodeRefs(it.data)) out.push({ parent: it.key.offset, name: r.name, index: r.index });
     } else {

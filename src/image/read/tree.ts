@@ -1,8 +1,5 @@
-import { ImageError } from '../../errors.js';
-import {
-  BTRFS_MAX_LEVEL, type BtrfsKey, compareKeys, formatKey, formatUuid, type LeafItem, parseTreeBlock,
-  type TreeBlock, verifyBlockCsum,
-} from '../structs.js';
+import { BTRFS_MAX_LEVEL, type BtrfsKey, compareKeys, type LeafItem, type TreeBlock } from '../structs.js';
+import { checkTreeCopy, type Expect, expectMismatch, treeBlockError } from './block-check.js';
 import type { ChunkMap } from './chunk-map.js';
 import { compareLeafKey, diskKey, leafItem, leafSlotLE } from './leaf-keys.js';
 import type { TreeOverlay } from './overlay.js';
@@ -17,39 +14,7 @@ export interface TreeRoot {
   generation: bigint;
 }
 
-/** What a block must be, as its parent (or the root item) promised. */
-export interface Expect {
-  level: number;
-  generation: bigint;
-  firstKey?: BtrfsKey;
-  owner: bigint;
-}
-
 const CACHE_BLOCKS = 512;
-
-/** Why a parsed block is not the one its parent promised, or null. */
-function blockMismatch(tb: TreeBlock, bytenr: bigint, exp: Expect, fsid: Uint8Array, ownerOk: (treeId: bigint, owner: bigint) => boolean): string | null {
-  const h = tb.header;
-  if (h.bytenr !== bytenr) return `header bytenr is ${h.bytenr}`;
-  if (!h.fsid.every((b, i) => b === fsid[i])) return `fsid ${formatUuid(h.fsid)} is not this filesystem's`;
-  return expectMismatch(tb, exp, ownerOk);
-}
-
-/**
- * The part of blockMismatch that depends on who points at the block (level, generation, owner, first key):
- * all a cached block needs checking again, its bytenr and fsid having been checked when it was read.
- */
-function expectMismatch(tb: TreeBlock, exp: Expect, ownerOk: (treeId: bigint, owner: bigint) => boolean): string | null {
-  const h = tb.header;
-  if (h.level !== exp.level) return `level ${h.level}, expected ${exp.level}`;
-  if (h.generation !== exp.generation) return `generation ${h.generation}, parent expects ${exp.generation}`;
-  if (!ownerOk(exp.owner, h.owner)) return `owner ${h.owner} cannot belong to tree ${exp.owner}`;
-  if (exp.firstKey) {
-    const first = tb.firstKey;
-    if (first && compareKeys(first, exp.firstKey) !== 0) return `first key ${formatKey(first)}, parent says ${formatKey(exp.firstKey)}`;
-  }
-  return null;
-}
 
 /** diskKey's bytes for a comparison made and finished without an await between. */
 const scratchKey = new DataView(new ArrayBuffer(17));
@@ -67,28 +32,6 @@ export function slotLE(entries: readonly { key: BtrfsKey }[], key: BtrfsKey): nu
     else hi = mid;
   }
   return lo - 1;
-}
-
-/**
- * One copy of a tree block, checked as the kernel checks it on read: checksum, structure, then what the
- * parent promised. Shared by the async reader and the image writer's synchronous loader.
- */
-export function checkTreeCopy(
-  raw: Uint8Array, nodesize: number, bytenr: bigint, exp: Expect, fsid: Uint8Array, csumType: number,
-  ownerOk: (treeId: bigint, owner: bigint) => boolean = (t, o) => t === o,
-): { tb: TreeBlock } | { why: string } {
-  if (!verifyBlockCsum(raw, csumType)) return { why: 'checksum mismatch' };
-  try {
-    const tb = parseTreeBlock(raw, nodesize);
-    const why = blockMismatch(tb, bytenr, exp, fsid, ownerOk);
-    return why ? { why } : { tb };
-  } catch (err) {
-    return { why: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-export function treeBlockError(bytenr: bigint, tree: bigint, why: string): ImageError {
-  return new ImageError('IMAGE_BAD_TREE_BLOCK', `tree block ${bytenr} (tree ${tree}): ${why}`, { offset: bytenr, command: 'btrfs_header' });
 }
 
 /**
@@ -220,14 +163,14 @@ export class TreeReader {
   }
 
   /**
-   * Items with from <= key <= to, as iterate gives them, when the leaf a search for `from` ends in holds
-   * the whole range (else undefined: iterate it). For short ranges — an inode's references, one extent's
-   * back references, ~700 walks in an incremental send — read from the leaf at once, found without a
-   * descent where it is the last one searched (leafDisk), and without iterate's generator.
+   * Items with from <= key <= to, as iterate gives them, for a range of a few items — an inode's references,
+   * one extent's back references, ~700 walks in an incremental send: an array of the items of the leaf a
+   * search for `from` ends in when that leaf holds the whole range (found without a descent where it is the
+   * last one searched, leafDisk; no generator), else iterate's walk.
    */
-  async inLeaf(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): Promise<LeafItem[] | undefined> {
+  async shortRange(root: TreeRoot, from: BtrfsKey, to: BtrfsKey): Promise<LeafItem[] | AsyncGenerator<LeafItem>> {
     const at = this.overlay?.has(root.id) ? undefined : await this.leafDisk(root, from);
-    if (!at) return undefined;
+    if (!at) return this.iterate(root, from, to);
     const tb = at.leaf;
     const fromKey = diskKey(from, scratchKey);
     let i = leafSlotLE(tb, fromKey);
@@ -239,7 +182,7 @@ export class TreeReader {
       out.push(leafItem(tb, i));
     }
     // past the leaf's last item: the range goes on where the next leaf starts at or before `to`
-    return at.bound === undefined || compareKeys(at.bound, to) > 0 ? out : undefined;
+    return at.bound === undefined || compareKeys(at.bound, to) > 0 ? out : this.iterate(root, from, to);
   }
 
   /** The item with the greatest key <= `key`, if any (overlay included). */
