@@ -32,36 +32,31 @@ function launcher() {
   return import('../dist/cli/launch.js');
 }
 
+// Whether standard output or error was made: see the end.
+let stdio = false;
+/** Makes process[name] (stdout or stderr) note its first use in `stdio`, and hands the stream to `first` then. */
+function onFirstUse(name, first) {
+  const getter = Object.getOwnPropertyDescriptor(process, name);
+  Object.defineProperty(process, name, {
+    configurable: true,
+    enumerable: getter.enumerable,
+    get() {
+      Object.defineProperty(process, name, getter);
+      stdio = true;
+      const stream = process[name];
+      first?.(stream);
+      return stream;
+    },
+  });
+}
 // A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter. Set on
 // standard output's first use, not before: making process.stdout loads node's stream modules, which a
 // receive (no output; its V8 flags make node compile its own modules from source) paid ~35 M instructions for.
-// Whether standard output or error was made (`stdio`): see the end.
-let stdio = false;
-const stdoutGetter = Object.getOwnPropertyDescriptor(process, 'stdout');
-Object.defineProperty(process, 'stdout', {
-  configurable: true,
-  enumerable: stdoutGetter.enumerable,
-  get() {
-    Object.defineProperty(process, 'stdout', stdoutGetter);
-    stdio = true;
-    const out = process.stdout;
-    out.on('error', (err) => {
-      if (err && err.code === 'EPIPE') process.exit(0);
-      throw err;
-    });
-    return out;
-  },
-});
-const stderrGetter = Object.getOwnPropertyDescriptor(process, 'stderr');
-Object.defineProperty(process, 'stderr', {
-  configurable: true,
-  enumerable: stderrGetter.enumerable,
-  get() {
-    Object.defineProperty(process, 'stderr', stderrGetter);
-    stdio = true;
-    return process.stderr;
-  },
-});
+onFirstUse('stdout', (out) => out.on('error', (err) => {
+  if (err && err.code === 'EPIPE') process.exit(0);
+  throw err;
+}));
+onFirstUse('stderr');
 
 launcher()
   .then(({ loadMain }) => loadMain())
