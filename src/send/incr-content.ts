@@ -44,6 +44,12 @@ interface Cur {
   /** Where the data sent for it ends (no TRUNCATE is needed when that is the new, bigger size). */
   dataEnd: bigint;
   capsChanged: boolean;
+  /**
+   * Its INODE_ITEM is the same in both trees: changed file extent items then map the same bytes (a
+   * relocation, or a dedupe into the file in both snapshots, which bumps only the iversion) and the
+   * kernel sends nothing for them (changed_extent: cur_ino is not theirs).
+   */
+  itemSame: boolean;
 }
 
 /**
@@ -94,7 +100,7 @@ export class IncrementalContent {
         const items = ch.key.type === BTRFS_INODE_ITEM_KEY && ch.key.offset === 0n ? ch : undefined;
         const item = items?.left ? decodeInodeItem(items.left) : await statInode(this.img, { root: this.sv.id, ino });
         if (item.nlink === 0) continue;
-        const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: this.pathOnce(ino) }, wrote: false, dataEnd: 0n, capsChanged: false };
+        const c: Cur = { ino, item, data: { ino, size: item.size, nextWriteOffset: 0n, path: this.pathOnce(ino) }, wrote: false, dataEnd: 0n, capsChanged: false, itemSame: !items };
         this.cur = c;
         if (state === 'new') {
           yield* this.wholeInode(c);
@@ -115,7 +121,7 @@ export class IncrementalContent {
       }
       if (!cur) continue;
       if (ch.key.type === BTRFS_XATTR_ITEM_KEY) yield* this.xattrChange(cur, ch);
-      else if (ch.key.type === BTRFS_EXTENT_DATA_KEY && (cur.item.mode & S_IFMT) === S_IFREG) yield* this.extentChange(cur, ch);
+      else if (ch.key.type === BTRFS_EXTENT_DATA_KEY && (cur.item.mode & S_IFMT) === S_IFREG && !cur.itemSame) yield* this.extentChange(cur, ch);
     }
     if (cur) yield* this.finish(cur);
   }
