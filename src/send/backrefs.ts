@@ -22,6 +22,12 @@ export interface CloneRoot {
   sizeOf: (ino: bigint) => Promise<bigint>;
   /** Whether the receiver already has inode `ino`'s bytes up to `end` as this tree has them. */
   usable: (ino: bigint, end: bigint) => boolean;
+  /**
+   * A -c source: it may share with the sent subvolume the tree block holding an item that is sent (a
+   * snapshot of it), so it is looked in even for an extent of a single reference (the parent would have
+   * that item unchanged, not sent).
+   */
+  sharesLeaves?: boolean;
 }
 
 /** The kernel gives up cloning an extent with more references than this (SEND_MAX_EXTENT_REFS). */
@@ -52,9 +58,12 @@ export class Backrefs {
    */
   async find(bytenr: bigint, q: CloneQuery): Promise<SizedClone[]> {
     if (this.roots.length === 0) return [];
-    const cands = await this.candidates(bytenr);
+    const { cands, single } = await this.candidates(bytenr);
     const out: SizedClone[] = [];
     for (const root of this.roots) {
+      // an extent of one reference is seen only through the one tree block holding it, which the sent
+      // subvolume has (the kernel's backref walk finds the roots sharing it)
+      if (single && !root.sharesLeaves) continue;
       let choice: SizedClone | undefined;
       for (const c of cands) {
         for (const it of await this.items(root.tree, bytenr, c)) {
@@ -74,7 +83,9 @@ export class Backrefs {
   }
 
   /** (inode, exact key or key - data offset) of every reference, from the extent item and its keyed refs. */
-  private async candidates(bytenr: bigint): Promise<{ ino: bigint; key?: bigint; refOffset?: bigint }[]> {
+  private async candidates(bytenr: bigint): Promise<{ cands: { ino: bigint; key?: bigint; refOffset?: bigint }[]; single: boolean }> {
+    const none = { cands: [], single: false };
+    let single = false;
     const out: { ino: bigint; key?: bigint; refOffset?: bigint }[] = [];
     const seen = new Set<string>();
     const add = (c: { ino: bigint; key?: bigint; refOffset?: bigint }): void => {
@@ -91,8 +102,10 @@ export class Backrefs {
     for await (const it of await this.img.trees.shortRange(extentTree, from, to)) {
       if (it.key.type === BTRFS_EXTENT_ITEM_KEY) {
         const ei = decodeExtentItem(it.data, it.key.type);
-        // one reference is the item being sent itself; too many and the kernel does not look either
-        if (ei.refs <= 1n || ei.refs > MAX_REFS) return [];
+        // too many and the kernel does not look either; a single one is the item being sent, which only a
+        // -c source sharing its tree block can see too
+        if (ei.refs > MAX_REFS || (ei.refs <= 1n && !this.roots.some((r) => r.sharesLeaves))) return none;
+        single = ei.refs <= 1n;
         for (const r of ei.inline_refs) {
           if (r.type === BTRFS_EXTENT_DATA_REF_KEY) add({ ino: r.objectid, refOffset: r.offset });
           else if (r.type === BTRFS_SHARED_DATA_REF_KEY) leaves.push(r.parent);
@@ -111,7 +124,7 @@ export class Backrefs {
         if (fe.type !== BTRFS_FILE_EXTENT_INLINE && fe.disk_bytenr === bytenr) add({ ino: it.key.objectid, key: it.key.offset });
       }
     }
-    return out;
+    return { cands: out, single };
   }
 
   /** A shared leaf named by a SHARED_DATA_REF: read for its keys only (what it says is checked in the trees). */
@@ -148,7 +161,7 @@ export function streamUuid(sv: SubvolumeInfo): Uint8Array {
 }
 
 /** A read-only subvolume as a clone source, its paths as they are in it (the receiver has it as it is). */
-export async function readOnlyCloneRoot(img: ImageReader, sv: SubvolumeInfo): Promise<CloneRoot> {
+export async function readOnlyCloneRoot(img: ImageReader, sv: SubvolumeInfo, sharesLeaves = false): Promise<CloneRoot> {
   const names = new SendNames(img, sv.id);
   names.progress = U64_MAX;
   const sizes = new LruMap<bigint, bigint>(1 << 12);
@@ -166,5 +179,6 @@ export async function readOnlyCloneRoot(img: ImageReader, sv: SubvolumeInfo): Pr
       return s;
     },
     usable: () => true,
+    sharesLeaves,
   };
 }

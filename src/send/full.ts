@@ -91,7 +91,7 @@ export class FullSend {
   async *commands(): AsyncGenerator<KnownCommand> {
     this.tree = await this.img.tree(this.sv.id);
     this.csumRoot = await this.img.csumTree();
-    this.backrefs = new Backrefs(this.img, await Promise.all(this.o.cloneSources.map((c) => readOnlyCloneRoot(this.img, c))));
+    this.backrefs = new Backrefs(this.img, await Promise.all(this.o.cloneSources.map((c) => readOnlyCloneRoot(this.img, c, true))));
     yield { cmd: C.BTRFS_SEND_C_SUBVOL, path: this.sv.name, uuid: this.uuid, ctransid: this.sv.ctransid };
     const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
     const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };

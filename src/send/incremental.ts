@@ -85,7 +85,7 @@ export class IncrementalSend {
         return !v ? 'same' : v.c ? 'new' : 'gone';
       },
       cloneUuid: streamUuid(this.sv),
-      cloneRoots: await Promise.all([this.parent, ...this.o.cloneSources].map((s) => readOnlyCloneRoot(this.img, s))),
+      cloneRoots: [await readOnlyCloneRoot(this.img, this.parent), ...await Promise.all(this.o.cloneSources.map((s) => readOnlyCloneRoot(this.img, s, true)))],
       // the times of a directory the names changed in are set when it is finished, or at the end
       timesSet: (ino) => this.dirty.delete(ino),
     });
