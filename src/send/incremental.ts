@@ -1,3 +1,4 @@
+import { ImageError } from '../errors.js';
 import type { ImageReader } from '../image/read/image.js';
 import { inodeLinks, readDir, statInode } from '../image/read/inodes.js';
 import type { SubvolumeInfo } from '../image/read/subvols.js';
@@ -33,14 +34,14 @@ type Versions = Map<bigint, { p?: { gen: bigint; mode: number }; c?: { gen: bigi
 /**
  * An incremental send (btrfs send -p): the difference between the parent and the subvolume, found by
  * comparing their trees (shared blocks skipped), as commands that turn the receiver's snapshot of the
- * parent into the subvolume. The names are changed in four steps, each correct whatever the order of its
- * inodes: (1) every reference the subvolume no longer has is removed — unlinked, or for a directory or
- * a file's last name renamed to its orphan name o<ino>-<gen>-<idx> in the top directory; (2) new inodes are
- * created under their orphan names; (3) every new reference is made, by renaming the orphan or linking;
- * (4) directories that are gone, empty by then, are removed. As nothing is in a moved directory's way
- * once everything that moves waits at the top, no rename can meet an occupied name or make a loop — the
- * rename orders the kernel works out (waiting directory moves, orphanizing) are not needed. Then each
- * changed inode gets its xattrs, its changed data and its attributes (incr-content.ts).
+ * parent into the subvolume. The names are changed in four steps: (1) every reference the subvolume no
+ * longer has is removed — unlinked, or for a directory or a file's last name kept where it is or, when a
+ * new reference will take that name, renamed to its orphan name o<ino>-<gen>-<idx> in the top directory;
+ * (2) new inodes are created under their orphan names; (3) every new reference is made, by renaming the
+ * inode from where it waits or linking, a directory whose new parent is inside it waiting for the
+ * directories in between (attach); (4) directories that are gone, empty by then, are removed. No rename
+ * meets an occupied name: whatever held a name that step 3 makes is gone or at its orphan name. Then
+ * each changed inode gets its xattrs, its changed data and its attributes (incr-content.ts).
  */
 export class IncrementalSend {
   private readonly versions: Versions = new Map();
@@ -49,7 +50,7 @@ export class IncrementalSend {
   private parentTree!: TreeRoot;
   /** Directories whose entries the send changes: their times are set again at the end. */
   private readonly dirty = new Set<bigint>();
-  /** Inode versions waiting under their orphan name. */
+  /** Inode versions waiting under their orphan name, or at an old name of theirs (renamed once, in step 3). */
   private readonly orphaned = new Set<VKey>();
 
   constructor(
@@ -157,8 +158,19 @@ export class IncrementalSend {
     return this.ns.orphan(this.vkey(m, s), m.ino, m[s]!.gen);
   }
 
-  /** Step 1: references the subvolume does not have are removed; what must live on waits under its orphan name. */
+  /** The references of the sent subvolume's inode `m` that the parent's does not have. */
+  private added(m: Moved): Entry[] {
+    const had = new Set(m.same ? m.p!.refs.map(entryId) : []);
+    return m.c!.refs.filter((e) => !had.has(entryId(e)));
+  }
+
+  /**
+   * Step 1: references the subvolume does not have are removed; what must live on waits under its orphan
+   * name — or, when no new reference will be made at that old name, where it is, renamed once in step 3
+   * as the kernel would.
+   */
   private async *detach(moved: Moved[]): AsyncGenerator<KnownCommand> {
+    const targets = new Set(moved.flatMap((m) => (m.c ? this.added(m).map(entryId) : [])));
     for (const m of moved) {
       if (!m.p) continue;
       const v = this.vkey(m, 'p');
@@ -169,9 +181,17 @@ export class IncrementalSend {
       for (const e of removed) this.touch(e);
       const kept = m.p.refs.filter((e) => keep.has(entryId(e)));
       if ((m.p.mode & S_IFMT) === S_IFDIR || (m.same && kept.length === 0)) {
-        // a directory (one name) or a file losing every name it had: out of the way, kept under its orphan name
+        const stay = removed[0]!;
+        if (m.same && !targets.has(entryId(stay))) {
+          for (const e of removed.slice(1)) yield { cmd: C.BTRFS_SEND_C_UNLINK, path: await this.ns.entryPath(e) };
+          this.ns.set(v, [stay]);
+          this.orphaned.add(v);
+          continue;
+        }
+        // a directory (one name) or a file losing every name it had, whose name a new reference takes: out
+        // of the way, kept under its orphan name
         const to = await this.orphan(m, 'p');
-        yield { cmd: C.BTRFS_SEND_C_RENAME, path: await this.ns.entryPath(removed[0]!), pathTo: await this.ns.entryPath(to) };
+        yield { cmd: C.BTRFS_SEND_C_RENAME, path: await this.ns.entryPath(stay), pathTo: await this.ns.entryPath(to) };
         for (const e of removed.slice(1)) yield { cmd: C.BTRFS_SEND_C_UNLINK, path: await this.ns.entryPath(e) };
         this.ns.set(v, [to]);
         this.orphaned.add(v);
@@ -194,24 +214,36 @@ export class IncrementalSend {
     }
   }
 
-  /** Step 3: the subvolume's new references: the orphan renamed to the first, links for the others. */
+  /**
+   * Step 3: the subvolume's new references: the waiting inode renamed to the first, links for the others.
+   * A directory whose new parent is inside it for now waits for the directories in between to move (the
+   * kernel's wait_for_dest_dir_move): one of them always can — were every directory between them where it
+   * ends, the new parent would be inside it in the sent subvolume too.
+   */
   private async *attach(moved: Moved[]): AsyncGenerator<KnownCommand> {
-    for (const m of moved) {
-      if (!m.c) continue;
-      const v = this.vkey(m, 'c');
-      const had = new Set(m.same ? m.p!.refs.map(entryId) : []);
-      const added = m.c.refs.filter((e) => !had.has(entryId(e)));
-      if (added.length === 0) continue;
-      for (const e of added) this.touch(e);
-      let i = 0;
-      if (this.orphaned.delete(v)) {
-        yield { cmd: C.BTRFS_SEND_C_RENAME, path: await this.ns.path(v), pathTo: await this.ns.entryPath(added[0]!) };
-        this.ns.set(v, [added[0]!]);
-        i = 1;
+    let todo = moved.flatMap((m) => (m.c ? [{ m, v: this.vkey(m, 'c'), added: this.added(m) }] : [])).filter((t) => t.added.length > 0);
+    while (todo.length > 0) {
+      const later: typeof todo = [];
+      for (const t of todo) {
+        if (this.orphaned.has(t.v) && (t.m.c!.mode & S_IFMT) === S_IFDIR && await this.ns.within(t.added[0]!.dir, t.v)) later.push(t);
+        else yield* this.attachOne(t.m, t.v, t.added);
       }
-      const target = await this.ns.path(v);
-      for (; i < added.length; i++) yield { cmd: C.BTRFS_SEND_C_LINK, path: await this.ns.entryPath(added[i]!), pathLink: target };
-      this.ns.set(v, m.c.refs);
+      // only references that loop in the sent subvolume (a damaged image) can stop every one of them
+      if (later.length === todo.length) throw new ImageError('IMAGE_DIR_CYCLE', `directories ${later.map((t) => t.m.ino).join(', ')}: their references loop`);
+      todo = later;
     }
+  }
+
+  private async *attachOne(m: Moved, v: VKey, added: Entry[]): AsyncGenerator<KnownCommand> {
+    for (const e of added) this.touch(e);
+    let i = 0;
+    if (this.orphaned.delete(v)) {
+      yield { cmd: C.BTRFS_SEND_C_RENAME, path: await this.ns.path(v), pathTo: await this.ns.entryPath(added[0]!) };
+      this.ns.set(v, [added[0]!]);
+      i = 1;
+    }
+    const target = await this.ns.path(v);
+    for (; i < added.length; i++) yield { cmd: C.BTRFS_SEND_C_LINK, path: await this.ns.entryPath(added[i]!), pathLink: target };
+    this.ns.set(v, m.c!.refs);
   }
 }

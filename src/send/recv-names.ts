@@ -79,6 +79,16 @@ export class RecvNamespace {
     return joinPath(parts.reverse());
   }
 
+  /** Whether directory version `d` is `v` or inside it at the receiver now. */
+  async within(d: VKey, v: VKey): Promise<boolean> {
+    for (let depth = 0; d !== ROOT_KEY; depth++) {
+      if (d === v) return true;
+      if (depth > 4096) throw new ImageError('IMAGE_DIR_CYCLE', `inode ${d.slice(1)}: its references loop`);
+      d = (await this.first(d)).dir;
+    }
+    return false;
+  }
+
   async entryPath(e: Entry): Promise<Uint8Array> {
     const d = await this.path(e.dir);
     return d.length ? joinPath([d, e.name]) : e.name;
