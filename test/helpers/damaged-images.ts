@@ -115,12 +115,15 @@ async function patchInline(path: string, name: string, at: number, byte: number)
   });
 }
 
-/** Flips `count` seeded random bytes in item data of fs tree leaves (not headers: the damage reaches the parsers). */
-async function flipFsItems(path: string, seed: number, count: number): Promise<void> {
+/**
+ * Flips `count` seeded random bits in item data of the leaves of tree `tree` (not headers: the damage
+ * reaches the parsers). A leaf shared with another tree (a snapshot's) is damaged for both.
+ */
+export async function flipTreeItems(path: string, tree: bigint, seed: number, count: number): Promise<void> {
   const next = rng(seed);
   const keys = await withImage(path, async (img) => {
     const out: S.BtrfsKey[] = [];
-    const t = await img.reader.tree(fsTree);
+    const t = await img.reader.tree(tree);
     for await (const it of img.reader.trees.iterate(t, { objectid: 0n, type: 0, offset: 0n }, { objectid: (1n << 64n) - 1n, type: 255, offset: (1n << 64n) - 1n })) {
       if (it.data.length) out.push(it.key);
     }
@@ -128,7 +131,7 @@ async function flipFsItems(path: string, seed: number, count: number): Promise<v
   });
   for (let i = 0; i < count; i++) {
     const key = keys[next() % keys.length]!;
-    await editLeaf(path, fsTree, key, (items) => {
+    await editLeaf(path, tree, key, (items) => {
       const it = items.find((x) => S.compareKeys(x.key, key) === 0)!;
       it.data[next() % it.data.length]! ^= 1 << (next() % 8);
       return items;
@@ -178,7 +181,7 @@ export const MUTATIONS: Mutation[] = [
     const key = { objectid: S.BTRFS_UUID_TREE_OBJECTID, type: S.BTRFS_ROOT_ITEM_KEY, offset: 0n };
     return editLeaf(p, S.BTRFS_ROOT_TREE_OBJECTID, key, (items) => items.filter((x) => S.compareKeys(x.key, key) !== 0));
   } },
-  ...[1, 2, 3, 4, 5, 6].map((seed): Mutation => ({ name: `flip-${seed}`, what: `4 random bit flips in fs tree items (seed ${seed})`, apply: (p) => flipFsItems(p, seed, 4) })),
+  ...[1, 2, 3, 4, 5, 6].map((seed): Mutation => ({ name: `flip-${seed}`, what: `4 random bit flips in fs tree items (seed ${seed})`, apply: (p) => flipTreeItems(p, fsTree, seed, 4) })),
 ];
 
 export async function makeDamaged(base: string, dir: string, m: Mutation): Promise<string> {

@@ -101,6 +101,26 @@ export async function runCli(args: string[], label: string): Promise<CommandResu
   return judge(label, r.status, r.stdout, r.stderr, r.failure ? [r.failure] : []);
 }
 
+/**
+ * CLI commands (label, arguments) run one after another in one process (harness-run.mjs), each judged;
+ * `limit`: the output a command may write. A runner that stops early (a hang, a crash) is judged on the
+ * command it stopped in.
+ */
+export async function runCommands(commands: [string, string[]][], limit = 1 << 20): Promise<CommandResult[]> {
+  const r = await spawnNode([RUNNER, JSON.stringify(commands.map((c) => c[1]))]);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{'));
+  const out = lines.map((l, i) => {
+    const x = JSON.parse(l) as { status: number; stdout: string; stderr: string; outBytes: number; maxRSS: number };
+    const extra = x.outBytes > limit ? [`${x.outBytes} bytes of output (limit ${limit})`] : [];
+    if (x.maxRSS > MAX_RSS_KIB) extra.push(`peak memory ${x.maxRSS >> 10} MiB`);
+    return judge(commands[i]![0], x.status, x.stdout, x.stderr, extra);
+  });
+  if (out.length < commands.length) {
+    out.push(judge(commands[out.length]![0], r.status, '', r.stderr, [r.failure ?? 'the runner stopped early']));
+  }
+  return out;
+}
+
 /** Every command on `image`, in one process; scratch space under `work` (removed again). */
 export async function runAllCommands(image: string, work: string): Promise<CommandResult[]> {
   mkdirSync(work, { recursive: true });
@@ -117,18 +137,7 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
       ['extract', ['extract', '--no-xattrs', image, join(work, 'x')]],
       ...(receive ? [['receive', ['receive', '-q', '-f', SAMPLE_STREAM, copy]] as [string, string[]]] : []),
     ];
-    const limit = outputLimit(image);
-    const r = await spawnNode([RUNNER, JSON.stringify(commands.map((c) => c[1]))]);
-    const lines = r.stdout.split('\n').filter((l) => l.startsWith('{'));
-    const out = lines.map((l, i) => {
-      const x = JSON.parse(l) as { status: number; stdout: string; stderr: string; outBytes: number; maxRSS: number };
-      const extra = x.outBytes > limit ? [`${x.outBytes} bytes of output (limit ${limit})`] : [];
-      if (x.maxRSS > MAX_RSS_KIB) extra.push(`peak memory ${x.maxRSS >> 10} MiB`);
-      return judge(commands[i]![0], x.status, x.stdout, x.stderr, extra);
-    });
-    if (out.length < commands.length) {
-      out.push(judge(commands[out.length]![0], r.status, '', r.stderr, [r.failure ?? 'the runner stopped early']));
-    }
+    const out = await runCommands(commands, outputLimit(image));
     const recv = out.find((x) => x.command === 'receive');
     if (recv && recv.outcome !== 'ok' && sha(copy) !== before) recv.problems.push('a failed receive changed the image');
     // a receive that works must leave an image btrfs check accepts, when it accepted the image before
