@@ -12,8 +12,9 @@ import { skipReason } from './helpers/oracle.js';
  * stream, or with one error line and status 1 — no stack trace, no internal-error exit, no hang, bounded
  * output and memory (helpers/image-harness.ts judges). Images: btrfs-ts receives the shipped streams
  * (a full stream and its incremental: two read-only subvolumes, the second a snapshot of the first, so
- * they share tree blocks), then seeded random bit flips go into the items of one subvolume's tree, the
- * leaf checksums recomputed so the damage reaches the item parsers. Each damaged image is sent in full,
+ * they share tree blocks), then seeded random bit flips go into the items of one tree — mostly the sent
+ * subvolume's, else its parent's, the extent tree's or the csum tree's — with the leaf checksums
+ * recomputed, so the damage reaches the item parsers. Each damaged image is sent in full,
  * incrementally, and with --compressed-data; a stream sent with status 0 must then pass `verify` (CRCs,
  * structure, encoded data, path sanity: a well-formed stream, whatever the damage made of its content —
  * not `dump`, which refuses, as btrfs-progs does, times it cannot print, and a flipped bit in a time
@@ -78,8 +79,10 @@ describe('send from damaged images: a stream or one error line', () => {
         const img = join(work, `${b.name}-${seed}.img`);
         execFileSync('cp', ['--sparse=always', join(work, `${b.name}.img`), img]);
         const ids = trees.get(b.name)!;
-        // most seeds damage the sent subvolume, every third the parent; 1-4 bits
-        await flipTreeItems(img, seed % 3 === 0 ? ids.parent : ids.child, seed, 1 + (seed % 4));
+        // most seeds damage the sent subvolume; others the parent, the extent tree (the backrefs a clone
+        // source is found by) or the csum tree; 1-4 bits
+        const tree = [ids.child, ids.parent, ids.child, 2n, ids.child, 7n][seed % 6]!;
+        await flipTreeItems(img, tree, seed, 1 + (seed % 4));
         const out = (n: number) => join(work, `${b.name}-${seed}.${n}.stream`);
         const { sends, checks } = sendsOf(b, img, out);
         const results = await runCommands([...sends, ...checks], 4 << 20);
