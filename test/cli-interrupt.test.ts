@@ -40,6 +40,14 @@ async function interrupted(args: string[], output: string, minBytes: number, sig
   return { status: await exited, stderr, sawOutput };
 }
 
+/** What every interrupted writer must show: stopped in the middle, status 130, the one line, `out` gone. */
+function expectRemoved(r: { status: number | null; stderr: string; sawOutput: boolean }, signal: NodeJS.Signals, what: 'stream' | 'image', out: string): void {
+  expect(r.sawOutput).toBe(true);
+  expect(r.status).toBe(130);
+  expect(r.stderr).toBe(`btrfs-ts: ERROR: stopped by ${signal}; the partial ${what} ${out} is removed [INTERRUPTED]\n`);
+  expect(existsSync(out)).toBe(false);
+}
+
 describe.skipIf(!built)('an interrupted command removes the stream or new image it was writing', () => {
   const image = at('src.img');
   beforeAll(() => {
@@ -55,10 +63,7 @@ describe.skipIf(!built)('an interrupted command removes the stream or new image 
   it.each(['SIGINT', 'SIGTERM'] as const)('send -f OUT, %s: status 130, OUT removed', async (signal) => {
     const out = at(`send-${signal}.stream`);
     const r = await interrupted(['send', '-q', '-f', out, image, 'snap'], out, 4 << 20, signal);
-    expect(r.sawOutput).toBe(true);
-    expect(r.status).toBe(130);
-    expect(r.stderr).toBe(`btrfs-ts: ERROR: stopped by ${signal}; the partial stream ${out} is removed [INTERRUPTED]\n`);
-    expect(existsSync(out)).toBe(false);
+    expectRemoved(r, signal, 'stream', out);
   }, 60_000);
 
   it('convert -o OUT, SIGINT: status 130, OUT removed', async () => {
@@ -67,10 +72,7 @@ describe.skipIf(!built)('an interrupted command removes the stream or new image 
     expect(s.status, s.stderr).toBe(0);
     const out = at('converted.stream');
     const r = await interrupted(['convert', '-f', stream, '--compress', 'zstd', '-o', out], out, 1, 'SIGINT');
-    expect(r.sawOutput).toBe(true);
-    expect(r.status).toBe(130);
-    expect(r.stderr).toBe(`btrfs-ts: ERROR: stopped by SIGINT; the partial stream ${out} is removed [INTERRUPTED]\n`);
-    expect(existsSync(out)).toBe(false);
+    expectRemoved(r, 'SIGINT', 'stream', out);
   }, 60_000);
 
   it('mkfs -r of a new image, SIGINT in the middle of the walk: status 130, the image removed', async () => {
@@ -78,10 +80,7 @@ describe.skipIf(!built)('an interrupted command removes the stream or new image 
     // the image is made at its full size before the walk: the signal goes once 32 MiB of file data are in
     // it, with the walk under way (a walk that never turned the event loop ran to its end, status 0)
     const r = await interrupted(['mkfs', '-q', '-r', at('tree'), out], out, 32 << 20, 'SIGINT', true);
-    expect(r.sawOutput).toBe(true);
-    expect(r.status).toBe(130);
-    expect(r.stderr).toBe(`btrfs-ts: ERROR: stopped by SIGINT; the partial image ${out} is removed [INTERRUPTED]\n`);
-    expect(existsSync(out)).toBe(false);
+    expectRemoved(r, 'SIGINT', 'image', out);
   }, 60_000);
 
   it('send to a pipe, SIGINT: status 130, the plain line (nothing to remove)', async () => {

@@ -96,22 +96,34 @@ describe.skipIf(!built || !existsSync(join(__dirname, '..', 'streams', 'incr-v1.
 // zstd it is needed to compress. Seen by a hook on the CommonJS loader, which the bundle requires it through.
 const addonZstd = checkAddonZstd(nativeAddon) !== undefined;
 if (!addonZstd) skipReason('the zstd library a receive loads', 'the addon or its libzstd is not there: the WebAssembly decodes');
+
+/**
+ * A quiet receive (`args`, then a new image) with `hook` (CommonJS source) preloaded through NODE_OPTIONS:
+ * the hook writes what it saw to the file named by HOOK_OUT, which `read` is given once the receive ended
+ * with status 0 and nothing on stderr.
+ */
+function hookedReceive<T>(hook: string, args: string[], read: (out: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-receive-hooked-'));
+  try {
+    const file = join(dir, 'hook.cjs');
+    writeFileSync(file, hook);
+    const out = join(dir, 'out');
+    const env = { ...process.env, HOOK_OUT: out, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${file}` };
+    const r = spawnSync(BIN, ['receive', '-q', ...args, join(dir, 'img')], { env });
+    expect(r.stderr.toString()).toBe('');
+    expect(r.status).toBe(0);
+    return read(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe.skipIf(!built || !addonZstd)('the zstd WebAssembly a receive loads', () => {
-  const receiveLoads = (...args: string[]): boolean => {
-    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-receive-modules-'));
-    try {
-      const hook = join(dir, 'hook.cjs');
-      writeFileSync(hook, "const M = require('node:module'); const load = M._load; M._load = function (r, ...a) { if (String(r).includes('zstd-wasm')) require('node:fs').writeFileSync(process.env.WASM_OUT, 'loaded'); return load.call(this, r, ...a); };\n");
-      const seen = join(dir, 'seen');
-      const env = { ...process.env, WASM_OUT: seen, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${hook}` };
-      const r = spawnSync(BIN, ['receive', '-q', ...args, '-f', join(__dirname, '..', 'streams', 'zstd-v2.stream'), join(dir, 'img')], { env });
-      expect(r.stderr.toString()).toBe('');
-      expect(r.status).toBe(0);
-      return existsSync(seen);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
+  const receiveLoads = (...args: string[]): boolean => hookedReceive(
+    "const M = require('node:module'); const load = M._load; M._load = function (r, ...a) { if (String(r).includes('zstd-wasm')) require('node:fs').writeFileSync(process.env.HOOK_OUT, 'loaded'); return load.call(this, r, ...a); };\n",
+    [...args, '-f', join(__dirname, '..', 'streams', 'zstd-v2.stream')],
+    (seen) => existsSync(seen),
+  );
 
   it('receive of a zstd stream: not loaded; with --compress zstd: loaded', () => {
     expect(receiveLoads()).toBe(false);
@@ -125,23 +137,15 @@ describe.skipIf(!built || !addonZstd)('the zstd WebAssembly a receive loads', ()
 // process.stderr (node's stream modules, ~35 M instructions), nor load fs/promises, rimraf or zlib.
 describe.skipIf(!built)('node modules a quiet receive loads', () => {
   it('receive -q -f sample.stream IMG: no stream modules, fs/promises, rimraf or zlib', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-receive-node-modules-'));
-    try {
-      const hook = join(dir, 'hook.cjs');
-      writeFileSync(hook, "process.on('exit', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, process.moduleLoadList.join('\\n')));\n");
-      const modules = join(dir, 'modules');
-      const env = { ...process.env, MODULES_OUT: modules, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${hook}` };
-      const r = spawnSync(BIN, ['receive', '-q', '-f', join(__dirname, '..', 'streams', 'sample.stream'), join(dir, 'img')], { env });
-      expect(r.stderr.toString()).toBe('');
-      expect(r.status).toBe(0);
-      const loaded = readFileSync(modules, 'utf8').split('\n');
-      expect(loaded).toContain('Internal Binding signal_wrap'); // the hook saw the command run (its Ctrl-C handlers)
-      // dist/ as ES modules (no bundle: a build by tsc alone) loads more through node's ES module loader
-      if (!loaded.includes('NativeModule internal/modules/esm/module_job')) {
-        expect(loaded.filter((m) => /^NativeModule (stream|net|tty|internal\/fs\/sync_write_stream|internal\/fs\/promises|internal\/fs\/rimraf|zlib)$/.test(m))).toEqual([]);
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const loaded = hookedReceive(
+      "process.on('exit', () => require('node:fs').writeFileSync(process.env.HOOK_OUT, process.moduleLoadList.join('\\n')));\n",
+      ['-f', join(__dirname, '..', 'streams', 'sample.stream')],
+      (modules) => readFileSync(modules, 'utf8').split('\n'),
+    );
+    expect(loaded).toContain('Internal Binding signal_wrap'); // the hook saw the command run (its Ctrl-C handlers)
+    // dist/ as ES modules (no bundle: a build by tsc alone) loads more through node's ES module loader
+    if (!loaded.includes('NativeModule internal/modules/esm/module_job')) {
+      expect(loaded.filter((m) => /^NativeModule (stream|net|tty|internal\/fs\/sync_write_stream|internal\/fs\/promises|internal\/fs\/rimraf|zlib)$/.test(m))).toEqual([]);
     }
   });
 });
