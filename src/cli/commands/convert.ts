@@ -81,28 +81,26 @@ async function run(o: ConvertCli, opts: ConvertOptions, stats: ConvertStats, met
   }
   let writeError: Error | undefined;
   sink.on('error', (e) => { writeError = e; });
-  const release = sink !== process.stdout ? removeOnInterrupt(o.output, 'stream') : () => undefined;
+  const file = sink !== process.stdout;
+  const release = file ? removeOnInterrupt(o.output, 'stream') : () => undefined;
+  let converted = false;
   try {
-    try {
-      for await (const chunk of convertStream(input, opts, stats)) {
-        if (writeError) throw writeError;
-        if (!sink.write(chunk)) await once(sink, 'drain');
-      }
+    for await (const chunk of convertStream(input, opts, stats)) {
       if (writeError) throw writeError;
-    } catch (e) {
-      // a half-written stream must not be mistaken for a converted one
-      if (sink !== process.stdout) {
+      if (!sink.write(chunk)) await once(sink, 'drain');
+    }
+    if (writeError) throw writeError;
+    converted = true;
+  } finally {
+    try {
+      if (file) {
         sink.end();
         await once(sink, 'close');
-        await rm(o.output, { force: true });
+        // a half-written stream must not be mistaken for a converted one
+        if (!converted) await rm(o.output, { force: true });
       }
-      throw e;
+    } finally {
+      release();
     }
-    if (sink !== process.stdout) {
-      sink.end();
-      await once(sink, 'close');
-    }
-  } finally {
-    release();
   }
 }
