@@ -26,7 +26,7 @@ function linked(b: Uint8Array | undefined): InodeIdentity | undefined {
 interface Side { gen: bigint; mode: number; refs: Entry[] }
 
 /** An inode whose names change in the send: `same` when both trees have the same inode (else p / c are two inodes). */
-interface Moved { ino: bigint; same: boolean; p?: Side; c?: Side }
+interface Moved { ino: bigint; same: boolean; p?: Side; c?: Side; added?: Entry[] }
 
 /** Inodes whose number stands for another inode in the sent subvolume (deleted, or deleted and reused). */
 type Versions = Map<bigint, { p?: { gen: bigint; mode: number }; c?: { gen: bigint; mode: number } }>;
@@ -158,10 +158,11 @@ export class IncrementalSend {
     return this.ns.orphan(this.vkey(m, s), m.ino, m[s]!.gen);
   }
 
-  /** The references of the sent subvolume's inode `m` that the parent's does not have. */
+  /** The references of the sent subvolume's inode `m` that the parent's does not have (asked in steps 1 and 3). */
   private added(m: Moved): Entry[] {
+    if (m.added) return m.added;
     const had = new Set(m.same ? m.p!.refs.map(entryId) : []);
-    return m.c!.refs.filter((e) => !had.has(entryId(e)));
+    return (m.added = m.c!.refs.filter((e) => !had.has(entryId(e))));
   }
 
   /**

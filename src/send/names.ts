@@ -5,10 +5,22 @@ import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs.js';
 import { LruMap } from './lru.js';
 
 const CACHE = 8192;
-const SLASH = new Uint8Array([0x2f]);
-
+/**
+ * `parts` joined by '/', into one array sized first (a send builds a path for nearly every command: this
+ * was a flatMap and a Buffer.concat, ~2 ms of a warm 40 ms incremental). A single part is returned as it is.
+ */
 export function joinPath(parts: Uint8Array[]): Uint8Array {
-  return Buffer.concat(parts.flatMap((p, i) => (i ? [SLASH, p] : [p])));
+  if (parts.length === 1) return parts[0]!;
+  let len = parts.length - 1;
+  for (const p of parts) len += p.length;
+  const out = new Uint8Array(Math.max(0, len));
+  let at = 0;
+  for (let i = 0; i < parts.length; i++) {
+    if (i > 0) out[at++] = 0x2f;
+    out.set(parts[i]!, at);
+    at += parts[i]!.length;
+  }
+  return out;
 }
 
 /**
@@ -67,6 +79,18 @@ export class SendNames {
 
   /** Path of `ino` relative to the subvolume, as the receiver sees it now. */
   async path(ino: bigint): Promise<Uint8Array> {
+    return joinPath(await this.parts(ino));
+  }
+
+  /** Path of entry `name` in directory `dir`. */
+  async entryPath(dir: bigint, name: Uint8Array): Promise<Uint8Array> {
+    const parts = await this.parts(dir);
+    parts.push(name);
+    return joinPath(parts);
+  }
+
+  /** The names on the way from the top directory to `ino`, in that order. */
+  private async parts(ino: bigint): Promise<Uint8Array[]> {
     const parts: Uint8Array[] = [];
     for (let depth = 0; ino !== BTRFS_FIRST_FREE_OBJECTID; depth++) {
       if (depth > 4096) throw new ImageError('IMAGE_DIR_CYCLE', `inode ${ino} of subvolume ${this.root}: its references loop`);
@@ -78,12 +102,6 @@ export class SendNames {
       parts.push(r.name);
       ino = r.dir;
     }
-    return joinPath(parts.reverse());
-  }
-
-  /** Path of entry `name` in directory `dir`. */
-  async entryPath(dir: bigint, name: Uint8Array): Promise<Uint8Array> {
-    const d = await this.path(dir);
-    return d.length ? joinPath([d, name]) : name;
+    return parts.reverse();
   }
 }

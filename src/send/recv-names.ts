@@ -19,7 +19,8 @@ export interface Entry {
   name: Uint8Array;
 }
 
-export const entryId = (e: Entry): string => `${e.dir}/${Buffer.from(e.name).toString('hex')}`;
+/** A string naming the entry, for sets of entries: its directory's key and its name's bytes as latin1 (at most 255). */
+export const entryId = (e: Entry): string => `${e.dir}/${String.fromCharCode.apply(null, e.name as unknown as number[])}`;
 
 /**
  * Where each inode is at the receiver while the names are being changed: the inodes the send moves have
@@ -69,6 +70,18 @@ export class RecvNamespace {
 
   /** The receiver's path of version `v` now. */
   async path(v: VKey): Promise<Uint8Array> {
+    return joinPath(await this.parts(v));
+  }
+
+  /** The receiver's path of entry `e` now. */
+  async entryPath(e: Entry): Promise<Uint8Array> {
+    const parts = await this.parts(e.dir);
+    parts.push(e.name);
+    return joinPath(parts);
+  }
+
+  /** The names on the way from the top directory to version `v`, in that order. */
+  private async parts(v: VKey): Promise<Uint8Array[]> {
     const parts: Uint8Array[] = [];
     for (let depth = 0; v !== ROOT_KEY; depth++) {
       if (depth > 4096) throw new ImageError('IMAGE_DIR_CYCLE', `inode ${v.slice(1)}: its references loop`);
@@ -76,7 +89,7 @@ export class RecvNamespace {
       parts.push(e.name);
       v = e.dir;
     }
-    return joinPath(parts.reverse());
+    return parts.reverse();
   }
 
   /** Whether directory version `d` is `v` or inside it at the receiver now. */
@@ -87,11 +100,6 @@ export class RecvNamespace {
       d = (await this.first(d)).dir;
     }
     return false;
-  }
-
-  async entryPath(e: Entry): Promise<Uint8Array> {
-    const d = await this.path(e.dir);
-    return d.length ? joinPath([d, e.name]) : e.name;
   }
 
   private async first(v: VKey): Promise<Entry> {
