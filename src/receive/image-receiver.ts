@@ -4,12 +4,13 @@ import { BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID } from '../image/stru
 import type { BtrfsInodeItem } from '../image/structs/fs-items.js';
 import { nowTimespec } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
-import { findDirEntry, getInode, removeXattr, sameBytes, setXattr, updateInode } from '../image/write/inode.js';
+import { findDirEntry, getInode, removeXattr, setXattr, updateInode } from '../image/write/inode.js';
 import { createSubvolume, setReceivedSubvol, setSubvolReadonly, updateRootItem } from '../image/write/subvol.js';
 import { PlanReport } from '../plan/report.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.js';
 import { dataSectorCrcs } from '../stream/command-crc.js';
 import type { Receiver } from '../stream/receiver.js';
+import { sameBytes } from '../util/bytes.js';
 import type * as T from '../stream/types.js';
 import { escapePath } from '../dump/escape.js';
 import { cloneRange } from './clone.js';

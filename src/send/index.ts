@@ -84,12 +84,17 @@ function lineage(sv: SubvolumeInfo, byUuid: Map<string, SubvolumeInfo>): Set<str
 /**
  * Whether `parent` can be the base of an incremental send of `sv`: they share a snapshot lineage — one is
  * an origin of the other, both come from one origin (siblings, cousins: a read-only snapshot of a writable
- * snapshot of the parent), or both are received copies of one subvolume.
+ * snapshot of the parent), or both are received copies of one subvolume. The usual cases (a snapshot of
+ * the parent, two snapshots of one subvolume, a received chain) are decided by the two subvolumes' own
+ * identities; only the rest lists every subvolume to follow origins further.
  */
-function related(sv: SubvolumeInfo, parent: SubvolumeInfo, all: SubvolumeInfo[]): boolean {
-  const byUuid = new Map(all.map((x) => [formatUuid(x.uuid), x]));
-  const mine = lineage(sv, byUuid);
-  for (const id of lineage(parent, byUuid)) if (mine.has(id)) return true;
+async function related(img: BtrfsImage, sv: SubvolumeInfo, parent: SubvolumeInfo): Promise<boolean> {
+  const near = (s: SubvolumeInfo): Set<string> => lineage(s, new Map());
+  const mine = near(sv);
+  for (const id of near(parent)) if (mine.has(id)) return true;
+  const byUuid = new Map((await img.listSubvolumes()).map((x) => [formatUuid(x.uuid), x]));
+  const all = lineage(sv, byUuid);
+  for (const id of lineage(parent, byUuid)) if (all.has(id)) return true;
   return false;
 }
 
@@ -108,10 +113,9 @@ export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: Se
   let parent: SubvolumeInfo | undefined;
   if (opts.parent !== undefined) {
     parent = await readOnlySubvolume(img, opts.parent, 'parent');
-    const all = await img.listSubvolumes();
     for (const sv of svs) {
       if (sv.id === parent.id) throw new SendError('SEND_USAGE', `parent ${parent.path} is the subvolume being sent`, { path: sv.path });
-      if (!related(sv, parent, all)) {
+      if (!(await related(img, sv, parent))) {
         throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parentUuid)}): no common snapshot origin and not received from one subvolume`, { path: sv.path });
       }
     }

@@ -90,3 +90,10 @@ export function u64At(b: Uint8Array, off: number): bigint {
   // one BigInt from a safe integer (below 2^53), else built from its halves
   return hi < 0x200000 ? BigInt(hi * 0x100000000 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
 }
+
+/** Whether a and b hold the same bytes. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,4 +1,5 @@
 import { ImageError } from '../../errors.js';
+import { sameBytes } from '../../util/bytes.js';
 import { btrfsNameHash } from '../../util/crc32c.js';
 import {
   BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_EMPTY_SUBVOL_DIR_OBJECTID, BTRFS_FT_DIR, BTRFS_INODE_EXTREF_KEY,
@@ -42,7 +43,6 @@ export interface InodeLink {
   index: bigint;
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 const showName = (n: Uint8Array): string => JSON.stringify(Buffer.from(n).toString('latin1'));
 
 /** What the kernel reports for an emptySubvolDir placeholder (new_simple_dir): a 0755 root dir. */

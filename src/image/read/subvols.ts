@@ -1,4 +1,4 @@
-import { concatBytes } from '../../util/bytes.js';
+import { concatBytes, sameBytes } from '../../util/bytes.js';
 import { ImageError } from '../../errors.js';
 import {
   BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID,
@@ -6,7 +6,7 @@ import {
   decodeInodeRefs, decodeRootItem, decodeRootRef,
 } from '../structs.js';
 import type { ImageReader } from './image.js';
-import { type Location, splitPath } from './inodes.js';
+import { type Location, lookupName, splitPath } from './inodes.js';
 import { U64_MAX } from '../structs/constants.js';
 
 export interface SubvolumeInfo {
@@ -38,7 +38,11 @@ export interface SubvolumeInfo {
 const utf8 = new TextDecoder();
 
 /** Path of directory `ino` inside subvolume `root`, following the first INODE_REF of each level. */
-async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: bigint): Promise<Uint8Array[]> {
+async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: bigint, known: Map<string, Uint8Array[]>): Promise<Uint8Array[]> {
+  // subvolumes kept side by side (a directory of daily snapshots) share their directory's path
+  const key = `${root}:${ino}`;
+  const hit = known.get(key);
+  if (hit) return hit;
   const parts: Uint8Array[] = [];
   const tree = await img.tree(root);
   const seen = new Set<bigint>();
@@ -59,6 +63,7 @@ async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: b
     if (next === undefined) throw new ImageError('IMAGE_BAD_INODE_REF', `directory ${ino} in subvolume ${root} has no INODE_REF`);
     ino = next;
   }
+  known.set(key, parts);
   return parts;
 }
 
@@ -90,6 +95,7 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
   const top = await img.rootItem(BTRFS_FS_TREE_OBJECTID);
   if (!top) throw new ImageError('IMAGE_NO_TREE', 'the top-level subvolume (tree 5) has no ROOT_ITEM');
   const paths = new Map<bigint, Uint8Array[]>([[BTRFS_FS_TREE_OBJECTID, []]]);
+  const dirPaths = new Map<string, Uint8Array[]>();
   const pathOf = async (id: bigint, depth: number): Promise<Uint8Array[] | undefined> => {
     const known = paths.get(id);
     if (known) return known;
@@ -98,7 +104,7 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
     const parentPath = await pathOf(br.parent, depth + 1);
     const parentItem = br.parent === BTRFS_FS_TREE_OBJECTID ? top.item : items.get(br.parent);
     if (!parentPath || !parentItem) return undefined;
-    const p = [...parentPath, ...(await dirPath(img, br.parent, br.dirid, parentItem.root_dirid)), br.name];
+    const p = [...parentPath, ...(await dirPath(img, br.parent, br.dirid, parentItem.root_dirid, dirPaths)), br.name];
     paths.set(id, p);
     return p;
   };
@@ -107,22 +113,48 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
     const p = await pathOf(id, 0);
     const br = backrefs.get(id);
     if (!p || !br) continue;
-    const bytes = concatBytes(p.flatMap((x, i) => (i ? [new Uint8Array([0x2f]), x] : [x])));
+    const bytes = concatBytes(p.flatMap((x, i) => (i ? [SLASH, x] : [x])));
     out.push(info(id, item, br.parent, br.dirid, br.name, bytes));
   }
   return out;
 }
 
-/** The subvolume whose root directory `path` (from the top level) names; '' or '/' is the top level. */
+const isDots = (p: Uint8Array): boolean => p[0] === 0x2e && (p.length === 1 || (p.length === 2 && p[1] === 0x2e));
+
+/**
+ * The subvolume whose root directory `path` (from the top level) names; '' or '/' is the top level. Found
+ * by looking its names up one directory after the other, as the kernel resolves a path: a send or receive
+ * on an image of a thousand daily snapshots reads a few blocks for it, not every subvolume's items (which
+ * listSubvolumes does; the answer is the same — the entry must lead to a subvolume whose ROOT_REF and
+ * ROOT_BACKREF name that directory and name).
+ */
 export async function subvolumeByPath(img: ImageReader, path: string | Uint8Array): Promise<SubvolumeInfo> {
   const want = splitPath(path);
-  const all = await listSubvolumes(img);
-  if (want.length === 0) return all[0]!;
-  const key = want.map((p) => Buffer.from(p).toString('latin1')).join('/');
-  const hit = all.find((s) => Buffer.from(s.pathBytes).toString('latin1') === key);
-  if (!hit) throw new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume at path ${JSON.stringify(String(path))}`, { path: String(path) });
-  return hit;
+  const missing = (): ImageError => new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume at path ${JSON.stringify(String(path))}`, { path: String(path) });
+  const top = await img.rootItem(BTRFS_FS_TREE_OBJECTID);
+  if (!top) throw new ImageError('IMAGE_NO_TREE', 'the top-level subvolume (tree 5) has no ROOT_ITEM');
+  if (want.length === 0) return info(BTRFS_FS_TREE_OBJECTID, top.item, 0n, 0n, new Uint8Array(0), new Uint8Array(0));
+  let dir: Location = { root: BTRFS_FS_TREE_OBJECTID, ino: top.item.root_dirid };
+  let parent = BTRFS_FS_TREE_OBJECTID;
+  let sub: bigint | undefined;
+  for (const part of want) {
+    // (listed paths hold neither: '.' and '..' never named a subvolume here)
+    if (isDots(part)) throw missing();
+    const e = await lookupName(img, dir, part);
+    if (!e || e.location.emptySubvolDir) throw missing();
+    parent = dir.root;
+    sub = e.subvolume;
+    dir = e.location;
+  }
+  if (sub === undefined) throw missing();
+  const root = await img.rootItem(sub);
+  const backref = await img.trees.lookup(img.rootTree, { objectid: sub, type: BTRFS_ROOT_BACKREF_KEY, offset: parent });
+  const br = backref && decodeRootRef(backref.data);
+  if (!root || !br || !sameBytes(br.name, want[want.length - 1]!)) throw missing();
+  return info(sub, root.item, parent, br.dirid, br.name, concatBytes(want.flatMap((x, i) => (i ? [SLASH, x] : [x]))));
 }
+
+const SLASH = new Uint8Array([0x2f]);
 
 /** Root directory of the top-level subvolume: where image paths start. */
 export async function topLevel(img: ImageReader): Promise<Location> {

@@ -1,4 +1,5 @@
 import { ImageError } from '../../errors.js';
+import { sameBytes } from '../../util/bytes.js';
 import { btrfsExtrefHash, btrfsNameHash } from '../../util/crc32c.js';
 import {
   U64_MAX, BTRFS_DIR_INDEX_KEY, BTRFS_DIR_ITEM_KEY, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FT_DIR, BTRFS_FT_UNKNOWN,
@@ -250,11 +251,5 @@ export function removeXattr(fs: Filesystem, root: bigint, ino: bigint, name: Uin
   if (others.length === all.length) return false;
   if (others.length) t.put(key, encodeDirItems(others));
   else t.delete(key);
-  return true;
-}
-
-export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
