@@ -1,4 +1,5 @@
 import { ImageError } from '../../errors.js';
+import { u64At } from '../../util/bytes.js';
 import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
 import {
   BTRFS_EXTENT_DATA_REF_KEY, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_OWNER_REF_KEY,
@@ -64,6 +65,36 @@ export function decodeRootItem(b: Uint8Array): BtrfsRootItem {
 }
 /** Byte offsets of the btrfs_root_item fields a commit patches in place (after the 160-byte inode item). */
 export const ROOT_ITEM_OFF = { generation: 160, bytenr: 176, bytes_used: 192, level: 238, generation_v2: 239 } as const;
+
+/** Where a tree starts and what its top directory is, from a root item. */
+export interface RootItemHead {
+  generation: bigint;
+  root_dirid: bigint;
+  bytenr: bigint;
+  level: number;
+}
+
+function needRootItem(b: Uint8Array): void {
+  if (b.length < BTRFS_LEGACY_ROOT_ITEM_SIZE) {
+    throw new ImageError('IMAGE_TRUNCATED_STRUCT', `btrfs_root_item: needs ${BTRFS_LEGACY_ROOT_ITEM_SIZE} bytes, only ${b.length}`, { command: 'btrfs_root_item' });
+  }
+}
+
+/**
+ * The fields of a root item that opening an image for writing looks at in every root item — a thousand
+ * on an image of daily snapshots — read in place: the whole decode (uuids, four times, the inode item)
+ * made a receive into an image of 1,000 snapshots 0.27 s against 0.07-0.12 s into one of a few.
+ */
+export function rootItemHead(b: Uint8Array): RootItemHead {
+  needRootItem(b);
+  return { generation: u64At(b, ROOT_ITEM_OFF.generation), root_dirid: u64At(b, 168), bytenr: u64At(b, ROOT_ITEM_OFF.bytenr), level: b[ROOT_ITEM_OFF.level]! };
+}
+
+/** The low 32 bits of the root item's inode flags (where BTRFS_INODE_ROOT_ITEM_INIT is), read in place. */
+export function rootItemInodeFlagsLow(b: Uint8Array): number {
+  needRootItem(b);
+  return (b[64]! | (b[65]! << 8) | (b[66]! << 16) | (b[67]! << 24)) >>> 0; // btrfs_inode_item.flags
+}
 
 export function encodeRootItem(x: BtrfsRootItem): Uint8Array {
   const out = new Uint8Array(BTRFS_ROOT_ITEM_SIZE);

@@ -6,7 +6,7 @@ import {
   BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_HEADER_FLAG_RELOC,
   BTRFS_HEADER_FLAG_WRITTEN, BTRFS_LAST_FREE_OBJECTID, BTRFS_MAX_LEVEL, BTRFS_ROOT_ITEM_KEY,
 } from '../structs/constants.js';
-import { decodeBlockGroupItem, decodeRootItem } from '../structs/tree-items.js';
+import { decodeBlockGroupItem, rootItemHead } from '../structs/tree-items.js';
 import { blockGroupTreeId } from './block-group-tree.js';
 import type { FilesystemModel } from './model.js';
 
@@ -38,7 +38,7 @@ export async function checkWritable(img: ImageReader): Promise<void> {
   const to = { objectid: U64_MAX, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX };
   for await (const it of img.trees.iterate(img.rootTree, from, to)) {
     if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
-    const ri = decodeRootItem(it.data);
+    const ri = rootItemHead(it.data);
     const what = `root item of tree ${it.key.objectid}`;
     if (ri.level >= BTRFS_MAX_LEVEL) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has level ${ri.level}`);
     if (ri.generation > sb.generation) refuse('IMAGE_BAD_ROOT_ITEM', `${what} has generation ${ri.generation}, newer than the filesystem's ${sb.generation}`);

@@ -11,7 +11,7 @@ import {
   BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID, BTRFS_TREE_RELOC_OBJECTID, BTRFS_UUID_TREE_OBJECTID,
 } from '../structs/constants.js';
 import { decodeChunk } from '../structs/chunk-items.js';
-import { decodeRootItem } from '../structs/tree-items.js';
+import { rootItemHead } from '../structs/tree-items.js';
 import { checkBlockGroupTree, hasBlockGroupTree } from './block-group-tree.js';
 import { ChunkMap } from './chunks.js';
 import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
@@ -84,7 +84,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     const id = it.key.objectid;
     if (id === BTRFS_TREE_RELOC_OBJECTID) refuse('IMAGE_RELOC', 'a balance/relocation is in progress');
     if (fs.trees.has(id)) refuse('IMAGE_BAD_ROOT_TREE', `tree ${id} has two ROOT_ITEMs`);
-    const ri = decodeRootItem(it.data);
+    const ri = rootItemHead(it.data);
     keep({ id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation });
   }
   const required = [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID];

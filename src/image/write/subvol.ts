@@ -7,7 +7,7 @@ import {
 } from '../structs/constants.js';
 import { type BtrfsTimespec, encodeInodeItem, encodeInodeRefs } from '../structs/fs-items.js';
 import {
-  type BtrfsRootItem, decodeRootItem, decodeUuidItem, encodeRootItem, encodeRootRef, encodeUuidItem, uuidTreeKey,
+  type BtrfsRootItem, decodeRootItem, decodeUuidItem, rootItemInodeFlagsLow, encodeRootItem, encodeRootRef, encodeUuidItem, uuidTreeKey,
 } from '../structs/tree-items.js';
 import { dirInodeItem, nowTimespec, putDefaultEntry, randomUuid, subvolRootItem } from './create.js';
 import type { Filesystem } from './filesystem.js';
@@ -135,14 +135,15 @@ export function setDefaultSubvolume(fs: Filesystem, rootid: bigint): void {
  * the flag, or by mkfs.btrfs for the fs tree) get it, keeping their flags: the kernel would otherwise
  * clear RDONLY when it loads them. Only the model changes; the next commit writes them.
  */
+const ROOT_ITEM_INIT_LOW = Number(BTRFS_INODE_ROOT_ITEM_INIT); // bit 31: in the flags' low 32 bits
+
 export function initRootItems(fs: Filesystem): void {
   const t = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
   const fix: Array<{ key: Key; item: BtrfsRootItem }> = [];
   for (const it of t.entries({ objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX })) {
     const id = it.key.objectid;
     if (it.key.type !== BTRFS_ROOT_ITEM_KEY || (id !== BTRFS_FS_TREE_OBJECTID && id < BTRFS_FIRST_FREE_OBJECTID)) continue;
-    const item = decodeRootItem(it.data);
-    if ((item.inode.flags & BTRFS_INODE_ROOT_ITEM_INIT) === 0n) fix.push({ key: it.key, item });
+    if ((rootItemInodeFlagsLow(it.data) & ROOT_ITEM_INIT_LOW) === 0) fix.push({ key: it.key, item: decodeRootItem(it.data) });
   }
   for (const { key, item } of fix) t.put(key, encodeRootItem({ ...item, inode: { ...item.inode, flags: item.inode.flags | BTRFS_INODE_ROOT_ITEM_INIT } }));
 }
