@@ -167,11 +167,11 @@ export const MUTATIONS: Mutation[] = [
   { name: 'csum-type-7', what: 'unknown csum type', apply: (p) => patchSuperblockBytes(p, (_r, v) => v.setUint16(0xc4, 7, true)) },
   { name: 'super-flags-changing', what: 'super flag CHANGING_BG_TREE (a half-converted block group tree)', apply: (p) => editSuperblock(p, (sb) => { sb.flags |= 1n << 38n; }) },
   { name: 'bytes-used-0', what: 'bytes_used 0 in the superblock', apply: (p) => editSuperblock(p, (sb) => { sb.bytes_used = 0n; }) },
-  { name: 'root-item-level', what: 'fs tree ROOT_ITEM level 7', apply: (p) => editLeaf(p, S.BTRFS_ROOT_TREE_OBJECTID, { objectid: fsTree, type: S.BTRFS_ROOT_ITEM_KEY, offset: 0n }, (items) => {
-    const it = items.find((x) => x.key.objectid === fsTree && x.key.type === S.BTRFS_ROOT_ITEM_KEY)!;
-    it.data = S.encodeRootItem({ ...S.decodeRootItem(it.data), level: 7 });
-    return items;
-  }) },
+  // root items a receive must refuse before it writes (write/open-checks.ts, checkRootItem)
+  { name: 'root-item-level', what: 'fs tree ROOT_ITEM level 7', apply: (p) => editRootItem(p, { level: 7 }) },
+  { name: 'root-item-generation', what: 'fs tree ROOT_ITEM generation 2^40, newer than the filesystem', apply: (p) => editRootItem(p, { generation: 1n << 40n }) },
+  { name: 'root-item-bytenr', what: 'fs tree ROOT_ITEM bytenr 12345 (not sector aligned)', apply: (p) => editRootItem(p, { bytenr: 12345n }) },
+  { name: 'root-item-dirid', what: 'fs tree ROOT_ITEM root_dirid 300', apply: (p) => editRootItem(p, { root_dirid: 300n }) },
   { name: 'no-block-group', what: 'the data chunk lost its block group item', apply: (p) => withImage(p, async (img) => {
     const data = img.reader.chunks.all().find((c) => (c.type & S.BTRFS_BLOCK_GROUP_DATA) !== 0n)!;
     return { objectid: data.start, type: S.BTRFS_BLOCK_GROUP_ITEM_KEY, offset: data.length };
@@ -183,6 +183,15 @@ export const MUTATIONS: Mutation[] = [
   } },
   ...[1, 2, 3, 4, 5, 6].map((seed): Mutation => ({ name: `flip-${seed}`, what: `4 random bit flips in fs tree items (seed ${seed})`, apply: (p) => flipTreeItems(p, fsTree, seed, 4) })),
 ];
+
+/** Changes fields of the fs tree's ROOT_ITEM (the leaf's checksum is made again). */
+function editRootItem(path: string, fields: Partial<S.BtrfsRootItem>): Promise<void> {
+  return editLeaf(path, S.BTRFS_ROOT_TREE_OBJECTID, { objectid: fsTree, type: S.BTRFS_ROOT_ITEM_KEY, offset: 0n }, (items) => {
+    const it = items.find((x) => x.key.objectid === fsTree && x.key.type === S.BTRFS_ROOT_ITEM_KEY)!;
+    it.data = S.encodeRootItem({ ...S.decodeRootItem(it.data), ...fields });
+    return items;
+  });
+}
 
 export async function makeDamaged(base: string, dir: string, m: Mutation): Promise<string> {
   const out = join(dir, `${m.name}.img`);

@@ -18,7 +18,7 @@ import { checkWritableFeatures, hasFreeSpaceTree } from './features.js';
 import { Filesystem, type GrowthOptions, TreeState } from './filesystem.js';
 import { applyTreeLog, readTreeLog } from './log-replay.js';
 import { checkMixedGroups } from './mixed-groups.js';
-import { checkBlockGroups, checkWritable } from './open-checks.js';
+import { checkBlockGroups, checkRootItem, checkWritable } from './open-checks.js';
 import { BTree } from '../engine/ctree.js';
 import { checkQgroups } from './qgroups.js';
 import { checkSpaceCacheV1, invalidateSpaceCacheInodes } from './space-cache-v1.js';
@@ -85,6 +85,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     if (id === BTRFS_TREE_RELOC_OBJECTID) refuse('IMAGE_RELOC', 'a balance/relocation is in progress');
     if (fs.trees.has(id)) refuse('IMAGE_BAD_ROOT_TREE', `tree ${id} has two ROOT_ITEMs`);
     const ri = rootItemHead(it.data);
+    checkRootItem(img, id, ri);
     keep({ id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation });
   }
   const required = [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID];
