@@ -2,8 +2,8 @@ import { ImageError } from '../errors.js';
 import type { ImageReader } from '../image/read/image.js';
 import { inodeLinks, lookupName } from '../image/read/inodes.js';
 import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs.js';
+import { joinPath } from '../util/bytes.js';
 import { LruMap } from './lru.js';
-import { joinPath } from './names.js';
 
 /**
  * An inode version as the receiver holds it during an incremental send: `s<ino>` an inode both trees have

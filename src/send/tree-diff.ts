@@ -2,6 +2,7 @@ import type { ImageReader } from '../image/read/image.js';
 import { compareLeafKeys, leafData, leafKey, leafSize, sameLeafData, sameLeafRuns } from '../image/read/leaf-keys.js';
 import type { TreeRoot } from '../image/read/tree.js';
 import { type BtrfsKey, compareKeys, type TreeBlock } from '../image/structs.js';
+import { sameBytes } from '../util/bytes.js';
 import { nativeAddon } from '../util/native-addon.js';
 
 /** The native addon's leaf merge (native/leaf-scan.c), where it has one. */
@@ -104,7 +105,6 @@ class Cursor {
   }
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
 
 /**
  * The items that differ between `left` (the subvolume sent) and `right` (the parent), in key order. Blocks

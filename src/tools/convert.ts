@@ -4,6 +4,7 @@ import * as C from '../stream/constants.js';
 import { parseStream, type ParseOptions } from '../stream/parser.js';
 import type * as T from '../stream/types.js';
 import { encodeCommand, encodeStreamHeader } from '../stream/writer.js';
+import { sameBytes } from '../util/bytes.js';
 import { SizeTracker } from './convert-sizes.js';
 import { encodedFileBytes } from './encoded.js';
 import { checkSubvolName, showPath } from './paths.js';
@@ -44,7 +45,6 @@ const MAX_EXTENT = 128 * 1024;
 
 interface Run { path: Uint8Array; start: bigint; parts: Uint8Array[]; len: number }
 
-const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
 
 /** Yields the converted stream's bytes, one encoded command (or header) per chunk. */
 export async function* convertStream(
@@ -128,7 +128,7 @@ export async function* convertStream(
     // consecutive WRITEs of one file merge into extents of up to 128 KiB, cut at extent-size boundaries
     if (opts.compress && c.cmd === C.BTRFS_SEND_C_WRITE) {
       const w = c as T.WriteCmd;
-      if (run && !(bytesEqual(run.path, w.path) && run.start + BigInt(run.len) === w.fileOffset)) yield* flush();
+      if (run && !(sameBytes(run.path, w.path) && run.start + BigInt(run.len) === w.fileOffset)) yield* flush();
       sizes.apply(w);
       let data = w.data;
       while (data.length > 0) {
@@ -162,7 +162,7 @@ export async function* convertStream(
         break;
       }
       case C.BTRFS_SEND_C_CLONE:
-        if (oldParent && bytesEqual((c as T.CloneCmd).cloneUuid, oldParent)) c = { ...(c as T.CloneCmd), cloneUuid: opts.parentUuid! };
+        if (oldParent && sameBytes((c as T.CloneCmd).cloneUuid, oldParent)) c = { ...(c as T.CloneCmd), cloneUuid: opts.parentUuid! };
         break;
       case C.BTRFS_SEND_C_WRITE:
         if (out === 1 && (c as T.WriteCmd).data.length > V1_MAX_WRITE) {

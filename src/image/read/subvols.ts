@@ -1,4 +1,4 @@
-import { concatBytes, sameBytes } from '../../util/bytes.js';
+import { joinPath, sameBytes } from '../../util/bytes.js';
 import { ImageError } from '../../errors.js';
 import {
   BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_INODE_REF_KEY, BTRFS_LAST_FREE_OBJECTID,
@@ -113,8 +113,7 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
     const p = await pathOf(id, 0);
     const br = backrefs.get(id);
     if (!p || !br) continue;
-    const bytes = concatBytes(p.flatMap((x, i) => (i ? [SLASH, x] : [x])));
-    out.push(info(id, item, br.parent, br.dirid, br.name, bytes));
+    out.push(info(id, item, br.parent, br.dirid, br.name, joinPath(p)));
   }
   return out;
 }
@@ -151,10 +150,8 @@ export async function subvolumeByPath(img: ImageReader, path: string | Uint8Arra
   const backref = await img.trees.lookup(img.rootTree, { objectid: sub, type: BTRFS_ROOT_BACKREF_KEY, offset: parent });
   const br = backref && decodeRootRef(backref.data);
   if (!root || !br || !sameBytes(br.name, want[want.length - 1]!)) throw missing();
-  return info(sub, root.item, parent, br.dirid, br.name, concatBytes(want.flatMap((x, i) => (i ? [SLASH, x] : [x]))));
+  return info(sub, root.item, parent, br.dirid, br.name, joinPath(want));
 }
-
-const SLASH = new Uint8Array([0x2f]);
 
 /** Root directory of the top-level subvolume: where image paths start. */
 export async function topLevel(img: ImageReader): Promise<Location> {

@@ -63,8 +63,8 @@ export function decodeRootItem(b: Uint8Array): BtrfsRootItem {
   const ctime = readTimespec(r), otime = readTimespec(r), stime = readTimespec(r), rtime = readTimespec(r);
   return { ...base, generation_v2, uuid, parent_uuid, received_uuid, ctransid, otransid, stransid, rtransid, ctime, otime, stime, rtime };
 }
-/** Byte offsets of the btrfs_root_item fields a commit patches in place (after the 160-byte inode item). */
-export const ROOT_ITEM_OFF = { generation: 160, bytenr: 176, bytes_used: 192, level: 238, generation_v2: 239 } as const;
+/** Byte offsets of the btrfs_root_item fields a commit patches in place (after the 160-byte inode item), and rootItemHead reads. */
+export const ROOT_ITEM_OFF = { generation: 160, root_dirid: 168, bytenr: 176, bytes_used: 192, level: 238, generation_v2: 239 } as const;
 
 /** Where a tree starts and what its top directory is, from a root item. */
 export interface RootItemHead {
@@ -87,7 +87,7 @@ function needRootItem(b: Uint8Array): void {
  */
 export function rootItemHead(b: Uint8Array): RootItemHead {
   needRootItem(b);
-  return { generation: u64At(b, ROOT_ITEM_OFF.generation), root_dirid: u64At(b, 168), bytenr: u64At(b, ROOT_ITEM_OFF.bytenr), level: b[ROOT_ITEM_OFF.level]! };
+  return { generation: u64At(b, ROOT_ITEM_OFF.generation), root_dirid: u64At(b, ROOT_ITEM_OFF.root_dirid), bytenr: u64At(b, ROOT_ITEM_OFF.bytenr), level: b[ROOT_ITEM_OFF.level]! };
 }
 
 /** The low 32 bits of the root item's inode flags (where BTRFS_INODE_ROOT_ITEM_INIT is), read in place. */

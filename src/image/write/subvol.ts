@@ -130,13 +130,13 @@ export function setDefaultSubvolume(fs: Filesystem, rootid: bigint): void {
   fs.sb.incompat_flags |= BTRFS_FEATURE_INCOMPAT_DEFAULT_SUBVOL;
 }
 
+const ROOT_ITEM_INIT_LOW = Number(BTRFS_INODE_ROOT_ITEM_INIT); // bit 31: in the flags' low 32 bits
+
 /**
  * Root items of subvolume trees written without BTRFS_INODE_ROOT_ITEM_INIT (by btrfs-ts before it set
  * the flag, or by mkfs.btrfs for the fs tree) get it, keeping their flags: the kernel would otherwise
  * clear RDONLY when it loads them. Only the model changes; the next commit writes them.
  */
-const ROOT_ITEM_INIT_LOW = Number(BTRFS_INODE_ROOT_ITEM_INIT); // bit 31: in the flags' low 32 bits
-
 export function initRootItems(fs: Filesystem): void {
   const t = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
   const fix: Array<{ key: Key; item: BtrfsRootItem }> = [];
