@@ -120,6 +120,26 @@ measure() {
   printf '  %-28s %8.3f s %8d KiB\n' "$label" "$(echo "($t1 - $t0) / 1000000000" | bc -l)" "$rss" >&2
 }
 
+# send_pair LABEL IMG SUBVOL [ARGS...] : one timed run of each side's send of SUBVOL (a path inside the
+# image) with ARGS (paths in them inside the image too: `-p big`): the kernel's `btrfs send -q ARGS -f
+# $WORK/kernel-LABEL.stream` with IMG mounted read-only at $MNT (the mount not timed; ARGS' paths get the
+# mount point), then `btrfs-ts send -q ARGS -f $WORK/ts-LABEL.stream IMG SUBVOL`. Each side starts with no
+# output file (-f over an old one times its truncation) and no dirty pages of the other's output (sync).
+send_pair() {
+  local label=$1 img=$2 sub=$3 a
+  shift 3
+  local kargs=()
+  for a in "$@"; do case $a in -*) kargs+=("$a") ;; *) kargs+=("$MNT/$a") ;; esac; done
+  mount -o loop,ro "$img" "$MNT"
+  rm -f "$WORK/kernel-$label.stream"
+  sync
+  measure "kernel-$label" btrfs send -q "${kargs[@]}" -f "$WORK/kernel-$label.stream" "$MNT/$sub"
+  umount "$MNT"
+  rm -f "$WORK/ts-$label.stream"
+  sync
+  measure "ts-$label" "$BTRFS_TS" send -q "$@" -f "$WORK/ts-$label.stream" "$img" "$sub"
+}
+
 # time_only LABEL CMD... : like measure, for steps whose RSS is meaningless (mount, umount, sync).
 time_only() {
   local label=$1; shift

@@ -67,19 +67,8 @@ for c in "${CASES[@]}"; do
   name=${c%%|*}
   args=${c#*|}
   echo "== $name" >&2
-  for ((i = 1; i <= N; i++)); do
-    mount -o loop,ro "$IMG" "$MNT"
-    # each side starts with no output file (below) and no dirty pages of the other's output
-    rm -f "$WORK/kernel-$name.stream"
-    sync
-    # shellcheck disable=SC2086
-    measure "kernel-$name" btrfs send -q $args -f "$WORK/kernel-$name.stream" "$MNT/big"
-    umount "$MNT"
-    rm -f "$WORK/ts-$name.stream"
-    sync
-    # shellcheck disable=SC2086
-    measure "ts-$name" $BTRFS_TS send -q $args -f "$WORK/ts-$name.stream" "$IMG" big
-  done
+  # shellcheck disable=SC2086
+  for ((i = 1; i <= N; i++)); do send_pair "$name" "$IMG" big $args; done
   stat -c "$name %s" "$WORK/ts-$name.stream" >>"$WORK/sizes"
   check "$name: btrfs-ts stream = kernel stream, byte for byte" cmp "$WORK/ts-$name.stream" "$WORK/kernel-$name.stream"
   rm -f "$WORK/ts-$name.stream" "$WORK/kernel-$name.stream"
@@ -91,16 +80,7 @@ for c in "${INCRS[@]}"; do
   name=${c%%|*}
   child=${c#*|}
   echo "== $name" >&2
-  for ((i = 1; i <= N; i++)); do
-    mount -o loop,ro "$IMG" "$MNT"
-    rm -f "$WORK/kernel-$name.stream"
-    sync
-    measure "kernel-$name" btrfs send -q -p "$MNT/big" -f "$WORK/kernel-$name.stream" "$MNT/$child"
-    umount "$MNT"
-    rm -f "$WORK/ts-$name.stream"
-    sync
-    measure "ts-$name" $BTRFS_TS send -q -p big -f "$WORK/ts-$name.stream" "$IMG" "$child"
-  done
+  for ((i = 1; i <= N; i++)); do send_pair "$name" "$IMG" "$child" -p big; done
   stat -c "$name %s" "$WORK/ts-$name.stream" >>"$WORK/sizes"
   stat -c "$name-kernel %s" "$WORK/kernel-$name.stream" >>"$WORK/sizes"
   mount -o loop "$IMG" "$MNT"

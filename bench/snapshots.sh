@@ -43,14 +43,7 @@ for count in 2 "$SNAPS"; do
   make_image "$img" "$count"
   prev=day$((count - 1)) last=day$count
   for ((i = 1; i <= N; i++)); do
-    mount -o loop,ro "$img" "$MNT"
-    rm -f "$WORK/k.stream"
-    sync
-    measure "kernel-send-$count" btrfs send -q -p "$MNT/snaps/$prev" -f "$WORK/k.stream" "$MNT/snaps/$last"
-    umount "$MNT"
-    rm -f "$WORK/t.stream"
-    sync
-    measure "ts-send-$count" $BTRFS_TS send -q -p "snaps/$prev" -f "$WORK/t.stream" "$img" "snaps/$last"
+    send_pair "send-$count" "$img" "snaps/$last" -p "snaps/$prev"
 
     cp --sparse=always "$img" "$WORK/k.img"
     mount -o loop "$WORK/k.img" "$MNT"
@@ -65,12 +58,12 @@ for count in 2 "$SNAPS"; do
     measure "ts-recv-$count" $BTRFS_TS receive -q --dest recv -f "$img.incr" "$WORK/t.img"
     ((i < N)) && rm -f "$WORK/t.img"
   done
-  stat -c "$count %s" "$WORK/t.stream" >>"$WORK/sizes"
+  stat -c "$count %s" "$WORK/ts-send-$count.stream" >>"$WORK/sizes"
   check "$count snapshots: btrfs check --readonly of btrfs-ts's image after its receive" btrfs check --readonly "$WORK/t.img"
   rm -f "$WORK/t.img"
   mount -o loop "$img" "$MNT"
   mkdir "$MNT/check"
-  btrfs receive -q -f "$WORK/t.stream" "$MNT/check"
+  btrfs receive -q -f "$WORK/ts-send-$count.stream" "$MNT/check"
   check "$count snapshots: kernel receive of btrfs-ts send -p $prev $last on top of $prev = $last" same_tree "$MNT/check/$last" "$img.last.manifest"
   umount "$MNT"
   rm -f "$img"
