@@ -115,7 +115,7 @@ export { replay } from './replay/index.js';
 export type { ReplayOptions, ReplayResult } from './replay/index.js';
 /** Full send from an image: the kernel's stream for a read-only subvolume, as bytes (docs/send.md). */
 export { sendSubvolume, sendSubvolumes, sendProtocol } from './send/index.js';
-export type { SendOptions } from './send/index.js';
+export type { SendImage, SendOptions } from './send/index.js';
 /** Output buffers a send's consumer gives back once written (SendOptions.bufferPool). */
 export { BufferPool } from './util/bytes.js';
 export { SendError } from './errors.js';

@@ -1,4 +1,5 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as lib from '../src/index.js';
@@ -108,6 +109,25 @@ describe('sendSubvolume feeds receiveStreams directly', () => {
     await lib.dumpStream(lib.sendSubvolume(source, 'full', { noData: true }), (l) => lines.push(l));
     expect(lines.some((l) => l.startsWith('update_extent'))).toBe(true);
     expect(lines.some((l) => /^(write|encoded_write)/.test(l))).toBe(false);
+  });
+});
+
+describe('what openImage returns is an image to send from', () => {
+  it('a file opened by openImage: its stream received again gives the same tree', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-sendlib-'));
+    try {
+      const file = join(dir, 'src.img');
+      await lib.receiveIntoImage(file, createReadStream(join(STREAMS_DIR, 'full-v1.stream')));
+      const img = await lib.openImage(file);
+      try {
+        const { dev } = await receiveInto(lib.sendSubvolume(img, 'full'));
+        expect(await manifest(dev, 'full')).toEqual(storedManifest('full-v1.manifest'));
+      } finally {
+        await img.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -98,12 +98,16 @@ async function related(img: BtrfsImage, sv: SubvolumeInfo, parent: SubvolumeInfo
   return false;
 }
 
+/** What a send reads: a BtrfsImage, or what openImage returns (its `image`). */
+export type SendImage = BtrfsImage | { readonly image: BtrfsImage };
+
 /**
  * The send streams of the read-only subvolumes at `paths` (inside the image, as `ls` takes them), one
  * complete stream (header, commands, END) per subvolume, back to back — what `btrfs send A B ...` writes. Everything is checked
  * before the first byte is yielded. The bytes can go to a file, stdout or straight into receiveStreams.
  */
-export async function* sendSubvolumes(img: BtrfsImage, paths: string[], opts: SendOptions = {}): AsyncGenerator<Uint8Array> {
+export async function* sendSubvolumes(from: SendImage, paths: string[], opts: SendOptions = {}): AsyncGenerator<Uint8Array> {
+  const img = 'image' in from ? from.image : from;
   const version = sendProtocol(opts);
   if (paths.length === 0) throw new SendError('SEND_USAGE', 'no subvolume to send');
   const svs: SubvolumeInfo[] = [];
@@ -192,6 +196,6 @@ export function fillThread(o: Pick<SendOptions, 'parent' | 'compressedData'>): F
 }
 
 /** One subvolume's stream (header, commands, END): `sendSubvolumes(img, [path], opts)`. */
-export function sendSubvolume(img: BtrfsImage, path: string, opts: SendOptions = {}): AsyncGenerator<Uint8Array> {
+export function sendSubvolume(img: SendImage, path: string, opts: SendOptions = {}): AsyncGenerator<Uint8Array> {
   return sendSubvolumes(img, [path], opts);
 }
