@@ -142,6 +142,45 @@ describe.skipIf(!built)('stdin as a pipe or a file: the window reader', () => {
   });
 });
 
+describe.skipIf(!built)('-f naming a pipe, a FIFO or /dev/stdin: read in order, as stdin is', () => {
+  // every command that takes -f read at offsets and failed there with ESPIPE ("invalid seek")
+  const path = join(STREAMS_DIR, 'incr-zstd-v2.stream');
+  const bash = (script: string) => spawnSync('bash', ['-c', script, 'bash', path, BIN], { encoding: 'latin1' });
+
+  it('dump -f <(cat STREAM), -f <(gzip -c STREAM) and -f /dev/stdin on a pipe give the dump of the file', () => {
+    const want = dumpOfFile(path);
+    for (const script of ['node "$2" dump -f <(cat "$1")', 'node "$2" dump -f <(gzip -c "$1")', 'cat "$1" | node "$2" dump -f /dev/stdin']) {
+      const r = bash(script);
+      expect(r.stderr, script).toBe('');
+      expect(r.stdout, script).toBe(want);
+    }
+  });
+
+  it('receive and verify through a named FIFO (a zstd-compressed stream in it too): as from the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'btrfs-ts-fifo-'));
+    try {
+      const fifo = join(dir, 'fifo');
+      const full = join(STREAMS_DIR, 'full-v1.stream');
+      const img = join(dir, 'img');
+      const viaFifo = (writer: string, args: string[]) =>
+        spawnSync('bash', ['-c', `mkfifo "$1" && (${writer} > "$1" &) && node "$2" "\${@:3}"; s=$?; rm -f "$1"; exit $s`, 'bash', fifo, BIN, ...args], { encoding: 'latin1' });
+      const recv = viaFifo(`cat "${full}"`, ['receive', '-q', '-f', fifo, img]);
+      expect(recv.stderr).toBe('');
+      expect(recv.status).toBe(0);
+      const ls = spawnSync('node', [BIN, 'subvolume', 'list', img], { encoding: 'latin1' });
+      expect(ls.stdout).toMatch(/ path full\n$/);
+      const hasZstd = spawnSync('zstd', ['--version']).status === 0;
+      if (!hasZstd) return skipReason('fifo zstd', 'zstd program missing: the compressed FIFO was not checked');
+      const verify = viaFifo(`zstd -q -c "${path}"`, ['verify', '-f', fifo]);
+      const fromFile = spawnSync('node', [BIN, 'verify', '-f', path], { encoding: 'latin1' });
+      expect(verify.stderr).toBe('');
+      expect(verify.stdout).toBe(fromFile.stdout);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe.skipIf(built)('stdin as a pipe or a file', () => {
   it('needs a build', () => skipReason('io-stdin-input', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
 });

@@ -34,6 +34,8 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
     // a directory opens fine and fails only at the first read, with no name attached
     const st = fstatSync(fd);
     if (st.isDirectory()) throw new BtrfsTsError('INPUT_OPEN', `cannot read ${file}: is a directory, not a send stream`);
+    // `-f <(zstdcat s.zst)`, `-f /dev/stdin` on a pipe, a named FIFO: no reads at an offset there (ESPIPE)
+    if (st.isFIFO() || st.isSocket() || st.isCharacterDevice()) return await sequentialInput(fd, st, file, meter);
     meter?.setTotal(st.isFile() ? st.size : undefined);
     head = Buffer.alloc(MAGIC_BYTES);
     head = head.subarray(0, readSync(fd, head, 0, MAGIC_BYTES, 0));
@@ -50,6 +52,18 @@ export async function openInput(file: string | undefined, meter?: ReadMeter): Pr
     return decompressed(raw, kind, file);
   }
   return new FileWindowInput(fd, CHUNK, meter ? (n) => meter.advance(n) : undefined);
+}
+
+/**
+ * A pipe, FIFO, socket or character device that -f names, read in order as stdin is (below): a pipe or
+ * socket is a window source too, a device only chunks. The descriptor is closed with it.
+ */
+async function sequentialInput(fd: number, st: Stats, file: string, meter?: ReadMeter): Promise<DestroyableInput> {
+  meter?.setTotal(undefined);
+  const chunks = streamChunks(() => createReadStream('', { fd, highWaterMark: CHUNK }), file, meter);
+  if (st.isCharacterDevice()) return chunks;
+  const { StdinInput } = await import('./stdin-input.js');
+  return new StdinInput(fd, false, chunks, meter ? (n) => meter.advance(n) : undefined, file);
 }
 
 /**
@@ -71,23 +85,27 @@ async function stdinInput(meter?: ReadMeter): Promise<DestroyableInput> {
     throw new BtrfsTsError('INPUT_TTY', 'not reading a send stream from a terminal: pipe one in (btrfs send ... | btrfs-ts ...) or use -f FILE');
   }
   meter?.setTotal(st?.isFile() ? st.size : undefined);
-  const chunks = stdinChunks(meter);
+  const chunks = streamChunks(() => process.stdin, 'stdin', meter);
   if (!st || !(st.isFile() || st.isFIFO() || st.isSocket())) return chunks; // a device (/dev/null, ...)
   // loaded here: node:net is ~4 ms that a receive from -f does without
   const { StdinInput } = await import('./stdin-input.js');
   return new StdinInput(0, st.isFile(), chunks, meter ? (n) => meter.advance(n) : undefined);
 }
 
-/** stdin through process.stdin, touched only when iterated (its handle must not compete with a StdinInput's). */
-function stdinChunks(meter?: ReadMeter): DestroyableInput {
+/**
+ * The chunks of a readable made by `open` (process.stdin, a stream on a pipe's descriptor), decompressed
+ * when its first bytes say so; made only when iterated (stdin's handle must not compete with a
+ * StdinInput's). `label` names it in errors.
+ */
+function streamChunks(open: () => NodeJS.ReadableStream, label: string, meter?: ReadMeter): DestroyableInput {
   let inner: DestroyableInput | undefined;
-  let started = false;
+  let source: NodeJS.ReadableStream | undefined;
   let failure: Error | undefined;
   return {
     async *[Symbol.asyncIterator]() {
       if (failure) throw failure;
-      started = true;
-      const it = process.stdin[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      source = open();
+      const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
       const head: Buffer[] = [];
       let have = 0;
       let ended = false;
@@ -117,13 +135,13 @@ function stdinChunks(meter?: ReadMeter): DestroyableInput {
       }
       // node:stream loaded here only: a receive compiles node's own modules from source (its V8 flags)
       const { Readable } = await import('node:stream');
-      inner = (await import('./decompress.js')).decompressed(Readable.from(all()), kind, 'stdin');
+      inner = (await import('./decompress.js')).decompressed(Readable.from(all()), kind, label);
       yield* inner;
     },
     destroy(err: Error) {
       failure ??= err;
       if (inner) inner.destroy(err);
-      else if (started) process.stdin.destroy(err);
+      else (source as { destroy?: (e: Error) => void } | undefined)?.destroy?.(err);
     },
   };
 }

@@ -104,7 +104,7 @@ class StdinWindow implements ByteReader {
   private decoded: DestroyableInput | undefined;
   private failure: Error | undefined;
 
-  constructor(private readonly fd: number, private readonly isFile: boolean, private readonly onRead?: (bytes: number) => void) {}
+  constructor(private readonly fd: number, private readonly isFile: boolean, private readonly onRead?: (bytes: number) => void, private readonly label = 'stdin') {}
 
   get position(): number {
     return this.inner?.position ?? 0;
@@ -150,14 +150,15 @@ class StdinWindow implements ByteReader {
     const kind = detectCompression(raw.peek(await raw.fill(MAGIC_BYTES)));
     if (!kind) return raw;
     const { decompressed } = await import('./decompress.js');
-    this.decoded = decompressed(Readable.from(rawChunks(raw)), kind, 'stdin');
+    this.decoded = decompressed(Readable.from(rawChunks(raw)), kind, this.label);
     return new ChunkReader(this.decoded);
   }
 }
 
 /**
- * stdin that is a pipe, a socket or a file: a window for a parser whose consumer keeps nothing past each
- * command (receive, dump), the given chunk iterator otherwise.
+ * stdin that is a pipe, a socket or a file, or a pipe or socket that -f names (`-f <(zstdcat s.zst)`): a
+ * window for a parser whose consumer keeps nothing past each command (receive, dump), the given chunk
+ * iterator otherwise.
  */
 export class StdinInput implements WindowSource, DestroyableInput {
   private window: StdinWindow | undefined;
@@ -169,11 +170,13 @@ export class StdinInput implements WindowSource, DestroyableInput {
     private readonly isFile: boolean,
     private readonly chunks: DestroyableInput,
     private readonly onRead?: (bytes: number) => void,
+    /** What errors call it: stdin, or the pipe's name (-f <(...)). */
+    private readonly label = 'stdin',
   ) {}
 
   openWindow(): ByteReader {
-    if (this.window) throw new Error('stdin can be read only once');
-    this.window = new StdinWindow(this.fd, this.isFile, this.onRead);
+    if (this.window) throw new Error(`${this.label} can be read only once`);
+    this.window = new StdinWindow(this.fd, this.isFile, this.onRead, this.label);
     if (this.failure) this.window.destroy(this.failure);
     return this.window;
   }
