@@ -45,8 +45,8 @@ export class FileDevice implements BlockDevice {
     this.bytes = size;
   }
 
-  /** Open an existing image read-write. */
-  static open(path: string, opts: { readonly?: boolean } = {}): FileDevice {
+  /** Open an existing image read-write; `size`: use only its first bytes (mkfs -b on a block device). */
+  static open(path: string, opts: { readonly?: boolean; size?: bigint } = {}): FileDevice {
     let fd: number;
     try {
       fd = fs.openSync(path, opts.readonly ? 'r' : 'r+');
@@ -54,7 +54,17 @@ export class FileDevice implements BlockDevice {
       throw new ImageError('IMAGE_OPEN', `cannot open image ${path}: ${(err as Error).message}`, { cause: err });
     }
     const st = fs.fstatSync(fd, { bigint: true });
-    return new FileDevice(path, fd, st.size);
+    return new FileDevice(path, fd, opts.size ?? (st.isBlockDevice() ? blockDeviceSize(fd, st.rdev) : st.size));
+  }
+
+  /** The size of the block device at `path` (fstat says 0 for one). */
+  static blockDeviceSize(path: string): bigint {
+    const fd = fs.openSync(path, 'r');
+    try {
+      return blockDeviceSize(fd, fs.fstatSync(fd, { bigint: true }).rdev);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** Create (or truncate) an image file of `size` bytes. */
@@ -276,4 +286,32 @@ export function openDirect(path: string): number {
   } catch {
     return -1;
   }
+}
+
+/**
+ * A block device's size: fstat says 0 for it (mkfs and receive on /dev/sdX1 or a loop device took it for a
+ * device of 0 bytes). Linux gives it in 512-byte sectors under /sys/dev/block/MAJOR:MINOR; elsewhere, or
+ * without sysfs, the end is found by reading one byte at a time by halves (a read past it returns 0).
+ */
+function blockDeviceSize(fd: number, rdev: bigint): bigint {
+  try {
+    return BigInt(fs.readFileSync(`/sys/dev/block/${majorMinor(rdev)}/size`, 'utf8').trim()) * 512n;
+  } catch {
+    const one = new Uint8Array(1);
+    const readsAt = (at: bigint): boolean => fs.readSync(fd, one, 0, 1, Number(at)) === 1;
+    let lo = 0n; // a byte known to be there, or 0
+    let hi = 1n << 20n;
+    while (readsAt(hi - 1n)) hi *= 2n; // hi - 1 is past the end now
+    while (hi - lo > 1n) {
+      const mid = (lo + hi) / 2n;
+      if (readsAt(mid - 1n)) lo = mid;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+/** A device number as Linux writes it in sysfs and mountinfo, MAJOR:MINOR (glibc's major() and minor()). */
+function majorMinor(rdev: bigint): string {
+  return `${((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)}:${(rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)}`;
 }

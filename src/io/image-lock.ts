@@ -1,4 +1,4 @@
-import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ReceiveError } from '../errors.js';
 
@@ -159,8 +159,26 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Refuses an image the kernel has mounted right now (through a loop device): two writers would corrupt it. */
+/**
+ * Refuses an image the kernel has mounted right now (a file through a loop device, a block device itself):
+ * two writers would corrupt it.
+ */
 export function refuseIfMounted(image: string): void {
+  const st = existsSync(image) ? statSync(image) : undefined;
+  if (st?.isBlockDevice()) {
+    // a mount's source device (after " - FSTYPE " in mountinfo) under any of its names: btrfs mounts
+    // report an anonymous MAJOR:MINOR of their own in the third field, not the device's
+    let mounts = '';
+    try { mounts = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return; }
+    for (const line of mounts.split('\n')) {
+      const source = line.split(' - ')[1]?.split(' ')[1];
+      if (!source?.startsWith('/dev/')) continue;
+      let rdev: number;
+      try { rdev = statSync(source).rdev; } catch { continue; }
+      if (rdev === st.rdev) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted (as ${source}): unmount it first`);
+    }
+    return;
+  }
   if (!existsSync('/sys/block')) return;
   let real: string;
   try { real = realpathSync(image); } catch { return; }

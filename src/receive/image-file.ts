@@ -55,7 +55,9 @@ export async function receiveIntoImage(image: string, input: Input | (() => Prom
     recoverUndo(image);
     const cache = opts.metadataCache ?? DEFAULT_METADATA_CACHE;
     let fs: Filesystem;
-    ({ fs, dev, created } = await openOrCreate(image, { growable: true, maxSize: opts.maxSize ?? hostLimit(image), cacheBytes: cache }));
+    // a block device has the size it has; an image file grows as needed
+    const growth = isBlockDevice(image) ? { growable: false, cacheBytes: cache } : { growable: true, maxSize: opts.maxSize ?? hostLimit(image), cacheBytes: cache };
+    ({ fs, dev, created } = await openOrCreate(image, growth));
     const opened = dev;
     const s = await receiveStreams(typeof input === 'function' ? await input() : input, fs, {
       ...opts,
@@ -83,8 +85,11 @@ export async function receiveIntoImage(image: string, input: Input | (() => Prom
   }
 }
 
-async function openOrCreate(image: string, growth: { growable: true; maxSize: bigint; cacheBytes: number }): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
-  if (existsSync(image) && statSync(image).size > 0) {
+const isBlockDevice = (image: string): boolean => existsSync(image) && statSync(image).isBlockDevice();
+
+async function openOrCreate(image: string, growth: { growable: boolean; maxSize?: bigint; cacheBytes: number }): Promise<{ fs: Filesystem; dev: FileDevice; created: boolean }> {
+  // a block device is never made here: one without a btrfs is refused by the open (no superblock)
+  if (existsSync(image) && (statSync(image).size > 0 || isBlockDevice(image))) {
     const dev = FileDevice.open(image);
     try {
       // before the open: it may already write (root items of old images are fixed there)
@@ -96,7 +101,7 @@ async function openOrCreate(image: string, growth: { growable: true; maxSize: bi
       throw e;
     }
   }
-  const initial = growth.maxSize < 256n * MiB ? growth.maxSize : 256n * MiB;
+  const initial = growth.maxSize !== undefined && growth.maxSize < 256n * MiB ? growth.maxSize : 256n * MiB;
   const dev = FileDevice.create(image, initial);
   try {
     // once something is committed the image is kept; from then on a failure rolls back to the last commit

@@ -157,6 +157,12 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   if (existing && !existing.isFile() && !existing.isBlockDevice()) throw new ImageError('MKFS_USAGE', `${image} is not a file or block device`);
   const found = existing && !o.force ? probeFilesystem(image) : undefined;
   if (found) throw new ImageError('MKFS_EXISTS', `${image} already contains ${found === 'btrfs' ? 'a btrfs filesystem' : `a ${found} signature`} (use -f to overwrite)`);
+  if (existing?.isBlockDevice()) {
+    // the whole device, as mkfs.btrfs, or its first -b bytes
+    const device = FileDevice.blockDeviceSize(image);
+    if (size !== undefined && size > device) throw new ImageError('MKFS_USAGE', `-b ${size}: larger than ${image} (${device} bytes)`);
+    size ??= device;
+  }
   if (size === undefined && existing && existing.size > 0) size = BigInt(existing.size);
   if (size === undefined) {
     // at least 256 MiB, or room for the content twice over (half of it free), plus metadata reserve;
@@ -174,7 +180,7 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   if (o.shrink && existing?.isBlockDevice()) throw new ImageError('MKFS_USAGE', '--shrink: only an image file can shrink, not a block device');
   if (o.reflink && existing?.isBlockDevice()) throw new ImageError('MKFS_USAGE', '--reflink: clones go into an image file, not a block device');
   const reflink = o.reflink ? new Reflinker(image, o.rootdir!) : undefined;
-  const dev = existing?.isBlockDevice() ? FileDevice.open(image) : FileDevice.create(image, size);
+  const dev = existing?.isBlockDevice() ? FileDevice.open(image, { size }) : FileDevice.create(image, size);
   const release = existing ? () => undefined : removeOnInterrupt(image, 'image');
   let shrunk: bigint | undefined;
   try {
