@@ -49,12 +49,16 @@ function onFirstUse(name, first) {
     },
   });
 }
-// A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter. Set on
-// standard output's first use, not before: making process.stdout loads node's stream modules, which a
-// receive (no output; its V8 flags make node compile its own modules from source) paid ~35 M instructions for.
+// A reader that went away (`btrfs-ts dump | head`) ends the output quietly, as for any Unix filter; any
+// other failure to write it (`> /dev/full`, a full disk, EIO) is one error line and status 1, as every
+// other error is — not a stack trace. Set on standard output's first use, not before: making
+// process.stdout loads node's stream modules, which a receive (no output; its V8 flags make node compile
+// its own modules from source) paid ~35 M instructions for.
 onFirstUse('stdout', (out) => out.on('error', (err) => {
   if (err && err.code === 'EPIPE') process.exit(0);
-  throw err;
+  const what = String((err && err.message) || err).replace(/^E[A-Z0-9]+: /, '').replace(/, \w+$/, '');
+  process.stderr.write(`btrfs-ts: ERROR: standard output: ${what}${err && err.syscall ? ` (${err.syscall})` : ''}${err && err.code ? ` [${err.code}]` : ''}\n`);
+  process.exit(1);
 }));
 onFirstUse('stderr');
 

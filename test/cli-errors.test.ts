@@ -159,6 +159,21 @@ describe.skipIf(!built || noPty !== undefined)('a terminal as standard input', (
   });
 });
 
+describe.skipIf(!built || !existsSync('/dev/full'))('standard output that cannot be written', () => {
+  // /dev/full fails every write with ENOSPC, as a full disk does; the launcher threw it as a stack trace
+  it('a full disk under `> FILE`: one line naming standard output, status 1 (a reader that went away: 0)', () => {
+    for (const args of [['dump', '-f', SAMPLE], ['--version'], ['verify', '-f', SAMPLE], ['plan', '-f', SAMPLE]]) {
+      const out = openSync('/dev/full', 'w');
+      const r = spawnSync('node', [BIN, ...args], { stdio: ['ignore', out, 'pipe'], encoding: 'utf8' });
+      expect(r.stderr, args.join(' ')).toBe('btrfs-ts: ERROR: standard output: no space left on device (write) [ENOSPC]\n');
+      expect(r.status, args.join(' ')).toBe(1);
+    }
+    const head = spawnSync('bash', ['-c', 'node "$1" dump -f "$2" | head -c 10 >/dev/null; echo "${PIPESTATUS[0]}"', 'bash', BIN, join(STREAMS_DIR, 'full-v1.stream')], { encoding: 'utf8' });
+    expect(head.stderr).toBe('');
+    expect(head.stdout).toBe('0\n');
+  });
+});
+
 describe.skipIf(built)('CLI errors', () => {
   it('needs a build', () => skipReason('cli-errors', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
 });
