@@ -174,6 +174,21 @@ describe.skipIf(!built || !existsSync('/dev/full'))('standard output that cannot
   });
 });
 
+describe.skipIf(!built || !existsSync('/proc/self'))('a destination mkdir -p cannot make', () => {
+  // procfs answers ENOENT for a new name under a directory that exists: node's recursive mkdir retried
+  // that forever (extract spun at full CPU, never ending)
+  it('extract and extract-stream into /proc/...: one line naming the directory, status 1, at once', () => {
+    const img = at('for-extract.img');
+    expect(spawnSync('node', [BIN, 'receive', '-q', '-f', SAMPLE, img]).status).toBe(0);
+    const image = spawnSync('node', [BIN, 'extract', img, '/proc/btrfs-ts-nope/x'], { encoding: 'utf8', timeout: 20_000 });
+    expect(image.stderr).toBe('btrfs-ts: ERROR: /proc/btrfs-ts-nope: no such file or directory (mkdir) [ENOENT]\n');
+    expect(image.status).toBe(1);
+    const stream = spawnSync('node', [BIN, 'extract-stream', '-f', SAMPLE, '/proc/btrfs-ts-nope'], { encoding: 'utf8', timeout: 20_000 });
+    expect(stream.stderr).toMatch(/^btrfs-ts: ERROR: cannot create target directory \/proc\/btrfs-ts-nope: .*\[EXTRACT_TARGET\]\n$/);
+    expect(stream.status).toBe(1);
+  });
+});
+
 describe.skipIf(built)('CLI errors', () => {
   it('needs a build', () => skipReason('cli-errors', 'run `npx tsc -p .` first (bin/btrfs-ts.js needs dist/)'));
 });

@@ -158,3 +158,28 @@ export async function cloneRange(src: fsp.FileHandle, c: CloneCmd, dst: fsp.File
   }
   return got;
 }
+
+/**
+ * `mkdir -p`: each missing directory of `dir` made in turn. Node's own recursive mkdir retries forever
+ * where a filesystem answers ENOENT for a name under a directory that exists (`extract IMG /proc/x` spun at
+ * full CPU and never ended); here that is the error it is.
+ */
+export async function makeDirs(dir: string | Buffer): Promise<void> {
+  const path = Buffer.isBuffer(dir) ? dir.toString('latin1') : dir;
+  const enc = Buffer.isBuffer(dir) ? 'latin1' : 'utf8';
+  const parts = path.split('/');
+  for (let i = 1; i <= parts.length; i++) {
+    const prefix = parts.slice(0, i).join('/');
+    if (prefix === '' || prefix === '.' || parts[i - 1] === '') continue;
+    try {
+      await fsp.mkdir(Buffer.from(prefix, enc));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // something of that name: a directory (or a link to one) will do, anything else is what mkdir -p says:
+      // the destination itself "exists", a file on the way to it is "not a directory"
+      if ((await fsp.stat(Buffer.from(prefix, enc))).isDirectory()) continue;
+      const code = i === parts.length || parts.slice(i).every((x) => x === '') ? 'EEXIST' : 'ENOTDIR';
+      throw Object.assign(new Error(`${code}: ${code === 'EEXIST' ? 'file already exists' : 'not a directory'}, mkdir '${prefix}'`), { code, syscall: 'mkdir', path: prefix });
+    }
+  }
+}

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { BtrfsTsError, ImageError } from '../errors.js';
 import type { BtrfsImage, DirEntry, Location } from '../image/read/index.js';
 import { timespecNs, type BtrfsTimespec } from '../image/structs.js';
+import { makeDirs } from './fs.js';
 import { makeSocket, writeFileKeepingHoles } from './make-file.js';
 import { SyscallHelper } from './syscall-helper.js';
 import { XattrDump } from './xattr-dump.js';
@@ -64,7 +65,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   const dirsSeen = new Set<string>();
   const xattrDump = new XattrDump();
   const root = Buffer.from(dest);
-  await fsp.mkdir(root, { recursive: true });
+  await makeDirs(root);
   if ((await fsp.readdir(root)).length > 0) throw new ImageError('EXTRACT_DEST_NOT_EMPTY', `destination ${dest} is not empty`);
 
   const finish = async (p: Buffer, rel: Buffer, loc: Location, isLink: boolean): Promise<void> => {

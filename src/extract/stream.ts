@@ -8,6 +8,7 @@ import { processStream } from '../stream/receiver.js';
 import { isUnknown } from '../stream/types.js';
 import { RECEIVED_INDEX_FILE, ReceivedIndex } from '../tools/received-index.js';
 import { showPath } from '../tools/paths.js';
+import { makeDirs } from './fs.js';
 import { HelperError, SyscallHelper } from './syscall-helper.js';
 import { ExtractReceiver } from './receiver.js';
 import { openForCopy, restoreModes } from './unlock-modes.js';
@@ -120,7 +121,7 @@ export async function extractStreams(inputs: ExtractInput[], dir: string, opts: 
   await initCodecs();
   let rootStr: string;
   try {
-    await fsp.mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     rootStr = await fsp.realpath(dir);
   } catch (e) {
     throw new ReceiveError('EXTRACT_TARGET', `cannot create target directory ${dir}: ${(e as Error).message}`, { cause: e });
