@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -159,7 +159,7 @@ describe.skipIf(!built || noPty !== undefined)('a terminal as standard input', (
   });
 });
 
-describe.skipIf(!built || !existsSync('/dev/full'))('standard output that cannot be written', () => {
+describe.skipIf(!built || !existsSync('/dev/full'))('output that cannot be written', () => {
   // /dev/full fails every write with ENOSPC, as a full disk does; the launcher threw it as a stack trace
   it('a full disk under `> FILE`: one line naming standard output, status 1 (a reader that went away: 0)', () => {
     for (const args of [['dump', '-f', SAMPLE], ['--version'], ['verify', '-f', SAMPLE], ['plan', '-f', SAMPLE]]) {
@@ -171,6 +171,18 @@ describe.skipIf(!built || !existsSync('/dev/full'))('standard output that cannot
     const head = spawnSync('bash', ['-c', 'node "$1" dump -f "$2" | head -c 10 >/dev/null; echo "${PIPESTATUS[0]}"', 'bash', BIN, join(STREAMS_DIR, 'full-v1.stream')], { encoding: 'utf8' });
     expect(head.stderr).toBe('');
     expect(head.stdout).toBe('0\n');
+  });
+
+  it('-o FILE that fails to be written (convert, manifest): one line naming it, status 1; a device is never removed', () => {
+    // convert said nothing and ended with 0 when its last writes failed; manifest threw an unhandled 'error'
+    const img = at('for-output.img');
+    expect(spawnSync('node', [BIN, 'receive', '-q', '-f', SAMPLE, img]).status).toBe(0);
+    for (const args of [['convert', '-f', SAMPLE, '--proto', '2', '-o', '/dev/full'], ['manifest', img, '-o', '/dev/full']]) {
+      const r = spawnSync('node', [BIN, ...args], { encoding: 'utf8' });
+      expect(r.stderr, args.join(' ')).toBe('btrfs-ts: ERROR: /dev/full: no space left on device (write) [ENOSPC]\n');
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(statSync('/dev/full').isCharacterDevice()).toBe(true);
+    }
   });
 });
 

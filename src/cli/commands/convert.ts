@@ -1,13 +1,11 @@
 import { once } from 'node:events';
-import { open, rm } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { openInput, type ReadMeter } from '../../io/input.js';
 import { convertStream, type ConvertOptions, type ConvertStats } from '../../tools/convert.js';
 import { parseUuid } from '../../tools/paths.js';
 import { parseCompress, type CompressChoice } from '../options.js';
-import { removeOnInterrupt } from '../interrupt.js';
+import { OutputFile } from '../output-file.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
 interface ConvertCli {
@@ -69,38 +67,23 @@ export function register(program: Command): void {
 
 async function run(o: ConvertCli, opts: ConvertOptions, stats: ConvertStats, meter: ReadMeter): Promise<void> {
   const input = await openInput(o.file, meter);
-  // opened before the stream is made, so a path that cannot be written is an error here and not an
-  // unhandled 'error' event later
-  let sink: Writable;
+  // opened before the stream is made, so a path that cannot be written is an error here
+  let out: OutputFile | undefined;
   try {
-    sink = o.output === '-' ? process.stdout : (await open(o.output, 'w')).createWriteStream();
+    if (o.output !== '-') out = await OutputFile.open(o.output, 'stream');
   } catch (e) {
     // the input file is closed now, not by the garbage collector (node warns on stderr when it does)
     await (input as { close?: () => Promise<void> }).close?.();
     throw e;
   }
-  let writeError: Error | undefined;
-  sink.on('error', (e) => { writeError = e; });
-  const file = sink !== process.stdout;
-  const release = file ? removeOnInterrupt(o.output, 'stream') : () => undefined;
+  // standard output's own failures are the launcher's (bin/btrfs-ts.js)
+  const write = (chunk: Uint8Array): Promise<void> | undefined => (out ? out.write(chunk) : process.stdout.write(chunk) ? undefined : once(process.stdout, 'drain').then(() => undefined));
   let converted = false;
   try {
-    for await (const chunk of convertStream(input, opts, stats)) {
-      if (writeError) throw writeError;
-      if (!sink.write(chunk)) await once(sink, 'drain');
-    }
-    if (writeError) throw writeError;
+    for await (const chunk of convertStream(input, opts, stats)) await write(chunk);
     converted = true;
   } finally {
-    try {
-      if (file) {
-        sink.end();
-        await once(sink, 'close');
-        // a half-written stream must not be mistaken for a converted one
-        if (!converted) await rm(o.output, { force: true });
-      }
-    } finally {
-      release();
-    }
+    // a half-written stream must not be mistaken for a converted one: removed unless it got to its end
+    await out?.close(converted);
   }
 }

@@ -1,4 +1,4 @@
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
@@ -9,6 +9,7 @@ import { dirTreeSource } from '../../dirtree/source.js';
 import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
 import type { ManifestOptions, TreeSource } from '../../manifest/types.js';
+import { OutputFile } from '../output-file.js';
 
 interface Opts {
   atime?: boolean;
@@ -88,7 +89,16 @@ async function emit(lines: AsyncGenerator<string>, dir: string, o: Opts): Promis
     }
     return;
   }
-  const out: Writable = o.output !== undefined ? createWriteStream(o.output) : process.stdout;
-  for await (const l of lines) await writeLine(out, l);
-  if (o.output !== undefined) await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+  if (o.output === undefined) {
+    for await (const l of lines) await writeLine(process.stdout, l);
+    return;
+  }
+  const out = await OutputFile.open(o.output, 'manifest');
+  let done = false;
+  try {
+    for await (const l of lines) await out.write(l + '\n');
+    done = true;
+  } finally {
+    await out.close(done);
+  }
 }
