@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,7 +88,7 @@ describe.skipIf(why !== undefined)('a block device as IMAGE', () => {
     }
   });
 
-  it('refused while the kernel has the device mounted, and where it holds no btrfs: the device as it was', async () => {
+  it('refused while the kernel has the device mounted and where it holds no btrfs; a stream cut short: the device as it was', async () => {
     const file = scratch('mounted.img', '512M');
     expect(cli('mkfs', '-q', file).status).toBe(0);
     await withLoop(file, (dev) => {
@@ -102,6 +102,16 @@ describe.skipIf(why !== undefined)('a block device as IMAGE', () => {
         execFileSync('umount', [mnt]);
       }
     });
+    // a stream that breaks off after the first commands: the device is put back as it was
+    const cut = join(dir, 'cut.stream');
+    writeFileSync(cut, readFileSync(join(STREAMS_DIR, 'full-v1.stream')).subarray(0, 200_000));
+    const held = sha(file);
+    await withLoop(file, (dev) => {
+      const r = cli('receive', '-q', '-f', cut, dev);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^btrfs-ts: ERROR: .*\n$/);
+    });
+    expect(sha(file)).toBe(held);
     const blank = scratch('blank.img', '300M');
     const before = sha(blank);
     await withLoop(blank, (dev) => {
