@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, STREAMS, checkImage, copyImage, errorLine, outcome, receiveCli, stateBySubvol } from './hostile/harness.js';
 import { skipReason, tmpDir } from './image-write-helpers.js';
@@ -398,5 +398,34 @@ describe.skipIf(!!why)('two receives into one image at the same time', () => {
     expect(err1).toBe('');
     expect(checkImage(image)).toEqual([]);
     expect(outcome(await stateBySubvol(image), before, complete)).toEqual(['m1', 'm2']);
+  });
+
+  it('the second reaching the image through a symlink (to it, or to its directory) meets the same lock', async () => {
+    // the lock sat beside the name given: both ran at once, the last commit left the other's subvolume out
+    // and its data over blocks the first used
+    const image = fresh();
+    const linked = `${image}.link`;
+    symlinkSync(image, linked);
+    const viaDir = join(`${dirname(image)}-dirlink`, basename(image));
+    symlinkSync(dirname(image), dirname(viaDir));
+    try {
+      const bytes = readFileSync(STREAM);
+      const first = spawn('node', [BIN, 'receive', '-q', image], { stdio: ['pipe', 'ignore', 'pipe'] });
+      const exited = new Promise<number | null>((res) => first.on('exit', (c) => res(c)));
+      first.stdin.write(bytes.subarray(0, 200));
+      for (let i = 0; i < 100 && !existsSync(`${image}.btrfs-ts.lock`); i++) await new Promise((r) => setTimeout(r, 50));
+      for (const other of [linked, viaDir]) {
+        const second = receiveCli(other, join(STREAMS, 'sample.stream'));
+        expect(second.status, other).toBe(1);
+        expect(second.stderr, other).toMatch(new RegExp(`is being written by process ${first.pid} .*\\[IMAGE_LOCKED\\]\\n$`));
+      }
+      first.stdin.end(bytes.subarray(200));
+      expect(await exited).toBe(0);
+      expect(checkImage(image)).toEqual([]);
+      expect(outcome(await stateBySubvol(image), before, complete)).toEqual(['m1', 'm2']);
+    } finally {
+      rmSync(dirname(viaDir), { force: true });
+      rmSync(linked, { force: true });
+    }
   });
 });

@@ -1,5 +1,5 @@
-import { existsSync, statfsSync, statSync, unlinkSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, realpathSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ReceiveError } from '../errors.js';
 import { createFilesystem } from '../image/write/create.js';
 import type { Filesystem } from '../image/write/filesystem.js';
@@ -44,7 +44,8 @@ type Input = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
  * `input` may be a function that opens it: it is then called only once the image is locked and open, so
  * an image that is refused never leaves an input open behind.
  */
-export async function receiveIntoImage(image: string, input: Input | (() => Promise<Input>), opts: ReceiveImageOptions = {}): Promise<ReceiveImageResult> {
+export async function receiveIntoImage(given: string, input: Input | (() => Promise<Input>), opts: ReceiveImageOptions = {}): Promise<ReceiveImageResult> {
+  const image = realImagePath(given);
   refuseIfNotImageFile(image);
   refuseIfMounted(image);
   const unlock = lockImage(image);
@@ -83,6 +84,19 @@ export async function receiveIntoImage(image: string, input: Input | (() => Prom
     dev?.close();
     unlock();
   }
+}
+
+/**
+ * The image's own path, through any symlink to it or to a directory on the way: the lock and the rollback
+ * journal sit beside the image itself, so two receives reaching it by two names (`latest.img` linked to
+ * `2026-11-27.img`) meet the same lock. Before, both ran at once, and the last commit left the other's
+ * subvolume out and its data over blocks the first used (btrfs check: errors in the csum tree).
+ */
+function realImagePath(image: string): string {
+  const dir = dirname(resolve(image));
+  const real = existsSync(image) ? realpathSync(image) : existsSync(dir) ? join(realpathSync(dir), basename(image)) : image;
+  // the name given, in messages too, where no link is on the way
+  return real === resolve(image) ? image : real;
 }
 
 const isBlockDevice = (image: string): boolean => existsSync(image) && statSync(image).isBlockDevice();
