@@ -88,6 +88,26 @@ describe.skipIf(why !== undefined)('a block device as IMAGE', () => {
     }
   });
 
+  it('mkfs -f refuses what the kernel has mounted, the image file and its device alike, as mkfs.btrfs does', async () => {
+    // it overwrote the mounted filesystem under the kernel
+    const file = scratch('mounted-mkfs.img', '300M');
+    expect(cli('mkfs', '-q', file).status).toBe(0);
+    const mnt = mkdtempSync(join(dir, 'mnt-'));
+    execFileSync('mount', ['-o', 'loop,ro', file, mnt]); // read-only: the kernel writes nothing meanwhile
+    try {
+      const dev = execFileSync('findmnt', ['-n', '-o', 'SOURCE', mnt], { encoding: 'utf8' }).trim();
+      const before = sha(file);
+      for (const target of [file, dev]) {
+        const r = cli('mkfs', '-q', '-f', target);
+        expect(r.status, target).toBe(1);
+        expect(r.stderr, target).toMatch(/is mounted .*: unmount it first \[IMAGE_MOUNTED\]\n$/);
+      }
+      expect(sha(file)).toBe(before);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+
   it('refused while the kernel has the device mounted and where it holds no btrfs; a stream cut short: the device as it was', async () => {
     const file = scratch('mounted.img', '512M');
     expect(cli('mkfs', '-q', file).status).toBe(0);

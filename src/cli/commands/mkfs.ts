@@ -12,6 +12,7 @@ import { FileDevice } from '../../io/image-file.js';
 import { populateFromDir, type RootdirSummary, type SubvolSpec, surveyRootdir } from '../../dirtree/rootdir.js';
 import { parseInodeFlags } from '../../dirtree/inode-flags.js';
 import { Reflinker } from '../../dirtree/reflink.js';
+import { refuseIfMounted } from '../../io/image-lock.js';
 import { formatUuid, parseUuid } from '../../util/uuid.js';
 import { removeOnInterrupt } from '../interrupt.js';
 import { parseCompress, parseSize as parseSizeOption } from '../options.js';
@@ -155,6 +156,9 @@ export async function runMkfs(image: string, o: Opts): Promise<void> {
   let size: bigint | undefined = o.byteCount ? parseSize(o.byteCount) : undefined;
   const existing = nodefs.existsSync(image) ? nodefs.statSync(image) : undefined;
   if (existing && !existing.isFile() && !existing.isBlockDevice()) throw new ImageError('MKFS_USAGE', `${image} is not a file or block device`);
+  // as mkfs.btrfs, even with -f: a filesystem the kernel has mounted (the file through a loop device, or
+  // the device itself) would be overwritten under it
+  if (existing) refuseIfMounted(image);
   const found = existing && !o.force ? probeFilesystem(image) : undefined;
   if (found) throw new ImageError('MKFS_EXISTS', `${image} already contains ${found === 'btrfs' ? 'a btrfs filesystem' : `a ${found} signature`} (use -f to overwrite)`);
   if (existing?.isBlockDevice()) {
