@@ -45,6 +45,14 @@ const cases: Case[] = [
     line: /file: already exists/ },
   { name: 'replay --expect a missing manifest', args: () => ['replay', '-f', SAMPLE, '--expect', at('missing.manifest')], status: 1,
     line: /missing\.manifest: no such file or directory/ },
+  // opening the output for writing emptied the input: the image and the stream were lost
+  { name: 'send -f IMAGE IMAGE: the output is the image', args: () => ['send', '-q', '-f', at('img'), at('img'), 'sample'], status: 2,
+    line: /-f .*img is the input itself: writing it would destroy what is read \[SEND_USAGE\]/,
+    after: () => expect(spawnSync('node', [BIN, 'ls', at('img'), 'sample'], { encoding: 'utf8' }).stdout).toMatch(/docs/) },
+  { name: 'convert -o the stream it reads', args: () => ['convert', '-f', at('self.stream'), '--proto', '2', '-o', at('self.stream')], status: 2,
+    line: /-o .*self\.stream is the input itself.*\[CONVERT_USAGE\]/,
+    after: () => expect(readFileSync(at('self.stream')).equals(readFileSync(SAMPLE))).toBe(true) },
+  { name: 'manifest IMAGE -o IMAGE', args: () => ['manifest', at('img'), '-o', at('img')], status: 2, line: /-o .*img is the input itself.*\[MANIFEST_USAGE\]/ },
   { name: 'convert -o into a missing directory', args: () => ['convert', '-f', SAMPLE, '--proto', '1', '-o', at('nonexistent', 'x')], status: 1,
     line: /nonexistent\/x: no such file or directory/ },
   { name: 'manifest meeting an unreadable file', args: () => ['manifest', at('tree')], status: 1, unprivileged: true,
@@ -83,6 +91,7 @@ describe.skipIf(!built)('CLI errors: one line, the right exit status, no stack t
     writeFileSync(at('tree', 'secret'), 'x', { mode: 0o000 });
     mkdirSync(at('readonly'), { mode: 0o555 });
     expect(spawnSync('node', [BIN, 'receive', '-q', '-f', SAMPLE, at('img')]).status).toBe(0);
+    writeFileSync(at('self.stream'), readFileSync(SAMPLE));
     if (!dropWhy) copy = reachableCli();
   });
   afterAll(() => copy?.remove());

@@ -6,6 +6,7 @@ import { convertStream, type ConvertOptions, type ConvertStats } from '../../too
 import { parseUuid } from '../../tools/paths.js';
 import { parseCompress, type CompressChoice } from '../options.js';
 import { OutputFile } from '../output-file.js';
+import { refuseOutputOverInput } from '../output-over-input.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
 interface ConvertCli {
@@ -44,6 +45,7 @@ export function register(program: Command): void {
       if (o.proto === undefined && !o.compress && !o.parentUuid && o.subvolName === undefined) {
         throw new BtrfsTsError('CONVERT_USAGE', 'nothing to convert: give --proto, --compress, --parent-uuid or --subvol-name');
       }
+      refuseOutputOverInput(o.output, [o.file], 'CONVERT_USAGE', '-o');
       const opts: ConvertOptions = {
         onDrop: (what) => dropped.set(what, (dropped.get(what) ?? 0) + 1),
       };

@@ -10,6 +10,7 @@ import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
 import type { ManifestOptions, TreeSource } from '../../manifest/types.js';
 import { OutputFile } from '../output-file.js';
+import { refuseOutputOverInput } from '../output-over-input.js';
 
 interface Opts {
   atime?: boolean;
@@ -62,6 +63,7 @@ export function register(program: Command): void {
     .option('--expect <file>', 'compare with a stored manifest; print the differences and exit 1 if any')
     .option('-o, --output <file>', 'write the manifest to a file instead of stdout')
     .action(async (dir: string, o: Opts) => {
+      refuseOutputOverInput(o.output, [dir], 'MANIFEST_USAGE', '-o');
       const mopts: ManifestOptions = { atime: o.atime === true, nlink: o.nlink === true, skipXattrPrefixes: o.skipXattr };
       const { source, close } = await openSource(dir, o);
       try {

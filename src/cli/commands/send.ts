@@ -3,6 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SendError } from '../../errors.js';
 import { removeOnInterrupt } from '../interrupt.js';
+import { refuseOutputOverInput } from '../output-over-input.js';
 import { SEND_RUNTIME_FLAGS } from '../send-flags.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
@@ -65,6 +66,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print the bytes written per subvolume')
     .action(async (image: string, subvols: string[], o: SendCliOptions) => {
+      refuseOutputOverInput(o.file, [image], 'SEND_USAGE', '-f');
       if (!o.file && process.stdout.isTTY) {
         throw new SendError('SEND_TTY', 'not writing a send stream to a terminal: redirect stdout or use -f FILE');
       }
