@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -207,6 +207,27 @@ describe.skipIf(!built || !existsSync('/proc/self'))('a destination mkdir -p can
     const stream = spawnSync('node', [BIN, 'extract-stream', '-f', SAMPLE, '/proc/btrfs-ts-nope'], { encoding: 'utf8', timeout: 20_000 });
     expect(stream.stderr).toMatch(/^btrfs-ts: ERROR: cannot create target directory \/proc\/btrfs-ts-nope: .*\[EXTRACT_TARGET\]\n$/);
     expect(stream.status).toBe(1);
+  });
+});
+
+describe.skipIf(!built || !isRoot())('a receive beside an image on a full filesystem', () => {
+  // the lock's own temporary file (made, then not written) and the rollback journal (header not written)
+  // stayed beside the image after the one-line error
+  it('the lock or the journal cannot be written: one line, nothing of btrfs-ts left there', () => {
+    const small = at('small-fs');
+    mkdirSync(small);
+    for (const [fill, code] of [[62000, 'IMAGE_LOCK'], [60000, 'IMAGE_WRITE']] as const) {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', small]);
+      try {
+        writeFileSync(join(small, 'fill'), Buffer.alloc(fill));
+        const r = spawnSync('node', [BIN, 'receive', '-q', '-f', SAMPLE, join(small, 'z.img')], { encoding: 'utf8' });
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(new RegExp(`^btrfs-ts: ERROR: .*no space left on device.*\\[${code}\\]\\n$`));
+        expect(readdirSync(small)).toEqual(['fill']);
+      } finally {
+        execFileSync('umount', [small]);
+      }
+    }
   });
 });
 

@@ -91,7 +91,13 @@ let serial = 0;
  */
 function createWith(path: string, content: string): boolean {
   const own = `${path}.${process.pid}-${serial++}`;
-  writeFileSync(own, `${content}\n`);
+  try {
+    writeFileSync(own, `${content}\n`);
+  } catch (e) {
+    // (a full filesystem: made, then not written) nothing of ours is left beside the image
+    unlinkQuiet(own);
+    throw e;
+  }
   try {
     linkSync(own, path);
     return true;
@@ -109,7 +115,14 @@ function createWith(path: string, content: string): boolean {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;
   }
-  try { writeSync(fd, `${content}\n`); } finally { closeSync(fd); }
+  try {
+    writeSync(fd, `${content}\n`);
+  } catch (e) {
+    unlinkQuiet(path);
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
   return true;
 }
 

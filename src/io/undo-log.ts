@@ -55,7 +55,13 @@ export class UndoLog {
       throw new ImageError('IMAGE_WRITE', `cannot create the rollback journal ${undoPath(image)}: ${(e as Error).message}`, { cause: e });
     }
     const log = new UndoLog(imageFd, fd, { generation: generationOf(imageFd), size: extentOf(imageFd) }, image, fresh);
-    log.writeHeader();
+    try {
+      log.writeHeader();
+    } catch (e) {
+      // (a full filesystem) no journal is left that nothing will use
+      log.discard();
+      throw e;
+    }
     return log;
   }
 
