@@ -178,18 +178,10 @@ function pidAlive(pid: number): boolean {
  */
 export function refuseIfMounted(image: string): void {
   const st = existsSync(image) ? statSync(image) : undefined;
-  if (st?.isBlockDevice()) {
-    // a mount's source device (after " - FSTYPE " in mountinfo) under any of its names: btrfs mounts
-    // report an anonymous MAJOR:MINOR of their own in the third field, not the device's
-    let mounts = '';
-    try { mounts = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return; }
-    for (const line of mounts.split('\n')) {
-      const source = line.split(' - ')[1]?.split(' ')[1];
-      if (!source?.startsWith('/dev/')) continue;
-      let rdev: number;
-      try { rdev = statSync(source).rdev; } catch { continue; }
-      if (rdev === st.rdev) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted (as ${source}): unmount it first`);
-    }
+  if (!st) return;
+  if (st.isBlockDevice()) {
+    const source = mountSourceOf(st.rdev);
+    if (source) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted (as ${source}): unmount it first`);
     return;
   }
   if (!existsSync('/sys/block')) return;
@@ -200,9 +192,28 @@ export function refuseIfMounted(image: string): void {
     let backing: string;
     try { backing = readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim(); } catch { continue; }
     if (backing !== real) continue;
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-    if (mounts.split('\n').some((l) => l.includes(` /dev/${dev} `))) {
-      throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted through /dev/${dev}: unmount it first`);
+    let rdev: number;
+    try { rdev = statSync(`/dev/${dev}`).rdev; } catch { continue; }
+    if (mountSourceOf(rdev)) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted through /dev/${dev}: unmount it first`);
+  }
+}
+
+/**
+ * The source of a mount of block device `rdev` (after " - FSTYPE " in mountinfo), under whatever name it
+ * was mounted by; undefined when none. By device number, not by the third field: btrfs mounts report an
+ * anonymous MAJOR:MINOR of their own there, not the device's.
+ */
+function mountSourceOf(rdev: number): string | undefined {
+  let mounts: string;
+  try { mounts = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return undefined; }
+  for (const line of mounts.split('\n')) {
+    const source = line.split(' - ')[1]?.split(' ')[1];
+    if (!source?.startsWith('/dev/')) continue;
+    try {
+      if (statSync(source).rdev === rdev) return source;
+    } catch {
+      // a source that is gone (or not a path): not this device
     }
   }
+  return undefined;
 }

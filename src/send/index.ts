@@ -88,13 +88,13 @@ function lineage(sv: SubvolumeInfo, byUuid: Map<string, SubvolumeInfo>): Set<str
  * the parent, two snapshots of one subvolume, a received chain) are decided by the two subvolumes' own
  * identities; only the rest lists every subvolume to follow origins further.
  */
-async function related(img: BtrfsImage, sv: SubvolumeInfo, parent: SubvolumeInfo): Promise<boolean> {
+async function related(sv: SubvolumeInfo, parent: SubvolumeInfo, everyByUuid: () => Promise<Map<string, SubvolumeInfo>>): Promise<boolean> {
   const near = (s: SubvolumeInfo): Set<string> => lineage(s, new Map());
   const mine = near(sv);
   for (const id of near(parent)) if (mine.has(id)) return true;
-  const byUuid = new Map((await img.listSubvolumes()).map((x) => [formatUuid(x.uuid), x]));
-  const all = lineage(sv, byUuid);
-  for (const id of lineage(parent, byUuid)) if (all.has(id)) return true;
+  const byUuid = await everyByUuid();
+  const mineFar = lineage(sv, byUuid);
+  for (const id of lineage(parent, byUuid)) if (mineFar.has(id)) return true;
   return false;
 }
 
@@ -117,9 +117,12 @@ export async function* sendSubvolumes(from: SendImage, paths: string[], opts: Se
   let parent: SubvolumeInfo | undefined;
   if (opts.parent !== undefined) {
     parent = await readOnlySubvolume(img, opts.parent, 'parent');
+    // every subvolume by uuid, listed once if some subvolume sent needs it
+    let byUuid: Promise<Map<string, SubvolumeInfo>> | undefined;
+    const everyByUuid = () => (byUuid ??= img.listSubvolumes().then((all) => new Map(all.map((x) => [formatUuid(x.uuid), x]))));
     for (const sv of svs) {
       if (sv.id === parent.id) throw new SendError('SEND_USAGE', `parent ${parent.path} is the subvolume being sent`, { path: sv.path });
-      if (!(await related(img, sv, parent))) {
+      if (!(await related(sv, parent, everyByUuid))) {
         throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parentUuid)}): no common snapshot origin and not received from one subvolume`, { path: sv.path });
       }
     }

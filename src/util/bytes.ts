@@ -85,10 +85,16 @@ export function placeInto(out: Uint8Array, src: Uint8Array, pos = 0): void {
  * move the bytes out to an ArrayBuffer of their own: ~1 µs and one more buffer for the GC per item.
  */
 export function u64At(b: Uint8Array, off: number): bigint {
+  // (the halves as u32At reads them, written out: this is on every tree item's path, cold code included)
   const lo = (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
   const hi = (b[off + 4]! | (b[off + 5]! << 8) | (b[off + 6]! << 16) | (b[off + 7]! << 24)) >>> 0;
   // one BigInt from a safe integer (below 2^53), else built from its halves
   return hi < 0x200000 ? BigInt(hi * 0x100000000 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/** The little-endian u32 at `off` of `b` (in bounds: the caller checked). */
+export function u32At(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
 }
 
 /** Whether a and b hold the same bytes: names byte by byte, longer arrays (tree items) in one native compare. */

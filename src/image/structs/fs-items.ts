@@ -1,4 +1,4 @@
-import { u64At } from '../../util/bytes.js';
+import { u32At, u64At } from '../../util/bytes.js';
 import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
 
 /**
@@ -111,8 +111,7 @@ export interface InodeIdentity {
 /** generation, nlink and mode of an INODE_ITEM; a short item is refused as decodeInodeItem refuses it. */
 export function inodeIdentity(b: Uint8Array): InodeIdentity {
   if (b.length < BTRFS_INODE_ITEM_SIZE) decodeInodeItem(b); // throws
-  const u32 = (o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-  return { generation: u64At(b, 0), nlink: u32(40), mode: u32(52) };
+  return { generation: u64At(b, 0), nlink: u32At(b, 40), mode: u32At(b, 52) };
 }
 export function encodeInodeItem(i: BtrfsInodeItem): Uint8Array {
   const w = itemWriter(BTRFS_INODE_ITEM_SIZE);

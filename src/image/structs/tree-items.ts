@@ -1,5 +1,5 @@
 import { ImageError } from '../../errors.js';
-import { u64At } from '../../util/bytes.js';
+import { u32At, u64At } from '../../util/bytes.js';
 import { encoded, itemWriter, LeReader, LeWriter } from './bytes.js';
 import {
   BTRFS_EXTENT_DATA_REF_KEY, BTRFS_EXTENT_FLAG_TREE_BLOCK, BTRFS_EXTENT_ITEM_KEY, BTRFS_EXTENT_OWNER_REF_KEY,
@@ -93,7 +93,7 @@ export function rootItemHead(b: Uint8Array): RootItemHead {
 /** The low 32 bits of the root item's inode flags (where BTRFS_INODE_ROOT_ITEM_INIT is), read in place. */
 export function rootItemInodeFlagsLow(b: Uint8Array): number {
   needRootItem(b);
-  return (b[64]! | (b[65]! << 8) | (b[66]! << 16) | (b[67]! << 24)) >>> 0; // btrfs_inode_item.flags
+  return u32At(b, 64); // btrfs_inode_item.flags
 }
 
 export function encodeRootItem(x: BtrfsRootItem): Uint8Array {
