@@ -20,8 +20,9 @@ export class OutputFile {
     this.release = regular ? removeOnInterrupt(path, what) : () => undefined;
   }
 
-  static async open(path: string, what: string): Promise<OutputFile> {
-    const fh = await open(path, 'w');
+  /** `mode` for a file it makes (an existing one keeps its own, as with O_TRUNC). */
+  static async open(path: string, what: string, mode = 0o666): Promise<OutputFile> {
+    const fh = await open(path, 'w', mode);
     const regular = (await fh.stat()).isFile();
     return new OutputFile(path, fh.createWriteStream(), regular, what);
   }

@@ -6,6 +6,12 @@ import type { BufferPool } from '../util/bytes.js';
 const QUEUE_BYTES = 8 << 20;
 
 /**
+ * A stream file made here is its owner's alone, as btrfs-progs makes `btrfs send -f`'s (0600): a stream
+ * holds every file's data, those of root's 0600 files too. An existing file keeps its mode.
+ */
+export const STREAM_FILE_MODE = 0o600;
+
+/**
  * Another thread that writes buffers of a regular file for the sink (the data-fill thread of a full
  * --compressed-data send, send/data-fill.ts): its jobs are settled on the producer's thread, in order.
  */
@@ -61,7 +67,7 @@ export class FileSink {
    * modules) is not loaded for it (a send's start: docs/performance.md, fourteenth session, incr18).
    */
   static async open(path: string, pool?: BufferPool, limit = QUEUE_BYTES, behind?: WriteBehind): Promise<FileSink> {
-    const fd = openSync(path, 'w');
+    const fd = openSync(path, 'w', STREAM_FILE_MODE);
     try {
       const regular = fstatSync(fd).isFile();
       const target: SinkTarget = {

@@ -1,4 +1,4 @@
-import { ImageError } from '../errors.js';
+import { ImageError, SendError } from '../errors.js';
 import type { ImageReader } from '../image/read/image.js';
 import { inodeLinks, lookupName, statInode } from '../image/read/inodes.js';
 import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs.js';
@@ -6,6 +6,24 @@ import { joinPath } from '../util/bytes.js';
 import { LruMap } from './lru.js';
 
 const CACHE = 8192;
+
+/**
+ * The kernel's send builds every path in a buffer of PATH_MAX bytes with its NUL (fs_path_ensure_buf) and
+ * fails with ENAMETOOLONG past it; `btrfs receive` could not apply such a path either (it joins paths in
+ * PATH_MAX buffers too). A deep tree the filesystem holds can still not be sent: refused the same way,
+ * before its command is written.
+ */
+const PATH_MAX = 4096;
+
+/** Path components joined by '/', refused at PATH_MAX bytes or more as the kernel's send refuses them. */
+export function sentPath(parts: readonly Uint8Array[], root: bigint, ino: bigint, entry = false): Uint8Array {
+  const path = joinPath(parts);
+  if (path.length >= PATH_MAX) {
+    const start = Buffer.from(path.subarray(0, 64)).toString('utf8');
+    throw new SendError('SEND_PATH_TOO_LONG', `the path of ${entry ? 'an entry of directory inode' : 'inode'} ${ino} of subvolume ${root} is ${path.length} bytes (${JSON.stringify(start)}...): the kernel's send refuses paths of PATH_MAX (${PATH_MAX}) bytes or more (ENAMETOOLONG)`);
+  }
+  return path;
+}
 
 /**
  * Where an inode is on the receiving side at this point of a full send (the kernel's get_cur_path):
@@ -63,14 +81,14 @@ export class SendNames {
 
   /** Path of `ino` relative to the subvolume, as the receiver sees it now. */
   async path(ino: bigint): Promise<Uint8Array> {
-    return joinPath(await this.parts(ino));
+    return sentPath(await this.parts(ino), this.root, ino);
   }
 
   /** Path of entry `name` in directory `dir`. */
   async entryPath(dir: bigint, name: Uint8Array): Promise<Uint8Array> {
     const parts = await this.parts(dir);
     parts.push(name);
-    return joinPath(parts);
+    return sentPath(parts, this.root, dir, true);
   }
 
   /** The names on the way from the top directory to `ino`, in that order. */

@@ -2,8 +2,8 @@ import { ImageError } from '../errors.js';
 import type { ImageReader } from '../image/read/image.js';
 import { inodeLinks, lookupName } from '../image/read/inodes.js';
 import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs.js';
-import { joinPath } from '../util/bytes.js';
 import { LruMap } from './lru.js';
+import { sentPath } from './names.js';
 
 /**
  * An inode version as the receiver holds it during an incremental send: `s<ino>` an inode both trees have
@@ -70,14 +70,14 @@ export class RecvNamespace {
 
   /** The receiver's path of version `v` now. */
   async path(v: VKey): Promise<Uint8Array> {
-    return joinPath(await this.parts(v));
+    return sentPath(await this.parts(v), this.sendRoot, BigInt(v.slice(1)));
   }
 
   /** The receiver's path of entry `e` now. */
   async entryPath(e: Entry): Promise<Uint8Array> {
     const parts = await this.parts(e.dir);
     parts.push(e.name);
-    return joinPath(parts);
+    return sentPath(parts, this.sendRoot, BigInt(e.dir.slice(1)), true);
   }
 
   /** The names on the way from the top directory to version `v`, in that order. */

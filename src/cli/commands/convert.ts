@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
+import { STREAM_FILE_MODE } from '../../io/file-sink.js';
 import { openInput, type ReadMeter } from '../../io/input.js';
 import { convertStream, type ConvertOptions, type ConvertStats } from '../../tools/convert.js';
 import { parseUuid } from '../../tools/paths.js';
@@ -72,7 +73,7 @@ async function run(o: ConvertCli, opts: ConvertOptions, stats: ConvertStats, met
   // opened before the stream is made, so a path that cannot be written is an error here
   let out: OutputFile | undefined;
   try {
-    if (o.output !== '-') out = await OutputFile.open(o.output, 'stream');
+    if (o.output !== '-') out = await OutputFile.open(o.output, 'stream', STREAM_FILE_MODE);
   } catch (e) {
     // the input file is closed now, not by the garbage collector (node warns on stderr when it does)
     await (input as { close?: () => Promise<void> }).close?.();
