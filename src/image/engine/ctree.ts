@@ -23,8 +23,20 @@ export interface TreeRootRef {
 }
 
 export class BTree implements PathTree {
-  /** Set when the root moved (copy-on-write, split, collapse): the owner updates the root item. */
-  rootChanged = false;
+  /**
+   * Set when the root moved (copy-on-write, split, collapse): the owner updates the root item. The first
+   * time in a transaction it calls onRootChange: the filesystem's list of the trees a commit must look at,
+   * which spares it a pass over every tree (10,000 snapshots) at each commit.
+   */
+  get rootChanged(): boolean {
+    return this.changed;
+  }
+  set rootChanged(v: boolean) {
+    if (v && !this.changed) this.onRootChange?.();
+    this.changed = v;
+  }
+  private changed = false;
+  onRootChange: (() => void) | undefined = undefined;
   /** Set once any block of the tree has been asked for (a tree nobody uses is never read). */
   used = false;
 

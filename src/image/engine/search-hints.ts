@@ -76,8 +76,18 @@ export class SearchHints {
       this.hints = [];
       this.shape = this.store.shape;
     }
+    if (this.hints.length === 0) this.store.holders.add(this);
     this.hints.unshift({ nodes: path.nodes.slice(), slots: path.slots.slice() });
     if (this.hints.length > MAX_HINTS) this.hints.pop();
+  }
+
+  /**
+   * The paths' blocks let go (BlockStore.endTransaction, reset): stale once a transaction ends, and a
+   * tree searched once and never again (each of 10,000 subvolumes received in one run) would otherwise
+   * hold its last paths' decoded blocks for good, outside the store's memory bound.
+   */
+  release(): void {
+    this.hints = [];
   }
 }
 

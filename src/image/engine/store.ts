@@ -144,6 +144,11 @@ export class BlockStore {
     this.usedDelta.set(owner, (this.usedDelta.get(owner) ?? 0) + n);
   }
 
+  /** The trees whose block count moved since it was last taken. */
+  usedDeltaOwners(): IterableIterator<bigint> {
+    return this.usedDelta.keys();
+  }
+
   /** Blocks tree `owner` gained (or lost, negative) since the last take: see usedDelta. */
   peekUsedDelta(owner: bigint): number {
     return this.usedDelta.get(owner) ?? 0;
@@ -271,13 +276,23 @@ export class BlockStore {
     if (this.dirty.size) throw new ImageError('IMAGE_INTERNAL', `${this.dirty.size} tree blocks not written at commit`);
     this.fresh.clear();
     this.shape++;
+    this.releaseHolders();
     for (const b of this.cache.values()) b.fresh = false;
     this.transid++;
+  }
+
+  /** Searches' paths kept since the last commit (SearchHints): they hold decoded blocks outside the cache. */
+  readonly holders = new Set<{ release(): void }>();
+
+  private releaseHolders(): void {
+    for (const h of this.holders) h.release();
+    this.holders.clear();
   }
 
   /** Forget everything decoded (a failed transaction: the disk still holds the committed state). */
   reset(): void {
     this.shape++;
+    this.releaseHolders();
     this.cache.clear();
     this.dirty.clear();
     this.fresh.clear();

@@ -38,7 +38,14 @@ export function updateDevItem(fs: FilesystemModel): boolean {
 export function patchRootItems(fs: FilesystemModel, patched: Map<bigint, RootPtr>): boolean {
   const rootTree = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
   let changed = false;
-  for (const t of fs.trees.values()) {
+  // the trees touched since the last commit, and any other whose block count moved (a tree's blocks change
+  // only through its root, so none should be)
+  const trees = new Set(fs.touched);
+  for (const id of fs.store.usedDeltaOwners()) {
+    const t = fs.trees.get(id);
+    if (t) trees.add(t);
+  }
+  for (const t of trees) {
     const rootid = t.rootid;
     if (rootid === BTRFS_ROOT_TREE_OBJECTID || rootid === BTRFS_CHUNK_TREE_OBJECTID) continue; // in the superblock
     const e = t.engine!;

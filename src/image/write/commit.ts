@@ -27,7 +27,7 @@ export function commitFilesystem(fs: FilesystemModel, refs: TreeBlockRefTable): 
   if (fs.store.transid !== gen) throw new ImageError('IMAGE_INTERNAL', `block store at transid ${fs.store.transid}, filesystem at ${gen}`);
   // csum items merged first (windows of data checksummed in this transaction): it changes the csum tree
   normalizeCsumTree(fs);
-  for (const t of fs.trees.values()) void t.engine; // trees made but never changed get their root block now
+  for (const t of fs.touched) void t.engine; // trees made but never changed get their root block now
   // the free sets of tree block space come from the free space tree: read before this commit changes it
   fs.space.loadAll(BTRFS_BLOCK_GROUP_METADATA | BTRFS_BLOCK_GROUP_SYSTEM);
 
@@ -71,12 +71,13 @@ export function commitFilesystem(fs: FilesystemModel, refs: TreeBlockRefTable): 
   // the new state is durable: adopt it
   fs.sb = sb;
   fs.bytesUsedDelta = 0n;
-  for (const t of fs.trees.values()) {
+  for (const t of fs.touched) {
     const e = t.engine!;
     if (!e.rootChanged && t.committed) continue;
     t.committed = { ...e.root };
     e.rootChanged = false;
   }
+  fs.touched.clear();
   fs.space.committed();
   fs.store.endTransaction();
 }

@@ -38,7 +38,8 @@ export class DelayedInodes {
   /** Inodes whose item in `items` is newer than the tree's, oldest change first. */
   private readonly dirty = new Set<bigint>();
 
-  constructor(private readonly store: InodeItemStore) {}
+  /** `onDirty`: called when a change is kept while none was (the tree has something for the commit to write). */
+  constructor(private readonly store: InodeItemStore, private readonly onDirty?: () => void) {}
 
   get pending(): number {
     return this.dirty.size;
@@ -63,6 +64,7 @@ export class DelayedInodes {
     // the set keeps the order of first unwritten change: past MAX_DIRTY the oldest is written
     if (!kept.dirty) {
       kept.dirty = true;
+      if (this.dirty.size === 0) this.onDirty?.();
       this.dirty.add(ino);
       if (this.dirty.size > MAX_DIRTY) this.writeOne(this.dirty.values().next().value as bigint);
     }
@@ -97,6 +99,7 @@ export class DelayedInodes {
 
   /** Write every pending item (commit, snapshot). */
   writeAll(): void {
+    if (this.dirty.size === 0) return;
     for (const ino of [...this.dirty].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) this.writeOne(ino);
   }
 

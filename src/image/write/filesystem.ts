@@ -46,7 +46,7 @@ export class Filesystem extends FilesystemModel {
 
   /** Every tree's pending inode items into the tree (delayed-inodes.ts). */
   writeDelayedInodes(): void {
-    for (const t of this.trees.values()) t.inodes.writeAll();
+    for (const t of this.touched) t.writeInodes();
   }
 
   /**
@@ -57,7 +57,7 @@ export class Filesystem extends FilesystemModel {
     const src = this.trees.get(source)?.engine;
     const dst = this.trees.get(rootid);
     if (!src || !dst) throw new ImageError('IMAGE_INTERNAL', `cannot snapshot tree ${source} into ${rootid}`);
-    this.trees.get(source)!.inodes.writeAll(); // the snapshot shares the source's blocks as they are now
+    this.trees.get(source)!.writeInodes(); // the snapshot shares the source's blocks as they are now
     dropTree(dst.engine!);
     dst.engine = copyRoot(this.refs, src, rootid);
     this.shareBytesUsed(source, rootid);

@@ -43,6 +43,33 @@ export class FilesystemModel implements ChunkOwner {
   sb: BtrfsSuperBlock;
   readonly chunks = new ChunkMap();
   readonly trees = new Map<bigint, TreeState>();
+  /**
+   * Trees that may have something for the next commit: made since the last one, their root moved, an
+   * inode item pending (TreeState's `touched`). The commit looks at these instead of every tree — the
+   * kernel's dirty roots of a transaction; a tree nobody changed is not even set up.
+   */
+  readonly touched = new Set<TreeState>();
+  readonly touch = (t: TreeState): void => {
+    this.touched.add(t);
+  };
+  /** The highest tree id in `trees`, known while no tree was dropped (nextRootId). */
+  private highest: bigint | undefined = 0n;
+
+  /** A tree of the committed state (opening) or a new one: kept in `trees`. */
+  addTree(t: TreeState): void {
+    this.trees.set(t.rootid, t);
+    if (this.highest !== undefined && t.rootid > this.highest) this.highest = t.rootid;
+  }
+
+  /** The highest id of the trees held. */
+  highestTreeId(): bigint {
+    if (this.highest === undefined) {
+      let max = 0n;
+      for (const id of this.trees.keys()) if (id > max) max = id;
+      this.highest = max;
+    }
+    return this.highest;
+  }
   /** Profile bits for new METADATA/SYSTEM chunks (0n = single, or BTRFS_BLOCK_GROUP_DUP). */
   metadataProfile: bigint;
   /** Profile bits for new DATA chunks: single, or DUP when the image's data is DUP (mkfs.btrfs -d dup). */
@@ -152,16 +179,21 @@ export class FilesystemModel implements ChunkOwner {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) });
-    this.trees.set(rootid, t);
+    const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) }, undefined, this.touch);
+    this.addTree(t);
+    // a new tree gets its root block and its ROOT_ITEM's location at the next commit, changed or not
+    this.touched.add(t);
     return t.handle;
   }
 
   /** Drop a whole tree (its ROOT_ITEM and refs are the caller's to remove). */
   deleteTree(rootid: bigint): void {
-    const e = this.trees.get(rootid)?.engine;
+    const t = this.trees.get(rootid);
+    const e = t?.engine;
     if (e) dropTree(e);
     this.trees.delete(rootid);
+    if (t) this.touched.delete(t);
+    this.highest = undefined;
     this.lastTreeId = this.prevTreeId = undefined; // tree() must not answer with the dropped one
     this.lastTree = this.prevTree = undefined;
   }

@@ -41,7 +41,9 @@ export interface NewSubvolume {
 /** Next free subvolume id: above every id the root tree mentions, like btrfs_find_free_objectid. */
 export function nextRootId(fs: Filesystem): bigint {
   let max = BTRFS_FIRST_FREE_OBJECTID - 1n;
-  for (const id of fs.trees.keys()) if (id >= BTRFS_FIRST_FREE_OBJECTID && id <= BTRFS_LAST_FREE_OBJECTID && id > max) max = id;
+  // (trees above LAST_FREE are the reloc and log trees' ids, never held here: open refuses the first)
+  const held = fs.highestTreeId();
+  if (held >= BTRFS_FIRST_FREE_OBJECTID && held <= BTRFS_LAST_FREE_OBJECTID) max = held;
   const last = fs.tree(BTRFS_ROOT_TREE_OBJECTID).last({ objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX });
   if (last && last.key.objectid >= BTRFS_FIRST_FREE_OBJECTID && last.key.objectid > max) max = last.key.objectid;
   return max + 1n;
@@ -135,17 +137,21 @@ const ROOT_ITEM_INIT_LOW = Number(BTRFS_INODE_ROOT_ITEM_INIT); // bit 31: in the
 /**
  * Root items of subvolume trees written without BTRFS_INODE_ROOT_ITEM_INIT (by btrfs-ts before it set
  * the flag, or by mkfs.btrfs for the fs tree) get it, keeping their flags: the kernel would otherwise
- * clear RDONLY when it loads them. Only the model changes; the next commit writes them.
+ * clear RDONLY when it loads them. Whether the ROOT_ITEM of tree `id` needs it (open.ts asks as it
+ * registers each tree: one pass over the root items, not two).
  */
-export function initRootItems(fs: Filesystem): void {
+export function needsRootItemInit(id: bigint, data: Uint8Array): boolean {
+  if (id !== BTRFS_FS_TREE_OBJECTID && (id < BTRFS_FIRST_FREE_OBJECTID || id > BTRFS_LAST_FREE_OBJECTID)) return false;
+  return (rootItemInodeFlagsLow(data) & ROOT_ITEM_INIT_LOW) === 0;
+}
+
+/** The flag set in the ROOT_ITEMs at `keys` (needsRootItemInit). Only the model changes; the next commit writes them. */
+export function initRootItems(fs: Filesystem, keys: readonly Key[]): void {
   const t = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
-  const fix: Array<{ key: Key; item: BtrfsRootItem }> = [];
-  for (const it of t.entries({ objectid: BTRFS_FS_TREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, { objectid: BTRFS_LAST_FREE_OBJECTID, type: BTRFS_ROOT_ITEM_KEY, offset: U64_MAX })) {
-    const id = it.key.objectid;
-    if (it.key.type !== BTRFS_ROOT_ITEM_KEY || (id !== BTRFS_FS_TREE_OBJECTID && id < BTRFS_FIRST_FREE_OBJECTID)) continue;
-    if ((rootItemInodeFlagsLow(it.data) & ROOT_ITEM_INIT_LOW) === 0) fix.push({ key: it.key, item: decodeRootItem(it.data) });
+  for (const key of keys) {
+    const item = decodeRootItem(t.get(key)!);
+    t.put(key, encodeRootItem({ ...item, inode: { ...item.inode, flags: item.inode.flags | BTRFS_INODE_ROOT_ITEM_INIT } }));
   }
-  for (const { key, item } of fix) t.put(key, encodeRootItem({ ...item, inode: { ...item.inode, flags: item.inode.flags | BTRFS_INODE_ROOT_ITEM_INIT } }));
 }
 
 export function setSubvolReadonly(fs: Filesystem, rootid: bigint, readonly: boolean): void {

@@ -20,44 +20,77 @@ export interface CommittedTree {
 export class TreeState {
   private eng: BTree | undefined;
   private engineMaker: (() => BTree) | undefined;
-  /** Inode items kept decoded, changes written once (delayed-inodes.ts). */
-  readonly inodes = new DelayedInodes({
-    getItem: (key) => this.engine.get(key),
-    putItem: (key, data) => putThrough(this.engine, key, data),
-  });
-  /** The handle callers change the tree through (one per tree: it holds nothing else). */
-  readonly handle: TreeHandle = new TreeHandle(this);
-  /** Directory entries kept decoded for lookups by name, next DIR_INDEX per directory (dir-cache.ts). */
-  readonly dirs = new DirCache(
-    (dir, hash) => this.engine.get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash }),
-    (dir) => this.engine.last({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n })?.key.offset,
-  );
+  // The three below are made on first use: an image of 10,000 snapshots registers 10,000 trees at open,
+  // and a receive uses two or three of them (their ten objects each were most of a small receive's
+  // garbage collection there).
+  private inodesOf: DelayedInodes | undefined;
+  private handleOf: TreeHandle | undefined;
+  private dirsOf: DirCache | undefined;
 
-  /** `tree`: the tree, or a function making it on first use (a new tree gets its root block then). */
+  /** Inode items kept decoded, changes written once (delayed-inodes.ts). */
+  get inodes(): DelayedInodes {
+    return (this.inodesOf ??= new DelayedInodes({
+      getItem: (key) => this.engine.get(key),
+      putItem: (key, data) => putThrough(this.engine, key, data),
+    }, () => this.touched?.(this)));
+  }
+
+  /** The handle callers change the tree through (one per tree: it holds nothing else). */
+  get handle(): TreeHandle {
+    return (this.handleOf ??= new TreeHandle(this));
+  }
+
+  /** Directory entries kept decoded for lookups by name, next DIR_INDEX per directory (dir-cache.ts). */
+  get dirs(): DirCache {
+    return (this.dirsOf ??= new DirCache(
+      (dir, hash) => this.engine.get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash }),
+      (dir) => this.engine.last({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n })?.key.offset,
+    ));
+  }
+
+  /**
+   * `tree`: the tree, or a function making it on first use (a new tree gets its root block then; an
+   * opened one is not even set up until used: an image of 10,000 snapshots opens 10,000 of them).
+   * `touched`: told when the tree gets something for the next commit (its root moved, an inode item is
+   * pending) — the filesystem's list of trees the commit looks at.
+   */
   constructor(
     readonly rootid: bigint,
     tree: BTree | { engine: () => BTree },
     /** Where the tree lives in the last committed state; absent for trees created since. */
     public committed?: CommittedTree,
+    private readonly touched?: (t: TreeState) => void,
   ) {
-    if (tree instanceof BTree) this.eng = tree;
+    if (tree instanceof BTree) this.attach(tree);
     else this.engineMaker = tree.engine;
   }
 
   get engine(): BTree {
     if (!this.eng) {
-      this.eng = this.engineMaker!();
+      this.attach(this.engineMaker!());
       this.engineMaker = undefined;
     }
-    return this.eng;
+    return this.eng!;
+  }
+
+  private attach(t: BTree): void {
+    this.eng = t;
+    if (!this.touched) return;
+    t.onRootChange = () => this.touched!(this);
+    if (t.rootChanged) this.touched(this);
   }
 
   /** A new tree in this one's place (a snapshot's copy of its source): nothing kept of the old one holds. */
   set engine(t: BTree) {
-    this.eng = t;
+    this.attach(t);
     this.engineMaker = undefined;
-    this.inodes.clear();
-    this.dirs.clear();
+    this.inodesOf?.clear();
+    this.dirsOf?.clear();
+  }
+
+  /** Pending inode items into the tree (commit, snapshot). */
+  writeInodes(): void {
+    this.inodesOf?.writeAll();
   }
 
   /** Whether any block of the tree was read (or made). */
