@@ -78,6 +78,8 @@ export function commitFilesystem(fs: FilesystemModel, refs: TreeBlockRefTable): 
     e.rootChanged = false;
   }
   fs.touched.clear();
+  for (const t of fs.cached) t.dropCaches();
+  fs.cached.clear();
   fs.space.committed();
   fs.store.endTransaction();
 }

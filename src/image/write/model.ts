@@ -12,7 +12,7 @@ import { BlockGroupSpace } from './block-group-space.js';
 import type { Key } from './items.js';
 import { RangeSet } from './ranges.js';
 import { MetadataSpace } from './tree-space.js';
-import { TreeHandle, TreeState } from './tree-state.js';
+import { TreeHandle, type TreeOwner, TreeState } from './tree-state.js';
 
 /**
  * The state of a single-device btrfs filesystem being changed: superblock, chunks, trees, data space.
@@ -49,8 +49,12 @@ export class FilesystemModel implements ChunkOwner {
    * kernel's dirty roots of a transaction; a tree nobody changed is not even set up.
    */
   readonly touched = new Set<TreeState>();
-  readonly touch = (t: TreeState): void => {
-    this.touched.add(t);
+  /** Trees keeping decoded items since the last commit, which lets them go (TreeState.dropCaches). */
+  readonly cached = new Set<TreeState>();
+  /** What every tree of this filesystem reports to. */
+  readonly treeOwner: TreeOwner = {
+    touched: (t) => this.touched.add(t),
+    cached: (t) => this.cached.add(t),
   };
   /** The highest tree id in `trees`, known while no tree was dropped (nextRootId). */
   private highest: bigint | undefined = 0n;
@@ -179,7 +183,7 @@ export class FilesystemModel implements ChunkOwner {
   /** Adds an empty tree. Its ROOT_ITEM (if it needs one) is the caller's to put; commit fills in its location. */
   createTree(rootid: bigint): TreeHandle {
     if (this.trees.has(rootid)) throw new ImageError('IMAGE_TREE_EXISTS', `tree ${rootid} already exists`);
-    const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) }, undefined, this.touch);
+    const t = new TreeState(rootid, { engine: () => BTree.create(this.store, rootid) }, undefined, this.treeOwner);
     this.addTree(t);
     // a new tree gets its root block and its ROOT_ITEM's location at the next commit, changed or not
     this.touched.add(t);
@@ -192,7 +196,10 @@ export class FilesystemModel implements ChunkOwner {
     const e = t?.engine;
     if (e) dropTree(e);
     this.trees.delete(rootid);
-    if (t) this.touched.delete(t);
+    if (t) {
+      this.touched.delete(t);
+      this.cached.delete(t);
+    }
     this.highest = undefined;
     this.lastTreeId = this.prevTreeId = undefined; // tree() must not answer with the dropped one
     this.lastTree = this.prevTree = undefined;

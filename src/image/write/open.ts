@@ -75,7 +75,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   }
   const keep = (root: TreeRoot): void => {
     const committed = { bytenr: root.bytenr, level: root.level, generation: root.generation };
-    fs.addTree(new TreeState(root.id, { engine: () => new BTree(fs.store, root.id, root) }, committed, fs.touch));
+    fs.addTree(new TreeState(root.id, { engine: () => new BTree(fs.store, root.id, root) }, committed, fs.treeOwner));
   };
   keep(chunkRoot);
   keep({ id: BTRFS_ROOT_TREE_OBJECTID, bytenr: sb.root, level: sb.root_level, generation: sb.generation });

@@ -17,6 +17,15 @@ export interface CommittedTree {
   generation: bigint;
 }
 
+/**
+ * What a tree tells the filesystem holding it: that it has something for the next commit (its root
+ * moved, an inode item is pending), and that it keeps decoded items (caches a commit lets go).
+ */
+export interface TreeOwner {
+  touched(t: TreeState): void;
+  cached(t: TreeState): void;
+}
+
 export class TreeState {
   private eng: BTree | undefined;
   private engineMaker: (() => BTree) | undefined;
@@ -29,10 +38,14 @@ export class TreeState {
 
   /** Inode items kept decoded, changes written once (delayed-inodes.ts). */
   get inodes(): DelayedInodes {
-    return (this.inodesOf ??= new DelayedInodes({
-      getItem: (key) => this.engine.get(key),
-      putItem: (key, data) => putThrough(this.engine, key, data),
-    }, () => this.touched?.(this)));
+    if (!this.inodesOf) {
+      this.inodesOf = new DelayedInodes({
+        getItem: (key) => this.engine.get(key),
+        putItem: (key, data) => putThrough(this.engine, key, data),
+      }, () => this.owner?.touched(this));
+      this.owner?.cached(this);
+    }
+    return this.inodesOf;
   }
 
   /** The handle callers change the tree through (one per tree: it holds nothing else). */
@@ -42,24 +55,45 @@ export class TreeState {
 
   /** Directory entries kept decoded for lookups by name, next DIR_INDEX per directory (dir-cache.ts). */
   get dirs(): DirCache {
-    return (this.dirsOf ??= new DirCache(
-      (dir, hash) => this.engine.get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash }),
-      (dir) => this.engine.last({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n })?.key.offset,
-    ));
+    if (!this.dirsOf) {
+      this.dirsOf = new DirCache(
+        (dir, hash) => this.engine.get({ objectid: dir, type: BTRFS_DIR_ITEM_KEY, offset: hash }),
+        (dir) => this.engine.last({ objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: U64_MAX }, { objectid: dir, type: BTRFS_DIR_INDEX_KEY, offset: 0n })?.key.offset,
+      );
+      this.owner?.cached(this);
+    }
+    return this.dirsOf;
+  }
+
+  /** The caches as they are, none made: for what only keeps them up to date (a put, a delete, a walk). */
+  get keptInodes(): DelayedInodes | undefined {
+    return this.inodesOf;
+  }
+  get keptDirs(): DirCache | undefined {
+    return this.dirsOf;
+  }
+
+  /**
+   * Let go of the decoded items kept (after a commit): each cache is bounded, but per tree, and a run
+   * that receives a year of daily streams goes through 365 trees. Made again on first use.
+   */
+  dropCaches(): void {
+    if (!this.inodesOf?.pending) this.inodesOf = undefined;
+    this.dirsOf = undefined;
   }
 
   /**
    * `tree`: the tree, or a function making it on first use (a new tree gets its root block then; an
    * opened one is not even set up until used: an image of 10,000 snapshots opens 10,000 of them).
-   * `touched`: told when the tree gets something for the next commit (its root moved, an inode item is
-   * pending) — the filesystem's list of trees the commit looks at.
+   * `owner`: told when the tree gets something for the next commit (its root moved, an inode item is
+   * pending) — the filesystem's list of trees the commit looks at — and when it starts keeping items.
    */
   constructor(
     readonly rootid: bigint,
     tree: BTree | { engine: () => BTree },
     /** Where the tree lives in the last committed state; absent for trees created since. */
     public committed?: CommittedTree,
-    private readonly touched?: (t: TreeState) => void,
+    private readonly owner?: TreeOwner,
   ) {
     if (tree instanceof BTree) this.attach(tree);
     else this.engineMaker = tree.engine;
@@ -75,9 +109,10 @@ export class TreeState {
 
   private attach(t: BTree): void {
     this.eng = t;
-    if (!this.touched) return;
-    t.onRootChange = () => this.touched!(this);
-    if (t.rootChanged) this.touched(this);
+    const owner = this.owner;
+    if (!owner) return;
+    t.onRootChange = () => owner.touched(this);
+    if (t.rootChanged) owner.touched(this);
   }
 
   /** A new tree in this one's place (a snapshot's copy of its source): nothing kept of the old one holds. */
@@ -109,13 +144,13 @@ export class TreeHandle {
     return this.state.rootid;
   }
   get(key: Key): Uint8Array | undefined {
-    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.writeOne(key.objectid);
+    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.keptInodes?.writeOne(key.objectid);
     return this.state.engine.get(key);
   }
   put(key: Key, data: Uint8Array): void {
     this.forget(key, true);
     putThrough(this.state.engine, key, data);
-    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexPut(key.objectid, key.offset);
+    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.keptDirs?.indexPut(key.objectid, key.offset);
   }
   /** Adds an item whose key must be new: false, and nothing changed, when the tree has it already. */
   insert(key: Key, data: Uint8Array): boolean {
@@ -127,20 +162,20 @@ export class TreeHandle {
   }
   delete(key: Key): boolean {
     this.forget(key, false);
-    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.dirs.indexDeleted(key.objectid, key.offset);
+    if (key.type === BTRFS_DIR_INDEX_KEY) this.state.keptDirs?.indexDeleted(key.objectid, key.offset);
     const e = this.state.engine;
     return held(e, () => e.delete(key));
   }
   range(min?: Key, max?: Key): Item[] {
-    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
+    this.state.keptInodes?.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.range(min ?? MIN_KEY, max ?? MAX_KEY);
   }
   first(min?: Key, max?: Key): Item | undefined {
-    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
+    this.state.keptInodes?.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.first(min, max);
   }
   last(max?: Key, min?: Key): Item | undefined {
-    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
+    this.state.keptInodes?.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.last(max, min);
   }
   /** The last key in [min, max]: keys of pending inode items are in the tree already, nothing is written. */
@@ -153,16 +188,17 @@ export class TreeHandle {
    * older payload (as any item changed during a walk may).
    */
   entries(min?: Key, max?: Key): IterableIterator<Item> {
-    this.state.inodes.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
+    this.state.keptInodes?.writeIn(min ?? MIN_KEY, max ?? MAX_KEY);
     return this.state.engine.entries(min, max);
   }
 
   /** What is kept decoded of `key` is void: the item is put (`present`) or deleted. */
   private forget(key: Key, present: boolean): void {
-    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.inodes.forget(key.objectid);
+    if (key.type === BTRFS_INODE_ITEM_KEY) this.state.keptInodes?.forget(key.objectid);
     else if (key.type === BTRFS_DIR_ITEM_KEY) {
-      this.state.dirs.forget(key.objectid, key.offset);
-      this.state.dirs.itemChanged(key.objectid, key.offset, present);
+      const dirs = this.state.keptDirs;
+      dirs?.forget(key.objectid, key.offset);
+      dirs?.itemChanged(key.objectid, key.offset, present);
     }
   }
 
@@ -212,7 +248,7 @@ export class TreeHandle {
   }
   /** Write every pending inode item of this tree. */
   writeInodes(): void {
-    this.state.inodes.writeAll();
+    this.state.writeInodes();
   }
 }
 
