@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../src/image/device.js';
 import { BTRFS_CSUM_TREE_OBJECTID, BTRFS_CSUM_TYPE_XXHASH, BTRFS_EXTENT_CSUM_KEY, BTRFS_EXTENT_CSUM_OBJECTID, BTRFS_EXTENT_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { createFilesystem } from '../src/image/write/create.js';
-import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree } from '../src/image/write/extents.js';
+import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, changeSharedDataRef, deleteCsums, dropDataRef, getDataExtent, hashExtentDataRef, maxCsumsPerItem, normalizeCsumTree, storeDataExtent } from '../src/image/write/extents.js';
 import { insertFileExtent } from '../src/image/write/file-data.js';
 import { RangeSet } from '../src/image/write/ranges.js';
 import { DirCache } from '../src/image/write/dir-cache.js';
@@ -46,6 +46,58 @@ describe('data extent refs and csums', () => {
     expect(dropDataRef(fs, b, 5n, 300n, 4096n)).toBe(true);
     expect(getDataExtent(fs, b)).toBeUndefined();
     expect(fs.pinned.contains(b, b + 8192n)).toBe(true);
+  });
+
+  it('an extent of many references changes one keyed item at a time: the same items as a whole rewrite', () => {
+    // one extent referenced by 20 files (as a chain of daily snapshots references it from each day), then
+    // dropped to 3: after every step its items equal what the canonical rewrite makes of the same set
+    const fs = createFilesystem(new MemoryDevice(256n << 20n), { now: { sec: 1n, nsec: 0 } });
+    const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+    const b = fs.allocData(8192n);
+    const c = fs.allocData(8192n);
+    addDataExtent(fs, b, 8192n, 5n, 257n, 0n);
+    addDataExtent(fs, c, 8192n, 5n, 257n, 0n);
+    const items = (x: bigint) => t.range({ objectid: x, type: 0, offset: 0n }, { objectid: x, type: 255, offset: (1n << 64n) - 1n })
+      .filter((i) => i.key.type !== 192).map((i) => [i.key.type, i.key.offset, Buffer.from(i.data).toString('hex')]);
+    /** `c` rewritten whole (storeDataExtent) with `b`'s references: the canonical form to compare with. */
+    const same = (): void => {
+      const x = getDataExtent(fs, b)!;
+      storeDataExtent(fs, { ...x, bytenr: c, refs: x.refs.map((r) => ({ ...r })), shared: x.shared?.map((r) => ({ ...r })) });
+      expect(items(c)).toEqual(items(b));
+    };
+    for (let i = 1; i < 20; i++) {
+      addDataRef(fs, b, 5n, 257n + BigInt(i), BigInt(i) * 4096n);
+      same();
+    }
+    // a second reference by the same file at the same offset is a count, not an item
+    addDataRef(fs, b, 5n, 260n, 3n * 4096n);
+    same();
+    expect(getDataExtent(fs, b)!.refs.find((r) => r.objectid === 260n)!.count).toBe(2);
+    // the head counts them all, each keyed item sits at the kernel's hash of its owner
+    const head = t.range({ objectid: b, type: 168, offset: 0n }, { objectid: b, type: 168, offset: (1n << 64n) - 1n })[0]!;
+    expect(new DataView(head.data.buffer, head.data.byteOffset).getBigUint64(0, true)).toBe(21n);
+    for (const r of getDataExtent(fs, b)!.refs) expect(t.get({ objectid: b, type: 178, offset: hashExtentDataRef(r.root, r.objectid, r.offset) })).toBeDefined();
+    // dropping a reference that is not there is refused, nothing changed
+    const before = items(b);
+    expect(() => dropDataRef(fs, b, 5n, 999n, 0n)).toThrow(expect.objectContaining({ code: 'IMAGE_NO_REF' }));
+    expect(() => dropDataRef(fs, b, 5n, 258n, 4096n, 2)).toThrow(expect.objectContaining({ code: 'IMAGE_NO_REF' }));
+    expect(items(b)).toEqual(before);
+    for (let i = 19; i >= 3; i--) {
+      expect(dropDataRef(fs, b, 5n, 257n + BigInt(i), BigInt(i) * 4096n, i === 3 ? 2 : 1)).toBe(false);
+      same();
+    }
+    // many shared references (by FULL_BACKREF leaves) the same way
+    for (let i = 0; i < 12; i++) {
+      changeSharedDataRef(fs, b, 1n << 30n | BigInt(i) << 14n, 1);
+      same();
+    }
+    for (let i = 0; i < 12; i++) changeSharedDataRef(fs, b, 1n << 30n | BigInt(i) << 14n, -1);
+    same();
+    expect(getDataExtent(fs, b)!.shared).toEqual([]);
+    expect(dropDataRef(fs, b, 5n, 258n, 4096n)).toBe(false);
+    expect(dropDataRef(fs, b, 5n, 259n, 8192n)).toBe(false);
+    expect(dropDataRef(fs, b, 5n, 257n, 0n)).toBe(true);
+    expect(getDataExtent(fs, b)).toBeUndefined();
   });
 
   it('a freshly allocated extent goes in with one insert, the same items as the general path; an existing one is refused', () => {

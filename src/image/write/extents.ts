@@ -22,16 +22,91 @@ import type { Key } from './items.js';
  * the inline-ref ordering rules entirely.
  */
 
+const u64Scratch = new Uint8Array(8);
+const u64View = new DataView(u64Scratch.buffer);
+const le = (v: bigint): Uint8Array => {
+  u64View.setBigUint64(0, v, true);
+  return u64Scratch;
+};
+
 /** hash_extent_data_ref: key offset of a keyed EXTENT_DATA_REF. Note the shift is 31, as in the kernel. */
 export function hashExtentDataRef(root: bigint, objectid: bigint, offset: bigint): bigint {
-  const le = (v: bigint): Uint8Array => {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, v, true);
-    return b;
-  };
+  // one scratch buffer: each value is hashed before the next is written into it
   const high = BigInt(crc32cRaw(le(root), 0xffffffff));
-  const low = BigInt(crc32cRaw(le(offset), crc32cRaw(le(objectid), 0xffffffff)));
+  const mid = crc32cRaw(le(objectid), 0xffffffff);
+  const low = BigInt(crc32cRaw(le(offset), mid));
   return ((high << 31n) ^ low) & U64_MAX;
+}
+
+/**
+ * An extent with at least this many references, all keyed (an EXTENT_ITEM of just its 24-byte head), has
+ * one reference changed in place: its keyed item and the head's count — as the kernel's delayed refs
+ * change one item. Fewer are rewritten whole in the canonical form below (a few items either way). Whole
+ * rewrites cost every reference again at each change: in a chain of daily snapshots an extent gains a
+ * reference from each day whose copy of its leaf changes, and a day's receive grew from 0.4 s to 1.2 s
+ * over 60 days, against the kernel's 0.06 to 0.11 s.
+ */
+const KEYED_AT = 8;
+const EXTENT_HEAD_SIZE = 24;
+
+/** The EXTENT_ITEM of the data extent at `bytenr` (key and bytes), undefined when there is none. */
+function extentHead(fs: FilesystemModel, bytenr: bigint): { key: Key; data: Uint8Array } | undefined {
+  return fs.tree(BTRFS_EXTENT_TREE_OBJECTID).first(
+    { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n },
+    { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: U64_MAX },
+  );
+}
+
+/**
+ * Change one keyed reference (`key`: an EXTENT_DATA_REF or SHARED_DATA_REF of the extent) by `count`
+ * when the extent is in keyed form with KEYED_AT references or more before and after; false (nothing
+ * changed) otherwise. `make` gives the item for a reference not there yet, `bump` the changed one (null:
+ * its count reached 0) or throws when it is not the reference asked for.
+ */
+/** Whether one reference of the extent whose EXTENT_ITEM is `head` can change by `count` in place. */
+function keyedChange(head: { data: Uint8Array }, count: number): boolean {
+  if (head.data.length !== EXTENT_HEAD_SIZE) return false;
+  const refs = new DataView(head.data.buffer, head.data.byteOffset, EXTENT_HEAD_SIZE).getBigUint64(0, true);
+  return refs >= KEYED_AT && refs + BigInt(count) >= KEYED_AT;
+}
+
+function changeKeyedRef(
+  fs: FilesystemModel, head: { key: Key; data: Uint8Array }, key: Key, count: number,
+  make: () => Uint8Array, bump: (cur: Uint8Array) => Uint8Array | null,
+): boolean {
+  const after = new DataView(head.data.buffer, head.data.byteOffset, EXTENT_HEAD_SIZE).getBigUint64(0, true) + BigInt(count);
+  const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
+  const cur = t.get(key);
+  if (!cur) {
+    if (count < 0) return false; // (the whole rewrite names what is missing)
+    t.put(key, make());
+  } else {
+    const next = bump(cur);
+    if (next) t.put(key, next);
+    else t.delete(key);
+  }
+  const data = head.data.slice();
+  new DataView(data.buffer).setBigUint64(0, after, true);
+  t.put(head.key, data);
+  return true;
+}
+
+/** changeKeyedRef of EXTENT_DATA_REF (root, objectid, offset), for an extent whose EXTENT_ITEM is `head`. */
+function changeKeyedDataRef(fs: FilesystemModel, head: { key: Key; data: Uint8Array }, root: bigint, objectid: bigint, offset: bigint, count: number): boolean {
+  if (!keyedChange(head, count)) return false;
+  const bytenr = head.key.objectid;
+  const key = { objectid: bytenr, type: BTRFS_EXTENT_DATA_REF_KEY, offset: hashExtentDataRef(root, objectid, offset) };
+  return changeKeyedRef(fs, head, key, count, () => encodeExtentDataRef({ root, objectid, offset, count }), (cur) => {
+    const r = decodeExtentDataRef(cur);
+    if (r.root !== root || r.objectid !== objectid || r.offset !== offset) {
+      throw new ImageError('IMAGE_REF_HASH_COLLISION', `extent data ref hash collision on extent ${bytenr}`);
+    }
+    if (r.count + count < 0) {
+      throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no reference (${root}, ${objectid}, ${offset}) x${-count} to drop`, { offset: bytenr });
+    }
+    r.count += count;
+    return r.count > 0 ? encodeExtentDataRef(r) : null;
+  });
 }
 
 export interface DataExtentInfo {
@@ -44,18 +119,26 @@ export interface DataExtentInfo {
 }
 
 function extentKey(fs: FilesystemModel, bytenr: bigint): Key | undefined {
-  return fs.tree(BTRFS_EXTENT_TREE_OBJECTID).first(
-    { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: 0n },
-    { objectid: bytenr, type: BTRFS_EXTENT_ITEM_KEY, offset: U64_MAX },
-  )?.key;
+  return extentHead(fs, bytenr)?.key;
+}
+
+/** Whether a data extent starts at `bytenr` (without reading its references). */
+export function hasDataExtent(fs: FilesystemModel, bytenr: bigint): boolean {
+  return extentKey(fs, bytenr) !== undefined;
 }
 
 /** The data extent starting at `bytenr` with all its references, or undefined. */
 export function getDataExtent(fs: FilesystemModel, bytenr: bigint): DataExtentInfo | undefined {
+  const head = extentHead(fs, bytenr);
+  return head && dataExtentOf(fs, head);
+}
+
+/** getDataExtent of the extent whose EXTENT_ITEM is `head`. */
+function dataExtentOf(fs: FilesystemModel, head: { key: Key; data: Uint8Array }): DataExtentInfo {
   const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
-  const key = extentKey(fs, bytenr);
-  if (!key) return undefined;
-  const ei = decodeExtentItem(t.get(key)!, BTRFS_EXTENT_ITEM_KEY);
+  const { key } = head;
+  const bytenr = key.objectid;
+  const ei = decodeExtentItem(head.data, BTRFS_EXTENT_ITEM_KEY);
   const refs: BtrfsExtentDataRef[] = [];
   const shared: Array<{ parent: bigint; count: number }> = [];
   for (const r of ei.inline_refs) {
@@ -101,7 +184,13 @@ export function storeDataExtent(fs: FilesystemModel, x: DataExtentInfo): void {
 
 /** One more (or `count` fewer, when negative) reference by a FULL_BACKREF leaf at `parent`. */
 export function changeSharedDataRef(fs: FilesystemModel, bytenr: bigint, parent: bigint, count: number): void {
-  const x = getDataExtent(fs, bytenr);
+  const head = extentHead(fs, bytenr);
+  if (head && keyedChange(head, count) && changeKeyedRef(fs, head, { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: parent }, count, () => encodeSharedDataRef({ count }), (cur) => {
+    const n = decodeSharedDataRef(cur).count + count;
+    if (n < 0) throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no shared reference by block ${parent} to drop`, { offset: bytenr });
+    return n > 0 ? encodeSharedDataRef({ count: n }) : null;
+  })) return;
+  const x = head && dataExtentOf(fs, head);
   if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
   const shared = (x.shared ??= []);
   const r = shared.find((e) => e.parent === parent);
@@ -139,7 +228,9 @@ export function addNewDataExtent(fs: FilesystemModel, bytenr: bigint, num_bytes:
 
 /** One more reference (file extent item) to an existing extent, e.g. a reflink/clone or a split extent. */
 export function addDataRef(fs: FilesystemModel, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): void {
-  const x = getDataExtent(fs, bytenr);
+  const head = extentHead(fs, bytenr);
+  if (head && changeKeyedDataRef(fs, head, root, ino, offset, count)) return;
+  const x = head && dataExtentOf(fs, head);
   if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
   const r = x.refs.find((e) => e.root === root && e.objectid === ino && e.offset === offset);
   if (r) r.count += count;
@@ -149,7 +240,10 @@ export function addDataRef(fs: FilesystemModel, bytenr: bigint, root: bigint, in
 
 /** Drop references; returns true when the extent lost its last one and was freed. */
 export function dropDataRef(fs: FilesystemModel, bytenr: bigint, root: bigint, ino: bigint, offset: bigint, count = 1): boolean {
-  const x = getDataExtent(fs, bytenr);
+  // (KEYED_AT references or more are left: never the last one)
+  const head = extentHead(fs, bytenr);
+  if (head && changeKeyedDataRef(fs, head, root, ino, offset, -count)) return false;
+  const x = head && dataExtentOf(fs, head);
   const r = x?.refs.find((e) => e.root === root && e.objectid === ino && e.offset === offset);
   if (!x || !r || r.count < count) {
     throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no reference (${root}, ${ino}, ${offset}) x${count} to drop`, { offset: bytenr });

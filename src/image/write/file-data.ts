@@ -8,7 +8,7 @@ import {
   BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsKey, decodeFileExtentItem, encodeFileExtentItem,
 } from '../structs/fs-items.js';
 import { maxItemSize } from './btree.js';
-import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, dropDataRef, getDataExtent } from './extents.js';
+import { addDataCsums, addDataExtent, addDataRef, addNewDataExtent, dropDataRef, hasDataExtent } from './extents.js';
 import type { Filesystem } from './filesystem.js';
 import { noteFileChange } from './holes.js';
 import { getInode, updateInode } from './inode.js';
@@ -100,7 +100,7 @@ export function insertFileExtent(fs: Filesystem, root: bigint, ino: bigint, file
   }
   const refOffset = BigInt.asUintN(64, fileOffset - x.offset);
   if (x.fresh) addNewDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, root, ino, refOffset);
-  else if (getDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, root, ino, refOffset);
+  else if (hasDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, root, ino, refOffset);
   else addDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, root, ino, refOffset);
   addNbytes(fs, root, ino, x.num_bytes, x.size);
 }

@@ -9,7 +9,7 @@ import {
 import { decodeFileExtentItem, decodeInodeItem, encodeInodeItem } from '../structs/fs-items.js';
 import { csumAlgo } from '../structs/csum.js';
 import { decodeRootItem } from '../structs/tree-items.js';
-import { addDataExtent, addDataRef, deleteCsums, dropDataRef, getDataExtent, putDataCsums } from './extents.js';
+import { addDataExtent, addDataRef, deleteCsums, dropDataRef, hasDataExtent, putDataCsums } from './extents.js';
 import { deleteInode } from './file-data.js';
 import type { Filesystem } from './filesystem.js';
 import { isSubvolumeTree } from './model.js';
@@ -84,7 +84,7 @@ export function applyTreeLog(fs: Filesystem, log: PendingLog): void {
       const x = e.data && regularExtent(e.data);
       if (!x) continue;
       const owner = [root, e.key.objectid, BigInt.asUintN(64, e.key.offset - x.offset)] as const;
-      if (getDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, ...owner);
+      if (hasDataExtent(fs, x.disk_bytenr)) addDataRef(fs, x.disk_bytenr, ...owner);
       else {
         fs.space.claim(x.disk_bytenr, x.disk_num_bytes);
         addDataExtent(fs, x.disk_bytenr, x.disk_num_bytes, ...owner);
