@@ -7,20 +7,25 @@
 # filesystem df` after the full, day 1 and every STEP days), alternating. Reports the first and last
 # receives (median of the first and last 5 days) and the metadata growth per incremental; btrfs check of
 # our image and the last day's manifest on both equal to the source's. Streams are cached in $BENCH_CACHE
-# (default /var/tmp/btrfs-ts-bench). Rewrites the "chain" section of docs/performance.md.
-# Usage: sudo bench/chain.sh [DAYS [FILES [STEP]]]   (default: 100 10000 10)
+# (default /var/tmp/btrfs-ts-bench). Rewrites the "chain" section of docs/performance.md; with X > 1 (each
+# day's changes X times over: most leaves copied each day, so every extent in them gains a reference from
+# each day) the "chain-xX" section.
+# Usage: sudo bench/chain.sh [DAYS [FILES [STEP [X]]]]   (default: 100 10000 10 1)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 DAYS=${1:-100}
 FILES=${2:-10000}
 STEP=${3:-10}
+X=${4:-1}
+SECTION=chain
+[ "$X" = 1 ] || SECTION=chain-x$X
 ((DAYS >= 10)) || { echo "chain.sh: DAYS must be at least 10" >&2; exit 2; }
 (cd "$REPO" && npm run -s build >/dev/null)
 bench_workdir chain
 MNT2=$WORK/mnt2
 mkdir "$MNT2"
-CACHE=${BENCH_CACHE:-/var/tmp/btrfs-ts-bench}/chain-$FILES-$DAYS-$(sha1sum "$BENCH_DIR/small-files.py" | cut -c1-8)
+CACHE=${BENCH_CACHE:-/var/tmp/btrfs-ts-bench}/chain-$FILES-$DAYS-x$X-$(sha1sum "$BENCH_DIR/small-files.py" | cut -c1-8)
 day() { printf 'day%03d' "$1"; }
 
 if [ ! -f "$CACHE/done" ]; then
@@ -30,7 +35,7 @@ if [ ! -f "$CACHE/done" ]; then
   btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day 0)"
   btrfs send -q -f "$CACHE/$(day 0).stream" "$MNT/$(day 0)"
   for ((d = 1; d <= DAYS; d++)); do
-    $SMALL_FILES day "$MNT/vol" "$FILES" "$d"
+    $SMALL_FILES day "$MNT/vol" "$FILES" "$d" "$X"
     btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day "$d")"
     btrfs send -q -f "$CACHE/$(day "$d").stream" -p "$MNT/$(day $((d - 1)))" "$MNT/$(day "$d")"
   done
@@ -71,11 +76,11 @@ m() { awk -v w="$1" -v d="$2" '$1==w && $2==d{print $3}' "$WORK/meta"; }
 growth() { awk -v a="$(m "$1" 1)" -v b="$(m "$1" "$DAYS")" -v n=$((DAYS - 1)) 'BEGIN{printf "%.1f", (b-a)/n/1024}'; }
 OUT=$WORK/section.md
 {
-  echo "## a chain of $DAYS daily incrementals into one image (issue 11)"
+  echo "## a chain of $DAYS daily incrementals into one image (issue 11)$([ "$X" = 1 ] || echo ", each day's changes ×$X")"
   echo
   echo "$(machine_info)"
   echo
-  echo "Command: \`sudo bench/chain.sh $DAYS $FILES $STEP\` — kernel-made streams: a subvolume of $FILES files from \`bench/small-files.py fill\` (100–3000 bytes, dirs of 1000), then $DAYS days of \`small-files.py day\` (3 files overwritten, 1 appended to, 2 created, 1 deleted, 1 renamed), a read-only snapshot and \`btrfs send -p\` of the day before each day; cached in \`$CACHE\`. Every stream received into one image per side, in order, kernel and btrfs-ts alternating: kernel \`btrfs receive -f S MNT && sync\` (loop-mounted 16 GiB sparse image from \`mkfs.btrfs\`), btrfs-ts \`btrfs-ts receive -q -f S IMG\`. Metadata used: \`btrfs filesystem df\` (kernel-mounted; btrfs-ts's image mounted read-only after day 1 and every $STEP days). First / last receive: median of days 1–5 / of the last 5 days."
+  echo "Command: \`sudo bench/chain.sh $DAYS $FILES $STEP$([ "$X" = 1 ] || echo " $X")\` — kernel-made streams: a subvolume of $FILES files from \`bench/small-files.py fill\` (100–3000 bytes, dirs of 1000), then $DAYS days of \`small-files.py day$([ "$X" = 1 ] || echo " … $X")\` ($((3 * X)) files overwritten, $X appended to, $((2 * X)) created, $X deleted, $X renamed), a read-only snapshot and \`btrfs send -p\` of the day before each day; cached in \`$CACHE\`. Every stream received into one image per side, in order, kernel and btrfs-ts alternating: kernel \`btrfs receive -f S MNT && sync\` (loop-mounted 16 GiB sparse image from \`mkfs.btrfs\`), btrfs-ts \`btrfs-ts receive -q -f S IMG\`. Metadata used: \`btrfs filesystem df\` (kernel-mounted; btrfs-ts's image mounted read-only after day 1 and every $STEP days). First / last receive: median of days 1–5 / of the last 5 days."
   echo
   echo "| | full receive | first incrementals (days 1–5) | last incrementals (days $((DAYS - 4))–$DAYS) | last ÷ first (goal ≤ 1.5) | metadata used after the full / day 1 / day $DAYS | growth per incremental (day 1 → $DAYS) | btrfs-ts ÷ kernel (goal ≤ 2) | peak RSS |"
   echo "|---|---:|---:|---:|---:|---|---:|---:|---:|"
@@ -96,4 +101,4 @@ OUT=$WORK/section.md
   checks_section
 } >"$OUT"
 cat "$OUT"
-write_section chain "$OUT"
+write_section "$SECTION" "$OUT"
