@@ -43,8 +43,8 @@ export function hashExtentDataRef(root: bigint, objectid: bigint, offset: bigint
  * one reference changed in place: its keyed item and the head's count — as the kernel's delayed refs
  * change one item. Fewer are rewritten whole in the canonical form below (a few items either way). Whole
  * rewrites cost every reference again at each change: in a chain of daily snapshots an extent gains a
- * reference from each day whose copy of its leaf changes, and a day's receive grew from 0.4 s to 1.2 s
- * over 60 days, against the kernel's 0.06 to 0.11 s.
+ * reference from each day whose copy of its leaf changes: day 60 of a chain of 3,000 files took 1.40 s
+ * against day 1's 0.48 (1.00 s now; the kernel 0.11 and 0.06 s, docs/performance.md).
  */
 const KEYED_AT = 8;
 const EXTENT_HEAD_SIZE = 24;
@@ -57,12 +57,6 @@ function extentHead(fs: FilesystemModel, bytenr: bigint): { key: Key; data: Uint
   );
 }
 
-/**
- * Change one keyed reference (`key`: an EXTENT_DATA_REF or SHARED_DATA_REF of the extent) by `count`
- * when the extent is in keyed form with KEYED_AT references or more before and after; false (nothing
- * changed) otherwise. `make` gives the item for a reference not there yet, `bump` the changed one (null:
- * its count reached 0) or throws when it is not the reference asked for.
- */
 /** Whether one reference of the extent whose EXTENT_ITEM is `head` can change by `count` in place. */
 function keyedChange(head: { data: Uint8Array }, count: number): boolean {
   if (head.data.length !== EXTENT_HEAD_SIZE) return false;
@@ -70,6 +64,12 @@ function keyedChange(head: { data: Uint8Array }, count: number): boolean {
   return refs >= KEYED_AT && refs + BigInt(count) >= KEYED_AT;
 }
 
+/**
+ * Change one keyed reference (`key`: an EXTENT_DATA_REF or SHARED_DATA_REF of the extent) by `count`,
+ * the extent's head being one keyedChange allows; false (nothing changed) when a reference to drop is not
+ * there. `make` gives the item for a reference not there yet, `bump` the changed one (null: its count
+ * reached 0) or throws when it is not the reference asked for.
+ */
 function changeKeyedRef(
   fs: FilesystemModel, head: { key: Key; data: Uint8Array }, key: Key, count: number,
   make: () => Uint8Array, bump: (cur: Uint8Array) => Uint8Array | null,

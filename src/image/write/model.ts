@@ -45,7 +45,7 @@ export class FilesystemModel implements ChunkOwner {
   readonly trees = new Map<bigint, TreeState>();
   /**
    * Trees that may have something for the next commit: made since the last one, their root moved, an
-   * inode item pending (TreeState's `touched`). The commit looks at these instead of every tree — the
+   * inode item pending (what each tree tells `treeOwner`). The commit looks at these instead of every tree — the
    * kernel's dirty roots of a transaction; a tree nobody changed is not even set up.
    */
   readonly touched = new Set<TreeState>();
