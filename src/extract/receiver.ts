@@ -10,6 +10,9 @@ import { HelperError } from './syscall-helper.js';
 import type { ExtractHooks, ExtractStats } from './types.js';
 import { O_CREATE_NEW, O_READ_NOFOLLOW, O_WRITE_NOFOLLOW, SubvolPaths, cloneRange, emulateFallocate, fileRange, makeSpecial, writeAll } from './fs.js';
 
+/** errnos of an xattr the directory's filesystem will not hold: a warning, the rest goes on (xattrFailed). */
+const XATTR_NOT_HELD = new Set([1, 7, 13, 28, 34, 95]);
+
 /**
  * Applies send commands to a plain directory tree the way `btrfs receive` applies them to a btrfs
  * subvolume: the same syscalls in the same order (create 0600/0700, then CHOWN/CHMOD/UTIMES), so the
@@ -188,8 +191,10 @@ export class ExtractReceiver implements Receiver {
   }
 
   private xattrFailed(c: T.SetXattrCmd | T.RemoveXattrCmd, e: unknown): void {
-    // EPERM (trusted.* as non-root, user.* on a symlink), EOPNOTSUPP (btrfs.* on another filesystem)
-    if (e instanceof HelperError && (e.errno === 1 || e.errno === 95 || e.errno === 13)) {
+    // EPERM (trusted.* as non-root, user.* on a symlink), EOPNOTSUPP (btrfs.* on another filesystem),
+    // ENOSPC, E2BIG, ERANGE (no room for it there: ext4 keeps all of a file's xattrs in one block, where
+    // btrfs holds each up to a leaf; a truly full disk stops the next write anyway)
+    if (e instanceof HelperError && XATTR_NOT_HELD.has(e.errno)) {
       this.warn(`xattr ${showPath(c.name)} on ${showPath(c.path)} not applied: ${e.message}`);
       return;
     }
