@@ -191,7 +191,7 @@ export class ExtractReceiver implements Receiver {
   }
 
   private xattrFailed(c: T.SetXattrCmd | T.RemoveXattrCmd, e: unknown): void {
-    // EPERM (trusted.* as non-root, user.* on a symlink), EOPNOTSUPP (btrfs.* on another filesystem),
+    // EPERM, EACCES (trusted.* as non-root, user.* on a symlink), EOPNOTSUPP (btrfs.* on another filesystem),
     // ENOSPC, E2BIG, ERANGE (no room for it there: ext4 keeps all of a file's xattrs in one block, where
     // btrfs holds each up to a leaf; a truly full disk stops the next write anyway)
     if (e instanceof HelperError && XATTR_NOT_HELD.has(e.errno)) {
