@@ -57,24 +57,27 @@ function extentHead(fs: FilesystemModel, bytenr: bigint): { key: Key; data: Uint
   );
 }
 
-/** Whether one reference of the extent whose EXTENT_ITEM is `head` can change by `count` in place. */
-function keyedChange(head: { data: Uint8Array }, count: number): boolean {
-  if (head.data.length !== EXTENT_HEAD_SIZE) return false;
+/**
+ * The extent's reference count after a change by `count`, when one reference of the extent whose
+ * EXTENT_ITEM is `head` can change in place (keyed form, KEYED_AT or more before and after); else undefined.
+ */
+function keyedAfter(head: { data: Uint8Array }, count: number): bigint | undefined {
+  if (head.data.length !== EXTENT_HEAD_SIZE) return undefined;
   const refs = new DataView(head.data.buffer, head.data.byteOffset, EXTENT_HEAD_SIZE).getBigUint64(0, true);
-  return refs >= KEYED_AT && refs + BigInt(count) >= KEYED_AT;
+  const after = refs + BigInt(count);
+  return refs >= KEYED_AT && after >= KEYED_AT ? after : undefined;
 }
 
 /**
- * Change one keyed reference (`key`: an EXTENT_DATA_REF or SHARED_DATA_REF of the extent) by `count`,
- * the extent's head being one keyedChange allows; false (nothing changed) when a reference to drop is not
+ * Change one keyed reference (`key`: an EXTENT_DATA_REF or SHARED_DATA_REF of the extent) by `count`, the
+ * head's count becoming `after` (keyedAfter); false (nothing changed) when a reference to drop is not
  * there. `make` gives the item for a reference not there yet, `bump` the changed one (null: its count
  * reached 0) or throws when it is not the reference asked for.
  */
 function changeKeyedRef(
-  fs: FilesystemModel, head: { key: Key; data: Uint8Array }, key: Key, count: number,
+  fs: FilesystemModel, head: { key: Key; data: Uint8Array }, after: bigint, key: Key, count: number,
   make: () => Uint8Array, bump: (cur: Uint8Array) => Uint8Array | null,
 ): boolean {
-  const after = new DataView(head.data.buffer, head.data.byteOffset, EXTENT_HEAD_SIZE).getBigUint64(0, true) + BigInt(count);
   const t = fs.tree(BTRFS_EXTENT_TREE_OBJECTID);
   const cur = t.get(key);
   if (!cur) {
@@ -93,10 +96,11 @@ function changeKeyedRef(
 
 /** changeKeyedRef of EXTENT_DATA_REF (root, objectid, offset), for an extent whose EXTENT_ITEM is `head`. */
 function changeKeyedDataRef(fs: FilesystemModel, head: { key: Key; data: Uint8Array }, root: bigint, objectid: bigint, offset: bigint, count: number): boolean {
-  if (!keyedChange(head, count)) return false;
+  const after = keyedAfter(head, count);
+  if (after === undefined) return false;
   const bytenr = head.key.objectid;
   const key = { objectid: bytenr, type: BTRFS_EXTENT_DATA_REF_KEY, offset: hashExtentDataRef(root, objectid, offset) };
-  return changeKeyedRef(fs, head, key, count, () => encodeExtentDataRef({ root, objectid, offset, count }), (cur) => {
+  return changeKeyedRef(fs, head, after, key, count, () => encodeExtentDataRef({ root, objectid, offset, count }), (cur) => {
     const r = decodeExtentDataRef(cur);
     if (r.root !== root || r.objectid !== objectid || r.offset !== offset) {
       throw new ImageError('IMAGE_REF_HASH_COLLISION', `extent data ref hash collision on extent ${bytenr}`);
@@ -185,7 +189,8 @@ export function storeDataExtent(fs: FilesystemModel, x: DataExtentInfo): void {
 /** One more (or `count` fewer, when negative) reference by a FULL_BACKREF leaf at `parent`. */
 export function changeSharedDataRef(fs: FilesystemModel, bytenr: bigint, parent: bigint, count: number): void {
   const head = extentHead(fs, bytenr);
-  if (head && keyedChange(head, count) && changeKeyedRef(fs, head, { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: parent }, count, () => encodeSharedDataRef({ count }), (cur) => {
+  const after = head && keyedAfter(head, count);
+  if (head && after !== undefined && changeKeyedRef(fs, head, after, { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: parent }, count, () => encodeSharedDataRef({ count }), (cur) => {
     const n = decodeSharedDataRef(cur).count + count;
     if (n < 0) throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no shared reference by block ${parent} to drop`, { offset: bytenr });
     return n > 0 ? encodeSharedDataRef({ count: n }) : null;
