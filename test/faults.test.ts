@@ -247,12 +247,15 @@ describe.skipIf(!!why)('faults during receive never leave half a subvolume', () 
 
 describe.skipIf(!!why || !!mountWhy)('the image lives on a filesystem that fills up; the image is mounted', () => {
   const mounts: string[] = [];
+  const dirs: string[] = [];
   afterAll(() => {
     for (const m of mounts.reverse()) spawnSync('umount', [m]);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
   it('tmpfs full during the receive: exit 1 with ENOSPC, the image as before', async () => {
     const dir = tmpDir('btrfs-ts-full-');
+    dirs.push(dir);
     const used = statSync(base).blocks * 512;
     // room for the base image and ~300 KiB: full-v1 needs more than that for its data alone
     expect(spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${Math.ceil((used + 300 * 1024) / 4096) * 4096}`, 'tmpfs', dir]).status).toBe(0);
@@ -271,6 +274,7 @@ describe.skipIf(!!why || !!mountWhy)('the image lives on a filesystem that fills
   it('an image the kernel has mounted is refused and left alone', async () => {
     const image = fresh();
     const dir = tmpDir('btrfs-ts-mnt-');
+    dirs.push(dir);
     expect(spawnSync('mount', ['-o', 'loop', image, dir]).status).toBe(0);
     mounts.push(dir);
     const r = receiveCli(image, STREAM);
