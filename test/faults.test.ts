@@ -284,6 +284,14 @@ describe.skipIf(!!why || !!mountWhy)('the image lives on a filesystem that fills
     const link = join(work, 'link.img');
     spawnSync('ln', ['-sf', image, link]);
     expect(receiveCli(link, STREAM).stderr).toMatch(/\[IMAGE_MOUNTED\]/);
+    // reading it works, with a warning: ls, and a send whose stream verifies
+    const warned = /^btrfs-ts: WARNING: .* is mounted through \/dev\/loop\d+: reading the state of the kernel's last commit to it\n$/;
+    const ls = spawnSync('node', [BIN, 'ls', image], { encoding: 'utf8' });
+    expect([ls.status, ls.stdout, ls.stderr]).toEqual([0, 'sample\n', expect.stringMatching(warned)]);
+    const out = join(work, 'from-mounted.stream');
+    const send = spawnSync('node', [BIN, 'send', '-q', '-f', out, image, 'sample'], { encoding: 'utf8' });
+    expect([send.status, send.stderr]).toEqual([0, expect.stringMatching(warned)]);
+    expect(spawnSync('node', [BIN, 'verify', '-f', out], { encoding: 'utf8' }).status).toBe(0);
     expect(spawnSync('umount', [dir]).status).toBe(0);
     mounts.pop();
     expect(checkImage(image)).toEqual([]);

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, linkSync, openSync, readdirSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ReceiveError } from '../errors.js';
 
@@ -177,43 +177,60 @@ function pidAlive(pid: number): boolean {
  * two writers would corrupt it.
  */
 export function refuseIfMounted(image: string): void {
-  const st = existsSync(image) ? statSync(image) : undefined;
-  if (!st) return;
-  if (st.isBlockDevice()) {
-    const source = mountSourceOf(st.rdev);
-    if (source) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted (as ${source}): unmount it first`);
-    return;
-  }
-  if (!existsSync('/sys/block')) return;
-  let real: string;
-  try { real = realpathSync(image); } catch { return; }
-  for (const dev of readdirSync('/sys/block')) {
-    if (!dev.startsWith('loop')) continue;
-    let backing: string;
-    try { backing = readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim(); } catch { continue; }
-    if (backing !== real) continue;
-    let rdev: number;
-    try { rdev = statSync(`/dev/${dev}`).rdev; } catch { continue; }
-    if (mountSourceOf(rdev)) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted through /dev/${dev}: unmount it first`);
-  }
+  const how = mountedAs(image);
+  if (how) throw new ReceiveError('IMAGE_MOUNTED', `${image} is mounted ${how}: unmount it first`);
 }
 
 /**
- * The source of a mount of block device `rdev` (after " - FSTYPE " in mountinfo), under whatever name it
- * was mounted by; undefined when none. By device number, not by the third field: btrfs mounts report an
- * anonymous MAJOR:MINOR of their own there, not the device's.
+ * How the kernel has `image` mounted right now — "through /dev/loop0" for a file behind a loop device,
+ * "(as /dev/sdb1)" for a block device — or undefined when it has not.
  */
-function mountSourceOf(rdev: number): string | undefined {
+export function mountedAs(image: string): string | undefined {
+  const st = statSync(image, { throwIfNoEntry: false });
+  if (!st) return undefined;
+  if (st.isBlockDevice()) {
+    const source = mountSourceOf((rdev) => rdev === st.rdev);
+    return source ? `(as ${source})` : undefined;
+  }
+  // the mounted block devices are few and /proc has them at once; /sys/block's every loop device is not
+  let real: string | undefined;
+  const source = mountSourceOf((rdev) => {
+    let backing: string;
+    try {
+      backing = readFileSync(`/sys/dev/block/${rdev >> 8 & 0xfff}:${(rdev & 0xff) | (rdev >> 12 & ~0xff)}/loop/backing_file`, 'utf8').trim();
+    } catch {
+      return false; // not a loop device
+    }
+    try {
+      real ??= realpathSync(image);
+    } catch {
+      return false;
+    }
+    return backing === real;
+  });
+  return source ? `through ${source}` : undefined;
+}
+
+/**
+ * The source of the first mount of a block device that `matches` (by its device number), under whatever
+ * name it was mounted by (after " - FSTYPE " in mountinfo); undefined when none. By device number, not by
+ * the third field: btrfs mounts report an anonymous MAJOR:MINOR of their own there, not the device's.
+ */
+function mountSourceOf(matches: (rdev: number) => boolean): string | undefined {
   let mounts: string;
   try { mounts = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return undefined; }
   for (const line of mounts.split('\n')) {
     const source = line.split(' - ')[1]?.split(' ')[1];
     if (!source?.startsWith('/dev/')) continue;
+    let rdev: number;
     try {
-      if (statSync(source).rdev === rdev) return source;
+      const st = statSync(source);
+      if (!st.isBlockDevice()) continue;
+      rdev = st.rdev;
     } catch {
-      // a source that is gone (or not a path): not this device
+      continue; // a source that is gone (or not a path): not this device
     }
+    if (matches(rdev)) return source;
   }
   return undefined;
 }

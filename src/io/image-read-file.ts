@@ -93,7 +93,7 @@ function source(
   };
 }
 
-/** Opens an image file for the CLI, runs `fn`, always closes it. */
+/** Opens an image file, runs `fn`, always closes it. */
 export async function withImageFile<T>(path: string, fn: (src: FileImageSource) => Promise<T>, opts: OpenImageOptions = {}): Promise<T> {
   const src = await openImageFile(path, opts);
   try {

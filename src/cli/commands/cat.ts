@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { withImageFile } from '../../io/image-read-file.js';
+import { readImage } from '../image-file.js';
 
 export function register(program: Command): void {
   program
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .argument('<path>', 'file path inside the image, from the top-level subvolume')
     .option('--no-verify', 'do not verify data checksums')
     .action(async (image: string, path: string, o: { verify: boolean }) => {
-      await withImageFile(image, async (src) => {
+      await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         const loc = await img.resolve(path);
         const st = await img.stat(loc);

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { runExtractStream } from './extract-stream.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { splitImageArg, withImageFile } from '../../io/image-read-file.js';
+import { splitImageArg } from '../../io/image-read-file.js';
+import { readImage } from '../image-file.js';
 import { extractTree } from '../../extract/image.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
@@ -25,7 +26,7 @@ export function register(program: Command): void {
       }
       if (dir === undefined) throw new BtrfsTsError('USAGE', 'extract IMAGE[:PATH] DIR: missing destination directory');
       const { image, path } = await splitImageArg(source);
-      await withImageFile(image, async (src) => {
+      await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         const start = await img.resolve(path);
         const owners = o.owners && process.getuid?.() === 0;

@@ -5,6 +5,7 @@ import { BtrfsTsError } from '../../errors.js';
 import { imageTreeSource } from '../../image/read/tree-source.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { openImageFile } from '../../io/image-read-file.js';
+import { warnIfMounted } from '../image-file.js';
 import { dirTreeSource } from '../../dirtree/source.js';
 import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
@@ -34,6 +35,7 @@ async function openSource(target: string, o: Opts): Promise<{ source: TreeSource
     if (o.path !== undefined) throw new BtrfsTsError('MANIFEST_USAGE', '--path applies to an image file, not a directory');
     return { source: dirTreeSource(target, { xattrs: o.xattrs }), close: async () => {} };
   }
+  warnIfMounted(target);
   const file = await openImageFile(target);
   try {
     const img = await BtrfsImage.open(file);

@@ -7,7 +7,7 @@ import { refuseOutputOverInput } from '../output-over-input.js';
 import { SEND_RUNTIME_FLAGS } from '../send-flags.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
-import { withImageFile } from '../../io/image-read-file.js';
+import { readImage } from '../image-file.js';
 import type { DataFill } from '../../send/data-fill.js';
 import type { FillThread } from '../../send/data-fill-worker.js';
 import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
@@ -74,7 +74,7 @@ export function register(program: Command): void {
       const thread = fillThread(o);
       const budget = budgetOnceStarted(thread, o.parent !== undefined);
       try {
-        await withImageFile(image, async (src) => {
+        await readImage(image, async (src) => {
           const img = await BtrfsImage.open(src);
           // the encoder's buffer, the one held for the data read into it (a full --compressed-data send:
           // send/data-fill.ts, shared memory), the one being written and the 8 MiB queued behind it

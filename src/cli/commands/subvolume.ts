@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
-import { withImageFile } from '../../io/image-read-file.js';
+import { readImage } from '../image-file.js';
 
 const uuid = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u));
 
@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .argument('<image>', 'btrfs image file')
     .option('-r, --readonly', 'only read-only subvolumes')
     .action(async (image: string, o: { readonly?: boolean }) => {
-      await withImageFile(image, async (src) => {
+      await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         for (const s of await img.listSubvolumes()) {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
