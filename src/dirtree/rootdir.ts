@@ -7,6 +7,7 @@ import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
 import { type InodeFlagSpec, inodeFlags } from './inode-flags.js';
+import { dirPath, joinPath } from '../io/long-paths.js';
 import type { Reflinker } from './reflink.js';
 
 const S_IFMT = 0o170000;
@@ -29,14 +30,19 @@ export interface RootdirSummary {
 /** A quick pass over the tree to size the image before creating it. */
 export function surveyRootdir(root: string): RootdirSummary {
   const sum: RootdirSummary = { inodes: 1, dataBytes: 0n, nameBytes: 0n, xattrBytes: 0n };
-  const walk = (dir: Buffer): void => {
-    for (const name of fs.readdirSync(dir, { encoding: 'buffer' })) {
-      const abs = Buffer.concat([dir, Buffer.from('/'), name]);
-      const st = fs.lstatSync(abs, { bigint: true });
-      sum.inodes++;
-      sum.nameBytes += BigInt(name.length);
-      if (st.isFile()) sum.dataBytes += st.blocks * 512n < st.size ? st.blocks * 512n : st.size;
-      if (st.isDirectory()) walk(abs);
+  const walk = (absDir: Buffer): void => {
+    const dir = dirPath(absDir);
+    try {
+      for (const name of fs.readdirSync(dir.path, { encoding: 'buffer' })) {
+        const abs = joinPath(dir.path, name);
+        const st = fs.lstatSync(abs, { bigint: true });
+        sum.inodes++;
+        sum.nameBytes += BigInt(name.length);
+        if (st.isFile()) sum.dataBytes += st.blocks * 512n < st.size ? st.blocks * 512n : st.size;
+        if (st.isDirectory()) walk(abs);
+      }
+    } finally {
+      dir.close();
     }
   };
   walk(Buffer.from(root));
@@ -99,6 +105,11 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
   }
   if (!rootSt.isDirectory()) throw new ImageError('ROOTDIR', `--rootdir ${root} is not a directory`);
   const xattrs: Map<string, Xattr[]> = opts.xattrs === false ? new Map() : await readTreeXattrs(rootAbs);
+  /** The xattrs under a directory reached through a descriptor (long-paths.ts), which the reads above could not name. */
+  const readDeepXattrs = async (dir: Buffer, rel: Buffer): Promise<void> => {
+    if (opts.xattrs === false) return;
+    for (const [key, xs] of await readTreeXattrs(dir.toString('latin1'), rel)) xattrs.set(key, xs);
+  };
   const applyXattrs = (p: Populator, rel: Buffer, ino: bigint): void => {
     for (const x of xattrs.get(pathKey(rel)) ?? []) p.setXattr(ino, x.name, x.value);
   };
@@ -144,15 +155,27 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
   let lastTurn = Date.now();
   // hard links are per subvolume: a name in another subvolume gets its own copy
   // `dirFlags`: the flags of the directory being walked, which its new inodes inherit
+  // a directory past SHORT_PATH is walked through a descriptor of it (long-paths.ts); clones queued with
+  // paths through that descriptor run before it closes
   const walk = async (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator, dirFlags: bigint): Promise<void> => {
+    const dir = dirPath(absDir);
+    try {
+      if (dir.path !== absDir) await readDeepXattrs(dir.path, relDir);
+      await walkDir(dir.path, relDir, dirIno, pop, dirFlags);
+    } finally {
+      if (dir.path !== absDir) opts.reflink?.flush();
+      dir.close();
+    }
+  };
+  const walkDir = async (absDir: Buffer, relDir: Buffer, dirIno: bigint, pop: Populator, dirFlags: bigint): Promise<void> => {
     const names = fs.readdirSync(absDir, { encoding: 'buffer' }).sort(Buffer.compare);
     for (const name of names) {
       if (Date.now() - lastTurn >= YIELD_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         lastTurn = Date.now();
       }
-      const abs = Buffer.concat([absDir, Buffer.from('/'), name]);
-      const rel = relDir.length ? Buffer.concat([relDir, Buffer.from('/'), name]) : name;
+      const abs = joinPath(absDir, name);
+      const rel = relDir.length ? joinPath(relDir, name) : name;
       const st = fs.lstatSync(abs, { bigint: true });
       const nm = new Uint8Array(name);
       const linkKey = `${pop.root}:${st.dev}:${st.ino}`;

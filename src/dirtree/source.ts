@@ -3,6 +3,7 @@ import path from 'node:path';
 import { BtrfsTsError } from '../errors.js';
 import type { EntryType, Timespec, TreeEntry, TreeSource, Xattr } from '../manifest/types.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
+import { dirDescriptor, joinPath, SHORT_PATH, throughShortPath } from '../io/long-paths.js';
 
 /**
  * A mounted directory as a manifest TreeSource. Names are handled as raw bytes throughout (readdir with
@@ -55,12 +56,13 @@ export function splitDev(dev: bigint): { major: number; minor: number } {
 async function* readFileChunks(abs: Buffer, size: bigint): AsyncGenerator<Uint8Array> {
   // O_NOATIME keeps hashing from changing what a later `--atime` manifest sees; it needs ownership or
   // CAP_FOWNER, so fall back to a plain open.
-  let fh: fsp.FileHandle;
-  try {
-    fh = await fsp.open(abs, constants.O_RDONLY | constants.O_NOATIME);
-  } catch {
-    fh = await fsp.open(abs, constants.O_RDONLY);
-  }
+  const fh = await throughShortPath(abs, async (p) => {
+    try {
+      return await fsp.open(p, constants.O_RDONLY | constants.O_NOATIME);
+    } catch {
+      return await fsp.open(p, constants.O_RDONLY);
+    }
+  });
   try {
     let want = size < BigInt(READ_CHUNK) ? Number(size) + 1 : READ_CHUNK;
     for (;;) {
@@ -108,20 +110,32 @@ export function dirTreeSource(root: string, opts: DirSourceOptions = {}): TreeSo
       const x = (rel: Buffer): Xattr[] => xattrs.get(pathKey(rel)) ?? [];
       yield makeEntry(Buffer.alloc(0), rootAbs, rootSt, undefined, x(Buffer.alloc(0)));
 
-      const stack: Buffer[] = [Buffer.alloc(0)];
-      const SLASH = Buffer.from('/');
+      // Paths past SHORT_PATH go through descriptors (long-paths.ts). getfattr names each file by its path
+      // from where it runs, so a directory more than SHORT_PATH below the last place it ran from has its
+      // xattrs read by a run of its own, from a descriptor of it (`from`: the rel length of that place).
+      const stack: { rel: Buffer; from: number }[] = [{ rel: Buffer.alloc(0), from: 0 }];
       while (stack.length > 0) {
-        const dirRel = stack.pop() as Buffer;
-        const dirAbs = dirRel.length ? Buffer.concat([rootAbs, SLASH, dirRel]) : rootAbs;
-        const names = await fsp.readdir(dirAbs, { encoding: 'buffer' });
+        const { rel: dirRel, from } = stack.pop()!;
+        const dirAbs = dirRel.length ? joinPath(rootAbs, dirRel) : rootAbs;
+        let childFrom = from;
+        if (opts.xattrs !== false && dirRel.length - from > SHORT_PATH) {
+          const dir = dirDescriptor(dirAbs);
+          try {
+            for (const [key, xs] of await readTreeXattrs(dir.path.toString('latin1'), dirRel)) xattrs.set(key, xs);
+          } finally {
+            dir.close();
+          }
+          childFrom = dirRel.length;
+        }
+        const names = await throughShortPath(dirAbs, (p) => fsp.readdir(p, { encoding: 'buffer' }));
         for (const name of names) {
-          const rel = dirRel.length ? Buffer.concat([dirRel, SLASH, name]) : name;
-          const abs = Buffer.concat([rootAbs, SLASH, rel]);
-          const st = await fsp.lstat(abs, { bigint: true });
+          const rel = dirRel.length ? joinPath(dirRel, name) : name;
+          const abs = joinPath(rootAbs, rel);
+          const st = await throughShortPath(abs, (p) => fsp.lstat(p, { bigint: true }));
           const type = typeOf(st.mode);
-          const target = type === 'symlink' ? await fsp.readlink(abs, { encoding: 'buffer' }) : undefined;
+          const target = type === 'symlink' ? await throughShortPath(abs, (p) => fsp.readlink(p, { encoding: 'buffer' })) : undefined;
           yield makeEntry(rel, abs, st, target, x(rel));
-          if (type === 'dir') stack.push(rel);
+          if (type === 'dir') stack.push({ rel, from: childFrom });
         }
       }
     },

@@ -68,8 +68,14 @@ export function parseGetfattrDump(out: Buffer): Map<string, Xattr[]> {
   return result;
 }
 
-/** Runs getfattr over the whole tree under `root` (no symlink following) and returns xattrs per path. */
-export async function readTreeXattrs(root: string): Promise<Map<string, Xattr[]>> {
+/**
+ * Runs getfattr over the whole tree under `root` (no symlink following) and returns xattrs per path,
+ * keyed by pathKey of the path relative to `root` with `prefix` and a slash before it when given.
+ * getfattr names each file by its path from `root` and cannot reach those of PATH_MAX bytes or more: it
+ * says "File name too long" for them and goes on; the caller reads such a subtree again from a
+ * descriptor of a directory deep in it (io/long-paths.ts).
+ */
+export async function readTreeXattrs(root: string, prefix?: Buffer): Promise<Map<string, Xattr[]>> {
   const child = spawn('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], {
     cwd: root,
     env: { ...process.env, LC_ALL: 'C' },
@@ -86,7 +92,15 @@ export async function readTreeXattrs(root: string): Promise<Map<string, Xattr[]>
     throw new BtrfsTsError('XATTR_TOOL', `cannot run getfattr (install the attr package or use --no-xattrs): ${String(e)}`);
   });
   if (code !== 0) {
-    throw new BtrfsTsError('XATTR_TOOL', `getfattr failed (exit ${code}): ${Buffer.concat(err).toString().trim()}`);
+    const problems = Buffer.concat(err).toString().split('\n').filter((l) => l !== '' && !l.endsWith(': File name too long'));
+    if (code !== 1 || problems.length > 0) {
+      throw new BtrfsTsError('XATTR_TOOL', `getfattr failed (exit ${code}): ${problems.join('; ').trim() || Buffer.concat(err).toString().trim()}`);
+    }
   }
-  return parseGetfattrDump(Buffer.concat(out));
+  const found = parseGetfattrDump(Buffer.concat(out));
+  if (!prefix?.length) return found;
+  const under = new Map<string, Xattr[]>();
+  const head = pathKey(prefix);
+  for (const [rel, xs] of found) under.set(rel === '' ? head : `${head}/${rel}`, xs);
+  return under;
 }

@@ -4,6 +4,7 @@ import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../stream/constants.j
 import type { CloneCmd } from '../stream/types.js';
 import type { SyscallHelper } from './syscall-helper.js';
 import { checkStreamPath, pathComponents, showPath } from '../tools/paths.js';
+import { type DirPath, dirDescriptor, joinPath, SHORT_PATH } from '../io/long-paths.js';
 
 /**
  * Stream paths → absolute paths under one subvolume directory, never leaving it: the path must be plain
@@ -29,8 +30,9 @@ export class SubvolPaths {
     if (rel.length === 0) return this.root;
     const comps = pathComponents(rel);
     let cur = this.root;
+    let through = false;
     for (let i = 0; i < comps.length - 1; i++) {
-      cur = Buffer.concat([cur, SLASH, comps[i]!]);
+      cur = joinPath(cur, comps[i]!);
       let st;
       try {
         st = await fsp.lstat(cur);
@@ -45,9 +47,32 @@ export class SubvolPaths {
           path: Buffer.from(rel).toString('latin1'),
         });
       }
+      if (cur.length > SHORT_PATH) {
+        cur = hold(dirDescriptor(cur));
+        through = true;
+      }
     }
-    return Buffer.concat([this.root, SLASH, rel]);
+    return through ? joinPath(cur, comps[comps.length - 1]!) : Buffer.concat([this.root, SLASH, rel]);
   }
+}
+
+/**
+ * The descriptors behind resolved paths past SHORT_PATH (long-paths.ts). A resolved path is used at once,
+ * by the calls of one command (a RENAME or a CLONE resolves two), so the last HELD stay open and older
+ * ones are closed as new ones come; releaseHeldPaths closes them all.
+ */
+const HELD = 16;
+const held: DirPath[] = [];
+
+function hold(d: DirPath): Buffer {
+  held.push(d);
+  if (held.length > HELD) held.shift()!.close();
+  return d.path;
+}
+
+/** Closes what SubvolPaths.resolve holds open: its paths are not used after this. */
+export function releaseHeldPaths(): void {
+  for (const d of held.splice(0)) d.close();
 }
 
 export const O_WRITE_NOFOLLOW = constants.O_WRONLY | constants.O_NOFOLLOW;

@@ -4,6 +4,7 @@ import { BtrfsTsError, ImageError } from '../errors.js';
 import type { BtrfsImage, DirEntry, Location } from '../image/read/index.js';
 import { timespecNs, type BtrfsTimespec } from '../image/structs.js';
 import { makeDirs } from './fs.js';
+import { throughShortPath as at } from '../io/long-paths.js';
 import { makeSocket, writeFileKeepingHoles } from './make-file.js';
 import { SyscallHelper } from './syscall-helper.js';
 import { XattrDump } from './xattr-dump.js';
@@ -70,10 +71,10 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
 
   const finish = async (p: Buffer, rel: Buffer, loc: Location, isLink: boolean): Promise<void> => {
     const st = await img.stat(loc);
-    if (owners) await fsp.lchown(p, st.uid, st.gid);
+    if (owners) await at(p, (s) => fsp.lchown(s, st.uid, st.gid));
     const xs = opts.xattrs === false ? [] : await img.xattrs(loc);
     xattrDump.add(rel, xs);
-    if (!isLink) await fsp.chmod(p, st.mode & 0o7777);
+    if (!isLink) await at(p, (s) => fsp.chmod(s, st.mode & 0o7777));
     await setTimes(p, st.atime, st.mtime);
   };
 
@@ -86,7 +87,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
       warn(`cannot create special file ${p.toString('latin1')}: ${r.error?.message ?? r.stderr.toString().trim()}`);
       return false;
     }
-    await fsp.rename(tmp, p);
+    await at(p, (s) => fsp.rename(tmp, s));
     return true;
   };
 
@@ -98,7 +99,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
     if (type !== 0o040000 && st.nlink > 1) {
       const first = linked.get(key);
       if (first) {
-        await fsp.link(first, p);
+        await at(first, (f) => at(p, (s) => fsp.link(f, s)));
         stats.hardlinks++;
         return;
       }
@@ -108,7 +109,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
       case 0o040000: {
         if (!loc.emptySubvolDir && dirsSeen.has(key)) throw new ImageError('IMAGE_DIR_CYCLE', `directory inode ${loc.ino} of subvolume ${loc.root} is reached twice (at ${p.toString('latin1')})`);
         dirsSeen.add(key);
-        await fsp.mkdir(p, { mode: 0o700 });
+        await at(p, (s) => fsp.mkdir(s, { mode: 0o700 }));
         stats.dirs++;
         for await (const e of uniqueEntries(img, loc, p, warn)) {
           const nb = Buffer.from(e.name);
@@ -131,7 +132,7 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
           linked.delete(key);
           return;
         }
-        await fsp.symlink(Buffer.from(target), p);
+        await at(p, (s) => fsp.symlink(Buffer.from(target), s));
         stats.symlinks++;
         await finish(p, rel, loc, true);
         return;
@@ -180,8 +181,8 @@ export async function extractTree(img: BtrfsImage, start: Location, dest: string
   // nanosecond times through the python helper (utimensat); fs.lutimes keeps microseconds only
   const helper = new SyscallHelper();
   const setTimes = async (p: Buffer, atime: BtrfsTimespec, mtime: BtrfsTimespec): Promise<void> => {
-    if (helper.available) await helper.utime(p, timespecNs(atime), timespecNs(mtime));
-    else await fsp.lutimes(p, toDate(atime), toDate(mtime));
+    if (helper.available) await at(p, (s) => helper.utime(s, timespecNs(atime), timespecNs(mtime)));
+    else await at(p, (s) => fsp.lutimes(s, toDate(atime), toDate(mtime)));
   };
   try {
     const st = await img.stat(start);

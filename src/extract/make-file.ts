@@ -2,6 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { createServer } from 'node:net';
 import { BtrfsTsError } from '../errors.js';
 import type { BtrfsImage, Location } from '../image/read/index.js';
+import { throughShortPath } from '../io/long-paths.js';
 
 /** Making the entries of an extracted tree that take more than a syscall: files with holes, sockets. */
 
@@ -14,7 +15,7 @@ export async function writeFileKeepingHoles(img: BtrfsImage, loc: Location, p: B
   // write() and ftruncate() take positions as doubles here: beyond 2^53 they would land elsewhere
   const limit = BigInt(Number.MAX_SAFE_INTEGER);
   if (st.size > limit) throw new BtrfsTsError('EXTRACT_TOO_BIG', `cannot extract ${p.toString('latin1')}: size ${st.size} is beyond ${limit} bytes`);
-  const fh = await fsp.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const fh = await throughShortPath(p, (s) => fsp.open(s, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
   try {
     let pos = 0n;
     let dataEnd = 0n;
@@ -53,7 +54,7 @@ export async function makeSocket(root: Buffer, p: Buffer, warn: (m: string) => v
     });
     // libuv unlinks a bound path when the listener closes: keep the inode under its real name first.
     try {
-      await fsp.link(tmp, p);
+      await throughShortPath(p, (s) => fsp.link(tmp, s));
     } finally {
       await new Promise<void>((res) => srv.close(() => res()));
     }

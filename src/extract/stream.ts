@@ -8,7 +8,7 @@ import { processStream } from '../stream/receiver.js';
 import { isUnknown } from '../stream/types.js';
 import { RECEIVED_INDEX_FILE, ReceivedIndex } from '../tools/received-index.js';
 import { showPath } from '../tools/paths.js';
-import { makeDirs } from './fs.js';
+import { makeDirs, releaseHeldPaths } from './fs.js';
 import { HelperError, SyscallHelper } from './syscall-helper.js';
 import { ExtractReceiver } from './receiver.js';
 import { openForCopy, restoreModes } from './unlock-modes.js';
@@ -158,6 +158,7 @@ export async function extractStreams(inputs: ExtractInput[], dir: string, opts: 
   } finally {
     await rcv.close();
     await helper.close();
+    releaseHeldPaths();
   }
   return { ...rcv.stats, received };
 }

@@ -6,6 +6,7 @@
  * back, deepest first (a directory's mode is restored after its children's).
  */
 import { constants, promises as fsp } from 'node:fs';
+import { throughShortPath as at } from '../io/long-paths.js';
 
 const SLASH = Buffer.from('/');
 
@@ -22,21 +23,21 @@ export async function openForCopy(dir: Buffer): Promise<ModeChange[]> {
   if (uid === undefined || uid === 0) return changed;
   const walk = async (rel: Buffer): Promise<void> => {
     const abs = rel.length ? Buffer.concat([dir, SLASH, rel]) : dir;
-    const st = await fsp.lstat(abs);
+    const st = await at(abs, (s) => fsp.lstat(s));
     if (st.uid !== uid) return; // not ours: we may not chmod it, cp reports it
     const perm = st.mode & 0o7777;
     if (st.isDirectory()) {
       const need = constants.S_IRUSR | constants.S_IXUSR;
       if ((perm & need) !== need) {
         changed.push({ rel, mode: perm });
-        await fsp.chmod(abs, perm | need);
+        await at(abs, (s) => fsp.chmod(s, perm | need));
       }
-      for (const name of await fsp.readdir(abs, { encoding: 'buffer' })) {
+      for (const name of await at(abs, (s) => fsp.readdir(s, { encoding: 'buffer' }))) {
         await walk(rel.length ? Buffer.concat([rel, SLASH, name]) : name);
       }
     } else if (st.isFile() && (perm & constants.S_IRUSR) === 0) {
       changed.push({ rel, mode: perm });
-      await fsp.chmod(abs, perm | constants.S_IRUSR);
+      await at(abs, (s) => fsp.chmod(s, perm | constants.S_IRUSR));
     }
   };
   await walk(Buffer.alloc(0));
@@ -47,6 +48,6 @@ export async function openForCopy(dir: Buffer): Promise<ModeChange[]> {
 export async function restoreModes(dir: Buffer, changed: ModeChange[]): Promise<void> {
   for (let i = changed.length - 1; i >= 0; i--) {
     const c = changed[i]!;
-    await fsp.chmod(c.rel.length ? Buffer.concat([dir, SLASH, c.rel]) : dir, c.mode);
+    await at(c.rel.length ? Buffer.concat([dir, SLASH, c.rel]) : dir, (s) => fsp.chmod(s, c.mode));
   }
 }
