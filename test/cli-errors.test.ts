@@ -79,6 +79,8 @@ const usage: { name: string; args: string[]; line: RegExp; hint: string }[] = [
   { name: 'send without a subvolume', args: ['send', '-f', at('n.stream'), at('img')], line: /^btrfs-ts: missing required argument 'subvol'$/, hint: "Try 'btrfs-ts send --help' for more information." },
   { name: 'unknown option of send', args: ['send', '--bogus', at('img'), 'sample'], line: /^btrfs-ts: unknown option '--bogus'$/, hint: "Try 'btrfs-ts send --help' for more information." },
   { name: 'bad option value', args: ['convert', '-f', SAMPLE, '-o', '-', '--proto', '3'], line: /protocol must be 1 or 2/, hint: "Try 'btrfs-ts convert --help' for more information." },
+  // btrfs receive -E 0 goes on past failed commands; a receive here is whole or nothing
+  { name: 'receive -E 0', args: ['receive', '-E', '0', '-f', SAMPLE, at('e0.img')], line: /argument '0' is invalid\. btrfs-ts stops at the first error and leaves the image as it was/, hint: "Try 'btrfs-ts receive --help' for more information." },
 ];
 
 describe.skipIf(!built)('CLI errors: one line, the right exit status, no stack trace', () => {
@@ -118,6 +120,15 @@ describe.skipIf(!built)('CLI errors: one line, the right exit status, no stack t
     expect(lines[0]).toMatch(c.line);
     expect(lines[1]).toBe(c.hint);
     expect(r.status).toBe(2);
+  });
+
+  it("btrfs receive's -C, -E 1 and -m, and mkfs.btrfs's -K, are taken as those tools take them", () => {
+    const r = spawnSync('node', [BIN, 'receive', '-C', '-E', '1', '-m', '/mnt', '-q', '-f', SAMPLE, at('compat.img')], { encoding: 'utf8' });
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(spawnSync('node', [BIN, 'ls', at('compat.img')], { encoding: 'utf8' }).stdout).toBe('sample\n');
+    const m = spawnSync('node', [BIN, 'mkfs', '-K', '-q', at('k.img')], { encoding: 'utf8' });
+    expect([m.status, m.stderr]).toEqual([0, '']);
+    expect(existsSync(at('e0.img'))).toBe(false); // the refused -E 0 made nothing
   });
 
   it('--help lists the exit statuses', () => {

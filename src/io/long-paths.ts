@@ -2,9 +2,9 @@ import { closeSync, constants, openSync } from 'node:fs';
 
 /**
  * Trees deeper than PATH_MAX. A path of 4,096 bytes or more (with its NUL) fails every path system call
- * with ENAMETOOLONG, yet a filesystem holds such trees (each name is short; only the whole path is long),
- * mkfs.btrfs --rootdir copies them (nftw works through directory descriptors) and an image can hold them.
- * Node has no openat(2), so a deep directory is reached through a descriptor of it opened on the way down:
+ * with ENAMETOOLONG, yet filesystems and images hold such trees (each name is short; only the whole path is
+ * long), and a stream's paths (up to 4,095 bytes) pass it under any destination directory. Node has no
+ * openat(2), so a deep directory is reached through a descriptor of it opened on the way down:
  * `/proc/<pid>/fd/N` names it in a few bytes (the kernel follows that link to the directory itself), and
  * the paths under it stay short. The pid rather than `self`: helpers this process starts (getfattr run
  * in such a directory, the python helper) reach it by the same path.

@@ -259,6 +259,7 @@ export function register(program: Command): void {
     .option('--inode-flags <flags:path>', 'with --rootdir: nodatacow and/or nodatasum (comma-separated) for PATH, inherited by what a directory holds (repeatable)', collect, [])
     .option('--reflink', 'with --rootdir: share file data with the source files (FICLONERANGE; both on one btrfs; needs python3)')
     .option('--shrink', 'with --rootdir: cut the image to what its chunks use (as mkfs.btrfs --shrink)')
+    .option('-K, --nodiscard', 'accepted as mkfs.btrfs takes it: btrfs-ts never discards (TRIMs) the target')
     .option('-q, --quiet', 'print nothing on success'))
     .action(async (image: string, o: Opts & { size?: string; checksum?: string }) => {
       await runMkfs(image, { ...o, byteCount: o.byteCount ?? o.size, csum: o.csum ?? o.checksum });

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { initCodecs } from '../../compress/index.js';
 import { openInput } from '../../io/input.js';
 import { PlanReport } from '../../plan/report.js';
@@ -51,6 +51,17 @@ function summaryText(s: ReceiveSummary, seconds: number): string {
   ].join('\n') + '\n';
 }
 
+/**
+ * btrfs receive -E N goes on past N-1 failed commands (0: past all of them), leaving what they should have
+ * made undone. A receive here applies a stream whole or not at all (the image is left as it was), so
+ * going on has no meaning: only the default is taken, and a script asking for more is told why.
+ */
+function parseMaxErrors(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a number of errors');
+  if (Number(v) !== 1) throw new InvalidArgumentError('btrfs-ts stops at the first error and leaves the image as it was before the stream; only 1 (the default) is accepted');
+  return 1;
+}
+
 export function register(program: Command): void {
   withProgressOptions(program
     .command('receive')
@@ -60,6 +71,9 @@ export function register(program: Command): void {
     .option('--dump', 'print the stream instead of receiving it (like btrfs receive --dump)')
     .option('--all-streams', 'with --dump: dump every stream of the input')
     .option('-e', 'stop after the first END command')
+    .option('-C, --chroot', 'accepted as btrfs receive takes it: a receive into an image never reaches outside the subvolumes it makes')
+    .option('-E, --max-errors <N>', 'as btrfs receive: only 1, the default, is accepted — a receive stops at the first error and rolls the stream back whole', parseMaxErrors)
+    .option('-m <ROOTMOUNT>', 'accepted as btrfs receive takes it (where the destination is mounted): an image needs no mount')
     .option('--dest <PATH>', 'directory inside the image to create the subvolumes in (default: top level)')
     .option('--force-decompress', 'decompress every encoded write instead of storing it as sent')
     .option('--compress <ALG[:LEVEL]>', 'compress plain and decompressed data (zlib, lzo, zstd) as the compress= mount option', parseCompress)
