@@ -21,8 +21,14 @@ export interface SendOptions {
   noData?: boolean;
   /** Parent subvolume path: an incremental send (btrfs send -p), the difference from it. */
   parent?: string;
-  /** Clone sources (-c): read-only subvolumes the receiver has; extents shared with them are cloned. */
+  /**
+   * Clone sources (-c): read-only subvolumes the receiver has; extents shared with them are cloned. Without
+   * `parent`, each subvolume's parent is picked among them as btrfs send picks it (goodParent), and each
+   * subvolume sent is a clone source of the ones after it.
+   */
   cloneSources?: string[];
+  /** btrfs send -e: several subvolumes in one stream — one header, and END only after the last. */
+  endOnce?: boolean;
   /**
    * Output buffers come from this pool (its size is the chunk size): a consumer done with a yielded
    * buffer may give it back (the CLI does once the buffer is written), so a long send reuses a few.
@@ -82,6 +88,31 @@ function lineage(sv: SubvolumeInfo, byUuid: Map<string, SubvolumeInfo>): Set<str
 }
 
 /**
+ * The parent btrfs send picks for `sv` given clone sources and no -p (btrfs-progs' find_good_parent): its
+ * snapshot origin when that is a clone source, else the clone source that is a snapshot of the same origin
+ * with the ctransid nearest the origin's (the first of equals). undefined where btrfs send refuses ("parent
+ * determination failed": no origin, or none of the sources comes from it): the send is then a full one
+ * that clones from the sources, which the kernel's send ioctl makes too.
+ */
+function goodParent(sv: SubvolumeInfo, sources: SubvolumeInfo[], byUuid: Map<string, SubvolumeInfo>): SubvolumeInfo | undefined {
+  const origin = sv.parentUuid.every((b) => b === 0) ? undefined : byUuid.get(formatUuid(sv.parentUuid));
+  if (!origin) return undefined;
+  if (sources.some((s) => s.id === origin.id)) return origin;
+  const from = formatUuid(origin.uuid);
+  let best: SubvolumeInfo | undefined;
+  let bestDiff = 0n;
+  for (const s of sources) {
+    if (formatUuid(s.parentUuid) !== from) continue;
+    const diff = s.ctransid > origin.ctransid ? s.ctransid - origin.ctransid : origin.ctransid - s.ctransid;
+    if (!best || diff < bestDiff) {
+      best = s;
+      bestDiff = diff;
+    }
+  }
+  return best;
+}
+
+/**
  * Whether `parent` can be the base of an incremental send of `sv`: they share a snapshot lineage — one is
  * an origin of the other, both come from one origin (siblings, cousins: a read-only snapshot of a writable
  * snapshot of the parent), or both are received copies of one subvolume. The usual cases (a snapshot of
@@ -114,27 +145,41 @@ export async function* sendSubvolumes(from: SendImage, paths: string[], opts: Se
   for (const p of paths) svs.push(await readOnlySubvolume(img, p, 'subvolume'));
   const cloneSources: SubvolumeInfo[] = [];
   for (const c of opts.cloneSources ?? []) cloneSources.push(await readOnlySubvolume(img, c, 'clone source'));
-  let parent: SubvolumeInfo | undefined;
+  // every subvolume by uuid, listed once if some subvolume sent needs it
+  let byUuid: Promise<Map<string, SubvolumeInfo>> | undefined;
+  const everyByUuid = () => (byUuid ??= img.listSubvolumes().then((all) => new Map(all.map((x) => [formatUuid(x.uuid), x]))));
+  // each subvolume's parent and clone sources
+  const plan: { parent?: SubvolumeInfo; cloneSources: SubvolumeInfo[] }[] = [];
   if (opts.parent !== undefined) {
-    parent = await readOnlySubvolume(img, opts.parent, 'parent');
-    // every subvolume by uuid, listed once if some subvolume sent needs it
-    let byUuid: Promise<Map<string, SubvolumeInfo>> | undefined;
-    const everyByUuid = () => (byUuid ??= img.listSubvolumes().then((all) => new Map(all.map((x) => [formatUuid(x.uuid), x]))));
+    const parent = await readOnlySubvolume(img, opts.parent, 'parent');
     for (const sv of svs) {
       if (sv.id === parent.id) throw new SendError('SEND_USAGE', `parent ${parent.path} is the subvolume being sent`, { path: sv.path });
       if (!(await related(sv, parent, everyByUuid))) {
         throw new SendError('SEND_UNRELATED_PARENT', `parent ${parent.path} (uuid ${showUuid(parent.uuid)}) is not related to ${sv.path} (parent_uuid ${showUuid(sv.parentUuid)}): no common snapshot origin and not received from one subvolume`, { path: sv.path });
       }
+      plan.push({ parent, cloneSources });
     }
+  } else if (cloneSources.length > 0) {
+    const all = await everyByUuid();
+    let sources = cloneSources;
+    for (const sv of svs) {
+      const parent = goodParent(sv, sources, all);
+      plan.push({ ...(parent ? { parent } : {}), cloneSources: sources });
+      sources = [...sources, sv];
+    }
+  } else {
+    for (let i = 0; i < svs.length; i++) plan.push({ cloneSources });
   }
   const enc = new StreamEncoder(version, CHUNK, opts.bufferPool);
   const fill = opts.dataFill ?? sendDataFill(img, opts);
   const held: Uint8Array[] = [];
   try {
-    for (const sv of svs) {
-      // btrfs send without -e: a complete stream (header … END) per subvolume, back to back
-      enc.header();
+    for (const [i, sv] of svs.entries()) {
+      // btrfs send without -e: a complete stream (header … END) per subvolume, back to back; with -e one
+      // stream, its subvolumes one after another (the kernel's OMIT_STREAM_HEADER / OMIT_END_CMD)
+      if (!opts.endOnce || i === 0) enc.header();
       opts.onSubvolume?.(sv);
+      const { parent, cloneSources } = plan[i]!;
       const o = {
         version, compressedData: opts.compressedData ?? false, noData: opts.noData ?? false, cloneSources,
         dataRoom: (c: SendCommand, n: number) => enc.dataRoom(c, n), ...(fill ? { fill } : {}),
@@ -156,7 +201,7 @@ export async function* sendSubvolumes(from: SendImage, paths: string[], opts: Se
           }
         }
       }
-      enc.add({ cmd: C.BTRFS_SEND_C_END });
+      if (!opts.endOnce || i === svs.length - 1) enc.add({ cmd: C.BTRFS_SEND_C_END });
     }
     await fill?.settle();
     yield* held;

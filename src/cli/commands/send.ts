@@ -18,6 +18,7 @@ interface SendCliOptions {
   file?: string;
   parent?: string;
   clone: string[];
+  e?: boolean;
   proto?: number;
   compressedData?: boolean;
   data: boolean;
@@ -59,7 +60,8 @@ export function register(program: Command): void {
     .argument('<subvol...>', 'read-only subvolume paths inside the image, from the top level')
     .option('-f, --file <OUT>', 'write the stream to OUT instead of stdout')
     .option('-p, --parent <PARENT>', 'incremental send: only the difference from PARENT, a related read-only snapshot the receiver has')
-    .option('-c, --clone <SRC>', 'clone source: a read-only subvolume the receiver has, extents shared with it are cloned (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('-c, --clone <SRC>', 'clone source: a read-only subvolume the receiver has, extents shared with it are cloned (repeatable); without -p the parent is picked among them, as btrfs send does', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('-e', 'several subvolumes in one stream (btrfs send -e): one header, END only after the last')
     .option('--proto <N>', 'stream protocol: 1 (default), 2, or 0 for the highest supported', parseProto)
     .option('--compressed-data', 'send compressed extents as ENCODED_WRITE, unchanged (implies --proto 2)')
     .option('--no-data', 'send UPDATE_EXTENT instead of file data')
@@ -82,7 +84,7 @@ export function register(program: Command): void {
           const pool = new BufferPool(1 << 20, 14, { shared: readsBehind(o) });
           const opts = {
             ...(o.proto !== undefined ? { proto: o.proto } : {}), compressedData: o.compressedData ?? false, noData: !o.data,
-            ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone,
+            ...(o.parent !== undefined ? { parent: o.parent } : {}), cloneSources: o.clone, endOnce: o.e ?? false,
             bufferPool: pool, ...(thread ? { fillThread: thread } : {}),
             onSubvolume: (s: { path: string }) => { if (!o.quiet) process.stderr.write(`At subvol ${s.path}\n`); },
           };
