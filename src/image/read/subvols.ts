@@ -128,7 +128,13 @@ const isDots = (p: Uint8Array): boolean => p[0] === 0x2e && (p.length === 1 || (
  * ROOT_BACKREF name that directory and name).
  */
 export async function subvolumeByPath(img: ImageReader, path: string | Uint8Array): Promise<SubvolumeInfo> {
-  const want = splitPath(path);
+  // '.' and '..' taken as a shell takes them in a path from the top ('./day1', 'snaps/../data'; '..' of the
+  // top level is the top level): what `btrfs send ./day1` in the mount names
+  const want: Uint8Array[] = [];
+  for (const part of splitPath(path)) {
+    if (!isDots(part)) want.push(part);
+    else if (part.length === 2) want.pop();
+  }
   const missing = (): ImageError => new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume at path ${JSON.stringify(String(path))}`, { path: String(path) });
   const top = await img.rootItem(BTRFS_FS_TREE_OBJECTID);
   if (!top) throw new ImageError('IMAGE_NO_TREE', 'the top-level subvolume (tree 5) has no ROOT_ITEM');
@@ -137,8 +143,6 @@ export async function subvolumeByPath(img: ImageReader, path: string | Uint8Arra
   let parent = BTRFS_FS_TREE_OBJECTID;
   let sub: bigint | undefined;
   for (const part of want) {
-    // (listed paths hold neither: '.' and '..' never named a subvolume here)
-    if (isDots(part)) throw missing();
     const e = await lookupName(img, dir, part);
     if (!e || e.location.emptySubvolDir) throw missing();
     parent = dir.root;
