@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
 import { readImage } from '../image-file.js';
+import { subvolumeShow } from '../subvolume-show.js';
+import { ImageError } from '../../errors.js';
 
 const uuid = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u));
 
@@ -26,6 +28,31 @@ export function register(program: Command): void {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
           process.stdout.write(subvolumeLine(s) + '\n');
         }
+      });
+    });
+  sub
+    .command('show')
+    .description('show a subvolume as `btrfs subvolume show` does: uuids, generations, times, flags, snapshots')
+    .argument('<image>', 'btrfs image file')
+    .argument('[path]', 'a path inside the image: the subvolume holding it is shown (default: the top level)', '/')
+    .option('-r, --rootid <ID>', 'the subvolume of this id instead')
+    .option('-u, --uuid <UUID>', 'the subvolume of this uuid instead')
+    .action(async (image: string, path: string, o: { rootid?: string; uuid?: string }) => {
+      if (o.rootid !== undefined && o.uuid !== undefined) throw new ImageError('SHOW_USAGE', 'options --rootid and --uuid cannot be used at the same time');
+      if (o.rootid !== undefined && !/^\d+$/.test(o.rootid)) throw new ImageError('SHOW_USAGE', `--rootid ${o.rootid}: not a subvolume id`);
+      await readImage(image, async (src) => {
+        const img = await BtrfsImage.open(src);
+        const all = await img.listSubvolumes();
+        const id = o.rootid !== undefined ? BigInt(o.rootid) : o.uuid === undefined ? (await img.resolve(path)).root : undefined;
+        const sv = id !== undefined ? all.find((s) => s.id === id) : all.find((s) => formatUuid(s.uuid) === o.uuid!.toLowerCase());
+        if (!sv) {
+          const what = o.rootid !== undefined ? `id ${o.rootid}` : o.uuid !== undefined ? `uuid ${o.uuid}` : `holding ${JSON.stringify(path)}`;
+          throw new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume of ${what} in ${image}`);
+        }
+        if (!sv.readonly && sv.receivedUuid.some((b) => b !== 0)) {
+          process.stderr.write("btrfs-ts: WARNING: the subvolume is read-write and has received_uuid set, don't use it for incremental send (btrfs-subvolume(8), SUBVOLUME FLAGS)\n");
+        }
+        process.stdout.write(await subvolumeShow(img, sv, all));
       });
     });
 }
