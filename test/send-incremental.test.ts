@@ -78,6 +78,8 @@ echo x | dd of=sparse bs=1 seek=1500000 conv=notrunc status=none; touch -d '2021
 ];
 
 interface Sent { sub: string; parent?: string; clones?: string[]; dest: string }
+/** An incremental send: with -p, or -c without -p (the parent picked among the clone sources, as btrfs send does). */
+const incremental = (s: Sent): boolean => s.parent !== undefined || (s.clones?.length ?? 0) > 0;
 
 /** Options of the i-th send (the same for the kernel's and ours): protocols 1 and 2, some with compressed data. */
 const protoArgs = (i: number): string[] => ['--proto', i % 2 ? '2' : '1', ...(i % 4 === 3 ? ['--compressed-data'] : [])];
@@ -111,6 +113,8 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
         }
         sends.push({ sub: `${v}.s1`, dest: 'chain' }, { sub: `${v}.s2`, parent: `${v}.s1`, dest: 'chain' }, { sub: `${v}.s3`, parent: `${v}.s2`, dest: 'chain' });
         sends.push({ sub: `${v}.s3`, parent: `${v}.s1`, dest: 'skip' });
+        // -c without -p: btrfs send picks s1 (a snapshot of the same origin) as the parent
+        sends.push({ sub: `${v}.s1`, dest: 'auto' }, { sub: `${v}.s3`, clones: [`${v}.s1`], dest: 'auto' });
       }
       // a wide tree (thousands of leaves' worth of items) with one file changed: the comparison opens
       // only the blocks on the changed paths
@@ -147,10 +151,10 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
       execFileSync('sync');
       for (const [i, s] of sends.entries()) {
         if (!manifests.has(s.sub)) manifests.set(s.sub, await manifestOf(join(m.dir, s.sub)));
-        if (s.parent) {
+        if (incremental(s)) {
           const k = join(work, `${i}.kernel`);
           const c = (s.clones ?? []).flatMap((x) => ['-c', join(m.dir, x)]);
-          execFileSync('btrfs', ['send', '-q', ...protoArgs(i), '-p', join(m.dir, s.parent), ...c, '-f', k, join(m.dir, s.sub)]);
+          execFileSync('btrfs', ['send', '-q', ...protoArgs(i), ...(s.parent ? ['-p', join(m.dir, s.parent)] : []), ...c, '-f', k, join(m.dir, s.sub)]);
           sizes.set(i, statSync(k).size);
         }
       }
@@ -309,10 +313,10 @@ describe.skipIf(!!why)('btrfs-ts send -p through the kernel\'s receive', () => {
         const rr = spawnSync('btrfs', ['receive', '-q', '-f', out, join(m.dir, s.dest)], { encoding: 'utf8' });
         expect(rr.status, `kernel receive of btrfs-ts send ${s.sub} ${args.join(' ')}: ${rr.stderr}`).toBe(0);
         expect(await manifestOf(join(m.dir, s.dest, s.sub)), `${s.sub} ${args.join(' ')}`).toEqual(manifests.get(s.sub));
-        if (s.parent) report.push(`${s.sub} ${args.join(' ')}: ${statSync(out).size} bytes, the kernel's ${sizes.get(i)}`);
+        if (incremental(s)) report.push(`${s.sub} ${args.join(' ')}: ${statSync(out).size} bytes, the kernel's ${sizes.get(i)}`);
         // no bigger than the kernel's own stream ×1.05, give or take the few renames through orphan names
         // that a rename-only change costs more (a few hundred bytes)
-        if (s.parent) expect(statSync(out).size, `${s.sub} stream size`).toBeLessThanOrEqual(sizes.get(i)! * 1.05 + 1024);
+        if (incremental(s)) expect(statSync(out).size, `${s.sub} stream size`).toBeLessThanOrEqual(sizes.get(i)! * 1.05 + 1024);
       }
     } finally {
       m.umount();
