@@ -133,6 +133,7 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
       ['ls -l', ['ls', '-l', image, '/']],
       ['cat', ['cat', image, 'd/f1']],
       ['subvolume list', ['subvolume', 'list', image]],
+      ['subvolume show', ['subvolume', 'show', image, '/']],
       ['manifest', ['manifest', image]],
       ['extract', ['extract', '--no-xattrs', image, join(work, 'x')]],
       ...(receive ? [['receive', ['receive', '-q', '-f', SAMPLE_STREAM, copy]] as [string, string[]]] : []),
