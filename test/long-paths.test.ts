@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dirDescriptor, reach, SHORT_PATH } from '../src/io/long-paths.js';
 import { BIN } from './hostile/harness.js';
+import { reachableCli } from './helpers/reachable-cli.js';
 import { btrfsCheck, canMount, checkProblems, haveBtrfsProgs, mount, tmpDir } from './image-write-helpers.js';
 
 /**
@@ -150,5 +151,34 @@ describe.skipIf(!!why)('trees deeper than PATH_MAX', () => {
     expect(manifestOf(join(dest, 'top'))).toBe(manifestOf(join(src, 'top')));
     // the deepest file of top/ does lie past PATH_MAX from there
     expect(dest.length + manifestOf(join(src, 'top')).split('\n').reduce((n, l) => Math.max(n, l.indexOf(' ')), 0)).toBeGreaterThan(4096);
+  });
+  it('an error deep in the tree names the whole path, not the descriptor it was reached through', () => {
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {
+      console.warn('long-paths unreadable-file case skipped: needs root and setpriv to run as uid 65534');
+      return;
+    }
+    // (the fixture's odd levels are 0750: let the other user walk deep/; top/ is not looked at again)
+    expect(spawnSync('chmod', ['-R', 'o+rX', join(src, 'deep')]).status).toBe(0);
+    // a file its owner made unreadable, deep down; a user who is not root meets EACCES there
+    const secret = Buffer.concat([deepFile().subarray(0, deepFile().lastIndexOf('/')), Buffer.from('/secret')]);
+    const d = dirDescriptor(secret.subarray(0, secret.lastIndexOf('/')));
+    writeFileSync(Buffer.concat([d.path, Buffer.from('/secret')]), 'x', { mode: 0o000 });
+    d.close();
+    chmodSync(work, 0o755);
+    chmodSync(src, 0o755);
+    mkdirSync(join(work, 'out'));
+    chmodSync(join(work, 'out'), 0o777);
+    const cli = reachableCli();
+    try {
+      for (const args of [['manifest', join(src, 'deep')], ['mkfs', '-q', '-r', join(src, 'deep'), join(work, 'out', 'nobody.img')]]) {
+        const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', cli.bin, ...args], { encoding: 'utf8' });
+        expect(r.status, args[0]).toBe(1);
+        expect(r.stderr, args[0]).toBe(`btrfs-ts: ERROR: ${secret.toString()}: permission denied (open) [EACCES]\n`);
+      }
+      expect(readdirSync(join(work, 'out'))).toEqual([]); // the half-made image removed
+    } finally {
+      cli.remove();
+      spawnSync('rm', ['-f', secret.toString()]);
+    }
   });
 });

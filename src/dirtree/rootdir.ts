@@ -7,7 +7,7 @@ import type { Timespec, Xattr } from '../manifest/types.js';
 import { splitDev, splitNs } from './source.js';
 import { pathKey, readTreeXattrs } from './xattrs.js';
 import { type InodeFlagSpec, inodeFlags } from './inode-flags.js';
-import { dirPath, joinPath } from '../io/long-paths.js';
+import { dirPath, joinPath, namingWhole } from '../io/long-paths.js';
 import type { Reflinker } from './reflink.js';
 
 const S_IFMT = 0o170000;
@@ -41,6 +41,8 @@ export function surveyRootdir(root: string): RootdirSummary {
         if (st.isFile()) sum.dataBytes += st.blocks * 512n < st.size ? st.blocks * 512n : st.size;
         if (st.isDirectory()) walk(abs);
       }
+    } catch (e) {
+      throw namingWhole(e, dir.path, absDir);
     } finally {
       dir.close();
     }
@@ -162,6 +164,8 @@ export async function populateFromDir(root: string, pop: Populator, opts: Popula
     try {
       if (dir.path !== absDir) await readDeepXattrs(dir.path, relDir);
       await walkDir(dir.path, relDir, dirIno, pop, dirFlags);
+    } catch (e) {
+      throw namingWhole(e, dir.path, absDir);
     } finally {
       if (dir.path !== absDir) opts.reflink?.flush();
       dir.close();

@@ -108,7 +108,25 @@ export async function throughShortPath<T>(path: Buffer, fn: (short: Buffer) => P
   const r = reach(path);
   try {
     return await fn(r.path);
+  } catch (e) {
+    throw namingWhole(e, r.path, path);
   } finally {
     r.close();
   }
+}
+
+/**
+ * A system call's error made through a descriptor path (`short`, or a path under it) named by the whole
+ * path it stands for (`whole`): an error line must say which file the user has, not /proc/PID/fd/N.
+ */
+export function namingWhole(e: unknown, short: Buffer, whole: Buffer): unknown {
+  if (!(e instanceof Error) || short === whole) return e;
+  const s = short.toString();
+  const w = whole.toString();
+  const x = e as Error & { path?: unknown; dest?: unknown };
+  const fix = (v: unknown): unknown => (typeof v === 'string' && v.startsWith(s) ? w + v.slice(s.length) : v);
+  x.path = fix(x.path);
+  x.dest = fix(x.dest);
+  x.message = x.message.split(s).join(w);
+  return e;
 }
