@@ -134,7 +134,8 @@ export type SendImage = BtrfsImage | { readonly image: BtrfsImage };
 
 /**
  * The send streams of the read-only subvolumes at `paths` (inside the image, as `ls` takes them), one
- * complete stream (header, commands, END) per subvolume, back to back — what `btrfs send A B ...` writes. Everything is checked
+ * complete stream (header, commands, END) per subvolume, back to back — what `btrfs send A B ...` writes
+ * (with `endOnce`, one stream holding them all, as `btrfs send -e`). Everything is checked
  * before the first byte is yielded. The bytes can go to a file, stdout or straight into receiveStreams.
  */
 export async function* sendSubvolumes(from: SendImage, paths: string[], opts: SendOptions = {}): AsyncGenerator<Uint8Array> {
