@@ -89,7 +89,8 @@ async function copySnapshot(root: Buffer, parent: Uint8Array, name: Uint8Array):
     await restoreModes(source, opened);
   }
   if (r.error || r.status !== 0) {
-    await fsp.rm(copy, { recursive: true, force: true });
+    // rm(1) where node's own recursive rm stops at a path of PATH_MAX bytes (a deep parent's half copy)
+    await fsp.rm(copy, { recursive: true, force: true }).catch(() => spawnSync('rm', ['-rf', '--', `./${tmp}`], { cwd: root.toString(), stdio: 'ignore' }));
     throw new ReceiveError('EXTRACT_SNAPSHOT_COPY', `copying parent ${showPath(parent)} failed: ${r.error?.message ?? r.stderr!.toString().trim()}`);
   }
   await fsp.rename(Buffer.concat([root, SLASH, Buffer.from(tmp)]), Buffer.concat([root, SLASH, name]));
