@@ -3,6 +3,7 @@ import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
 import { readImage } from '../image-file.js';
 import { subvolumeShow } from '../subvolume-show.js';
+import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
 import { ImageError } from '../../errors.js';
 
 const uuid = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u));
@@ -18,13 +19,33 @@ export function register(program: Command): void {
   const sub = program.command('subvolume').description('subvolumes of a btrfs image');
   sub
     .command('list')
-    .description('list the subvolumes of an image (like `btrfs subvolume list -g -c -u -q -R`, plus transids and ro/rw)')
+    .description('list the subvolumes of an image: with no option but -r, one line each as `btrfs subvolume list -g -c -u -q -R` prints it plus transids and ro/rw; with any of btrfs-progs\' options below (or a PATH), what `btrfs subvolume list` prints')
     .argument('<image>', 'btrfs image file')
+    .argument('[path]', 'as the mount path btrfs subvolume list takes: paths below the subvolume holding it are shown from there (default: the top level)')
     .option('-r, --readonly', 'only read-only subvolumes')
-    .action(async (image: string, o: { readonly?: boolean }) => {
+    .option('-p', 'print the parent id')
+    .option('-a', 'print every subvolume, "<FS_TREE>/" before those not directly in the PATH\'s subvolume')
+    .option('-c', 'print the generation the subvolume was made in (cgen)')
+    .option('-g', 'print the generation (printed anyway)')
+    .option('-o', 'only the subvolumes directly in the PATH\'s subvolume')
+    .option('-t', 'print a table')
+    .option('-s', 'only snapshots (with cgen and otime)')
+    .option('-u', 'print the uuid')
+    .option('-q', 'print the parent uuid')
+    .option('-R', 'print the received uuid')
+    .option('-G <[+|-]gen>', 'generation at least (+), at most (-) or exactly', parseGenFilter)
+    .option('-C <[+|-]cgen>', 'creation generation at least (+), at most (-) or exactly', parseGenFilter)
+    .option('--sort <keys>', 'rootid, gen, ogen, path, each with + or - (e.g. -ogen,+rootid)', parseSort)
+    .action(async (image: string, path: string | undefined, o: ListOptions) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
-        for (const s of await img.listSubvolumes()) {
+        const all = await img.listSubvolumes();
+        if (wantsProgsList(o, path)) {
+          const top = path === undefined ? 5n : (await img.resolve(path)).root;
+          process.stdout.write(progsList(all, top, o));
+          return;
+        }
+        for (const s of all) {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
           process.stdout.write(subvolumeLine(s) + '\n');
         }

@@ -31,6 +31,8 @@ export interface SubvolumeInfo {
   ctime: BtrfsTimespec;
   flags: bigint;
   readonly: boolean;
+  /** Made as a snapshot: its ROOT_ITEM is keyed with the transid of its creation (btrfs subvolume list -s). */
+  snapshot: boolean;
   rootDirid: bigint;
   item: BtrfsRootItem;
 }
@@ -67,8 +69,9 @@ async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: b
   return parts;
 }
 
-function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, name: Uint8Array, pathBytes: Uint8Array): SubvolumeInfo {
+function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, name: Uint8Array, pathBytes: Uint8Array, keyOffset = 0n): SubvolumeInfo {
   return {
+    snapshot: keyOffset !== 0n,
     id, parent, dirid, name, path: utf8.decode(pathBytes), pathBytes, uuid: item.uuid, parentUuid: item.parent_uuid,
     receivedUuid: item.received_uuid, generation: item.generation, otransid: item.otransid, ctransid: item.ctransid,
     stransid: item.stransid, rtransid: item.rtransid, otime: item.otime, ctime: item.ctime, flags: item.flags,
@@ -82,11 +85,15 @@ function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, na
  */
 export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]> {
   const items = new Map<bigint, BtrfsRootItem>();
+  const offsets = new Map<bigint, bigint>();
   const backrefs = new Map<bigint, { parent: bigint; dirid: bigint; name: Uint8Array }>();
   const from = { objectid: BTRFS_FIRST_FREE_OBJECTID, type: 0, offset: 0n };
   const to = { objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX };
   for await (const it of img.trees.iterate(img.rootTree, from, to)) {
-    if (it.key.type === BTRFS_ROOT_ITEM_KEY) items.set(it.key.objectid, decodeRootItem(it.data));
+    if (it.key.type === BTRFS_ROOT_ITEM_KEY) {
+      items.set(it.key.objectid, decodeRootItem(it.data));
+      offsets.set(it.key.objectid, it.key.offset);
+    }
     else if (it.key.type === BTRFS_ROOT_BACKREF_KEY && !backrefs.has(it.key.objectid)) {
       const r = decodeRootRef(it.data);
       backrefs.set(it.key.objectid, { parent: it.key.offset, dirid: r.dirid, name: r.name });
@@ -113,7 +120,7 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
     const p = await pathOf(id, 0);
     const br = backrefs.get(id);
     if (!p || !br) continue;
-    out.push(info(id, item, br.parent, br.dirid, br.name, joinPath(p)));
+    out.push(info(id, item, br.parent, br.dirid, br.name, joinPath(p), offsets.get(id)));
   }
   return out;
 }
@@ -154,7 +161,7 @@ export async function subvolumeByPath(img: ImageReader, path: string | Uint8Arra
   const backref = await img.trees.lookup(img.rootTree, { objectid: sub, type: BTRFS_ROOT_BACKREF_KEY, offset: parent });
   const br = backref && decodeRootRef(backref.data);
   if (!root || !br || !sameBytes(br.name, want[want.length - 1]!)) throw missing();
-  return info(sub, root.item, parent, br.dirid, br.name, joinPath(want));
+  return info(sub, root.item, parent, br.dirid, br.name, joinPath(want), root.key.offset);
 }
 
 /** Root directory of the top-level subvolume: where image paths start. */
