@@ -1,8 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import type { SubvolumeInfo } from '../image/read/index.js';
 import { BTRFS_FS_TREE_OBJECTID } from '../image/structs/constants.js';
-import { formatDumpTime } from '../dump/time.js';
-import { formatUuid } from '../util/uuid.js';
+import { progsLocalTime, uuidOrDash } from './progs-format.js';
 
 /**
  * `btrfs subvolume list` with btrfs-progs' options, in its words and layout (cmds/subvolume-list.c): the
@@ -45,14 +44,7 @@ export function parseSort(v: string): SortKey[] {
 type Column = 'ID' | 'gen' | 'cgen' | 'parent' | 'top level' | 'otime' | 'parent_uuid' | 'received_uuid' | 'uuid' | 'path';
 const ORDER: Column[] = ['ID', 'gen', 'cgen', 'parent', 'top level', 'otime', 'parent_uuid', 'received_uuid', 'uuid', 'path'];
 
-const uuidCol = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u)).padEnd(36);
-
-/** strftime("%Y-%m-%d %X", localtime_r(otime)), "-" for 0. */
-function otimeCol(sec: bigint): string {
-  if (sec === 0n) return '-';
-  const iso = formatDumpTime(sec);
-  return iso === undefined ? '-' : iso.slice(0, -5).replace('T', ' ');
-}
+const uuidCol = (u: Uint8Array): string => uuidOrDash(u).padEnd(36);
 
 /** resolve_root: the path from subvolume `topId` when it holds `sv` (at any depth), else from the top level. */
 function pathFrom(sv: SubvolumeInfo, topId: bigint, byId: Map<bigint, SubvolumeInfo>): string {
@@ -113,7 +105,7 @@ export function progsList(all: SubvolumeInfo[], topId: bigint, o: ListOptions): 
       case 'cgen': return String(s.otransid);
       case 'parent': return String(s.parent);
       case 'top level': return String(s.parent);
-      case 'otime': return otimeCol(s.otime.sec);
+      case 'otime': return progsLocalTime(s.otime.sec, false);
       case 'parent_uuid': return uuidCol(s.parentUuid);
       case 'received_uuid': return uuidCol(s.receivedUuid);
       case 'uuid': return uuidCol(s.uuid);

@@ -1,8 +1,8 @@
 import type { BtrfsImage, SubvolumeInfo } from '../image/read/index.js';
 import { BTRFS_FS_TREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QUOTA_TREE_OBJECTID } from '../image/structs/constants.js';
 import type { BtrfsTimespec } from '../image/structs.js';
-import { formatDumpTime } from '../dump/time.js';
 import { formatUuid } from '../util/uuid.js';
+import { progsLocalTime, uuidOrDash } from './progs-format.js';
 
 /**
  * `btrfs subvolume show` of a subvolume of an image, in btrfs-progs' words and layout (cmds/subvolume.c,
@@ -10,16 +10,7 @@ import { formatUuid } from '../util/uuid.js';
  * "Send time" shows the creation time (progs formats stime only after printing that line).
  */
 
-const uuidOrDash = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u));
-
-/** strftime("%Y-%m-%d %X %z", localtime_r(sec)) in the C locale; "-" for 0, as progs prints it. */
-function showTime(t: BtrfsTimespec): string {
-  if (t.sec === 0n) return '-';
-  const iso = formatDumpTime(t.sec);
-  if (iso === undefined) return '-';
-  // "%FT%T%z" → "%Y-%m-%d %X %z"
-  return `${iso.slice(0, -5).replace('T', ' ')} ${iso.slice(-5)}`;
-}
+const showTime = (t: BtrfsTimespec): string => progsLocalTime(t.sec, true);
 
 /** progs' pretty_size in its default mode: binary units, "%.2f" and the suffix ("16.00KiB", "0.00B"). */
 export function prettySize(n: bigint): string {

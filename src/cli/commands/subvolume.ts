@@ -2,16 +2,16 @@ import type { Command } from 'commander';
 import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
 import { readImage } from '../image-file.js';
+import { uuidOrDash } from '../progs-format.js';
 import { subvolumeShow } from '../subvolume-show.js';
 import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
 import { ImageError } from '../../errors.js';
 
-const uuid = (u: Uint8Array): string => (u.every((b) => b === 0) ? '-' : formatUuid(u));
 
 /** One line in `btrfs subvolume list -g -c -u -q -R` order and spelling, plus flags. */
 export function subvolumeLine(s: SubvolumeInfo): string {
-  return `ID ${s.id} gen ${s.generation} cgen ${s.otransid} top level ${s.parent} parent_uuid ${uuid(s.parentUuid).padEnd(36)} ` +
-    `received_uuid ${uuid(s.receivedUuid).padEnd(36)} uuid ${uuid(s.uuid).padEnd(36)} ` +
+  return `ID ${s.id} gen ${s.generation} cgen ${s.otransid} top level ${s.parent} parent_uuid ${uuidOrDash(s.parentUuid).padEnd(36)} ` +
+    `received_uuid ${uuidOrDash(s.receivedUuid).padEnd(36)} uuid ${uuidOrDash(s.uuid).padEnd(36)} ` +
     `ctransid ${s.ctransid} stransid ${s.stransid} rtransid ${s.rtransid} ${s.readonly ? 'ro' : 'rw'} path ${s.path}`;
 }
 
