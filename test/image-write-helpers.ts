@@ -55,6 +55,18 @@ export function mount(image: string, opts = 'rw'): { dir: string; umount: () => 
   };
 }
 
+/** A new image of `size` from mkfs.btrfs, with `script` (sh) run by the kernel in its mount, unmounted again. */
+export function kernelImage(image: string, script: string, size = '512M'): void {
+  execFileSync('truncate', ['-s', size, image]);
+  execFileSync('mkfs.btrfs', ['-q', image]);
+  const m = mount(image);
+  try {
+    execFileSync('sh', ['-c', script], { cwd: m.dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  } finally {
+    m.umount();
+  }
+}
+
 export async function manifestOf(dir: string): Promise<string[]> {
   const out: string[] = [];
   for await (const line of formatManifest(dirTreeSource(dir))) out.push(line);

@@ -3,7 +3,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAMS_DIR } from './helpers/streams.js';
-import { mount, skipReason, tmpDir } from './image-write-helpers.js';
+import { kernelImage, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
  * `btrfs-ts subvolume list` with btrfs-progs' options against `btrfs subvolume list` on the same image,
@@ -37,14 +37,7 @@ const FLAGS = ['', '-p', '-a', '-o', '-s', '-t', '-c -g', '-u -q -R', '-t -p -c 
 describe.skipIf(!!why)('subvolume list with btrfs-progs\' options, as btrfs subvolume list', () => {
   const image = join(work, 'l.img');
   beforeAll(() => {
-    execFileSync('truncate', ['-s', '512M', image]);
-    execFileSync('mkfs.btrfs', ['-q', image]);
-    const m = mount(image);
-    try {
-      execFileSync('sh', ['-c', SOURCE], { cwd: m.dir, stdio: ['ignore', 'ignore', 'inherit'] });
-    } finally {
-      m.umount();
-    }
+    kernelImage(image, SOURCE);
     expect(spawnSync('node', [BIN, 'receive', '-q', '--dest', 'live/d', '-f', join(STREAMS_DIR, 'sample.stream'), image]).status).toBe(0);
   }, 120_000);
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prettySize } from '../src/cli/subvolume-show.js';
 import { STREAMS_DIR } from './helpers/streams.js';
-import { mount, skipReason, tmpDir } from './image-write-helpers.js';
+import { kernelImage, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
  * `btrfs-ts subvolume show` against `btrfs subvolume show` on the same image, mounted: every subvolume of
@@ -46,14 +46,7 @@ describe.skipIf(!!why)('subvolume show, as btrfs subvolume show', () => {
   const ours = (...args: string[]) => spawnSync('node', [BIN, 'subvolume', 'show', image, ...args], { encoding: 'utf8', env });
 
   beforeAll(() => {
-    execFileSync('truncate', ['-s', '512M', image]);
-    execFileSync('mkfs.btrfs', ['-q', image]);
-    const m = mount(image);
-    try {
-      execFileSync('sh', ['-c', SOURCE], { cwd: m.dir, stdio: ['ignore', 'ignore', 'inherit'] });
-    } finally {
-      m.umount();
-    }
+    kernelImage(image, SOURCE);
     // a subvolume received by btrfs-ts: received uuid, stransid, rtransid and rtime set
     expect(spawnSync('node', [BIN, 'receive', '-q', '-f', join(STREAMS_DIR, 'sample.stream'), image]).status).toBe(0);
   }, 120_000);
