@@ -12,13 +12,13 @@ import { progsLocalTime, uuidOrDash } from './progs-format.js';
  */
 
 export interface ListOptions {
-  p?: boolean; a?: boolean; c?: boolean; g?: boolean; o?: boolean; t?: boolean; s?: boolean;
+  p?: boolean; a?: boolean; c?: boolean; d?: boolean; g?: boolean; o?: boolean; t?: boolean; s?: boolean;
   u?: boolean; q?: boolean; R?: boolean; readonly?: boolean; G?: GenFilter; C?: GenFilter; sort?: SortKey[];
 }
 
 /** Whether btrfs-progs' listing was asked for (any of its options but -r, or a PATH). */
 export function wantsProgsList(o: ListOptions, path: string | undefined): boolean {
-  return path !== undefined || !!(o.p || o.a || o.c || o.g || o.o || o.t || o.s || o.u || o.q || o.R || o.G || o.C || o.sort);
+  return path !== undefined || !!(o.p || o.a || o.c || o.d || o.g || o.o || o.t || o.s || o.u || o.q || o.R || o.G || o.C || o.sort);
 }
 
 export interface GenFilter { op: '>=' | '<=' | '=='; value: bigint }
@@ -73,8 +73,11 @@ function compare(a: SubvolumeInfo, b: SubvolumeInfo, keys: SortKey[], paths: Map
 const passes = (f: GenFilter | undefined, v: bigint): boolean =>
   !f || (f.op === '>=' ? v >= f.value : f.op === '<=' ? v <= f.value : v === f.value);
 
-/** The listing as btrfs-progs prints it, `topId` being the subvolume holding the PATH given. */
-export function progsList(all: SubvolumeInfo[], topId: bigint, o: ListOptions): string {
+/**
+ * The listing as btrfs-progs prints it, `topId` being the subvolume holding the PATH given; `deleted`:
+ * what -d lists instead (deletedSubvolumes).
+ */
+export function progsList(all: SubvolumeInfo[], deleted: SubvolumeInfo[], topId: bigint, o: ListOptions): string {
   const cols = new Set<Column>(['ID', 'gen', 'top level', 'path']);
   if (o.c || o.s || o.C) cols.add('cgen');
   if (o.p) cols.add('parent');
@@ -85,13 +88,14 @@ export function progsList(all: SubvolumeInfo[], topId: bigint, o: ListOptions): 
   const shown = ORDER.filter((c) => cols.has(c));
   const byId = new Map(all.map((s) => [s.id, s]));
   const paths = new Map<bigint, string>();
-  for (const s of all) {
+  const listed = o.d ? deleted : all;
+  for (const s of listed) {
     const full = o.a || o.o;
-    let p = full ? s.path : pathFrom(s, topId, byId);
+    let p = full || o.d ? s.path : pathFrom(s, topId, byId);
     if (o.a && s.parent !== topId) p = `<FS_TREE>/${p}`;
     paths.set(s.id, p);
   }
-  const rows = all
+  const rows = listed
     .filter((s) => s.id !== BTRFS_FS_TREE_OBJECTID)
     .filter((s) => !o.readonly || s.readonly)
     .filter((s) => !o.s || s.snapshot)

@@ -26,6 +26,7 @@ export function register(program: Command): void {
     .option('-p', 'print the parent id')
     .option('-a', 'print every subvolume, "<FS_TREE>/" before those not directly in the PATH\'s subvolume')
     .option('-c', 'print the generation the subvolume was made in (cgen)')
+    .option('-d', 'only subvolumes deleted but not cleaned up yet')
     .option('-g', 'print the generation (printed anyway)')
     .option('-o', 'only the subvolumes directly in the PATH\'s subvolume')
     .option('-t', 'print a table')
@@ -42,7 +43,7 @@ export function register(program: Command): void {
         const all = await img.listSubvolumes();
         if (wantsProgsList(o, path)) {
           const top = path === undefined ? 5n : (await img.resolve(path)).root;
-          process.stdout.write(progsList(all, top, o));
+          process.stdout.write(progsList(all, o.d ? await img.deletedSubvolumes() : [], top, o));
           return;
         }
         for (const s of all) {

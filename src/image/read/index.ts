@@ -11,7 +11,7 @@ import {
   resolvePath, statInode,
 } from './inodes.js';
 import type { ImageSource } from './source.js';
-import { type SubvolumeInfo, listSubvolumes, subvolumeByPath, topLevel } from './subvols.js';
+import { type SubvolumeInfo, deletedSubvolumes, listSubvolumes, subvolumeByPath, topLevel } from './subvols.js';
 
 export type { DirEntry, FileSegment, ImageSource, InodeLink, Location, ReadFileOptions, SubvolumeInfo, Xattr };
 export { fromBlockDevice, fromBytes } from './source.js';
@@ -117,6 +117,11 @@ export class BtrfsImage {
 
   listSubvolumes(): Promise<SubvolumeInfo[]> {
     return listSubvolumes(this.reader);
+  }
+
+  /** Subvolumes deleted but not cleaned up yet (btrfs subvolume list -d): path "DELETED", parent 0. */
+  deletedSubvolumes(): Promise<SubvolumeInfo[]> {
+    return deletedSubvolumes(this.reader);
   }
 
   subvolumeByPath(path: string | Uint8Array): Promise<SubvolumeInfo> {

@@ -84,6 +84,19 @@ function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, na
  * without a ROOT_BACKREF (deleted, awaiting cleanup) are left out, as `btrfs subvolume list` does.
  */
 export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]> {
+  return (await scanSubvolumes(img)).listed;
+}
+
+/**
+ * The subvolumes deleted but not yet cleaned up (a ROOT_ITEM whose subvolume no path reaches: no
+ * ROOT_BACKREF, or one to a subvolume that is gone), as `btrfs subvolume list -d` shows them: path
+ * "DELETED", parent 0.
+ */
+export async function deletedSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]> {
+  return (await scanSubvolumes(img)).deleted;
+}
+
+async function scanSubvolumes(img: ImageReader): Promise<{ listed: SubvolumeInfo[]; deleted: SubvolumeInfo[] }> {
   const items = new Map<bigint, BtrfsRootItem>();
   const offsets = new Map<bigint, bigint>();
   const backrefs = new Map<bigint, { parent: bigint; dirid: bigint; name: Uint8Array }>();
@@ -116,13 +129,15 @@ export async function listSubvolumes(img: ImageReader): Promise<SubvolumeInfo[]>
     return p;
   };
   const out: SubvolumeInfo[] = [info(BTRFS_FS_TREE_OBJECTID, top.item, 0n, 0n, new Uint8Array(0), new Uint8Array(0))];
+  const deleted: SubvolumeInfo[] = [];
+  const DELETED = new TextEncoder().encode('DELETED');
   for (const [id, item] of [...items].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const p = await pathOf(id, 0);
     const br = backrefs.get(id);
-    if (!p || !br) continue;
-    out.push(info(id, item, br.parent, br.dirid, br.name, joinPath(p), offsets.get(id)));
+    if (!p || !br) deleted.push(info(id, item, 0n, 0n, new Uint8Array(0), DELETED, offsets.get(id)));
+    else out.push(info(id, item, br.parent, br.dirid, br.name, joinPath(p), offsets.get(id)));
   }
-  return out;
+  return { listed: out, deleted };
 }
 
 const isDots = (p: Uint8Array): boolean => p[0] === 0x2e && (p.length === 1 || (p.length === 2 && p[1] === 0x2e));
