@@ -7,7 +7,6 @@ import { subvolumeShow } from '../subvolume-show.js';
 import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
 import { ImageError } from '../../errors.js';
 
-
 /** One line in `btrfs subvolume list -g -c -u -q -R` order and spelling, plus flags. */
 export function subvolumeLine(s: SubvolumeInfo): string {
   return `ID ${s.id} gen ${s.generation} cgen ${s.otransid} top level ${s.parent} parent_uuid ${uuidOrDash(s.parentUuid).padEnd(36)} ` +
