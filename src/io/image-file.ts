@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import type { BlockDevice } from '../image/device.js';
 import { ImageError } from '../errors.js';
 import type { FileRange, InputFile } from './file-range.js';
+import { majorMinor } from './dev-number.js';
 import { readFullAt } from './read-full.js';
 import { UndoLog } from './undo-log.js';
 import { WriteBehind } from './write-behind.js';
@@ -309,9 +310,4 @@ function blockDeviceSize(fd: number, rdev: bigint): bigint {
     }
     return lo;
   }
-}
-
-/** A device number as Linux writes it in sysfs and mountinfo, MAJOR:MINOR (glibc's major() and minor()). */
-function majorMinor(rdev: bigint): string {
-  return `${((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)}:${(rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)}`;
 }

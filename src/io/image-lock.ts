@@ -1,6 +1,7 @@
 import { closeSync, existsSync, linkSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ReceiveError } from '../errors.js';
+import { majorMinor } from './dev-number.js';
 
 /**
  * One writer per image: a lock file beside it holding the writer's pid (and the process start time, so a
@@ -186,7 +187,7 @@ export function refuseIfMounted(image: string): void {
  * "(as /dev/sdb1)" for a block device — or undefined when it has not.
  */
 export function mountedAs(image: string): string | undefined {
-  const st = statSync(image, { throwIfNoEntry: false });
+  const st = statSync(image, { throwIfNoEntry: false, bigint: true });
   if (!st) return undefined;
   if (st.isBlockDevice()) {
     const source = mountSourceOf((rdev) => rdev === st.rdev);
@@ -197,7 +198,7 @@ export function mountedAs(image: string): string | undefined {
   const source = mountSourceOf((rdev) => {
     let backing: string;
     try {
-      backing = readFileSync(`/sys/dev/block/${rdev >> 8 & 0xfff}:${(rdev & 0xff) | (rdev >> 12 & ~0xff)}/loop/backing_file`, 'utf8').trim();
+      backing = readFileSync(`/sys/dev/block/${majorMinor(rdev)}/loop/backing_file`, 'utf8').trim();
     } catch {
       return false; // not a loop device
     }
@@ -216,15 +217,15 @@ export function mountedAs(image: string): string | undefined {
  * name it was mounted by (after " - FSTYPE " in mountinfo); undefined when none. By device number, not by
  * the third field: btrfs mounts report an anonymous MAJOR:MINOR of their own there, not the device's.
  */
-function mountSourceOf(matches: (rdev: number) => boolean): string | undefined {
+function mountSourceOf(matches: (rdev: bigint) => boolean): string | undefined {
   let mounts: string;
   try { mounts = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return undefined; }
   for (const line of mounts.split('\n')) {
     const source = line.split(' - ')[1]?.split(' ')[1];
     if (!source?.startsWith('/dev/')) continue;
-    let rdev: number;
+    let rdev: bigint;
     try {
-      const st = statSync(source);
+      const st = statSync(source, { bigint: true });
       if (!st.isBlockDevice()) continue;
       rdev = st.rdev;
     } catch {
