@@ -113,6 +113,19 @@ function changeKeyedDataRef(fs: FilesystemModel, head: { key: Key; data: Uint8Ar
   });
 }
 
+/** changeKeyedRef of the SHARED_DATA_REF by the FULL_BACKREF leaf at `parent`, for an extent whose EXTENT_ITEM is `head`. */
+function changeKeyedSharedRef(fs: FilesystemModel, head: { key: Key; data: Uint8Array }, parent: bigint, count: number): boolean {
+  const after = keyedAfter(head, count);
+  if (after === undefined) return false;
+  const bytenr = head.key.objectid;
+  const key = { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: parent };
+  return changeKeyedRef(fs, head, after, key, count, () => encodeSharedDataRef({ count }), (cur) => {
+    const n = decodeSharedDataRef(cur).count + count;
+    if (n < 0) throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no shared reference by block ${parent} to drop`, { offset: bytenr });
+    return n > 0 ? encodeSharedDataRef({ count: n }) : null;
+  });
+}
+
 export interface DataExtentInfo {
   bytenr: bigint;
   num_bytes: bigint;
@@ -189,12 +202,7 @@ export function storeDataExtent(fs: FilesystemModel, x: DataExtentInfo): void {
 /** One more (or `count` fewer, when negative) reference by a FULL_BACKREF leaf at `parent`. */
 export function changeSharedDataRef(fs: FilesystemModel, bytenr: bigint, parent: bigint, count: number): void {
   const head = extentHead(fs, bytenr);
-  const after = head && keyedAfter(head, count);
-  if (head && after !== undefined && changeKeyedRef(fs, head, after, { objectid: bytenr, type: BTRFS_SHARED_DATA_REF_KEY, offset: parent }, count, () => encodeSharedDataRef({ count }), (cur) => {
-    const n = decodeSharedDataRef(cur).count + count;
-    if (n < 0) throw new ImageError('IMAGE_NO_REF', `data extent ${bytenr} has no shared reference by block ${parent} to drop`, { offset: bytenr });
-    return n > 0 ? encodeSharedDataRef({ count: n }) : null;
-  })) return;
+  if (head && changeKeyedSharedRef(fs, head, parent, count)) return;
   const x = head && dataExtentOf(fs, head);
   if (!x) throw new ImageError('IMAGE_NO_EXTENT', `no data extent at ${bytenr}`, { offset: bytenr });
   const shared = (x.shared ??= []);
