@@ -39,13 +39,13 @@ export function register(program: Command): void {
     .action(async (image: string, path: string | undefined, o: ListOptions) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
-        const all = await img.listSubvolumes();
         if (wantsProgsList(o, path)) {
           const top = path === undefined ? 5n : (await img.resolve(path)).root;
-          process.stdout.write(progsList(all, o.d ? await img.deletedSubvolumes() : [], top, o));
+          // -d lists only the deleted ones: one pass over the root items either way
+          process.stdout.write(o.d ? progsList([], await img.deletedSubvolumes(), top, o) : progsList(await img.listSubvolumes(), [], top, o));
           return;
         }
-        for (const s of all) {
+        for (const s of await img.listSubvolumes()) {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
           process.stdout.write(subvolumeLine(s) + '\n');
         }
