@@ -100,10 +100,14 @@ export { createFilesystem, openFilesystem, Filesystem } from './image/write/inde
 export type { CreateOptions, GrowthOptions } from './image/write/index.js';
 export { MemoryDevice, type BlockDevice } from './image/device.js';
 export { FileDevice } from './io/image-file.js';
-/** The image reader: open any single-device image and walk it without mounting (`openImageFile` for files). */
+/**
+ * The image reader: open any image and walk it without mounting (`openImageFile` for files; `openDeviceSet` for a
+ * multi-device filesystem, from an image file of each device).
+ */
 export { BtrfsImage, fromBlockDevice, fromBytes } from './image/read/index.js';
 export type { Location, DirEntry, SubvolumeInfo, ImageSource } from './image/read/index.js';
 export { openImageFile } from './io/image-read-file.js';
+export { openDeviceSet } from './io/device-set.js';
 export type { OpenImageOptions } from './io/image-read-file.js';
 /** Read an image file by path as node:fs reads a tree: readdir, stat, readFile, readlink, walk, close. */
 export { openImage, OpenImage } from './image/open-image.js';

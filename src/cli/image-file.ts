@@ -1,5 +1,6 @@
+import { Option } from 'commander';
 import { mountedAs } from '../io/image-lock.js';
-import { type FileImageSource, type OpenImageOptions, withImageFile } from '../io/image-read-file.js';
+import { type FileImageSource, type OpenImageOptions, openImageFile } from '../io/image-read-file.js';
 
 /**
  * Says so when the kernel has the image mounted. Reading it still works, as btrfs-progs' dump-tree reads a
@@ -8,15 +9,41 @@ import { type FileImageSource, type OpenImageOptions, withImageFile } from '../i
  * then meet blocks the kernel has reused (each one's checksum, bytenr and generation are checked, so that
  * is an error, not wrong output), and it never sees what the kernel holds uncommitted.
  */
-export function warnIfMounted(image: string): void {
+function warnIfMounted(image: string): void {
   const how = mountedAs(image);
   if (how) {
     process.stderr.write(`btrfs-ts: WARNING: ${image} is mounted ${how}: reading the state of the kernel's last commit to it\n`);
   }
 }
 
-/** withImageFile for a command that reads the image, after warnIfMounted. */
-export function readImage<T>(path: string, fn: (src: FileImageSource) => Promise<T>, opts: OpenImageOptions = {}): Promise<T> {
-  warnIfMounted(path);
-  return withImageFile(path, fn, opts);
+/** How a reading command opens its image: `devices`, the other devices of a multi-device filesystem (--device). */
+export interface ReadImageOptions extends OpenImageOptions {
+  devices?: readonly string[];
+}
+
+/**
+ * The image, with the other devices given (`--device`), opened for reading after warnIfMounted (of each
+ * file): the source a reading command gives BtrfsImage.open. Close it when done.
+ */
+export async function openForReading(path: string, opts: ReadImageOptions = {}): Promise<FileImageSource> {
+  const devices = opts.devices ?? [];
+  for (const p of [path, ...devices]) warnIfMounted(p);
+  // loaded only for a multi-device filesystem: every reading command starts through here
+  return devices.length ? (await import('../io/device-set.js')).openDeviceSet(path, devices, opts) : openImageFile(path, opts);
+}
+
+/** Runs `fn` on the image opened for reading (openForReading), always closing it. */
+export async function readImage<T>(path: string, fn: (src: FileImageSource) => Promise<T>, opts: ReadImageOptions = {}): Promise<T> {
+  const src = await openForReading(path, opts);
+  try {
+    return await fn(src);
+  } finally {
+    await src.close();
+  }
+}
+
+/** `--device FILE`, repeatable, for the commands that read an image (as `mount -o device=FILE` names one). */
+export function deviceOption(): Option {
+  return new Option('--device <FILE>', 'another device of a multi-device filesystem: an image file of it (repeatable)')
+    .argParser((v: string, prev: string[]) => [...prev, v]).default([] as string[]);
 }

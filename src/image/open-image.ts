@@ -1,4 +1,5 @@
 import { openImageFile, type FileImageSource } from '../io/image-read-file.js';
+import { openDeviceSet } from '../io/device-set.js';
 import { BtrfsImage, type Location, type SubvolumeInfo } from './read/index.js';
 import { timespecNs as ns, type BtrfsInodeItem } from './structs.js';
 
@@ -78,8 +79,9 @@ export class OpenImage {
 
   private constructor(readonly image: BtrfsImage, private readonly src: FileImageSource) {}
 
-  static async open(path: string, opts: { warn?: (msg: string) => void } = {}): Promise<OpenImage> {
-    const src = await openImageFile(path);
+  /** `devices`: image files of the other devices of a multi-device filesystem (io/device-set.ts). */
+  static async open(path: string, opts: { warn?: (msg: string) => void; devices?: readonly string[] } = {}): Promise<OpenImage> {
+    const src = opts.devices?.length ? await openDeviceSet(path, opts.devices) : await openImageFile(path);
     try {
       return new OpenImage(await BtrfsImage.open(src, opts), src);
     } catch (e) {
@@ -153,6 +155,6 @@ export class OpenImage {
 }
 
 /** Opens an image file for reading by path: `const img = await openImage('backup.img')`. */
-export function openImage(path: string, opts: { warn?: (msg: string) => void } = {}): Promise<OpenImage> {
+export function openImage(path: string, opts: { warn?: (msg: string) => void; devices?: readonly string[] } = {}): Promise<OpenImage> {
   return OpenImage.open(path, opts);
 }

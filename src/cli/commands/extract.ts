@@ -3,7 +3,7 @@ import { BtrfsTsError } from '../../errors.js';
 import { runExtractStream } from './extract-stream.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { splitImageArg } from '../../io/image-read-file.js';
-import { readImage } from '../image-file.js';
+import { deviceOption, readImage } from '../image-file.js';
 import { extractTree } from '../../extract/image.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
@@ -16,8 +16,9 @@ export function register(program: Command): void {
     .option('-f, --file <STREAM>', 'extract send streams (repeatable, in order) into DIR instead: same as extract-stream',
       (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--no-owners', 'do not restore uid/gid even when root')
-    .option('--no-xattrs', 'do not restore xattrs'))
-    .action(async (source: string, dir: string | undefined, o: { owners: boolean; xattrs: boolean; file: string[]; progress?: boolean }) => {
+    .option('--no-xattrs', 'do not restore xattrs')
+    .addOption(deviceOption()))
+    .action(async (source: string, dir: string | undefined, o: { owners: boolean; xattrs: boolean; file: string[]; progress?: boolean; device: string[] }) => {
       // `extract -f STREAM... DIR`: the one positional argument is the destination
       if (o.file.length) {
         if (dir !== undefined) throw new BtrfsTsError('USAGE', 'extract -f STREAM takes one directory argument');
@@ -46,6 +47,6 @@ export function register(program: Command): void {
         }));
         process.stderr.write(`extracted ${st.files} files, ${st.dirs} dirs, ${st.symlinks} symlinks, ${st.hardlinks} hard links, ${st.specials} special files` +
           (st.skipped ? `, ${st.skipped} skipped` : '') + '\n');
-      });
+      }, { devices: o.device });
     });
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage, type Location } from '../../image/read/index.js';
 import type { BtrfsInodeItem, BtrfsTimespec } from '../../image/structs.js';
-import { readImage } from '../image-file.js';
+import { deviceOption, readImage } from '../image-file.js';
 
 const TYPE_CHARS: Record<number, string> = { 0o040000: 'd', 0o120000: 'l', 0o010000: 'p', 0o140000: 's', 0o020000: 'c', 0o060000: 'b', 0o100000: '-' };
 
@@ -43,7 +43,8 @@ export function register(program: Command): void {
     .option('-l, --long', 'long form: mode, links, uid, gid, size, mtime (UTC), name, symlink target')
     .option('-i, --inode', 'print the subvolume id and inode number first')
     .option('-d, --directory', 'list the directory itself, not its contents')
-    .action(async (image: string, path: string, o: { long?: boolean; inode?: boolean; directory?: boolean }) => {
+    .addOption(deviceOption())
+    .action(async (image: string, path: string, o: { long?: boolean; inode?: boolean; directory?: boolean; device: string[] }) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         const loc = await img.resolve(path);
@@ -58,6 +59,6 @@ export function register(program: Command): void {
           return;
         }
         for await (const e of img.readdir(loc)) await line(e.location, await img.stat(e.location), e.name);
-      });
+      }, { devices: o.device });
     });
 }

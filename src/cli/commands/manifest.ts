@@ -4,8 +4,7 @@ import type { Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { imageTreeSource } from '../../image/read/tree-source.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { openImageFile } from '../../io/image-read-file.js';
-import { warnIfMounted } from '../image-file.js';
+import { deviceOption, openForReading } from '../image-file.js';
 import { dirTreeSource } from '../../dirtree/source.js';
 import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
@@ -21,6 +20,7 @@ interface Opts {
   expect?: string;
   output?: string;
   path?: string;
+  device: string[];
 }
 
 /**
@@ -32,11 +32,10 @@ async function openSource(target: string, o: Opts): Promise<{ source: TreeSource
     throw new BtrfsTsError('TREE_OPEN', `cannot read ${target}: ${String(e)}`);
   });
   if (st.isDirectory()) {
-    if (o.path !== undefined) throw new BtrfsTsError('MANIFEST_USAGE', '--path applies to an image file, not a directory');
+    if (o.path !== undefined || o.device.length) throw new BtrfsTsError('MANIFEST_USAGE', `${o.path !== undefined ? '--path' : '--device'} applies to an image file, not a directory`);
     return { source: dirTreeSource(target, { xattrs: o.xattrs }), close: async () => {} };
   }
-  warnIfMounted(target);
-  const file = await openImageFile(target);
+  const file = await openForReading(target, { devices: o.device });
   try {
     const img = await BtrfsImage.open(file);
     const start = await img.resolve(o.path ?? '');
@@ -64,8 +63,9 @@ export function register(program: Command): void {
       (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--expect <file>', 'compare with a stored manifest; print the differences and exit 1 if any')
     .option('-o, --output <file>', 'write the manifest to a file instead of stdout')
+    .addOption(deviceOption())
     .action(async (dir: string, o: Opts) => {
-      refuseOutputOverInput(o.output, [dir], 'MANIFEST_USAGE', '-o');
+      refuseOutputOverInput(o.output, [dir, ...o.device], 'MANIFEST_USAGE', '-o');
       const mopts: ManifestOptions = { atime: o.atime === true, nlink: o.nlink === true, skipXattrPrefixes: o.skipXattr };
       const { source, close } = await openSource(dir, o);
       try {

@@ -7,7 +7,7 @@ import { refuseOutputOverInput } from '../output-over-input.js';
 import { SEND_RUNTIME_FLAGS } from '../send-flags.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
-import { readImage } from '../image-file.js';
+import { deviceOption, readImage } from '../image-file.js';
 import type { DataFill } from '../../send/data-fill.js';
 import type { FillThread } from '../../send/data-fill-worker.js';
 import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
@@ -24,6 +24,7 @@ interface SendCliOptions {
   data: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  device: string[];
 }
 
 /**
@@ -67,8 +68,9 @@ export function register(program: Command): void {
     .option('--no-data', 'send UPDATE_EXTENT instead of file data')
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print the bytes written per subvolume')
+    .addOption(deviceOption())
     .action(async (image: string, subvols: string[], o: SendCliOptions) => {
-      refuseOutputOverInput(o.file, [image], 'SEND_USAGE', '-f');
+      refuseOutputOverInput(o.file, [image, ...o.device], 'SEND_USAGE', '-f');
       if (!o.file && process.stdout.isTTY) {
         throw new SendError('SEND_TTY', 'not writing a send stream to a terminal: redirect stdout or use -f FILE');
       }
@@ -95,7 +97,7 @@ export function register(program: Command): void {
           } finally {
             fill?.close();
           }
-        }, { blocking: true });
+        }, { blocking: true, devices: o.device });
       } finally {
         thread?.close();
       }

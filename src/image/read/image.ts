@@ -35,7 +35,7 @@ export class ImageReader {
 
   static async open(src: ImageSource): Promise<ImageReader> {
     const sb = await readSuperblock(src);
-    const chunks = new ChunkMap(sb.dev_item.devid, sb.num_devices);
+    const chunks = new ChunkMap(sb.dev_item.devid, sb.num_devices, src.devices);
     for (const c of decodeSysChunkArray(sb.sys_chunk_array, sb.sys_chunk_array_size)) chunks.add(c.key, c.chunk);
     const ownerOk = (tree: bigint, owner: bigint): boolean =>
       tree === owner || (isFsTreeId(tree) && (isFsTreeId(owner) || owner === BTRFS_TREE_RELOC_OBJECTID));

@@ -1,4 +1,5 @@
 import type { BlockDevice } from '../device.js';
+import type { DeviceRegions } from './chunk-map.js';
 
 /**
  * What the reader needs from an image: positional reads, nothing else. Async so a file-backed source can
@@ -17,6 +18,8 @@ export interface ImageSource {
   readonly path?: string;
   /** Its open descriptor, where `read` is a pread of it: the send's addon reads a first sector through it (send/extent-head.ts). */
   readonly fd?: number;
+  /** The other devices of a multi-device filesystem, where they were given (io/device-set.ts); read through this source. */
+  readonly devices?: DeviceRegions;
 }
 
 export function fromBlockDevice(dev: BlockDevice): ImageSource {
