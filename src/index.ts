@@ -111,7 +111,7 @@ export { openDeviceSet } from './io/device-set.js';
 export type { OpenImageOptions } from './io/image-read-file.js';
 /** Read an image file by path as node:fs reads a tree: readdir, stat, readFile, readlink, walk, close. */
 export { openImage, OpenImage } from './image/open-image.js';
-export type { ImageStat, ImageDirent, WalkEntry, ImagePath } from './image/open-image.js';
+export type { ImageStat, ImageDirent, WalkEntry, ImagePath, ImageOpenOptions } from './image/open-image.js';
 /** A TreeSource over an image directory, for `formatManifest`. */
 export { imageTreeSource } from './image/read/tree-source.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */

@@ -123,12 +123,15 @@ describe.skipIf(why !== undefined)('a multi-device filesystem from image files o
     }
   });
 
-  it('without its devices: one line saying what to give; a device missing: what can be read is, the rest names it', () => {
+  it('without its devices: one line saying what to give; with --degraded what has a copy is read, the rest names the device', () => {
     const m = made.get(LAYOUTS[2]!.name)!; // raid5 data over 3 devices, raid1 metadata
     const alone = cli('ls', m.files[0]!, 'snap');
     expect(alone.status).toBe(1);
     expect(alone.stderr).toMatch(/^btrfs-ts: ERROR: .*this image is devid 1 of 3 devices; give its other devices with --device FILE \[IMAGE_MULTI_DEVICE\]\n$/);
-    const two = ['--device', m.files[1]!];
+    const short = cli('ls', m.files[0]!, 'snap', '--device', m.files[1]!);
+    expect(short.status).toBe(1);
+    expect(short.stderr).toMatch(/^btrfs-ts: ERROR: the filesystem has 3 devices, 2 given \(devid 1, 2\): give the others with --device FILE, or read what has a copy on these with --degraded \[IMAGE_MISSING_DEVICE\]\n$/);
+    const two = ['--device', m.files[1]!, '--degraded'];
     // every metadata chunk has a copy on devices 1 or 2
     const ls = cli('ls', m.files[0]!, 'snap', ...two);
     expect(ls.status, ls.stderr).toBe(0);

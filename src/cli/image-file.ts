@@ -1,6 +1,6 @@
 import { Option } from 'commander';
 import { mountedAs } from '../io/image-lock.js';
-import { type FileImageSource, type OpenImageOptions, openImageFile } from '../io/image-read-file.js';
+import { type FileImageSource, type OpenImageOptions, openImageFile, withSource } from '../io/image-read-file.js';
 
 /**
  * Says so when the kernel has the image mounted. Reading it still works, as btrfs-progs' dump-tree reads a
@@ -16,9 +16,13 @@ function warnIfMounted(image: string): void {
   }
 }
 
-/** How a reading command opens its image: `devices`, the other devices of a multi-device filesystem (--device). */
+/**
+ * How a reading command opens its image: `devices`, the other devices of a multi-device filesystem
+ * (--device); `degraded`, read it with devices missing (--degraded).
+ */
 export interface ReadImageOptions extends OpenImageOptions {
   devices?: readonly string[];
+  degraded?: boolean;
 }
 
 /**
@@ -29,21 +33,24 @@ export async function openForReading(path: string, opts: ReadImageOptions = {}):
   const devices = opts.devices ?? [];
   for (const p of [path, ...devices]) warnIfMounted(p);
   // loaded only for a multi-device filesystem: every reading command starts through here
-  return devices.length ? (await import('../io/device-set.js')).openDeviceSet(path, devices, opts) : openImageFile(path, opts);
+  return devices.length || opts.degraded ? (await import('../io/device-set.js')).openDeviceSet(path, devices, opts) : openImageFile(path, opts);
 }
 
 /** Runs `fn` on the image opened for reading (openForReading), always closing it. */
 export async function readImage<T>(path: string, fn: (src: FileImageSource) => Promise<T>, opts: ReadImageOptions = {}): Promise<T> {
-  const src = await openForReading(path, opts);
-  try {
-    return await fn(src);
-  } finally {
-    await src.close();
-  }
+  return withSource(await openForReading(path, opts), fn);
 }
 
-/** `--device FILE`, repeatable, for the commands that read an image (as `mount -o device=FILE` names one). */
+/**
+ * `--device FILE`, repeatable (and degradedOption's `--degraded`), for the commands that read an image: as `mount -o
+ * device=FILE` names a device, and `mount -o degraded` mounts with some missing.
+ */
 export function deviceOption(): Option {
   return new Option('--device <FILE>', 'another device of a multi-device filesystem: an image file of it (repeatable)')
     .argParser((v: string, prev: string[]) => [...prev, v]).default([] as string[]);
+}
+
+/** See deviceOption. */
+export function degradedOption(): Option {
+  return new Option('--degraded', 'read a multi-device filesystem with devices missing: what has a copy on those given');
 }

@@ -72,6 +72,13 @@ function toStat(loc: Location, i: BtrfsInodeItem): ImageStat {
   };
 }
 
+/** How openImage opens: `warn` for what a tree log's replay leaves out (default: stderr); the devices. */
+export interface ImageOpenOptions {
+  warn?: (msg: string) => void;
+  devices?: readonly string[];
+  degraded?: boolean;
+}
+
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
 export class OpenImage {
@@ -79,9 +86,12 @@ export class OpenImage {
 
   private constructor(readonly image: BtrfsImage, private readonly src: FileImageSource) {}
 
-  /** `devices`: image files of the other devices of a multi-device filesystem (io/device-set.ts). */
-  static async open(path: string, opts: { warn?: (msg: string) => void; devices?: readonly string[] } = {}): Promise<OpenImage> {
-    const src = opts.devices?.length ? await openDeviceSet(path, opts.devices) : await openImageFile(path);
+  /**
+   * `devices`: image files of the other devices of a multi-device filesystem; `degraded`: read it with
+   * some missing (io/device-set.ts).
+   */
+  static async open(path: string, opts: ImageOpenOptions = {}): Promise<OpenImage> {
+    const src = opts.devices?.length || opts.degraded ? await openDeviceSet(path, opts.devices ?? [], { degraded: opts.degraded === true }) : await openImageFile(path);
     try {
       return new OpenImage(await BtrfsImage.open(src, opts), src);
     } catch (e) {
@@ -155,6 +165,6 @@ export class OpenImage {
 }
 
 /** Opens an image file for reading by path: `const img = await openImage('backup.img')`. */
-export function openImage(path: string, opts: { warn?: (msg: string) => void; devices?: readonly string[] } = {}): Promise<OpenImage> {
+export function openImage(path: string, opts: ImageOpenOptions = {}): Promise<OpenImage> {
   return OpenImage.open(path, opts);
 }

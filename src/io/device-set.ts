@@ -16,11 +16,12 @@ interface Device { path: string; src: FileImageSource }
  * A multi-device filesystem (mkfs.btrfs of several devices, `btrfs device add`) read from image files of
  * its devices, as `mount -o device=FILE` finds them: the image named first gives the superblock, and every
  * other device given must be one of the same filesystem (fsid), each devid once, all at the image's
- * generation — a device imaged at another time would mix two states of the trees. Chunks whose copies
- * need a device not given can still be read through another copy; where none can be, a read of them is
- * an error naming the devid missing (chunk-map.ts). Nothing is written: the writer takes one device.
+ * generation — a device imaged at another time would mix two states of the trees. Fewer devices than
+ * the superblock counts are refused unless `degraded` (`mount -o degraded`): then chunks whose copies need
+ * a device not given are still read through another copy, and where none can be, a read of them is an
+ * error naming the devid missing (chunk-map.ts). Nothing is written: the writer takes one device.
  */
-export async function openDeviceSet(path: string, others: readonly string[], opts: OpenImageOptions = {}): Promise<FileImageSource> {
+export async function openDeviceSet(path: string, others: readonly string[], opts: OpenImageOptions & { degraded?: boolean } = {}): Promise<FileImageSource> {
   const opened: FileImageSource[] = [];
   const open = async (p: string): Promise<FileImageSource> => {
     const src = await openImageFile(p, opts);
@@ -46,6 +47,10 @@ export async function openDeviceSet(path: string, others: readonly string[], opt
         throw new ImageError('IMAGE_DEVICE_MISMATCH', `device ${p} was last written at generation ${d.generation}, ${path} at ${sb.generation}: not one state of the filesystem`);
       }
       devices.set(devid, { path: p, src });
+    }
+    if (BigInt(devices.size) < sb.num_devices && !opts.degraded) {
+      const ids = [...devices.keys()].sort((a, b) => (a < b ? -1 : 1)).join(', ');
+      throw new ImageError('IMAGE_MISSING_DEVICE', `the filesystem has ${sb.num_devices} devices, ${devices.size} given (devid ${ids}): give the others with --device FILE, or read what has a copy on these with --degraded`);
     }
     return deviceSetSource(primary, devices);
   } catch (e) {

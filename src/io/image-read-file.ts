@@ -95,7 +95,11 @@ function source(
 
 /** Opens an image file, runs `fn`, always closes it. */
 export async function withImageFile<T>(path: string, fn: (src: FileImageSource) => Promise<T>, opts: OpenImageOptions = {}): Promise<T> {
-  const src = await openImageFile(path, opts);
+  return withSource(await openImageFile(path, opts), fn);
+}
+
+/** Runs `fn` on `src`, then closes it, whatever `fn` did. */
+export async function withSource<T>(src: FileImageSource, fn: (src: FileImageSource) => Promise<T>): Promise<T> {
   try {
     return await fn(src);
   } finally {

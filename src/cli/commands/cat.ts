@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, readImage } from '../image-file.js';
 
 export function register(program: Command): void {
   program
@@ -11,7 +11,8 @@ export function register(program: Command): void {
     .argument('<path>', 'file path inside the image, from the top-level subvolume')
     .option('--no-verify', 'do not verify data checksums')
     .addOption(deviceOption())
-    .action(async (image: string, path: string, o: { verify: boolean; device: string[] }) => {
+    .addOption(degradedOption())
+    .action(async (image: string, path: string, o: { verify: boolean; device: string[]; degraded?: boolean }) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         const loc = await img.resolve(path);
@@ -25,6 +26,6 @@ export function register(program: Command): void {
         for await (const c of img.readFile(loc, { verify: o.verify })) {
           if (!process.stdout.write(c)) await new Promise<void>((r) => process.stdout.once('drain', () => r()));
         }
-      }, { devices: o.device });
+      }, { devices: o.device, degraded: o.degraded === true });
     });
 }

@@ -3,7 +3,7 @@ import { BtrfsTsError } from '../../errors.js';
 import { runExtractStream } from './extract-stream.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { splitImageArg } from '../../io/image-read-file.js';
-import { deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, readImage } from '../image-file.js';
 import { extractTree } from '../../extract/image.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
@@ -17,8 +17,9 @@ export function register(program: Command): void {
       (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--no-owners', 'do not restore uid/gid even when root')
     .option('--no-xattrs', 'do not restore xattrs')
-    .addOption(deviceOption()))
-    .action(async (source: string, dir: string | undefined, o: { owners: boolean; xattrs: boolean; file: string[]; progress?: boolean; device: string[] }) => {
+    .addOption(deviceOption())
+    .addOption(degradedOption()))
+    .action(async (source: string, dir: string | undefined, o: { owners: boolean; xattrs: boolean; file: string[]; progress?: boolean; device: string[]; degraded?: boolean }) => {
       // `extract -f STREAM... DIR`: the one positional argument is the destination
       if (o.file.length) {
         if (dir !== undefined) throw new BtrfsTsError('USAGE', 'extract -f STREAM takes one directory argument');
@@ -47,6 +48,6 @@ export function register(program: Command): void {
         }));
         process.stderr.write(`extracted ${st.files} files, ${st.dirs} dirs, ${st.symlinks} symlinks, ${st.hardlinks} hard links, ${st.specials} special files` +
           (st.skipped ? `, ${st.skipped} skipped` : '') + '\n');
-      }, { devices: o.device });
+      }, { devices: o.device, degraded: o.degraded === true });
     });
 }

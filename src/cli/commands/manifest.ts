@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { imageTreeSource } from '../../image/read/tree-source.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { deviceOption, openForReading } from '../image-file.js';
+import { degradedOption, deviceOption, openForReading } from '../image-file.js';
 import { dirTreeSource } from '../../dirtree/source.js';
 import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
@@ -21,6 +21,7 @@ interface Opts {
   output?: string;
   path?: string;
   device: string[];
+  degraded?: boolean;
 }
 
 /**
@@ -32,10 +33,11 @@ async function openSource(target: string, o: Opts): Promise<{ source: TreeSource
     throw new BtrfsTsError('TREE_OPEN', `cannot read ${target}: ${String(e)}`);
   });
   if (st.isDirectory()) {
-    if (o.path !== undefined || o.device.length) throw new BtrfsTsError('MANIFEST_USAGE', `${o.path !== undefined ? '--path' : '--device'} applies to an image file, not a directory`);
+    const imageOnly = o.path !== undefined ? '--path' : o.device.length ? '--device' : o.degraded ? '--degraded' : undefined;
+    if (imageOnly) throw new BtrfsTsError('MANIFEST_USAGE', `${imageOnly} applies to an image file, not a directory`);
     return { source: dirTreeSource(target, { xattrs: o.xattrs }), close: async () => {} };
   }
-  const file = await openForReading(target, { devices: o.device });
+  const file = await openForReading(target, { devices: o.device, degraded: o.degraded === true });
   try {
     const img = await BtrfsImage.open(file);
     const start = await img.resolve(o.path ?? '');
@@ -64,6 +66,7 @@ export function register(program: Command): void {
     .option('--expect <file>', 'compare with a stored manifest; print the differences and exit 1 if any')
     .option('-o, --output <file>', 'write the manifest to a file instead of stdout')
     .addOption(deviceOption())
+    .addOption(degradedOption())
     .action(async (dir: string, o: Opts) => {
       refuseOutputOverInput(o.output, [dir, ...o.device], 'MANIFEST_USAGE', '-o');
       const mopts: ManifestOptions = { atime: o.atime === true, nlink: o.nlink === true, skipXattrPrefixes: o.skipXattr };

@@ -7,7 +7,7 @@ import { refuseOutputOverInput } from '../output-over-input.js';
 import { SEND_RUNTIME_FLAGS } from '../send-flags.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
-import { deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, readImage } from '../image-file.js';
 import type { DataFill } from '../../send/data-fill.js';
 import type { FillThread } from '../../send/data-fill-worker.js';
 import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
@@ -25,6 +25,7 @@ interface SendCliOptions {
   quiet?: boolean;
   verbose?: boolean;
   device: string[];
+  degraded?: boolean;
 }
 
 /**
@@ -69,6 +70,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print the bytes written per subvolume')
     .addOption(deviceOption())
+    .addOption(degradedOption())
     .action(async (image: string, subvols: string[], o: SendCliOptions) => {
       refuseOutputOverInput(o.file, [image, ...o.device], 'SEND_USAGE', '-f');
       if (!o.file && process.stdout.isTTY) {
@@ -97,7 +99,7 @@ export function register(program: Command): void {
           } finally {
             fill?.close();
           }
-        }, { blocking: true, devices: o.device });
+        }, { blocking: true, devices: o.device, degraded: o.degraded === true });
       } finally {
         thread?.close();
       }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
-import { deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, readImage } from '../image-file.js';
 import { uuidOrDash } from '../progs-format.js';
 import { subvolumeShow } from '../subvolume-show.js';
 import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
@@ -37,7 +37,8 @@ export function register(program: Command): void {
     .option('-C <[+|-]cgen>', 'creation generation at least (+), at most (-) or exactly', parseGenFilter)
     .option('--sort <keys>', 'rootid, gen, ogen, path, each with + or - (e.g. -ogen,+rootid)', parseSort)
     .addOption(deviceOption())
-    .action(async (image: string, path: string | undefined, o: ListOptions & { device: string[] }) => {
+    .addOption(degradedOption())
+    .action(async (image: string, path: string | undefined, o: ListOptions & { device: string[]; degraded?: boolean }) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         if (wantsProgsList(o, path)) {
@@ -50,7 +51,7 @@ export function register(program: Command): void {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
           process.stdout.write(subvolumeLine(s) + '\n');
         }
-      }, { devices: o.device });
+      }, { devices: o.device, degraded: o.degraded === true });
     });
   sub
     .command('show')
@@ -60,7 +61,8 @@ export function register(program: Command): void {
     .option('-r, --rootid <ID>', 'the subvolume of this id instead')
     .option('-u, --uuid <UUID>', 'the subvolume of this uuid instead')
     .addOption(deviceOption())
-    .action(async (image: string, path: string, o: { rootid?: string; uuid?: string; device: string[] }) => {
+    .addOption(degradedOption())
+    .action(async (image: string, path: string, o: { rootid?: string; uuid?: string; device: string[]; degraded?: boolean }) => {
       if (o.rootid !== undefined && o.uuid !== undefined) throw new ImageError('SHOW_USAGE', 'options --rootid and --uuid cannot be used at the same time');
       if (o.rootid !== undefined && !/^\d+$/.test(o.rootid)) throw new ImageError('SHOW_USAGE', `--rootid ${o.rootid}: not a subvolume id`);
       await readImage(image, async (src) => {
@@ -76,6 +78,6 @@ export function register(program: Command): void {
           process.stderr.write("btrfs-ts: WARNING: the subvolume is read-write and has received_uuid set, don't use it for incremental send (btrfs-subvolume(8), SUBVOLUME FLAGS)\n");
         }
         process.stdout.write(await subvolumeShow(img, sv, all));
-      }, { devices: o.device });
+      }, { devices: o.device, degraded: o.degraded === true });
     });
 }
