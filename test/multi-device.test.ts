@@ -3,7 +3,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { locate } from '../src/image/read/stripes.js';
+import { chunkCopies, locate } from '../src/image/read/stripes.js';
+import { BTRFS_BLOCK_GROUP_DATA, BTRFS_BLOCK_GROUP_RAID10, type BtrfsChunk } from '../src/image/structs.js';
 import { openImage } from '../src/index.js';
 import { CLI } from './helpers/image-harness.js';
 import { skipReason } from './image-write-helpers.js';
@@ -94,6 +95,59 @@ describe('where a striped copy puts a chunk offset (btrfs_map_block)', () => {
     // row 2: data on members 2 and 0
     expect(locate(l, 4n * K).devid).toBe(3n);
     expect(locate(l, 5n * K)).toEqual({ devid: 1n, physical: 1000n + 2n * K, run: K });
+  });
+});
+
+describe('the copies of a chunk (RAID10 mirrors; what the kernel refuses)', () => {
+  const chunk = (stripes: number, stripeLen = 65536n, sub = 2): BtrfsChunk => ({
+    length: 1n << 30n, owner: 2n, stripe_len: stripeLen, type: BTRFS_BLOCK_GROUP_DATA | BTRFS_BLOCK_GROUP_RAID10, io_align: 65536,
+    io_width: 65536, sector_size: 4096, sub_stripes: sub,
+    stripes: Array.from({ length: stripes }, (_, i) => ({ devid: BigInt(i + 1), offset: BigInt(i) << 20n, dev_uuid: new Uint8Array(16) })),
+  });
+  it('RAID10 over 4: two copies, each striped over one of every mirrored pair', () => {
+    const copies = chunkCopies(0n, chunk(4));
+    expect(copies.map((c) => c.members.map((m) => m.devid))).toEqual([[1n, 3n], [2n, 4n]]);
+    expect(copies.every((c) => c.dataStripes === 2 && !c.rotate)).toBe(true);
+  });
+  it('refuses a stripe length but 64 KiB and stripe counts the profile cannot have', () => {
+    expect(() => chunkCopies(0n, chunk(4, 4096n))).toThrow(/stripe_len 4096, not 65536/);
+    expect(() => chunkCopies(0n, chunk(3))).toThrow(/3 stripes, sub_stripes 2 for RAID10/);
+    expect(() => chunkCopies(0n, chunk(4, 65536n, 0))).toThrow(/sub_stripes 0/);
+  });
+  it('random chunk items: an ImageError, or copies whose every offset lands inside one of its members\' stripes', () => {
+    let seed = 20261127;
+    const rnd = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const profiles = [0n, 1n << 3n, 1n << 4n, 1n << 5n, 1n << 6n, 1n << 7n, 1n << 8n, 1n << 9n, 1n << 10n, 3n << 3n];
+    let ok = 0;
+    for (let i = 0; i < 2000; i++) {
+      const c = chunk(rnd(9), rnd(4) === 0 ? BigInt(rnd(3) * 4096) : 65536n, rnd(4));
+      c.type = BTRFS_BLOCK_GROUP_DATA | profiles[rnd(profiles.length)]!;
+      c.length = BigInt(1 + rnd(1 << 30));
+      let copies;
+      try {
+        copies = chunkCopies(0n, c);
+      } catch (e) {
+        expect((e as { code?: string }).code).toBe('IMAGE_BAD_CHUNK');
+        continue;
+      }
+      ok++;
+      for (const l of copies) {
+        // per member: the bytes of the chunk it holds are at most length / data stripes, rounded up to a stripe
+        const room = (c.length / BigInt(l.dataStripes) / 65536n + 1n) * 65536n;
+        for (let k = 0; k < 8; k++) {
+          const at = locate(l, BigInt(rnd(Number(c.length))));
+          const m = l.members.find((x) => x.devid === at.devid)!;
+          expect(at.physical >= m.offset && at.physical < m.offset + room).toBe(true);
+          expect(at.run > 0n).toBe(true);
+        }
+      }
+    }
+    expect(ok).toBeGreaterThan(200);
   });
 });
 
