@@ -120,7 +120,8 @@ export class ChunkMap {
     if (!c || logical + BigInt(len) > c.start + c.length) {
       throw new ImageError('IMAGE_UNMAPPED', `${what} at logical ${logical} (+${len}) is not inside any chunk`, { offset: logical, command: what });
     }
-    if (c.missing) throw new ImageError('IMAGE_MISSING_DEVICE', `${what} at logical ${logical} is in chunk ${c.start}: ${c.missing} (--device FILE)`, { offset: logical, command: what });
+    // (`what` leads the error line as its command)
+    if (c.missing) throw new ImageError('IMAGE_MISSING_DEVICE', `chunk ${c.start} cannot be read: ${c.missing} (--device FILE)`, { offset: logical, command: what });
     return c.physical.map((p) => p + (logical - c.start));
   }
 
