@@ -76,7 +76,8 @@ function checks(image: string): boolean {
 function judge(label: string, status: number | null, stdout: string, stderr: string, extra: string[] = []): CommandResult {
   const problems = [...extra];
   if (/^\s+at /m.test(stderr)) problems.push('stack trace on stderr');
-  const errors = stderr.split('\n').filter((l) => l.startsWith('btrfs-ts: ') && !l.startsWith('btrfs-ts: WARNING'));
+  // (compsize's own two lines for nothing to report are its error lines, as compsize prints them)
+  const errors = stderr.split('\n').filter((l) => (l.startsWith('btrfs-ts: ') && !l.startsWith('btrfs-ts: WARNING')) || /^(No files\.|All empty or still-delalloced files\.)$/.test(l));
   if (status !== 0 && status !== 1) problems.push(`exit status ${status}`);
   if (status === 1 && errors.length !== 1) problems.push(`exit 1 with ${errors.length} error lines`);
   const line = errors[0];
@@ -134,6 +135,7 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
       ['cat', ['cat', image, 'd/f1']],
       ['subvolume list', ['subvolume', 'list', image]],
       ['subvolume show', ['subvolume', 'show', image, '/']],
+      ['compsize', ['compsize', image]],
       ['manifest', ['manifest', image]],
       ['extract', ['extract', '--no-xattrs', image, join(work, 'x')]],
       ...(receive ? [['receive', ['receive', '-q', '-f', SAMPLE_STREAM, copy]] as [string, string[]]] : []),

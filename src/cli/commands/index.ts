@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   ls: () => import('./ls.js'),
   cat: () => import('./cat.js'),
   subvolume: () => import('./subvolume.js'),
+  compsize: () => import('./compsize.js'),
   extract: () => import('./extract.js'),
   'extract-stream': () => import('./extract-stream.js'),
   verify: () => import('./verify.js'),
