@@ -114,6 +114,9 @@ export { openImage, OpenImage } from './image/open-image.js';
 export type { ImageStat, ImageDirent, WalkEntry, ImagePath, ImageOpenOptions } from './image/open-image.js';
 /** A TreeSource over an image directory, for `formatManifest`. */
 export { imageTreeSource } from './image/read/tree-source.js';
+/** compsize's numbers for paths of an image, and each quota group's usage as a quota rescan counts it. */
+export { compsize, formatCompsize, type CompsizeTotals } from './tools/compsize.js';
+export { qgroupUsage, type QgroupRow } from './tools/qgroup-usage.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */
 export { replay } from './replay/index.js';
 export type { ReplayOptions, ReplayResult } from './replay/index.js';

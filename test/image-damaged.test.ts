@@ -127,7 +127,7 @@ describe('readers and receive on damaged images', () => {
   it('a superblock counting 2 devices when every chunk is on this one is read, as the kernel mounts it; receive refuses', async () => {
     const img = await makeDamaged(base, work, MUTATIONS.find((m) => m.name === 'num-devices-2')!);
     const results = await runAllCommands(img, join(work, 'w-ndev'));
-    expect(results.filter((r) => r.command !== 'receive').map((r) => `${r.command}=${r.outcome}`)).toEqual(['ls -l=ok', 'cat=ok', 'subvolume list=ok', 'subvolume show=ok', 'compsize=ok', 'manifest=ok', 'extract=ok']);
+    expect(results.filter((r) => r.command !== 'receive').map((r) => `${r.command}=${r.outcome}`)).toEqual(['ls -l=ok', 'cat=ok', 'subvolume list=ok', 'subvolume show=ok', 'compsize=ok', 'qgroup show=ok', 'manifest=ok', 'extract=ok']);
     expect(results.find((r) => r.command === 'receive')!.line).toMatch(/counts 2 devices.*\[IMAGE_MULTI_DEVICE\]/);
     if (!canMount) return skipReason('image-damaged kernel comparison', 'not root or no loop devices');
     const k = kernelManifest(img);

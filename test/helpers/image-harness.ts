@@ -136,6 +136,7 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
       ['subvolume list', ['subvolume', 'list', image]],
       ['subvolume show', ['subvolume', 'show', image, '/']],
       ['compsize', ['compsize', image]],
+      ['qgroup show', ['qgroup', 'show', image]],
       ['manifest', ['manifest', image]],
       ['extract', ['extract', '--no-xattrs', image, join(work, 'x')]],
       ...(receive ? [['receive', ['receive', '-q', '-f', SAMPLE_STREAM, copy]] as [string, string[]]] : []),

@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   cat: () => import('./cat.js'),
   subvolume: () => import('./subvolume.js'),
   compsize: () => import('./compsize.js'),
+  qgroup: () => import('./qgroup.js'),
   extract: () => import('./extract.js'),
   'extract-stream': () => import('./extract-stream.js'),
   verify: () => import('./verify.js'),

@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { BtrfsImage } from '../../image/read/index.js';
+import { qgroupUsage } from '../../tools/qgroup-usage.js';
+import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { formatQgroupShow } from '../qgroup-show.js';
+
+export function register(program: Command): void {
+  const q = program.command('qgroup').description('quota groups of a btrfs image');
+  q.command('show')
+    .description('what `btrfs qgroup show` prints after a quota rescan: each subvolume\'s referenced and exclusive bytes (counted here, quotas on or not)')
+    .argument('<image>', 'btrfs image file')
+    .option('-p', 'print the parent qgroup ids')
+    .option('-c', 'print the child qgroup ids')
+    .option('-r', 'print the referenced limit')
+    .option('-e', 'print the exclusive limit')
+    .option('--raw', 'sizes in bytes')
+    .addOption(deviceOption())
+    .addOption(degradedOption())
+    .action(async (image: string, o: { p?: boolean; c?: boolean; r?: boolean; e?: boolean; raw?: boolean; device: string[]; degraded?: boolean }) => {
+      await readImage(image, async (src) => {
+        const img = await BtrfsImage.open(src);
+        process.stdout.write(formatQgroupShow(await qgroupUsage(img), { parent: o.p, child: o.c, maxReferenced: o.r, maxExclusive: o.e, raw: o.raw }));
+      }, { devices: o.device, degraded: o.degraded === true });
+    });
+}

@@ -1,0 +1,153 @@
+import type { BtrfsImage } from '../image/read/index.js';
+import {
+  BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_RELATION_KEY,
+  BTRFS_QUOTA_TREE_OBJECTID, U64_MAX,
+} from '../image/structs/constants.js';
+import { decodeFileExtentItem } from '../image/structs/fs-items.js';
+import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../image/structs.js';
+import { leafData } from '../image/read/leaf-keys.js';
+import { u64At } from '../util/bytes.js';
+
+/** One quota group as `btrfs qgroup show` lists it: id (level << 48 | subvolume id), usage, limits, members. */
+export interface QgroupRow {
+  qgroupid: bigint;
+  referenced: bigint;
+  exclusive: bigint;
+  /** Limits from the quota tree's QGROUP_LIMIT item (flags, max_rfer, max_excl), where it has one. */
+  limit?: { flags: bigint; maxReferenced: bigint; maxExclusive: bigint };
+  /** Level 0: the subvolume's path from the top level ('' for the top level itself), undefined when stale. */
+  path?: string;
+  /** The groups this one is a member of, and its members (QGROUP_RELATION items). */
+  parents: bigint[];
+  members: bigint[];
+}
+
+export const QGROUP_LEVEL_SHIFT = 48n;
+
+/**
+ * Every quota group's usage as a rescan counts it (`btrfs quota rescan`, qgroup_rescan_leaf and
+ * btrfs_qgroup_account_extent): a subvolume refers to each tree block its tree reaches (nodesize each)
+ * and to each data extent its file extents point at (disk_num_bytes, whole, however little of it is
+ * referenced); exclusive is what it alone reaches; a higher-level group refers to what any of its
+ * subvolumes reaches, and holds exclusively what only they reach. The groups are those of the quota tree
+ * where the image has one, else the level-0 group of every subvolume that `btrfs quota enable` makes.
+ *
+ * One pass over the subvolume trees, level by level from the top: a block shared by many snapshots is
+ * read once, with the set of subvolumes reaching it (its parents' sets joined), as are the data extents
+ * of a shared leaf. Usage is computed here, not read from the quota tree: a receive leaves it marked
+ * inconsistent, and an image's numbers may be out of date.
+ */
+export async function qgroupUsage(img: BtrfsImage): Promise<QgroupRow[]> {
+  const subvols = await img.listSubvolumes();
+  const reader = img.reader;
+  // sets of subvolume ids, kept once each (most blocks of a chain of snapshots share a handful of them),
+  // numbered so that a union of two is looked up by their numbers
+  type IdSet = { ids: bigint[]; n: number };
+  const sets = new Map<string, IdSet>();
+  const intern = (ids: bigint[]): IdSet => {
+    const key = ids.join(',');
+    let s = sets.get(key);
+    if (!s) sets.set(key, (s = { ids, n: sets.size }));
+    return s;
+  };
+  const unions = new Map<number, IdSet>();
+  const join = (a: IdSet | undefined, b: IdSet): IdSet => {
+    if (!a || a === b) return b;
+    const key = a.n < b.n ? a.n * 0x100000 + b.n : b.n * 0x100000 + a.n;
+    let u = unions.get(key);
+    if (!u) unions.set(key, (u = intern([...new Set([...a.ids, ...b.ids])].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)))));
+    return u;
+  };
+
+  // tree blocks waiting to be read, by level: what reaches them and what their parent promised
+  const pending: Map<bigint, { generation: bigint; owner: bigint; reach: IdSet }>[] = Array.from({ length: 8 }, () => new Map());
+  const extents = new Map<bigint, { bytes: bigint; reach: IdSet }>();
+  const nodesize = BigInt(reader.superblock.nodesize);
+  for (const sv of subvols) {
+    const root = await reader.tree(sv.id);
+    const p = pending[root.level]!;
+    const at = p.get(root.bytenr);
+    p.set(root.bytenr, { generation: root.generation, owner: sv.id, reach: join(at?.reach, intern([sv.id])) });
+  }
+  for (let level = pending.length - 1; level >= 0; level--) {
+    for (const [bytenr, b] of pending[level]!) {
+      extents.set(bytenr, { bytes: nodesize, reach: b.reach });
+      const tb = await reader.trees.readBlock(bytenr, { level, generation: b.generation, owner: b.owner });
+      if (level > 0) {
+        const below = pending[level - 1]!;
+        for (const ptr of tb.ptrs) {
+          const c = below.get(ptr.blockptr);
+          below.set(ptr.blockptr, { generation: ptr.generation, owner: b.owner, reach: join(c?.reach, b.reach) });
+        }
+        continue;
+      }
+      // keys read in place: most of a leaf's items are not file extents
+      for (let i = 0; i < tb.header.nritems; i++) {
+        if (tb.view.getUint8(BTRFS_HEADER_SIZE + i * BTRFS_ITEM_SIZE + 8) !== BTRFS_EXTENT_DATA_KEY) continue;
+        const data = leafData(tb, i);
+        if (data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
+        const fe = decodeFileExtentItem(data);
+        if (fe.disk_bytenr === 0n) continue;
+        const x = extents.get(fe.disk_bytenr);
+        extents.set(fe.disk_bytenr, { bytes: fe.disk_num_bytes, reach: join(x?.reach, b.reach) });
+      }
+    }
+    pending[level]!.clear();
+  }
+
+  const rows = new Map<bigint, QgroupRow>();
+  const row = (id: bigint): QgroupRow => {
+    let r = rows.get(id);
+    if (!r) rows.set(id, (r = { qgroupid: id, referenced: 0n, exclusive: 0n, parents: [], members: [] }));
+    return r;
+  };
+  for (const sv of subvols) row(sv.id).path = sv.id === 5n ? '' : sv.path;
+  if (await reader.rootItem(BTRFS_QUOTA_TREE_OBJECTID)) {
+    const quota = await reader.tree(BTRFS_QUOTA_TREE_OBJECTID);
+    // without quota items for a subvolume the kernel has no group for it: only the tree's groups are shown
+    const known = new Set<bigint>();
+    for await (const it of reader.trees.iterate(quota, { objectid: 0n, type: 0, offset: 0n }, { objectid: U64_MAX, type: 255, offset: U64_MAX })) {
+      if (it.key.type === BTRFS_QGROUP_INFO_KEY) known.add(it.key.offset);
+      else if (it.key.type === BTRFS_QGROUP_LIMIT_KEY && it.data.length >= 24) {
+        row(it.key.offset).limit = { flags: u64At(it.data, 0), maxReferenced: u64At(it.data, 8), maxExclusive: u64At(it.data, 16) };
+      } else if (it.key.type === BTRFS_QGROUP_RELATION_KEY && it.key.objectid < it.key.offset) {
+        // (each relation is stored both ways: member → group is objectid < offset)
+        row(it.key.objectid).parents.push(it.key.offset);
+        row(it.key.offset).members.push(it.key.objectid);
+      }
+    }
+    for (const id of [...rows.keys()]) if (!known.has(id)) rows.delete(id);
+    for (const id of known) row(id);
+  }
+
+  // the subvolumes under each group, through its member groups
+  const under = new Map<bigint, Set<bigint>>();
+  const subvolumesOf = (id: bigint, seen = new Set<bigint>()): Set<bigint> => {
+    let s = under.get(id);
+    if (s) return s;
+    s = new Set();
+    if (id >> QGROUP_LEVEL_SHIFT === 0n) s.add(id);
+    seen.add(id);
+    for (const m of rows.get(id)?.members ?? []) if (!seen.has(m)) for (const x of subvolumesOf(m, seen)) s.add(x);
+    under.set(id, s);
+    return s;
+  };
+  // level 0 from each extent's own set; the few higher groups by counting the set's subvolumes under them
+  const higher = [...rows.values()].filter((r) => r.qgroupid >> QGROUP_LEVEL_SHIFT !== 0n).map((r) => ({ r, subs: subvolumesOf(r.qgroupid) }));
+  for (const { bytes, reach: { ids: reach } } of extents.values()) {
+    for (const id of reach) {
+      const r = rows.get(id);
+      if (!r) continue;
+      r.referenced += bytes;
+      if (reach.length === 1) r.exclusive += bytes;
+    }
+    for (const { r, subs } of higher) {
+      let hits = 0;
+      for (const id of reach) if (subs.has(id)) hits++;
+      if (hits === 0) continue;
+      r.referenced += bytes;
+      if (hits === reach.length) r.exclusive += bytes;
+    }
+  }
+  return [...rows.values()].sort((a, b) => (a.qgroupid < b.qgroupid ? -1 : a.qgroupid > b.qgroupid ? 1 : 0));
+}
