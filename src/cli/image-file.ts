@@ -42,12 +42,17 @@ export async function readImage<T>(path: string, fn: (src: FileImageSource) => P
 }
 
 /**
- * `--device FILE`, repeatable (and degradedOption's `--degraded`), for the commands that read an image: as `mount -o
- * device=FILE` names a device, and `mount -o degraded` mounts with some missing.
+ * `--device FILE`, repeatable (and degradedOption's `--degraded`), for the commands that read an image:
+ * as `mount -o device=FILE` names a device, and `mount -o degraded` mounts with some missing.
  */
 export function deviceOption(): Option {
   return new Option('--device <FILE>', 'another device of a multi-device filesystem: an image file of it (repeatable)')
     .argParser((v: string, prev: string[]) => [...prev, v]).default([] as string[]);
+}
+
+/** The ReadImageOptions a command's `--device` and `--degraded` (deviceOption, degradedOption) ask for. */
+export function devicesOf(o: { device: string[]; degraded?: boolean }): ReadImageOptions {
+  return { devices: o.device, degraded: o.degraded === true };
 }
 
 /** See deviceOption. */

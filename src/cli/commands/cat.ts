@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ImageError } from '../../errors.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 
 export function register(program: Command): void {
   program
@@ -26,6 +26,6 @@ export function register(program: Command): void {
         for await (const c of img.readFile(loc, { verify: o.verify })) {
           if (!process.stdout.write(c)) await new Promise<void>((r) => process.stdout.once('drain', () => r()));
         }
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
 }

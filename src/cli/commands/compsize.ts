@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage } from '../../image/read/index.js';
 import { compsize, formatCompsize } from '../../tools/compsize.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 
 export function register(program: Command): void {
   program
@@ -23,6 +23,6 @@ export function register(program: Command): void {
           process.stderr.write(r.err!);
           process.exitCode = 1;
         }
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
 }

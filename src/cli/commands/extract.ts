@@ -3,7 +3,7 @@ import { BtrfsTsError } from '../../errors.js';
 import { runExtractStream } from './extract-stream.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { splitImageArg } from '../../io/image-read-file.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 import { extractTree } from '../../extract/image.js';
 import { withProgress, withProgressOptions } from '../progress.js';
 
@@ -48,6 +48,6 @@ export function register(program: Command): void {
         }));
         process.stderr.write(`extracted ${st.files} files, ${st.dirs} dirs, ${st.symlinks} symlinks, ${st.hardlinks} hard links, ${st.specials} special files` +
           (st.skipped ? `, ${st.skipped} skipped` : '') + '\n');
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage, type Location } from '../../image/read/index.js';
 import type { BtrfsInodeItem, BtrfsTimespec } from '../../image/structs.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 
 const TYPE_CHARS: Record<number, string> = { 0o040000: 'd', 0o120000: 'l', 0o010000: 'p', 0o140000: 's', 0o020000: 'c', 0o060000: 'b', 0o100000: '-' };
 
@@ -60,6 +60,6 @@ export function register(program: Command): void {
           return;
         }
         for await (const e of img.readdir(loc)) await line(e.location, await img.stat(e.location), e.name);
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
 }

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { BtrfsTsError } from '../../errors.js';
 import { imageTreeSource } from '../../image/read/tree-source.js';
 import { BtrfsImage } from '../../image/read/index.js';
-import { degradedOption, deviceOption, openForReading } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, openForReading } from '../image-file.js';
 import { dirTreeSource } from '../../dirtree/source.js';
 import { diffManifests, renderDiff } from '../../manifest/compare.js';
 import { formatManifest } from '../../manifest/format.js';
@@ -37,7 +37,7 @@ async function openSource(target: string, o: Opts): Promise<{ source: TreeSource
     if (imageOnly) throw new BtrfsTsError('MANIFEST_USAGE', `${imageOnly} applies to an image file, not a directory`);
     return { source: dirTreeSource(target, { xattrs: o.xattrs }), close: async () => {} };
   }
-  const file = await openForReading(target, { devices: o.device, degraded: o.degraded === true });
+  const file = await openForReading(target, devicesOf(o));
   try {
     const img = await BtrfsImage.open(file);
     const start = await img.resolve(o.path ?? '');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage } from '../../image/read/index.js';
 import { qgroupUsage } from '../../tools/qgroup-usage.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 import { formatQgroupShow } from '../qgroup-show.js';
 
 export function register(program: Command): void {
@@ -20,6 +20,6 @@ export function register(program: Command): void {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
         process.stdout.write(formatQgroupShow(await qgroupUsage(img), { parent: o.p, child: o.c, maxReferenced: o.r, maxExclusive: o.e, raw: o.raw }));
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
 }

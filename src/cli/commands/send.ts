@@ -7,7 +7,7 @@ import { refuseOutputOverInput } from '../output-over-input.js';
 import { SEND_RUNTIME_FLAGS } from '../send-flags.js';
 import { BtrfsImage } from '../../image/read/index.js';
 import { FileSink } from '../../io/file-sink.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 import type { DataFill } from '../../send/data-fill.js';
 import type { FillThread } from '../../send/data-fill-worker.js';
 import { fillThread, readsBehind, sendDataFill, sendSubvolumes } from '../../send/index.js';
@@ -99,7 +99,7 @@ export function register(program: Command): void {
           } finally {
             fill?.close();
           }
-        }, { blocking: true, devices: o.device, degraded: o.degraded === true });
+        }, { blocking: true, ...devicesOf(o) });
       } finally {
         thread?.close();
       }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
-import { degradedOption, deviceOption, readImage } from '../image-file.js';
+import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
 import { uuidOrDash } from '../progs-format.js';
 import { subvolumeShow } from '../subvolume-show.js';
 import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
@@ -51,7 +51,7 @@ export function register(program: Command): void {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
           process.stdout.write(subvolumeLine(s) + '\n');
         }
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
   sub
     .command('show')
@@ -78,6 +78,6 @@ export function register(program: Command): void {
           process.stderr.write("btrfs-ts: WARNING: the subvolume is read-write and has received_uuid set, don't use it for incremental send (btrfs-subvolume(8), SUBVOLUME FLAGS)\n");
         }
         process.stdout.write(await subvolumeShow(img, sv, all));
-      }, { devices: o.device, degraded: o.degraded === true });
+      }, devicesOf(o));
     });
 }
