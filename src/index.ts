@@ -93,7 +93,7 @@ export type { TreeSource, TreeEntry } from './manifest/types.js';
 export { receiveStreams, resolveDest, ImageReceiver } from './receive/index.js';
 export type { ReceiveOptions, ReceiveSummary, ReceivedSubvol, ImageReceiverOptions } from './receive/index.js';
 /** `btrfs-ts receive` on an image file: refused while mounted, locked, made when missing, unchanged on failure. */
-export { receiveIntoImage } from './receive/image-file.js';
+export { changeImage, receiveIntoImage } from './receive/image-file.js';
 export type { ReceiveImageOptions, ReceiveImageResult } from './receive/image-file.js';
 /** The image writer: an in-memory, load-modify-commit model of a single-device btrfs (docs/image-format.md). */
 export { createFilesystem, openFilesystem, Filesystem } from './image/write/index.js';
@@ -117,6 +117,7 @@ export { imageTreeSource } from './image/read/tree-source.js';
 /** compsize's numbers for paths of an image, and each quota group's usage as a quota rescan counts it. */
 export { compsize, formatCompsize, type CompsizeTotals } from './tools/compsize.js';
 export { qgroupUsage, type QgroupRow } from './tools/qgroup-usage.js';
+export { rescanQgroups } from './tools/qgroup-rescan.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */
 export { replay } from './replay/index.js';
 export type { ReplayOptions, ReplayResult } from './replay/index.js';

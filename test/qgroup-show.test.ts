@@ -100,6 +100,43 @@ describe.skipIf(why !== undefined)('btrfs-ts qgroup show against the kernel\'s r
   });
 });
 
+describe.skipIf(why !== undefined)('btrfs-ts quota rescan: the counts a received image lacks, as the kernel\'s rescan makes them', () => {
+  it('after receives into an image with quotas on: btrfs check verifies every count, the kernel shows them as its rescan does', () => {
+    const img = join(dir, 'quota.img');
+    kernelImage(img, `set -e; btrfs quota enable .; btrfs -q subvolume create k; head -c 300000 /dev/urandom > k/f
+      btrfs qgroup create 1/10 .; btrfs qgroup assign --no-rescan 0/256 1/10 .; btrfs quota rescan -w . >/dev/null`);
+    for (const s of ['full-v1.stream', 'incr-v1.stream']) execFileSync(process.execPath, [CLI, 'receive', '-q', '-f', join(STREAMS_DIR, s), img]);
+    // a receive does not count: the status says so, and check finds the counts different
+    const before = spawnSync('btrfs', ['check', '--readonly', img], { encoding: 'utf8' });
+    expect(before.stdout + before.stderr).toMatch(/Counts for qgroup id: 0\/\d+ are different/);
+    const r = spawnSync(process.execPath, [CLI, 'quota', 'rescan', img], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('quota rescan finished: 5 qgroups counted\n');
+    const check = spawnSync('btrfs', ['check', '--readonly', img], { encoding: 'utf8' });
+    expect(check.status, check.stderr).toBe(0);
+    expect(check.stdout + check.stderr).not.toMatch(/different|Rescan hasn't|inconsistent/i);
+    const m = mount(img, 'ro');
+    let kernelView: string[];
+    try {
+      kernelView = ARGS.map((a) => kernelShow(m.dir, a));
+    } finally {
+      m.umount();
+    }
+    // (no "rescan recommended" warning: the status is consistent)
+    ARGS.forEach((a, i) => expect(ours(img, a), a.join(' ')).toBe(kernelView[i]));
+    expect(kernelAfterRescan(img).tables).toEqual(kernelView);
+  });
+
+  it('refused on an image without quotas, which stays as it was', () => {
+    const img = join(dir, 'received.img');
+    const before = execFileSync('sha256sum', [img], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [CLI, 'quota', 'rescan', img], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^btrfs-ts: ERROR: .*received\.img: quotas are not enabled \(btrfs quota enable\) \[QUOTA_DISABLED\]\n$/);
+    expect(execFileSync('sha256sum', [img], { encoding: 'utf8' })).toBe(before);
+  });
+});
+
 describe('the table, as btrfs-progs 6.2 lays it out', () => {
   it('widths grow to the widest value; "none" limits; groups with their member count', () => {
     const rows = [

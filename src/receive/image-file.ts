@@ -87,6 +87,38 @@ export async function receiveIntoImage(given: string, input: Input | (() => Prom
 }
 
 /**
+ * One committed change to an existing image, with receive's guarantees: refused while the kernel has it
+ * mounted, one writer at a time, a journal left by a killed writer rolled back first, and a failure
+ * (in `change` or in the commit) leaving the image byte for byte as it was. `change` gets the image's path
+ * (its own, through links) and the opened filesystem; the commit follows it.
+ */
+export async function changeImage<T>(given: string, change: (image: string, fs: Filesystem) => Promise<T> | T): Promise<T> {
+  const image = realImagePath(given);
+  refuseIfNotImageFile(image);
+  if (!existsSync(image)) throw new ReceiveError('IMAGE_OPEN', `cannot open image ${given}: no such file`);
+  refuseIfMounted(image);
+  const unlock = lockImage(image);
+  let dev: FileDevice | undefined;
+  try {
+    recoverUndo(image);
+    dev = FileDevice.open(image);
+    dev.startUndo();
+    const growth = isBlockDevice(image) ? { growable: false } : { growable: true, maxSize: hostLimit(image) };
+    const fs = await openFilesystem(dev, growth);
+    const r = await change(image, fs);
+    fs.commit();
+    dev.committed();
+    return r;
+  } catch (e) {
+    dev?.rollback();
+    throw e;
+  } finally {
+    dev?.close();
+    unlock();
+  }
+}
+
+/**
  * The image's own path, through any symlink to it or to a directory on the way: the lock and the rollback
  * journal sit beside the image itself, so two receives reaching it by two names (`latest.img` linked to
  * `2026-11-27.img`) meet the same lock. Before, both ran at once, and the last commit left the other's

@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   subvolume: () => import('./subvolume.js'),
   compsize: () => import('./compsize.js'),
   qgroup: () => import('./qgroup.js'),
+  quota: () => import('./quota.js'),
   extract: () => import('./extract.js'),
   'extract-stream': () => import('./extract-stream.js'),
   verify: () => import('./verify.js'),

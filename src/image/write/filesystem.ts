@@ -7,7 +7,7 @@ import { commitFilesystem } from './commit.js';
 import { copyRoot, CowRefs } from './cow-refs.js';
 import { fillHoles } from './holes.js';
 import { FilesystemModel, type GrowthOptions } from './model.js';
-import { countQgroups } from './qgroup-count.js';
+import { countQgroups, writeQgroupCounts } from './qgroup-count.js';
 import { markQgroupsInconsistent } from './qgroups.js';
 import { ImageError } from '../../errors.js';
 
@@ -28,6 +28,11 @@ export class Filesystem extends FilesystemModel {
    * (qgroup-count.ts) instead of marking them inconsistent for a rescan (qgroups.ts), as receive does.
    */
   countsQgroups = false;
+  /**
+   * Counts a rescan made of the committed trees (tools/qgroup-rescan.ts), written at the next commit in
+   * place of the inconsistent mark: for a commit that changes no subvolume tree.
+   */
+  qgroupCounts: ReadonlyMap<bigint, { referenced: bigint; exclusive: bigint }> | undefined;
 
   constructor(device: BlockDevice, sb: BtrfsSuperBlock, metadataProfile: bigint, growth: GrowthOptions = {}) {
     let refs: CowRefs | undefined;
@@ -40,6 +45,7 @@ export class Filesystem extends FilesystemModel {
     this.writeDelayedInodes(); // inode items changed in memory go into their trees before anything else
     fillHoles(this); // explicit hole extents first, on images without NO_HOLES
     if (this.countsQgroups) countQgroups(this);
+    else if (this.qgroupCounts) writeQgroupCounts(this, this.qgroupCounts);
     else markQgroupsInconsistent(this); // quotas on: the status says a rescan must recount (qgroups.ts)
     commitFilesystem(this, this.refs.table);
   }

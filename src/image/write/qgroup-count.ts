@@ -47,6 +47,16 @@ export function countQgroups(fs: FilesystemModel): void {
     }
   }
 
+  writeQgroupCounts(fs, new Map(subvols.map((id) => [id, { referenced: rfer.get(id)!, exclusive: excl.get(id)! }])));
+}
+
+/**
+ * Counts (`referenced`, `exclusive` by qgroup id, whatever level) into the quota tree as a finished rescan
+ * leaves them: the status on and consistent at this commit's generation, each group's info item with its
+ * counts (compressed equal to plain, as the kernel keeps them), a group without a limit item given one
+ * with no limits. Only right when nothing the counts cover changes before the commit.
+ */
+export function writeQgroupCounts(fs: FilesystemModel, counts: ReadonlyMap<bigint, { referenced: bigint; exclusive: bigint }>): void {
   const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
   // btrfs_qgroup_status_item: version, generation, flags, rescan progress
   const status = new Uint8Array(32);
@@ -55,15 +65,15 @@ export function countQgroups(fs: FilesystemModel): void {
   sv.setBigUint64(8, fs.transid, true);
   sv.setBigUint64(16, BTRFS_QGROUP_STATUS_FLAG_ON, true);
   quota.put(QGROUP_STATUS_KEY, status);
-  for (const id of subvols) {
+  for (const [id, c] of counts) {
     // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
     const info = new Uint8Array(40);
     const dv = new DataView(info.buffer);
     dv.setBigUint64(0, fs.transid, true);
-    dv.setBigUint64(8, rfer.get(id)!, true);
-    dv.setBigUint64(16, rfer.get(id)!, true);
-    dv.setBigUint64(24, excl.get(id)!, true);
-    dv.setBigUint64(32, excl.get(id)!, true);
+    dv.setBigUint64(8, c.referenced, true);
+    dv.setBigUint64(16, c.referenced, true);
+    dv.setBigUint64(24, c.exclusive, true);
+    dv.setBigUint64(32, c.exclusive, true);
     quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
     // btrfs_qgroup_limit_item (flags, max_rfer, max_excl, rsv_rfer, rsv_excl): no limits
     const limit = { objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id };

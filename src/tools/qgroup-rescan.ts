@@ -1,0 +1,28 @@
+import { ImageError } from '../errors.js';
+import { BtrfsImage } from '../image/read/index.js';
+import { BTRFS_QUOTA_TREE_OBJECTID } from '../image/structs/constants.js';
+import { withImageFile } from '../io/image-read-file.js';
+import { changeImage } from '../receive/image-file.js';
+import { qgroupUsage, type QgroupRow } from './qgroup-usage.js';
+
+/**
+ * `btrfs quota rescan -w` without a mount: every quota group's usage counted from the committed trees
+ * (qgroup-usage.ts) and written into the quota tree, its status consistent again — what a receive leaves
+ * marked inconsistent (the writer does not account its changes). One commit that changes no subvolume
+ * tree, so the counts still hold after it; the image as it was if anything fails. Refused where quotas
+ * are not enabled, as btrfs quota rescan refuses.
+ */
+export async function rescanQgroups(image: string): Promise<QgroupRow[]> {
+  return changeImage(image, async (real, fs) => {
+    const rows = await withImageFile(real, async (src) => {
+      const img = await BtrfsImage.open(src);
+      if (!(await img.reader.rootItem(BTRFS_QUOTA_TREE_OBJECTID))) {
+        throw new ImageError('QUOTA_DISABLED', `${image}: quotas are not enabled (btrfs quota enable)`);
+      }
+      if (img.hasLogTree) throw new ImageError('IMAGE_HAS_LOG', `${image} has a tree log: mount it (or receive into it) once to replay it first`);
+      return qgroupUsage(img);
+    });
+    fs.qgroupCounts = new Map(rows.map((r) => [r.qgroupid, r]));
+    return rows;
+  });
+}
