@@ -4,6 +4,7 @@ import {
   BTRFS_QUOTA_TREE_OBJECTID, U64_MAX,
 } from '../image/structs/constants.js';
 import { decodeFileExtentItem } from '../image/structs/fs-items.js';
+import { ReachPass } from '../image/qgroup-reach.js';
 import { BTRFS_HEADER_SIZE, BTRFS_ITEM_SIZE } from '../image/structs.js';
 import { leafData } from '../image/read/leaf-keys.js';
 import { u64At } from '../util/bytes.js';
@@ -25,74 +26,35 @@ export interface QgroupRow {
 export const QGROUP_LEVEL_SHIFT = 48n;
 
 /**
- * Every quota group's usage as a rescan counts it (`btrfs quota rescan`, qgroup_rescan_leaf and
- * btrfs_qgroup_account_extent): a subvolume refers to each tree block its tree reaches (nodesize each)
- * and to each data extent its file extents point at (disk_num_bytes, whole, however little of it is
- * referenced); exclusive is what it alone reaches; a higher-level group refers to what any of its
- * subvolumes reaches, and holds exclusively what only they reach. The groups are those of the quota tree
- * where the image has one, else the level-0 group of every subvolume that `btrfs quota enable` makes.
- *
- * One pass over the subvolume trees, level by level from the top: a block shared by many snapshots is
- * read once, with the set of subvolumes reaching it (its parents' sets joined), as are the data extents
- * of a shared leaf. Usage is computed here, not read from the quota tree: a receive leaves it marked
- * inconsistent, and an image's numbers may be out of date.
+ * Every quota group's usage as a rescan counts it (`btrfs quota rescan`): the subvolumes' trees passed
+ * over once (image/qgroup-reach.ts, which says what is counted); a higher-level group refers to what any
+ * subvolume under it reaches, and holds exclusively what only those reach. The groups are those of the
+ * quota tree where the image has one, else the level-0 group of every subvolume that `btrfs quota enable`
+ * makes. Usage is counted here, not read from the quota tree: a receive leaves it marked inconsistent,
+ * and an image's numbers may be out of date.
  */
 export async function qgroupUsage(img: BtrfsImage): Promise<QgroupRow[]> {
   const subvols = await img.listSubvolumes();
   const reader = img.reader;
-  // sets of subvolume ids, kept once each (most blocks of a chain of snapshots share a handful of them),
-  // numbered so that a union of two is looked up by their numbers
-  type IdSet = { ids: bigint[]; n: number };
-  const sets = new Map<string, IdSet>();
-  const intern = (ids: bigint[]): IdSet => {
-    const key = ids.join(',');
-    let s = sets.get(key);
-    if (!s) sets.set(key, (s = { ids, n: sets.size }));
-    return s;
-  };
-  const unions = new Map<number, IdSet>();
-  const join = (a: IdSet | undefined, b: IdSet): IdSet => {
-    if (!a || a === b) return b;
-    const key = a.n < b.n ? a.n * 0x100000 + b.n : b.n * 0x100000 + a.n;
-    let u = unions.get(key);
-    if (!u) unions.set(key, (u = intern([...new Set([...a.ids, ...b.ids])].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)))));
-    return u;
-  };
-
-  // tree blocks waiting to be read, by level: what reaches them and what their parent promised
-  const pending: Map<bigint, { generation: bigint; owner: bigint; reach: IdSet }>[] = Array.from({ length: 8 }, () => new Map());
-  const extents = new Map<bigint, { bytes: bigint; reach: IdSet }>();
-  const nodesize = BigInt(reader.superblock.nodesize);
+  const pass = new ReachPass(BigInt(reader.superblock.nodesize));
   for (const sv of subvols) {
     const root = await reader.tree(sv.id);
-    const p = pending[root.level]!;
-    const at = p.get(root.bytenr);
-    p.set(root.bytenr, { generation: root.generation, owner: sv.id, reach: join(at?.reach, intern([sv.id])) });
+    pass.addRoot(sv.id, root.bytenr, root.level, root.generation);
   }
-  for (let level = pending.length - 1; level >= 0; level--) {
-    for (const [bytenr, b] of pending[level]!) {
-      extents.set(bytenr, { bytes: nodesize, reach: b.reach });
-      const tb = await reader.trees.readBlock(bytenr, { level, generation: b.generation, owner: b.owner });
-      if (level > 0) {
-        const below = pending[level - 1]!;
-        for (const ptr of tb.ptrs) {
-          const c = below.get(ptr.blockptr);
-          below.set(ptr.blockptr, { generation: ptr.generation, owner: b.owner, reach: join(c?.reach, b.reach) });
-        }
-        continue;
-      }
-      // keys read in place: most of a leaf's items are not file extents
-      for (let i = 0; i < tb.header.nritems; i++) {
-        if (tb.view.getUint8(BTRFS_HEADER_SIZE + i * BTRFS_ITEM_SIZE + 8) !== BTRFS_EXTENT_DATA_KEY) continue;
-        const data = leafData(tb, i);
-        if (data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
-        const fe = decodeFileExtentItem(data);
-        if (fe.disk_bytenr === 0n) continue;
-        const x = extents.get(fe.disk_bytenr);
-        extents.set(fe.disk_bytenr, { bytes: fe.disk_num_bytes, reach: join(x?.reach, b.reach) });
-      }
+  for (const b of pass.blocks()) {
+    const tb = await reader.trees.readBlock(b.bytenr, { level: b.level, generation: b.generation, owner: b.owner });
+    if (b.level > 0) {
+      for (const ptr of tb.ptrs) pass.child(b.level, ptr.blockptr, ptr.generation, b.owner);
+      continue;
     }
-    pending[level]!.clear();
+    // keys read in place: most of a leaf's items are not file extents
+    for (let i = 0; i < tb.header.nritems; i++) {
+      if (tb.view.getUint8(BTRFS_HEADER_SIZE + i * BTRFS_ITEM_SIZE + 8) !== BTRFS_EXTENT_DATA_KEY) continue;
+      const data = leafData(tb, i);
+      if (data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
+      const fe = decodeFileExtentItem(data);
+      if (fe.disk_bytenr !== 0n) pass.dataExtent(fe.disk_bytenr, fe.disk_num_bytes);
+    }
   }
 
   const rows = new Map<bigint, QgroupRow>();
@@ -132,21 +94,19 @@ export async function qgroupUsage(img: BtrfsImage): Promise<QgroupRow[]> {
     under.set(id, s);
     return s;
   };
-  // level 0 from each extent's own set; the few higher groups by counting the set's subvolumes under them
+  for (const [id, c] of pass.subvolumeCounts([...rows.keys()].filter((id) => id >> QGROUP_LEVEL_SHIFT === 0n))) {
+    rows.get(id)!.referenced = c.referenced;
+    rows.get(id)!.exclusive = c.exclusive;
+  }
+  // the few higher groups: what any subvolume under them reaches, and what only those do
   const higher = [...rows.values()].filter((r) => r.qgroupid >> QGROUP_LEVEL_SHIFT !== 0n).map((r) => ({ r, subs: subvolumesOf(r.qgroupid) }));
-  for (const { bytes, reach: { ids: reach } } of extents.values()) {
-    for (const id of reach) {
-      const r = rows.get(id);
-      if (!r) continue;
-      r.referenced += bytes;
-      if (reach.length === 1) r.exclusive += bytes;
-    }
+  for (const { bytes, reach } of pass.extents.values()) {
     for (const { r, subs } of higher) {
       let hits = 0;
-      for (const id of reach) if (subs.has(id)) hits++;
+      for (const id of reach.ids) if (subs.has(id)) hits++;
       if (hits === 0) continue;
       r.referenced += bytes;
-      if (hits === reach.length) r.exclusive += bytes;
+      if (hits === reach.ids.length) r.exclusive += bytes;
     }
   }
   return [...rows.values()].sort((a, b) => (a.qgroupid < b.qgroupid ? -1 : a.qgroupid > b.qgroupid ? 1 : 0));

@@ -1,4 +1,4 @@
-import { treeBlocks } from '../engine/bulk.js';
+import { ReachPass } from '../qgroup-reach.js';
 import {
   BTRFS_EXTENT_DATA_KEY, BTRFS_FILE_EXTENT_INLINE, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_STATUS_FLAG_ON,
   BTRFS_QGROUP_STATUS_VERSION, BTRFS_QUOTA_TREE_OBJECTID,
@@ -14,40 +14,32 @@ import { QGROUP_STATUS_KEY, subvolumeIds } from './qgroups.js';
  * at its full size (disk_num_bytes; compressed counts equal the plain ones, as the kernel keeps them);
  * exclusive is what no other subvolume reaches. Run before a commit, after the last change to the
  * subvolume trees (the commit itself changes only the root, extent, free space, chunk and dev trees).
- * The cost is a walk of every subvolume tree: for a filesystem made in one go, not for receive, which
- * marks the qgroups inconsistent instead (qgroups.ts).
+ * The cost is a pass over every subvolume tree (qgroup-reach.ts, as `qgroup show` and `quota rescan`
+ * count): for a filesystem made in one go, not for each receive, which marks the qgroups inconsistent
+ * instead (qgroups.ts).
  */
 
 export function countQgroups(fs: FilesystemModel): void {
   const subvols = subvolumeIds(fs);
-  // every extent (tree block or data) with its size and the subvolumes reaching it
-  const extents = new Map<bigint, { bytes: bigint; by: Set<bigint> }>();
-  const reach = (bytenr: bigint, bytes: bigint, id: bigint): void => {
-    const e = extents.get(bytenr);
-    if (e) e.by.add(id);
-    else extents.set(bytenr, { bytes, by: new Set([id]) });
-  };
-  const node = BigInt(fs.nodesize);
+  const pass = new ReachPass(BigInt(fs.nodesize));
   for (const id of subvols) {
-    const t = fs.trees.get(id)!.engine;
-    for (const b of treeBlocks(t)) reach(b.bytenr, node, id);
-    for (const it of t.entries()) {
-      if (it.key.type !== BTRFS_EXTENT_DATA_KEY || it.data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
-      const fe = decodeFileExtentItem(it.data);
-      if (fe.disk_bytenr !== 0n) reach(fe.disk_bytenr, fe.disk_num_bytes, id);
+    const root = fs.trees.get(id)!.engine.root;
+    pass.addRoot(id, root.bytenr, root.level, root.generation);
+  }
+  for (const b of pass.blocks()) {
+    const blk = fs.store.read(b.bytenr, { level: b.level, generation: b.generation, owner: b.owner });
+    if (b.level > 0) {
+      for (let i = 0; i < blk.nritems; i++) pass.child(b.level, blk.ptrs[i]!, blk.ptrGens[i]!, b.owner);
+      continue;
+    }
+    for (let i = 0; i < blk.nritems; i++) {
+      const data = blk.data[i]!;
+      if (blk.keys[i]!.type !== BTRFS_EXTENT_DATA_KEY || data[20] === BTRFS_FILE_EXTENT_INLINE) continue;
+      const fe = decodeFileExtentItem(data);
+      if (fe.disk_bytenr !== 0n) pass.dataExtent(fe.disk_bytenr, fe.disk_num_bytes);
     }
   }
-  const rfer = new Map<bigint, bigint>(subvols.map((id) => [id, 0n]));
-  const excl = new Map<bigint, bigint>(subvols.map((id) => [id, 0n]));
-  for (const { bytes, by } of extents.values()) {
-    for (const id of by) rfer.set(id, rfer.get(id)! + bytes);
-    if (by.size === 1) {
-      const id = [...by][0]!;
-      excl.set(id, excl.get(id)! + bytes);
-    }
-  }
-
-  writeQgroupCounts(fs, new Map(subvols.map((id) => [id, { referenced: rfer.get(id)!, exclusive: excl.get(id)! }])));
+  writeQgroupCounts(fs, pass.subvolumeCounts(subvols));
 }
 
 /**
