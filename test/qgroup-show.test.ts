@@ -13,7 +13,7 @@ import { kernelImage, mount, skipReason, tmpDir } from './image-write-helpers.js
  * kernel's image shares blocks and extents every way a rescan must tell apart: snapshots (read-only and
  * writable) changed after they were taken, a nested subvolume, reflinks across subvolumes, compressed and
  * plain extents, a subvolume deleted before quotas were on. Then the copy itself, its quota tree holding
- * higher-level groups (a group of groups) and limits; and a btrfs-ts-received image. (A stale group, of
+ * higher-level groups (a group of two groups sharing a subvolume) and limits; and a btrfs-ts-received image. (A stale group, of
  * no subvolume, this kernel does not keep: it removes a deleted subvolume's own and refuses to make one;
  * the unit test below has its line.)
  */
@@ -80,6 +80,7 @@ describe.skipIf(why !== undefined)('btrfs-ts qgroup show against the kernel\'s r
       btrfs qgroup create 1/100 .; btrfs qgroup create 2/7 .
       s=$(btrfs inspect-internal rootid s); t=$(btrfs inspect-internal rootid t)
       btrfs qgroup assign --no-rescan 0/$s 1/100 .; btrfs qgroup assign --no-rescan 0/$t 1/100 .; btrfs qgroup assign --no-rescan 1/100 2/7 .
+      btrfs qgroup create 1/101 .; btrfs qgroup assign --no-rescan 0/$t 1/101 .; btrfs qgroup assign --no-rescan 1/101 2/7 .
       btrfs qgroup limit 10M 0/$s .; btrfs qgroup limit -e 5M 1/100 .
       btrfs quota rescan -w . >/dev/null`);
     const m = mount(k.copy, 'ro');

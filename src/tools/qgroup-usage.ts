@@ -82,17 +82,18 @@ export async function qgroupUsage(img: BtrfsImage): Promise<QgroupRow[]> {
     for (const id of known) row(id);
   }
 
-  // the subvolumes under each group, through its member groups
-  const under = new Map<bigint, Set<bigint>>();
-  const subvolumesOf = (id: bigint, seen = new Set<bigint>()): Set<bigint> => {
-    let s = under.get(id);
-    if (s) return s;
-    s = new Set();
-    if (id >> QGROUP_LEVEL_SHIFT === 0n) s.add(id);
-    seen.add(id);
-    for (const m of rows.get(id)?.members ?? []) if (!seen.has(m)) for (const x of subvolumesOf(m, seen)) s.add(x);
-    under.set(id, s);
-    return s;
+  // the subvolumes under a group, through its member groups (each group's own walk: two members may share one)
+  const subvolumesOf = (id: bigint): Set<bigint> => {
+    const out = new Set<bigint>();
+    const seen = new Set<bigint>();
+    for (const stack = [id]; stack.length > 0;) {
+      const g = stack.pop()!;
+      if (seen.has(g)) continue;
+      seen.add(g);
+      if (g >> QGROUP_LEVEL_SHIFT === 0n) out.add(g);
+      stack.push(...(rows.get(g)?.members ?? []));
+    }
+    return out;
   };
   for (const [id, c] of pass.subvolumeCounts([...rows.keys()].filter((id) => id >> QGROUP_LEVEL_SHIFT === 0n))) {
     rows.get(id)!.referenced = c.referenced;
