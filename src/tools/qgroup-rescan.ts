@@ -16,10 +16,11 @@ export async function rescanQgroups(image: string): Promise<QgroupRow[]> {
   return changeImage(image, async (real, fs) => {
     const rows = await withImageFile(real, async (src) => {
       const img = await BtrfsImage.open(src);
+      // (counted from the file as committed: a log the writer's open replays would not be in the counts)
+      if (img.hasLogTree) throw new ImageError('IMAGE_HAS_LOG', `${image} has a tree log: mount it (or receive into it) once to replay it first`);
       if (!(await img.reader.rootItem(BTRFS_QUOTA_TREE_OBJECTID))) {
         throw new ImageError('QUOTA_DISABLED', `${image}: quotas are not enabled (btrfs quota enable)`);
       }
-      if (img.hasLogTree) throw new ImageError('IMAGE_HAS_LOG', `${image} has a tree log: mount it (or receive into it) once to replay it first`);
       return qgroupUsage(img);
     });
     fs.qgroupCounts = new Map(rows.map((r) => [r.qgroupid, r]));

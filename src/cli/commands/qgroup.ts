@@ -19,6 +19,8 @@ export function register(program: Command): void {
     .action(async (image: string, o: { p?: boolean; c?: boolean; r?: boolean; e?: boolean; raw?: boolean; device: string[]; degraded?: boolean }) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
+        // (the kernel replays a tree log at mount, before any rescan counts)
+        if (img.hasLogTree) process.stderr.write(`btrfs-ts: WARNING: ${image} has a tree log not replayed yet: counted as its last commit left the trees\n`);
         process.stdout.write(formatQgroupShow(await qgroupUsage(img), { parent: o.p, child: o.c, maxReferenced: o.r, maxExclusive: o.e, raw: o.raw }));
       }, devicesOf(o));
     });
