@@ -21,6 +21,12 @@ export async function rescanQgroups(image: string): Promise<QgroupRow[]> {
       if (!(await img.reader.rootItem(BTRFS_QUOTA_TREE_OBJECTID))) {
         throw new ImageError('QUOTA_DISABLED', `${image}: quotas are not enabled (btrfs quota enable)`);
       }
+      // the kernel's cleaner takes a deleted subvolume's extents out of the counts as it drops its tree:
+      // counts made without that tree would go below zero then
+      const dead = await img.deletedSubvolumes();
+      if (dead.length) {
+        throw new ImageError('QUOTA_PENDING_DELETE', `${image}: ${dead.length} deleted subvolume${dead.length === 1 ? ' is' : 's are'} not cleaned up yet (id ${dead.map((d) => d.id).join(', ')}): mount it until \`btrfs subvolume sync\` returns, then rescan`);
+      }
       return qgroupUsage(img);
     });
     fs.qgroupCounts = new Map(rows.map((r) => [r.qgroupid, r]));
