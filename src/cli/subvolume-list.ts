@@ -74,10 +74,10 @@ const passes = (f: GenFilter | undefined, v: bigint): boolean =>
   !f || (f.op === '>=' ? v >= f.value : f.op === '<=' ? v <= f.value : v === f.value);
 
 /**
- * The listing as btrfs-progs prints it, `topId` being the subvolume holding the PATH given; `deleted`:
- * what -d lists instead (deletedSubvolumes).
+ * The listing as btrfs-progs prints it of `listed` (listSubvolumes, or deletedSubvolumes for -d), `topId`
+ * being the subvolume holding the PATH given.
  */
-export function progsList(all: SubvolumeInfo[], deleted: SubvolumeInfo[], topId: bigint, o: ListOptions): string {
+export function progsList(listed: SubvolumeInfo[], topId: bigint, o: ListOptions): string {
   const cols = new Set<Column>(['ID', 'gen', 'top level', 'path']);
   if (o.c || o.s || o.C) cols.add('cgen');
   if (o.p) cols.add('parent');
@@ -86,9 +86,8 @@ export function progsList(all: SubvolumeInfo[], deleted: SubvolumeInfo[], topId:
   if (o.R) cols.add('received_uuid');
   if (o.u) cols.add('uuid');
   const shown = ORDER.filter((c) => cols.has(c));
-  const byId = new Map(all.map((s) => [s.id, s]));
+  const byId = new Map(listed.map((s) => [s.id, s]));
   const paths = new Map<bigint, string>();
-  const listed = o.d ? deleted : all;
   for (const s of listed) {
     const full = o.a || o.o;
     let p = full || o.d ? s.path : pathFrom(s, topId, byId);

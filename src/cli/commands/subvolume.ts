@@ -44,7 +44,7 @@ export function register(program: Command): void {
         if (wantsProgsList(o, path)) {
           const top = path === undefined ? 5n : (await img.resolve(path)).root;
           // -d lists only the deleted ones: one pass over the root items either way
-          process.stdout.write(o.d ? progsList([], await img.deletedSubvolumes(), top, o) : progsList(await img.listSubvolumes(), [], top, o));
+          process.stdout.write(progsList(await (o.d ? img.deletedSubvolumes() : img.listSubvolumes()), top, o));
           return;
         }
         for (const s of await img.listSubvolumes()) {
