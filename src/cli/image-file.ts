@@ -1,6 +1,7 @@
 import { Option } from 'commander';
 import { mountedAs } from '../io/image-lock.js';
-import { type FileImageSource, type OpenImageOptions, openImageFile, withSource } from '../io/image-read-file.js';
+import { type DeviceOptions, openImageSource } from '../io/device-set.js';
+import { type FileImageSource, type OpenImageOptions, withSource } from '../io/image-read-file.js';
 
 /**
  * Says so when the kernel has the image mounted. Reading it still works, as btrfs-progs' dump-tree reads a
@@ -16,24 +17,16 @@ function warnIfMounted(image: string): void {
   }
 }
 
-/**
- * How a reading command opens its image: `devices`, the other devices of a multi-device filesystem
- * (--device); `degraded`, read it with devices missing (--degraded).
- */
-export interface ReadImageOptions extends OpenImageOptions {
-  devices?: readonly string[];
-  degraded?: boolean;
-}
+/** How a reading command opens its image: with the other devices (--device) and --degraded, if given. */
+export interface ReadImageOptions extends OpenImageOptions, DeviceOptions {}
 
 /**
  * The image, with the other devices given (`--device`), opened for reading after warnIfMounted (of each
  * file): the source a reading command gives BtrfsImage.open. Close it when done.
  */
 export async function openForReading(path: string, opts: ReadImageOptions = {}): Promise<FileImageSource> {
-  const devices = opts.devices ?? [];
-  for (const p of [path, ...devices]) warnIfMounted(p);
-  // loaded only for a multi-device filesystem: every reading command starts through here
-  return devices.length || opts.degraded ? (await import('../io/device-set.js')).openDeviceSet(path, devices, opts) : openImageFile(path, opts);
+  for (const p of [path, ...(opts.devices ?? [])]) warnIfMounted(p);
+  return openImageSource(path, opts);
 }
 
 /** Runs `fn` on the image opened for reading (openForReading), always closing it. */

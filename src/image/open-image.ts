@@ -1,5 +1,5 @@
-import { openImageFile, type FileImageSource } from '../io/image-read-file.js';
-import { openDeviceSet } from '../io/device-set.js';
+import type { FileImageSource } from '../io/image-read-file.js';
+import { type DeviceOptions, openImageSource } from '../io/device-set.js';
 import { BtrfsImage, type Location, type SubvolumeInfo } from './read/index.js';
 import { timespecNs as ns, type BtrfsInodeItem } from './structs.js';
 
@@ -73,10 +73,8 @@ function toStat(loc: Location, i: BtrfsInodeItem): ImageStat {
 }
 
 /** How openImage opens: `warn` for what a tree log's replay leaves out (default: stderr); the devices. */
-export interface ImageOpenOptions {
+export interface ImageOpenOptions extends DeviceOptions {
   warn?: (msg: string) => void;
-  devices?: readonly string[];
-  degraded?: boolean;
 }
 
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
@@ -91,7 +89,7 @@ export class OpenImage {
    * some missing (io/device-set.ts).
    */
   static async open(path: string, opts: ImageOpenOptions = {}): Promise<OpenImage> {
-    const src = opts.devices?.length || opts.degraded ? await openDeviceSet(path, opts.devices ?? [], { degraded: opts.degraded === true }) : await openImageFile(path);
+    const src = await openImageSource(path, opts);
     try {
       return new OpenImage(await BtrfsImage.open(src, opts), src);
     } catch (e) {

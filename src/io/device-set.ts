@@ -12,6 +12,17 @@ const IN_REGION = (1n << REGION_SHIFT) - 1n;
 
 interface Device { path: string; src: FileImageSource }
 
+/** The other devices of a multi-device filesystem, as a reading command (--device, --degraded) or openImage is given them. */
+export interface DeviceOptions {
+  devices?: readonly string[];
+  degraded?: boolean;
+}
+
+/** An image to read: the file alone, or through its devices (openDeviceSet) where any are given or `degraded` asked. */
+export function openImageSource(path: string, opts: OpenImageOptions & DeviceOptions = {}): Promise<FileImageSource> {
+  return opts.devices?.length || opts.degraded ? openDeviceSet(path, opts.devices ?? [], opts) : openImageFile(path, opts);
+}
+
 /**
  * A multi-device filesystem (mkfs.btrfs of several devices, `btrfs device add`) read from image files of
  * its devices, as `mount -o device=FILE` finds them: the image named first gives the superblock, and every
@@ -21,7 +32,7 @@ interface Device { path: string; src: FileImageSource }
  * a device not given are still read through another copy, and where none can be, a read of them is an
  * error naming the devid missing (chunk-map.ts). Nothing is written: the writer takes one device.
  */
-export async function openDeviceSet(path: string, others: readonly string[], opts: OpenImageOptions & { degraded?: boolean } = {}): Promise<FileImageSource> {
+export async function openDeviceSet(path: string, others: readonly string[], opts: OpenImageOptions & Pick<DeviceOptions, 'degraded'> = {}): Promise<FileImageSource> {
   const opened: FileImageSource[] = [];
   const open = async (p: string): Promise<FileImageSource> => {
     const src = await openImageFile(p, opts);
