@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { BtrfsImage, type SubvolumeInfo } from '../../image/read/index.js';
 import { formatUuid } from '../../image/structs.js';
 import { degradedOption, deviceOption, devicesOf, readImage } from '../image-file.js';
@@ -6,6 +6,7 @@ import { uuidOrDash } from '../progs-format.js';
 import { subvolumeShow } from '../subvolume-show.js';
 import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
 import { ImageError } from '../../errors.js';
+import { deleteSubvolumes } from '../../tools/subvolume-delete.js';
 
 /** One line in `btrfs subvolume list -g -c -u -q -R` order and spelling, plus flags. */
 export function subvolumeLine(s: SubvolumeInfo): string {
@@ -79,5 +80,20 @@ export function register(program: Command): void {
         }
         process.stdout.write(await subvolumeShow(img, sv, all));
       }, devicesOf(o));
+    });
+  sub
+    .command('delete')
+    .description('delete subvolumes of an image and free their space at once, as `btrfs subvolume delete -c` followed by `btrfs subvolume sync` (no mount needed; all or nothing)')
+    .argument('<image>', 'btrfs image file')
+    .argument('[path...]', 'subvolume paths inside the image, from the top level')
+    .option('-i, --subvolid <ID>', 'the subvolume of this id too (repeatable)', (v: string, acc: bigint[]) => {
+      if (!/^\d+$/.test(v)) throw new InvalidArgumentError('not a subvolume id');
+      return [...acc, BigInt(v)];
+    }, [] as bigint[])
+    .option('-q, --quiet', 'print nothing but errors')
+    .action(async (image: string, paths: string[], o: { subvolid: bigint[]; quiet?: boolean }) => {
+      if (paths.length === 0 && o.subvolid.length === 0) throw new ImageError('SUBVOL_USAGE', 'no subvolume to delete: give a path or --subvolid');
+      const done = await deleteSubvolumes(image, paths, o.subvolid);
+      if (!o.quiet) for (const d of done) process.stdout.write(`Delete subvolume (commit): '${d.path}'\n`);
     });
 }

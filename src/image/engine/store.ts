@@ -218,6 +218,23 @@ export class BlockStore {
     b.fresh = false;
   }
 
+  /**
+   * A block whose last reference its caller dropped (a deleted subvolume's, subvol-drop.ts): out of the
+   * cache and the blocks to write; counted off `owner`. Whether it was made in this transaction (its space
+   * is then free at once, else pinned until the commit).
+   */
+  discard(bytenr: bigint, owner: bigint): boolean {
+    this.shape++;
+    this.countUsed(owner, -1);
+    const b = this.cache.get(bytenr);
+    if (b) {
+      this.cache.delete(bytenr);
+      this.dirty.delete(b);
+      b.fresh = b.dirty = false;
+    }
+    return this.fresh.delete(bytenr);
+  }
+
   /** Frees a block by address, decoded or not (dropping a subtree without reading its leaves). */
   freeAddr(bytenr: bigint, owner: bigint, level: number): void {
     this.shape++;

@@ -45,6 +45,11 @@ export class CowRefs implements TreeBlockSpace, CowHooks {
     return true;
   }
 
+  /** A block whose last reference its caller dropped (table.drop gave 0): its space is free (btrfs_free_tree_block). */
+  release(bytenr: bigint, owner: bigint, level: number): void {
+    this.meta.free(bytenr, owner, level, this.fs.store.discard(bytenr, owner));
+  }
+
   /** update_ref_for_cow (the non-relocation cases). */
   cowed(tree: BTree, buf: Block, cow: Block): void {
     if (!isSubvolumeTree(tree.rootid)) return; // one reference, by the tree: nothing to move

@@ -22,3 +22,4 @@ export {
   createSubvolume, getRootItem, lookupUuid, nextRootId, setReceivedSubvol, setSubvolReadonly, updateRootItem,
   type NewSubvolume,
 } from './subvol.js';
+export { deleteSubvolume, defaultSubvolume } from './subvol-delete.js';

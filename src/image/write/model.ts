@@ -192,9 +192,14 @@ export class FilesystemModel implements ChunkOwner {
 
   /** Drop a whole tree (its ROOT_ITEM and refs are the caller's to remove). */
   deleteTree(rootid: bigint): void {
-    const t = this.trees.get(rootid);
-    const e = t?.engine;
+    const e = this.trees.get(rootid)?.engine;
     if (e) dropTree(e);
+    this.forgetTree(rootid);
+  }
+
+  /** Let go of a tree whose blocks the caller has freed (a deleted subvolume's: subvol-drop.ts). */
+  forgetTree(rootid: bigint): void {
+    const t = this.trees.get(rootid);
     this.trees.delete(rootid);
     if (t) {
       this.touched.delete(t);

@@ -70,7 +70,7 @@ function addUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bi
   if (!ids.includes(rootid)) t.put(key, encodeUuidItem([...ids, rootid]));
 }
 
-function removeUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bigint): void {
+export function removeUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bigint): void {
   const t = fs.tree(BTRFS_UUID_TREE_OBJECTID);
   const key = uuidTreeKey(uuid, type);
   const prev = t.get(key);
