@@ -39,7 +39,7 @@ export async function deleteSubvolumes(image: string, paths: readonly string[], 
     });
     const seen = new Set<bigint>();
     for (const t of targets) {
-      if (seen.has(t.id)) throw new ImageError('SUBVOL_USAGE', `subvolume ${t.id} (${t.path || '<FS_TREE>'}) is named twice`);
+      if (seen.has(t.id)) throw new ImageError('SUBVOL_TWICE', `subvolume ${t.id} (${t.path || '<FS_TREE>'}) is named twice`);
       seen.add(t.id);
     }
     for (const t of targets) deleteSubvolume(fs, t.id);

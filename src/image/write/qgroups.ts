@@ -1,6 +1,6 @@
 import { cannotModify } from '../../errors.js';
 import {
-  U64_MAX, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY,
+  U64_MAX, BTRFS_FIRST_FREE_OBJECTID, BTRFS_FS_TREE_OBJECTID, BTRFS_LAST_FREE_OBJECTID, BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY, BTRFS_QGROUP_RELATION_KEY,
   BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT, BTRFS_QGROUP_STATUS_FLAG_RESCAN, BTRFS_QGROUP_STATUS_KEY, BTRFS_QUOTA_TREE_OBJECTID,
   BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID,
 } from '../structs/constants.js';
@@ -65,5 +65,21 @@ export function markQgroupsInconsistent(fs: FilesystemModel): void {
     quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
     // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl
     quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+  }
+}
+
+/**
+ * A deleted subvolume's level-0 qgroup goes with it, as the kernel removes it once the subvolume is
+ * dropped (btrfs_qgroup_cleanup_dropped_subvolume → btrfs_remove_qgroup): its info and limit items and
+ * its relations to the groups above it, both directions. Those groups' counts are the next rescan's.
+ */
+export function removeSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  quota.delete({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id });
+  quota.delete({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id });
+  for (const rel of quota.range({ objectid: id, type: BTRFS_QGROUP_RELATION_KEY, offset: 0n }, { objectid: id, type: BTRFS_QGROUP_RELATION_KEY, offset: U64_MAX })) {
+    quota.delete(rel.key);
+    quota.delete({ objectid: rel.key.offset, type: BTRFS_QGROUP_RELATION_KEY, offset: id });
   }
 }

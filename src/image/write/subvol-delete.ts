@@ -10,6 +10,7 @@ import { decodeRootRef } from '../structs/tree-items.js';
 import { nowTimespec } from './create.js';
 import type { Filesystem } from './filesystem.js';
 import { getInode, unlinkEntry, updateInode } from './inode.js';
+import { removeSubvolumeQgroup } from './qgroups.js';
 import { getRootItem, removeUuidEntry } from './subvol.js';
 import { dropSubvolumeTree } from './subvol-drop.js';
 
@@ -20,7 +21,8 @@ import { dropSubvolumeTree } from './subvol-drop.js';
  * its ROOT_ITEM removed — no ORPHAN_ITEM is left for a cleaner, and the space is free at the commit.
  * Refused as the kernel refuses it (btrfs_delete_subvolume, may_destroy_subvol, btrfs_permission): the
  * top level, the default subvolume (EPERM), a subvolume holding others (ENOTEMPTY), one whose parent is
- * read-only (EROFS). Quota groups stay; the commit marks their counts inconsistent (qgroups.ts).
+ * read-only (EROFS). Its own quota group goes too; the commit marks the others' counts inconsistent
+ * (qgroups.ts: `quota rescan` counts them again).
  */
 export function deleteSubvolume(fs: Filesystem, rootid: bigint): void {
   const root = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
@@ -55,6 +57,7 @@ export function deleteSubvolume(fs: Filesystem, rootid: bigint): void {
   dropSubvolumeTree(fs, rootid);
   root.delete(fs.rootItemKey(rootid)!);
   fs.forgetTree(rootid);
+  removeSubvolumeQgroup(fs, rootid);
 }
 
 /** The subvolume the root tree directory's "default" entry names (5 without one). */
