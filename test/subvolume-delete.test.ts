@@ -3,6 +3,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID } from '../src/image/structs/constants.js';
+import { decodeRootItem } from '../src/image/structs/tree-items.js';
+import { openFilesystem } from '../src/image/write/open.js';
+import { FileDevice } from '../src/io/image-file.js';
 import { CLI } from './helpers/image-harness.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
@@ -221,6 +225,66 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume delete against the kernel
     expect(c.status, c.stderr).toBe(0);
     expect(checkProblems(`${c.stdout}\n${c.stderr}`)).toEqual([]);
   }, 120_000);
+
+  it('the kernel deletes days of a chain btrfs-ts received, and of one an older btrfs-ts received (rekeyed at the next change)', async () => {
+    // the kernel sends a 4-day chain of a tree deep enough (4 KiB nodes) that every day owns and shares nodes
+    const src = join(dir, 'chain-src.img');
+    kernelMade(src, ['-n', '4096'], `
+      btrfs -q subvolume create v; for i in $(seq 1 1500); do seq 1 $((i % 50 * 30)) > v/f$i; done
+      btrfs -q subvolume snapshot -r v day1
+      for d in 2 3 4; do for i in $(seq $d 7 1500); do echo "day $d" >> v/f$i; done; btrfs -q subvolume snapshot -r v day$d; done
+      btrfs send -q -f ${dir}/day1.stream day1; for d in 2 3 4; do btrfs send -q -p day$((d - 1)) -f ${dir}/day$d.stream day$d; done`);
+    const chain = join(dir, 'chain4.img');
+    execFileSync('truncate', ['-s', '320M', chain]);
+    execFileSync('mkfs.btrfs', ['-q', '-n', '4096', chain]);
+    for (const d of [1, 2, 3, 4]) expect(cli(['receive', '-q', '-f', join(dir, `day${d}.stream`), chain]).status).toBe(0);
+    const old = join(dir, 'chain4-old.img');
+    copyFileSync(chain, old);
+    const kernelDeletes = (img: string, days: string[]): void => {
+      const m = mount(img);
+      try {
+        sh(m.dir, `btrfs subvolume delete -c ${days.join(' ')} >/dev/null; btrfs subvolume sync . >/dev/null`);
+      } finally {
+        m.umount();
+      }
+      const c = btrfsCheck(img);
+      expect(c.status, c.output).toBe(0);
+      expect(checkProblems(c.output)).toEqual([]);
+    };
+    kernelDeletes(chain, ['day2', 'day3']);
+    // an image as btrfs-ts received it before: snapshots keyed with the transaction that made and changed them
+    const keyedOwn = async (img: string, undo: boolean): Promise<number> => {
+      const dev = FileDevice.open(img);
+      try {
+        const fs = await openFilesystem(dev, { growable: false });
+        const t = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
+        let n = 0;
+        for (const it of t.range({ objectid: 256n, type: BTRFS_ROOT_ITEM_KEY, offset: 0n }, { objectid: 1n << 40n, type: BTRFS_ROOT_ITEM_KEY, offset: 0n })) {
+          if (it.key.type !== BTRFS_ROOT_ITEM_KEY || it.key.offset === 0n) continue;
+          const own = decodeRootItem(it.data).otransid;
+          if (it.key.offset === own) n++;
+          if (undo && it.key.offset === own - 1n) {
+            t.delete(it.key);
+            t.put({ ...it.key, offset: own }, it.data);
+          }
+        }
+        if (undo) fs.commit();
+        return n;
+      } finally {
+        dev.close();
+      }
+    };
+    await keyedOwn(old, true);
+    expect(await keyedOwn(old, false)).toBe(0); // (the open rekeys them in memory again: asked of the disk below)
+    expect(sh(dir, 'btrfs inspect-internal dump-tree -t 1 chain4-old.img | grep -c "key (2[0-9][0-9] ROOT_ITEM [1-9]"').trim()).toBe('3');
+    const before = sh(dir, 'btrfs inspect-internal dump-tree -t 1 chain4-old.img | grep "key (2[0-9][0-9] ROOT_ITEM [1-9]"');
+    // any change through btrfs-ts rekeys them (here: deleting day1), and the kernel can delete the rest
+    expect(cli(['subvolume', 'delete', '-q', old, 'day1']).status).toBe(0);
+    const after = sh(dir, 'btrfs inspect-internal dump-tree -t 1 chain4-old.img | grep "key (2[0-9][0-9] ROOT_ITEM [1-9]"');
+    const offsets = (t: string): bigint[] => [...t.matchAll(/ROOT_ITEM (\d+)\)/g)].map((x) => BigInt(x[1]!));
+    expect(offsets(after)).toEqual(offsets(before).map((o) => o - 1n));
+    kernelDeletes(old, ['day2', 'day3']);
+  }, 180_000);
 
   it('refuses as the kernel does, one line, exit 1, the image byte for byte as it was', () => {
     const img = join(dir, 'refuse.img');

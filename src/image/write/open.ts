@@ -23,7 +23,7 @@ import { BTree } from '../engine/ctree.js';
 import { checkQgroups } from './qgroups.js';
 import { checkSpaceCacheV1, invalidateSpaceCacheInodes } from './space-cache-v1.js';
 import type { Key } from './items.js';
-import { initRootItems, needsRootItemInit } from './subvol.js';
+import { fixSnapshotKeys, initRootItems, needsRootItemInit, needsSnapshotKeyFix } from './subvol.js';
 
 const ALL = { from: MIN_KEY, to: MAX_KEY };
 
@@ -81,6 +81,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   keep({ id: BTRFS_ROOT_TREE_OBJECTID, bytenr: sb.root, level: sb.root_level, generation: sb.generation });
   const rootTree = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
   const uninit: Key[] = [];
+  const rekey: Key[] = [];
   for (const it of rootTree.range({ objectid: 0n, type: 0, offset: 0n }, ALL.to)) {
     if (it.key.type !== BTRFS_ROOT_ITEM_KEY) continue;
     const id = it.key.objectid;
@@ -90,6 +91,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
     checkRootItem(img, id, ri);
     keep({ id, bytenr: ri.bytenr, level: ri.level, generation: ri.generation });
     if (needsRootItemInit(id, it.data)) uninit.push(it.key);
+    if (needsSnapshotKeyFix(it.key, it.data)) rekey.push(it.key);
   }
   const required = [BTRFS_EXTENT_TREE_OBJECTID, BTRFS_DEV_TREE_OBJECTID];
   if (hasFreeSpaceTree(sb)) required.push(BTRFS_FREE_SPACE_TREE_OBJECTID);
@@ -101,6 +103,7 @@ export async function openFilesystem(device: BlockDevice, growth: GrowthOptions 
   if (!fs.trees.has(BTRFS_UUID_TREE_OBJECTID)) refuse('IMAGE_NO_TREE', 'it has no UUID tree (made before Linux 3.12 and not mounted since: a mount creates it)');
   checkQgroups(fs);
   initRootItems(fs, uninit);
+  fixSnapshotKeys(fs, rekey);
   // Free space of the tree block groups is read now, before any tree changes: built later, on the first
   // allocation in a block group, it would read its source tree while a change to that tree is half done.
   // (Data block groups are read on their first data allocation, which no tree change makes.)

@@ -32,10 +32,47 @@ export interface NewSubvolume {
   /** Explicit subvolume id (default: next free id >= 256). */
   rootid?: bigint;
   /**
-   * A snapshot, keyed as the kernel's create_pending_snapshot keys it: ROOT_ITEM offset = the creating
-   * transid, directory entry location offset = (u64)-1 (`btrfs subvolume list -s` tells snapshots by it).
+   * A snapshot: directory entry location offset = (u64)-1 (`btrfs subvolume list -s` tells snapshots by
+   * it) and a ROOT_ITEM offset (snapshotKeyOffset).
    */
   snapshot?: boolean;
+}
+
+/**
+ * The ROOT_ITEM key offset of a snapshot made in transaction `transid`: the generation its blocks start
+ * from. The kernel's drop of a deleted subvolume (btrfs_drop_snapshot, do_walk_down) takes blocks of that
+ * generation or older as not the subvolume's own and skips them when it moves the back references of
+ * blocks the subvolume owns and shares to FULL_BACKREF. The kernel's snapshot is made at the commit of
+ * its transaction and changed only in later ones, so it keys it with that transaction; a receive here
+ * makes the snapshot and changes it in one transaction, and blocks the snapshot owns have the snapshot's
+ * own generation: keyed with it, the kernel's delete of such a snapshot left references by the deleted
+ * tree behind (btrfs check: "owner ref check failed", "root N has no tree block found"). The transaction
+ * before: the snapshot is the source as that one committed it, and every block of its own is newer.
+ */
+export function snapshotKeyOffset(transid: bigint): bigint {
+  return transid - 1n;
+}
+
+/**
+ * Snapshots an earlier btrfs-ts received keyed with their own transaction (see snapshotKeyOffset): their
+ * otransid and rtransid are that transaction too, which no kernel receive leaves (it receives into the
+ * snapshot after the commit that made it). Whether the ROOT_ITEM at `key` is one (open.ts asks as it
+ * registers each tree); fixSnapshotKeys rekeys them.
+ */
+export function needsSnapshotKeyFix(key: Key, data: Uint8Array): boolean {
+  if (key.offset === 0n || key.objectid < BTRFS_FIRST_FREE_OBJECTID || key.objectid > BTRFS_LAST_FREE_OBJECTID) return false;
+  const ri = decodeRootItem(data);
+  return key.offset === ri.otransid && ri.rtransid === ri.otransid && ri.received_uuid.some((b) => b !== 0);
+}
+
+/** The ROOT_ITEMs at `keys` moved to snapshotKeyOffset(their transid); the next commit writes them. */
+export function fixSnapshotKeys(fs: Filesystem, keys: readonly Key[]): void {
+  const t = fs.tree(BTRFS_ROOT_TREE_OBJECTID);
+  for (const key of keys) {
+    const data = t.get(key)!;
+    t.delete(key);
+    t.put({ ...key, offset: snapshotKeyOffset(key.offset) }, data);
+  }
 }
 
 /** Next free subvolume id: above every id the root tree mentions, like btrfs_find_free_objectid. */
@@ -100,7 +137,7 @@ export function createSubvolume(fs: Filesystem, o: NewSubvolume): bigint {
   fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_ITEM_KEY, offset: 0n }, encodeInodeItem(dirInodeItem(gen, time)));
   fs.tree(rootid).put({ objectid: top, type: BTRFS_INODE_REF_KEY, offset: top }, encodeInodeRefs([{ index: 0n, name: new TextEncoder().encode('..') }]));
   fs.tree(rootid).madeDir(top);
-  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: o.snapshot ? gen : 0n }, encodeRootItem(subvolRootItem(fs.nodesize, {
+  fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: o.snapshot ? snapshotKeyOffset(gen) : 0n }, encodeRootItem(subvolRootItem(fs.nodesize, {
     uuid, parent_uuid: o.parentUuid ?? new Uint8Array(16), ctransid: gen, otransid: gen,
     ctime: time, otime: time, flags: o.readonly ? BTRFS_ROOT_SUBVOL_RDONLY : 0n,
   })));
