@@ -118,6 +118,7 @@ export { imageTreeSource } from './image/read/tree-source.js';
 export { compsize, formatCompsize, type CompsizeTotals } from './tools/compsize.js';
 export { qgroupUsage, type QgroupRow } from './tools/qgroup-usage.js';
 export { rescanQgroups } from './tools/qgroup-rescan.js';
+export { deleteSubvolumes, type DeletedSubvolume } from './tools/subvolume-delete.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */
 export { replay } from './replay/index.js';
 export type { ReplayOptions, ReplayResult } from './replay/index.js';
