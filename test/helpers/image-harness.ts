@@ -146,6 +146,15 @@ export async function runAllCommands(image: string, work: string): Promise<Comma
     if (recv && recv.outcome !== 'ok' && sha(copy) !== before) recv.problems.push('a failed receive changed the image');
     // a receive that works must leave an image btrfs check accepts, when it accepted the image before
     if (recv?.outcome === 'ok' && HAVE_CHECK && !checks(copy) && checks(image)) recv.problems.push('the receive left an image btrfs check rejects');
+    // the subvolume just received deleted again: a write to the image's own trees (the entry in the top
+    // directory, the extent tree) that must fail whole, or leave an image check accepts as before
+    if (recv?.outcome === 'ok') {
+      const mid = sha(copy);
+      const del = await runCli(['subvolume', 'delete', '-q', copy, 'sample'], 'subvolume delete');
+      if (del.outcome !== 'ok' && sha(copy) !== mid) del.problems.push('a failed delete changed the image');
+      if (del.outcome === 'ok' && HAVE_CHECK && !checks(copy) && checks(image)) del.problems.push('the delete left an image btrfs check rejects');
+      out.push(del);
+    }
     return out;
   } finally {
     rmSync(work, { recursive: true, force: true });
