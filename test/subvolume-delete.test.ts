@@ -283,8 +283,8 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume delete against the kernel
       expect(sha(img), args.join(' ')).toBe(hash);
     }
     expect(cli(['subvolume', 'delete', img]).status).toBe(2);
-    // --subvolid names it as well as a path does
-    const r = cli(['subvolume', 'delete', '-i', '260', img]);
+    // --subvolid names it as well as a path does (-c, btrfs-progs' commit-after, is taken and changes nothing)
+    const r = cli(['subvolume', 'delete', '-c', '-i', '260', img]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe("Delete subvolume (commit): 's3'\n");
     // a subvolume named before the one holding it: both go, in that order, at one commit

@@ -90,6 +90,8 @@ export function register(program: Command): void {
       if (!/^\d+$/.test(v)) throw new InvalidArgumentError('not a subvolume id');
       return [...acc, BigInt(v)];
     }, [] as bigint[])
+    .option('-c, --commit-after', 'accepted as btrfs subvolume delete takes it: the deletions are always committed, once, at the end')
+    .option('-C, --commit-each', 'accepted likewise (all or nothing: one commit for all of them)')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (image: string, paths: string[], o: { subvolid: bigint[]; quiet?: boolean }) => {
       if (paths.length === 0 && o.subvolid.length === 0) throw new ImageError('SUBVOL_USAGE', 'no subvolume to delete: give a path or --subvolid');
