@@ -25,7 +25,8 @@ export function dropSubvolumeTree(fs: Filesystem, rootid: bigint): void {
   const tree = fs.trees.get(rootid)?.engine;
   const key = fs.rootItemKey(rootid);
   if (!tree || !key) throw new ImageError('IMAGE_INTERNAL', `no subvolume tree ${rootid} to drop`);
-  // the transid a snapshot was made in (0 for a subvolume made empty): blocks as old or older are not its own
+  // the ROOT_ITEM's offset (0 for a subvolume made empty; for a snapshot the generation its own blocks are
+  // newer than: subvol.ts snapshotKeyOffset, images keyed otherwise rekeyed on open): older blocks are not its own
   const createdAt = key.offset;
   const { refs } = fs;
   const { table } = refs;
