@@ -1,8 +1,7 @@
 import { ImageError } from '../errors.js';
-import { BtrfsImage } from '../image/read/index.js';
 import { BTRFS_QUOTA_TREE_OBJECTID } from '../image/structs/constants.js';
-import { withImageFile } from '../io/image-read-file.js';
 import { changeImage } from '../receive/image-file.js';
+import { readCommitted } from './committed-image.js';
 import { qgroupUsage, type QgroupRow } from './qgroup-usage.js';
 
 /**
@@ -14,10 +13,8 @@ import { qgroupUsage, type QgroupRow } from './qgroup-usage.js';
  */
 export async function rescanQgroups(image: string): Promise<QgroupRow[]> {
   return changeImage(image, async (real, fs) => {
-    const rows = await withImageFile(real, async (src) => {
-      const img = await BtrfsImage.open(src);
-      // (counted from the file as committed: a log the writer's open replays would not be in the counts)
-      if (img.hasLogTree) throw new ImageError('IMAGE_HAS_LOG', `${image} has a tree log: mount it (or receive into it) once to replay it first`);
+    // (counted from the file as committed: a log the writer's open replays would not be in the counts)
+    const rows = await readCommitted(real, image, async (img) => {
       if (!(await img.reader.rootItem(BTRFS_QUOTA_TREE_OBJECTID))) {
         throw new ImageError('QUOTA_DISABLED', `${image}: quotas are not enabled (btrfs quota enable)`);
       }

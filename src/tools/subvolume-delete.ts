@@ -1,8 +1,8 @@
 import { ImageError } from '../errors.js';
-import { BtrfsImage, type SubvolumeInfo } from '../image/read/index.js';
+import type { SubvolumeInfo } from '../image/read/index.js';
 import { deleteSubvolume } from '../image/write/subvol-delete.js';
-import { withImageFile } from '../io/image-read-file.js';
 import { changeImage } from '../receive/image-file.js';
+import { readCommitted } from './committed-image.js';
 
 /** What `deleteSubvolumes` deleted, in the order given. */
 export interface DeletedSubvolume {
@@ -21,10 +21,8 @@ export interface DeletedSubvolume {
 export async function deleteSubvolumes(image: string, paths: readonly string[], ids: readonly bigint[] = []): Promise<DeletedSubvolume[]> {
   if (paths.length + ids.length === 0) throw new ImageError('SUBVOL_USAGE', 'no subvolume to delete');
   return changeImage(image, async (real, fs) => {
-    const targets = await withImageFile(real, async (src) => {
-      const img = await BtrfsImage.open(src);
-      // names are looked up in the committed trees: a log the writer's open replayed could change them
-      if (img.hasLogTree) throw new ImageError('IMAGE_HAS_LOG', `${image} has a tree log: mount it (or receive into it) once to replay it first`);
+    // names are looked up in the committed trees: a log the writer's open replayed could change them
+    const targets = await readCommitted(real, image, async (img) => {
       const found: SubvolumeInfo[] = [];
       for (const p of paths) found.push(await img.subvolumeByPath(p));
       if (ids.length) {

@@ -97,12 +97,14 @@ export function defaultRootItem(over: Partial<BtrfsRootItem> = {}, nodesize = 16
   };
 }
 
+/** The name of the root tree directory's entry for the default subvolume. */
+export const DEFAULT_ENTRY = new TextEncoder().encode('default');
+
 /** The root tree directory's "default" entry: the subvolume a mount without subvol= shows. */
 export function putDefaultEntry(fs: Filesystem, rootid: bigint): void {
-  const dflt = new TextEncoder().encode('default');
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put(
-    { objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(dflt)) },
-    encodeDirItems([{ location: { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n }, transid: 0n, type: BTRFS_FT_DIR, name: dflt, data: new Uint8Array(0) }]),
+    { objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(DEFAULT_ENTRY)) },
+    encodeDirItems([{ location: { objectid: rootid, type: BTRFS_ROOT_ITEM_KEY, offset: (1n << 64n) - 1n }, transid: 0n, type: BTRFS_FT_DIR, name: DEFAULT_ENTRY, data: new Uint8Array(0) }]),
   );
 }
 

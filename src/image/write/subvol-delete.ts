@@ -1,15 +1,13 @@
 import { ImageError } from '../../errors.js';
 import {
-  U64_MAX, BTRFS_DIR_ITEM_KEY, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_REF_KEY,
+  U64_MAX, BTRFS_FS_TREE_OBJECTID, BTRFS_ROOT_BACKREF_KEY, BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_REF_KEY,
   BTRFS_ROOT_SUBVOL_RDONLY, BTRFS_ROOT_TREE_DIR_OBJECTID, BTRFS_ROOT_TREE_OBJECTID, BTRFS_UUID_KEY_RECEIVED_SUBVOL,
   BTRFS_UUID_KEY_SUBVOL,
 } from '../structs/constants.js';
-import { btrfsNameHash } from '../../util/crc32c.js';
-import { decodeDirItems } from '../structs/fs-items.js';
 import { decodeRootRef } from '../structs/tree-items.js';
-import { nowTimespec } from './create.js';
+import { DEFAULT_ENTRY, nowTimespec } from './create.js';
 import type { Filesystem } from './filesystem.js';
-import { getInode, unlinkEntry, updateInode } from './inode.js';
+import { findDirEntry, getInode, unlinkEntry, updateInode } from './inode.js';
 import { removeSubvolumeQgroup } from './qgroups.js';
 import { getRootItem, removeUuidEntry } from './subvol.js';
 import { dropSubvolumeTree } from './subvol-drop.js';
@@ -62,8 +60,5 @@ export function deleteSubvolume(fs: Filesystem, rootid: bigint): void {
 
 /** The subvolume the root tree directory's "default" entry names (5 without one). */
 export function defaultSubvolume(fs: Filesystem): bigint {
-  const name = new TextEncoder().encode('default');
-  const raw = fs.tree(BTRFS_ROOT_TREE_OBJECTID).get({ objectid: BTRFS_ROOT_TREE_DIR_OBJECTID, type: BTRFS_DIR_ITEM_KEY, offset: BigInt(btrfsNameHash(name)) });
-  const hit = raw && decodeDirItems(raw).find((d) => d.name.length === name.length && d.name.every((b, i) => b === name[i]));
-  return hit ? hit.location.objectid : BTRFS_FS_TREE_OBJECTID;
+  return findDirEntry(fs, BTRFS_ROOT_TREE_OBJECTID, BTRFS_ROOT_TREE_DIR_OBJECTID, DEFAULT_ENTRY)?.location.objectid ?? BTRFS_FS_TREE_OBJECTID;
 }

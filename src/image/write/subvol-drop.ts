@@ -48,9 +48,9 @@ export function dropSubvolumeTree(fs: Filesystem, rootid: bigint): void {
     }
   };
 
-  /** `b`, referenced by this tree alone (through `ref`), freed with what only it references (walk_up_proc). */
-  const drop = (b: Block, ref: Ref): void => {
-    const full = isFull(table.must(b.bytenr));
+  /** `b` (references `r`), referenced by this tree alone (through `ref`), freed with what only it references (walk_up_proc). */
+  const drop = (b: Block, r: BlockRefs, ref: Ref): void => {
+    const full = isFull(r);
     if (!full && b.owner !== rootid) {
       // references by tree name the owner: a block of another tree reached through this one alone would
       // have been switched to FULL_BACKREF when that tree let go of it (the kernel stops with EIO here)
@@ -67,7 +67,7 @@ export function dropSubvolumeTree(fs: Filesystem, rootid: bigint): void {
           if (b.ptrGens[i]! > createdAt && !(b.level === 1 && isFull(cr))) toFullBackref(tree.child(b, i), cr);
           table.drop(child, childRef);
         } else {
-          drop(tree.child(b, i), childRef);
+          drop(tree.child(b, i), cr, childRef);
         }
       }
     }
@@ -87,7 +87,7 @@ export function dropSubvolumeTree(fs: Filesystem, rootid: bigint): void {
     // a root block is never shared (a snapshot gets a copy of it): refuse rather than guess
     throw new ImageError('IMAGE_BAD_BACKREF', `root block ${top.bytenr} of subvolume ${rootid} has ${totalRefs(r)} references`, { offset: top.bytenr });
   }
-  drop(top, { root: rootid });
+  drop(top, r, { root: rootid });
   // the tree's block count goes with its ROOT_ITEM
   fs.store.takeUsedDelta(rootid);
 }
