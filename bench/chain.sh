@@ -25,25 +25,7 @@ SECTION=chain
 bench_workdir chain
 MNT2=$WORK/mnt2
 mkdir "$MNT2"
-CACHE=${BENCH_CACHE:-/var/tmp/btrfs-ts-bench}/chain-$FILES-$DAYS-x$X-$(sha1sum "$BENCH_DIR/small-files.py" | cut -c1-8)
-day() { printf 'day%03d' "$1"; }
-
-if [ ! -f "$CACHE/done" ]; then
-  echo "== making $DAYS daily streams on $FILES files (kernel)" >&2
-  mkdir -p "$CACHE"
-  small_files_source "$FILES"
-  btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day 0)"
-  btrfs send -q -f "$CACHE/$(day 0).stream" "$MNT/$(day 0)"
-  for ((d = 1; d <= DAYS; d++)); do
-    $SMALL_FILES day "$MNT/vol" "$FILES" "$d" "$X"
-    btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day "$d")"
-    btrfs send -q -f "$CACHE/$(day "$d").stream" -p "$MNT/$(day $((d - 1)))" "$MNT/$(day "$d")"
-  done
-  $BTRFS_TS manifest "$MNT/$(day "$DAYS")" -o "$CACHE/last.manifest"
-  umount "$MNT"
-  rm -f "$WORK/src.img"
-  touch "$CACHE/done"
-fi
+chain_streams "$DAYS" "$FILES" "$X"
 cat "$CACHE"/*.stream >/dev/null
 
 kernel_fs "$WORK/k.img" "$MNT"

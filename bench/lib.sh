@@ -175,3 +175,30 @@ machine_info() {
 write_section() {
   node "$BENCH_DIR/write-section.mjs" "$DOC" "$1" "$2"
 }
+
+# day N : the name of day N's snapshot and stream in a chain (day000, day001, ...)
+day() { printf 'day%03d' "$1"; }
+
+# chain_streams DAYS FILES X : sets CACHE to the directory of a chain's kernel-made streams (day000 full,
+# then DAYS daily incrementals of bench/small-files.py's changes ×X, each `btrfs send -p` of the day
+# before) and the last day's manifest, making them first when they are not there (uses $WORK/src.img
+# and $MNT). Shared by chain.sh and delete.sh; cached in $BENCH_CACHE (default /var/tmp/btrfs-ts-bench).
+chain_streams() {
+  local days=$1 files=$2 x=$3 d
+  CACHE=${BENCH_CACHE:-/var/tmp/btrfs-ts-bench}/chain-$files-$days-x$x-$(sha1sum "$BENCH_DIR/small-files.py" | cut -c1-8)
+  [ -f "$CACHE/done" ] && return
+  echo "== making $days daily streams on $files files (kernel)" >&2
+  mkdir -p "$CACHE"
+  small_files_source "$files"
+  btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day 0)"
+  btrfs send -q -f "$CACHE/$(day 0).stream" "$MNT/$(day 0)"
+  for ((d = 1; d <= days; d++)); do
+    $SMALL_FILES day "$MNT/vol" "$files" "$d" "$x"
+    btrfs -q subvolume snapshot -r "$MNT/vol" "$MNT/$(day "$d")"
+    btrfs send -q -f "$CACHE/$(day "$d").stream" -p "$MNT/$(day $((d - 1)))" "$MNT/$(day "$d")"
+  done
+  $BTRFS_TS manifest "$MNT/$(day "$days")" -o "$CACHE/last.manifest"
+  umount "$MNT"
+  rm -f "$WORK/src.img"
+  touch "$CACHE/done"
+}
