@@ -31,10 +31,23 @@ export function dropSubvolumeTree(fs: Filesystem, rootid: bigint): void {
   const { refs } = fs;
   const { table } = refs;
   let sinceTrim = 0;
+  /**
+   * Decoded blocks of a large tree are let go as the walks go (the path holds its own). The cache is
+   * trimmed on every change of another tree (a put), but a walk may go a long way without one: the
+   * directory leaves of a tree of 500,000 files in 100 directories, 4,000 leaves with no file extent,
+   * held 220 MB until the first data reference changed.
+   */
+  const walked = (): void => {
+    if (++sinceTrim >= 256) {
+      sinceTrim = 0;
+      fs.store.trim();
+    }
+  };
 
   /** walk_down_proc / do_walk_down at UPDATE_BACKREF: `b` (shared) and what this tree owns under it go FULL_BACKREF. */
   const toFullBackref = (b: Block, r: BlockRefs): void => {
     if (b.owner !== rootid) return; // another tree's block: its children are referenced by that tree
+    walked();
     if (!isFull(r)) {
       refs.incRef(tree, b, true);
       refs.decRef(tree, b, false);
@@ -74,11 +87,7 @@ export function dropSubvolumeTree(fs: Filesystem, rootid: bigint): void {
     const left = table.drop(b.bytenr, ref);
     if (left !== 0) throw new ImageError('IMAGE_INTERNAL', `tree block ${b.bytenr} still has ${left} references after subvolume ${rootid} dropped its last`, { offset: b.bytenr });
     refs.release(b.bytenr, rootid, b.level);
-    // decoded blocks of a large tree are let go as the walk goes (the path holds its own)
-    if (++sinceTrim >= 256) {
-      sinceTrim = 0;
-      fs.store.trim();
-    }
+    walked();
   };
 
   const top = tree.rootBlock();
