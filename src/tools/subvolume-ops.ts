@@ -47,11 +47,21 @@ const readOnly = (fs: Filesystem, root: bigint): boolean => (getRootItem(fs, roo
 
 /** The directory `dir` names, to take a new entry; refused as btrfs_open_dir and the kernel refuse it. */
 function targetDir(fs: Filesystem, dir: string, refuse: (code: string, why: string) => never): ModelPlace {
-  const at = lookupModelPath(fs, dir);
+  const at = probe(fs, dir);
   if (!at) refuse('SUBVOL_NO_DIR', `cannot access '${dir}': No such file or directory`);
   if (!isModelDir(fs, at!)) refuse('SUBVOL_NOT_DIR', `'${dir}' is not a directory`);
   if (at!.placeholder) refuse('SUBVOL_PLACEHOLDER', `'${dir}' is the empty directory a snapshot holds for a subvolume not snapshotted with it: Operation not permitted`);
   return at!;
+}
+
+/** What `path` names, undefined if it or a directory on the way is missing (as stat's ENOENT). */
+function probe(fs: Filesystem, path: string): ModelPlace | undefined {
+  try {
+    return lookupModelPath(fs, path);
+  } catch (e) {
+    if (e instanceof ImageError && e.code === 'IMAGE_NO_ENTRY') return undefined;
+    throw e;
+  }
 }
 
 /** A tree log waits for a kernel mount: refused (the writer's open would replay it). */
@@ -80,10 +90,10 @@ export async function snapshotSubvolume(image: string, source: string, dest: str
     const refuse = (code: string, why: string): never => {
       throw new ImageError(code, why);
     };
-    const src = lookupModelPath(fs, source);
+    const src = probe(fs, source);
     if (!src) refuse('SUBVOL_NO_SOURCE', `cannot access '${source}': No such file or directory`);
     if (!src!.subvolume) refuse('SUBVOL_NOT_SUBVOLUME', `'${source}' is not a subvolume: Not a Btrfs subvolume`);
-    const d = lookupModelPath(fs, dest);
+    const d = probe(fs, dest);
     let dstdir: string;
     let name: string;
     if (d) {
@@ -125,7 +135,7 @@ export async function createSubvolumes(image: string, paths: readonly string[]):
     };
     const out: CreatedSubvolume[] = [];
     for (const p of paths) {
-      if (lookupModelPath(fs, p)) refuse('SUBVOL_EXISTS', `target path already exists: ${p}`);
+      if (probe(fs, p)) refuse('SUBVOL_EXISTS', `target path already exists: ${p}`);
       const name = posixBasename(p);
       const dstdir = posixDirname(p);
       if (!isSubvolName(name)) refuse('SUBVOL_BAD_NAME', `invalid subvolume name: ${name}`);
@@ -165,7 +175,7 @@ export async function setDefaultSubvolume(image: string, target: bigint | string
       const fsTree = id === BTRFS_FS_TREE_OBJECTID || (id >= BTRFS_FIRST_FREE_OBJECTID && id <= BTRFS_LAST_FREE_OBJECTID);
       if (!fsTree || !fs.rootItemKey(id)) throw new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume with id ${id}: No such file or directory`);
     } else {
-      const at = lookupModelPath(fs, target);
+      const at = probe(fs, target);
       if (!at) throw new ImageError('SUBVOL_NO_SOURCE', `cannot access '${target}': No such file or directory`);
       if (!at.subvolume) throw new ImageError('SUBVOL_NOT_SUBVOLUME', `'${target}' is not a subvolume: Not a Btrfs subvolume`);
       id = at.root;
