@@ -9,6 +9,7 @@ import { type BtrfsRootItem, encodeRootItem, encodeRootRef } from '../structs/tr
 import { nowTimespec, randomUuid } from './create.js';
 import type { Filesystem } from './filesystem.js';
 import { findDirEntry, getInode, linkEntry, updateInode } from './inode.js';
+import { inheritSnapshotQgroup } from './qgroups.js';
 import { addUuidEntry, createSubvolume, getRootItem, nextRootId, setReceivedSubvol, setSubvolReadonly, updateRootItem } from './subvol.js';
 
 /**
@@ -42,7 +43,8 @@ function touchDir(fs: Filesystem, root: bigint, dir: bigint, now: BtrfsTimespec)
  * of the snapshot changes in it (unlike receive's, see snapshotKeyOffset). The new tree's root is a copy
  * of the source's root block sharing every block below (fs.shareTree); the entry is linked afterwards, so
  * a snapshot placed inside its own source does not hold its own entry (the kernel links it after
- * btrfs_copy_root too). The source's root item gets last_snapshot.
+ * btrfs_copy_root too). The source's root item gets last_snapshot. With quotas on, the snapshot's qgroup
+ * is the kernel's btrfs_qgroup_inherit result (qgroups.ts inheritSnapshotQgroup).
  */
 export function makeSnapshot(fs: Filesystem, source: bigint, at: SubvolPlace & { readonly?: boolean; time?: BtrfsTimespec }): bigint {
   const src = getRootItem(fs, source);
@@ -70,6 +72,7 @@ export function makeSnapshot(fs: Filesystem, source: bigint, at: SubvolPlace & {
   touchDir(fs, at.parentRoot, at.parentDir, now);
   addUuidEntry(fs, item.uuid, BTRFS_UUID_KEY_SUBVOL, id);
   if (!isEmptyUuid(item.received_uuid)) addUuidEntry(fs, item.received_uuid, BTRFS_UUID_KEY_RECEIVED_SUBVOL, id);
+  inheritSnapshotQgroup(fs, source, id);
   return id;
 }
 
