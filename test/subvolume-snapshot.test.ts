@@ -129,7 +129,7 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume snapshot / create against
     }
   }, 120_000);
 
-  it('the kernel sends an incremental from a snapshot btrfs-ts made (-p its source\'s older snapshot), scrubs clean', async () => {
+  it('the kernel sends an incremental from a snapshot btrfs-ts made (-p its source\'s older snapshot), scrubs clean, deletes the source, balances', async () => {
     const r = both(join(dir, 'base.img'), ['subvolume', 'snapshot', '-r', 'a', 's2'], 'true');
     const scrub = inMount(r.ours, `btrfs scrub start -B . ; btrfs send -q -f ${dir}/s1.stream s1; btrfs send -q -p s1 -f ${dir}/s2.stream s2;
       btrfs -q subvolume snapshot -r s2 s3; btrfs send -q -p s2 -f ${dir}/s3.stream s3`) as string;
@@ -141,6 +141,13 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume snapshot / create against
     const want = await manifest(r.ours, 'a');
     expect(await manifest(dst, 's2')).toBe(want);
     expect(await manifest(dst, 's3')).toBe(want);
+    checkClean(r.ours);
+    // the source dropped by the kernel's cleaner, everything relocated by a full balance: the snapshot intact
+    inMount(r.ours, 'btrfs -q subvolume delete -c a; btrfs subvolume sync . >/dev/null; btrfs balance start --full-balance . >/dev/null');
+    checkClean(r.ours);
+    expect(await manifest(r.ours, 's2')).toBe(want);
+    // and btrfs-ts's own delete of the snapshot's parent and of the snapshot
+    expect(cli(['subvolume', 'delete', '-q', r.ours, 's1', 's3', 's2']).status).toBe(0);
     checkClean(r.ours);
   }, 180_000);
 
