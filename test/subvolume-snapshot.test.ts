@@ -59,6 +59,7 @@ const BASE = `
   for i in $(seq 1 150 7); do echo more >> a/d3/f$i; done; rm a/d4/f1*; head -c 300000 /dev/urandom > a/big
   mkdir a/box snaps
   btrfs -q subvolume create holder; btrfs -q subvolume create holder/inner; echo in > holder/inner/f; echo top > holder/g
+  btrfs property set holder compression lzo; mkdir holder/x; btrfs property set holder/x compression zstd
   btrfs -q subvolume create ro; btrfs property set ro ro true
   sync`;
 
@@ -189,6 +190,13 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume snapshot / create against
     expect(ls(r.ours)).toBe(ls(r.theirs));
     inMount(r.ours, 'seq 1 100000 > n1/inner/f; mkdir n1/d; cp -r a/d1 a/box/c/; sync');
     checkClean(r.ours);
+    // the compression property of the subvolume holding the new one is inherited (btrfs_subvol_inherit_props)
+    const p = both(join(dir, 'base.img'), ['subvolume', 'create', 'holder/x/n', 'holder/n2'],
+      'btrfs -q subvolume create holder/x/n; btrfs -q subvolume create holder/n2');
+    sameAsKernel(p);
+    const props = (img: string): string => inMount(img, 'for s in holder/x/n holder/n2 a/box holder/x; do btrfs property get $s; done', 'ro') as string;
+    expect(props(p.ours)).toBe(props(p.theirs));
+    expect(props(p.ours)).toMatch(/compression=lzo/);
   }, 120_000);
 
   it('set-default / get-default: what the kernel sets and prints; a plain mount shows it', () => {

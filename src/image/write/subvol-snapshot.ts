@@ -8,7 +8,7 @@ import type { BtrfsTimespec } from '../structs/fs-items.js';
 import { type BtrfsRootItem, encodeRootItem, encodeRootRef } from '../structs/tree-items.js';
 import { nowTimespec, randomUuid } from './create.js';
 import type { Filesystem } from './filesystem.js';
-import { findDirEntry, getInode, linkEntry, updateInode } from './inode.js';
+import { findDirEntry, getInode, getXattr, linkEntry, setXattr, updateInode } from './inode.js';
 import { inheritSnapshotQgroup } from './qgroups.js';
 import { addUuidEntry, createSubvolume, getRootItem, nextRootId, setReceivedSubvol, setSubvolReadonly, updateRootItem } from './subvol.js';
 
@@ -76,10 +76,19 @@ export function makeSnapshot(fs: Filesystem, source: bigint, at: SubvolPlace & {
   return id;
 }
 
-/** An empty subvolume, as create_subvol makes it (createSubvolume), its parent directory's times updated. */
+const COMPRESSION_PROP = new TextEncoder().encode('btrfs.compression');
+
+/**
+ * An empty subvolume, as create_subvol makes it (createSubvolume), its parent directory's times updated.
+ * Its top directory inherits the compression property of the subvolume holding it (of that subvolume's
+ * top directory, not of the directory it is made in: btrfs_subvol_inherit_props; the kernel's own
+ * subvolume shows the same xattr and no inode flag on disk).
+ */
 export function makeSubvolume(fs: Filesystem, at: SubvolPlace & { time?: BtrfsTimespec }): bigint {
   const time = at.time ?? nowTimespec();
   const id = createSubvolume(fs, { parentRoot: at.parentRoot, parentDir: at.parentDir, name: at.name, time });
+  const prop = getXattr(fs, at.parentRoot, getRootItem(fs, at.parentRoot).root_dirid, COMPRESSION_PROP);
+  if (prop) setXattr(fs, id, getRootItem(fs, id).root_dirid, COMPRESSION_PROP, prop);
   touchDir(fs, at.parentRoot, at.parentDir, time);
   return id;
 }
