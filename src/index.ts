@@ -120,7 +120,7 @@ export { qgroupUsage, type QgroupRow } from './tools/qgroup-usage.js';
 export { rescanQgroups } from './tools/qgroup-rescan.js';
 export { deleteSubvolumes, type DeletedSubvolume } from './tools/subvolume-delete.js';
 export {
-  snapshotSubvolume, createSubvolumes, getDefaultSubvolume, setDefaultSubvolume, getSubvolumeReadonly, setSubvolumeReadonly,
+  snapshotSubvolume, createSubvolumes, getDefaultSubvolume, setDefaultSubvolume, getSubvolumeReadonly, setSubvolumeReadonly, getProperties,
   type SnapshotResult, type CreatedSubvolume, type ReadonlySet,
 } from './tools/subvolume-ops.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */

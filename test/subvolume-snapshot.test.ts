@@ -217,6 +217,24 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume snapshot / create against
     checkClean(img);
   }, 120_000);
 
+  it('property get: what btrfs property get prints (ro, label, compression; without a name, every one that applies)', () => {
+    const img = join(dir, 'props.img');
+    copyFileSync(join(dir, 'base.img'), img);
+    execFileSync('btrfs', ['filesystem', 'label', img, 'backups']);
+    const paths = ['/', 'a', 'a/d1', 'a/d1/f1', 'holder', 'holder/x', 'ro', 'nowhere'];
+    const names = [[], ['ro'], ['label'], ['compression'], ['rox']];
+    const kernel = inMount(img, (mnt) => paths.flatMap((p) => names.map((n) => {
+      const r = spawnSync('btrfs', ['property', 'get', join(mnt, p), ...n], { encoding: 'utf8' });
+      return `${p} ${n.join('')}: ${r.status} ${r.stdout}`;
+    })), 'ro,subvolid=5') as string[];
+    const ours = paths.flatMap((p) => names.map((n) => {
+      const r = cli(['property', 'get', img, p, ...n]);
+      return `${p} ${n.join('')}: ${r.status} ${r.stdout}`;
+    }));
+    expect(ours).toEqual(kernel);
+    expect(ours.join('\n')).toMatch(/label=backups/);
+  }, 120_000);
+
   it('quotas: the snapshot\'s qgroup as btrfs_qgroup_inherit makes it (counts, limits), the status marked inconsistent; quota rescan counts what the kernel counts', () => {
     const img = join(dir, 'quota.img');
     copyFileSync(join(dir, 'base.img'), img);
@@ -351,7 +369,8 @@ describe.skipIf(why !== undefined)('refusals', () => {
       [['property', 'set', img, 'a/d1', 'ro', 'true'], /object is not compatible with property: ro/],
       [['property', 'set', img, 'nowhere', 'ro', 'true'], /failed to detect object type: No such file or directory/],
       [['property', 'get', img, 'a/d1', 'ro'], /object is not compatible with property: ro/],
-      [['property', 'set', img, 'a', 'label', 'x'], /unknown property: label/],
+      [['property', 'set', img, 'a', 'label', 'x'], /btrfs-ts sets only ro/],
+      [['property', 'set', img, 'a', 'rox', 'x'], /unknown property: rox/],
     ];
     for (const [args, msg] of cases) {
       const r = cli(args);

@@ -206,6 +206,54 @@ export async function getSubvolumeReadonly(image: string, path: string): Promise
   return withImageFile(image, async (src) => (await subvolumeForProperty(await BtrfsImage.open(src), path)).readonly);
 }
 
+/** The properties `btrfs property get` knows, in the order it lists them. */
+export const PROPERTY_NAMES = ['ro', 'label', 'compression'] as const;
+export type PropertyName = typeof PROPERTY_NAMES[number];
+
+/**
+ * `btrfs property get PATH [NAME]` as btrfs-progs 6.2 answers it, as `name=value` lines: `ro` of a
+ * subvolume, `label` of the filesystem (the top level standing for the mount's root), `compression` of any
+ * file or directory (listed only when set). Without a name, every one that applies, in btrfs-progs'
+ * order; a name that does not apply is refused ("object is not compatible with property").
+ */
+export async function getProperties(image: string, path: string, name?: string): Promise<string[]> {
+  if (name !== undefined && !(PROPERTY_NAMES as readonly string[]).includes(name)) throw new ImageError('PROPERTY_UNKNOWN', `unknown property: ${name}`);
+  return withImageFile(image, async (src) => {
+    const img = await BtrfsImage.open(src);
+    let loc;
+    try {
+      loc = await img.resolve(path);
+    } catch (e) {
+      if (e instanceof ImageError && e.code === 'IMAGE_NO_ENTRY') throw new ImageError('PROPERTY_NO_OBJECT', `failed to detect object type: No such file or directory: ${path}`);
+      throw e;
+    }
+    let sv: SubvolumeInfo | undefined;
+    try {
+      sv = await img.subvolumeByPath(path);
+    } catch (e) {
+      if (!(e instanceof ImageError && e.code === 'IMAGE_NO_SUBVOLUME')) throw e;
+    }
+    const applies: Record<PropertyName, boolean> = { ro: sv !== undefined, label: sv?.id === BTRFS_FS_TREE_OBJECTID, compression: true };
+    if (name !== undefined && !applies[name as PropertyName]) throw new ImageError('PROPERTY_NOT_COMPATIBLE', `object is not compatible with property: ${name}`);
+    const out: string[] = [];
+    for (const p of PROPERTY_NAMES) {
+      if ((name !== undefined && p !== name) || !applies[p]) continue;
+      if (p === 'ro') out.push(`ro=${sv!.readonly}`);
+      else if (p === 'label') out.push(`label=${new TextDecoder().decode(cString(img.superblock.label))}`);
+      else {
+        const x = (await img.xattrs(loc)).find((a) => new TextDecoder().decode(a.name) === 'btrfs.compression');
+        if (x) out.push(`compression=${new TextDecoder().decode(x.value)}`);
+      }
+    }
+    return out;
+  });
+}
+
+const cString = (b: Uint8Array): Uint8Array => {
+  const end = b.indexOf(0);
+  return end < 0 ? b : b.subarray(0, end);
+};
+
 export interface ReadonlySet {
   /** Whether anything was written (setting the value a subvolume has changes nothing, as with btrfs-progs). */
   changed: boolean;
