@@ -116,3 +116,20 @@ export function inheritSnapshotQgroup(fs: FilesystemModel, srcid: bigint, dstid:
   const limit = quota.get({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: srcid });
   quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: dstid }, limit && limit.length >= 40 ? limit.slice(0, 40) : new Uint8Array(40));
 }
+
+/**
+ * A new empty subvolume's level-0 qgroup as the kernel leaves it at the commit that creates it: its root
+ * block referenced and exclusive (btrfs_qgroup_inherit makes the group empty; the accounting of the new
+ * root block adds nodesize to both), no limits.
+ */
+export function newSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  const info = new Uint8Array(40);
+  const dv = new DataView(info.buffer);
+  const nodesize = BigInt(fs.nodesize);
+  dv.setBigUint64(0, fs.transid, true);
+  for (const off of [8, 16, 24, 32]) dv.setBigUint64(off, nodesize, true);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+}

@@ -9,7 +9,7 @@ import { type BtrfsRootItem, encodeRootItem, encodeRootRef } from '../structs/tr
 import { nowTimespec, randomUuid } from './create.js';
 import type { Filesystem } from './filesystem.js';
 import { findDirEntry, getInode, getXattr, linkEntry, setXattr, updateInode } from './inode.js';
-import { inheritSnapshotQgroup } from './qgroups.js';
+import { inheritSnapshotQgroup, newSubvolumeQgroup } from './qgroups.js';
 import { addUuidEntry, createSubvolume, getRootItem, nextRootId, setReceivedSubvol, setSubvolReadonly, updateRootItem } from './subvol.js';
 
 /**
@@ -89,6 +89,7 @@ export function makeSubvolume(fs: Filesystem, at: SubvolPlace & { time?: BtrfsTi
   const id = createSubvolume(fs, { parentRoot: at.parentRoot, parentDir: at.parentDir, name: at.name, time });
   const prop = getXattr(fs, at.parentRoot, getRootItem(fs, at.parentRoot).root_dirid, COMPRESSION_PROP);
   if (prop) setXattr(fs, id, getRootItem(fs, id).root_dirid, COMPRESSION_PROP, prop);
+  newSubvolumeQgroup(fs, id);
   touchDir(fs, at.parentRoot, at.parentDir, time);
   return id;
 }
