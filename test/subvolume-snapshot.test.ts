@@ -258,6 +258,33 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume snapshot / create against
   }, 120_000);
 });
 
+describe.skipIf(why !== undefined)('other layouts', () => {
+  // tree block references in EXTENT_ITEMs (no skinny metadata), data and metadata in one block group, 64 KiB
+  // nodes with 8-byte checksums
+  for (const [name, mkfs] of [
+    ['without skinny metadata', ['-n', '4096', '-O', '^skinny-metadata']],
+    ['--mixed', ['--mixed']],
+    ['-n 65536 --csum xxhash', ['-n', '65536', '--csum', 'xxhash']],
+  ] as const) {
+    it(`an image made ${name}: snapshots as the kernel's, which the kernel then changes, deletes and balances`, async () => {
+      const img = join(dir, 'layout.img');
+      execFileSync('truncate', ['-s', '256M', img]);
+      execFileSync('mkfs.btrfs', ['-q', '-f', ...mkfs, img], { stdio: 'ignore' });
+      inMount(img, `btrfs -q subvolume create a; for i in $(seq 1 600); do head -c $((i * 97 % 20000)) /dev/urandom > a/f$i; done
+        btrfs -q subvolume snapshot -r a s1; for i in $(seq 1 600 5); do echo x >> a/f$i; done; sync`, 'compress=zstd');
+      const r = both(img, ['subvolume', 'snapshot', '-r', 'a', 's2'], 'btrfs -q subvolume snapshot -r a s2');
+      sameAsKernel(r);
+      expect(await manifest(r.ours, 's2')).toBe(await manifest(r.ours, 'a'));
+      expect(cli(['subvolume', 'snapshot', r.ours, 's1', 'w']).status).toBe(0);
+      checkClean(r.ours);
+      inMount(r.ours, `for i in $(seq 1 600 3); do echo y >> w/f$i; done; btrfs -q subvolume delete -c a; btrfs subvolume sync . >/dev/null
+        btrfs balance start --full-balance . >/dev/null; btrfs -q subvolume delete -c w; btrfs subvolume sync . >/dev/null`);
+      checkClean(r.ours);
+      expect(await manifest(r.ours, 's2')).toBe(await manifest(r.theirs, 's2'));
+    }, 180_000);
+  }
+});
+
 describe.skipIf(why !== undefined)('a chain btrfs-ts received: snapshots of its days, property ro', () => {
   let chain = '';
   beforeAll(() => {
