@@ -89,9 +89,14 @@ function both(image: string, args: string[], kernel: string): { ours: string; th
   return { ours, theirs, out: r.stdout };
 }
 
+/** The ctransid of each subvolume's ROOT_ITEM (the kernel's btrfs_update_root_times stamps a changed one). */
+const ctransids = (img: string): string[] => [...sh(dir, `btrfs inspect-internal dump-tree -t 1 ${img}`)
+  .matchAll(/key \((\S+) ROOT_ITEM \d+\)[^]*?ctransid (\d+)/g)].map((m) => `${m[1]} ${m[2]}`);
+
 function sameAsKernel(r: { ours: string; theirs: string }): void {
   checkClean(r.ours);
   expect(kernelView(r.ours)).toEqual(kernelView(r.theirs));
+  expect(ctransids(r.ours)).toEqual(ctransids(r.theirs));
 }
 
 async function manifest(image: string, path: string): Promise<string> {

@@ -28,10 +28,15 @@ export interface SubvolPlace {
 const ZERO_TS: BtrfsTimespec = { sec: 0n, nsec: 0 };
 const isEmptyUuid = (u: Uint8Array): boolean => u.every((b) => b === 0);
 
-/** The parent directory of a new entry, as btrfs_add_link / create_pending_snapshot leave it: new times, one more change. */
+/**
+ * The parent directory of a new entry, as btrfs_add_link / create_pending_snapshot leave it: new times, one
+ * more change; and its subvolume's change stamp (btrfs_update_inode → btrfs_update_root_times: ctransid this
+ * transaction, ctime now).
+ */
 function touchDir(fs: Filesystem, root: bigint, dir: bigint, now: BtrfsTimespec): void {
   const d = getInode(fs, root, dir)!;
   updateInode(fs, root, dir, { mtime: now, ctime: now, sequence: d.sequence + 1n });
+  updateRootItem(fs, root, { ctransid: fs.transid, ctime: now });
 }
 
 /**
