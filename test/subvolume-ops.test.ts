@@ -6,6 +6,9 @@ import {
   BtrfsImage, createSubvolumes, getDefaultSubvolume, getSubvolumeReadonly, openImageFile, setDefaultSubvolume, setSubvolumeReadonly,
   snapshotSubvolume, type SubvolumeInfo,
 } from '../src/index.js';
+import { openFilesystem } from '../src/image/write/open.js';
+import { setSubvolReadonly } from '../src/image/write/subvol.js';
+import { FileDevice } from '../src/io/image-file.js';
 import { CLI } from './helpers/image-harness.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 import { btrfsCheck, checkProblems, haveBtrfsProgs, tmpDir } from './image-write-helpers.js';
@@ -97,6 +100,30 @@ describe('subvolume snapshot / create / default / property ro through the librar
     expect(after.rtransid).toBeGreaterThan(before.rtransid);
     expect(after.ctransid).toBe(before.ctransid);
     expect(await getSubvolumeReadonly(img, 'full')).toBe(false);
+    clean();
+  });
+
+  it('a read-write subvolume with a received uuid (as older btrfs-progs left one): made read-only with btrfs-progs\' warning', async () => {
+    const s = (await subvols()).get('incr')!;
+    expect(s.readonly).toBe(true);
+    // the flag cleared by hand, the received uuid kept
+    const dev = FileDevice.open(img);
+    try {
+      const fs = await openFilesystem(dev, { growable: false });
+      setSubvolReadonly(fs, s.id, false);
+      fs.commit();
+    } finally {
+      dev.close();
+    }
+    const rw = cli(['property', 'set', img, 'incr', 'ro', 'false']);
+    expect(rw.status, rw.stderr).toBe(0);
+    expect(rw.stderr).toBe('btrfs-ts: WARNING: read-write subvolume with received_uuid, this is bad\n');
+    const ro = cli(['property', 'set', img, 'incr', 'ro', 'true']);
+    expect(ro.status, ro.stderr).toBe(0);
+    expect(ro.stderr).toBe('btrfs-ts: WARNING: read-write subvolume with received_uuid, this is bad\n');
+    const after = (await subvols()).get('incr')!;
+    expect(after.readonly).toBe(true);
+    expect(hex(after.receivedUuid)).toBe(hex(s.receivedUuid));
     clean();
   });
 });
