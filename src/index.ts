@@ -119,6 +119,10 @@ export { compsize, formatCompsize, type CompsizeTotals } from './tools/compsize.
 export { qgroupUsage, type QgroupRow } from './tools/qgroup-usage.js';
 export { rescanQgroups } from './tools/qgroup-rescan.js';
 export { deleteSubvolumes, type DeletedSubvolume } from './tools/subvolume-delete.js';
+export {
+  snapshotSubvolume, createSubvolumes, getDefaultSubvolume, setDefaultSubvolume, getSubvolumeReadonly, setSubvolumeReadonly, getProperties,
+  type SnapshotResult, type CreatedSubvolume, type ReadonlySet,
+} from './tools/subvolume-ops.js';
 /** CI replay: receive streams into a scratch image and compare with a stored manifest. */
 export { replay } from './replay/index.js';
 export type { ReplayOptions, ReplayResult } from './replay/index.js';

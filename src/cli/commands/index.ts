@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   ls: () => import('./ls.js'),
   cat: () => import('./cat.js'),
   subvolume: () => import('./subvolume.js'),
+  property: () => import('./property.js'),
   compsize: () => import('./compsize.js'),
   qgroup: () => import('./qgroup.js'),
   quota: () => import('./quota.js'),

@@ -7,6 +7,7 @@ import { subvolumeShow } from '../subvolume-show.js';
 import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList } from '../subvolume-list.js';
 import { ImageError } from '../../errors.js';
 import { deleteSubvolumes } from '../../tools/subvolume-delete.js';
+import { createSubvolumes, getDefaultSubvolume, setDefaultSubvolume, snapshotSubvolume } from '../../tools/subvolume-ops.js';
 
 /** One line in `btrfs subvolume list -g -c -u -q -R` order and spelling, plus flags. */
 export function subvolumeLine(s: SubvolumeInfo): string {
@@ -97,5 +98,40 @@ export function register(program: Command): void {
       if (paths.length === 0 && o.subvolid.length === 0) throw new ImageError('SUBVOL_USAGE', 'no subvolume to delete: give a path or --subvolid');
       const done = await deleteSubvolumes(image, paths, o.subvolid);
       if (!o.quiet) for (const d of done) process.stdout.write(`Delete subvolume (commit): '${d.path}'\n`);
+    });
+  sub
+    .command('snapshot')
+    .description('snapshot a subvolume of an image as `btrfs subvolume snapshot` does (no mount needed): the snapshot shares the source\'s tree; DEST a new path, or an existing directory to hold a snapshot named after SOURCE')
+    .argument('<image>', 'btrfs image file')
+    .argument('<source>', 'subvolume path inside the image, from the top level (/ is the top level)')
+    .argument('<dest>', 'new path inside the image, or an existing directory')
+    .option('-r, --readonly', 'make a read-only snapshot')
+    .action(async (image: string, source: string, dest: string, o: { readonly?: boolean }) => {
+      const r = await snapshotSubvolume(image, source, dest, { readonly: o.readonly === true });
+      process.stdout.write(`Create a ${r.readonly ? 'readonly ' : ''}snapshot of '${r.source}' in '${r.dest}'\n`);
+    });
+  sub
+    .command('create')
+    .description('create empty subvolumes in an image as `btrfs subvolume create` does (no mount needed; all at one commit)')
+    .argument('<image>', 'btrfs image file')
+    .argument('<path...>', 'new subvolume paths inside the image, from the top level')
+    .action(async (image: string, paths: string[]) => {
+      for (const c of await createSubvolumes(image, paths)) process.stdout.write(`Create subvolume '${c.path}'\n`);
+    });
+  sub
+    .command('get-default')
+    .description('print the default subvolume (what a mount without subvol= shows) as `btrfs subvolume get-default` does')
+    .argument('<image>', 'btrfs image file')
+    .action(async (image: string) => {
+      const sv = await getDefaultSubvolume(image);
+      process.stdout.write(sv ? `ID ${sv.id} gen ${sv.generation} top level ${sv.parent} path ${sv.path}\n` : 'ID 5 (FS_TREE)\n');
+    });
+  sub
+    .command('set-default')
+    .description('make a subvolume the default one (what a mount without subvol= shows) as `btrfs subvolume set-default` does')
+    .argument('<image>', 'btrfs image file')
+    .argument('<target>', 'a subvolume id (0 or 5: the top level), or a subvolume path inside the image (a name made of digits: write it ./NAME)')
+    .action(async (image: string, target: string) => {
+      await setDefaultSubvolume(image, /^\d+$/.test(target) ? BigInt(target) : target);
     });
 }

@@ -241,6 +241,12 @@ export function setXattr(fs: Filesystem, root: bigint, ino: bigint, name: Uint8A
   t.put(key, bytes);
 }
 
+/** The value of xattr `name` of inode `ino`, if set. */
+export function getXattr(fs: Filesystem, root: bigint, ino: bigint, name: Uint8Array): Uint8Array | undefined {
+  const prev = fs.tree(root).get(xattrKey(ino, name));
+  return prev ? decodeDirItems(prev).find((x) => sameBytes(x.name, name))?.data : undefined;
+}
+
 export function removeXattr(fs: Filesystem, root: bigint, ino: bigint, name: Uint8Array): boolean {
   const t = fs.tree(root);
   const key = xattrKey(ino, name);

@@ -83,3 +83,53 @@ export function removeSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
     quota.delete({ objectid: rel.key.offset, type: BTRFS_QGROUP_RELATION_KEY, offset: id });
   }
 }
+
+/**
+ * A snapshot's level-0 qgroup as the kernel's btrfs_qgroup_inherit makes it (no qgroup_inherit given, full
+ * accounting): the snapshot refers to what the source refers to; each has only its root block to itself
+ * (excl = nodesize for both); the snapshot takes the source's limits. The items carry this transaction.
+ * The commit still marks the status inconsistent (markQgroupsInconsistent): the other groups — the top
+ * level's directory change, groups above the source — are not counted here; `quota rescan` counts them.
+ */
+export function inheritSnapshotQgroup(fs: FilesystemModel, srcid: bigint, dstid: bigint): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  const srcInfoKey = { objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: srcid };
+  const srcInfo = quota.get(srcInfoKey);
+  if (!srcInfo || srcInfo.length < 40) return; // no group for the source: the kernel inherits nothing either
+  const nodesize = BigInt(fs.nodesize);
+  const src = srcInfo.slice();
+  const sv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
+  const dst = new Uint8Array(40);
+  const dv = new DataView(dst.buffer);
+  dv.setBigUint64(0, fs.transid, true);
+  dv.setBigUint64(8, sv.getBigUint64(8, true), true);
+  dv.setBigUint64(16, sv.getBigUint64(16, true), true);
+  dv.setBigUint64(24, nodesize, true);
+  dv.setBigUint64(32, nodesize, true);
+  sv.setBigUint64(0, fs.transid, true);
+  sv.setBigUint64(24, nodesize, true);
+  sv.setBigUint64(32, nodesize, true);
+  quota.put(srcInfoKey, src);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: dstid }, dst);
+  const limit = quota.get({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: srcid });
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: dstid }, limit && limit.length >= 40 ? limit.slice(0, 40) : new Uint8Array(40));
+}
+
+/**
+ * A new empty subvolume's level-0 qgroup as the kernel leaves it at the commit that creates it: its root
+ * block referenced and exclusive (btrfs_qgroup_inherit makes the group empty; the accounting of the new
+ * root block adds nodesize to both), no limits.
+ */
+export function newSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  const info = new Uint8Array(40);
+  const dv = new DataView(info.buffer);
+  const nodesize = BigInt(fs.nodesize);
+  dv.setBigUint64(0, fs.transid, true);
+  for (const off of [8, 16, 24, 32]) dv.setBigUint64(off, nodesize, true);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+}

@@ -9,7 +9,7 @@ import { DEFAULT_ENTRY, nowTimespec } from './create.js';
 import type { Filesystem } from './filesystem.js';
 import { findDirEntry, getInode, unlinkEntry, updateInode } from './inode.js';
 import { removeSubvolumeQgroup } from './qgroups.js';
-import { getRootItem, removeUuidEntry } from './subvol.js';
+import { getRootItem, removeUuidEntry, updateRootItem } from './subvol.js';
 import { dropSubvolumeTree } from './subvol-drop.js';
 
 /**
@@ -48,6 +48,8 @@ export function deleteSubvolume(fs: Filesystem, rootid: bigint): void {
   const dir = getInode(fs, parent, ref.dirid)!;
   const now = nowTimespec();
   updateInode(fs, parent, ref.dirid, { mtime: now, ctime: now, sequence: dir.sequence + 1n });
+  // btrfs_update_inode → btrfs_update_root_times: the parent subvolume's change stamp
+  updateRootItem(fs, parent, { ctransid: fs.transid, ctime: now });
 
   removeUuidEntry(fs, item.uuid, BTRFS_UUID_KEY_SUBVOL, rootid);
   if (item.received_uuid.some((b) => b !== 0)) removeUuidEntry(fs, item.received_uuid, BTRFS_UUID_KEY_RECEIVED_SUBVOL, rootid);

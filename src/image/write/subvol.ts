@@ -99,7 +99,7 @@ export function updateRootItem(fs: Filesystem, rootid: bigint, patch: Partial<Bt
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put(key, encodeRootItem({ ...cur, ...patch }));
 }
 
-function addUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bigint): void {
+export function addUuidEntry(fs: Filesystem, uuid: Uint8Array, type: number, rootid: bigint): void {
   const t = fs.tree(BTRFS_UUID_TREE_OBJECTID);
   const key = uuidTreeKey(uuid, type);
   const prev = t.get(key);
