@@ -34,7 +34,15 @@ export interface ReceiveImageResult extends ReceiveSummary {
   metadata: { cache: number; blockReads: number; evictions: number; earlyWrites: number };
 }
 
-export const DEFAULT_METADATA_CACHE = 8 << 20;
+/**
+ * The receive CLI's block cache. Not smaller: a stream of many files in few directories adds each name at
+ * its hash's place in the directory's DIR_ITEM leaves, all over them, and once those leaves no longer fit
+ * every new name reads (and decodes) a leaf again. Synthetic streams of N files in 100 directories
+ * (bench/make-many-files.mjs), user CPU: 100,000 files 70 s at 8 MiB against 24 s at 32 MiB (24 at 128);
+ * 200,000 files 238 s at 8 MiB, 82 at 16, 58 at 32, 52 at 64 (docs/performance.md, twenty-first
+ * session). Peak RSS 254 MB at 8 MiB, 530 MB at 32 MiB for 200,000 files.
+ */
+export const DEFAULT_METADATA_CACHE = 32 << 20;
 
 const MiB = 1n << 20n;
 

@@ -79,7 +79,7 @@ export function register(program: Command): void {
     .option('--compress <ALG[:LEVEL]>', 'compress plain and decompressed data (zlib, lzo, zstd) as the compress= mount option', parseCompress)
     .option('--check-extents', 'decode every compressed extent before storing it (the kernel does not)')
     .option('--max-size <SIZE>', 'never grow the image past SIZE (K/M/G suffixes; default: its size plus the free space of the filesystem holding it)', parseSize)
-    .option('--metadata-cache <SIZE>', 'memory for decoded tree blocks; past it clean blocks are dropped and read again, changed ones written early to their new place in the image (default 8M, or BTRFS_TS_METADATA_CACHE)', parseSize)
+    .option('--metadata-cache <SIZE>', 'memory for decoded tree blocks; past it clean blocks are dropped and read again, changed ones written early to their new place in the image (default 32M, or BTRFS_TS_METADATA_CACHE)', parseSize)
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'print what btrfs receive -v prints (subvolume uuids, writes, clones) and a summary at the end; -vv every command', (_v: string, n: number) => n + 1, 0)
     .option('--json', 'print the summary as JSON'))
