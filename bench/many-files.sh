@@ -40,7 +40,7 @@ OUT=$WORK/section.md
   echo
   echo "$(machine_info)"
   echo
-  echo "Command: \`sudo bench/many-files.sh ${SIZES[*]}\` — synthetic protocol-1 streams from \`bench/make-many-files.mjs\` (N files of 6000 bytes in 100 directories: MKFILE, RENAME, one WRITE, UTIMES each). One run per size. Kernel: receive into a fresh loop-mounted btrfs + \`sync\`. btrfs-ts with its default metadata cache (8 MiB of decoded pages, the rest spilled to a deleted file beside the image)."
+  echo "Command: \`sudo bench/many-files.sh ${SIZES[*]}\` — synthetic protocol-1 streams from \`bench/make-many-files.mjs\` (N files of 6000 bytes in 100 directories: MKFILE, RENAME, one WRITE, UTIMES each). One run per size. Kernel: receive into a fresh loop-mounted btrfs + \`sync\`. btrfs-ts with its default metadata cache (32 MiB of decoded tree blocks since the twenty-first session, 8 MiB before; past it clean blocks are dropped and read again, changed ones written early to their new place)."
   echo
   echo "| files | stream | kernel receive + sync | btrfs-ts receive | ratio | btrfs-ts peak RSS | btrfs check | manifest = kernel's |"
   echo "|---:|---:|---:|---:|---:|---:|---|---|"
