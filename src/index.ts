@@ -119,6 +119,7 @@ export { compsize, formatCompsize, type CompsizeTotals } from './tools/compsize.
 export { qgroupUsage, type QgroupRow } from './tools/qgroup-usage.js';
 export { rescanQgroups } from './tools/qgroup-rescan.js';
 export { deleteSubvolumes, type DeletedSubvolume } from './tools/subvolume-delete.js';
+export { rekeySnapshots, staleSnapshotKeys } from './tools/snapshot-keys.js';
 export {
   snapshotSubvolume, createSubvolumes, getDefaultSubvolume, setDefaultSubvolume, getSubvolumeReadonly, setSubvolumeReadonly, getProperties,
   type SnapshotResult, type CreatedSubvolume, type ReadonlySet,

@@ -274,10 +274,27 @@ describe.skipIf(why !== undefined)('btrfs-ts subvolume delete against the kernel
     await keyedOwn(old);
     const before = sh(dir, 'btrfs inspect-internal dump-tree -t 1 chain4-old.img | grep "key (2[0-9][0-9] ROOT_ITEM [1-9]"');
     const cgens = cli(['subvolume', 'list', old]).stdout.split('\n').filter((l) => / cgen /.test(l) && !/ path day1$/.test(l)).map((l) => BigInt(/ cgen (\d+)/.exec(l)![1]!));
+    const offsets = (t: string): bigint[] => [...t.matchAll(/ROOT_ITEM (\d+)\)/g)].map((x) => BigInt(x[1]!));
+    // what a user of such an image is told, and the fix named for it (on a copy)
+    const listed = cli(['subvolume', 'list', old]);
+    expect(listed.status).toBe(0);
+    expect(listed.stderr).toMatch(/^btrfs-ts: WARNING: 3 received subvolumes are keyed as an earlier btrfs-ts keyed them: .*btrfs-ts rescue fix-snapshot-keys .*chain4-old\.img` first\n$/);
+    expect(cli(['subvolume', 'show', old, 'day3']).stderr).toMatch(/WARNING: 1 received subvolume is keyed/);
+    const fixed = join(dir, 'chain4-fixed.img');
+    copyFileSync(old, fixed);
+    const fix = cli(['rescue', 'fix-snapshot-keys', fixed]);
+    expect(fix.status, fix.stderr).toBe(0);
+    expect(fix.stdout).toMatch(/^(rekeyed subvolume \d+ \(day[234]\): ROOT_ITEM offset \d+ -> \d+\n){3}$/);
+    expect(offsets(sh(dir, 'btrfs inspect-internal dump-tree -t 1 chain4-fixed.img | grep "key (2[0-9][0-9] ROOT_ITEM [1-9]"'))).toEqual(cgens.map((o) => o - 1n));
+    expect(cli(['subvolume', 'list', fixed]).stderr).toBe('');
+    const fixedHash = sha(fixed);
+    expect(cli(['rescue', 'fix-snapshot-keys', fixed]).stdout).toBe('no subvolume to rekey\n');
+    expect(sha(fixed)).toBe(fixedHash);
+    checkClean(fixed);
+    rmSync(fixed);
     // any change through btrfs-ts rekeys them (here: deleting day1), and the kernel can delete the rest
     expect(cli(['subvolume', 'delete', '-q', old, 'day1']).status).toBe(0);
     const after = sh(dir, 'btrfs inspect-internal dump-tree -t 1 chain4-old.img | grep "key (2[0-9][0-9] ROOT_ITEM [1-9]"');
-    const offsets = (t: string): bigint[] => [...t.matchAll(/ROOT_ITEM (\d+)\)/g)].map((x) => BigInt(x[1]!));
     expect(offsets(before)).toEqual(cgens); // as an older btrfs-ts left them: keyed with their otransid
     expect(offsets(after)).toEqual(cgens.map((o) => o - 1n));
     kernelDeletes(old, ['day2', 'day3']);

@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   compsize: () => import('./compsize.js'),
   qgroup: () => import('./qgroup.js'),
   quota: () => import('./quota.js'),
+  rescue: () => import('./rescue.js'),
   extract: () => import('./extract.js'),
   'extract-stream': () => import('./extract-stream.js'),
   verify: () => import('./verify.js'),

@@ -8,6 +8,7 @@ import { type ListOptions, parseGenFilter, parseSort, progsList, wantsProgsList 
 import { ImageError } from '../../errors.js';
 import { deleteSubvolumes } from '../../tools/subvolume-delete.js';
 import { createSubvolumes, getDefaultSubvolume, setDefaultSubvolume, snapshotSubvolume } from '../../tools/subvolume-ops.js';
+import { staleKeyWarning } from '../../tools/snapshot-keys.js';
 
 /** One line in `btrfs subvolume list -g -c -u -q -R` order and spelling, plus flags. */
 export function subvolumeLine(s: SubvolumeInfo): string {
@@ -43,13 +44,16 @@ export function register(program: Command): void {
     .action(async (image: string, path: string | undefined, o: ListOptions & { device: string[]; degraded?: boolean }) => {
       await readImage(image, async (src) => {
         const img = await BtrfsImage.open(src);
+        // -d lists only the deleted ones: one pass over the root items either way
+        const listed = await (o.d ? img.deletedSubvolumes() : img.listSubvolumes());
+        const warning = staleKeyWarning(image, listed);
+        if (warning) process.stderr.write(warning);
         if (wantsProgsList(o, path)) {
           const top = path === undefined ? 5n : (await img.resolve(path)).root;
-          // -d lists only the deleted ones: one pass over the root items either way
-          process.stdout.write(progsList(await (o.d ? img.deletedSubvolumes() : img.listSubvolumes()), top, o));
+          process.stdout.write(progsList(listed, top, o));
           return;
         }
-        for (const s of await img.listSubvolumes()) {
+        for (const s of listed) {
           if (s.id === 5n || (o.readonly && !s.readonly)) continue;
           process.stdout.write(subvolumeLine(s) + '\n');
         }
@@ -76,6 +80,8 @@ export function register(program: Command): void {
           const what = o.rootid !== undefined ? `id ${o.rootid}` : o.uuid !== undefined ? `uuid ${o.uuid}` : `holding ${JSON.stringify(path)}`;
           throw new ImageError('IMAGE_NO_SUBVOLUME', `no subvolume of ${what} in ${image}`);
         }
+        const warning = staleKeyWarning(image, [sv]);
+        if (warning) process.stderr.write(warning);
         if (!sv.readonly && sv.receivedUuid.some((b) => b !== 0)) {
           process.stderr.write("btrfs-ts: WARNING: the subvolume is read-write and has received_uuid set, don't use it for incremental send (btrfs-subvolume(8), SUBVOLUME FLAGS)\n");
         }

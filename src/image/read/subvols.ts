@@ -33,11 +33,24 @@ export interface SubvolumeInfo {
   readonly: boolean;
   /** Made as a snapshot: its ROOT_ITEM is keyed with the transid of its creation (btrfs subvolume list -s). */
   snapshot: boolean;
+  /** Its ROOT_ITEM's key offset (0, or for a snapshot the generation its own blocks are newer than). */
+  keyOffset: bigint;
   rootDirid: bigint;
   item: BtrfsRootItem;
 }
 
 const utf8 = new TextDecoder();
+
+/**
+ * A received snapshot as an earlier btrfs-ts keyed it: its ROOT_ITEM keyed with the transaction that made
+ * and changed it, which its otransid and rtransid both are — what no kernel receive leaves (it receives
+ * into the snapshot after the commit that made it). The kernel's delete of such a subvolume damages the
+ * filesystem (write/subvol.ts snapshotKeyOffset says why); btrfs-ts's writer rekeys them on open.
+ */
+export function staleSnapshotKey(id: bigint, keyOffset: bigint, item: Pick<BtrfsRootItem, 'otransid' | 'rtransid' | 'received_uuid'>): boolean {
+  if (keyOffset === 0n || id < BTRFS_FIRST_FREE_OBJECTID || id > BTRFS_LAST_FREE_OBJECTID) return false;
+  return keyOffset === item.otransid && item.rtransid === item.otransid && item.received_uuid.some((b) => b !== 0);
+}
 
 /** Path of directory `ino` inside subvolume `root`, following the first INODE_REF of each level. */
 async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: bigint, known: Map<string, Uint8Array[]>): Promise<Uint8Array[]> {
@@ -71,7 +84,7 @@ async function dirPath(img: ImageReader, root: bigint, ino: bigint, rootDirid: b
 
 function info(id: bigint, item: BtrfsRootItem, parent: bigint, dirid: bigint, name: Uint8Array, pathBytes: Uint8Array, keyOffset = 0n): SubvolumeInfo {
   return {
-    snapshot: keyOffset !== 0n,
+    snapshot: keyOffset !== 0n, keyOffset,
     id, parent, dirid, name, path: utf8.decode(pathBytes), pathBytes, uuid: item.uuid, parentUuid: item.parent_uuid,
     receivedUuid: item.received_uuid, generation: item.generation, otransid: item.otransid, ctransid: item.ctransid,
     stransid: item.stransid, rtransid: item.rtransid, otime: item.otime, ctime: item.ctime, flags: item.flags,

@@ -13,6 +13,7 @@ import { dirInodeItem, nowTimespec, putDefaultEntry, randomUuid, subvolRootItem 
 import type { Filesystem } from './filesystem.js';
 import type { Key } from './items.js';
 import { linkEntry } from './inode.js';
+import { staleSnapshotKey } from '../read/subvols.js';
 
 /**
  * Subvolumes: a tree with its own ROOT_ITEM, top directory 256, ROOT_REF/ROOT_BACKREF pair naming it in
@@ -60,9 +61,7 @@ export function snapshotKeyOffset(transid: bigint): bigint {
  * registers each tree); fixSnapshotKeys rekeys them.
  */
 export function needsSnapshotKeyFix(key: Key, data: Uint8Array): boolean {
-  if (key.offset === 0n || key.objectid < BTRFS_FIRST_FREE_OBJECTID || key.objectid > BTRFS_LAST_FREE_OBJECTID) return false;
-  const ri = decodeRootItem(data);
-  return key.offset === ri.otransid && ri.rtransid === ri.otransid && ri.received_uuid.some((b) => b !== 0);
+  return key.offset !== 0n && staleSnapshotKey(key.objectid, key.offset, decodeRootItem(data));
 }
 
 /** The ROOT_ITEMs at `keys` moved to snapshotKeyOffset(their transid); the next commit writes them. */
