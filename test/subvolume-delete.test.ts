@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BTRFS_ROOT_ITEM_KEY, BTRFS_ROOT_TREE_OBJECTID } from '../src/image/structs/constants.js';
 import { decodeRootItem } from '../src/image/structs/tree-items.js';
 import { openFilesystem } from '../src/image/write/open.js';
 import { FileDevice } from '../src/io/image-file.js';
-import { CLI } from './helpers/image-harness.js';
+import { checkClean, cli, sh, sha } from './helpers/subvolume-oracle.js';
 import { STREAMS_DIR } from './helpers/streams.js';
 import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
@@ -30,17 +30,6 @@ if (why) console.warn(`subvolume-delete: skipping: ${why}`);
 
 let dir = '';
 
-const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
-// a time limit: on an image it finds damaged the kernel can loop in balance or wait forever in subvolume sync
-const sh = (cwd: string, script: string): string => execFileSync('sh', ['-e', '-c', script], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 120_000 });
-
-/** btrfs check finds nothing. */
-function checkClean(image: string): void {
-  const c = btrfsCheck(image);
-  expect(c.status, c.output).toBe(0);
-  expect(checkProblems(c.output)).toEqual([]);
-}
 
 /** `script` run by sh in a mount of `image` (mount options `opts`), unmounted after; its output. */
 function inMount(image: string, script: string, opts = 'rw'): string {

@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI } from './helpers/image-harness.js';
+import { checkClean, cli, sh, sha } from './helpers/subvolume-oracle.js';
 import { makeTreeLogImage } from './helpers/tree-log-image.js';
-import { btrfsCheck, checkProblems, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
+import { btrfsCheck, manifestOf, mount, skipReason, tmpDir } from './image-write-helpers.js';
 
 /**
  * `btrfs-ts subvolume snapshot / create / get-default / set-default` and `property get/set ro` against the
@@ -22,16 +21,6 @@ const why = skipReason('mount');
 if (why) console.warn(`subvolume-snapshot: skipping: ${why}`);
 
 let dir = '';
-const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
-// a time limit: on an image it finds damaged the kernel can wait forever
-const sh = (cwd: string, script: string): string => execFileSync('sh', ['-e', '-c', script], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 120_000 });
-
-function checkClean(image: string): void {
-  const c = btrfsCheck(image);
-  expect(c.status, c.output).toBe(0);
-  expect(checkProblems(c.output)).toEqual([]);
-}
 
 function inMount<T = string>(image: string, script: string | ((mnt: string) => T | Promise<T>), opts = 'rw'): T | Promise<T> {
   const m = mount(image, opts);

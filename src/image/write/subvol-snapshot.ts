@@ -5,6 +5,7 @@ import {
   BTRFS_UUID_KEY_SUBVOL,
 } from '../structs/constants.js';
 import type { BtrfsTimespec } from '../structs/fs-items.js';
+import { splitPath } from '../read/inodes.js';
 import { type BtrfsRootItem, encodeRootItem, encodeRootRef } from '../structs/tree-items.js';
 import { nowTimespec, randomUuid } from './create.js';
 import type { Filesystem } from './filesystem.js';
@@ -131,15 +132,7 @@ const isFsTree = (id: bigint): boolean => id === BTRFS_FS_TREE_OBJECTID || (id >
  * the last component is missing; a missing or non-directory component before it is an error.
  */
 export function lookupModelPath(fs: Filesystem, path: string | Uint8Array): ModelPlace | undefined {
-  const bytes = typeof path === 'string' ? new TextEncoder().encode(path) : path;
-  const parts: Uint8Array[] = [];
-  let start = 0;
-  for (let i = 0; i <= bytes.length; i++) {
-    if (i === bytes.length || bytes[i] === 0x2f) {
-      if (i > start) parts.push(bytes.subarray(start, i));
-      start = i + 1;
-    }
-  }
+  const parts = splitPath(path);
   const shown = typeof path === 'string' ? path : new TextDecoder().decode(path);
   let at: ModelPlace = { root: BTRFS_FS_TREE_OBJECTID, ino: getRootItem(fs, BTRFS_FS_TREE_OBJECTID).root_dirid, subvolume: true };
   let walked = '';
