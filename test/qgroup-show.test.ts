@@ -143,16 +143,31 @@ describe.skipIf(why !== undefined)('btrfs-ts quota rescan: the counts a received
     expect(kernelAfterRescan(img).tables).toEqual(kernelView);
   });
 
-  it('refused while a deleted subvolume waits for the kernel\'s cleaner (which takes its extents out of the counts); qgroup show warns', () => {
+  it('refused while a deleted subvolume waits for the kernel\'s cleaner (which takes its extents out of the counts); qgroup show warns and shows the table the kernel shows once the drop is done', () => {
     const img = join(dir, 'pending.img');
+    // both in group 1/100 (`filesystem sync` below wakes the kernel's cleaner); the kernel removes the deleted one's group and its relation when the drop ends
     kernelImage(img, `set -e; btrfs quota enable .; btrfs -q subvolume create keep; head -c 200000 /dev/urandom > keep/f
-      btrfs -q subvolume create gone; (cd gone && seq 1 5000 | xargs touch); sync; btrfs -q subvolume delete gone`);
+      btrfs -q subvolume create gone; (cd gone && seq 1 5000 | xargs touch); cp --reflink=always keep/f gone/
+      btrfs qgroup create 1/100 .; btrfs qgroup assign 0/256 1/100 . 2>/dev/null; btrfs qgroup assign 0/257 1/100 . 2>/dev/null
+      btrfs quota rescan -w . >/dev/null; sync; btrfs -q subvolume delete gone`);
     // (the unmount comes before the cleaner has dropped \`gone\`, as in test/subvolume-list-progs)
     const listed = spawnSync(process.execPath, [CLI, 'subvolume', 'list', '-d', img], { encoding: 'utf8' }).stdout;
     if (!/DELETED/.test(listed)) return console.warn('qgroup-show pending delete: skipping: the kernel\'s cleaner dropped the subvolume before the unmount');
     const show = spawnSync(process.execPath, [CLI, 'qgroup', 'show', img], { encoding: 'utf8' });
     expect(show.status).toBe(0);
     expect(show.stderr).toMatch(/^btrfs-ts: WARNING: 1 deleted subvolume not cleaned up yet \(id \d+\): counted as if already dropped\n$/);
+    const copy = `${img}.dropped`;
+    copyFileSync(img, copy);
+    const m = mount(copy);
+    let kernelTables: string[];
+    try {
+      execFileSync('sh', ['-e', '-c', 'btrfs filesystem sync .; btrfs subvolume sync . >/dev/null; btrfs quota rescan -w . >/dev/null'], { cwd: m.dir, stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+      kernelTables = ARGS.map((a) => kernelShow(m.dir, a));
+    } finally {
+      m.umount();
+    }
+    rmSync(copy);
+    ARGS.forEach((a, i) => expect(ours(img, a), a.join(' ')).toBe(kernelTables[i]));
     const before = execFileSync('sha256sum', [img], { encoding: 'utf8' });
     const r = spawnSync(process.execPath, [CLI, 'quota', 'rescan', img], { encoding: 'utf8' });
     expect(r.status).toBe(1);

@@ -1,6 +1,6 @@
 import { ReceiveError } from '../errors.js';
 import { BTRFS_FILE_EXTENT_INLINE, BTRFS_FILE_EXTENT_PREALLOC } from '../image/structs/constants.js';
-import { dropFileExtents, insertFileExtent } from '../image/write/file-data.js';
+import { dropFileExtents, insertFileExtent, isNodatasum } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { extentsIn, inlineExtent, readRange } from './file-read.js';
@@ -12,7 +12,8 @@ const COPY_CHUNK = 1 << 20;
 /**
  * CLONE: the destination range gets references to the source's extents (a reflink: no data is copied,
  * reference counts go up), as the kernel's clone ioctl does. Where sharing is impossible — unaligned
- * ranges, inline source data — the bytes are copied instead, which reads the same.
+ * ranges, inline source data, one file with data checksums and the other without (the kernel's clone
+ * refuses that: a file partly checksummed) — the bytes are copied instead, which reads the same.
  */
 export function cloneRange(
   fs: Filesystem, writer: FileWriter,
@@ -40,7 +41,8 @@ export function cloneRange(
   const sameFileOverlap = src.root === dst.root && src.ino === dst.ino && src.offset < dstEnd && dst.offset < srcEnd;
   // cloning into a small inline file at offset 0 replaces its data: copying keeps it inline, as the kernel does
   const dstInline = inlineExtent(fs, dst.root, dst.ino) !== undefined && dst.offset < ss;
-  if (!aligned || !tailOk || hasInline || sameFileOverlap || dstInline) {
+  const sumsDiffer = isNodatasum(fs, src.root, src.ino) !== isNodatasum(fs, dst.root, dst.ino);
+  if (!aligned || !tailOk || hasInline || sameFileOverlap || dstInline || sumsDiffer) {
     copyRange(fs, writer, src, dst, len);
     return;
   }

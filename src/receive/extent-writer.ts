@@ -2,7 +2,7 @@ import {
   BTRFS_COMPRESS_ZLIB, BTRFS_COMPRESS_ZSTD, type BtrfsCompressType, btrfsLzoCompress, compressExtent, zlibCompress, zstdCompress,
 } from '../compress/index.js';
 import { U64_MAX, BTRFS_COMPRESS_NONE } from '../image/structs/constants.js';
-import { dropFileExtents, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
+import { canCompress, dropFileExtents, writeDataExtent, writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { inlineExtent, readRange } from './file-read.js';
 
@@ -44,7 +44,7 @@ export class ExtentWriter {
     const fs = this.fs;
     if (!bare) dropFileExtents(fs, root, ino, 0n, U64_MAX);
     // inline data only needs to come out smaller, not a sector smaller
-    const cc = this.opts.compress ? compressInline(this.opts.compress, data, fs.sectorsize) : null;
+    const cc = this.opts.compress && canCompress(fs, root, ino) ? compressInline(this.opts.compress, data, fs.sectorsize) : null;
     if (cc) writeInlineExtent(fs, root, ino, cc, this.opts.compress!.type, data.length);
     else writeInlineExtent(fs, root, ino, data);
     this.stats.inline++;
@@ -55,7 +55,8 @@ export class ExtentWriter {
   /** `sectorCrcs`: raw CRC32C of buf's first sectors (crc32c-combine.ts), for its checksums. */
   protected writeAligned(root: bigint, ino: bigint, offset: bigint, buf: Uint8Array, sectorCrcs?: Uint32Array): void {
     const fs = this.fs;
-    if (!this.opts.compress) {
+    // (the compress mount option leaves NODATACOW and NODATASUM files alone: btrfs_inode_can_compress)
+    if (!this.opts.compress || !canCompress(fs, root, ino)) {
       writeDataExtent(fs, root, ino, offset, buf, BTRFS_COMPRESS_NONE, buf.length, sectorCrcs);
       this.stats.extents++;
       this.stats.bytes += buf.length;

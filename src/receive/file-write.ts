@@ -1,7 +1,7 @@
 import type { BtrfsCompressType } from '../compress/index.js';
 import { BTRFS_FILE_EXTENT_INLINE } from '../image/structs/constants.js';
 import { addDataCsums } from '../image/write/extents.js';
-import { dropFileExtents, type FileExtentRef, insertFileExtent, writeInlineExtent } from '../image/write/file-data.js';
+import { dropFileExtents, type FileExtentRef, insertFileExtent, isNodatasum, writeInlineExtent } from '../image/write/file-data.js';
 import { getInode, updateInode } from '../image/write/inode.js';
 import { fileRangeOf } from '../io/file-range.js';
 import { concatBytes } from '../util/bytes.js';
@@ -162,7 +162,8 @@ export class FileWriter extends GatherWriter {
       // the bytes as they are in a mapped stream file (unchanged: the parser's view) can come from the file
       fs.writeData(bytenr, padded, padded === x.data ? fileRangeOf(padded) : undefined);
       // the stream's CRC check already ran over these bytes: its per-sector CRCs give the checksums
-      addDataCsums(fs, bytenr, padded, x.sectorCrcs, true);
+      // (none for a NODATASUM file: the kernel's encoded write into one stores the extent without them)
+      if (!isNodatasum(fs, root, ino)) addDataCsums(fs, bytenr, padded, x.sectorCrcs, true);
       // a file growing by the extent (written in order, the common case) changes nbytes and size at once
       const ref: FileExtentRef = {
         disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: x.uoff, num_bytes: numBytes,

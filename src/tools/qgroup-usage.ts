@@ -31,9 +31,11 @@ export const QGROUP_LEVEL_SHIFT = 48n;
  * subvolume under it reaches, and holds exclusively what only those reach. The groups are those of the
  * quota tree where the image has one, else the level-0 group of every subvolume that `btrfs quota enable`
  * makes. Usage is counted here, not read from the quota tree: a receive leaves it marked inconsistent,
- * and an image's numbers may be out of date.
+ * and an image's numbers may be out of date. `dropped`: subvolumes deleted but not cleaned up yet,
+ * counted as if their trees were dropped; their level-0 groups are left out with their relations, as the
+ * kernel removes them once a drop ends (btrfs_qgroup_cleanup_dropped_subvolume, since 6.10).
  */
-export async function qgroupUsage(img: BtrfsImage): Promise<QgroupRow[]> {
+export async function qgroupUsage(img: BtrfsImage, dropped: readonly bigint[] = []): Promise<QgroupRow[]> {
   const subvols = await img.listSubvolumes();
   const reader = img.reader;
   const pass = new ReachPass(BigInt(reader.superblock.nodesize));
@@ -78,8 +80,14 @@ export async function qgroupUsage(img: BtrfsImage): Promise<QgroupRow[]> {
         row(it.key.offset).members.push(it.key.objectid);
       }
     }
+    for (const id of dropped) known.delete(id);
     for (const id of [...rows.keys()]) if (!known.has(id)) rows.delete(id);
     for (const id of known) row(id);
+    // (btrfs_remove_qgroup takes the relations both ways with the group)
+    for (const r of rows.values()) {
+      r.parents = r.parents.filter((p) => known.has(p));
+      r.members = r.members.filter((m) => known.has(m));
+    }
   }
 
   // the subvolumes under a group, through its member groups (each group's own walk: two members may share one)

@@ -21,10 +21,10 @@ export function register(program: Command): void {
         const img = await BtrfsImage.open(src);
         // (the kernel replays a tree log at mount, before any rescan counts)
         if (img.hasLogTree) process.stderr.write(`btrfs-ts: WARNING: ${image} has a tree log not replayed yet: counted as its last commit left the trees\n`);
-        // (their trees are left out: the kernel's cleaner drops them at the next mount)
+        // (their trees and their groups are left out: the kernel's cleaner drops them at the next mount)
         const dead = await img.deletedSubvolumes();
         if (dead.length) process.stderr.write(`btrfs-ts: WARNING: ${dead.length} deleted subvolume${dead.length === 1 ? '' : 's'} not cleaned up yet (id ${dead.map((d) => d.id).join(', ')}): counted as if already dropped\n`);
-        process.stdout.write(formatQgroupShow(await qgroupUsage(img), { parent: o.p, child: o.c, maxReferenced: o.r, maxExclusive: o.e, raw: o.raw }));
+        process.stdout.write(formatQgroupShow(await qgroupUsage(img, dead.map((d) => d.id)), { parent: o.p, child: o.c, maxReferenced: o.r, maxExclusive: o.e, raw: o.raw }));
       }, devicesOf(o));
     });
 }

@@ -2,7 +2,7 @@ import { ImageError } from '../../errors.js';
 import {
   U64_MAX, BTRFS_COMPRESS_LZO, BTRFS_COMPRESS_NONE, BTRFS_COMPRESS_ZSTD, BTRFS_EXTENT_DATA_KEY,
   BTRFS_FEATURE_INCOMPAT_COMPRESS_LZO, BTRFS_FEATURE_INCOMPAT_COMPRESS_ZSTD, BTRFS_FILE_EXTENT_INLINE,
-  BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG,
+  BTRFS_FILE_EXTENT_PREALLOC, BTRFS_FILE_EXTENT_REG, BTRFS_INODE_NODATACOW, BTRFS_INODE_NODATASUM,
 } from '../structs/constants.js';
 import {
   BTRFS_FILE_EXTENT_INLINE_DATA_START, type BtrfsKey, decodeFileExtentItem, encodeFileExtentItem,
@@ -106,7 +106,26 @@ export function insertFileExtent(fs: Filesystem, root: bigint, ino: bigint, file
 }
 
 /**
- * Write a new extent holding `data` at `fileOffset`: allocate, write to the device, checksum, reference.
+ * Whether inode `ino` keeps no data checksums (BTRFS_INODE_NODATASUM: `chattr +C`, the nodatacow or
+ * nodatasum mount options): the kernel writes its extents without csum items (btrfs_submit_chunk), and
+ * btrfs check reports an "odd csum item" for one that has them. A snapshot of a kernel-made subvolume
+ * hands such files to a receive.
+ */
+export function isNodatasum(fs: Filesystem, root: bigint, ino: bigint): boolean {
+  return ((getInode(fs, root, ino)?.flags ?? 0n) & BTRFS_INODE_NODATASUM) !== 0n;
+}
+
+/**
+ * Whether the kernel would compress writes to inode `ino`: never with NODATACOW or NODATASUM
+ * (btrfs_inode_can_compress), whatever the compress mount option says.
+ */
+export function canCompress(fs: Filesystem, root: bigint, ino: bigint): boolean {
+  return ((getInode(fs, root, ino)?.flags ?? 0n) & (BTRFS_INODE_NODATACOW | BTRFS_INODE_NODATASUM)) === 0n;
+}
+
+/**
+ * Write a new extent holding `data` at `fileOffset`: allocate, write to the device, checksum (unless the
+ * inode is NODATASUM), reference.
  * With `compression`, `data` is the compressed bytes and `ramBytes` the uncompressed length;
  * `rawCrcs` are raw CRC32Cs of its first sectors the caller already has (see addDataCsums).
  * Returns the extent's bytenr.
@@ -122,7 +141,7 @@ export function writeDataExtent(
   const bytenr = fs.allocData(diskLen);
   const padded = data.length === Number(diskLen) ? data : padTo(data, Number(diskLen));
   fs.writeData(bytenr, padded);
-  addDataCsums(fs, bytenr, padded, rawCrcs, true);
+  if (!isNodatasum(fs, root, ino)) addDataCsums(fs, bytenr, padded, rawCrcs, true);
   insertFileExtent(fs, root, ino, fileOffset, { disk_bytenr: bytenr, disk_num_bytes: diskLen, offset: 0n, num_bytes: ram, ram_bytes: ram, compression, fresh: true });
   return bytenr;
 }

@@ -58,14 +58,51 @@ export function markQgroupsInconsistent(fs: FilesystemModel): void {
   quota.put(QGROUP_STATUS_KEY, status);
 
   const missing = subvolumeIds(fs).filter((id) => !quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }));
-  for (const id of missing) {
-    // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
-    const info = new Uint8Array(40);
-    new DataView(info.buffer).setBigUint64(0, fs.transid, true);
-    quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
-    // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl
-    quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+  for (const id of missing) putEmptyQgroup(fs, id);
+}
+
+/**
+ * The next subvolume id moved past the level-0 qgroups that outlive their subvolumes, as the kernel moves
+ * its free objectid when it reads the quota tree at mount (btrfs_read_qgroup_config, since 6.10): kernels
+ * before 6.10 left a deleted subvolume's qgroup behind, simple quotas keep one that still has usage, and
+ * a new subvolume taking such an id would take over its limits and its place under higher-level groups.
+ * Its test is `>`, in key order (a qgroup at exactly the next id is reused: claimSubvolumeQgroup resets it).
+ */
+export function skipQgroupIds(fs: FilesystemModel, next: bigint): bigint {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return next;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  // the kernel meets each qgroup at its INFO item, or at its LIMIT item when it has none; only ids above
+  // `next` can move it, and it only grows, so each kind is searched from there (not the whole quota tree)
+  for (const type of [BTRFS_QGROUP_INFO_KEY, BTRFS_QGROUP_LIMIT_KEY]) {
+    for (const it of quota.entries({ objectid: 0n, type, offset: next + 1n }, { objectid: 0n, type, offset: BTRFS_LAST_FREE_OBJECTID })) {
+      const id = it.key.offset;
+      // (btrfs_is_fstree: a subvolume id, level 0 — the levels above start at 1 << 48, far below LAST_FREE)
+      if (it.key.type === type && id >> 48n === 0n && id > next) next = id + 1n;
+    }
   }
+  return next;
+}
+
+/**
+ * A new subvolume whose id already has a qgroup (one left behind, at exactly the next id: skipQgroupIds)
+ * gets it back empty, as btrfs_qgroup_inherit's add_qgroup_item rewrites an existing INFO and LIMIT item:
+ * counts zero at this generation, no limits. Its relations stay, as the kernel keeps them.
+ */
+export function claimSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
+  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  if (!quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }) && !quota.get({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id })) return;
+  putEmptyQgroup(fs, id);
+}
+
+function putEmptyQgroup(fs: FilesystemModel, id: bigint): void {
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
+  const info = new Uint8Array(40);
+  new DataView(info.buffer).setBigUint64(0, fs.transid, true);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
+  // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
 }
 
 /**

@@ -13,6 +13,7 @@ import { dirInodeItem, nowTimespec, putDefaultEntry, randomUuid, subvolRootItem 
 import type { Filesystem } from './filesystem.js';
 import type { Key } from './items.js';
 import { linkEntry } from './inode.js';
+import { claimSubvolumeQgroup, skipQgroupIds } from './qgroups.js';
 import { staleSnapshotKey } from '../read/subvols.js';
 
 /**
@@ -74,7 +75,10 @@ export function fixSnapshotKeys(fs: Filesystem, keys: readonly Key[]): void {
   }
 }
 
-/** Next free subvolume id: above every id the root tree mentions, like btrfs_find_free_objectid. */
+/**
+ * Next free subvolume id: above every id the root tree mentions, like btrfs_find_free_objectid, and past
+ * the quota groups left behind by deleted subvolumes, as the kernel's mount moves it (skipQgroupIds).
+ */
 export function nextRootId(fs: Filesystem): bigint {
   let max = BTRFS_FIRST_FREE_OBJECTID - 1n;
   // (trees above LAST_FREE are the reloc and log trees' ids, never held here: open refuses the first)
@@ -82,7 +86,7 @@ export function nextRootId(fs: Filesystem): bigint {
   if (held >= BTRFS_FIRST_FREE_OBJECTID && held <= BTRFS_LAST_FREE_OBJECTID) max = held;
   const last = fs.tree(BTRFS_ROOT_TREE_OBJECTID).last({ objectid: BTRFS_LAST_FREE_OBJECTID, type: 255, offset: U64_MAX });
   if (last && last.key.objectid >= BTRFS_FIRST_FREE_OBJECTID && last.key.objectid > max) max = last.key.objectid;
-  return max + 1n;
+  return skipQgroupIds(fs, max + 1n);
 }
 
 export function getRootItem(fs: Filesystem, rootid: bigint): BtrfsRootItem {
@@ -145,6 +149,7 @@ export function createSubvolume(fs: Filesystem, o: NewSubvolume): bigint {
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: parentRoot, type: BTRFS_ROOT_REF_KEY, offset: rootid }, ref);
   fs.tree(BTRFS_ROOT_TREE_OBJECTID).put({ objectid: rootid, type: BTRFS_ROOT_BACKREF_KEY, offset: parentRoot }, ref);
   addUuidEntry(fs, uuid, BTRFS_UUID_KEY_SUBVOL, rootid);
+  claimSubvolumeQgroup(fs, rootid);
   return rootid;
 }
 
