@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { rekeySnapshots } from '../../tools/snapshot-keys.js';
 
 export function register(program: Command): void {
-  const r = program.command('rescue').description('repairs of btrfs images that only btrfs-ts can make');
+  const r = program.command('rescue').description('repairs of what an earlier btrfs-ts wrote into an image');
   r.command('fix-snapshot-keys')
     .description('rekey the subvolumes an earlier btrfs-ts received as incrementals, so that the kernel can delete them without damage (any btrfs-ts change to the image does it too; `subvolume list` warns when it is needed)')
     .argument('<image>', 'btrfs image file')
