@@ -90,6 +90,47 @@ describe.skipIf(why)('receive into files without data checksums', () => {
     });
   }
 
+  it('new files take the top directory\'s NODATACOW as the kernel\'s receive gives it them (btrfs_inherit_iflags)', () => {
+    // a subvolume whose top directory is `chattr +C`: the stream creates its new inodes there (orphan names)
+    const img = join(dir, 'topnocow.img');
+    const incr = join(dir, 'topnocow.stream');
+    execFileSync('truncate', ['-s', '512M', img]);
+    execFileSync('mkfs.btrfs', ['-q', img]);
+    const m = mount(img);
+    try {
+      execFileSync('sh', ['-e', '-c', `
+        btrfs -q subvolume create v; chattr +C v; head -c 100000 /dev/urandom > v/old; mkdir v/d
+        btrfs -q subvolume snapshot -r v s1
+        head -c 200000 /dev/urandom > v/new1; head -c 3000 /dev/urandom > v/d/new2; mkdir v/d/sub; ln -s x v/sym
+        btrfs -q subvolume snapshot -r v s2; btrfs send -q -p s1 -f ${incr} s2; btrfs -q subvolume delete s2`], { cwd: m.dir, stdio: ['ignore', 'ignore', 'inherit'] });
+    } finally {
+      m.umount();
+    }
+    // the inode flags of the received subvolume, in inode order
+    const flagsOf = (image: string): string[] => {
+      const id = /ID (\d+) .*path s2$/m.exec(cli(['subvolume', 'list', image]).stdout)![1]!;
+      const tree = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', id, image], { encoding: 'utf8' });
+      return [...tree.matchAll(/item \d+ key \((\d+) INODE_ITEM 0\) itemoff \d+ itemsize \d+\n[^\n]*\n[^\n]*\n\s*sequence \d+ flags (0x[0-9a-f]+)/g)].map((x) => `${x[1]} ${x[2]}`);
+    };
+    const kernel = join(dir, 'topnocow-kernel.img');
+    copyFileSync(img, kernel);
+    const km = mount(kernel);
+    try {
+      execFileSync('btrfs', ['receive', '-q', '-f', incr, km.dir]);
+    } finally {
+      km.umount();
+    }
+    const r = cli(['receive', '-q', '-f', incr, img]);
+    expect(r.status, r.stderr).toBe(0);
+    const want = flagsOf(kernel);
+    // new1, new2 NODATASUM|NODATACOW; sub and sym NODATACOW
+    expect(want.filter((f) => f.endsWith(' 0x3')).length).toBeGreaterThanOrEqual(2);
+    expect(flagsOf(img)).toEqual(want);
+    const c = spawnSync('btrfs', ['check', '--readonly', '--check-data-csum', img], { encoding: 'utf8' });
+    expect(c.status, `${c.stdout}\n${c.stderr}`).toBe(0);
+    expect(checkProblems(`${c.stdout}\n${c.stderr}`)).toEqual([]);
+  });
+
   it('a clone between a file with data checksums and one without is copied, not shared', async () => {
     // an incremental on A: the NODATASUM file gets a range of the checksummed one, and the reverse
     const u = Uint8Array.from(parentUuid.replace(/-/g, '').match(/../g)!.map((h) => parseInt(h, 16)));

@@ -1,13 +1,15 @@
 import { escapePath } from '../dump/escape.js';
 import { ReceiveError } from '../errors.js';
-import { BTRFS_FIRST_FREE_OBJECTID } from '../image/structs/constants.js';
+import {
+  BTRFS_FIRST_FREE_OBJECTID, BTRFS_INODE_COMPRESS, BTRFS_INODE_NOCOMPRESS, BTRFS_INODE_NODATACOW, BTRFS_INODE_NODATASUM,
+} from '../image/structs/constants.js';
 import { nowTimespec } from '../image/write/create.js';
 import { writeInlineExtent } from '../image/write/file-data.js';
 import type { Filesystem } from '../image/write/filesystem.js';
 import { createInode, getInode, linkInode, unlinkEntry, updateInode } from '../image/write/inode.js';
 import { sameBytes } from '../util/bytes.js';
 import { deleteInode } from '../image/write/file-data.js';
-import { dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK } from './namespace.js';
+import { dirIsEmpty, isAncestor, isDirMode, resolveExisting, resolvePath, S_IFLNK, S_IFREG } from './namespace.js';
 import { checkDirBeforeChange, parentOf } from './size-checks.js';
 
 /**
@@ -41,8 +43,27 @@ export function createUnlinked(fs: Filesystem, root: bigint, path: Uint8Array, m
   if (r.ino !== undefined) throw new ReceiveError('PATH_EXISTS', 'path already exists');
   checkDirBeforeChange(fs, root, r.dir, parentOf(path));
   const now = nowTimespec();
-  const ino = createInode(fs, root, { mode, rdev, atime: now, mtime: now, ctime: now, otime: now });
+  const flags = inheritedFlags(getInode(fs, root, r.dir)?.flags ?? 0n, mode);
+  const ino = createInode(fs, root, { mode, rdev, flags, atime: now, mtime: now, ctime: now, otime: now });
   return { ino, dir: r.dir, name: r.name.slice(), path: path.slice() };
+}
+
+/**
+ * What a new inode takes of its directory's flags (btrfs_inherit_iflags): COMPRESS or NOCOMPRESS, and
+ * NODATACOW (with NODATASUM for a regular file). A send stream creates its new inodes in the top directory
+ * of the subvolume, which a snapshot of a kernel-made subvolume may have with `chattr +C`: the kernel's
+ * receive then makes every new file NODATACOW, and so does this one (file-data.ts writes them without
+ * checksums or compression).
+ */
+function inheritedFlags(dirFlags: bigint, mode: number): bigint {
+  let flags = 0n;
+  if (dirFlags & BTRFS_INODE_NOCOMPRESS) flags |= BTRFS_INODE_NOCOMPRESS;
+  else if (dirFlags & BTRFS_INODE_COMPRESS) flags |= BTRFS_INODE_COMPRESS;
+  if (dirFlags & BTRFS_INODE_NODATACOW) {
+    flags |= BTRFS_INODE_NODATACOW;
+    if ((mode & 0o170000) === S_IFREG) flags |= BTRFS_INODE_NODATASUM;
+  }
+  return flags;
 }
 
 /** The name of an inode made by createUnlinked. */
