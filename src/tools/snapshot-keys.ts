@@ -6,9 +6,9 @@ import { readCommitted } from './committed-image.js';
 
 /**
  * Images an earlier btrfs-ts (builds before 2026-11-28) received keyed each received incremental's
- * ROOT_ITEM with the transaction that made and changed the snapshot; the kernel's `btrfs subvolume delete` of such a subvolume leaves
- * references by the deleted tree behind and damages the filesystem (image/write/subvol.ts
- * snapshotKeyOffset). btrfs-ts's writer rekeys them whenever it opens an image; these name that fix for
+ * ROOT_ITEM with the transaction that made and changed the snapshot; the kernel's `btrfs subvolume
+ * delete` of such a subvolume leaves references by the deleted tree behind and damages the filesystem
+ * (image/write/subvol.ts snapshotKeyOffset). btrfs-ts's writer rekeys them whenever it opens an image; these name that fix for
  * the user who only wants it before letting the kernel prune the chain.
  */
 

@@ -5,7 +5,7 @@ import {
 } from '../structs/constants.js';
 import { decodeFileExtentItem } from '../structs/fs-items.js';
 import type { FilesystemModel } from './model.js';
-import { QGROUP_STATUS_KEY, subvolumeIds } from './qgroups.js';
+import { encodeQgroupInfo, NO_QGROUP_LIMIT, QGROUP_STATUS_KEY, subvolumeIds } from './qgroups.js';
 
 /**
  * Exact qgroup counts, for the images this writer makes whole (mkfs -R quota, as mkfs.btrfs 6.2 makes
@@ -58,17 +58,8 @@ export function writeQgroupCounts(fs: FilesystemModel, counts: ReadonlyMap<bigin
   sv.setBigUint64(16, BTRFS_QGROUP_STATUS_FLAG_ON, true);
   quota.put(QGROUP_STATUS_KEY, status);
   for (const [id, c] of counts) {
-    // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
-    const info = new Uint8Array(40);
-    const dv = new DataView(info.buffer);
-    dv.setBigUint64(0, fs.transid, true);
-    dv.setBigUint64(8, c.referenced, true);
-    dv.setBigUint64(16, c.referenced, true);
-    dv.setBigUint64(24, c.exclusive, true);
-    dv.setBigUint64(32, c.exclusive, true);
-    quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
-    // btrfs_qgroup_limit_item (flags, max_rfer, max_excl, rsv_rfer, rsv_excl): no limits
+    quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, encodeQgroupInfo(fs.transid, c.referenced, c.exclusive));
     const limit = { objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id };
-    if (!quota.get(limit)) quota.put(limit, new Uint8Array(40));
+    if (!quota.get(limit)) quota.put(limit, NO_QGROUP_LIMIT);
   }
 }

@@ -58,7 +58,7 @@ export function markQgroupsInconsistent(fs: FilesystemModel): void {
   quota.put(QGROUP_STATUS_KEY, status);
 
   const missing = subvolumeIds(fs).filter((id) => !quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }));
-  for (const id of missing) putEmptyQgroup(fs, id);
+  for (const id of missing) putQgroup(fs, id);
 }
 
 /**
@@ -92,17 +92,32 @@ export function claimSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
   if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
   const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
   if (!quota.get({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }) && !quota.get({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id })) return;
-  putEmptyQgroup(fs, id);
+  putQgroup(fs, id);
 }
 
-function putEmptyQgroup(fs: FilesystemModel, id: bigint): void {
-  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
-  // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
+/**
+ * A btrfs_qgroup_info_item (generation, rfer, rfer_cmpr, excl, excl_cmpr) at `generation`; the compressed
+ * counts equal the plain ones unless given, as the kernel keeps them.
+ */
+export function encodeQgroupInfo(generation: bigint, rfer: bigint, excl: bigint, rferCmpr = rfer, exclCmpr = excl): Uint8Array {
   const info = new Uint8Array(40);
-  new DataView(info.buffer).setBigUint64(0, fs.transid, true);
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
-  // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+  const dv = new DataView(info.buffer);
+  dv.setBigUint64(0, generation, true);
+  dv.setBigUint64(8, rfer, true);
+  dv.setBigUint64(16, rferCmpr, true);
+  dv.setBigUint64(24, excl, true);
+  dv.setBigUint64(32, exclCmpr, true);
+  return info;
+}
+
+/** btrfs_qgroup_limit_item (flags, max_rfer, max_excl, rsv_rfer, rsv_excl) with no limits. */
+export const NO_QGROUP_LIMIT = new Uint8Array(40);
+
+/** Level-0 qgroup `id` written anew: referenced and exclusive `counted` at this generation, no limits. */
+function putQgroup(fs: FilesystemModel, id: bigint, counted = 0n): void {
+  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, encodeQgroupInfo(fs.transid, counted, counted));
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, NO_QGROUP_LIMIT);
 }
 
 /**
@@ -135,23 +150,14 @@ export function inheritSnapshotQgroup(fs: FilesystemModel, srcid: bigint, dstid:
   const srcInfo = quota.get(srcInfoKey);
   if (!srcInfo || srcInfo.length < 40) return; // no group for the source: the kernel inherits nothing either
   const nodesize = BigInt(fs.nodesize);
-  const src = srcInfo.slice();
-  const sv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-  // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr
-  const dst = new Uint8Array(40);
-  const dv = new DataView(dst.buffer);
-  dv.setBigUint64(0, fs.transid, true);
-  dv.setBigUint64(8, sv.getBigUint64(8, true), true);
-  dv.setBigUint64(16, sv.getBigUint64(16, true), true);
-  dv.setBigUint64(24, nodesize, true);
-  dv.setBigUint64(32, nodesize, true);
-  sv.setBigUint64(0, fs.transid, true);
-  sv.setBigUint64(24, nodesize, true);
-  sv.setBigUint64(32, nodesize, true);
-  quota.put(srcInfoKey, src);
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: dstid }, dst);
+  const sv = new DataView(srcInfo.buffer, srcInfo.byteOffset, srcInfo.byteLength);
+  const rfer = sv.getBigUint64(8, true);
+  const rferCmpr = sv.getBigUint64(16, true);
+  // both refer to what the source did; each has its root block alone
+  quota.put(srcInfoKey, encodeQgroupInfo(fs.transid, rfer, nodesize, rferCmpr));
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: dstid }, encodeQgroupInfo(fs.transid, rfer, nodesize, rferCmpr));
   const limit = quota.get({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: srcid });
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: dstid }, limit && limit.length >= 40 ? limit.slice(0, 40) : new Uint8Array(40));
+  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: dstid }, limit && limit.length >= 40 ? limit.slice(0, 40) : NO_QGROUP_LIMIT);
 }
 
 /**
@@ -160,13 +166,5 @@ export function inheritSnapshotQgroup(fs: FilesystemModel, srcid: bigint, dstid:
  * root block adds nodesize to both), no limits.
  */
 export function newSubvolumeQgroup(fs: FilesystemModel, id: bigint): void {
-  if (!fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) return;
-  const quota = fs.tree(BTRFS_QUOTA_TREE_OBJECTID);
-  const info = new Uint8Array(40);
-  const dv = new DataView(info.buffer);
-  const nodesize = BigInt(fs.nodesize);
-  dv.setBigUint64(0, fs.transid, true);
-  for (const off of [8, 16, 24, 32]) dv.setBigUint64(off, nodesize, true);
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_INFO_KEY, offset: id }, info);
-  quota.put({ objectid: 0n, type: BTRFS_QGROUP_LIMIT_KEY, offset: id }, new Uint8Array(40));
+  if (fs.hasTree(BTRFS_QUOTA_TREE_OBJECTID)) putQgroup(fs, id, BigInt(fs.nodesize));
 }
